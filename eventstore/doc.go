@@ -1,0 +1,82 @@
+// Package eventstore is cqrsgate's append-only event log: streams of events
+// with 1-based versions, one global order of positions, optimistic
+// concurrency, idempotent appends, snapshots and commit wake-ups.
+//
+// Two implementations pass the conformance suite in eventstoretest:
+// Postgres, the production store (pgx/v5), and Memory, for fast unit tests.
+//
+// # Tables
+//
+// Migrate creates the tables with embedded, versioned SQL migrations
+// (jackc/tern, version table eventstore_schema_version): events (position,
+// tx_id, event_id, stream_id, stream_version, event_type, schema_version,
+// data, metadata, recorded_at) and snapshots (the latest per stream).
+//
+// # Appending
+//
+// An append runs in one transaction, in two round trips:
+//
+//  1. BEGIN; take a transaction-level advisory lock keyed by the stream id
+//     (serialising writers of that stream, and only them); read the
+//     stream's version; look up any of the append's event ids that are
+//     already stored (idempotency). The expected version is checked here, so
+//     of two concurrent appends at the same expected version exactly one
+//     wins, and the loser gets ErrWrongExpectedVersion. The unique
+//     (stream_id, stream_version) index backs this up.
+//  2. Take the allocation lock (a session-level advisory lock); INSERT all
+//     events in one statement, which assigns the transaction id and the
+//     positions; release the allocation lock; COMMIT; then NOTIFY.
+//
+// # Gap safety
+//
+// Positions come from a sequence, and sequences are not transactional: a
+// transaction can take position 10, stay open, and commit after another
+// transaction took 11 and committed. A reader that saw 11 and then asked for
+// "after 11" would skip 10 for ever. The store rules this out as follows.
+//
+// The first write of an append's transaction is its INSERT, made while it
+// holds the allocation lock, so the transaction id (recorded in tx_id as
+// pg_current_xact_id()) and the positions are both allocated under that
+// lock: across appends, tx_id order equals position order. (Step 2 asserts
+// that no transaction id was assigned before the lock.) ReadAll returns only
+// events whose tx_id is below pg_snapshot_xmin(pg_current_snapshot()), the
+// oldest transaction still running on the server: every transaction below
+// it has ended, and every transaction still running or yet to start has a
+// higher tx_id and therefore only higher positions. So when ReadAll returns
+// position P, no event below P can commit later, and continuing "after P"
+// skips nothing, with any number of writers in any number of processes.
+//
+// The cost:
+//   - Appends serialise on the allocation lock for the duration of one
+//     INSERT (one round trip), not for their commit: commits, and so WAL
+//     flushes, still overlap and PostgreSQL groups them.
+//   - Readers of the global log lag behind by the longest transaction with
+//     an assigned id running anywhere on the server (xmin is cluster-wide):
+//     a write transaction held open for a second holds every follower back
+//     for that second. Keep write transactions short. Reads of a single
+//     stream are not affected.
+//   - Rolled-back appends leave holes in the positions; readers must not
+//     expect positions to be dense.
+//   - Anything that appends in a transaction of its own must take the
+//     allocation lock before that transaction's first write.
+//
+// # Idempotency
+//
+// An event id identifies an event for ever. Re-appending ids that are stored
+// in the same stream, in the same order and with the same type, schema
+// version and data (compared as jsonb; metadata may differ) returns the
+// original positions and writes nothing, whatever the expected version. Any
+// other reuse of a stored id fails with ErrDuplicateEventID.
+//
+// # Wake-ups
+//
+// After each commit the store wakes its own Broadcaster and sends
+// NOTIFY cqrsgate_events with the new last position as the only payload.
+// The NOTIFY runs after the COMMIT, in its own tiny transaction, because
+// PostgreSQL holds a database-wide lock from a notifying transaction's
+// pre-commit to its end, which would otherwise serialise every append's WAL
+// flush. A Listener in each process turns these notifications into
+// Broadcaster wake-ups, so followers never busy-poll; Follow still re-reads
+// on a slow timer in case a notification is lost (a process that crashes
+// between COMMIT and NOTIFY).
+package eventstore

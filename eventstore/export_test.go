@@ -1,0 +1,10 @@
+package eventstore
+
+import "context"
+
+// SetBeforeCommit installs a hook that runs inside each append's open
+// transaction after its insert; an error rolls the append back. Tests use it
+// to hold transactions open and to roll some back.
+func (s *Postgres) SetBeforeCommit(hook func(ctx context.Context, stream string) error) {
+	s.beforeCommit = hook
+}

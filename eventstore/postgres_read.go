@@ -1,0 +1,260 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"cqrsgate/domain"
+)
+
+const eventColumns = `event_id::text, event_type, schema_version, data::text, metadata::text, stream_id, stream_version, position, recorded_at`
+
+func scanEvent(r pgx.CollectableRow) (domain.RecordedEvent, error) {
+	var e domain.RecordedEvent
+	var data, meta string
+	err := r.Scan(&e.ID, &e.Type, &e.SchemaVersion, &data, &meta, &e.StreamID, &e.StreamVersion, &e.Position, &e.RecordedAt)
+	e.Data, e.Metadata = json.RawMessage(data), json.RawMessage(meta)
+	return e, err
+}
+
+// ReadStream implements Store.
+func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery) ([]domain.RecordedEvent, error) {
+	if err := validateStreamID("stream", stream); err != nil {
+		return nil, err
+	}
+	limit, err := resolveLimit("limit", q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if q.From < 0 {
+		return nil, invalid("from", "version %d is negative", q.From)
+	}
+	var rows pgx.Rows
+	switch {
+	case !q.Backward:
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`, stream, q.From, limit)
+	case q.From == 0:
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT $2`, stream, limit)
+	default:
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3`, stream, q.From, limit)
+	}
+	if err != nil {
+		return nil, s.dbError("read stream "+stream, err)
+	}
+	events, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, s.dbError("read stream "+stream, err)
+	}
+	return events, nil
+}
+
+// headSQL finds the highest position that is safe to read: every event at
+// or below it is committed (or rolled back) for good.
+const headSQL = `SELECT coalesce((SELECT position FROM events
+	WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY position DESC LIMIT 1), 0)`
+
+// ReadAll implements Store. An event is returned only once the transaction
+// that wrote it is older than every transaction still running
+// (tx_id < pg_snapshot_xmin(pg_current_snapshot())); see the package
+// documentation for why this makes reading by position gap-safe.
+func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
+	limit, err := resolveLimit("first", q.Limit)
+	if err != nil {
+		return Page{}, err
+	}
+	if q.After < 0 {
+		return Page{}, invalid("after", "position %d is negative", q.After)
+	}
+	for i, t := range q.Types {
+		if err := validateEventType(fmt.Sprintf("types.%d", i), t); err != nil {
+			return Page{}, err
+		}
+	}
+	sql := `SELECT ` + eventColumns + ` FROM events
+		WHERE position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())`
+	args := []any{q.After, limit}
+	if len(q.Types) > 0 {
+		args = append(args, q.Types)
+		sql += fmt.Sprintf(" AND event_type = ANY($%d)", len(args))
+	}
+	if q.StreamPrefix != "" {
+		args = append(args, q.StreamPrefix)
+		sql += fmt.Sprintf(" AND starts_with(stream_id, $%d)", len(args))
+	}
+	sql += " ORDER BY position LIMIT $2"
+
+	// The head is read first: everything at or below it is settled, so a
+	// page that comes back short has seen all of it.
+	b := &pgx.Batch{}
+	b.Queue(headSQL)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var page Page
+	if err := br.QueryRow().Scan(&page.Head); err != nil {
+		return Page{}, s.dbError("read all", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return Page{}, s.dbError("read all", err)
+	}
+	page.Events, err = pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return Page{}, s.dbError("read all", err)
+	}
+	page.Next = nextPosition(q.After, limit, page)
+	if page.Head < page.Next {
+		// The events were read after the head, so they may pass it.
+		page.Head = page.Next
+	}
+	return page, nil
+}
+
+// nextPosition is where a reader continues after page: after its last event
+// when the page is full, otherwise after everything known to be settled.
+func nextPosition(after int64, limit int, page Page) int64 {
+	next := after
+	if n := len(page.Events); n > 0 {
+		next = page.Events[n-1].Position
+	}
+	if len(page.Events) < limit && page.Head > next {
+		next = page.Head
+	}
+	return next
+}
+
+// ReadByCorrelation implements Store.
+func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
+	if correlationID == "" {
+		return nil, invalid("correlationId", "correlation id is empty")
+	}
+	limit, err := resolveLimit("first", limit)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE metadata ? 'correlationId' AND metadata ->> 'correlationId' = $1 AND position > $2
+		  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY position LIMIT $3`, correlationID, after, limit)
+	if err != nil {
+		return nil, s.dbError("read by correlation", err)
+	}
+	events, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, s.dbError("read by correlation", err)
+	}
+	return events, nil
+}
+
+// SaveSnapshot implements Store.
+func (s *Postgres) SaveSnapshot(ctx context.Context, snap domain.Snapshot) error {
+	if err := validateSnapshot(snap); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO snapshots (stream_id, stream_version, schema_version, state)
+		SELECT $1, $2, $3, $4::jsonb
+		 WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2)
+		ON CONFLICT (stream_id) DO UPDATE
+		   SET stream_version = excluded.stream_version, schema_version = excluded.schema_version,
+		       state = excluded.state, created_at = clock_timestamp()
+		 WHERE snapshots.stream_version <= excluded.stream_version`,
+		snap.StreamID, snap.Version, snap.SchemaVersion, string(snap.State))
+	if err != nil {
+		return s.dbError("save snapshot "+snap.StreamID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// Either a newer snapshot is stored (fine) or the version does not exist.
+		var exists bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2)`,
+			snap.StreamID, snap.Version).Scan(&exists)
+		if err != nil {
+			return s.dbError("save snapshot "+snap.StreamID, err)
+		}
+		if !exists {
+			return invalid("version", "stream %q has no version %d to snapshot", snap.StreamID, snap.Version)
+		}
+	}
+	return nil
+}
+
+// LoadSnapshot implements Store.
+func (s *Postgres) LoadSnapshot(ctx context.Context, stream string) (domain.Snapshot, error) {
+	if err := validateStreamID("stream", stream); err != nil {
+		return domain.Snapshot{}, err
+	}
+	snap := domain.Snapshot{StreamID: stream}
+	var state string
+	err := s.pool.QueryRow(ctx, `SELECT stream_version, schema_version, state::text, created_at FROM snapshots WHERE stream_id = $1`, stream).
+		Scan(&snap.Version, &snap.SchemaVersion, &state, &snap.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.Snapshot{}, &domain.Error{Code: domain.NotFound, Message: fmt.Sprintf("stream %q has no snapshot", stream), Err: ErrSnapshotNotFound}
+	}
+	if err != nil {
+		return domain.Snapshot{}, s.dbError("load snapshot "+stream, err)
+	}
+	snap.State = json.RawMessage(state)
+	return snap, nil
+}
+
+func validateSnapshot(snap domain.Snapshot) error {
+	if err := validateStreamID("streamId", snap.StreamID); err != nil {
+		return err
+	}
+	if snap.Version < 1 {
+		return invalid("version", "snapshot version %d is invalid: versions start at 1", snap.Version)
+	}
+	if snap.SchemaVersion < 1 {
+		return invalid("schemaVersion", "snapshot schema version %d is invalid: versions start at 1", snap.SchemaVersion)
+	}
+	if len(snap.State) == 0 || !json.Valid(snap.State) {
+		return invalid("state", "snapshot state is not valid JSON")
+	}
+	return nil
+}
+
+// dbError classifies a database failure: the context's own error is returned
+// as is, an unreachable server becomes Unavailable, anything else is
+// wrapped with what was being done (and reported as Internal).
+func (s *Postgres) dbError(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	if isConnectionError(err) {
+		return unavailable(op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return &domain.Error{Code: domain.Unavailable, Message: "the event store is unavailable, retry later", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr):
+		return true
+	case errors.As(err, &pgErr):
+		// Class 08: connection exception; 57P01-03: admin shutdown, crash shutdown, cannot connect now.
+		return pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	return false
+}

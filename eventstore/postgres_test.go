@@ -1,0 +1,276 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/eventstore/eventstoretest"
+	"cqrsgate/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, pgtest.Options{Migrate: func(ctx context.Context, url string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		return eventstore.Migrate(ctx, conn)
+	}})
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newPostgres(t *testing.T, pool *pgxpool.Pool) *eventstore.Postgres {
+	return eventstore.NewPostgres(pool, quietLogger(), eventstore.Limits{}, eventstore.NewBroadcaster())
+}
+
+func TestPostgresConformance(t *testing.T) {
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		return newPostgres(t, pgtest.NewPool(t))
+	})
+}
+
+func TestMigrationsAppliedAndIdempotent(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	ok, err := eventstore.MigrationsApplied(ctx, conn)
+	if err != nil || !ok {
+		t.Fatalf("MigrationsApplied on a migrated database = %v, %v", ok, err)
+	}
+	if err := eventstore.Migrate(ctx, conn); err != nil {
+		t.Fatalf("migrating twice: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE eventstore_schema_version"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := eventstore.MigrationsApplied(ctx, conn); err != nil || ok {
+		t.Fatalf("MigrationsApplied without the version table = %v, %v; want false", ok, err)
+	}
+}
+
+// TestGapSafety appends from 32 goroutines over two pools (as two processes
+// would), holding some transactions open and rolling some back, while a
+// follower on the first pool reads the log by position. The follower must see
+// every committed event exactly once, in increasing position order, and no
+// rolled-back event.
+func TestGapSafety(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := pgtest.NewDatabase(t)
+	pools := make([]*pgxpool.Pool, 2)
+	stores := make([]*eventstore.Postgres, 2)
+	for i := range pools {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 20
+		pools[i], err = pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pools[i].Close()
+		stores[i] = newPostgres(t, pools[i])
+		stores[i].SetBeforeCommit(func(ctx context.Context, stream string) error {
+			switch r := rand.IntN(100); {
+			case r < 5:
+				return errRolledBack
+			case r < 15:
+				time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond) // held open
+			}
+			return nil
+		})
+	}
+	// The follower's process learns of the other pool's commits by NOTIFY.
+	lis := eventstore.NewListener(pools[0].Config().ConnConfig.Copy(), stores[0].Broadcaster(), quietLogger())
+	lisCtx, stopLis := context.WithCancel(ctx)
+	lisDone := make(chan error, 1)
+	go func() { lisDone <- lis.Run(lisCtx) }()
+	defer func() { stopLis(); <-lisDone }()
+	<-lis.Ready()
+
+	var (
+		mu           sync.Mutex
+		committed    = map[string]bool{}
+		maxCommitted int64
+		rolled       = 0
+	)
+	seen := map[string]int{}
+	var order []int64
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- eventstore.Follow(followCtx, stores[0], eventstore.AllQuery{Limit: 200}, time.Second, func(p eventstore.Page) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range p.Events {
+				seen[e.ID]++
+				order = append(order, e.Position)
+			}
+			return nil
+		})
+	}()
+
+	const writers = 32
+	writeUntil := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	var appends atomic.Int64
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[w%2]
+			stream := fmt.Sprintf("gap-%d", w)
+			version := domain.ExpectNoStream
+			for i := 0; time.Now().Before(writeUntil); i++ {
+				n := 1 + rand.IntN(3)
+				evs := make([]domain.EventData, n)
+				for j := range evs {
+					evs[j] = eventstoretest.Ev("Tick", i)
+				}
+				res, err := s.Append(ctx, stream, version, evs...)
+				if errors.Is(err, errRolledBack) {
+					mu.Lock()
+					rolled++
+					mu.Unlock()
+					continue
+				}
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				appends.Add(1)
+				version = domain.ExpectedVersion(res.LastVersion)
+				mu.Lock()
+				for _, e := range res.Events {
+					committed[e.ID] = true
+				}
+				maxCommitted = max(maxCommitted, res.LastPosition)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// Wait until the follower has passed the last committed event.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		caughtUp := len(order) > 0 && order[len(order)-1] >= maxCommitted
+		mu.Unlock()
+		if caughtUp || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopFollow()
+	if err := <-followed; !errors.Is(err, context.Canceled) {
+		t.Fatalf("follower: %v", err)
+	}
+	if rolled == 0 {
+		t.Fatal("no append was rolled back: the test did not exercise rollbacks")
+	}
+	t.Logf("%d appends (%d events) committed, %d rolled back, follower saw %d events", appends.Load(), len(committed), rolled, len(seen))
+	eventstoretest.CheckExactlyOnce(t, committed, seen, order)
+}
+
+var errRolledBack = errors.New("rolled back on purpose")
+
+// TestAppendIsAtomic makes the database refuse the second of three events
+// in the middle of the insert: nothing of the append may be stored, and the
+// connection must come back clean (no transaction, no allocation lock), so
+// later appends from many goroutines still go through.
+func TestAppendIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	s := newPostgres(t, pool)
+	_, err := pool.Exec(ctx, `
+		CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.event_type = 'Poison' THEN RAISE EXCEPTION 'poison refused'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ { // more than once: each failure must leave the connection clean
+		_, err := s.Append(ctx, "atomic", domain.ExpectAny, eventstoretest.Ev("A", 1), eventstoretest.Ev("Poison", 2), eventstoretest.Ev("B", 3))
+		if err == nil {
+			t.Fatal("append with a refused event succeeded")
+		}
+	}
+	if v, _ := s.StreamVersion(ctx, "atomic"); v != 0 {
+		t.Fatalf("a failed append left the stream at version %d", v)
+	}
+	var wg sync.WaitGroup
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				if _, err := s.Append(tctx, fmt.Sprintf("after-%d", w), domain.ExpectAny, eventstoretest.Ev("A", i)); err != nil {
+					t.Errorf("append after failures: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var locks int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&locks); err != nil {
+		t.Fatal(err)
+	}
+	if locks != 0 {
+		t.Fatalf("%d advisory locks still held after all appends returned", locks)
+	}
+}
+
+// TestStoredJSONRoundTrips checks that data comes back as the same JSON
+// value (jsonb normalises white space and key order, not values).
+func TestStoredJSONRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	s := newPostgres(t, pgtest.NewPool(t))
+	data := json.RawMessage(`{"z": 1, "a": {"nested": [1, 2.5, "x", null, true]}, "big": 9007199254740993, "s": "é\n\"q\""}`)
+	res, err := s.Append(ctx, "json", domain.ExpectNoStream, domain.EventData{Type: "J", SchemaVersion: 3, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadStream(ctx, "json", eventstore.StreamQuery{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("read = %v, %v", got, err)
+	}
+	var want, have map[string]any
+	dec := func(raw json.RawMessage, v *map[string]any) {
+		d := json.NewDecoder(bytesReader(raw))
+		d.UseNumber()
+		if err := d.Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec(data, &want)
+	dec(got[0].Data, &have)
+	if fmt.Sprint(want) != fmt.Sprint(have) || got[0].SchemaVersion != 3 || got[0].ID != res.Events[0].ID {
+		t.Fatalf("stored %s as %s (schema %d)", data, got[0].Data, got[0].SchemaVersion)
+	}
+}

@@ -1,0 +1,193 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"cqrsgate/domain"
+)
+
+// Limits bound what one append may carry. The zero value of a field means
+// its default.
+type Limits struct {
+	// MaxEventBytes caps one event's data plus metadata (default 1 MiB).
+	MaxEventBytes int
+	// MaxEventsPerAppend caps the events of one append (default 1,000).
+	MaxEventsPerAppend int
+}
+
+// Default limits and fixed bounds on names.
+const (
+	DefaultMaxEventBytes      = 1 << 20
+	DefaultMaxEventsPerAppend = 1000
+	MaxStreamIDLength         = 200 // bytes
+	MaxEventTypeLength        = 128 // bytes
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxEventBytes <= 0 {
+		l.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if l.MaxEventsPerAppend <= 0 {
+		l.MaxEventsPerAppend = DefaultMaxEventsPerAppend
+	}
+	return l
+}
+
+var emptyObject = json.RawMessage(`{}`)
+
+// prepareAppend validates an append and returns the events to write, with
+// generated ids where none was given and {} for absent metadata. The input
+// slice is not modified. Errors are ErrInvalidInput naming the field.
+func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, events []domain.EventData, newID func() string) ([]domain.EventData, error) {
+	if err := validateStreamID("stream", stream); err != nil {
+		return nil, err
+	}
+	if !expected.Valid() {
+		return nil, invalid("expectedVersion", "unknown expected version %d: use an exact version >= 1, 0 (no stream), -1 (any) or -2 (stream exists)", int64(expected))
+	}
+	if len(events) == 0 {
+		return nil, invalid("events", "an append needs at least one event")
+	}
+	if len(events) > l.MaxEventsPerAppend {
+		return nil, invalid("events", "%d events in one append; at most %d are allowed", len(events), l.MaxEventsPerAppend)
+	}
+	out := make([]domain.EventData, len(events))
+	seen := make(map[string]int, len(events))
+	for i, e := range events {
+		field := "events." + strconv.Itoa(i)
+		if e.ID == "" {
+			e.ID = newID()
+		} else if !domain.ValidID(e.ID) {
+			return nil, invalid(field+".id", "event id %q is not a UUID", truncate(e.ID))
+		}
+		e.ID = lowerASCII(e.ID)
+		if j, dup := seen[e.ID]; dup {
+			return nil, invalid(field+".id", "event id %s is used twice in this append (events %d and %d)", e.ID, j, i)
+		}
+		seen[e.ID] = i
+		if err := validateEventType(field+".type", e.Type); err != nil {
+			return nil, err
+		}
+		if e.SchemaVersion < 1 {
+			return nil, invalid(field+".version", "schema version %d is invalid: versions start at 1", e.SchemaVersion)
+		}
+		if err := validateObject(field+".data", e.Data); err != nil {
+			return nil, err
+		}
+		if len(e.Metadata) == 0 {
+			e.Metadata = emptyObject
+		} else if err := validateObject(field+".metadata", e.Metadata); err != nil {
+			return nil, err
+		}
+		if n := len(e.Data) + len(e.Metadata); n > l.MaxEventBytes {
+			return nil, invalid(field+".data", "event is %d bytes (data plus metadata); at most %d are allowed", n, l.MaxEventBytes)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func validateStreamID(field, s string) error {
+	switch {
+	case s == "":
+		return invalid(field, "stream id is empty")
+	case len(s) > MaxStreamIDLength:
+		return invalid(field, "stream id is %d bytes; at most %d are allowed", len(s), MaxStreamIDLength)
+	case !utf8.ValidString(s):
+		return invalid(field, "stream id is not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "stream id contains a control character")
+		}
+	}
+	return nil
+}
+
+func validateEventType(field, t string) error {
+	if t == "" {
+		return invalid(field, "event type is empty")
+	}
+	if len(t) > MaxEventTypeLength {
+		return invalid(field, "event type is %d bytes; at most %d are allowed", len(t), MaxEventTypeLength)
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter || !(letter || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return invalid(field, "event type %q is invalid: use a letter followed by letters, digits, '_', '.' or '-'", truncate(t))
+		}
+	}
+	return nil
+}
+
+// validateObject checks that raw is a JSON object PostgreSQL's jsonb can
+// store: well-formed, valid UTF-8 and free of \u0000.
+func validateObject(field string, raw json.RawMessage) error {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
+		return invalid(field, "is missing: an event needs a JSON object")
+	}
+	if !utf8.Valid(trimmed) {
+		return invalid(field, "is not valid UTF-8")
+	}
+	if !json.Valid(trimmed) {
+		return invalid(field, "is not valid JSON")
+	}
+	if trimmed[0] != '{' {
+		return invalid(field, "must be a JSON object")
+	}
+	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
+		return invalid(field, `contains the character \u0000, which cannot be stored`)
+	}
+	return nil
+}
+
+// hasNUL reports whether any string in the JSON document contains U+0000.
+func hasNUL(raw []byte) bool {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false
+	}
+	var walk func(any) bool
+	walk = func(v any) bool {
+		switch x := v.(type) {
+		case string:
+			return bytes.IndexByte([]byte(x), 0) >= 0
+		case []any:
+			for _, e := range x {
+				if walk(e) {
+					return true
+				}
+			}
+		case map[string]any:
+			for k, e := range x {
+				if walk(k) || walk(e) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(v)
+}
+
+func truncate(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "..."
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,72 @@
+package graph
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/model"
+)
+
+func toEvent(e domain.RecordedEvent) *model.Event {
+	return &model.Event{
+		ID:            e.ID,
+		StreamID:      e.StreamID,
+		StreamVersion: int(e.StreamVersion),
+		Position:      model.Position(e.Position),
+		Type:          e.Type,
+		SchemaVersion: e.SchemaVersion,
+		Data:          model.JSON(e.Data),
+		Metadata:      model.JSON(e.Metadata),
+		RecordedAt:    e.RecordedAt,
+	}
+}
+
+func toEvents(evs []domain.RecordedEvent) []*model.Event {
+	out := make([]*model.Event, len(evs))
+	for i, e := range evs {
+		out[i] = toEvent(e)
+	}
+	return out
+}
+
+func eventPage(p eventstore.Page, limit int) *model.EventPage {
+	if limit == 0 {
+		limit = eventstore.DefaultLimit
+	}
+	return &model.EventPage{
+		Events:  toEvents(p.Events),
+		Next:    model.Position(p.Next),
+		Head:    model.Position(p.Head),
+		HasMore: len(p.Events) == limit,
+	}
+}
+
+func appendResult(res domain.AppendResult, correlationID string) *model.AppendResult {
+	return &model.AppendResult{
+		StreamID:      res.StreamID,
+		FirstVersion:  int(res.FirstVersion),
+		Version:       int(res.LastVersion),
+		FirstPosition: model.Position(res.FirstPosition),
+		Position:      model.Position(res.LastPosition),
+		Duplicate:     res.Duplicate,
+		CorrelationID: correlationID,
+		Events:        toEvents(res.Events),
+	}
+}
+
+// withCorrelation returns the event's metadata with the request's
+// correlation id added when the client did not set one.
+func withCorrelation(meta model.JSON, correlationID string, index int) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(meta) > 0 && string(meta) != "null" {
+		if err := json.Unmarshal(meta, &m); err != nil {
+			return nil, domain.InvalidField("events."+strconv.Itoa(index)+".metadata", "metadata must be a JSON object")
+		}
+	}
+	if _, ok := m[domain.MetaCorrelationID]; !ok {
+		m[domain.MetaCorrelationID], _ = json.Marshal(correlationID)
+	}
+	return json.Marshal(m)
+}

@@ -1,0 +1,72 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/domain"
+)
+
+// presentError is the one place where errors become GraphQL errors:
+//   - a *domain.Error keeps its client-safe message and gets
+//     extensions.code (and field, rule and details when set);
+//   - errors gqlgen itself raised (parse, validation) pass through;
+//   - a cancelled or timed-out request gets code CANCELLED or TIMEOUT;
+//   - anything else is an internal error: logged once with the request id,
+//     and shown only as "internal error" with that request id.
+func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		var de *domain.Error
+		switch {
+		case errors.As(err, &de):
+			gqlErr.Message = de.Message
+			gqlErr.Extensions = domainExtensions(de)
+		case errors.Is(err, context.Canceled):
+			gqlErr.Message = "the request was cancelled"
+			gqlErr.Extensions = map[string]any{"code": "CANCELLED"}
+		case errors.Is(err, context.DeadlineExceeded):
+			gqlErr.Message = "the request timed out"
+			gqlErr.Extensions = map[string]any{"code": "TIMEOUT"}
+		case gqlErr.Unwrap() == nil:
+			// Raised by gqlgen or gqlparser (parsing, validation, coercion):
+			// its message is meant for the client.
+		default:
+			reqID := RequestID(ctx)
+			log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
+			gqlErr.Message = "internal error"
+			gqlErr.Extensions = map[string]any{"code": string(domain.Internal), "requestId": reqID}
+		}
+		return gqlErr
+	}
+}
+
+func domainExtensions(de *domain.Error) map[string]any {
+	ext := map[string]any{"code": string(de.Code)}
+	if de.Field != "" {
+		ext["field"] = de.Field
+	}
+	if de.Rule != "" {
+		ext["rule"] = de.Rule
+	}
+	for k, v := range de.Details {
+		if _, taken := ext[k]; !taken {
+			ext[k] = v
+		}
+	}
+	return ext
+}
+
+// recoverPanic turns a resolver panic into an internal error, logged with
+// its request id.
+func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		reqID := RequestID(ctx)
+		log.ErrorContext(ctx, "graphql: panic in resolver", "requestId", reqID, "panic", p)
+		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": string(domain.Internal), "requestId": reqID}}
+	}
+}

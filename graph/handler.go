@@ -1,0 +1,44 @@
+package graph
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/generated"
+)
+
+// Config configures the GraphQL handler.
+type Config struct {
+	Store eventstore.Store
+	Log   *slog.Logger
+	// MaxBodyBytes caps a request body (default 16 MiB).
+	MaxBodyBytes int64
+}
+
+// NewHandler returns the GraphQL endpoint: POST (application/json) and GET
+// (queries only), with a parsed-query cache, introspection, request and
+// correlation ids, and errors presented with extensions.code.
+func NewHandler(cfg Config) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{Store: cfg.Store, Log: cfg.Log}}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.SetErrorPresenter(presentError(cfg.Log))
+	srv.SetRecoverFunc(recoverPanic(cfg.Log))
+	var h http.Handler = srv
+	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
+	return withRequestIDs(h)
+}
+

@@ -1,0 +1,84 @@
+// Package model holds the GraphQL types: those gqlgen generates from the
+// schema (models_gen.go) and the custom scalars below.
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+
+	"cqrsgate/domain"
+)
+
+// Position is the Position scalar: a global log position.
+type Position int64
+
+// MarshalGQL writes the position as a JSON number.
+func (p Position) MarshalGQL(w io.Writer) {
+	_, _ = io.WriteString(w, strconv.FormatInt(int64(p), 10))
+}
+
+// UnmarshalGQL accepts a non-negative integer given as a number or as a
+// decimal string; anything else is an error naming what was given.
+func (p *Position) UnmarshalGQL(v any) error {
+	var n int64
+	var err error
+	switch x := v.(type) {
+	case int:
+		n = int64(x)
+	case int32:
+		n = int64(x)
+	case int64:
+		n = x
+	case json.Number:
+		n, err = strconv.ParseInt(string(x), 10, 64)
+	case string:
+		n, err = strconv.ParseInt(x, 10, 64)
+	case float64:
+		if x != math.Trunc(x) || x > math.MaxInt64 || x < math.MinInt64 {
+			return invalidScalar("position must be an integer, got %v", x)
+		}
+		n = int64(x)
+	default:
+		return invalidScalar("position must be an integer or a decimal string, got %T", v)
+	}
+	if err != nil {
+		return invalidScalar("position must be a 64-bit integer: %v", err)
+	}
+	if n < 0 {
+		return invalidScalar("position must not be negative, got %d", n)
+	}
+	*p = Position(n)
+	return nil
+}
+
+// JSON is the JSON scalar: any JSON value, kept as its encoding.
+type JSON json.RawMessage
+
+// MarshalGQL writes the JSON as it is (null when empty).
+func (j JSON) MarshalGQL(w io.Writer) {
+	if len(j) == 0 {
+		_, _ = io.WriteString(w, "null")
+		return
+	}
+	_, _ = w.Write(j)
+}
+
+// UnmarshalGQL encodes the value the client sent (an object, list, string,
+// number, boolean or null) as JSON.
+func (j *JSON) UnmarshalGQL(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return invalidScalar("not a JSON value: %v", err)
+	}
+	*j = JSON(b)
+	return nil
+}
+
+// invalidScalar reports a value the client sent that a scalar cannot take,
+// as a VALIDATION error.
+func invalidScalar(format string, args ...any) error {
+	return &domain.Error{Code: domain.Invalid, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,18 @@
+// Package graph is cqrsgate's GraphQL edge: the schema (graph/schema), the
+// resolvers, the HTTP handler with its transports, and the one place where
+// errors are translated into GraphQL errors with extensions.code.
+package graph
+
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"log/slog"
+
+	"cqrsgate/eventstore"
+)
+
+// Resolver holds the resolvers' dependencies.
+type Resolver struct {
+	Store eventstore.Store
+	Log   *slog.Logger
+}

@@ -1,0 +1,187 @@
+// Command cqrsgate is a GraphQL CQRS gateway for event-sourced systems.
+//
+// With no configuration it starts a private PostgreSQL cluster (in
+// .cqrsgate/pgdata) and serves GraphQL at http://localhost:8080/graphql.
+// Run with -h for every setting; the README documents them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/eventstore"
+	"cqrsgate/graph"
+	"cqrsgate/internal/pgembed"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cqrsgate:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("cqrsgate stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// run starts everything, serves until ctx ends, then shuts down in reverse
+// order: stop accepting and drain requests, stop the listener, close the
+// pool, stop the embedded PostgreSQL.
+func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		cluster, err := pgembed.Start(ctx, pgembed.Options{DataDir: cfg.DataDir, Database: "cqrsgate", Logger: log})
+		if err != nil {
+			return fmt.Errorf("embedded PostgreSQL: %w", err)
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if serr := cluster.Stop(stopCtx); serr != nil {
+				log.Error("stopping embedded PostgreSQL", "err", serr)
+			}
+		}()
+		dbURL = cluster.URL()
+	} else {
+		log.Info("using PostgreSQL from DATABASE_URL")
+	}
+
+	poolCfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
+	}
+	poolCfg.MaxConns = int32(cfg.DBMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("database pool: %w", err)
+	}
+	defer pool.Close()
+	if err := migrate(ctx, pool); err != nil {
+		return err
+	}
+
+	wake := eventstore.NewBroadcaster()
+	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, wake)
+	listenerCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		_ = eventstore.NewListener(poolCfg.ConnConfig.Copy(), wake, log).Run(listenerCtx)
+	}()
+	defer func() { stopListener(); bg.Wait() }()
+
+	var shuttingDown atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", graph.NewHandler(graph.Config{Store: store, Log: log, MaxBodyBytes: cfg.MaxBodyBytes}))
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown))
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("cqrsgate listening", "addr", ln.Addr().String(), "graphql", "http://"+displayAddr(ln.Addr())+"/graphql")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shuttingDown.Store(true)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown did not finish in time", "err", err)
+		_ = srv.Close()
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer conn.Release()
+	if err := eventstore.Migrate(ctx, conn.Conn()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// readyz reports whether the gateway can serve: the database answers, its
+// migrations are applied, and shutdown has not begun.
+func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks := map[string]string{"database": "ok", "migrations": "ok", "shutdown": "ok"}
+		ready := true
+		fail := func(name, why string) { checks[name], ready = why, false }
+		if shuttingDown.Load() {
+			fail("shutdown", "shutting down")
+		}
+		if err := pool.Ping(ctx); err != nil {
+			fail("database", "unreachable")
+		} else if ok, err := eventstore.MigrationsApplied(ctx, pool); err != nil || !ok {
+			fail("migrations", "not applied")
+		}
+		status := http.StatusOK
+		body := map[string]any{"status": "ok", "checks": checks}
+		if !ready {
+			status, body["status"] = http.StatusServiceUnavailable, "unavailable"
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		if ok {
+			return fmt.Sprintf("localhost:%d", tcp.Port)
+		}
+		return a.String()
+	}
+	return tcp.String()
+}
+

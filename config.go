@@ -28,7 +28,7 @@ type config struct {
 // setting describes one setting for flags, the environment and the README.
 type setting struct {
 	flag, env, def, usage string
-	set               func(c *config, v string) error
+	set                   func(c *config, v string) error
 }
 
 var settings = []setting{

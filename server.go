@@ -24,6 +24,7 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/pgembed"
+	"cqrsgate/web"
 )
 
 func main() {
@@ -103,6 +104,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown))
+	mux.Handle("/", web.Handler())
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -184,4 +186,3 @@ func displayAddr(a net.Addr) string {
 	}
 	return tcp.String()
 }
-

@@ -91,10 +91,11 @@ func (s *Postgres) appendOnce(ctx context.Context, stream string, expected domai
 	if err != nil {
 		return res, unavailable("append", err)
 	}
-	dirty := true // the connection may hold a transaction or the allocation lock
+	dirty := true        // the connection may hold an open transaction
+	mayHoldLock := false // ... and the allocation lock
 	defer func() {
 		if dirty {
-			s.cleanUp(conn)
+			s.cleanUp(conn, mayHoldLock)
 		}
 		conn.Release()
 	}()
@@ -182,6 +183,7 @@ func (s *Postgres) appendOnce(ctx context.Context, stream string, expected domai
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}
+	mayHoldLock = true
 	br = conn.SendBatch(ctx, b)
 	type placed struct {
 		position int64
@@ -314,7 +316,7 @@ func fillResult(res *domain.AppendResult) {
 
 // cleanUp returns a connection to a clean state (no transaction, no
 // allocation lock) or closes it so that the pool discards it.
-func (s *Postgres) cleanUp(conn *pgxpool.Conn) {
+func (s *Postgres) cleanUp(conn *pgxpool.Conn, mayHoldLock bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pc := conn.Conn()
@@ -322,6 +324,9 @@ func (s *Postgres) cleanUp(conn *pgxpool.Conn) {
 		return
 	}
 	if _, err := pc.Exec(ctx, "ROLLBACK"); err == nil {
+		if !mayHoldLock {
+			return
+		}
 		if _, err = pc.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err == nil {
 			return
 		}

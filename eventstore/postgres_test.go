@@ -22,14 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	pgtest.Main(m, pgtest.Options{Migrate: func(ctx context.Context, url string) error {
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		return eventstore.Migrate(ctx, conn)
-	}})
+	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(eventstore.Migrate)})
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

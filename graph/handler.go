@@ -41,4 +41,3 @@ func NewHandler(cfg Config) http.Handler {
 	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
 	return withRequestIDs(h)
 }
-

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// gateway is the cqrsgate binary running as a child process.
+type gateway struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+	done chan error
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cqrsgate")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startGateway starts the binary with no DATABASE_URL (so it launches its
+// embedded PostgreSQL in dataDir) and waits until it is listening.
+func startGateway(t *testing.T, bin, dataDir string) *gateway {
+	t.Helper()
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-log-format", "json")
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "ADDR=") && !strings.HasPrefix(kv, "DATA_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{t: t, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			g.logs.WriteString(line + "\n")
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "cqrsgate listening" {
+				addrCh <- rec["addr"].(string)
+			}
+		}
+		g.done <- cmd.Wait()
+	}()
+	select {
+	case g.addr = <-addrCh:
+	case err := <-g.done:
+		t.Fatalf("gateway exited before listening: %v\n%s", err, g.logs)
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("gateway did not start listening\n%s", g.logs)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-g.done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+			}
+		}
+	})
+	return g
+}
+
+func (g *gateway) stop() {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		g.t.Fatal(err)
+	}
+	select {
+	case err := <-g.done:
+		if err != nil {
+			g.t.Fatalf("gateway exited with %v\n%s", err, g.logs)
+		}
+	case <-time.After(30 * time.Second):
+		_ = g.cmd.Process.Kill()
+		g.t.Fatalf("gateway did not stop on SIGTERM\n%s", g.logs)
+	}
+}
+
+func (g *gateway) graphql(query string) map[string]any {
+	g.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query})
+	resp, err := http.Post("http://"+g.addr+"/graphql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil || out["errors"] != nil {
+		g.t.Fatalf("%s -> %d %s", query, resp.StatusCode, raw)
+	}
+	return out["data"].(map[string]any)
+}
+
+func (g *gateway) status(path string) int {
+	g.t.Helper()
+	resp, err := http.Get("http://" + g.addr + path)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents is the README's "go run
+// ." as a new user meets it: no configuration, GraphQL answers, events
+// appended before a restart are there after it, and SIGTERM stops the
+// gateway and its PostgreSQL cleanly.
+func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
+	bin := buildBinary(t)
+	// Not t.TempDir: as root, PostgreSQL runs as another user that must be
+	// able to enter the directory.
+	base, err := os.MkdirTemp("", "cqrsgate-server-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(base, 0o755)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	dataDir := filepath.Join(base, "pgdata")
+
+	g := startGateway(t, bin, dataDir)
+	if d := g.graphql(`{ __typename }`); d["__typename"] != "Query" {
+		t.Fatalf("__typename = %v", d)
+	}
+	if s := g.status("/livez"); s != 200 {
+		t.Fatalf("/livez = %d", s)
+	}
+	if s := g.status("/readyz"); s != 200 {
+		t.Fatalf("/readyz = %d", s)
+	}
+	d := g.graphql(`mutation { appendEvents(stream: "account-1", expectedVersion: 0, events: [{type: "AccountOpened", data: {owner: "ada"}}, {type: "MoneyDeposited", data: {amount: 100}}]) { version position } }`)
+	appended := d["appendEvents"].(map[string]any)
+	if appended["version"] != float64(2) {
+		t.Fatalf("append = %v", appended)
+	}
+	g.stop()
+	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("PostgreSQL still running after the gateway stopped (postmaster.pid: %v)", err)
+	}
+
+	g = startGateway(t, bin, dataDir)
+	d = g.graphql(`{ stream(id: "account-1") { version events { type position } } events(first: 10) { events { type } head } }`)
+	stream := d["stream"].(map[string]any)
+	evs := stream["events"].([]any)
+	if stream["version"] != float64(2) || len(evs) != 2 || evs[1].(map[string]any)["position"] != appended["position"] {
+		t.Fatalf("after restart stream = %v, want the two events appended before", stream)
+	}
+	if all := d["events"].(map[string]any)["events"].([]any); len(all) != 2 {
+		t.Fatalf("after restart the log has %d events, want 2", len(all))
+	}
+	g.stop()
+}

@@ -118,7 +118,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := initIfEmpty(ctx, bin, dataDir, cred, log); err != nil {
 		return nil, err
 	}
-	stopLeftover(ctx, dataDir, log)
+	if err := stopLeftover(ctx, dataDir, log); err != nil {
+		return nil, err
+	}
 
 	c := &Cluster{dataDir: dataDir, log: log, database: opts.Database, exited: make(chan struct{})}
 	if err := c.makeSocketDir(cred); err != nil {
@@ -318,33 +320,59 @@ func initIfEmpty(ctx context.Context, bin, dataDir string, cred *syscall.Credent
 }
 
 // stopLeftover stops a server that an earlier, crashed run left running on
-// dataDir, so that this run can start its own.
-func stopLeftover(ctx context.Context, dataDir string, log *slog.Logger) {
+// dataDir (an orphan, adopted by init), so that this run can start its own.
+// A server whose parent is still alive belongs to a running process (another
+// gateway on the same data directory): that is an error, not a leftover.
+func stopLeftover(ctx context.Context, dataDir string, log *slog.Logger) error {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
-		return
+		return nil
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 	if err != nil || pid <= 0 {
-		return
+		return nil
 	}
 	proc, err := os.FindProcess(pid)
 	if err != nil || proc.Signal(syscall.Signal(0)) != nil {
-		return // stale: PostgreSQL removes it itself
+		return nil // stale: PostgreSQL removes it itself
 	}
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if !strings.Contains(string(cmdline), dataDir) {
-		return // the pid was reused by something else; PostgreSQL will see that too
+		return nil // the pid was reused by something else; PostgreSQL will see that too
+	}
+	if ppid := parentPID(pid); ppid > 1 {
+		return fmt.Errorf("pgembed: data directory %s is in use by a PostgreSQL server (pid %d) that process %d started: stop that process (another cqrsgate?) or choose another -data-dir", dataDir, pid, ppid)
 	}
 	log.Warn("stopping a PostgreSQL left running on the data directory by an earlier run", "pid", pid, "dataDir", dataDir)
 	_ = proc.Signal(syscall.SIGINT)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if proc.Signal(syscall.Signal(0)) != nil {
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return fmt.Errorf("pgembed: a PostgreSQL server (pid %d) left running on %s did not stop", pid, dataDir)
+}
+
+// parentPID returns pid's parent process id from /proc (0 if unknown).
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may contain spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
 }
 
 // findBinDir returns the directory that holds initdb and postgres.

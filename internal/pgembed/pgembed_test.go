@@ -106,3 +106,22 @@ func TestLongDataDirUsesShortSocketPath(t *testing.T) {
 	}
 	conn.Close(ctx)
 }
+
+func TestSecondStartOnABusyDataDirFailsAndLeavesTheFirstRunning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := dataDir(t)
+	first, err := pgembed.Start(ctx, pgembed.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(ctx)
+	if _, err := pgembed.Start(ctx, pgembed.Options{DataDir: dir}); err == nil {
+		t.Fatal("a second Start on a data directory in use succeeded")
+	}
+	conn, err := pgx.Connect(ctx, first.URL())
+	if err != nil {
+		t.Fatalf("the first server was disturbed by the second Start: %v", err)
+	}
+	conn.Close(ctx)
+}

@@ -67,7 +67,7 @@ func (s *Postgres) Append(ctx context.Context, stream string, expected domain.Ex
 	// ours fail on the unique event id; the retry then sees the stored
 	// events and answers as an idempotent duplicate or a conflict.
 	for attempt := 0; ; attempt++ {
-		res, err := s.appendOnce(ctx, stream, expected, prepared)
+		res, err := s.appendOnce(ctx, stream, expected, events, prepared)
 		if errors.Is(err, errEventIDRace) && attempt < 2 {
 			continue
 		}
@@ -86,7 +86,7 @@ func (s *Postgres) Append(ctx context.Context, stream string, expected domain.Ex
 
 var errEventIDRace = errors.New("event id inserted concurrently")
 
-func (s *Postgres) appendOnce(ctx context.Context, stream string, expected domain.ExpectedVersion, events []domain.EventData) (res domain.AppendResult, err error) {
+func (s *Postgres) appendOnce(ctx context.Context, stream string, expected domain.ExpectedVersion, original, events []domain.EventData) (res domain.AppendResult, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return res, unavailable("append", err)
@@ -116,11 +116,21 @@ func (s *Postgres) appendOnce(ctx context.Context, stream string, expected domai
 	b.Queue("BEGIN")
 	b.Queue("SELECT pg_advisory_xact_lock($1)", streamLockKey(stream))
 	b.Queue("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream)
+	// Ids the store generated itself cannot be stored yet: only appends
+	// that bring their own ids need the idempotency look-up.
+	clientIDs := false
+	for _, e := range original {
+		clientIDs = clientIDs || e.ID != ""
+	}
+	lookup := []any{ids, types, versions, datas}
+	if !clientIDs {
+		lookup = []any{[]string{}, []string{}, []int32{}, []string{}}
+	}
 	b.Queue(`SELECT i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
 	        (e.event_type = i.typ AND e.schema_version = i.ver AND e.data = i.dat::jsonb), e.data::text, e.metadata::text
 	   FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) WITH ORDINALITY AS i(id, typ, ver, dat, ord)
 	   JOIN events e ON e.event_id = i.id
-	  ORDER BY i.ord`, ids, types, versions, datas)
+	  ORDER BY i.ord`, lookup...)
 	br := conn.SendBatch(ctx, b)
 	var current int64
 	stored, err := func() ([]storedEvent, error) {

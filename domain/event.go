@@ -2,8 +2,21 @@ package domain
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
+)
+
+// Errors of the event log that the command service branches on; the event
+// store returns them wrapped in a *Error with code Conflict.
+var (
+	// ErrWrongExpectedVersion: the stream is not at the expected version.
+	ErrWrongExpectedVersion = errors.New("wrong expected version")
+	// ErrDuplicateEventID: an event id is already stored with other content
+	// or in another stream.
+	ErrDuplicateEventID = errors.New("duplicate event id")
+	// ErrEventNotFound: no stored event has the id.
+	ErrEventNotFound = errors.New("event not found")
 )
 
 // Metadata keys that cqrsgate itself writes and indexes. Metadata is a JSON
@@ -104,4 +117,16 @@ type Snapshot struct {
 	State json.RawMessage
 	// CreatedAt is when the snapshot was stored.
 	CreatedAt time.Time
+}
+
+// StreamQuery selects events of one stream.
+type StreamQuery struct {
+	// From is the first version to read: forwards, 0 or 1 means the start;
+	// backwards, 0 means the latest event.
+	From int64
+	// Limit caps the number of events (0: the store's default; stores
+	// refuse more than their maximum, 10,000 for cqrsgate's stores).
+	Limit int
+	// Backward reads from From towards version 1.
+	Backward bool
 }

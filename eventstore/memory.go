@@ -162,6 +162,20 @@ func (m *Memory) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	return page, nil
 }
 
+// ReadEvent implements Store.
+func (m *Memory) ReadEvent(ctx context.Context, eventID string) (domain.RecordedEvent, error) {
+	if !domain.ValidID(eventID) {
+		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", truncate(eventID))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	idx, ok := m.byID[lowerASCII(eventID)]
+	if !ok {
+		return domain.RecordedEvent{}, eventNotFound(eventID)
+	}
+	return m.log[idx], nil
+}
+
 // ReadByCorrelation implements Store.
 func (m *Memory) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
 	if correlationID == "" {

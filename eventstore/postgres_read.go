@@ -132,6 +132,25 @@ func nextPosition(after int64, limit int, page Page) int64 {
 	return next
 }
 
+// ReadEvent implements Store.
+func (s *Postgres) ReadEvent(ctx context.Context, eventID string) (domain.RecordedEvent, error) {
+	if !domain.ValidID(eventID) {
+		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", truncate(eventID))
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID)
+	if err != nil {
+		return domain.RecordedEvent{}, s.dbError("read event", err)
+	}
+	e, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.RecordedEvent{}, eventNotFound(eventID)
+	}
+	if err != nil {
+		return domain.RecordedEvent{}, s.dbError("read event", err)
+	}
+	return e, nil
+}
+
 // ReadByCorrelation implements Store.
 func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
 	if correlationID == "" {

@@ -39,6 +39,9 @@ type Store interface {
 	// still commit, so a reader that continues from Page.Next skips nothing.
 	ReadAll(ctx context.Context, q AllQuery) (Page, error)
 
+	// ReadEvent returns the event with the given id, or ErrEventNotFound.
+	ReadEvent(ctx context.Context, eventID string) (domain.RecordedEvent, error)
+
 	// ReadByCorrelation reads, in position order, the events whose metadata
 	// carries correlationId, after position after.
 	ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error)
@@ -59,16 +62,9 @@ type Store interface {
 	Changed() <-chan struct{}
 }
 
-// StreamQuery selects events of one stream.
-type StreamQuery struct {
-	// From is the first version to read: forwards, 0 or 1 means the start;
-	// backwards, 0 means the latest event.
-	From int64
-	// Limit caps the number of events (0: DefaultLimit; at most MaxLimit).
-	Limit int
-	// Backward reads from From towards version 1.
-	Backward bool
-}
+// StreamQuery selects events of one stream (defined in domain, where the
+// command service's port uses it).
+type StreamQuery = domain.StreamQuery
 
 // AllQuery selects events of the global log.
 type AllQuery struct {
@@ -104,15 +100,18 @@ const (
 // Errors callers branch on. They are returned wrapped in a *domain.Error
 // with the code given, and errors.Is finds them.
 var (
-	// ErrWrongExpectedVersion: the stream is not at the expected version (Conflict).
-	ErrWrongExpectedVersion = errors.New("wrong expected version")
+	// ErrWrongExpectedVersion: the stream is not at the expected version
+	// (Conflict). It is domain.ErrWrongExpectedVersion.
+	ErrWrongExpectedVersion = domain.ErrWrongExpectedVersion
 	// ErrDuplicateEventID: an event id is already stored with other content
-	// or in another stream (Conflict).
-	ErrDuplicateEventID = errors.New("duplicate event id")
+	// or in another stream (Conflict). It is domain.ErrDuplicateEventID.
+	ErrDuplicateEventID = domain.ErrDuplicateEventID
 	// ErrInvalidInput: an argument is malformed (Invalid).
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrSnapshotNotFound: the stream has no snapshot (NotFound).
 	ErrSnapshotNotFound = errors.New("snapshot not found")
+	// ErrEventNotFound: no event has the id (NotFound). It is domain.ErrEventNotFound.
+	ErrEventNotFound = domain.ErrEventNotFound
 )
 
 // WrongExpectedVersionError details a failed optimistic concurrency check.
@@ -169,4 +168,8 @@ func resolveLimit(field string, limit int) (int, error) {
 		return 0, invalid(field, "limit %d is out of range (1 to %d)", limit, MaxLimit)
 	}
 	return limit, nil
+}
+
+func eventNotFound(id string) error {
+	return &domain.Error{Code: domain.NotFound, Message: fmt.Sprintf("event %s not found", id), Err: ErrEventNotFound}
 }

@@ -134,6 +134,16 @@ func testAppendAndReadStream(t *testing.T, s eventstore.Store) {
 	if err != nil || len(none) != 0 {
 		t.Errorf("reading a missing stream = %v, %v; want empty, nil", none, err)
 	}
+	one, err := s.ReadEvent(ctx, strings.ToUpper(res.Events[1].ID))
+	if err != nil || one.ID != res.Events[1].ID || one.StreamVersion != 2 || one.Position != res.Events[1].Position {
+		t.Errorf("ReadEvent = %+v, %v; want the second event", one, err)
+	}
+	if _, err := s.ReadEvent(ctx, domain.NewID()); !errors.Is(err, eventstore.ErrEventNotFound) || domain.CodeOf(err) != domain.NotFound {
+		t.Errorf("ReadEvent of an unknown id: err = %v, want ErrEventNotFound", err)
+	}
+	if _, err := s.ReadEvent(ctx, "nope"); !errors.Is(err, eventstore.ErrInvalidInput) {
+		t.Errorf("ReadEvent of a malformed id: err = %v, want ErrInvalidInput", err)
+	}
 	v, err := s.StreamVersion(ctx, "acct-1")
 	if err != nil || v != 3 {
 		t.Errorf("StreamVersion = %d, %v; want 3", v, err)

@@ -23,6 +23,7 @@ type config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	MaxBodyBytes    int64
+	SnapshotEvery   int
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -82,6 +83,17 @@ var settings = []setting{
 			return fmt.Errorf("must be a whole number of at least 1024, got %q", v)
 		}
 		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"snapshot-every", "SNAPSHOT_EVERY", "100", "save an aggregate snapshot every this many events (0 disables snapshots)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1_000_000 {
+			return fmt.Errorf("must be a whole number from 0 to 1000000, got %q", v)
+		}
+		c.SnapshotEvery = n
+		if n == 0 {
+			c.SnapshotEvery = -1 // the command service's "disabled"
+		}
 		return nil
 	}},
 }

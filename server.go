@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/pgembed"
@@ -99,7 +100,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", graph.NewHandler(graph.Config{Store: store, Log: log, MaxBodyBytes: cfg.MaxBodyBytes}))
+	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
+	mux.Handle("/graphql", graph.NewHandler(graph.Config{Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

@@ -15,18 +15,22 @@ import (
 	"testing"
 	"time"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 )
 
+// gqlError is one error of a GraphQL response.
+type gqlError struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
 // gqlResponse is a GraphQL response body.
 type gqlResponse struct {
 	Data   map[string]json.RawMessage `json:"data"`
-	Errors []struct {
-		Message    string         `json:"message"`
-		Path       []any          `json:"path"`
-		Extensions map[string]any `json:"extensions"`
-	} `json:"errors"`
+	Errors []gqlError                 `json:"errors"`
 }
 
 type client struct {
@@ -39,7 +43,15 @@ func newServer(t *testing.T, store eventstore.Store, log *slog.Logger) *client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Log: log}))
+	return newServerWith(t, store, domain.NewService(store, log, time.Now, domain.ServiceOptions{}), log)
+}
+
+func newServerWith(t *testing.T, store eventstore.Store, commands *domain.Service, log *slog.Logger) *client {
+	t.Helper()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: commands, Log: log}))
 	t.Cleanup(srv.Close)
 	return &client{t: t, url: srv.URL}
 }

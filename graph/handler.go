@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
 )
@@ -17,7 +18,9 @@ import (
 // Config configures the GraphQL handler.
 type Config struct {
 	Store eventstore.Store
-	Log   *slog.Logger
+	// Commands executes command mutations against Store.
+	Commands *domain.Service
+	Log      *slog.Logger
 	// MaxBodyBytes caps a request body (default 16 MiB).
 	MaxBodyBytes int64
 }
@@ -29,7 +32,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
-	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{Store: cfg.Store, Log: cfg.Log}}))
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

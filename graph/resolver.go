@@ -8,11 +8,13 @@ package graph
 import (
 	"log/slog"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 )
 
 // Resolver holds the resolvers' dependencies.
 type Resolver struct {
-	Store eventstore.Store
-	Log   *slog.Logger
+	Store    eventstore.Store
+	Commands *domain.Service
+	Log      *slog.Logger
 }

@@ -48,6 +48,17 @@ type ComplexityRoot struct {
 		Version       func(childComplexity int) int
 	}
 
+	CommandResult struct {
+		AggregateID   func(childComplexity int) int
+		CausationID   func(childComplexity int) int
+		CorrelationID func(childComplexity int) int
+		Duplicate     func(childComplexity int) int
+		Events        func(childComplexity int) int
+		Position      func(childComplexity int) int
+		StreamID      func(childComplexity int) int
+		Version       func(childComplexity int) int
+	}
+
 	Event struct {
 		Data          func(childComplexity int) int
 		ID            func(childComplexity int) int
@@ -68,7 +79,15 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AppendEvents func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
+		AppendEvents    func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
+		ApplyInterest   func(childComplexity int, input model.ApplyInterestInput) int
+		ChargeFee       func(childComplexity int, input model.ChargeFeeInput) int
+		CloseAccount    func(childComplexity int, input model.CloseAccountInput) int
+		DepositMoney    func(childComplexity int, input model.DepositMoneyInput) int
+		FreezeAccount   func(childComplexity int, input model.FreezeAccountInput) int
+		OpenAccount     func(childComplexity int, input model.OpenAccountInput) int
+		UnfreezeAccount func(childComplexity int, input model.UnfreezeAccountInput) int
+		WithdrawMoney   func(childComplexity int, input model.WithdrawMoneyInput) int
 	}
 
 	Query struct {
@@ -89,6 +108,14 @@ type ComplexityRoot struct {
 
 type MutationResolver interface {
 	AppendEvents(ctx context.Context, stream string, expectedVersion *int, events []*model.EventInput) (*model.AppendResult, error)
+	OpenAccount(ctx context.Context, input model.OpenAccountInput) (*model.CommandResult, error)
+	DepositMoney(ctx context.Context, input model.DepositMoneyInput) (*model.CommandResult, error)
+	WithdrawMoney(ctx context.Context, input model.WithdrawMoneyInput) (*model.CommandResult, error)
+	FreezeAccount(ctx context.Context, input model.FreezeAccountInput) (*model.CommandResult, error)
+	UnfreezeAccount(ctx context.Context, input model.UnfreezeAccountInput) (*model.CommandResult, error)
+	CloseAccount(ctx context.Context, input model.CloseAccountInput) (*model.CommandResult, error)
+	ApplyInterest(ctx context.Context, input model.ApplyInterestInput) (*model.CommandResult, error)
+	ChargeFee(ctx context.Context, input model.ChargeFeeInput) (*model.CommandResult, error)
 }
 type QueryResolver interface {
 	Events(ctx context.Context, after *model.Position, first *int, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
@@ -161,6 +188,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AppendResult.Version(childComplexity), true
+
+	case "CommandResult.aggregateId":
+		if e.ComplexityRoot.CommandResult.AggregateID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.AggregateID(childComplexity), true
+	case "CommandResult.causationId":
+		if e.ComplexityRoot.CommandResult.CausationID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.CausationID(childComplexity), true
+	case "CommandResult.correlationId":
+		if e.ComplexityRoot.CommandResult.CorrelationID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.CorrelationID(childComplexity), true
+	case "CommandResult.duplicate":
+		if e.ComplexityRoot.CommandResult.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.Duplicate(childComplexity), true
+	case "CommandResult.events":
+		if e.ComplexityRoot.CommandResult.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.Events(childComplexity), true
+	case "CommandResult.position":
+		if e.ComplexityRoot.CommandResult.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.Position(childComplexity), true
+	case "CommandResult.streamId":
+		if e.ComplexityRoot.CommandResult.StreamID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.StreamID(childComplexity), true
+	case "CommandResult.version":
+		if e.ComplexityRoot.CommandResult.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandResult.Version(childComplexity), true
 
 	case "Event.data":
 		if e.ComplexityRoot.Event.Data == nil {
@@ -253,6 +329,94 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AppendEvents(childComplexity, args["stream"].(string), args["expectedVersion"].(*int), args["events"].([]*model.EventInput)), true
+	case "Mutation.applyInterest":
+		if e.ComplexityRoot.Mutation.ApplyInterest == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyInterest_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyInterest(childComplexity, args["input"].(model.ApplyInterestInput)), true
+	case "Mutation.chargeFee":
+		if e.ComplexityRoot.Mutation.ChargeFee == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_chargeFee_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChargeFee(childComplexity, args["input"].(model.ChargeFeeInput)), true
+	case "Mutation.closeAccount":
+		if e.ComplexityRoot.Mutation.CloseAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_closeAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CloseAccount(childComplexity, args["input"].(model.CloseAccountInput)), true
+	case "Mutation.depositMoney":
+		if e.ComplexityRoot.Mutation.DepositMoney == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_depositMoney_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DepositMoney(childComplexity, args["input"].(model.DepositMoneyInput)), true
+	case "Mutation.freezeAccount":
+		if e.ComplexityRoot.Mutation.FreezeAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_freezeAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FreezeAccount(childComplexity, args["input"].(model.FreezeAccountInput)), true
+	case "Mutation.openAccount":
+		if e.ComplexityRoot.Mutation.OpenAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_openAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.OpenAccount(childComplexity, args["input"].(model.OpenAccountInput)), true
+	case "Mutation.unfreezeAccount":
+		if e.ComplexityRoot.Mutation.UnfreezeAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unfreezeAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnfreezeAccount(childComplexity, args["input"].(model.UnfreezeAccountInput)), true
+	case "Mutation.withdrawMoney":
+		if e.ComplexityRoot.Mutation.WithdrawMoney == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_withdrawMoney_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.WithdrawMoney(childComplexity, args["input"].(model.WithdrawMoneyInput)), true
 
 	case "Query.events":
 		if e.ComplexityRoot.Query.Events == nil {
@@ -305,7 +469,15 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalMap := graphql.BuildUnmarshalerMap(
+		ec.unmarshalInputApplyInterestInput,
+		ec.unmarshalInputChargeFeeInput,
+		ec.unmarshalInputCloseAccountInput,
+		ec.unmarshalInputDepositMoneyInput,
 		ec.unmarshalInputEventInput,
+		ec.unmarshalInputFreezeAccountInput,
+		ec.unmarshalInputOpenAccountInput,
+		ec.unmarshalInputUnfreezeAccountInput,
+		ec.unmarshalInputWithdrawMoneyInput,
 	)
 	first := true
 
@@ -381,6 +553,119 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../schema/account.graphqls", Input: `# Bank account commands. Every input takes two optional fields:
+#   expectedVersion: fail with CONFLICT unless the account is at this version
+#   idempotencyKey:  a retried mutation with the same key returns the original result and writes nothing
+
+input OpenAccountInput {
+  "The new account's id; generated when absent (derived from idempotencyKey when one is given)."
+  accountId: ID
+  owner: String!
+  "ISO 4217 code, e.g. EUR."
+  currency: String!
+  "Minor units; default 0."
+  initialDeposit: Long = 0
+  "How far below zero the balance may go, in minor units; default 0."
+  overdraftLimit: Long = 0
+  "Most that may be withdrawn per UTC day, in minor units; 0 (default) means no limit."
+  dailyWithdrawalLimit: Long = 0
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input DepositMoneyInput {
+  accountId: ID!
+  "Minor units, > 0."
+  amount: Long!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input WithdrawMoneyInput {
+  accountId: ID!
+  "Minor units, > 0."
+  amount: Long!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input FreezeAccountInput {
+  accountId: ID!
+  reason: String!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input UnfreezeAccountInput {
+  accountId: ID!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input CloseAccountInput {
+  accountId: ID!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input ApplyInterestInput {
+  accountId: ID!
+  "1 basis point = 0.01%; 1 to 10000."
+  rateBasisPoints: Int!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+input ChargeFeeInput {
+  accountId: ID!
+  "Minor units, > 0."
+  amount: Long!
+  reason: String!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
+extend type Mutation {
+  "Opens an account. Rules: ACCOUNT_ALREADY_OPEN."
+  openAccount(input: OpenAccountInput!): CommandResult!
+  "Deposits money (frozen accounts accept deposits). Rules: ACCOUNT_CLOSED, AMOUNT_OVERFLOW."
+  depositMoney(input: DepositMoneyInput!): CommandResult!
+  "Withdraws money within balance plus overdraft and the daily limit; records OverdraftOccurred when the balance goes negative. Rules: INSUFFICIENT_FUNDS, DAILY_LIMIT_EXCEEDED, ACCOUNT_FROZEN, ACCOUNT_CLOSED."
+  withdrawMoney(input: WithdrawMoneyInput!): CommandResult!
+  "Freezes an account: only deposits are accepted. Rules: ACCOUNT_FROZEN."
+  freezeAccount(input: FreezeAccountInput!): CommandResult!
+  "Lifts a freeze. Rules: ACCOUNT_NOT_FROZEN."
+  unfreezeAccount(input: UnfreezeAccountInput!): CommandResult!
+  "Closes an account at zero balance. Rules: BALANCE_NOT_ZERO, ACCOUNT_CLOSED."
+  closeAccount(input: CloseAccountInput!): CommandResult!
+  "Credits interest on a positive balance, rounded down. Rules: ACCOUNT_FROZEN, AMOUNT_OVERFLOW."
+  applyInterest(input: ApplyInterestInput!): CommandResult!
+  "Charges a fee within balance plus overdraft. Rules: INSUFFICIENT_FUNDS, ACCOUNT_CLOSED."
+  chargeFee(input: ChargeFeeInput!): CommandResult!
+}
+`, BuiltIn: false},
+	{Name: "../schema/commands.graphqls", Input: `"A signed 64-bit integer, e.g. an amount of money in the currency's minor unit (cents). A JSON number; a decimal string is accepted too."
+scalar Long
+
+"What a command mutation did."
+type CommandResult {
+  "The aggregate the command went to (generated for creation commands that did not name one)."
+  aggregateId: ID!
+  streamId: String!
+  "The aggregate's version after the command: pass it as expectedVersion for optimistic concurrency."
+  version: Int!
+  "The global position of the last event written (0 when the command wrote nothing): a consistency token for later reads."
+  position: Position!
+  "True when this idempotencyKey was used before: the original result is returned and nothing is written."
+  duplicate: Boolean!
+  "The correlation id stored in the events' metadata (X-Correlation-ID, or generated)."
+  correlationId: String!
+  "The causation id stored in the events' metadata: this request's id."
+  causationId: String!
+  "The events written (type, schema version, data)."
+  events: [Event!]!
+}
+`, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
 A place in the global event log: a 64-bit integer, strictly increasing in
 commit order (with gaps). Serialised as a JSON number; accepted as a number
@@ -520,6 +805,28 @@ func (ec *executionContext) childFields_AppendResult(ctx context.Context, field 
 		return ec.fieldContext_AppendResult_events(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AppendResult", field.Name)
+}
+
+func (ec *executionContext) childFields_CommandResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "aggregateId":
+		return ec.fieldContext_CommandResult_aggregateId(ctx, field)
+	case "streamId":
+		return ec.fieldContext_CommandResult_streamId(ctx, field)
+	case "version":
+		return ec.fieldContext_CommandResult_version(ctx, field)
+	case "position":
+		return ec.fieldContext_CommandResult_position(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_CommandResult_duplicate(ctx, field)
+	case "correlationId":
+		return ec.fieldContext_CommandResult_correlationId(ctx, field)
+	case "causationId":
+		return ec.fieldContext_CommandResult_causationId(ctx, field)
+	case "events":
+		return ec.fieldContext_CommandResult_events(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CommandResult", field.Name)
 }
 
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -715,6 +1022,118 @@ func (ec *executionContext) field_Mutation_appendEvents_args(ctx context.Context
 		return nil, err
 	}
 	args["events"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_applyInterest_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ApplyInterestInput, error) {
+			return ec.unmarshalNApplyInterestInput2cqrsgateᚋgraphᚋmodelᚐApplyInterestInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_chargeFee_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ChargeFeeInput, error) {
+			return ec.unmarshalNChargeFeeInput2cqrsgateᚋgraphᚋmodelᚐChargeFeeInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_closeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CloseAccountInput, error) {
+			return ec.unmarshalNCloseAccountInput2cqrsgateᚋgraphᚋmodelᚐCloseAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_depositMoney_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.DepositMoneyInput, error) {
+			return ec.unmarshalNDepositMoneyInput2cqrsgateᚋgraphᚋmodelᚐDepositMoneyInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_freezeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.FreezeAccountInput, error) {
+			return ec.unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐFreezeAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_openAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.OpenAccountInput, error) {
+			return ec.unmarshalNOpenAccountInput2cqrsgateᚋgraphᚋmodelᚐOpenAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unfreezeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UnfreezeAccountInput, error) {
+			return ec.unmarshalNUnfreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐUnfreezeAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_withdrawMoney_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.WithdrawMoneyInput, error) {
+			return ec.unmarshalNWithdrawMoneyInput2cqrsgateᚋgraphᚋmodelᚐWithdrawMoneyInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -1059,6 +1478,199 @@ func (ec *executionContext) _AppendResult_events(ctx context.Context, field grap
 func (ec *executionContext) fieldContext_AppendResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "AppendResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Event(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandResult_aggregateId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_aggregateId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AggregateID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_aggregateId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_streamId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_streamId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StreamID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_streamId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_version(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_position(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Position does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_correlationId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_correlationId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CorrelationID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_correlationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_causationId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_causationId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CausationID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_causationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _CommandResult_events(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandResult_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Event) graphql.Marshaler {
+			return ec.marshalNEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandResult",
 		Field:      field,
 		IsMethod:   false,
 		IsResolver: false,
@@ -1415,6 +2027,358 @@ func (ec *executionContext) fieldContext_Mutation_appendEvents(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_appendEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_openAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_openAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().OpenAccount(ctx, fc.Args["input"].(model.OpenAccountInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_openAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_openAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_depositMoney(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_depositMoney(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DepositMoney(ctx, fc.Args["input"].(model.DepositMoneyInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_depositMoney(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_depositMoney_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_withdrawMoney(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_withdrawMoney(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().WithdrawMoney(ctx, fc.Args["input"].(model.WithdrawMoneyInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_withdrawMoney(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_withdrawMoney_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_freezeAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_freezeAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FreezeAccount(ctx, fc.Args["input"].(model.FreezeAccountInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_freezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_freezeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unfreezeAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unfreezeAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnfreezeAccount(ctx, fc.Args["input"].(model.UnfreezeAccountInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unfreezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unfreezeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_closeAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_closeAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CloseAccount(ctx, fc.Args["input"].(model.CloseAccountInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_closeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_closeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_applyInterest(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyInterest(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyInterest(ctx, fc.Args["input"].(model.ApplyInterestInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyInterest(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyInterest_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_chargeFee(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_chargeFee(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ChargeFee(ctx, fc.Args["input"].(model.ChargeFeeInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_chargeFee(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_chargeFee_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -2722,6 +3686,210 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputApplyInterestInput(ctx context.Context, obj any) (model.ApplyInterestInput, error) {
+	var it model.ApplyInterestInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "rateBasisPoints", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "rateBasisPoints":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rateBasisPoints"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RateBasisPoints = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputChargeFeeInput(ctx context.Context, obj any) (model.ChargeFeeInput, error) {
+	var it model.ChargeFeeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "amount", "reason", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputCloseAccountInput(ctx context.Context, obj any) (model.CloseAccountInput, error) {
+	var it model.CloseAccountInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputDepositMoneyInput(ctx context.Context, obj any) (model.DepositMoneyInput, error) {
+	var it model.DepositMoneyInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "amount", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
 func (ec *executionContext) unmarshalInputEventInput(ctx context.Context, obj any) (model.EventInput, error) {
 	var it model.EventInput
 	if obj == nil {
@@ -2784,6 +3952,241 @@ func (ec *executionContext) unmarshalInputEventInput(ctx context.Context, obj an
 	return it, nil
 }
 
+func (ec *executionContext) unmarshalInputFreezeAccountInput(ctx context.Context, obj any) (model.FreezeAccountInput, error) {
+	var it model.FreezeAccountInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "reason", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputOpenAccountInput(ctx context.Context, obj any) (model.OpenAccountInput, error) {
+	var it model.OpenAccountInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["initialDeposit"]; !present {
+		asMap["initialDeposit"] = 0
+	}
+	if _, present := asMap["overdraftLimit"]; !present {
+		asMap["overdraftLimit"] = 0
+	}
+	if _, present := asMap["dailyWithdrawalLimit"]; !present {
+		asMap["dailyWithdrawalLimit"] = 0
+	}
+
+	fieldsInOrder := [...]string{"accountId", "owner", "currency", "initialDeposit", "overdraftLimit", "dailyWithdrawalLimit", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "owner":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("owner"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Owner = data
+		case "currency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("currency"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Currency = data
+		case "initialDeposit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("initialDeposit"))
+			data, err := ec.unmarshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.InitialDeposit = data
+		case "overdraftLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("overdraftLimit"))
+			data, err := ec.unmarshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OverdraftLimit = data
+		case "dailyWithdrawalLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dailyWithdrawalLimit"))
+			data, err := ec.unmarshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DailyWithdrawalLimit = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputUnfreezeAccountInput(ctx context.Context, obj any) (model.UnfreezeAccountInput, error) {
+	var it model.UnfreezeAccountInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputWithdrawMoneyInput(ctx context.Context, obj any) (model.WithdrawMoneyInput, error) {
+	var it model.WithdrawMoneyInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "amount", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -2841,6 +4244,79 @@ func (ec *executionContext) _AppendResult(ctx context.Context, sel ast.Selection
 			}
 		case "events":
 			out.Values[i] = ec._AppendResult_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var commandResultImplementors = []string{"CommandResult"}
+
+func (ec *executionContext) _CommandResult(ctx context.Context, sel ast.SelectionSet, obj *model.CommandResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, commandResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CommandResult")
+		case "aggregateId":
+			out.Values[i] = ec._CommandResult_aggregateId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "streamId":
+			out.Values[i] = ec._CommandResult_streamId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._CommandResult_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._CommandResult_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicate":
+			out.Values[i] = ec._CommandResult_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "correlationId":
+			out.Values[i] = ec._CommandResult_correlationId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "causationId":
+			out.Values[i] = ec._CommandResult_causationId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._CommandResult_events(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -3019,6 +4495,62 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "appendEvents":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_appendEvents(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "openAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_openAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "depositMoney":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_depositMoney(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "withdrawMoney":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_withdrawMoney(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "freezeAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_freezeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unfreezeAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unfreezeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "closeAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_closeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applyInterest":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyInterest(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "chargeFee":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_chargeFee(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -3593,6 +5125,11 @@ func (ec *executionContext) marshalNAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐA
 	return ec._AppendResult(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNApplyInterestInput2cqrsgateᚋgraphᚋmodelᚐApplyInterestInput(ctx context.Context, v any) (model.ApplyInterestInput, error) {
+	res, err := ec.unmarshalInputApplyInterestInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -3607,6 +5144,31 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		}
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNChargeFeeInput2cqrsgateᚋgraphᚋmodelᚐChargeFeeInput(ctx context.Context, v any) (model.ChargeFeeInput, error) {
+	res, err := ec.unmarshalInputChargeFeeInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCloseAccountInput2cqrsgateᚋgraphᚋmodelᚐCloseAccountInput(ctx context.Context, v any) (model.CloseAccountInput, error) {
+	res, err := ec.unmarshalInputCloseAccountInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx context.Context, sel ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._CommandResult(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDepositMoneyInput2cqrsgateᚋgraphᚋmodelᚐDepositMoneyInput(ctx context.Context, v any) (model.DepositMoneyInput, error) {
+	res, err := ec.unmarshalInputDepositMoneyInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Event) graphql.Marshaler {
@@ -3664,6 +5226,11 @@ func (ec *executionContext) marshalNEventPage2ᚖcqrsgateᚋgraphᚋmodelᚐEven
 	return ec._EventPage(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐFreezeAccountInput(ctx context.Context, v any) (model.FreezeAccountInput, error) {
+	res, err := ec.unmarshalInputFreezeAccountInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -3710,6 +5277,21 @@ func (ec *executionContext) marshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx con
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx context.Context, v any) (model.Long, error) {
+	var res model.Long
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx context.Context, sel ast.SelectionSet, v model.Long) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNOpenAccountInput2cqrsgateᚋgraphᚋmodelᚐOpenAccountInput(ctx context.Context, v any) (model.OpenAccountInput, error) {
+	res, err := ec.unmarshalInputOpenAccountInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition(ctx context.Context, v any) (model.Position, error) {
@@ -3762,6 +5344,16 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		}
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNUnfreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐUnfreezeAccountInput(ctx context.Context, v any) (model.UnfreezeAccountInput, error) {
+	res, err := ec.unmarshalInputUnfreezeAccountInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNWithdrawMoneyInput2cqrsgateᚋgraphᚋmodelᚐWithdrawMoneyInput(ctx context.Context, v any) (model.WithdrawMoneyInput, error) {
+	res, err := ec.unmarshalInputWithdrawMoneyInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -3980,6 +5572,22 @@ func (ec *executionContext) unmarshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx c
 }
 
 func (ec *executionContext) marshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx context.Context, sel ast.SelectionSet, v model.JSON) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx context.Context, v any) (*model.Long, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.Long)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx context.Context, sel ast.SelectionSet, v *model.Long) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -24,6 +24,56 @@ type AppendResult struct {
 	Events        []*Event `json:"events"`
 }
 
+type ApplyInterestInput struct {
+	AccountID string `json:"accountId"`
+	// 1 basis point = 0.01%; 1 to 10000.
+	RateBasisPoints int     `json:"rateBasisPoints"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type ChargeFeeInput struct {
+	AccountID string `json:"accountId"`
+	// Minor units, > 0.
+	Amount          Long    `json:"amount"`
+	Reason          string  `json:"reason"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type CloseAccountInput struct {
+	AccountID       string  `json:"accountId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// What a command mutation did.
+type CommandResult struct {
+	// The aggregate the command went to (generated for creation commands that did not name one).
+	AggregateID string `json:"aggregateId"`
+	StreamID    string `json:"streamId"`
+	// The aggregate's version after the command: pass it as expectedVersion for optimistic concurrency.
+	Version int `json:"version"`
+	// The global position of the last event written (0 when the command wrote nothing): a consistency token for later reads.
+	Position Position `json:"position"`
+	// True when this idempotencyKey was used before: the original result is returned and nothing is written.
+	Duplicate bool `json:"duplicate"`
+	// The correlation id stored in the events' metadata (X-Correlation-ID, or generated).
+	CorrelationID string `json:"correlationId"`
+	// The causation id stored in the events' metadata: this request's id.
+	CausationID string `json:"causationId"`
+	// The events written (type, schema version, data).
+	Events []*Event `json:"events"`
+}
+
+type DepositMoneyInput struct {
+	AccountID string `json:"accountId"`
+	// Minor units, > 0.
+	Amount          Long    `json:"amount"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
 // An event as stored in the log.
 type Event struct {
 	// The event id (a UUID).
@@ -70,7 +120,30 @@ type EventPage struct {
 	HasMore bool `json:"hasMore"`
 }
 
+type FreezeAccountInput struct {
+	AccountID       string  `json:"accountId"`
+	Reason          string  `json:"reason"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
 type Mutation struct {
+}
+
+type OpenAccountInput struct {
+	// The new account's id; generated when absent (derived from idempotencyKey when one is given).
+	AccountID *string `json:"accountId,omitempty"`
+	Owner     string  `json:"owner"`
+	// ISO 4217 code, e.g. EUR.
+	Currency string `json:"currency"`
+	// Minor units; default 0.
+	InitialDeposit *Long `json:"initialDeposit,omitempty"`
+	// How far below zero the balance may go, in minor units; default 0.
+	OverdraftLimit *Long `json:"overdraftLimit,omitempty"`
+	// Most that may be withdrawn per UTC day, in minor units; 0 (default) means no limit.
+	DailyWithdrawalLimit *Long   `json:"dailyWithdrawalLimit,omitempty"`
+	ExpectedVersion      *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey       *string `json:"idempotencyKey,omitempty"`
 }
 
 type Query struct {
@@ -83,4 +156,18 @@ type Stream struct {
 	Version int `json:"version"`
 	// The events selected by the query's arguments.
 	Events []*Event `json:"events"`
+}
+
+type UnfreezeAccountInput struct {
+	AccountID       string  `json:"accountId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type WithdrawMoneyInput struct {
+	AccountID string `json:"accountId"`
+	// Minor units, > 0.
+	Amount          Long    `json:"amount"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }

@@ -23,35 +23,45 @@ func (p Position) MarshalGQL(w io.Writer) {
 // UnmarshalGQL accepts a non-negative integer given as a number or as a
 // decimal string; anything else is an error naming what was given.
 func (p *Position) UnmarshalGQL(v any) error {
-	var n int64
-	var err error
-	switch x := v.(type) {
-	case int:
-		n = int64(x)
-	case int32:
-		n = int64(x)
-	case int64:
-		n = x
-	case json.Number:
-		n, err = strconv.ParseInt(string(x), 10, 64)
-	case string:
-		n, err = strconv.ParseInt(x, 10, 64)
-	case float64:
-		if x != math.Trunc(x) || x > math.MaxInt64 || x < math.MinInt64 {
-			return invalidScalar("position must be an integer, got %v", x)
-		}
-		n = int64(x)
-	default:
-		return invalidScalar("position must be an integer or a decimal string, got %T", v)
-	}
+	n, err := parseInt64("position", v)
 	if err != nil {
-		return invalidScalar("position must be a 64-bit integer: %v", err)
+		return err
 	}
 	if n < 0 {
 		return invalidScalar("position must not be negative, got %d", n)
 	}
 	*p = Position(n)
 	return nil
+}
+
+// parseInt64 reads a 64-bit integer given as a number or a decimal string.
+func parseInt64(what string, v any) (int64, error) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case json.Number:
+		n, err := strconv.ParseInt(string(x), 10, 64)
+		if err != nil {
+			return 0, invalidScalar("%s must be a 64-bit integer, got %s", what, x)
+		}
+		return n, nil
+	case string:
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return 0, invalidScalar("%s must be a 64-bit integer, got %q", what, x)
+		}
+		return n, nil
+	case float64:
+		if x != math.Trunc(x) || x >= math.MaxInt64 || x < math.MinInt64 {
+			return 0, invalidScalar("%s must be an integer, got %v", what, x)
+		}
+		return int64(x), nil
+	}
+	return 0, invalidScalar("%s must be an integer or a decimal string, got %T", what, v)
 }
 
 // JSON is the JSON scalar: any JSON value, kept as its encoding.
@@ -81,4 +91,23 @@ func (j *JSON) UnmarshalGQL(v any) error {
 // as a VALIDATION error.
 func invalidScalar(format string, args ...any) error {
 	return &domain.Error{Code: domain.Invalid, Message: fmt.Sprintf(format, args...)}
+}
+
+// Long is the Long scalar: a signed 64-bit integer, such as an amount of
+// money in minor units.
+type Long int64
+
+// MarshalGQL writes the value as a JSON number.
+func (l Long) MarshalGQL(w io.Writer) {
+	_, _ = io.WriteString(w, strconv.FormatInt(int64(l), 10))
+}
+
+// UnmarshalGQL accepts an integer given as a number or as a decimal string.
+func (l *Long) UnmarshalGQL(v any) error {
+	n, err := parseInt64("value", v)
+	if err != nil {
+		return err
+	}
+	*l = Long(n)
+	return nil
 }

@@ -1,0 +1,113 @@
+package domain
+
+import (
+	"math"
+	"strings"
+)
+
+// Amounts of money are int64 counts of a currency's minor unit (cents for
+// EUR, yen for JPY). Never floats.
+
+// currencies maps the active ISO 4217 codes to their number of minor-unit
+// digits.
+var currencies = func() map[string]int {
+	m := map[string]int{}
+	for _, c := range strings.Fields(`AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL
+		BSD BTN BWP BYN BZD CAD CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+		GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR
+		LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN
+		PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB
+		TJS TMT TOP TRY TTD TWD TZS UAH USD UYU UZS VES WST XCD YER ZAR ZMW ZWG`) {
+		m[c] = 2
+	}
+	for _, c := range strings.Fields(`BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF`) {
+		m[c] = 0
+	}
+	for _, c := range strings.Fields(`BHD IQD JOD KWD LYD OMR TND`) {
+		m[c] = 3
+	}
+	return m
+}()
+
+// ValidCurrency reports whether code is an active ISO 4217 currency code
+// (upper case, e.g. "EUR").
+func ValidCurrency(code string) bool {
+	_, ok := currencies[code]
+	return ok
+}
+
+// CurrencyDigits returns the number of minor-unit digits of an ISO 4217
+// currency (2 for EUR, 0 for JPY, 3 for KWD) and whether code is known.
+func CurrencyDigits(code string) (int, bool) {
+	d, ok := currencies[code]
+	return d, ok
+}
+
+// addMoney returns a+b, or false when the sum overflows int64.
+func addMoney(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
+
+// mulMoney returns a*b for non-negative a and b, or false on overflow.
+func mulMoney(a, b int64) (int64, bool) {
+	if a == 0 || b == 0 {
+		return 0, true
+	}
+	if a < 0 || b < 0 || a > math.MaxInt64/b {
+		return 0, false
+	}
+	return a * b, true
+}
+
+// ruleError builds a RuleViolation *Error with a stable rule name.
+func ruleError(rule, format string, args ...any) *Error {
+	e := Errorf(RuleViolation, format, args...)
+	e.Rule = rule
+	return e
+}
+
+// notFound builds a NotFound *Error.
+func notFound(format string, args ...any) *Error { return Errorf(NotFound, format, args...) }
+
+// checkText validates a required free-text field of at most max bytes.
+func checkText(field, value string, max int) error {
+	switch {
+	case strings.TrimSpace(value) == "":
+		return InvalidField(field, "%s is required", field)
+	case len(value) > max:
+		return InvalidField(field, "%s is %d bytes; at most %d are allowed", field, len(value), max)
+	}
+	for _, r := range value {
+		if r < 0x20 || r == 0x7f {
+			return InvalidField(field, "%s contains a control character", field)
+		}
+	}
+	return nil
+}
+
+// checkPositive validates an amount or quantity that must be above zero.
+func checkPositive(field string, v int64) error {
+	if v <= 0 {
+		return InvalidField(field, "%s must be greater than zero, got %d", field, v)
+	}
+	return nil
+}
+
+// checkNonNegative validates an amount that may be zero.
+func checkNonNegative(field string, v int64) error {
+	if v < 0 {
+		return InvalidField(field, "%s must not be negative, got %d", field, v)
+	}
+	return nil
+}
+
+func truncateText(s string) string {
+	if len(s) <= 32 {
+		return s
+	}
+	return s[:32] + "..."
+}

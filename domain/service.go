@@ -1,0 +1,322 @@
+package domain
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// EventStore is what the command service needs of the event log;
+// eventstore.Postgres and eventstore.Memory implement it.
+type EventStore interface {
+	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
+	ReadStream(ctx context.Context, stream string, q StreamQuery) ([]RecordedEvent, error)
+	ReadEvent(ctx context.Context, eventID string) (RecordedEvent, error)
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	LoadSnapshot(ctx context.Context, stream string) (Snapshot, error)
+}
+
+// ServiceOptions tune the command service. Zero values mean the defaults.
+type ServiceOptions struct {
+	// SnapshotEvery saves a snapshot each time a stream's version crosses a
+	// multiple of it (default 100; negative disables snapshots).
+	SnapshotEvery int
+	// MaxRetries bounds how often a command is re-decided after losing a
+	// concurrency race (default 10).
+	MaxRetries int
+}
+
+// Service executes commands: it loads the aggregate (latest snapshot plus
+// newer events), lets it decide, and appends the new events expecting the
+// version it loaded. When another writer got there first it reloads and
+// decides again, a bounded number of times.
+type Service struct {
+	store EventStore
+	log   *slog.Logger
+	now   func() time.Time
+	opts  ServiceOptions
+}
+
+// NewService returns a command service on store; now is the clock given to
+// decisions.
+func NewService(store EventStore, log *slog.Logger, now func() time.Time, opts ServiceOptions) *Service {
+	if opts.SnapshotEvery == 0 {
+		opts.SnapshotEvery = 100
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 10
+	}
+	return &Service{store: store, log: log, now: now, opts: opts}
+}
+
+// CommandMeta is what the caller knows about a command besides its content.
+type CommandMeta struct {
+	// CorrelationID ties together everything one request or process caused.
+	CorrelationID string
+	// CausationID is the id of the message that caused this command
+	// (for a mutation, the request id).
+	CausationID string
+	// Actor is who asked (user or service id), when known.
+	Actor string
+	// ExpectedVersion, when set, is the version the client believes the
+	// aggregate is at; a mismatch is a Conflict and the command is not retried.
+	ExpectedVersion *int64
+	// IdempotencyKey, when set, makes the command exactly-once per
+	// aggregate: a repeat with the same key returns the original result and
+	// writes nothing, across restarts and concurrent retries. Keys are
+	// scoped to the aggregate instance, 1 to 200 bytes.
+	IdempotencyKey string
+}
+
+// Result reports what a command did.
+type Result struct {
+	AggregateID string
+	StreamID    string
+	// Version is the aggregate's version after the command.
+	Version int64
+	// Position is the global position of the last event written (or, for a
+	// command that wrote nothing, 0): the consistency token for reads.
+	Position int64
+	// Events are the events written (or, for a repeated idempotency key,
+	// the events the first execution wrote).
+	Events []RecordedEvent
+	// Duplicate is true when the idempotency key was seen before.
+	Duplicate bool
+}
+
+// Execute runs cmd against its aggregate of kind k. Errors: the decision's
+// *Error (Invalid, NotFound, RuleViolation); Conflict when
+// meta.ExpectedVersion does not match or the retries ran out; Invalid for a
+// bad idempotency key; store errors (Unavailable, Internal) as they come.
+func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta) (Result, error) {
+	id := cmd.AggregateID()
+	if err := validateAggregateID(id); err != nil {
+		return Result{}, err
+	}
+	if len(meta.IdempotencyKey) > 200 {
+		return Result{}, InvalidField("idempotencyKey", "idempotency key is %d bytes; at most 200 are allowed", len(meta.IdempotencyKey))
+	}
+	stream := k.StreamID(id)
+	for attempt := 0; ; attempt++ {
+		if meta.IdempotencyKey != "" {
+			res, found, err := s.previousResult(ctx, stream, id, meta.IdempotencyKey)
+			if err != nil || found {
+				return res, err
+			}
+		}
+		res, err := executeOnce(ctx, s, k, cmd, meta, id, stream)
+		retryable := errors.Is(err, ErrWrongExpectedVersion) && meta.ExpectedVersion == nil ||
+			errors.Is(err, ErrDuplicateEventID) && meta.IdempotencyKey != ""
+		if !retryable {
+			return res, err
+		}
+		if attempt >= s.opts.MaxRetries {
+			return Result{}, &Error{Code: Conflict, Message: fmt.Sprintf("%s %s: gave up after %d concurrent modifications; retry later", k.Name, id, attempt+1), Err: err}
+		}
+		// Back off a little, more with each lost race, so that writers of a
+		// hot aggregate take turns instead of colliding again.
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		}
+	}
+}
+
+func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta, id, stream string) (Result, error) {
+	agg, version, snapVersion, err := load(ctx, s, k, id, stream)
+	if err != nil {
+		return Result{}, err
+	}
+	if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
+		return Result{}, &Error{
+			Code:    Conflict,
+			Message: fmt.Sprintf("%s %s is at version %d, not the expected %d", k.Name, id, version, *meta.ExpectedVersion),
+			Details: map[string]any{"expectedVersion": *meta.ExpectedVersion, "actualVersion": version},
+			Err:     ErrWrongExpectedVersion,
+		}
+	}
+	events, err := k.Decide(agg, cmd, s.now())
+	if err != nil {
+		return Result{}, err
+	}
+	if len(events) == 0 {
+		return Result{AggregateID: id, StreamID: stream, Version: version, Events: []RecordedEvent{}}, nil
+	}
+	data := make([]EventData, len(events))
+	for i, e := range events {
+		payload, err := json.Marshal(e)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s %s: encode %s: %w", k.Name, id, e.EventType(), err)
+		}
+		metaJSON, err := eventMetadata(cmd, meta)
+		if err != nil {
+			return Result{}, err
+		}
+		data[i] = EventData{Type: e.EventType(), SchemaVersion: schemaVersionOf(e), Data: payload, Metadata: metaJSON}
+		if meta.IdempotencyKey != "" {
+			data[i].ID = idempotentEventID(stream, meta.IdempotencyKey, i)
+		}
+	}
+	expected := ExpectedVersion(version)
+	if version == 0 {
+		expected = ExpectNoStream
+	}
+	appended, err := s.store.Append(ctx, stream, expected, data...)
+	if err != nil {
+		return Result{}, err
+	}
+	if appended.Duplicate {
+		// A concurrent retry with the same key won the race.
+		return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events, Duplicate: true}, nil
+	}
+	for _, e := range events {
+		agg.Apply(e)
+	}
+	maybeSnapshot(ctx, s, k, agg, stream, snapVersion, appended.LastVersion)
+	return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events}, nil
+}
+
+// Load returns the current state of instance id of kind k and its version
+// (0 when it has no events). Errors come from the store or from events
+// that cannot be decoded.
+func Load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id string) (A, int64, error) {
+	agg, version, _, err := load(ctx, s, k, id, k.StreamID(id))
+	return agg, version, err
+}
+
+// load rebuilds the aggregate from its latest usable snapshot plus the
+// events after it, in pages. It also returns the snapshot's version.
+func load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id, stream string) (A, int64, int64, error) {
+	agg := k.New(id)
+	var version, snapVersion int64
+	if k.LoadState != nil && s.opts.SnapshotEvery > 0 {
+		snap, err := s.store.LoadSnapshot(ctx, stream)
+		switch {
+		case err == nil && snap.SchemaVersion == k.StateVersion:
+			restored, lerr := k.LoadState(id, snap.State)
+			if lerr == nil {
+				agg, version, snapVersion = restored, snap.Version, snap.Version
+			} else {
+				s.log.WarnContext(ctx, "domain: ignoring a snapshot that does not load", "stream", stream, "err", lerr)
+			}
+		case err == nil:
+			// Written by code with another state shape: rebuild from events.
+		case CodeOf(err) == NotFound:
+		default:
+			return agg, 0, 0, err
+		}
+	}
+	const page = 1000
+	for {
+		evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: version + 1, Limit: page})
+		if err != nil {
+			return agg, 0, 0, err
+		}
+		for _, re := range evs {
+			e, err := k.Decode(re.Type, re.SchemaVersion, re.Data)
+			if err != nil {
+				return agg, 0, 0, fmt.Errorf("%s %s: event %d: %w", k.Name, id, re.StreamVersion, err)
+			}
+			agg.Apply(e)
+			version = re.StreamVersion
+		}
+		if len(evs) < page {
+			return agg, version, snapVersion, nil
+		}
+	}
+}
+
+// maybeSnapshot saves the state when at least SnapshotEvery events have
+// been written since the snapshot the state was loaded from, so that loading
+// never replays more than about that many events. A failure is logged, not
+// returned: the events are stored, and the next command tries again.
+func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg A, stream string, snapVersion, version int64) {
+	if k.SaveState == nil || s.opts.SnapshotEvery <= 0 || version-snapVersion < int64(s.opts.SnapshotEvery) {
+		return
+	}
+	state, err := k.SaveState(agg)
+	if err == nil {
+		err = s.store.SaveSnapshot(ctx, Snapshot{StreamID: stream, Version: version, SchemaVersion: k.StateVersion, State: state})
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "domain: saving a snapshot failed", "stream", stream, "version", version, "err", err)
+	}
+}
+
+func validateAggregateID(id string) error {
+	switch {
+	case id == "":
+		return InvalidField("id", "id is empty")
+	case len(id) > 100:
+		return InvalidField("id", "id is %d bytes; at most 100 are allowed", len(id))
+	}
+	for _, r := range id {
+		if r <= 0x20 || r == 0x7f {
+			return InvalidField("id", "id contains white space or a control character")
+		}
+	}
+	return nil
+}
+
+func eventMetadata(cmd Command, meta CommandMeta) (json.RawMessage, error) {
+	m := map[string]string{"command": cmd.CommandName()}
+	if meta.CorrelationID != "" {
+		m[MetaCorrelationID] = meta.CorrelationID
+	}
+	if meta.CausationID != "" {
+		m[MetaCausationID] = meta.CausationID
+	}
+	if meta.Actor != "" {
+		m[MetaActor] = meta.Actor
+	}
+	if meta.IdempotencyKey != "" {
+		m["idempotencyKey"] = meta.IdempotencyKey
+	}
+	return json.Marshal(m)
+}
+
+// idempotentEventID derives the id of the i-th event a command with
+// idempotency key key writes to stream: the same command retried derives the
+// same ids, and the event store's unique ids make it exactly-once.
+func idempotentEventID(stream, key string, i int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("cqrsgate/idempotency\x00%s\x00%s\x00%d", stream, key, i)))
+	u := h[:16]
+	u[6] = (u[6] & 0x0f) | 0x80 // version 8: application-defined
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	s := hex.EncodeToString(u)
+	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
+}
+
+// previousResult finds the events a command with this idempotency key
+// wrote before, if any, and rebuilds that command's result from them.
+func (s *Service) previousResult(ctx context.Context, stream, id, key string) (Result, bool, error) {
+	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, key, 0))
+	if CodeOf(err) == NotFound {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	if first.StreamID != stream {
+		return Result{}, false, &Error{Code: Conflict, Message: "idempotency key was used for another aggregate", Err: ErrDuplicateEventID}
+	}
+	evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: first.StreamVersion, Limit: 1000})
+	if err != nil {
+		return Result{}, false, err
+	}
+	res := Result{AggregateID: id, StreamID: stream, Duplicate: true}
+	for i, e := range evs {
+		if e.ID != idempotentEventID(stream, key, i) {
+			break
+		}
+		res.Events = append(res.Events, e)
+		res.Version, res.Position = e.StreamVersion, e.Position
+	}
+	return res, true, nil
+}

@@ -1,0 +1,201 @@
+package domain_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+)
+
+func newService(opts domain.ServiceOptions) (*domain.Service, *countingStore) {
+	store := &countingStore{Memory: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	return domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, opts), store
+}
+
+// countingStore counts the events the service reads and the appends it makes.
+type countingStore struct {
+	*eventstore.Memory
+	read, appends atomic.Int64
+}
+
+func (c *countingStore) ReadStream(ctx context.Context, stream string, q domain.StreamQuery) ([]domain.RecordedEvent, error) {
+	evs, err := c.Memory.ReadStream(ctx, stream, q)
+	c.read.Add(int64(len(evs)))
+	return evs, err
+}
+
+func (c *countingStore) Append(ctx context.Context, stream string, exp domain.ExpectedVersion, evs ...domain.EventData) (domain.AppendResult, error) {
+	c.appends.Add(1)
+	return c.Memory.Append(ctx, stream, exp, evs...)
+}
+
+func exec(t *testing.T, s *domain.Service, cmd domain.Command, meta domain.CommandMeta) domain.Result {
+	t.Helper()
+	res, err := domain.Execute(context.Background(), s, domain.Accounts, cmd, meta)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd.CommandName(), err)
+	}
+	return res
+}
+
+func TestServiceExecutesAndRecordsMetadata(t *testing.T) {
+	s, store := newService(domain.ServiceOptions{})
+	meta := domain.CommandMeta{CorrelationID: "corr-1", CausationID: "req-1", Actor: "alice"}
+	res := exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 100}, meta)
+	if res.StreamID != "account-a1" || res.Version != 2 || len(res.Events) != 2 || res.Position != res.Events[1].Position {
+		t.Fatalf("open = %+v", res)
+	}
+	res = exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 50}, meta)
+	if res.Version != 3 {
+		t.Fatalf("deposit = %+v", res)
+	}
+	evs, _ := store.ReadStream(context.Background(), "account-a1", domain.StreamQuery{})
+	for _, e := range evs {
+		for _, want := range []string{`"correlationId":"corr-1"`, `"causationId":"req-1"`, `"actor":"alice"`} {
+			if !strings.Contains(string(e.Metadata), want) {
+				t.Errorf("event %d metadata %s lacks %s", e.StreamVersion, e.Metadata, want)
+			}
+		}
+	}
+	acct, v, err := domain.Load(context.Background(), s, domain.Accounts, "a1")
+	if err != nil || v != 3 || acct.Balance() != 150 || acct.Status() != "OPEN" {
+		t.Fatalf("load = balance %d version %d %v", acct.Balance(), v, err)
+	}
+}
+
+func TestServiceRefusalsWriteNothing(t *testing.T) {
+	s, store := newService(domain.ServiceOptions{})
+	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 100}, domain.CommandMeta{})
+	before := store.appends.Load()
+	for _, cmd := range []domain.Command{
+		domain.WithdrawMoney{AccountID: "a1", Amount: 101},
+		domain.CloseAccount{AccountID: "a1"},
+		domain.DepositMoney{AccountID: "a1", Amount: -1},
+		domain.DepositMoney{AccountID: "nobody", Amount: 1},
+		domain.DepositMoney{AccountID: "", Amount: 1},
+		domain.DepositMoney{AccountID: "has space", Amount: 1},
+	} {
+		if _, err := domain.Execute(context.Background(), s, domain.Accounts, cmd, domain.CommandMeta{}); err == nil {
+			t.Errorf("%+v succeeded", cmd)
+		}
+	}
+	if store.appends.Load() != before {
+		t.Fatal("a refused command appended events")
+	}
+}
+
+func TestServiceExpectedVersion(t *testing.T) {
+	s, _ := newService(domain.ServiceOptions{})
+	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, domain.CommandMeta{})
+	stale := int64(0)
+	_, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{ExpectedVersion: &stale})
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.Conflict || de.Details["actualVersion"] != int64(1) || de.Details["expectedVersion"] != int64(0) {
+		t.Fatalf("stale expected version: %v (%+v)", err, de)
+	}
+	current := int64(1)
+	if res := exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{ExpectedVersion: &current}); res.Version != 2 {
+		t.Fatalf("deposit at the right version = %+v", res)
+	}
+}
+
+// TestServiceRetriesConcurrentCommands: 16 concurrent deposits to one account
+// all succeed through retries and the balance is exact.
+func TestServiceRetriesConcurrentCommands(t *testing.T) {
+	s, _ := newService(domain.ServiceOptions{MaxRetries: 50})
+	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, domain.CommandMeta{})
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: int64(i + 1)}, domain.CommandMeta{}); err != nil {
+				t.Errorf("deposit %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	acct, v, _ := domain.Load(context.Background(), s, domain.Accounts, "a1")
+	if acct.Balance() != 136 || v != 17 {
+		t.Fatalf("balance %d at version %d, want 136 at 17", acct.Balance(), v)
+	}
+}
+
+func TestServiceIdempotencyKey(t *testing.T) {
+	s, store := newService(domain.ServiceOptions{})
+	meta := domain.CommandMeta{IdempotencyKey: "open-a1"}
+	first := exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 10}, meta)
+	appends := store.appends.Load()
+	// A retry returns the original result, although deciding again would
+	// now be refused (the account exists).
+	again := exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 10}, meta)
+	if !again.Duplicate || again.Position != first.Position || again.Version != first.Version || len(again.Events) != 2 || store.appends.Load() != appends {
+		t.Fatalf("retry = %+v, want the original %+v and no append", again, first)
+	}
+
+	// Concurrent retries of one deposit write it once.
+	var wg sync.WaitGroup
+	results := make([]domain.Result, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 5}, domain.CommandMeta{IdempotencyKey: "dep-1"})
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Position != results[0].Position || r.Version != 3 {
+			t.Fatalf("concurrent retries disagree: %+v vs %+v", r, results[0])
+		}
+	}
+	acct, _, _ := domain.Load(context.Background(), s, domain.Accounts, "a1")
+	if acct.Balance() != 15 {
+		t.Fatalf("balance %d after 8 retries of one deposit of 5, want 15", acct.Balance())
+	}
+	// The same key on another aggregate is another command.
+	exec(t, s, domain.OpenAccount{AccountID: "a2", Owner: "bob", Currency: "EUR"}, domain.CommandMeta{})
+	if r := exec(t, s, domain.DepositMoney{AccountID: "a2", Amount: 5}, domain.CommandMeta{IdempotencyKey: "dep-1"}); r.Duplicate {
+		t.Fatal("a key was shared across aggregates")
+	}
+	long := make([]byte, 201)
+	if _, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{IdempotencyKey: string(long)}); domain.CodeOf(err) != domain.Invalid {
+		t.Fatalf("oversized key: %v", err)
+	}
+}
+
+func TestServiceSnapshotsBoundLoading(t *testing.T) {
+	s, store := newService(domain.ServiceOptions{SnapshotEvery: 10})
+	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, domain.CommandMeta{})
+	for i := 0; i < 95; i++ {
+		exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{})
+	}
+	snap, err := store.LoadSnapshot(context.Background(), "account-a1")
+	if err != nil || snap.Version < 86 {
+		t.Fatalf("snapshot = version %d, %v; want one within 10 of 96", snap.Version, err)
+	}
+	store.read.Store(0)
+	acct, v, err := domain.Load(context.Background(), s, domain.Accounts, "a1")
+	if err != nil || v != 96 || acct.Balance() != 95 {
+		t.Fatalf("load = %d at %d, %v", acct.Balance(), v, err)
+	}
+	if n := store.read.Load(); n > 10 {
+		t.Fatalf("loading read %d events past the snapshot, want at most 10", n)
+	}
+	// A snapshot of another state shape is ignored: loading replays everything.
+	if err := store.SaveSnapshot(context.Background(), domain.Snapshot{StreamID: "account-a1", Version: 96, SchemaVersion: 99, State: []byte(`{"x":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	store.read.Store(0)
+	acct, _, _ = domain.Load(context.Background(), s, domain.Accounts, "a1")
+	if acct.Balance() != 95 || store.read.Load() != 96 {
+		t.Fatalf("with a foreign snapshot: balance %d after reading %d events", acct.Balance(), store.read.Load())
+	}
+}

@@ -1,0 +1,267 @@
+package graph_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(eventstore.Migrate)})
+}
+
+// pgGateway is the GraphQL handler over a fresh PostgreSQL database.
+type pgGateway struct {
+	*client
+	store    *eventstore.Postgres
+	commands *domain.Service
+}
+
+func newPGGateway(t *testing.T) *pgGateway {
+	pool := pgtest.NewPool(t)
+	log := slog.New(slog.DiscardHandler)
+	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster())
+	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{MaxRetries: 50})
+	return &pgGateway{client: newServerWith(t, store, commands, log), store: store, commands: commands}
+}
+
+// result is a CommandResult as the tests read it.
+type result struct {
+	AggregateID   string `json:"aggregateId"`
+	StreamID      string `json:"streamId"`
+	Version       int    `json:"version"`
+	Position      int64  `json:"position"`
+	Duplicate     bool   `json:"duplicate"`
+	CorrelationID string `json:"correlationId"`
+	CausationID   string `json:"causationId"`
+	Events        []struct {
+		Type          string          `json:"type"`
+		SchemaVersion int             `json:"schemaVersion"`
+		Data          json.RawMessage `json:"data"`
+		Metadata      json.RawMessage `json:"metadata"`
+	} `json:"events"`
+}
+
+const resultFields = `{ aggregateId streamId version position duplicate correlationId causationId events { type schemaVersion data metadata } }`
+
+// mutate runs mutation name with input and returns its result, or the
+// response's single error.
+func (g *pgGateway) mutate(name string, input map[string]any, headers ...string) (result, *gqlError) {
+	g.t.Helper()
+	q := fmt.Sprintf(`mutation($input: %sInput!) { %s(input: $input) %s }`, strings.ToUpper(name[:1])+name[1:], name, resultFields)
+	out, _ := g.post(q, map[string]any{"input": input}, headers...)
+	if len(out.Errors) > 0 {
+		e := gqlError(out.Errors[0])
+		return result{}, &e
+	}
+	var r result
+	if err := json.Unmarshal(out.Data[name], &r); err != nil {
+		g.t.Fatalf("%s: %v", name, err)
+	}
+	return r, nil
+}
+
+func (g *pgGateway) mustMutate(name string, input map[string]any, headers ...string) result {
+	g.t.Helper()
+	r, err := g.mutate(name, input, headers...)
+	if err != nil {
+		g.t.Fatalf("%s(%v): %s %v", name, input, err.Message, err.Extensions)
+	}
+	return r
+}
+
+func (g *pgGateway) head() int64 {
+	g.t.Helper()
+	p, err := g.store.ReadAll(context.Background(), eventstore.AllQuery{Limit: 1})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return p.Head
+}
+
+func (g *pgGateway) balance(id string) int64 {
+	g.t.Helper()
+	a, _, err := domain.Load(context.Background(), g.commands, domain.Accounts, id)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return a.Balance()
+}
+
+func wantError(t *testing.T, what string, err *gqlError, code, detailKey, detail string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s succeeded, want %s", what, code)
+	}
+	if err.Extensions["code"] != code {
+		t.Fatalf("%s: code %v (%s), want %s", what, err.Extensions["code"], err.Message, code)
+	}
+	if detailKey != "" && fmt.Sprint(err.Extensions[detailKey]) != detail {
+		t.Fatalf("%s: %s = %v, want %s (%s)", what, detailKey, err.Extensions[detailKey], detail, err.Message)
+	}
+}
+
+func TestAccountMutations(t *testing.T) {
+	g := newPGGateway(t)
+	open := g.mustMutate("openAccount", map[string]any{"owner": "ada", "currency": "EUR", "initialDeposit": 1000, "overdraftLimit": 500}, "X-Correlation-ID", "corr-acct")
+	id := open.AggregateID
+	if !domain.ValidID(id) || open.StreamID != "account-"+id || open.Version != 2 || open.Position == 0 || len(open.Events) != 2 ||
+		open.Events[0].Type != "AccountOpened" || open.Events[1].Type != "MoneyDeposited" || open.CorrelationID != "corr-acct" || open.CausationID == "" {
+		t.Fatalf("openAccount = %+v", open)
+	}
+	var meta map[string]string
+	_ = json.Unmarshal(open.Events[0].Metadata, &meta)
+	if meta["correlationId"] != "corr-acct" || meta["causationId"] != open.CausationID || meta["command"] != "OpenAccount" {
+		t.Fatalf("metadata = %v", meta)
+	}
+	dep := g.mustMutate("depositMoney", map[string]any{"accountId": id, "amount": "250"})
+	if dep.Version != 3 || dep.Position <= open.Position || string(dep.Events[0].Data) != `{"amount":250,"balanceAfter":1250}` {
+		t.Fatalf("depositMoney = %+v", dep)
+	}
+
+	head := g.head()
+	_, err := g.mutate("withdrawMoney", map[string]any{"accountId": id, "amount": 1751})
+	wantError(t, "withdraw beyond overdraft", err, "RULE_VIOLATION", "rule", domain.RuleInsufficientFunds)
+	_, err = g.mutate("closeAccount", map[string]any{"accountId": id})
+	wantError(t, "close with a balance", err, "RULE_VIOLATION", "rule", domain.RuleBalanceNotZero)
+	if g.head() != head || g.balance(id) != 1250 {
+		t.Fatal("refused commands wrote events")
+	}
+
+	w := g.mustMutate("withdrawMoney", map[string]any{"accountId": id, "amount": 1750})
+	if len(w.Events) != 2 || w.Events[1].Type != "OverdraftOccurred" || g.balance(id) != -500 {
+		t.Fatalf("withdraw into overdraft = %+v", w)
+	}
+	g.mustMutate("freezeAccount", map[string]any{"accountId": id, "reason": "audit"})
+	_, err = g.mutate("withdrawMoney", map[string]any{"accountId": id, "amount": 1})
+	wantError(t, "withdraw from frozen", err, "RULE_VIOLATION", "rule", domain.RuleAccountFrozen)
+	g.mustMutate("depositMoney", map[string]any{"accountId": id, "amount": 500})
+	g.mustMutate("unfreezeAccount", map[string]any{"accountId": id})
+	g.mustMutate("chargeFee", map[string]any{"accountId": id, "amount": 0o0 + 1, "reason": "card"})
+	g.mustMutate("depositMoney", map[string]any{"accountId": id, "amount": 1})
+	noop := g.mustMutate("applyInterest", map[string]any{"accountId": id, "rateBasisPoints": 100})
+	if len(noop.Events) != 0 || noop.Position != 0 {
+		t.Fatalf("interest on a zero balance wrote %+v", noop)
+	}
+	closed := g.mustMutate("closeAccount", map[string]any{"accountId": id, "expectedVersion": noop.Version})
+	if closed.Events[0].Type != "AccountClosed" {
+		t.Fatalf("close = %+v", closed)
+	}
+}
+
+func TestCommandConflictsAndIdempotency(t *testing.T) {
+	g := newPGGateway(t)
+	open := g.mustMutate("openAccount", map[string]any{"accountId": "acc-1", "owner": "ada", "currency": "EUR"})
+	_, err := g.mutate("depositMoney", map[string]any{"accountId": "acc-1", "amount": 5, "expectedVersion": 0})
+	wantError(t, "stale expectedVersion", err, "CONFLICT", "actualVersion", "1")
+	if err.Extensions["expectedVersion"] != float64(0) {
+		t.Fatalf("extensions = %v", err.Extensions)
+	}
+
+	first := g.mustMutate("depositMoney", map[string]any{"accountId": "acc-1", "amount": 5, "idempotencyKey": "k-1"})
+	again := g.mustMutate("depositMoney", map[string]any{"accountId": "acc-1", "amount": 5, "idempotencyKey": "k-1"})
+	if !again.Duplicate || again.Position != first.Position || again.Version != first.Version || len(again.Events) != 1 {
+		t.Fatalf("retry = %+v, want the original %+v", again, first)
+	}
+	// A new process (new handler, new service) on the same database still
+	// knows the key: it lives in the event store.
+	restarted := &pgGateway{client: newServerWith(t, g.store, domain.NewService(g.store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{}), nil), store: g.store, commands: g.commands}
+	after := restarted.mustMutate("depositMoney", map[string]any{"accountId": "acc-1", "amount": 5, "idempotencyKey": "k-1"})
+	if !after.Duplicate || after.Position != first.Position {
+		t.Fatalf("retry after restart = %+v", after)
+	}
+	// Concurrent retries of a creation without an id open one account.
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i] = g.mustMutate("openAccount", map[string]any{"owner": "bob", "currency": "USD", "initialDeposit": 7, "idempotencyKey": "open-bob"}).AggregateID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("concurrent retries opened different accounts: %v", ids)
+		}
+	}
+	if v, _ := g.store.StreamVersion(context.Background(), "account-"+ids[0]); v != 2 || g.balance(ids[0]) != 7 {
+		t.Fatalf("account opened by retries is at version %d with balance %d", v, g.balance(ids[0]))
+	}
+	if g.balance("acc-1") != 5 || open.Version != 1 {
+		t.Fatalf("balance %d after one deposit retried thrice", g.balance("acc-1"))
+	}
+}
+
+// TestConcurrentDepositsAllSucceed: 16 concurrent deposits to one account
+// all succeed through the service's retries and the balance is exact.
+func TestConcurrentDepositsAllSucceed(t *testing.T) {
+	g := newPGGateway(t)
+	id := g.mustMutate("openAccount", map[string]any{"owner": "ada", "currency": "EUR"}).AggregateID
+	var wg sync.WaitGroup
+	for i := 1; i <= 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.mustMutate("depositMoney", map[string]any{"accountId": id, "amount": i * 100})
+		}()
+	}
+	wg.Wait()
+	if b := g.balance(id); b != 13600 {
+		t.Fatalf("balance %d after 16 concurrent deposits, want 13600", b)
+	}
+	if v, _ := g.store.StreamVersion(context.Background(), "account-"+id); v != 17 {
+		t.Fatalf("version %d, want 17", v)
+	}
+}
+
+func TestCommandBadInputWritesNothing(t *testing.T) {
+	g := newPGGateway(t)
+	id := g.mustMutate("openAccount", map[string]any{"owner": "ada", "currency": "EUR", "initialDeposit": 100}).AggregateID
+	head := g.head()
+	long := strings.Repeat("x", 1000)
+	cases := []struct {
+		name, mutation string
+		input          map[string]any
+		code, field    string
+	}{
+		{"missing owner", "openAccount", map[string]any{"currency": "EUR"}, "GRAPHQL_VALIDATION_FAILED", ""},
+		{"missing amount", "depositMoney", map[string]any{"accountId": id}, "GRAPHQL_VALIDATION_FAILED", ""},
+		{"amount not a number", "depositMoney", map[string]any{"accountId": id, "amount": "ten"}, "VALIDATION", ""},
+		{"zero amount", "depositMoney", map[string]any{"accountId": id, "amount": 0}, "VALIDATION", "amount"},
+		{"negative amount", "withdrawMoney", map[string]any{"accountId": id, "amount": -5}, "VALIDATION", "amount"},
+		{"negative initial deposit", "openAccount", map[string]any{"owner": "a", "currency": "EUR", "initialDeposit": -1}, "VALIDATION", "initialDeposit"},
+		{"unknown currency", "openAccount", map[string]any{"owner": "a", "currency": "XYZ"}, "VALIDATION", "currency"},
+		{"oversized owner", "openAccount", map[string]any{"owner": long, "currency": "EUR"}, "VALIDATION", "owner"},
+		{"oversized reason", "freezeAccount", map[string]any{"accountId": id, "reason": long}, "VALIDATION", "reason"},
+		{"oversized id", "depositMoney", map[string]any{"accountId": long, "amount": 1}, "VALIDATION", "id"},
+		{"unknown account", "depositMoney", map[string]any{"accountId": "nobody", "amount": 1}, "NOT_FOUND", ""},
+		{"negative expectedVersion", "depositMoney", map[string]any{"accountId": id, "amount": 1, "expectedVersion": -1}, "VALIDATION", "expectedVersion"},
+		{"empty idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": ""}, "VALIDATION", "idempotencyKey"},
+		{"oversized idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": long}, "VALIDATION", "idempotencyKey"},
+		{"interest rate out of range", "applyInterest", map[string]any{"accountId": id, "rateBasisPoints": 0}, "VALIDATION", "rateBasisPoints"},
+	}
+	for _, c := range cases {
+		_, err := g.mutate(c.mutation, c.input)
+		if err == nil {
+			t.Errorf("%s: succeeded", c.name)
+			continue
+		}
+		if err.Extensions["code"] != c.code || c.field != "" && err.Extensions["field"] != c.field {
+			t.Errorf("%s: %s %v, want %s field %q", c.name, err.Message, err.Extensions, c.code, c.field)
+		}
+	}
+	if g.head() != head || g.balance(id) != 100 {
+		t.Fatal("bad input wrote events")
+	}
+}

@@ -103,12 +103,6 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 	}
 	stream := k.StreamID(id)
 	for attempt := 0; ; attempt++ {
-		if meta.IdempotencyKey != "" {
-			res, found, err := s.previousResult(ctx, stream, id, meta.IdempotencyKey)
-			if err != nil || found {
-				return res, err
-			}
-		}
 		res, err := executeOnce(ctx, s, k, cmd, meta, id, stream)
 		retryable := errors.Is(err, ErrWrongExpectedVersion) && meta.ExpectedVersion == nil ||
 			errors.Is(err, ErrDuplicateEventID) && meta.IdempotencyKey != ""
@@ -132,6 +126,15 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	agg, version, snapVersion, err := load(ctx, s, k, id, stream)
 	if err != nil {
 		return Result{}, err
+	}
+	if meta.IdempotencyKey != "" {
+		// Checked after loading: a first execution that commits after this
+		// check is caught by the event store (same derived event ids); one
+		// that committed before it is found here, even if the load missed it.
+		res, found, err := s.previousResult(ctx, stream, id, meta.IdempotencyKey)
+		if err != nil || found {
+			return res, err
+		}
 	}
 	if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
 		return Result{}, &Error{

@@ -40,6 +40,8 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	opts  ServiceOptions
+	// streams serialises this process's commands per aggregate.
+	streams keyLock
 }
 
 // NewService returns a command service on store; now is the clock given to
@@ -103,7 +105,9 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 	}
 	stream := k.StreamID(id)
 	for attempt := 0; ; attempt++ {
+		unlock := s.streams.lock(stream)
 		res, err := executeOnce(ctx, s, k, cmd, meta, id, stream)
+		unlock()
 		retryable := errors.Is(err, ErrWrongExpectedVersion) && meta.ExpectedVersion == nil ||
 			errors.Is(err, ErrDuplicateEventID) && meta.IdempotencyKey != ""
 		if !retryable {

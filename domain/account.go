@@ -60,6 +60,7 @@ type (
 
 // Account events.
 type (
+	// AccountOpened: an account was opened.
 	AccountOpened struct {
 		Owner                string    `json:"owner"`
 		Currency             string    `json:"currency"`
@@ -67,29 +68,37 @@ type (
 		DailyWithdrawalLimit int64     `json:"dailyWithdrawalLimit"`
 		OpenedAt             time.Time `json:"openedAt"`
 	}
+	// MoneyDeposited: money was paid in.
 	MoneyDeposited struct {
 		Amount       int64 `json:"amount"`
 		BalanceAfter int64 `json:"balanceAfter"`
 	}
+	// MoneyWithdrawn: money was taken out (At decides the daily limit's day, in UTC).
 	MoneyWithdrawn struct {
 		Amount       int64     `json:"amount"`
 		BalanceAfter int64     `json:"balanceAfter"`
 		At           time.Time `json:"at"`
 	}
+	// OverdraftOccurred: a debit took the balance from zero or above to below zero.
 	OverdraftOccurred struct {
 		Balance        int64 `json:"balance"`
 		OverdraftLimit int64 `json:"overdraftLimit"`
 	}
+	// AccountFrozen: the account accepts deposits only.
 	AccountFrozen struct {
 		Reason string `json:"reason"`
 	}
+	// AccountUnfrozen: a freeze was lifted.
 	AccountUnfrozen struct{}
-	AccountClosed   struct{}
+	// AccountClosed: the account was closed at zero balance.
+	AccountClosed struct{}
+	// InterestApplied: interest was credited.
 	InterestApplied struct {
 		RateBasisPoints int64 `json:"rateBasisPoints"`
 		Amount          int64 `json:"amount"`
 		BalanceAfter    int64 `json:"balanceAfter"`
 	}
+	// FeeCharged: a fee was debited.
 	FeeCharged struct {
 		Amount       int64  `json:"amount"`
 		Reason       string `json:"reason"`
@@ -97,34 +106,82 @@ type (
 	}
 )
 
-func (OpenAccount) CommandName() string       { return "OpenAccount" }
-func (c OpenAccount) AggregateID() string     { return c.AccountID }
-func (DepositMoney) CommandName() string      { return "DepositMoney" }
-func (c DepositMoney) AggregateID() string    { return c.AccountID }
-func (WithdrawMoney) CommandName() string     { return "WithdrawMoney" }
-func (c WithdrawMoney) AggregateID() string   { return c.AccountID }
-func (FreezeAccount) CommandName() string     { return "FreezeAccount" }
-func (c FreezeAccount) AggregateID() string   { return c.AccountID }
-func (UnfreezeAccount) CommandName() string   { return "UnfreezeAccount" }
+// CommandName implements Command.
+func (OpenAccount) CommandName() string { return "OpenAccount" }
+
+// AggregateID implements Command.
+func (c OpenAccount) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (DepositMoney) CommandName() string { return "DepositMoney" }
+
+// AggregateID implements Command.
+func (c DepositMoney) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (WithdrawMoney) CommandName() string { return "WithdrawMoney" }
+
+// AggregateID implements Command.
+func (c WithdrawMoney) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (FreezeAccount) CommandName() string { return "FreezeAccount" }
+
+// AggregateID implements Command.
+func (c FreezeAccount) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (UnfreezeAccount) CommandName() string { return "UnfreezeAccount" }
+
+// AggregateID implements Command.
 func (c UnfreezeAccount) AggregateID() string { return c.AccountID }
-func (CloseAccount) CommandName() string      { return "CloseAccount" }
-func (c CloseAccount) AggregateID() string    { return c.AccountID }
-func (ApplyInterest) CommandName() string     { return "ApplyInterest" }
-func (c ApplyInterest) AggregateID() string   { return c.AccountID }
-func (ChargeFee) CommandName() string         { return "ChargeFee" }
-func (c ChargeFee) AggregateID() string       { return c.AccountID }
 
-func (AccountOpened) EventType() string     { return "AccountOpened" }
-func (MoneyDeposited) EventType() string    { return "MoneyDeposited" }
-func (MoneyWithdrawn) EventType() string    { return "MoneyWithdrawn" }
+// CommandName implements Command.
+func (CloseAccount) CommandName() string { return "CloseAccount" }
+
+// AggregateID implements Command.
+func (c CloseAccount) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (ApplyInterest) CommandName() string { return "ApplyInterest" }
+
+// AggregateID implements Command.
+func (c ApplyInterest) AggregateID() string { return c.AccountID }
+
+// CommandName implements Command.
+func (ChargeFee) CommandName() string { return "ChargeFee" }
+
+// AggregateID implements Command.
+func (c ChargeFee) AggregateID() string { return c.AccountID }
+
+// EventType implements Event.
+func (AccountOpened) EventType() string { return "AccountOpened" }
+
+// EventType implements Event.
+func (MoneyDeposited) EventType() string { return "MoneyDeposited" }
+
+// EventType implements Event.
+func (MoneyWithdrawn) EventType() string { return "MoneyWithdrawn" }
+
+// EventType implements Event.
 func (OverdraftOccurred) EventType() string { return "OverdraftOccurred" }
-func (AccountFrozen) EventType() string     { return "AccountFrozen" }
-func (AccountUnfrozen) EventType() string   { return "AccountUnfrozen" }
-func (AccountClosed) EventType() string     { return "AccountClosed" }
-func (InterestApplied) EventType() string   { return "InterestApplied" }
-func (FeeCharged) EventType() string        { return "FeeCharged" }
 
-// Rule names of account refusals (extensions.rule).
+// EventType implements Event.
+func (AccountFrozen) EventType() string { return "AccountFrozen" }
+
+// EventType implements Event.
+func (AccountUnfrozen) EventType() string { return "AccountUnfrozen" }
+
+// EventType implements Event.
+func (AccountClosed) EventType() string { return "AccountClosed" }
+
+// EventType implements Event.
+func (InterestApplied) EventType() string { return "InterestApplied" }
+
+// EventType implements Event.
+func (FeeCharged) EventType() string { return "FeeCharged" }
+
+// Rule names of account refusals (extensions.rule on RULE_VIOLATION errors).
 const (
 	RuleAccountExists     = "ACCOUNT_ALREADY_OPEN"
 	RuleAccountClosed     = "ACCOUNT_CLOSED"

@@ -1,0 +1,66 @@
+package domain
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestProductRules(t *testing.T) {
+	added := ProductAdded{Name: "Widget", Price: 250, Currency: "EUR"}
+	stocked := []Event{added, ProductRestocked{Quantity: 10, OnHand: 10}}
+	held := append(append([]Event{}, stocked...), StockReserved{OrderID: "o1", Quantity: 4, Reserved: 4})
+	runGWT(t, Products, []gwt{
+		{name: "add", when: AddProduct{Sku: "x1", Name: "Widget", Price: 250, Currency: "EUR"}, want: []Event{added}},
+		{name: "add twice", given: []Event{added}, when: AddProduct{Sku: "x1", Name: "Widget", Price: 250, Currency: "EUR"}, wantCode: RuleViolation, wantRule: RuleProductExists},
+		{name: "add without name", when: AddProduct{Sku: "x1", Price: 250, Currency: "EUR"}, wantCode: Invalid, wantFld: "name"},
+		{name: "add with oversized name", when: AddProduct{Sku: "x1", Name: strings.Repeat("n", 201), Price: 250, Currency: "EUR"}, wantCode: Invalid, wantFld: "name"},
+		{name: "add with oversized sku", when: AddProduct{Sku: strings.Repeat("s", 65), Name: "W", Price: 250, Currency: "EUR"}, wantCode: Invalid, wantFld: "sku"},
+		{name: "add with zero price", when: AddProduct{Sku: "x1", Name: "W", Currency: "EUR"}, wantCode: Invalid, wantFld: "price"},
+		{name: "add with negative price", when: AddProduct{Sku: "x1", Name: "W", Price: -1, Currency: "EUR"}, wantCode: Invalid, wantFld: "price"},
+		{name: "add with unknown currency", when: AddProduct{Sku: "x1", Name: "W", Price: 1, Currency: "ABC"}, wantCode: Invalid, wantFld: "currency"},
+
+		{name: "restock", given: stocked, when: RestockProduct{Sku: "x1", Quantity: 5}, want: []Event{ProductRestocked{Quantity: 5, OnHand: 15}}},
+		{name: "restock unknown product", when: RestockProduct{Sku: "x1", Quantity: 5}, wantCode: NotFound},
+		{name: "restock zero", given: stocked, when: RestockProduct{Sku: "x1"}, wantCode: Invalid, wantFld: "quantity"},
+		{name: "restock too much at once", given: stocked, when: RestockProduct{Sku: "x1", Quantity: MaxStockQuantity + 1}, wantCode: Invalid, wantFld: "quantity"},
+		{name: "restock overflows", given: []Event{added, ProductRestocked{Quantity: math.MaxInt64, OnHand: math.MaxInt64}}, when: RestockProduct{Sku: "x1", Quantity: 1}, wantCode: RuleViolation, wantRule: RuleAmountOverflow},
+
+		{name: "reserve", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 4}, want: []Event{StockReserved{OrderID: "o1", Quantity: 4, Reserved: 4}}},
+		{name: "reserve all that is available", given: held, when: ReserveStock{Sku: "x1", OrderID: "o2", Quantity: 6}, want: []Event{StockReserved{OrderID: "o2", Quantity: 6, Reserved: 10}}},
+		{name: "reserve beyond available", given: held, when: ReserveStock{Sku: "x1", OrderID: "o2", Quantity: 7}, wantCode: RuleViolation, wantRule: RuleInsufficientStock},
+		{name: "reserve twice for one order", given: held, when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 1}, wantCode: RuleViolation, wantRule: RuleAlreadyReserved},
+		{name: "reserve without order", given: stocked, when: ReserveStock{Sku: "x1", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve negative", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: -1}, wantCode: Invalid, wantFld: "quantity"},
+		{name: "reserve on unknown product", when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 1}, wantCode: NotFound},
+
+		{name: "release", given: held, when: ReleaseStock{Sku: "x1", OrderID: "o1"}, want: []Event{StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}}},
+		{name: "release without reservation", given: stocked, when: ReleaseStock{Sku: "x1", OrderID: "o1"}, wantCode: RuleViolation, wantRule: RuleNoReservation},
+		{name: "release twice", given: append(append([]Event{}, held...), StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}), when: ReleaseStock{Sku: "x1", OrderID: "o1"}, wantCode: RuleViolation, wantRule: RuleNoReservation},
+		{name: "reserve again after release", given: append(append([]Event{}, held...), StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}), when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 10},
+			want: []Event{StockReserved{OrderID: "o1", Quantity: 10, Reserved: 10}}},
+
+		{name: "change price", given: stocked, when: ChangePrice{Sku: "x1", Price: 300}, want: []Event{PriceChanged{OldPrice: 250, NewPrice: 300}}},
+		{name: "change to the same price", given: stocked, when: ChangePrice{Sku: "x1", Price: 250}, want: nil},
+		{name: "change to zero", given: stocked, when: ChangePrice{Sku: "x1"}, wantCode: Invalid, wantFld: "price"},
+	})
+}
+
+func TestProductSnapshotRoundTrip(t *testing.T) {
+	p := Products.New("x1")
+	for _, e := range []Event{ProductAdded{Name: "W", Price: 1, Currency: "EUR"}, ProductRestocked{Quantity: 9, OnHand: 9}, StockReserved{OrderID: "b", Quantity: 2, Reserved: 2}, StockReserved{OrderID: "a", Quantity: 3, Reserved: 5}} {
+		p.Apply(e)
+	}
+	raw, err := Products.SaveState(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Products.LoadState("x1", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, q) || q.Available() != 4 || q.ReservedFor("a") != 3 {
+		t.Fatalf("snapshot round trip: %+v became %+v", p, q)
+	}
+}

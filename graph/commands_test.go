@@ -265,3 +265,70 @@ func TestCommandBadInputWritesNothing(t *testing.T) {
 		t.Fatal("bad input wrote events")
 	}
 }
+
+func TestOrderLifecycleMutations(t *testing.T) {
+	g := newPGGateway(t)
+	placed := g.mustMutate("placeOrder", map[string]any{"customerId": "cust-1", "currency": "EUR"})
+	id := placed.AggregateID
+	g.mustMutate("addOrderItem", map[string]any{"orderId": id, "sku": "widget", "quantity": 2, "unitPrice": 1500})
+	g.mustMutate("addOrderItem", map[string]any{"orderId": id, "sku": "gadget", "quantity": 1, "unitPrice": 999})
+	g.mustMutate("addOrderItem", map[string]any{"orderId": id, "sku": "widget", "quantity": 1, "unitPrice": 1500})
+	_, err := g.mutate("addOrderItem", map[string]any{"orderId": id, "sku": "widget", "quantity": 1, "unitPrice": 1})
+	wantError(t, "price mismatch", err, "RULE_VIOLATION", "rule", domain.RulePriceMismatch)
+	g.mustMutate("removeOrderItem", map[string]any{"orderId": id, "sku": "gadget"})
+	_, err = g.mutate("confirmOrder", map[string]any{"orderId": id})
+	wantError(t, "confirm before submit", err, "RULE_VIOLATION", "rule", domain.RuleOrderNotSubmitted)
+	sub := g.mustMutate("submitOrder", map[string]any{"orderId": id})
+	var submitted domain.OrderSubmitted
+	if err := json.Unmarshal(sub.Events[0].Data, &submitted); err != nil || submitted.Total != 4500 || submitted.ItemCount != 3 {
+		t.Fatalf("submitted = %s", sub.Events[0].Data)
+	}
+	_, err = g.mutate("addOrderItem", map[string]any{"orderId": id, "sku": "late", "quantity": 1, "unitPrice": 1})
+	wantError(t, "add after submit", err, "RULE_VIOLATION", "rule", domain.RuleOrderNotOpen)
+	_, err = g.mutate("shipOrder", map[string]any{"orderId": id, "trackingNumber": "TRK1"})
+	wantError(t, "ship before confirm", err, "RULE_VIOLATION", "rule", domain.RuleOrderNotConfirmed)
+	g.mustMutate("confirmOrder", map[string]any{"orderId": id})
+	shipped := g.mustMutate("shipOrder", map[string]any{"orderId": id, "trackingNumber": "TRK1"})
+	if shipped.Version != 8 || shipped.Events[0].Type != "OrderShipped" {
+		t.Fatalf("ship = %+v", shipped)
+	}
+	_, err = g.mutate("cancelOrder", map[string]any{"orderId": id, "reason": "too late"})
+	wantError(t, "cancel after shipping", err, "RULE_VIOLATION", "rule", domain.RuleOrderShipped)
+
+	other := g.mustMutate("placeOrder", map[string]any{"orderId": "order-2", "customerId": "cust-1", "currency": "EUR"}).AggregateID
+	_, err = g.mutate("submitOrder", map[string]any{"orderId": other})
+	wantError(t, "submit empty", err, "RULE_VIOLATION", "rule", domain.RuleOrderEmpty)
+	g.mustMutate("cancelOrder", map[string]any{"orderId": other, "reason": "changed my mind"})
+	_, err = g.mutate("placeOrder", map[string]any{"customerId": "c", "currency": "euro"})
+	wantError(t, "bad currency", err, "VALIDATION", "field", "currency")
+	_, err = g.mutate("addOrderItem", map[string]any{"orderId": "missing", "sku": "w", "quantity": 1, "unitPrice": 1})
+	wantError(t, "unknown order", err, "NOT_FOUND", "", "")
+	_, err = g.mutate("addOrderItem", map[string]any{"orderId": other, "sku": "w", "quantity": 0, "unitPrice": 1})
+	wantError(t, "zero quantity", err, "VALIDATION", "field", "quantity")
+}
+
+func TestProductMutations(t *testing.T) {
+	g := newPGGateway(t)
+	g.mustMutate("addProduct", map[string]any{"sku": "SKU-1", "name": "Widget", "price": 1500, "currency": "EUR"})
+	_, err := g.mutate("addProduct", map[string]any{"sku": "SKU-1", "name": "Widget", "price": 1500, "currency": "EUR"})
+	wantError(t, "add twice", err, "RULE_VIOLATION", "rule", domain.RuleProductExists)
+	g.mustMutate("restockProduct", map[string]any{"sku": "SKU-1", "quantity": 5})
+	g.mustMutate("reserveStock", map[string]any{"sku": "SKU-1", "orderId": "o1", "quantity": 3})
+	_, err = g.mutate("reserveStock", map[string]any{"sku": "SKU-1", "orderId": "o2", "quantity": 3})
+	wantError(t, "reserve beyond available", err, "RULE_VIOLATION", "rule", domain.RuleInsufficientStock)
+	g.mustMutate("releaseStock", map[string]any{"sku": "SKU-1", "orderId": "o1"})
+	g.mustMutate("reserveStock", map[string]any{"sku": "SKU-1", "orderId": "o2", "quantity": 5})
+	same := g.mustMutate("changePrice", map[string]any{"sku": "SKU-1", "price": 1500})
+	if len(same.Events) != 0 {
+		t.Fatalf("the same price wrote %+v", same.Events)
+	}
+	g.mustMutate("changePrice", map[string]any{"sku": "SKU-1", "price": 1700})
+	p, v, err2 := domain.Load(context.Background(), g.commands, domain.Products, "SKU-1")
+	if err2 != nil || v != 6 || p.OnHand() != 5 || p.Available() != 0 || p.Price() != 1700 {
+		t.Fatalf("product = on hand %d available %d price %d at %d (%v)", p.OnHand(), p.Available(), p.Price(), v, err2)
+	}
+	_, err = g.mutate("restockProduct", map[string]any{"sku": "nope", "quantity": 1})
+	wantError(t, "unknown product", err, "NOT_FOUND", "", "")
+	_, err = g.mutate("addProduct", map[string]any{"sku": "SKU-2", "name": "W", "price": 0, "currency": "EUR"})
+	wantError(t, "zero price", err, "VALIDATION", "field", "price")
+}

@@ -6,6 +6,28 @@ import (
 	"time"
 )
 
+type AddOrderItemInput struct {
+	OrderID string `json:"orderId"`
+	Sku     string `json:"sku"`
+	// 1 to 10000.
+	Quantity int `json:"quantity"`
+	// Minor units, >= 0.
+	UnitPrice       Long    `json:"unitPrice"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type AddProductInput struct {
+	Sku  string `json:"sku"`
+	Name string `json:"name"`
+	// Minor units, > 0.
+	Price Long `json:"price"`
+	// ISO 4217 code.
+	Currency        string  `json:"currency"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
 // Where an append's events landed.
 type AppendResult struct {
 	StreamID string `json:"streamId"`
@@ -28,6 +50,21 @@ type ApplyInterestInput struct {
 	AccountID string `json:"accountId"`
 	// 1 basis point = 0.01%; 1 to 10000.
 	RateBasisPoints int     `json:"rateBasisPoints"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type CancelOrderInput struct {
+	OrderID         string  `json:"orderId"`
+	Reason          string  `json:"reason"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type ChangePriceInput struct {
+	Sku string `json:"sku"`
+	// Minor units, > 0.
+	Price           Long    `json:"price"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
@@ -64,6 +101,12 @@ type CommandResult struct {
 	CausationID string `json:"causationId"`
 	// The events written (type, schema version, data).
 	Events []*Event `json:"events"`
+}
+
+type ConfirmOrderInput struct {
+	OrderID         string  `json:"orderId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
 type DepositMoneyInput struct {
@@ -146,7 +189,55 @@ type OpenAccountInput struct {
 	IdempotencyKey       *string `json:"idempotencyKey,omitempty"`
 }
 
+type PlaceOrderInput struct {
+	// The new order's id; generated when absent (derived from idempotencyKey when one is given).
+	OrderID    *string `json:"orderId,omitempty"`
+	CustomerID string  `json:"customerId"`
+	// ISO 4217 code of the order's prices.
+	Currency        string  `json:"currency"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
 type Query struct {
+}
+
+type ReleaseStockInput struct {
+	Sku             string  `json:"sku"`
+	OrderID         string  `json:"orderId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type RemoveOrderItemInput struct {
+	OrderID         string  `json:"orderId"`
+	Sku             string  `json:"sku"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type ReserveStockInput struct {
+	Sku string `json:"sku"`
+	// The order the stock is held for; one reservation per order.
+	OrderID         string  `json:"orderId"`
+	Quantity        int     `json:"quantity"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type RestockProductInput struct {
+	Sku string `json:"sku"`
+	// > 0.
+	Quantity        int     `json:"quantity"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type ShipOrderInput struct {
+	OrderID         string  `json:"orderId"`
+	TrackingNumber  string  `json:"trackingNumber"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
 // A stream of events: one aggregate's history.
@@ -156,6 +247,12 @@ type Stream struct {
 	Version int `json:"version"`
 	// The events selected by the query's arguments.
 	Events []*Event `json:"events"`
+}
+
+type SubmitOrderInput struct {
+	OrderID         string  `json:"orderId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
 type UnfreezeAccountInput struct {

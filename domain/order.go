@@ -226,9 +226,6 @@ func (o *Order) decide(cmd Command, now time.Time) ([]Event, error) {
 	}
 	switch c := cmd.(type) {
 	case AddOrderItem:
-		if err := o.require(StatusOpen, RuleOrderNotOpen); err != nil {
-			return nil, err
-		}
 		return o.addItem(c)
 	case RemoveOrderItem:
 		if err := checkText("sku", c.Sku, 64); err != nil {
@@ -303,6 +300,9 @@ func (o *Order) addItem(c AddOrderItem) ([]Event, error) {
 		return nil, err
 	}
 	if err := checkNonNegative("unitPrice", c.UnitPrice); err != nil {
+		return nil, err
+	}
+	if err := o.require(StatusOpen, RuleOrderNotOpen); err != nil {
 		return nil, err
 	}
 	line, exists := o.lines[c.Sku]

@@ -156,8 +156,8 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	if s := g.status("/readyz"); s != 200 {
 		t.Fatalf("/readyz = %d", s)
 	}
-	d := g.graphql(`mutation { appendEvents(stream: "account-1", expectedVersion: 0, events: [{type: "AccountOpened", data: {owner: "ada"}}, {type: "MoneyDeposited", data: {amount: 100}}]) { version position } }`)
-	appended := d["appendEvents"].(map[string]any)
+	d := g.graphql(`mutation { openAccount(input: {accountId: "acc-1", owner: "ada", currency: "EUR", initialDeposit: 100}) { version position } }`)
+	appended := d["openAccount"].(map[string]any)
 	if appended["version"] != float64(2) {
 		t.Fatalf("append = %v", appended)
 	}
@@ -167,7 +167,7 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	}
 
 	g = startGateway(t, bin, dataDir)
-	d = g.graphql(`{ stream(id: "account-1") { version events { type position } } events(first: 10) { events { type } head } }`)
+	d = g.graphql(`{ stream(id: "account-acc-1") { version events { type position } } events(first: 10) { events { type } head } }`)
 	stream := d["stream"].(map[string]any)
 	evs := stream["events"].([]any)
 	if stream["version"] != float64(2) || len(evs) != 2 || evs[1].(map[string]any)["position"] != appended["position"] {
@@ -175,6 +175,12 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	}
 	if all := d["events"].(map[string]any)["events"].([]any); len(all) != 2 {
 		t.Fatalf("after restart the log has %d events, want 2", len(all))
+	}
+	// The account's state is rebuilt from those events: withdrawing the
+	// whole balance works, and is the third event.
+	d = g.graphql(`mutation { withdrawMoney(input: {accountId: "acc-1", amount: 100}) { version } }`)
+	if v := d["withdrawMoney"].(map[string]any)["version"]; v != float64(3) {
+		t.Fatalf("withdraw after restart: version %v, want 3", v)
 	}
 	g.stop()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 
 	"cqrsgate/domain"
 	"cqrsgate/graph/model"
@@ -72,4 +73,16 @@ func long(l *model.Long) int64 {
 		return 0
 	}
 	return int64(*l)
+}
+
+// aggregateOwning returns the name of the aggregate kind whose streams
+// include stream, or "". Those streams are written only by their
+// aggregate's commands, never by the generic appendEvents.
+func aggregateOwning(stream string) string {
+	for _, name := range []string{domain.Accounts.Name, domain.Orders.Name, domain.Products.Name} {
+		if strings.HasPrefix(stream, name+"-") {
+			return name
+		}
+	}
+	return ""
 }

@@ -152,7 +152,7 @@ func TestAppendThenRead(t *testing.T) {
 		{"type": "AccountOpened", "data": map[string]any{"owner": "ada"}},
 		{"type": "MoneyDeposited", "version": 2, "data": map[string]any{"amount": 500}, "metadata": map[string]any{"actor": "teller"}},
 	}
-	out, resp := c.post(appendMutation, map[string]any{"stream": "account-1", "expected": 0, "events": events}, "X-Correlation-ID", "corr-42")
+	out, resp := c.post(appendMutation, map[string]any{"stream": "ledger-1", "expected": 0, "events": events}, "X-Correlation-ID", "corr-42")
 	if len(out.Errors) > 0 {
 		t.Fatalf("append: %+v", out.Errors)
 	}
@@ -163,7 +163,7 @@ func TestAppendThenRead(t *testing.T) {
 	raw, _ := json.Marshal(out.Data)
 	_ = json.Unmarshal(raw, &res)
 	a := res.AppendEvents
-	if a.StreamID != "account-1" || a.FirstVersion != 1 || a.Version != 2 || a.Position <= a.FirstPosition || a.Duplicate || a.CorrelationID != "corr-42" || len(a.Events) != 2 {
+	if a.StreamID != "ledger-1" || a.FirstVersion != 1 || a.Version != 2 || a.Position <= a.FirstPosition || a.Duplicate || a.CorrelationID != "corr-42" || len(a.Events) != 2 {
 		t.Fatalf("append result = %+v", a)
 	}
 	var meta map[string]string
@@ -205,7 +205,7 @@ func TestAppendThenRead(t *testing.T) {
 			} `json:"events"`
 		} `json:"stream"`
 	}
-	c.mustPost(`{ stream(id: "account-1", backwards: true, first: 1) { version events { streamVersion } } }`, nil, &stream)
+	c.mustPost(`{ stream(id: "ledger-1", backwards: true, first: 1) { version events { streamVersion } } }`, nil, &stream)
 	if stream.Stream.Version != 2 || len(stream.Stream.Events) != 1 || stream.Stream.Events[0].StreamVersion != 2 {
 		t.Fatalf("stream = %+v", stream)
 	}
@@ -214,7 +214,7 @@ func TestAppendThenRead(t *testing.T) {
 	for i, e := range a.Events {
 		events[i]["id"] = e.ID
 	}
-	c.mustPost(appendMutation, map[string]any{"stream": "account-1", "expected": 0, "events": events}, &res)
+	c.mustPost(appendMutation, map[string]any{"stream": "ledger-1", "expected": 0, "events": events}, &res)
 	if !res.AppendEvents.Duplicate || res.AppendEvents.Position != a.Position {
 		t.Fatalf("retry = %+v, want duplicate at %d", res.AppendEvents, a.Position)
 	}
@@ -242,6 +242,7 @@ func TestErrorsCarryCodes(t *testing.T) {
 		{"data not an object", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": []int{1}}}}, "VALIDATION", "events.0.data", nil},
 		{"metadata not an object", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}, "metadata": "x"}}}, "VALIDATION", "events.0.metadata", nil},
 		{"bad event type", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "no spaces", "data": map[string]any{}}}}, "VALIDATION", "events.0.type", nil},
+		{"an aggregate's stream", appendMutation, map[string]any{"stream": "account-1", "events": ok}, "VALIDATION", "stream", nil},
 		{"oversized stream id", appendMutation, map[string]any{"stream": strings.Repeat("x", 500), "events": ok}, "VALIDATION", "stream", nil},
 		{"negative position", `{ events(after: -1) { next } }`, nil, "VALIDATION", "", nil},
 		{"position not a number", `query($a: Position) { events(after: $a) { next } }`, map[string]any{"a": "ten"}, "VALIDATION", "", nil},

@@ -16,6 +16,9 @@ import (
 
 // AppendEvents is the resolver for the appendEvents field.
 func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expectedVersion *int, events []*model.EventInput) (*model.AppendResult, error) {
+	if kind := aggregateOwning(stream); kind != "" {
+		return nil, domain.InvalidField("stream", "stream %q belongs to the %s aggregate: change it through its command mutations", stream, kind)
+	}
 	expected := domain.ExpectAny
 	if expectedVersion != nil {
 		expected = domain.ExpectedVersion(*expectedVersion)

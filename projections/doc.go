@@ -1,4 +1,28 @@
-// Package projections will hold the projection runner (checkpoints,
-// batching, rebuilds), the read-model tables and the change feed. It is
-// empty today: see the README's roadmap; nothing in the gateway uses it yet.
+// Package projections folds the global event log into read models in
+// PostgreSQL, which GraphQL queries read.
+//
+// A Projection names itself and a version, creates its tables, and applies
+// batches of events. The Runner drives every projection: it follows the log
+// with the event store's gap-safe read, wakes on commit notifications, and
+// writes each batch's read-model changes and the projection's new checkpoint
+// in one transaction, so a crash never applies an event twice or skips one.
+//
+// Each projection version keeps its tables in a schema of its own,
+// rm_<name>_v<version>; queries read views in schema readmodel that point
+// at the serving version. A new version builds into fresh tables while the
+// old one keeps serving; once it has caught up, the views are switched in
+// one transaction and the old schema is dropped.
+//
+// With several gateway processes on one database, each projection runs in
+// exactly one of them at a time: the one holding its session-level advisory
+// lock. When that process dies, its session ends, the lock is released and
+// another process takes over. The checkpoint is advanced only from the
+// value the batch was read at, so even two processes that both believe they
+// lead cannot apply a batch twice: the second commit finds the checkpoint
+// moved and rolls back.
+//
+// A projection that fails on an event retries with backoff; after
+// MaxFailures it stops in the FAILED state naming the event, the error and
+// the position, until an admin retries it or skips the event. Other
+// projections keep running.
 package projections

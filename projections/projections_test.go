@@ -1,0 +1,435 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/internal/pgtest"
+	"cqrsgate/projections"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(func(ctx context.Context, conn *pgx.Conn) error {
+		if err := eventstore.Migrate(ctx, conn); err != nil {
+			return err
+		}
+		return projections.Migrate(ctx, conn)
+	})})
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+type env struct {
+	pool     *pgxpool.Pool
+	store    *eventstore.Postgres
+	commands *domain.Service
+}
+
+func newEnv(t *testing.T) *env {
+	pool := pgtest.NewPool(t)
+	store := eventstore.NewPostgres(pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster())
+	return &env{pool: pool, store: store, commands: domain.NewService(store, quiet, time.Now, domain.ServiceOptions{MaxRetries: 100})}
+}
+
+// start runs a Runner with ps until the test ends; it checks that Run
+// returns once cancelled.
+func (e *env) start(t *testing.T, opts projections.Options, ps ...projections.Projection) *projections.Runner {
+	t.Helper()
+	if opts.Poll == 0 {
+		opts.Poll = 100 * time.Millisecond
+	}
+	if opts.LeaderRetry == 0 {
+		opts.LeaderRetry = 100 * time.Millisecond
+	}
+	r, err := projections.NewRunner(e.pool, e.store, quiet, opts, ps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Runner.Run did not return after cancel")
+		}
+	})
+	return r
+}
+
+func (e *env) exec(t *testing.T, cmd domain.Command) domain.Result {
+	t.Helper()
+	res, err := e.try(cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd.CommandName(), err)
+	}
+	return res
+}
+
+// try runs an account command; safe to call from any goroutine.
+func (e *env) try(cmd domain.Command) (domain.Result, error) {
+	return domain.Execute(context.Background(), e.commands, domain.Accounts, cmd, domain.CommandMeta{})
+}
+
+// burst runs clients goroutines of account commands and fails t on errors.
+func (e *env) burst(t *testing.T, clients, rounds int, prefix string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("%s-%02d", prefix, c)
+			cmds := []domain.Command{domain.OpenAccount{AccountID: id, Owner: "owner", Currency: "EUR", OverdraftLimit: 1000}}
+			for i := 0; i < rounds; i++ {
+				cmds = append(cmds, domain.DepositMoney{AccountID: id, Amount: int64(i + 2)}, domain.WithdrawMoney{AccountID: id, Amount: int64(i + 1)})
+			}
+			for _, cmd := range cmds {
+				if _, err := e.try(cmd); err != nil {
+					errs <- fmt.Errorf("%s %s: %w", cmd.CommandName(), id, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func (e *env) head(t *testing.T) int64 {
+	t.Helper()
+	p, err := e.store.ReadAll(context.Background(), eventstore.AllQuery{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Head
+}
+
+// waitFor polls until cond holds or fails the test after 20s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func status(t *testing.T, pool *pgxpool.Pool, name string, version int) projections.Status {
+	t.Helper()
+	list, err := projections.List(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.Name == name && s.Version == version {
+			return s
+		}
+	}
+	return projections.Status{}
+}
+
+func caughtUp(t *testing.T, e *env, name string, version int, position int64) func() bool {
+	return func() bool { return status(t, e.pool, name, version).Position >= position }
+}
+
+type summaryRow struct {
+	ID, Owner, Currency, Status string
+	Balance, Version, Position  int64
+}
+
+func summaries(t *testing.T, pool *pgxpool.Pool, table string) []summaryRow {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT id, owner, currency, status, balance, version, position FROM `+table+` ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[summaryRow])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAccountsReadModel(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, projections.Options{}, projections.Accounts{})
+	e.exec(t, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 1000, OverdraftLimit: 500})
+	e.exec(t, domain.OpenAccount{AccountID: "a2", Owner: "bob", Currency: "EUR"})
+	e.exec(t, domain.OpenAccount{AccountID: "a3", Owner: "cy", Currency: "USD", InitialDeposit: 70})
+	e.exec(t, domain.WithdrawMoney{AccountID: "a1", Amount: 1200})
+	e.exec(t, domain.ChargeFee{AccountID: "a1", Amount: 30, Reason: "card"})
+	e.exec(t, domain.FreezeAccount{AccountID: "a1", Reason: "audit"})
+	last := e.exec(t, domain.CloseAccount{AccountID: "a2"})
+	waitFor(t, "the projection to catch up", caughtUp(t, e, "accounts", 1, last.Position))
+
+	got := summaries(t, e.pool, "readmodel.account_summary")
+	want := []summaryRow{
+		{ID: "a1", Owner: "ada", Currency: "EUR", Status: "FROZEN", Balance: -230, Version: 6},
+		{ID: "a2", Owner: "bob", Currency: "EUR", Status: "CLOSED", Balance: 0, Version: 2},
+		{ID: "a3", Owner: "cy", Currency: "USD", Status: "OPEN", Balance: 70, Version: 2},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("summaries = %+v", got)
+	}
+	for i := range want {
+		want[i].Position = got[i].Position
+		if got[i] != want[i] || got[i].Position == 0 {
+			t.Errorf("summary %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	var statement []struct {
+		Kind           string
+		Amount, Action int64
+	}
+	rows, _ := e.pool.Query(context.Background(), `SELECT kind, amount, balance_after FROM readmodel.account_statement WHERE account_id = 'a1' ORDER BY version`)
+	statement, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Kind           string
+		Amount, Action int64
+	}])
+	if err != nil || fmt.Sprint(statement) != "[{DEPOSIT 1000 1000} {WITHDRAWAL -1200 -200} {FEE -30 -230}]" {
+		t.Fatalf("statement = %v, %v", statement, err)
+	}
+	totals := map[string][2]int64{}
+	rows, _ = e.pool.Query(context.Background(), `SELECT currency, accounts, total_balance FROM readmodel.bank_totals`)
+	for rows.Next() {
+		var c string
+		var n, sum int64
+		_ = rows.Scan(&c, &n, &sum)
+		totals[c] = [2]int64{n, sum}
+	}
+	if totals["EUR"] != [2]int64{1, -230} || totals["USD"] != [2]int64{1, 70} {
+		t.Fatalf("bank totals = %v", totals)
+	}
+}
+
+// accountsV2 is the same projection under a new version: a rebuild.
+type accountsV2 struct{ projections.Accounts }
+
+func (accountsV2) Version() int { return 2 }
+
+// TestRebuiltReadModelEqualsLiveOne: after a burst from 16 concurrent
+// clients, the read model built live equals, row for row, the same model
+// rebuilt from scratch by a new version, which then serves while the old
+// version's tables are dropped.
+func TestRebuiltReadModelEqualsLiveOne(t *testing.T) {
+	e := newEnv(t)
+	ctx, stopV1 := context.WithCancel(context.Background())
+	v1, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{BatchSize: 50, Poll: 50 * time.Millisecond}, projections.Accounts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1Done := make(chan error, 1)
+	go func() { v1Done <- v1.Run(ctx) }()
+	e.burst(t, 16, 20, "acct")
+	head := e.head(t)
+	waitFor(t, "v1 to catch up", caughtUp(t, e, "accounts", 1, head))
+	live := summaries(t, e.pool, "readmodel.account_summary")
+	stopV1() // as a deploy of the new version would
+	<-v1Done
+
+	e.start(t, projections.Options{BatchSize: 7}, accountsV2{})
+	waitFor(t, "v2 to serve at the same position", func() bool {
+		s := status(t, e.pool, "accounts", 2)
+		return s.Serving && s.Position >= head
+	})
+	rebuilt := summaries(t, e.pool, "readmodel.account_summary")
+	if len(live) != 16 || fmt.Sprint(live) != fmt.Sprint(rebuilt) {
+		t.Fatalf("rebuilt read model differs:\nlive    %v\nrebuilt %v", live, rebuilt)
+	}
+	waitFor(t, "v1 to be retired", func() bool { return status(t, e.pool, "accounts", 1).Name == "" })
+	var exists bool
+	_ = e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName("accounts", 1)).Scan(&exists)
+	if exists {
+		t.Fatal("the old version's schema was not dropped")
+	}
+}
+
+// TestRebuildUnderLoad: a new version rebuilds while writes and queries go
+// on; it ends up serving, no query fails during the switch, and the read
+// model matches the aggregates.
+func TestRebuildUnderLoad(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, projections.Options{BatchSize: 50}, projections.Accounts{})
+	e.burst(t, 8, 10, "pre")
+
+	stop := make(chan struct{})
+	queryErrs := make(chan error, 1)
+	queries := 0
+	go func() {
+		defer close(queryErrs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var n int
+			if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM readmodel.account_summary`).Scan(&n); err != nil {
+				queryErrs <- err
+				return
+			}
+			queries++
+		}
+	}()
+	e.start(t, projections.Options{BatchSize: 5}, accountsV2{})
+	e.burst(t, 8, 10, "during")
+	head := e.head(t)
+	waitFor(t, "v2 to serve and catch up", func() bool {
+		s := status(t, e.pool, "accounts", 2)
+		return s.Serving && s.Position >= head
+	})
+	close(stop)
+	if err := <-queryErrs; err != nil {
+		t.Fatalf("a query failed during the rebuild: %v", err)
+	}
+	rows := summaries(t, e.pool, "readmodel.account_summary")
+	if len(rows) != 16 {
+		t.Fatalf("%d accounts in the read model, want 16", len(rows))
+	}
+	for _, r := range rows {
+		a, v, err := domain.Load(context.Background(), e.commands, domain.Accounts, r.ID)
+		if err != nil || a.Balance() != r.Balance || v != r.Version || a.Status() != r.Status {
+			t.Errorf("read model %+v, aggregate balance %d version %d status %s", r, a.Balance(), v, a.Status())
+		}
+	}
+	t.Logf("%d queries ran during the rebuild", queries)
+}
+
+// poison fails on events whose data says {"poison": true}.
+type poison struct{}
+
+func (poison) Name() string         { return "poison" }
+func (poison) Version() int         { return 1 }
+func (poison) EventTypes() []string { return nil }
+func (poison) Tables() []string     { return []string{"seen_events"} }
+func (poison) Setup(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS seen_events (position bigint PRIMARY KEY)`)
+	return err
+}
+func (poison) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
+	for _, e := range events {
+		var d struct{ Poison bool }
+		_ = json.Unmarshal(e.Data, &d)
+		if d.Poison {
+			return errors.New("cannot digest this event")
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO seen_events VALUES ($1)`, e.Position); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestPoisonedEventStopsOnlyItsProjection(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, projections.Options{MaxFailures: 3, RetryBackoff: 10 * time.Millisecond}, poison{}, projections.Accounts{})
+	ctx := context.Background()
+	appendData := func(data string) domain.AppendResult {
+		res, err := e.store.Append(ctx, "misc-1", domain.ExpectAny, domain.EventData{Type: "Misc", SchemaVersion: 1, Data: json.RawMessage(data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	appendData(`{"n": 1}`)
+	bad := appendData(`{"poison": true}`)
+	appendData(`{"n": 3}`)
+	waitFor(t, "the poison projection to fail", func() bool { return status(t, e.pool, "poison", 1).Status == "FAILED" })
+	s := status(t, e.pool, "poison", 1)
+	if s.FailedPosition != bad.LastPosition || s.FailedEventID != bad.Events[0].ID || s.LastError != "cannot digest this event" || s.Position != bad.LastPosition-1 {
+		t.Fatalf("failed status = %+v, want it stopped at position %d", s, bad.LastPosition)
+	}
+	// The other projection keeps running.
+	open := e.exec(t, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"})
+	waitFor(t, "accounts to continue", caughtUp(t, e, "accounts", 1, open.Position))
+
+	// Retrying does not help (the event is still poisoned); skipping does.
+	if err := projections.Retry(ctx, e.pool, "poison"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry to fail again", func() bool { return status(t, e.pool, "poison", 1).Status == "FAILED" })
+	if err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition+1); domain.CodeOf(err) != domain.RuleViolation {
+		t.Fatalf("skip at the wrong position: %v", err)
+	}
+	if err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "poison to pass the event", caughtUp(t, e, "poison", 1, open.Position))
+	var n int
+	_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM readmodel.seen_events`).Scan(&n)
+	if n != 3 { // n=1, n=3 and AccountOpened
+		t.Fatalf("seen %d events after skipping one of 4, want 3", n)
+	}
+	for _, c := range []struct {
+		err  error
+		code domain.Code
+	}{
+		{projections.Retry(ctx, e.pool, "nope"), domain.NotFound},
+		{projections.Retry(ctx, e.pool, "poison"), domain.RuleViolation},
+		{projections.Skip(ctx, e.pool, "nope", 1), domain.NotFound},
+	} {
+		if domain.CodeOf(c.err) != c.code {
+			t.Errorf("admin error = %v, want %s", c.err, c.code)
+		}
+	}
+}
+
+// TestOneLeaderPerProjection runs two runners (as two processes would): the
+// read model is built once, and when the leader stops the other takes over.
+func TestOneLeaderPerProjection(t *testing.T) {
+	e := newEnv(t)
+	ctxA, stopA := context.WithCancel(context.Background())
+	ra, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, projections.Accounts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doneA := make(chan error, 1)
+	go func() { doneA <- ra.Run(ctxA) }()
+	e.start(t, projections.Options{}, projections.Accounts{})
+	for i := 0; i < 10; i++ {
+		e.exec(t, domain.OpenAccount{AccountID: fmt.Sprintf("a%d", i), Owner: "o", Currency: "EUR", InitialDeposit: 5})
+	}
+	stopA()
+	<-doneA
+	last := e.exec(t, domain.DepositMoney{AccountID: "a0", Amount: 1})
+	waitFor(t, "the other runner to take over", caughtUp(t, e, "accounts", 1, last.Position))
+	var n, sum int64
+	_ = e.pool.QueryRow(context.Background(), `SELECT count(*), sum(balance) FROM readmodel.account_summary`).Scan(&n, &sum)
+	if n != 10 || sum != 51 {
+		t.Fatalf("%d accounts with %d in total, want 10 with 51", n, sum)
+	}
+}
+
+func TestNewRunnerRejectsBadProjections(t *testing.T) {
+	e := newEnv(t)
+	if _, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{}, projections.Accounts{}, projections.Accounts{}); err == nil {
+		t.Error("a projection registered twice was accepted")
+	}
+	if _, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{}, badName{}); err == nil {
+		t.Error("a bad projection name was accepted")
+	}
+}
+
+type badName struct{ poison }
+
+func (badName) Name() string { return "Bad-Name" }

@@ -24,6 +24,7 @@ type config struct {
 	ShutdownTimeout time.Duration
 	MaxBodyBytes    int64
 	SnapshotEvery   int
+	ReadTimeout     time.Duration
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -94,6 +95,14 @@ var settings = []setting{
 		if n == 0 {
 			c.SnapshotEvery = -1 // the command service's "disabled"
 		}
+		return nil
+	}},
+	{"read-timeout", "READ_TIMEOUT", "5s", "how long a query with atLeast waits for the read models before failing with STALE", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > time.Minute {
+			return fmt.Errorf("must be a positive duration of at most 1m, got %q", v)
+		}
+		c.ReadTimeout = d
 		return nil
 	}},
 }

@@ -25,6 +25,7 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/pgembed"
+	"cqrsgate/projections"
 	"cqrsgate/web"
 )
 
@@ -98,10 +99,23 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}()
 	defer func() { stopListener(); bg.Wait() }()
 
+	runner, err := projections.NewRunner(pool, store, log, projections.Options{}, projections.Accounts{})
+	if err != nil {
+		return err
+	}
+	runnerCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
+	runnerDone := make(chan struct{})
+	go func() { defer close(runnerDone); _ = runner.Run(runnerCtx) }()
+	defer func() { stopRunner(); <-runnerDone }()
+
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
-	mux.Handle("/graphql", graph.NewHandler(graph.Config{Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes}))
+	mux.Handle("/graphql", graph.NewHandler(graph.Config{
+		Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		AccountReads: projections.NewAccountQueries(pool), Admin: projections.NewAdmin(pool),
+		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
+	}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -142,16 +156,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := eventstore.Migrate(ctx, conn.Conn()); err != nil {
 		return err
 	}
-	return nil
+	return projections.Migrate(ctx, conn.Conn())
 }
 
 // readyz reports whether the gateway can serve: the database answers, its
-// migrations are applied, and shutdown has not begun.
+// migrations are applied, no projection has failed, and shutdown has not
+// begun.
 func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		checks := map[string]string{"database": "ok", "migrations": "ok", "shutdown": "ok"}
+		checks := map[string]string{"database": "ok", "migrations": "ok", "projections": "ok", "shutdown": "ok"}
 		ready := true
 		fail := func(name, why string) { checks[name], ready = why, false }
 		if shuttingDown.Load() {
@@ -159,8 +174,20 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool) http.HandlerFunc {
 		}
 		if err := pool.Ping(ctx); err != nil {
 			fail("database", "unreachable")
-		} else if ok, err := eventstore.MigrationsApplied(ctx, pool); err != nil || !ok {
-			fail("migrations", "not applied")
+		} else {
+			ok1, err1 := eventstore.MigrationsApplied(ctx, pool)
+			ok2, err2 := projections.MigrationsApplied(ctx, pool)
+			if err1 != nil || err2 != nil || !ok1 || !ok2 {
+				fail("migrations", "not applied")
+			} else if list, err := projections.List(ctx, pool); err != nil {
+				fail("projections", "unreadable")
+			} else {
+				for _, p := range list {
+					if p.Status == "FAILED" {
+						fail("projections", fmt.Sprintf("%s v%d failed at position %d", p.Name, p.Version, p.FailedPosition))
+					}
+				}
+			}
 		}
 		status := http.StatusOK
 		body := map[string]any{"status": "ok", "checks": checks}

@@ -23,6 +23,8 @@ const (
 	Unauthorized Code = "UNAUTHORIZED"
 	// Forbidden: the caller is authenticated but lacks the role.
 	Forbidden Code = "FORBIDDEN"
+	// Stale: a read model has not reached the position a query asked for in time.
+	Stale Code = "STALE"
 	// Unavailable: a dependency (the database) cannot be reached right now; retry later.
 	Unavailable Code = "UNAVAILABLE"
 	// Internal: a bug or an unexpected failure; details are logged, never shown.

@@ -3,6 +3,7 @@ package graph
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -13,6 +14,7 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
+	"cqrsgate/projections"
 )
 
 // Config configures the GraphQL handler.
@@ -23,6 +25,12 @@ type Config struct {
 	Log      *slog.Logger
 	// MaxBodyBytes caps a request body (default 16 MiB).
 	MaxBodyBytes int64
+	// The read side; all nil for a write-only handler.
+	AccountReads *projections.AccountQueries
+	Admin        *projections.Admin
+	Positions    *projections.Positions
+	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
+	ReadTimeout time.Duration
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
@@ -32,7 +40,10 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
-	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log}}))
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
+		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
+		AccountReads: cfg.AccountReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
+	}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

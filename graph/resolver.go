@@ -7,9 +7,11 @@ package graph
 
 import (
 	"log/slog"
+	"time"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/projections"
 )
 
 // Resolver holds the resolvers' dependencies.
@@ -17,4 +19,10 @@ type Resolver struct {
 	Store    eventstore.Store
 	Commands *domain.Service
 	Log      *slog.Logger
+	// The read side (nil in a handler built for the write side only).
+	AccountReads *projections.AccountQueries
+	Admin        *projections.Admin
+	Positions    *projections.Positions
+	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
+	ReadTimeout time.Duration
 }

@@ -28,6 +28,23 @@ type Status struct {
 	UpdatedAt      time.Time
 }
 
+// Admin inspects and repairs projections: what the GraphQL admin fields use.
+type Admin struct{ pool *pgxpool.Pool }
+
+// NewAdmin returns the projection administration on pool.
+func NewAdmin(pool *pgxpool.Pool) *Admin { return &Admin{pool: pool} }
+
+// List is List on the Admin's pool.
+func (a *Admin) List(ctx context.Context) ([]Status, error) { return List(ctx, a.pool) }
+
+// Retry is Retry on the Admin's pool.
+func (a *Admin) Retry(ctx context.Context, name string) error { return Retry(ctx, a.pool, name) }
+
+// Skip is Skip on the Admin's pool.
+func (a *Admin) Skip(ctx context.Context, name string, position int64) error {
+	return Skip(ctx, a.pool, name, position)
+}
+
 // List returns every projection version that is not retired, by name and
 // version.
 func List(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {

@@ -6,6 +6,43 @@ import (
 	"time"
 )
 
+// An account, as the accounts read model shows it.
+type Account struct {
+	ID       string `json:"id"`
+	Owner    string `json:"owner"`
+	Currency string `json:"currency"`
+	// Minor units; negative when overdrawn.
+	Balance Long `json:"balance"`
+	// OPEN, FROZEN or CLOSED.
+	Status               string    `json:"status"`
+	OverdraftLimit       Long      `json:"overdraftLimit"`
+	DailyWithdrawalLimit Long      `json:"dailyWithdrawalLimit"`
+	OpenedAt             time.Time `json:"openedAt"`
+	LastActivityAt       time.Time `json:"lastActivityAt"`
+	// The account's version as of this row.
+	Version int `json:"version"`
+	// The position of the last event reflected in this row.
+	Position Position `json:"position"`
+}
+
+type AccountConnection struct {
+	Edges      []*AccountEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type AccountEdge struct {
+	Cursor string   `json:"cursor"`
+	Node   *Account `json:"node"`
+}
+
+type AccountFilter struct {
+	Owner *string `json:"owner,omitempty"`
+	// OPEN, FROZEN or CLOSED.
+	Status   *string `json:"status,omitempty"`
+	Currency *string `json:"currency,omitempty"`
+}
+
 type AddOrderItemInput struct {
 	OrderID string `json:"orderId"`
 	Sku     string `json:"sku"`
@@ -52,6 +89,13 @@ type ApplyInterestInput struct {
 	RateBasisPoints int     `json:"rateBasisPoints"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// Open accounts and their total balance in one currency.
+type BankTotal struct {
+	Currency     string `json:"currency"`
+	Accounts     int    `json:"accounts"`
+	TotalBalance Long   `json:"totalBalance"`
 }
 
 type CancelOrderInput struct {
@@ -189,6 +233,13 @@ type OpenAccountInput struct {
 	IdempotencyKey       *string `json:"idempotencyKey,omitempty"`
 }
 
+// Relay-style page information.
+type PageInfo struct {
+	HasNextPage bool `json:"hasNextPage"`
+	// Pass as `after` to read the next page.
+	EndCursor *string `json:"endCursor,omitempty"`
+}
+
 type PlaceOrderInput struct {
 	// The new order's id; generated when absent (derived from idempotencyKey when one is given).
 	OrderID    *string `json:"orderId,omitempty"`
@@ -197,6 +248,26 @@ type PlaceOrderInput struct {
 	Currency        string  `json:"currency"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// A projection version and its health.
+type ProjectionStatus struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+	// RUNNING or FAILED.
+	Status string `json:"status"`
+	// True for the version queries read.
+	Serving bool `json:"serving"`
+	// The last position applied.
+	Position Position `json:"position"`
+	// Events in the log after the checkpoint (counting ones the projection does not read).
+	Lag Position `json:"lag"`
+	// Consecutive failed attempts at the current event.
+	Failures       int       `json:"failures"`
+	LastError      *string   `json:"lastError,omitempty"`
+	FailedPosition *Position `json:"failedPosition,omitempty"`
+	FailedEventID  *string   `json:"failedEventId,omitempty"`
+	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
 type Query struct {
@@ -238,6 +309,30 @@ type ShipOrderInput struct {
 	TrackingNumber  string  `json:"trackingNumber"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type StatementConnection struct {
+	Edges      []*StatementEdge `json:"edges"`
+	PageInfo   *PageInfo        `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+type StatementEdge struct {
+	Cursor string         `json:"cursor"`
+	Node   *StatementLine `json:"node"`
+}
+
+// A money movement on an account.
+type StatementLine struct {
+	Version  int      `json:"version"`
+	Position Position `json:"position"`
+	// DEPOSIT, WITHDRAWAL, INTEREST or FEE.
+	Kind string `json:"kind"`
+	// Minor units; negative for debits.
+	Amount       Long      `json:"amount"`
+	BalanceAfter Long      `json:"balanceAfter"`
+	Description  string    `json:"description"`
+	RecordedAt   time.Time `json:"recordedAt"`
 }
 
 // A stream of events: one aggregate's history.

@@ -1,0 +1,115 @@
+package graph
+
+import (
+	"context"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/model"
+	"cqrsgate/projections"
+)
+
+// readSide reports Unavailable when the handler was built without the
+// read side (as in tests of the write side alone).
+func (r *Resolver) readSide() error {
+	if r.AccountReads == nil || r.Admin == nil || r.Positions == nil {
+		return domain.Errorf(domain.Unavailable, "the read side is not configured")
+	}
+	return nil
+}
+
+// waitFor implements atLeast: it waits until the named projections have
+// applied the log up to the position, for at most ReadTimeout.
+func (r *Resolver) waitFor(ctx context.Context, atLeast *model.Position, names ...string) error {
+	if err := r.readSide(); err != nil {
+		return err
+	}
+	if atLeast == nil {
+		return nil
+	}
+	timeout := r.ReadTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return r.Positions.WaitFor(ctx, names, int64(*atLeast), timeout)
+}
+
+func (r *Resolver) head(ctx context.Context) (int64, error) {
+	page, err := r.Store.ReadAll(ctx, eventstore.AllQuery{Limit: 1})
+	if err != nil {
+		return 0, err
+	}
+	return page.Head, nil
+}
+
+func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+	list, err := r.Admin.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found *model.ProjectionStatus
+	for _, s := range list {
+		// The newest version is the one being repaired.
+		if s.Name == name {
+			found = toProjectionStatus(s, head)
+		}
+	}
+	if found == nil {
+		return nil, domain.Errorf(domain.NotFound, "no projection named %q", name)
+	}
+	return found, nil
+}
+
+func toProjectionStatus(s projections.Status, head int64) *model.ProjectionStatus {
+	out := &model.ProjectionStatus{
+		Name: s.Name, Version: s.Version, Status: s.Status, Serving: s.Serving,
+		Position: model.Position(s.Position), Lag: model.Position(max(head-s.Position, 0)),
+		Failures: s.Failures, UpdatedAt: s.UpdatedAt,
+	}
+	if s.LastError != "" {
+		out.LastError = &s.LastError
+	}
+	if s.FailedPosition > 0 {
+		p := model.Position(s.FailedPosition)
+		out.FailedPosition = &p
+		out.FailedEventID = &s.FailedEventID
+	}
+	return out
+}
+
+func toAccount(a projections.AccountSummary) *model.Account {
+	return &model.Account{
+		ID: a.ID, Owner: a.Owner, Currency: a.Currency, Balance: model.Long(a.Balance), Status: a.Status,
+		OverdraftLimit: model.Long(a.OverdraftLimit), DailyWithdrawalLimit: model.Long(a.DailyLimit),
+		OpenedAt: a.OpenedAt, LastActivityAt: a.LastActivityAt, Version: int(a.Version), Position: model.Position(a.Position),
+	}
+}
+
+func pageInfo(next string) *model.PageInfo {
+	if next == "" {
+		return &model.PageInfo{}
+	}
+	return &model.PageInfo{HasNextPage: true, EndCursor: &next}
+}
+
+func pageArg(first *int) int {
+	if first == nil {
+		return 0
+	}
+	if *first == 0 {
+		return -1 // an explicit 0 is out of range, not "the default"
+	}
+	return *first
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

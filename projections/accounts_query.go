@@ -1,0 +1,221 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+)
+
+// AccountSummary is a row of the account summary read model.
+type AccountSummary struct {
+	ID, Owner, Currency, Status         string
+	Balance, OverdraftLimit, DailyLimit int64
+	OpenedAt, LastActivityAt            time.Time
+	Version, Position                   int64
+}
+
+// StatementLine is a row of an account statement.
+type StatementLine struct {
+	Version, Position    int64
+	Kind                 string // DEPOSIT, WITHDRAWAL, INTEREST or FEE
+	Amount, BalanceAfter int64  // Amount is negative for debits
+	Description          string
+	RecordedAt           time.Time
+}
+
+// BankTotal is the number of open accounts and their total balance in one currency.
+type BankTotal struct {
+	Currency     string
+	Accounts     int64
+	TotalBalance int64
+}
+
+// AccountFilter narrows ListAccounts; empty fields match everything.
+type AccountFilter struct {
+	Owner, Status, Currency string
+}
+
+// Page limits for list queries.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 500
+)
+
+const summaryColumns = `id, owner, currency, status, balance, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position`
+
+func scanSummary(r pgx.CollectableRow) (AccountSummary, error) {
+	var a AccountSummary
+	err := r.Scan(&a.ID, &a.Owner, &a.Currency, &a.Status, &a.Balance, &a.OverdraftLimit, &a.DailyLimit, &a.OpenedAt, &a.LastActivityAt, &a.Version, &a.Position)
+	return a, err
+}
+
+// AccountQueries reads the accounts read model.
+type AccountQueries struct{ pool *pgxpool.Pool }
+
+// NewAccountQueries returns the account queries on pool.
+func NewAccountQueries(pool *pgxpool.Pool) *AccountQueries { return &AccountQueries{pool: pool} }
+
+// Account returns one account, or a NotFound *domain.Error.
+func (q *AccountQueries) Account(ctx context.Context, id string) (AccountSummary, error) {
+	rows, err := q.pool.Query(ctx, `SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE id = $1`, id)
+	if err != nil {
+		return AccountSummary{}, readError("account", err)
+	}
+	a, err := pgx.CollectExactlyOneRow(rows, scanSummary)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AccountSummary{}, domain.Errorf(domain.NotFound, "account %s not found", id)
+	}
+	if err != nil {
+		return AccountSummary{}, readError("account", err)
+	}
+	return a, nil
+}
+
+// Accounts returns up to first accounts matching f, ordered by id, after
+// the cursor after (""), the cursor of the last one when more follow, and
+// the total number matching. Errors: Invalid for a bad cursor or size.
+func (q *AccountQueries) Accounts(ctx context.Context, f AccountFilter, first int, after string) ([]AccountSummary, string, int, error) {
+	first, err := pageSize(first)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	where := `($1 = '' OR owner = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR currency = $3)`
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM readmodel.account_summary WHERE `+where, f.Owner, f.Status, f.Currency)
+	b.Queue(`SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE `+where+` AND id > $4 ORDER BY id LIMIT $5`,
+		f.Owner, f.Status, f.Currency, afterID, first+1)
+	br := q.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, "", 0, readError("accounts", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, "", 0, readError("accounts", err)
+	}
+	list, err := pgx.CollectRows(rows, scanSummary)
+	if err != nil {
+		return nil, "", 0, readError("accounts", err)
+	}
+	next := ""
+	if len(list) > first {
+		list = list[:first]
+		next = encodeCursor(list[first-1].ID)
+	}
+	return list, next, total, nil
+}
+
+// Statement returns up to first lines of an account's statement in version
+// order after the cursor after, the next cursor when more follow, and the
+// number of lines. Errors: NotFound for an unknown account, Invalid for a
+// bad cursor or size.
+func (q *AccountQueries) Statement(ctx context.Context, id string, first int, after string) ([]StatementLine, string, int, error) {
+	first, err := pageSize(first)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	afterVersion := int64(0)
+	if after != "" {
+		s, err := decodeCursor(after)
+		if err == nil {
+			_, err = fmt.Sscan(s, &afterVersion)
+		}
+		if err != nil {
+			return nil, "", 0, domain.InvalidField("after", "invalid cursor")
+		}
+	}
+	if _, err := q.Account(ctx, id); err != nil {
+		return nil, "", 0, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM readmodel.account_statement WHERE account_id = $1`, id)
+	b.Queue(`SELECT version, position, kind, amount, balance_after, description, recorded_at FROM readmodel.account_statement
+		WHERE account_id = $1 AND version > $2 ORDER BY version LIMIT $3`, id, afterVersion, first+1)
+	br := q.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, "", 0, readError("statement", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, "", 0, readError("statement", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[StatementLine])
+	if err != nil {
+		return nil, "", 0, readError("statement", err)
+	}
+	next := ""
+	if len(lines) > first {
+		lines = lines[:first]
+		next = encodeCursor(fmt.Sprint(lines[first-1].Version))
+	}
+	return lines, next, total, nil
+}
+
+// BankTotals returns the totals per currency, by currency.
+func (q *AccountQueries) BankTotals(ctx context.Context) ([]BankTotal, error) {
+	rows, err := q.pool.Query(ctx, `SELECT currency, accounts, total_balance FROM readmodel.bank_totals ORDER BY currency`)
+	if err != nil {
+		return nil, readError("bank totals", err)
+	}
+	totals, err := pgx.CollectRows(rows, pgx.RowToStructByPos[BankTotal])
+	if err != nil {
+		return nil, readError("bank totals", err)
+	}
+	return totals, nil
+}
+
+func pageSize(first int) (int, error) {
+	switch {
+	case first == 0:
+		return DefaultPageSize, nil
+	case first < 0 || first > MaxPageSize:
+		return 0, domain.InvalidField("first", "first must be 1 to %d, got %d", MaxPageSize, first)
+	}
+	return first, nil
+}
+
+// Cursors are opaque to clients: base64 of the sort key.
+func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", domain.InvalidField("after", "invalid cursor")
+	}
+	return string(b), nil
+}
+
+// readError wraps a failed read; a read model that does not exist yet (its
+// projection has not started) is reported as Unavailable.
+func readError(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if isUndefinedTable(err) {
+		return &domain.Error{Code: domain.Unavailable, Message: "the " + what + " read model is not built yet; retry shortly", Err: err}
+	}
+	return fmt.Errorf("read %s: %w", what, err)
+}
+
+// AccountCursor returns the cursor that pages past a.
+func AccountCursor(a AccountSummary) string { return encodeCursor(a.ID) }
+
+// StatementCursor returns the cursor that pages past l.
+func StatementCursor(l StatementLine) string { return encodeCursor(fmt.Sprint(l.Version)) }

@@ -43,7 +43,11 @@ func (r *Resolver) head(ctx context.Context) (int64, error) {
 	return page.Head, nil
 }
 
-func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+// projectionStatuses lists the projections with their lag behind the log.
+func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionStatus, error) {
+	if err := r.readSide(); err != nil {
+		return nil, err
+	}
 	list, err := r.Admin.List(ctx)
 	if err != nil {
 		return nil, err
@@ -52,11 +56,23 @@ func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.Pr
 	if err != nil {
 		return nil, err
 	}
+	out := make([]*model.ProjectionStatus, len(list))
+	for i, s := range list {
+		out[i] = toProjectionStatus(s, head)
+	}
+	return out, nil
+}
+
+// projectionStatus returns the newest version of the named projection.
+func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+	list, err := r.projectionStatuses(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var found *model.ProjectionStatus
 	for _, s := range list {
-		// The newest version is the one being repaired.
 		if s.Name == name {
-			found = toProjectionStatus(s, head)
+			found = s
 		}
 	}
 	if found == nil {

@@ -106,20 +106,5 @@ func (r *queryResolver) BankTotals(ctx context.Context, atLeast *model.Position)
 
 // Projections is the resolver for the projections field.
 func (r *queryResolver) Projections(ctx context.Context) ([]*model.ProjectionStatus, error) {
-	if err := r.readSide(); err != nil {
-		return nil, err
-	}
-	list, err := r.Admin.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	head, err := r.head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*model.ProjectionStatus, len(list))
-	for i, s := range list {
-		out[i] = toProjectionStatus(s, head)
-	}
-	return out, nil
+	return r.projectionStatuses(ctx)
 }

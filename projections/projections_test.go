@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(childEnv); url != "" {
+		runChild(url) // a projection process that the crash test kills
+		return
+	}
 	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(func(ctx context.Context, conn *pgx.Conn) error {
 		if err := eventstore.Migrate(ctx, conn); err != nil {
 			return err

@@ -207,6 +207,15 @@ var Accounts = &Kind[*Account]{
 // Balance returns the balance in minor units.
 func (a *Account) Balance() int64 { return a.balance }
 
+// Owner returns the account holder.
+func (a *Account) Owner() string { return a.owner }
+
+// OverdraftLimit returns how far below zero the balance may go.
+func (a *Account) OverdraftLimit() int64 { return a.overdraft }
+
+// DailyWithdrawalLimit returns the most that may be withdrawn per UTC day (0: no limit).
+func (a *Account) DailyWithdrawalLimit() int64 { return a.dailyLimit }
+
 // Currency returns the account's ISO 4217 currency.
 func (a *Account) Currency() string { return a.currency }
 

@@ -199,3 +199,42 @@ func TestServiceSnapshotsBoundLoading(t *testing.T) {
 		t.Fatalf("with a foreign snapshot: balance %d after reading %d events", acct.Balance(), store.read.Load())
 	}
 }
+
+func TestLoadAtVersionAndTime(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	store := eventstore.NewMemory(eventstore.Limits{}, func() time.Time { clock = clock.Add(time.Hour); return clock })
+	s := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+	ctx := context.Background()
+	for _, cmd := range []domain.Command{
+		domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, // v1 at 01:00
+		domain.DepositMoney{AccountID: "a1", Amount: 10},                   // v2 at 02:00
+		domain.DepositMoney{AccountID: "a1", Amount: 20},                   // v3 at 03:00
+		domain.FreezeAccount{AccountID: "a1", Reason: "audit"},             // v4 at 04:00
+	} {
+		if _, err := domain.Execute(ctx, s, domain.Accounts, cmd, domain.CommandMeta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, v, at, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", 2, time.Time{})
+	if err != nil || v != 2 || a.Balance() != 10 || a.Status() != "OPEN" || at.Hour() != 2 {
+		t.Fatalf("at version 2: balance %d status %s version %d at %v (%v)", a.Balance(), a.Status(), v, at, err)
+	}
+	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Date(2026, 1, 1, 3, 30, 0, 0, time.UTC))
+	if v != 3 || a.Balance() != 30 {
+		t.Fatalf("at 03:30: balance %d version %d", a.Balance(), v)
+	}
+	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Time{})
+	if v != 4 || a.Status() != "FROZEN" {
+		t.Fatalf("latest: status %s version %d", a.Status(), v)
+	}
+	_, v, _, err = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || v != 0 {
+		t.Fatalf("before the account existed: version %d, %v", v, err)
+	}
+	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "nobody", 0, time.Time{}); domain.CodeOf(err) != domain.NotFound {
+		t.Fatalf("unknown account: %v", err)
+	}
+	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", -1, time.Time{}); domain.CodeOf(err) != domain.Invalid {
+		t.Fatalf("negative version: %v", err)
+	}
+}

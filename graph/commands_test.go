@@ -332,3 +332,65 @@ func TestProductMutations(t *testing.T) {
 	_, err = g.mutate("addProduct", map[string]any{"sku": "SKU-2", "name": "W", "price": 0, "currency": "EUR"})
 	wantError(t, "zero price", err, "VALIDATION", "field", "price")
 }
+
+func TestTimeTravel(t *testing.T) {
+	g := newPGGateway(t)
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 100})
+	g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 50})
+	time.Sleep(20 * time.Millisecond)
+	cut := time.Now().UTC()
+	time.Sleep(20 * time.Millisecond)
+	g.mustMutate("withdrawMoney", map[string]any{"accountId": "a1", "amount": 120})
+	g.mustMutate("freezeAccount", map[string]any{"accountId": "a1", "reason": "audit"})
+
+	var out struct {
+		V2, Cut, Now, Before *struct {
+			Version int    `json:"version"`
+			Balance int64  `json:"balance"`
+			Status  string `json:"status"`
+			Owner   string `json:"owner"`
+		}
+	}
+	g.mustPost(`query($cut: Time, $before: Time) {
+		v2: accountAt(id: "a1", version: 2) { version balance status owner }
+		cut: accountAt(id: "a1", at: $cut) { version balance status owner }
+		now: accountAt(id: "a1") { version balance status owner }
+		before: accountAt(id: "a1", at: $before) { version }
+	}`, map[string]any{"cut": cut.Format(time.RFC3339Nano), "before": "2001-01-01T00:00:00Z"}, &out)
+	if out.V2 == nil || out.V2.Version != 2 || out.V2.Balance != 100 || out.V2.Owner != "ada" {
+		t.Fatalf("at version 2: %+v", out.V2)
+	}
+	if out.Cut == nil || out.Cut.Version != 3 || out.Cut.Balance != 150 || out.Cut.Status != "OPEN" {
+		t.Fatalf("at the cut: %+v", out.Cut)
+	}
+	if out.Now == nil || out.Now.Version != 5 || out.Now.Balance != 30 || out.Now.Status != "FROZEN" || out.Before != nil {
+		t.Fatalf("now: %+v, before it existed: %+v", out.Now, out.Before)
+	}
+
+	g.mustMutate("placeOrder", map[string]any{"orderId": "o1", "customerId": "c1", "currency": "EUR"})
+	g.mustMutate("addOrderItem", map[string]any{"orderId": "o1", "sku": "w", "quantity": 2, "unitPrice": 300})
+	g.mustMutate("submitOrder", map[string]any{"orderId": "o1"})
+	var order struct {
+		OrderAt struct {
+			Status string `json:"status"`
+			Total  int64  `json:"total"`
+			Items  []struct {
+				Sku      string `json:"sku"`
+				Quantity int    `json:"quantity"`
+			} `json:"items"`
+		} `json:"orderAt"`
+	}
+	g.mustPost(`{ orderAt(id: "o1", version: 2) { status total items { sku quantity } } }`, nil, &order)
+	if order.OrderAt.Status != "OPEN" || order.OrderAt.Total != 600 || len(order.OrderAt.Items) != 1 || order.OrderAt.Items[0].Quantity != 2 {
+		t.Fatalf("order at version 2: %+v", order.OrderAt)
+	}
+	resp, _ := g.post(`{ accountAt(id: "a1", version: 0) { version } }`, nil)
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["field"] != "version" {
+		t.Fatalf("version 0: %+v", resp.Errors)
+	}
+	var missing struct{ AccountAt *struct{ Version int } }
+	g.mustPost(`{ accountAt(id: "nobody") { version } }`, nil, &missing)
+	if missing.AccountAt != nil {
+		t.Fatal("an unknown account has a past")
+	}
+}

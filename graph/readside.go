@@ -129,3 +129,21 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// versionArg reads a time-travel version: absent means the latest.
+func versionArg(v *int) (int64, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if *v < 1 {
+		return 0, domain.InvalidField("version", "version must be at least 1, got %d", *v)
+	}
+	return int64(*v), nil
+}
+
+func timeArg(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

@@ -43,6 +43,22 @@ type AccountFilter struct {
 	Currency *string `json:"currency,omitempty"`
 }
 
+// An account rebuilt from its events as of a point in its history (not from a read model).
+type AccountState struct {
+	ID string `json:"id"`
+	// The version this state reflects.
+	Version int `json:"version"`
+	// When that version was recorded.
+	AsOf     time.Time `json:"asOf"`
+	Owner    string    `json:"owner"`
+	Currency string    `json:"currency"`
+	Balance  Long      `json:"balance"`
+	// OPEN, FROZEN or CLOSED.
+	Status               string `json:"status"`
+	OverdraftLimit       Long   `json:"overdraftLimit"`
+	DailyWithdrawalLimit Long   `json:"dailyWithdrawalLimit"`
+}
+
 type AddOrderItemInput struct {
 	OrderID string `json:"orderId"`
 	Sku     string `json:"sku"`
@@ -231,6 +247,26 @@ type OpenAccountInput struct {
 	DailyWithdrawalLimit *Long   `json:"dailyWithdrawalLimit,omitempty"`
 	ExpectedVersion      *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey       *string `json:"idempotencyKey,omitempty"`
+}
+
+// A line of an order.
+type OrderItem struct {
+	Sku       string `json:"sku"`
+	Quantity  int    `json:"quantity"`
+	UnitPrice Long   `json:"unitPrice"`
+}
+
+// An order rebuilt from its events as of a point in its history (not from a read model).
+type OrderState struct {
+	ID         string    `json:"id"`
+	Version    int       `json:"version"`
+	AsOf       time.Time `json:"asOf"`
+	CustomerID string    `json:"customerId"`
+	Currency   string    `json:"currency"`
+	// OPEN, SUBMITTED, CONFIRMED, SHIPPED or CANCELLED.
+	Status string       `json:"status"`
+	Total  Long         `json:"total"`
+	Items  []*OrderItem `json:"items"`
 }
 
 // Relay-style page information.

@@ -90,6 +90,10 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		args = append(args, q.StreamPrefix)
 		sql += fmt.Sprintf(" AND starts_with(stream_id, $%d)", len(args))
 	}
+	if q.Stream != "" {
+		args = append(args, q.Stream)
+		sql += fmt.Sprintf(" AND stream_id = $%d", len(args))
+	}
 	sql += " ORDER BY position LIMIT $2"
 
 	// The head is read first: everything at or below it is settled, so a

@@ -76,6 +76,8 @@ type AllQuery struct {
 	Types []string
 	// StreamPrefix keeps only events of streams whose id starts with it.
 	StreamPrefix string
+	// Stream keeps only the events of this one stream.
+	Stream string
 }
 
 // Page is the result of ReadAll.

@@ -192,6 +192,10 @@ func TestAppendThenRead(t *testing.T) {
 	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "MoneyDeposited" || page.Events.HasMore {
 		t.Fatalf("filtered page (position given as a string) = %+v", page)
 	}
+	c.mustPost(`{ events(stream: "ledger-1", types: ["AccountOpened"]) { events { id position type } next head hasMore } }`, nil, &page)
+	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "AccountOpened" {
+		t.Fatalf("one stream, one type = %+v", page)
+	}
 	c.mustPost(`{ events(correlationId: "corr-42") { events { id } } }`, nil, &page)
 	if len(page.Events.Events) != 2 {
 		t.Fatalf("by correlation id = %+v", page)

@@ -48,7 +48,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 }
 
 // Events is the resolver for the events field.
-func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error) {
+func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error) {
 	q := eventstore.AllQuery{Types: types}
 	if after != nil {
 		q.After = int64(*after)
@@ -62,9 +62,12 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 	if streamPrefix != nil {
 		q.StreamPrefix = *streamPrefix
 	}
+	if stream != nil {
+		q.Stream = *stream
+	}
 	if correlationID != nil {
-		if len(types) > 0 || q.StreamPrefix != "" {
-			return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with types or streamPrefix")
+		if len(types) > 0 || q.StreamPrefix != "" || q.Stream != "" {
+			return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with stream, types or streamPrefix")
 		}
 		evs, err := r.Store.ReadByCorrelation(ctx, *correlationID, q.After, q.Limit)
 		if err != nil {

@@ -485,6 +485,15 @@ func testReadAllFilters(t *testing.T, s eventstore.Store) {
 	if len(both.Events) != 1 { // streams order-1 get i = 1, 4, 7; only 4 is even (Placed)
 		t.Errorf("combined filter = %d events, want 1", len(both.Events))
 	}
+	one1, _ := s.ReadAll(ctx, eventstore.AllQuery{Stream: "order-1"})
+	if len(one1.Events) != 3 {
+		t.Fatalf("stream order-1 = %d events, want 3", len(one1.Events))
+	}
+	for _, e := range one1.Events {
+		if e.StreamID != "order-1" {
+			t.Errorf("stream filter returned %s", e.StreamID)
+		}
+	}
 	// A filtered page that is full continues after its last event.
 	one, _ := s.ReadAll(ctx, eventstore.AllQuery{Types: []string{"Shipped"}, Limit: 1})
 	if len(one.Events) != 1 || one.Next != one.Events[0].Position {

@@ -189,7 +189,7 @@ type ComplexityRoot struct {
 		AccountStatement func(childComplexity int, id string, first *int, after *string, atLeast *model.Position) int
 		Accounts         func(childComplexity int, filter *model.AccountFilter, first *int, after *string, atLeast *model.Position) int
 		BankTotals       func(childComplexity int, atLeast *model.Position) int
-		Events           func(childComplexity int, after *model.Position, first *int, types []string, streamPrefix *string, correlationID *string) int
+		Events           func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) int
 		OrderAt          func(childComplexity int, id string, version *int, at *time.Time) int
 		Projections      func(childComplexity int) int
 		Stream           func(childComplexity int, id string, fromVersion *int, first *int, backwards *bool) int
@@ -253,7 +253,7 @@ type MutationResolver interface {
 	SkipProjectionEvent(ctx context.Context, name string, position model.Position) (*model.ProjectionStatus, error)
 }
 type QueryResolver interface {
-	Events(ctx context.Context, after *model.Position, first *int, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
+	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
 	Stream(ctx context.Context, id string, fromVersion *int, first *int, backwards *bool) (*model.Stream, error)
 	Account(ctx context.Context, id string, atLeast *model.Position) (*model.Account, error)
 	Accounts(ctx context.Context, filter *model.AccountFilter, first *int, after *string, atLeast *model.Position) (*model.AccountConnection, error)
@@ -1100,7 +1100,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*model.Position), args["first"].(*int), args["types"].([]string), args["streamPrefix"].(*string), args["correlationId"].(*string)), true
+		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*model.Position), args["first"].(*int), args["stream"].(*string), args["types"].([]string), args["streamPrefix"].(*string), args["correlationId"].(*string)), true
 
 	case "Query.orderAt":
 		if e.ComplexityRoot.Query.OrderAt == nil {
@@ -1752,11 +1752,11 @@ type Stream {
 type Query {
   """
   Reads the global log in position order after ` + "`" + `after` + "`" + `, gap-safe: continuing
-  from ` + "`" + `next` + "`" + ` never skips an event. Filter by event types and by stream id
-  prefix, or read everything that one request caused with ` + "`" + `correlationId` + "`" + `
-  (which combines with neither). ` + "`" + `first` + "`" + ` is 1 to 10000.
+  from ` + "`" + `next` + "`" + ` never skips an event. Filter by event types, by one stream or
+  by stream id prefix, or read everything that one request caused with
+  ` + "`" + `correlationId` + "`" + ` (which combines with no other filter). ` + "`" + `first` + "`" + ` is 1 to 10000.
   """
-  events(after: Position = 0, first: Int = 100, types: [String!], streamPrefix: String, correlationId: String): EventPage!
+  events(after: Position = 0, first: Int = 100, stream: String, types: [String!], streamPrefix: String, correlationId: String): EventPage!
 
   """
   Reads one stream. Forwards from ` + "`" + `fromVersion` + "`" + ` (default the start), or,
@@ -2791,30 +2791,38 @@ func (ec *executionContext) field_Query_events_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["first"] = arg1
-	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "types",
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "stream",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["stream"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "types",
 		func(ctx context.Context, v any) ([]string, error) {
 			return ec.unmarshalOString2ᚕstringᚄ(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["types"] = arg2
-	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "streamPrefix",
+	args["types"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "streamPrefix",
 		func(ctx context.Context, v any) (*string, error) {
 			return ec.unmarshalOString2ᚖstring(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["streamPrefix"] = arg3
-	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "correlationId",
+	args["streamPrefix"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "correlationId",
 		func(ctx context.Context, v any) (*string, error) {
 			return ec.unmarshalOString2ᚖstring(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["correlationId"] = arg4
+	args["correlationId"] = arg5
 	return args, nil
 }
 
@@ -5894,7 +5902,7 @@ func (ec *executionContext) _Query_events(ctx context.Context, field graphql.Col
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Events(ctx, fc.Args["after"].(*model.Position), fc.Args["first"].(*int), fc.Args["types"].([]string), fc.Args["streamPrefix"].(*string), fc.Args["correlationId"].(*string))
+			return ec.Resolvers.Query().Events(ctx, fc.Args["after"].(*model.Position), fc.Args["first"].(*int), fc.Args["stream"].(*string), fc.Args["types"].([]string), fc.Args["streamPrefix"].(*string), fc.Args["correlationId"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.EventPage) graphql.Marshaler {

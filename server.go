@@ -99,7 +99,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}()
 	defer func() { stopListener(); bg.Wait() }()
 
-	runner, err := projections.NewRunner(pool, store, log, projections.Options{}, projections.Accounts{})
+	runner, err := projections.NewRunner(pool, store, log, projections.Options{},
+		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
 		return err
 	}
@@ -113,7 +114,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
-		AccountReads: projections.NewAccountQueries(pool), Admin: projections.NewAdmin(pool),
+		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
+		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
 	}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {

@@ -27,6 +27,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// The read side; all nil for a write-only handler.
 	AccountReads *projections.AccountQueries
+	OrderReads   *projections.OrderQueries
+	ProductReads *projections.ProductQueries
 	Admin        *projections.Admin
 	Positions    *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
@@ -42,7 +44,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
-		AccountReads: cfg.AccountReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
+		AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 	}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -13,7 +13,7 @@ import (
 // readSide reports Unavailable when the handler was built without the
 // read side (as in tests of the write side alone).
 func (r *Resolver) readSide() error {
-	if r.AccountReads == nil || r.Admin == nil || r.Positions == nil {
+	if r.AccountReads == nil || r.OrderReads == nil || r.ProductReads == nil || r.Admin == nil || r.Positions == nil {
 		return domain.Errorf(domain.Unavailable, "the read side is not configured")
 	}
 	return nil

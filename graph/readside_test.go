@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,8 @@ func newFullGateway(t *testing.T, readTimeout time.Duration) *pgGateway {
 	log := slog.New(slog.DiscardHandler)
 	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster())
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{})
-	runner, err := projections.NewRunner(pool, store, log, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, projections.Accounts{})
+	runner, err := projections.NewRunner(pool, store, log, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond},
+		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,8 @@ func newFullGateway(t *testing.T, readTimeout time.Duration) *pgGateway {
 	t.Cleanup(func() { stop(); <-done })
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{
 		Store: store, Commands: commands, Log: log,
-		AccountReads: projections.NewAccountQueries(pool), Admin: projections.NewAdmin(pool),
+		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
+		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: readTimeout,
 	}))
 	t.Cleanup(srv.Close)
@@ -183,8 +186,146 @@ func TestAccountListStatementAndTotals(t *testing.T) {
 		} `json:"projections"`
 	}
 	g.mustPost(`{ projections { name status serving position lag } }`, nil, &ps)
-	if len(ps.Projections) != 1 || ps.Projections[0].Name != "accounts" || ps.Projections[0].Status != "RUNNING" || !ps.Projections[0].Serving ||
-		ps.Projections[0].Position+ps.Projections[0].Lag != last {
-		t.Fatalf("projections = %+v (head %d)", ps.Projections, last)
+	if len(ps.Projections) != 3 {
+		t.Fatalf("projections = %+v", ps.Projections)
+	}
+	for i, name := range []string{"accounts", "orders", "products"} {
+		p := ps.Projections[i]
+		if p.Name != name || p.Status != "RUNNING" || !p.Serving || p.Position+p.Lag != last {
+			t.Fatalf("projections = %+v (head %d)", ps.Projections, last)
+		}
+	}
+}
+
+func TestOrderAndProductQueries(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	for i, o := range []struct {
+		id, customer string
+		price        int
+	}{{"o1", "c1", 500}, {"o2", "c2", 100}, {"o3", "c1", 300}} {
+		g.mustMutate("placeOrder", map[string]any{"orderId": o.id, "customerId": o.customer, "currency": "EUR"})
+		g.mustMutate("addOrderItem", map[string]any{"orderId": o.id, "sku": "w", "quantity": i + 1, "unitPrice": o.price})
+		g.mustMutate("addOrderItem", map[string]any{"orderId": o.id, "sku": "v", "quantity": 1, "unitPrice": 1})
+	}
+	g.mustMutate("removeOrderItem", map[string]any{"orderId": "o1", "sku": "v"})
+	g.mustMutate("submitOrder", map[string]any{"orderId": "o1"})
+	g.mustMutate("confirmOrder", map[string]any{"orderId": "o1"})
+	g.mustMutate("shipOrder", map[string]any{"orderId": "o1", "trackingNumber": "TRK-9"})
+	g.mustMutate("cancelOrder", map[string]any{"orderId": "o2", "reason": "changed mind"})
+	g.mustMutate("addProduct", map[string]any{"sku": "w", "name": "Widget", "price": 500, "currency": "EUR"})
+	g.mustMutate("addProduct", map[string]any{"sku": "v", "name": "Valve", "price": 1, "currency": "EUR"})
+	g.mustMutate("restockProduct", map[string]any{"sku": "w", "quantity": 10})
+	last := g.mustMutate("reserveStock", map[string]any{"sku": "w", "orderId": "o1", "quantity": 7}).Position
+
+	var one struct {
+		Order struct {
+			Status        string `json:"status"`
+			Total         int64  `json:"total"`
+			ItemCount     int    `json:"itemCount"`
+			Items         []struct{ Sku string }
+			StatusHistory []struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			} `json:"statusHistory"`
+		} `json:"order"`
+	}
+	g.mustPost(`query($p: Position) { order(id: "o1", atLeast: $p) { status total itemCount items { sku } statusHistory { status reason } } }`, map[string]any{"p": last}, &one)
+	raw, _ := json.Marshal(one.Order.StatusHistory)
+	if one.Order.Status != "SHIPPED" || one.Order.Total != 500 || one.Order.ItemCount != 1 || len(one.Order.Items) != 1 ||
+		string(raw) != `[{"status":"OPEN","reason":""},{"status":"SUBMITTED","reason":""},{"status":"CONFIRMED","reason":""},{"status":"SHIPPED","reason":"TRK-9"}]` {
+		t.Fatalf("order o1 = %+v %s", one.Order, raw)
+	}
+
+	type orderConn struct {
+		Edges []struct {
+			Node struct {
+				ID    string `json:"id"`
+				Total int64  `json:"total"`
+				Items []struct {
+					Sku      string `json:"sku"`
+					Quantity int    `json:"quantity"`
+				} `json:"items"`
+			} `json:"node"`
+		} `json:"edges"`
+		PageInfo struct {
+			HasNextPage bool    `json:"hasNextPage"`
+			EndCursor   *string `json:"endCursor"`
+		} `json:"pageInfo"`
+		TotalCount int `json:"totalCount"`
+	}
+	ids := func(c orderConn) string {
+		var out []string
+		for _, e := range c.Edges {
+			out = append(out, e.Node.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	var list struct{ Orders orderConn }
+	q := `query($after: String, $by: OrderOrderBy, $f: OrderFilter) { orders(first: 2, after: $after, orderBy: $by, filter: $f) { edges { node { id total items { sku quantity } } } pageInfo { hasNextPage endCursor } totalCount } }`
+	g.mustPost(q, map[string]any{"by": map[string]any{"field": "TOTAL", "direction": "DESC"}}, &list)
+	if ids(list.Orders) != "o3,o1" || !list.Orders.PageInfo.HasNextPage || list.Orders.TotalCount != 3 || len(list.Orders.Edges[0].Node.Items) != 2 {
+		t.Fatalf("by total, descending = %+v", list.Orders)
+	}
+	g.mustPost(q, map[string]any{"by": map[string]any{"field": "TOTAL", "direction": "DESC"}, "after": *list.Orders.PageInfo.EndCursor}, &list)
+	if ids(list.Orders) != "o2" || list.Orders.PageInfo.HasNextPage {
+		t.Fatalf("second page = %+v", list.Orders)
+	}
+	g.mustPost(q, map[string]any{"f": map[string]any{"status": "CANCELLED"}}, &list)
+	if ids(list.Orders) != "o2" || list.Orders.TotalCount != 1 {
+		t.Fatalf("cancelled = %+v", list.Orders)
+	}
+	var mine struct{ CustomerOrders orderConn }
+	g.mustPost(`{ customerOrders(customerId: "c1") { edges { node { id total } } totalCount } }`, nil, &mine)
+	if ids(mine.CustomerOrders) != "o1,o3" || mine.CustomerOrders.TotalCount != 2 {
+		t.Fatalf("customer c1 = %+v", mine.CustomerOrders)
+	}
+
+	var stats struct {
+		OrderStatistics []struct {
+			Status  string `json:"status"`
+			Orders  int    `json:"orders"`
+			Revenue int64  `json:"revenue"`
+		} `json:"orderStatistics"`
+	}
+	today := time.Now().UTC()
+	g.mustPost(`query($from: Time!, $to: Time!) { orderStatistics(from: $from, to: $to) { status orders revenue } }`,
+		map[string]any{"from": today.Add(-24 * time.Hour).Format(time.RFC3339), "to": today.Add(24 * time.Hour).Format(time.RFC3339)}, &stats)
+	raw, _ = json.Marshal(stats.OrderStatistics)
+	if string(raw) != `[{"status":"CANCELLED","orders":1,"revenue":201},{"status":"OPEN","orders":1,"revenue":901},{"status":"SHIPPED","orders":1,"revenue":500}]` {
+		t.Fatalf("statistics = %s", raw)
+	}
+
+	var products struct {
+		Products struct {
+			Edges []struct {
+				Node struct {
+					Sku       string `json:"sku"`
+					OnHand    int    `json:"onHand"`
+					Reserved  int    `json:"reserved"`
+					Available int    `json:"available"`
+				} `json:"node"`
+			} `json:"edges"`
+			TotalCount int `json:"totalCount"`
+		} `json:"products"`
+	}
+	g.mustPost(`query($p: Position) { products(maxAvailable: 3, atLeast: $p) { edges { node { sku onHand reserved available } } totalCount } }`, map[string]any{"p": last}, &products)
+	raw, _ = json.Marshal(products.Products.Edges)
+	if string(raw) != `[{"node":{"sku":"v","onHand":0,"reserved":0,"available":0}},{"node":{"sku":"w","onHand":10,"reserved":7,"available":3}}]` {
+		t.Fatalf("low stock = %s", raw)
+	}
+	var p struct{ Product *struct{ Name string } }
+	g.mustPost(`{ product(sku: "nope") { name } }`, nil, &p)
+	if p.Product != nil {
+		t.Fatal("an unknown product was found")
+	}
+	for _, c := range []struct{ name, query string }{
+		{"bad order cursor", `{ orders(after: "bm9wZQ") { totalCount } }`},
+		{"statistics range reversed", `{ orderStatistics(from: "2026-02-01T00:00:00Z", to: "2026-01-01T00:00:00Z") { day } }`},
+		{"negative maxAvailable", `{ products(maxAvailable: -1) { totalCount } }`},
+	} {
+		resp, _ := g.post(c.query, nil)
+		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "VALIDATION" {
+			t.Errorf("%s: %+v", c.name, resp.Errors)
+		}
 	}
 }

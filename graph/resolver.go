@@ -21,6 +21,8 @@ type Resolver struct {
 	Log      *slog.Logger
 	// The read side (nil in a handler built for the write side only).
 	AccountReads *projections.AccountQueries
+	OrderReads   *projections.OrderQueries
+	ProductReads *projections.ProductQueries
 	Admin        *projections.Admin
 	Positions    *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).

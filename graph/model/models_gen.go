@@ -3,6 +3,10 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 )
 
@@ -249,11 +253,60 @@ type OpenAccountInput struct {
 	IdempotencyKey       *string `json:"idempotencyKey,omitempty"`
 }
 
+// An order, as the orders read model shows it.
+type Order struct {
+	ID         string `json:"id"`
+	CustomerID string `json:"customerId"`
+	Currency   string `json:"currency"`
+	// OPEN, SUBMITTED, CONFIRMED, SHIPPED or CANCELLED.
+	Status    string    `json:"status"`
+	Total     Long      `json:"total"`
+	ItemCount int       `json:"itemCount"`
+	PlacedAt  time.Time `json:"placedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	Version   int       `json:"version"`
+	Position  Position  `json:"position"`
+	// Loaded for a whole page at once (no query per order).
+	Items []*OrderItem `json:"items"`
+	// Every status the order went through, oldest first.
+	StatusHistory []*OrderStatusChange `json:"statusHistory"`
+}
+
+type OrderConnection struct {
+	Edges      []*OrderEdge `json:"edges"`
+	PageInfo   *PageInfo    `json:"pageInfo"`
+	TotalCount int          `json:"totalCount"`
+}
+
+type OrderEdge struct {
+	Cursor string `json:"cursor"`
+	Node   *Order `json:"node"`
+}
+
+type OrderFilter struct {
+	Status     *string `json:"status,omitempty"`
+	CustomerID *string `json:"customerId,omitempty"`
+}
+
 // A line of an order.
 type OrderItem struct {
 	Sku       string `json:"sku"`
 	Quantity  int    `json:"quantity"`
 	UnitPrice Long   `json:"unitPrice"`
+}
+
+type OrderOrderBy struct {
+	Field     OrderSortField `json:"field"`
+	Direction SortDirection  `json:"direction"`
+}
+
+// Orders placed on a day (UTC) that are now in a status, and their value.
+type OrderStat struct {
+	// YYYY-MM-DD
+	Day     string `json:"day"`
+	Status  string `json:"status"`
+	Orders  int    `json:"orders"`
+	Revenue Long   `json:"revenue"`
 }
 
 // An order rebuilt from its events as of a point in its history (not from a read model).
@@ -267,6 +320,14 @@ type OrderState struct {
 	Status string       `json:"status"`
 	Total  Long         `json:"total"`
 	Items  []*OrderItem `json:"items"`
+}
+
+type OrderStatusChange struct {
+	Version int    `json:"version"`
+	Status  string `json:"status"`
+	// The cancellation reason or the tracking number, when there is one.
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 // Relay-style page information.
@@ -284,6 +345,30 @@ type PlaceOrderInput struct {
 	Currency        string  `json:"currency"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// A product of the catalogue with its stock.
+type Product struct {
+	Sku       string   `json:"sku"`
+	Name      string   `json:"name"`
+	Price     Long     `json:"price"`
+	Currency  string   `json:"currency"`
+	OnHand    int      `json:"onHand"`
+	Reserved  int      `json:"reserved"`
+	Available int      `json:"available"`
+	Version   int      `json:"version"`
+	Position  Position `json:"position"`
+}
+
+type ProductConnection struct {
+	Edges      []*ProductEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type ProductEdge struct {
+	Cursor string   `json:"cursor"`
+	Node   *Product `json:"node"`
 }
 
 // A projection version and its health.
@@ -398,4 +483,114 @@ type WithdrawMoneyInput struct {
 	Amount          Long    `json:"amount"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+type OrderSortField string
+
+const (
+	OrderSortFieldCreatedAt OrderSortField = "CREATED_AT"
+	OrderSortFieldTotal     OrderSortField = "TOTAL"
+)
+
+var AllOrderSortField = []OrderSortField{
+	OrderSortFieldCreatedAt,
+	OrderSortFieldTotal,
+}
+
+func (e OrderSortField) IsValid() bool {
+	switch e {
+	case OrderSortFieldCreatedAt, OrderSortFieldTotal:
+		return true
+	}
+	return false
+}
+
+func (e OrderSortField) String() string {
+	return string(e)
+}
+
+func (e *OrderSortField) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = OrderSortField(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid OrderSortField", str)
+	}
+	return nil
+}
+
+func (e OrderSortField) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *OrderSortField) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e OrderSortField) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type SortDirection string
+
+const (
+	SortDirectionAsc  SortDirection = "ASC"
+	SortDirectionDesc SortDirection = "DESC"
+)
+
+var AllSortDirection = []SortDirection{
+	SortDirectionAsc,
+	SortDirectionDesc,
+}
+
+func (e SortDirection) IsValid() bool {
+	switch e {
+	case SortDirectionAsc, SortDirectionDesc:
+		return true
+	}
+	return false
+}
+
+func (e SortDirection) String() string {
+	return string(e)
+}
+
+func (e *SortDirection) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SortDirection(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SortDirection", str)
+	}
+	return nil
+}
+
+func (e SortDirection) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SortDirection) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SortDirection) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

@@ -1,0 +1,214 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+)
+
+// OrderSummary is a row of the order list.
+type OrderSummary struct {
+	ID, CustomerID, Currency, Status string
+	Total, ItemCount                 int64
+	PlacedAt, UpdatedAt              time.Time
+	Version, Position                int64
+}
+
+// OrderItem is a line of an order.
+type OrderItem struct {
+	OrderID, Sku        string
+	Quantity, UnitPrice int64
+}
+
+// StatusChange is an entry of an order's status history.
+type StatusChange struct {
+	Version int64
+	Status  string
+	Reason  string
+	At      time.Time
+}
+
+// OrderStat is the number of orders placed on Day that are now in Status,
+// and their total value.
+type OrderStat struct {
+	Day             time.Time
+	Status          string
+	Orders, Revenue int64
+}
+
+// OrderFilter narrows ListOrders; empty fields match everything.
+type OrderFilter struct{ Status, CustomerID string }
+
+// OrderSort orders ListOrders.
+type OrderSort struct {
+	// ByTotal sorts by total instead of by time placed.
+	ByTotal bool
+	// Descending reverses the order.
+	Descending bool
+}
+
+// OrderQueries reads the orders read model.
+type OrderQueries struct{ pool *pgxpool.Pool }
+
+// NewOrderQueries returns the order queries on pool.
+func NewOrderQueries(pool *pgxpool.Pool) *OrderQueries { return &OrderQueries{pool: pool} }
+
+const orderColumns = `id, customer_id, currency, status, total, item_count, placed_at, updated_at, version, position`
+
+// Order returns one order, or a NotFound *domain.Error.
+func (q *OrderQueries) Order(ctx context.Context, id string) (OrderSummary, error) {
+	rows, err := q.pool.Query(ctx, `SELECT `+orderColumns+` FROM readmodel.order_list WHERE id = $1`, id)
+	if err != nil {
+		return OrderSummary{}, readError("order", err)
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[OrderSummary])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return OrderSummary{}, domain.Errorf(domain.NotFound, "order %s not found", id)
+	}
+	if err != nil {
+		return OrderSummary{}, readError("order", err)
+	}
+	return o, nil
+}
+
+// Orders returns up to first orders matching f in the order s asks for,
+// after the cursor after, the next cursor when more follow, and the number
+// matching. Errors: Invalid for a bad cursor or size.
+func (q *OrderQueries) Orders(ctx context.Context, f OrderFilter, s OrderSort, first int, after string) ([]OrderSummary, string, int, error) {
+	first, err := pageSize(first)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	key, dir, cmp := "placed_at", "ASC", ">"
+	if s.ByTotal {
+		key = "total"
+	}
+	if s.Descending {
+		dir, cmp = "DESC", "<"
+	}
+	where := `($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)`
+	args := []any{f.Status, f.CustomerID}
+	page := where
+	if after != "" {
+		raw, err := decodeCursor(after)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		sortKey, id, ok := strings.Cut(raw, "|")
+		if !ok {
+			return nil, "", 0, domain.InvalidField("after", "invalid cursor")
+		}
+		var k any = sortKey
+		if s.ByTotal {
+			n, err := strconv.ParseInt(sortKey, 10, 64)
+			if err != nil {
+				return nil, "", 0, domain.InvalidField("after", "invalid cursor")
+			}
+			k = n
+		} else {
+			t, err := time.Parse(time.RFC3339Nano, sortKey)
+			if err != nil {
+				return nil, "", 0, domain.InvalidField("after", "invalid cursor")
+			}
+			k = t
+		}
+		args = append(args, k, id)
+		page += fmt.Sprintf(" AND (%s, id) %s ($3, $4)", key, cmp)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM readmodel.order_list WHERE `+where, f.Status, f.CustomerID)
+	b.Queue(fmt.Sprintf(`SELECT %s FROM readmodel.order_list WHERE %s ORDER BY %s %s, id %s LIMIT %d`, orderColumns, page, key, dir, dir, first+1), args...)
+	br := q.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, "", 0, readError("orders", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, "", 0, readError("orders", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderSummary])
+	if err != nil {
+		return nil, "", 0, readError("orders", err)
+	}
+	next := ""
+	if len(list) > first {
+		list = list[:first]
+		next = OrderCursor(list[first-1], s)
+	}
+	return list, next, total, nil
+}
+
+// OrderCursor returns the cursor that pages past o in sort order s.
+func OrderCursor(o OrderSummary, s OrderSort) string {
+	if s.ByTotal {
+		return encodeCursor(fmt.Sprintf("%d|%s", o.Total, o.ID))
+	}
+	return encodeCursor(o.PlacedAt.UTC().Format(time.RFC3339Nano) + "|" + o.ID)
+}
+
+// Items returns the lines of the given orders, in one query, by order and sku.
+func (q *OrderQueries) Items(ctx context.Context, orderIDs []string) (map[string][]OrderItem, error) {
+	rows, err := q.pool.Query(ctx, `SELECT order_id, sku, quantity, unit_price FROM readmodel.order_items WHERE order_id = ANY($1) ORDER BY order_id, sku`, orderIDs)
+	if err != nil {
+		return nil, readError("order items", err)
+	}
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderItem])
+	if err != nil {
+		return nil, readError("order items", err)
+	}
+	out := map[string][]OrderItem{}
+	for _, it := range items {
+		out[it.OrderID] = append(out[it.OrderID], it)
+	}
+	return out, nil
+}
+
+// History returns the status history of the given orders, in one query.
+func (q *OrderQueries) History(ctx context.Context, orderIDs []string) (map[string][]StatusChange, error) {
+	rows, err := q.pool.Query(ctx, `SELECT order_id, version, status, reason, at FROM readmodel.order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version`, orderIDs)
+	if err != nil {
+		return nil, readError("order history", err)
+	}
+	out := map[string][]StatusChange{}
+	for rows.Next() {
+		var id string
+		var c StatusChange
+		if err := rows.Scan(&id, &c.Version, &c.Status, &c.Reason, &c.At); err != nil {
+			rows.Close()
+			return nil, readError("order history", err)
+		}
+		out[id] = append(out[id], c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, readError("order history", err)
+	}
+	return out, nil
+}
+
+// Statistics returns, per UTC day placed from `from` to `to` inclusive and
+// per current status, the number of orders and their value.
+func (q *OrderQueries) Statistics(ctx context.Context, from, to time.Time) ([]OrderStat, error) {
+	if to.Before(from) {
+		return nil, domain.InvalidField("to", "to is before from")
+	}
+	rows, err := q.pool.Query(ctx, `SELECT day, status, orders, revenue FROM readmodel.order_stats
+		WHERE day BETWEEN $1::date AND $2::date AND orders > 0 ORDER BY day, status`, from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly))
+	if err != nil {
+		return nil, readError("order statistics", err)
+	}
+	stats, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderStat])
+	if err != nil {
+		return nil, readError("order statistics", err)
+	}
+	return stats, nil
+}

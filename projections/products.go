@@ -1,0 +1,154 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+)
+
+// Products projects the product events into product_catalogue: one row per
+// product with its price and stock on hand, reserved and available.
+type Products struct{}
+
+var _ Projection = Products{}
+
+// Name implements Projection.
+func (Products) Name() string { return "products" }
+
+// Version implements Projection.
+func (Products) Version() int { return 1 }
+
+// EventTypes implements Projection.
+func (Products) EventTypes() []string {
+	return []string{"ProductAdded", "ProductRestocked", "StockReserved", "StockReleased", "PriceChanged"}
+}
+
+// Tables implements Projection.
+func (Products) Tables() []string { return []string{"product_catalogue"} }
+
+// Setup implements Projection.
+func (Products) Setup(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `
+		CREATE TABLE IF NOT EXISTS product_catalogue (
+			sku       text PRIMARY KEY,
+			name      text   NOT NULL,
+			price     bigint NOT NULL,
+			currency  text   NOT NULL,
+			on_hand   bigint NOT NULL DEFAULT 0,
+			reserved  bigint NOT NULL DEFAULT 0,
+			available bigint GENERATED ALWAYS AS (on_hand - reserved) STORED,
+			version   bigint NOT NULL,
+			position  bigint NOT NULL
+		);
+		CREATE INDEX IF NOT EXISTS product_catalogue_available ON product_catalogue (available, sku);`)
+	return err
+}
+
+// Apply implements Projection.
+func (Products) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
+	b := &pgx.Batch{}
+	for _, re := range events {
+		e, err := domain.Products.Decode(re.Type, re.SchemaVersion, re.Data)
+		if err != nil {
+			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
+		}
+		sku := strings.TrimPrefix(re.StreamID, domain.Products.Name+"-")
+		set := func(assign string, v int64) {
+			b.Queue(`UPDATE product_catalogue SET `+assign+` = $2, version = $3, position = $4 WHERE sku = $1`, sku, v, re.StreamVersion, re.Position)
+		}
+		switch e := e.(type) {
+		case domain.ProductAdded:
+			b.Queue(`INSERT INTO product_catalogue (sku, name, price, currency, version, position) VALUES ($1, $2, $3, $4, $5, $6)`,
+				sku, e.Name, e.Price, e.Currency, re.StreamVersion, re.Position)
+		case domain.ProductRestocked:
+			set("on_hand", e.OnHand)
+		case domain.StockReserved:
+			set("reserved", e.Reserved)
+		case domain.StockReleased:
+			set("reserved", e.Reserved)
+		case domain.PriceChanged:
+			set("price", e.NewPrice)
+		}
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// CatalogueEntry is a row of the product catalogue.
+type CatalogueEntry struct {
+	Sku, Name                   string
+	Price                       int64
+	Currency                    string
+	OnHand, Reserved, Available int64
+	Version, Position           int64
+}
+
+// ProductQueries reads the product catalogue.
+type ProductQueries struct{ pool *pgxpool.Pool }
+
+// NewProductQueries returns the catalogue queries on pool.
+func NewProductQueries(pool *pgxpool.Pool) *ProductQueries { return &ProductQueries{pool: pool} }
+
+const productColumns = `sku, name, price, currency, on_hand, reserved, available, version, position`
+
+// Product returns one product, or a NotFound *domain.Error.
+func (q *ProductQueries) Product(ctx context.Context, sku string) (CatalogueEntry, error) {
+	rows, err := q.pool.Query(ctx, `SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE sku = $1`, sku)
+	if err != nil {
+		return CatalogueEntry{}, readError("product", err)
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[CatalogueEntry])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return CatalogueEntry{}, domain.Errorf(domain.NotFound, "product %s not found", sku)
+	}
+	if err != nil {
+		return CatalogueEntry{}, readError("product", err)
+	}
+	return p, nil
+}
+
+// Products returns up to first products by SKU after the cursor after,
+// those with at most maxAvailable units available when maxAvailable >= 0
+// (low stock), the next cursor when more follow, and the number matching.
+func (q *ProductQueries) Products(ctx context.Context, maxAvailable int64, first int, after string) ([]CatalogueEntry, string, int, error) {
+	first, err := pageSize(first)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	afterSku, err := decodeCursor(after)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	where := `($1 < 0 OR available <= $1)`
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, maxAvailable)
+	b.Queue(`SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE `+where+` AND sku > $2 ORDER BY sku LIMIT $3`, maxAvailable, afterSku, first+1)
+	br := q.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, "", 0, readError("products", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, "", 0, readError("products", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CatalogueEntry])
+	if err != nil {
+		return nil, "", 0, readError("products", err)
+	}
+	next := ""
+	if len(list) > first {
+		list = list[:first]
+		next = encodeCursor(list[first-1].Sku)
+	}
+	return list, next, total, nil
+}
+
+// ProductCursor returns the cursor that pages past p.
+func ProductCursor(p CatalogueEntry) string { return encodeCursor(p.Sku) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -72,33 +73,78 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// Apply implements Projection.
+// Apply implements Projection. It folds the batch in memory (one state per
+// account touched) and writes in bulk: the accounts touched are read once,
+// written back with one upsert, the statement lines go in with COPY, and the
+// totals with one upsert per currency.
 func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
-	b := &pgx.Batch{}
+	type row struct {
+		id, owner, currency, status string
+		balance, overdraft, daily   int64
+		openedAt, lastActivity      time.Time
+		version, position           int64
+	}
+	touched := map[string]*row{}
+	var ids []string
+	for _, re := range events {
+		id := strings.TrimPrefix(re.StreamID, domain.Accounts.Name+"-")
+		if _, ok := touched[id]; !ok {
+			touched[id] = nil
+			ids = append(ids, id)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT id, owner, currency, status, balance, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position
+		FROM account_summary WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		r := &row{}
+		if err := rows.Scan(&r.id, &r.owner, &r.currency, &r.status, &r.balance, &r.overdraft, &r.daily, &r.openedAt, &r.lastActivity, &r.version, &r.position); err != nil {
+			rows.Close()
+			return err
+		}
+		touched[r.id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	type totals struct{ accounts, balance int64 }
+	deltas := map[string]*totals{}
+	delta := func(currency string) *totals {
+		d := deltas[currency]
+		if d == nil {
+			d = &totals{}
+			deltas[currency] = d
+		}
+		return d
+	}
+	var statement [][]any
 	for _, re := range events {
 		e, err := domain.Accounts.Decode(re.Type, re.SchemaVersion, re.Data)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
 		id := strings.TrimPrefix(re.StreamID, domain.Accounts.Name+"-")
-		touch := func(set string, args ...any) {
-			all := append([]any{id, re.StreamVersion, re.Position, re.RecordedAt}, args...)
-			b.Queue(`UPDATE account_summary SET version = $2, position = $3, last_activity_at = $4`+set+` WHERE id = $1`, all...)
+		r := touched[id]
+		if opened, ok := e.(domain.AccountOpened); ok {
+			if r != nil {
+				return fmt.Errorf("account %s opened twice (position %d)", id, re.Position)
+			}
+			r = &row{id: id, owner: opened.Owner, currency: opened.Currency, status: "OPEN", overdraft: opened.OverdraftLimit,
+				daily: opened.DailyWithdrawalLimit, openedAt: opened.OpenedAt}
+			touched[id] = r
+			delta(r.currency).accounts++
+		}
+		if r == nil {
+			return fmt.Errorf("event %s at %d for account %s, which was never opened", re.Type, re.Position, id)
 		}
 		money := func(kind string, amount, after int64, desc string) {
-			b.Queue(`UPDATE bank_totals SET total_balance = total_balance + ($2 - (SELECT balance FROM account_summary WHERE id = $1))
-				WHERE currency = (SELECT currency FROM account_summary WHERE id = $1)`, id, after)
-			touch(", balance = $5", after)
-			b.Queue(`INSERT INTO account_statement (account_id, version, position, kind, amount, balance_after, description, recorded_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt)
+			delta(r.currency).balance += after - r.balance
+			r.balance = after
+			statement = append(statement, []any{id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt})
 		}
 		switch e := e.(type) {
-		case domain.AccountOpened:
-			b.Queue(`INSERT INTO account_summary (id, owner, currency, status, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position)
-				VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, $7, $8, $9)`,
-				id, e.Owner, e.Currency, e.OverdraftLimit, e.DailyWithdrawalLimit, e.OpenedAt, re.RecordedAt, re.StreamVersion, re.Position)
-			b.Queue(`INSERT INTO bank_totals (currency, accounts) VALUES ($1, 1)
-				ON CONFLICT (currency) DO UPDATE SET accounts = bank_totals.accounts + 1`, e.Currency)
 		case domain.MoneyDeposited:
 			money("DEPOSIT", e.Amount, e.BalanceAfter, "")
 		case domain.MoneyWithdrawn:
@@ -108,15 +154,49 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		case domain.FeeCharged:
 			money("FEE", -e.Amount, e.BalanceAfter, e.Reason)
 		case domain.AccountFrozen:
-			touch(", status = 'FROZEN'")
+			r.status = "FROZEN"
 		case domain.AccountUnfrozen:
-			touch(", status = 'OPEN'")
+			r.status = "OPEN"
 		case domain.AccountClosed:
-			touch(", status = 'CLOSED'")
-			b.Queue(`UPDATE bank_totals SET accounts = accounts - 1 WHERE currency = (SELECT currency FROM account_summary WHERE id = $1)`, id)
-		case domain.OverdraftOccurred:
-			touch("")
+			r.status = "CLOSED"
+			delta(r.currency).accounts--
+		}
+		r.version, r.position, r.lastActivity = re.StreamVersion, re.Position, re.RecordedAt
+	}
+
+	n := len(ids)
+	var (
+		idCol, owners, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		balances, overdrafts, dailies       = make([]int64, n), make([]int64, n), make([]int64, n)
+		openedAts, lastActivities           = make([]time.Time, n), make([]time.Time, n)
+		versions, positions                 = make([]int64, n), make([]int64, n)
+	)
+	for i, id := range ids {
+		r := touched[id]
+		idCol[i], owners[i], currencies[i], statuses[i] = r.id, r.owner, r.currency, r.status
+		balances[i], overdrafts[i], dailies[i] = r.balance, r.overdraft, r.daily
+		openedAts[i], lastActivities[i], versions[i], positions[i] = r.openedAt, r.lastActivity, r.version, r.position
+	}
+	cols := []any{idCol, owners, currencies, statuses, balances, overdrafts, dailies, openedAts, lastActivities, versions, positions}
+	if _, err := tx.Exec(ctx, `INSERT INTO account_summary (id, owner, currency, status, balance, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[])
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, balance = excluded.balance, last_activity_at = excluded.last_activity_at,
+			version = excluded.version, position = excluded.position`, cols...); err != nil {
+		return fmt.Errorf("account summaries: %w", err)
+	}
+	if len(statement) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"account_statement"},
+			[]string{"account_id", "version", "position", "kind", "amount", "balance_after", "description", "recorded_at"},
+			pgx.CopyFromRows(statement)); err != nil {
+			return fmt.Errorf("account statement: %w", err)
 		}
 	}
-	return tx.SendBatch(ctx, b).Close()
+	for currency, d := range deltas {
+		if _, err := tx.Exec(ctx, `INSERT INTO bank_totals (currency, accounts, total_balance) VALUES ($1, $2, $3)
+			ON CONFLICT (currency) DO UPDATE SET accounts = bank_totals.accounts + excluded.accounts, total_balance = bank_totals.total_balance + excluded.total_balance`,
+			currency, d.accounts, d.balance); err != nil {
+			return fmt.Errorf("bank totals: %w", err)
+		}
+	}
+	return nil
 }

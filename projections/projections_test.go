@@ -41,7 +41,9 @@ type env struct {
 	commands *domain.Service
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvB(t) }
+
+func newEnvB(t testing.TB) *env {
 	pool := pgtest.NewPool(t)
 	store := eventstore.NewPostgres(pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster())
 	return &env{pool: pool, store: store, commands: domain.NewService(store, quiet, time.Now, domain.ServiceOptions{MaxRetries: 100})}
@@ -118,7 +120,7 @@ func (e *env) burst(t *testing.T, clients, rounds int, prefix string) {
 	}
 }
 
-func (e *env) head(t *testing.T) int64 {
+func (e *env) head(t testing.TB) int64 {
 	t.Helper()
 	p, err := e.store.ReadAll(context.Background(), eventstore.AllQuery{Limit: 1})
 	if err != nil {
@@ -139,7 +141,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func status(t *testing.T, pool *pgxpool.Pool, name string, version int) projections.Status {
+func status(t testing.TB, pool *pgxpool.Pool, name string, version int) projections.Status {
 	t.Helper()
 	list, err := projections.List(context.Background(), pool)
 	if err != nil {
@@ -531,3 +533,7 @@ func TestNewRunnerRejectsBadProjections(t *testing.T) {
 type badName struct{ poison }
 
 func (badName) Name() string { return "Bad-Name" }
+
+func statusB(b testing.TB, e *env, name string, version int) projections.Status {
+	return status(b, e.pool, name, version)
+}

@@ -59,6 +59,15 @@ func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionS
 	out := make([]*model.ProjectionStatus, len(list))
 	for i, s := range list {
 		out[i] = toProjectionStatus(s, head)
+		if s.Position < head {
+			next, err := r.Store.ReadAll(ctx, eventstore.AllQuery{After: s.Position, Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(next.Events) > 0 {
+				out[i].LagSeconds = max(time.Since(next.Events[0].RecordedAt).Seconds(), 0)
+			}
+		}
 	}
 	return out, nil
 }

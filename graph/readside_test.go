@@ -178,20 +178,21 @@ func TestAccountListStatementAndTotals(t *testing.T) {
 
 	var ps struct {
 		Projections []struct {
-			Name     string `json:"name"`
-			Status   string `json:"status"`
-			Serving  bool   `json:"serving"`
-			Position int64  `json:"position"`
-			Lag      int64  `json:"lag"`
+			Name       string  `json:"name"`
+			Status     string  `json:"status"`
+			Serving    bool    `json:"serving"`
+			Position   int64   `json:"position"`
+			Lag        int64   `json:"lag"`
+			LagSeconds float64 `json:"lagSeconds"`
 		} `json:"projections"`
 	}
-	g.mustPost(`{ projections { name status serving position lag } }`, nil, &ps)
+	g.mustPost(`{ projections { name status serving position lag lagSeconds } }`, nil, &ps)
 	if len(ps.Projections) != 3 {
 		t.Fatalf("projections = %+v", ps.Projections)
 	}
 	for i, name := range []string{"accounts", "orders", "products"} {
 		p := ps.Projections[i]
-		if p.Name != name || p.Status != "RUNNING" || !p.Serving || p.Position+p.Lag != last {
+		if p.Name != name || p.Status != "RUNNING" || !p.Serving || p.Position+p.Lag != last || p.Lag == 0 && p.LagSeconds != 0 {
 			t.Fatalf("projections = %+v (head %d)", ps.Projections, last)
 		}
 	}

@@ -237,6 +237,7 @@ type ComplexityRoot struct {
 		FailedPosition func(childComplexity int) int
 		Failures       func(childComplexity int) int
 		Lag            func(childComplexity int) int
+		LagSeconds     func(childComplexity int) int
 		LastError      func(childComplexity int) int
 		Name           func(childComplexity int) int
 		Position       func(childComplexity int) int
@@ -1309,6 +1310,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProjectionStatus.Lag(childComplexity), true
+	case "ProjectionStatus.lagSeconds":
+		if e.ComplexityRoot.ProjectionStatus.LagSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectionStatus.LagSeconds(childComplexity), true
 	case "ProjectionStatus.lastError":
 		if e.ComplexityRoot.ProjectionStatus.LastError == nil {
 			break
@@ -2153,6 +2160,8 @@ type ProjectionStatus {
   position: Position!
   "Events in the log after the checkpoint (counting ones the projection does not read)."
   lag: Position!
+  "Seconds since the oldest event not yet applied was recorded (0 when caught up)."
+  lagSeconds: Float!
   "Consecutive failed attempts at the current event."
   failures: Int!
   lastError: String
@@ -2703,6 +2712,8 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 		return ec.fieldContext_ProjectionStatus_position(ctx, field)
 	case "lag":
 		return ec.fieldContext_ProjectionStatus_lag(ctx, field)
+	case "lagSeconds":
+		return ec.fieldContext_ProjectionStatus_lagSeconds(ctx, field)
 	case "failures":
 		return ec.fieldContext_ProjectionStatus_failures(ctx, field)
 	case "lastError":
@@ -7565,6 +7576,29 @@ func (ec *executionContext) _ProjectionStatus_lag(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_lag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Position does not have child fields"))
+}
+
+func (ec *executionContext) _ProjectionStatus_lagSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectionStatus_lagSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LagSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectionStatus_lagSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Float does not have child fields"))
 }
 
 func (ec *executionContext) _ProjectionStatus_failures(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -12569,6 +12603,11 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "lagSeconds":
+			out.Values[i] = ec._ProjectionStatus_lagSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "failures":
 			out.Values[i] = ec._ProjectionStatus_failures(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -13805,6 +13844,22 @@ func (ec *executionContext) marshalNEventPage2ᚖcqrsgateᚋgraphᚋmodelᚐEven
 		return graphql.Null
 	}
 	return ec._EventPage(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐFreezeAccountInput(ctx context.Context, v any) (model.FreezeAccountInput, error) {

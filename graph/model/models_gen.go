@@ -383,6 +383,8 @@ type ProjectionStatus struct {
 	Position Position `json:"position"`
 	// Events in the log after the checkpoint (counting ones the projection does not read).
 	Lag Position `json:"lag"`
+	// Seconds since the oldest event not yet applied was recorded (0 when caught up).
+	LagSeconds float64 `json:"lagSeconds"`
 	// Consecutive failed attempts at the current event.
 	Failures       int       `json:"failures"`
 	LastError      *string   `json:"lastError,omitempty"`

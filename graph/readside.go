@@ -92,7 +92,7 @@ func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.Pr
 
 func toProjectionStatus(s projections.Status, head int64) *model.ProjectionStatus {
 	out := &model.ProjectionStatus{
-		Name: s.Name, Version: s.Version, Status: s.Status, Serving: s.Serving,
+		Name: s.Name, Version: s.Version, Generation: s.Generation, Status: s.Status, Serving: s.Serving,
 		Position: model.Position(s.Position), Lag: model.Position(max(head-s.Position, 0)),
 		Failures: s.Failures, UpdatedAt: s.UpdatedAt,
 	}

@@ -12,6 +12,17 @@ import (
 	"cqrsgate/projections"
 )
 
+// RebuildProjection is the resolver for the rebuildProjection field.
+func (r *mutationResolver) RebuildProjection(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+	if err := r.readSide(); err != nil {
+		return nil, err
+	}
+	if err := r.Admin.Rebuild(ctx, name); err != nil {
+		return nil, err
+	}
+	return r.projectionStatus(ctx, name)
+}
+
 // RetryProjection is the resolver for the retryProjection field.
 func (r *mutationResolver) RetryProjection(ctx context.Context, name string) (*model.ProjectionStatus, error) {
 	if err := r.readSide(); err != nil {

@@ -169,6 +169,7 @@ func TestAccountListStatementAndTotals(t *testing.T) {
 		{"retry unknown projection", `mutation { retryProjection(name: "nope") { name } }`, "NOT_FOUND"},
 		{"retry a healthy projection", `mutation { retryProjection(name: "accounts") { name } }`, "RULE_VIOLATION"},
 		{"skip on a healthy projection", `mutation { skipProjectionEvent(name: "accounts", position: 1) { name } }`, "RULE_VIOLATION"},
+		{"rebuild an unknown projection", `mutation { rebuildProjection(name: "nope") { name } }`, "NOT_FOUND"},
 	} {
 		resp, _ := g.post(c.query, nil)
 		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != c.code {
@@ -328,5 +329,51 @@ func TestOrderAndProductQueries(t *testing.T) {
 		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "VALIDATION" {
 			t.Errorf("%s: %+v", c.name, resp.Errors)
 		}
+	}
+}
+
+func TestRebuildProjectionMutation(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	last := g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 70}).Position
+	var acct struct{ Account struct{ Balance int64 } }
+	g.mustPost(`query($p: Position) { account(id: "a1", atLeast: $p) { balance } }`, map[string]any{"p": last}, &acct)
+	var out struct {
+		RebuildProjection struct {
+			Name       string `json:"name"`
+			Generation int    `json:"generation"`
+			Serving    bool   `json:"serving"`
+		} `json:"rebuildProjection"`
+	}
+	g.mustPost(`mutation { rebuildProjection(name: "accounts") { name generation serving } }`, nil, &out)
+	if out.RebuildProjection.Generation != 2 || out.RebuildProjection.Serving {
+		t.Fatalf("rebuild = %+v, want generation 2 not serving yet", out.RebuildProjection)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ps struct {
+			Projections []struct {
+				Name       string `json:"name"`
+				Generation int    `json:"generation"`
+				Serving    bool   `json:"serving"`
+			} `json:"projections"`
+		}
+		g.mustPost(`{ projections { name generation serving } }`, nil, &ps)
+		done := false
+		for _, p := range ps.Projections {
+			if p.Name == "accounts" && p.Generation == 2 && p.Serving {
+				done = true
+			}
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rebuild did not take over: %+v", ps.Projections)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.mustPost(`query($p: Position) { account(id: "a1", atLeast: $p) { balance } }`, map[string]any{"p": last}, &acct)
+	if acct.Account.Balance != 70 {
+		t.Fatalf("after the rebuild the balance is %d, want 70", acct.Account.Balance)
 	}
 }

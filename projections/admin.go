@@ -13,9 +13,11 @@ import (
 
 // Status describes one projection version.
 type Status struct {
-	Name     string
-	Version  int
-	Position int64 // the checkpoint: last position applied
+	Name    string
+	Version int
+	// Generation counts rebuilds of the version (1 for the first build).
+	Generation int
+	Position   int64 // the checkpoint: last position applied
 	// Status is RUNNING, FAILED or RETIRED.
 	Status  string
 	Serving bool // queries read this version
@@ -34,6 +36,9 @@ type Admin struct{ pool *pgxpool.Pool }
 // NewAdmin returns the projection administration on pool.
 func NewAdmin(pool *pgxpool.Pool) *Admin { return &Admin{pool: pool} }
 
+// Rebuild is Rebuild on the Admin's pool.
+func (a *Admin) Rebuild(ctx context.Context, name string) error { return Rebuild(ctx, a.pool, name) }
+
 // List is List on the Admin's pool.
 func (a *Admin) List(ctx context.Context) ([]Status, error) { return List(ctx, a.pool) }
 
@@ -48,17 +53,47 @@ func (a *Admin) Skip(ctx context.Context, name string, position int64) error {
 // List returns every projection version that is not retired, by name and
 // version.
 func List(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {
-	rows, err := pool.Query(ctx, `SELECT name, version, position, status, serving, failures, coalesce(last_error, ''),
+	rows, err := pool.Query(ctx, `SELECT name, version, generation, position, status, serving, failures, coalesce(last_error, ''),
 			coalesce(failed_position, 0), coalesce(failed_event_id::text, ''), updated_at
-		FROM projections WHERE status <> 'RETIRED' ORDER BY name, version`)
+		FROM projections WHERE status <> 'RETIRED' ORDER BY name, version, generation`)
 	if err != nil {
 		return nil, fmt.Errorf("list projections: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Status, error) {
 		var s Status
-		err := r.Scan(&s.Name, &s.Version, &s.Position, &s.Status, &s.Serving, &s.Failures, &s.LastError, &s.FailedPosition, &s.FailedEventID, &s.UpdatedAt)
+		err := r.Scan(&s.Name, &s.Version, &s.Generation, &s.Position, &s.Status, &s.Serving, &s.Failures, &s.LastError, &s.FailedPosition, &s.FailedEventID, &s.UpdatedAt)
 		return s, err
 	})
+}
+
+// Rebuild starts rebuilding the serving version of a projection from the
+// start of the log, as a new generation beside the serving one; queries
+// switch to it once it has caught up and the old tables are dropped. The
+// process running the projection picks the request up within its poll
+// interval. Errors: NotFound for an unknown name, RuleViolation when a
+// rebuild of it is already under way.
+func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	tag, err := pool.Exec(ctx, `INSERT INTO projections (name, version, generation)
+		SELECT s.name, s.version, (SELECT max(generation) + 1 FROM projections g WHERE g.name = s.name AND g.version = s.version)
+		  FROM projections s
+		 WHERE s.name = $1 AND s.serving
+		   AND NOT EXISTS (SELECT 1 FROM projections b WHERE b.name = s.name AND NOT b.serving AND b.status <> 'RETIRED')`, name)
+	if err != nil {
+		return fmt.Errorf("rebuild projection %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND serving)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return domain.Errorf(domain.NotFound, "no serving projection named %q", name)
+	}
+	e := domain.Errorf(domain.RuleViolation, "projection %s is already being rebuilt", name)
+	e.Rule = "REBUILD_IN_PROGRESS"
+	return e
 }
 
 // Retry puts a FAILED projection back to work from where it stopped.

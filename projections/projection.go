@@ -32,8 +32,19 @@ type Projection interface {
 
 var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
-// SchemaName returns the schema holding the tables of a projection version.
-func SchemaName(name string, version int) string { return fmt.Sprintf("rm_%s_v%d", name, version) }
+// SchemaName returns the schema holding the tables of the first generation
+// of a projection version.
+func SchemaName(name string, version int) string { return GenerationSchema(name, version, 1) }
+
+// GenerationSchema returns the schema holding the tables of a generation
+// of a projection version: rm_<name>_v<version>, with _g<generation> for
+// generations made by rebuildProjection.
+func GenerationSchema(name string, version, generation int) string {
+	if generation <= 1 {
+		return fmt.Sprintf("rm_%s_v%d", name, version)
+	}
+	return fmt.Sprintf("rm_%s_v%d_g%d", name, version, generation)
+}
 
 func checkProjection(p Projection) error {
 	if !validName.MatchString(p.Name()) {

@@ -537,3 +537,62 @@ func (badName) Name() string { return "Bad-Name" }
 func statusB(b testing.TB, e *env, name string, version int) projections.Status {
 	return status(b, e.pool, name, version)
 }
+
+// TestRebuildOnRequest: rebuildProjection builds a new generation of the
+// serving version beside it, switches queries to it and drops the old one.
+func TestRebuildOnRequest(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	runCtx, stop := context.WithCancel(ctx)
+	r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 50 * time.Millisecond}, projections.Accounts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	e.burst(t, 8, 5, "acct")
+	head := e.head(t)
+	waitFor(t, "generation 1 to catch up", caughtUp(t, e, "accounts", 1, head))
+	before := tableRows(t, e.pool, "readmodel.account_statement")
+	stop()
+	<-done
+
+	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.Rebuild(ctx, e.pool, "accounts"); domain.CodeOf(err) != domain.RuleViolation {
+		t.Fatalf("a second rebuild while one is under way: %v", err)
+	}
+	if err := projections.Rebuild(ctx, e.pool, "nope"); domain.CodeOf(err) != domain.NotFound {
+		t.Fatalf("rebuilding an unknown projection: %v", err)
+	}
+	e.start(t, projections.Options{BatchSize: 9}, projections.Accounts{})
+	more := e.exec(t, domain.DepositMoney{AccountID: "acct-00", Amount: 1}) // written during the rebuild
+	waitFor(t, "generation 2 to serve", func() bool {
+		list, _ := projections.List(ctx, e.pool)
+		return len(list) == 1 && list[0].Generation == 2 && list[0].Serving && list[0].Position >= more.Position
+	})
+	after := tableRows(t, e.pool, "readmodel.account_statement")
+	if len(after) != len(before)+1 {
+		t.Fatalf("statement has %d lines after the rebuild, want %d", len(after), len(before)+1)
+	}
+	rebuiltLines := map[string]bool{}
+	for _, l := range after {
+		rebuiltLines[l] = true
+	}
+	for _, l := range before {
+		if !rebuiltLines[l] {
+			t.Fatalf("line %s of the statement differs after the rebuild", l)
+		}
+	}
+	var exists bool
+	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName("accounts", 1)).Scan(&exists)
+	if exists {
+		t.Fatal("generation 1's schema was not dropped")
+	}
+	var rebuilt bool
+	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.GenerationSchema("accounts", 1, 2)).Scan(&rebuilt)
+	if !rebuilt {
+		t.Fatal("generation 2's schema is missing")
+	}
+}

@@ -145,17 +145,34 @@ func (r *Runner) lead(ctx context.Context, p Projection) error {
 		return nil
 	}
 	r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
-	if err := r.setup(ctx, p); err != nil {
-		return err
+	if _, err := r.pool.Exec(ctx, `INSERT INTO projections (name, version, generation)
+		SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND version = $2)`, p.Name(), p.Version()); err != nil {
+		return fmt.Errorf("register %s: %w", p.Name(), err)
 	}
 	return r.follow(ctx, p, conn)
 }
 
-// setup creates the version's schema and tables and its row; the first
-// version of a projection serves queries at once.
-func (r *Runner) setup(ctx context.Context, p Projection) error {
+// instance is one generation of a projection version being built or served.
+type instance struct {
+	p          Projection
+	generation int
+	ready      bool // schema and tables exist
+	batch      int  // events per batch: 1 while narrowing down a failure
+	stuckAt    int64
+	backoff    time.Duration
+	retryAt    time.Time
+}
+
+func (in *instance) schema() string {
+	return GenerationSchema(in.p.Name(), in.p.Version(), in.generation)
+}
+
+// setup creates the instance's schema and tables; the first generation of
+// the first version of a projection serves queries at once.
+func (r *Runner) setup(ctx context.Context, in *instance) error {
+	p := in.p
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		schema := pgx.Identifier{SchemaName(p.Name(), p.Version())}.Sanitize()
+		schema := pgx.Identifier{in.schema()}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
 			return fmt.Errorf("setup %s: %w", p.Name(), err)
 		}
@@ -165,152 +182,130 @@ func (r *Runner) setup(ctx context.Context, p Projection) error {
 		if err := p.Setup(ctx, tx); err != nil {
 			return fmt.Errorf("setup %s v%d: %w", p.Name(), p.Version(), err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO public.projections (name, version) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.Name(), p.Version()); err != nil {
-			return err
-		}
 		var serving bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM public.projections WHERE name = $1 AND serving)`, p.Name()).Scan(&serving); err != nil {
 			return err
 		}
 		if !serving {
-			return switchServing(ctx, tx, p)
+			return switchServing(ctx, tx, in)
 		}
 		return nil
 	})
 }
 
-// switchServing makes p's version the one queries read, in tx: the views
+// switchServing makes the instance the one queries read, in tx: the views
 // in schema readmodel are replaced, atomically for readers.
-func switchServing(ctx context.Context, tx pgx.Tx, p Projection) error {
+func switchServing(ctx context.Context, tx pgx.Tx, in *instance) error {
+	p := in.p
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp() WHERE name = $1 AND version = $2`, p.Name(), p.Version()); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp() WHERE name = $1 AND version = $2 AND generation = $3`,
+		p.Name(), p.Version(), in.generation); err != nil {
 		return err
 	}
-	schema := SchemaName(p.Name(), p.Version())
 	for _, t := range p.Tables() {
 		view := pgx.Identifier{"readmodel", t}.Sanitize()
 		if _, err := tx.Exec(ctx, "DROP VIEW IF EXISTS "+view); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "CREATE VIEW "+view+" AS SELECT * FROM "+pgx.Identifier{schema, t}.Sanitize()); err != nil {
+		if _, err := tx.Exec(ctx, "CREATE VIEW "+view+" AS SELECT * FROM "+pgx.Identifier{in.schema(), t}.Sanitize()); err != nil {
 			return fmt.Errorf("expose %s: %w", t, err)
 		}
 	}
 	return nil
 }
 
-// retireOlder drops the schemas of p's older versions once p serves.
-func (r *Runner) retireOlder(ctx context.Context, p Projection) error {
-	rows, err := r.pool.Query(ctx, `SELECT version FROM projections WHERE name = $1 AND version < $2 AND status <> 'RETIRED'`, p.Name(), p.Version())
+// retireOlder drops the schemas of everything older than the serving
+// instance: earlier versions, and earlier generations of its version.
+func (r *Runner) retireOlder(ctx context.Context, in *instance) error {
+	p := in.p
+	rows, err := r.pool.Query(ctx, `SELECT version, generation FROM projections
+		WHERE name = $1 AND status <> 'RETIRED' AND (version < $2 OR version = $2 AND generation < $3)`, p.Name(), p.Version(), in.generation)
 	if err != nil {
 		return err
 	}
-	old, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	type vg struct{ version, generation int32 }
+	old, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (vg, error) {
+		var o vg
+		err := row.Scan(&o.version, &o.generation)
+		return o, err
+	})
 	if err != nil {
 		return err
 	}
-	for _, v := range old {
-		if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{SchemaName(p.Name(), int(v))}.Sanitize()+" CASCADE"); err != nil {
+	for _, o := range old {
+		schema := GenerationSchema(p.Name(), int(o.version), int(o.generation))
+		if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			return err
 		}
-		if _, err := r.pool.Exec(ctx, `UPDATE projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp() WHERE name = $1 AND version = $2`, p.Name(), v); err != nil {
+		if _, err := r.pool.Exec(ctx, `UPDATE projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp()
+			WHERE name = $1 AND version = $2 AND generation = $3`, p.Name(), o.version, o.generation); err != nil {
 			return err
 		}
-		r.log.InfoContext(ctx, "retired projection version", "projection", p.Name(), "version", v)
+		r.log.InfoContext(ctx, "retired projection", "projection", p.Name(), "version", o.version, "generation", o.generation)
 	}
 	return nil
 }
 
 var errLostLead = errors.New("checkpoint moved under us: another process runs this projection")
 
-// follow applies the log to p from its checkpoint until ctx ends or the
-// leader connection fails.
+// follow applies the log to every live generation of p's version from its
+// checkpoint until ctx ends or the leader connection fails. A generation
+// that a rebuild added is built beside the serving one and takes over once
+// it has caught up.
 func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn) error {
-	batch := r.opts.BatchSize
-	backoff := r.opts.RetryBackoff
+	instances := map[int]*instance{}
 	timer := time.NewTimer(r.opts.Poll)
 	defer timer.Stop()
-	var stuckAt int64 // position of the failing event while retrying one by one
-	retired := false  // older versions dropped since this version began serving
 	for {
-		st, err := r.loadState(ctx, p)
-		if err != nil {
-			return err
-		}
-		if st.status == "FAILED" {
-			// Wait for an admin to retry or skip.
-			if !sleep(ctx, r.opts.LeaderRetry/4+50*time.Millisecond) {
-				return nil
-			}
-			if err := leaderConn.Ping(ctx); err != nil {
-				return fmt.Errorf("leader connection: %w", err)
-			}
-			continue
-		}
 		changed := r.store.Changed()
-		page, err := r.store.ReadAll(ctx, eventstore.AllQuery{After: st.position, Limit: batch, Types: p.EventTypes()})
+		states, err := r.loadStates(ctx, p)
 		if err != nil {
 			return err
 		}
-		switch {
-		case len(page.Events) > 0:
-			err := r.applyBatch(ctx, p, st.position, page.Next, page.Events)
-			if errors.Is(err, errLostLead) || ctx.Err() != nil {
-				return err
+		busy := false // some instance has more to read right away
+		wait := r.opts.Poll
+		for _, st := range states {
+			in := instances[st.generation]
+			if in == nil {
+				in = &instance{p: p, generation: st.generation, batch: r.opts.BatchSize, backoff: r.opts.RetryBackoff}
+				instances[st.generation] = in
 			}
-			if err != nil {
-				failures, ferr := r.recordFailure(ctx, p, page.Events, err, batch == 1)
-				if ferr != nil {
-					return ferr
+			if !in.ready {
+				if err := r.setup(ctx, in); err != nil {
+					return err
 				}
-				if batch > 1 {
-					batch = 1 // find the event that fails
-				} else if failures >= r.opts.MaxFailures {
-					r.log.ErrorContext(ctx, "projection failed", "projection", p.Name(), "position", page.Events[0].Position, "eventId", page.Events[0].ID, "err", err)
-					continue
+				in.ready = true
+				if st.serving {
+					if err := r.retireOlder(ctx, in); err != nil {
+						return err
+					}
 				}
-				stuckAt = page.Events[0].Position
-				if !sleep(ctx, backoff) {
-					return nil
-				}
-				backoff = min(backoff*2, 10*time.Second)
+				busy = true // re-read its state and start next round
 				continue
 			}
-			backoff = r.opts.RetryBackoff
-			if batch == 1 && page.Events[0].Position >= stuckAt {
-				batch = r.opts.BatchSize
+			if st.status == "FAILED" {
+				wait = min(wait, r.opts.LeaderRetry/4+50*time.Millisecond)
+				continue
 			}
-			r.progress.Notify(page.Next)
-			if len(page.Events) == batch {
-				continue // more is waiting
+			if d := time.Until(in.retryAt); d > 0 {
+				wait = min(wait, d)
+				continue
 			}
-		case page.Next > st.position:
-			// Nothing this projection reads, but the log moved on.
-			if err := r.advance(ctx, p, st.position, page.Next); err != nil {
+			more, err := r.step(ctx, in, st)
+			if err != nil {
 				return err
 			}
-			r.progress.Notify(page.Next)
-		}
-		if !st.serving {
-			// A rebuild has caught up: switch queries to it.
-			if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return switchServing(ctx, tx, p) }); err != nil {
-				return fmt.Errorf("switch %s to v%d: %w", p.Name(), p.Version(), err)
-			}
-			r.log.InfoContext(ctx, "projection version now serving", "projection", p.Name(), "version", p.Version())
-			retired = false
-		}
-		if !retired {
-			if err := r.retireOlder(ctx, p); err != nil {
-				return err
-			}
-			retired = true
+			busy = busy || more
 		}
 		if err := leaderConn.Ping(ctx); err != nil {
 			return fmt.Errorf("leader connection: %w", err)
 		}
-		timer.Reset(r.opts.Poll)
+		if busy {
+			continue
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -320,44 +315,115 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 	}
 }
 
-type state struct {
-	position int64
-	status   string
-	serving  bool
+// step applies one page of the log to an instance. It reports whether more
+// is waiting right away.
+func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error) {
+	p := in.p
+	page, err := r.store.ReadAll(ctx, eventstore.AllQuery{After: st.position, Limit: in.batch, Types: p.EventTypes()})
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case len(page.Events) > 0:
+		err := r.applyBatch(ctx, in, st.position, page.Next, page.Events)
+		if errors.Is(err, errLostLead) || ctx.Err() != nil {
+			return false, err
+		}
+		if err != nil {
+			failures, ferr := r.recordFailure(ctx, in, page.Events, err, in.batch == 1)
+			if ferr != nil {
+				return false, ferr
+			}
+			if in.batch > 1 {
+				in.batch = 1 // find the event that fails
+				return true, nil
+			}
+			if failures >= r.opts.MaxFailures {
+				r.log.ErrorContext(ctx, "projection failed", "projection", p.Name(), "generation", in.generation,
+					"position", page.Events[0].Position, "eventId", page.Events[0].ID, "err", err)
+				in.backoff = r.opts.RetryBackoff
+				return false, nil
+			}
+			in.stuckAt = page.Events[0].Position
+			in.retryAt = time.Now().Add(in.backoff)
+			in.backoff = min(in.backoff*2, 10*time.Second)
+			return false, nil
+		}
+		in.backoff = r.opts.RetryBackoff
+		if in.batch == 1 && page.Events[0].Position >= in.stuckAt {
+			in.batch = r.opts.BatchSize
+		}
+		r.progress.Notify(page.Next)
+		if len(page.Events) == in.batch {
+			return true, nil
+		}
+	case page.Next > st.position:
+		// Nothing this projection reads, but the log moved on.
+		if err := r.advance(ctx, in, st.position, page.Next); err != nil {
+			return false, err
+		}
+		r.progress.Notify(page.Next)
+	}
+	if !st.serving {
+		// A rebuild has caught up: switch queries to it.
+		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return switchServing(ctx, tx, in) }); err != nil {
+			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
+		}
+		r.log.InfoContext(ctx, "projection now serving", "projection", p.Name(), "version", p.Version(), "generation", in.generation)
+		if err := r.retireOlder(ctx, in); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
-func (r *Runner) loadState(ctx context.Context, p Projection) (state, error) {
-	var st state
-	err := r.pool.QueryRow(ctx, `SELECT position, status, serving FROM projections WHERE name = $1 AND version = $2`, p.Name(), p.Version()).
-		Scan(&st.position, &st.status, &st.serving)
+type state struct {
+	generation int
+	position   int64
+	status     string
+	serving    bool
+}
+
+// loadStates returns the live (not retired) generations of p's version.
+func (r *Runner) loadStates(ctx context.Context, p Projection) ([]state, error) {
+	rows, err := r.pool.Query(ctx, `SELECT generation, position, status, serving FROM projections
+		WHERE name = $1 AND version = $2 AND status <> 'RETIRED' ORDER BY generation`, p.Name(), p.Version())
 	if err != nil {
-		return st, fmt.Errorf("projection %s state: %w", p.Name(), err)
+		return nil, fmt.Errorf("projection %s state: %w", p.Name(), err)
 	}
-	return st, nil
+	states, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (state, error) {
+		var st state
+		err := row.Scan(&st.generation, &st.position, &st.status, &st.serving)
+		return st, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projection %s state: %w", p.Name(), err)
+	}
+	return states, nil
 }
 
 // applyBatch applies events and moves the checkpoint from `from` to `to` in
 // one transaction.
-func (r *Runner) applyBatch(ctx context.Context, p Projection, from, to int64, events []domain.RecordedEvent) error {
+func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, events []domain.RecordedEvent) error {
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		schema := pgx.Identifier{SchemaName(p.Name(), p.Version())}.Sanitize()
-		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+schema+", public"); err != nil {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{in.schema()}.Sanitize()+", public"); err != nil {
 			return err
 		}
-		if err := p.Apply(ctx, tx, events); err != nil {
+		if err := in.p.Apply(ctx, tx, events); err != nil {
 			return err
 		}
-		return moveCheckpoint(ctx, tx, p, from, to)
+		return moveCheckpoint(ctx, tx, in, from, to)
 	})
 }
 
-func (r *Runner) advance(ctx context.Context, p Projection, from, to int64) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return moveCheckpoint(ctx, tx, p, from, to) })
+func (r *Runner) advance(ctx context.Context, in *instance, from, to int64) error {
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return moveCheckpoint(ctx, tx, in, from, to) })
 }
 
-func moveCheckpoint(ctx context.Context, tx pgx.Tx, p Projection, from, to int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE public.projections SET position = $3, failures = 0, last_error = NULL, updated_at = clock_timestamp()
-		WHERE name = $1 AND version = $2 AND position = $4 AND status = 'RUNNING'`, p.Name(), p.Version(), to, from)
+func moveCheckpoint(ctx context.Context, tx pgx.Tx, in *instance, from, to int64) error {
+	tag, err := tx.Exec(ctx, `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, updated_at = clock_timestamp()
+		WHERE name = $1 AND version = $2 AND generation = $3 AND position = $5 AND status = 'RUNNING'`,
+		in.p.Name(), in.p.Version(), in.generation, to, from)
 	if err != nil {
 		return err
 	}
@@ -367,18 +433,18 @@ func moveCheckpoint(ctx context.Context, tx pgx.Tx, p Projection, from, to int64
 	return nil
 }
 
-// recordFailure counts a failed attempt; with single is true the batch was
-// one event, which is named, and the projection is marked FAILED once the
+// recordFailure counts a failed attempt; when single is true the batch was
+// one event, which is named, and the instance is marked FAILED once the
 // failures reach MaxFailures.
-func (r *Runner) recordFailure(ctx context.Context, p Projection, events []domain.RecordedEvent, cause error, single bool) (int, error) {
+func (r *Runner) recordFailure(ctx context.Context, in *instance, events []domain.RecordedEvent, cause error, single bool) (int, error) {
 	var failures int
 	e := events[0]
-	err := r.pool.QueryRow(ctx, `UPDATE projections SET failures = failures + 1, last_error = $3, failed_position = $4, failed_event_id = $5,
-			status = CASE WHEN $6 AND failures + 1 >= $7 THEN 'FAILED' ELSE status END, updated_at = clock_timestamp()
-		WHERE name = $1 AND version = $2 RETURNING failures`,
-		p.Name(), p.Version(), truncateError(cause), e.Position, e.ID, single, r.opts.MaxFailures).Scan(&failures)
+	err := r.pool.QueryRow(ctx, `UPDATE projections SET failures = failures + 1, last_error = $4, failed_position = $5, failed_event_id = $6,
+			status = CASE WHEN $7 AND failures + 1 >= $8 THEN 'FAILED' ELSE status END, updated_at = clock_timestamp()
+		WHERE name = $1 AND version = $2 AND generation = $3 RETURNING failures`,
+		in.p.Name(), in.p.Version(), in.generation, truncateError(cause), e.Position, e.ID, single, r.opts.MaxFailures).Scan(&failures)
 	if err != nil {
-		return 0, fmt.Errorf("record failure of %s: %w", p.Name(), err)
+		return 0, fmt.Errorf("record failure of %s: %w", in.p.Name(), err)
 	}
 	return failures, nil
 }

@@ -135,6 +135,7 @@ type ComplexityRoot struct {
 		FreezeAccount       func(childComplexity int, input model.FreezeAccountInput) int
 		OpenAccount         func(childComplexity int, input model.OpenAccountInput) int
 		PlaceOrder          func(childComplexity int, input model.PlaceOrderInput) int
+		RebuildProjection   func(childComplexity int, name string) int
 		ReleaseStock        func(childComplexity int, input model.ReleaseStockInput) int
 		RemoveOrderItem     func(childComplexity int, input model.RemoveOrderItemInput) int
 		ReserveStock        func(childComplexity int, input model.ReserveStockInput) int
@@ -236,6 +237,7 @@ type ComplexityRoot struct {
 		FailedEventID  func(childComplexity int) int
 		FailedPosition func(childComplexity int) int
 		Failures       func(childComplexity int) int
+		Generation     func(childComplexity int) int
 		Lag            func(childComplexity int) int
 		LagSeconds     func(childComplexity int) int
 		LastError      func(childComplexity int) int
@@ -319,6 +321,7 @@ type MutationResolver interface {
 	ReserveStock(ctx context.Context, input model.ReserveStockInput) (*model.CommandResult, error)
 	ReleaseStock(ctx context.Context, input model.ReleaseStockInput) (*model.CommandResult, error)
 	ChangePrice(ctx context.Context, input model.ChangePriceInput) (*model.CommandResult, error)
+	RebuildProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	RetryProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	SkipProjectionEvent(ctx context.Context, name string, position model.Position) (*model.ProjectionStatus, error)
 }
@@ -852,6 +855,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.PlaceOrder(childComplexity, args["input"].(model.PlaceOrderInput)), true
+	case "Mutation.rebuildProjection":
+		if e.ComplexityRoot.Mutation.RebuildProjection == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rebuildProjection_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RebuildProjection(childComplexity, args["name"].(string)), true
 	case "Mutation.releaseStock":
 		if e.ComplexityRoot.Mutation.ReleaseStock == nil {
 			break
@@ -1304,6 +1318,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProjectionStatus.Failures(childComplexity), true
+	case "ProjectionStatus.generation":
+		if e.ComplexityRoot.ProjectionStatus.Generation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectionStatus.Generation(childComplexity), true
 	case "ProjectionStatus.lag":
 		if e.ComplexityRoot.ProjectionStatus.Lag == nil {
 			break
@@ -2152,6 +2172,8 @@ type BankTotal {
 type ProjectionStatus {
   name: String!
   version: Int!
+  "Counts rebuilds of this version (1 for the first build)."
+  generation: Int!
   "RUNNING or FAILED."
   status: String!
   "True for the version queries read."
@@ -2188,6 +2210,13 @@ extend type Query {
 }
 
 extend type Mutation {
+  """
+  Rebuilds a projection from the start of the log beside the serving tables,
+  which keep answering queries; queries switch over atomically once the
+  rebuild has caught up, and the old tables are dropped. Returns the new
+  generation. Rules: REBUILD_IN_PROGRESS.
+  """
+  rebuildProjection(name: String!): ProjectionStatus!
   "Puts a FAILED projection back to work from the event it failed on."
   retryProjection(name: String!): ProjectionStatus!
   "Moves a FAILED projection past the event at ` + "`" + `position` + "`" + ` (the one it failed on)."
@@ -2704,6 +2733,8 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 		return ec.fieldContext_ProjectionStatus_name(ctx, field)
 	case "version":
 		return ec.fieldContext_ProjectionStatus_version(ctx, field)
+	case "generation":
+		return ec.fieldContext_ProjectionStatus_generation(ctx, field)
 	case "status":
 		return ec.fieldContext_ProjectionStatus_status(ctx, field)
 	case "serving":
@@ -3093,6 +3124,20 @@ func (ec *executionContext) field_Mutation_placeOrder_args(ctx context.Context, 
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_rebuildProjection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
 	return args, nil
 }
 
@@ -6075,6 +6120,50 @@ func (ec *executionContext) fieldContext_Mutation_changePrice(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_rebuildProjection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rebuildProjection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RebuildProjection(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
+			return ec.marshalNProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rebuildProjection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProjectionStatus(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rebuildProjection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_retryProjection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7483,6 +7572,29 @@ func (ec *executionContext) _ProjectionStatus_version(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _ProjectionStatus_generation(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectionStatus_generation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Generation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectionStatus_generation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Int does not have child fields"))
 }
 
@@ -11903,6 +12015,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "rebuildProjection":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rebuildProjection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "retryProjection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_retryProjection(ctx, field)
@@ -12580,6 +12699,11 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 			}
 		case "version":
 			out.Values[i] = ec._ProjectionStatus_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "generation":
+			out.Values[i] = ec._ProjectionStatus_generation(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

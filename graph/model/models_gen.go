@@ -375,6 +375,8 @@ type ProductEdge struct {
 type ProjectionStatus struct {
 	Name    string `json:"name"`
 	Version int    `json:"version"`
+	// Counts rebuilds of this version (1 for the first build).
+	Generation int `json:"generation"`
 	// RUNNING or FAILED.
 	Status string `json:"status"`
 	// True for the version queries read.

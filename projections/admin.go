@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 )
 
 // Status describes one projection version.
@@ -82,6 +83,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) error {
 		return fmt.Errorf("rebuild projection %s: %w", name, err)
 	}
 	if tag.RowsAffected() == 1 {
+		wake(ctx, pool)
 		return nil
 	}
 	var exists bool
@@ -107,6 +109,7 @@ func Retry(ctx context.Context, pool *pgxpool.Pool, name string) error {
 	if tag.RowsAffected() == 0 {
 		return notFailed(ctx, pool, name)
 	}
+	wake(ctx, pool)
 	return nil
 }
 
@@ -129,7 +132,16 @@ func Skip(ctx context.Context, pool *pgxpool.Pool, name string, position int64) 
 		}
 		return notFailed(ctx, pool, name)
 	}
+	wake(ctx, pool)
 	return nil
+}
+
+// wake nudges the runners of every process (through the event store's
+// commit notification, which they wait on) so that an admin request is
+// picked up at once rather than at the next poll. It is only a hint: a lost
+// notification costs one poll interval.
+func wake(ctx context.Context, pool *pgxpool.Pool) {
+	_, _ = pool.Exec(ctx, "SELECT pg_notify($1, '0')", eventstore.NotifyChannel)
 }
 
 func notFailed(ctx context.Context, pool *pgxpool.Pool, name string) error {

@@ -25,6 +25,7 @@ type config struct {
 	MaxBodyBytes    int64
 	SnapshotEvery   int
 	ReadTimeout     time.Duration
+	AllowedOrigins  []string
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -103,6 +104,19 @@ var settings = []setting{
 			return fmt.Errorf("must be a positive duration of at most 1m, got %q", v)
 		}
 		c.ReadTimeout = d
+		return nil
+	}},
+	{"allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) allowed to open websockets, or *; empty allows only the gateway's own host and non-browser clients", func(c *config, v string) error {
+		c.AllowedOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o == "" {
+				continue
+			}
+			if o != "*" && !strings.Contains(o, "://") {
+				return fmt.Errorf("%q is not an origin such as https://app.example.com", o)
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
 		return nil
 	}},
 }

@@ -43,6 +43,8 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "-shutdown-timeout (SHUTDOWN_TIMEOUT)"},
 		{[]string{"-addr", ""}, nil, "-addr (ADDR)"},
 		{[]string{"-max-body-bytes", "10"}, nil, "-max-body-bytes (MAX_BODY_BYTES)"},
+		{nil, map[string]string{"ALLOWED_ORIGINS": "example.com"}, "-allowed-origins (ALLOWED_ORIGINS)"},
+		{nil, map[string]string{"READ_TIMEOUT": "2m"}, "-read-timeout (READ_TIMEOUT)"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)

@@ -112,8 +112,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
+	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Websocket: websockets,
+		Store:     store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
@@ -145,6 +147,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("http shutdown did not finish in time", "err", err)
 		_ = srv.Close()
+	}
+	// Hijacked websocket connections are not the HTTP server's to close.
+	if err := websockets.Shutdown(shutdownCtx); err != nil {
+		log.Warn("websocket shutdown did not finish in time", "err", err)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // gateway is the cqrsgate binary running as a child process.
@@ -176,11 +180,50 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	if all := d["events"].(map[string]any)["events"].([]any); len(all) != 2 {
 		t.Fatalf("after restart the log has %d events, want 2", len(all))
 	}
+	// A websocket subscriber replays the log, then sees the next write live.
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}).Dial("ws://"+g.addr+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, m := range []string{`{"type":"connection_init"}`, `{"id":"1","type":"subscribe","payload":{"query":"subscription { events { type position } }"}}`} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readType := func() string {
+		var m struct {
+			Type    string          `json:"type"`
+			Payload json.RawMessage `json:"payload"`
+		}
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatalf("websocket: %v", err)
+		}
+		if m.Type == "next" {
+			var p struct {
+				Data struct{ Events struct{ Type string } }
+			}
+			_ = json.Unmarshal(m.Payload, &p)
+			return p.Data.Events.Type
+		}
+		return m.Type
+	}
+	if got := []string{readType(), readType(), readType()}; fmt.Sprint(got) != "[connection_ack AccountOpened MoneyDeposited]" {
+		t.Fatalf("websocket replay = %v", got)
+	}
 	// The account's state is rebuilt from those events: withdrawing the
 	// whole balance works, and is the third event.
 	d = g.graphql(`mutation { withdrawMoney(input: {accountId: "acc-1", amount: 100}) { version } }`)
 	if v := d["withdrawMoney"].(map[string]any)["version"]; v != float64(3) {
 		t.Fatalf("withdraw after restart: version %v, want 3", v)
 	}
+	if got := readType(); got != "MoneyWithdrawn" {
+		t.Fatalf("live event over the websocket = %s", got)
+	}
 	g.stop()
+	var ce *websocket.CloseError
+	if _, _, err := ws.ReadMessage(); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("on shutdown the websocket ended with %v, want close 1001", err)
+	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	Positions    *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
 	ReadTimeout time.Duration
+	// Websocket serves subscriptions (and any operation) over websockets at
+	// the same path; nil: no websocket transport.
+	Websocket *Websocket
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
@@ -46,6 +49,12 @@ func NewHandler(cfg Config) http.Handler {
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 	}}))
+	if cfg.Websocket != nil {
+		if cfg.Websocket.Log == nil {
+			cfg.Websocket.Log = cfg.Log
+		}
+		srv.AddTransport(cfg.Websocket)
+	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

@@ -475,6 +475,9 @@ type SubmitOrderInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
+type Subscription struct {
+}
+
 type UnfreezeAccountInput struct {
 	AccountID       string  `json:"accountId"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`

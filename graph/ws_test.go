@@ -1,0 +1,390 @@
+package graph_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph"
+)
+
+// wsServer is the GraphQL handler with the websocket transport on a memory store.
+type wsServer struct {
+	url   string
+	store *eventstore.Memory
+	ws    *graph.Websocket
+}
+
+func newWSServer(t *testing.T, ws *graph.Websocket) *wsServer {
+	t.Helper()
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{
+		Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws,
+	}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ws.Shutdown(ctx)
+		srv.Close()
+	})
+	return &wsServer{url: "ws" + strings.TrimPrefix(srv.URL, "http"), store: store, ws: ws}
+}
+
+type wsClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func (s *wsServer) dial(t *testing.T, protocols ...string) *wsClient {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: 5 * time.Second}
+	conn, resp, err := d.Dial(s.url, nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &wsClient{t: t, conn: conn}
+}
+
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	var err error
+	if s, ok := v.(string); ok {
+		err = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
+	} else {
+		err = c.conn.WriteJSON(v)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+type wsMsg struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// read returns the next message, or fails the test with the close code.
+func (c *wsClient) read() wsMsg {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m wsMsg
+	if err := c.conn.ReadJSON(&m); err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return m
+}
+
+// readType reads messages until one of type typ (skipping "ka").
+func (c *wsClient) expect(typ string) wsMsg {
+	c.t.Helper()
+	for {
+		m := c.read()
+		if m.Type == "ka" && typ != "ka" {
+			continue
+		}
+		if m.Type != typ {
+			c.t.Fatalf("got %s %s, want %s", m.Type, m.Payload, typ)
+		}
+		return m
+	}
+}
+
+// closeCode reads until the server closes the socket and returns the code.
+func (c *wsClient) closeCode() int {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := c.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		c.t.Fatalf("connection ended without a close frame: %v", err)
+	}
+}
+
+func (c *wsClient) init() {
+	c.t.Helper()
+	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
+	c.expect("connection_ack")
+}
+
+func subscribeMsg(id, query string, vars map[string]any) map[string]any {
+	return map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}}
+}
+
+const eventsSubscription = `subscription($after: Position, $prefix: String) { events(after: $after, streamPrefix: $prefix) { id position streamId type } }`
+
+func eventOf(t *testing.T, m wsMsg) (int64, string) {
+	t.Helper()
+	var p struct {
+		Data struct {
+			Events struct {
+				Position int64  `json:"position"`
+				StreamID string `json:"streamId"`
+			} `json:"events"`
+		} `json:"data"`
+		Errors []any `json:"errors"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil || len(p.Errors) > 0 {
+		t.Fatalf("payload %s: %v", m.Payload, err)
+	}
+	return p.Data.Events.Position, p.Data.Events.StreamID
+}
+
+func appendN(t *testing.T, s eventstore.Store, stream string, n int) []int64 {
+	t.Helper()
+	var positions []int64
+	for i := 0; i < n; i++ {
+		res, err := s.Append(context.Background(), stream, domain.ExpectAny, domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(fmt.Sprintf(`{"i": %d}`, i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, res.LastPosition)
+	}
+	return positions
+}
+
+func TestTransportWSSubscriptionReplaysThenGoesLive(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	before := appendN(t, s.store, "ticks-1", 3)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	if c.conn.Subprotocol() != graph.ProtocolTransportWS {
+		t.Fatalf("subprotocol %q", c.conn.Subprotocol())
+	}
+	c.init()
+	c.send(map[string]any{"type": "ping", "payload": map[string]any{"n": 1}})
+	if m := c.expect("pong"); string(m.Payload) != `{"n":1}` {
+		t.Fatalf("pong payload %s", m.Payload)
+	}
+	c.send(subscribeMsg("s1", eventsSubscription, map[string]any{"after": before[0]}))
+	var got []int64
+	for len(got) < 2 {
+		p, _ := eventOf(t, c.expect("next"))
+		got = append(got, p)
+	}
+	live := appendN(t, s.store, "ticks-1", 3)
+	for len(got) < 5 {
+		p, _ := eventOf(t, c.expect("next"))
+		got = append(got, p)
+	}
+	want := append(before[1:], live...)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("positions %v, want %v (replay then live, no gap, no duplicate)", got, want)
+	}
+	// After the client completes, nothing more arrives for s1.
+	c.send(map[string]any{"id": "s1", "type": "complete"})
+	c.send(map[string]any{"id": "s1", "type": "complete"}) // for a finished id: ignored
+	// Messages are handled in order: once the pong is back, so is the complete.
+	c.send(map[string]any{"type": "ping"})
+	for m := c.read(); m.Type != "pong"; m = c.read() {
+		if m.ID != "s1" || m.Type != "next" {
+			t.Fatalf("unexpected %s %s", m.Type, m.Payload)
+		}
+	}
+	appendN(t, s.store, "ticks-1", 1)
+	c.send(subscribeMsg("q1", `{ __typename }`, nil))
+	for {
+		m := c.read()
+		if m.ID == "s1" {
+			t.Fatalf("message for a completed subscription: %s %s", m.Type, m.Payload)
+		}
+		if m.ID == "q1" && m.Type == "next" {
+			if string(m.Payload) != `{"data":{"__typename":"Query"}}` {
+				t.Fatalf("query over ws: %s", m.Payload)
+			}
+			break
+		}
+	}
+	if m := c.expect("complete"); m.ID != "q1" {
+		t.Fatalf("complete for %q", m.ID)
+	}
+}
+
+func TestTransportWSErrorsSendNoComplete(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	c.send(subscribeMsg("bad", `subscription { events { nope } }`, nil))
+	if m := c.expect("error"); m.ID != "bad" || !strings.Contains(string(m.Payload), "nope") {
+		t.Fatalf("validation error = %s %s", m.ID, m.Payload)
+	}
+	c.send(subscribeMsg("q", `{ __typename }`, nil))
+	if m := c.expect("next"); m.ID != "q" {
+		t.Fatalf("after an error the next message was for %q, want q (no complete for bad)", m.ID)
+	}
+}
+
+func TestTransportWSCloseCodes(t *testing.T) {
+	cases := []struct {
+		name   string
+		ws     *graph.Websocket
+		protos []string
+		frames []any
+		code   int
+	}{
+		{"invalid JSON", nil, nil, []any{"{nope"}, graph.CloseInvalidMessage},
+		{"unknown message type", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"shout"}`}, graph.CloseInvalidMessage},
+		{"subscribe without id", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"subscribe","payload":{"query":"{ __typename }"}}`}, graph.CloseInvalidMessage},
+		{"subscribe before ack", nil, nil, []any{subscribeMsg("1", `{ __typename }`, nil)}, graph.CloseUnauthorized},
+		{"init refused", &graph.Websocket{Init: func(ctx context.Context, p map[string]any) (context.Context, error) {
+			return ctx, errors.New("bad token")
+		}}, nil, []any{`{"type":"connection_init","payload":{"token":"x"}}`}, graph.CloseForbidden},
+		{"no subprotocol", nil, []string{}, nil, graph.CloseSubprotocol},
+		{"init timeout", &graph.Websocket{InitTimeout: 100 * time.Millisecond}, nil, nil, graph.CloseInitTimeout},
+		{"duplicate subscriber", nil, nil, []any{`{"type":"connection_init"}`,
+			subscribeMsg("dup", eventsSubscription, nil), subscribeMsg("dup", eventsSubscription, nil)}, graph.CloseSubscriberExists},
+		{"too many init requests", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"connection_init"}`}, graph.CloseTooManyInitRequests},
+		{"message too big", &graph.Websocket{MaxMessageBytes: 1024}, nil, []any{`{"type":"connection_init","payload":{"x":"` + strings.Repeat("x", 2000) + `"}}`}, websocket.CloseMessageTooBig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := tc.ws
+			if ws == nil {
+				ws = &graph.Websocket{}
+			}
+			s := newWSServer(t, ws)
+			protos := tc.protos
+			if protos == nil {
+				protos = []string{graph.ProtocolTransportWS}
+			}
+			c := s.dial(t, protos...)
+			for _, f := range tc.frames {
+				c.send(f)
+			}
+			if code := c.closeCode(); code != tc.code {
+				t.Fatalf("close code %d, want %d", code, tc.code)
+			}
+		})
+	}
+}
+
+func TestTransportWSOriginCheck(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{AllowedOrigins: []string{"https://app.example"}})
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}}
+	_, resp, err := d.Dial(s.url, http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a foreign origin was accepted: %v %v", err, resp)
+	}
+	conn, _, err := d.Dial(s.url, http.Header{"Origin": {"https://app.example"}})
+	if err != nil {
+		t.Fatalf("an allowed origin was refused: %v", err)
+	}
+	conn.Close()
+}
+
+func TestLegacyGraphQLWSProtocol(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolLegacyWS)
+	if c.conn.Subprotocol() != graph.ProtocolLegacyWS {
+		t.Fatalf("subprotocol %q", c.conn.Subprotocol())
+	}
+	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
+	c.expect("connection_ack")
+	c.send(map[string]any{"id": "1", "type": "start", "payload": map[string]any{"query": eventsSubscription}})
+	positions := appendN(t, s.store, "legacy-1", 2)
+	for _, want := range positions {
+		m := c.expect("data")
+		if p, _ := eventOf(t, m); p != want || m.ID != "1" {
+			t.Fatalf("data %s, want position %d", m.Payload, want)
+		}
+	}
+	c.send(map[string]any{"id": "1", "type": "stop"})
+	c.send(map[string]any{"id": "2", "type": "start", "payload": map[string]any{"query": `{ __typename }`}})
+	if m := c.expect("data"); m.ID != "2" {
+		t.Fatalf("data for %q after stop", m.ID)
+	}
+	c.expect("complete")
+	c.send(map[string]any{"type": "connection_terminate"})
+	if code := c.closeCode(); code != websocket.CloseNormalClosure {
+		t.Fatalf("terminate closed with %d", code)
+	}
+}
+
+// TestResumeAfterKill: a client killed mid-stream resubscribes with the last
+// position it saw and receives exactly the events it missed.
+func TestResumeAfterKill(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	c.send(subscribeMsg("s", eventsSubscription, map[string]any{"prefix": "resume-"}))
+	first := appendN(t, s.store, "resume-1", 3)
+	var last int64
+	for range first {
+		last, _ = eventOf(t, c.expect("next"))
+	}
+	c.conn.Close() // killed: no complete, no close frame
+	missed := appendN(t, s.store, "resume-1", 4)
+	appendN(t, s.store, "other-1", 2) // filtered out
+	c2 := s.dial(t, graph.ProtocolTransportWS)
+	c2.init()
+	c2.send(subscribeMsg("s", eventsSubscription, map[string]any{"prefix": "resume-", "after": last}))
+	var got []int64
+	for range missed {
+		p, _ := eventOf(t, c2.expect("next"))
+		got = append(got, p)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(missed) {
+		t.Fatalf("resumed with %v, want exactly %v", got, missed)
+	}
+}
+
+// TestShutdownClosesSocketsAndLeaksNoGoroutine: Shutdown closes every
+// socket with 1001, and no goroutine of the transport survives.
+func TestShutdownClosesSocketsAndLeaksNoGoroutine(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	ws := &graph.Websocket{}
+	s := newWSServer(t, ws)
+	var clients []*wsClient
+	for i := 0; i < 5; i++ {
+		c := s.dial(t, graph.ProtocolTransportWS)
+		c.init()
+		c.send(subscribeMsg("s", eventsSubscription, nil))
+		clients = append(clients, c)
+	}
+	appendN(t, s.store, "x-1", 1)
+	for _, c := range clients {
+		c.expect("next")
+	}
+	if n := ws.Connections(); n != 5 {
+		t.Fatalf("%d connections, want 5", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ws.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if code := c.closeCode(); code != websocket.CloseGoingAway {
+			t.Fatalf("closed with %d, want 1001", code)
+		}
+		c.conn.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 { // the test server's own may linger briefly
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -99,6 +99,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}()
 	defer func() { stopListener(); bg.Wait() }()
 
+	hub := eventstore.NewHub(store, log)
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	hubDone := make(chan struct{})
+	go func() { defer close(hubDone); _ = hub.Run(hubCtx) }()
+	defer func() { stopHub(); <-hubDone }()
+
 	runner, err := projections.NewRunner(pool, store, log, projections.Options{},
 		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
@@ -114,8 +120,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Websocket: websockets,
-		Store:     store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Websocket: websockets, Hub: hub,
+		Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,

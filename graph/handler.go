@@ -33,6 +33,8 @@ type Config struct {
 	Positions    *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
 	ReadTimeout time.Duration
+	// Hub fans the log out to subscriptions (see Resolver.Hub).
+	Hub *eventstore.Hub
 	// Websocket serves subscriptions (and any operation) over websockets at
 	// the same path; nil: no websocket transport.
 	Websocket *Websocket
@@ -47,7 +49,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
-		AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
+		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 	}}))
 	if cfg.Websocket != nil {
 		if cfg.Websocket.Log == nil {

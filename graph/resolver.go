@@ -27,4 +27,6 @@ type Resolver struct {
 	Positions    *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
 	ReadTimeout time.Duration
+	// Hub fans the log out to subscriptions; nil: subscriptions are unavailable.
+	Hub *eventstore.Hub
 }

@@ -7,45 +7,34 @@ package graph
 
 import (
 	"context"
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
-	"errors"
-	"time"
 )
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, types []string, streamPrefix *string, after *model.Position) (<-chan *model.Event, error) {
-	q := eventstore.AllQuery{Types: types, StreamPrefix: deref(streamPrefix), Limit: 500}
+	q := eventstore.AllQuery{Types: types, StreamPrefix: deref(streamPrefix)}
 	if after != nil {
 		q.After = int64(*after)
 	}
-	// Read the first page now, so that bad arguments fail the subscription
-	// at once instead of ending its stream.
-	first, err := r.Store.ReadAll(ctx, q)
+	if r.Hub == nil {
+		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
+	}
+	events, err := r.Hub.Subscribe(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan *model.Event, 64)
+	ch := make(chan *model.Event, 16)
 	go func() {
 		defer close(ch)
-		deliver := func(p eventstore.Page) error {
-			for _, e := range p.Events {
-				select {
-				case ch <- toEvent(e):
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+		for e := range events {
+			select {
+			case ch <- toEvent(e):
+			case <-ctx.Done():
+				return
 			}
-			return nil
-		}
-		if err := deliver(first); err != nil {
-			return
-		}
-		q.After = first.Next
-		err := eventstore.Follow(ctx, r.Store, q, time.Second, deliver)
-		if err != nil && !errors.Is(err, context.Canceled) {
-			r.Log.WarnContext(ctx, "events subscription ended", "err", err)
 		}
 	}()
 	return ch, nil

@@ -31,14 +31,20 @@ func newWSServer(t *testing.T, ws *graph.Websocket) *wsServer {
 	t.Helper()
 	store := memStore()
 	log := slog.New(slog.DiscardHandler)
+	hub := eventstore.NewHub(store, log)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan struct{})
+	go func() { defer close(hubDone); _ = hub.Run(hubCtx) }()
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{
-		Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws,
+		Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws, Hub: hub,
 	}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = ws.Shutdown(ctx)
 		srv.Close()
+		stopHub()
+		<-hubDone
 	})
 	return &wsServer{url: "ws" + strings.TrimPrefix(srv.URL, "http"), store: store, ws: ws}
 }

@@ -1,0 +1,193 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/eventstore/eventstoretest"
+	"cqrsgate/internal/pgtest"
+)
+
+func startHub(t *testing.T, s eventstore.Store) *eventstore.Hub {
+	t.Helper()
+	h := eventstore.NewHub(s, quietLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+// collect reads n events from ch, failing after a timeout.
+func collect(t *testing.T, ch <-chan domain.RecordedEvent, n int) []int64 {
+	t.Helper()
+	var out []int64
+	timeout := time.After(30 * time.Second)
+	for len(out) < n {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatalf("subscription closed after %d of %d events", len(out), n)
+			}
+			out = append(out, e.Position)
+		case <-timeout:
+			t.Fatalf("received %d of %d events", len(out), n)
+		}
+	}
+	return out
+}
+
+// TestHubFansOutToManySubscribers: 1,000 subscribers on one hub all receive
+// every event of a write burst, in position order, none missing or doubled.
+func TestHubFansOutToManySubscribers(t *testing.T) {
+	s := newPostgres(t, pgtest.NewPool(t))
+	h := startHub(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const subscribers, writers, appends = 1000, 8, 25
+	subs := make([]<-chan domain.RecordedEvent, subscribers)
+	for i := range subs {
+		ch, err := h.Subscribe(ctx, eventstore.AllQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = ch
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var written []int64
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < appends; i++ {
+				res, err := s.Append(ctx, fmt.Sprintf("fan-%d", w), domain.ExpectAny, eventstoretest.Ev("Tick", i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				written = append(written, res.LastPosition)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	want := map[int64]bool{}
+	for _, p := range written {
+		want[p] = true
+	}
+	var check sync.WaitGroup
+	for i, ch := range subs {
+		check.Add(1)
+		go func() {
+			defer check.Done()
+			got := collect(t, ch, len(written))
+			for j, p := range got {
+				if !want[p] || j > 0 && p <= got[j-1] {
+					t.Errorf("subscriber %d: got %v", i, got)
+					return
+				}
+			}
+		}()
+	}
+	check.Wait()
+}
+
+// TestHubResumesWithoutGapOrDuplicate: a subscriber that starts far behind,
+// while writes go on, catches up from the store and joins the live feed
+// with every event exactly once.
+func TestHubResumesWithoutGapOrDuplicate(t *testing.T) {
+	s := newPostgres(t, pgtest.NewPool(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var all []int64
+	for i := 0; i < 300; i++ {
+		res, _ := s.Append(ctx, "r-1", domain.ExpectAny, eventstoretest.Ev("Tick", i))
+		all = append(all, res.LastPosition)
+	}
+	h := startHub(t, s)
+	stop := make(chan struct{})
+	writes := make(chan int64, 1000)
+	go func() {
+		defer close(writes)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := s.Append(ctx, "r-1", domain.ExpectAny, eventstoretest.Ev("Tick", i))
+			if err != nil {
+				return
+			}
+			writes <- res.LastPosition
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	after := all[49]
+	ch, err := h.Subscribe(ctx, eventstore.AllQuery{After: after, StreamPrefix: "r-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	for p := range writes {
+		all = append(all, p)
+	}
+	want := all[50:]
+	got := collect(t, ch, len(want))
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("resumed subscriber got %d events, want %d; first difference at %v", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b []int64) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("index %d: %d vs %d", i, a[i], b[i])
+		}
+	}
+	return "none"
+}
+
+// TestHubSlowSubscriberLosesNothingAndDelaysNoOne: a subscriber that stops
+// reading is dropped from the live feed (the others keep receiving), and
+// when it reads again it still gets every event, from the store.
+func TestHubSlowSubscriberLosesNothingAndDelaysNoOne(t *testing.T) {
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h := startHub(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow, err := h.Subscribe(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := h.Subscribe(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	done := make(chan []int64)
+	go func() { done <- collect(t, fast, n) }()
+	for i := 0; i < n; i++ {
+		if _, err := s.Append(ctx, "slow-1", domain.ExpectAny, domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := <-done; len(got) != n {
+		t.Fatalf("the fast subscriber got %d of %d", len(got), n)
+	}
+	got := collect(t, slow, n)
+	for i, p := range got {
+		if p != int64(i+1) {
+			t.Fatalf("the slow subscriber got position %d at index %d", p, i)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"fmt"
+
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
@@ -43,13 +45,21 @@ func newFullGateway(t *testing.T, readTimeout time.Duration) *pgGateway {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
+	hub := eventstore.NewHub(store, log)
+	go func() { _ = hub.Run(runCtx) }()
+	ws := &graph.Websocket{}
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{
-		Store: store, Commands: commands, Log: log,
+		Store: store, Commands: commands, Log: log, Hub: hub, Websocket: ws,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: readTimeout,
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ws.Shutdown(ctx)
+		srv.Close()
+	})
 	return &pgGateway{client: &client{t: t, url: srv.URL}, store: store, commands: commands}
 }
 
@@ -375,5 +385,58 @@ func TestRebuildProjectionMutation(t *testing.T) {
 	g.mustPost(`query($p: Position) { account(id: "a1", atLeast: $p) { balance } }`, map[string]any{"p": last}, &acct)
 	if acct.Account.Balance != 70 {
 		t.Fatalf("after the rebuild the balance is %d, want 70", acct.Account.Balance)
+	}
+}
+
+func TestReadModelSubscriptions(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	ws := (&wsServer{url: "ws" + strings.TrimPrefix(g.url, "http")}).dial(t, graph.ProtocolTransportWS)
+	ws.init()
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 100})
+	ws.send(subscribeMsg("acct", `subscription { accountChanged(id: "a1") { balance version position } }`, nil))
+	ws.send(subscribeMsg("prod", `subscription { productChanged(sku: "w") { available position } }`, nil))
+	ws.send(subscribeMsg("cust", `subscription { orderChanged(customerId: "c1") { id status total } }`, nil))
+	ws.send(subscribeMsg("status", `subscription { projectionStatus(intervalMs: 250) { name position } }`, nil))
+	time.Sleep(200 * time.Millisecond) // let the subscriptions join the feed
+	dep := g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 23})
+	g.mustMutate("addProduct", map[string]any{"sku": "w", "name": "Widget", "price": 5, "currency": "EUR"})
+	g.mustMutate("restockProduct", map[string]any{"sku": "w", "quantity": 4})
+	g.mustMutate("placeOrder", map[string]any{"orderId": "o-other", "customerId": "c2", "currency": "EUR"})
+	g.mustMutate("placeOrder", map[string]any{"orderId": "o-mine", "customerId": "c1", "currency": "EUR"})
+
+	seen := map[string][]string{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(seen["acct"]) == 0 || len(seen["cust"]) == 0 || len(seen["status"]) == 0 || !strings.Contains(strings.Join(seen["prod"], ""), `"available":4`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriptions so far: %v", seen)
+		}
+		m := ws.read()
+		if m.Type != "next" {
+			t.Fatalf("%s %s %s", m.ID, m.Type, m.Payload)
+		}
+		seen[m.ID] = append(seen[m.ID], string(m.Payload))
+	}
+	want := fmt.Sprintf(`{"data":{"accountChanged":{"balance":123,"version":3,"position":%d}}}`, dep.Position)
+	if seen["acct"][0] != want {
+		t.Fatalf("accountChanged = %s, want %s", seen["acct"][0], want)
+	}
+	for _, o := range seen["cust"] {
+		if !strings.Contains(o, `"id":"o-mine"`) {
+			t.Fatalf("orderChanged for customer c1 sent %s", o)
+		}
+	}
+	if !strings.Contains(seen["status"][0], `"name":"accounts"`) {
+		t.Fatalf("projectionStatus = %s", seen["status"][0])
+	}
+	ws.send(subscribeMsg("bad", `subscription { orderChanged(id: "x", customerId: "y") { id } }`, nil))
+	for {
+		m := ws.read()
+		if m.ID != "bad" {
+			continue
+		}
+		if m.Type != "next" || !strings.Contains(string(m.Payload), "VALIDATION") {
+			t.Fatalf("orderChanged with both arguments: %s %s", m.Type, m.Payload)
+		}
+		break
 	}
 }

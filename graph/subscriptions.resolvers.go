@@ -11,6 +11,9 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
+	"cqrsgate/projections"
+	"strings"
+	"time"
 )
 
 // Events is the resolver for the events field.
@@ -33,6 +36,108 @@ func (r *subscriptionResolver) Events(ctx context.Context, types []string, strea
 			select {
 			case ch <- toEvent(e):
 			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// AccountChanged is the resolver for the accountChanged field.
+func (r *subscriptionResolver) AccountChanged(ctx context.Context, id string, after *model.Position) (<-chan *model.Account, error) {
+	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: domain.Accounts.StreamID(id), After: posArg(after)}, "accounts",
+		func(ctx context.Context) (*model.Account, bool, error) {
+			a, err := r.AccountReads.Account(ctx, id)
+			if domain.CodeOf(err) == domain.NotFound {
+				return nil, false, nil
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			return toAccount(a), true, nil
+		})
+}
+
+// OrderChanged is the resolver for the orderChanged field.
+func (r *subscriptionResolver) OrderChanged(ctx context.Context, id *string, customerID *string, after *model.Position) (<-chan *model.Order, error) {
+	if (id == nil) == (customerID == nil) {
+		return nil, domain.InvalidField("id", "give exactly one of id and customerId")
+	}
+	q := eventstore.AllQuery{StreamPrefix: domain.Orders.Name + "-", After: posArg(after)}
+	if id != nil {
+		q = eventstore.AllQuery{Stream: domain.Orders.StreamID(*id), After: posArg(after)}
+	}
+	// By customer, every order event is a candidate; the row says whose it is.
+	var lastOrder string
+	return watchRowsOf(ctx, r.Resolver, q, "orders", func(e domain.RecordedEvent) { lastOrder = strings.TrimPrefix(e.StreamID, domain.Orders.Name+"-") },
+		func(ctx context.Context) (*model.Order, bool, error) {
+			o, err := r.OrderReads.Order(ctx, lastOrder)
+			if domain.CodeOf(err) == domain.NotFound {
+				return nil, false, nil
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			if customerID != nil && o.CustomerID != *customerID {
+				return nil, false, nil
+			}
+			orders, err := r.withItems(ctx, []projections.OrderSummary{o})
+			if err != nil {
+				return nil, false, err
+			}
+			return orders[0], true, nil
+		}, id != nil)
+}
+
+// ProductChanged is the resolver for the productChanged field.
+func (r *subscriptionResolver) ProductChanged(ctx context.Context, sku string, after *model.Position) (<-chan *model.Product, error) {
+	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: domain.Products.StreamID(sku), After: posArg(after)}, "products",
+		func(ctx context.Context) (*model.Product, bool, error) {
+			p, err := r.ProductReads.Product(ctx, sku)
+			if domain.CodeOf(err) == domain.NotFound {
+				return nil, false, nil
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			return toProduct(p), true, nil
+		})
+}
+
+// ProjectionStatus is the resolver for the projectionStatus field.
+func (r *subscriptionResolver) ProjectionStatus(ctx context.Context, intervalMs *int) (<-chan []*model.ProjectionStatus, error) {
+	interval := time.Second
+	if intervalMs != nil {
+		if *intervalMs < 250 || *intervalMs > 60000 {
+			return nil, domain.InvalidField("intervalMs", "intervalMs must be 250 to 60000, got %d", *intervalMs)
+		}
+		interval = time.Duration(*intervalMs) * time.Millisecond
+	}
+	first, err := r.projectionStatuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan []*model.ProjectionStatus, 1)
+	go func() {
+		defer close(ch)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		list := first
+		for {
+			select {
+			case ch <- list:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+			if list, err = r.projectionStatuses(ctx); err != nil {
+				if ctx.Err() == nil {
+					r.Log.WarnContext(ctx, "projectionStatus subscription ended", "err", err)
+				}
 				return
 			}
 		}

@@ -1,0 +1,84 @@
+package graph
+
+import (
+	"context"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/model"
+)
+
+// watchRows streams a read-model row each time an event matching q is
+// applied by the projection: it waits until the projection has reached
+// the event, then reads the row. Events that pile up while the client reads
+// are coalesced: only the latest state is sent.
+func watchRows[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery, projection string, read func(context.Context) (*T, bool, error)) (<-chan *T, error) {
+	return watchRowsOf(ctx, r, q, projection, func(domain.RecordedEvent) {}, read, true)
+}
+
+// watchRowsOf is watchRows with a hook that sees each event before the row
+// is read; coalesce is false when events of several rows share the feed.
+func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery, projection string, seen func(domain.RecordedEvent),
+	read func(context.Context) (*T, bool, error), coalesce bool) (<-chan *T, error) {
+	if err := r.readSide(); err != nil {
+		return nil, err
+	}
+	if r.Hub == nil {
+		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
+	}
+	events, err := r.Hub.Subscribe(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *T, 1)
+	go func() {
+		defer close(ch)
+		for e := range events {
+			if coalesce {
+			drain:
+				for {
+					select {
+					case more, ok := <-events:
+						if !ok {
+							return
+						}
+						e = more
+					default:
+						break drain
+					}
+				}
+			}
+			seen(e)
+			pos := model.Position(e.Position)
+			if err := r.waitFor(ctx, &pos, projection); err != nil {
+				if ctx.Err() == nil {
+					r.Log.WarnContext(ctx, "row subscription: waiting for the read model", "projection", projection, "err", err)
+				}
+				continue // STALE: the next change brings the row up to date
+			}
+			row, ok, err := read(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.Log.WarnContext(ctx, "row subscription ended", "projection", projection, "err", err)
+				}
+				return
+			}
+			if !ok {
+				continue
+			}
+			select {
+			case ch <- row:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+func posArg(p *model.Position) int64 {
+	if p == nil {
+		return 0
+	}
+	return int64(*p)
+}

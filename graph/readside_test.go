@@ -394,6 +394,7 @@ func TestReadModelSubscriptions(t *testing.T) {
 	ws.init()
 	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 100})
 	ws.send(subscribeMsg("acct", `subscription { accountChanged(id: "a1") { balance version position } }`, nil))
+	ws.send(subscribeMsg("replay", `subscription { accountChanged(id: "a1", after: 0) { balance version } }`, nil))
 	ws.send(subscribeMsg("prod", `subscription { productChanged(sku: "w") { available position } }`, nil))
 	ws.send(subscribeMsg("cust", `subscription { orderChanged(customerId: "c1") { id status total } }`, nil))
 	ws.send(subscribeMsg("status", `subscription { projectionStatus(intervalMs: 250) { name position } }`, nil))
@@ -406,7 +407,7 @@ func TestReadModelSubscriptions(t *testing.T) {
 
 	seen := map[string][]string{}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(seen["acct"]) == 0 || len(seen["cust"]) == 0 || len(seen["status"]) == 0 || !strings.Contains(strings.Join(seen["prod"], ""), `"available":4`) {
+	for len(seen["acct"]) == 0 || len(seen["replay"]) == 0 || len(seen["cust"]) == 0 || !strings.Contains(strings.Join(seen["status"], ""), `"name":"accounts"`) || !strings.Contains(strings.Join(seen["prod"], ""), `"available":4`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("subscriptions so far: %v", seen)
 		}
@@ -420,13 +421,13 @@ func TestReadModelSubscriptions(t *testing.T) {
 	if seen["acct"][0] != want {
 		t.Fatalf("accountChanged = %s, want %s", seen["acct"][0], want)
 	}
+	if !strings.Contains(seen["replay"][0], `"version":2`) && !strings.Contains(seen["replay"][0], `"version":3`) {
+		t.Fatalf("accountChanged with after: 0 replayed %s", seen["replay"][0])
+	}
 	for _, o := range seen["cust"] {
 		if !strings.Contains(o, `"id":"o-mine"`) {
 			t.Fatalf("orderChanged for customer c1 sent %s", o)
 		}
-	}
-	if !strings.Contains(seen["status"][0], `"name":"accounts"`) {
-		t.Fatalf("projectionStatus = %s", seen["status"][0])
 	}
 	ws.send(subscribeMsg("bad", `subscription { orderChanged(id: "x", customerId: "y") { id } }`, nil))
 	for {

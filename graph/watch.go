@@ -26,6 +26,14 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	if r.Hub == nil {
 		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
 	}
+	if q.After < 0 {
+		// No starting point: from now on.
+		head, err := r.head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		q.After = head
+	}
 	events, err := r.Hub.Subscribe(ctx, q)
 	if err != nil {
 		return nil, err
@@ -76,9 +84,10 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	return ch, nil
 }
 
+// posArg reads a subscription's `after`; -1 when absent, meaning "from now".
 func posArg(p *model.Position) int64 {
 	if p == nil {
-		return 0
+		return -1
 	}
 	return int64(*p)
 }

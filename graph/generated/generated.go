@@ -2439,8 +2439,8 @@ extend type Subscription {
   """
   The account's read-model row after each change (its ` + "`" + `position` + "`" + ` is the
   event that produced it). Changes that arrive faster than the client reads
-  are coalesced into the latest row. With ` + "`" + `after` + "`" + `, changes after that
-  position are replayed first.
+  are coalesced into the latest row. Without ` + "`" + `after` + "`" + ` it starts from now;
+  with ` + "`" + `after` + "`" + `, changes after that position are replayed first.
   """
   accountChanged(id: ID!, after: Position): Account!
   "An order's row after each change; by ` + "`" + `id` + "`" + `, or every order of ` + "`" + `customerId` + "`" + `. Coalesced like accountChanged."

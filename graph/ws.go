@@ -70,6 +70,9 @@ type Websocket struct {
 	MaxSubscriptions int
 	// SendQueue is how many outgoing messages may wait for a slow client (default 256).
 	SendQueue int
+	// WriteTimeout bounds one write to the socket; a peer that accepts
+	// nothing for that long is disconnected (default 10s).
+	WriteTimeout time.Duration
 	// Init checks connection_init; nil accepts every connection.
 	Init InitFunc
 	Log  *slog.Logger
@@ -100,6 +103,9 @@ func (t *Websocket) init() {
 		}
 		if t.SendQueue <= 0 {
 			t.SendQueue = 256
+		}
+		if t.WriteTimeout <= 0 {
+			t.WriteTimeout = 10 * time.Second
 		}
 		if t.Log == nil {
 			t.Log = slog.New(slog.DiscardHandler)
@@ -224,7 +230,10 @@ type wsConn struct {
 
 // wsSub is a running operation.
 type wsSub struct {
-	cancel   context.CancelFunc
+	cancel context.CancelFunc
+	// mu orders the client's complete against the operation's sends: once
+	// byClient is set, nothing more is queued for this id.
+	mu       sync.Mutex
 	byClient bool // the client sent complete (or stop): send no complete back
 }
 
@@ -305,11 +314,14 @@ func (c *wsConn) handle(data []byte) bool {
 			return c.invalid("Unknown message type " + m.Type)
 		}
 		c.mu.Lock()
-		if sub := c.subs[m.ID]; sub != nil {
-			sub.byClient = true
-			sub.cancel()
-		} // messages for finished ids are ignored
+		sub := c.subs[m.ID]
 		c.mu.Unlock()
+		if sub != nil { // messages for finished ids are ignored
+			sub.mu.Lock()
+			sub.byClient = true
+			sub.mu.Unlock()
+			sub.cancel()
+		}
 	case "connection_terminate":
 		if !c.legacy {
 			return c.invalid("Unknown message type connection_terminate")
@@ -445,18 +457,17 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		}
 		// Under the lock that the client's complete takes: once the reader
 		// has handled a complete, nothing more for this id is queued.
-		c.mu.Lock()
+		sub.mu.Lock()
 		if !sub.byClient {
 			c.enqueue(wsMessage{ID: id, Type: next, Payload: payload})
 		}
-		c.mu.Unlock()
+		sub.mu.Unlock()
 	}
-	c.mu.Lock()
-	byClient := sub.byClient
-	c.mu.Unlock()
-	if !byClient && c.ctx.Err() == nil {
+	sub.mu.Lock()
+	if !sub.byClient && c.ctx.Err() == nil {
 		c.enqueue(wsMessage{ID: id, Type: "complete"})
 	}
+	sub.mu.Unlock()
 }
 
 func (c *wsConn) sendErrors(id string, errs gqlerror.List) {
@@ -464,17 +475,29 @@ func (c *wsConn) sendErrors(id string, errs gqlerror.List) {
 	c.enqueue(wsMessage{ID: id, Type: "error", Payload: payload})
 }
 
-// enqueue hands a message to the writer without blocking; a full queue
-// means the client is too slow, and it is disconnected.
+// enqueue hands a message to the writer. When the queue is full it waits
+// for room at most WriteTimeout; a client that has not made room by then is
+// too slow and is disconnected with CloseTooSlow. Only the operation (or
+// reader) that sends waits: other connections and subscriptions never do.
 func (c *wsConn) enqueue(m wsMessage) {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return
 	}
+	out := outgoing{data: data}
 	select {
 	case <-c.done:
-	case c.send <- outgoing{data: data}:
+		return
+	case c.send <- out:
+		return
 	default:
+	}
+	t := time.NewTimer(c.t.WriteTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case c.send <- out:
+	case <-t.C:
 		c.closeWith(CloseTooSlow, "client too slow: send queue full")
 	}
 }
@@ -503,7 +526,7 @@ func (c *wsConn) writer() {
 	for {
 		select {
 		case m := <-c.send:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
 			if m.closeCode != 0 {
 				_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason))
 				// Let the peer answer the close, then end the read loop.
@@ -515,8 +538,8 @@ func (c *wsConn) writer() {
 				return
 			}
 		case <-ping.C:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.WriteTimeout)); err != nil {
 				_ = c.ws.Close()
 				return
 			}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -392,5 +395,141 @@ func TestShutdownClosesSocketsAndLeaksNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:n])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// withData subscribes to the log with the events' (large) data.
+const withData = `subscription { events { position streamId data } }`
+
+// TestSlowClientIsCutOffWithoutHurtingOthers: a subscriber that stops
+// reading is disconnected, while another receives every event promptly.
+func TestSlowClientIsCutOffWithoutHurtingOthers(t *testing.T) {
+	ws := &graph.Websocket{SendQueue: 8, WriteTimeout: time.Second}
+	s := newWSServer(t, ws)
+	// The slow client's socket takes in little, so its backlog builds up at the server.
+	tiny := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, NetDialContext: tiny.DialContext}
+	conn, _, err := d.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	slow := &wsClient{t: t, conn: conn}
+	slow.init()
+	slow.send(subscribeMsg("s", withData, nil))
+	fast := s.dial(t, graph.ProtocolTransportWS)
+	fast.init()
+	fast.send(subscribeMsg("s", withData, nil))
+	time.Sleep(100 * time.Millisecond)
+
+	// The fast client reads while the events are written, as a live client does.
+	const n = 300
+	got := make(chan []int64, 1)
+	go func() {
+		var ps []int64
+		defer func() { got <- ps }()
+		for len(ps) < n {
+			_ = fast.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var m wsMsg
+			if err := fast.conn.ReadJSON(&m); err != nil {
+				return
+			}
+			if m.Type != "next" {
+				continue
+			}
+			var p struct {
+				Data struct {
+					Events struct{ Position int64 } `json:"events"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(m.Payload, &p) != nil {
+				return
+			}
+			ps = append(ps, p.Data.Events.Position)
+		}
+	}()
+	big := json.RawMessage(`{"blob": "` + strings.Repeat("x", 60_000) + `"}`)
+	var want []int64
+	for i := 0; i < n; i++ {
+		res, err := s.store.Append(context.Background(), "big-1", domain.ExpectAny, domain.EventData{Type: "Big", SchemaVersion: 1, Data: big})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.LastPosition)
+	}
+	if ps := <-got; !slices.Equal(ps, want) {
+		t.Fatalf("fast client received %d events (%v...), want %d", len(ps), ps[:min(len(ps), 5)], n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ws.Connections() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections: the slow client was not cut off", ws.Connections())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestThousandWebsocketSubscribers: 1,000 subscribers on one process all
+// receive every event of a write burst, in position order, none missing,
+// none duplicated.
+func TestThousandWebsocketSubscribers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 connections; skipped with -short")
+	}
+	s := newWSServer(t, &graph.Websocket{})
+	const subscribers, events = 1000, 30
+	clients := make([]*wsClient, subscribers)
+	for i := range clients {
+		clients[i] = s.dial(t, graph.ProtocolTransportWS)
+		clients[i].send(map[string]any{"type": "connection_init"})
+	}
+	for _, c := range clients {
+		c.expect("connection_ack")
+		c.send(subscribeMsg("s", eventsSubscription, map[string]any{"prefix": "burst-"}))
+	}
+	time.Sleep(300 * time.Millisecond)
+	want := appendN(t, s.store, "burst-1", events)
+	errs := make(chan error, subscribers)
+	for _, c := range clients {
+		go func() {
+			var got []int64
+			_ = c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			for len(got) < events {
+				var m wsMsg
+				if err := c.conn.ReadJSON(&m); err != nil {
+					errs <- fmt.Errorf("after %d events: %w", len(got), err)
+					return
+				}
+				var p struct {
+					Data struct{ Events struct{ Position int64 } }
+				}
+				_ = json.Unmarshal(m.Payload, &p)
+				got = append(got, p.Data.Events.Position)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				errs <- fmt.Errorf("got %v, want %v", got, want)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	failed := 0
+	for range clients {
+		if err := <-errs; err != nil {
+			if failed == 0 {
+				t.Errorf("a subscriber: %v", err)
+			}
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d subscribers did not receive the burst exactly", failed, subscribers)
 	}
 }

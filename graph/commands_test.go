@@ -12,6 +12,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/graph"
 	"cqrsgate/internal/pgtest"
 )
 
@@ -24,6 +25,7 @@ type pgGateway struct {
 	*client
 	store    *eventstore.Postgres
 	commands *domain.Service
+	ws       *graph.Websocket // nil without a websocket transport
 }
 
 func newPGGateway(t *testing.T) *pgGateway {

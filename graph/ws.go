@@ -52,6 +52,12 @@ type InitFunc func(ctx context.Context, payload map[string]any) (context.Context
 // Sec-WebSocket-Protocol. Each connection has one writer with a bounded
 // queue: a client that cannot keep up is disconnected with CloseTooSlow
 // and never slows anyone else down.
+//
+// Subscription fields marked @coalesced in the schema stream states, not a
+// log: their payloads are delivered latest-wins (a slow client gets the
+// newest and is not disconnected), and subscribers started "from now" with
+// the same query, variables and ShareScope share one execution whose
+// payload is encoded once for all of them.
 type Websocket struct {
 	// AllowedOrigins lists the Origin values accepted (scheme://host[:port]);
 	// "*" accepts any. Empty: only requests without Origin or from the
@@ -75,7 +81,11 @@ type Websocket struct {
 	WriteTimeout time.Duration
 	// Init checks connection_init; nil accepts every connection.
 	Init InitFunc
-	Log  *slog.Logger
+	// ShareScope names what, besides the query and variables, a
+	// subscription's payloads depend on in its context (the caller's tenant
+	// and roles); subscriptions are shared only within one scope.
+	ShareScope func(ctx context.Context) string
+	Log        *slog.Logger
 
 	mu       sync.Mutex
 	conns    map[*wsConn]struct{}
@@ -83,6 +93,10 @@ type Websocket struct {
 	connsWG  sync.WaitGroup
 	upgrader websocket.Upgrader
 	once     sync.Once
+
+	gmu      sync.Mutex
+	groups   map[string]*shareGroup // running shared subscriptions by key
+	groupsWG sync.WaitGroup
 }
 
 var _ graphql.Transport = (*Websocket)(nil)
@@ -111,6 +125,7 @@ func (t *Websocket) init() {
 			t.Log = slog.New(slog.DiscardHandler)
 		}
 		t.conns = map[*wsConn]struct{}{}
+		t.groups = map[string]*shareGroup{}
 		t.upgrader = websocket.Upgrader{
 			Subprotocols:    []string{ProtocolTransportWS, ProtocolLegacyWS},
 			CheckOrigin:     t.checkOrigin,
@@ -159,6 +174,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	c := &wsConn{
 		t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
 		send: make(chan outgoing, t.SendQueue), subs: map[string]*wsSub{},
+		pending: map[string][]byte{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), headers: r.Header,
 	}
 	t.mu.Lock()
@@ -183,7 +199,7 @@ func (t *Websocket) Shutdown(ctx context.Context) error {
 	}
 	t.mu.Unlock()
 	done := make(chan struct{})
-	go func() { t.connsWG.Wait(); close(done) }()
+	go func() { t.connsWG.Wait(); t.groupsWG.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -202,6 +218,7 @@ func (t *Websocket) Connections() int {
 
 // outgoing is a message for the writer: data, or a close frame.
 type outgoing struct {
+	id        string // the operation's id, if any
 	data      []byte
 	closeCode int
 	reason    string
@@ -218,7 +235,12 @@ type wsConn struct {
 
 	send      chan outgoing
 	closeOnce sync.Once
-	done      chan struct{} // closed when the writer has finished
+	// The latest undelivered payload of each coalesced subscription, by id;
+	// wake tells the writer there is one.
+	pmu     sync.Mutex
+	pending map[string][]byte
+	wake    chan struct{}
+	done    chan struct{} // closed when the writer has finished
 
 	mu     sync.Mutex
 	inited bool
@@ -230,6 +252,8 @@ type wsConn struct {
 
 // wsSub is a running operation.
 type wsSub struct {
+	id     string
+	c      *wsConn
 	cancel context.CancelFunc
 	// mu orders the client's complete against the operation's sends: once
 	// byClient is set, nothing more is queued for this id.
@@ -319,6 +343,9 @@ func (c *wsConn) handle(data []byte) bool {
 		if sub != nil { // messages for finished ids are ignored
 			sub.mu.Lock()
 			sub.byClient = true
+			c.pmu.Lock()
+			delete(c.pending, m.ID)
+			c.pmu.Unlock()
 			sub.mu.Unlock()
 			sub.cancel()
 		}
@@ -414,7 +441,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		return true
 	}
 	ctx, cancel := context.WithCancel(opCtx)
-	sub := &wsSub{cancel: cancel}
+	sub := &wsSub{id: m.ID, c: c, cancel: cancel}
 	c.subs[m.ID] = sub
 	c.subsWG.Add(1)
 	c.mu.Unlock()
@@ -440,28 +467,33 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		return
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
-	responses, ctx := c.exec.DispatchOperation(ctx, rc)
-	next := "next"
-	if c.legacy {
-		next = "data"
-	}
-	for {
-		resp := responses(ctx)
-		if resp == nil || ctx.Err() != nil {
-			break // finished, or completed by the client: send nothing more
+	co := coalescedOf(rc)
+	if co.shared {
+		c.t.runShared(ctx, sub, rc, co)
+	} else {
+		responses, ctx := c.exec.DispatchOperation(ctx, rc)
+		for {
+			resp := responses(ctx)
+			if resp == nil || ctx.Err() != nil {
+				break // finished, or completed by the client: send nothing more
+			}
+			payload, err := json.Marshal(resp)
+			if err != nil {
+				c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
+				continue
+			}
+			if co.coalesced {
+				sub.deliverLatest(payload)
+				continue
+			}
+			// Under the lock that the client's complete takes: once the
+			// reader has handled a complete, nothing more for this id is queued.
+			sub.mu.Lock()
+			if !sub.byClient {
+				c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
+			}
+			sub.mu.Unlock()
 		}
-		payload, err := json.Marshal(resp)
-		if err != nil {
-			c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
-			continue
-		}
-		// Under the lock that the client's complete takes: once the reader
-		// has handled a complete, nothing more for this id is queued.
-		sub.mu.Lock()
-		if !sub.byClient {
-			c.enqueue(wsMessage{ID: id, Type: next, Payload: payload})
-		}
-		sub.mu.Unlock()
 	}
 	sub.mu.Lock()
 	if !sub.byClient && c.ctx.Err() == nil {
@@ -470,21 +502,67 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	sub.mu.Unlock()
 }
 
-func (c *wsConn) sendErrors(id string, errs gqlerror.List) {
-	payload, _ := json.Marshal(errs)
-	c.enqueue(wsMessage{ID: id, Type: "error", Payload: payload})
+func (c *wsConn) nextType() string {
+	if c.legacy {
+		return "data"
+	}
+	return "next"
 }
 
-// enqueue hands a message to the writer. When the queue is full it waits
-// for room at most WriteTimeout; a client that has not made room by then is
-// too slow and is disconnected with CloseTooSlow. Only the operation (or
-// reader) that sends waits: other connections and subscriptions never do.
+// frame encodes a message around an already encoded payload.
+func (c *wsConn) frame(id, typ string, payload []byte) []byte {
+	qid, _ := json.Marshal(id)
+	b := make([]byte, 0, len(payload)+len(qid)+len(typ)+32)
+	b = append(b, `{"id":`...)
+	b = append(b, qid...)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+// deliverLatest hands a coalesced subscription's payload to the writer,
+// replacing any of its payloads not yet written: it never waits and never
+// overflows the queue.
+func (s *wsSub) deliverLatest(payload []byte) {
+	c := s.c
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byClient {
+		return
+	}
+	f := c.frame(s.id, c.nextType(), payload)
+	c.pmu.Lock()
+	c.pending[s.id] = f
+	c.pmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // the writer has been woken already
+	}
+}
+
+func (c *wsConn) sendErrors(id string, errs gqlerror.List) {
+	payload, _ := json.Marshal(errs)
+	c.enqueueFrame(id, c.frame(id, "error", payload))
+}
+
+// enqueue hands a message to the writer (see enqueueFrame).
 func (c *wsConn) enqueue(m wsMessage) {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return
 	}
-	out := outgoing{data: data}
+	c.enqueueFrame(m.ID, data)
+}
+
+// enqueueFrame hands an encoded message to the writer. When the queue is
+// full it waits for room at most WriteTimeout; a client that has not made
+// room by then is too slow and is disconnected with CloseTooSlow. Only the
+// operation (or reader) that sends waits: other connections and
+// subscriptions never do.
+func (c *wsConn) enqueueFrame(id string, data []byte) {
+	out := outgoing{id: id, data: data}
 	select {
 	case <-c.done:
 		return
@@ -518,24 +596,55 @@ func (c *wsConn) closeWith(code int, reason string) {
 	})
 }
 
-// writer is the connection's only writer: messages, pings and the close frame.
+// writer is the connection's only writer: messages, coalesced payloads,
+// pings and the close frame.
 func (c *wsConn) writer() {
 	defer close(c.done)
 	ping := time.NewTicker(c.t.KeepAlive)
 	defer ping.Stop()
+	write := func(data []byte) bool {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
+		if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+			_ = c.ws.Close()
+			return false
+		}
+		return true
+	}
 	for {
 		select {
 		case m := <-c.send:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
 			if m.closeCode != 0 {
+				_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
 				_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason))
 				// Let the peer answer the close, then end the read loop.
 				_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
 				return
 			}
-			if err := c.ws.WriteMessage(websocket.TextMessage, m.data); err != nil {
-				_ = c.ws.Close()
+			if m.id != "" {
+				// A coalesced payload of this operation goes before its complete.
+				c.pmu.Lock()
+				f, ok := c.pending[m.id]
+				delete(c.pending, m.id)
+				c.pmu.Unlock()
+				if ok && !write(f) {
+					return
+				}
+			}
+			if !write(m.data) {
 				return
+			}
+		case <-c.wake:
+			c.pmu.Lock()
+			frames := make([][]byte, 0, len(c.pending))
+			for id, f := range c.pending {
+				frames = append(frames, f)
+				delete(c.pending, id)
+			}
+			c.pmu.Unlock()
+			for _, f := range frames {
+				if !write(f) {
+					return
+				}
 			}
 		case <-ping.C:
 			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
@@ -543,11 +652,8 @@ func (c *wsConn) writer() {
 				_ = c.ws.Close()
 				return
 			}
-			if c.legacy {
-				if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ka"}`)); err != nil {
-					_ = c.ws.Close()
-					return
-				}
+			if c.legacy && !write([]byte(`{"type":"ka"}`)) {
+				return
 			}
 		}
 	}

@@ -2424,7 +2424,18 @@ type Mutation {
   appendEvents(stream: String!, expectedVersion: Int, events: [EventInput!]!): AppendResult!
 }
 `, BuiltIn: false},
-	{Name: "../schema/subscriptions.graphqls", Input: `type Subscription {
+	{Name: "../schema/subscriptions.graphqls", Input: `"""
+Marks a subscription that streams states rather than a log: when updates
+arrive faster than a client reads them, the client receives only the
+latest (intermediate ones are coalesced) and is never disconnected for
+being slow. Such a subscription started without ` + "`" + `after` + "`" + ` ("from now") is
+run once per distinct selection, arguments and caller; its encoded payload
+goes to every subscriber. With ` + "`" + `replayLatest` + "`" + `, a subscriber that joins a
+running one receives the latest payload at once.
+"""
+directive @coalesced(replayLatest: Boolean! = false) on FIELD_DEFINITION
+
+type Subscription {
   """
   The raw event stream, filtered by types and stream id prefix. Given
   ` + "`" + `after` + "`" + `, it first replays everything after that position from the store,
@@ -2442,13 +2453,17 @@ extend type Subscription {
   are coalesced into the latest row. Without ` + "`" + `after` + "`" + ` it starts from now;
   with ` + "`" + `after` + "`" + `, changes after that position are replayed first.
   """
-  accountChanged(id: ID!, after: Position): Account!
-  "An order's row after each change; by ` + "`" + `id` + "`" + `, or every order of ` + "`" + `customerId` + "`" + `. Coalesced like accountChanged."
+  accountChanged(id: ID!, after: Position): Account! @coalesced
+  """
+  An order's row after each change; by ` + "`" + `id` + "`" + `, or every order of ` + "`" + `customerId` + "`" + `.
+  By id, changes that pile up are coalesced into the latest row; by customer
+  every order's change is sent (a client that cannot keep up is disconnected).
+  """
   orderChanged(id: ID, customerId: String, after: Position): Order!
-  "A product's catalogue row after each change. Coalesced like accountChanged."
-  productChanged(sku: ID!, after: Position): Product!
+  "A product's catalogue row after each change; coalesced like accountChanged."
+  productChanged(sku: ID!, after: Position): Product! @coalesced
   "Every projection's status, checkpoint and lag, every ` + "`" + `intervalMs` + "`" + ` (250 to 60000, default 1000)."
-  projectionStatus(intervalMs: Int = 1000): [ProjectionStatus!]!
+  projectionStatus(intervalMs: Int = 1000): [ProjectionStatus!]! @coalesced(replayLatest: true)
 }
 `, BuiltIn: false},
 	{Name: "../schema/timetravel.graphqls", Input: `"An account rebuilt from its events as of a point in its history (not from a read model)."

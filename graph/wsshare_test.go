@@ -1,0 +1,184 @@
+package graph_test
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"cqrsgate/graph"
+)
+
+const balanceSub = `subscription($id: ID!, $after: Position) { accountChanged(id: $id, after: $after) { balance position } }`
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCoalescedSubscriptionsAreShared: subscribers of a @coalesced
+// subscription with the same query and variables, started from now, share
+// one execution whose encoded payloads go to each of them; one leaving does
+// not end it for the others, and the last one leaving ends it.
+func TestCoalescedSubscriptionsAreShared(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	url := "ws" + strings.TrimPrefix(g.url, "http")
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 100})
+	g.mustMutate("openAccount", map[string]any{"accountId": "a2", "owner": "bob", "currency": "EUR", "initialDeposit": 100})
+
+	var alike []*wsClient
+	for i := 0; i < 3; i++ {
+		c := (&wsServer{url: url}).dial(t, graph.ProtocolTransportWS)
+		c.init()
+		c.send(subscribeMsg("s", balanceSub, map[string]any{"id": "a1"}))
+		alike = append(alike, c)
+	}
+	legacy := (&wsServer{url: url}).dial(t, graph.ProtocolLegacyWS)
+	legacy.send(map[string]any{"type": "connection_init"})
+	legacy.expect("connection_ack")
+	legacy.send(map[string]any{"id": "L", "type": "start", "payload": map[string]any{"query": balanceSub, "variables": map[string]any{"id": "a1"}}})
+	waitFor(t, "one shared execution for four alike subscribers", func() bool { return g.ws.SharedSubscriptions() == 1 })
+
+	other := (&wsServer{url: url}).dial(t, graph.ProtocolTransportWS)
+	other.init()
+	other.send(subscribeMsg("a2", balanceSub, map[string]any{"id": "a2"}))
+	other.send(subscribeMsg("resume", balanceSub, map[string]any{"id": "a1", "after": 0})) // resumes: runs on its own
+	waitFor(t, "a second shared execution for other variables", func() bool { return g.ws.SharedSubscriptions() == 2 })
+
+	dep := g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 5})
+	want := `{"data":{"accountChanged":{"balance":105,"position":` + itoa(dep.Position) + `}}}`
+	// "From now" may begin with the row of a change committed just before the
+	// subscription: read up to the deposit's row.
+	upTo := func(c *wsClient, typ, want string) {
+		t.Helper()
+		for i := 0; ; i++ {
+			m := c.expect(typ)
+			if string(m.Payload) == want {
+				return
+			}
+			if i == 1 {
+				t.Fatalf("got %s, want %s", m.Payload, want)
+			}
+		}
+	}
+	for _, c := range alike {
+		upTo(c, "next", want)
+	}
+	upTo(legacy, "data", want)
+	// The resuming subscription replays from 0 on its own (coalesced into the latest row).
+	if m := other.expect("next"); m.ID != "resume" || !strings.Contains(string(m.Payload), `"balance":10`) {
+		t.Fatalf("resuming subscriber got %s %s", m.ID, m.Payload)
+	}
+
+	// One leaves; the others still receive.
+	alike[0].send(map[string]any{"id": "s", "type": "complete"})
+	dep = g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 7})
+	want = `{"data":{"accountChanged":{"balance":112,"position":` + itoa(dep.Position) + `}}}`
+	for _, c := range alike[1:] {
+		if m := c.expect("next"); string(m.Payload) != want {
+			t.Fatalf("after one left: got %s, want %s", m.Payload, want)
+		}
+	}
+	_ = alike[0].conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, data, err := alike[0].conn.ReadMessage(); err == nil {
+		t.Fatalf("a completed subscriber received %s", data)
+	}
+
+	// The last one leaving ends the execution.
+	for _, c := range alike[1:] {
+		c.conn.Close()
+	}
+	legacy.conn.Close()
+	waitFor(t, "the a1 execution to end with its last subscriber", func() bool { return g.ws.SharedSubscriptions() == 1 })
+	other.conn.Close()
+	waitFor(t, "no shared execution", func() bool { return g.ws.SharedSubscriptions() == 0 })
+}
+
+// TestCoalescedReplayLatest: a subscriber joining a running projectionStatus
+// receives the latest status at once, not after the next interval.
+func TestCoalescedReplayLatest(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	url := "ws" + strings.TrimPrefix(g.url, "http")
+	const q = `subscription { projectionStatus(intervalMs: 60000) { name } }`
+	first := (&wsServer{url: url}).dial(t, graph.ProtocolTransportWS)
+	first.init()
+	first.send(subscribeMsg("s", q, nil))
+	first.expect("next")
+	second := (&wsServer{url: url}).dial(t, graph.ProtocolTransportWS)
+	second.init()
+	second.send(subscribeMsg("s", q, nil))
+	if m := second.expect("next"); !strings.Contains(string(m.Payload), `{"data":{"projectionStatus":[`) { // read() waits at most 5s
+		t.Fatalf("joining subscriber got %s", m.Payload)
+	}
+	if n := g.ws.SharedSubscriptions(); n != 1 {
+		t.Fatalf("%d shared executions, want 1", n)
+	}
+}
+
+// TestCoalescedSlowClientGetsLatestAndStays: a client that falls behind on a
+// @coalesced subscription is not disconnected however many changes pile up
+// (a log subscription would be, once its queue stays full); when it reads
+// again it gets the latest row, not every intermediate one.
+func TestCoalescedSlowClientGetsLatestAndStays(t *testing.T) {
+	ws := &graph.Websocket{SendQueue: 2, WriteTimeout: 5 * time.Second}
+	// Small server send buffers, so the backlog builds up in the gateway.
+	g := newFullGatewayWith(t, 5*time.Second, ws, func(l net.Listener) net.Listener { return smallSendBuffers{l} })
+	url := "ws" + strings.TrimPrefix(g.url, "http")
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 0})
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, ReadBufferSize: 512}
+	conn, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{t: t, conn: conn}
+	c.init()
+	// A long selection makes each payload big enough to fill the buffers.
+	sel := "balance position"
+	for i := 0; i < 200; i++ {
+		sel += " a" + strconv.Itoa(i) + ": balance"
+	}
+	c.send(subscribeMsg("s", `subscription { accountChanged(id: "a1") { `+sel+` } }`, nil))
+	waitFor(t, "the subscription to start", func() bool { return ws.SharedSubscriptions() == 1 })
+	const deposits = 300
+	for i := 0; i < deposits; i++ {
+		g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 1})
+	}
+	if n := ws.Connections(); n != 1 {
+		t.Fatalf("%d connections: the slow client of a coalesced subscription was disconnected", n)
+	}
+	var got int
+	for {
+		m := c.expect("next")
+		got++
+		if strings.Contains(string(m.Payload), `"balance":300,`) {
+			break
+		}
+	}
+	if got >= deposits {
+		t.Fatalf("received %d rows for %d changes: nothing was coalesced", got, deposits)
+	}
+	t.Logf("%d changes reached the slow client as %d rows", deposits, got)
+}
+
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -173,7 +173,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ctx, cancel := context.WithCancel(r.Context())
 	c := &wsConn{
 		t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
-		send: make(chan outgoing, t.SendQueue), subs: map[string]*wsSub{},
+		send: make(chan *outgoing, t.SendQueue), subs: map[string]*wsSub{},
 		pending: map[string][]byte{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), headers: r.Header,
 	}
@@ -233,7 +233,7 @@ type wsConn struct {
 	headers http.Header
 	legacy  bool
 
-	send      chan outgoing
+	send      chan *outgoing
 	closeOnce sync.Once
 	// The latest undelivered payload of each coalesced subscription, by id;
 	// wake tells the writer there is one.
@@ -477,7 +477,7 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 			if resp == nil || ctx.Err() != nil {
 				break // finished, or completed by the client: send nothing more
 			}
-			payload, err := json.Marshal(resp)
+			payload, err := encodeResponse(resp)
 			if err != nil {
 				c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
 				continue
@@ -562,7 +562,7 @@ func (c *wsConn) enqueue(m wsMessage) {
 // operation (or reader) that sends waits: other connections and
 // subscriptions never do.
 func (c *wsConn) enqueueFrame(id string, data []byte) {
-	out := outgoing{id: id, data: data}
+	out := &outgoing{id: id, data: data}
 	select {
 	case <-c.done:
 		return
@@ -587,7 +587,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 		// The close frame must get through even when the queue is full.
 		go func() {
 			select {
-			case c.send <- outgoing{closeCode: code, reason: reason}:
+			case c.send <- &outgoing{closeCode: code, reason: reason}:
 			case <-c.done:
 			case <-time.After(time.Second):
 				_ = c.ws.Close()
@@ -670,4 +670,16 @@ func withHeaders(ctx context.Context, h http.Header) context.Context {
 func UpgradeHeaders(ctx context.Context) http.Header {
 	h, _ := ctx.Value(headersKey{}).(http.Header)
 	return h
+}
+
+// encodeResponse encodes a GraphQL response as json.Marshal would, without
+// re-scanning data, which gqlgen has just encoded itself.
+func encodeResponse(resp *graphql.Response) ([]byte, error) {
+	if len(resp.Data) == 0 || len(resp.Errors) > 0 || len(resp.Extensions) > 0 || resp.Label != "" || resp.Path != nil || resp.HasNext != nil {
+		return json.Marshal(resp)
+	}
+	b := make([]byte, 0, len(resp.Data)+10)
+	b = append(b, `{"data":`...)
+	b = append(b, resp.Data...)
+	return append(b, '}'), nil
 }

@@ -127,7 +127,7 @@ func (t *Websocket) execShared(ctx context.Context, g *shareGroup, exec graphql.
 		if resp == nil || ctx.Err() != nil {
 			return
 		}
-		payload, err := json.Marshal(resp)
+		payload, err := encodeResponse(resp)
 		if err != nil {
 			t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
 			continue

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"cqrsgate/internal/auth"
 )
 
 // config is every setting of the gateway. Each has a flag and an
@@ -26,6 +30,11 @@ type config struct {
 	SnapshotEvery   int
 	ReadTimeout     time.Duration
 	AllowedOrigins  []string
+	// Auth is built from the AUTH_* settings; it is not Enabled when none
+	// is set (development mode).
+	Auth            *auth.Authenticator
+	authConfig      auth.Config
+	InsecureDevMode bool
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -35,7 +44,7 @@ type setting struct {
 }
 
 var settings = []setting{
-	{"addr", "ADDR", ":8080", "HTTP listen address", func(c *config, v string) error {
+	{"addr", "ADDR", "127.0.0.1:8080", "HTTP listen address (\":8080\" listens on every interface)", func(c *config, v string) error {
 		if v == "" {
 			return errors.New("must not be empty")
 		}
@@ -119,6 +128,74 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"auth-jwt-secret", "AUTH_JWT_SECRET", "", "HMAC secret (at least 32 bytes) that verifies HS256/384/512 bearer tokens; prefer the variable to the flag, which other users can see", func(c *config, v string) error {
+		c.authConfig.HMACSecret = []byte(v)
+		return nil
+	}},
+	{"auth-jwt-public-keys-file", "AUTH_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RSA/ECDSA public keys (PUBLIC KEY blocks) that verify RS*, PS* and ES* bearer tokens", func(c *config, v string) error {
+		if v == "" {
+			return nil
+		}
+		pem, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		c.authConfig.PublicKeysPEM = pem
+		return nil
+	}},
+	{"auth-jwt-issuer", "AUTH_JWT_ISSUER", "", "when set, a token's iss claim must equal it", func(c *config, v string) error {
+		c.authConfig.Issuer = v
+		return nil
+	}},
+	{"auth-jwt-audience", "AUTH_JWT_AUDIENCE", "", "when set, a token's aud claim must contain it", func(c *config, v string) error {
+		c.authConfig.Audience = v
+		return nil
+	}},
+	{"auth-roles-claim", "AUTH_ROLES_CLAIM", "roles", "the token claim that holds the caller's roles (reader, writer, admin): an array or a space-separated string", func(c *config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.authConfig.RolesClaim = v
+		return nil
+	}},
+	{"auth-tenant-claim", "AUTH_TENANT_CLAIM", "tenant", "the token claim that holds the caller's tenant", func(c *config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.authConfig.TenantClaim = v
+		return nil
+	}},
+	{"auth-api-keys", "AUTH_API_KEYS", "", "static API keys for services, comma-separated name:roles:key, roles joined by + (e.g. billing:writer:s3cr3t-key-0123456789); prefer the variable to the flag", func(c *config, v string) error {
+		c.authConfig.APIKeys = nil
+		for i, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			name, rest, ok1 := strings.Cut(item, ":")
+			roles, key, ok2 := strings.Cut(rest, ":")
+			if !ok1 || !ok2 || name == "" || key == "" {
+				return fmt.Errorf("entry %d is not name:roles:key", i+1)
+			}
+			k := auth.APIKey{Name: name, Key: key}
+			for _, r := range strings.Split(roles, "+") {
+				role, err := auth.ParseRole(r)
+				if err != nil {
+					return fmt.Errorf("API key %q: %w", name, err)
+				}
+				k.Roles = append(k.Roles, role)
+			}
+			c.authConfig.APIKeys = append(c.authConfig.APIKeys, k)
+		}
+		return nil
+	}},
+	{"insecure-dev-mode", "INSECURE_DEV_MODE", "false", "allow development mode (no authentication: every caller is an administrator) on an address other than loopback", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		c.InsecureDevMode = b
+		return nil
+	}},
 }
 
 // loadConfig reads the settings from args and getenv. An invalid value is
@@ -150,7 +227,30 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 			return c, fmt.Errorf("invalid setting -%s (%s): %w", s.flag, s.env, err)
 		}
 	}
+	a, err := auth.New(c.authConfig)
+	if err != nil {
+		return c, fmt.Errorf("invalid authentication settings (AUTH_*): %w", err)
+	}
+	c.Auth = a
+	if !a.Enabled() && !c.InsecureDevMode && !loopback(c.Addr) {
+		return c, fmt.Errorf("refusing to run without authentication on %s, which is not a loopback address: "+
+			"configure AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS_FILE or AUTH_API_KEYS, listen on 127.0.0.1, "+
+			"or acknowledge development mode with -insecure-dev-mode (INSECURE_DEV_MODE=true)", c.Addr)
+	}
 	return c, nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {

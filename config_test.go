@@ -13,7 +13,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":8080" || c.DatabaseURL != "" || c.DataDir != ".cqrsgate/pgdata" || c.DBMaxConns != 20 ||
+	if c.Addr != "127.0.0.1:8080" || c.Auth.Enabled() || c.DatabaseURL != "" || c.DataDir != ".cqrsgate/pgdata" || c.DBMaxConns != 20 ||
 		c.LogLevel != slog.LevelInfo || c.LogFormat != "text" || c.ShutdownTimeout != 15*time.Second {
 		t.Fatalf("defaults = %+v", c)
 	}
@@ -45,6 +45,12 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{[]string{"-max-body-bytes", "10"}, nil, "-max-body-bytes (MAX_BODY_BYTES)"},
 		{nil, map[string]string{"ALLOWED_ORIGINS": "example.com"}, "-allowed-origins (ALLOWED_ORIGINS)"},
 		{nil, map[string]string{"READ_TIMEOUT": "2m"}, "-read-timeout (READ_TIMEOUT)"},
+		{nil, map[string]string{"AUTH_API_KEYS": "just-a-key"}, "-auth-api-keys (AUTH_API_KEYS): entry 1 is not name:roles:key"},
+		{nil, map[string]string{"AUTH_API_KEYS": "svc:root:0123456789abcdef"}, `unknown role "root"`},
+		{nil, map[string]string{"AUTH_API_KEYS": "svc:reader:short"}, "AUTH_*): API key \"svc\": a key must be at least 16 characters"},
+		{nil, map[string]string{"AUTH_JWT_SECRET": "too short"}, "AUTH_*): the JWT HMAC secret must be at least 32 bytes"},
+		{nil, map[string]string{"AUTH_JWT_PUBLIC_KEYS_FILE": "/nonexistent/keys.pem"}, "-auth-jwt-public-keys-file (AUTH_JWT_PUBLIC_KEYS_FILE)"},
+		{nil, map[string]string{"INSECURE_DEV_MODE": "maybe"}, "-insecure-dev-mode (INSECURE_DEV_MODE)"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -57,5 +63,33 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 	}
 	if _, err := loadConfig([]string{"extra"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("a stray argument was accepted")
+	}
+}
+
+func TestDevelopmentModeOnlyOnLoopbackUnlessAcknowledged(t *testing.T) {
+	load := func(env map[string]string) (config, error) {
+		return loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	}
+	for _, addr := range []string{"127.0.0.1:8080", "localhost:9000", "[::1]:8080"} {
+		if _, err := load(map[string]string{"ADDR": addr}); err != nil {
+			t.Errorf("development mode on %s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{":8080", "0.0.0.0:8080", "192.168.1.10:8080"} {
+		_, err := load(map[string]string{"ADDR": addr})
+		if err == nil || !strings.Contains(err.Error(), "refusing to run without authentication") || !strings.Contains(err.Error(), "INSECURE_DEV_MODE") {
+			t.Errorf("development mode on %s: err = %v, want a refusal that names INSECURE_DEV_MODE", addr, err)
+		}
+		if c, err := load(map[string]string{"ADDR": addr, "INSECURE_DEV_MODE": "true"}); err != nil || c.Auth.Enabled() {
+			t.Errorf("acknowledged development mode on %s: %v", addr, err)
+		}
+		c, err := load(map[string]string{"ADDR": addr, "AUTH_API_KEYS": "billing:writer+reader:0123456789abcdef, ops:admin:fedcba9876543210"})
+		if err != nil || !c.Auth.Enabled() {
+			t.Fatalf("with API keys on %s: %v", addr, err)
+		}
+		p, err := c.Auth.Authenticate("Bearer fedcba9876543210")
+		if err != nil || p.Subject != "ops" || !p.Has("admin") {
+			t.Errorf("the configured admin key: %+v, %v", p, err)
+		}
 	}
 }

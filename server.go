@@ -125,11 +125,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
+		Auth: cfg.Auth,
 	}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown))
+	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown, cfg.Auth.Enabled()))
 	mux.Handle("/", web.Handler())
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -140,6 +141,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("cqrsgate listening", "addr", ln.Addr().String(), "graphql", "http://"+displayAddr(ln.Addr())+"/graphql")
+	if !cfg.Auth.Enabled() {
+		log.Warn("DEVELOPMENT MODE: no authentication is configured, so every caller is an administrator. " +
+			"Set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS_FILE or AUTH_API_KEYS before exposing this gateway.")
+	}
 
 	select {
 	case err := <-serveErr:
@@ -175,8 +180,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // readyz reports whether the gateway can serve: the database answers, its
 // migrations are applied, no projection has failed, and shutdown has not
-// begun.
-func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool) http.HandlerFunc {
+// begun. Its body also says whether authentication is on or the gateway
+// runs in development mode.
+func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -204,7 +210,10 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool) http.HandlerFunc {
 			}
 		}
 		status := http.StatusOK
-		body := map[string]any{"status": "ok", "checks": checks}
+		body := map[string]any{"status": "ok", "checks": checks, "authentication": "on"}
+		if !authEnabled {
+			body["authentication"] = "off: development mode, every caller is an administrator"
+		}
 		if !ready {
 			status, body["status"] = http.StatusServiceUnavailable, "unavailable"
 		}

@@ -160,6 +160,17 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	if s := g.status("/readyz"); s != 200 {
 		t.Fatalf("/readyz = %d", s)
 	}
+	// With no authentication configured, /readyz says so.
+	resp, err := http.Get("http://" + g.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready struct{ Authentication string }
+	err = json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if err != nil || !strings.HasPrefix(ready.Authentication, "off: development mode") {
+		t.Fatalf("/readyz authentication = %q (%v), want development mode", ready.Authentication, err)
+	}
 	d := g.graphql(`mutation { openAccount(input: {accountId: "acc-1", owner: "ada", currency: "EUR", initialDeposit: 100}) { version position } }`)
 	appended := d["openAccount"].(map[string]any)
 	if appended["version"] != float64(2) {

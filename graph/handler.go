@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
+	"cqrsgate/internal/auth"
 	"cqrsgate/projections"
 )
 
@@ -38,11 +40,15 @@ type Config struct {
 	// Websocket serves subscriptions (and any operation) over websockets at
 	// the same path; nil: no websocket transport.
 	Websocket *Websocket
+	// Auth authenticates callers; nil or not Enabled: development mode, in
+	// which every caller is an administrator.
+	Auth *auth.Authenticator
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
 // (queries only), with a parsed-query cache, introspection, request and
-// correlation ids, and errors presented with extensions.code.
+// correlation ids, authentication (cfg.Auth) and role checks for every
+// operation, and errors presented with extensions.code.
 func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
@@ -51,9 +57,18 @@ func NewHandler(cfg Config) http.Handler {
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 	}}))
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Websocket != nil {
 		if cfg.Websocket.Log == nil {
 			cfg.Websocket.Log = cfg.Log
+		}
+		if cfg.Websocket.Init == nil {
+			cfg.Websocket.Init = wsInit(cfg.Auth, cfg.Log)
+		}
+		if cfg.Websocket.ShareScope == nil {
+			cfg.Websocket.ShareScope = func(ctx context.Context) string { return auth.FromContext(ctx).Scope() }
 		}
 		srv.AddTransport(cfg.Websocket)
 	}
@@ -62,9 +77,11 @@ func NewHandler(cfg Config) http.Handler {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(authorization{})
 	srv.SetErrorPresenter(presentError(cfg.Log))
 	srv.SetRecoverFunc(recoverPanic(cfg.Log))
 	var h http.Handler = srv
 	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
+	h = authenticate(cfg.Auth, cfg.Log, h)
 	return withRequestIDs(h)
 }

@@ -15,6 +15,7 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
+	"cqrsgate/internal/auth"
 	"cqrsgate/internal/pgtest"
 	"cqrsgate/projections"
 )
@@ -23,13 +24,25 @@ import (
 // runner over a fresh database.
 func newFullGateway(t *testing.T, readTimeout time.Duration) *pgGateway {
 	t.Helper()
-	return newFullGatewayWith(t, readTimeout, &graph.Websocket{}, nil)
+	return newFullGatewayWith(t, fullOptions{readTimeout: readTimeout})
 }
 
 // newFullGatewayWith is newFullGateway with the given websocket transport;
 // accepted connections pass through wrap when it is not nil.
-func newFullGatewayWith(t *testing.T, readTimeout time.Duration, ws *graph.Websocket, wrap func(net.Listener) net.Listener) *pgGateway {
+// fullOptions vary the gateway of newFullGatewayWith.
+type fullOptions struct {
+	readTimeout time.Duration
+	ws          *graph.Websocket                // default: a Websocket with default settings
+	wrap        func(net.Listener) net.Listener // wraps the server's listener
+	auth        *auth.Authenticator             // default: development mode
+}
+
+func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	t.Helper()
+	ws := o.ws
+	if ws == nil {
+		ws = &graph.Websocket{}
+	}
 	pool := pgtest.NewPool(t)
 	ctx := context.Background()
 	conn, err := pool.Acquire(ctx)
@@ -59,10 +72,10 @@ func newFullGatewayWith(t *testing.T, readTimeout time.Duration, ws *graph.Webso
 		Store: store, Commands: commands, Log: log, Hub: hub, Websocket: ws,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
-		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: readTimeout,
+		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: o.readTimeout, Auth: o.auth,
 	}))
-	if wrap != nil {
-		srv.Listener = wrap(srv.Listener)
+	if o.wrap != nil {
+		srv.Listener = o.wrap(srv.Listener)
 	}
 	srv.Start()
 	t.Cleanup(func() {

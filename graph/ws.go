@@ -15,6 +15,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/internal/auth"
 )
 
 // The websocket subprotocols cqrsgate speaks.
@@ -42,8 +44,10 @@ const (
 )
 
 // InitFunc checks a connection_init payload (and the upgrade request's
-// headers, through ctx) and returns the context the connection's operations
-// run in. An error closes the socket with 4403.
+// headers, through ctx: see UpgradeHeaders) and returns the context the
+// connection's operations run in. An error closes the socket with 4403.
+// When that context carries an auth.Principal with an expiry, the socket
+// is closed with 4403 when the credential expires.
 type InitFunc func(ctx context.Context, payload map[string]any) (context.Context, error)
 
 // Websocket is cqrsgate's websocket transport for gqlgen, built on
@@ -232,6 +236,7 @@ type wsConn struct {
 	cancel  context.CancelFunc
 	headers http.Header
 	legacy  bool
+	expiry  *time.Timer // closes the connection when its credential expires
 
 	send      chan *outgoing
 	closeOnce sync.Once
@@ -271,6 +276,9 @@ func (c *wsConn) serve() {
 	c.legacy = c.ws.Subprotocol() == ProtocolLegacyWS
 	go c.writer()
 	defer func() {
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
 		c.cancel()
 		c.subsWG.Wait()
 		c.closeWith(websocket.CloseNormalClosure, "")
@@ -399,6 +407,10 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 			c.closeWith(CloseForbidden, "Forbidden")
 			return false
 		}
+	}
+	if p := auth.FromContext(ctx); p != nil && !p.ExpiresAt.IsZero() {
+		// An expired credential ends the connection, as a refused one would.
+		c.expiry = time.AfterFunc(time.Until(p.ExpiresAt), func() { c.closeWith(CloseForbidden, "Forbidden: credential expired") })
 	}
 	c.mu.Lock()
 	c.acked, c.opCtx = true, ctx

@@ -139,7 +139,7 @@ func TestCoalescedReplayLatest(t *testing.T) {
 func TestCoalescedSlowClientGetsLatestAndStays(t *testing.T) {
 	ws := &graph.Websocket{SendQueue: 2, WriteTimeout: 5 * time.Second}
 	// Small server send buffers, so the backlog builds up in the gateway.
-	g := newFullGatewayWith(t, 5*time.Second, ws, func(l net.Listener) net.Listener { return smallSendBuffers{l} })
+	g := newFullGatewayWith(t, fullOptions{readTimeout: 5 * time.Second, ws: ws, wrap: func(l net.Listener) net.Listener { return smallSendBuffers{l} }})
 	url := "ws" + strings.TrimPrefix(g.url, "http")
 	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 0})
 	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, ReadBufferSize: 512}

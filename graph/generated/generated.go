@@ -1922,6 +1922,25 @@ extend type Mutation {
   chargeFee(input: ChargeFeeInput!): CommandResult!
 }
 `, BuiltIn: false},
+	{Name: "../schema/auth.graphqls", Input: `"What a caller may do. Each role includes the ones before it."
+enum Role {
+  "Queries and subscriptions."
+  READER
+  "Mutations that run commands or append events, and what readers do."
+  WRITER
+  "Projection and schema-registry administration, and what writers do."
+  ADMIN
+}
+
+"""
+The role a root field needs. Without it a Query or Subscription field needs
+READER and a Mutation field WRITER; ` + "`" + `__typename` + "`" + ` needs nothing. Checked
+once per operation, before anything runs, over HTTP and websockets alike:
+a caller without a credential gets UNAUTHORIZED, one without the role
+FORBIDDEN, and nothing of the operation is executed.
+"""
+directive @hasRole(role: Role!) on FIELD_DEFINITION
+`, BuiltIn: false},
 	{Name: "../schema/commands.graphqls", Input: `"A signed 64-bit integer, e.g. an amount of money in the currency's minor unit (cents). A JSON number; a decimal string is accepted too."
 scalar Long
 
@@ -2305,11 +2324,11 @@ extend type Mutation {
   rebuild has caught up, and the old tables are dropped. Returns the new
   generation. Rules: REBUILD_IN_PROGRESS.
   """
-  rebuildProjection(name: String!): ProjectionStatus!
+  rebuildProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN)
   "Puts a FAILED projection back to work from the event it failed on."
-  retryProjection(name: String!): ProjectionStatus!
+  retryProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN)
   "Moves a FAILED projection past the event at ` + "`" + `position` + "`" + ` (the one it failed on)."
-  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus!
+  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
@@ -14800,6 +14819,16 @@ func (ec *executionContext) unmarshalNReserveStockInput2cqrsgateᚋgraphᚋmodel
 func (ec *executionContext) unmarshalNRestockProductInput2cqrsgateᚋgraphᚋmodelᚐRestockProductInput(ctx context.Context, v any) (model.RestockProductInput, error) {
 	res, err := ec.unmarshalInputRestockProductInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx context.Context, v any) (model.Role, error) {
+	var res model.Role
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNShipOrderInput2cqrsgateᚋgraphᚋmodelᚐShipOrderInput(ctx context.Context, v any) (model.ShipOrderInput, error) {

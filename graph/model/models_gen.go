@@ -547,6 +547,67 @@ func (e OrderSortField) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// What a caller may do. Each role includes the ones before it.
+type Role string
+
+const (
+	// Queries and subscriptions.
+	RoleReader Role = "READER"
+	// Mutations that run commands or append events, and what readers do.
+	RoleWriter Role = "WRITER"
+	// Projection and schema-registry administration, and what writers do.
+	RoleAdmin Role = "ADMIN"
+)
+
+var AllRole = []Role{
+	RoleReader,
+	RoleWriter,
+	RoleAdmin,
+}
+
+func (e Role) IsValid() bool {
+	switch e {
+	case RoleReader, RoleWriter, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+func (e Role) String() string {
+	return string(e)
+}
+
+func (e *Role) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Role(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Role", str)
+	}
+	return nil
+}
+
+func (e Role) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Role) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Role) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 type SortDirection string
 
 const (

@@ -1,0 +1,171 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/domain"
+	"cqrsgate/internal/auth"
+)
+
+// authorization enforces roles, in one place, for every operation over
+// every transport: after an operation is parsed and validated and before
+// any of it runs, each of its root fields is checked against the role it
+// needs (its @hasRole, or READER for Query and Subscription fields and
+// WRITER for Mutation fields). One field the caller may not use refuses the
+// whole operation.
+type authorization struct{}
+
+var (
+	_ graphql.HandlerExtension        = authorization{}
+	_ graphql.OperationContextMutator = authorization{}
+)
+
+func (authorization) ExtensionName() string { return "Authorization" }
+
+// Validate refuses a schema that puts @hasRole anywhere but on a root
+// field, where it would silently not be enforced.
+func (authorization) Validate(es graphql.ExecutableSchema) error {
+	s := es.Schema()
+	roots := map[*ast.Definition]bool{s.Query: true, s.Mutation: true, s.Subscription: true}
+	for _, def := range s.Types {
+		for _, f := range def.Fields {
+			d := f.Directives.ForName("hasRole")
+			if d == nil {
+				continue
+			}
+			if !roots[def] {
+				return fmt.Errorf("@hasRole on %s.%s: only fields of Query, Mutation and Subscription are checked", def.Name, f.Name)
+			}
+			if _, err := fieldRole(f, ast.Query); err != nil {
+				return fmt.Errorf("@hasRole on %s.%s: %w", def.Name, f.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// MutateOperationContext checks the caller's roles against the
+// operation's root fields.
+func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	op := rc.Operation
+	if op == nil {
+		return nil
+	}
+	p := auth.FromContext(ctx)
+	typeName := map[ast.Operation]string{ast.Query: "Query", ast.Mutation: "Mutation", ast.Subscription: "Subscription"}[op.Operation]
+	for _, f := range graphql.CollectFields(rc, op.SelectionSet, []string{typeName}) {
+		if f.Name == "__typename" || f.Definition == nil {
+			continue
+		}
+		role, err := fieldRole(f.Definition, op.Operation)
+		if err != nil {
+			return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": string(domain.Internal)}}
+		}
+		if p == nil {
+			return &gqlerror.Error{
+				Message:    fmt.Sprintf("%s needs a credential: send an API key or a bearer token (HTTP Authorization header, or the websocket connection_init payload)", f.Name),
+				Path:       ast.Path{ast.PathName(f.Alias)},
+				Extensions: map[string]any{"code": string(domain.Unauthorized)},
+			}
+		}
+		if !p.Has(role) {
+			return &gqlerror.Error{
+				Message:    fmt.Sprintf("%s needs the %s role", f.Name, role),
+				Path:       ast.Path{ast.PathName(f.Alias)},
+				Extensions: map[string]any{"code": string(domain.Forbidden), "requiredRole": strings.ToUpper(string(role))},
+			}
+		}
+	}
+	return nil
+}
+
+// fieldRole is the role a root field needs.
+func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
+	if d := f.Directives.ForName("hasRole"); d != nil {
+		v, _ := d.ArgumentMap(nil)["role"].(string)
+		return auth.ParseRole(v)
+	}
+	if op == ast.Mutation {
+		return auth.Writer, nil
+	}
+	return auth.Reader, nil
+}
+
+// authenticate puts the caller of each HTTP request in its context: the
+// principal of its credential (Authorization: Bearer, or X-API-Key), none
+// when it carries no credential, or auth.Development for every request
+// when authentication is off. A credential that does not verify is refused
+// with 401 before any GraphQL runs. Websocket upgrades are let through: the
+// transport authenticates their connection_init (see wsInit).
+func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.Enabled() {
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Development)))
+			return
+		}
+		if websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r) // the transport closes a refused connection with 4403
+			return
+		}
+		p, err := a.FromRequest(r)
+		if err != nil {
+			log.InfoContext(r.Context(), "graphql: credential refused", "requestId", RequestID(r.Context()), "err", err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cqrsgate"`)
+			writeRequestError(w, r, http.StatusUnauthorized, "invalid credential: "+auth.Reason(err), domain.Unauthorized)
+			return
+		}
+		if p != nil {
+			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeRequestError answers a request that is refused before GraphQL runs
+// with a GraphQL response body carrying one error.
+func writeRequestError(w http.ResponseWriter, r *http.Request, status int, message string, code domain.Code) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	body, _ := json.Marshal(map[string]any{"errors": []any{map[string]any{
+		"message":    message,
+		"extensions": map[string]any{"code": string(code), "requestId": RequestID(r.Context())},
+	}}})
+	_, _ = w.Write(body)
+}
+
+// wsInit authenticates a websocket connection from its connection_init
+// payload or, when that carries no credential, its upgrade request's
+// headers. With authentication on, a connection without a valid credential
+// is refused (the transport closes it with 4403); the principal's expiry
+// ends the connection the same way.
+func wsInit(a *auth.Authenticator, log *slog.Logger) InitFunc {
+	return func(ctx context.Context, payload map[string]any) (context.Context, error) {
+		if !a.Enabled() {
+			return auth.WithPrincipal(ctx, auth.Development), nil
+		}
+		p, err := a.FromInitPayload(payload)
+		if err == nil && p == nil {
+			p, err = a.FromRequest(&http.Request{Header: UpgradeHeaders(ctx)})
+		}
+		if err != nil {
+			log.InfoContext(ctx, "graphql ws: credential refused", "err", err)
+			return nil, err
+		}
+		if p == nil {
+			return nil, errors.New("no credential")
+		}
+		return auth.WithPrincipal(ctx, p), nil
+	}
+}

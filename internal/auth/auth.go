@@ -1,0 +1,333 @@
+// Package auth authenticates callers of the gateway and carries who they
+// are (a Principal) through the request context.
+//
+// Two kinds of credential are accepted, both as a bearer token (the HTTP
+// Authorization header, or the websocket connection_init payload):
+//
+//   - JWTs, verified with an HMAC secret or RSA/ECDSA public keys; roles come
+//     from a claim (default "roles": an array, or a space- or
+//     comma-separated string) and an optional tenant from another;
+//   - static API keys for services, each with a name and roles.
+//
+// Roles are ordered: admin includes writer, writer includes reader.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Role is what a caller may do.
+type Role string
+
+// The roles, from least to most.
+const (
+	Reader Role = "reader" // queries and subscriptions
+	Writer Role = "writer" // commands (mutations), and what readers do
+	Admin  Role = "admin"  // the registry and projection administration, and what writers do
+)
+
+var rank = map[Role]int{Reader: 1, Writer: 2, Admin: 3}
+
+// ParseRole reads a role name.
+func ParseRole(s string) (Role, error) {
+	r := Role(strings.ToLower(strings.TrimSpace(s)))
+	if rank[r] == 0 {
+		return "", fmt.Errorf("unknown role %q (want reader, writer or admin)", s)
+	}
+	return r, nil
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Subject string
+	Roles   []Role
+	// Tenant scopes the caller's data, when the credential names one.
+	Tenant string
+	// ExpiresAt is when the credential stops being valid (zero: never).
+	ExpiresAt time.Time
+	// Method is how the caller was authenticated: "jwt", "api-key" or "development".
+	Method string
+}
+
+// Has reports whether the principal holds role, or one that includes it.
+func (p *Principal) Has(role Role) bool {
+	if p == nil {
+		return false
+	}
+	for _, r := range p.Roles {
+		if rank[r] >= rank[role] {
+			return true
+		}
+	}
+	return false
+}
+
+// Scope names what a caller's query results depend on: its tenant and
+// roles. Callers with the same scope see the same data.
+func (p *Principal) Scope() string {
+	if p == nil {
+		return "anonymous"
+	}
+	roles := make([]string, len(p.Roles))
+	for i, r := range p.Roles {
+		roles[i] = string(r)
+	}
+	slices.Sort(roles)
+	return p.Tenant + "|" + strings.Join(roles, ",")
+}
+
+// Development is the principal of every caller when no authentication is
+// configured: an administrator.
+var Development = &Principal{Subject: "development", Roles: []Role{Admin}, Method: "development"}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the caller, or nil for an unauthenticated one.
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// ErrInvalidCredential is returned for a credential that is malformed,
+// unknown, badly signed, not yet valid or expired.
+var ErrInvalidCredential = errors.New("invalid credential")
+
+var (
+	errEmpty      = errors.New("empty credential")
+	errUnknownKey = errors.New("unknown API key")
+	errNotString  = errors.New("not a string")
+)
+
+// Reason says why a credential was refused, in words safe to show the
+// client: it never echoes the credential.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, errEmpty):
+		return "the credential is empty"
+	case errors.Is(err, errUnknownKey):
+		return "unknown API key"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "the token has expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "the token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "the token's signature does not verify with any configured key and algorithm"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "the token's issuer is not accepted"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "the token's audience is not accepted"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "the token is malformed"
+	case errors.Is(err, errNotString):
+		return "the credential must be a string"
+	}
+	return "the credential is not valid"
+}
+
+// APIKey is a static credential for a service.
+type APIKey struct {
+	Name  string
+	Key   string
+	Roles []Role
+}
+
+// Config configures an Authenticator. With nothing set, authentication is
+// off and every caller is Development.
+type Config struct {
+	// HMACSecret verifies HS256/384/512 tokens.
+	HMACSecret []byte
+	// PublicKeysPEM holds RSA and/or ECDSA public keys (PEM "PUBLIC KEY"
+	// blocks) that verify RS*, PS* and ES* tokens.
+	PublicKeysPEM []byte
+	// Issuer and Audience, when set, must match the token's iss and aud.
+	Issuer, Audience string
+	// RolesClaim names the claim with the roles (default "roles");
+	// TenantClaim the one with the tenant (default "tenant").
+	RolesClaim, TenantClaim string
+	// Leeway tolerates clock skew in exp/nbf/iat (default 30s).
+	Leeway  time.Duration
+	APIKeys []APIKey
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Authenticator verifies credentials.
+type Authenticator struct {
+	cfg     Config
+	keys    []jwt.VerificationKey // public keys
+	methods []string
+	apiKeys map[[32]byte]*Principal
+}
+
+// New checks cfg and returns its Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.RolesClaim == "" {
+		cfg.RolesClaim = "roles"
+	}
+	if cfg.TenantClaim == "" {
+		cfg.TenantClaim = "tenant"
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &Authenticator{cfg: cfg, apiKeys: map[[32]byte]*Principal{}}
+	if len(cfg.HMACSecret) > 0 {
+		if len(cfg.HMACSecret) < 32 {
+			return nil, errors.New("the JWT HMAC secret must be at least 32 bytes")
+		}
+		a.methods = append(a.methods, "HS256", "HS384", "HS512")
+	}
+	rest := cfg.PublicKeysPEM
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		key, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("JWT public keys: %w", err)
+		}
+		a.keys = append(a.keys, key)
+	}
+	if len(cfg.PublicKeysPEM) > 0 && len(a.keys) == 0 {
+		return nil, errors.New("JWT public keys: no PEM PUBLIC KEY block found")
+	}
+	if len(a.keys) > 0 {
+		a.methods = append(a.methods, "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+	}
+	for _, k := range cfg.APIKeys {
+		if len(k.Key) < 16 {
+			return nil, fmt.Errorf("API key %q: a key must be at least 16 characters", k.Name)
+		}
+		if len(k.Roles) == 0 {
+			return nil, fmt.Errorf("API key %q has no role", k.Name)
+		}
+		h := sha256.Sum256([]byte(k.Key))
+		if _, dup := a.apiKeys[h]; dup {
+			return nil, fmt.Errorf("API key %q is the same key as another", k.Name)
+		}
+		a.apiKeys[h] = &Principal{Subject: k.Name, Roles: k.Roles, Method: "api-key"}
+	}
+	return a, nil
+}
+
+// Enabled reports whether any credential is configured; when it is not,
+// the gateway runs in development mode.
+func (a *Authenticator) Enabled() bool {
+	return a != nil && (len(a.methods) > 0 || len(a.apiKeys) > 0)
+}
+
+// Authenticate verifies a credential: "Bearer <token>" or the bare token,
+// an API key or a JWT.
+func (a *Authenticator) Authenticate(credential string) (*Principal, error) {
+	token := strings.TrimSpace(credential)
+	if scheme, rest, _ := strings.Cut(token, " "); strings.EqualFold(scheme, "bearer") {
+		token = strings.TrimSpace(rest)
+	}
+	if token == "" {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, errEmpty)
+	}
+	h := sha256.Sum256([]byte(token))
+	for k, p := range a.apiKeys { // compare every key in constant time
+		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+			return p, nil
+		}
+	}
+	if len(a.methods) == 0 || strings.Count(token, ".") != 2 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, errUnknownKey)
+	}
+	return a.verifyJWT(token)
+}
+
+func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
+	opts := []jwt.ParserOption{jwt.WithValidMethods(a.methods), jwt.WithLeeway(a.cfg.Leeway), jwt.WithTimeFunc(a.cfg.Now), jwt.WithIssuedAt()}
+	if a.cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.cfg.Issuer))
+	}
+	if a.cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.cfg.Audience))
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		if strings.HasPrefix(t.Method.Alg(), "HS") {
+			return a.cfg.HMACSecret, nil
+		}
+		// Any configured public key of the token's kind may have signed it.
+		return jwt.VerificationKeySet{Keys: a.keys}, nil
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, err)
+	}
+	p := &Principal{Method: "jwt"}
+	p.Subject, _ = claims["sub"].(string)
+	p.Tenant, _ = claims[a.cfg.TenantClaim].(string)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.ExpiresAt = exp.Time
+	}
+	var names []string
+	switch v := claims[a.cfg.RolesClaim].(type) {
+	case string:
+		names = strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' })
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				names = append(names, s)
+			}
+		}
+	}
+	for _, n := range names {
+		if r, err := ParseRole(n); err == nil { // roles of other systems are ignored
+			p.Roles = append(p.Roles, r)
+		}
+	}
+	return p, nil
+}
+
+// FromRequest authenticates an HTTP request by its Authorization header
+// (or X-API-Key). It returns nil, nil when the request carries neither.
+func (a *Authenticator) FromRequest(r *http.Request) (*Principal, error) {
+	if v := r.Header.Get("Authorization"); v != "" {
+		return a.Authenticate(v)
+	}
+	if v := r.Header.Get("X-API-Key"); v != "" {
+		return a.Authenticate(v)
+	}
+	return nil, nil
+}
+
+// FromInitPayload authenticates a websocket connection_init payload: the
+// credential is in "authorization" (or "Authorization"), "token" or
+// "apiKey". It returns nil, nil when there is none.
+func (a *Authenticator) FromInitPayload(payload map[string]any) (*Principal, error) {
+	for _, k := range []string{"authorization", "Authorization", "token", "apiKey"} {
+		if v, ok := payload[k]; ok {
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, k, errNotString)
+			}
+			return a.Authenticate(s)
+		}
+	}
+	return nil, nil
+}

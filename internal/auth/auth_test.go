@@ -1,0 +1,241 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var (
+	secret = []byte("0123456789abcdef0123456789abcdef")
+	now    = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+)
+
+func clock() time.Time { return now }
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func pemOf(t *testing.T, pub any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+func TestJWT(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherEC, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := append(pemOf(t, &rsaKey.PublicKey), pemOf(t, &ecKey.PublicKey)...)
+	a, err := New(Config{HMACSecret: secret, PublicKeysPEM: keys, Issuer: "https://idp", Audience: "cqrsgate", Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Enabled() {
+		t.Fatal("not enabled with keys configured")
+	}
+	base := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": "alice", "iss": "https://idp", "aud": "cqrsgate", "exp": now.Add(time.Hour).Unix(), "roles": []any{"writer", "billing"}, "tenant": "acme"}
+	}
+	with := func(k string, v any) jwt.MapClaims {
+		c := base()
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	tests := []struct {
+		name       string
+		token      string
+		wantRoles  []Role
+		wantTenant string
+		wantReason string // "" when the token is accepted
+	}{
+		{"HS256", sign(t, jwt.SigningMethodHS256, secret, base()), []Role{Writer}, "acme", ""},
+		{"HS512 with Bearer prefix", "Bearer " + sign(t, jwt.SigningMethodHS512, secret, base()), []Role{Writer}, "acme", ""},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, base()), []Role{Writer}, "acme", ""},
+		{"ES256", sign(t, jwt.SigningMethodES256, ecKey, base()), []Role{Writer}, "acme", ""},
+		{"roles as a string", sign(t, jwt.SigningMethodHS256, secret, with("roles", "reader admin")), []Role{Reader, Admin}, "acme", ""},
+		{"no roles", sign(t, jwt.SigningMethodHS256, secret, with("roles", nil)), nil, "acme", ""},
+		{"no tenant", sign(t, jwt.SigningMethodHS256, secret, with("tenant", nil)), []Role{Writer}, "", ""},
+		{"within leeway", sign(t, jwt.SigningMethodHS256, secret, with("exp", now.Add(-10*time.Second).Unix())), []Role{Writer}, "acme", ""},
+		{"expired", sign(t, jwt.SigningMethodHS256, secret, with("exp", now.Add(-time.Minute).Unix())), nil, "", "the token has expired"},
+		{"not yet valid", sign(t, jwt.SigningMethodHS256, secret, with("nbf", now.Add(time.Hour).Unix())), nil, "", "the token is not valid yet"},
+		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another secret of thirty-two bytes!!"), base()), nil, "", "signature does not verify"},
+		{"unknown EC key", sign(t, jwt.SigningMethodES256, otherEC, base()), nil, "", "signature does not verify"},
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, base()), nil, "", "signature does not verify"},
+		{"wrong issuer", sign(t, jwt.SigningMethodHS256, secret, with("iss", "https://evil")), nil, "", "issuer"},
+		{"wrong audience", sign(t, jwt.SigningMethodHS256, secret, with("aud", "other")), nil, "", "audience"},
+		{"malformed", "a.b.c", nil, "", "malformed"},
+		{"empty", "Bearer ", nil, "", "empty"},
+		{"not a token", "hello", nil, "", "unknown API key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := a.Authenticate(tt.token)
+			if tt.wantReason != "" {
+				if err == nil {
+					t.Fatalf("accepted: %+v", p)
+				}
+				if !errors.Is(err, ErrInvalidCredential) {
+					t.Errorf("error %v is not ErrInvalidCredential", err)
+				}
+				if r := Reason(err); !strings.Contains(r, tt.wantReason) {
+					t.Errorf("Reason = %q, want it to mention %q", r, tt.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if p.Subject != "alice" || p.Method != "jwt" || p.Tenant != tt.wantTenant {
+				t.Errorf("principal %+v", p)
+			}
+			if !slicesEqual(p.Roles, tt.wantRoles) {
+				t.Errorf("roles %v, want %v", p.Roles, tt.wantRoles)
+			}
+			if p.ExpiresAt.IsZero() {
+				t.Error("no expiry")
+			}
+		})
+	}
+}
+
+func slicesEqual(a, b []Role) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestHMACTokenIsRefusedWithOnlyPublicKeys(t *testing.T) {
+	// An attacker must not be able to sign HS256 with a public key as the secret.
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub := pemOf(t, &ecKey.PublicKey)
+	a, err := New(Config{PublicKeysPEM: pub, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, jwt.SigningMethodHS256, pub, jwt.MapClaims{"sub": "x", "roles": "admin", "exp": now.Add(time.Hour).Unix()})
+	if p, err := a.Authenticate(tok); err == nil {
+		t.Fatalf("HS256 token accepted with only public keys configured: %+v", p)
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	a, err := New(Config{APIKeys: []APIKey{
+		{Name: "billing", Key: "billing-key-0123456789", Roles: []Role{Writer}},
+		{Name: "dash", Key: "dashboard-key-0123456789", Roles: []Role{Reader}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Authenticate("Bearer billing-key-0123456789")
+	if err != nil || p.Subject != "billing" || p.Method != "api-key" || !p.Has(Writer) || !p.Has(Reader) || p.Has(Admin) {
+		t.Fatalf("billing key: %+v, %v", p, err)
+	}
+	r, _ := http.NewRequest("POST", "/graphql", nil)
+	r.Header.Set("X-API-Key", "dashboard-key-0123456789")
+	if p, err := a.FromRequest(r); err != nil || p.Subject != "dash" || p.Has(Writer) {
+		t.Fatalf("X-API-Key: %+v, %v", p, err)
+	}
+	if _, err := a.Authenticate("dashboard-key-012345678"); err == nil || Reason(err) != "unknown API key" {
+		t.Fatalf("a near miss: %v", err)
+	}
+	r, _ = http.NewRequest("POST", "/graphql", nil)
+	if p, err := a.FromRequest(r); p != nil || err != nil {
+		t.Fatalf("no credential: %+v, %v", p, err)
+	}
+	if p, err := a.FromInitPayload(map[string]any{"apiKey": "dashboard-key-0123456789"}); err != nil || p.Subject != "dash" {
+		t.Fatalf("init payload: %+v, %v", p, err)
+	}
+	if _, err := a.FromInitPayload(map[string]any{"authorization": 42}); err == nil || Reason(err) != "the credential must be a string" {
+		t.Fatalf("a number in the payload: %v", err)
+	}
+	if p, err := a.FromInitPayload(map[string]any{"other": "x"}); p != nil || err != nil {
+		t.Fatalf("no credential in the payload: %+v, %v", p, err)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"short secret", Config{HMACSecret: []byte("short")}, "at least 32 bytes"},
+		{"not PEM", Config{PublicKeysPEM: []byte("hello")}, "no PEM PUBLIC KEY block"},
+		{"bad key", Config{PublicKeysPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")})}, "JWT public keys"},
+		{"short API key", Config{APIKeys: []APIKey{{Name: "a", Key: "short", Roles: []Role{Reader}}}}, "at least 16 characters"},
+		{"API key without role", Config{APIKeys: []APIKey{{Name: "a", Key: "0123456789abcdef"}}}, "no role"},
+		{"same API key twice", Config{APIKeys: []APIKey{{Name: "a", Key: "0123456789abcdef", Roles: []Role{Reader}}, {Name: "b", Key: "0123456789abcdef", Roles: []Role{Admin}}}}, "same key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	a, err := New(Config{})
+	if err != nil || a.Enabled() {
+		t.Fatalf("empty config: enabled=%v err=%v", a.Enabled(), err)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	for _, s := range []string{"reader", " Writer ", "ADMIN"} {
+		if _, err := ParseRole(s); err != nil {
+			t.Errorf("ParseRole(%q): %v", s, err)
+		}
+	}
+	if _, err := ParseRole("root"); err == nil {
+		t.Error("ParseRole(root) accepted")
+	}
+	var none *Principal
+	if none.Has(Reader) {
+		t.Error("nil principal has a role")
+	}
+	if !Development.Has(Admin) {
+		t.Error("development is not admin")
+	}
+	a := &Principal{Tenant: "t1", Roles: []Role{Writer, Reader}}
+	b := &Principal{Tenant: "t1", Roles: []Role{Reader, Writer}}
+	c := &Principal{Tenant: "t2", Roles: []Role{Reader, Writer}}
+	if a.Scope() != b.Scope() || a.Scope() == c.Scope() {
+		t.Errorf("scopes %q %q %q", a.Scope(), b.Scope(), c.Scope())
+	}
+}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,23 @@ func TestDevelopmentModeOnlyOnLoopbackUnlessAcknowledged(t *testing.T) {
 		p, err := c.Auth.Authenticate("Bearer fedcba9876543210")
 		if err != nil || p.Subject != "ops" || !p.Has("admin") {
 			t.Errorf("the configured admin key: %+v, %v", p, err)
+		}
+	}
+}
+
+func TestEverySettingIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		def := "`" + s.def + "`"
+		if s.def == "" {
+			def = "(empty)"
+		}
+		row := fmt.Sprintf("| `-%s` | `%s` | %s |", s.flag, s.env, def)
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README's configuration table has no row %q", row)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ type config struct {
 	Auth            *auth.Authenticator
 	authConfig      auth.Config
 	InsecureDevMode bool
+	// The schema registry.
+	SchemaPermissiveTypes []string
+	SchemaReplaySample    int
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -186,6 +190,27 @@ var settings = []setting{
 			}
 			c.authConfig.APIKeys = append(c.authConfig.APIKeys, k)
 		}
+		return nil
+	}},
+	{"schema-permissive-types", "SCHEMA_PERMISSIVE_TYPES", "", "comma-separated patterns (* and ? wildcards, e.g. Audit*) of event types appended without a registered schema; any other type without one is refused", func(c *config, v string) error {
+		c.SchemaPermissiveTypes = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if _, err := path.Match(p, ""); err != nil {
+				return fmt.Errorf("%q is not a valid pattern", p)
+			}
+			c.SchemaPermissiveTypes = append(c.SchemaPermissiveTypes, p)
+		}
+		return nil
+	}},
+	{"schema-replay-sample", "SCHEMA_REPLAY_SAMPLE", "10000", "how many stored events of each schema version a schema change replays through the migrations before it is accepted (the oldest; 0: all)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("must be a whole number, 0 or more, got %q", v)
+		}
+		c.SchemaReplaySample = n
 		return nil
 	}},
 	{"insecure-dev-mode", "INSECURE_DEV_MODE", "false", "allow development mode (no authentication: every caller is an administrator) on an address other than loopback", func(c *config, v string) error {

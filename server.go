@@ -26,6 +26,7 @@ import (
 	"cqrsgate/graph"
 	"cqrsgate/internal/pgembed"
 	"cqrsgate/projections"
+	"cqrsgate/schemaregistry"
 	"cqrsgate/web"
 )
 
@@ -89,7 +90,23 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}
 
 	wake := eventstore.NewBroadcaster()
-	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, wake)
+	rawStore := eventstore.NewPostgres(pool, log, eventstore.Limits{}, wake)
+	registry, err := schemaregistry.New(ctx, pool, rawStore, log, schemaregistry.Options{
+		PermissiveTypes: cfg.SchemaPermissiveTypes, ReplaySample: cfg.SchemaReplaySample,
+	})
+	if err != nil {
+		return err
+	}
+	if err := registry.Seed(ctx, domain.EventSchemas()); err != nil {
+		return fmt.Errorf("registering the domain's event schemas: %w", err)
+	}
+	registryCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
+	registryDone := make(chan struct{})
+	go func() { defer close(registryDone); _ = registry.Run(registryCtx) }()
+	defer func() { stopRegistry(); <-registryDone }()
+	// Appends are validated by the registry; reads return every event as
+	// the latest version of its type.
+	store := eventstore.WithSchemas(rawStore, registry)
 	listenerCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
 	bg.Add(1)
@@ -99,7 +116,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}()
 	defer func() { stopListener(); bg.Wait() }()
 
-	hub := eventstore.NewHub(store, log)
+	hub := eventstore.NewHub(rawStore, log) // subscriptions migrate each event as their client asks
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(hubCtx) }()
@@ -121,7 +138,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Websocket: websockets, Hub: hub,
-		Store: store, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Store: store, Schemas: registry, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
@@ -175,6 +192,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := eventstore.Migrate(ctx, conn.Conn()); err != nil {
 		return err
 	}
+	if err := schemaregistry.Migrate(ctx, conn.Conn()); err != nil {
+		return err
+	}
 	return projections.Migrate(ctx, conn.Conn())
 }
 
@@ -197,7 +217,8 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) htt
 		} else {
 			ok1, err1 := eventstore.MigrationsApplied(ctx, pool)
 			ok2, err2 := projections.MigrationsApplied(ctx, pool)
-			if err1 != nil || err2 != nil || !ok1 || !ok2 {
+			ok3, err3 := schemaregistry.MigrationsApplied(ctx, pool)
+			if err1 != nil || err2 != nil || err3 != nil || !ok1 || !ok2 || !ok3 {
 				fail("migrations", "not applied")
 			} else if list, err := projections.List(ctx, pool); err != nil {
 				fail("projections", "unreadable")

@@ -84,9 +84,15 @@ type (
 		Quantity   int64  `json:"quantity"`
 		OrderTotal int64  `json:"orderTotal"`
 	}
-	// OrderSubmitted: the customer submitted the order.
+	// OrderSubmitted (schema version 2): the customer submitted the order.
+	// Version 1 had only Total; its events are read as version 2 by the
+	// schema registry's migration (domain/schemas/OrderSubmitted.v2.migration.json):
+	// Subtotal = Total, Tax = 0, Currency = "XXX" (not recorded).
 	OrderSubmitted struct {
+		Subtotal    int64     `json:"subtotal"`
+		Tax         int64     `json:"tax"`
 		Total       int64     `json:"total"`
+		Currency    string    `json:"currency"`
 		ItemCount   int64     `json:"itemCount"`
 		SubmittedAt time.Time `json:"submittedAt"`
 	}
@@ -160,6 +166,9 @@ func (OrderItemRemoved) EventType() string { return "OrderItemRemoved" }
 
 // EventType implements Event.
 func (OrderSubmitted) EventType() string { return "OrderSubmitted" }
+
+// SchemaVersion implements Versioned.
+func (OrderSubmitted) SchemaVersion() int { return 2 }
 
 // EventType implements Event.
 func (OrderConfirmed) EventType() string { return "OrderConfirmed" }
@@ -250,7 +259,8 @@ func (o *Order) decide(cmd Command, now time.Time) ([]Event, error) {
 		for _, l := range o.lines {
 			count += l.Quantity
 		}
-		return []Event{OrderSubmitted{Total: o.total, ItemCount: count, SubmittedAt: now}}, nil
+		// No tax rules yet: the tax is zero and the total is the items' total.
+		return []Event{OrderSubmitted{Subtotal: o.total, Tax: 0, Total: o.total, Currency: o.currency, ItemCount: count, SubmittedAt: now}}, nil
 	case ConfirmOrder:
 		if err := o.require(StatusSubmitted, RuleOrderNotSubmitted); err != nil {
 			return nil, err
@@ -350,6 +360,7 @@ func (o *Order) Apply(e Event) {
 		o.total = e.OrderTotal
 	case OrderSubmitted:
 		o.status = StatusSubmitted
+		o.total = e.Subtotal + e.Tax
 	case OrderConfirmed:
 		o.status = StatusConfirmed
 	case OrderCancelled:

@@ -10,7 +10,7 @@ import (
 func TestOrderRules(t *testing.T) {
 	placed := OrderPlaced{CustomerID: "c1", Currency: "EUR", PlacedAt: testNow}
 	withItem := []Event{placed, OrderItemAdded{Sku: "w", Quantity: 2, UnitPrice: 150, LineTotal: 300, OrderTotal: 300}}
-	submitted := append(append([]Event{}, withItem...), OrderSubmitted{Total: 300, ItemCount: 2, SubmittedAt: testNow})
+	submitted := append(append([]Event{}, withItem...), OrderSubmitted{Subtotal: 300, Total: 300, Currency: "EUR", ItemCount: 2, SubmittedAt: testNow})
 	confirmed := append(append([]Event{}, submitted...), OrderConfirmed{ConfirmedAt: testNow})
 	shipped := append(append([]Event{}, confirmed...), OrderShipped{TrackingNumber: "T1", ShippedAt: testNow})
 	cancelled := append(append([]Event{}, withItem...), OrderCancelled{Reason: "r", PreviousStatus: StatusOpen, CancelledAt: testNow})
@@ -48,7 +48,7 @@ func TestOrderRules(t *testing.T) {
 		{name: "remove an item not on the order", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "v"}, wantCode: RuleViolation, wantRule: RuleItemNotInOrder},
 		{name: "remove after submit", given: submitted, when: RemoveOrderItem{OrderID: "x1", Sku: "w"}, wantCode: RuleViolation, wantRule: RuleOrderNotOpen},
 
-		{name: "submit", given: withItem, when: SubmitOrder{OrderID: "x1"}, want: []Event{OrderSubmitted{Total: 300, ItemCount: 2, SubmittedAt: testNow}}},
+		{name: "submit", given: withItem, when: SubmitOrder{OrderID: "x1"}, want: []Event{OrderSubmitted{Subtotal: 300, Total: 300, Currency: "EUR", ItemCount: 2, SubmittedAt: testNow}}},
 		{name: "submit an empty order", given: []Event{placed}, when: SubmitOrder{OrderID: "x1"}, wantCode: RuleViolation, wantRule: RuleOrderEmpty},
 		{name: "submit an emptied order", given: append(append([]Event{}, withItem...), OrderItemRemoved{Sku: "w", Quantity: 2}), when: SubmitOrder{OrderID: "x1"}, wantCode: RuleViolation, wantRule: RuleOrderEmpty},
 		{name: "submit twice", given: submitted, when: SubmitOrder{OrderID: "x1"}, wantCode: RuleViolation, wantRule: RuleOrderNotOpen},
@@ -73,7 +73,7 @@ func TestOrderRules(t *testing.T) {
 func TestOrderSnapshotRoundTrip(t *testing.T) {
 	o := Orders.New("x1")
 	for _, e := range []Event{OrderPlaced{CustomerID: "c", Currency: "EUR", PlacedAt: testNow}, OrderItemAdded{Sku: "b", Quantity: 1, UnitPrice: 5, LineTotal: 5, OrderTotal: 5},
-		OrderItemAdded{Sku: "a", Quantity: 2, UnitPrice: 3, LineTotal: 6, OrderTotal: 11}, OrderSubmitted{Total: 11, ItemCount: 3, SubmittedAt: testNow}} {
+		OrderItemAdded{Sku: "a", Quantity: 2, UnitPrice: 3, LineTotal: 6, OrderTotal: 11}, OrderSubmitted{Subtotal: 11, Total: 11, Currency: "EUR", ItemCount: 3, SubmittedAt: testNow}} {
 		o.Apply(e)
 	}
 	raw, err := Orders.SaveState(o)

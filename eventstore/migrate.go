@@ -17,13 +17,7 @@ var migrationFiles embed.FS
 // migrations have been applied.
 const VersionTable = "eventstore_schema_version"
 
-func migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return sub
-}
+func migrations() fs.FS { return sqlmigrate.Dir(migrationFiles, "migrations") }
 
 // Migrate brings the event store's tables up to date by applying its
 // embedded, versioned SQL migrations (jackc/tern) on conn. It is safe to run

@@ -10,14 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/pgtest"
+	"cqrsgate/schemaregistry"
 )
 
 func TestMain(m *testing.M) {
-	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(eventstore.Migrate)})
+	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(func(ctx context.Context, conn *pgx.Conn) error {
+		if err := eventstore.Migrate(ctx, conn); err != nil {
+			return err
+		}
+		return schemaregistry.Migrate(ctx, conn)
+	})})
 }
 
 // pgGateway is the GraphQL handler over a fresh PostgreSQL database.
@@ -26,6 +34,10 @@ type pgGateway struct {
 	store    *eventstore.Postgres
 	commands *domain.Service
 	ws       *graph.Websocket // nil without a websocket transport
+	// The schema registry and the store that validates with it (nil
+	// without a registry: newPGGateway).
+	validated *eventstore.Schematized
+	schemas   *schemaregistry.Registry
 }
 
 func newPGGateway(t *testing.T) *pgGateway {

@@ -11,15 +11,15 @@ import (
 
 func toEvent(e domain.RecordedEvent) *model.Event {
 	return &model.Event{
-		ID:            e.ID,
-		StreamID:      e.StreamID,
-		StreamVersion: int(e.StreamVersion),
-		Position:      model.Position(e.Position),
-		Type:          e.Type,
-		SchemaVersion: e.SchemaVersion,
-		Data:          model.JSON(e.Data),
-		Metadata:      model.JSON(e.Metadata),
-		RecordedAt:    e.RecordedAt,
+		ID:                  e.ID,
+		StreamID:            e.StreamID,
+		StreamVersion:       int(e.StreamVersion),
+		Position:            model.Position(e.Position),
+		Type:                e.Type,
+		StoredSchemaVersion: e.SchemaVersion,
+		StoredData:          model.JSON(e.Data),
+		Metadata:            model.JSON(e.Metadata),
+		RecordedAt:          e.RecordedAt,
 	}
 }
 

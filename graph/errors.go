@@ -9,11 +9,12 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
+	"cqrsgate/schemaregistry"
 )
 
 // presentError is the one place where errors become GraphQL errors:
-//   - a *domain.Error keeps its client-safe message and gets
-//     extensions.code (and field, rule and details when set);
+//   - a *domain.Error or *schemaregistry.Error keeps its client-safe
+//     message and gets extensions.code (and field, rule and details when set);
 //   - errors gqlgen itself raised (parse, validation) pass through;
 //   - a cancelled or timed-out request gets code CANCELLED or TIMEOUT;
 //   - anything else is an internal error: logged once with the request id,
@@ -22,10 +23,14 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 		var de *domain.Error
+		var re *schemaregistry.Error
 		switch {
 		case errors.As(err, &de):
 			gqlErr.Message = de.Message
 			gqlErr.Extensions = domainExtensions(de)
+		case errors.As(err, &re):
+			gqlErr.Message = re.Message
+			gqlErr.Extensions = domainExtensions(&domain.Error{Code: domain.Code(re.Code), Rule: re.Rule, Details: re.Details})
 		case errors.Is(err, context.Canceled):
 			gqlErr.Message = "the request was cancelled"
 			gqlErr.Extensions = map[string]any{"code": "CANCELLED"}

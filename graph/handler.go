@@ -17,6 +17,7 @@ import (
 	"cqrsgate/graph/generated"
 	"cqrsgate/internal/auth"
 	"cqrsgate/projections"
+	"cqrsgate/schemaregistry"
 )
 
 // Config configures the GraphQL handler.
@@ -40,6 +41,9 @@ type Config struct {
 	// Websocket serves subscriptions (and any operation) over websockets at
 	// the same path; nil: no websocket transport.
 	Websocket *Websocket
+	// Schemas is the event schema registry (nil: none; see Resolver.Schemas).
+	// Store should then validate appends with it (eventstore.WithSchemas).
+	Schemas *schemaregistry.Registry
 	// Auth authenticates callers; nil or not Enabled: development mode, in
 	// which every caller is an administrator.
 	Auth *auth.Authenticator
@@ -56,6 +60,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
+		Schemas: cfg.Schemas,
 	}}))
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -49,7 +49,7 @@ func (r *Resolver) withItems(ctx context.Context, list []projections.OrderSummar
 	for i, o := range list {
 		m := &model.Order{
 			ID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, Status: o.Status, Total: model.Long(o.Total),
-			ItemCount: int(o.ItemCount), PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt, Version: int(o.Version), Position: model.Position(o.Position),
+			Subtotal: model.Long(o.Subtotal), Tax: model.Long(o.Tax), ItemCount: int(o.ItemCount), PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt, Version: int(o.Version), Position: model.Position(o.Position),
 			Items: []*model.OrderItem{}, StatusHistory: []*model.OrderStatusChange{},
 		}
 		for _, it := range items[o.ID] {

@@ -36,7 +36,7 @@ func (r *Resolver) waitFor(ctx context.Context, atLeast *model.Position, names .
 }
 
 func (r *Resolver) head(ctx context.Context) (int64, error) {
-	page, err := r.Store.ReadAll(ctx, eventstore.AllQuery{Limit: 1})
+	page, err := r.reads().ReadAll(ctx, eventstore.AllQuery{Limit: 1})
 	if err != nil {
 		return 0, err
 	}
@@ -60,7 +60,7 @@ func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionS
 	for i, s := range list {
 		out[i] = toProjectionStatus(s, head)
 		if s.Position < head {
-			next, err := r.Store.ReadAll(ctx, eventstore.AllQuery{After: s.Position, Limit: 1})
+			next, err := r.reads().ReadAll(ctx, eventstore.AllQuery{After: s.Position, Limit: 1})
 			if err != nil {
 				return nil, err
 			}

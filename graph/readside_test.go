@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"cqrsgate/internal/auth"
 	"cqrsgate/internal/pgtest"
 	"cqrsgate/projections"
+	"cqrsgate/schemaregistry"
 )
 
 // newFullGateway is the handler with the read side and a running projection
@@ -35,6 +37,7 @@ type fullOptions struct {
 	ws          *graph.Websocket                // default: a Websocket with default settings
 	wrap        func(net.Listener) net.Listener // wraps the server's listener
 	auth        *auth.Authenticator             // default: development mode
+	seed        fs.FS                           // event schemas registered at start (default: the domain's)
 }
 
 func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
@@ -56,8 +59,20 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	}
 	log := slog.New(slog.DiscardHandler)
 	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster())
-	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{})
-	runner, err := projections.NewRunner(pool, store, log, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond},
+	registry, err := schemaregistry.New(ctx, pool, store, log, schemaregistry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := o.seed
+	if seed == nil {
+		seed = domain.EventSchemas()
+	}
+	if err := registry.Seed(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	validated := eventstore.WithSchemas(store, registry)
+	commands := domain.NewService(validated, log, time.Now, domain.ServiceOptions{})
+	runner, err := projections.NewRunner(pool, validated, log, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond},
 		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +84,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	hub := eventstore.NewHub(store, log)
 	go func() { _ = hub.Run(runCtx) }()
 	srv := httptest.NewUnstartedServer(graph.NewHandler(graph.Config{
-		Store: store, Commands: commands, Log: log, Hub: hub, Websocket: ws,
+		Store: validated, Schemas: registry, Commands: commands, Log: log, Hub: hub, Websocket: ws,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: o.readTimeout, Auth: o.auth,
@@ -84,7 +99,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 		_ = ws.Shutdown(ctx)
 		srv.Close()
 	})
-	return &pgGateway{client: &client{t: t, url: srv.URL}, store: store, commands: commands, ws: ws}
+	return &pgGateway{client: &client{t: t, url: srv.URL}, store: store, commands: commands, ws: ws, validated: validated, schemas: registry}
 }
 
 func TestReadYourWritesWithAtLeast(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/projections"
+	"cqrsgate/schemaregistry"
 )
 
 // Resolver holds the resolvers' dependencies.
@@ -29,4 +30,7 @@ type Resolver struct {
 	ReadTimeout time.Duration
 	// Hub fans the log out to subscriptions; nil: subscriptions are unavailable.
 	Hub *eventstore.Hub
+	// Schemas is the event schema registry; nil: events are shown as
+	// stored and the registry's queries and mutations are unavailable.
+	Schemas *schemaregistry.Registry
 }

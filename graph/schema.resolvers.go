@@ -14,6 +14,20 @@ import (
 	"encoding/json"
 )
 
+// SchemaVersion is the resolver for the schemaVersion field.
+func (r *eventResolver) SchemaVersion(ctx context.Context, obj *model.Event) (int, error) {
+	return r.schemaVersion(obj), nil
+}
+
+// Data is the resolver for the data field.
+func (r *eventResolver) Data(ctx context.Context, obj *model.Event, asVersion *int) (model.JSON, error) {
+	data, _, err := r.eventData(ctx, obj, asVersion)
+	if err != nil {
+		return nil, err
+	}
+	return model.JSON(data), nil
+}
+
 // AppendEvents is the resolver for the appendEvents field.
 func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expectedVersion *int, events []*model.EventInput) (*model.AppendResult, error) {
 	if kind := aggregateOwning(stream); kind != "" {
@@ -32,6 +46,8 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 		}
 		if in.Version != nil {
 			e.SchemaVersion = *in.Version
+		} else if r.Schemas != nil && r.Schemas.Latest(in.Type) > 0 {
+			e.SchemaVersion = r.Schemas.Latest(in.Type)
 		}
 		meta, err := withCorrelation(in.Metadata, correlationID, i)
 		if err != nil {
@@ -69,7 +85,7 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		if len(types) > 0 || q.StreamPrefix != "" || q.Stream != "" {
 			return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with stream, types or streamPrefix")
 		}
-		evs, err := r.Store.ReadByCorrelation(ctx, *correlationID, q.After, q.Limit)
+		evs, err := r.reads().ReadByCorrelation(ctx, *correlationID, q.After, q.Limit)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +96,7 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		page.Head = page.Next
 		return eventPage(page, q.Limit), nil
 	}
-	page, err := r.Store.ReadAll(ctx, q)
+	page, err := r.reads().ReadAll(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +122,15 @@ func (r *queryResolver) Stream(ctx context.Context, id string, fromVersion *int,
 	if err != nil {
 		return nil, err
 	}
-	evs, err := r.Store.ReadStream(ctx, id, q)
+	evs, err := r.reads().ReadStream(ctx, id, q)
 	if err != nil {
 		return nil, err
 	}
 	return &model.Stream{ID: id, Version: int(version), Events: toEvents(evs)}, nil
 }
+
+// Event returns generated.EventResolver implementation.
+func (r *Resolver) Event() generated.EventResolver { return &eventResolver{r} }
 
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
@@ -120,6 +139,7 @@ func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResol
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
 type (
+	eventResolver    struct{ *Resolver }
 	mutationResolver struct{ *Resolver }
 	queryResolver    struct{ *Resolver }
 )

@@ -16,13 +16,7 @@ var migrationFiles embed.FS
 // VersionTable records which of the projections package's migrations ran.
 const VersionTable = "projections_schema_version"
 
-func migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return sub
-}
+func migrations() fs.FS { return sqlmigrate.Dir(migrationFiles, "migrations") }
 
 // Migrate creates or updates the projections' bookkeeping tables (not the
 // read models: each projection creates those for its version when it

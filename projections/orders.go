@@ -11,7 +11,8 @@ import (
 )
 
 // Orders projects the order events into:
-//   - order_list: one row per order (customer, status, total, item count, times);
+//   - order_list: one row per order (customer, status, total, item count,
+//     subtotal and tax once submitted, times);
 //   - order_items: the lines of each order;
 //   - order_status_history: each status an order went through, with when and why;
 //   - order_stats: per day placed (UTC) and current status, the number of
@@ -24,7 +25,7 @@ var _ Projection = Orders{}
 func (Orders) Name() string { return "orders" }
 
 // Version implements Projection.
-func (Orders) Version() int { return 1 }
+func (Orders) Version() int { return 2 } // 2: subtotal and tax, from OrderSubmitted v2
 
 // EventTypes implements Projection.
 func (Orders) EventTypes() []string {
@@ -46,6 +47,8 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 			status      text        NOT NULL,
 			total       bigint      NOT NULL DEFAULT 0,
 			item_count  bigint      NOT NULL DEFAULT 0,
+			subtotal    bigint      NOT NULL DEFAULT 0,
+			tax         bigint      NOT NULL DEFAULT 0,
 			placed_at   timestamptz NOT NULL,
 			updated_at  timestamptz NOT NULL,
 			version     bigint      NOT NULL,
@@ -125,7 +128,7 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 			touch(", total = $5, item_count = item_count - $6", e.OrderTotal, e.Quantity)
 		case domain.OrderSubmitted:
 			stats(domain.StatusSubmitted, nil)
-			touch(", status = 'SUBMITTED'")
+			touch(", status = 'SUBMITTED', subtotal = $5, tax = $6, total = $7", e.Subtotal, e.Tax, e.Total)
 			history(domain.StatusSubmitted, "")
 		case domain.OrderConfirmed:
 			stats(domain.StatusConfirmed, nil)

@@ -18,8 +18,10 @@ import (
 type OrderSummary struct {
 	ID, CustomerID, Currency, Status string
 	Total, ItemCount                 int64
-	PlacedAt, UpdatedAt              time.Time
-	Version, Position                int64
+	// Subtotal and Tax are set when the order is submitted (0 before).
+	Subtotal, Tax       int64
+	PlacedAt, UpdatedAt time.Time
+	Version, Position   int64
 }
 
 // OrderItem is a line of an order.
@@ -61,7 +63,7 @@ type OrderQueries struct{ pool *pgxpool.Pool }
 // NewOrderQueries returns the order queries on pool.
 func NewOrderQueries(pool *pgxpool.Pool) *OrderQueries { return &OrderQueries{pool: pool} }
 
-const orderColumns = `id, customer_id, currency, status, total, item_count, placed_at, updated_at, version, position`
+const orderColumns = `id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position`
 
 // Order returns one order, or a NotFound *domain.Error.
 func (q *OrderQueries) Order(ctx context.Context, id string) (OrderSummary, error) {

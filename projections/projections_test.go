@@ -246,7 +246,7 @@ func TestRebuiltReadModelsEqualLiveOnes(t *testing.T) {
 	e.mixedBurst(t, 32)
 	head := e.head(t)
 	for _, p := range live {
-		waitFor(t, p.Name()+" v1 to catch up", caughtUp(t, e, p.Name(), 1, head))
+		waitFor(t, p.Name()+" to catch up", caughtUp(t, e, p.Name(), p.Version(), head))
 	}
 	before := map[string][]string{}
 	for _, p := range live {
@@ -257,10 +257,10 @@ func TestRebuiltReadModelsEqualLiveOnes(t *testing.T) {
 	stopV1() // as a deploy of the new versions would
 	<-v1Done
 
-	e.start(t, projections.Options{BatchSize: 7}, version2{projections.Accounts{}}, version2{projections.Orders{}}, version2{projections.Products{}})
+	e.start(t, projections.Options{BatchSize: 7}, nextVersion{projections.Accounts{}}, nextVersion{projections.Orders{}}, nextVersion{projections.Products{}})
 	for _, p := range live {
-		waitFor(t, p.Name()+" v2 to serve at the same position", func() bool {
-			s := status(t, e.pool, p.Name(), 2)
+		waitFor(t, p.Name()+" next version to serve at the same position", func() bool {
+			s := status(t, e.pool, p.Name(), p.Version()+1)
 			return s.Serving && s.Position >= head
 		})
 		for _, table := range p.Tables() {
@@ -269,19 +269,19 @@ func TestRebuiltReadModelsEqualLiveOnes(t *testing.T) {
 				t.Errorf("%s: rebuilt read model differs:\nlive    %v\nrebuilt %v", table, before[table], after)
 			}
 		}
-		waitFor(t, p.Name()+" v1 to be retired", func() bool { return status(t, e.pool, p.Name(), 1).Name == "" })
+		waitFor(t, p.Name()+" old version to be retired", func() bool { return status(t, e.pool, p.Name(), p.Version()).Name == "" })
 		var exists bool
-		_ = e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName(p.Name(), 1)).Scan(&exists)
+		_ = e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName(p.Name(), p.Version())).Scan(&exists)
 		if exists {
-			t.Errorf("the schema of %s v1 was not dropped", p.Name())
+			t.Errorf("the schema of %s v%d was not dropped", p.Name(), p.Version())
 		}
 	}
 }
 
-// version2 is a projection under its next version: a rebuild.
-type version2 struct{ projections.Projection }
+// nextVersion is a projection under its next version: a rebuild.
+type nextVersion struct{ projections.Projection }
 
-func (version2) Version() int { return 2 }
+func (n nextVersion) Version() int { return n.Projection.Version() + 1 }
 
 // tableRows returns every row of table as text, sorted.
 func tableRows(t *testing.T, pool *pgxpool.Pool, table string) []string {
@@ -391,7 +391,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 			queries++
 		}
 	}()
-	e.start(t, projections.Options{BatchSize: 5}, version2{projections.Accounts{}})
+	e.start(t, projections.Options{BatchSize: 5}, nextVersion{projections.Accounts{}})
 	e.burst(t, 8, 10, "during")
 	head := e.head(t)
 	waitFor(t, "v2 to serve and catch up", func() bool {

@@ -1,5 +1,31 @@
-// Package schemaregistry will hold the JSON-schema registry of event types:
-// validation on append, migrations (upcasting) on read and compatibility
-// checks. It is empty today: see the README's roadmap; until it lands,
-// appended events are checked only for shape (a JSON object of bounded size).
+// Package schemaregistry is the JSON-schema registry of event types: every
+// event is validated against its type's schema when it is appended, and
+// events stored with an older schema version are migrated (upcast) to the
+// version a reader asks for when they are read. Stored events never change.
+//
+// For each event type the registry keeps an ordered list of schema
+// versions (JSON Schema draft-07, compiled once and cached), a
+// compatibility mode, and migrations between consecutive versions. It is
+// persisted in PostgreSQL; every process keeps a compiled copy and reloads
+// it when any process changes the registry (Run listens for changes; a
+// lookup that misses reloads at once).
+//
+// # Migrations
+//
+// A migration turns data of version N into version N+1. It is declarative
+// (a list of Op: rename/move, copy, remove, default, set, mapValues,
+// compute with an expression; see Op and CompileExpr) and stored in the
+// registry, or written in Go (Options.Upcasters). Reading an event at an
+// older version runs the chain up to the version asked for, and the result
+// is validated against that version's schema.
+//
+// # Changes are checked twice
+//
+// A new schema version must be structurally compatible with earlier ones
+// under the type's Mode (see CheckCompatibility for the rules; a step that
+// has a migration is exempt from the structural BACKWARD check, because
+// its data is transformed), and the stored events of the type (all, or
+// Options.ReplaySample per version) must read as the new version through
+// the migrations. Either failure refuses the change and names the reasons
+// or the failing events; Check does the same without writing anything.
 package schemaregistry

@@ -29,6 +29,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Event() EventResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -104,15 +105,16 @@ type ComplexityRoot struct {
 	}
 
 	Event struct {
-		Data          func(childComplexity int) int
-		ID            func(childComplexity int) int
-		Metadata      func(childComplexity int) int
-		Position      func(childComplexity int) int
-		RecordedAt    func(childComplexity int) int
-		SchemaVersion func(childComplexity int) int
-		StreamID      func(childComplexity int) int
-		StreamVersion func(childComplexity int) int
-		Type          func(childComplexity int) int
+		Data                func(childComplexity int, asVersion *int) int
+		ID                  func(childComplexity int) int
+		Metadata            func(childComplexity int) int
+		Position            func(childComplexity int) int
+		RecordedAt          func(childComplexity int) int
+		SchemaVersion       func(childComplexity int) int
+		StoredSchemaVersion func(childComplexity int) int
+		StreamID            func(childComplexity int) int
+		StreamVersion       func(childComplexity int) int
+		Type                func(childComplexity int) int
 	}
 
 	EventPage struct {
@@ -122,31 +124,56 @@ type ComplexityRoot struct {
 		Next    func(childComplexity int) int
 	}
 
+	EventSchema struct {
+		CreatedAt   func(childComplexity int) int
+		Deprecated  func(childComplexity int) int
+		Fingerprint func(childComplexity int) int
+		GoUpcaster  func(childComplexity int) int
+		Migration   func(childComplexity int) int
+		Schema      func(childComplexity int) int
+		Type        func(childComplexity int) int
+		Version     func(childComplexity int) int
+	}
+
+	EventType struct {
+		Compatibility func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		LatestVersion func(childComplexity int) int
+		Name          func(childComplexity int) int
+		UpdatedAt     func(childComplexity int) int
+		Versions      func(childComplexity int) int
+	}
+
 	Mutation struct {
-		AddOrderItem        func(childComplexity int, input model.AddOrderItemInput) int
-		AddProduct          func(childComplexity int, input model.AddProductInput) int
-		AppendEvents        func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
-		ApplyInterest       func(childComplexity int, input model.ApplyInterestInput) int
-		CancelOrder         func(childComplexity int, input model.CancelOrderInput) int
-		ChangePrice         func(childComplexity int, input model.ChangePriceInput) int
-		ChargeFee           func(childComplexity int, input model.ChargeFeeInput) int
-		CloseAccount        func(childComplexity int, input model.CloseAccountInput) int
-		ConfirmOrder        func(childComplexity int, input model.ConfirmOrderInput) int
-		DepositMoney        func(childComplexity int, input model.DepositMoneyInput) int
-		FreezeAccount       func(childComplexity int, input model.FreezeAccountInput) int
-		OpenAccount         func(childComplexity int, input model.OpenAccountInput) int
-		PlaceOrder          func(childComplexity int, input model.PlaceOrderInput) int
-		RebuildProjection   func(childComplexity int, name string) int
-		ReleaseStock        func(childComplexity int, input model.ReleaseStockInput) int
-		RemoveOrderItem     func(childComplexity int, input model.RemoveOrderItemInput) int
-		ReserveStock        func(childComplexity int, input model.ReserveStockInput) int
-		RestockProduct      func(childComplexity int, input model.RestockProductInput) int
-		RetryProjection     func(childComplexity int, name string) int
-		ShipOrder           func(childComplexity int, input model.ShipOrderInput) int
-		SkipProjectionEvent func(childComplexity int, name string, position model.Position) int
-		SubmitOrder         func(childComplexity int, input model.SubmitOrderInput) int
-		UnfreezeAccount     func(childComplexity int, input model.UnfreezeAccountInput) int
-		WithdrawMoney       func(childComplexity int, input model.WithdrawMoneyInput) int
+		AddOrderItem           func(childComplexity int, input model.AddOrderItemInput) int
+		AddProduct             func(childComplexity int, input model.AddProductInput) int
+		AppendEvents           func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
+		ApplyInterest          func(childComplexity int, input model.ApplyInterestInput) int
+		CancelOrder            func(childComplexity int, input model.CancelOrderInput) int
+		ChangePrice            func(childComplexity int, input model.ChangePriceInput) int
+		ChargeFee              func(childComplexity int, input model.ChargeFeeInput) int
+		CheckEventSchema       func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
+		CloseAccount           func(childComplexity int, input model.CloseAccountInput) int
+		ConfirmOrder           func(childComplexity int, input model.ConfirmOrderInput) int
+		DepositMoney           func(childComplexity int, input model.DepositMoneyInput) int
+		DeprecateEventSchema   func(childComplexity int, typeArg string, version int, deprecated *bool) int
+		FreezeAccount          func(childComplexity int, input model.FreezeAccountInput) int
+		OpenAccount            func(childComplexity int, input model.OpenAccountInput) int
+		PlaceOrder             func(childComplexity int, input model.PlaceOrderInput) int
+		RebuildProjection      func(childComplexity int, name string) int
+		RegisterEventMigration func(childComplexity int, typeArg string, fromVersion int, operations []*model.MigrationOperationInput) int
+		RegisterEventSchema    func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
+		ReleaseStock           func(childComplexity int, input model.ReleaseStockInput) int
+		RemoveOrderItem        func(childComplexity int, input model.RemoveOrderItemInput) int
+		ReserveStock           func(childComplexity int, input model.ReserveStockInput) int
+		RestockProduct         func(childComplexity int, input model.RestockProductInput) int
+		RetryProjection        func(childComplexity int, name string) int
+		SetEventCompatibility  func(childComplexity int, typeArg string, mode model.Compatibility) int
+		ShipOrder              func(childComplexity int, input model.ShipOrderInput) int
+		SkipProjectionEvent    func(childComplexity int, name string, position model.Position) int
+		SubmitOrder            func(childComplexity int, input model.SubmitOrderInput) int
+		UnfreezeAccount        func(childComplexity int, input model.UnfreezeAccountInput) int
+		WithdrawMoney          func(childComplexity int, input model.WithdrawMoneyInput) int
 	}
 
 	Order struct {
@@ -159,6 +186,8 @@ type ComplexityRoot struct {
 		Position      func(childComplexity int) int
 		Status        func(childComplexity int) int
 		StatusHistory func(childComplexity int) int
+		Subtotal      func(childComplexity int) int
+		Tax           func(childComplexity int) int
 		Total         func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 		Version       func(childComplexity int) int
@@ -251,21 +280,62 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Account          func(childComplexity int, id string, atLeast *model.Position) int
-		AccountAt        func(childComplexity int, id string, version *int, at *time.Time) int
-		AccountStatement func(childComplexity int, id string, first *int, after *string, atLeast *model.Position) int
-		Accounts         func(childComplexity int, filter *model.AccountFilter, first *int, after *string, atLeast *model.Position) int
-		BankTotals       func(childComplexity int, atLeast *model.Position) int
-		CustomerOrders   func(childComplexity int, customerID string, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) int
-		Events           func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) int
-		Order            func(childComplexity int, id string, atLeast *model.Position) int
-		OrderAt          func(childComplexity int, id string, version *int, at *time.Time) int
-		OrderStatistics  func(childComplexity int, from time.Time, to time.Time, atLeast *model.Position) int
-		Orders           func(childComplexity int, filter *model.OrderFilter, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) int
-		Product          func(childComplexity int, sku string, atLeast *model.Position) int
-		Products         func(childComplexity int, maxAvailable *int, first *int, after *string, atLeast *model.Position) int
-		Projections      func(childComplexity int) int
-		Stream           func(childComplexity int, id string, fromVersion *int, first *int, backwards *bool) int
+		Account            func(childComplexity int, id string, atLeast *model.Position) int
+		AccountAt          func(childComplexity int, id string, version *int, at *time.Time) int
+		AccountStatement   func(childComplexity int, id string, first *int, after *string, atLeast *model.Position) int
+		Accounts           func(childComplexity int, filter *model.AccountFilter, first *int, after *string, atLeast *model.Position) int
+		BankTotals         func(childComplexity int, atLeast *model.Position) int
+		CustomerOrders     func(childComplexity int, customerID string, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) int
+		EventSchema        func(childComplexity int, typeArg string, version *int) int
+		EventSchemaHistory func(childComplexity int, typeArg string) int
+		EventTypes         func(childComplexity int) int
+		Events             func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) int
+		Order              func(childComplexity int, id string, atLeast *model.Position) int
+		OrderAt            func(childComplexity int, id string, version *int, at *time.Time) int
+		OrderStatistics    func(childComplexity int, from time.Time, to time.Time, atLeast *model.Position) int
+		Orders             func(childComplexity int, filter *model.OrderFilter, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) int
+		Product            func(childComplexity int, sku string, atLeast *model.Position) int
+		Products           func(childComplexity int, maxAvailable *int, first *int, after *string, atLeast *model.Position) int
+		Projections        func(childComplexity int) int
+		Stream             func(childComplexity int, id string, fromVersion *int, first *int, backwards *bool) int
+	}
+
+	ReplayFailure struct {
+		EventID  func(childComplexity int) int
+		Position func(childComplexity int) int
+		Problems func(childComplexity int) int
+		Version  func(childComplexity int) int
+	}
+
+	ReplayedVersion struct {
+		Checked func(childComplexity int) int
+		Stored  func(childComplexity int) int
+		Version func(childComplexity int) int
+	}
+
+	SchemaIncompatibility struct {
+		Direction func(childComplexity int) int
+		Path      func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Version   func(childComplexity int) int
+	}
+
+	SchemaProblem struct {
+		Message func(childComplexity int) int
+		Path    func(childComplexity int) int
+	}
+
+	SchemaVerdict struct {
+		Compatibility     func(childComplexity int) int
+		Compatible        func(childComplexity int) int
+		FailedEvents      func(childComplexity int) int
+		Failures          func(childComplexity int) int
+		Incompatibilities func(childComplexity int) int
+		Replayed          func(childComplexity int) int
+		Schema            func(childComplexity int) int
+		Type              func(childComplexity int) int
+		Unchanged         func(childComplexity int) int
+		Version           func(childComplexity int) int
 	}
 
 	StatementConnection struct {
@@ -308,6 +378,11 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type EventResolver interface {
+	SchemaVersion(ctx context.Context, obj *model.Event) (int, error)
+
+	Data(ctx context.Context, obj *model.Event, asVersion *int) (model.JSON, error)
+}
 type MutationResolver interface {
 	AppendEvents(ctx context.Context, stream string, expectedVersion *int, events []*model.EventInput) (*model.AppendResult, error)
 	OpenAccount(ctx context.Context, input model.OpenAccountInput) (*model.CommandResult, error)
@@ -333,6 +408,11 @@ type MutationResolver interface {
 	RebuildProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	RetryProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	SkipProjectionEvent(ctx context.Context, name string, position model.Position) (*model.ProjectionStatus, error)
+	RegisterEventSchema(ctx context.Context, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) (*model.SchemaVerdict, error)
+	RegisterEventMigration(ctx context.Context, typeArg string, fromVersion int, operations []*model.MigrationOperationInput) (*model.SchemaVerdict, error)
+	CheckEventSchema(ctx context.Context, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) (*model.SchemaVerdict, error)
+	SetEventCompatibility(ctx context.Context, typeArg string, mode model.Compatibility) (*model.EventType, error)
+	DeprecateEventSchema(ctx context.Context, typeArg string, version int, deprecated *bool) (*model.EventSchema, error)
 }
 type QueryResolver interface {
 	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
@@ -348,6 +428,9 @@ type QueryResolver interface {
 	AccountStatement(ctx context.Context, id string, first *int, after *string, atLeast *model.Position) (*model.StatementConnection, error)
 	BankTotals(ctx context.Context, atLeast *model.Position) ([]*model.BankTotal, error)
 	Projections(ctx context.Context) ([]*model.ProjectionStatus, error)
+	EventTypes(ctx context.Context) ([]*model.EventType, error)
+	EventSchema(ctx context.Context, typeArg string, version *int) (*model.EventSchema, error)
+	EventSchemaHistory(ctx context.Context, typeArg string) ([]*model.EventSchema, error)
 	AccountAt(ctx context.Context, id string, version *int, at *time.Time) (*model.AccountState, error)
 	OrderAt(ctx context.Context, id string, version *int, at *time.Time) (*model.OrderState, error)
 }
@@ -653,7 +736,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Event.Data(childComplexity), true
+		args, err := ec.field_Event_data_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Event.Data(childComplexity, args["asVersion"].(*int)), true
 	case "Event.id":
 		if e.ComplexityRoot.Event.ID == nil {
 			break
@@ -684,6 +772,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Event.SchemaVersion(childComplexity), true
+	case "Event.storedSchemaVersion":
+		if e.ComplexityRoot.Event.StoredSchemaVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Event.StoredSchemaVersion(childComplexity), true
 	case "Event.streamId":
 		if e.ComplexityRoot.Event.StreamID == nil {
 			break
@@ -727,6 +821,92 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventPage.Next(childComplexity), true
+
+	case "EventSchema.createdAt":
+		if e.ComplexityRoot.EventSchema.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.CreatedAt(childComplexity), true
+	case "EventSchema.deprecated":
+		if e.ComplexityRoot.EventSchema.Deprecated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Deprecated(childComplexity), true
+	case "EventSchema.fingerprint":
+		if e.ComplexityRoot.EventSchema.Fingerprint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Fingerprint(childComplexity), true
+	case "EventSchema.goUpcaster":
+		if e.ComplexityRoot.EventSchema.GoUpcaster == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.GoUpcaster(childComplexity), true
+	case "EventSchema.migration":
+		if e.ComplexityRoot.EventSchema.Migration == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Migration(childComplexity), true
+	case "EventSchema.schema":
+		if e.ComplexityRoot.EventSchema.Schema == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Schema(childComplexity), true
+	case "EventSchema.type":
+		if e.ComplexityRoot.EventSchema.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Type(childComplexity), true
+	case "EventSchema.version":
+		if e.ComplexityRoot.EventSchema.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventSchema.Version(childComplexity), true
+
+	case "EventType.compatibility":
+		if e.ComplexityRoot.EventType.Compatibility == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.Compatibility(childComplexity), true
+	case "EventType.createdAt":
+		if e.ComplexityRoot.EventType.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.CreatedAt(childComplexity), true
+	case "EventType.latestVersion":
+		if e.ComplexityRoot.EventType.LatestVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.LatestVersion(childComplexity), true
+	case "EventType.name":
+		if e.ComplexityRoot.EventType.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.Name(childComplexity), true
+	case "EventType.updatedAt":
+		if e.ComplexityRoot.EventType.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.UpdatedAt(childComplexity), true
+	case "EventType.versions":
+		if e.ComplexityRoot.EventType.Versions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventType.Versions(childComplexity), true
 
 	case "Mutation.addOrderItem":
 		if e.ComplexityRoot.Mutation.AddOrderItem == nil {
@@ -805,6 +985,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ChargeFee(childComplexity, args["input"].(model.ChargeFeeInput)), true
+	case "Mutation.checkEventSchema":
+		if e.ComplexityRoot.Mutation.CheckEventSchema == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_checkEventSchema_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CheckEventSchema(childComplexity, args["type"].(string), args["schema"].(model.JSON), args["compatibility"].(*model.Compatibility), args["migration"].([]*model.MigrationOperationInput)), true
 	case "Mutation.closeAccount":
 		if e.ComplexityRoot.Mutation.CloseAccount == nil {
 			break
@@ -838,6 +1029,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DepositMoney(childComplexity, args["input"].(model.DepositMoneyInput)), true
+	case "Mutation.deprecateEventSchema":
+		if e.ComplexityRoot.Mutation.DeprecateEventSchema == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deprecateEventSchema_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeprecateEventSchema(childComplexity, args["type"].(string), args["version"].(int), args["deprecated"].(*bool)), true
 	case "Mutation.freezeAccount":
 		if e.ComplexityRoot.Mutation.FreezeAccount == nil {
 			break
@@ -882,6 +1084,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RebuildProjection(childComplexity, args["name"].(string)), true
+	case "Mutation.registerEventMigration":
+		if e.ComplexityRoot.Mutation.RegisterEventMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_registerEventMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RegisterEventMigration(childComplexity, args["type"].(string), args["fromVersion"].(int), args["operations"].([]*model.MigrationOperationInput)), true
+	case "Mutation.registerEventSchema":
+		if e.ComplexityRoot.Mutation.RegisterEventSchema == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_registerEventSchema_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RegisterEventSchema(childComplexity, args["type"].(string), args["schema"].(model.JSON), args["compatibility"].(*model.Compatibility), args["migration"].([]*model.MigrationOperationInput)), true
 	case "Mutation.releaseStock":
 		if e.ComplexityRoot.Mutation.ReleaseStock == nil {
 			break
@@ -937,6 +1161,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RetryProjection(childComplexity, args["name"].(string)), true
+	case "Mutation.setEventCompatibility":
+		if e.ComplexityRoot.Mutation.SetEventCompatibility == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setEventCompatibility_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetEventCompatibility(childComplexity, args["type"].(string), args["mode"].(model.Compatibility)), true
 	case "Mutation.shipOrder":
 		if e.ComplexityRoot.Mutation.ShipOrder == nil {
 			break
@@ -1047,6 +1282,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Order.StatusHistory(childComplexity), true
+	case "Order.subtotal":
+		if e.ComplexityRoot.Order.Subtotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Subtotal(childComplexity), true
+	case "Order.tax":
+		if e.ComplexityRoot.Order.Tax == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Tax(childComplexity), true
 	case "Order.total":
 		if e.ComplexityRoot.Order.Total == nil {
 			break
@@ -1461,6 +1708,34 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.CustomerOrders(childComplexity, args["customerId"].(string), args["orderBy"].(*model.OrderOrderBy), args["first"].(*int), args["after"].(*string), args["atLeast"].(*model.Position)), true
+	case "Query.eventSchema":
+		if e.ComplexityRoot.Query.EventSchema == nil {
+			break
+		}
+
+		args, err := ec.field_Query_eventSchema_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.EventSchema(childComplexity, args["type"].(string), args["version"].(*int)), true
+	case "Query.eventSchemaHistory":
+		if e.ComplexityRoot.Query.EventSchemaHistory == nil {
+			break
+		}
+
+		args, err := ec.field_Query_eventSchemaHistory_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.EventSchemaHistory(childComplexity, args["type"].(string)), true
+	case "Query.eventTypes":
+		if e.ComplexityRoot.Query.EventTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.EventTypes(childComplexity), true
 	case "Query.events":
 		if e.ComplexityRoot.Query.Events == nil {
 			break
@@ -1556,6 +1831,149 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Stream(childComplexity, args["id"].(string), args["fromVersion"].(*int), args["first"].(*int), args["backwards"].(*bool)), true
+
+	case "ReplayFailure.eventId":
+		if e.ComplexityRoot.ReplayFailure.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayFailure.EventID(childComplexity), true
+	case "ReplayFailure.position":
+		if e.ComplexityRoot.ReplayFailure.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayFailure.Position(childComplexity), true
+	case "ReplayFailure.problems":
+		if e.ComplexityRoot.ReplayFailure.Problems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayFailure.Problems(childComplexity), true
+	case "ReplayFailure.version":
+		if e.ComplexityRoot.ReplayFailure.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayFailure.Version(childComplexity), true
+
+	case "ReplayedVersion.checked":
+		if e.ComplexityRoot.ReplayedVersion.Checked == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayedVersion.Checked(childComplexity), true
+	case "ReplayedVersion.stored":
+		if e.ComplexityRoot.ReplayedVersion.Stored == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayedVersion.Stored(childComplexity), true
+	case "ReplayedVersion.version":
+		if e.ComplexityRoot.ReplayedVersion.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayedVersion.Version(childComplexity), true
+
+	case "SchemaIncompatibility.direction":
+		if e.ComplexityRoot.SchemaIncompatibility.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaIncompatibility.Direction(childComplexity), true
+	case "SchemaIncompatibility.path":
+		if e.ComplexityRoot.SchemaIncompatibility.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaIncompatibility.Path(childComplexity), true
+	case "SchemaIncompatibility.reason":
+		if e.ComplexityRoot.SchemaIncompatibility.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaIncompatibility.Reason(childComplexity), true
+	case "SchemaIncompatibility.version":
+		if e.ComplexityRoot.SchemaIncompatibility.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaIncompatibility.Version(childComplexity), true
+
+	case "SchemaProblem.message":
+		if e.ComplexityRoot.SchemaProblem.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaProblem.Message(childComplexity), true
+	case "SchemaProblem.path":
+		if e.ComplexityRoot.SchemaProblem.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaProblem.Path(childComplexity), true
+
+	case "SchemaVerdict.compatibility":
+		if e.ComplexityRoot.SchemaVerdict.Compatibility == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Compatibility(childComplexity), true
+	case "SchemaVerdict.compatible":
+		if e.ComplexityRoot.SchemaVerdict.Compatible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Compatible(childComplexity), true
+	case "SchemaVerdict.failedEvents":
+		if e.ComplexityRoot.SchemaVerdict.FailedEvents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.FailedEvents(childComplexity), true
+	case "SchemaVerdict.failures":
+		if e.ComplexityRoot.SchemaVerdict.Failures == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Failures(childComplexity), true
+	case "SchemaVerdict.incompatibilities":
+		if e.ComplexityRoot.SchemaVerdict.Incompatibilities == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Incompatibilities(childComplexity), true
+	case "SchemaVerdict.replayed":
+		if e.ComplexityRoot.SchemaVerdict.Replayed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Replayed(childComplexity), true
+	case "SchemaVerdict.schema":
+		if e.ComplexityRoot.SchemaVerdict.Schema == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Schema(childComplexity), true
+	case "SchemaVerdict.type":
+		if e.ComplexityRoot.SchemaVerdict.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Type(childComplexity), true
+	case "SchemaVerdict.unchanged":
+		if e.ComplexityRoot.SchemaVerdict.Unchanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Unchanged(childComplexity), true
+	case "SchemaVerdict.version":
+		if e.ComplexityRoot.SchemaVerdict.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchemaVerdict.Version(childComplexity), true
 
 	case "StatementConnection.edges":
 		if e.ComplexityRoot.StatementConnection.Edges == nil {
@@ -1727,6 +2145,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		ec.unmarshalInputDepositMoneyInput,
 		ec.unmarshalInputEventInput,
 		ec.unmarshalInputFreezeAccountInput,
+		ec.unmarshalInputMigrationOperationInput,
 		ec.unmarshalInputOpenAccountInput,
 		ec.unmarshalInputOrderFilter,
 		ec.unmarshalInputOrderOrderBy,
@@ -2044,6 +2463,10 @@ type Order {
   "OPEN, SUBMITTED, CONFIRMED, SHIPPED or CANCELLED."
   status: String!
   total: Long!
+  "The items' total, set when the order is submitted (0 before)."
+  subtotal: Long!
+  "Tax, set when the order is submitted (0 before; there are no tax rules yet)."
+  tax: Long!
   itemCount: Int!
   placedAt: Time!
   updatedAt: Time!
@@ -2331,6 +2754,167 @@ extend type Mutation {
   skipProjectionEvent(name: String!, position: Position!): ProjectionStatus! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
+	{Name: "../schema/registry.graphqls", Input: `"""
+How a new schema version of an event type must relate to earlier ones
+(checked structurally, like established schema registries do):
+BACKWARD: the new version reads data written with the previous one;
+FORWARD: the previous version reads data written with the new one;
+FULL: both. The _TRANSITIVE forms check against every earlier version,
+not only the previous. NONE: no structural check. Whatever the mode,
+stored events must still read (migrated) as the new version.
+"""
+enum Compatibility {
+  BACKWARD
+  BACKWARD_TRANSITIVE
+  FORWARD
+  FORWARD_TRANSITIVE
+  FULL
+  FULL_TRANSITIVE
+  NONE
+}
+
+"An event type known to the schema registry."
+type EventType {
+  name: String!
+  compatibility: Compatibility!
+  latestVersion: Int!
+  "Every version, oldest first."
+  versions: [EventSchema!]!
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+"One version of an event type's JSON Schema (draft-07)."
+type EventSchema {
+  type: String!
+  version: Int!
+  schema: JSON!
+  "SHA-256 of the schema as stored (compact JSON)."
+  fingerprint: String!
+  "A deprecated version is still read (and migrated) but no longer accepted on append."
+  deprecated: Boolean!
+  createdAt: Time!
+  "The declarative migration from the previous version (a list of operations), or null."
+  migration: JSON
+  "True when a migration written in Go performs the step from the previous version."
+  goUpcaster: Boolean!
+}
+
+"The kinds of migration operation; see the README for each one's fields."
+enum MigrationOp {
+  "Move the value at ` + "`" + `from` + "`" + ` to ` + "`" + `path` + "`" + ` (same as MOVE)."
+  RENAME
+  MOVE
+  COPY
+  REMOVE
+  "Set ` + "`" + `path` + "`" + ` to ` + "`" + `value` + "`" + ` when it is absent or null."
+  DEFAULT
+  SET
+  "Replace the value at ` + "`" + `path` + "`" + ` when ` + "`" + `map` + "`" + ` (an object: old value to new value) has it."
+  MAP_VALUES
+  "Set ` + "`" + `path` + "`" + ` to the value of the expression ` + "`" + `expr` + "`" + ` over the data."
+  COMPUTE
+}
+
+"One operation of a declarative migration. Paths are JSON Pointers such as /customer/name."
+input MigrationOperationInput {
+  op: MigrationOp!
+  path: String
+  from: String
+  value: JSON
+  map: JSON
+  expr: String
+}
+
+"A reason a schema change is not compatible."
+type SchemaIncompatibility {
+  "The earlier version compared with."
+  version: Int!
+  "BACKWARD (the new version reading that version's data) or FORWARD (that version reading the new one's)."
+  direction: String!
+  "A JSON Pointer into the data; /* stands for every element or additional property."
+  path: String!
+  reason: String!
+}
+
+"How many stored events of one version a check replayed."
+type ReplayedVersion {
+  version: Int!
+  stored: Long!
+  checked: Int!
+}
+
+"What is wrong at a place in an event's data."
+type SchemaProblem {
+  path: String!
+  message: String!
+}
+
+"A stored event that would not read as the new version."
+type ReplayFailure {
+  eventId: ID!
+  position: Position!
+  "The version it is stored with."
+  version: Int!
+  problems: [SchemaProblem!]!
+}
+
+"The outcome of checking (and, for a registration, applying) a schema change."
+type SchemaVerdict {
+  type: String!
+  "The version the schema gets, or would get."
+  version: Int!
+  "True when the change is (or would be) accepted."
+  compatible: Boolean!
+  compatibility: Compatibility!
+  "True when the schema is the latest version already: nothing was registered."
+  unchanged: Boolean!
+  incompatibilities: [SchemaIncompatibility!]!
+  replayed: [ReplayedVersion!]!
+  "Stored events that would not read as the new version (the first 20)."
+  failures: [ReplayFailure!]!
+  failedEvents: Int!
+  "The registered version; null for a dry run."
+  schema: EventSchema
+}
+
+extend type Query {
+  "Every event type with a schema, by name."
+  eventTypes: [EventType!]!
+  "One version of an event type's schema (default: the latest); null when there is none."
+  eventSchema(type: String!, version: Int): EventSchema
+  "Every version of an event type's schema, oldest first (NOT_FOUND for a type without schema)."
+  eventSchemaHistory(type: String!): [EventSchema!]!
+}
+
+extend type Mutation {
+  """
+  Registers a new schema version for an event type (creating the type).
+  ` + "`" + `compatibility` + "`" + ` sets the type's mode (default: the type's, or BACKWARD);
+  ` + "`" + `migration` + "`" + ` turns data of the current latest version into this one.
+  Refused with RULE_VIOLATION when the change is not compatible (rule
+  INCOMPATIBLE_SCHEMA, with incompatibilities) or when stored events would
+  not read as the new version (rule STORED_EVENTS_FAIL, with
+  failingEventIds); VALIDATION for a schema that is not valid JSON Schema
+  draft-07 or a bad migration. Registering the latest schema again changes
+  nothing (unchanged: true).
+  """
+  registerEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN)
+  """
+  Adds or replaces the migration from ` + "`" + `fromVersion` + "`" + ` to the next version
+  (which must exist). Stored events of ` + "`" + `fromVersion` + "`" + ` and earlier must read
+  as the next and the latest version through it, or it is refused
+  (STORED_EVENTS_FAIL).
+  """
+  registerEventMigration(type: String!, fromVersion: Int!, operations: [MigrationOperationInput!]!): SchemaVerdict! @hasRole(role: ADMIN)
+  "A dry run of registerEventSchema: the verdict with its reasons and replay results. Writes nothing."
+  checkEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN)
+  "Sets an event type's compatibility mode for later registrations."
+  setEventCompatibility(type: String!, mode: Compatibility!): EventType! @hasRole(role: ADMIN)
+  "Marks a version deprecated (or, with deprecated: false, not any more): still read, refused on append."
+  deprecateEventSchema(type: String!, version: Int!, deprecated: Boolean = true): EventSchema! @hasRole(role: ADMIN)
+}
+`, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
 A place in the global event log: a 64-bit integer, strictly increasing in
 commit order (with gaps). Serialised as a JSON number; accepted as a number
@@ -2356,10 +2940,20 @@ type Event {
   position: Position!
   "The event type, e.g. AccountOpened."
   type: String!
-  "The version of the type's payload schema."
+  """
+  The schema version of ` + "`" + `data` + "`" + ` as returned without ` + "`" + `asVersion` + "`" + `: the latest
+  version of the type's schema (events stored at an older version are
+  migrated when read; nothing stored changes).
+  """
   schemaVersion: Int!
-  "The payload."
-  data: JSON!
+  "The schema version the event was stored with."
+  storedSchemaVersion: Int!
+  """
+  The payload, as the latest version of its type's schema, or as version
+  ` + "`" + `asVersion` + "`" + ` (migrations only go forward: an event stored at a later
+  version than ` + "`" + `asVersion` + "`" + ` is an error).
+  """
+  data(asVersion: Int): JSON!
   "Correlation id, causation id, actor and anything else the writer recorded."
   metadata: JSON!
   "When the event was stored."
@@ -2407,8 +3001,8 @@ input EventInput {
   "A UUID; generated when absent. Re-sending a stored id with the same content is an idempotent retry."
   id: ID
   type: String!
-  "The payload schema version (default 1)."
-  version: Int = 1
+  "The payload schema version (default: the latest registered for the type, or 1)."
+  version: Int
   "A JSON object."
   data: JSON!
   "A JSON object; the gateway adds correlationId when it is absent."
@@ -2437,8 +3031,11 @@ type Mutation {
   """
   Appends events to a stream, atomically. ` + "`" + `expectedVersion` + "`" + `: an exact version
   (>= 1), 0 for "the stream must not exist", -1 or null for any,
-  -2 for "the stream must exist". Errors: VALIDATION (with the field),
-  CONFLICT (with expectedVersion and actualVersion).
+  -2 for "the stream must exist". Every event is validated against its
+  type's schema in the registry first. Errors: VALIDATION (with the field;
+  for data that does not match its schema, rule SCHEMA_VALIDATION with
+  eventType, schemaVersion and problems: each failing path), CONFLICT (with
+  expectedVersion and actualVersion).
   """
   appendEvents(stream: String!, expectedVersion: Int, events: [EventInput!]!): AppendResult!
 }
@@ -2683,6 +3280,8 @@ func (ec *executionContext) childFields_Event(ctx context.Context, field graphql
 		return ec.fieldContext_Event_type(ctx, field)
 	case "schemaVersion":
 		return ec.fieldContext_Event_schemaVersion(ctx, field)
+	case "storedSchemaVersion":
+		return ec.fieldContext_Event_storedSchemaVersion(ctx, field)
 	case "data":
 		return ec.fieldContext_Event_data(ctx, field)
 	case "metadata":
@@ -2707,6 +3306,46 @@ func (ec *executionContext) childFields_EventPage(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventPage", field.Name)
 }
 
+func (ec *executionContext) childFields_EventSchema(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "type":
+		return ec.fieldContext_EventSchema_type(ctx, field)
+	case "version":
+		return ec.fieldContext_EventSchema_version(ctx, field)
+	case "schema":
+		return ec.fieldContext_EventSchema_schema(ctx, field)
+	case "fingerprint":
+		return ec.fieldContext_EventSchema_fingerprint(ctx, field)
+	case "deprecated":
+		return ec.fieldContext_EventSchema_deprecated(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_EventSchema_createdAt(ctx, field)
+	case "migration":
+		return ec.fieldContext_EventSchema_migration(ctx, field)
+	case "goUpcaster":
+		return ec.fieldContext_EventSchema_goUpcaster(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventSchema", field.Name)
+}
+
+func (ec *executionContext) childFields_EventType(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_EventType_name(ctx, field)
+	case "compatibility":
+		return ec.fieldContext_EventType_compatibility(ctx, field)
+	case "latestVersion":
+		return ec.fieldContext_EventType_latestVersion(ctx, field)
+	case "versions":
+		return ec.fieldContext_EventType_versions(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_EventType_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_EventType_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventType", field.Name)
+}
+
 func (ec *executionContext) childFields_Order(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2719,6 +3358,10 @@ func (ec *executionContext) childFields_Order(ctx context.Context, field graphql
 		return ec.fieldContext_Order_status(ctx, field)
 	case "total":
 		return ec.fieldContext_Order_total(ctx, field)
+	case "subtotal":
+		return ec.fieldContext_Order_subtotal(ctx, field)
+	case "tax":
+		return ec.fieldContext_Order_tax(ctx, field)
 	case "itemCount":
 		return ec.fieldContext_Order_itemCount(ctx, field)
 	case "placedAt":
@@ -2909,6 +3552,82 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type ProjectionStatus", field.Name)
 }
 
+func (ec *executionContext) childFields_ReplayFailure(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "eventId":
+		return ec.fieldContext_ReplayFailure_eventId(ctx, field)
+	case "position":
+		return ec.fieldContext_ReplayFailure_position(ctx, field)
+	case "version":
+		return ec.fieldContext_ReplayFailure_version(ctx, field)
+	case "problems":
+		return ec.fieldContext_ReplayFailure_problems(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReplayFailure", field.Name)
+}
+
+func (ec *executionContext) childFields_ReplayedVersion(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "version":
+		return ec.fieldContext_ReplayedVersion_version(ctx, field)
+	case "stored":
+		return ec.fieldContext_ReplayedVersion_stored(ctx, field)
+	case "checked":
+		return ec.fieldContext_ReplayedVersion_checked(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReplayedVersion", field.Name)
+}
+
+func (ec *executionContext) childFields_SchemaIncompatibility(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "version":
+		return ec.fieldContext_SchemaIncompatibility_version(ctx, field)
+	case "direction":
+		return ec.fieldContext_SchemaIncompatibility_direction(ctx, field)
+	case "path":
+		return ec.fieldContext_SchemaIncompatibility_path(ctx, field)
+	case "reason":
+		return ec.fieldContext_SchemaIncompatibility_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SchemaIncompatibility", field.Name)
+}
+
+func (ec *executionContext) childFields_SchemaProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "path":
+		return ec.fieldContext_SchemaProblem_path(ctx, field)
+	case "message":
+		return ec.fieldContext_SchemaProblem_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SchemaProblem", field.Name)
+}
+
+func (ec *executionContext) childFields_SchemaVerdict(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "type":
+		return ec.fieldContext_SchemaVerdict_type(ctx, field)
+	case "version":
+		return ec.fieldContext_SchemaVerdict_version(ctx, field)
+	case "compatible":
+		return ec.fieldContext_SchemaVerdict_compatible(ctx, field)
+	case "compatibility":
+		return ec.fieldContext_SchemaVerdict_compatibility(ctx, field)
+	case "unchanged":
+		return ec.fieldContext_SchemaVerdict_unchanged(ctx, field)
+	case "incompatibilities":
+		return ec.fieldContext_SchemaVerdict_incompatibilities(ctx, field)
+	case "replayed":
+		return ec.fieldContext_SchemaVerdict_replayed(ctx, field)
+	case "failures":
+		return ec.fieldContext_SchemaVerdict_failures(ctx, field)
+	case "failedEvents":
+		return ec.fieldContext_SchemaVerdict_failedEvents(ctx, field)
+	case "schema":
+		return ec.fieldContext_SchemaVerdict_schema(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SchemaVerdict", field.Name)
+}
+
 func (ec *executionContext) childFields_StatementConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "edges":
@@ -3079,6 +3798,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Event_data_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "asVersion",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asVersion"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_addOrderItem_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3193,6 +3926,44 @@ func (ec *executionContext) field_Mutation_chargeFee_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_checkEventSchema_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "schema",
+		func(ctx context.Context, v any) (model.JSON, error) {
+			return ec.unmarshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schema"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "compatibility",
+		func(ctx context.Context, v any) (*model.Compatibility, error) {
+			return ec.unmarshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["compatibility"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "migration",
+		func(ctx context.Context, v any) ([]*model.MigrationOperationInput, error) {
+			return ec.unmarshalOMigrationOperationInput2ᚕᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["migration"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_closeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3232,6 +4003,36 @@ func (ec *executionContext) field_Mutation_depositMoney_args(ctx context.Context
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deprecateEventSchema_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "version",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNInt2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["version"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "deprecated",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["deprecated"] = arg2
 	return args, nil
 }
 
@@ -3288,6 +4089,74 @@ func (ec *executionContext) field_Mutation_rebuildProjection_args(ctx context.Co
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_registerEventMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "fromVersion",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNInt2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["fromVersion"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "operations",
+		func(ctx context.Context, v any) ([]*model.MigrationOperationInput, error) {
+			return ec.unmarshalNMigrationOperationInput2ᚕᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["operations"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_registerEventSchema_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "schema",
+		func(ctx context.Context, v any) (model.JSON, error) {
+			return ec.unmarshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schema"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "compatibility",
+		func(ctx context.Context, v any) (*model.Compatibility, error) {
+			return ec.unmarshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["compatibility"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "migration",
+		func(ctx context.Context, v any) ([]*model.MigrationOperationInput, error) {
+			return ec.unmarshalOMigrationOperationInput2ᚕᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["migration"] = arg3
 	return args, nil
 }
 
@@ -3358,6 +4227,28 @@ func (ec *executionContext) field_Mutation_retryProjection_args(ctx context.Cont
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setEventCompatibility_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "mode",
+		func(ctx context.Context, v any) (model.Compatibility, error) {
+			return ec.unmarshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["mode"] = arg1
 	return args, nil
 }
 
@@ -3638,6 +4529,42 @@ func (ec *executionContext) field_Query_customerOrders_args(ctx context.Context,
 		return nil, err
 	}
 	args["atLeast"] = arg4
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_eventSchemaHistory_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_eventSchema_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "version",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["version"] = arg1
 	return args, nil
 }
 
@@ -5280,7 +6207,7 @@ func (ec *executionContext) _Event_schemaVersion(ctx context.Context, field grap
 			return ec.fieldContext_Event_schemaVersion(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.SchemaVersion, nil
+			return ec.Resolvers.Event().SchemaVersion(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
@@ -5291,6 +6218,29 @@ func (ec *executionContext) _Event_schemaVersion(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Event_schemaVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Event", field, true, true, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _Event_storedSchemaVersion(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Event_storedSchemaVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoredSchemaVersion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Event_storedSchemaVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type Int does not have child fields"))
 }
 
@@ -5303,7 +6253,8 @@ func (ec *executionContext) _Event_data(ctx context.Context, field graphql.Colle
 			return ec.fieldContext_Event_data(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Data, nil
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Event().Data(ctx, obj, fc.Args["asVersion"].(*int))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v model.JSON) graphql.Marshaler {
@@ -5313,8 +6264,28 @@ func (ec *executionContext) _Event_data(ctx context.Context, field graphql.Colle
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Event_data(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type JSON does not have child fields"))
+func (ec *executionContext) fieldContext_Event_data(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Event",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type JSON does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Event_data_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Event_metadata(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -5462,6 +6433,337 @@ func (ec *executionContext) _EventPage_hasMore(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_EventPage_hasMore(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("EventPage", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_type(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_version(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_schema(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_schema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schema, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.JSON) graphql.Marshaler {
+			return ec.marshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_schema(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type JSON does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_fingerprint(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_fingerprint(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fingerprint, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_fingerprint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_deprecated(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_deprecated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deprecated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_deprecated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_migration(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_migration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Migration, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.JSON) graphql.Marshaler {
+			return ec.marshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_migration(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type JSON does not have child fields"))
+}
+
+func (ec *executionContext) _EventSchema_goUpcaster(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventSchema_goUpcaster(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GoUpcaster, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventSchema_goUpcaster(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _EventType_name(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _EventType_compatibility(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_compatibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Compatibility, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Compatibility) graphql.Marshaler {
+			return ec.marshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_compatibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Compatibility does not have child fields"))
+}
+
+func (ec *executionContext) _EventType_latestVersion(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_latestVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LatestVersion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_latestVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _EventType_versions(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_versions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Versions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventSchema) graphql.Marshaler {
+			return ec.marshalNEventSchema2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventSchemaᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_versions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EventType",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventSchema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EventType_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _EventType_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventType_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventType_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
 func (ec *executionContext) _Mutation_appendEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -6520,6 +7822,226 @@ func (ec *executionContext) fieldContext_Mutation_skipProjectionEvent(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_registerEventSchema(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_registerEventSchema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RegisterEventSchema(ctx, fc.Args["type"].(string), fc.Args["schema"].(model.JSON), fc.Args["compatibility"].(*model.Compatibility), fc.Args["migration"].([]*model.MigrationOperationInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
+			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_registerEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchemaVerdict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_registerEventSchema_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_registerEventMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_registerEventMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RegisterEventMigration(ctx, fc.Args["type"].(string), fc.Args["fromVersion"].(int), fc.Args["operations"].([]*model.MigrationOperationInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
+			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_registerEventMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchemaVerdict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_registerEventMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_checkEventSchema(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_checkEventSchema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CheckEventSchema(ctx, fc.Args["type"].(string), fc.Args["schema"].(model.JSON), fc.Args["compatibility"].(*model.Compatibility), fc.Args["migration"].([]*model.MigrationOperationInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
+			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_checkEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchemaVerdict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_checkEventSchema_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setEventCompatibility(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setEventCompatibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetEventCompatibility(ctx, fc.Args["type"].(string), fc.Args["mode"].(model.Compatibility))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.EventType) graphql.Marshaler {
+			return ec.marshalNEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setEventCompatibility(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventType(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setEventCompatibility_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deprecateEventSchema(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deprecateEventSchema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeprecateEventSchema(ctx, fc.Args["type"].(string), fc.Args["version"].(int), fc.Args["deprecated"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
+			return ec.marshalNEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deprecateEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventSchema(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deprecateEventSchema_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Order_id(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6632,6 +8154,52 @@ func (ec *executionContext) _Order_total(ctx context.Context, field graphql.Coll
 	)
 }
 func (ec *executionContext) fieldContext_Order_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
+}
+
+func (ec *executionContext) _Order_subtotal(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_subtotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subtotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
+			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_subtotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
+}
+
+func (ec *executionContext) _Order_tax(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_tax(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tax, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
+			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_tax(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
 }
 
@@ -8656,6 +10224,126 @@ func (ec *executionContext) fieldContext_Query_projections(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_eventTypes(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_eventTypes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().EventTypes(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventType) graphql.Marshaler {
+			return ec.marshalNEventType2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventTypeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_eventTypes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventType(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_eventSchema(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_eventSchema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().EventSchema(ctx, fc.Args["type"].(string), fc.Args["version"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
+			return ec.marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_eventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventSchema(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_eventSchema_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_eventSchemaHistory(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_eventSchemaHistory(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().EventSchemaHistory(ctx, fc.Args["type"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventSchema) graphql.Marshaler {
+			return ec.marshalNEventSchema2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventSchemaᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_eventSchemaHistory(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventSchema(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_eventSchemaHistory_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_accountAt(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8815,6 +10503,580 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReplayFailure_eventId(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayFailure_eventId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayFailure_eventId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _ReplayFailure_position(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayFailure_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayFailure_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type Position does not have child fields"))
+}
+
+func (ec *executionContext) _ReplayFailure_version(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayFailure_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayFailure_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _ReplayFailure_problems(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayFailure_problems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Problems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SchemaProblem) graphql.Marshaler {
+			return ec.marshalNSchemaProblem2ᚕᚖcqrsgateᚋgraphᚋmodelᚐSchemaProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayFailure_problems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReplayFailure",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchemaProblem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReplayedVersion_version(ctx context.Context, field graphql.CollectedField, obj *model.ReplayedVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayedVersion_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayedVersion_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _ReplayedVersion_stored(ctx context.Context, field graphql.CollectedField, obj *model.ReplayedVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayedVersion_stored(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stored, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
+			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayedVersion_stored(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Long does not have child fields"))
+}
+
+func (ec *executionContext) _ReplayedVersion_checked(ctx context.Context, field graphql.CollectedField, obj *model.ReplayedVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayedVersion_checked(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Checked, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayedVersion_checked(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaIncompatibility_version(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaIncompatibility_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaIncompatibility_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaIncompatibility_direction(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaIncompatibility_direction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Direction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaIncompatibility_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaIncompatibility_path(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaIncompatibility_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaIncompatibility_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaIncompatibility_reason(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaIncompatibility_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaIncompatibility_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaProblem_path(ctx context.Context, field graphql.CollectedField, obj *model.SchemaProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaProblem_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaProblem_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaProblem_message(ctx context.Context, field graphql.CollectedField, obj *model.SchemaProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaProblem_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaProblem_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_type(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_version(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_compatible(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_compatible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Compatible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_compatible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_compatibility(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_compatibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Compatibility, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Compatibility) graphql.Marshaler {
+			return ec.marshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_compatibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Compatibility does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_unchanged(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_unchanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unchanged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_unchanged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_incompatibilities(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_incompatibilities(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Incompatibilities, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SchemaIncompatibility) graphql.Marshaler {
+			return ec.marshalNSchemaIncompatibility2ᚕᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibilityᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_incompatibilities(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchemaVerdict",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchemaIncompatibility(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchemaVerdict_replayed(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_replayed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Replayed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReplayedVersion) graphql.Marshaler {
+			return ec.marshalNReplayedVersion2ᚕᚖcqrsgateᚋgraphᚋmodelᚐReplayedVersionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_replayed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchemaVerdict",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReplayedVersion(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchemaVerdict_failures(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_failures(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failures, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReplayFailure) graphql.Marshaler {
+			return ec.marshalNReplayFailure2ᚕᚖcqrsgateᚋgraphᚋmodelᚐReplayFailureᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_failures(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchemaVerdict",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReplayFailure(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchemaVerdict_failedEvents(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_failedEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailedEvents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_failedEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _SchemaVerdict_schema(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchemaVerdict_schema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schema, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
+			return ec.marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SchemaVerdict_schema(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchemaVerdict",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventSchema(ctx, field)
 		},
 	}
 	return fc, nil
@@ -11015,10 +13277,6 @@ func (ec *executionContext) unmarshalInputEventInput(ctx context.Context, obj an
 		asMap[k] = v
 	}
 
-	if _, present := asMap["version"]; !present {
-		asMap["version"] = 1
-	}
-
 	fieldsInOrder := [...]string{"id", "type", "version", "data", "metadata"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
@@ -11112,6 +13370,71 @@ func (ec *executionContext) unmarshalInputFreezeAccountInput(ctx context.Context
 				return it, err
 			}
 			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+func (ec *executionContext) unmarshalInputMigrationOperationInput(ctx context.Context, obj any) (model.MigrationOperationInput, error) {
+	var it model.MigrationOperationInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"op", "path", "from", "value", "map", "expr"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "op":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("op"))
+			data, err := ec.unmarshalNMigrationOp2cqrsgateᚋgraphᚋmodelᚐMigrationOp(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Op = data
+		case "path":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("path"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Path = data
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		case "map":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("map"))
+			data, err := ec.unmarshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Map = data
+		case "expr":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expr"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Expr = data
 		}
 	}
 	return it, nil
@@ -12220,47 +14543,118 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 		case "id":
 			out.Values[i] = ec._Event_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "streamId":
 			out.Values[i] = ec._Event_streamId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "streamVersion":
 			out.Values[i] = ec._Event_streamVersion(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "position":
 			out.Values[i] = ec._Event_position(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "type":
 			out.Values[i] = ec._Event_type(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "schemaVersion":
-			out.Values[i] = ec._Event_schemaVersion(ctx, field, obj)
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Event_schemaVersion(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+		case "storedSchemaVersion":
+			out.Values[i] = ec._Event_storedSchemaVersion(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "data":
-			out.Values[i] = ec._Event_data(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Event_data(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "metadata":
 			out.Values[i] = ec._Event_metadata(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "recordedAt":
 			out.Values[i] = ec._Event_recordedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -12312,6 +14706,142 @@ func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet
 			}
 		case "hasMore":
 			out.Values[i] = ec._EventPage_hasMore(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var eventSchemaImplementors = []string{"EventSchema"}
+
+func (ec *executionContext) _EventSchema(ctx context.Context, sel ast.SelectionSet, obj *model.EventSchema) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eventSchemaImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EventSchema")
+		case "type":
+			out.Values[i] = ec._EventSchema_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._EventSchema_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schema":
+			out.Values[i] = ec._EventSchema_schema(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fingerprint":
+			out.Values[i] = ec._EventSchema_fingerprint(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deprecated":
+			out.Values[i] = ec._EventSchema_deprecated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._EventSchema_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "migration":
+			out.Values[i] = ec._EventSchema_migration(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "goUpcaster":
+			out.Values[i] = ec._EventSchema_goUpcaster(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var eventTypeImplementors = []string{"EventType"}
+
+func (ec *executionContext) _EventType(ctx context.Context, sel ast.SelectionSet, obj *model.EventType) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eventTypeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EventType")
+		case "name":
+			out.Values[i] = ec._EventType_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "compatibility":
+			out.Values[i] = ec._EventType_compatibility(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "latestVersion":
+			out.Values[i] = ec._EventType_latestVersion(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "versions":
+			out.Values[i] = ec._EventType_versions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._EventType_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._EventType_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -12524,6 +15054,41 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "registerEventSchema":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_registerEventSchema(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "registerEventMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_registerEventMigration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkEventSchema":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_checkEventSchema(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setEventCompatibility":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setEventCompatibility(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deprecateEventSchema":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deprecateEventSchema(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12579,6 +15144,16 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "total":
 			out.Values[i] = ec._Order_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subtotal":
+			out.Values[i] = ec._Order_subtotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tax":
+			out.Values[i] = ec._Order_tax(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13572,6 +16147,72 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "eventTypes":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_eventTypes(ctx, field)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "eventSchema":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_eventSchema(ctx, field)
+				if res == graphql.RequiredNull {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "eventSchemaHistory":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_eventSchemaHistory(ctx, field)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
 		case "accountAt":
 			field := field
 
@@ -13629,6 +16270,286 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var replayFailureImplementors = []string{"ReplayFailure"}
+
+func (ec *executionContext) _ReplayFailure(ctx context.Context, sel ast.SelectionSet, obj *model.ReplayFailure) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, replayFailureImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReplayFailure")
+		case "eventId":
+			out.Values[i] = ec._ReplayFailure_eventId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._ReplayFailure_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._ReplayFailure_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "problems":
+			out.Values[i] = ec._ReplayFailure_problems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var replayedVersionImplementors = []string{"ReplayedVersion"}
+
+func (ec *executionContext) _ReplayedVersion(ctx context.Context, sel ast.SelectionSet, obj *model.ReplayedVersion) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, replayedVersionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReplayedVersion")
+		case "version":
+			out.Values[i] = ec._ReplayedVersion_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stored":
+			out.Values[i] = ec._ReplayedVersion_stored(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checked":
+			out.Values[i] = ec._ReplayedVersion_checked(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var schemaIncompatibilityImplementors = []string{"SchemaIncompatibility"}
+
+func (ec *executionContext) _SchemaIncompatibility(ctx context.Context, sel ast.SelectionSet, obj *model.SchemaIncompatibility) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, schemaIncompatibilityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SchemaIncompatibility")
+		case "version":
+			out.Values[i] = ec._SchemaIncompatibility_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "direction":
+			out.Values[i] = ec._SchemaIncompatibility_direction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "path":
+			out.Values[i] = ec._SchemaIncompatibility_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._SchemaIncompatibility_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var schemaProblemImplementors = []string{"SchemaProblem"}
+
+func (ec *executionContext) _SchemaProblem(ctx context.Context, sel ast.SelectionSet, obj *model.SchemaProblem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, schemaProblemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SchemaProblem")
+		case "path":
+			out.Values[i] = ec._SchemaProblem_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._SchemaProblem_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var schemaVerdictImplementors = []string{"SchemaVerdict"}
+
+func (ec *executionContext) _SchemaVerdict(ctx context.Context, sel ast.SelectionSet, obj *model.SchemaVerdict) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, schemaVerdictImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SchemaVerdict")
+		case "type":
+			out.Values[i] = ec._SchemaVerdict_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._SchemaVerdict_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "compatible":
+			out.Values[i] = ec._SchemaVerdict_compatible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "compatibility":
+			out.Values[i] = ec._SchemaVerdict_compatibility(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unchanged":
+			out.Values[i] = ec._SchemaVerdict_unchanged(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "incompatibilities":
+			out.Values[i] = ec._SchemaVerdict_incompatibilities(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "replayed":
+			out.Values[i] = ec._SchemaVerdict_replayed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failures":
+			out.Values[i] = ec._SchemaVerdict_failures(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failedEvents":
+			out.Values[i] = ec._SchemaVerdict_failedEvents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schema":
+			out.Values[i] = ec._SchemaVerdict_schema(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -14421,6 +17342,16 @@ func (ec *executionContext) marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐ
 	return ec._CommandResult(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, v any) (model.Compatibility, error) {
+	var res model.Compatibility
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, sel ast.SelectionSet, v model.Compatibility) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNConfirmOrderInput2cqrsgateᚋgraphᚋmodelᚐConfirmOrderInput(ctx context.Context, v any) (model.ConfirmOrderInput, error) {
 	res, err := ec.unmarshalInputConfirmOrderInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14484,6 +17415,58 @@ func (ec *executionContext) marshalNEventPage2ᚖcqrsgateᚋgraphᚋmodelᚐEven
 		return graphql.Null
 	}
 	return ec._EventPage(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEventSchema2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventSchemaᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EventSchema) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx context.Context, sel ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._EventSchema(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEventType2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EventType) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx context.Context, sel ast.SelectionSet, v *model.EventType) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._EventType(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
@@ -14563,6 +17546,35 @@ func (ec *executionContext) unmarshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx c
 
 func (ec *executionContext) marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx context.Context, sel ast.SelectionSet, v model.Long) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNMigrationOp2cqrsgateᚋgraphᚋmodelᚐMigrationOp(ctx context.Context, v any) (model.MigrationOp, error) {
+	var res model.MigrationOp
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMigrationOp2cqrsgateᚋgraphᚋmodelᚐMigrationOp(ctx context.Context, sel ast.SelectionSet, v model.MigrationOp) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNMigrationOperationInput2ᚕᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInputᚄ(ctx context.Context, v any) ([]*model.MigrationOperationInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.MigrationOperationInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNMigrationOperationInput2ᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNMigrationOperationInput2ᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInput(ctx context.Context, v any) (*model.MigrationOperationInput, error) {
+	res, err := ec.unmarshalInputMigrationOperationInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNOpenAccountInput2cqrsgateᚋgraphᚋmodelᚐOpenAccountInput(ctx context.Context, v any) (model.OpenAccountInput, error) {
@@ -14811,6 +17823,58 @@ func (ec *executionContext) unmarshalNRemoveOrderItemInput2cqrsgateᚋgraphᚋmo
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNReplayFailure2ᚕᚖcqrsgateᚋgraphᚋmodelᚐReplayFailureᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReplayFailure) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReplayFailure2ᚖcqrsgateᚋgraphᚋmodelᚐReplayFailure(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReplayFailure2ᚖcqrsgateᚋgraphᚋmodelᚐReplayFailure(ctx context.Context, sel ast.SelectionSet, v *model.ReplayFailure) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._ReplayFailure(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReplayedVersion2ᚕᚖcqrsgateᚋgraphᚋmodelᚐReplayedVersionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReplayedVersion) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReplayedVersion2ᚖcqrsgateᚋgraphᚋmodelᚐReplayedVersion(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReplayedVersion2ᚖcqrsgateᚋgraphᚋmodelᚐReplayedVersion(ctx context.Context, sel ast.SelectionSet, v *model.ReplayedVersion) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._ReplayedVersion(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNReserveStockInput2cqrsgateᚋgraphᚋmodelᚐReserveStockInput(ctx context.Context, v any) (model.ReserveStockInput, error) {
 	res, err := ec.unmarshalInputReserveStockInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14829,6 +17893,68 @@ func (ec *executionContext) unmarshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx c
 
 func (ec *executionContext) marshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNSchemaIncompatibility2ᚕᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibilityᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchemaIncompatibility) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSchemaIncompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibility(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSchemaIncompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibility(ctx context.Context, sel ast.SelectionSet, v *model.SchemaIncompatibility) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._SchemaIncompatibility(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSchemaProblem2ᚕᚖcqrsgateᚋgraphᚋmodelᚐSchemaProblemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchemaProblem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSchemaProblem2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaProblem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSchemaProblem2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaProblem(ctx context.Context, sel ast.SelectionSet, v *model.SchemaProblem) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._SchemaProblem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx context.Context, sel ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._SchemaVerdict(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNShipOrderInput2cqrsgateᚋgraphᚋmodelᚐShipOrderInput(ctx context.Context, v any) (model.ShipOrderInput, error) {
@@ -15141,6 +18267,29 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) unmarshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, v any) (*model.Compatibility, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.Compatibility)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, sel ast.SelectionSet, v *model.Compatibility) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx context.Context, sel ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._EventSchema(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -15207,6 +18356,23 @@ func (ec *executionContext) marshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx 
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOMigrationOperationInput2ᚕᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInputᚄ(ctx context.Context, v any) ([]*model.MigrationOperationInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.MigrationOperationInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNMigrationOperationInput2ᚖcqrsgateᚋgraphᚋmodelᚐMigrationOperationInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func (ec *executionContext) marshalOOrder2ᚖcqrsgateᚋgraphᚋmodelᚐOrder(ctx context.Context, sel ast.SelectionSet, v *model.Order) graphql.Marshaler {

@@ -181,34 +181,12 @@ type DepositMoneyInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
-// An event as stored in the log.
-type Event struct {
-	// The event id (a UUID).
-	ID string `json:"id"`
-	// The stream the event belongs to.
-	StreamID string `json:"streamId"`
-	// The event's 1-based number within its stream.
-	StreamVersion int `json:"streamVersion"`
-	// The event's place in the global log.
-	Position Position `json:"position"`
-	// The event type, e.g. AccountOpened.
-	Type string `json:"type"`
-	// The version of the type's payload schema.
-	SchemaVersion int `json:"schemaVersion"`
-	// The payload.
-	Data JSON `json:"data"`
-	// Correlation id, causation id, actor and anything else the writer recorded.
-	Metadata JSON `json:"metadata"`
-	// When the event was stored.
-	RecordedAt time.Time `json:"recordedAt"`
-}
-
 // An event to append.
 type EventInput struct {
 	// A UUID; generated when absent. Re-sending a stored id with the same content is an idempotent retry.
 	ID   *string `json:"id,omitempty"`
 	Type string  `json:"type"`
-	// The payload schema version (default 1).
+	// The payload schema version (default: the latest registered for the type, or 1).
 	Version *int `json:"version,omitempty"`
 	// A JSON object.
 	Data JSON `json:"data"`
@@ -227,11 +205,48 @@ type EventPage struct {
 	HasMore bool `json:"hasMore"`
 }
 
+// One version of an event type's JSON Schema (draft-07).
+type EventSchema struct {
+	Type    string `json:"type"`
+	Version int    `json:"version"`
+	Schema  JSON   `json:"schema"`
+	// SHA-256 of the schema as stored (compact JSON).
+	Fingerprint string `json:"fingerprint"`
+	// A deprecated version is still read (and migrated) but no longer accepted on append.
+	Deprecated bool      `json:"deprecated"`
+	CreatedAt  time.Time `json:"createdAt"`
+	// The declarative migration from the previous version (a list of operations), or null.
+	Migration JSON `json:"migration,omitempty"`
+	// True when a migration written in Go performs the step from the previous version.
+	GoUpcaster bool `json:"goUpcaster"`
+}
+
+// An event type known to the schema registry.
+type EventType struct {
+	Name          string        `json:"name"`
+	Compatibility Compatibility `json:"compatibility"`
+	LatestVersion int           `json:"latestVersion"`
+	// Every version, oldest first.
+	Versions  []*EventSchema `json:"versions"`
+	CreatedAt time.Time      `json:"createdAt"`
+	UpdatedAt time.Time      `json:"updatedAt"`
+}
+
 type FreezeAccountInput struct {
 	AccountID       string  `json:"accountId"`
 	Reason          string  `json:"reason"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// One operation of a declarative migration. Paths are JSON Pointers such as /customer/name.
+type MigrationOperationInput struct {
+	Op    MigrationOp `json:"op"`
+	Path  *string     `json:"path,omitempty"`
+	From  *string     `json:"from,omitempty"`
+	Value JSON        `json:"value,omitempty"`
+	Map   JSON        `json:"map,omitempty"`
+	Expr  *string     `json:"expr,omitempty"`
 }
 
 type Mutation struct {
@@ -259,8 +274,12 @@ type Order struct {
 	CustomerID string `json:"customerId"`
 	Currency   string `json:"currency"`
 	// OPEN, SUBMITTED, CONFIRMED, SHIPPED or CANCELLED.
-	Status    string    `json:"status"`
-	Total     Long      `json:"total"`
+	Status string `json:"status"`
+	Total  Long   `json:"total"`
+	// The items' total, set when the order is submitted (0 before).
+	Subtotal Long `json:"subtotal"`
+	// Tax, set when the order is submitted (0 before; there are no tax rules yet).
+	Tax       Long      `json:"tax"`
 	ItemCount int       `json:"itemCount"`
 	PlacedAt  time.Time `json:"placedAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -412,6 +431,22 @@ type RemoveOrderItemInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
+// A stored event that would not read as the new version.
+type ReplayFailure struct {
+	EventID  string   `json:"eventId"`
+	Position Position `json:"position"`
+	// The version it is stored with.
+	Version  int              `json:"version"`
+	Problems []*SchemaProblem `json:"problems"`
+}
+
+// How many stored events of one version a check replayed.
+type ReplayedVersion struct {
+	Version int  `json:"version"`
+	Stored  Long `json:"stored"`
+	Checked int  `json:"checked"`
+}
+
 type ReserveStockInput struct {
 	Sku string `json:"sku"`
 	// The order the stock is held for; one reservation per order.
@@ -427,6 +462,42 @@ type RestockProductInput struct {
 	Quantity        int     `json:"quantity"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// A reason a schema change is not compatible.
+type SchemaIncompatibility struct {
+	// The earlier version compared with.
+	Version int `json:"version"`
+	// BACKWARD (the new version reading that version's data) or FORWARD (that version reading the new one's).
+	Direction string `json:"direction"`
+	// A JSON Pointer into the data; /* stands for every element or additional property.
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// What is wrong at a place in an event's data.
+type SchemaProblem struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// The outcome of checking (and, for a registration, applying) a schema change.
+type SchemaVerdict struct {
+	Type string `json:"type"`
+	// The version the schema gets, or would get.
+	Version int `json:"version"`
+	// True when the change is (or would be) accepted.
+	Compatible    bool          `json:"compatible"`
+	Compatibility Compatibility `json:"compatibility"`
+	// True when the schema is the latest version already: nothing was registered.
+	Unchanged         bool                     `json:"unchanged"`
+	Incompatibilities []*SchemaIncompatibility `json:"incompatibilities"`
+	Replayed          []*ReplayedVersion       `json:"replayed"`
+	// Stored events that would not read as the new version (the first 20).
+	Failures     []*ReplayFailure `json:"failures"`
+	FailedEvents int              `json:"failedEvents"`
+	// The registered version; null for a dry run.
+	Schema *EventSchema `json:"schema,omitempty"`
 }
 
 type ShipOrderInput struct {
@@ -490,6 +561,150 @@ type WithdrawMoneyInput struct {
 	Amount          Long    `json:"amount"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+}
+
+// How a new schema version of an event type must relate to earlier ones
+// (checked structurally, like established schema registries do):
+// BACKWARD: the new version reads data written with the previous one;
+// FORWARD: the previous version reads data written with the new one;
+// FULL: both. The _TRANSITIVE forms check against every earlier version,
+// not only the previous. NONE: no structural check. Whatever the mode,
+// stored events must still read (migrated) as the new version.
+type Compatibility string
+
+const (
+	CompatibilityBackward           Compatibility = "BACKWARD"
+	CompatibilityBackwardTransitive Compatibility = "BACKWARD_TRANSITIVE"
+	CompatibilityForward            Compatibility = "FORWARD"
+	CompatibilityForwardTransitive  Compatibility = "FORWARD_TRANSITIVE"
+	CompatibilityFull               Compatibility = "FULL"
+	CompatibilityFullTransitive     Compatibility = "FULL_TRANSITIVE"
+	CompatibilityNone               Compatibility = "NONE"
+)
+
+var AllCompatibility = []Compatibility{
+	CompatibilityBackward,
+	CompatibilityBackwardTransitive,
+	CompatibilityForward,
+	CompatibilityForwardTransitive,
+	CompatibilityFull,
+	CompatibilityFullTransitive,
+	CompatibilityNone,
+}
+
+func (e Compatibility) IsValid() bool {
+	switch e {
+	case CompatibilityBackward, CompatibilityBackwardTransitive, CompatibilityForward, CompatibilityForwardTransitive, CompatibilityFull, CompatibilityFullTransitive, CompatibilityNone:
+		return true
+	}
+	return false
+}
+
+func (e Compatibility) String() string {
+	return string(e)
+}
+
+func (e *Compatibility) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Compatibility(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Compatibility", str)
+	}
+	return nil
+}
+
+func (e Compatibility) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Compatibility) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Compatibility) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The kinds of migration operation; see the README for each one's fields.
+type MigrationOp string
+
+const (
+	// Move the value at `from` to `path` (same as MOVE).
+	MigrationOpRename MigrationOp = "RENAME"
+	MigrationOpMove   MigrationOp = "MOVE"
+	MigrationOpCopy   MigrationOp = "COPY"
+	MigrationOpRemove MigrationOp = "REMOVE"
+	// Set `path` to `value` when it is absent or null.
+	MigrationOpDefault MigrationOp = "DEFAULT"
+	MigrationOpSet     MigrationOp = "SET"
+	// Replace the value at `path` when `map` (an object: old value to new value) has it.
+	MigrationOpMapValues MigrationOp = "MAP_VALUES"
+	// Set `path` to the value of the expression `expr` over the data.
+	MigrationOpCompute MigrationOp = "COMPUTE"
+)
+
+var AllMigrationOp = []MigrationOp{
+	MigrationOpRename,
+	MigrationOpMove,
+	MigrationOpCopy,
+	MigrationOpRemove,
+	MigrationOpDefault,
+	MigrationOpSet,
+	MigrationOpMapValues,
+	MigrationOpCompute,
+}
+
+func (e MigrationOp) IsValid() bool {
+	switch e {
+	case MigrationOpRename, MigrationOpMove, MigrationOpCopy, MigrationOpRemove, MigrationOpDefault, MigrationOpSet, MigrationOpMapValues, MigrationOpCompute:
+		return true
+	}
+	return false
+}
+
+func (e MigrationOp) String() string {
+	return string(e)
+}
+
+func (e *MigrationOp) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = MigrationOp(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid MigrationOp", str)
+	}
+	return nil
+}
+
+func (e MigrationOp) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *MigrationOp) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e MigrationOp) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type OrderSortField string

@@ -56,3 +56,14 @@ func Applied(ctx context.Context, q Querier, migrations fs.FS, versionTable stri
 	}
 	return int(v) >= len(files), nil
 }
+
+// Dir returns the directory dir of an embedded file system, where a
+// package keeps its migrations. It panics when dir is not there: the
+// embedded files are fixed at build time.
+func Dir(embedded fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(embedded, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}

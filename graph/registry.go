@@ -1,0 +1,189 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/model"
+	"cqrsgate/schemaregistry"
+)
+
+// registry returns the schema registry, or UNAVAILABLE in a handler
+// built without one.
+func (r *Resolver) registry() (*schemaregistry.Registry, error) {
+	if r.Schemas == nil {
+		return nil, &domain.Error{Code: domain.Unavailable, Message: "this gateway has no schema registry"}
+	}
+	return r.Schemas, nil
+}
+
+// eventData returns an event's data as version asVersion (nil: the latest)
+// and the version it is at.
+func (r *Resolver) eventData(ctx context.Context, e *model.Event, asVersion *int) (json.RawMessage, int, error) {
+	if r.Schemas == nil {
+		if asVersion != nil && *asVersion != e.StoredSchemaVersion {
+			return nil, 0, domain.InvalidField("asVersion", "this gateway has no schema registry to migrate events with")
+		}
+		return json.RawMessage(e.StoredData), e.StoredSchemaVersion, nil
+	}
+	target := 0
+	if asVersion != nil {
+		if *asVersion < 1 {
+			return nil, 0, domain.InvalidField("asVersion", "asVersion must be 1 or more, got %d", *asVersion)
+		}
+		target = *asVersion
+	}
+	data, v, err := r.Schemas.Upcast(ctx, e.Type, e.StoredSchemaVersion, json.RawMessage(e.StoredData), target)
+	if err != nil {
+		var regErr *schemaregistry.Error
+		if errors.As(err, &regErr) {
+			return nil, 0, err
+		}
+		// A migration failed or its result does not match the target
+		// schema: say which event, without internals.
+		return nil, 0, &domain.Error{Code: domain.Internal, Err: err,
+			Message: fmt.Sprintf("event %s (%s v%d) could not be migrated: %v", e.ID, e.Type, e.StoredSchemaVersion, errors.Unwrap(err))}
+	}
+	return data, v, nil
+}
+
+// schemaVersion is the version of an event's data as returned by default.
+func (r *Resolver) schemaVersion(e *model.Event) int {
+	if r.Schemas == nil {
+		return e.StoredSchemaVersion
+	}
+	if latest := r.Schemas.Latest(e.Type); latest > e.StoredSchemaVersion {
+		return latest
+	}
+	return e.StoredSchemaVersion
+}
+
+func toOps(in []*model.MigrationOperationInput) ([]schemaregistry.Op, error) {
+	if in == nil {
+		return nil, nil
+	}
+	names := map[model.MigrationOp]string{
+		model.MigrationOpRename: "rename", model.MigrationOpMove: "move", model.MigrationOpCopy: "copy", model.MigrationOpRemove: "remove",
+		model.MigrationOpDefault: "default", model.MigrationOpSet: "set", model.MigrationOpMapValues: "mapValues", model.MigrationOpCompute: "compute",
+	}
+	ops := make([]schemaregistry.Op, len(in))
+	for i, o := range in {
+		op := schemaregistry.Op{Op: names[o.Op], Value: json.RawMessage(o.Value)}
+		if o.Path != nil {
+			op.Path = *o.Path
+		}
+		if o.From != nil {
+			op.From = *o.From
+		}
+		if o.Expr != nil {
+			op.Expr = *o.Expr
+		}
+		if o.Map != nil {
+			if err := json.Unmarshal(o.Map, &op.Map); err != nil {
+				return nil, domain.InvalidField(fmt.Sprintf("operations.%d.map", i), "map must be a JSON object (old value to new value)")
+			}
+		}
+		ops[i] = op
+	}
+	return ops, nil
+}
+
+func toSchemaInfo(v schemaregistry.VersionInfo) *model.EventSchema {
+	s := &model.EventSchema{
+		Type: v.Type, Version: v.Version, Schema: model.JSON(v.Schema), Fingerprint: v.Fingerprint,
+		Deprecated: v.Deprecated, CreatedAt: v.CreatedAt, GoUpcaster: v.GoUpcaster,
+	}
+	if v.Migration != nil {
+		raw, _ := json.Marshal(v.Migration)
+		s.Migration = model.JSON(raw)
+	}
+	return s
+}
+
+func toVerdict(v schemaregistry.Verdict) *model.SchemaVerdict {
+	out := &model.SchemaVerdict{
+		Type: v.Type, Version: v.Version, Compatible: v.Compatible, Compatibility: model.Compatibility(v.Mode), Unchanged: v.Unchanged,
+		FailedEvents:      v.FailedEvents,
+		Incompatibilities: []*model.SchemaIncompatibility{}, Replayed: []*model.ReplayedVersion{}, Failures: []*model.ReplayFailure{},
+	}
+	for _, in := range v.Incompatibilities {
+		out.Incompatibilities = append(out.Incompatibilities, &model.SchemaIncompatibility{Version: in.Version, Direction: in.Direction, Path: in.Path, Reason: in.Reason})
+	}
+	for _, rp := range v.Replayed {
+		out.Replayed = append(out.Replayed, &model.ReplayedVersion{Version: rp.Version, Stored: model.Long(rp.Stored), Checked: rp.Checked})
+	}
+	for _, f := range v.Failures {
+		rf := &model.ReplayFailure{EventID: f.EventID, Position: model.Position(f.Position), Version: f.Version, Problems: []*model.SchemaProblem{}}
+		for _, p := range f.Problems {
+			rf.Problems = append(rf.Problems, &model.SchemaProblem{Path: p.Path, Message: p.Message})
+		}
+		out.Failures = append(out.Failures, rf)
+	}
+	return out
+}
+
+func (r *Resolver) eventType(ctx context.Context, reg *schemaregistry.Registry, name string) (*model.EventType, error) {
+	for _, t := range reg.Types() {
+		if t.Type != name {
+			continue
+		}
+		history, err := reg.History(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		et := &model.EventType{Name: t.Type, Compatibility: model.Compatibility(t.Compatibility), LatestVersion: t.Latest,
+			CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Versions: make([]*model.EventSchema, len(history))}
+		for i, v := range history {
+			et.Versions[i] = toSchemaInfo(v)
+		}
+		return et, nil
+	}
+	return nil, domain.Errorf(domain.NotFound, "event type %q has no schema", name)
+}
+
+// reads returns the store to read events from as stored (the Event
+// resolvers migrate their data to the version asked for).
+func (r *Resolver) reads() eventstore.Store {
+	if s, ok := r.Store.(*eventstore.Schematized); ok {
+		return s.Raw()
+	}
+	return r.Store
+}
+
+// registerSchema registers (or, with dry, checks) a schema version.
+func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput, dry bool) (*model.SchemaVerdict, error) {
+	reg, err := r.registry()
+	if err != nil {
+		return nil, err
+	}
+	ops, err := toOps(migration)
+	if err != nil {
+		return nil, err
+	}
+	in := schemaregistry.Registration{Type: typ, Schema: json.RawMessage(schema), Migration: ops}
+	if compatibility != nil {
+		in.Compatibility = schemaregistry.Mode(*compatibility)
+	}
+	if dry {
+		v, err := reg.Check(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return toVerdict(v), nil
+	}
+	v, err := reg.Register(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out := toVerdict(v)
+	info, err := reg.Schema(ctx, typ, v.Version)
+	if err != nil {
+		return nil, err
+	}
+	out.Schema = toSchemaInfo(info)
+	return out, nil
+}

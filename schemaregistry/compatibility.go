@@ -1,0 +1,597 @@
+package schemaregistry
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Mode is a compatibility mode of an event type.
+type Mode string
+
+// The compatibility modes, as established schema registries name them.
+const (
+	Backward           Mode = "BACKWARD"            // the new version reads data written with the previous one
+	BackwardTransitive Mode = "BACKWARD_TRANSITIVE" // ... with every earlier version
+	Forward            Mode = "FORWARD"             // the previous version reads data written with the new one
+	ForwardTransitive  Mode = "FORWARD_TRANSITIVE"  // every earlier version reads data written with the new one
+	Full               Mode = "FULL"                // both, with the previous version
+	FullTransitive     Mode = "FULL_TRANSITIVE"     // both, with every earlier version
+	None               Mode = "NONE"                // no structural check
+)
+
+var modes = []Mode{Backward, BackwardTransitive, Forward, ForwardTransitive, Full, FullTransitive, None}
+
+// ParseMode reads a mode name (case-insensitive).
+func ParseMode(s string) (Mode, error) {
+	m := Mode(strings.ToUpper(strings.TrimSpace(s)))
+	if slices.Contains(modes, m) {
+		return m, nil
+	}
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = string(m)
+	}
+	return "", fmt.Errorf("unknown compatibility mode %q: use %s", s, strings.Join(names, ", "))
+}
+
+func (m Mode) backward() bool {
+	return m == Backward || m == BackwardTransitive || m == Full || m == FullTransitive
+}
+
+func (m Mode) forward() bool {
+	return m == Forward || m == ForwardTransitive || m == Full || m == FullTransitive
+}
+
+func (m Mode) transitive() bool {
+	return m == BackwardTransitive || m == ForwardTransitive || m == FullTransitive
+}
+
+// Incompatibility is one reason a schema change is not compatible.
+type Incompatibility struct {
+	// Version is the earlier version the new schema was compared with.
+	Version int `json:"version"`
+	// Direction is "BACKWARD" (the new schema reading data of Version) or
+	// "FORWARD" (Version reading data of the new schema).
+	Direction string `json:"direction"`
+	// Path is a JSON Pointer into the data ("" for the root; "/*" stands for
+	// every array element or additional property).
+	Path string `json:"path"`
+	// Reason says what changed.
+	Reason string `json:"reason"`
+}
+
+// CheckCompatibility checks schema next against the earlier versions
+// previous (previous[0] is version 1; next would be version
+// len(previous)+1) under mode. Non-transitive modes compare with the
+// latest version only. The BACKWARD direction is not checked for the
+// versions in skipBackward: their data is transformed by a migration on
+// its way to next (the registry replays it instead). Schemas are decoded
+// JSON. The result is nil when compatible, otherwise sorted by version,
+// direction and path.
+//
+// The rules are structural and conservative: a writer schema W is readable
+// by a reader schema R when every instance valid under W is valid under R.
+// Types may widen (integer to number), enums gain values, bounds loosen,
+// and required properties become optional, in the reading direction; a
+// closed content model (additionalProperties: false) may gain optional
+// properties that an open one may not (an open writer may already carry
+// them with any value); a property the reader requires must be required by
+// the writer. Keywords the rules do not understand ($ref, allOf, anyOf,
+// oneOf, not, if/then/else, patternProperties, ...) must be unchanged.
+func CheckCompatibility(mode Mode, previous []any, next any, skipBackward map[int]bool) []Incompatibility {
+	if mode == None || len(previous) == 0 {
+		return nil
+	}
+	first := len(previous)
+	if mode.transitive() {
+		first = 1
+	}
+	var out []Incompatibility
+	for v := first; v <= len(previous); v++ {
+		if mode.backward() && !skipBackward[v] {
+			for _, in := range Subsumes(previous[v-1], next) {
+				in.Version, in.Direction = v, "BACKWARD"
+				out = append(out, in)
+			}
+		}
+		if mode.forward() {
+			for _, in := range Subsumes(next, previous[v-1]) {
+				in.Version, in.Direction = v, "FORWARD"
+				out = append(out, in)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Version != b.Version {
+			return a.Version < b.Version
+		}
+		if a.Direction != b.Direction {
+			return a.Direction < b.Direction
+		}
+		return a.Path < b.Path
+	})
+	return out
+}
+
+// Subsumes reports the reasons why an instance valid under writer may be
+// invalid under reader; nil means every instance valid under writer is
+// valid under reader.
+func Subsumes(writer, reader any) []Incompatibility {
+	c := &comparer{}
+	c.schema(writer, reader, "", 0)
+	return c.out
+}
+
+type comparer struct{ out []Incompatibility }
+
+func (c *comparer) add(path, format string, args ...any) {
+	c.out = append(c.out, Incompatibility{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+// opaque keywords are compared for equality only.
+var opaque = []string{"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependencies",
+	"patternProperties", "propertyNames", "contains", "additionalItems", "definitions"}
+
+const maxDepth = 64
+
+func (c *comparer) schema(w, r any, path string, depth int) {
+	if depth > maxDepth {
+		c.add(path, "cannot prove compatible: the schema nests too deeply")
+		return
+	}
+	wb, wIsBool := w.(bool)
+	rb, rIsBool := r.(bool)
+	rm, _ := r.(map[string]any)
+	wm, _ := w.(map[string]any)
+	switch {
+	case rIsBool && rb, !rIsBool && rm != nil && acceptsAll(rm):
+		return // the reader accepts everything
+	case wIsBool && !wb:
+		return // the writer writes nothing
+	case rIsBool && !rb:
+		c.add(path, "the reader accepts nothing here")
+		return
+	case wIsBool && wb:
+		wm = map[string]any{}
+	}
+	if wm == nil || rm == nil {
+		c.add(path, "cannot prove compatible: not a schema")
+		return
+	}
+	for _, k := range opaque {
+		wv, wok := wm[k]
+		rv, rok := rm[k]
+		if (wok || rok) && !jsonEqual(wv, rv) {
+			c.add(path, "cannot prove compatible: %s differs", k)
+		}
+	}
+	if items, ok := wm["items"].([]any); ok && !jsonEqual(items, rm["items"]) {
+		c.add(path, "cannot prove compatible: items (a tuple) differs")
+	} else if items, ok := rm["items"].([]any); ok && !jsonEqual(items, wm["items"]) {
+		c.add(path, "cannot prove compatible: items (a tuple) differs")
+	}
+	wt, rt := typesOf(wm), typesOf(rm)
+	c.types(wm, wt, rt, path)
+	c.enum(wm, rm, path)
+	if mayBe(wt, "number") && mayBe(rt, "number") {
+		c.numbers(wm, rm, path)
+	}
+	if mayBe(wt, "string") && mayBe(rt, "string") {
+		c.lower(wm, rm, "minLength", path, "minimum length")
+		c.upper(wm, rm, "maxLength", path, "maximum length")
+		c.same(wm, rm, "pattern", path)
+		c.same(wm, rm, "format", path)
+	}
+	if mayBe(wt, "array") && mayBe(rt, "array") {
+		c.lower(wm, rm, "minItems", path, "minimum number of items")
+		c.upper(wm, rm, "maxItems", path, "maximum number of items")
+		if rm["uniqueItems"] == true && wm["uniqueItems"] != true {
+			c.add(path, "the reader requires unique items")
+		}
+		_, wTuple := wm["items"].([]any)
+		_, rTuple := rm["items"].([]any)
+		if !wTuple && !rTuple {
+			c.schema(orTrue(wm, "items"), orTrue(rm, "items"), path+"/*", depth+1)
+		}
+	}
+	if mayBe(wt, "object") && mayBe(rt, "object") {
+		c.object(wm, rm, path, depth)
+	}
+}
+
+// acceptsAll reports a schema without any constraint.
+func acceptsAll(m map[string]any) bool {
+	for k := range m {
+		if !annotation[k] {
+			return false
+		}
+	}
+	return true
+}
+
+var annotation = map[string]bool{"title": true, "description": true, "default": true, "examples": true, "$comment": true,
+	"$schema": true, "$id": true, "readOnly": true, "writeOnly": true, "deprecated": true}
+
+func orTrue(m map[string]any, k string) any {
+	if v, ok := m[k]; ok {
+		return v
+	}
+	return true
+}
+
+var allTypes = []string{"array", "boolean", "integer", "null", "number", "object", "string"}
+
+// typesOf returns the schema's types (nil: any type).
+func typesOf(m map[string]any) []string {
+	switch t := m["type"].(type) {
+	case string:
+		return []string{t}
+	case []any:
+		var out []string
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// mayBe reports whether a node of types ts may hold a value of kind (a
+// "number" kind includes integers).
+func mayBe(ts []string, kind string) bool {
+	if ts == nil {
+		return true
+	}
+	for _, t := range ts {
+		if t == kind || kind == "number" && t == "integer" {
+			return true
+		}
+	}
+	return false
+}
+
+func allows(rt []string, t string) bool {
+	return rt == nil || slices.Contains(rt, t) || t == "integer" && slices.Contains(rt, "number")
+}
+
+func (c *comparer) types(wm map[string]any, wt, rt []string, path string) {
+	if rt == nil {
+		return
+	}
+	if wt == nil {
+		// The writer allows any type, unless its enum says otherwise.
+		vals, ok := enumValues(wm)
+		if !ok {
+			c.add(path, "the reader restricts the type to %s; the writer allows any", strings.Join(rt, " or "))
+			return
+		}
+		for _, v := range vals {
+			if t := jsonType(v); !allows(rt, t) {
+				c.add(path, "the writer's value %s is a %s, which the reader does not allow", show(v), t)
+			}
+		}
+		return
+	}
+	for _, t := range wt {
+		if allows(rt, t) {
+			continue
+		}
+		if t == "number" && slices.Contains(rt, "integer") {
+			c.add(path, "type narrowed from number to integer")
+		} else {
+			c.add(path, "type %s is no longer allowed (the reader allows %s)", t, strings.Join(rt, " or "))
+		}
+	}
+}
+
+// enumValues returns the values a schema restricts its instances to.
+func enumValues(m map[string]any) ([]any, bool) {
+	if v, ok := m["const"]; ok {
+		return []any{v}, true
+	}
+	if e, ok := m["enum"].([]any); ok {
+		return e, true
+	}
+	return nil, false
+}
+
+func (c *comparer) enum(wm, rm map[string]any, path string) {
+	re, ok := rm["enum"].([]any)
+	if rc, isConst := rm["const"]; isConst {
+		re, ok = []any{rc}, true
+	}
+	if !ok {
+		return
+	}
+	wv, ok := enumValues(wm)
+	if !ok {
+		c.add(path, "the reader restricts the values to %s; the writer does not", show(re))
+		return
+	}
+	for _, v := range wv {
+		if !slices.ContainsFunc(re, func(x any) bool { return jsonEqual(x, v) }) {
+			c.add(path, "value %s is no longer allowed", show(v))
+		}
+	}
+}
+
+// bound is a numeric bound, exclusive or not.
+type bound struct {
+	v         *big.Rat
+	exclusive bool
+}
+
+func lowerBound(m map[string]any) *bound {
+	var b *bound
+	if v := number(m["minimum"]); v != nil {
+		b = &bound{v: v}
+	}
+	if v := number(m["exclusiveMinimum"]); v != nil && (b == nil || v.Cmp(b.v) >= 0) {
+		b = &bound{v: v, exclusive: true}
+	}
+	return b
+}
+
+func upperBound(m map[string]any) *bound {
+	var b *bound
+	if v := number(m["maximum"]); v != nil {
+		b = &bound{v: v}
+	}
+	if v := number(m["exclusiveMaximum"]); v != nil && (b == nil || v.Cmp(b.v) <= 0) {
+		b = &bound{v: v, exclusive: true}
+	}
+	return b
+}
+
+func (b *bound) String() string {
+	if b.exclusive {
+		return "exclusive " + b.v.RatString()
+	}
+	return b.v.RatString()
+}
+
+func (c *comparer) numbers(wm, rm map[string]any, path string) {
+	if rl := lowerBound(rm); rl != nil {
+		wl := lowerBound(wm)
+		switch cmp := 0; {
+		case wl == nil:
+			c.add(path, "the reader sets a minimum (%s) that the writer does not", rl)
+		default:
+			cmp = wl.v.Cmp(rl.v)
+			if cmp < 0 || cmp == 0 && rl.exclusive && !wl.exclusive {
+				c.add(path, "minimum raised from %s to %s", wl, rl)
+			}
+		}
+	}
+	if ru := upperBound(rm); ru != nil {
+		wu := upperBound(wm)
+		switch cmp := 0; {
+		case wu == nil:
+			c.add(path, "the reader sets a maximum (%s) that the writer does not", ru)
+		default:
+			cmp = wu.v.Cmp(ru.v)
+			if cmp > 0 || cmp == 0 && ru.exclusive && !wu.exclusive {
+				c.add(path, "maximum lowered from %s to %s", wu, ru)
+			}
+		}
+	}
+	if rmul := number(rm["multipleOf"]); rmul != nil && rmul.Sign() > 0 {
+		wmul := number(wm["multipleOf"])
+		if wmul == nil || !new(big.Rat).Quo(wmul, rmul).IsInt() {
+			c.add(path, "the reader requires multiples of %s", rmul.RatString())
+		}
+	}
+}
+
+// lower checks a lower-bound keyword (minLength, minItems, minProperties).
+func (c *comparer) lower(wm, rm map[string]any, k, path, what string) {
+	r := number(rm[k])
+	if r == nil {
+		return
+	}
+	if w := number(wm[k]); w == nil || w.Cmp(r) < 0 {
+		c.add(path, "%s raised from %s to %s", what, ratOr(w, "none"), r.RatString())
+	}
+}
+
+// upper checks an upper-bound keyword (maxLength, maxItems, maxProperties).
+func (c *comparer) upper(wm, rm map[string]any, k, path, what string) {
+	r := number(rm[k])
+	if r == nil {
+		return
+	}
+	if w := number(wm[k]); w == nil || w.Cmp(r) > 0 {
+		c.add(path, "%s lowered from %s to %s", what, ratOr(w, "none"), r.RatString())
+	}
+}
+
+func ratOr(r *big.Rat, none string) string {
+	if r == nil {
+		return none
+	}
+	return r.RatString()
+}
+
+func (c *comparer) same(wm, rm map[string]any, k, path string) {
+	r, ok := rm[k]
+	if ok && !jsonEqual(wm[k], r) {
+		if w, ok := wm[k]; ok {
+			c.add(path, "%s changed from %s to %s", k, show(w), show(r))
+		} else {
+			c.add(path, "the reader adds %s %s", k, show(r))
+		}
+	}
+}
+
+func (c *comparer) object(wm, rm map[string]any, path string, depth int) {
+	wReq, rReq := stringSet(wm["required"]), stringSet(rm["required"])
+	for _, name := range sortedKeys(rReq) {
+		if !wReq[name] {
+			c.add(path+"/"+escapePointer(name), "property %q is required by the reader but may be missing in data of the writer", name)
+		}
+	}
+	wProps, _ := wm["properties"].(map[string]any)
+	rProps, _ := rm["properties"].(map[string]any)
+	wAdd, rAdd := orTrue(wm, "additionalProperties"), orTrue(rm, "additionalProperties")
+	names := map[string]bool{}
+	for n := range wProps {
+		names[n] = true
+	}
+	for n := range rProps {
+		names[n] = true
+	}
+	for _, name := range sortedKeys(names) {
+		ws, ok := wProps[name]
+		if !ok {
+			ws = wAdd
+		}
+		if b, ok := ws.(bool); ok && !b {
+			continue // the writer never writes it
+		}
+		rs, ok := rProps[name]
+		if !ok {
+			rs = rAdd
+			if b, ok := rs.(bool); ok && !b {
+				c.add(path+"/"+escapePointer(name), "property %q is not allowed by the reader", name)
+				continue
+			}
+		}
+		c.schema(ws, rs, path+"/"+escapePointer(name), depth+1)
+	}
+	// Properties neither names.
+	if b, ok := wAdd.(bool); !ok || b {
+		if b, ok := rAdd.(bool); ok && !b {
+			c.add(path, "the reader refuses additional properties the writer allows")
+		} else {
+			before := len(c.out)
+			c.schema(wAdd, rAdd, path+"/*", depth+1)
+			for i := before; i < len(c.out); i++ {
+				c.out[i].Reason = "additional properties: " + c.out[i].Reason
+			}
+		}
+	}
+	c.lower(wm, rm, "minProperties", path, "minimum number of properties")
+	c.upper(wm, rm, "maxProperties", path, "maximum number of properties")
+}
+
+func stringSet(v any) map[string]bool {
+	out := map[string]bool{}
+	if list, ok := v.([]any); ok {
+		for _, x := range list {
+			if s, ok := x.(string); ok {
+				out[s] = true
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// number reads a JSON number (json.Number or float64) exactly.
+func number(v any) *big.Rat {
+	var s string
+	switch n := v.(type) {
+	case json.Number:
+		s = n.String()
+	case float64:
+		r := new(big.Rat)
+		if r.SetFloat64(n) == nil {
+			return nil
+		}
+		return r
+	case int:
+		return new(big.Rat).SetInt64(int64(n))
+	case int64:
+		return new(big.Rat).SetInt64(n)
+	default:
+		return nil
+	}
+	if len(s) > 400 {
+		return nil // absurd exponents would cost too much
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return nil
+	}
+	return r
+}
+
+func jsonType(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	default:
+		if r := number(x); r != nil && r.IsInt() {
+			return "integer"
+		}
+		return "number"
+	}
+}
+
+// jsonEqual compares decoded JSON, numbers by value.
+func jsonEqual(a, b any) bool {
+	if ra, rb := number(a), number(b); ra != nil || rb != nil {
+		return ra != nil && rb != nil && ra.Cmp(rb) == 0
+	}
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !jsonEqual(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func show(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(b) > 80 {
+		return string(b[:77]) + "..."
+	}
+	return string(b)
+}

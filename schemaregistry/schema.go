@@ -1,0 +1,162 @@
+package schemaregistry
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/xeipuuv/gojsonschema"
+)
+
+// MaxSchemaBytes caps one schema document.
+const MaxSchemaBytes = 256 << 10
+
+// maxProblems caps the problems reported for one event.
+const maxProblems = 20
+
+// draft07 lists the $schema values accepted (draft-07 is the only draft
+// supported).
+var draft07 = map[string]bool{
+	"http://json-schema.org/draft-07/schema#":  true,
+	"http://json-schema.org/draft-07/schema":   true,
+	"https://json-schema.org/draft-07/schema#": true,
+	"https://json-schema.org/draft-07/schema":  true,
+}
+
+// compiled is a checked, compiled schema.
+type compiled struct {
+	raw         json.RawMessage // compact JSON
+	doc         any             // decoded (UseNumber), for compatibility checks
+	fingerprint string          // sha-256 of raw
+	schema      *gojsonschema.Schema
+}
+
+// compileSchema checks and compiles an event schema: a JSON Schema
+// draft-07 document (declared by $schema, or undeclared) whose root
+// accepts only objects, with no reference outside itself. Errors are
+// *Error with CodeInvalid, saying what is wrong.
+func compileSchema(raw []byte) (*compiled, error) {
+	if len(raw) > MaxSchemaBytes {
+		return nil, invalid("the schema is %d bytes; at most %d are accepted", len(raw), MaxSchemaBytes)
+	}
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, invalid("the schema is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, invalid("the schema is not valid JSON: text after the document")
+	}
+	root, ok := doc.(map[string]any)
+	if !ok {
+		return nil, invalid("the schema must be a JSON object")
+	}
+	if s, ok := root["$schema"]; ok {
+		str, _ := s.(string)
+		if !draft07[str] {
+			return nil, invalid("the schema declares $schema %v: only JSON Schema draft-07 (http://json-schema.org/draft-07/schema#) is supported", s)
+		}
+	}
+	if t, _ := root["type"].(string); t != "object" {
+		return nil, invalid(`an event schema must have "type": "object" at its root (event data is a JSON object)`)
+	}
+	if err := checkRefs(doc, ""); err != nil {
+		return nil, err
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, invalid("the schema is not valid JSON: %v", err)
+	}
+	loader := gojsonschema.NewSchemaLoader()
+	loader.Draft = gojsonschema.Draft7
+	loader.Validate = true // against the draft-07 meta-schema
+	s, err := loader.Compile(gojsonschema.NewBytesLoader(compact.Bytes()))
+	if err != nil {
+		return nil, invalid("the schema is not a valid JSON Schema draft-07: %v", err)
+	}
+	sum := sha256.Sum256(compact.Bytes())
+	return &compiled{raw: compact.Bytes(), doc: doc, fingerprint: hex.EncodeToString(sum[:]), schema: s}, nil
+}
+
+// checkRefs refuses $ref values that point outside the document: the
+// registry never fetches anything.
+func checkRefs(node any, path string) error {
+	switch n := node.(type) {
+	case map[string]any:
+		for k, v := range n {
+			if k == "$ref" {
+				if s, ok := v.(string); !ok || !strings.HasPrefix(s, "#") {
+					return invalid("%s/$ref: only references within the schema (starting with #) are allowed, got %v", path, v)
+				}
+			}
+			if err := checkRefs(v, path+"/"+escapePointer(k)); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, v := range n {
+			if err := checkRefs(v, fmt.Sprintf("%s/%d", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// validate checks an event's data (a JSON document) against the schema and
+// returns the problems found, nil when it is valid.
+func (c *compiled) validate(data []byte) ([]Problem, error) {
+	res, err := c.schema.Validate(gojsonschema.NewBytesLoader(data))
+	if err != nil {
+		return []Problem{{Message: "not valid JSON: " + err.Error()}}, nil
+	}
+	if res.Valid() {
+		return nil, nil
+	}
+	var problems []Problem
+	for _, e := range res.Errors() {
+		problems = append(problems, Problem{Path: contextPointer(e.Context(), e.Field(), e.Type(), e.Details()), Message: e.Description()})
+	}
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Path < problems[j].Path })
+	if len(problems) > maxProblems {
+		problems = append(problems[:maxProblems], Problem{Message: fmt.Sprintf("and %d more problems", len(problems)-maxProblems)})
+	}
+	return problems, nil
+}
+
+// contextPointer turns gojsonschema's context ("(root).a.0") into a JSON
+// Pointer ("/a/0"). A missing required property is reported at the
+// property's own path.
+func contextPointer(ctx *gojsonschema.JsonContext, field, errType string, details gojsonschema.ErrorDetails) string {
+	var parts []string
+	if ctx != nil {
+		parts = strings.Split(ctx.String("\x00"), "\x00")
+		if len(parts) > 0 && parts[0] == "(root)" {
+			parts = parts[1:]
+		}
+	}
+	if errType == "required" {
+		if p, ok := details["property"].(string); ok {
+			parts = append(parts, p)
+		}
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteByte('/')
+		b.WriteString(escapePointer(p))
+	}
+	return b.String()
+}
+
+// escapePointer escapes a JSON Pointer reference token (RFC 6901).
+func escapePointer(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}

@@ -102,7 +102,31 @@ func TestSchemaEvolutionWorkedExample(t *testing.T) {
 	}
 	confirmed := g.mustMutate("confirmOrder", map[string]any{"orderId": "o-1"})
 
-	// Projections and queries: the read model has the subtotal and tax.
+	// Projections: the new release's orders projection (version 2, with
+	// subtotal and tax) rebuilds from the log, reading the v1 events as v2.
+	// Here the projection code is already new, so rebuild it as the
+	// release's version bump would.
+	servingGeneration := func() int {
+		var ps struct {
+			Projections []struct {
+				Name       string
+				Generation int
+				Serving    bool
+			}
+		}
+		g.mustPost(`{ projections { name generation serving } }`, nil, &ps)
+		for _, p := range ps.Projections {
+			if p.Name == "orders" && p.Serving {
+				return p.Generation
+			}
+		}
+		return 0
+	}
+	waitFor(t, "the orders projection to serve", func() bool { return servingGeneration() > 0 })
+	var rebuilt struct{ RebuildProjection struct{ Generation int } }
+	g.mustPost(`mutation { rebuildProjection(name: "orders") { generation } }`, nil, &rebuilt)
+	waitFor(t, "the rebuilt orders projection to serve", func() bool { return servingGeneration() == rebuilt.RebuildProjection.Generation })
+	// Queries: the read model has the subtotal and tax.
 	var orders struct {
 		A, B struct {
 			Status        string
@@ -142,13 +166,13 @@ func TestSchemaEvolutionWorkedExample(t *testing.T) {
 	// Subscriptions: a replay from the start delivers v2 data.
 	c := dialAuth(t, g.url, nil)
 	c.init()
-	c.send(subscribeMsg("1", `subscription { events(types: ["OrderSubmitted"], after: 0) { schemaVersion data } }`, nil))
+	c.send(subscribeMsg("1", `subscription { events(types: ["OrderSubmitted"], streamPrefix: "order-o-", after: 0) { schemaVersion storedSchemaVersion data } }`, nil))
 	for i := range 3 {
 		var p struct {
 			Data struct {
 				Events struct {
-					SchemaVersion int
-					Data          map[string]any
+					SchemaVersion, StoredSchemaVersion int
+					Data                               map[string]any
 				}
 			}
 		}
@@ -156,8 +180,15 @@ func TestSchemaEvolutionWorkedExample(t *testing.T) {
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			t.Fatal(err)
 		}
-		if p.Data.Events.SchemaVersion != 2 || p.Data.Events.Data["subtotal"] == nil {
+		if p.Data.Events.SchemaVersion != 2 || p.Data.Events.Data["subtotal"] == nil || (i < 2) != (p.Data.Events.StoredSchemaVersion == 1) {
 			t.Fatalf("subscription event %d: %s", i, m.Payload)
+		}
+	}
+	// ... and, asked for, v1: the first two events as stored.
+	c.send(subscribeMsg("2", `subscription { events(types: ["OrderSubmitted"], after: 0) { data(asVersion: 1) } }`, nil))
+	for range 2 {
+		if m := c.expect("next"); !strings.Contains(string(m.Payload), `"total"`) || strings.Contains(string(m.Payload), "subtotal") {
+			t.Fatalf("as v1: %s", m.Payload)
 		}
 	}
 

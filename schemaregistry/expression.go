@@ -110,11 +110,17 @@ type token struct {
 }
 
 func (t token) describe() string {
-	switch t.kind {
-	case tEOF:
+	switch {
+	case t.kind == tEOF:
 		return "end of expression"
-	case tStr:
-		return strconv.Quote(t.text)
+	case t.kind == tStr:
+		return "string " + strconv.Quote(t.text)
+	case strings.HasPrefix(t.text, "\x00char"):
+		return "character " + strconv.Quote(strings.TrimPrefix(t.text, "\x00char"))
+	case t.text == "\x00unterminated":
+		return "an unterminated string"
+	case t.text == "\x00badstring":
+		return "a string with an invalid escape"
 	}
 	return strconv.Quote(t.text)
 }
@@ -625,8 +631,12 @@ func (n *binaryNode) eval(data map[string]any) (any, error) {
 	if ls, ok := l.(string); ok {
 		rs, ok := r.(string)
 		switch {
+		case !ok && n.op == "+":
+			return nil, fmt.Errorf("+ of a string and %s (use concat())", typeName(r))
+		case !ok && strings.Contains("<<=>>=", n.op):
+			return nil, fmt.Errorf("%s compares a string and %s", n.op, typeName(r))
 		case !ok:
-			return nil, fmt.Errorf("%s of a string and %s (use concat())", n.op, typeName(r))
+			return nil, fmt.Errorf("%s needs numbers, got a string", n.op)
 		case n.op == "+":
 			if len(ls)+len(rs) > maxExprString {
 				return nil, fmt.Errorf("string longer than %d bytes", maxExprString)

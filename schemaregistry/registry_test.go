@@ -32,14 +32,16 @@ func TestMain(m *testing.M) {
 // env is a registry over a fresh database with its event store, raw (as
 // stored) and schematized.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	pool  *pgxpool.Pool
 	reg   *schemaregistry.Registry
 	raw   *eventstore.Postgres
 	store *eventstore.Schematized
 }
 
-func newEnv(t *testing.T, opts schemaregistry.Options) *env {
+func newEnv(t *testing.T, opts schemaregistry.Options) *env { return newEnvTB(t, opts) }
+
+func newEnvTB(t testing.TB, opts schemaregistry.Options) *env {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	log := slog.New(slog.DiscardHandler)

@@ -39,6 +39,8 @@ type config struct {
 	// The schema registry.
 	SchemaPermissiveTypes []string
 	SchemaReplaySample    int
+	// Demo drives demo commands while the gateway runs.
+	Demo bool
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -211,6 +213,14 @@ var settings = []setting{
 			return fmt.Errorf("must be a whole number, 0 or more, got %q", v)
 		}
 		c.SchemaReplaySample = n
+		return nil
+	}},
+	{"demo", "DEMO", "false", "drive a stream of demo commands (accounts, orders, stock) while the gateway runs, so the dashboard has something to show", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		c.Demo = b
 		return nil
 	}},
 	{"insecure-dev-mode", "INSECURE_DEV_MODE", "false", "allow development mode (no authentication: every caller is an administrator) on an address other than loopback", func(c *config, v string) error {

@@ -24,6 +24,7 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
+	"cqrsgate/internal/demo"
 	"cqrsgate/internal/pgembed"
 	"cqrsgate/projections"
 	"cqrsgate/schemaregistry"
@@ -131,6 +132,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	runnerDone := make(chan struct{})
 	go func() { defer close(runnerDone); _ = runner.Run(runnerCtx) }()
 	defer func() { stopRunner(); <-runnerDone }()
+
+	if cfg.Demo {
+		demoCtx, stopDemo := context.WithCancel(ctx)
+		demoDone := make(chan struct{})
+		go func() {
+			defer close(demoDone)
+			_ = demo.Run(demoCtx, domain.NewService(store, log, time.Now, domain.ServiceOptions{}), log, demo.Options{})
+		}()
+		defer func() { stopDemo(); <-demoDone }()
+	}
 
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()

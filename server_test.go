@@ -42,7 +42,13 @@ func buildBinary(t *testing.T) string {
 // embedded PostgreSQL in dataDir) and waits until it is listening.
 func startGateway(t *testing.T, bin, dataDir string) *gateway {
 	t.Helper()
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-log-format", "json")
+	return startGatewayOn(t, bin, dataDir, "127.0.0.1:0")
+}
+
+// startGatewayOn is startGateway listening on addr, with extra flags.
+func startGatewayOn(t *testing.T, bin, dataDir, addr string, flags ...string) *gateway {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-data-dir", dataDir, "-log-format", "json"}, flags...)...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "ADDR=") && !strings.HasPrefix(kv, "DATA_DIR=") {

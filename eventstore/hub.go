@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cqrsgate/domain"
@@ -23,6 +24,8 @@ type Hub struct {
 	store Store
 	log   *slog.Logger
 	poll  time.Duration
+
+	seen atomic.Int64 // events handed to the live feed since Run started
 
 	mu      sync.Mutex
 	started bool  // Run has read the head: subscribers may join
@@ -72,6 +75,7 @@ func (h *Hub) advance(next int64, events []domain.RecordedEvent) {
 	if next <= h.live {
 		return
 	}
+	h.seen.Add(int64(len(events)))
 	for s := range h.subs {
 		if !s.offer(events, next) {
 			delete(h.subs, s) // too slow: it catches up from the store
@@ -100,6 +104,15 @@ func (h *Hub) leave(s *HubSubscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs, s)
+}
+
+// Stats returns the live position (every event up to it has been handed
+// to the live feed) and how many events the hub has seen since it started:
+// sampled twice, their difference is the rate of commits.
+func (h *Hub) Stats() (live, events int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.live, h.seen.Load()
 }
 
 // Subscribers returns how many subscriptions are on the live feed.

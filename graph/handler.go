@@ -57,8 +57,13 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
+	var connections func() int
+	if cfg.Websocket != nil {
+		connections = cfg.Websocket.Connections
+	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
-		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
+		Connections: connections,
+		Store:       cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 		Schemas: cfg.Schemas,
 	}}))

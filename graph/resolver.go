@@ -33,4 +33,6 @@ type Resolver struct {
 	// Schemas is the event schema registry; nil: events are shown as
 	// stored and the registry's queries and mutations are unavailable.
 	Schemas *schemaregistry.Registry
+	// Connections counts open websocket connections (nil: none).
+	Connections func() int
 }

@@ -13,7 +13,6 @@ import (
 	"cqrsgate/graph/model"
 	"cqrsgate/projections"
 	"strings"
-	"time"
 )
 
 // Events is the resolver for the events field.
@@ -106,43 +105,15 @@ func (r *subscriptionResolver) ProductChanged(ctx context.Context, sku string, a
 
 // ProjectionStatus is the resolver for the projectionStatus field.
 func (r *subscriptionResolver) ProjectionStatus(ctx context.Context, intervalMs *int) (<-chan []*model.ProjectionStatus, error) {
-	interval := time.Second
-	if intervalMs != nil {
-		if *intervalMs < 250 || *intervalMs > 60000 {
-			return nil, domain.InvalidField("intervalMs", "intervalMs must be 250 to 60000, got %d", *intervalMs)
-		}
-		interval = time.Duration(*intervalMs) * time.Millisecond
+	interval, err := pollInterval(intervalMs)
+	if err != nil {
+		return nil, err
 	}
 	first, err := r.projectionStatuses(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan []*model.ProjectionStatus, 1)
-	go func() {
-		defer close(ch)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		list := first
-		for {
-			select {
-			case ch <- list:
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return
-			}
-			if list, err = r.projectionStatuses(ctx); err != nil {
-				if ctx.Err() == nil {
-					r.Log.WarnContext(ctx, "projectionStatus subscription ended", "err", err)
-				}
-				return
-			}
-		}
-	}()
-	return ch, nil
+	return poll(ctx, r.Log, "projectionStatus", interval, first, r.projectionStatuses), nil
 }
 
 // Subscription returns generated.SubscriptionResolver implementation.

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -90,4 +92,47 @@ func posArg(p *model.Position) int64 {
 		return -1
 	}
 	return int64(*p)
+}
+
+// pollInterval reads a subscription's intervalMs argument (default 1s).
+func pollInterval(intervalMs *int) (time.Duration, error) {
+	if intervalMs == nil {
+		return time.Second, nil
+	}
+	if *intervalMs < 250 || *intervalMs > 60000 {
+		return 0, domain.InvalidField("intervalMs", "intervalMs must be 250 to 60000, got %d", *intervalMs)
+	}
+	return time.Duration(*intervalMs) * time.Millisecond, nil
+}
+
+// poll streams first, then next's value every interval, until ctx ends or
+// next fails (which is logged as the end of the subscription named name).
+func poll[T any](ctx context.Context, log *slog.Logger, name string, interval time.Duration, first T, next func(context.Context) (T, error)) <-chan T {
+	ch := make(chan T, 1)
+	go func() {
+		defer close(ch)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		v := first
+		for {
+			select {
+			case ch <- v:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+			var err error
+			if v, err = next(ctx); err != nil {
+				if ctx.Err() == nil {
+					log.WarnContext(ctx, name+" subscription ended", "err", err)
+				}
+				return
+			}
+		}
+	}()
+	return ch
 }

@@ -1,7 +1,9 @@
 // Package web serves cqrsgate's browser pages from files embedded in the
-// binary with go:embed, so nothing is loaded from elsewhere. Today that is
-// the start page at /, which lists the endpoints; the GraphQL playground and
-// the live dashboard come with later work.
+// binary with go:embed: the GraphQL playground (GraphiQL) at / and the live
+// dashboard at /dashboard. Their libraries come from npm packages pinned by
+// web/assets/package-lock.json and copied into static/vendor by
+// web/assets/refresh.sh, so nothing is loaded from elsewhere and go build
+// needs no Node.
 package web
 
 import (
@@ -14,7 +16,8 @@ import (
 var static embed.FS
 
 // Handler serves the embedded pages with a Content-Security-Policy that
-// allows only the gateway's own origin.
+// allows only the gateway's own origin (and its websocket, and data: URLs
+// for the playground's embedded fonts and icons).
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -22,8 +25,19 @@ func Handler() http.Handler {
 	}
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'")
+		w.Header().Set("Content-Security-Policy", CSP(r.Host))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		if r.URL.Path == "/dashboard" {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/dashboard.html"
+		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// CSP returns the Content-Security-Policy of the pages served for host.
+func CSP(host string) string {
+	return "default-src 'self'; connect-src 'self' ws://" + host + " wss://" + host +
+		"; img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 }

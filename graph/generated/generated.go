@@ -144,6 +144,14 @@ type ComplexityRoot struct {
 		Versions      func(childComplexity int) int
 	}
 
+	GatewayStats struct {
+		At                   func(childComplexity int) int
+		EventsPerSecond      func(childComplexity int) int
+		Head                 func(childComplexity int) int
+		LiveSubscriptions    func(childComplexity int) int
+		WebsocketConnections func(childComplexity int) int
+	}
+
 	Mutation struct {
 		AddOrderItem           func(childComplexity int, input model.AddOrderItemInput) int
 		AddProduct             func(childComplexity int, input model.AddProductInput) int
@@ -368,6 +376,7 @@ type ComplexityRoot struct {
 	Subscription struct {
 		AccountChanged   func(childComplexity int, id string, after *model.Position) int
 		Events           func(childComplexity int, types []string, streamPrefix *string, after *model.Position) int
+		GatewayStats     func(childComplexity int, intervalMs *int) int
 		OrderChanged     func(childComplexity int, id *string, customerID *string, after *model.Position) int
 		ProductChanged   func(childComplexity int, sku string, after *model.Position) int
 		ProjectionStatus func(childComplexity int, intervalMs *int) int
@@ -436,6 +445,7 @@ type QueryResolver interface {
 }
 type SubscriptionResolver interface {
 	Events(ctx context.Context, types []string, streamPrefix *string, after *model.Position) (<-chan *model.Event, error)
+	GatewayStats(ctx context.Context, intervalMs *int) (<-chan *model.GatewayStats, error)
 	AccountChanged(ctx context.Context, id string, after *model.Position) (<-chan *model.Account, error)
 	OrderChanged(ctx context.Context, id *string, customerID *string, after *model.Position) (<-chan *model.Order, error)
 	ProductChanged(ctx context.Context, sku string, after *model.Position) (<-chan *model.Product, error)
@@ -907,6 +917,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventType.Versions(childComplexity), true
+
+	case "GatewayStats.at":
+		if e.ComplexityRoot.GatewayStats.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewayStats.At(childComplexity), true
+	case "GatewayStats.eventsPerSecond":
+		if e.ComplexityRoot.GatewayStats.EventsPerSecond == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewayStats.EventsPerSecond(childComplexity), true
+	case "GatewayStats.head":
+		if e.ComplexityRoot.GatewayStats.Head == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewayStats.Head(childComplexity), true
+	case "GatewayStats.liveSubscriptions":
+		if e.ComplexityRoot.GatewayStats.LiveSubscriptions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewayStats.LiveSubscriptions(childComplexity), true
+	case "GatewayStats.websocketConnections":
+		if e.ComplexityRoot.GatewayStats.WebsocketConnections == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewayStats.WebsocketConnections(childComplexity), true
 
 	case "Mutation.addOrderItem":
 		if e.ComplexityRoot.Mutation.AddOrderItem == nil {
@@ -2091,6 +2132,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.Events(childComplexity, args["types"].([]string), args["streamPrefix"].(*string), args["after"].(*model.Position)), true
+	case "Subscription.gatewayStats":
+		if e.ComplexityRoot.Subscription.GatewayStats == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_gatewayStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.GatewayStats(childComplexity, args["intervalMs"].(*int)), true
 	case "Subscription.orderChanged":
 		if e.ComplexityRoot.Subscription.OrderChanged == nil {
 			break
@@ -2380,6 +2432,24 @@ type CommandResult {
   causationId: String!
   "The events written (type, schema version, data)."
   events: [Event!]!
+}
+`, BuiltIn: false},
+	{Name: "../schema/dashboard.graphqls", Input: `"The gateway's live figures, for dashboards."
+type GatewayStats {
+  "The log's head as this gateway follows it."
+  head: Position!
+  "Events committed per second over the last interval."
+  eventsPerSecond: Float!
+  "Open websocket connections to this gateway process."
+  websocketConnections: Int!
+  "Subscriptions following the live event feed in this process."
+  liveSubscriptions: Int!
+  at: Time!
+}
+
+extend type Subscription {
+  "The gateway's figures every ` + "`" + `intervalMs` + "`" + ` (250 to 60000, default 1000)."
+  gatewayStats(intervalMs: Int = 1000): GatewayStats! @coalesced(replayLatest: true)
 }
 `, BuiltIn: false},
 	{Name: "../schema/order.graphqls", Input: `# Order commands. Every input takes expectedVersion and idempotencyKey (see account.graphqls).
@@ -3344,6 +3414,22 @@ func (ec *executionContext) childFields_EventType(ctx context.Context, field gra
 		return ec.fieldContext_EventType_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EventType", field.Name)
+}
+
+func (ec *executionContext) childFields_GatewayStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "head":
+		return ec.fieldContext_GatewayStats_head(ctx, field)
+	case "eventsPerSecond":
+		return ec.fieldContext_GatewayStats_eventsPerSecond(ctx, field)
+	case "websocketConnections":
+		return ec.fieldContext_GatewayStats_websocketConnections(ctx, field)
+	case "liveSubscriptions":
+		return ec.fieldContext_GatewayStats_liveSubscriptions(ctx, field)
+	case "at":
+		return ec.fieldContext_GatewayStats_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GatewayStats", field.Name)
 }
 
 func (ec *executionContext) childFields_Order(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4897,6 +4983,20 @@ func (ec *executionContext) field_Subscription_events_args(ctx context.Context, 
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_gatewayStats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "intervalMs",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["intervalMs"] = arg0
 	return args, nil
 }
 
@@ -6764,6 +6864,121 @@ func (ec *executionContext) _EventType_updatedAt(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_EventType_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _GatewayStats_head(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewayStats_head(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Head, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewayStats_head(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Position does not have child fields"))
+}
+
+func (ec *executionContext) _GatewayStats_eventsPerSecond(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewayStats_eventsPerSecond(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventsPerSecond, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewayStats_eventsPerSecond(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Float does not have child fields"))
+}
+
+func (ec *executionContext) _GatewayStats_websocketConnections(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewayStats_websocketConnections(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WebsocketConnections, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewayStats_websocketConnections(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _GatewayStats_liveSubscriptions(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewayStats_liveSubscriptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LiveSubscriptions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewayStats_liveSubscriptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _GatewayStats_at(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewayStats_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewayStats_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
 func (ec *executionContext) _Mutation_appendEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -11507,6 +11722,50 @@ func (ec *executionContext) fieldContext_Subscription_events(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_gatewayStats(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_gatewayStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().GatewayStats(ctx, fc.Args["intervalMs"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GatewayStats) graphql.Marshaler {
+			return ec.marshalNGatewayStats2ᚖcqrsgateᚋgraphᚋmodelᚐGatewayStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_gatewayStats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GatewayStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_gatewayStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Subscription_accountChanged(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
 	return graphql.ResolveFieldStream(
 		ctx,
@@ -14866,6 +15125,64 @@ func (ec *executionContext) _EventType(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var gatewayStatsImplementors = []string{"GatewayStats"}
+
+func (ec *executionContext) _GatewayStats(ctx context.Context, sel ast.SelectionSet, obj *model.GatewayStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, gatewayStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GatewayStats")
+		case "head":
+			out.Values[i] = ec._GatewayStats_head(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eventsPerSecond":
+			out.Values[i] = ec._GatewayStats_eventsPerSecond(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "websocketConnections":
+			out.Values[i] = ec._GatewayStats_websocketConnections(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "liveSubscriptions":
+			out.Values[i] = ec._GatewayStats_liveSubscriptions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._GatewayStats_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -16794,6 +17111,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "events":
 		return ec._Subscription_events(ctx, fields[0])
+	case "gatewayStats":
+		return ec._Subscription_gatewayStats(ctx, fields[0])
 	case "accountChanged":
 		return ec._Subscription_accountChanged(ctx, fields[0])
 	case "orderChanged":
@@ -17488,6 +17807,16 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 func (ec *executionContext) unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐFreezeAccountInput(ctx context.Context, v any) (model.FreezeAccountInput, error) {
 	res, err := ec.unmarshalInputFreezeAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGatewayStats2ᚖcqrsgateᚋgraphᚋmodelᚐGatewayStats(ctx context.Context, sel ast.SelectionSet, v *model.GatewayStats) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._GatewayStats(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {

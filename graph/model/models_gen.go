@@ -239,6 +239,19 @@ type FreezeAccountInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
+// The gateway's live figures, for dashboards.
+type GatewayStats struct {
+	// The log's head as this gateway follows it.
+	Head Position `json:"head"`
+	// Events committed per second over the last interval.
+	EventsPerSecond float64 `json:"eventsPerSecond"`
+	// Open websocket connections to this gateway process.
+	WebsocketConnections int `json:"websocketConnections"`
+	// Subscriptions following the live event feed in this process.
+	LiveSubscriptions int       `json:"liveSubscriptions"`
+	At                time.Time `json:"at"`
+}
+
 // One operation of a declarative migration. Paths are JSON Pointers such as /customer/name.
 type MigrationOperationInput struct {
 	Op    MigrationOp `json:"op"`

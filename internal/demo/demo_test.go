@@ -1,0 +1,42 @@
+package demo_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/internal/demo"
+)
+
+func TestDemoDrivesEveryAggregateAndStops(t *testing.T) {
+	store := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	svc := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- demo.Run(ctx, svc, slog.New(slog.DiscardHandler), demo.Options{Rate: 200}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the demo did not stop with its context")
+	}
+	page, err := store.ReadAll(context.Background(), eventstore.AllQuery{Limit: eventstore.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]int{}
+	for _, e := range page.Events {
+		types[e.Type]++
+	}
+	for _, want := range []string{"AccountOpened", "MoneyDeposited", "ProductAdded", "ProductRestocked", "OrderPlaced", "OrderItemAdded", "OrderSubmitted", "StockReserved", "OrderConfirmed", "OrderShipped"} {
+		if types[want] == 0 {
+			t.Errorf("no %s in %d events: %v", want, len(page.Events), types)
+		}
+	}
+}

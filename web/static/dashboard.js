@@ -1,0 +1,194 @@
+// The live dashboard. One websocket (graphql-transport-ws) carries three
+// subscriptions: gatewayStats (the rate chart and gateway tile),
+// projectionStatus (the projections table) and events (the tail). The
+// read-model tiles are queried over HTTP when events arrive (at most twice a
+// second). After a disconnect it reconnects with backoff and resumes the
+// tail after the last position it showed, so no event is missing.
+(function () {
+  'use strict';
+  var $ = function (id) { return document.getElementById(id); };
+  var httpUrl = location.origin + '/graphql';
+  var wsUrl = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/graphql';
+  var TAIL = 50;
+  var WINDOW = 300; // seconds on the chart
+
+  // A token from ?token= (remembered) authenticates HTTP and websocket alike.
+  var params = new URLSearchParams(location.search);
+  if (params.get('token')) { localStorage.setItem('cqrsgate:token', params.get('token')); }
+  var token = localStorage.getItem('cqrsgate:token');
+
+  var state = { lastPosition: null, attempt: 0, ws: null, tilesTimer: null };
+
+  function setConn(s) {
+    var el = $('conn');
+    el.textContent = s;
+    el.className = 'conn ' + s;
+    document.body.dataset.conn = s;
+  }
+
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) { return '&#' + c.charCodeAt(0) + ';'; });
+  }
+
+  function gql(query, variables) {
+    var headers = { 'Content-Type': 'application/json' };
+    if (token) { headers.Authorization = 'Bearer ' + token; }
+    return fetch(httpUrl, { method: 'POST', headers: headers, body: JSON.stringify({ query: query, variables: variables || {} }) })
+      .then(function (r) { return r.json(); })
+      .then(function (r) {
+        if (r.errors) { throw new Error(r.errors[0].message); }
+        return r.data;
+      });
+  }
+
+  // ---- the chart
+  var xs = [], ys = [];
+  var plot = new uPlot({
+    width: Math.max(280, $('chart').clientWidth - 16), height: 200,
+    scales: { x: { time: true, range: function (u, min, max) { return [max - WINDOW, max]; } }, y: { range: function (u, min, max) { return [0, Math.max(5, max * 1.2)]; } } },
+    axes: [
+      { stroke: '#9da7b3', grid: { stroke: '#2d3540' }, space: 70,
+        values: function (u, splits) { return splits.map(function (v) { return new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }); } },
+      { stroke: '#9da7b3', grid: { stroke: '#2d3540' } },
+    ],
+    series: [{}, { label: 'events/s', stroke: '#79c0ff', fill: 'rgba(121,192,255,.15)', width: 2 }],
+  }, [xs, ys], $('chart'));
+  window.addEventListener('resize', function () { plot.setSize({ width: Math.max(280, $('chart').clientWidth - 16), height: 200 }); });
+
+  function onStats(s) {
+    xs.push(Date.parse(s.at) / 1000);
+    ys.push(Math.round(s.eventsPerSecond * 10) / 10);
+    while (xs.length && xs[0] < xs[xs.length - 1] - WINDOW) { xs.shift(); ys.shift(); }
+    plot.setData([xs, ys]);
+    $('gateway').innerHTML =
+      '<li><span>Head</span><span>' + s.head + '</span></li>' +
+      '<li><span>Events/s</span><span>' + s.eventsPerSecond.toFixed(1) + '</span></li>' +
+      '<li><span>Websocket clients</span><span data-testid="ws-clients">' + s.websocketConnections + '</span></li>' +
+      '<li><span>Live subscriptions</span><span>' + s.liveSubscriptions + '</span></li>';
+  }
+
+  function onProjections(list) {
+    $('projections').innerHTML = list.map(function (p) {
+      var behind = p.status !== 'FAILED' && p.lagSeconds > 5;
+      var warn = p.status === 'FAILED' ? ' ⚠ failed' : behind ? ' ⚠ behind' : '';
+      return '<tr><td>' + esc(p.name) + (p.serving ? '' : ' (rebuilding)') + '</td><td>' + p.version + '</td>' +
+        '<td class="state-' + esc(p.status) + (behind ? ' behind' : '') + '">' + esc(p.status) + warn + '</td>' +
+        '<td>' + p.position + '</td><td' + (behind ? ' class="behind"' : '') + '>' + p.lag + ' (' + p.lagSeconds.toFixed(1) + ' s)</td>' +
+        '<td>' + esc(p.lastError || '') + '</td></tr>';
+    }).join('');
+  }
+
+  // ---- the tail
+  var shown = {}; // position -> event, for the dialog
+  function onEvent(e) {
+    if (state.lastPosition !== null && e.position <= state.lastPosition) { return; }
+    state.lastPosition = e.position;
+    shown[e.position] = e;
+    var tr = document.createElement('tr');
+    tr.tabIndex = 0;
+    tr.dataset.position = e.position;
+    tr.innerHTML = '<td>' + e.position + '</td><td>' + esc(e.type) + '</td><td>' + esc(e.streamId) + '</td><td>' +
+      esc(new Date(e.recordedAt).toLocaleTimeString()) + '</td>';
+    var body = $('tail');
+    body.insertBefore(tr, body.firstChild);
+    while (body.children.length > TAIL) {
+      delete shown[body.lastChild.dataset.position];
+      body.removeChild(body.lastChild);
+    }
+    refreshTilesSoon();
+  }
+  function openEvent(tr) {
+    var e = shown[tr.dataset.position];
+    if (!e) { return; }
+    $('event-title').textContent = e.type + ' at ' + e.position + ' (' + e.streamId + ' v' + e.streamVersion + ')';
+    $('event-data').textContent = JSON.stringify(e.data, null, 2);
+    $('event-meta').textContent = JSON.stringify(e.metadata, null, 2);
+    $('event-dialog').showModal();
+  }
+  $('tail').addEventListener('click', function (ev) { var tr = ev.target.closest('tr'); if (tr) { openEvent(tr); } });
+  $('tail').addEventListener('keydown', function (ev) {
+    if (ev.key === 'Enter' || ev.key === ' ') { var tr = ev.target.closest('tr'); if (tr) { ev.preventDefault(); openEvent(tr); } }
+  });
+
+  // ---- the read-model tiles
+  var STATUSES = ['OPEN', 'SUBMITTED', 'CONFIRMED', 'SHIPPED', 'CANCELLED'];
+  var tilesQuery = '{ bankTotals { currency accounts totalBalance } ' +
+    STATUSES.map(function (s) { return s + ': orders(filter: {status: "' + s + '"}, first: 1) { totalCount }'; }).join(' ') +
+    ' products(maxAvailable: 5, first: 10) { edges { node { sku name available } } } }';
+  function refreshTiles() {
+    state.tilesTimer = null;
+    gql(tilesQuery).then(function (d) {
+      $('bank-totals').innerHTML = d.bankTotals.length ? d.bankTotals.map(function (t) {
+        return '<li><span>' + esc(t.currency) + ' (' + t.accounts + ' accounts)</span><span>' + (t.totalBalance / 100).toFixed(2) + '</span></li>';
+      }).join('') : '<li>No accounts yet</li>';
+      $('order-counts').innerHTML = STATUSES.map(function (s) {
+        return '<li><span>' + s.toLowerCase() + '</span><span>' + d[s].totalCount + '</span></li>';
+      }).join('');
+      var low = d.products.edges;
+      $('low-stock').innerHTML = low.length ? low.map(function (e) {
+        return '<li><span>' + esc(e.node.sku) + ' ' + esc(e.node.name) + '</span><span>' + e.node.available + '</span></li>';
+      }).join('') : '<li>None</li>';
+    }).catch(function (err) { console.warn('tiles:', err.message); });
+  }
+  function refreshTilesSoon() {
+    if (!state.tilesTimer) { state.tilesTimer = setTimeout(refreshTiles, 300); }
+  }
+
+  // ---- the websocket (graphql-transport-ws)
+  var handlers = {};
+  function subscribe(id, query, variables, onData) {
+    handlers[id] = onData;
+    state.ws.send(JSON.stringify({ id: id, type: 'subscribe', payload: { query: query, variables: variables } }));
+  }
+
+  function startSubscriptions() {
+    subscribe('stats', 'subscription { gatewayStats { head eventsPerSecond websocketConnections liveSubscriptions at } }', {}, function (d) { onStats(d.gatewayStats); });
+    subscribe('projections', 'subscription { projectionStatus { name version status serving position lag lagSeconds lastError } }', {}, function (d) { onProjections(d.projectionStatus); });
+    var tail = function (after) {
+      subscribe('tail', 'subscription($after: Position) { events(after: $after) { position streamId streamVersion type data metadata recordedAt } }',
+        { after: after }, function (d) { onEvent(d.events); });
+    };
+    if (state.lastPosition !== null) {
+      tail(state.lastPosition); // resume exactly after the last event shown
+    } else {
+      // First connection: start the tail a little before the head.
+      gql('{ events(first: 1) { head } }').then(function (d) {
+        var after = Math.max(0, d.events.head - TAIL);
+        state.lastPosition = after;
+        tail(after);
+      }).catch(function () { tail(0); });
+    }
+    refreshTiles();
+  }
+
+  function connect() {
+    var ws = new WebSocket(wsUrl, 'graphql-transport-ws');
+    state.ws = ws;
+    ws.onopen = function () {
+      ws.send(JSON.stringify({ type: 'connection_init', payload: token ? { authorization: 'Bearer ' + token } : {} }));
+    };
+    ws.onmessage = function (msg) {
+      var m = JSON.parse(msg.data);
+      if (m.type === 'connection_ack') {
+        state.attempt = 0;
+        setConn('live');
+        startSubscriptions();
+      } else if (m.type === 'next' && handlers[m.id]) {
+        if (m.payload.data) { handlers[m.id](m.payload.data); }
+      } else if (m.type === 'ping') {
+        ws.send(JSON.stringify({ type: 'pong' }));
+      } else if (m.type === 'error') {
+        console.warn('subscription ' + m.id + ':', m.payload);
+      }
+    };
+    ws.onclose = function () {
+      if (state.ws !== ws) { return; }
+      state.attempt++;
+      setConn(state.attempt > 5 ? 'offline' : 'reconnecting');
+      var delay = Math.min(30000, 250 * Math.pow(2, state.attempt)) * (0.75 + Math.random() / 2);
+      setTimeout(connect, delay);
+    };
+  }
+  setConn('reconnecting');
+  connect();
+})();

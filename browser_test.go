@@ -166,8 +166,8 @@ func mutate(t *testing.T, addr, query string) {
 // TestBrowser opens the playground and the dashboard in headless Chromium
 // against the gateway binary: a query and a subscription in the playground;
 // on the dashboard, writes through the API show up in the events tail and
-// a read-model tile within a second; after the server is stopped and
-// started again, the dashboard reconnects and resumes, missing no event.
+// a read-model tile within a second; after the server is killed (SIGKILL)
+// and started again, the dashboard reconnects and resumes, missing no event.
 // No request leaves the gateway's origin, and the pages report no error
 // (a Content-Security-Policy violation would be one). Screenshots go to
 // $SCREENSHOT_DIR (default: screenshots/).
@@ -237,8 +237,11 @@ func TestBrowser(t *testing.T) {
 	b.screenshot(t, shots, "dashboard-phone.png")
 	b.do(t, "desktop width", chromedp.EmulateViewport(1280, 900))
 
-	// Stop and start the server: the dashboard reconnects and resumes.
-	g.stop()
+	// Kill the server and start it again: the dashboard reconnects and resumes.
+	if err := g.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-g.done
 	b.do(t, "see the connection drop", chromedp.WaitVisible(chromedp.CSS(`body:not([data-conn="live"])`)))
 	b.screenshot(t, shots, "dashboard-reconnecting.png")
 	g = startGatewayOn(t, bin, filepath.Join(base, "pgdata"), addr)

@@ -41,6 +41,10 @@ type config struct {
 	SchemaReplaySample    int
 	// Demo drives demo commands while the gateway runs.
 	Demo bool
+	// Limits of operations and clients.
+	MaxComplexity, MaxDepth int
+	Introspection           bool
+	MutationsPerSecond      float64
 }
 
 // setting describes one setting for flags, the environment and the README.
@@ -213,6 +217,38 @@ var settings = []setting{
 			return fmt.Errorf("must be a whole number, 0 or more, got %q", v)
 		}
 		c.SchemaReplaySample = n
+		return nil
+	}},
+	{"max-query-complexity", "MAX_QUERY_COMPLEXITY", "20000", "largest accepted operation complexity: every field counts 1, a list field its children times the items it asks for (first)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10 {
+			return fmt.Errorf("must be a whole number of at least 10, got %q", v)
+		}
+		c.MaxComplexity = n
+		return nil
+	}},
+	{"max-query-depth", "MAX_QUERY_DEPTH", "12", "deepest accepted nesting of an operation's selections (introspection aside)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 100 {
+			return fmt.Errorf("must be a whole number from 2 to 100, got %q", v)
+		}
+		c.MaxDepth = n
+		return nil
+	}},
+	{"introspection", "INTROSPECTION", "true", "answer introspection queries (__schema, __type); false refuses them with INTROSPECTION_DISABLED", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		c.Introspection = b
+		return nil
+	}},
+	{"mutations-per-second", "MUTATIONS_PER_SECOND", "0", "mutations each client (credential subject, or IP address) may send per second, with bursts of twice that; beyond, RATE_LIMITED; 0: no limit", func(c *config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1e6 {
+			return fmt.Errorf("must be a number from 0 to 1000000, got %q", v)
+		}
+		c.MutationsPerSecond = f
 		return nil
 	}},
 	{"demo", "DEMO", "false", "drive a stream of demo commands (accounts, orders, stock) while the gateway runs, so the dashboard has something to show", func(c *config, v string) error {

@@ -154,6 +154,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
 		Auth: cfg.Auth,
+		Limits: graph.Limits{MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth, DisableIntrospection: !cfg.Introspection,
+			MutationsPerSecond: cfg.MutationsPerSecond},
 	}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})

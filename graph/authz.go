@@ -111,11 +111,11 @@ func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
 func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Enabled() {
-			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Development)))
+			next.ServeHTTP(w, withClient(r.WithContext(auth.WithPrincipal(r.Context(), auth.Development))))
 			return
 		}
 		if websocket.IsWebSocketUpgrade(r) {
-			next.ServeHTTP(w, r) // the transport closes a refused connection with 4403
+			next.ServeHTTP(w, withClient(r)) // the transport closes a refused connection with 4403
 			return
 		}
 		p, err := a.FromRequest(r)
@@ -128,7 +128,7 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 		if p != nil {
 			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, withClient(r))
 	})
 }
 

@@ -67,6 +67,15 @@ func (c *client) post(query string, vars map[string]any, headers ...string) (gql
 	return c.do(req)
 }
 
+// postBody posts a request body of any shape.
+func (c *client) postBody(body map[string]any) (gqlResponse, *http.Response) {
+	c.t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	return c.do(req)
+}
+
 func (c *client) do(req *http.Request) (gqlResponse, *http.Response) {
 	c.t.Helper()
 	resp, err := http.DefaultClient.Do(req)

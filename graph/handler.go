@@ -47,6 +47,8 @@ type Config struct {
 	// Auth authenticates callers; nil or not Enabled: development mode, in
 	// which every caller is an administrator.
 	Auth *auth.Authenticator
+	// Limits bound operations and clients (zero: the defaults).
+	Limits Limits
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
@@ -61,12 +63,15 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Websocket != nil {
 		connections = cfg.Websocket.Connections
 	}
-	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &Resolver{
+	cfg.Limits.withDefaults()
+	gcfg := generated.Config{Resolvers: &Resolver{
 		Connections: connections,
 		Store:       cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 		Schemas: cfg.Schemas,
-	}}))
+	}}
+	listComplexity(&gcfg.Complexity)
+	srv := handler.New(generated.NewExecutableSchema(gcfg))
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -86,8 +91,19 @@ func NewHandler(cfg Config) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
+	if cfg.Limits.DisableIntrospection {
+		srv.Use(noIntrospection{})
+	} else {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(authorization{})
+	srv.Use(depthLimit{max: cfg.Limits.MaxDepth})
+	srv.Use(extension.FixedComplexityLimit(cfg.Limits.MaxComplexity))
+	if cfg.Limits.MutationsPerSecond > 0 {
+		srv.Use(&mutationRate{perSecond: cfg.Limits.MutationsPerSecond, burst: float64(cfg.Limits.MutationBurst), now: time.Now, buckets: map[string]*bucket{}})
+	}
+	srv.AroundOperations(logOperations(cfg.Log))
 	srv.SetErrorPresenter(presentError(cfg.Log))
 	srv.SetRecoverFunc(recoverPanic(cfg.Log))
 	var h http.Handler = srv

@@ -1,0 +1,263 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/eventstore"
+	"cqrsgate/graph/generated"
+	"cqrsgate/graph/model"
+	"cqrsgate/internal/auth"
+)
+
+// Limits bound what one operation, and one client, may ask of the gateway.
+// Each refusal is an error with its own extensions.code.
+type Limits struct {
+	// MaxComplexity caps an operation's complexity: each field counts 1,
+	// and a list field counts its children times the number of items it
+	// asks for (`first`, or its default). 0: 20000. Code COMPLEXITY_LIMIT_EXCEEDED.
+	MaxComplexity int
+	// MaxDepth caps how deeply an operation's selections nest (introspection
+	// fields aside). 0: 12. Code DEPTH_LIMIT_EXCEEDED.
+	MaxDepth int
+	// DisableIntrospection refuses __schema and __type (code
+	// INTROSPECTION_DISABLED); __typename stays.
+	DisableIntrospection bool
+	// MutationsPerSecond and MutationBurst limit the mutations of each client
+	// (its credential's subject, or its IP address without one); 0: no
+	// limit. Code RATE_LIMITED, with retryAfterSeconds.
+	MutationsPerSecond float64
+	MutationBurst      int
+}
+
+func (l *Limits) withDefaults() {
+	if l.MaxComplexity <= 0 {
+		l.MaxComplexity = 20000
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 12
+	}
+	if l.MutationBurst <= 0 {
+		l.MutationBurst = int(math.Max(1, math.Ceil(2*l.MutationsPerSecond)))
+	}
+}
+
+// listComplexity weights the list fields by how many items they ask for.
+func listComplexity(c *generated.ComplexityRoot) {
+	// n is the items a list asks for; a first past the field's own maximum
+	// counts as that maximum (the resolver refuses it with VALIDATION).
+	n := func(first *int, def int) int {
+		if first != nil && *first > 0 {
+			return min(*first, eventstore.MaxLimit)
+		}
+		return def
+	}
+	times := func(child, k int) int {
+		if child > math.MaxInt32/max(k, 1) {
+			return math.MaxInt32
+		}
+		return 1 + child*k
+	}
+	c.Query.Events = func(child int, _ *model.Position, first *int, _ *string, _ []string, _ *string, _ *string) int {
+		return times(child, n(first, 100))
+	}
+	c.Query.Stream = func(child int, _ string, _ *int, first *int, _ *bool) int { return times(child, n(first, 100)) }
+	c.Query.Accounts = func(child int, _ *model.AccountFilter, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 20))
+	}
+	c.Query.AccountStatement = func(child int, _ string, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 50))
+	}
+	c.Query.Orders = func(child int, _ *model.OrderFilter, _ *model.OrderOrderBy, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 20))
+	}
+	c.Query.CustomerOrders = func(child int, _ string, _ *model.OrderOrderBy, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 20))
+	}
+	c.Query.Products = func(child int, _ *int, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 20))
+	}
+}
+
+// depthLimit refuses operations nested deeper than max.
+type depthLimit struct{ max int }
+
+func (depthLimit) ExtensionName() string                   { return "DepthLimit" }
+func (depthLimit) Validate(graphql.ExecutableSchema) error { return nil }
+func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil {
+		return nil
+	}
+	if depth := selectionDepth(rc.Doc, rc.Operation.SelectionSet, 0, d.max); depth > d.max {
+		return &gqlerror.Error{Message: fmt.Sprintf("the operation nests more than %d levels deep", d.max),
+			Extensions: map[string]any{"code": "DEPTH_LIMIT_EXCEEDED", "maxDepth": d.max}}
+	}
+	return nil
+}
+
+// selectionDepth returns the depth of set below depth, stopping once it
+// passes limit (validation has already refused fragment cycles).
+func selectionDepth(doc *ast.QueryDocument, set ast.SelectionSet, depth, limit int) int {
+	deepest := depth
+	if depth > limit {
+		return depth
+	}
+	for _, sel := range set {
+		var d int
+		switch s := sel.(type) {
+		case *ast.Field:
+			if len(s.Name) > 1 && s.Name[:2] == "__" {
+				continue // introspection has its own, fixed shape
+			}
+			d = depth + 1
+			if len(s.SelectionSet) > 0 {
+				d = selectionDepth(doc, s.SelectionSet, depth+1, limit)
+			}
+		case *ast.InlineFragment:
+			d = selectionDepth(doc, s.SelectionSet, depth, limit)
+		case *ast.FragmentSpread:
+			if f := doc.Fragments.ForName(s.Name); f != nil {
+				d = selectionDepth(doc, f.SelectionSet, depth, limit)
+			}
+		}
+		deepest = max(deepest, d)
+	}
+	return deepest
+}
+
+// mutationRate limits each client's mutations with a token bucket.
+type mutationRate struct {
+	perSecond float64
+	burst     float64
+	now       func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func (*mutationRate) ExtensionName() string                   { return "MutationRateLimit" }
+func (*mutationRate) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (m *mutationRate) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil || rc.Operation.Operation != ast.Mutation {
+		return nil
+	}
+	if wait := m.take(clientKey(ctx)); wait > 0 {
+		return &gqlerror.Error{Message: fmt.Sprintf("too many mutations: at most %g per second; retry in %.1f s", m.perSecond, wait.Seconds()),
+			Extensions: map[string]any{"code": "RATE_LIMITED", "retryAfterSeconds": math.Ceil(wait.Seconds()*10) / 10}}
+	}
+	return nil
+}
+
+// take takes a token from key's bucket, or says how long until one is there.
+func (m *mutationRate) take(key string) time.Duration {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.swept) > time.Minute { // forget idle clients
+		for k, b := range m.buckets {
+			if now.Sub(b.at) > time.Minute {
+				delete(m.buckets, k)
+			}
+		}
+		m.swept = now
+	}
+	b := m.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: m.burst, at: now}
+		m.buckets[key] = b
+	}
+	b.tokens = math.Min(m.burst, b.tokens+now.Sub(b.at).Seconds()*m.perSecond)
+	b.at = now
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) / m.perSecond * float64(time.Second))
+	}
+	b.tokens--
+	return 0
+}
+
+type clientKeyCtx struct{}
+
+// withClient records who the request comes from for the rate limits: the
+// credential's subject, or the remote IP address.
+func withClient(r *http.Request) *http.Request {
+	key := ""
+	if p := auth.FromContext(r.Context()); p != nil && p.Method != "development" {
+		key = p.Method + ":" + p.Subject
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		key = "ip:" + host
+	} else {
+		key = "ip:" + r.RemoteAddr
+	}
+	return r.WithContext(context.WithValue(r.Context(), clientKeyCtx{}, key))
+}
+
+func clientKey(ctx context.Context) string {
+	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
+		return p.Method + ":" + p.Subject // a websocket's credential comes after the upgrade
+	}
+	k, _ := ctx.Value(clientKeyCtx{}).(string)
+	return k
+}
+
+// noIntrospection refuses __schema and __type when introspection is off.
+type noIntrospection struct{}
+
+func (noIntrospection) ExtensionName() string                   { return "NoIntrospection" }
+func (noIntrospection) Validate(graphql.ExecutableSchema) error { return nil }
+func (noIntrospection) MutateOperationContext(_ context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil || rc.Operation.Operation != ast.Query {
+		return nil
+	}
+	for _, f := range graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Query"}) {
+		if f.Name == "__schema" || f.Name == "__type" {
+			return &gqlerror.Error{Message: "introspection is disabled on this gateway", Path: ast.Path{ast.PathName(f.Alias)},
+				Extensions: map[string]any{"code": "INTROSPECTION_DISABLED"}}
+		}
+	}
+	return nil
+}
+
+// logOperations logs one line per operation, when its first response is
+// ready: request id, operation type and name, client, duration and the
+// number of errors. Never variables or credentials.
+func logOperations(log *slog.Logger) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		rc := graphql.GetOperationContext(ctx)
+		start := time.Now()
+		responses := next(ctx)
+		var once sync.Once
+		return func(ctx context.Context) *graphql.Response {
+			resp := responses(ctx)
+			once.Do(func() {
+				kind, name := "", rc.OperationName
+				if rc.Operation != nil {
+					kind, name = string(rc.Operation.Operation), rc.Operation.Name
+				}
+				errs := 0
+				if resp != nil {
+					errs = len(resp.Errors)
+				}
+				log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", name,
+					"client", clientKey(ctx), "durationMs", float64(time.Since(start).Microseconds())/1000, "errors", errs)
+			})
+			return resp
+		}
+	}
+}

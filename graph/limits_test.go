@@ -1,0 +1,155 @@
+package graph_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/graph"
+	"cqrsgate/internal/auth"
+)
+
+func newLimitedServer(t *testing.T, limits graph.Limits, a *auth.Authenticator) *client {
+	t.Helper()
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}),
+		Log: log, Limits: limits, Auth: a}))
+	t.Cleanup(srv.Close)
+	return &client{t: t, url: srv.URL}
+}
+
+func wantCode(t *testing.T, what string, out gqlResponse, code string) gqlError {
+	t.Helper()
+	if len(out.Errors) == 0 || out.Errors[0].Extensions["code"] != code {
+		t.Fatalf("%s: errors %+v, want %s", what, out.Errors, code)
+	}
+	return out.Errors[0]
+}
+
+func TestQueryComplexityAndDepthLimits(t *testing.T) {
+	c := newLimitedServer(t, graph.Limits{MaxDepth: 3}, nil)
+	if out, _ := c.post(`{ events(first: 10) { events { id type data metadata } head } }`, nil); len(out.Errors) > 0 {
+		t.Fatalf("a small page: %+v", out.Errors)
+	}
+	out, _ := c.post(`{ events(first: 10000) { events { id type data metadata streamId position } head } }`, nil)
+	e := wantCode(t, "10,000 events with six fields", out, "COMPLEXITY_LIMIT_EXCEEDED")
+	if !strings.Contains(e.Message, "exceeds the limit of 20000") {
+		t.Errorf("message %q", e.Message)
+	}
+	// Depth: 4 levels, directly and through a fragment.
+	out, _ = c.post(`{ stream(id: "s") { events { id } } events { events { id } } }`, nil)
+	if len(out.Errors) > 0 {
+		t.Fatalf("depth 3: %+v", out.Errors)
+	}
+	for _, q := range []string{
+		`{ order(id: "o") { items { sku } statusHistory { status } } }`,
+		`query { ...F } fragment F on Query { order(id: "o") { ...G } } fragment G on Order { items { sku } }`,
+	} {
+		c2 := newLimitedServer(t, graph.Limits{MaxDepth: 2}, nil)
+		out, _ = c2.post(q, nil)
+		e := wantCode(t, "depth 3 with a limit of 2", out, "DEPTH_LIMIT_EXCEEDED")
+		if e.Extensions["maxDepth"] != float64(2) {
+			t.Errorf("extensions %v", e.Extensions)
+		}
+	}
+	// Introspection does not count.
+	if out, _ := c.post(`{ __schema { types { name fields { name type { name ofType { name ofType { name } } } } } } }`, nil); len(out.Errors) > 0 {
+		t.Fatalf("introspection under a depth limit: %+v", out.Errors)
+	}
+}
+
+func TestIntrospectionCanBeDisabled(t *testing.T) {
+	c := newLimitedServer(t, graph.Limits{DisableIntrospection: true}, nil)
+	out, _ := c.post(`{ __schema { queryType { name } } }`, nil)
+	if e := wantCode(t, "introspection while disabled", out, "INTROSPECTION_DISABLED"); out.Data != nil || !strings.Contains(e.Message, "disabled") {
+		t.Fatalf("introspection while disabled: %+v", out)
+	}
+	if out, _ := c.post(`{ __typename }`, nil); len(out.Errors) > 0 {
+		t.Fatalf("__typename: %+v", out.Errors)
+	}
+}
+
+func TestMutationRateLimitPerClient(t *testing.T) {
+	a, err := auth.New(auth.Config{APIKeys: []auth.APIKey{
+		{Name: "one", Key: "client-one-key-0123", Roles: []auth.Role{auth.Writer}},
+		{Name: "two", Key: "client-two-key-0123", Roles: []auth.Role{auth.Writer}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.5, MutationBurst: 2}, a)
+	m := func(key string, i int) gqlResponse {
+		out, _ := c.post(`mutation($s: String!) { appendEvents(stream: $s, events: [{type: "Noted", data: {}}]) { position } }`,
+			map[string]any{"s": key[:10] + "-" + string(rune('a'+i))}, "X-API-Key", key)
+		return out
+	}
+	for i := range 2 {
+		if out := m("client-one-key-0123", i); len(out.Errors) > 0 {
+			t.Fatalf("mutation %d within the burst: %+v", i, out.Errors)
+		}
+	}
+	e := wantCode(t, "a third mutation at once", m("client-one-key-0123", 2), "RATE_LIMITED")
+	if after, _ := e.Extensions["retryAfterSeconds"].(float64); after <= 0 || after > 2 {
+		t.Errorf("retryAfterSeconds %v", e.Extensions["retryAfterSeconds"])
+	}
+	if out := m("client-two-key-0123", 0); len(out.Errors) > 0 {
+		t.Fatalf("another client: %+v", out.Errors)
+	}
+	if out, _ := c.post(`{ events { head } }`, nil, "X-API-Key", "client-one-key-0123"); len(out.Errors) > 0 {
+		t.Fatalf("a query of the limited client: %+v", out.Errors)
+	}
+}
+
+func TestAutomaticPersistedQueries(t *testing.T) {
+	c := newLimitedServer(t, graph.Limits{}, nil)
+	query := `{ events { head } }`
+	sum := sha256.Sum256([]byte(query))
+	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	post := func(body map[string]any) gqlResponse {
+		out, _ := c.postBody(body)
+		return out
+	}
+	wantCode(t, "an unknown hash", post(map[string]any{"extensions": ext}), "PERSISTED_QUERY_NOT_FOUND")
+	if out := post(map[string]any{"query": query, "extensions": ext}); len(out.Errors) > 0 {
+		t.Fatalf("registering: %+v", out.Errors)
+	}
+	if out := post(map[string]any{"extensions": ext}); len(out.Errors) > 0 || out.Data["events"] == nil {
+		t.Fatalf("by hash: %+v", out)
+	}
+}
+
+func TestOneLogLinePerOperation(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) }), nil))
+	store := memStore()
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log}))
+	defer srv.Close()
+	c := &client{t: t, url: srv.URL}
+	c.post(`query Head($secret: String) { events(stream: $secret) { head } }`, map[string]any{"secret": "s3cr3t-value"}, "X-Request-ID", "req-42", "Authorization", "Bearer tok3n-value")
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var rec map[string]any
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &rec) != nil {
+		t.Fatalf("log: %q", buf.String())
+	}
+	if rec["requestId"] != "req-42" || rec["operation"] != "query" || rec["name"] != "Head" || rec["durationMs"] == nil || rec["errors"] != float64(0) {
+		t.Errorf("log line %v", rec)
+	}
+	if strings.Contains(buf.String(), "s3cr3t") || strings.Contains(buf.String(), "tok3n") {
+		t.Errorf("the log has variables or the token: %s", buf.String())
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

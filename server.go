@@ -25,6 +25,7 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/demo"
+	"cqrsgate/internal/metrics"
 	"cqrsgate/internal/pgembed"
 	"cqrsgate/projections"
 	"cqrsgate/schemaregistry"
@@ -105,9 +106,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	registryDone := make(chan struct{})
 	go func() { defer close(registryDone); _ = registry.Run(registryCtx) }()
 	defer func() { stopRegistry(); <-registryDone }()
-	// Appends are validated by the registry; reads return every event as
-	// the latest version of its type.
-	store := eventstore.WithSchemas(rawStore, registry)
+	// Appends are validated by the registry (and counted); reads return
+	// every event as the latest version of its type.
+	meters := metrics.New()
+	store := meters.Store(eventstore.WithSchemas(rawStore, registry))
+	admin := projections.NewAdmin(pool)
 	listenerCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
 	bg.Add(1)
@@ -145,13 +148,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
-	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery})
+	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery, Observe: meters.ObserveCommand})
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Websocket: websockets, Hub: hub,
-		Store: store, Schemas: registry, Commands: commands, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
-		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
+		ProductReads: projections.NewProductQueries(pool), Admin: admin,
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
 		Auth: cfg.Auth,
 		Limits: graph.Limits{MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth, DisableIntrospection: !cfg.Introspection,
@@ -160,6 +163,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
+	meters.Gateway(websockets.Connections, websockets.Subscriptions, websockets.Dropped, pool)
+	meters.Projections(admin, rawStore, log)
+	mux.Handle("GET /metrics", meters.Handler())
 	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown, cfg.Auth.Enabled()))
 	mux.Handle("/", web.Handler())
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // gateway is the cqrsgate binary running as a child process.
@@ -238,9 +240,97 @@ func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	if got := readType(); got != "MoneyWithdrawn" {
 		t.Fatalf("live event over the websocket = %s", got)
 	}
+	checkMetrics(t, g)
 	g.stop()
 	var ce *websocket.CloseError
 	if _, _, err := ws.ReadMessage(); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
 		t.Fatalf("on shutdown the websocket ended with %v, want close 1001", err)
+	}
+}
+
+// checkMetrics refuses a withdrawal (a rule violation), then reads
+// /metrics and checks the figures of this process's workload: one open
+// websocket with one subscription, two queries, two withdrawals (one
+// refused), one event appended.
+func checkMetrics(t *testing.T, g *gateway) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": `mutation { withdrawMoney(input: {accountId: "acc-1", amount: 1000000}) { version } }`})
+	resp, err := http.Post("http://"+g.addr+"/graphql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + g.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not the Prometheus text format: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f := families[name]
+		if f == nil {
+			t.Fatalf("/metrics has no %s", name)
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("/metrics has no %s%v", name, labels)
+		return 0
+	}
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   func(float64) bool
+		what   string
+	}{
+		{"cqrsgate_graphql_operations_total", map[string]string{"operation": "query"}, func(v float64) bool { return v == 1 }, "1 query"},
+		{"cqrsgate_graphql_operations_total", map[string]string{"operation": "mutation"}, func(v float64) bool { return v == 2 }, "2 mutations"},
+		{"cqrsgate_graphql_operations_total", map[string]string{"operation": "subscription"}, func(v float64) bool { return v == 1 }, "1 subscription"},
+		{"cqrsgate_graphql_errors_total", map[string]string{"operation": "mutation", "code": "RULE_VIOLATION"}, func(v float64) bool { return v == 1 }, "1 refused mutation"},
+		{"cqrsgate_graphql_operation_duration_seconds", map[string]string{"operation": "mutation"}, func(v float64) bool { return v == 2 }, "2 mutation durations"},
+		{"cqrsgate_commands_total", map[string]string{"command": "WithdrawMoney", "outcome": "ok"}, func(v float64) bool { return v == 1 }, "1 withdrawal"},
+		{"cqrsgate_commands_total", map[string]string{"command": "WithdrawMoney", "outcome": "rule_violation"}, func(v float64) bool { return v == 1 }, "1 refused withdrawal"},
+		{"cqrsgate_command_duration_seconds", map[string]string{"command": "WithdrawMoney"}, func(v float64) bool { return v == 2 }, "2 command durations"},
+		{"cqrsgate_events_appended_total", nil, func(v float64) bool { return v == 1 }, "1 event appended"},
+		{"cqrsgate_appends_total", map[string]string{"outcome": "ok"}, func(v float64) bool { return v == 1 }, "1 append"},
+		{"cqrsgate_command_concurrency_conflicts_total", nil, func(v float64) bool { return v == 0 }, "no conflict"},
+		{"cqrsgate_websocket_connections", nil, func(v float64) bool { return v == 1 }, "1 websocket"},
+		{"cqrsgate_websocket_subscriptions", nil, func(v float64) bool { return v == 1 }, "1 websocket subscription"},
+		{"cqrsgate_websocket_dropped_clients_total", nil, func(v float64) bool { return v == 0 }, "no dropped client"},
+		{"cqrsgate_projection_state", map[string]string{"projection": "accounts", "state": "RUNNING"}, func(v float64) bool { return v == 1 }, "accounts running"},
+		{"cqrsgate_projection_serving", map[string]string{"projection": "accounts"}, func(v float64) bool { return v == 1 }, "accounts serving"},
+		{"cqrsgate_projection_position", map[string]string{"projection": "accounts"}, func(v float64) bool { return v >= 1 }, "accounts past position 1"},
+		{"cqrsgate_projection_lag_seconds", map[string]string{"projection": "orders"}, func(v float64) bool { return v >= 0 && v < 60 }, "a sensible lag"},
+		{"cqrsgate_db_pool_max_connections", nil, func(v float64) bool { return v == 20 }, "a pool of 20"},
+		{"cqrsgate_db_pool_acquires_total", nil, func(v float64) bool { return v > 0 }, "pool acquires"},
+	}
+	for _, c := range checks {
+		if v := value(c.name, c.labels); !c.want(v) {
+			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.what)
+		}
 	}
 }

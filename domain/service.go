@@ -29,6 +29,19 @@ type ServiceOptions struct {
 	// MaxRetries bounds how often a command is re-decided after losing a
 	// concurrency race (default 10).
 	MaxRetries int
+	// Observe, when set, is told the outcome of every command (for metrics).
+	Observe func(CommandOutcome)
+}
+
+// CommandOutcome is what Execute reports to ServiceOptions.Observe.
+type CommandOutcome struct {
+	Command string
+	// Code is "" for success, else the error's code (CodeOf).
+	Code Code
+	// Conflicts counts the concurrency races the command lost (and retried,
+	// or gave up after).
+	Conflicts int
+	Duration  time.Duration
 }
 
 // Service executes commands: it loads the aggregate (latest snapshot plus
@@ -95,7 +108,14 @@ type Result struct {
 // *Error (Invalid, NotFound, RuleViolation); Conflict when
 // meta.ExpectedVersion does not match or the retries ran out; Invalid for a
 // bad idempotency key; store errors (Unavailable, Internal) as they come.
-func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta) (Result, error) {
+func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta) (res Result, err error) {
+	conflicts := 0
+	if s.opts.Observe != nil {
+		start := time.Now()
+		defer func() {
+			s.opts.Observe(CommandOutcome{Command: cmd.CommandName(), Code: CodeOf(err), Conflicts: conflicts, Duration: time.Since(start)})
+		}()
+	}
 	id := cmd.AggregateID()
 	if err := validateAggregateID(id); err != nil {
 		return Result{}, err
@@ -113,6 +133,7 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 		if !retryable {
 			return res, err
 		}
+		conflicts++
 		if attempt >= s.opts.MaxRetries {
 			return Result{}, &Error{Code: Conflict, Message: fmt.Sprintf("%s %s: gave up after %d concurrent modifications; retry later", k.Name, id, attempt+1), Err: err}
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -49,6 +50,8 @@ type Config struct {
 	Auth *auth.Authenticator
 	// Limits bound operations and clients (zero: the defaults).
 	Limits Limits
+	// Operations, when set, wraps every operation (metrics).
+	Operations graphql.OperationMiddleware
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
@@ -104,6 +107,9 @@ func NewHandler(cfg Config) http.Handler {
 		srv.Use(&mutationRate{perSecond: cfg.Limits.MutationsPerSecond, burst: float64(cfg.Limits.MutationBurst), now: time.Now, buckets: map[string]*bucket{}})
 	}
 	srv.AroundOperations(logOperations(cfg.Log))
+	if cfg.Operations != nil {
+		srv.AroundOperations(cfg.Operations)
+	}
 	srv.SetErrorPresenter(presentError(cfg.Log))
 	srv.SetRecoverFunc(recoverPanic(cfg.Log))
 	var h http.Handler = srv

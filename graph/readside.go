@@ -48,26 +48,13 @@ func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionS
 	if err := r.readSide(); err != nil {
 		return nil, err
 	}
-	list, err := r.Admin.List(ctx)
+	reports, err := r.Admin.Reports(ctx, r.reads())
 	if err != nil {
 		return nil, err
 	}
-	head, err := r.head(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*model.ProjectionStatus, len(list))
-	for i, s := range list {
-		out[i] = toProjectionStatus(s, head)
-		if s.Position < head {
-			next, err := r.reads().ReadAll(ctx, eventstore.AllQuery{After: s.Position, Limit: 1})
-			if err != nil {
-				return nil, err
-			}
-			if len(next.Events) > 0 {
-				out[i].LagSeconds = max(time.Since(next.Events[0].RecordedAt).Seconds(), 0)
-			}
-		}
+	out := make([]*model.ProjectionStatus, len(reports))
+	for i, rep := range reports {
+		out[i] = toProjectionStatus(rep)
 	}
 	return out, nil
 }
@@ -90,10 +77,11 @@ func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.Pr
 	return found, nil
 }
 
-func toProjectionStatus(s projections.Status, head int64) *model.ProjectionStatus {
+func toProjectionStatus(rep projections.Report) *model.ProjectionStatus {
+	s := rep.Status
 	out := &model.ProjectionStatus{
 		Name: s.Name, Version: s.Version, Generation: s.Generation, Status: s.Status, Serving: s.Serving,
-		Position: model.Position(s.Position), Lag: model.Position(max(head-s.Position, 0)),
+		Position: model.Position(s.Position), Lag: model.Position(rep.Lag), LagSeconds: rep.LagSeconds,
 		Failures: s.Failures, UpdatedAt: s.UpdatedAt,
 	}
 	if s.LastError != "" {

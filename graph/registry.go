@@ -148,7 +148,7 @@ func (r *Resolver) eventType(ctx context.Context, reg *schemaregistry.Registry, 
 // reads returns the store to read events from as stored (the Event
 // resolvers migrate their data to the version asked for).
 func (r *Resolver) reads() eventstore.Store {
-	if s, ok := r.Store.(*eventstore.Schematized); ok {
+	if s, ok := r.Store.(interface{ Raw() eventstore.Store }); ok {
 		return s.Raw()
 	}
 	return r.Store

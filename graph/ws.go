@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -101,6 +102,8 @@ type Websocket struct {
 	gmu      sync.Mutex
 	groups   map[string]*shareGroup // running shared subscriptions by key
 	groupsWG sync.WaitGroup
+
+	dropped atomic.Int64 // connections closed for being too slow
 }
 
 var _ graphql.Transport = (*Websocket)(nil)
@@ -211,6 +214,28 @@ func (t *Websocket) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Subscriptions returns the number of operations running on all connections.
+func (t *Websocket) Subscriptions() int {
+	t.init()
+	t.mu.Lock()
+	conns := make([]*wsConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		c.mu.Lock()
+		n += len(c.subs)
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// Dropped returns how many connections were closed for not reading their
+// messages fast enough (CloseTooSlow).
+func (t *Websocket) Dropped() int64 { return t.dropped.Load() }
 
 // Connections returns the number of open websocket connections.
 func (t *Websocket) Connections() int {
@@ -588,6 +613,7 @@ func (c *wsConn) enqueueFrame(id string, data []byte) {
 	case <-c.done:
 	case c.send <- out:
 	case <-t.C:
+		c.t.dropped.Add(1)
 		c.closeWith(CloseTooSlow, "client too slow: send queue full")
 	}
 }

@@ -156,3 +156,41 @@ func notFailed(ctx context.Context, pool *pgxpool.Pool, name string) error {
 	e.Rule = "NOT_FAILED"
 	return e
 }
+
+// Report is a projection version's status with how far behind the log it is.
+type Report struct {
+	Status
+	// Lag counts log positions after the checkpoint (including events the
+	// projection does not read).
+	Lag int64
+	// LagSeconds is the age of the oldest event not yet applied (0 when
+	// caught up).
+	LagSeconds float64
+}
+
+// Reports lists every projection version that is not retired with its lag
+// behind the log of store.
+func (a *Admin) Reports(ctx context.Context, store eventstore.Store) ([]Report, error) {
+	list, err := a.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page, err := store.ReadAll(ctx, eventstore.AllQuery{Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Report, len(list))
+	for i, s := range list {
+		out[i] = Report{Status: s, Lag: max(page.Head-s.Position, 0)}
+		if s.Position < page.Head {
+			next, err := store.ReadAll(ctx, eventstore.AllQuery{After: s.Position, Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(next.Events) > 0 {
+				out[i].LagSeconds = max(time.Since(next.Events[0].RecordedAt).Seconds(), 0)
+			}
+		}
+	}
+	return out, nil
+}

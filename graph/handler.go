@@ -112,7 +112,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv.SetErrorPresenter(presentError(cfg.Log))
 	srv.SetRecoverFunc(recoverPanic(cfg.Log))
-	var h http.Handler = srv
+	var h http.Handler = httpSpec(srv)
 	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
 	h = authenticate(cfg.Auth, cfg.Log, h)
 	return withRequestIDs(h)

@@ -1,0 +1,104 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/websocket"
+)
+
+// Content types of the GraphQL-over-HTTP specification.
+const (
+	contentTypeJSON            = "application/json"
+	contentTypeGraphQLResponse = "application/graphql-response+json"
+)
+
+// httpSpec makes gqlgen's HTTP answers to request errors follow the
+// GraphQL-over-HTTP specification: a document that does not parse or
+// validate, or variables that do not coerce, get 200 under
+// application/json (the legacy media type) and 400 under
+// application/graphql-response+json, whose body then has no data entry;
+// other request errors (no query, say) get 400.
+func httpSpec(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &specWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		sw.finish()
+	})
+}
+
+// specWriter holds back a 4xx response of gqlgen's to rewrite it.
+type specWriter struct {
+	http.ResponseWriter
+	held   int // the status held back, 0 when passing through
+	body   bytes.Buffer
+	passed bool
+}
+
+func (s *specWriter) WriteHeader(code int) {
+	if code == http.StatusUnprocessableEntity || code == http.StatusBadRequest {
+		s.held = code
+		return
+	}
+	s.passed = true
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *specWriter) Write(b []byte) (int, error) {
+	if s.held != 0 {
+		return s.body.Write(b)
+	}
+	s.passed = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *specWriter) finish() {
+	if s.held == 0 {
+		return
+	}
+	var resp map[string]json.RawMessage
+	if err := json.Unmarshal(s.body.Bytes(), &resp); err != nil {
+		s.ResponseWriter.WriteHeader(s.held)
+		_, _ = s.ResponseWriter.Write(s.body.Bytes())
+		return
+	}
+	var errs []struct {
+		Message    string `json:"message"`
+		Extensions struct {
+			Code string `json:"code"`
+		} `json:"extensions"`
+	}
+	_ = json.Unmarshal(resp["errors"], &errs)
+	documentError := len(errs) > 0
+	for _, e := range errs {
+		switch {
+		case e.Message == "no operation provided": // a request without a query: bad parameters
+			documentError = false
+		case e.Extensions.Code == "GRAPHQL_PARSE_FAILED", e.Extensions.Code == "GRAPHQL_VALIDATION_FAILED",
+			e.Extensions.Code == "PERSISTED_QUERY_NOT_FOUND", e.Extensions.Code == "PERSISTED_QUERY_NOT_SUPPORTED":
+		default:
+			documentError = false
+		}
+	}
+	status := http.StatusBadRequest
+	body := s.body.Bytes()
+	if strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
+		// A request error: the response has no data entry at all.
+		delete(resp, "data")
+		if b, err := json.Marshal(resp); err == nil {
+			body = b
+		}
+	} else if documentError {
+		status = http.StatusOK
+	}
+	s.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	s.ResponseWriter.WriteHeader(status)
+	_, _ = s.ResponseWriter.Write(body)
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"cqrsgate/graph"
@@ -16,18 +15,7 @@ import (
 // (the GraphQL-over-HTTP specification's checks) against the handler: no
 // audit may fail or warn. Installed and skipped like TestReferenceClients.
 func TestGraphQLOverHTTPAudit(t *testing.T) {
-	dir := filepath.Join("testdata", "wsclients")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-http")); err != nil {
-		msg := "graphql-http is not installed: run npm ci in graph/testdata/wsclients"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed, but graphql-http is")
-	}
+	node, dir := nodeModule(t, "graphql-http")
 	s := newWSServer(t, &graph.Websocket{})
 	cmd := exec.Command(node, "audit.mjs", "http"+s.url[len("ws"):])
 	cmd.Dir = dir

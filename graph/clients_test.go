@@ -17,18 +17,7 @@ import (
 // .ci/run installs them (npm ci in graph/testdata/wsclients); without them
 // the test fails in CI and is skipped elsewhere, saying how to install them.
 func TestReferenceClients(t *testing.T) {
-	dir := filepath.Join("testdata", "wsclients")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
-		msg := "the reference clients are not installed: run npm ci in graph/testdata/wsclients"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed, but the reference clients are")
-	}
+	node, dir := nodeModule(t, "graphql-ws")
 	for _, protocol := range []string{graph.ProtocolTransportWS, graph.ProtocolLegacyWS} {
 		t.Run(protocol, func(t *testing.T) {
 			s := newWSServer(t, &graph.Websocket{})
@@ -53,4 +42,25 @@ func TestReferenceClients(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nodeModule returns node and the directory of the npm packages the tests
+// drive (graph/testdata/wsclients), once module is installed there. When
+// it is not, the test fails in CI and is skipped elsewhere, saying how to
+// install it.
+func nodeModule(t *testing.T, module string) (node, dir string) {
+	t.Helper()
+	dir = filepath.Join("testdata", "wsclients")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", module)); err != nil {
+		msg := module + " is not installed: run npm ci in graph/testdata/wsclients"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed, but %s is", module)
+	}
+	return node, dir
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -27,6 +28,7 @@ import (
 	"cqrsgate/internal/demo"
 	"cqrsgate/internal/metrics"
 	"cqrsgate/internal/pgembed"
+	"cqrsgate/internal/tracing"
 	"cqrsgate/projections"
 	"cqrsgate/schemaregistry"
 	"cqrsgate/web"
@@ -41,7 +43,13 @@ func main() {
 	log := newLogger(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cqrsgate:", err)
+		os.Exit(2)
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
+	if err := run(ctx, cfg, log, tp); err != nil {
 		log.Error("cqrsgate stopped", "err", err)
 		os.Exit(1)
 	}
@@ -58,7 +66,7 @@ func newLogger(cfg config) *slog.Logger {
 // run starts everything, serves until ctx ends, then shuts down in reverse
 // order: stop accepting and drain requests, stop the listener, close the
 // pool, stop the embedded PostgreSQL.
-func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvider) (err error) {
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		cluster, err := pgembed.Start(ctx, pgembed.Options{DataDir: cfg.DataDir, Database: "cqrsgate", Logger: log})
@@ -109,7 +117,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	// Appends are validated by the registry (and counted); reads return
 	// every event as the latest version of its type.
 	meters := metrics.New()
-	store := meters.Store(eventstore.WithSchemas(rawStore, registry))
+	store := meters.Store(tracing.Store(eventstore.WithSchemas(rawStore, registry), tp))
 	admin := projections.NewAdmin(pool)
 	listenerCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
@@ -126,7 +134,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	go func() { defer close(hubDone); _ = hub.Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
 
-	runner, err := projections.NewRunner(pool, store, log, projections.Options{},
+	runnerOpts := projections.Options{}
+	if tracing.Enabled(tp) {
+		runnerOpts.Trace = tracing.ProjectionBatch(tp)
+		log.Info("OpenTelemetry tracing on")
+	}
+	runner, err := projections.NewRunner(pool, store, log, runnerOpts,
 		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
 		return err
@@ -152,7 +165,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Websocket: websockets, Hub: hub,
-		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Tracer: tp, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: admin,
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,

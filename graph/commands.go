@@ -6,6 +6,10 @@ import (
 	"encoding/hex"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"cqrsgate/domain"
 	"cqrsgate/graph/model"
 )
@@ -19,7 +23,7 @@ type opts struct {
 // execute runs cmd through the command service with the request's
 // correlation id, its request id as causation id, and the input's
 // expectedVersion and idempotencyKey, and converts the result.
-func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kind[A], cmd domain.Command, o opts) (*model.CommandResult, error) {
+func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kind[A], cmd domain.Command, o opts) (_ *model.CommandResult, err error) {
 	meta := domain.CommandMeta{CorrelationID: CorrelationID(ctx), CausationID: RequestID(ctx)}
 	if o.expectedVersion != nil {
 		v := int64(*o.expectedVersion)
@@ -33,6 +37,17 @@ func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kin
 			return nil, domain.InvalidField("idempotencyKey", "idempotencyKey must not be empty")
 		}
 		meta.IdempotencyKey = *o.idempotencyKey
+	}
+	if r.Tracer != nil {
+		var span trace.Span
+		ctx, span = r.Tracer.Start(ctx, "command "+cmd.CommandName(), trace.WithAttributes(
+			attribute.String("cqrsgate.command", cmd.CommandName()), attribute.String("cqrsgate.aggregate", k.StreamID(cmd.AggregateID()))))
+		defer span.End()
+		defer func() {
+			if code := domain.CodeOf(err); code != "" {
+				span.SetStatus(codes.Error, string(code))
+			}
+		}()
 	}
 	res, err := domain.Execute(ctx, r.Commands, k, cmd, meta)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -52,6 +54,8 @@ type Config struct {
 	Limits Limits
 	// Operations, when set, wraps every operation (metrics).
 	Operations graphql.OperationMiddleware
+	// Tracer makes spans of requests, operations and commands (nil: none).
+	Tracer trace.TracerProvider
 }
 
 // NewHandler returns the GraphQL endpoint: POST (application/json) and GET
@@ -67,9 +71,13 @@ func NewHandler(cfg Config) http.Handler {
 		connections = cfg.Websocket.Connections
 	}
 	cfg.Limits.withDefaults()
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
+	tracer := cfg.Tracer.Tracer(tracerName)
 	gcfg := generated.Config{Resolvers: &Resolver{
-		Connections: connections,
-		Store:       cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
+		Connections: connections, Tracer: tracer,
+		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
 		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 		Schemas: cfg.Schemas,
 	}}
@@ -107,6 +115,7 @@ func NewHandler(cfg Config) http.Handler {
 		srv.Use(&mutationRate{perSecond: cfg.Limits.MutationsPerSecond, burst: float64(cfg.Limits.MutationBurst), now: time.Now, buckets: map[string]*bucket{}})
 	}
 	srv.AroundOperations(logOperations(cfg.Log))
+	srv.AroundOperations(traceOperations(tracer))
 	if cfg.Operations != nil {
 		srv.AroundOperations(cfg.Operations)
 	}
@@ -115,5 +124,6 @@ func NewHandler(cfg Config) http.Handler {
 	var h http.Handler = httpSpec(srv)
 	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
 	h = authenticate(cfg.Auth, cfg.Log, h)
+	h = traceHTTP(tracer, h)
 	return withRequestIDs(h)
 }

@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/auth"
 	"cqrsgate/internal/pgtest"
+	"cqrsgate/internal/tracing"
 	"cqrsgate/projections"
 	"cqrsgate/schemaregistry"
 )
@@ -38,6 +41,7 @@ type fullOptions struct {
 	wrap        func(net.Listener) net.Listener // wraps the server's listener
 	auth        *auth.Authenticator             // default: development mode
 	seed        fs.FS                           // event schemas registered at start (default: the domain's)
+	tracer      trace.TracerProvider            // default: no tracing
 }
 
 func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
@@ -71,8 +75,14 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 		t.Fatal(err)
 	}
 	validated := eventstore.WithSchemas(store, registry)
-	commands := domain.NewService(validated, log, time.Now, domain.ServiceOptions{})
-	runner, err := projections.NewRunner(pool, validated, log, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond},
+	var commandStore eventstore.Store = validated
+	runnerOpts := projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}
+	if o.tracer != nil {
+		commandStore = tracing.Store(validated, o.tracer)
+		runnerOpts.Trace = tracing.ProjectionBatch(o.tracer)
+	}
+	commands := domain.NewService(commandStore, log, time.Now, domain.ServiceOptions{})
+	runner, err := projections.NewRunner(pool, validated, log, runnerOpts,
 		projections.Accounts{}, projections.Orders{}, projections.Products{})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +94,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	hub := eventstore.NewHub(store, log)
 	go func() { _ = hub.Run(runCtx) }()
 	srv := httptest.NewUnstartedServer(graph.NewHandler(graph.Config{
-		Store: validated, Schemas: registry, Commands: commands, Log: log, Hub: hub, Websocket: ws,
+		Store: commandStore, Schemas: registry, Commands: commands, Log: log, Hub: hub, Websocket: ws, Tracer: o.tracer,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: o.readTimeout, Auth: o.auth,

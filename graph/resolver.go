@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/projections"
@@ -35,4 +37,6 @@ type Resolver struct {
 	Schemas *schemaregistry.Registry
 	// Connections counts open websocket connections (nil: none).
 	Connections func() int
+	// Tracer makes a span of each command (never nil in NewHandler's resolvers).
+	Tracer trace.Tracer
 }

@@ -32,6 +32,10 @@ type Options struct {
 	// LeaderRetry is how often a process that does not run a projection
 	// checks whether it can take over (default 2s).
 	LeaderRetry time.Duration
+	// Trace, when set, is called before a batch is applied and returns the
+	// context to apply it in and the function to call with the outcome
+	// (tracing).
+	Trace func(ctx context.Context, projection string, events []domain.RecordedEvent) (context.Context, func(error))
 }
 
 func (o Options) withDefaults() Options {
@@ -404,7 +408,12 @@ func (r *Runner) loadStates(ctx context.Context, p Projection) ([]state, error) 
 
 // applyBatch applies events and moves the checkpoint from `from` to `to` in
 // one transaction.
-func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, events []domain.RecordedEvent) error {
+func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, events []domain.RecordedEvent) (err error) {
+	if r.opts.Trace != nil {
+		var end func(error)
+		ctx, end = r.opts.Trace(ctx, in.p.Name(), events)
+		defer func() { end(err) }()
+	}
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{in.schema()}.Sanitize()+", public"); err != nil {
 			return err

@@ -1,0 +1,58 @@
+package graph
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const tracerName = "cqrsgate"
+
+// traceHTTP starts a server span for each request, continuing the trace of
+// the client's traceparent header. Websocket upgrades are left alone.
+func traceHTTP(tracer trace.Tracer, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r) // a connection, not a request: its operations are spans
+			return
+		}
+		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+				attribute.String("cqrsgate.request_id", RequestID(r.Context()))))
+		defer span.End()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// traceOperations makes each GraphQL operation a span.
+func traceOperations(tracer trace.Tracer) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		rc := graphql.GetOperationContext(ctx)
+		kind, name := "operation", rc.OperationName
+		if rc.Operation != nil {
+			kind, name = string(rc.Operation.Operation), rc.Operation.Name
+		}
+		ctx, span := tracer.Start(ctx, "graphql."+kind+" "+name, trace.WithAttributes(
+			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", name)))
+		responses := next(ctx)
+		ended := false
+		return func(ctx context.Context) *graphql.Response {
+			resp := responses(ctx)
+			if !ended && (resp == nil || kind != "subscription") {
+				ended = true
+				if resp != nil && len(resp.Errors) > 0 {
+					span.SetStatus(codes.Error, resp.Errors[0].Message)
+				}
+				span.End()
+			}
+			return resp
+		}
+	}
+}

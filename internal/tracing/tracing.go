@@ -1,0 +1,168 @@
+// Package tracing wires OpenTelemetry tracing through the gateway: HTTP
+// request, GraphQL operation, command, append and, for the events an
+// append wrote, the projection batches that apply them (linked through the
+// W3C traceparent stored in each event's metadata). It is off unless the
+// standard OTEL_* variables configure an exporter.
+package tracing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	sdkresource "go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+)
+
+// Name is the instrumentation scope of cqrsgate's spans.
+const Name = "cqrsgate"
+
+// Propagator carries trace context in W3C traceparent/tracestate headers
+// and event metadata.
+var Propagator = propagation.TraceContext{}
+
+// Enabled reports whether tp exports spans (Setup found an exporter).
+func Enabled(tp trace.TracerProvider) bool {
+	_, off := tp.(noop.TracerProvider)
+	return !off
+}
+
+// Setup returns the tracer provider the OTEL_* variables ask for (see the
+// package documentation), and the function that flushes and stops it.
+func Setup(ctx context.Context, getenv func(string) string) (trace.TracerProvider, func(context.Context) error, error) {
+	exporter := strings.ToLower(getenv("OTEL_TRACES_EXPORTER"))
+	configured := getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	if exporter == "none" || exporter == "" && !configured {
+		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
+	}
+	if exporter != "" && exporter != "otlp" {
+		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp (or none) is supported", exporter)
+	}
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("OpenTelemetry exporter: %w", err)
+	}
+	res, err := sdkresource.Merge(sdkresource.Default(), sdkresource.NewSchemaless(semconv.ServiceName(serviceName(getenv))))
+	if err != nil {
+		return nil, nil, fmt.Errorf("OpenTelemetry resource: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	return tp, tp.Shutdown, nil
+}
+
+func serviceName(getenv func(string) string) string {
+	if s := getenv("OTEL_SERVICE_NAME"); s != "" {
+		return s
+	}
+	return "cqrsgate"
+}
+
+// Store wraps an event store: each append is a span, and the span's trace
+// context is stored in the events' metadata ("traceparent") so that the
+// projections applying them can link back to it.
+func Store(s eventstore.Store, tp trace.TracerProvider) eventstore.Store {
+	return &tracedStore{Store: s, tracer: tp.Tracer(Name)}
+}
+
+type tracedStore struct {
+	eventstore.Store
+	tracer trace.Tracer
+}
+
+// Raw returns the wrapped store's events as stored (see
+// eventstore.Schematized.Raw).
+func (s *tracedStore) Raw() eventstore.Store {
+	if r, ok := s.Store.(interface{ Raw() eventstore.Store }); ok {
+		return r.Raw()
+	}
+	return s.Store
+}
+
+func (s *tracedStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
+	ctx, span := s.tracer.Start(ctx, "eventstore.append", trace.WithAttributes(
+		attribute.String("cqrsgate.stream", stream), attribute.Int("cqrsgate.events", len(events))))
+	defer span.End()
+	if span.SpanContext().IsValid() {
+		carrier := propagation.MapCarrier{}
+		Propagator.Inject(ctx, carrier)
+		if tp := carrier.Get("traceparent"); tp != "" {
+			withTrace := make([]domain.EventData, len(events))
+			for i, e := range events {
+				e.Metadata = setMeta(e.Metadata, "traceparent", tp)
+				withTrace[i] = e
+			}
+			events = withTrace
+		}
+	}
+	res, err := s.Store.Append(ctx, stream, expected, events...)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, string(domain.CodeOf(err)))
+	} else {
+		span.SetAttributes(attribute.Int64("cqrsgate.position", res.LastPosition), attribute.Bool("cqrsgate.duplicate", res.Duplicate))
+	}
+	return res, err
+}
+
+// setMeta returns metadata (a JSON object, or empty) with key set.
+func setMeta(meta json.RawMessage, key, value string) json.RawMessage {
+	m := map[string]json.RawMessage{}
+	if len(meta) > 0 && json.Unmarshal(meta, &m) != nil {
+		return meta // not an object: the store will refuse it as it is
+	}
+	if _, ok := m[key]; ok {
+		return meta
+	}
+	v, _ := json.Marshal(value)
+	m[key] = v
+	out, err := json.Marshal(m)
+	if err != nil {
+		return meta
+	}
+	return out
+}
+
+// ProjectionBatch is a projections.Options.Trace: a span per batch a
+// projection applies, linked to the trace of each event's append.
+func ProjectionBatch(tp trace.TracerProvider) func(ctx context.Context, projection string, events []domain.RecordedEvent) (context.Context, func(error)) {
+	tracer := tp.Tracer(Name)
+	return func(ctx context.Context, projection string, events []domain.RecordedEvent) (context.Context, func(error)) {
+		var links []trace.Link
+		seen := map[trace.TraceID]bool{}
+		for _, e := range events {
+			var meta map[string]any
+			if json.Unmarshal(e.Metadata, &meta) != nil {
+				continue
+			}
+			tpv, _ := meta["traceparent"].(string)
+			if tpv == "" {
+				continue
+			}
+			sc := trace.SpanContextFromContext(Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": tpv}))
+			if sc.IsValid() && !seen[sc.TraceID()] && len(links) < 128 {
+				seen[sc.TraceID()] = true
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+		ctx, span := tracer.Start(ctx, "projection.apply "+projection, trace.WithLinks(links...), trace.WithAttributes(
+			attribute.String("cqrsgate.projection", projection), attribute.Int("cqrsgate.events", len(events))))
+		return ctx, func(err error) {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
+}

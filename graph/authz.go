@@ -134,7 +134,7 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 
 // writeRequestError answers a request that is refused before GraphQL runs
 // with a GraphQL response body carrying one error.
-func writeRequestError(w http.ResponseWriter, r *http.Request, status int, message string, code domain.Code) {
+func writeRequestError[C ~string](w http.ResponseWriter, r *http.Request, status int, message string, code C) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

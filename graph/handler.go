@@ -122,7 +122,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.SetErrorPresenter(presentError(cfg.Log))
 	srv.SetRecoverFunc(recoverPanic(cfg.Log))
 	var h http.Handler = httpSpec(srv)
-	h = http.MaxBytesHandler(h, cfg.MaxBodyBytes)
+	h = readBody(cfg.MaxBodyBytes, h)
 	h = authenticate(cfg.Auth, cfg.Log, h)
 	h = traceHTTP(tracer, h)
 	return withRequestIDs(h)

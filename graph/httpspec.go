@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,11 +91,24 @@ func (s *specWriter) finish() {
 	}
 	status := http.StatusBadRequest
 	body := s.body.Bytes()
+	if len(errs) == 1 && strings.HasPrefix(errs[0].Message, "json request body could not be decoded") {
+		// gqlgen's message repeats the whole body: say what is wrong instead.
+		msg, code := "the request body is not a GraphQL request (a JSON object with a query)", "BAD_REQUEST"
+		resp = map[string]json.RawMessage{}
+		resp["errors"], _ = json.Marshal([]any{map[string]any{"message": msg, "extensions": map[string]any{"code": code}}})
+		if !strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
+			resp["data"] = json.RawMessage("null")
+		}
+		body, _ = json.Marshal(resp)
+		documentError = false
+	}
 	if strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
 		// A request error: the response has no data entry at all.
-		delete(resp, "data")
-		if b, err := json.Marshal(resp); err == nil {
-			body = b
+		if _, ok := resp["data"]; ok {
+			delete(resp, "data")
+			if b, err := json.Marshal(resp); err == nil {
+				body = b
+			}
 		}
 	} else if documentError {
 		status = http.StatusOK
@@ -101,4 +116,35 @@ func (s *specWriter) finish() {
 	s.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	s.ResponseWriter.WriteHeader(status)
 	_, _ = s.ResponseWriter.Write(body)
+}
+
+// readBody reads a POST body up front, at most max bytes: a larger one is
+// refused with 413 (REQUEST_TOO_LARGE), a batch of operations (a JSON
+// array) with 400 (BAD_REQUEST), before GraphQL sees either.
+func readBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > max {
+			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", max), "REQUEST_TOO_LARGE")
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		if err != nil {
+			writeRequestError(w, r, http.StatusBadRequest, "the request body could not be read", "BAD_REQUEST")
+			return
+		}
+		if int64(len(body)) > max {
+			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", max), "REQUEST_TOO_LARGE")
+			return
+		}
+		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
+			writeRequestError(w, r, http.StatusBadRequest, "batched operations (a JSON array) are not supported: send one operation per request", "BAD_REQUEST")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
 }

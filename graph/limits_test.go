@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -153,3 +154,26 @@ func TestOneLogLinePerOperation(t *testing.T) {
 type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestBodySizeAndBatches(t *testing.T) {
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}),
+		Log: log, MaxBodyBytes: 4096}))
+	defer srv.Close()
+	c := &client{t: t, url: srv.URL}
+	out, resp := c.postBody(map[string]any{"query": "{ __typename }", "padding": strings.Repeat("x", 5000)})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "REQUEST_TOO_LARGE" {
+		t.Fatalf("a body over the limit: %d %+v", resp.StatusCode, out)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`[{"query": "{ __typename }"}, {"query": "{ secret }"}]`))
+	req.Header.Set("Content-Type", "application/json")
+	out, resp = c.do(req)
+	if resp.StatusCode != http.StatusBadRequest || len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "BAD_REQUEST" ||
+		!strings.Contains(out.Errors[0].Message, "batched") || strings.Contains(out.Errors[0].Message, "secret") {
+		t.Fatalf("a batch: %d %+v", resp.StatusCode, out)
+	}
+	if out, _ := c.postBody(map[string]any{"query": "{ __typename }", "padding": strings.Repeat("x", 3000)}); len(out.Errors) > 0 {
+		t.Fatalf("a body under the limit: %+v", out.Errors)
+	}
+}

@@ -149,19 +149,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	go func() { defer close(runnerDone); _ = runner.Run(runnerCtx) }()
 	defer func() { stopRunner(); <-runnerDone }()
 
+	var shuttingDown atomic.Bool
+	mux := http.NewServeMux()
+	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery, Observe: meters.ObserveCommand})
 	if cfg.Demo {
 		demoCtx, stopDemo := context.WithCancel(ctx)
 		demoDone := make(chan struct{})
 		go func() {
 			defer close(demoDone)
-			_ = demo.Run(demoCtx, domain.NewService(store, log, time.Now, domain.ServiceOptions{}), log, demo.Options{})
+			_ = demo.Run(demoCtx, commands, log, demo.Options{})
 		}()
 		defer func() { stopDemo(); <-demoDone }()
 	}
 
-	var shuttingDown atomic.Bool
-	mux := http.NewServeMux()
-	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery, Observe: meters.ObserveCommand})
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Websocket: websockets, Hub: hub,

@@ -61,6 +61,16 @@ func (s *specWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// Flush flushes a response that is not held back.
+func (s *specWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok && s.held == 0 {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *specWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 func (s *specWriter) finish() {
 	if s.held == 0 {
 		return

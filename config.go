@@ -277,7 +277,14 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	fs.SetOutput(usageOut)
 	values := make(map[string]*string, len(settings))
 	for _, s := range settings {
-		values[s.flag] = fs.String(s.flag, s.def, s.usage+" (env "+s.env+")")
+		v := s.def
+		values[s.flag] = &v
+		if s.def == "true" || s.def == "false" {
+			// A switch: -demo alone means -demo=true.
+			fs.Var((*boolFlag)(&v), s.flag, s.usage+" (env "+s.env+")")
+		} else {
+			fs.StringVar(&v, s.flag, s.def, s.usage+" (env "+s.env+")")
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -328,3 +335,11 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 	v := getenv(name)
 	return v, v != ""
 }
+
+// boolFlag is a setting that may be given as a bare switch (-demo); its
+// value is checked by the setting like any other.
+type boolFlag string
+
+func (b *boolFlag) String() string     { return string(*b) }
+func (b *boolFlag) Set(v string) error { *b = boolFlag(v); return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }

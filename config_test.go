@@ -112,3 +112,16 @@ func TestEverySettingIsInTheREADME(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchesNeedNoValue(t *testing.T) {
+	c, err := loadConfig([]string{"-demo", "-insecure-dev-mode", "-introspection=false", "-addr", ":9999"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Demo || !c.InsecureDevMode || c.Introspection {
+		t.Fatalf("switches: demo %v, insecure %v, introspection %v", c.Demo, c.InsecureDevMode, c.Introspection)
+	}
+	if _, err := loadConfig([]string{"-demo=maybe"}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "-demo (DEMO)") {
+		t.Fatalf("-demo=maybe: %v", err)
+	}
+}

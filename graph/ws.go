@@ -134,10 +134,14 @@ func (t *Websocket) init() {
 		t.conns = map[*wsConn]struct{}{}
 		t.groups = map[string]*shareGroup{}
 		t.upgrader = websocket.Upgrader{
-			Subprotocols:    []string{ProtocolTransportWS, ProtocolLegacyWS},
-			CheckOrigin:     t.checkOrigin,
-			ReadBufferSize:  4096,
+			Subprotocols: []string{ProtocolTransportWS, ProtocolLegacyWS},
+			CheckOrigin:  t.checkOrigin,
+			// Small read buffers (client messages are small; larger ones are
+			// read in pieces) and write buffers shared between connections
+			// while they are idle: most of a subscriber's life.
+			ReadBufferSize:  1024,
 			WriteBufferSize: 4096,
+			WriteBufferPool: &sync.Pool{},
 		}
 	})
 }

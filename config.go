@@ -175,7 +175,7 @@ var settings = []setting{
 		c.authConfig.TenantClaim = v
 		return nil
 	}},
-	{"auth-api-keys", "AUTH_API_KEYS", "", "static API keys for services, comma-separated name:roles:key, roles joined by + (e.g. billing:writer:s3cr3t-key-0123456789); prefer the variable to the flag", func(c *config, v string) error {
+	{"auth-api-keys", "AUTH_API_KEYS", "", "static API keys for services, comma-separated name:roles:key, roles joined by + (e.g. billing:writer:s3cr3t-key-0123456789), name@tenant for a key scoped to a tenant; prefer the variable to the flag", func(c *config, v string) error {
 		c.authConfig.APIKeys = nil
 		for i, item := range strings.Split(v, ",") {
 			if item = strings.TrimSpace(item); item == "" {
@@ -187,6 +187,9 @@ var settings = []setting{
 				return fmt.Errorf("entry %d is not name:roles:key", i+1)
 			}
 			k := auth.APIKey{Name: name, Key: key}
+			if n, tenant, ok := strings.Cut(name, "@"); ok {
+				k.Name, k.Tenant = n, tenant
+			}
 			for _, r := range strings.Split(roles, "+") {
 				role, err := auth.ParseRole(r)
 				if err != nil {

@@ -50,6 +50,7 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"AUTH_API_KEYS": "just-a-key"}, "-auth-api-keys (AUTH_API_KEYS): entry 1 is not name:roles:key"},
 		{nil, map[string]string{"AUTH_API_KEYS": "svc:root:0123456789abcdef"}, `unknown role "root"`},
 		{nil, map[string]string{"AUTH_API_KEYS": "svc:reader:short"}, "AUTH_*): API key \"svc\": a key must be at least 16 characters"},
+		{nil, map[string]string{"AUTH_API_KEYS": "svc@ac~me:reader:0123456789abcdef"}, "API key \"svc\": tenant \"ac~me\" may contain only"},
 		{nil, map[string]string{"AUTH_JWT_SECRET": "too short"}, "AUTH_*): the JWT HMAC secret must be at least 32 bytes"},
 		{nil, map[string]string{"AUTH_JWT_PUBLIC_KEYS_FILE": "/nonexistent/keys.pem"}, "-auth-jwt-public-keys-file (AUTH_JWT_PUBLIC_KEYS_FILE)"},
 		{nil, map[string]string{"INSECURE_DEV_MODE": "maybe"}, "-insecure-dev-mode (INSECURE_DEV_MODE)"},
@@ -85,13 +86,17 @@ func TestDevelopmentModeOnlyOnLoopbackUnlessAcknowledged(t *testing.T) {
 		if c, err := load(map[string]string{"ADDR": addr, "INSECURE_DEV_MODE": "true"}); err != nil || c.Auth.Enabled() {
 			t.Errorf("acknowledged development mode on %s: %v", addr, err)
 		}
-		c, err := load(map[string]string{"ADDR": addr, "AUTH_API_KEYS": "billing:writer+reader:0123456789abcdef, ops:admin:fedcba9876543210"})
+		c, err := load(map[string]string{"ADDR": addr, "AUTH_API_KEYS": "billing:writer+reader:0123456789abcdef, ops:admin:fedcba9876543210, app@acme:writer:acme-0123456789abcdef"})
 		if err != nil || !c.Auth.Enabled() {
 			t.Fatalf("with API keys on %s: %v", addr, err)
 		}
 		p, err := c.Auth.Authenticate("Bearer fedcba9876543210")
-		if err != nil || p.Subject != "ops" || !p.Has("admin") {
+		if err != nil || p.Subject != "ops" || !p.Has("admin") || p.Tenant != "" {
 			t.Errorf("the configured admin key: %+v, %v", p, err)
+		}
+		p, err = c.Auth.Authenticate("acme-0123456789abcdef")
+		if err != nil || p.Subject != "app" || p.Tenant != "acme" || !p.Has("writer") {
+			t.Errorf("the tenant's key: %+v, %v", p, err)
 		}
 	}
 }

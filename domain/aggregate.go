@@ -60,8 +60,12 @@ type Kind[A Aggregate] struct {
 	LoadState    func(id string, state json.RawMessage) (A, error)
 }
 
-// StreamID returns the stream of instance id.
-func (k *Kind[A]) StreamID(id string) string { return k.Name + "-" + id }
+// StreamID returns the stream of instance id: Name-<id>, or, for an id
+// qualified with a tenant ("<tenant>~<id>"), <tenant>~Name-<id>.
+func (k *Kind[A]) StreamID(id string) string {
+	tenant, plain := SplitTenant(id)
+	return Qualify(tenant, k.Name+"-"+plain)
+}
 
 // schemaVersionOf returns the event's payload schema version.
 func schemaVersionOf(e Event) int {

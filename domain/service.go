@@ -81,6 +81,9 @@ type CommandMeta struct {
 	// ExpectedVersion, when set, is the version the client believes the
 	// aggregate is at; a mismatch is a Conflict and the command is not retried.
 	ExpectedVersion *int64
+	// Tenant is the caller's tenant ("" for the default tenant): the
+	// command addresses the aggregate in that tenant's namespace.
+	Tenant string
 	// IdempotencyKey, when set, makes the command exactly-once per
 	// aggregate: a repeat with the same key returns the original result and
 	// writes nothing, across restarts and concurrent retries. Keys are
@@ -117,13 +120,13 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 		}()
 	}
 	id := cmd.AggregateID()
-	if err := validateAggregateID(id); err != nil {
+	stream, err := qualifiedStream(k, meta.Tenant, id)
+	if err != nil {
 		return Result{}, err
 	}
 	if len(meta.IdempotencyKey) > 200 {
 		return Result{}, InvalidField("idempotencyKey", "idempotency key is %d bytes; at most 200 are allowed", len(meta.IdempotencyKey))
 	}
-	stream := k.StreamID(id)
 	for attempt := 0; ; attempt++ {
 		unlock := s.streams.lock(stream)
 		res, err := executeOnce(ctx, s, k, cmd, meta, id, stream)
@@ -211,10 +214,15 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 }
 
 // Load returns the current state of instance id of kind k and its version
-// (0 when it has no events). Errors come from the store or from events
-// that cannot be decoded.
+// (0 when it has no events); id may be qualified with a tenant (see
+// Qualify). Errors: Invalid for a malformed id; errors from the store or
+// from events that cannot be decoded.
 func Load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id string) (A, int64, error) {
-	agg, version, _, err := load(ctx, s, k, id, k.StreamID(id))
+	_, plain := SplitTenant(id)
+	if err := validateQualifiedID(id); err != nil {
+		return k.New(plain), 0, err
+	}
+	agg, version, _, err := load(ctx, s, k, plain, k.StreamID(id))
 	return agg, version, err
 }
 
@@ -289,7 +297,7 @@ func validateAggregateID(id string) error {
 			return InvalidField("id", "id contains white space or a control character")
 		}
 	}
-	return nil
+	return CheckUnqualified("id", id)
 }
 
 func eventMetadata(cmd Command, meta CommandMeta) (json.RawMessage, error) {
@@ -354,16 +362,18 @@ func (s *Service) previousResult(ctx context.Context, stream, id, key string) (R
 // (zero: no limit), whichever comes first. Snapshots are not used. It
 // returns the state, the version it reflects (0 when no event qualifies)
 // and when that version was recorded. Errors: NotFound when the instance
-// has no events at all; store and decoding errors.
-func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id string, version int64, at time.Time) (A, int64, time.Time, error) {
+// has no events at all; Invalid for a malformed id (which may be qualified
+// with a tenant); store and decoding errors.
+func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedID string, version int64, at time.Time) (A, int64, time.Time, error) {
+	_, id := SplitTenant(qualifiedID)
 	agg := k.New(id)
-	if err := validateAggregateID(id); err != nil {
+	if err := validateQualifiedID(qualifiedID); err != nil {
 		return agg, 0, time.Time{}, err
 	}
 	if version < 0 {
 		return agg, 0, time.Time{}, InvalidField("version", "version must not be negative, got %d", version)
 	}
-	stream := k.StreamID(id)
+	stream := k.StreamID(qualifiedID)
 	var reached int64
 	var reachedAt time.Time
 	const page = 1000

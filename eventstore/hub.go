@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +139,7 @@ type liveBatch struct {
 }
 
 // Subscribe returns a channel of the events after position q.After that
-// match q.Types and q.StreamPrefix (and q.Stream), in position order,
+// match q's filters (Types, StreamPrefix, Stream, Tenant), in position order,
 // until ctx ends (the channel is then closed). The first page is read
 // before Subscribe returns, so invalid filters fail here.
 func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.RecordedEvent, error) {
@@ -179,15 +178,7 @@ func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool 
 	}
 }
 
-func (s *HubSubscription) matches(e domain.RecordedEvent) bool {
-	if len(s.filter.Types) > 0 && !contains(s.filter.Types, e.Type) {
-		return false
-	}
-	if s.filter.Stream != "" && e.StreamID != s.filter.Stream {
-		return false
-	}
-	return strings.HasPrefix(e.StreamID, s.filter.StreamPrefix)
-}
+func (s *HubSubscription) matches(e domain.RecordedEvent) bool { return s.filter.Matches(e) }
 
 func (s *HubSubscription) run(ctx context.Context, first Page, lag chan struct{}) {
 	defer close(s.out)

@@ -191,3 +191,45 @@ func TestHubSlowSubscriberLosesNothingAndDelaysNoOne(t *testing.T) {
 		}
 	}
 }
+
+// TestHubKeepsTenantsApart: a tenant-scoped subscriber receives, from the
+// store and live, only its tenant's events.
+func TestHubKeepsTenantsApart(t *testing.T) {
+	ctx := context.Background()
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h := startHub(t, s)
+	var acme []int64
+	appendTo := func(stream string, i int) {
+		res, err := s.Append(ctx, stream, domain.ExpectAny, eventstoretest.Ev("Tick", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if domain.TenantOf(stream) == "acme" {
+			acme = append(acme, res.LastPosition)
+		}
+	}
+	streams := []string{"acme~r-1", "r-1", "globex~r-1", "acme~r-2"}
+	for i, stream := range streams {
+		appendTo(stream, i)
+	}
+	tenant := "acme"
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := h.Subscribe(sub, eventstore.AllQuery{Tenant: &tenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, stream := range streams {
+		appendTo(stream, 10+i)
+	}
+	appendTo("acme~r-3", 99) // the last one, so that nothing else can follow it
+	got := collect(t, ch, len(acme))
+	if fmt.Sprint(got) != fmt.Sprint(acme) {
+		t.Fatalf("acme's subscriber got %v, want %v", got, acme)
+	}
+	select {
+	case e := <-ch:
+		t.Fatalf("acme's subscriber also got %s", e.StreamID)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

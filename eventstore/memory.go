@@ -153,7 +153,7 @@ func (m *Memory) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	page := Page{Events: []domain.RecordedEvent{}, Head: int64(len(m.log))}
 	for i := q.After; i < int64(len(m.log)) && len(page.Events) < limit; i++ {
 		e := m.log[i]
-		if len(q.Types) > 0 && !contains(q.Types, e.Type) || !strings.HasPrefix(e.StreamID, q.StreamPrefix) || q.Stream != "" && e.StreamID != q.Stream {
+		if !q.Matches(e) {
 			continue
 		}
 		page.Events = append(page.Events, e)

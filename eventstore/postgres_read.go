@@ -94,6 +94,11 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		args = append(args, q.Stream)
 		sql += fmt.Sprintf(" AND stream_id = $%d", len(args))
 	}
+	if q.Tenant != nil {
+		// The expression of index events_tenant_position.
+		args = append(args, *q.Tenant)
+		sql += fmt.Sprintf(" AND (CASE WHEN strpos(stream_id, '~') > 0 THEN split_part(stream_id, '~', 1) ELSE '' END) = $%d", len(args))
+	}
 	sql += " ORDER BY position LIMIT $2"
 
 	// The head is read first: everything at or below it is settled, so a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"cqrsgate/domain"
 )
@@ -78,6 +79,22 @@ type AllQuery struct {
 	StreamPrefix string
 	// Stream keeps only the events of this one stream.
 	Stream string
+	// Tenant, when set, keeps only the events of that tenant's streams
+	// (see domain.Qualify): for "" the default tenant's, whose stream ids
+	// hold no domain.TenantSeparator. Nil reads every tenant's.
+	Tenant *string
+}
+
+// Matches reports whether e passes q's filters (not its position range).
+func (q AllQuery) Matches(e domain.RecordedEvent) bool {
+	switch {
+	case len(q.Types) > 0 && !contains(q.Types, e.Type),
+		q.Stream != "" && e.StreamID != q.Stream,
+		!strings.HasPrefix(e.StreamID, q.StreamPrefix),
+		q.Tenant != nil && domain.TenantOf(e.StreamID) != *q.Tenant:
+		return false
+	}
+	return true
 }
 
 // Page is the result of ReadAll.

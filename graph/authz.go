@@ -86,6 +86,14 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 				Extensions: map[string]any{"code": string(domain.Forbidden), "requiredRole": strings.ToUpper(string(role))},
 			}
 		}
+		if role == auth.Admin && p.Tenant != "" {
+			// Projections and the schema registry serve every tenant.
+			return &gqlerror.Error{
+				Message:    fmt.Sprintf("%s administers the whole gateway: it needs an administrator without a tenant", f.Name),
+				Path:       ast.Path{ast.PathName(f.Alias)},
+				Extensions: map[string]any{"code": string(domain.Forbidden), "requiredRole": strings.ToUpper(string(role))},
+			}
+		}
 	}
 	return nil
 }

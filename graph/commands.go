@@ -24,7 +24,7 @@ type opts struct {
 // correlation id, its request id as causation id, and the input's
 // expectedVersion and idempotencyKey, and converts the result.
 func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kind[A], cmd domain.Command, o opts) (_ *model.CommandResult, err error) {
-	meta := domain.CommandMeta{CorrelationID: CorrelationID(ctx), CausationID: RequestID(ctx)}
+	meta := domain.CommandMeta{CorrelationID: CorrelationID(ctx), CausationID: RequestID(ctx), Tenant: tenantOf(ctx)}
 	if o.expectedVersion != nil {
 		v := int64(*o.expectedVersion)
 		if v < 0 {
@@ -55,7 +55,7 @@ func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kin
 	}
 	return &model.CommandResult{
 		AggregateID:   res.AggregateID,
-		StreamID:      res.StreamID,
+		StreamID:      unqualified(res.StreamID),
 		Version:       int(res.Version),
 		Position:      model.Position(res.Position),
 		Duplicate:     res.Duplicate,

@@ -12,7 +12,7 @@ import (
 func toEvent(e domain.RecordedEvent) *model.Event {
 	return &model.Event{
 		ID:                  e.ID,
-		StreamID:            e.StreamID,
+		StreamID:            unqualified(e.StreamID),
 		StreamVersion:       int(e.StreamVersion),
 		Position:            model.Position(e.Position),
 		Type:                e.Type,
@@ -45,7 +45,7 @@ func eventPage(p eventstore.Page, limit int) *model.EventPage {
 
 func appendResult(res domain.AppendResult, correlationID string) *model.AppendResult {
 	return &model.AppendResult{
-		StreamID:      res.StreamID,
+		StreamID:      unqualified(res.StreamID),
 		FirstVersion:  int(res.FirstVersion),
 		Version:       int(res.LastVersion),
 		FirstPosition: model.Position(res.FirstPosition),

@@ -91,9 +91,9 @@ func (c *client) do(req *http.Request) (gqlResponse, *http.Response) {
 	return out, resp
 }
 
-func (c *client) mustPost(query string, vars map[string]any, into any) {
+func (c *client) mustPost(query string, vars map[string]any, into any, headers ...string) {
 	c.t.Helper()
-	out, _ := c.post(query, vars)
+	out, _ := c.post(query, vars, headers...)
 	if len(out.Errors) > 0 {
 		c.t.Fatalf("errors: %+v", out.Errors)
 	}

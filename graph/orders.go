@@ -15,7 +15,7 @@ func (r *Resolver) orderConnection(ctx context.Context, f projections.OrderFilte
 	if orderBy != nil {
 		sort = projections.OrderSort{ByTotal: orderBy.Field == model.OrderSortFieldTotal, Descending: orderBy.Direction == model.SortDirectionDesc}
 	}
-	list, next, total, err := r.OrderReads.Orders(ctx, f, sort, pageArg(first), deref(after))
+	list, next, total, err := r.OrderReads.Orders(ctx, tenantOf(ctx), f, sort, pageArg(first), deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -37,11 +37,11 @@ func (r *Resolver) withItems(ctx context.Context, list []projections.OrderSummar
 	for i, o := range list {
 		ids[i] = o.ID
 	}
-	items, err := r.OrderReads.Items(ctx, ids)
+	items, err := r.OrderReads.Items(ctx, tenantOf(ctx), ids)
 	if err != nil {
 		return nil, err
 	}
-	history, err := r.OrderReads.History(ctx, ids)
+	history, err := r.OrderReads.History(ctx, tenantOf(ctx), ids)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ func (r *queryResolver) Order(ctx context.Context, id string, atLeast *model.Pos
 	if err := r.waitFor(ctx, atLeast, "orders"); err != nil {
 		return nil, err
 	}
-	o, err := r.OrderReads.Order(ctx, id)
+	o, err := r.OrderReads.Order(ctx, tenantOf(ctx), id)
 	if domain.CodeOf(err) == domain.NotFound {
 		return nil, nil
 	}
@@ -57,7 +57,7 @@ func (r *queryResolver) OrderStatistics(ctx context.Context, from time.Time, to 
 	if to.Sub(from) > 366*24*time.Hour {
 		return nil, domain.InvalidField("to", "the range is limited to 366 days")
 	}
-	stats, err := r.OrderReads.Statistics(ctx, from, to)
+	stats, err := r.OrderReads.Statistics(ctx, tenantOf(ctx), from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (r *queryResolver) Product(ctx context.Context, sku string, atLeast *model.
 	if err := r.waitFor(ctx, atLeast, "products"); err != nil {
 		return nil, err
 	}
-	p, err := r.ProductReads.Product(ctx, sku)
+	p, err := r.ProductReads.Product(ctx, tenantOf(ctx), sku)
 	if domain.CodeOf(err) == domain.NotFound {
 		return nil, nil
 	}
@@ -95,7 +95,7 @@ func (r *queryResolver) Products(ctx context.Context, maxAvailable *int, first *
 		}
 		limit = int64(*maxAvailable)
 	}
-	list, next, total, err := r.ProductReads.Products(ctx, limit, pageArg(first), deref(after))
+	list, next, total, err := r.ProductReads.Products(ctx, tenantOf(ctx), limit, pageArg(first), deref(after))
 	if err != nil {
 		return nil, err
 	}

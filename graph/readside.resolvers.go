@@ -50,7 +50,7 @@ func (r *queryResolver) Account(ctx context.Context, id string, atLeast *model.P
 	if err := r.waitFor(ctx, atLeast, "accounts"); err != nil {
 		return nil, err
 	}
-	a, err := r.AccountReads.Account(ctx, id)
+	a, err := r.AccountReads.Account(ctx, tenantOf(ctx), id)
 	if domain.CodeOf(err) == domain.NotFound {
 		return nil, nil
 	}
@@ -69,7 +69,7 @@ func (r *queryResolver) Accounts(ctx context.Context, filter *model.AccountFilte
 	if filter != nil {
 		f = projections.AccountFilter{Owner: deref(filter.Owner), Status: deref(filter.Status), Currency: deref(filter.Currency)}
 	}
-	list, next, total, err := r.AccountReads.Accounts(ctx, f, pageArg(first), deref(after))
+	list, next, total, err := r.AccountReads.Accounts(ctx, tenantOf(ctx), f, pageArg(first), deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (r *queryResolver) AccountStatement(ctx context.Context, id string, first *
 	if err := r.waitFor(ctx, atLeast, "accounts"); err != nil {
 		return nil, err
 	}
-	lines, next, total, err := r.AccountReads.Statement(ctx, id, pageArg(first), deref(after))
+	lines, next, total, err := r.AccountReads.Statement(ctx, tenantOf(ctx), id, pageArg(first), deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (r *queryResolver) BankTotals(ctx context.Context, atLeast *model.Position)
 	if err := r.waitFor(ctx, atLeast, "accounts"); err != nil {
 		return nil, err
 	}
-	totals, err := r.AccountReads.BankTotals(ctx)
+	totals, err := r.AccountReads.BankTotals(ctx, tenantOf(ctx))
 	if err != nil {
 		return nil, err
 	}

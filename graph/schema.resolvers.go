@@ -33,6 +33,10 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	if kind := aggregateOwning(stream); kind != "" {
 		return nil, domain.InvalidField("stream", "stream %q belongs to the %s aggregate: change it through its command mutations", stream, kind)
 	}
+	qualified, err := qualify(ctx, "stream", stream)
+	if err != nil {
+		return nil, err
+	}
 	expected := domain.ExpectAny
 	if expectedVersion != nil {
 		expected = domain.ExpectedVersion(*expectedVersion)
@@ -56,7 +60,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 		e.Metadata = meta
 		data[i] = e
 	}
-	res, err := r.Store.Append(ctx, stream, expected, data...)
+	res, err := r.Store.Append(ctx, qualified, expected, data...)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +69,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 
 // Events is the resolver for the events field.
 func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error) {
-	q := eventstore.AllQuery{Types: types}
+	q := eventstore.AllQuery{Types: types, Tenant: tenantFilter(ctx)}
 	if after != nil {
 		q.After = int64(*after)
 	}
@@ -75,11 +79,16 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		}
 		q.Limit = *first
 	}
-	if streamPrefix != nil {
-		q.StreamPrefix = *streamPrefix
+	var err error
+	if streamPrefix != nil && *streamPrefix != "" {
+		if q.StreamPrefix, err = qualify(ctx, "streamPrefix", *streamPrefix); err != nil {
+			return nil, err
+		}
 	}
 	if stream != nil {
-		q.Stream = *stream
+		if q.Stream, err = qualify(ctx, "stream", *stream); err != nil {
+			return nil, err
+		}
 	}
 	if correlationID != nil {
 		if len(types) > 0 || q.StreamPrefix != "" || q.Stream != "" {
@@ -89,11 +98,16 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		if err != nil {
 			return nil, err
 		}
-		page := eventstore.Page{Events: evs, Next: q.After}
+		page := eventstore.Page{Events: evs[:0], Next: q.After}
 		if len(evs) > 0 {
 			page.Next = evs[len(evs)-1].Position
 		}
 		page.Head = page.Next
+		for _, e := range evs {
+			if q.Matches(e) { // the caller's tenant's only: anyone can send a correlation id
+				page.Events = append(page.Events, e)
+			}
+		}
 		return eventPage(page, q.Limit), nil
 	}
 	page, err := r.reads().ReadAll(ctx, q)
@@ -118,11 +132,15 @@ func (r *queryResolver) Stream(ctx context.Context, id string, fromVersion *int,
 		}
 		q.Limit = *first
 	}
-	version, err := r.Store.StreamVersion(ctx, id)
+	stream, err := qualify(ctx, "id", id)
 	if err != nil {
 		return nil, err
 	}
-	evs, err := r.reads().ReadStream(ctx, id, q)
+	version, err := r.Store.StreamVersion(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := r.reads().ReadStream(ctx, stream, q)
 	if err != nil {
 		return nil, err
 	}

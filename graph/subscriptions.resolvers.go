@@ -12,12 +12,17 @@ import (
 	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
 	"cqrsgate/projections"
-	"strings"
 )
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, types []string, streamPrefix *string, after *model.Position) (<-chan *model.Event, error) {
-	q := eventstore.AllQuery{Types: types, StreamPrefix: deref(streamPrefix)}
+	q := eventstore.AllQuery{Types: types, Tenant: tenantFilter(ctx)}
+	if streamPrefix != nil && *streamPrefix != "" {
+		var err error
+		if q.StreamPrefix, err = qualify(ctx, "streamPrefix", *streamPrefix); err != nil {
+			return nil, err
+		}
+	}
 	if after != nil {
 		q.After = int64(*after)
 	}
@@ -44,9 +49,13 @@ func (r *subscriptionResolver) Events(ctx context.Context, types []string, strea
 
 // AccountChanged is the resolver for the accountChanged field.
 func (r *subscriptionResolver) AccountChanged(ctx context.Context, id string, after *model.Position) (<-chan *model.Account, error) {
-	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: domain.Accounts.StreamID(id), After: posArg(after)}, "accounts",
+	stream, err := streamOf(ctx, domain.Accounts, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: stream, Tenant: tenantFilter(ctx), After: posArg(after)}, "accounts",
 		func(ctx context.Context) (*model.Account, bool, error) {
-			a, err := r.AccountReads.Account(ctx, id)
+			a, err := r.AccountReads.Account(ctx, tenantOf(ctx), id)
 			if domain.CodeOf(err) == domain.NotFound {
 				return nil, false, nil
 			}
@@ -62,15 +71,22 @@ func (r *subscriptionResolver) OrderChanged(ctx context.Context, id *string, cus
 	if (id == nil) == (customerID == nil) {
 		return nil, domain.InvalidField("id", "give exactly one of id and customerId")
 	}
-	q := eventstore.AllQuery{StreamPrefix: domain.Orders.Name + "-", After: posArg(after)}
+	q := eventstore.AllQuery{StreamPrefix: domain.Qualify(tenantOf(ctx), domain.Orders.Name+"-"), Tenant: tenantFilter(ctx), After: posArg(after)}
 	if id != nil {
-		q = eventstore.AllQuery{Stream: domain.Orders.StreamID(*id), After: posArg(after)}
+		stream, err := streamOf(ctx, domain.Orders, "id", *id)
+		if err != nil {
+			return nil, err
+		}
+		q.StreamPrefix, q.Stream = "", stream
 	}
 	// By customer, every order event is a candidate; the row says whose it is.
 	var lastOrder string
-	return watchRowsOf(ctx, r.Resolver, q, "orders", func(e domain.RecordedEvent) { lastOrder = strings.TrimPrefix(e.StreamID, domain.Orders.Name+"-") },
+	return watchRowsOf(ctx, r.Resolver, q, "orders", func(e domain.RecordedEvent) {
+		id, _ := domain.Orders.IDOf(e.StreamID)
+		lastOrder = unqualified(id)
+	},
 		func(ctx context.Context) (*model.Order, bool, error) {
-			o, err := r.OrderReads.Order(ctx, lastOrder)
+			o, err := r.OrderReads.Order(ctx, tenantOf(ctx), lastOrder)
 			if domain.CodeOf(err) == domain.NotFound {
 				return nil, false, nil
 			}
@@ -90,9 +106,13 @@ func (r *subscriptionResolver) OrderChanged(ctx context.Context, id *string, cus
 
 // ProductChanged is the resolver for the productChanged field.
 func (r *subscriptionResolver) ProductChanged(ctx context.Context, sku string, after *model.Position) (<-chan *model.Product, error) {
-	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: domain.Products.StreamID(sku), After: posArg(after)}, "products",
+	stream, err := streamOf(ctx, domain.Products, "sku", sku)
+	if err != nil {
+		return nil, err
+	}
+	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: stream, Tenant: tenantFilter(ctx), After: posArg(after)}, "products",
 		func(ctx context.Context) (*model.Product, bool, error) {
-			p, err := r.ProductReads.Product(ctx, sku)
+			p, err := r.ProductReads.Product(ctx, tenantOf(ctx), sku)
 			if domain.CodeOf(err) == domain.NotFound {
 				return nil, false, nil
 			}

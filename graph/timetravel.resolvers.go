@@ -18,7 +18,11 @@ func (r *queryResolver) AccountAt(ctx context.Context, id string, version *int, 
 	if err != nil {
 		return nil, err
 	}
-	a, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Accounts, id, upTo, timeArg(at))
+	qid, err := qualify(ctx, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	a, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Accounts, qid, upTo, timeArg(at))
 	if domain.CodeOf(err) == domain.NotFound || err == nil && v == 0 {
 		return nil, nil
 	}
@@ -37,7 +41,11 @@ func (r *queryResolver) OrderAt(ctx context.Context, id string, version *int, at
 	if err != nil {
 		return nil, err
 	}
-	o, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Orders, id, upTo, timeArg(at))
+	qid, err := qualify(ctx, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	o, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Orders, qid, upTo, timeArg(at))
 	if domain.CodeOf(err) == domain.NotFound || err == nil && v == 0 {
 		return nil, nil
 	}

@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +14,11 @@ import (
 //   - account_summary: one row per account (owner, currency, balance,
 //     status, limits, last activity, version and position of the last change);
 //   - account_statement: one row per money movement with the running balance;
-//   - bank_totals: per currency, the number of accounts and the sum of balances.
+//   - bank_totals: per tenant and currency, the number of accounts and the
+//     sum of balances.
+//
+// Rows are keyed by the tenant-qualified account id (domain.Qualify); the
+// generated tenant column serves the tenant-scoped list queries.
 type Accounts struct{}
 
 var _ Projection = Accounts{}
@@ -24,7 +27,7 @@ var _ Projection = Accounts{}
 func (Accounts) Name() string { return "accounts" }
 
 // Version implements Projection.
-func (Accounts) Version() int { return 1 }
+func (Accounts) Version() int { return 2 } // 2: tenants
 
 // EventTypes implements Projection.
 func (Accounts) EventTypes() []string {
@@ -42,6 +45,7 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `
 		CREATE TABLE IF NOT EXISTS account_summary (
 			id                     text PRIMARY KEY,
+			tenant                 text GENERATED ALWAYS AS (`+tenantOf("id")+`) STORED,
 			owner                  text        NOT NULL,
 			currency               text        NOT NULL,
 			balance                bigint      NOT NULL DEFAULT 0,
@@ -53,7 +57,8 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 			version                bigint      NOT NULL,
 			position               bigint      NOT NULL
 		);
-		CREATE INDEX IF NOT EXISTS account_summary_owner ON account_summary (owner, id);
+		CREATE INDEX IF NOT EXISTS account_summary_tenant ON account_summary (tenant, id);
+		CREATE INDEX IF NOT EXISTS account_summary_owner ON account_summary (tenant, owner, id);
 		CREATE TABLE IF NOT EXISTS account_statement (
 			account_id    text        NOT NULL,
 			version       bigint      NOT NULL,
@@ -66,9 +71,11 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 			PRIMARY KEY (account_id, version)
 		);
 		CREATE TABLE IF NOT EXISTS bank_totals (
-			currency      text PRIMARY KEY,
+			tenant        text   NOT NULL,
+			currency      text   NOT NULL,
 			accounts      bigint NOT NULL DEFAULT 0,
-			total_balance bigint NOT NULL DEFAULT 0
+			total_balance bigint NOT NULL DEFAULT 0,
+			PRIMARY KEY (tenant, currency)
 		);`)
 	return err
 }
@@ -87,7 +94,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 	touched := map[string]*row{}
 	var ids []string
 	for _, re := range events {
-		id := strings.TrimPrefix(re.StreamID, domain.Accounts.Name+"-")
+		id, _ := domain.Accounts.IDOf(re.StreamID)
 		if _, ok := touched[id]; !ok {
 			touched[id] = nil
 			ids = append(ids, id)
@@ -109,13 +116,15 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	type totalsKey struct{ tenant, currency string }
 	type totals struct{ accounts, balance int64 }
-	deltas := map[string]*totals{}
-	delta := func(currency string) *totals {
-		d := deltas[currency]
+	deltas := map[totalsKey]*totals{}
+	delta := func(r *row) *totals {
+		k := totalsKey{domain.TenantOf(r.id), r.currency}
+		d := deltas[k]
 		if d == nil {
 			d = &totals{}
-			deltas[currency] = d
+			deltas[k] = d
 		}
 		return d
 	}
@@ -125,7 +134,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id := strings.TrimPrefix(re.StreamID, domain.Accounts.Name+"-")
+		id, _ := domain.Accounts.IDOf(re.StreamID)
 		r := touched[id]
 		if opened, ok := e.(domain.AccountOpened); ok {
 			if r != nil {
@@ -134,13 +143,13 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 			r = &row{id: id, owner: opened.Owner, currency: opened.Currency, status: "OPEN", overdraft: opened.OverdraftLimit,
 				daily: opened.DailyWithdrawalLimit, openedAt: opened.OpenedAt}
 			touched[id] = r
-			delta(r.currency).accounts++
+			delta(r).accounts++
 		}
 		if r == nil {
 			return fmt.Errorf("event %s at %d for account %s, which was never opened", re.Type, re.Position, id)
 		}
 		money := func(kind string, amount, after int64, desc string) {
-			delta(r.currency).balance += after - r.balance
+			delta(r).balance += after - r.balance
 			r.balance = after
 			statement = append(statement, []any{id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt})
 		}
@@ -159,7 +168,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 			r.status = "OPEN"
 		case domain.AccountClosed:
 			r.status = "CLOSED"
-			delta(r.currency).accounts--
+			delta(r).accounts--
 		}
 		r.version, r.position, r.lastActivity = re.StreamVersion, re.Position, re.RecordedAt
 	}
@@ -191,10 +200,10 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 			return fmt.Errorf("account statement: %w", err)
 		}
 	}
-	for currency, d := range deltas {
-		if _, err := tx.Exec(ctx, `INSERT INTO bank_totals (currency, accounts, total_balance) VALUES ($1, $2, $3)
-			ON CONFLICT (currency) DO UPDATE SET accounts = bank_totals.accounts + excluded.accounts, total_balance = bank_totals.total_balance + excluded.total_balance`,
-			currency, d.accounts, d.balance); err != nil {
+	for k, d := range deltas {
+		if _, err := tx.Exec(ctx, `INSERT INTO bank_totals (tenant, currency, accounts, total_balance) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant, currency) DO UPDATE SET accounts = bank_totals.accounts + excluded.accounts, total_balance = bank_totals.total_balance + excluded.total_balance`,
+			k.tenant, k.currency, d.accounts, d.balance); err != nil {
 			return fmt.Errorf("bank totals: %w", err)
 		}
 	}

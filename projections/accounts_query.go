@@ -53,6 +53,7 @@ const summaryColumns = `id, owner, currency, status, balance, overdraft_limit, d
 func scanSummary(r pgx.CollectableRow) (AccountSummary, error) {
 	var a AccountSummary
 	err := r.Scan(&a.ID, &a.Owner, &a.Currency, &a.Status, &a.Balance, &a.OverdraftLimit, &a.DailyLimit, &a.OpenedAt, &a.LastActivityAt, &a.Version, &a.Position)
+	a.ID = plainID(a.ID)
 	return a, err
 }
 
@@ -62,9 +63,13 @@ type AccountQueries struct{ pool *pgxpool.Pool }
 // NewAccountQueries returns the account queries on pool.
 func NewAccountQueries(pool *pgxpool.Pool) *AccountQueries { return &AccountQueries{pool: pool} }
 
-// Account returns one account, or a NotFound *domain.Error.
-func (q *AccountQueries) Account(ctx context.Context, id string) (AccountSummary, error) {
-	rows, err := q.pool.Query(ctx, `SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE id = $1`, id)
+// Account returns tenant's account id, or a NotFound *domain.Error.
+func (q *AccountQueries) Account(ctx context.Context, tenant, id string) (AccountSummary, error) {
+	qid, err := qualify(tenant, "id", id)
+	if err != nil {
+		return AccountSummary{}, err
+	}
+	rows, err := q.pool.Query(ctx, `SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE id = $1`, qid)
 	if err != nil {
 		return AccountSummary{}, readError("account", err)
 	}
@@ -78,10 +83,11 @@ func (q *AccountQueries) Account(ctx context.Context, id string) (AccountSummary
 	return a, nil
 }
 
-// Accounts returns up to first accounts matching f, ordered by id, after
-// the cursor after (""), the cursor of the last one when more follow, and
-// the total number matching. Errors: Invalid for a bad cursor or size.
-func (q *AccountQueries) Accounts(ctx context.Context, f AccountFilter, first int, after string) ([]AccountSummary, string, int, error) {
+// Accounts returns up to first of tenant's accounts matching f, ordered by
+// id, after the cursor after (""), the cursor of the last one when more
+// follow, and the total number matching. Errors: Invalid for a bad cursor
+// or size.
+func (q *AccountQueries) Accounts(ctx context.Context, tenant string, f AccountFilter, first int, after string) ([]AccountSummary, string, int, error) {
 	first, err := pageSize(first)
 	if err != nil {
 		return nil, "", 0, err
@@ -90,11 +96,12 @@ func (q *AccountQueries) Accounts(ctx context.Context, f AccountFilter, first in
 	if err != nil {
 		return nil, "", 0, err
 	}
-	where := `($1 = '' OR owner = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR currency = $3)`
+	where := `tenant = $4 AND ($1 = '' OR owner = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR currency = $3)`
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.account_summary WHERE `+where, f.Owner, f.Status, f.Currency)
-	b.Queue(`SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE `+where+` AND id > $4 ORDER BY id LIMIT $5`,
-		f.Owner, f.Status, f.Currency, afterID, first+1)
+	b.Queue(`SELECT count(*) FROM readmodel.account_summary WHERE `+where, f.Owner, f.Status, f.Currency, tenant)
+	// Within one tenant, qualified ids sort as the plain ids do.
+	b.Queue(`SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE `+where+` AND id > $5 ORDER BY id LIMIT $6`,
+		f.Owner, f.Status, f.Currency, tenant, domain.Qualify(tenant, afterID), first+1)
 	br := q.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var total int
@@ -119,9 +126,9 @@ func (q *AccountQueries) Accounts(ctx context.Context, f AccountFilter, first in
 
 // Statement returns up to first lines of an account's statement in version
 // order after the cursor after, the next cursor when more follow, and the
-// number of lines. Errors: NotFound for an unknown account, Invalid for a
-// bad cursor or size.
-func (q *AccountQueries) Statement(ctx context.Context, id string, first int, after string) ([]StatementLine, string, int, error) {
+// number of lines. Errors: NotFound for an account tenant does not have,
+// Invalid for a bad cursor or size.
+func (q *AccountQueries) Statement(ctx context.Context, tenant, id string, first int, after string) ([]StatementLine, string, int, error) {
 	first, err := pageSize(first)
 	if err != nil {
 		return nil, "", 0, err
@@ -136,9 +143,10 @@ func (q *AccountQueries) Statement(ctx context.Context, id string, first int, af
 			return nil, "", 0, domain.InvalidField("after", "invalid cursor")
 		}
 	}
-	if _, err := q.Account(ctx, id); err != nil {
+	if _, err := q.Account(ctx, tenant, id); err != nil {
 		return nil, "", 0, err
 	}
+	id = domain.Qualify(tenant, id)
 	b := &pgx.Batch{}
 	b.Queue(`SELECT count(*) FROM readmodel.account_statement WHERE account_id = $1`, id)
 	b.Queue(`SELECT version, position, kind, amount, balance_after, description, recorded_at FROM readmodel.account_statement
@@ -165,9 +173,9 @@ func (q *AccountQueries) Statement(ctx context.Context, id string, first int, af
 	return lines, next, total, nil
 }
 
-// BankTotals returns the totals per currency, by currency.
-func (q *AccountQueries) BankTotals(ctx context.Context) ([]BankTotal, error) {
-	rows, err := q.pool.Query(ctx, `SELECT currency, accounts, total_balance FROM readmodel.bank_totals ORDER BY currency`)
+// BankTotals returns tenant's totals per currency, by currency.
+func (q *AccountQueries) BankTotals(ctx context.Context, tenant string) ([]BankTotal, error) {
+	rows, err := q.pool.Query(ctx, `SELECT currency, accounts, total_balance FROM readmodel.bank_totals WHERE tenant = $1 ORDER BY currency`, tenant)
 	if err != nil {
 		return nil, readError("bank totals", err)
 	}

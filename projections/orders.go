@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -25,7 +24,7 @@ var _ Projection = Orders{}
 func (Orders) Name() string { return "orders" }
 
 // Version implements Projection.
-func (Orders) Version() int { return 2 } // 2: subtotal and tax, from OrderSubmitted v2
+func (Orders) Version() int { return 3 } // 2: subtotal and tax, from OrderSubmitted v2; 3: tenants
 
 // EventTypes implements Projection.
 func (Orders) EventTypes() []string {
@@ -42,6 +41,7 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `
 		CREATE TABLE IF NOT EXISTS order_list (
 			id          text PRIMARY KEY,
+			tenant      text GENERATED ALWAYS AS (`+tenantOf("id")+`) STORED,
 			customer_id text        NOT NULL,
 			currency    text        NOT NULL,
 			status      text        NOT NULL,
@@ -54,10 +54,10 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 			version     bigint      NOT NULL,
 			position    bigint      NOT NULL
 		);
-		CREATE INDEX IF NOT EXISTS order_list_customer ON order_list (customer_id, placed_at, id);
-		CREATE INDEX IF NOT EXISTS order_list_status ON order_list (status, placed_at, id);
-		CREATE INDEX IF NOT EXISTS order_list_placed ON order_list (placed_at, id);
-		CREATE INDEX IF NOT EXISTS order_list_total ON order_list (total, id);
+		CREATE INDEX IF NOT EXISTS order_list_customer ON order_list (tenant, customer_id, placed_at, id);
+		CREATE INDEX IF NOT EXISTS order_list_status ON order_list (tenant, status, placed_at, id);
+		CREATE INDEX IF NOT EXISTS order_list_placed ON order_list (tenant, placed_at, id);
+		CREATE INDEX IF NOT EXISTS order_list_total ON order_list (tenant, total, id);
 		CREATE TABLE IF NOT EXISTS order_items (
 			order_id   text   NOT NULL,
 			sku        text   NOT NULL,
@@ -74,11 +74,12 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 			PRIMARY KEY (order_id, version)
 		);
 		CREATE TABLE IF NOT EXISTS order_stats (
+			tenant  text   NOT NULL,
 			day     date   NOT NULL,
 			status  text   NOT NULL,
 			orders  bigint NOT NULL DEFAULT 0,
 			revenue bigint NOT NULL DEFAULT 0,
-			PRIMARY KEY (day, status)
+			PRIMARY KEY (tenant, day, status)
 		);`)
 	return err
 }
@@ -91,14 +92,14 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id := strings.TrimPrefix(re.StreamID, domain.Orders.Name+"-")
+		id, _ := domain.Orders.IDOf(re.StreamID) // qualified with the tenant
 		// stats moves this order's count and value between statuses of its day.
 		stats := func(newStatus string, newTotal any) {
 			b.Queue(`UPDATE order_stats s SET orders = s.orders - 1, revenue = s.revenue - o.total
-				FROM order_list o WHERE o.id = $1 AND s.day = (o.placed_at AT TIME ZONE 'UTC')::date AND s.status = o.status`, id)
-			b.Queue(`INSERT INTO order_stats (day, status, orders, revenue)
-				SELECT (placed_at AT TIME ZONE 'UTC')::date, $2, 1, coalesce($3::bigint, total) FROM order_list WHERE id = $1
-				ON CONFLICT (day, status) DO UPDATE SET orders = order_stats.orders + 1, revenue = order_stats.revenue + excluded.revenue`,
+				FROM order_list o WHERE o.id = $1 AND s.tenant = o.tenant AND s.day = (o.placed_at AT TIME ZONE 'UTC')::date AND s.status = o.status`, id)
+			b.Queue(`INSERT INTO order_stats (tenant, day, status, orders, revenue)
+				SELECT tenant, (placed_at AT TIME ZONE 'UTC')::date, $2, 1, coalesce($3::bigint, total) FROM order_list WHERE id = $1
+				ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + 1, revenue = order_stats.revenue + excluded.revenue`,
 				id, newStatus, newTotal)
 		}
 		touch := func(set string, args ...any) {
@@ -113,8 +114,8 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		case domain.OrderPlaced:
 			b.Queue(`INSERT INTO order_list (id, customer_id, currency, status, placed_at, updated_at, version, position)
 				VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, $7)`, id, e.CustomerID, e.Currency, e.PlacedAt, re.RecordedAt, re.StreamVersion, re.Position)
-			b.Queue(`INSERT INTO order_stats (day, status, orders) VALUES (($1::timestamptz AT TIME ZONE 'UTC')::date, 'OPEN', 1)
-				ON CONFLICT (day, status) DO UPDATE SET orders = order_stats.orders + 1`, e.PlacedAt)
+			b.Queue(`INSERT INTO order_stats (tenant, day, status, orders) VALUES ($2, ($1::timestamptz AT TIME ZONE 'UTC')::date, 'OPEN', 1)
+				ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + 1`, e.PlacedAt, domain.TenantOf(id))
 			history(domain.StatusOpen, "")
 		case domain.OrderItemAdded:
 			b.Queue(`INSERT INTO order_items (order_id, sku, quantity, unit_price) VALUES ($1, $2, $3, $4)

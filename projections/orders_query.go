@@ -65,13 +65,23 @@ func NewOrderQueries(pool *pgxpool.Pool) *OrderQueries { return &OrderQueries{po
 
 const orderColumns = `id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position`
 
-// Order returns one order, or a NotFound *domain.Error.
-func (q *OrderQueries) Order(ctx context.Context, id string) (OrderSummary, error) {
-	rows, err := q.pool.Query(ctx, `SELECT `+orderColumns+` FROM readmodel.order_list WHERE id = $1`, id)
+func scanOrder(r pgx.CollectableRow) (OrderSummary, error) {
+	o, err := pgx.RowToStructByPos[OrderSummary](r)
+	o.ID = plainID(o.ID)
+	return o, err
+}
+
+// Order returns tenant's order id, or a NotFound *domain.Error.
+func (q *OrderQueries) Order(ctx context.Context, tenant, id string) (OrderSummary, error) {
+	qid, err := qualify(tenant, "id", id)
+	if err != nil {
+		return OrderSummary{}, err
+	}
+	rows, err := q.pool.Query(ctx, `SELECT `+orderColumns+` FROM readmodel.order_list WHERE id = $1`, qid)
 	if err != nil {
 		return OrderSummary{}, readError("order", err)
 	}
-	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[OrderSummary])
+	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return OrderSummary{}, domain.Errorf(domain.NotFound, "order %s not found", id)
 	}
@@ -81,10 +91,10 @@ func (q *OrderQueries) Order(ctx context.Context, id string) (OrderSummary, erro
 	return o, nil
 }
 
-// Orders returns up to first orders matching f in the order s asks for,
-// after the cursor after, the next cursor when more follow, and the number
-// matching. Errors: Invalid for a bad cursor or size.
-func (q *OrderQueries) Orders(ctx context.Context, f OrderFilter, s OrderSort, first int, after string) ([]OrderSummary, string, int, error) {
+// Orders returns up to first of tenant's orders matching f in the order s
+// asks for, after the cursor after, the next cursor when more follow, and
+// the number matching. Errors: Invalid for a bad cursor or size.
+func (q *OrderQueries) Orders(ctx context.Context, tenant string, f OrderFilter, s OrderSort, first int, after string) ([]OrderSummary, string, int, error) {
 	first, err := pageSize(first)
 	if err != nil {
 		return nil, "", 0, err
@@ -96,8 +106,8 @@ func (q *OrderQueries) Orders(ctx context.Context, f OrderFilter, s OrderSort, f
 	if s.Descending {
 		dir, cmp = "DESC", "<"
 	}
-	where := `($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)`
-	args := []any{f.Status, f.CustomerID}
+	where := `tenant = $3 AND ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)`
+	args := []any{f.Status, f.CustomerID, tenant}
 	page := where
 	if after != "" {
 		raw, err := decodeCursor(after)
@@ -122,11 +132,12 @@ func (q *OrderQueries) Orders(ctx context.Context, f OrderFilter, s OrderSort, f
 			}
 			k = t
 		}
-		args = append(args, k, id)
-		page += fmt.Sprintf(" AND (%s, id) %s ($3, $4)", key, cmp)
+		// Within one tenant, qualified ids sort as the plain ids do.
+		args = append(args, k, domain.Qualify(tenant, id))
+		page += fmt.Sprintf(" AND (%s, id) %s ($4, $5)", key, cmp)
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.order_list WHERE `+where, f.Status, f.CustomerID)
+	b.Queue(`SELECT count(*) FROM readmodel.order_list WHERE `+where, f.Status, f.CustomerID, tenant)
 	b.Queue(fmt.Sprintf(`SELECT %s FROM readmodel.order_list WHERE %s ORDER BY %s %s, id %s LIMIT %d`, orderColumns, page, key, dir, dir, first+1), args...)
 	br := q.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -138,7 +149,7 @@ func (q *OrderQueries) Orders(ctx context.Context, f OrderFilter, s OrderSort, f
 	if err != nil {
 		return nil, "", 0, readError("orders", err)
 	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderSummary])
+	list, err := pgx.CollectRows(rows, scanOrder)
 	if err != nil {
 		return nil, "", 0, readError("orders", err)
 	}
@@ -158,9 +169,20 @@ func OrderCursor(o OrderSummary, s OrderSort) string {
 	return encodeCursor(o.PlacedAt.UTC().Format(time.RFC3339Nano) + "|" + o.ID)
 }
 
-// Items returns the lines of the given orders, in one query, by order and sku.
-func (q *OrderQueries) Items(ctx context.Context, orderIDs []string) (map[string][]OrderItem, error) {
-	rows, err := q.pool.Query(ctx, `SELECT order_id, sku, quantity, unit_price FROM readmodel.order_items WHERE order_id = ANY($1) ORDER BY order_id, sku`, orderIDs)
+// qualifyAll returns ids in tenant's namespace.
+func qualifyAll(tenant string, ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = domain.Qualify(tenant, id)
+	}
+	return out
+}
+
+// Items returns the lines of tenant's given orders, in one query, by order
+// and sku.
+func (q *OrderQueries) Items(ctx context.Context, tenant string, orderIDs []string) (map[string][]OrderItem, error) {
+	rows, err := q.pool.Query(ctx, `SELECT order_id, sku, quantity, unit_price FROM readmodel.order_items WHERE order_id = ANY($1) ORDER BY order_id, sku`,
+		qualifyAll(tenant, orderIDs))
 	if err != nil {
 		return nil, readError("order items", err)
 	}
@@ -170,14 +192,16 @@ func (q *OrderQueries) Items(ctx context.Context, orderIDs []string) (map[string
 	}
 	out := map[string][]OrderItem{}
 	for _, it := range items {
+		it.OrderID = plainID(it.OrderID)
 		out[it.OrderID] = append(out[it.OrderID], it)
 	}
 	return out, nil
 }
 
-// History returns the status history of the given orders, in one query.
-func (q *OrderQueries) History(ctx context.Context, orderIDs []string) (map[string][]StatusChange, error) {
-	rows, err := q.pool.Query(ctx, `SELECT order_id, version, status, reason, at FROM readmodel.order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version`, orderIDs)
+// History returns the status history of tenant's given orders, in one query.
+func (q *OrderQueries) History(ctx context.Context, tenant string, orderIDs []string) (map[string][]StatusChange, error) {
+	rows, err := q.pool.Query(ctx, `SELECT order_id, version, status, reason, at FROM readmodel.order_status_history WHERE order_id = ANY($1) ORDER BY order_id, version`,
+		qualifyAll(tenant, orderIDs))
 	if err != nil {
 		return nil, readError("order history", err)
 	}
@@ -189,7 +213,7 @@ func (q *OrderQueries) History(ctx context.Context, orderIDs []string) (map[stri
 			rows.Close()
 			return nil, readError("order history", err)
 		}
-		out[id] = append(out[id], c)
+		out[plainID(id)] = append(out[plainID(id)], c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, readError("order history", err)
@@ -197,14 +221,16 @@ func (q *OrderQueries) History(ctx context.Context, orderIDs []string) (map[stri
 	return out, nil
 }
 
-// Statistics returns, per UTC day placed from `from` to `to` inclusive and
-// per current status, the number of orders and their value.
-func (q *OrderQueries) Statistics(ctx context.Context, from, to time.Time) ([]OrderStat, error) {
+// Statistics returns, for tenant's orders, per UTC day placed from `from`
+// to `to` inclusive and per current status, the number of orders and their
+// value.
+func (q *OrderQueries) Statistics(ctx context.Context, tenant string, from, to time.Time) ([]OrderStat, error) {
 	if to.Before(from) {
 		return nil, domain.InvalidField("to", "to is before from")
 	}
 	rows, err := q.pool.Query(ctx, `SELECT day, status, orders, revenue FROM readmodel.order_stats
-		WHERE day BETWEEN $1::date AND $2::date AND orders > 0 ORDER BY day, status`, from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly))
+		WHERE tenant = $3 AND day BETWEEN $1::date AND $2::date AND orders > 0 ORDER BY day, status`,
+		from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly), tenant)
 	if err != nil {
 		return nil, readError("order statistics", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,7 +21,7 @@ var _ Projection = Products{}
 func (Products) Name() string { return "products" }
 
 // Version implements Projection.
-func (Products) Version() int { return 1 }
+func (Products) Version() int { return 2 } // 2: tenants
 
 // EventTypes implements Projection.
 func (Products) EventTypes() []string {
@@ -37,6 +36,7 @@ func (Products) Setup(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `
 		CREATE TABLE IF NOT EXISTS product_catalogue (
 			sku       text PRIMARY KEY,
+			tenant    text GENERATED ALWAYS AS (`+tenantOf("sku")+`) STORED,
 			name      text   NOT NULL,
 			price     bigint NOT NULL,
 			currency  text   NOT NULL,
@@ -46,7 +46,8 @@ func (Products) Setup(ctx context.Context, tx pgx.Tx) error {
 			version   bigint NOT NULL,
 			position  bigint NOT NULL
 		);
-		CREATE INDEX IF NOT EXISTS product_catalogue_available ON product_catalogue (available, sku);`)
+		CREATE INDEX IF NOT EXISTS product_catalogue_tenant ON product_catalogue (tenant, sku);
+		CREATE INDEX IF NOT EXISTS product_catalogue_available ON product_catalogue (tenant, available, sku);`)
 	return err
 }
 
@@ -58,7 +59,7 @@ func (Products) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		sku := strings.TrimPrefix(re.StreamID, domain.Products.Name+"-")
+		sku, _ := domain.Products.IDOf(re.StreamID) // qualified with the tenant
 		set := func(assign string, v int64) {
 			b.Queue(`UPDATE product_catalogue SET `+assign+` = $2, version = $3, position = $4 WHERE sku = $1`, sku, v, re.StreamVersion, re.Position)
 		}
@@ -96,13 +97,23 @@ func NewProductQueries(pool *pgxpool.Pool) *ProductQueries { return &ProductQuer
 
 const productColumns = `sku, name, price, currency, on_hand, reserved, available, version, position`
 
-// Product returns one product, or a NotFound *domain.Error.
-func (q *ProductQueries) Product(ctx context.Context, sku string) (CatalogueEntry, error) {
-	rows, err := q.pool.Query(ctx, `SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE sku = $1`, sku)
+func scanProduct(r pgx.CollectableRow) (CatalogueEntry, error) {
+	p, err := pgx.RowToStructByPos[CatalogueEntry](r)
+	p.Sku = plainID(p.Sku)
+	return p, err
+}
+
+// Product returns tenant's product sku, or a NotFound *domain.Error.
+func (q *ProductQueries) Product(ctx context.Context, tenant, sku string) (CatalogueEntry, error) {
+	qid, err := qualify(tenant, "sku", sku)
+	if err != nil {
+		return CatalogueEntry{}, err
+	}
+	rows, err := q.pool.Query(ctx, `SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE sku = $1`, qid)
 	if err != nil {
 		return CatalogueEntry{}, readError("product", err)
 	}
-	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[CatalogueEntry])
+	p, err := pgx.CollectExactlyOneRow(rows, scanProduct)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return CatalogueEntry{}, domain.Errorf(domain.NotFound, "product %s not found", sku)
 	}
@@ -112,10 +123,11 @@ func (q *ProductQueries) Product(ctx context.Context, sku string) (CatalogueEntr
 	return p, nil
 }
 
-// Products returns up to first products by SKU after the cursor after,
-// those with at most maxAvailable units available when maxAvailable >= 0
-// (low stock), the next cursor when more follow, and the number matching.
-func (q *ProductQueries) Products(ctx context.Context, maxAvailable int64, first int, after string) ([]CatalogueEntry, string, int, error) {
+// Products returns up to first of tenant's products by SKU after the
+// cursor after, those with at most maxAvailable units available when
+// maxAvailable >= 0 (low stock), the next cursor when more follow, and the
+// number matching.
+func (q *ProductQueries) Products(ctx context.Context, tenant string, maxAvailable int64, first int, after string) ([]CatalogueEntry, string, int, error) {
 	first, err := pageSize(first)
 	if err != nil {
 		return nil, "", 0, err
@@ -124,10 +136,11 @@ func (q *ProductQueries) Products(ctx context.Context, maxAvailable int64, first
 	if err != nil {
 		return nil, "", 0, err
 	}
-	where := `($1 < 0 OR available <= $1)`
+	where := `tenant = $2 AND ($1 < 0 OR available <= $1)`
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, maxAvailable)
-	b.Queue(`SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE `+where+` AND sku > $2 ORDER BY sku LIMIT $3`, maxAvailable, afterSku, first+1)
+	b.Queue(`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, maxAvailable, tenant)
+	b.Queue(`SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE `+where+` AND sku > $3 ORDER BY sku LIMIT $4`,
+		maxAvailable, tenant, domain.Qualify(tenant, afterSku), first+1)
 	br := q.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var total int
@@ -138,7 +151,7 @@ func (q *ProductQueries) Products(ctx context.Context, maxAvailable int64, first
 	if err != nil {
 		return nil, "", 0, readError("products", err)
 	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CatalogueEntry])
+	list, err := pgx.CollectRows(rows, scanProduct)
 	if err != nil {
 		return nil, "", 0, readError("products", err)
 	}

@@ -187,7 +187,7 @@ func TestAccountsReadModel(t *testing.T) {
 	e.exec(t, domain.ChargeFee{AccountID: "a1", Amount: 30, Reason: "card"})
 	e.exec(t, domain.FreezeAccount{AccountID: "a1", Reason: "audit"})
 	last := e.exec(t, domain.CloseAccount{AccountID: "a2"})
-	waitFor(t, "the projection to catch up", caughtUp(t, e, "accounts", 1, last.Position))
+	waitFor(t, "the projection to catch up", caughtUp(t, e, "accounts", accountsV, last.Position))
 
 	got := summaries(t, e.pool, "readmodel.account_summary")
 	want := []summaryRow{
@@ -400,7 +400,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	e.burst(t, 8, 10, "during")
 	head := e.head(t)
 	waitFor(t, "v2 to serve and catch up", func() bool {
-		s := status(t, e.pool, "accounts", 2)
+		s := status(t, e.pool, "accounts", accountsV+1)
 		return s.Serving && s.Position >= head
 	})
 	close(stop)
@@ -466,7 +466,7 @@ func TestPoisonedEventStopsOnlyItsProjection(t *testing.T) {
 	}
 	// The other projection keeps running.
 	open := e.exec(t, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"})
-	waitFor(t, "accounts to continue", caughtUp(t, e, "accounts", 1, open.Position))
+	waitFor(t, "accounts to continue", caughtUp(t, e, "accounts", accountsV, open.Position))
 
 	// Retrying does not help (the event is still poisoned); skipping does.
 	if err := projections.Retry(ctx, e.pool, "poison"); err != nil {
@@ -517,7 +517,7 @@ func TestOneLeaderPerProjection(t *testing.T) {
 	stopA()
 	<-doneA
 	last := e.exec(t, domain.DepositMoney{AccountID: "a0", Amount: 1})
-	waitFor(t, "the other runner to take over", caughtUp(t, e, "accounts", 1, last.Position))
+	waitFor(t, "the other runner to take over", caughtUp(t, e, "accounts", accountsV, last.Position))
 	var n, sum int64
 	_ = e.pool.QueryRow(context.Background(), `SELECT count(*), sum(balance) FROM readmodel.account_summary`).Scan(&n, &sum)
 	if n != 10 || sum != 51 {
@@ -557,7 +557,7 @@ func TestRebuildOnRequest(t *testing.T) {
 	go func() { done <- r.Run(runCtx) }()
 	e.burst(t, 8, 5, "acct")
 	head := e.head(t)
-	waitFor(t, "generation 1 to catch up", caughtUp(t, e, "accounts", 1, head))
+	waitFor(t, "generation 1 to catch up", caughtUp(t, e, "accounts", accountsV, head))
 	before := tableRows(t, e.pool, "readmodel.account_statement")
 	stop()
 	<-done
@@ -591,13 +591,16 @@ func TestRebuildOnRequest(t *testing.T) {
 		}
 	}
 	var exists bool
-	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName("accounts", 1)).Scan(&exists)
+	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.SchemaName("accounts", accountsV)).Scan(&exists)
 	if exists {
 		t.Fatal("generation 1's schema was not dropped")
 	}
 	var rebuilt bool
-	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.GenerationSchema("accounts", 1, 2)).Scan(&rebuilt)
+	_ = e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, projections.GenerationSchema("accounts", accountsV, 2)).Scan(&rebuilt)
 	if !rebuilt {
 		t.Fatal("generation 2's schema is missing")
 	}
 }
+
+// accountsV is the accounts projection's current version.
+var accountsV = projections.Accounts{}.Version()

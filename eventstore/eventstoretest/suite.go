@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentIdempotentRetries", testConcurrentRetries},
 		{"BadInput", testBadInput},
 		{"ReadAllFilters", testReadAllFilters},
+		{"ReadAllByTenant", testReadAllByTenant},
 		{"ReadByCorrelation", testReadByCorrelation},
 		{"Snapshots", testSnapshots},
 		{"ChangedWakesWaiters", testChanged},
@@ -502,6 +503,43 @@ func testReadAllFilters(t *testing.T, s eventstore.Store) {
 	past, _ := s.ReadAll(ctx, eventstore.AllQuery{After: last + 100})
 	if len(past.Events) != 0 || past.Next < last {
 		t.Fatalf("read after the end = %+v", past)
+	}
+}
+
+// testReadAllByTenant: the Tenant filter keeps exactly one tenant's streams,
+// the default tenant's being those without the separator.
+func testReadAllByTenant(t *testing.T, s eventstore.Store) {
+	ctx := ctxFor(t)
+	streams := []string{"acme~account-1", "account-1", "acme~order-1", "globex~account-1", "acmex~account-1", "order-2"}
+	for i, stream := range streams {
+		mustAppend(t, s, stream, domain.ExpectAny, Ev("Opened", i))
+	}
+	for tenant, want := range map[string][]string{
+		"acme":   {"acme~account-1", "acme~order-1"},
+		"globex": {"globex~account-1"},
+		"":       {"account-1", "order-2"},
+		"nobody": nil,
+	} {
+		p, err := s.ReadAll(ctx, eventstore.AllQuery{Tenant: &tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range p.Events {
+			got = append(got, e.StreamID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("tenant %q read %v, want %v", tenant, got, want)
+		}
+	}
+	acme := "acme"
+	p, _ := s.ReadAll(ctx, eventstore.AllQuery{Tenant: &acme, StreamPrefix: "acme~order-"})
+	if len(p.Events) != 1 || p.Events[0].StreamID != "acme~order-1" {
+		t.Errorf("tenant and prefix = %v", p.Events)
+	}
+	all, _ := s.ReadAll(ctx, eventstore.AllQuery{})
+	if len(all.Events) != len(streams) {
+		t.Errorf("no tenant filter read %d events, want %d", len(all.Events), len(streams))
 	}
 }
 

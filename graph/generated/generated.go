@@ -2408,7 +2408,9 @@ The role a root field needs. Without it a Query or Subscription field needs
 READER and a Mutation field WRITER; ` + "`" + `__typename` + "`" + ` needs nothing. Checked
 once per operation, before anything runs, over HTTP and websockets alike:
 a caller without a credential gets UNAUTHORIZED, one without the role
-FORBIDDEN, and nothing of the operation is executed.
+FORBIDDEN, and nothing of the operation is executed. ADMIN fields administer
+the whole gateway (every tenant's projections, the shared schema registry),
+so they also need a credential without a tenant.
 """
 directive @hasRole(role: Role!) on FIELD_DEFINITION
 `, BuiltIn: false},

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"cqrsgate/domain"
 )
 
 // Role is what a caller may do.
@@ -113,6 +115,7 @@ var (
 	errEmpty      = errors.New("empty credential")
 	errUnknownKey = errors.New("unknown API key")
 	errNotString  = errors.New("not a string")
+	errBadTenant  = errors.New("bad tenant claim")
 )
 
 // Reason says why a credential was refused, in words safe to show the
@@ -137,6 +140,8 @@ func Reason(err error) string {
 		return "the token is malformed"
 	case errors.Is(err, errNotString):
 		return "the credential must be a string"
+	case errors.Is(err, errBadTenant):
+		return "the token's tenant claim must be a string of 1 to 64 letters, digits, '.', '_' or '-'"
 	}
 	return "the credential is not valid"
 }
@@ -146,6 +151,8 @@ type APIKey struct {
 	Name  string
 	Key   string
 	Roles []Role
+	// Tenant, when set, scopes the service to that tenant's data.
+	Tenant string
 }
 
 // Config configures an Authenticator. With nothing set, authentication is
@@ -223,11 +230,14 @@ func New(cfg Config) (*Authenticator, error) {
 		if len(k.Roles) == 0 {
 			return nil, fmt.Errorf("API key %q has no role", k.Name)
 		}
+		if err := domain.ValidateTenant(k.Tenant); err != nil {
+			return nil, fmt.Errorf("API key %q: %w", k.Name, err)
+		}
 		h := sha256.Sum256([]byte(k.Key))
 		if _, dup := a.apiKeys[h]; dup {
 			return nil, fmt.Errorf("API key %q is the same key as another", k.Name)
 		}
-		a.apiKeys[h] = &Principal{Subject: k.Name, Roles: k.Roles, Method: "api-key"}
+		a.apiKeys[h] = &Principal{Subject: k.Name, Roles: k.Roles, Tenant: k.Tenant, Method: "api-key"}
 	}
 	return a, nil
 }
@@ -281,7 +291,15 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 	}
 	p := &Principal{Method: "jwt"}
 	p.Subject, _ = claims["sub"].(string)
-	p.Tenant, _ = claims[a.cfg.TenantClaim].(string)
+	if v, ok := claims[a.cfg.TenantClaim]; ok {
+		// A tenant claim that does not name a tenant must not be read as
+		// "no tenant": that would open the default tenant's data.
+		t, isString := v.(string)
+		if !isString || t == "" || domain.ValidateTenant(t) != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, errBadTenant)
+		}
+		p.Tenant = t
+	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		p.ExpiresAt = exp.Time
 	}

@@ -1,0 +1,32 @@
+package projections
+
+import "cqrsgate/domain"
+
+// Read models key their rows by the tenant-qualified aggregate id
+// (domain.Qualify: "<tenant>~<id>", or "<id>" for the default tenant). A
+// generated tenant column, computed by tenantOfID, serves tenant-scoped list
+// queries, and every query takes the caller's tenant: single-row queries
+// look the qualified id up, list queries filter on the column, and ids come
+// back unqualified, so a tenant sees only its own rows, in its own terms.
+
+// tenantOf returns the SQL expression for the tenant of the qualified id in
+// column col (domain.TenantOf).
+func tenantOf(col string) string {
+	return `CASE WHEN strpos(` + col + `, '` + domain.TenantSeparator + `') > 0 THEN split_part(` + col + `, '` + domain.TenantSeparator + `', 1) ELSE '' END`
+}
+
+// plainID returns the id without its tenant.
+func plainID(qualified string) string {
+	_, id := domain.SplitTenant(qualified)
+	return id
+}
+
+// qualify returns a caller's id in tenant's namespace, or an Invalid error
+// when the id holds the tenant separator (which would name another
+// tenant's row).
+func qualify(tenant, field, id string) (string, error) {
+	if err := domain.CheckUnqualified(field, id); err != nil {
+		return "", err
+	}
+	return domain.Qualify(tenant, id), nil
+}

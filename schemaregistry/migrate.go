@@ -224,7 +224,7 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 			if err != nil {
 				return err
 			}
-			return setPointer(d, path, v)
+			return setPointer(d, path, deepCopy(v)) // a field reference may return an object of d
 		}, nil
 	case "":
 		return nil, fmt.Errorf(`needs "op": one of rename, move, copy, remove, default, set, mapValues, compute`)

@@ -52,6 +52,7 @@ func TestMigrationOperations(t *testing.T) {
 		{"compute", `[{"op": "compute", "path": "/tax", "expr": "total - subtotal"}]`, `{"total": 120, "subtotal": 100}`, `{"subtotal":100,"tax":20,"total":120}`},
 		{"operations see each other", `[{"op": "copy", "from": "/total", "path": "/subtotal"}, {"op": "default", "path": "/tax", "value": 0}, {"op": "compute", "path": "/total", "expr": "subtotal + tax"}]`,
 			`{"total": 7}`, `{"subtotal":7,"tax":0,"total":7}`},
+		{"compute of an object is a copy", `[{"op": "compute", "path": "/b", "expr": "a"}, {"op": "set", "path": "/b/x", "value": 2}]`, `{"a": {"x": 1}}`, `{"a":{"x":1},"b":{"x":2}}`},
 		{"escaped pointer", `[{"op": "rename", "from": "/a~1b", "path": "/c~0d"}]`, `{"a/b": 1}`, `{"c~d":1}`},
 	}
 	for _, tt := range tests {

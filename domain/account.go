@@ -28,16 +28,20 @@ type (
 		AccountID, Owner, Currency                           string
 		InitialDeposit, OverdraftLimit, DailyWithdrawalLimit int64
 	}
-	// DepositMoney adds money; frozen accounts accept deposits.
+	// DepositMoney adds money; frozen accounts accept deposits. Currency,
+	// when set, must be the account's (rule CURRENCY_MISMATCH).
 	DepositMoney struct {
 		AccountID string
 		Amount    int64
+		Currency  string
 	}
 	// WithdrawMoney takes money out, within balance plus overdraft and the
-	// daily limit; refused on frozen accounts.
+	// daily limit; refused on frozen accounts. Currency, when set, must be
+	// the account's (rule CURRENCY_MISMATCH).
 	WithdrawMoney struct {
 		AccountID string
 		Amount    int64
+		Currency  string
 	}
 	// FreezeAccount blocks everything but deposits.
 	FreezeAccount struct{ AccountID, Reason string }
@@ -191,6 +195,7 @@ const (
 	RuleDailyLimit        = "DAILY_LIMIT_EXCEEDED"
 	RuleBalanceNotZero    = "BALANCE_NOT_ZERO"
 	RuleAmountOverflow    = "AMOUNT_OVERFLOW"
+	RuleCurrencyMismatch  = "CURRENCY_MISMATCH"
 )
 
 // Accounts is the account aggregate kind.
@@ -247,6 +252,9 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 		if err := checkPositive("amount", c.Amount); err != nil {
 			return nil, err
 		}
+		if err := a.checkCurrency(c.Currency); err != nil {
+			return nil, err
+		}
 		after, ok := addMoney(a.balance, c.Amount)
 		if !ok {
 			return nil, ruleError(RuleAmountOverflow, "depositing %d would overflow the balance", c.Amount)
@@ -254,6 +262,9 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 		return []Event{MoneyDeposited{Amount: c.Amount, BalanceAfter: after}}, nil
 	case WithdrawMoney:
 		if err := checkPositive("amount", c.Amount); err != nil {
+			return nil, err
+		}
+		if err := a.checkCurrency(c.Currency); err != nil {
 			return nil, err
 		}
 		if a.frozen {
@@ -354,6 +365,15 @@ func (a *Account) open(c OpenAccount, now time.Time) ([]Event, error) {
 
 // debit returns the balance after taking amount, or INSUFFICIENT_FUNDS when
 // that would pass the overdraft limit.
+// checkCurrency refuses a movement in another currency than the account's;
+// "" (unspecified) is the account's.
+func (a *Account) checkCurrency(currency string) error {
+	if currency != "" && currency != a.currency {
+		return ruleError(RuleCurrencyMismatch, "account %s holds %s, not %s", a.id, a.currency, truncateText(currency))
+	}
+	return nil
+}
+
 func (a *Account) debit(amount int64) (int64, error) {
 	after, ok := addMoney(a.balance, -amount)
 	if !ok || after < -a.overdraft {

@@ -53,6 +53,9 @@ func TestAccountRules(t *testing.T) {
 		{name: "deposit to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 1}, wantCode: RuleViolation, wantRule: RuleAccountClosed},
 
 		{name: "withdraw", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},
+		{name: "withdraw in the account's currency", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400, Currency: "EUR"}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},
+		{name: "withdraw in another currency", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400, Currency: "USD"}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
+		{name: "deposit in another currency", given: funded, when: DepositMoney{AccountID: "x1", Amount: 400, Currency: "USD"}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
 		{name: "withdraw everything", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 1000}, want: []Event{MoneyWithdrawn{Amount: 1000, BalanceAfter: 0, At: testNow}}},
 		{name: "withdraw beyond balance", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 1001}, wantCode: RuleViolation, wantRule: RuleInsufficientFunds},
 		{name: "withdraw into overdraft", given: []Event{opened(500, 0), MoneyDeposited{Amount: 100, BalanceAfter: 100}}, when: WithdrawMoney{AccountID: "x1", Amount: 300},

@@ -481,6 +481,11 @@ func TestDomainSchemasMatchTheDomain(t *testing.T) {
 		domain.OrderShipped{TrackingNumber: "t", ShippedAt: now}, domain.ProductAdded{Name: "n", Price: 1, Currency: "EUR"},
 		domain.ProductRestocked{Quantity: 1, OnHand: 1}, domain.StockReserved{OrderID: "o", Quantity: 1, Reserved: 1},
 		domain.StockReleased{OrderID: "o", Quantity: 1, Reserved: 0}, domain.PriceChanged{OldPrice: 1, NewPrice: 2},
+		domain.FulfilmentStarted{AccountID: "c", Currency: "EUR", Amount: 2, Items: []domain.FulfilmentItem{{Sku: "a", Quantity: 1}}, StartedAt: now},
+		domain.FulfilmentStepSucceeded{Step: domain.StepReserveStock, Sku: "a", At: now},
+		domain.FulfilmentStepFailed{Step: domain.StepRefund, Compensation: true, Reason: "x", At: now},
+		domain.FulfilmentCompensationStarted{Reason: "x", TimedOut: true, At: now},
+		domain.FulfilmentFinished{State: domain.FulfilmentCompensated, At: now}, domain.FulfilmentRetried{Attempt: 1, At: now},
 	}
 	seen := map[string]bool{}
 	for _, ev := range events {

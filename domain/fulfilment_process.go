@@ -1,0 +1,345 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// FulfilmentProcess drives fulfilment sagas from the event log. It reads
+// OrderSubmitted (starts the order's saga), OrderCancelled (compensates a
+// running or fulfilled saga) and FulfilmentRetried (resumes a saga), and on
+// each it takes the saga's steps one after the other: it runs the step's
+// command against the Product, Account or Order aggregate, then records the
+// outcome on the saga's own stream.
+//
+// Exactly once: every step's command carries an idempotency key derived
+// from the order and the step, so a step that is run again (the process
+// died after the command and before recording it, or two processes raced)
+// writes nothing the second time; and a step's outcome is recorded only
+// while it is the saga's current step. A step that fails for a business
+// reason (insufficient stock or funds, a frozen or closed account, a
+// currency mismatch, ...) starts compensation; one that fails for a
+// technical reason (database unavailable, too much contention) is retried
+// by Tick until the step deadline passes, when the saga is compensated and
+// ends TIMED_OUT.
+//
+// Handle and Tick must not run concurrently for the same process (the
+// runner calls them from one goroutine); Handle is safe to call again with
+// an event it has handled.
+type FulfilmentProcess struct {
+	svc  *Service
+	log  *slog.Logger
+	now  func() time.Time
+	opts FulfilmentOptions
+
+	mu sync.Mutex
+	// pending holds the sagas (qualified order ids) left on a technical
+	// failure, with the error, for Tick to retry.
+	pending map[string]string
+}
+
+// FulfilmentOptions tune a FulfilmentProcess.
+type FulfilmentOptions struct {
+	// StepTimeout is how long a step may stay the current one before the
+	// saga gives up on it (default 30s).
+	StepTimeout time.Duration
+	// Active lists the sagas (qualified order ids, see Qualify) that have
+	// not ended, for Tick to look at after a restart; nil: Tick looks only
+	// at sagas this process left on a technical failure.
+	Active func(ctx context.Context) ([]string, error)
+	// Hook, when set, is called before ("before") and after ("after") each
+	// step's command, with the qualified order id (tests crash the process
+	// there).
+	Hook func(orderID string, step FulfilmentStep, phase string)
+}
+
+// NewFulfilmentProcess returns the process driving sagas through svc.
+func NewFulfilmentProcess(svc *Service, log *slog.Logger, now func() time.Time, opts FulfilmentOptions) *FulfilmentProcess {
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = 30 * time.Second
+	}
+	return &FulfilmentProcess{svc: svc, log: log, now: now, opts: opts, pending: map[string]string{}}
+}
+
+// Name identifies the process (its checkpoint).
+func (p *FulfilmentProcess) Name() string { return "fulfilment" }
+
+// EventTypes are the events the process reacts to.
+func (p *FulfilmentProcess) EventTypes() []string {
+	return []string{"OrderSubmitted", "OrderCancelled", "FulfilmentRetried"}
+}
+
+// TickEvery is how often the runner should call Tick.
+func (p *FulfilmentProcess) TickEvery() time.Duration {
+	return min(max(p.opts.StepTimeout/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// Handle reacts to one event of the log. It returns an error only when the
+// event must be handled again (the saga's own stream could not be read or
+// written); a saga step that fails is recorded, or left for Tick.
+func (p *FulfilmentProcess) Handle(ctx context.Context, e RecordedEvent) error {
+	meta := CommandMeta{CorrelationID: correlationOf(e), CausationID: e.ID, Actor: "fulfilment"}
+	switch e.Type {
+	case "OrderSubmitted":
+		qid, ok := Orders.IDOf(e.StreamID)
+		if !ok {
+			return nil
+		}
+		meta.Tenant = TenantOf(qid)
+		return p.start(ctx, qid, meta)
+	case "OrderCancelled":
+		qid, ok := Orders.IDOf(e.StreamID)
+		if !ok {
+			return nil
+		}
+		meta.Tenant = TenantOf(qid)
+		ev, err := Orders.Decode(e.Type, e.SchemaVersion, e.Data)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", e.Position, err)
+		}
+		_, orderID := SplitTenant(qid)
+		_, err = Execute(ctx, p.svc, Fulfilments, CompensateFulfilment{OrderID: orderID, Reason: "order cancelled: " + ev.(OrderCancelled).Reason}, meta)
+		switch {
+		case err == nil:
+		case isRule(err, RuleFulfilmentNotStarted), isRule(err, RuleFulfilmentNotCompensable):
+			return nil // cancelled before its saga started, or by the saga itself
+		default:
+			return err
+		}
+		return p.advance(ctx, qid, meta)
+	case "FulfilmentRetried":
+		qid, ok := Fulfilments.IDOf(e.StreamID)
+		if !ok {
+			return nil
+		}
+		meta.Tenant = TenantOf(qid)
+		return p.advance(ctx, qid, meta)
+	}
+	return nil
+}
+
+// start begins the saga of a submitted order (unless it began already) and
+// advances it.
+func (p *FulfilmentProcess) start(ctx context.Context, qid string, meta CommandMeta) error {
+	saga, _, err := Load(ctx, p.svc, Fulfilments, qid)
+	if err != nil {
+		return err
+	}
+	if !saga.Started() {
+		order, _, err := Load(ctx, p.svc, Orders, qid)
+		if err != nil {
+			return err
+		}
+		if order.Status() != StatusSubmitted {
+			// Cancelled (or confirmed by hand) before its saga could start.
+			p.log.InfoContext(ctx, "fulfilment: order no longer submitted; not starting", "order", qid, "status", order.Status())
+			return nil
+		}
+		items := make([]FulfilmentItem, 0, len(order.Items()))
+		for _, l := range order.Items() {
+			items = append(items, FulfilmentItem{Sku: l.Sku, Quantity: l.Quantity})
+		}
+		_, orderID := SplitTenant(qid)
+		cmd := StartFulfilment{OrderID: orderID, AccountID: order.CustomerID(), Currency: order.Currency(), Amount: order.Total(), Items: items}
+		if _, err := Execute(ctx, p.svc, Fulfilments, cmd, meta); err != nil {
+			if transient(err) {
+				return err
+			}
+			// The order cannot be fulfilled at all: say so on the order.
+			p.log.WarnContext(ctx, "fulfilment: cannot start", "order", qid, "err", err)
+			_, cerr := Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason("fulfilment could not start: " + err.Error())}, meta)
+			if cerr != nil && transient(cerr) {
+				return cerr
+			}
+			return nil
+		}
+	}
+	return p.advance(ctx, qid, meta)
+}
+
+// advance takes the saga's steps until it ends, fails, or a step meets a
+// technical failure (left for Tick).
+func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta CommandMeta) error {
+	tenant, orderID := SplitTenant(qid)
+	for {
+		saga, _, err := Load(ctx, p.svc, Fulfilments, qid)
+		if err != nil {
+			return err
+		}
+		step, ok := saga.Next()
+		if !ok {
+			p.resolved(qid)
+			return nil
+		}
+		if p.opts.Hook != nil {
+			p.opts.Hook(qid, step, "before")
+		}
+		succeeded, reason, err := p.run(ctx, tenant, orderID, saga, step, meta)
+		if err != nil {
+			p.mu.Lock()
+			p.pending[qid] = err.Error()
+			p.mu.Unlock()
+			p.log.WarnContext(ctx, "fulfilment: step failed for a technical reason; it will be retried", "order", qid, "step", step.Key(), "err", err)
+			return nil
+		}
+		if p.opts.Hook != nil {
+			p.opts.Hook(qid, step, "after")
+		}
+		_, err = Execute(ctx, p.svc, Fulfilments, RecordFulfilmentStep{OrderID: orderID, Step: step.Key(), Succeeded: succeeded, Reason: reason}, meta)
+		switch {
+		case err == nil, isRule(err, RuleStepOutOfOrder):
+			// Recorded, or recorded by someone else: read the saga again.
+		default:
+			return err
+		}
+	}
+}
+
+// run takes one step: it reports whether the step succeeded and, if not,
+// why; err is a technical failure (nothing recorded, to be retried).
+func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, saga *Fulfilment, step FulfilmentStep, meta CommandMeta) (bool, string, error) {
+	meta.Tenant = tenant
+	meta.IdempotencyKey = "fulfilment/" + orderID + "/" + step.Key()
+	var err error
+	switch step.Name {
+	case StepReserveStock:
+		_, err = Execute(ctx, p.svc, Products, ReserveStock{Sku: step.Sku, OrderID: orderID, Quantity: step.Quantity}, meta)
+	case StepCharge:
+		if step.Amount > 0 {
+			_, err = Execute(ctx, p.svc, Accounts, WithdrawMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
+		}
+	case StepConfirmOrder:
+		_, err = Execute(ctx, p.svc, Orders, ConfirmOrder{OrderID: orderID}, meta)
+	case StepReleaseStock:
+		_, err = Execute(ctx, p.svc, Products, ReleaseStock{Sku: step.Sku, OrderID: orderID}, meta)
+		if isRule(err, RuleNoReservation) {
+			err = nil // nothing held: nothing to release
+		}
+	case StepRefund:
+		_, err = Execute(ctx, p.svc, Accounts, DepositMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
+	case StepCancelOrder:
+		_, err = Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason(saga.Reason())}, meta)
+		if isRule(err, RuleOrderCancelled) {
+			err = nil // cancelled already
+		}
+	case StepFinish:
+	default:
+		return false, "", fmt.Errorf("unknown step %s", step.Name)
+	}
+	switch {
+	case err == nil:
+		return true, "", nil
+	case transient(err):
+		return false, "", err
+	}
+	reason := err.Error()
+	var de *Error
+	if errors.As(err, &de) && de.Rule != "" {
+		reason = de.Rule + ": " + de.Message
+	}
+	return false, truncateReason(reason), nil
+}
+
+// Tick retries the steps of sagas left on a technical failure and gives up
+// on steps past the deadline: a running saga is then compensated (it ends
+// TIMED_OUT), a compensating one stops FAILED. It returns the first error
+// met, after trying every saga.
+func (p *FulfilmentProcess) Tick(ctx context.Context) error {
+	p.mu.Lock()
+	ids := make(map[string]string, len(p.pending))
+	for id, why := range p.pending {
+		ids[id] = why
+	}
+	p.mu.Unlock()
+	var first error
+	if p.opts.Active != nil {
+		active, err := p.opts.Active(ctx)
+		if err != nil {
+			first = err
+		}
+		for _, id := range active {
+			if _, ok := ids[id]; !ok {
+				ids[id] = ""
+			}
+		}
+	}
+	for qid, why := range ids {
+		if err := p.tick(ctx, qid, why); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (p *FulfilmentProcess) tick(ctx context.Context, qid, why string) error {
+	saga, _, err := Load(ctx, p.svc, Fulfilments, qid)
+	if err != nil {
+		return err
+	}
+	if _, ok := saga.Next(); !ok {
+		p.resolved(qid)
+		return nil
+	}
+	tenant, orderID := SplitTenant(qid)
+	meta := CommandMeta{Tenant: tenant, CorrelationID: p.correlationOfSaga(ctx, qid), CausationID: "fulfilment-deadline", Actor: "fulfilment"}
+	if p.now().Sub(saga.Since()) >= p.opts.StepTimeout {
+		_, err := Execute(ctx, p.svc, Fulfilments, TimeOutFulfilment{OrderID: orderID, Deadline: p.opts.StepTimeout, Reason: truncateReason(why)}, meta)
+		switch {
+		case err == nil:
+			p.log.WarnContext(ctx, "fulfilment: step timed out", "order", qid, "deadline", p.opts.StepTimeout)
+		case isRule(err, RuleFulfilmentNotOverdue), isRule(err, RuleFulfilmentFinished):
+		default:
+			return err
+		}
+	}
+	return p.advance(ctx, qid, meta)
+}
+
+func (p *FulfilmentProcess) resolved(qid string) {
+	p.mu.Lock()
+	delete(p.pending, qid)
+	p.mu.Unlock()
+}
+
+// correlationOfSaga returns the correlation id the saga started with.
+func (p *FulfilmentProcess) correlationOfSaga(ctx context.Context, qid string) string {
+	evs, err := p.svc.store.ReadStream(ctx, Fulfilments.StreamID(qid), StreamQuery{Limit: 1})
+	if err != nil || len(evs) == 0 {
+		return ""
+	}
+	return correlationOf(evs[0])
+}
+
+func correlationOf(e RecordedEvent) string {
+	var m map[string]any
+	_ = json.Unmarshal(e.Metadata, &m)
+	s, _ := m[MetaCorrelationID].(string)
+	return s
+}
+
+// transient reports whether err is a technical failure worth retrying,
+// rather than a refusal.
+func transient(err error) bool {
+	switch CodeOf(err) {
+	case Invalid, NotFound, RuleViolation:
+		return false
+	}
+	return true
+}
+
+func isRule(err error, rule string) bool {
+	var de *Error
+	return errors.As(err, &de) && de.Rule == rule
+}
+
+func truncateReason(s string) string {
+	if len(s) > 500 {
+		return s[:500]
+	}
+	return s
+}

@@ -1,0 +1,363 @@
+package domain_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+)
+
+// flakyStore fails appends to account streams while down is set, as an
+// unreachable database would.
+type flakyStore struct {
+	*eventstore.Memory
+	down atomic.Bool
+}
+
+func (f *flakyStore) Append(ctx context.Context, stream string, exp domain.ExpectedVersion, evs ...domain.EventData) (domain.AppendResult, error) {
+	if f.down.Load() && strings.Contains(stream, "account-") {
+		return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Message: "database unavailable"}
+	}
+	return f.Memory.Append(ctx, stream, exp, evs...)
+}
+
+// saga is a fulfilment test bed: a store, a command service, the process,
+// and the log position the process has handled.
+type saga struct {
+	t       *testing.T
+	store   *flakyStore
+	svc     *domain.Service
+	proc    *domain.FulfilmentProcess
+	handled int64
+	clock   atomic.Int64 // unix nanoseconds
+}
+
+func newSaga(t *testing.T, hook func(string, domain.FulfilmentStep, string)) *saga {
+	s := &saga{t: t, store: &flakyStore{Memory: eventstore.NewMemory(eventstore.Limits{}, time.Now)}}
+	s.clock.Store(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, s.clock.Load()).UTC() }
+	log := slog.New(slog.DiscardHandler)
+	s.svc = domain.NewService(s.store, log, now, domain.ServiceOptions{})
+	s.proc = domain.NewFulfilmentProcess(s.svc, log, now, domain.FulfilmentOptions{StepTimeout: time.Minute, Hook: hook})
+	return s
+}
+
+func (s *saga) exec(tenant string, cmd domain.Command) {
+	s.t.Helper()
+	var err error
+	meta := domain.CommandMeta{Tenant: tenant}
+	switch cmd.(type) {
+	case domain.OpenAccount, domain.DepositMoney, domain.FreezeAccount, domain.WithdrawMoney, domain.CloseAccount:
+		_, err = domain.Execute(context.Background(), s.svc, domain.Accounts, cmd, meta)
+	case domain.AddProduct, domain.RestockProduct:
+		_, err = domain.Execute(context.Background(), s.svc, domain.Products, cmd, meta)
+	default:
+		_, err = domain.Execute(context.Background(), s.svc, domain.Orders, cmd, meta)
+	}
+	if err != nil {
+		s.t.Fatalf("%s: %v", cmd.CommandName(), err)
+	}
+}
+
+// drive hands the process every event of its types after the last one it
+// handled, as the runner does, until none is left; it stops at the first
+// error (the runner would retry that event).
+func (s *saga) drive() error {
+	for {
+		page, err := s.store.ReadAll(context.Background(), eventstore.AllQuery{After: s.handled, Types: s.proc.EventTypes()})
+		if err != nil {
+			return err
+		}
+		if len(page.Events) == 0 {
+			return nil
+		}
+		for _, e := range page.Events {
+			if err := s.proc.Handle(context.Background(), e); err != nil {
+				return err
+			}
+			s.handled = e.Position
+		}
+	}
+}
+
+func (s *saga) mustDrive() {
+	s.t.Helper()
+	if err := s.drive(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// shop opens account "cust" with balance in currency, adds products p1 and
+// p2 with stock, and places and submits order o1 for 2 p1 at 100 and 1 p2
+// at 300 (total 500).
+func (s *saga) shop(tenant string, balance int64, currency string, stock1, stock2 int64) {
+	s.t.Helper()
+	s.exec(tenant, domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: currency, InitialDeposit: balance})
+	s.exec(tenant, domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
+	s.exec(tenant, domain.AddProduct{Sku: "p2", Name: "Two", Price: 300, Currency: "EUR"})
+	if stock1 > 0 {
+		s.exec(tenant, domain.RestockProduct{Sku: "p1", Quantity: stock1})
+	}
+	if stock2 > 0 {
+		s.exec(tenant, domain.RestockProduct{Sku: "p2", Quantity: stock2})
+	}
+	s.exec(tenant, domain.PlaceOrder{OrderID: "o1", CustomerID: "cust", Currency: "EUR"})
+	s.exec(tenant, domain.AddOrderItem{OrderID: "o1", Sku: "p1", Quantity: 2, UnitPrice: 100})
+	s.exec(tenant, domain.AddOrderItem{OrderID: "o1", Sku: "p2", Quantity: 1, UnitPrice: 300})
+	s.exec(tenant, domain.SubmitOrder{OrderID: "o1"})
+}
+
+// outcome is the state of every aggregate the saga touches.
+type outcome struct {
+	saga, reason, order  string
+	balance              int64
+	reserved1, reserved2 int64
+}
+
+func (s *saga) outcome(tenant string) outcome {
+	s.t.Helper()
+	ctx := context.Background()
+	q := func(id string) string { return domain.Qualify(tenant, id) }
+	f, _, err1 := domain.Load(ctx, s.svc, domain.Fulfilments, q("o1"))
+	o, _, err2 := domain.Load(ctx, s.svc, domain.Orders, q("o1"))
+	a, _, err3 := domain.Load(ctx, s.svc, domain.Accounts, q("cust"))
+	p1, _, err4 := domain.Load(ctx, s.svc, domain.Products, q("p1"))
+	p2, _, err5 := domain.Load(ctx, s.svc, domain.Products, q("p2"))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		s.t.Fatal(err)
+	}
+	return outcome{saga: f.State(), reason: f.Reason(), order: o.Status(), balance: a.Balance(), reserved1: p1.ReservedFor("o1"), reserved2: p2.ReservedFor("o1")}
+}
+
+func TestFulfilmentHappyPath(t *testing.T) {
+	s := newSaga(t, nil)
+	s.shop("", 1000, "EUR", 5, 5)
+	s.mustDrive()
+	got := s.outcome("")
+	want := outcome{saga: domain.FulfilmentFulfilled, order: domain.StatusConfirmed, balance: 500, reserved1: 2, reserved2: 1}
+	if got != want {
+		t.Fatalf("outcome %+v, want %+v", got, want)
+	}
+	// Handling everything again changes nothing: no second charge.
+	s.handled = 0
+	s.mustDrive()
+	if again := s.outcome(""); again != want {
+		t.Fatalf("after handling the log again: %+v", again)
+	}
+	// The saga's commands carry the order's correlation id.
+	evs, _ := s.store.ReadStream(context.Background(), "account-cust", domain.StreamQuery{})
+	last := evs[len(evs)-1]
+	sub, _ := s.store.ReadStream(context.Background(), "order-o1", domain.StreamQuery{})
+	if !strings.Contains(string(last.Metadata), `"actor":"fulfilment"`) || !strings.Contains(string(sub[len(sub)-1].Metadata), `"command":"ConfirmOrder"`) {
+		t.Errorf("charge metadata %s, confirm metadata %s", last.Metadata, sub[len(sub)-1].Metadata)
+	}
+}
+
+func TestFulfilmentFailuresAreCompensated(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		setup          func(s *saga)
+		balance        int64
+		currency       string
+		stock1, stock2 int64
+		reason         string
+		wantBalance    int64
+	}{
+		{name: "not enough stock for the second item", balance: 1000, currency: "EUR", stock1: 5, stock2: 0, reason: "INSUFFICIENT_STOCK", wantBalance: 1000},
+		{name: "not enough stock for the first item", balance: 1000, currency: "EUR", stock1: 1, stock2: 5, reason: "INSUFFICIENT_STOCK", wantBalance: 1000},
+		{name: "insufficient funds", balance: 499, currency: "EUR", stock1: 5, stock2: 5, reason: "INSUFFICIENT_FUNDS", wantBalance: 499},
+		{name: "currency mismatch", balance: 1000, currency: "USD", stock1: 5, stock2: 5, reason: "CURRENCY_MISMATCH", wantBalance: 1000},
+		{name: "frozen account", balance: 1000, currency: "EUR", stock1: 5, stock2: 5, reason: "ACCOUNT_FROZEN", wantBalance: 1000,
+			setup: func(s *saga) { s.exec("", domain.FreezeAccount{AccountID: "cust", Reason: "audit"}) }},
+		{name: "closed account", balance: 0, currency: "EUR", stock1: 5, stock2: 5, reason: "ACCOUNT_CLOSED", wantBalance: 0,
+			setup: func(s *saga) { s.exec("", domain.CloseAccount{AccountID: "cust"}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSaga(t, nil)
+			s.shop("", tc.balance, tc.currency, tc.stock1, tc.stock2)
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			s.mustDrive()
+			got := s.outcome("")
+			if got.saga != domain.FulfilmentCompensated || got.order != domain.StatusCancelled || got.balance != tc.wantBalance ||
+				got.reserved1 != 0 || got.reserved2 != 0 || !strings.Contains(got.reason, tc.reason) {
+				t.Fatalf("outcome %+v; want COMPENSATED, order CANCELLED, balance %d, nothing reserved, reason %s", got, tc.wantBalance, tc.reason)
+			}
+			o, _, _ := domain.Load(context.Background(), s.svc, domain.Orders, "o1")
+			_ = o
+		})
+	}
+}
+
+func TestCancellingAFulfilledOrderRefundsAndReleases(t *testing.T) {
+	s := newSaga(t, nil)
+	s.shop("acme", 1000, "EUR", 5, 5) // in a tenant: the saga works in the order's tenant
+	s.mustDrive()
+	s.exec("acme", domain.CancelOrder{OrderID: "o1", Reason: "changed my mind"})
+	s.mustDrive()
+	got := s.outcome("acme")
+	want := outcome{saga: domain.FulfilmentCompensated, reason: "order cancelled: changed my mind", order: domain.StatusCancelled, balance: 1000}
+	if got != want {
+		t.Fatalf("outcome %+v, want %+v", got, want)
+	}
+}
+
+func TestFulfilmentTimesOutAndFailsAndRetries(t *testing.T) {
+	s := newSaga(t, nil)
+	s.shop("", 1000, "EUR", 5, 5)
+	s.store.down.Store(true) // the charge cannot be made
+	s.mustDrive()
+	if got := s.outcome(""); got.saga != domain.FulfilmentRunning || got.reserved1 != 2 {
+		t.Fatalf("while the charge is failing: %+v", got)
+	}
+	ctx := context.Background()
+	if err := s.proc.Tick(ctx); err != nil { // within the deadline: retried, still failing
+		t.Fatal(err)
+	}
+	if got := s.outcome(""); got.saga != domain.FulfilmentRunning {
+		t.Fatalf("timed out early: %+v", got)
+	}
+	s.clock.Add(int64(2 * time.Minute))
+	if err := s.proc.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := s.outcome("")
+	want := outcome{saga: domain.FulfilmentTimedOut, order: domain.StatusCancelled, balance: 1000}
+	if got.saga != want.saga || got.order != want.order || got.balance != 1000 || got.reserved1+got.reserved2 != 0 || !strings.Contains(got.reason, "did not complete within 1m0s: database unavailable") {
+		t.Fatalf("after the deadline: %+v", got)
+	}
+
+	// A compensation that cannot be made before the deadline fails the saga,
+	// and a retry once the cause is fixed finishes it.
+	t2 := newSaga(t, nil)
+	t2.shop("", 1000, "EUR", 5, 5)
+	t2.mustDrive()
+	t2.store.down.Store(true)
+	t2.exec("", domain.CancelOrder{OrderID: "o1", Reason: "oops"})
+	t2.mustDrive() // releases stock, then the refund cannot be made
+	t2.clock.Add(int64(2 * time.Minute))
+	if err := t2.proc.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := t2.outcome(""); got.saga != domain.FulfilmentFailed || got.balance != 500 || !strings.Contains(got.reason, "REFUND") {
+		t.Fatalf("a refund that cannot be made: %+v", got)
+	}
+	t2.store.down.Store(false)
+	if _, err := domain.Execute(ctx, t2.svc, domain.Fulfilments, domain.RetryFulfilment{OrderID: "o1"}, domain.CommandMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	t2.mustDrive()
+	if got := t2.outcome(""); got.saga != domain.FulfilmentCompensated || got.balance != 1000 {
+		t.Fatalf("after the retry: %+v", got)
+	}
+}
+
+// TestFulfilmentSurvivesACrashAtEveryStep: the process dies after each
+// step's command and before recording it (the worst moment), in turn; a new
+// process takes over from the last handled event, and every order ends with
+// exactly one charge and the right stock.
+func TestFulfilmentSurvivesACrashAtEveryStep(t *testing.T) {
+	type crash struct{}
+	for _, failing := range []bool{false, true} {
+		for k := 0; ; k++ {
+			var n atomic.Int64
+			hook := func(_ string, step domain.FulfilmentStep, phase string) {
+				if phase == "after" && n.Add(1)-1 == int64(k) {
+					panic(crash{})
+				}
+			}
+			s := newSaga(t, hook)
+			stock2 := int64(5)
+			if failing {
+				stock2 = 0 // the second reservation fails: compensation runs too
+			}
+			s.shop("", 1000, "EUR", 5, stock2)
+			crashed := func() (c bool) {
+				defer func() {
+					if r := recover(); r != nil {
+						if _, ok := r.(crash); !ok {
+							panic(r)
+						}
+						c = true
+					}
+				}()
+				s.mustDrive()
+				return false
+			}()
+			// A new process, the same log: it starts from the last handled event.
+			restarted := newSaga(t, nil)
+			restarted.store, restarted.svc = s.store, domain.NewService(s.store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+			restarted.proc = domain.NewFulfilmentProcess(restarted.svc, slog.New(slog.DiscardHandler), time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute})
+			restarted.handled = s.handled
+			restarted.mustDrive()
+			got := restarted.outcome("")
+			want := outcome{saga: domain.FulfilmentFulfilled, order: domain.StatusConfirmed, balance: 500, reserved1: 2, reserved2: 1}
+			if failing {
+				want = outcome{saga: domain.FulfilmentCompensated, order: domain.StatusCancelled, balance: 1000}
+			}
+			got.reason = ""
+			if got != want {
+				t.Fatalf("failing=%v, crash after step %d: %+v, want %+v", failing, k, got, want)
+			}
+			if !crashed {
+				break // k is past the last step
+			}
+		}
+	}
+}
+
+// TestConcurrentFulfilmentsNeverOversell: many orders race for little
+// stock; every order ends fulfilled or compensated, stock never goes below
+// zero, and money and stock add up.
+func TestConcurrentFulfilmentsNeverOversell(t *testing.T) {
+	s := newSaga(t, nil)
+	const orders, stock = 60, 25
+	s.exec("", domain.AddProduct{Sku: "p1", Name: "One", Price: 10, Currency: "EUR"})
+	s.exec("", domain.RestockProduct{Sku: "p1", Quantity: stock})
+	var wg sync.WaitGroup
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("o%d", i)
+			s.exec("", domain.OpenAccount{AccountID: "c" + id, Owner: "x", Currency: "EUR", InitialDeposit: 100})
+			s.exec("", domain.PlaceOrder{OrderID: id, CustomerID: "c" + id, Currency: "EUR"})
+			s.exec("", domain.AddOrderItem{OrderID: id, Sku: "p1", Quantity: 1, UnitPrice: 10})
+			s.exec("", domain.SubmitOrder{OrderID: id})
+		}()
+	}
+	wg.Wait()
+	s.mustDrive()
+	ctx := context.Background()
+	fulfilled := 0
+	var money int64
+	for i := range orders {
+		id := fmt.Sprintf("o%d", i)
+		f, _, _ := domain.Load(ctx, s.svc, domain.Fulfilments, id)
+		a, _, _ := domain.Load(ctx, s.svc, domain.Accounts, "c"+id)
+		money += a.Balance()
+		switch f.State() {
+		case domain.FulfilmentFulfilled:
+			fulfilled++
+		case domain.FulfilmentCompensated:
+		default:
+			t.Errorf("order %s ended %s", id, f.State())
+		}
+	}
+	p, _, _ := domain.Load(ctx, s.svc, domain.Products, "p1")
+	if fulfilled != stock || p.Reserved() != stock || p.Available() != 0 {
+		t.Errorf("%d fulfilled, %d reserved, %d available; want %d, %d, 0", fulfilled, p.Reserved(), p.Available(), stock, stock)
+	}
+	if money != orders*100-int64(fulfilled)*10 {
+		t.Errorf("accounts hold %d, want %d", money, orders*100-int64(fulfilled)*10)
+	}
+}

@@ -1,0 +1,102 @@
+package domain
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestFulfilmentDecisions(t *testing.T) {
+	items := []FulfilmentItem{{Sku: "p1", Quantity: 2}, {Sku: "p2", Quantity: 1}}
+	started := FulfilmentStarted{AccountID: "acc", Currency: "EUR", Amount: 500, Items: items, StartedAt: testNow}
+	reserved := []Event{started,
+		FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p1", At: testNow},
+		FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p2", At: testNow}}
+	charged := append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow})
+	confirmed := append(append([]Event{}, charged...), FulfilmentStepSucceeded{Step: StepConfirmOrder, At: testNow})
+	fulfilled := append(append([]Event{}, confirmed...), FulfilmentFinished{State: FulfilmentFulfilled, At: testNow})
+	// The charge failed: compensation releases p2, then p1, then cancels.
+	chargeFailed := append(append([]Event{}, reserved...), FulfilmentStepFailed{Step: StepCharge, Reason: "INSUFFICIENT_FUNDS", At: testNow})
+	refundFailed := append(append([]Event{}, fulfilled...),
+		FulfilmentCompensationStarted{Reason: "order cancelled: x", OrderCancelled: true, At: testNow},
+		FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true, At: testNow},
+		FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p1", Compensation: true, At: testNow},
+		FulfilmentStepFailed{Step: StepRefund, Compensation: true, Reason: "ACCOUNT_CLOSED", At: testNow})
+	late := testNow.Add(-time.Minute)
+	stuck := []Event{FulfilmentStarted{AccountID: "acc", Currency: "EUR", Amount: 500, Items: items, StartedAt: late}}
+
+	runGWT(t, Fulfilments, []gwt{
+		{name: "start", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Amount: 500, Items: items}, want: []Event{started}},
+		{name: "start again is a no-op", given: reserved, when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Amount: 500, Items: items}},
+		{name: "start without items", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR"}, wantCode: Invalid, wantFld: "items"},
+		{name: "start with a bad currency", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "euro", Items: items}, wantCode: Invalid, wantFld: "currency"},
+		{name: "start with a sku twice", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"a", 1}, {"a", 2}}}, wantCode: Invalid, wantFld: "items.1.sku"},
+		{name: "start with a zero quantity", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"a", 0}}}, wantCode: Invalid, wantFld: "quantity"},
+		{name: "record before start", when: RecordFulfilmentStep{OrderID: "x1", Step: "RESERVE_STOCK:p1", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotStarted},
+		{name: "record the current step", given: []Event{started}, when: RecordFulfilmentStep{OrderID: "x1", Step: "RESERVE_STOCK:p1", Succeeded: true},
+			want: []Event{FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p1", At: testNow}}},
+		{name: "record a step out of order", given: []Event{started}, when: RecordFulfilmentStep{OrderID: "x1", Step: "CHARGE", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
+		{name: "record a step twice", given: reserved, when: RecordFulfilmentStep{OrderID: "x1", Step: "RESERVE_STOCK:p2", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
+		{name: "a failed action", given: reserved, when: RecordFulfilmentStep{OrderID: "x1", Step: "CHARGE", Reason: "INSUFFICIENT_FUNDS"},
+			want: []Event{FulfilmentStepFailed{Step: StepCharge, Reason: "INSUFFICIENT_FUNDS", At: testNow}}},
+		{name: "compensation releases in reverse order", given: chargeFailed, when: RecordFulfilmentStep{OrderID: "x1", Step: "RELEASE_STOCK:p2", Succeeded: true},
+			want: []Event{FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true, At: testNow}}},
+		{name: "compensation does not refund what was not charged", given: append(append([]Event{}, chargeFailed...),
+			FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true}, FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p1", Compensation: true}),
+			when: RecordFulfilmentStep{OrderID: "x1", Step: "REFUND", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
+		{name: "finish fulfilled", given: confirmed, when: RecordFulfilmentStep{OrderID: "x1", Step: "FINISH", Succeeded: true}, want: []Event{FulfilmentFinished{State: FulfilmentFulfilled, At: testNow}}},
+		{name: "nothing after the end", given: fulfilled, when: RecordFulfilmentStep{OrderID: "x1", Step: "FINISH", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
+		{name: "a cancelled fulfilled order is compensated", given: fulfilled, when: CompensateFulfilment{OrderID: "x1", Reason: "order cancelled: x"},
+			want: []Event{FulfilmentCompensationStarted{Reason: "order cancelled: x", OrderCancelled: true, At: testNow}}},
+		{name: "a compensating saga is not compensated twice", given: chargeFailed, when: CompensateFulfilment{OrderID: "x1", Reason: "x"}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotCompensable},
+		{name: "a step within its deadline does not time out", given: []Event{started}, when: TimeOutFulfilment{OrderID: "x1", Deadline: time.Minute}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotOverdue},
+		{name: "a running step past its deadline", given: stuck, when: TimeOutFulfilment{OrderID: "x1", Deadline: 30 * time.Second, Reason: "database unavailable"},
+			want: []Event{FulfilmentCompensationStarted{Reason: "step RESERVE_STOCK:p1 did not complete within 30s: database unavailable", TimedOut: true, At: testNow}}},
+		{name: "a compensation step past its deadline fails the saga", given: append(append([]Event{}, stuck...), FulfilmentCompensationStarted{Reason: "x", TimedOut: true, At: late}),
+			when: TimeOutFulfilment{OrderID: "x1", Deadline: 30 * time.Second},
+			want: []Event{FulfilmentStepFailed{Step: StepCancelOrder, Compensation: true, Reason: "step CANCEL_ORDER did not complete within 30s", At: testNow}}},
+		{name: "retry a failed saga", given: refundFailed, when: RetryFulfilment{OrderID: "x1"}, want: []Event{FulfilmentRetried{Attempt: 1, At: testNow}}},
+		{name: "retry a saga that did not fail", given: fulfilled, when: RetryFulfilment{OrderID: "x1"}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotFailed},
+	})
+}
+
+func TestFulfilmentStepsAndStates(t *testing.T) {
+	f := Fulfilments.New("o1")
+	f.Apply(FulfilmentStarted{AccountID: "acc", Currency: "EUR", Amount: 5, Items: []FulfilmentItem{{"p1", 1}, {"p2", 1}}, StartedAt: testNow})
+	var keys []string
+	record := func(ok bool) {
+		s, _ := f.Next()
+		keys = append(keys, s.Key())
+		switch {
+		case s.Name == StepFinish:
+			evs, err := f.decide(RecordFulfilmentStep{OrderID: "o1", Step: s.Key(), Succeeded: true}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Apply(evs[0])
+		case ok:
+			f.Apply(FulfilmentStepSucceeded{Step: s.Name, Sku: s.Sku, Compensation: s.Compensation})
+		default:
+			f.Apply(FulfilmentStepFailed{Step: s.Name, Sku: s.Sku, Compensation: s.Compensation, Reason: "no"})
+		}
+	}
+	for _, ok := range []bool{true, true, true, false, true, true, true, true, true} {
+		record(ok)
+		if f.Final() {
+			break
+		}
+	}
+	want := "[RESERVE_STOCK:p1 RESERVE_STOCK:p2 CHARGE CONFIRM_ORDER RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND CANCEL_ORDER FINISH]"
+	if got := fmt.Sprint(keys); got != want || f.State() != FulfilmentCompensated || f.Reason() != "no" {
+		t.Fatalf("steps %s, state %s (%q); want %s, COMPENSATED", got, f.State(), f.Reason(), want)
+	}
+	// A snapshot round trip keeps everything Next depends on.
+	raw, err := Fulfilments.SaveState(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Fulfilments.LoadState("o1", raw)
+	if err != nil || g.State() != f.State() || g.Reason() != f.Reason() || g.Amount() != 5 || len(g.Items()) != 2 {
+		t.Fatalf("restored %+v, %v", g, err)
+	}
+}

@@ -30,6 +30,7 @@ type config struct {
 	MaxBodyBytes    int64
 	SnapshotEvery   int
 	ReadTimeout     time.Duration
+	StepTimeout     time.Duration
 	AllowedOrigins  []string
 	// Auth is built from the AUTH_* settings; it is not Enabled when none
 	// is set (development mode).
@@ -123,6 +124,14 @@ var settings = []setting{
 			return fmt.Errorf("must be a positive duration of at most 1m, got %q", v)
 		}
 		c.ReadTimeout = d
+		return nil
+	}},
+	{"fulfilment-step-timeout", "FULFILMENT_STEP_TIMEOUT", "30s", "how long a fulfilment saga step may take (retrying technical failures) before the saga is compensated and ends TIMED_OUT", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > 24*time.Hour {
+			return fmt.Errorf("must be a duration from 100ms to 24h, got %q", v)
+		}
+		c.StepTimeout = d
 		return nil
 	}},
 	{"allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) allowed to open websockets, or *; empty allows only the gateway's own host and non-browser clients", func(c *config, v string) error {

@@ -140,7 +140,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		log.Info("OpenTelemetry tracing on")
 	}
 	runner, err := projections.NewRunner(pool, store, log, runnerOpts,
-		projections.Accounts{}, projections.Orders{}, projections.Products{})
+		projections.Accounts{}, projections.Orders{}, projections.Products{}, projections.Fulfilments{})
 	if err != nil {
 		return err
 	}
@@ -152,6 +152,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
 	commands := domain.NewService(store, log, time.Now, domain.ServiceOptions{SnapshotEvery: cfg.SnapshotEvery, Observe: meters.ObserveCommand})
+
+	// The fulfilment saga: one runner per database follows the log.
+	fulfilments := projections.NewFulfilmentQueries(pool)
+	saga := domain.NewFulfilmentProcess(commands, log, time.Now, domain.FulfilmentOptions{StepTimeout: cfg.StepTimeout, Active: fulfilments.Active})
+	sagaRunner, err := projections.NewProcessRunner(pool, store, log, projections.ProcessOptions{}, saga)
+	if err != nil {
+		return err
+	}
+	sagaCtx, stopSaga := context.WithCancel(context.WithoutCancel(ctx))
+	sagaDone := make(chan struct{})
+	go func() { defer close(sagaDone); _ = sagaRunner.Run(sagaCtx) }()
+	defer func() { stopSaga(); <-sagaDone }()
 	if cfg.Demo {
 		demoCtx, stopDemo := context.WithCancel(ctx)
 		demoDone := make(chan struct{})
@@ -167,7 +179,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		Websocket: websockets, Hub: hub,
 		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Tracer: tp, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
-		ProductReads: projections.NewProductQueries(pool), Admin: admin,
+		ProductReads: projections.NewProductQueries(pool), FulfilmentReads: fulfilments, Admin: admin,
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
 		Auth: cfg.Auth,
 		Limits: graph.Limits{MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth, DisableIntrospection: !cfg.Introspection,

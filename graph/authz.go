@@ -40,6 +40,9 @@ func (authorization) Validate(es graphql.ExecutableSchema) error {
 	roots := map[*ast.Definition]bool{s.Query: true, s.Mutation: true, s.Subscription: true}
 	for _, def := range s.Types {
 		for _, f := range def.Fields {
+			if f.Directives.ForName("gatewayWide") != nil && !roots[def] {
+				return fmt.Errorf("@gatewayWide on %s.%s: only fields of Query, Mutation and Subscription are checked", def.Name, f.Name)
+			}
 			d := f.Directives.ForName("hasRole")
 			if d == nil {
 				continue
@@ -86,7 +89,7 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 				Extensions: map[string]any{"code": string(domain.Forbidden), "requiredRole": strings.ToUpper(string(role))},
 			}
 		}
-		if role == auth.Admin && p.Tenant != "" {
+		if f.Definition.Directives.ForName("gatewayWide") != nil && p.Tenant != "" {
 			// Projections and the schema registry serve every tenant.
 			return &gqlerror.Error{
 				Message:    fmt.Sprintf("%s administers the whole gateway: it needs an administrator without a tenant", f.Name),

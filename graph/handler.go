@@ -35,8 +35,10 @@ type Config struct {
 	AccountReads *projections.AccountQueries
 	OrderReads   *projections.OrderQueries
 	ProductReads *projections.ProductQueries
-	Admin        *projections.Admin
-	Positions    *projections.Positions
+	// FulfilmentReads reads the fulfilment sagas.
+	FulfilmentReads *projections.FulfilmentQueries
+	Admin           *projections.Admin
+	Positions       *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
 	ReadTimeout time.Duration
 	// Hub fans the log out to subscriptions (see Resolver.Hub).
@@ -78,7 +80,7 @@ func NewHandler(cfg Config) http.Handler {
 	gcfg := generated.Config{Resolvers: &Resolver{
 		Connections: connections, Tracer: tracer,
 		Store: cfg.Store, Commands: cfg.Commands, Log: cfg.Log,
-		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
+		Hub: cfg.Hub, AccountReads: cfg.AccountReads, OrderReads: cfg.OrderReads, ProductReads: cfg.ProductReads, FulfilmentReads: cfg.FulfilmentReads, Admin: cfg.Admin, Positions: cfg.Positions, ReadTimeout: cfg.ReadTimeout,
 		Schemas: cfg.Schemas,
 	}}
 	listComplexity(&gcfg.Complexity)

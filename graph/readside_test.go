@@ -42,6 +42,8 @@ type fullOptions struct {
 	auth        *auth.Authenticator             // default: development mode
 	seed        fs.FS                           // event schemas registered at start (default: the domain's)
 	tracer      trace.TracerProvider            // default: no tracing
+	// fulfilment, when set, runs the fulfilment saga with this step timeout.
+	fulfilment time.Duration
 }
 
 func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
@@ -83,7 +85,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	}
 	commands := domain.NewService(commandStore, log, time.Now, domain.ServiceOptions{})
 	runner, err := projections.NewRunner(pool, validated, log, runnerOpts,
-		projections.Accounts{}, projections.Orders{}, projections.Products{})
+		projections.Accounts{}, projections.Orders{}, projections.Products{}, projections.Fulfilments{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,12 +93,23 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
+	fulfilments := projections.NewFulfilmentQueries(pool)
+	if o.fulfilment > 0 {
+		saga := domain.NewFulfilmentProcess(commands, log, time.Now, domain.FulfilmentOptions{StepTimeout: o.fulfilment, Active: fulfilments.Active})
+		sagaRunner, err := projections.NewProcessRunner(pool, validated, log, projections.ProcessOptions{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, saga)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sagaDone := make(chan struct{})
+		go func() { defer close(sagaDone); _ = sagaRunner.Run(runCtx) }()
+		t.Cleanup(func() { stop(); <-sagaDone })
+	}
 	hub := eventstore.NewHub(store, log)
 	go func() { _ = hub.Run(runCtx) }()
 	srv := httptest.NewUnstartedServer(graph.NewHandler(graph.Config{
 		Store: commandStore, Schemas: registry, Commands: commands, Log: log, Hub: hub, Websocket: ws, Tracer: o.tracer,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
-		ProductReads: projections.NewProductQueries(pool), Admin: projections.NewAdmin(pool),
+		ProductReads: projections.NewProductQueries(pool), FulfilmentReads: fulfilments, Admin: projections.NewAdmin(pool),
 		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: o.readTimeout, Auth: o.auth,
 	}))
 	if o.wrap != nil {
@@ -250,11 +263,11 @@ func TestAccountListStatementAndTotals(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		g.mustPost(`{ projections { name status serving position lag lagSeconds } }`, nil, &ps)
-		if len(ps.Projections) != 3 {
+		if len(ps.Projections) != 4 {
 			t.Fatalf("projections = %+v", ps.Projections)
 		}
 		serving := true
-		for i, name := range []string{"accounts", "orders", "products"} {
+		for i, name := range []string{"accounts", "fulfilments", "orders", "products"} {
 			p := ps.Projections[i]
 			if p.Name != name || p.Status != "RUNNING" || p.Position+p.Lag != last || p.Lag == 0 && p.LagSeconds != 0 {
 				t.Fatalf("projections = %+v (head %d)", ps.Projections, last)

@@ -26,8 +26,10 @@ type Resolver struct {
 	AccountReads *projections.AccountQueries
 	OrderReads   *projections.OrderQueries
 	ProductReads *projections.ProductQueries
-	Admin        *projections.Admin
-	Positions    *projections.Positions
+	// FulfilmentReads reads the fulfilment sagas (nil: their queries are unavailable).
+	FulfilmentReads *projections.FulfilmentQueries
+	Admin           *projections.Admin
+	Positions       *projections.Positions
 	// ReadTimeout bounds how long a query waits for atLeast (default 5s).
 	ReadTimeout time.Duration
 	// Hub fans the log out to subscriptions; nil: subscriptions are unavailable.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,11 @@ import (
 func TestMain(m *testing.M) {
 	if url := os.Getenv(childEnv); url != "" {
 		runChild(url) // a projection process that the crash test kills
+		return
+	}
+	if url := os.Getenv(sagaChildEnv); url != "" {
+		killAt, _ := strconv.Atoi(os.Getenv(sagaKillAtEnv))
+		runSagaChild(url, killAt) // a saga process that the saga crash test kills
 		return
 	}
 	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(func(ctx context.Context, conn *pgx.Conn) error {

@@ -144,6 +144,53 @@ type ComplexityRoot struct {
 		Versions      func(childComplexity int) int
 	}
 
+	Fulfilment struct {
+		AccountID    func(childComplexity int) int
+		Amount       func(childComplexity int) int
+		Compensation func(childComplexity int) int
+		Currency     func(childComplexity int) int
+		CurrentStep  func(childComplexity int) int
+		Items        func(childComplexity int) int
+		OrderID      func(childComplexity int) int
+		Position     func(childComplexity int) int
+		Reason       func(childComplexity int) int
+		StartedAt    func(childComplexity int) int
+		State        func(childComplexity int) int
+		Steps        func(childComplexity int) int
+		UpdatedAt    func(childComplexity int) int
+		Version      func(childComplexity int) int
+	}
+
+	FulfilmentConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	FulfilmentCurrentStep struct {
+		Sku  func(childComplexity int) int
+		Step func(childComplexity int) int
+	}
+
+	FulfilmentEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	FulfilmentItem struct {
+		Quantity func(childComplexity int) int
+		Sku      func(childComplexity int) int
+	}
+
+	FulfilmentStep struct {
+		At           func(childComplexity int) int
+		Compensation func(childComplexity int) int
+		Outcome      func(childComplexity int) int
+		Reason       func(childComplexity int) int
+		Sku          func(childComplexity int) int
+		Step         func(childComplexity int) int
+	}
+
 	GatewayStats struct {
 		At                   func(childComplexity int) int
 		EventsPerSecond      func(childComplexity int) int
@@ -175,6 +222,7 @@ type ComplexityRoot struct {
 		RemoveOrderItem        func(childComplexity int, input model.RemoveOrderItemInput) int
 		ReserveStock           func(childComplexity int, input model.ReserveStockInput) int
 		RestockProduct         func(childComplexity int, input model.RestockProductInput) int
+		RetryFulfilment        func(childComplexity int, orderID string) int
 		RetryProjection        func(childComplexity int, name string) int
 		SetEventCompatibility  func(childComplexity int, typeArg string, mode model.Compatibility) int
 		ShipOrder              func(childComplexity int, input model.ShipOrderInput) int
@@ -298,6 +346,8 @@ type ComplexityRoot struct {
 		EventSchemaHistory func(childComplexity int, typeArg string) int
 		EventTypes         func(childComplexity int) int
 		Events             func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) int
+		Fulfilment         func(childComplexity int, orderID string, atLeast *model.Position) int
+		Fulfilments        func(childComplexity int, state *model.FulfilmentState, first *int, after *string, atLeast *model.Position) int
 		Order              func(childComplexity int, id string, atLeast *model.Position) int
 		OrderAt            func(childComplexity int, id string, version *int, at *time.Time) int
 		OrderStatistics    func(childComplexity int, from time.Time, to time.Time, atLeast *model.Position) int
@@ -374,12 +424,13 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		AccountChanged   func(childComplexity int, id string, after *model.Position) int
-		Events           func(childComplexity int, types []string, streamPrefix *string, after *model.Position) int
-		GatewayStats     func(childComplexity int, intervalMs *int) int
-		OrderChanged     func(childComplexity int, id *string, customerID *string, after *model.Position) int
-		ProductChanged   func(childComplexity int, sku string, after *model.Position) int
-		ProjectionStatus func(childComplexity int, intervalMs *int) int
+		AccountChanged    func(childComplexity int, id string, after *model.Position) int
+		Events            func(childComplexity int, types []string, streamPrefix *string, after *model.Position) int
+		FulfilmentChanged func(childComplexity int, orderID string, after *model.Position) int
+		GatewayStats      func(childComplexity int, intervalMs *int) int
+		OrderChanged      func(childComplexity int, id *string, customerID *string, after *model.Position) int
+		ProductChanged    func(childComplexity int, sku string, after *model.Position) int
+		ProjectionStatus  func(childComplexity int, intervalMs *int) int
 	}
 }
 
@@ -402,6 +453,7 @@ type MutationResolver interface {
 	CloseAccount(ctx context.Context, input model.CloseAccountInput) (*model.CommandResult, error)
 	ApplyInterest(ctx context.Context, input model.ApplyInterestInput) (*model.CommandResult, error)
 	ChargeFee(ctx context.Context, input model.ChargeFeeInput) (*model.CommandResult, error)
+	RetryFulfilment(ctx context.Context, orderID string) (*model.CommandResult, error)
 	PlaceOrder(ctx context.Context, input model.PlaceOrderInput) (*model.CommandResult, error)
 	AddOrderItem(ctx context.Context, input model.AddOrderItemInput) (*model.CommandResult, error)
 	RemoveOrderItem(ctx context.Context, input model.RemoveOrderItemInput) (*model.CommandResult, error)
@@ -426,6 +478,8 @@ type MutationResolver interface {
 type QueryResolver interface {
 	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
 	Stream(ctx context.Context, id string, fromVersion *int, first *int, backwards *bool) (*model.Stream, error)
+	Fulfilment(ctx context.Context, orderID string, atLeast *model.Position) (*model.Fulfilment, error)
+	Fulfilments(ctx context.Context, state *model.FulfilmentState, first *int, after *string, atLeast *model.Position) (*model.FulfilmentConnection, error)
 	Order(ctx context.Context, id string, atLeast *model.Position) (*model.Order, error)
 	Orders(ctx context.Context, filter *model.OrderFilter, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) (*model.OrderConnection, error)
 	CustomerOrders(ctx context.Context, customerID string, orderBy *model.OrderOrderBy, first *int, after *string, atLeast *model.Position) (*model.OrderConnection, error)
@@ -446,6 +500,7 @@ type QueryResolver interface {
 type SubscriptionResolver interface {
 	Events(ctx context.Context, types []string, streamPrefix *string, after *model.Position) (<-chan *model.Event, error)
 	GatewayStats(ctx context.Context, intervalMs *int) (<-chan *model.GatewayStats, error)
+	FulfilmentChanged(ctx context.Context, orderID string, after *model.Position) (<-chan *model.Fulfilment, error)
 	AccountChanged(ctx context.Context, id string, after *model.Position) (<-chan *model.Account, error)
 	OrderChanged(ctx context.Context, id *string, customerID *string, after *model.Position) (<-chan *model.Order, error)
 	ProductChanged(ctx context.Context, sku string, after *model.Position) (<-chan *model.Product, error)
@@ -918,6 +973,186 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EventType.Versions(childComplexity), true
 
+	case "Fulfilment.accountId":
+		if e.ComplexityRoot.Fulfilment.AccountID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.AccountID(childComplexity), true
+	case "Fulfilment.amount":
+		if e.ComplexityRoot.Fulfilment.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Amount(childComplexity), true
+	case "Fulfilment.compensation":
+		if e.ComplexityRoot.Fulfilment.Compensation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Compensation(childComplexity), true
+	case "Fulfilment.currency":
+		if e.ComplexityRoot.Fulfilment.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Currency(childComplexity), true
+	case "Fulfilment.currentStep":
+		if e.ComplexityRoot.Fulfilment.CurrentStep == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.CurrentStep(childComplexity), true
+	case "Fulfilment.items":
+		if e.ComplexityRoot.Fulfilment.Items == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Items(childComplexity), true
+	case "Fulfilment.orderId":
+		if e.ComplexityRoot.Fulfilment.OrderID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.OrderID(childComplexity), true
+	case "Fulfilment.position":
+		if e.ComplexityRoot.Fulfilment.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Position(childComplexity), true
+	case "Fulfilment.reason":
+		if e.ComplexityRoot.Fulfilment.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Reason(childComplexity), true
+	case "Fulfilment.startedAt":
+		if e.ComplexityRoot.Fulfilment.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.StartedAt(childComplexity), true
+	case "Fulfilment.state":
+		if e.ComplexityRoot.Fulfilment.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.State(childComplexity), true
+	case "Fulfilment.steps":
+		if e.ComplexityRoot.Fulfilment.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Steps(childComplexity), true
+	case "Fulfilment.updatedAt":
+		if e.ComplexityRoot.Fulfilment.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.UpdatedAt(childComplexity), true
+	case "Fulfilment.version":
+		if e.ComplexityRoot.Fulfilment.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Fulfilment.Version(childComplexity), true
+
+	case "FulfilmentConnection.edges":
+		if e.ComplexityRoot.FulfilmentConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentConnection.Edges(childComplexity), true
+	case "FulfilmentConnection.pageInfo":
+		if e.ComplexityRoot.FulfilmentConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentConnection.PageInfo(childComplexity), true
+	case "FulfilmentConnection.totalCount":
+		if e.ComplexityRoot.FulfilmentConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentConnection.TotalCount(childComplexity), true
+
+	case "FulfilmentCurrentStep.sku":
+		if e.ComplexityRoot.FulfilmentCurrentStep.Sku == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentCurrentStep.Sku(childComplexity), true
+	case "FulfilmentCurrentStep.step":
+		if e.ComplexityRoot.FulfilmentCurrentStep.Step == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentCurrentStep.Step(childComplexity), true
+
+	case "FulfilmentEdge.cursor":
+		if e.ComplexityRoot.FulfilmentEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentEdge.Cursor(childComplexity), true
+	case "FulfilmentEdge.node":
+		if e.ComplexityRoot.FulfilmentEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentEdge.Node(childComplexity), true
+
+	case "FulfilmentItem.quantity":
+		if e.ComplexityRoot.FulfilmentItem.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentItem.Quantity(childComplexity), true
+	case "FulfilmentItem.sku":
+		if e.ComplexityRoot.FulfilmentItem.Sku == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentItem.Sku(childComplexity), true
+
+	case "FulfilmentStep.at":
+		if e.ComplexityRoot.FulfilmentStep.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.At(childComplexity), true
+	case "FulfilmentStep.compensation":
+		if e.ComplexityRoot.FulfilmentStep.Compensation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.Compensation(childComplexity), true
+	case "FulfilmentStep.outcome":
+		if e.ComplexityRoot.FulfilmentStep.Outcome == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.Outcome(childComplexity), true
+	case "FulfilmentStep.reason":
+		if e.ComplexityRoot.FulfilmentStep.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.Reason(childComplexity), true
+	case "FulfilmentStep.sku":
+		if e.ComplexityRoot.FulfilmentStep.Sku == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.Sku(childComplexity), true
+	case "FulfilmentStep.step":
+		if e.ComplexityRoot.FulfilmentStep.Step == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FulfilmentStep.Step(childComplexity), true
+
 	case "GatewayStats.at":
 		if e.ComplexityRoot.GatewayStats.At == nil {
 			break
@@ -1191,6 +1426,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RestockProduct(childComplexity, args["input"].(model.RestockProductInput)), true
+	case "Mutation.retryFulfilment":
+		if e.ComplexityRoot.Mutation.RetryFulfilment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryFulfilment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryFulfilment(childComplexity, args["orderId"].(string)), true
 	case "Mutation.retryProjection":
 		if e.ComplexityRoot.Mutation.RetryProjection == nil {
 			break
@@ -1788,6 +2034,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*model.Position), args["first"].(*int), args["stream"].(*string), args["types"].([]string), args["streamPrefix"].(*string), args["correlationId"].(*string)), true
+	case "Query.fulfilment":
+		if e.ComplexityRoot.Query.Fulfilment == nil {
+			break
+		}
+
+		args, err := ec.field_Query_fulfilment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Fulfilment(childComplexity, args["orderId"].(string), args["atLeast"].(*model.Position)), true
+	case "Query.fulfilments":
+		if e.ComplexityRoot.Query.Fulfilments == nil {
+			break
+		}
+
+		args, err := ec.field_Query_fulfilments_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Fulfilments(childComplexity, args["state"].(*model.FulfilmentState), args["first"].(*int), args["after"].(*string), args["atLeast"].(*model.Position)), true
 
 	case "Query.order":
 		if e.ComplexityRoot.Query.Order == nil {
@@ -2132,6 +2400,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.Events(childComplexity, args["types"].([]string), args["streamPrefix"].(*string), args["after"].(*model.Position)), true
+	case "Subscription.fulfilmentChanged":
+		if e.ComplexityRoot.Subscription.FulfilmentChanged == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_fulfilmentChanged_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.FulfilmentChanged(childComplexity, args["orderId"].(string), args["after"].(*model.Position)), true
 	case "Subscription.gatewayStats":
 		if e.ComplexityRoot.Subscription.GatewayStats == nil {
 			break
@@ -2408,11 +2687,16 @@ The role a root field needs. Without it a Query or Subscription field needs
 READER and a Mutation field WRITER; ` + "`" + `__typename` + "`" + ` needs nothing. Checked
 once per operation, before anything runs, over HTTP and websockets alike:
 a caller without a credential gets UNAUTHORIZED, one without the role
-FORBIDDEN, and nothing of the operation is executed. ADMIN fields administer
-the whole gateway (every tenant's projections, the shared schema registry),
-so they also need a credential without a tenant.
+FORBIDDEN, and nothing of the operation is executed.
 """
 directive @hasRole(role: Role!) on FIELD_DEFINITION
+
+"""
+Marks a root field that administers the whole gateway (every tenant's
+projections, the shared schema registry): a caller whose credential names a
+tenant gets FORBIDDEN, whatever its roles.
+"""
+directive @gatewayWide on FIELD_DEFINITION
 `, BuiltIn: false},
 	{Name: "../schema/commands.graphqls", Input: `"A signed 64-bit integer, e.g. an amount of money in the currency's minor unit (cents). A JSON number; a decimal string is accepted too."
 scalar Long
@@ -2452,6 +2736,113 @@ type GatewayStats {
 extend type Subscription {
   "The gateway's figures every ` + "`" + `intervalMs` + "`" + ` (250 to 60000, default 1000)."
   gatewayStats(intervalMs: Int = 1000): GatewayStats! @coalesced(replayLatest: true)
+}
+`, BuiltIn: false},
+	{Name: "../schema/fulfilment.graphqls", Input: `"""
+The state of an order's fulfilment saga. RUNNING: taking its steps;
+COMPENSATING: undoing them; FULFILLED: stock reserved, customer charged,
+order confirmed; COMPENSATED: a step failed, or the order was cancelled, and
+everything done was undone; TIMED_OUT: a step missed its deadline and
+everything done was undone; FAILED: a compensation step could not be done,
+and the saga waits for retryFulfilment.
+"""
+enum FulfilmentState {
+  RUNNING
+  COMPENSATING
+  FULFILLED
+  COMPENSATED
+  TIMED_OUT
+  FAILED
+}
+
+"A step of a fulfilment saga."
+type FulfilmentStep {
+  "RESERVE_STOCK, CHARGE, CONFIRM_ORDER, or, compensating, RELEASE_STOCK, REFUND, CANCEL_ORDER."
+  step: String!
+  "The product, for stock steps."
+  sku: String
+  "True for the steps that undo others."
+  compensation: Boolean!
+  "SUCCEEDED or FAILED."
+  outcome: String!
+  "Why it failed (the refusal's rule and message)."
+  reason: String
+  at: Time!
+}
+
+"The step a saga is at."
+type FulfilmentCurrentStep {
+  step: String!
+  sku: String
+}
+
+type FulfilmentItem {
+  sku: String!
+  quantity: Int!
+}
+
+"""
+An order's fulfilment: when an order is submitted, a saga reserves stock for
+every item, charges the customer's account (the order's customerId) the
+order's total in its currency, and confirms the order; when a step fails it
+releases the stock, refunds the charge and cancels the order. Cancelling a
+confirmed order refunds it and releases its stock the same way.
+"""
+type Fulfilment {
+  orderId: ID!
+  state: FulfilmentState!
+  "The step the saga is at; null once it has ended or while it is FAILED."
+  currentStep: FulfilmentCurrentStep
+  "Why the saga compensated or failed."
+  reason: String
+  accountId: String!
+  currency: String!
+  amount: Long!
+  items: [FulfilmentItem!]!
+  "Every step taken, oldest first."
+  steps: [FulfilmentStep!]!
+  "The compensation taken: the steps that undid others."
+  compensation: [FulfilmentStep!]!
+  startedAt: Time!
+  updatedAt: Time!
+  "The saga's version (events in its stream fulfilment-<orderId>)."
+  version: Int!
+  position: Position!
+}
+
+type FulfilmentEdge {
+  cursor: String!
+  node: Fulfilment!
+}
+
+type FulfilmentConnection {
+  edges: [FulfilmentEdge!]!
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+extend type Query {
+  "The fulfilment of an order, or null when it has none (yet)."
+  fulfilment(orderId: ID!, atLeast: Position): Fulfilment
+  "Fulfilments by order id, optionally in one state; ` + "`" + `first` + "`" + ` is 1 to 500."
+  fulfilments(state: FulfilmentState, first: Int = 20, after: String, atLeast: Position): FulfilmentConnection!
+}
+
+extend type Mutation {
+  """
+  Resumes a FAILED fulfilment at the step it failed on, once the cause is
+  fixed. Rules: FULFILMENT_NOT_FAILED, FULFILMENT_NOT_STARTED.
+  """
+  retryFulfilment(orderId: ID!): CommandResult! @hasRole(role: ADMIN)
+}
+
+extend type Subscription {
+  """
+  An order's fulfilment after each change (coalesced like accountChanged).
+  Without ` + "`" + `after` + "`" + ` it starts from now; with ` + "`" + `after` + "`" + `, changes after that
+  position are replayed first.
+  """
+  fulfilmentChanged(orderId: ID!, after: Position): Fulfilment! @coalesced
 }
 `, BuiltIn: false},
 	{Name: "../schema/order.graphqls", Input: `# Order commands. Every input takes expectedVersion and idempotencyKey (see account.graphqls).
@@ -2819,11 +3210,11 @@ extend type Mutation {
   rebuild has caught up, and the old tables are dropped. Returns the new
   generation. Rules: REBUILD_IN_PROGRESS.
   """
-  rebuildProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN)
+  rebuildProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
   "Puts a FAILED projection back to work from the event it failed on."
-  retryProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN)
+  retryProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
   "Moves a FAILED projection past the event at ` + "`" + `position` + "`" + ` (the one it failed on)."
-  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus! @hasRole(role: ADMIN)
+  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
 }
 `, BuiltIn: false},
 	{Name: "../schema/registry.graphqls", Input: `"""
@@ -2971,20 +3362,20 @@ extend type Mutation {
   draft-07 or a bad migration. Registering the latest schema again changes
   nothing (unchanged: true).
   """
-  registerEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN)
+  registerEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
   """
   Adds or replaces the migration from ` + "`" + `fromVersion` + "`" + ` to the next version
   (which must exist). Stored events of ` + "`" + `fromVersion` + "`" + ` and earlier must read
   as the next and the latest version through it, or it is refused
   (STORED_EVENTS_FAIL).
   """
-  registerEventMigration(type: String!, fromVersion: Int!, operations: [MigrationOperationInput!]!): SchemaVerdict! @hasRole(role: ADMIN)
+  registerEventMigration(type: String!, fromVersion: Int!, operations: [MigrationOperationInput!]!): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
   "A dry run of registerEventSchema: the verdict with its reasons and replay results. Writes nothing."
-  checkEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN)
+  checkEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
   "Sets an event type's compatibility mode for later registrations."
-  setEventCompatibility(type: String!, mode: Compatibility!): EventType! @hasRole(role: ADMIN)
+  setEventCompatibility(type: String!, mode: Compatibility!): EventType! @hasRole(role: ADMIN) @gatewayWide
   "Marks a version deprecated (or, with deprecated: false, not any more): still read, refused on append."
-  deprecateEventSchema(type: String!, version: Int!, deprecated: Boolean = true): EventSchema! @hasRole(role: ADMIN)
+  deprecateEventSchema(type: String!, version: Int!, deprecated: Boolean = true): EventSchema! @hasRole(role: ADMIN) @gatewayWide
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
@@ -3416,6 +3807,100 @@ func (ec *executionContext) childFields_EventType(ctx context.Context, field gra
 		return ec.fieldContext_EventType_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EventType", field.Name)
+}
+
+func (ec *executionContext) childFields_Fulfilment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "orderId":
+		return ec.fieldContext_Fulfilment_orderId(ctx, field)
+	case "state":
+		return ec.fieldContext_Fulfilment_state(ctx, field)
+	case "currentStep":
+		return ec.fieldContext_Fulfilment_currentStep(ctx, field)
+	case "reason":
+		return ec.fieldContext_Fulfilment_reason(ctx, field)
+	case "accountId":
+		return ec.fieldContext_Fulfilment_accountId(ctx, field)
+	case "currency":
+		return ec.fieldContext_Fulfilment_currency(ctx, field)
+	case "amount":
+		return ec.fieldContext_Fulfilment_amount(ctx, field)
+	case "items":
+		return ec.fieldContext_Fulfilment_items(ctx, field)
+	case "steps":
+		return ec.fieldContext_Fulfilment_steps(ctx, field)
+	case "compensation":
+		return ec.fieldContext_Fulfilment_compensation(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_Fulfilment_startedAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Fulfilment_updatedAt(ctx, field)
+	case "version":
+		return ec.fieldContext_Fulfilment_version(ctx, field)
+	case "position":
+		return ec.fieldContext_Fulfilment_position(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Fulfilment", field.Name)
+}
+
+func (ec *executionContext) childFields_FulfilmentConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_FulfilmentConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_FulfilmentConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_FulfilmentConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FulfilmentConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_FulfilmentCurrentStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "step":
+		return ec.fieldContext_FulfilmentCurrentStep_step(ctx, field)
+	case "sku":
+		return ec.fieldContext_FulfilmentCurrentStep_sku(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FulfilmentCurrentStep", field.Name)
+}
+
+func (ec *executionContext) childFields_FulfilmentEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_FulfilmentEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_FulfilmentEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FulfilmentEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_FulfilmentItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sku":
+		return ec.fieldContext_FulfilmentItem_sku(ctx, field)
+	case "quantity":
+		return ec.fieldContext_FulfilmentItem_quantity(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FulfilmentItem", field.Name)
+}
+
+func (ec *executionContext) childFields_FulfilmentStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "step":
+		return ec.fieldContext_FulfilmentStep_step(ctx, field)
+	case "sku":
+		return ec.fieldContext_FulfilmentStep_sku(ctx, field)
+	case "compensation":
+		return ec.fieldContext_FulfilmentStep_compensation(ctx, field)
+	case "outcome":
+		return ec.fieldContext_FulfilmentStep_outcome(ctx, field)
+	case "reason":
+		return ec.fieldContext_FulfilmentStep_reason(ctx, field)
+	case "at":
+		return ec.fieldContext_FulfilmentStep_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FulfilmentStep", field.Name)
 }
 
 func (ec *executionContext) childFields_GatewayStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4304,6 +4789,20 @@ func (ec *executionContext) field_Mutation_restockProduct_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_retryFulfilment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orderId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_retryProjection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4710,6 +5209,66 @@ func (ec *executionContext) field_Query_events_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_fulfilment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orderId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "atLeast",
+		func(ctx context.Context, v any) (*model.Position, error) {
+			return ec.unmarshalOPosition2ᚖcqrsgateᚋgraphᚋmodelᚐPosition(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["atLeast"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_fulfilments_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "state",
+		func(ctx context.Context, v any) (*model.FulfilmentState, error) {
+			return ec.unmarshalOFulfilmentState2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["state"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "atLeast",
+		func(ctx context.Context, v any) (*model.Position, error) {
+			return ec.unmarshalOPosition2ᚖcqrsgateᚋgraphᚋmodelᚐPosition(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["atLeast"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_orderAt_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4985,6 +5544,28 @@ func (ec *executionContext) field_Subscription_events_args(ctx context.Context, 
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_fulfilmentChanged_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orderId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*model.Position, error) {
+			return ec.unmarshalOPosition2ᚖcqrsgateᚋgraphᚋmodelᚐPosition(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -6868,6 +7449,736 @@ func (ec *executionContext) fieldContext_EventType_updatedAt(_ context.Context, 
 	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
+func (ec *executionContext) _Fulfilment_orderId(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_orderId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrderID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_orderId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_state(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.FulfilmentState) graphql.Marshaler {
+			return ec.marshalNFulfilmentState2cqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type FulfilmentState does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_currentStep(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_currentStep(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CurrentStep, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.FulfilmentCurrentStep) graphql.Marshaler {
+			return ec.marshalOFulfilmentCurrentStep2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentCurrentStep(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_currentStep(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Fulfilment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentCurrentStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Fulfilment_reason(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_accountId(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_accountId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AccountID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_accountId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_currency(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_amount(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
+			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Long does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_items(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_items(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Items, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FulfilmentItem) graphql.Marshaler {
+			return ec.marshalNFulfilmentItem2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentItemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_items(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Fulfilment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Fulfilment_steps(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FulfilmentStep) graphql.Marshaler {
+			return ec.marshalNFulfilmentStep2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Fulfilment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Fulfilment_compensation(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_compensation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Compensation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FulfilmentStep) graphql.Marshaler {
+			return ec.marshalNFulfilmentStep2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_compensation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Fulfilment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Fulfilment_startedAt(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_version(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _Fulfilment_position(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Fulfilment_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Fulfilment_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Position does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FulfilmentEdge) graphql.Marshaler {
+			return ec.marshalNFulfilmentEdge2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FulfilmentConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FulfilmentConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcqrsgateᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FulfilmentConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FulfilmentConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentCurrentStep_step(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentCurrentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentCurrentStep_step(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Step, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentCurrentStep_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentCurrentStep_sku(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentCurrentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentCurrentStep_sku(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sku, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentCurrentStep_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentEdge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
+			return ec.marshalNFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FulfilmentEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Fulfilment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FulfilmentItem_sku(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentItem_sku(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sku, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentItem_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentItem_quantity(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentItem_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentItem_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_step(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_step(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Step, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_sku(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_sku(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sku, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_compensation(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_compensation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Compensation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_compensation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_outcome(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_outcome(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Outcome, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_outcome(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_reason(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _FulfilmentStep_at(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FulfilmentStep_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FulfilmentStep_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type Time does not have child fields"))
+}
+
 func (ec *executionContext) _GatewayStats_head(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7373,6 +8684,50 @@ func (ec *executionContext) fieldContext_Mutation_chargeFee(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_chargeFee_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retryFulfilment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retryFulfilment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetryFulfilment(ctx, fc.Args["orderId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retryFulfilment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retryFulfilment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -9969,6 +11324,94 @@ func (ec *executionContext) fieldContext_Query_stream(ctx context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_fulfilment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_fulfilment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Fulfilment(ctx, fc.Args["orderId"].(string), fc.Args["atLeast"].(*model.Position))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
+			return ec.marshalOFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_fulfilment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Fulfilment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_fulfilment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_fulfilments(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_fulfilments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Fulfilments(ctx, fc.Args["state"].(*model.FulfilmentState), fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["atLeast"].(*model.Position))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.FulfilmentConnection) graphql.Marshaler {
+			return ec.marshalNFulfilmentConnection2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_fulfilments(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FulfilmentConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_fulfilments_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_order(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11762,6 +13205,50 @@ func (ec *executionContext) fieldContext_Subscription_gatewayStats(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_gatewayStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_fulfilmentChanged(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_fulfilmentChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().FulfilmentChanged(ctx, fc.Args["orderId"].(string), fc.Args["after"].(*model.Position))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
+			return ec.marshalNFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_fulfilmentChanged(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Fulfilment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_fulfilmentChanged_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -15127,6 +16614,349 @@ func (ec *executionContext) _EventType(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var fulfilmentImplementors = []string{"Fulfilment"}
+
+func (ec *executionContext) _Fulfilment(ctx context.Context, sel ast.SelectionSet, obj *model.Fulfilment) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Fulfilment")
+		case "orderId":
+			out.Values[i] = ec._Fulfilment_orderId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._Fulfilment_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currentStep":
+			out.Values[i] = ec._Fulfilment_currentStep(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._Fulfilment_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "accountId":
+			out.Values[i] = ec._Fulfilment_accountId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._Fulfilment_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amount":
+			out.Values[i] = ec._Fulfilment_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "items":
+			out.Values[i] = ec._Fulfilment_items(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._Fulfilment_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "compensation":
+			out.Values[i] = ec._Fulfilment_compensation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startedAt":
+			out.Values[i] = ec._Fulfilment_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Fulfilment_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._Fulfilment_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._Fulfilment_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var fulfilmentConnectionImplementors = []string{"FulfilmentConnection"}
+
+func (ec *executionContext) _FulfilmentConnection(ctx context.Context, sel ast.SelectionSet, obj *model.FulfilmentConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FulfilmentConnection")
+		case "edges":
+			out.Values[i] = ec._FulfilmentConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._FulfilmentConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._FulfilmentConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var fulfilmentCurrentStepImplementors = []string{"FulfilmentCurrentStep"}
+
+func (ec *executionContext) _FulfilmentCurrentStep(ctx context.Context, sel ast.SelectionSet, obj *model.FulfilmentCurrentStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentCurrentStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FulfilmentCurrentStep")
+		case "step":
+			out.Values[i] = ec._FulfilmentCurrentStep_step(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sku":
+			out.Values[i] = ec._FulfilmentCurrentStep_sku(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var fulfilmentEdgeImplementors = []string{"FulfilmentEdge"}
+
+func (ec *executionContext) _FulfilmentEdge(ctx context.Context, sel ast.SelectionSet, obj *model.FulfilmentEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FulfilmentEdge")
+		case "cursor":
+			out.Values[i] = ec._FulfilmentEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._FulfilmentEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var fulfilmentItemImplementors = []string{"FulfilmentItem"}
+
+func (ec *executionContext) _FulfilmentItem(ctx context.Context, sel ast.SelectionSet, obj *model.FulfilmentItem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentItemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FulfilmentItem")
+		case "sku":
+			out.Values[i] = ec._FulfilmentItem_sku(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._FulfilmentItem_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var fulfilmentStepImplementors = []string{"FulfilmentStep"}
+
+func (ec *executionContext) _FulfilmentStep(ctx context.Context, sel ast.SelectionSet, obj *model.FulfilmentStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FulfilmentStep")
+		case "step":
+			out.Values[i] = ec._FulfilmentStep_step(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sku":
+			out.Values[i] = ec._FulfilmentStep_sku(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "compensation":
+			out.Values[i] = ec._FulfilmentStep_compensation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outcome":
+			out.Values[i] = ec._FulfilmentStep_outcome(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._FulfilmentStep_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._FulfilmentStep_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
 var gatewayStatsImplementors = []string{"GatewayStats"}
 
 func (ec *executionContext) _GatewayStats(ctx context.Context, sel ast.SelectionSet, obj *model.GatewayStats) graphql.Marshaler {
@@ -15264,6 +17094,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "chargeFee":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_chargeFee(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryFulfilment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retryFulfilment(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -16224,6 +18061,50 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "fulfilment":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_fulfilment(ctx, field)
+				if res == graphql.RequiredNull {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+		case "fulfilments":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Query_fulfilments(ctx, field)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			rrm := func(ctx context.Context) graphql.Marshaler {
+				return ec.OperationContext.RootResolverMiddleware(ctx,
+					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
 		case "order":
 			field := field
 
@@ -17115,6 +18996,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_events(ctx, fields[0])
 	case "gatewayStats":
 		return ec._Subscription_gatewayStats(ctx, fields[0])
+	case "fulfilmentChanged":
+		return ec._Subscription_fulfilmentChanged(ctx, fields[0])
 	case "accountChanged":
 		return ec._Subscription_accountChanged(ctx, fields[0])
 	case "orderChanged":
@@ -17809,6 +19692,114 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 func (ec *executionContext) unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐFreezeAccountInput(ctx context.Context, v any) (model.FreezeAccountInput, error) {
 	res, err := ec.unmarshalInputFreezeAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx context.Context, sel ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._Fulfilment(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFulfilmentConnection2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentConnection(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentConnection) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._FulfilmentConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFulfilmentEdge2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FulfilmentEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFulfilmentEdge2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFulfilmentEdge2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentEdge(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentEdge) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._FulfilmentEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFulfilmentItem2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FulfilmentItem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFulfilmentItem2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentItem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFulfilmentItem2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentItem(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentItem) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._FulfilmentItem(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFulfilmentState2cqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx context.Context, v any) (model.FulfilmentState, error) {
+	var res model.FulfilmentState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFulfilmentState2cqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx context.Context, sel ast.SelectionSet, v model.FulfilmentState) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNFulfilmentStep2ᚕᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FulfilmentStep) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFulfilmentStep2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFulfilmentStep2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStep(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentStep) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._FulfilmentStep(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNGatewayStats2ᚖcqrsgateᚋgraphᚋmodelᚐGatewayStats(ctx context.Context, sel ast.SelectionSet, v *model.GatewayStats) graphql.Marshaler {
@@ -18619,6 +20610,36 @@ func (ec *executionContext) marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEv
 		return graphql.Null
 	}
 	return ec._EventSchema(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx context.Context, sel ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Fulfilment(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOFulfilmentCurrentStep2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentCurrentStep(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentCurrentStep) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._FulfilmentCurrentStep(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOFulfilmentState2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx context.Context, v any) (*model.FulfilmentState, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.FulfilmentState)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFulfilmentState2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentState(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentState) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

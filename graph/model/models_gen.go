@@ -239,6 +239,70 @@ type FreezeAccountInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
+// An order's fulfilment: when an order is submitted, a saga reserves stock for
+// every item, charges the customer's account (the order's customerId) the
+// order's total in its currency, and confirms the order; when a step fails it
+// releases the stock, refunds the charge and cancels the order. Cancelling a
+// confirmed order refunds it and releases its stock the same way.
+type Fulfilment struct {
+	OrderID string          `json:"orderId"`
+	State   FulfilmentState `json:"state"`
+	// The step the saga is at; null once it has ended or while it is FAILED.
+	CurrentStep *FulfilmentCurrentStep `json:"currentStep,omitempty"`
+	// Why the saga compensated or failed.
+	Reason    *string           `json:"reason,omitempty"`
+	AccountID string            `json:"accountId"`
+	Currency  string            `json:"currency"`
+	Amount    Long              `json:"amount"`
+	Items     []*FulfilmentItem `json:"items"`
+	// Every step taken, oldest first.
+	Steps []*FulfilmentStep `json:"steps"`
+	// The compensation taken: the steps that undid others.
+	Compensation []*FulfilmentStep `json:"compensation"`
+	StartedAt    time.Time         `json:"startedAt"`
+	UpdatedAt    time.Time         `json:"updatedAt"`
+	// The saga's version (events in its stream fulfilment-<orderId>).
+	Version  int      `json:"version"`
+	Position Position `json:"position"`
+}
+
+type FulfilmentConnection struct {
+	Edges      []*FulfilmentEdge `json:"edges"`
+	PageInfo   *PageInfo         `json:"pageInfo"`
+	TotalCount int               `json:"totalCount"`
+}
+
+// The step a saga is at.
+type FulfilmentCurrentStep struct {
+	Step string  `json:"step"`
+	Sku  *string `json:"sku,omitempty"`
+}
+
+type FulfilmentEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *Fulfilment `json:"node"`
+}
+
+type FulfilmentItem struct {
+	Sku      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// A step of a fulfilment saga.
+type FulfilmentStep struct {
+	// RESERVE_STOCK, CHARGE, CONFIRM_ORDER, or, compensating, RELEASE_STOCK, REFUND, CANCEL_ORDER.
+	Step string `json:"step"`
+	// The product, for stock steps.
+	Sku *string `json:"sku,omitempty"`
+	// True for the steps that undo others.
+	Compensation bool `json:"compensation"`
+	// SUCCEEDED or FAILED.
+	Outcome string `json:"outcome"`
+	// Why it failed (the refusal's rule and message).
+	Reason *string   `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
 // The gateway's live figures, for dashboards.
 type GatewayStats struct {
 	// The log's head as this gateway follows it.
@@ -643,6 +707,75 @@ func (e *Compatibility) UnmarshalJSON(b []byte) error {
 }
 
 func (e Compatibility) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The state of an order's fulfilment saga. RUNNING: taking its steps;
+// COMPENSATING: undoing them; FULFILLED: stock reserved, customer charged,
+// order confirmed; COMPENSATED: a step failed, or the order was cancelled, and
+// everything done was undone; TIMED_OUT: a step missed its deadline and
+// everything done was undone; FAILED: a compensation step could not be done,
+// and the saga waits for retryFulfilment.
+type FulfilmentState string
+
+const (
+	FulfilmentStateRunning      FulfilmentState = "RUNNING"
+	FulfilmentStateCompensating FulfilmentState = "COMPENSATING"
+	FulfilmentStateFulfilled    FulfilmentState = "FULFILLED"
+	FulfilmentStateCompensated  FulfilmentState = "COMPENSATED"
+	FulfilmentStateTimedOut     FulfilmentState = "TIMED_OUT"
+	FulfilmentStateFailed       FulfilmentState = "FAILED"
+)
+
+var AllFulfilmentState = []FulfilmentState{
+	FulfilmentStateRunning,
+	FulfilmentStateCompensating,
+	FulfilmentStateFulfilled,
+	FulfilmentStateCompensated,
+	FulfilmentStateTimedOut,
+	FulfilmentStateFailed,
+}
+
+func (e FulfilmentState) IsValid() bool {
+	switch e {
+	case FulfilmentStateRunning, FulfilmentStateCompensating, FulfilmentStateFulfilled, FulfilmentStateCompensated, FulfilmentStateTimedOut, FulfilmentStateFailed:
+		return true
+	}
+	return false
+}
+
+func (e FulfilmentState) String() string {
+	return string(e)
+}
+
+func (e *FulfilmentState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = FulfilmentState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid FulfilmentState", str)
+	}
+	return nil
+}
+
+func (e FulfilmentState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *FulfilmentState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e FulfilmentState) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

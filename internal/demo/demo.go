@@ -125,7 +125,7 @@ func (d *driver) orderStep(ctx context.Context) {
 	if len(d.open) < 5 {
 		d.orders++
 		o := &order{id: fmt.Sprintf("demo-%s-order-%05d", d.run, d.orders), items: map[string]int64{}}
-		if d.do(ctx, "order", domain.PlaceOrder{OrderID: o.id, CustomerID: fmt.Sprintf("customer-%d", d.rnd.IntN(d.opts.Accounts)), Currency: "EUR"}) {
+		if d.do(ctx, "order", domain.PlaceOrder{OrderID: o.id, CustomerID: d.account(d.rnd.IntN(d.opts.Accounts)), Currency: "EUR"}) {
 			d.open = append(d.open, o)
 		}
 		return
@@ -145,32 +145,17 @@ func (d *driver) orderStep(ctx context.Context) {
 			done()
 			return
 		}
-	case 3: // reserve the stock; cancel when there is not enough
-		for sku, q := range o.items {
-			if !d.do(ctx, "product", domain.ReserveStock{Sku: sku, OrderID: o.id, Quantity: q}) {
-				d.cancel(ctx, o, "not enough stock")
-				done()
-				return
-			}
-		}
-	case 4:
+	case 3: // the fulfilment saga reserves, charges and confirms; sometimes the customer cancels
 		if d.rnd.IntN(8) == 0 {
-			d.cancel(ctx, o, "the customer changed their mind")
+			d.do(ctx, "order", domain.CancelOrder{OrderID: o.id, Reason: "the customer changed their mind"})
 			done()
 			return
 		}
-		d.do(ctx, "order", domain.ConfirmOrder{OrderID: o.id})
-	default:
-		d.do(ctx, "order", domain.ShipOrder{OrderID: o.id, TrackingNumber: fmt.Sprintf("TRK%06d", d.rnd.IntN(1_000_000))})
-		done()
-		return
+	default: // ship once the saga has confirmed it (a refusal until then, or for good when it was compensated)
+		if d.do(ctx, "order", domain.ShipOrder{OrderID: o.id, TrackingNumber: fmt.Sprintf("TRK%06d", d.rnd.IntN(1_000_000))}) || o.stage > 6 {
+			done()
+			return
+		}
 	}
 	o.stage++
-}
-
-func (d *driver) cancel(ctx context.Context, o *order, reason string) {
-	d.do(ctx, "order", domain.CancelOrder{OrderID: o.id, Reason: reason})
-	for sku := range o.items {
-		d.do(ctx, "product", domain.ReleaseStock{Sku: sku, OrderID: o.id})
-	}
 }

@@ -18,6 +18,24 @@ func TestDemoDrivesEveryAggregateAndStops(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- demo.Run(ctx, svc, slog.New(slog.DiscardHandler), demo.Options{Rate: 200}) }()
+	// The fulfilment saga reserves, charges and confirms the submitted orders.
+	saga := domain.NewFulfilmentProcess(svc, slog.New(slog.DiscardHandler), time.Now, domain.FulfilmentOptions{})
+	go func() {
+		var after int64
+		for ctx.Err() == nil {
+			page, err := store.ReadAll(ctx, eventstore.AllQuery{After: after, Types: saga.EventTypes()})
+			if err != nil {
+				return
+			}
+			for _, e := range page.Events {
+				if saga.Handle(ctx, e) != nil {
+					return
+				}
+			}
+			after = page.Next
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -34,7 +52,7 @@ func TestDemoDrivesEveryAggregateAndStops(t *testing.T) {
 	for _, e := range page.Events {
 		types[e.Type]++
 	}
-	for _, want := range []string{"AccountOpened", "MoneyDeposited", "ProductAdded", "ProductRestocked", "OrderPlaced", "OrderItemAdded", "OrderSubmitted", "StockReserved", "OrderConfirmed", "OrderShipped"} {
+	for _, want := range []string{"AccountOpened", "MoneyDeposited", "ProductAdded", "ProductRestocked", "OrderPlaced", "OrderItemAdded", "OrderSubmitted", "StockReserved", "MoneyWithdrawn", "OrderConfirmed", "OrderShipped", "FulfilmentFinished"} {
 		if types[want] == 0 {
 			t.Errorf("no %s in %d events: %v", want, len(page.Events), types)
 		}

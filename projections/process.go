@@ -1,0 +1,219 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+)
+
+// Process reacts to events of the log with side effects, such as the
+// commands of a saga (domain.FulfilmentProcess). Unlike a Projection it
+// writes no read model: its effects must be idempotent, because an event is
+// handled again when the process stops between handling it and saving its
+// checkpoint.
+type Process interface {
+	// Name identifies the process and its checkpoint.
+	Name() string
+	// EventTypes are the types Handle is given.
+	EventTypes() []string
+	// Handle reacts to one event; an error means "try this event again".
+	Handle(ctx context.Context, e domain.RecordedEvent) error
+	// Tick is called every TickEvery, for deadlines and retries.
+	Tick(ctx context.Context) error
+	TickEvery() time.Duration
+}
+
+// ProcessOptions tune a ProcessRunner. Zero values mean the defaults.
+type ProcessOptions struct {
+	// BatchSize is the most events read at once (default 100).
+	BatchSize int
+	// RetryBackoff is the first wait after Handle fails; it doubles up to
+	// 10s (default 200ms).
+	RetryBackoff time.Duration
+	// Poll is how often a caught-up process re-reads the log without a
+	// wake-up (default 2s).
+	Poll time.Duration
+	// LeaderRetry is how often a process that does not lead checks whether
+	// it can take over (default 2s).
+	LeaderRetry time.Duration
+}
+
+// ProcessRunner runs a Process: in one gateway process at a time across all
+// those sharing the database (an advisory lock elects it), over the log in
+// position order and gap-safe, with its checkpoint saved after each event.
+type ProcessRunner struct {
+	pool     *pgxpool.Pool
+	store    eventstore.Store
+	log      *slog.Logger
+	opts     ProcessOptions
+	p        Process
+	position atomic.Int64
+}
+
+// NewProcessRunner returns the runner of p over store's log, keeping its
+// checkpoint in pool's database (migrated with Migrate). It fails on an
+// invalid name.
+func NewProcessRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logger, opts ProcessOptions, p Process) (*ProcessRunner, error) {
+	if !validName.MatchString(p.Name()) {
+		return nil, fmt.Errorf("process name %q: use 1 to 41 lower case letters, digits and '_'", p.Name())
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = 200 * time.Millisecond
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	if opts.LeaderRetry <= 0 {
+		opts.LeaderRetry = 2 * time.Second
+	}
+	return &ProcessRunner{pool: pool, store: store, log: log, opts: opts, p: p}, nil
+}
+
+// Position returns the last position this runner handled (0 before it led).
+func (r *ProcessRunner) Position() int64 { return r.position.Load() }
+
+// Run leads the process whenever it can, until ctx ends.
+func (r *ProcessRunner) Run(ctx context.Context) error {
+	for {
+		err := r.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.log.WarnContext(ctx, "process stopped; retrying", "process", r.p.Name(), "err", err)
+		}
+		if !sleep(ctx, r.opts.LeaderRetry) {
+			return nil
+		}
+	}
+}
+
+func (r *ProcessRunner) lockKey() int64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "cqrsgate/process/%s", r.p.Name())
+	return int64(h.Sum64())
+}
+
+// lead takes the process's lock on a dedicated connection and, while it
+// holds it, follows the log.
+func (r *ProcessRunner) lead(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx) // ends the session, releasing the lock
+	}()
+	var leader bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.lockKey()).Scan(&leader); err != nil {
+		return fmt.Errorf("leader lock: %w", err)
+	}
+	if !leader {
+		return nil
+	}
+	r.log.InfoContext(ctx, "running process", "process", r.p.Name())
+	var pos int64
+	err = r.pool.QueryRow(ctx, `INSERT INTO process_checkpoints (name) VALUES ($1)
+		ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING position`, r.p.Name()).Scan(&pos)
+	if err != nil {
+		return fmt.Errorf("checkpoint of %s: %w", r.p.Name(), err)
+	}
+	r.position.Store(pos)
+	return r.follow(ctx, conn, pos)
+}
+
+func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos int64) error {
+	poll := time.NewTimer(r.opts.Poll)
+	defer poll.Stop()
+	tick := time.NewTicker(r.p.TickEvery())
+	defer tick.Stop()
+	for {
+		changed := r.store.Changed()
+		page, err := r.store.ReadAll(ctx, eventstore.AllQuery{After: pos, Limit: r.opts.BatchSize, Types: r.p.EventTypes()})
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Events {
+			if err := r.handle(ctx, e); err != nil {
+				return err
+			}
+			if err := r.save(ctx, e.Position); err != nil {
+				return err
+			}
+			pos = e.Position
+		}
+		if page.Next > pos {
+			if err := r.save(ctx, page.Next); err != nil {
+				return err
+			}
+			pos = page.Next
+		}
+		if err := leaderConn.Ping(ctx); err != nil {
+			return fmt.Errorf("leader connection: %w", err)
+		}
+		select {
+		case <-tick.C:
+			if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
+			}
+		default:
+		}
+		if len(page.Events) == r.opts.BatchSize {
+			continue
+		}
+		poll.Reset(r.opts.Poll)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-poll.C:
+		case <-tick.C:
+			if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// handle gives e to the process until it is handled (or ctx ends), backing
+// off between attempts.
+func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent) error {
+	backoff := r.opts.RetryBackoff
+	for {
+		err := r.p.Handle(ctx, e)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.WarnContext(ctx, "process could not handle an event; retrying", "process", r.p.Name(),
+			"position", e.Position, "type", e.Type, "stream", e.StreamID, "err", err, "retryIn", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (r *ProcessRunner) save(ctx context.Context, pos int64) error {
+	if _, err := r.pool.Exec(ctx, `UPDATE process_checkpoints SET position = $2, updated_at = clock_timestamp() WHERE name = $1`, r.p.Name(), pos); err != nil {
+		return fmt.Errorf("save checkpoint of %s: %w", r.p.Name(), err)
+	}
+	r.position.Store(pos)
+	return nil
+}

@@ -94,7 +94,7 @@ func long(l *model.Long) int64 {
 // include stream, or "". Those streams are written only by their
 // aggregate's commands, never by the generic appendEvents.
 func aggregateOwning(stream string) string {
-	for _, name := range []string{domain.Accounts.Name, domain.Orders.Name, domain.Products.Name} {
+	for _, name := range []string{domain.Accounts.Name, domain.Orders.Name, domain.Products.Name, domain.Fulfilments.Name} {
 		if strings.HasPrefix(stream, name+"-") {
 			return name
 		}

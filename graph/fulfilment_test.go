@@ -171,6 +171,7 @@ func TestFulfilmentOverGraphQL(t *testing.T) {
 		`mutation { retryFulfilment(orderId: "o1") { version } }`:   "FULFILMENT_NOT_FAILED",
 		`mutation { retryFulfilment(orderId: "nope") { version } }`: "FULFILMENT_NOT_STARTED",
 		`mutation { retryFulfilment(orderId: "") { version } }`:     "VALIDATION",
+		`mutation { appendEvents(stream: "fulfilment-o1", events: [{type: "FulfilmentFinished", data: {state: "FULFILLED", at: "2026-11-26T00:00:00Z"}}]) { position } }`: "belongs to the fulfilment aggregate",
 	} {
 		out, _ := g.post(q, nil)
 		raw, _ := json.Marshal(out.Errors)

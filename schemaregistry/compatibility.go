@@ -3,8 +3,10 @@ package schemaregistry
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -81,8 +83,17 @@ type Incompatibility struct {
 // closed content model (additionalProperties: false) may gain optional
 // properties that an open one may not (an open writer may already carry
 // them with any value); a property the reader requires must be required by
-// the writer. Keywords the rules do not understand ($ref, allOf, anyOf,
-// oneOf, not, if/then/else, patternProperties, ...) must be unchanged.
+// the writer. A $ref stands for the schema it names in its own document
+// (its sibling keywords are ignored, as gojsonschema ignores them).
+// Keywords the rules do not understand (allOf, anyOf, oneOf, not,
+// if/then/else, patternProperties, unknown keywords, ...) must be
+// unchanged in the reader.
+//
+// The rules model the validator the registry runs (gojsonschema v1.2.0,
+// draft-07) where it departs from the specification: const and enum
+// compare values as float64 (so an enum value 1 also matches
+// 1.00000000000000000001), an empty enum allows everything, and format
+// applies to numbers too (a format it knows rejects every number).
 func CheckCompatibility(mode Mode, previous []any, next any, skipBackward map[int]bool) []Incompatibility {
 	if mode == None || len(previous) == 0 {
 		return nil
@@ -121,34 +132,94 @@ func CheckCompatibility(mode Mode, previous []any, next any, skipBackward map[in
 
 // Subsumes reports the reasons why an instance valid under writer may be
 // invalid under reader; nil means every instance valid under writer is
-// valid under reader.
+// valid under reader. Both are whole schema documents: a $ref resolves in
+// the document it appears in.
 func Subsumes(writer, reader any) []Incompatibility {
-	c := &comparer{}
-	c.schema(writer, reader, "", 0)
+	c := &comparer{w: &document{root: writer}, r: &document{root: reader}, seen: map[[2]string]bool{}}
+	c.schema(schemaNode{v: writer}, schemaNode{v: reader}, "", 0)
 	return c.out
 }
 
-type comparer struct{ out []Incompatibility }
+// comparer compares a writer schema with a reader schema.
+type comparer struct {
+	w, r *document
+	// seen holds the pairs of schema locations compared or being compared.
+	// A recursive schema is compared once per pair, assuming the pair
+	// compatible meanwhile; that is sound because every cycle through a
+	// $ref reads one level deeper into the data (resolve refuses the
+	// others).
+	seen map[[2]string]bool
+	out  []Incompatibility
+}
 
 func (c *comparer) add(path, format string, args ...any) {
 	c.out = append(c.out, Incompatibility{Path: path, Reason: fmt.Sprintf(format, args...)})
 }
 
-// opaque keywords are compared for equality only.
-var opaque = []string{"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependencies",
-	"patternProperties", "propertyNames", "contains", "additionalItems", "definitions"}
+// schemaNode is a schema (a map or a bool) and where it is in its document.
+type schemaNode struct {
+	v   any
+	loc string // a JSON Pointer into the document, or impliedLoc
+}
+
+// impliedLoc locates the schema true that an absent keyword
+// (additionalProperties, items) stands for; it is no JSON Pointer, and
+// every such schema is the same.
+const impliedLoc = "true"
+
+var implied = schemaNode{v: true, loc: impliedLoc}
+
+// member returns the schema under keyword k of n (whose map is m), or
+// true when there is none.
+func member(n schemaNode, m map[string]any, k string) schemaNode {
+	if v, ok := m[k]; ok {
+		return schemaNode{v: v, loc: n.loc + "/" + escapePointer(k)}
+	}
+	return implied
+}
+
+// opaque keywords are compared for equality only (with any $ref in them
+// resolving to equal schemas).
+var opaque = []string{"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependencies",
+	"patternProperties", "propertyNames", "contains", "additionalItems"}
+
+// understood are the keywords the rules reason about; with opaque and
+// annotation, they are every keyword gojsonschema acts on for draft-07.
+var understood = map[string]bool{"$ref": true, "type": true, "enum": true, "const": true,
+	"multipleOf": true, "minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true,
+	"minLength": true, "maxLength": true, "pattern": true, "format": true,
+	"items": true, "minItems": true, "maxItems": true, "uniqueItems": true,
+	"properties": true, "additionalProperties": true, "required": true, "minProperties": true, "maxProperties": true}
+
+// numeric keywords take a number, read exactly with number.
+var numeric = []string{"multipleOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+	"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
 
 const maxDepth = 64
 
-func (c *comparer) schema(w, r any, path string, depth int) {
+func (c *comparer) schema(w, r schemaNode, path string, depth int) {
 	if depth > maxDepth {
 		c.add(path, "cannot prove compatible: the schema nests too deeply")
 		return
 	}
-	wb, wIsBool := w.(bool)
-	rb, rIsBool := r.(bool)
-	rm, _ := r.(map[string]any)
-	wm, _ := w.(map[string]any)
+	var err error
+	if w, err = c.w.resolve(w); err != nil {
+		c.add(path, "cannot prove compatible: the writer's %v", err)
+		return
+	}
+	if r, err = c.r.resolve(r); err != nil {
+		c.add(path, "cannot prove compatible: the reader's %v", err)
+		return
+	}
+	pair := [2]string{w.loc, r.loc}
+	if c.seen[pair] {
+		return
+	}
+	c.seen[pair] = true
+	wb, wIsBool := w.v.(bool)
+	rb, rIsBool := r.v.(bool)
+	rm, _ := r.v.(map[string]any)
+	wm, _ := w.v.(map[string]any)
 	switch {
 	case rIsBool && rb, !rIsBool && rm != nil && acceptsAll(rm):
 		return // the reader accepts everything
@@ -164,21 +235,18 @@ func (c *comparer) schema(w, r any, path string, depth int) {
 		c.add(path, "cannot prove compatible: not a schema")
 		return
 	}
-	for _, k := range opaque {
-		wv, wok := wm[k]
-		rv, rok := rm[k]
-		if (wok || rok) && !jsonEqual(wv, rv) {
-			c.add(path, "cannot prove compatible: %s differs", k)
-		}
+	c.unchanged(wm, rm, path)
+	wv, err := valuesOf(wm)
+	if err != nil {
+		wv = valueSet{} // gojsonschema refuses the schema; assume no restriction
 	}
-	if items, ok := wm["items"].([]any); ok && !jsonEqual(items, rm["items"]) {
-		c.add(path, "cannot prove compatible: items (a tuple) differs")
-	} else if items, ok := rm["items"].([]any); ok && !jsonEqual(items, wm["items"]) {
-		c.add(path, "cannot prove compatible: items (a tuple) differs")
+	rv, err := valuesOf(rm)
+	if err != nil {
+		c.add(path, "cannot prove compatible: %v", err)
 	}
 	wt, rt := typesOf(wm), typesOf(rm)
-	c.types(wm, wt, rt, path)
-	c.enum(wm, rm, path)
+	c.types(wt, rt, wv, path)
+	c.enum(wv, rv, path)
 	if mayBe(wt, "number") && mayBe(rt, "number") {
 		c.numbers(wm, rm, path)
 	}
@@ -186,6 +254,10 @@ func (c *comparer) schema(w, r any, path string, depth int) {
 		c.lower(wm, rm, "minLength", path, "minimum length")
 		c.upper(wm, rm, "maxLength", path, "maximum length")
 		c.same(wm, rm, "pattern", path)
+	}
+	// gojsonschema checks format on numbers as well as strings (and a
+	// format it knows rejects every number).
+	if (mayBe(wt, "string") || mayBe(wt, "number")) && (mayBe(rt, "string") || mayBe(rt, "number")) {
 		c.same(wm, rm, "format", path)
 	}
 	if mayBe(wt, "array") && mayBe(rt, "array") {
@@ -197,11 +269,44 @@ func (c *comparer) schema(w, r any, path string, depth int) {
 		_, wTuple := wm["items"].([]any)
 		_, rTuple := rm["items"].([]any)
 		if !wTuple && !rTuple {
-			c.schema(orTrue(wm, "items"), orTrue(rm, "items"), path+"/*", depth+1)
+			c.schema(member(w, wm, "items"), member(r, rm, "items"), path+"/*", depth+1)
 		}
 	}
 	if mayBe(wt, "object") && mayBe(rt, "object") {
-		c.object(wm, rm, path, depth)
+		c.object(w, r, wm, rm, path, depth)
+	}
+}
+
+// unchanged checks what the rules only compare for equality: opaque
+// keywords, keywords of the reader the rules do not know, numbers they
+// cannot read, and tuples of items.
+func (c *comparer) unchanged(wm, rm map[string]any, path string) {
+	for _, k := range opaque {
+		wv, wok := wm[k]
+		rv, rok := rm[k]
+		if (wok || rok) && (wok != rok || !c.sameMeaning(wv, rv)) {
+			c.add(path, "cannot prove compatible: %s differs", k)
+		}
+	}
+	for _, k := range sortedKeys(rm) {
+		if understood[k] || annotation[k] || slices.Contains(opaque, k) {
+			continue
+		}
+		if wv, ok := wm[k]; !ok || !c.sameMeaning(wv, rm[k]) {
+			c.add(path, "cannot prove compatible: %s (a keyword the rules do not know) differs", k)
+		}
+	}
+	for _, k := range numeric {
+		if rv, ok := rm[k]; ok && number(rv) == nil {
+			if wv, ok := wm[k]; !ok || !jsonEqual(wv, rv) {
+				c.add(path, "cannot prove compatible: %s %s is not a number the rules can read", k, show(rv))
+			}
+		}
+	}
+	if items, ok := wm["items"].([]any); ok && !c.sameMeaning(items, rm["items"]) {
+		c.add(path, "cannot prove compatible: items (a tuple) differs")
+	} else if items, ok := rm["items"].([]any); ok && !c.sameMeaning(items, wm["items"]) {
+		c.add(path, "cannot prove compatible: items (a tuple) differs")
 	}
 }
 
@@ -215,15 +320,12 @@ func acceptsAll(m map[string]any) bool {
 	return true
 }
 
+// annotation keywords constrain nothing: gojsonschema ignores them
+// (definitions, and $defs as later drafts name them, matter only through
+// a $ref, which is resolved).
 var annotation = map[string]bool{"title": true, "description": true, "default": true, "examples": true, "$comment": true,
-	"$schema": true, "$id": true, "readOnly": true, "writeOnly": true, "deprecated": true}
-
-func orTrue(m map[string]any, k string) any {
-	if v, ok := m[k]; ok {
-		return v
-	}
-	return true
-}
+	"$schema": true, "$id": true, "readOnly": true, "writeOnly": true, "deprecated": true, "definitions": true, "$defs": true,
+	"contentMediaType": true, "contentEncoding": true}
 
 var allTypes = []string{"array", "boolean", "integer", "null", "number", "object", "string"}
 
@@ -262,20 +364,27 @@ func allows(rt []string, t string) bool {
 	return rt == nil || slices.Contains(rt, t) || t == "integer" && slices.Contains(rt, "number")
 }
 
-func (c *comparer) types(wm map[string]any, wt, rt []string, path string) {
+func (c *comparer) types(wt, rt []string, wv valueSet, path string) {
 	if rt == nil {
 		return
 	}
 	if wt == nil {
-		// The writer allows any type, unless its enum says otherwise.
-		vals, ok := enumValues(wm)
-		if !ok {
+		// The writer allows any type, unless const or enum say otherwise.
+		if !wv.restricted {
 			c.add(path, "the reader restricts the type to %s; the writer allows any", strings.Join(rt, " or "))
 			return
 		}
-		for _, v := range vals {
-			if t := jsonType(v); !allows(rt, t) {
-				c.add(path, "the writer's value %s is a %s, which the reader does not allow", show(v), t)
+		for i, text := range wv.texts {
+			var v any
+			if err := json.Unmarshal([]byte(text), &v); err != nil {
+				c.add(path, "cannot prove compatible: value %s: %v", show(wv.values[i]), err)
+				continue
+			}
+			switch t := jsonType(v); {
+			case !allows(rt, t):
+				c.add(path, "the writer's value %s is a %s, which the reader does not allow", show(wv.values[i]), t)
+			case t == "integer" && !allows(rt, "number"):
+				c.add(path, "the writer's value %s also matches non-integer numbers (gojsonschema compares them as float64), which the reader does not allow", show(wv.values[i]))
 			}
 		}
 		return
@@ -292,33 +401,71 @@ func (c *comparer) types(wm map[string]any, wt, rt []string, path string) {
 	}
 }
 
-// enumValues returns the values a schema restricts its instances to.
-func enumValues(m map[string]any) ([]any, bool) {
-	if v, ok := m["const"]; ok {
-		return []any{v}, true
-	}
-	if e, ok := m["enum"].([]any); ok {
-		return e, true
-	}
-	return nil, false
+// valueSet is what const and enum restrict a schema's instances to.
+type valueSet struct {
+	restricted bool
+	values     []any    // the values, one for each text
+	texts      []string // their JSON text, as gojsonschema compares them
 }
 
-func (c *comparer) enum(wm, rm map[string]any, path string) {
-	re, ok := rm["enum"].([]any)
-	if rc, isConst := rm["const"]; isConst {
-		re, ok = []any{rc}, true
+// valuesOf returns the values a schema's const and enum allow, as
+// gojsonschema reads them: both apply, an empty enum allows everything,
+// and values compare by valueText.
+func valuesOf(m map[string]any) (valueSet, error) {
+	s := valueSet{values: []any{}}
+	if v, ok := m["const"]; ok {
+		text, err := valueText(v)
+		if err != nil {
+			return valueSet{}, err
+		}
+		s = valueSet{restricted: true, values: []any{v}, texts: []string{text}}
 	}
-	if !ok {
+	enum, _ := m["enum"].([]any)
+	if len(enum) == 0 {
+		return s, nil
+	}
+	e := valueSet{restricted: true, values: []any{}}
+	for _, v := range enum {
+		text, err := valueText(v)
+		if err != nil {
+			return valueSet{}, err
+		}
+		if slices.Contains(e.texts, text) || s.restricted && !slices.Contains(s.texts, text) {
+			continue
+		}
+		e.values, e.texts = append(e.values, v), append(e.texts, text)
+	}
+	return e, nil
+}
+
+// valueText is the text gojsonschema compares a value by: its JSON after
+// a round trip through float64 numbers.
+func valueText(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("value %s: %v", show(v), err)
+	}
+	var f any
+	if err := json.Unmarshal(b, &f); err != nil {
+		return "", fmt.Errorf("value %s: %v", show(v), err)
+	}
+	if b, err = json.Marshal(f); err != nil {
+		return "", fmt.Errorf("value %s: %v", show(v), err)
+	}
+	return string(b), nil
+}
+
+func (c *comparer) enum(wv, rv valueSet, path string) {
+	if !rv.restricted {
 		return
 	}
-	wv, ok := enumValues(wm)
-	if !ok {
-		c.add(path, "the reader restricts the values to %s; the writer does not", show(re))
+	if !wv.restricted {
+		c.add(path, "the reader restricts the values to %s; the writer does not", show(rv.values))
 		return
 	}
-	for _, v := range wv {
-		if !slices.ContainsFunc(re, func(x any) bool { return jsonEqual(x, v) }) {
-			c.add(path, "value %s is no longer allowed", show(v))
+	for i, text := range wv.texts {
+		if !slices.Contains(rv.texts, text) {
+			c.add(path, "value %s is no longer allowed", show(wv.values[i]))
 		}
 	}
 }
@@ -431,16 +578,26 @@ func (c *comparer) same(wm, rm map[string]any, k, path string) {
 	}
 }
 
-func (c *comparer) object(wm, rm map[string]any, path string, depth int) {
+func (c *comparer) object(w, r schemaNode, wm, rm map[string]any, path string, depth int) {
 	wReq, rReq := stringSet(wm["required"]), stringSet(rm["required"])
 	for _, name := range sortedKeys(rReq) {
 		if !wReq[name] {
 			c.add(path+"/"+escapePointer(name), "property %q is required by the reader but may be missing in data of the writer", name)
 		}
 	}
+	wPatterns, err := patterns(wm)
+	if err != nil {
+		c.add(path, "cannot prove compatible: the writer's %v", err)
+		return
+	}
+	rPatterns, err := patterns(rm)
+	if err != nil {
+		c.add(path, "cannot prove compatible: the reader's %v", err)
+		return
+	}
 	wProps, _ := wm["properties"].(map[string]any)
 	rProps, _ := rm["properties"].(map[string]any)
-	wAdd, rAdd := orTrue(wm, "additionalProperties"), orTrue(rm, "additionalProperties")
+	wAdd, rAdd := member(w, wm, "additionalProperties"), member(r, rm, "additionalProperties")
 	names := map[string]bool{}
 	for n := range wProps {
 		names[n] = true
@@ -449,26 +606,27 @@ func (c *comparer) object(wm, rm map[string]any, path string, depth int) {
 		names[n] = true
 	}
 	for _, name := range sortedKeys(names) {
-		ws, ok := wProps[name]
+		ws, ok := property(w, wProps, name)
 		if !ok {
-			ws = wAdd
+			ws = unnamed(w, wm, wPatterns, name, true)
 		}
-		if b, ok := ws.(bool); ok && !b {
+		if b, ok := ws.v.(bool); ok && !b {
 			continue // the writer never writes it
 		}
-		rs, ok := rProps[name]
+		rs, ok := property(r, rProps, name)
 		if !ok {
-			rs = rAdd
-			if b, ok := rs.(bool); ok && !b {
+			rs = unnamed(r, rm, rPatterns, name, false)
+			if b, ok := rs.v.(bool); ok && !b {
 				c.add(path+"/"+escapePointer(name), "property %q is not allowed by the reader", name)
 				continue
 			}
 		}
 		c.schema(ws, rs, path+"/"+escapePointer(name), depth+1)
 	}
-	// Properties neither names.
-	if b, ok := wAdd.(bool); !ok || b {
-		if b, ok := rAdd.(bool); ok && !b {
+	// Properties neither names (nor patternProperties, which are the same
+	// on both sides or reported).
+	if b, ok := wAdd.v.(bool); !ok || b {
+		if b, ok := rAdd.v.(bool); ok && !b {
 			c.add(path, "the reader refuses additional properties the writer allows")
 		} else {
 			before := len(c.out)
@@ -480,6 +638,48 @@ func (c *comparer) object(wm, rm map[string]any, path string, depth int) {
 	}
 	c.lower(wm, rm, "minProperties", path, "minimum number of properties")
 	c.upper(wm, rm, "maxProperties", path, "maximum number of properties")
+}
+
+// property returns the schema properties (the map of n) gives name.
+func property(n schemaNode, properties map[string]any, name string) (schemaNode, bool) {
+	v, ok := properties[name]
+	return schemaNode{v: v, loc: n.loc + "/properties/" + escapePointer(name)}, ok
+}
+
+// unnamed returns a schema that holds for property name of n when
+// properties does not name it: gojsonschema applies the schemas of the
+// patternProperties that match the name, or additionalProperties when none
+// does. Of several matches, the first is enough for a writer (its data
+// meets them all); a reader gets true, since the writer has the same
+// patternProperties (compared as an opaque keyword) and its data meets
+// them.
+func unnamed(n schemaNode, m map[string]any, patterns []*regexp.Regexp, name string, writer bool) schemaNode {
+	for _, p := range patterns {
+		if !p.MatchString(name) {
+			continue
+		}
+		if !writer {
+			return implied
+		}
+		pp := member(n, m, "patternProperties")
+		return schemaNode{v: pp.v.(map[string]any)[p.String()], loc: pp.loc + "/" + escapePointer(p.String())}
+	}
+	return member(n, m, "additionalProperties")
+}
+
+// patterns compiles the patterns of a schema's patternProperties, in the
+// order of their text.
+func patterns(m map[string]any) ([]*regexp.Regexp, error) {
+	pp, _ := m["patternProperties"].(map[string]any)
+	var out []*regexp.Regexp
+	for _, p := range sortedKeys(pp) {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return nil, fmt.Errorf("patternProperties has an invalid pattern %q", p)
+		}
+		out = append(out, re)
+	}
+	return out, nil
 }
 
 func stringSet(v any) map[string]bool {
@@ -494,13 +694,8 @@ func stringSet(v any) map[string]bool {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // number reads a JSON number (json.Number or float64) exactly.

@@ -2,8 +2,12 @@ package schemaregistry
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xeipuuv/gojsonschema"
 )
 
 func doc(t testing.TB, s string) any {
@@ -185,4 +189,389 @@ func FuzzSubsumes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// validator compiles a schema the way the registry does (draft-07), but
+// without the meta-schema check: the validator is the ground truth the
+// compatibility rules model, also for schemas the meta-schema would refuse.
+func validator(t testing.TB, schema string) *gojsonschema.Schema {
+	t.Helper()
+	s, err := compileValidator(schema)
+	if err != nil {
+		t.Fatalf("compile %s: %v", schema, err)
+	}
+	return s
+}
+
+func compileValidator(schema string) (*gojsonschema.Schema, error) {
+	l := gojsonschema.NewSchemaLoader()
+	l.Draft = gojsonschema.Draft7
+	return l.Compile(gojsonschema.NewStringLoader(schema))
+}
+
+func accepts(t testing.TB, s *gojsonschema.Schema, doc string) bool {
+	t.Helper()
+	res, err := s.Validate(gojsonschema.NewStringLoader(doc))
+	if err != nil {
+		t.Fatalf("validate %s: %v", doc, err)
+	}
+	return res.Valid()
+}
+
+// hugeNegative is -10^400: a bound too long for the rules to read.
+var hugeNegative = "-1" + strings.Repeat("0", 400)
+
+// TestSubsumesGaps checks changes the rules once wrongly called
+// compatible. Each must be reported, at path with a reason containing
+// word; witness (when set) is a document gojsonschema accepts under
+// writer and rejects under reader, which shows the report is due.
+func TestSubsumesGaps(t *testing.T) {
+	cases := []struct {
+		name, writer, reader string
+		witness              string
+		path, word           string
+	}{
+		{"empty enum in the writer matches everything", `{"enum": []}`, `{"enum": [1]}`, `2`, "", "restricts the values"},
+		{"empty enum under a property", obj(`"a": {"enum": []}`, "", true), obj(`"a": {"type": "integer"}`, "", true), `{"a": "x"}`, "/a", "type"},
+		{"reader const and enum both apply", `{"enum": [1]}`, `{"const": 1, "enum": [2]}`, `1`, "", "no longer allowed"},
+		{"reader enum and const both apply", `{"const": "a"}`, `{"enum": ["a", "b"], "const": "b"}`, `"a"`, "", `"a"`},
+		{"writer enum numbers compare as float64", `{"enum": [1]}`, `{"type": "integer"}`, `1.00000000000000000001`, "", "non-integer"},
+		{"equal $ref, changed $defs", `{"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"type": "integer"}}}`,
+			`{"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"type": "string"}}}`, `{"a": 1}`, "/a", "type"},
+		{"equal $ref, changed definitions the rules skip", `{"type": "object", "items": {"definitions": {"x": {"type": "integer"}}}, "properties": {"a": {"$ref": "#/items/definitions/x"}}}`,
+			`{"type": "object", "items": {"definitions": {"x": {"type": "string"}}}, "properties": {"a": {"$ref": "#/items/definitions/x"}}}`, `{"a": 1}`, "/a", "type"},
+		{"equal $ref inside anyOf, changed $defs", `{"anyOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"type": "integer"}}}`,
+			`{"anyOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"type": "string"}}}`, `1`, "", "anyOf"},
+		{"an $id in a default captures the $ref", `{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}, "default": {"$id": "#/definitions/a", "type": "string"}}`,
+			`{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`, `{"a": "x"}`, "/a", "$id"},
+		{"format applies to numbers", `{"type": "integer"}`, `{"type": ["integer", "string"], "format": "date"}`, `1`, "", "format"},
+		{"patternProperties stand in for additionalProperties", `{"type": "object", "patternProperties": {"^x": true}, "additionalProperties": false}`,
+			`{"type": "object", "patternProperties": {"^x": true}, "additionalProperties": false, "properties": {"xa": {"type": "integer"}}}`, `{"xa": "s"}`, "/xa", "type"},
+		{"a bound too long to read", `{"type": "integer"}`, `{"type": "integer", "maximum": ` + hugeNegative + `}`, `1`, "", "maximum"},
+		{"an exclusive bound too long to read", `{"type": "integer", "minimum": 0}`, `{"type": "integer", "minimum": 0, "exclusiveMaximum": ` + hugeNegative + `}`, `1`, "", "exclusiveMaximum"},
+		{"a keyword the rules do not know", `{"type": "integer"}`, `{"type": "integer", "x-max": 3}`, ``, "", "x-max"},
+		{"a $ref cycle", `{"definitions": {"a": {"$ref": "#/definitions/a"}}, "properties": {"x": {"$ref": "#/definitions/a"}}}`,
+			`{"definitions": {"a": {"$ref": "#/definitions/a"}}, "properties": {"x": {"$ref": "#/definitions/a"}}}`, ``, "/x", "cycle"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.witness != "" {
+				if !accepts(t, validator(t, c.writer), c.witness) || accepts(t, validator(t, c.reader), c.witness) {
+					t.Fatalf("%s is no witness: it must be valid under the writer only", c.witness)
+				}
+			}
+			got := Subsumes(doc(t, c.writer), doc(t, c.reader))
+			if !hasReason(got, c.path, c.word) {
+				t.Fatalf("no reason at %q mentioning %q: %+v", c.path, c.word, got)
+			}
+		})
+	}
+}
+
+// TestSubsumesRefs checks changes the rules prove compatible through
+// $ref: references are resolved in each schema's own document.
+func TestSubsumesRefs(t *testing.T) {
+	const tree = `{"type": "object", "definitions": {"node": {"type": "object", "properties": {"v": {"type": "%s"}, "kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}}, "required": ["v"]}}, "properties": {"root": {"$ref": "#/definitions/node"}}%s}`
+	cases := []struct {
+		name, writer, reader string
+	}{
+		{"same recursive schema", strings.Replace(strings.Replace(tree, "%s", "integer", 1), "%s", "", 1), strings.Replace(strings.Replace(tree, "%s", "integer", 1), "%s", "", 1)},
+		{"recursive schema widened", strings.Replace(strings.Replace(tree, "%s", "integer", 1), "%s", "", 1), strings.Replace(strings.Replace(tree, "%s", "number", 1), "%s", "", 1)},
+		{"unused definition changed", `{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}, "b": {"type": "string"}}}`,
+			`{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}, "b": {"type": "boolean"}}}`},
+		{"definition renamed", `{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`,
+			`{"properties": {"a": {"$ref": "#/definitions/n"}}, "definitions": {"n": {"type": "integer"}}}`},
+		{"inlined and widened", `{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`, `{"properties": {"a": {"type": "number"}}}`},
+		{"siblings of $ref are ignored", `{"properties": {"a": {"$ref": "#/definitions/a", "type": "string"}}, "definitions": {"a": {"type": "integer"}}}`, `{"properties": {"a": {"type": "integer"}}}`},
+		{"same anyOf with $ref", `{"anyOf": [{"$ref": "#/definitions/a"}], "definitions": {"a": {"type": "integer"}, "b": {}}}`, `{"anyOf": [{"$ref": "#/definitions/a"}], "definitions": {"a": {"type": "integer"}}}`},
+		{"root $id", `{"$id": "https://example.com/s.json", "properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`, `{"properties": {"a": {"type": "number"}}}`},
+		{"examples with an id", `{"examples": [{"id": "e-1"}], "properties": {"id": {"type": "string"}, "a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`, `{"properties": {"a": {"type": "number"}}}`},
+		{"patternProperties match a reader property", `{"type": "object", "patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": false}`,
+			`{"type": "object", "patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": false, "properties": {"xa": {"type": "number"}}}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Subsumes(doc(t, c.writer), doc(t, c.reader)); got != nil {
+				t.Fatalf("want compatible: %+v", got)
+			}
+		})
+	}
+}
+
+// soundnessSchemas are the schemas TestSubsumesSoundness compares in every
+// pair: the gaps above and their neighbours.
+var soundnessSchemas = []string{
+	`true`, `false`, `{}`,
+	`{"enum": []}`, `{"enum": [1]}`, `{"enum": [1, 2]}`, `{"enum": [1.0, "a"]}`, `{"enum": ["a"]}`, `{"enum": [null, true]}`, `{"enum": [[1], {"b": 1}]}`,
+	`{"const": 1}`, `{"const": 1.5}`, `{"const": "a"}`, `{"const": 1, "enum": [2]}`, `{"const": 1, "enum": [1, 2]}`, `{"const": "a", "enum": []}`,
+	`{"type": "integer"}`, `{"type": "number"}`, `{"type": "string"}`, `{"type": ["integer", "string"]}`, `{"type": "integer", "enum": [1, 2]}`,
+	`{"type": ["integer", "string"], "format": "date"}`, `{"type": ["number", "string"], "format": "email"}`, `{"type": "string", "format": "date"}`, `{"format": "date"}`,
+	`{"type": "integer", "minimum": 1}`, `{"type": "number", "exclusiveMinimum": 1}`, `{"type": "integer", "maximum": 2}`, `{"type": "number", "multipleOf": 0.5}`,
+	`{"type": "integer", "maximum": ` + hugeNegative + `}`, `{"type": "integer", "minimum": 0, "exclusiveMaximum": ` + hugeNegative + `}`,
+	`{"type": "string", "minLength": 1}`, `{"type": "string", "maxLength": 1}`, `{"type": "string", "pattern": "^a"}`,
+	`{"type": "array"}`, `{"type": "array", "items": {"type": "integer"}}`, `{"type": "array", "uniqueItems": true}`, `{"type": "array", "maxItems": 1}`,
+	`{"type": "object"}`, `{"type": "object", "additionalProperties": false}`,
+	`{"type": "object", "properties": {"a": {"type": "integer"}}}`, `{"type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"]}`,
+	`{"type": "object", "properties": {"a": {"enum": []}}}`, `{"type": "object", "properties": {"a": {"const": 1, "enum": [1]}}, "additionalProperties": false}`,
+	`{"type": "object", "patternProperties": {"^x": true}, "additionalProperties": false}`,
+	`{"type": "object", "patternProperties": {"^x": true}, "additionalProperties": false, "properties": {"xa": {"type": "integer"}}}`,
+	`{"type": "object", "patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": false, "properties": {"xa": {"type": "number"}}}`,
+	`{"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"type": "integer"}}}`,
+	`{"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"type": "string"}}}`,
+	`{"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"enum": []}}}`,
+	`{"type": "object", "items": {"definitions": {"x": {"type": "integer"}}}, "properties": {"a": {"$ref": "#/items/definitions/x"}}}`,
+	`{"type": "object", "items": {"definitions": {"x": {"type": "string"}}}, "properties": {"a": {"$ref": "#/items/definitions/x"}}}`,
+	`{"properties": {"a": {"$ref": "#/definitions/a", "type": "string"}}, "definitions": {"a": {"type": "integer"}}}`,
+	`{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}, "default": {"$id": "#/definitions/a", "type": "string"}}`,
+	`{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}, "examples": [{"id": "#/definitions/a", "type": "string"}]}`,
+	`{"properties": {"a": {"$ref": "#/definitions/a"}}, "definitions": {"a": {"type": "integer"}}}`,
+	`{"properties": {"a": {"$ref": "#/definitions/n"}}, "definitions": {"n": {"type": "number"}}}`,
+	`{"properties": {"a": {"$ref": "#"}, "b": {"type": "integer"}}}`, `{"properties": {"a": {"$ref": "#"}, "b": {"type": "number"}}}`,
+	`{"anyOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"type": "integer"}}}`, `{"anyOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"type": "string"}}}`,
+	`{"type": "integer", "x-max": 3}`,
+}
+
+// soundnessValues are the sample values; TestSubsumesSoundness also tries
+// each as property "a", "b" and "xa" of an object.
+var soundnessValues = []string{
+	`null`, `true`, `false`, `0`, `1`, `1.0`, `1.00000000000000000001`, `1.5`, `2`, `3`, `-1`, `1e3`,
+	`""`, `"a"`, `"b"`, `"ab"`, `"2020-01-01"`, `"x@example.com"`,
+	`[]`, `[1]`, `[1, 1]`, `[1, 2]`, `["a"]`, `{}`, `{"b": 1}`, `{"b": "x"}`, `{"a": {"b": "x"}}`,
+}
+
+// TestSubsumesSoundness is the property the rules promise: whenever
+// Subsumes(w, r) reports nothing, every sample document gojsonschema
+// accepts under w is accepted under r.
+func TestSubsumesSoundness(t *testing.T) {
+	docs := append([]string(nil), soundnessValues...)
+	for _, v := range soundnessValues {
+		docs = append(docs, `{"a": `+v+`}`, `{"b": `+v+`}`, `{"xa": `+v+`}`, `{"a": 1, "b": `+v+`}`)
+	}
+	valid := make([][]bool, len(soundnessSchemas))
+	decoded := make([]any, len(soundnessSchemas))
+	for i, s := range soundnessSchemas {
+		v := validator(t, s)
+		for _, d := range docs {
+			valid[i] = append(valid[i], accepts(t, v, d))
+		}
+		decoded[i] = doc(t, s)
+	}
+	for i, w := range soundnessSchemas {
+		for j, r := range soundnessSchemas {
+			if Subsumes(decoded[i], decoded[j]) != nil {
+				continue
+			}
+			for k, d := range docs {
+				if valid[i][k] && !valid[j][k] {
+					t.Errorf("Subsumes says %s reads all data of %s, but gojsonschema rejects %s", r, w, d)
+					break
+				}
+			}
+		}
+	}
+}
+
+// TestSubsumesSoundnessRandom checks the same property on random schemas
+// (from a fixed seed) and readers made from them by small changes, which
+// the rules often call compatible.
+func TestSubsumesSoundnessRandom(t *testing.T) {
+	const pairs = 1500
+	rng := rand.New(rand.NewPCG(7, 11))
+	var values []any
+	for _, v := range soundnessValues {
+		values = append(values, doc(t, v))
+	}
+	g := &schemaGen{rng: rng, values: values}
+	docs := append([]string(nil), soundnessValues...)
+	for _, v := range soundnessValues {
+		docs = append(docs, `{"a": `+v+`}`, `{"xa": `+v+`}`, `{"a": [`+v+`], "b": `+v+`}`, `[`+v+`]`)
+	}
+	compatible := 0
+	for range pairs {
+		w := g.root()
+		r := g.mutate(clone(w), 0)
+		ws, rs := marshal(t, w), marshal(t, r)
+		wv, werr := compileValidator(ws)
+		rv, rerr := compileValidator(rs)
+		if werr != nil || rerr != nil || Subsumes(doc(t, ws), doc(t, rs)) != nil {
+			continue // gojsonschema refuses a schema, or the rules do
+		}
+		compatible++
+		for _, d := range docs {
+			if accepts(t, wv, d) && !accepts(t, rv, d) {
+				t.Errorf("Subsumes says %s reads all data of %s, but gojsonschema rejects %s", rs, ws, d)
+				break
+			}
+		}
+	}
+	if compatible < pairs/10 {
+		t.Errorf("only %d of %d random pairs were compatible: the test proves little", compatible, pairs)
+	}
+}
+
+// schemaGen makes random schemas from the keywords the rules know.
+type schemaGen struct {
+	rng    *rand.Rand
+	values []any
+}
+
+func (g *schemaGen) root() map[string]any {
+	s := g.schema(0)
+	if g.rng.IntN(2) == 0 {
+		s["definitions"] = map[string]any{"d": g.definition("d"), "e": g.definition("e")}
+	}
+	return s
+}
+
+// definition makes definition d or e. Only d may be a $ref (to e): a
+// cycle of $ref that reads no deeper into the data overflows
+// gojsonschema's stack.
+func (g *schemaGen) definition(name string) map[string]any {
+	s := g.schema(1)
+	if _, ok := s["$ref"]; ok {
+		if name == "e" {
+			delete(s, "$ref")
+		} else {
+			s["$ref"] = "#/definitions/e"
+		}
+	}
+	return s
+}
+
+func (g *schemaGen) pick(xs ...any) any { return xs[g.rng.IntN(len(xs))] }
+
+func (g *schemaGen) value() any { return g.values[g.rng.IntN(len(g.values))] }
+
+func (g *schemaGen) values2() []any {
+	out := []any{}
+	for range g.rng.IntN(4) {
+		v := g.value()
+		if !slices.ContainsFunc(out, func(x any) bool { return jsonEqual(x, v) }) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// keyword adds one random keyword to s.
+func (g *schemaGen) keyword(s map[string]any, depth int) {
+	types := []any{"null", "boolean", "integer", "number", "string", "array", "object"}
+	switch g.rng.IntN(17) {
+	case 0:
+		s["type"] = g.pick(types...)
+	case 1:
+		s["type"] = []any{g.pick(types...), g.pick("integer", "string", "object")}
+	case 2:
+		s["enum"] = g.values2()
+	case 3:
+		s["const"] = g.value()
+	case 4:
+		s[g.pick("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum").(string)] = g.pick(json.Number("0"), json.Number("1"), json.Number("1.5"), json.Number("2"), json.Number(hugeNegative))
+	case 5:
+		s["multipleOf"] = g.pick(json.Number("0.5"), json.Number("1"), json.Number("2"))
+	case 6:
+		s[g.pick("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties").(string)] = g.pick(json.Number("0"), json.Number("1"), json.Number("2"))
+	case 7:
+		s["pattern"] = g.pick("^a", "b")
+	case 8:
+		s["format"] = g.pick("date", "email", "int64")
+	case 9:
+		s["uniqueItems"] = g.rng.IntN(2) == 0
+	case 10:
+		if depth < 2 {
+			s["items"] = g.schema(depth + 1)
+		}
+	case 11, 12:
+		if depth < 2 {
+			props, _ := s["properties"].(map[string]any)
+			if props == nil {
+				props = map[string]any{}
+			}
+			props[g.pick("a", "b", "xa").(string)] = g.schema(depth + 1)
+			s["properties"] = props
+		}
+	case 13:
+		s["required"] = []any{g.pick("a", "b", "xa")}
+	case 14:
+		if depth < 2 && g.rng.IntN(2) == 0 {
+			s["additionalProperties"] = g.schema(depth + 1)
+		} else {
+			s["additionalProperties"] = g.rng.IntN(2) == 0
+		}
+	case 15:
+		if depth < 2 {
+			s["patternProperties"] = map[string]any{"^x": g.schema(depth + 1)}
+		}
+	case 16:
+		s["$ref"] = g.pick("#/definitions/d", "#/definitions/e")
+	}
+}
+
+func (g *schemaGen) schema(depth int) map[string]any {
+	s := map[string]any{}
+	for range 1 + g.rng.IntN(3) {
+		g.keyword(s, depth)
+	}
+	return s
+}
+
+// mutate changes s a little: drops, adds or replaces keywords, here or
+// below.
+func (g *schemaGen) mutate(s map[string]any, depth int) map[string]any {
+	keys := sortedKeys(s)
+	switch g.rng.IntN(4) {
+	case 0:
+		if len(keys) > 0 {
+			delete(s, keys[g.rng.IntN(len(keys))])
+		}
+	case 1:
+		g.keyword(s, depth)
+	case 2:
+		if d, ok := s["definitions"].(map[string]any); ok {
+			name := g.pick("d", "e").(string)
+			d[name] = g.definition(name)
+		} else if len(keys) > 0 {
+			k := keys[g.rng.IntN(len(keys))]
+			delete(s, k)
+			g.keyword(s, depth)
+		}
+	case 3:
+		for _, k := range []string{"items", "additionalProperties", "properties"} {
+			switch x := s[k].(type) {
+			case map[string]any:
+				if k == "properties" {
+					for _, name := range sortedKeys(x) {
+						if sub, ok := x[name].(map[string]any); ok {
+							x[name] = g.mutate(sub, depth+1)
+							return s
+						}
+					}
+				}
+				s[k] = g.mutate(x, depth+1)
+				return s
+			}
+		}
+		g.keyword(s, depth)
+	}
+	return s
+}
+
+func clone(s map[string]any) map[string]any {
+	var out map[string]any
+	b, _ := json.Marshal(s)
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	if err := d.Decode(&out); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func marshal(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

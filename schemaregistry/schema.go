@@ -110,7 +110,14 @@ func checkRefs(node any, path string) error {
 
 // validate checks an event's data (a JSON document) against the schema and
 // returns the problems found, nil when it is valid.
-func (c *compiled) validate(data []byte) ([]Problem, error) {
+func (c *compiled) validate(data []byte) (problems []Problem, err error) {
+	defer func() {
+		// gojsonschema v1.2.0 panics on a number beyond float64's range
+		// (1e400, say) where the schema has const, enum or uniqueItems.
+		if r := recover(); r != nil {
+			problems, err = []Problem{{Message: "the document cannot be validated: does it hold a number beyond ±1.8e308?"}}, nil
+		}
+	}()
 	res, err := c.schema.Validate(gojsonschema.NewBytesLoader(data))
 	if err != nil {
 		return []Problem{{Message: "not valid JSON: " + err.Error()}}, nil
@@ -118,7 +125,6 @@ func (c *compiled) validate(data []byte) ([]Problem, error) {
 	if res.Valid() {
 		return nil, nil
 	}
-	var problems []Problem
 	for _, e := range res.Errors() {
 		problems = append(problems, Problem{Path: contextPointer(e.Context(), e.Field(), e.Type(), e.Details()), Message: e.Description()})
 	}

@@ -89,6 +89,28 @@ func TestValidateReportsEveryFailingPath(t *testing.T) {
 	}
 }
 
+// TestHugeNumbersAreAProblemNotAPanic: gojsonschema panics on numbers
+// beyond float64's range under enum, const and uniqueItems; validation
+// reports a problem instead.
+func TestHugeNumbersAreAProblemNotAPanic(t *testing.T) {
+	for _, schema := range []string{
+		`{"type": "object", "properties": {"x": {"enum": [1, 2]}}}`,
+		`{"type": "object", "properties": {"x": {"const": 1}}}`,
+		`{"type": "object", "properties": {"x": {"type": "array", "uniqueItems": true}}}`,
+	} {
+		c, err := compileSchema([]byte(schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, data := range []string{`{"x": 1e400}`, `{"x": [1e400, 1]}`} {
+			problems, err := c.validate([]byte(data))
+			if err != nil || len(problems) == 0 && strings.Contains(schema, "enum") {
+				t.Errorf("%s under %s: %v, %v", data, schema, problems, err)
+			}
+		}
+	}
+}
+
 func TestValidationErrorMessage(t *testing.T) {
 	err := error(&ValidationError{Type: "OrderPlaced", Version: 2, Problems: []Problem{{Path: "/total", Message: "Invalid type."}, {Message: "Additional property x is not allowed"}}})
 	if !errors.Is(err, ErrInvalidEvent) {

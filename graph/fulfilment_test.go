@@ -286,3 +286,64 @@ func TestConcurrentOrdersAgainstLimitedStock(t *testing.T) {
 		t.Errorf("bank totals %+v, want %d", list.BankTotals, orders*deposit-units*price)
 	}
 }
+
+// TestEachFulfilmentFailureIsCompensated: for each way the charge can fail,
+// the saga compensates, and every read model shows it: the account is not
+// charged, no stock stays reserved, the order is cancelled with the reason.
+func TestEachFulfilmentFailureIsCompensated(t *testing.T) {
+	g := newFullGatewayWith(t, fullOptions{readTimeout: 10 * time.Second, fulfilment: 10 * time.Second})
+	for _, sku := range []string{"p1", "p2"} {
+		g.mustMutate("addProduct", map[string]any{"sku": sku, "name": sku, "price": 100, "currency": "EUR"})
+		g.mustMutate("restockProduct", map[string]any{"sku": sku, "quantity": 50})
+	}
+	for i, tc := range []struct {
+		name, rule string
+		balance    int64
+		currency   string
+		then       func(account string)
+	}{
+		{name: "insufficient funds", rule: "INSUFFICIENT_FUNDS", balance: 299, currency: "EUR"},
+		{name: "currency mismatch", rule: "CURRENCY_MISMATCH", balance: 1000, currency: "USD"},
+		{name: "frozen account", rule: "ACCOUNT_FROZEN", balance: 1000, currency: "EUR", then: func(a string) {
+			g.mustMutate("freezeAccount", map[string]any{"accountId": a, "reason": "audit"})
+		}},
+		{name: "closed account", rule: "ACCOUNT_CLOSED", balance: 0, currency: "EUR", then: func(a string) {
+			g.mustMutate("closeAccount", map[string]any{"accountId": a})
+		}},
+		{name: "no such account", rule: "does not exist", currency: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			account, order := fmt.Sprintf("acct-%d", i), fmt.Sprintf("order-%d", i)
+			if tc.currency != "" {
+				g.mustMutate("openAccount", map[string]any{"accountId": account, "owner": "x", "currency": tc.currency, "initialDeposit": tc.balance})
+			}
+			if tc.then != nil {
+				tc.then(account)
+			}
+			g.order(order, account, map[string]int{"p1": 2, "p2": 1})
+			f := awaitFulfilment(t, g, order)
+			want := "RESERVE_STOCK:p1=SUCCEEDED RESERVE_STOCK:p2=SUCCEEDED CHARGE=FAILED RELEASE_STOCK:p2=SUCCEEDED RELEASE_STOCK:p1=SUCCEEDED CANCEL_ORDER=SUCCEEDED"
+			if f.State != "COMPENSATED" || steps(f) != want || f.Reason == nil || !strings.Contains(*f.Reason, tc.rule) {
+				t.Fatalf("%+v (%s), want COMPENSATED for %s", f, steps(f), tc.rule)
+			}
+			var out struct {
+				Account *struct{ Balance int64 }
+				P1, P2  struct{ Reserved int }
+				Order   struct {
+					Status        string
+					StatusHistory []struct{ Status, Reason string }
+				}
+			}
+			g.mustPost(`query($a: ID!, $o: ID!, $at: Position) { account(id: $a, atLeast: $at) { balance } p1: product(sku: "p1", atLeast: $at) { reserved }
+				p2: product(sku: "p2", atLeast: $at) { reserved } order(id: $o, atLeast: $at) { status statusHistory { status reason } } }`,
+				map[string]any{"a": account, "o": order, "at": g.head()}, &out)
+			if tc.currency != "" && (out.Account == nil || out.Account.Balance != tc.balance) {
+				t.Errorf("account = %+v, want balance %d", out.Account, tc.balance)
+			}
+			last := out.Order.StatusHistory[len(out.Order.StatusHistory)-1]
+			if out.P1.Reserved != 0 || out.P2.Reserved != 0 || out.Order.Status != "CANCELLED" || !strings.Contains(last.Reason, tc.rule) {
+				t.Errorf("stock %d/%d reserved, order %+v", out.P1.Reserved, out.P2.Reserved, out.Order)
+			}
+		})
+	}
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// duration is how long each load phase runs.
+func (e *env) duration() time.Duration {
+	if e.quick {
+		return 2 * time.Second
+	}
+	return 10 * time.Second
+}
+
+// load runs clients goroutines, each calling op in a loop (i counts its
+// calls) until d has passed; it returns the operations completed per
+// second and their latencies. The first error stops it.
+func load(ctx context.Context, clients int, d time.Duration, op func(ctx context.Context, client, i int) error) (float64, []time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		lat   []time.Duration
+		first atomic.Value
+	)
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				if err := op(ctx, c, i); err != nil {
+					if ctx.Err() == nil {
+						first.CompareAndSwap(nil, err)
+						cancel()
+					}
+					break
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := first.Load().(error); err != nil {
+		return 0, nil, err
+	}
+	slices.Sort(lat)
+	return float64(len(lat)) / elapsed.Seconds(), lat, nil
+}
+
+func quantile(lat []time.Duration, q float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+}
+
+// httpClient keeps one connection per load client.
+func httpClient(clients int) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2}}
+}
+
+// gql posts a GraphQL request and fails on transport errors, non-200
+// statuses and GraphQL errors; it returns the response body.
+func gql(ctx context.Context, c *http.Client, addr, query string, vars map[string]any) ([]byte, error) {
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || bytes.Contains(out, []byte(`"errors"`)) {
+		return nil, fmt.Errorf("%s: status %d: %.300s", strings.SplitN(query, "(", 2)[0], resp.StatusCode, out)
+	}
+	return out, nil
+}
+
+// eventsTable is the baseline's events-shaped table: the event store's
+// columns, keys and defaults, without its append protocol.
+const eventsTable = `CREATE TABLE events (
+	position       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	event_id       uuid        NOT NULL UNIQUE,
+	stream_id      text        NOT NULL,
+	stream_version bigint      NOT NULL,
+	event_type     text        NOT NULL,
+	schema_version integer     NOT NULL,
+	data           jsonb       NOT NULL,
+	metadata       jsonb       NOT NULL DEFAULT '{}',
+	recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+	UNIQUE (stream_id, stream_version))`
+
+// rawInserts is the write baselines: clients connections insert rows
+// events per transaction into the events-shaped table for d; it returns
+// events per second.
+func (e *env) rawInserts(ctx context.Context, clients, perTx int, d time.Duration) (float64, error) {
+	dbURL, drop, err := e.database(ctx, "raw")
+	if err != nil {
+		return 0, err
+	}
+	defer drop()
+	setup, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	_, err = setup.Exec(ctx, eventsTable)
+	setup.Close(ctx)
+	if err != nil {
+		return 0, err
+	}
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		if conns[i], err = pgx.Connect(ctx, dbURL); err != nil {
+			return 0, err
+		}
+		defer conns[i].Close(context.Background())
+	}
+	data := `{"owner": "b", "currency": "EUR", "openedAt": "2026-11-26T00:00:00Z", "overdraftLimit": 0, "dailyWithdrawalLimit": 0}`
+	ops, _, err := load(ctx, clients, d, func(ctx context.Context, c, i int) error {
+		stream := fmt.Sprintf("bench-%d-%d", c, i)
+		if perTx == 1 {
+			_, err := conns[c].Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+				VALUES (gen_random_uuid(), $1, 1, 'AccountOpened', 1, $2, '{"correlationId": "x"}')`, stream, data)
+			return err
+		}
+		_, err := conns[c].Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+			SELECT gen_random_uuid(), $1, v, 'BenchTick', 1, jsonb_build_object('n', v), '{"correlationId": "x"}' FROM generate_series(1, $2::int) v`, stream, perTx)
+		return err
+	})
+	return ops * float64(perTx), err
+}
+
+// mutations: single-event commands over HTTP, 32 clients, each on a new
+// aggregate, against single-row inserts by 32 pgx clients.
+func (e *env) mutations(ctx context.Context) (measure, error) {
+	const clients = 32
+	dbURL, drop, err := e.database(ctx, "mutations")
+	if err != nil {
+		return measure{}, err
+	}
+	defer drop()
+	g, err := e.startGateway(ctx, dbURL)
+	if err != nil {
+		return measure{}, err
+	}
+	defer g.stop()
+	c := httpClient(clients)
+	const q = `mutation($id: ID!) { openAccount(input: {accountId: $id, owner: "b", currency: "EUR"}) { position } }`
+	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, i int) error {
+		_, err := gql(ctx, c, g.addr, q, map[string]any{"id": fmt.Sprintf("acc-%d-%d", cl, i)})
+		return err
+	})
+	if err != nil {
+		return measure{}, err
+	}
+	base, err := e.rawInserts(ctx, clients, 1, e.duration())
+	if err != nil {
+		return measure{}, err
+	}
+	return measure{Value: ops, Baseline: base, Notes: fmt.Sprintf("p50 %s p99 %s", quantile(lat, .5).Round(10*time.Microsecond), quantile(lat, .99).Round(10*time.Microsecond))}, nil
+}
+
+// batches: 100-event appendEvents over HTTP, 8 clients, against 100-row
+// inserts by 8 pgx clients.
+func (e *env) batches(ctx context.Context) (measure, error) {
+	const clients, size = 8, 100
+	dbURL, drop, err := e.database(ctx, "batches")
+	if err != nil {
+		return measure{}, err
+	}
+	defer drop()
+	g, err := e.startGateway(ctx, dbURL)
+	if err != nil {
+		return measure{}, err
+	}
+	defer g.stop()
+	c := httpClient(clients)
+	if _, err := gql(ctx, c, g.addr, `mutation { registerEventSchema(type: "BenchTick", schema: {type: "object", properties: {n: {type: "integer"}}, required: ["n"]}) { version } }`, nil); err != nil {
+		return measure{}, err
+	}
+	events := make([]map[string]any, size)
+	for i := range events {
+		events[i] = map[string]any{"type": "BenchTick", "data": map[string]any{"n": i}}
+	}
+	const q = `mutation($s: String!, $e: [EventInput!]!) { appendEvents(stream: $s, events: $e) { position } }`
+	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, i int) error {
+		_, err := gql(ctx, c, g.addr, q, map[string]any{"s": fmt.Sprintf("bench-%d-%d", cl, i), "e": events})
+		return err
+	})
+	if err != nil {
+		return measure{}, err
+	}
+	base, err := e.rawInserts(ctx, clients, size, e.duration())
+	if err != nil {
+		return measure{}, err
+	}
+	return measure{Value: ops * size, Baseline: base, Notes: fmt.Sprintf("p50 %s per append", quantile(lat, .5).Round(10*time.Microsecond))}, nil
+}
+
+// queries: a GraphQL query over HTTP, 32 clients, against a plain
+// net/http handler returning the same JSON.
+func (e *env) queries(ctx context.Context, query string) (measure, error) {
+	const clients = 32
+	dbURL, drop, err := e.database(ctx, "queries")
+	if err != nil {
+		return measure{}, err
+	}
+	defer drop()
+	g, err := e.startGateway(ctx, dbURL)
+	if err != nil {
+		return measure{}, err
+	}
+	defer g.stop()
+	c := httpClient(clients)
+	out, err := gql(ctx, c, g.addr, `mutation { openAccount(input: {accountId: "acc-1", owner: "b", currency: "EUR", initialDeposit: 1000}) { position } }`, nil)
+	if err != nil {
+		return measure{}, err
+	}
+	var opened struct {
+		Data struct{ OpenAccount struct{ Position int64 } }
+	}
+	_ = json.Unmarshal(out, &opened)
+	if _, err := gql(ctx, c, g.addr, `query($at: Position) { account(id: "acc-1", atLeast: $at) { id } }`, map[string]any{"at": opened.Data.OpenAccount.Position}); err != nil {
+		return measure{}, err
+	}
+	want, err := gql(ctx, c, g.addr, query, nil)
+	if err != nil {
+		return measure{}, err
+	}
+	run := func(addr string) (float64, error) {
+		ops, _, err := load(ctx, clients, e.duration(), func(ctx context.Context, _, _ int) error {
+			got, err := gql(ctx, c, addr, query, nil)
+			if err == nil && !bytes.Equal(got, want) {
+				err = fmt.Errorf("response %s, want %s", got, want)
+			}
+			return err
+		})
+		return ops, err
+	}
+	ops, err := run(g.addr)
+	if err != nil {
+		return measure{}, err
+	}
+	g.stop()
+	b, err := e.startBaseline(ctx, "serve-http")
+	if err != nil {
+		return measure{}, err
+	}
+	defer b.stop()
+	base, err := run(b.addr)
+	return measure{Value: ops, Baseline: base}, err
+}
+
+// baselineResponses are what the plain handler answers, by query: the
+// gateway's own answers to the queries the bench sends.
+var baselineResponses = map[string][]byte{
+	typenameQuery: []byte(`{"data":{"__typename":"Query"}}`),
+	accountQuery:  []byte(`{"data":{"account":{"id":"acc-1","owner":"b","balance":1000,"status":"OPEN"}}}`),
+}
+
+const (
+	typenameQuery = `{ __typename }`
+	accountQuery  = `{ account(id: "acc-1") { id owner balance status } }`
+)
+
+// serveBaselineHTTP is the plain net/http baseline: it decodes the request
+// as the gateway must, and answers with the gateway's JSON for it.
+func serveBaselineHTTP(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /graphql", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Query     string         `json:"query"`
+			Variables map[string]any `json:"variables"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		out, ok := baselineResponses[req.Query]
+		if !ok {
+			http.Error(w, "unknown query", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	})
+	return http.ListenAndServe(addr, mux)
+}

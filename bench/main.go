@@ -1,0 +1,236 @@
+// Command bench measures cqrsgate against its physical baselines in the
+// same run: each path through the gateway next to the raw work it stands
+// on (pgx inserts, a pgx scan, a plain net/http handler, a raw
+// gorilla/websocket broadcast), on the same machine minutes apart, so that
+// the ratios hold even when the absolute figures drift.
+//
+//	go run ./bench                 # every scenario, 3 runs each
+//	go run ./bench -quick          # a smoke run: small sizes, 1 run (CI)
+//	go run ./bench -only mutations,typename -runs 5 -json out.json
+//
+// It starts its own PostgreSQL (or uses DATABASE_URL), builds the gateway
+// and runs it as its own process on a fresh database per run; load comes
+// from goroutines of this process with their own connections, over
+// loopback, bounded in count and time. Each figure is the median of the
+// runs, with min and max. Nothing here asserts a time: targets are shown
+// with whether they were met.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// scenario is one path through cqrsgate measured next to its baseline.
+type scenario struct {
+	name     string
+	path     string // what goes through cqrsgate
+	baseline string // the raw work it is compared with ("" for none)
+	unit     string
+	// higher is true when more is better (throughput), false for times.
+	higher bool
+	// target describes the goal; met reports whether a result meets it.
+	target string
+	met    func(r result) bool
+	run    func(ctx context.Context, e *env) (measure, error)
+}
+
+// measure is one run's figures.
+type measure struct {
+	Value    float64 `json:"value"`
+	Baseline float64 `json:"baseline,omitempty"`
+	// Extra figures a target may depend on (e.g. "p99ms").
+	Extra map[string]float64 `json:"extra,omitempty"`
+	// Notes are more figures worth printing (p50, sizes, ...).
+	Notes string `json:"notes,omitempty"`
+}
+
+// result aggregates the runs of a scenario.
+type result struct {
+	Name     string    `json:"name"`
+	Path     string    `json:"path"`
+	Unit     string    `json:"unit"`
+	Runs     []measure `json:"runs"`
+	Median   float64   `json:"median"`
+	Min      float64   `json:"min"`
+	Max      float64   `json:"max"`
+	BaseName string    `json:"baselineName,omitempty"`
+	BaseMed  float64   `json:"baselineMedian,omitempty"`
+	BaseMin  float64   `json:"baselineMin,omitempty"`
+	BaseMax  float64   `json:"baselineMax,omitempty"`
+	// Ratio is cqrsgate against the baseline, so that higher is better:
+	// value/baseline for throughputs, baseline/value for times.
+	Ratio float64 `json:"ratio,omitempty"`
+	// Extra holds the median of each of the runs' extra figures.
+	Extra  map[string]float64 `json:"extra,omitempty"`
+	Target string             `json:"target,omitempty"`
+	Met    *bool              `json:"met,omitempty"`
+	Error  string             `json:"error,omitempty"`
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "smoke mode: small sizes and one run per scenario")
+	runs := flag.Int("runs", 3, "runs per scenario; each figure is their median")
+	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ", "))
+	jsonPath := flag.String("json", "bench-results.json", "where to write the results as JSON (empty: nowhere)")
+	serveHTTP := flag.String("serve-http", "", "internal: run the plain net/http baseline server on this address")
+	serveWS := flag.String("serve-ws", "", "internal: run the raw gorilla/websocket baseline server on this address")
+	flag.Parse()
+
+	switch {
+	case *serveHTTP != "":
+		exitOn(serveBaselineHTTP(*serveHTTP))
+		return
+	case *serveWS != "":
+		exitOn(serveBaselineWS(*serveWS))
+		return
+	}
+	if *runs < 1 || *runs > 20 {
+		exitOn(fmt.Errorf("-runs must be 1 to 20, got %d", *runs))
+	}
+	if *quick {
+		*runs = 1
+	}
+	selected, err := selectScenarios(*only)
+	exitOn(err)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e, err := newEnv(ctx, *quick)
+	exitOn(err)
+	defer e.close()
+
+	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
+	var results []result
+	for _, s := range selected {
+		r := result{Name: s.name, Path: s.path, Unit: s.unit, BaseName: s.baseline, Target: s.target}
+		for i := 0; i < *runs && ctx.Err() == nil; i++ {
+			m, err := s.run(ctx, e)
+			if err != nil {
+				r.Error = err.Error()
+				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
+				break
+			}
+			r.Runs = append(r.Runs, m)
+			fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), m.Notes)
+		}
+		summarise(&r, s)
+		results = append(results, r)
+	}
+	printTable(os.Stdout, results)
+	if *jsonPath != "" {
+		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(), "go": runtime.Version(),
+			"postgres": e.pgVersion, "quick": *quick, "runs": *runs, "results": results}
+		data, _ := json.MarshalIndent(out, "", "  ")
+		exitOn(os.WriteFile(*jsonPath, append(data, '\n'), 0o644))
+		fmt.Printf("\nwritten to %s\n", *jsonPath)
+	}
+	for _, r := range results {
+		if r.Error != "" {
+			os.Exit(1)
+		}
+	}
+}
+
+func names() []string {
+	var out []string
+	for _, s := range scenarios() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+func selectScenarios(only string) ([]scenario, error) {
+	all := scenarios()
+	if only == "" {
+		return all, nil
+	}
+	var out []scenario
+	for _, n := range strings.Split(only, ",") {
+		n = strings.TrimSpace(n)
+		i := slices.IndexFunc(all, func(s scenario) bool { return s.name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("-only: unknown scenario %q (have %s)", n, strings.Join(names(), ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+func summarise(r *result, s scenario) {
+	if len(r.Runs) == 0 {
+		return
+	}
+	vals, bases := make([]float64, len(r.Runs)), make([]float64, len(r.Runs))
+	for i, m := range r.Runs {
+		vals[i], bases[i] = m.Value, m.Baseline
+	}
+	r.Median, r.Min, r.Max = stats(vals)
+	if s.baseline != "" {
+		r.BaseMed, r.BaseMin, r.BaseMax = stats(bases)
+		if r.Median > 0 && r.BaseMed > 0 {
+			if s.higher {
+				r.Ratio = r.Median / r.BaseMed
+			} else {
+				r.Ratio = r.BaseMed / r.Median
+			}
+		}
+	}
+	for k := range r.Runs[0].Extra {
+		xs := make([]float64, len(r.Runs))
+		for i, m := range r.Runs {
+			xs[i] = m.Extra[k]
+		}
+		if r.Extra == nil {
+			r.Extra = map[string]float64{}
+		}
+		r.Extra[k], _, _ = stats(xs)
+	}
+	if s.met != nil {
+		ok := s.met(*r)
+		r.Met = &ok
+	}
+}
+
+// stats returns the median, min and max.
+func stats(v []float64) (median, lo, hi float64) {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		median = s[n/2]
+	} else {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return median, s[0], s[n-1]
+}
+
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// num formats a figure with three significant digits or so.
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/projections"
+	"cqrsgate/schemaregistry"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// stack is the gateway's write and read path in this process: the event
+// store validated and upcast by the schema registry, the command service
+// and the projection runner, on a fresh database.
+type stack struct {
+	pool     *pgxpool.Pool
+	raw      *eventstore.Postgres
+	store    eventstore.Store
+	commands *domain.Service
+	drop     func()
+}
+
+func (e *env) stack(ctx context.Context, name string, snapshotEvery int) (*stack, error) {
+	dbURL, drop, err := e.database(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	s := &stack{pool: pool, drop: func() { pool.Close(); drop() }}
+	conn, err := pool.Acquire(ctx)
+	if err == nil {
+		err = eventstore.Migrate(ctx, conn.Conn())
+		if err == nil {
+			err = projections.Migrate(ctx, conn.Conn())
+		}
+		if err == nil {
+			err = schemaregistry.Migrate(ctx, conn.Conn())
+		}
+		conn.Release()
+	}
+	if err != nil {
+		s.drop()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	s.raw = eventstore.NewPostgres(pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster())
+	registry, err := schemaregistry.New(ctx, pool, s.raw, quiet, schemaregistry.Options{})
+	if err == nil {
+		err = registry.Seed(ctx, domain.EventSchemas())
+	}
+	if err != nil {
+		s.drop()
+		return nil, err
+	}
+	s.store = eventstore.WithSchemas(s.raw, registry)
+	s.commands = domain.NewService(s.store, quiet, time.Now, domain.ServiceOptions{SnapshotEvery: snapshotEvery})
+	return s, nil
+}
+
+// runProjections runs the runner over projections until ctx ends.
+func (s *stack) runProjections(ctx context.Context, ps ...projections.Projection) (*projections.Runner, func(), error) {
+	r, err := projections.NewRunner(s.pool, s.store, quiet, projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, ps...)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	return r, func() { cancel(); <-done }, nil
+}
+
+func event(e domain.Event) domain.EventData {
+	data, err := json.Marshal(e)
+	if err != nil {
+		panic(err)
+	}
+	v := 1
+	if ve, ok := e.(domain.Versioned); ok {
+		v = ve.SchemaVersion()
+	}
+	return domain.EventData{Type: e.EventType(), SchemaVersion: v, Data: data}
+}
+
+// fill appends total events, half to accounts (an opening and deposits)
+// and half to orders (placed, eight items, submitted), with 8 writers.
+func (s *stack) fill(ctx context.Context, total int) error {
+	now := time.Now().UTC()
+	var streams []func() (string, []domain.EventData)
+	for a := 0; a < total/2/50; a++ {
+		streams = append(streams, func() (string, []domain.EventData) {
+			evs := []domain.EventData{event(domain.AccountOpened{Owner: "bench", Currency: "EUR", OpenedAt: now})}
+			for v := 1; v < 50; v++ {
+				evs = append(evs, event(domain.MoneyDeposited{Amount: 10, BalanceAfter: int64(10 * v)}))
+			}
+			return fmt.Sprintf("account-b%06d", a), evs
+		})
+	}
+	for o := 0; o < total/2/10; o++ {
+		streams = append(streams, func() (string, []domain.EventData) {
+			evs := []domain.EventData{event(domain.OrderPlaced{CustomerID: fmt.Sprintf("c%d", o%100), Currency: "EUR", PlacedAt: now})}
+			var sum int64
+			for i := 0; i < 8; i++ {
+				sum += 300
+				evs = append(evs, event(domain.OrderItemAdded{Sku: fmt.Sprintf("sku-%d", i), Quantity: 3, UnitPrice: 100, LineTotal: 300, OrderTotal: sum}))
+			}
+			evs = append(evs, event(domain.OrderSubmitted{Subtotal: sum, Total: sum, Currency: "EUR", ItemCount: 24, SubmittedAt: now}))
+			return fmt.Sprintf("order-b%06d", o), evs
+		})
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(streams) || ctx.Err() != nil {
+					return
+				}
+				id, evs := streams[i]()
+				if _, err := s.store.Append(ctx, id, domain.ExpectNoStream, evs...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func (s *stack) head(ctx context.Context) (int64, error) {
+	p, err := s.raw.ReadAll(ctx, eventstore.AllQuery{Limit: 1})
+	return p.Head, err
+}
+
+// rebuild: building the account and order read models from 200,000
+// events, against reading the same events with pgx in position order.
+func (e *env) rebuild(ctx context.Context) (measure, error) {
+	total := 200_000
+	if e.quick {
+		total = 20_000
+	}
+	s, err := e.stack(ctx, "rebuild", 100)
+	if err != nil {
+		return measure{}, err
+	}
+	defer s.drop()
+	if err := s.fill(ctx, total); err != nil {
+		return measure{}, fmt.Errorf("fill: %w", err)
+	}
+	head, err := s.head(ctx)
+	if err != nil {
+		return measure{}, err
+	}
+
+	// Baseline: every event, all columns, in position order.
+	start := time.Now()
+	rows, err := s.pool.Query(ctx, `SELECT position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at FROM events ORDER BY position`)
+	if err != nil {
+		return measure{}, err
+	}
+	n := 0
+	for rows.Next() {
+		var (
+			pos, version int64
+			id, stream   string
+			typ          string
+			sv           int
+			data, meta   []byte
+			at           time.Time
+		)
+		if err := rows.Scan(&pos, &id, &stream, &version, &typ, &sv, &data, &meta, &at); err != nil {
+			rows.Close()
+			return measure{}, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return measure{}, err
+	}
+	scan := time.Since(start)
+
+	start = time.Now()
+	r, stop, err := s.runProjections(ctx, projections.Accounts{}, projections.Orders{})
+	if err != nil {
+		return measure{}, err
+	}
+	defer stop()
+	positions := projections.NewPositions(s.pool, r.Progress)
+	if err := positions.WaitFor(ctx, []string{"accounts", "orders"}, head, 10*time.Minute); err != nil {
+		return measure{}, fmt.Errorf("rebuild: %w", err)
+	}
+	built := time.Since(start)
+	return measure{Value: float64(total) / built.Seconds(), Baseline: float64(n) / scan.Seconds(),
+		Notes: fmt.Sprintf("%d events: rebuilt in %s, scanned in %s", total, built.Round(time.Millisecond), scan.Round(time.Millisecond))}, nil
+}
+
+// lag: commit-to-read-model latency (a command's position reaching the
+// accounts read model, as a query with atLeast waits for it) while 32
+// writers run deposits at 80% of the rate they reach unpaced.
+func (e *env) lag(ctx context.Context) (measure, error) {
+	const writers = 32
+	s, err := e.stack(ctx, "lag", 100)
+	if err != nil {
+		return measure{}, err
+	}
+	defer s.drop()
+	r, stop, err := s.runProjections(ctx, projections.Accounts{})
+	if err != nil {
+		return measure{}, err
+	}
+	defer stop()
+	positions := projections.NewPositions(s.pool, r.Progress)
+	for w := 0; w < writers; w++ {
+		if _, err := domain.Execute(ctx, s.commands, domain.Accounts, domain.OpenAccount{AccountID: fmt.Sprintf("w%d", w), Owner: "b", Currency: "EUR"}, domain.CommandMeta{}); err != nil {
+			return measure{}, err
+		}
+	}
+	deposit := func(ctx context.Context, w int) (domain.Result, error) {
+		return domain.Execute(ctx, s.commands, domain.Accounts, domain.DepositMoney{AccountID: fmt.Sprintf("w%d", w), Amount: 1}, domain.CommandMeta{})
+	}
+	// The unpaced rate.
+	max, _, err := load(ctx, writers, e.duration()/2, func(ctx context.Context, w, _ int) error {
+		_, err := deposit(ctx, w)
+		return err
+	})
+	if err != nil {
+		return measure{}, err
+	}
+	// 80% of it, paced, each commit timed to the read model.
+	rate := 0.8 * max
+	interval := time.Duration(float64(time.Second) * writers / rate)
+	var mu sync.Mutex
+	var lags []time.Duration
+	done, _, err := load(ctx, writers, e.duration(), func(ctx context.Context, w, i int) error {
+		t0 := time.Now()
+		res, err := deposit(ctx, w)
+		if err != nil {
+			return err
+		}
+		committed := time.Now()
+		if err := positions.WaitFor(ctx, []string{"accounts"}, res.Position, 30*time.Second); err != nil {
+			return err
+		}
+		mu.Lock()
+		lags = append(lags, time.Since(committed))
+		mu.Unlock()
+		if rest := interval - time.Since(t0); rest > 0 {
+			select {
+			case <-time.After(rest):
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return measure{}, err
+	}
+	slices.Sort(lags)
+	p99 := quantile(lags, .99)
+	return measure{Value: float64(p99.Microseconds()) / 1000,
+		Notes: fmt.Sprintf("at %.0f commands/s (max %.0f): p50 %s p99 %s max %s", done, max, quantile(lags, .5).Round(10*time.Microsecond), p99.Round(10*time.Microsecond), lags[len(lags)-1].Round(10*time.Microsecond))}, nil
+}
+
+// aggregateLoad: loading an account with 100,000 events with snapshots on,
+// against loading one with 100 events.
+func (e *env) aggregateLoad(ctx context.Context) (measure, error) {
+	long := 100_000
+	if e.quick {
+		long = 10_000
+	}
+	s, err := e.stack(ctx, "load", 100)
+	if err != nil {
+		return measure{}, err
+	}
+	defer s.drop()
+	for _, a := range []struct {
+		id     string
+		events int
+	}{{"short", 100}, {"long", long}} {
+		if _, err := domain.Execute(ctx, s.commands, domain.Accounts, domain.OpenAccount{AccountID: a.id, Owner: "b", Currency: "EUR"}, domain.CommandMeta{}); err != nil {
+			return measure{}, err
+		}
+		// Deposits through the command service, which snapshots as it goes;
+		// the rest of the history in bulk to keep the set-up short.
+		for v := 1; v < a.events; v += 1000 {
+			var batch []domain.EventData
+			for j := v; j < min(v+1000, a.events); j++ {
+				batch = append(batch, event(domain.MoneyDeposited{Amount: 1, BalanceAfter: int64(j)}))
+			}
+			if _, err := s.store.Append(ctx, domain.Accounts.StreamID(a.id), domain.ExpectAny, batch...); err != nil {
+				return measure{}, err
+			}
+		}
+		if a.id == "short" {
+			continue
+		}
+		// Commands up to the next multiple of 100 write a snapshot, as the
+		// command service does in production as a stream grows.
+		for i := 0; i < 100; i++ {
+			if _, err := domain.Execute(ctx, s.commands, domain.Accounts, domain.DepositMoney{AccountID: a.id, Amount: 1}, domain.CommandMeta{}); err != nil {
+				return measure{}, err
+			}
+		}
+	}
+	timeLoad := func(id string) (time.Duration, error) {
+		const n = 200
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, _, err := domain.Load(ctx, s.commands, domain.Accounts, id); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start) / n, nil
+	}
+	short, err := timeLoad("short")
+	if err != nil {
+		return measure{}, err
+	}
+	longT, err := timeLoad("long")
+	if err != nil {
+		return measure{}, err
+	}
+	var snap int64
+	_ = s.pool.QueryRow(ctx, `SELECT coalesce(max(stream_version), 0) FROM snapshots WHERE stream_id = $1`, domain.Accounts.StreamID("long")).Scan(&snap)
+	return measure{Value: float64(longT.Microseconds()) / 1000, Baseline: float64(short.Microseconds()) / 1000,
+		Notes: fmt.Sprintf("%d events (snapshot at %d): %s; 100 events: %s", long+100, snap, longT.Round(time.Microsecond), short.Round(time.Microsecond))}, nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// scenarios are the measurements, in the order they run and print.
+func scenarios() []scenario {
+	ratioAtLeast := func(min float64) func(result) bool {
+		return func(r result) bool { return r.Ratio >= min }
+	}
+	return []scenario{
+		{name: "mutations", path: "single-event GraphQL mutations over HTTP, 32 clients, new aggregates", baseline: "pgx: single-row insert transactions, 32 clients",
+			unit: "events/s", higher: true, target: ">= 1.0x", met: ratioAtLeast(1.0), run: func(ctx context.Context, e *env) (measure, error) { return e.mutations(ctx) }},
+		{name: "batches", path: "100-event appendEvents over HTTP, 8 clients", baseline: "pgx: 100-row insert transactions, 8 clients",
+			unit: "events/s", higher: true, target: ">= 0.4x", met: ratioAtLeast(0.4), run: func(ctx context.Context, e *env) (measure, error) { return e.batches(ctx) }},
+		{name: "rebuild", path: "projection rebuild of 200,000 events (accounts and orders)", baseline: "pgx: scan of the same events in position order",
+			unit: "events/s", higher: true, target: ">= 0.5x", met: ratioAtLeast(0.5), run: func(ctx context.Context, e *env) (measure, error) { return e.rebuild(ctx) }},
+		{name: "lag", path: "commit-to-read-model p99 at 80% of max command load", unit: "ms", target: "p99 <= 50 ms",
+			met: func(r result) bool { return r.Median <= 50 }, run: func(ctx context.Context, e *env) (measure, error) { return e.lag(ctx) }},
+		{name: "typename", path: "{ __typename } over HTTP, 32 clients", baseline: "net/http handler returning the same JSON",
+			unit: "requests/s", higher: true, target: ">= 0.85x", met: ratioAtLeast(0.85), run: func(ctx context.Context, e *env) (measure, error) { return e.queries(ctx, typenameQuery) }},
+		{name: "readquery", path: "account read-model query over HTTP, 32 clients", baseline: "net/http handler returning the same JSON",
+			unit: "requests/s", higher: true, run: func(ctx context.Context, e *env) (measure, error) { return e.queries(ctx, accountQuery) }},
+		{name: "fanout1k", path: "event subscription fan-out to 1,000 websocket clients at 1,000 events/s", baseline: "raw gorilla/websocket broadcast of a pre-encoded message",
+			unit: "messages/s", higher: true, target: ">= 0.5x", met: ratioAtLeast(0.5), run: func(ctx context.Context, e *env) (measure, error) { return e.fanout(ctx, 1000) }},
+		{name: "fanout10k", path: "event subscription fan-out to 10,000 websocket clients at 1,000 events/s", baseline: "raw gorilla/websocket broadcast of a pre-encoded message",
+			unit: "messages/s", higher: true, target: ">= 0.5x and p99 <= 15 ms",
+			met: func(r result) bool { return r.Ratio >= 0.5 && r.Extra["p99ms"] <= 15 }, run: func(ctx context.Context, e *env) (measure, error) { return e.fanout(ctx, 10_000) }},
+		{name: "wsmemory", path: "memory per idle websocket subscription (10,000 connections)", unit: "KB", target: "<= 20 KB",
+			met: func(r result) bool { return r.Median <= 20 }, run: func(ctx context.Context, e *env) (measure, error) { return e.idleMemory(ctx) }},
+		{name: "aggregateload", path: "loading an aggregate of 100,000 events (snapshots on)", baseline: "loading one of 100 events",
+			unit: "ms", target: "<= 2x", met: func(r result) bool { return r.Median <= 2*r.BaseMed }, run: func(ctx context.Context, e *env) (measure, error) { return e.aggregateLoad(ctx) }},
+	}
+}
+
+// printTable writes the results as a Markdown table.
+func printTable(w io.Writer, results []result) {
+	fmt.Fprintln(w, "| scenario | cqrsgate: median [min-max] | baseline: median [min-max] | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, r := range results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "| %s | error: %s | | | %s | no |\n", r.Path, strings.ReplaceAll(r.Error, "|", "/"), r.Target)
+			continue
+		}
+		base, ratio := "-", "-"
+		if r.BaseName != "" {
+			base = fmt.Sprintf("%s %s [%s-%s] (%s)", num(r.BaseMed), r.Unit, num(r.BaseMin), num(r.BaseMax), r.BaseName)
+			ratio = fmt.Sprintf("%.2fx", r.Ratio)
+		}
+		met := "-"
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "no"}[*r.Met]
+		}
+		extra := ""
+		if p, ok := r.Extra["p99ms"]; ok {
+			extra = fmt.Sprintf("; p99 %s ms", num(p))
+		}
+		fmt.Fprintf(w, "| %s | %s %s [%s-%s]%s | %s | %s | %s | %s |\n", r.Path, num(r.Median), r.Unit, num(r.Min), num(r.Max), extra, base, ratio, r.Target, met)
+	}
+}

@@ -27,6 +27,17 @@
 //     events in one statement, which assigns the transaction id and the
 //     positions; release the allocation lock; COMMIT; then NOTIFY.
 //
+// Concurrent appends in one process are grouped (group commit): appends
+// that queue while a batch is being written go into the next batch, which
+// takes the same two round trips for all of them: it locks every stream of
+// the batch (in key order), checks each append's expected version and event
+// ids on its own, and inserts the events of those that pass in one INSERT
+// and one commit. An append's outcome (success, ErrWrongExpectedVersion, an
+// idempotent duplicate) is its own; a batch never holds two appends to one
+// stream, and a batch that fails as a whole before committing is retried
+// one append at a time. Grouping needs no timer: a lone append is written at
+// once, and up to four batches are in flight together.
+//
 // # Gap safety
 //
 // Positions come from a sequence, and sequences are not transactional: a

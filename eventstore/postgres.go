@@ -38,6 +38,8 @@ type Postgres struct {
 	// beforeCommit, set only by tests, runs after the insert with the
 	// transaction still open; an error rolls the append back.
 	beforeCommit func(ctx context.Context, stream string) error
+	// group batches concurrent appends (see group.go).
+	group grouper
 }
 
 var _ Store = (*Postgres)(nil)
@@ -63,6 +65,14 @@ func (s *Postgres) Append(ctx context.Context, stream string, expected domain.Ex
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
+	if s.beforeCommit != nil { // tests that hold a transaction open append alone
+		return s.appendAlone(ctx, stream, expected, events, prepared)
+	}
+	return s.appendGrouped(ctx, stream, expected, events, prepared)
+}
+
+// appendAlone appends in a transaction of its own.
+func (s *Postgres) appendAlone(ctx context.Context, stream string, expected domain.ExpectedVersion, events, prepared []domain.EventData) (domain.AppendResult, error) {
 	// A concurrent append of the same event ids to another stream can make
 	// ours fail on the unique event id; the retry then sees the stored
 	// events and answers as an idempotent duplicate or a conflict.

@@ -1,0 +1,109 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/eventstore/eventstoretest"
+	"cqrsgate/internal/pgtest"
+)
+
+// TestGroupedAppendsKeepTheirOwnOutcomes: many appends at once (so they
+// are written in shared batches) each get their own outcome: the right
+// versions and positions, a conflict for a wrong expected version, an
+// idempotent answer for a retry, and for two appends carrying the same new
+// event id, exactly one success.
+func TestGroupedAppendsKeepTheirOwnOutcomes(t *testing.T) {
+	ctx := context.Background()
+	s := newPostgres(t, pgtest.NewPool(t))
+	for i := 0; i < 40; i++ { // streams at version 1
+		if _, err := s.Append(ctx, fmt.Sprintf("g-%d", i), domain.ExpectNoStream, eventstoretest.Ev("Seeded", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry := eventstoretest.Ev("Retried", 0)
+	retry.ID = "0194f1a6-0000-7000-8000-000000000001"
+	first, err := s.Append(ctx, "retry", domain.ExpectAny, retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := eventstoretest.Ev("Shared", 0)
+	shared.ID = "0194f1a6-0000-7000-8000-000000000002"
+
+	type outcome struct {
+		res domain.AppendResult
+		err error
+	}
+	outcomes := make([]outcome, 84)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range outcomes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var res domain.AppendResult
+			var err error
+			switch {
+			case i < 40: // right expected version
+				res, err = s.Append(ctx, fmt.Sprintf("g-%d", i), 1, eventstoretest.Ev("Next", i), eventstoretest.Ev("Next", i))
+			case i < 80: // wrong expected version
+				res, err = s.Append(ctx, fmt.Sprintf("g-%d", i-40), 5, eventstoretest.Ev("Wrong", i))
+			case i < 82: // an idempotent retry
+				res, err = s.Append(ctx, "retry", domain.ExpectAny, retry)
+			default: // one new id, two streams
+				res, err = s.Append(ctx, fmt.Sprintf("shared-%d", i), domain.ExpectAny, shared)
+			}
+			outcomes[i] = outcome{res, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	positions := map[int64]bool{}
+	sharedWins := 0
+	for i, o := range outcomes {
+		switch {
+		case i < 40:
+			if o.err != nil || o.res.FirstVersion != 2 || o.res.LastVersion != 3 || o.res.LastPosition != o.res.FirstPosition+1 {
+				t.Errorf("append %d: %+v, %v", i, o.res, o.err)
+			}
+			for _, e := range o.res.Events {
+				if positions[e.Position] {
+					t.Errorf("position %d given twice", e.Position)
+				}
+				positions[e.Position] = true
+			}
+		case i < 80:
+			var wrong *eventstore.WrongExpectedVersionError
+			if !errors.As(o.err, &wrong) || wrong.Expected != 5 {
+				t.Errorf("append %d with a wrong expected version: %+v, %v", i, o.res, o.err)
+			}
+		case i < 82:
+			if o.err != nil || !o.res.Duplicate || o.res.LastPosition != first.LastPosition {
+				t.Errorf("retry %d: %+v, %v", i, o.res, o.err)
+			}
+		default:
+			if o.err == nil {
+				sharedWins++
+			} else if !errors.Is(o.err, eventstore.ErrDuplicateEventID) {
+				t.Errorf("shared id %d: %v", i, o.err)
+			}
+		}
+	}
+	if sharedWins != 1 {
+		t.Errorf("%d appends of one new event id succeeded, want 1", sharedWins)
+	}
+	// The log has every event once, in a gap-safe order.
+	page, err := s.ReadAll(ctx, eventstore.AllQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 40+1+80+1 {
+		t.Errorf("%d events in the log, want %d", len(page.Events), 40+1+80+1)
+	}
+}

@@ -157,8 +157,9 @@ func (e *env) rawInserts(ctx context.Context, clients, perTx int, d time.Duratio
 	return ops * float64(perTx), err
 }
 
-// mutations: single-event commands over HTTP, 32 clients, each on a new
-// aggregate, against single-row inserts by 32 pgx clients.
+// mutations: single-event commands over HTTP, 32 clients, each on an
+// aggregate of its own (a deposit into the client's account), against
+// single-row inserts by 32 pgx clients.
 func (e *env) mutations(ctx context.Context) (measure, error) {
 	const clients = 32
 	dbURL, drop, err := e.database(ctx, "mutations")
@@ -172,9 +173,15 @@ func (e *env) mutations(ctx context.Context) (measure, error) {
 	}
 	defer g.stop()
 	c := httpClient(clients)
-	const q = `mutation($id: ID!) { openAccount(input: {accountId: $id, owner: "b", currency: "EUR"}) { position } }`
-	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, i int) error {
-		_, err := gql(ctx, c, g.addr, q, map[string]any{"id": fmt.Sprintf("acc-%d-%d", cl, i)})
+	for cl := 0; cl < clients; cl++ {
+		if _, err := gql(ctx, c, g.addr, `mutation($id: ID!) { openAccount(input: {accountId: $id, owner: "b", currency: "EUR"}) { position } }`,
+			map[string]any{"id": fmt.Sprintf("acc-%d", cl)}); err != nil {
+			return measure{}, err
+		}
+	}
+	const q = `mutation($id: ID!) { depositMoney(input: {accountId: $id, amount: 1}) { position } }`
+	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, _ int) error {
+		_, err := gql(ctx, c, g.addr, q, map[string]any{"id": fmt.Sprintf("acc-%d", cl)})
 		return err
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ func scenarios() []scenario {
 		return func(r result) bool { return r.Ratio >= min }
 	}
 	return []scenario{
-		{name: "mutations", path: "single-event GraphQL mutations over HTTP, 32 clients, new aggregates", baseline: "pgx: single-row insert transactions, 32 clients",
+		{name: "mutations", path: "single-event GraphQL mutations (depositMoney) over HTTP, 32 clients, an account each", baseline: "pgx: single-row insert transactions, 32 clients",
 			unit: "events/s", higher: true, target: ">= 1.0x", met: ratioAtLeast(1.0), run: func(ctx context.Context, e *env) (measure, error) { return e.mutations(ctx) }},
 		{name: "batches", path: "100-event appendEvents over HTTP, 8 clients", baseline: "pgx: 100-row insert transactions, 8 clients",
 			unit: "events/s", higher: true, target: ">= 0.4x", met: ratioAtLeast(0.4), run: func(ctx context.Context, e *env) (measure, error) { return e.batches(ctx) }},

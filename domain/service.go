@@ -31,6 +31,9 @@ type ServiceOptions struct {
 	MaxRetries int
 	// Observe, when set, is told the outcome of every command (for metrics).
 	Observe func(CommandOutcome)
+	// CacheSize is how many aggregates' states the service keeps between
+	// commands (default 10,000; negative disables the cache).
+	CacheSize int
 }
 
 // CommandOutcome is what Execute reports to ServiceOptions.Observe.
@@ -55,6 +58,8 @@ type Service struct {
 	opts  ServiceOptions
 	// streams serialises this process's commands per aggregate.
 	streams keyLock
+	// cache holds recently commanded aggregates (nil: disabled).
+	cache *stateCache
 }
 
 // NewService returns a command service on store; now is the clock given to
@@ -66,7 +71,10 @@ func NewService(store EventStore, log *slog.Logger, now func() time.Time, opts S
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 10
 	}
-	return &Service{store: store, log: log, now: now, opts: opts}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 10_000
+	}
+	return &Service{store: store, log: log, now: now, opts: opts, cache: newStateCache(opts.CacheSize)}
 }
 
 // CommandMeta is what the caller knows about a command besides its content.
@@ -151,16 +159,23 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 }
 
 func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta, id, stream string) (Result, error) {
-	agg, version, snapVersion, err := load(ctx, s, k, id, stream)
+	agg, version, snapVersion, verified, err := loadForCommand(ctx, s, k, id, stream, meta.ExpectedVersion)
 	if err != nil {
 		return Result{}, err
 	}
+	current := true // as far as this process knows: false once the stream is known to have moved on
+	// The state goes back to the cache at the version it reflects, whatever
+	// the command's outcome (appended events are applied to it first).
+	defer func() {
+		s.cache.put(cacheEntry{stream: stream, agg: agg, version: version, snapVersion: snapVersion, current: current})
+	}()
 	if meta.IdempotencyKey != "" {
 		// Checked after loading: a first execution that commits after this
 		// check is caught by the event store (same derived event ids); one
 		// that committed before it is found here, even if the load missed it.
 		res, found, err := s.previousResult(ctx, stream, id, meta.IdempotencyKey)
 		if err != nil || found {
+			current = current && !found
 			return res, err
 		}
 	}
@@ -173,6 +188,23 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 		}
 	}
 	events, err := k.Decide(agg, cmd, s.now())
+	if (err != nil || len(events) == 0) && !verified {
+		// A refusal or a no-op is final only if decided on the current
+		// state (an append would have checked that; these write nothing).
+		if version, err = replay(ctx, s, k, id, stream, agg, version); err != nil {
+			current = false
+			return Result{}, err
+		}
+		if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
+			return Result{}, &Error{
+				Code:    Conflict,
+				Message: fmt.Sprintf("%s %s is at version %d, not the expected %d", k.Name, id, version, *meta.ExpectedVersion),
+				Details: map[string]any{"expectedVersion": *meta.ExpectedVersion, "actualVersion": version},
+				Err:     ErrWrongExpectedVersion,
+			}
+		}
+		events, err = k.Decide(agg, cmd, s.now())
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -200,16 +232,19 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	}
 	appended, err := s.store.Append(ctx, stream, expected, data...)
 	if err != nil {
+		current = false
 		return Result{}, err
 	}
 	if appended.Duplicate {
 		// A concurrent retry with the same key won the race.
+		current = false
 		return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events, Duplicate: true}, nil
 	}
 	for _, e := range events {
 		agg.Apply(e)
 	}
-	maybeSnapshot(ctx, s, k, agg, stream, snapVersion, appended.LastVersion)
+	version = appended.LastVersion
+	snapVersion = maybeSnapshot(ctx, s, k, agg, stream, snapVersion, appended.LastVersion)
 	return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events}, nil
 }
 
@@ -248,33 +283,21 @@ func load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id, stream s
 			return agg, 0, 0, err
 		}
 	}
-	const page = 1000
-	for {
-		evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: version + 1, Limit: page})
-		if err != nil {
-			return agg, 0, 0, err
-		}
-		for _, re := range evs {
-			e, err := k.Decode(re.Type, re.SchemaVersion, re.Data)
-			if err != nil {
-				return agg, 0, 0, fmt.Errorf("%s %s: event %d: %w", k.Name, id, re.StreamVersion, err)
-			}
-			agg.Apply(e)
-			version = re.StreamVersion
-		}
-		if len(evs) < page {
-			return agg, version, snapVersion, nil
-		}
+	version, err := replay(ctx, s, k, id, stream, agg, version)
+	if err != nil {
+		return agg, 0, 0, err
 	}
+	return agg, version, snapVersion, nil
 }
 
 // maybeSnapshot saves the state when at least SnapshotEvery events have
 // been written since the snapshot the state was loaded from, so that loading
 // never replays more than about that many events. A failure is logged, not
-// returned: the events are stored, and the next command tries again.
-func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg A, stream string, snapVersion, version int64) {
+// returned: the events are stored, and the next command tries again. It
+// returns the version of the latest snapshot.
+func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg A, stream string, snapVersion, version int64) int64 {
 	if k.SaveState == nil || s.opts.SnapshotEvery <= 0 || version-snapVersion < int64(s.opts.SnapshotEvery) {
-		return
+		return snapVersion
 	}
 	state, err := k.SaveState(agg)
 	if err == nil {
@@ -282,7 +305,9 @@ func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "domain: saving a snapshot failed", "stream", stream, "version", version, "err", err)
+		return snapVersion
 	}
+	return version
 }
 
 func validateAggregateID(id string) error {

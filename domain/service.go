@@ -180,12 +180,7 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 		}
 	}
 	if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
-		return Result{}, &Error{
-			Code:    Conflict,
-			Message: fmt.Sprintf("%s %s is at version %d, not the expected %d", k.Name, id, version, *meta.ExpectedVersion),
-			Details: map[string]any{"expectedVersion": *meta.ExpectedVersion, "actualVersion": version},
-			Err:     ErrWrongExpectedVersion,
-		}
+		return Result{}, versionConflict(k.Name, id, version, *meta.ExpectedVersion)
 	}
 	events, err := k.Decide(agg, cmd, s.now())
 	if (err != nil || len(events) == 0) && !verified {
@@ -196,12 +191,7 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 			return Result{}, err
 		}
 		if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
-			return Result{}, &Error{
-				Code:    Conflict,
-				Message: fmt.Sprintf("%s %s is at version %d, not the expected %d", k.Name, id, version, *meta.ExpectedVersion),
-				Details: map[string]any{"expectedVersion": *meta.ExpectedVersion, "actualVersion": version},
-				Err:     ErrWrongExpectedVersion,
-			}
+			return Result{}, versionConflict(k.Name, id, version, *meta.ExpectedVersion)
 		}
 		events, err = k.Decide(agg, cmd, s.now())
 	}
@@ -246,6 +236,17 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	version = appended.LastVersion
 	snapVersion = maybeSnapshot(ctx, s, k, agg, stream, snapVersion, appended.LastVersion)
 	return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events}, nil
+}
+
+// versionConflict is the Conflict of a command whose expected version is
+// not the aggregate's.
+func versionConflict(kind, id string, actual, expected int64) error {
+	return &Error{
+		Code:    Conflict,
+		Message: fmt.Sprintf("%s %s is at version %d, not the expected %d", kind, id, actual, expected),
+		Details: map[string]any{"expectedVersion": expected, "actualVersion": actual},
+		Err:     ErrWrongExpectedVersion,
+	}
 }
 
 // Load returns the current state of instance id of kind k and its version

@@ -382,6 +382,13 @@ func TestRebuildUnderLoad(t *testing.T) {
 	e := newEnv(t)
 	e.start(t, projections.Options{BatchSize: 50}, projections.Accounts{})
 	e.burst(t, 8, 10, "pre")
+	// The first version serves once it has caught up; queries before that
+	// have nothing to read.
+	pre := e.head(t)
+	waitFor(t, "the first version to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Position >= pre
+	})
 
 	stop := make(chan struct{})
 	queryErrs := make(chan error, 1)

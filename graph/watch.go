@@ -43,6 +43,7 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	ch := make(chan *T, 1)
 	go func() {
 		defer close(ch)
+		var sent int64 // the position of the last row sent (one row's feed only)
 		for e := range events {
 			if coalesce {
 			drain:
@@ -75,6 +76,14 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 			}
 			if !ok {
 				continue
+			}
+			if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
+				// A row read late already shows later changes: their own
+				// events would send the same state again.
+				if p.RowPosition() <= sent {
+					continue
+				}
+				sent = p.RowPosition()
 			}
 			select {
 			case ch <- row:

@@ -189,3 +189,31 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestRowSubscriptionsNeverRepeatAState: a row subscription resumed from
+// the start of a long history, once the read model has caught up, sends the
+// current row once, not once per replayed event.
+func TestRowSubscriptionsNeverRepeatAState(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR"})
+	var last result
+	for i := 0; i < 200; i++ {
+		last = g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 1})
+	}
+	var row struct{ Account struct{ Balance int } }
+	g.mustPost(`query($at: Position) { account(id: "a1", atLeast: $at) { balance } }`, map[string]any{"at": last.Position}, &row)
+	c := (&wsServer{url: "ws" + strings.TrimPrefix(g.url, "http")}).dial(t, graph.ProtocolTransportWS)
+	c.init()
+	c.send(subscribeMsg("s", balanceSub, map[string]any{"id": "a1", "after": 0}))
+	want := `{"data":{"accountChanged":{"balance":200,"position":` + itoa(last.Position) + `}}}`
+	for {
+		m := c.expect("next")
+		if string(m.Payload) == want {
+			break
+		}
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, data, err := c.conn.ReadMessage(); err == nil {
+		t.Fatalf("the same state again, or an older one: %s", data)
+	}
+}

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,7 +25,7 @@ var _ Projection = Orders{}
 func (Orders) Name() string { return "orders" }
 
 // Version implements Projection.
-func (Orders) Version() int { return 3 } // 2: subtotal and tax, from OrderSubmitted v2; 3: tenants
+func (Orders) Version() int { return 4 } // 2: subtotal and tax, from OrderSubmitted v2; 3: tenants; 4: bulk folding
 
 // EventTypes implements Projection.
 func (Orders) EventTypes() []string {
@@ -84,66 +85,220 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// Apply implements Projection.
+// Apply implements Projection. It folds the batch in memory (one row per
+// order touched, its lines, and per tenant, day and status the change in
+// the statistics) and writes in bulk: the orders and lines touched are read
+// once, written back with one statement each, the status history goes in
+// with COPY and the statistics with one upsert.
 func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
+	type row struct {
+		id, customer, currency, status string
+		total, items, subtotal, tax    int64
+		placedAt, updatedAt            time.Time
+		version, position              int64
+	}
+	type line struct {
+		quantity, price int64
+		removed         bool
+	}
+	type lineKey struct{ order, sku string }
+	type statKey struct{ tenant, status, day string } // day: the UTC date the order was placed
+	type stat struct{ orders, revenue int64 }
+
+	touched := map[string]*row{}
+	var ids, lineOrders []string
+	for _, re := range events {
+		id, _ := domain.Orders.IDOf(re.StreamID)
+		if _, ok := touched[id]; !ok {
+			touched[id] = nil
+			ids = append(ids, id)
+		}
+		if re.Type == "OrderItemAdded" || re.Type == "OrderItemRemoved" {
+			lineOrders = append(lineOrders, id)
+		}
+	}
 	b := &pgx.Batch{}
+	b.Queue(`SELECT id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position
+		FROM order_list WHERE id = ANY($1)`, ids)
+	b.Queue(`SELECT order_id, sku, quantity, unit_price FROM order_items WHERE order_id = ANY($1)`, lineOrders)
+	lines := map[lineKey]*line{}
+	err := func() error {
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r := &row{}
+			if err := rows.Scan(&r.id, &r.customer, &r.currency, &r.status, &r.total, &r.items, &r.subtotal, &r.tax, &r.placedAt, &r.updatedAt, &r.version, &r.position); err != nil {
+				rows.Close()
+				return err
+			}
+			touched[r.id] = r
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k lineKey
+			l := &line{}
+			if err := rows.Scan(&k.order, &k.sku, &l.quantity, &l.price); err != nil {
+				rows.Close()
+				return err
+			}
+			lines[k] = l
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return err
+	}
+
+	stats := map[statKey]*stat{}
+	move := func(r *row, status string, total int64) { // the order leaves its (status, total) for these
+		day := r.placedAt.UTC().Format(time.DateOnly)
+		tenant := domain.TenantOf(r.id)
+		from := stats[statKey{tenant, r.status, day}]
+		if from == nil {
+			from = &stat{}
+			stats[statKey{tenant, r.status, day}] = from
+		}
+		from.orders--
+		from.revenue -= r.total
+		to := stats[statKey{tenant, status, day}]
+		if to == nil {
+			to = &stat{}
+			stats[statKey{tenant, status, day}] = to
+		}
+		to.orders++
+		to.revenue += total
+		r.status, r.total = status, total
+	}
+	var history [][]any
 	for _, re := range events {
 		e, err := domain.Orders.Decode(re.Type, re.SchemaVersion, re.Data)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id, _ := domain.Orders.IDOf(re.StreamID) // qualified with the tenant
-		// stats moves this order's count and value between statuses of its day.
-		stats := func(newStatus string, newTotal any) {
-			b.Queue(`UPDATE order_stats s SET orders = s.orders - 1, revenue = s.revenue - o.total
-				FROM order_list o WHERE o.id = $1 AND s.tenant = o.tenant AND s.day = (o.placed_at AT TIME ZONE 'UTC')::date AND s.status = o.status`, id)
-			b.Queue(`INSERT INTO order_stats (tenant, day, status, orders, revenue)
-				SELECT tenant, (placed_at AT TIME ZONE 'UTC')::date, $2, 1, coalesce($3::bigint, total) FROM order_list WHERE id = $1
-				ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + 1, revenue = order_stats.revenue + excluded.revenue`,
-				id, newStatus, newTotal)
+		id, _ := domain.Orders.IDOf(re.StreamID)
+		r := touched[id]
+		if placed, ok := e.(domain.OrderPlaced); ok {
+			if r != nil {
+				return fmt.Errorf("order %s placed twice (position %d)", id, re.Position)
+			}
+			r = &row{id: id, customer: placed.CustomerID, currency: placed.Currency, placedAt: placed.PlacedAt}
+			touched[id] = r
+			k := statKey{domain.TenantOf(id), domain.StatusOpen, placed.PlacedAt.UTC().Format(time.DateOnly)}
+			if stats[k] == nil {
+				stats[k] = &stat{}
+			}
+			stats[k].orders++
+			r.status = domain.StatusOpen
 		}
-		touch := func(set string, args ...any) {
-			all := append([]any{id, re.StreamVersion, re.Position, re.RecordedAt}, args...)
-			b.Queue(`UPDATE order_list SET version = $2, position = $3, updated_at = $4`+set+` WHERE id = $1`, all...)
+		if r == nil {
+			return fmt.Errorf("event %s at %d for order %s, which was never placed", re.Type, re.Position, id)
 		}
-		history := func(status, reason string) {
-			b.Queue(`INSERT INTO order_status_history (order_id, version, status, reason, at) VALUES ($1, $2, $3, $4, $5)`,
-				id, re.StreamVersion, status, reason, re.RecordedAt)
-		}
+		reason := ""
 		switch e := e.(type) {
 		case domain.OrderPlaced:
-			b.Queue(`INSERT INTO order_list (id, customer_id, currency, status, placed_at, updated_at, version, position)
-				VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, $7)`, id, e.CustomerID, e.Currency, e.PlacedAt, re.RecordedAt, re.StreamVersion, re.Position)
-			b.Queue(`INSERT INTO order_stats (tenant, day, status, orders) VALUES ($2, ($1::timestamptz AT TIME ZONE 'UTC')::date, 'OPEN', 1)
-				ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + 1`, e.PlacedAt, domain.TenantOf(id))
-			history(domain.StatusOpen, "")
+			history = append(history, []any{id, re.StreamVersion, domain.StatusOpen, "", re.RecordedAt})
 		case domain.OrderItemAdded:
-			b.Queue(`INSERT INTO order_items (order_id, sku, quantity, unit_price) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (order_id, sku) DO UPDATE SET quantity = order_items.quantity + excluded.quantity, unit_price = excluded.unit_price`,
-				id, e.Sku, e.Quantity, e.UnitPrice)
-			stats(domain.StatusOpen, e.OrderTotal)
-			touch(", total = $5, item_count = item_count + $6", e.OrderTotal, e.Quantity)
+			l := lines[lineKey{id, e.Sku}]
+			if l == nil || l.removed {
+				l = &line{}
+				lines[lineKey{id, e.Sku}] = l
+			}
+			l.quantity += e.Quantity
+			l.price = e.UnitPrice
+			r.items += e.Quantity
+			move(r, domain.StatusOpen, e.OrderTotal)
 		case domain.OrderItemRemoved:
-			b.Queue(`DELETE FROM order_items WHERE order_id = $1 AND sku = $2`, id, e.Sku)
-			stats(domain.StatusOpen, e.OrderTotal)
-			touch(", total = $5, item_count = item_count - $6", e.OrderTotal, e.Quantity)
+			lines[lineKey{id, e.Sku}] = &line{removed: true}
+			r.items -= e.Quantity
+			move(r, domain.StatusOpen, e.OrderTotal)
 		case domain.OrderSubmitted:
-			stats(domain.StatusSubmitted, nil)
-			touch(", status = 'SUBMITTED', subtotal = $5, tax = $6, total = $7", e.Subtotal, e.Tax, e.Total)
-			history(domain.StatusSubmitted, "")
+			r.subtotal, r.tax = e.Subtotal, e.Tax
+			move(r, domain.StatusSubmitted, e.Total)
+			history = append(history, []any{id, re.StreamVersion, domain.StatusSubmitted, "", re.RecordedAt})
 		case domain.OrderConfirmed:
-			stats(domain.StatusConfirmed, nil)
-			touch(", status = 'CONFIRMED'")
-			history(domain.StatusConfirmed, "")
+			move(r, domain.StatusConfirmed, r.total)
+			history = append(history, []any{id, re.StreamVersion, domain.StatusConfirmed, "", re.RecordedAt})
 		case domain.OrderShipped:
-			stats(domain.StatusShipped, nil)
-			touch(", status = 'SHIPPED'")
-			history(domain.StatusShipped, e.TrackingNumber)
+			move(r, domain.StatusShipped, r.total)
+			reason = e.TrackingNumber
+			history = append(history, []any{id, re.StreamVersion, domain.StatusShipped, reason, re.RecordedAt})
 		case domain.OrderCancelled:
-			stats(domain.StatusCancelled, nil)
-			touch(", status = 'CANCELLED'")
-			history(domain.StatusCancelled, e.Reason)
+			move(r, domain.StatusCancelled, r.total)
+			history = append(history, []any{id, re.StreamVersion, domain.StatusCancelled, e.Reason, re.RecordedAt})
+		}
+		r.version, r.position, r.updatedAt = re.StreamVersion, re.Position, re.RecordedAt
+	}
+
+	n := len(ids)
+	var (
+		idCol, customers, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		totals, counts, subtotals, taxes       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		placedAts, updatedAts                  = make([]time.Time, n), make([]time.Time, n)
+		versions, positions                    = make([]int64, n), make([]int64, n)
+	)
+	for i, id := range ids {
+		r := touched[id]
+		idCol[i], customers[i], currencies[i], statuses[i] = r.id, r.customer, r.currency, r.status
+		totals[i], counts[i], subtotals[i], taxes[i] = r.total, r.items, r.subtotal, r.tax
+		placedAts[i], updatedAts[i], versions[i], positions[i] = r.placedAt, r.updatedAt, r.version, r.position
+	}
+	w := &pgx.Batch{}
+	w.Queue(`INSERT INTO order_list (id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[])
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total, item_count = excluded.item_count, subtotal = excluded.subtotal,
+			tax = excluded.tax, updated_at = excluded.updated_at, version = excluded.version, position = excluded.position`,
+		idCol, customers, currencies, statuses, totals, counts, subtotals, taxes, placedAts, updatedAts, versions, positions)
+	var delOrders, delSkus, upOrders, upSkus []string
+	var upQty, upPrice []int64
+	for k, l := range lines {
+		if l.removed {
+			delOrders, delSkus = append(delOrders, k.order), append(delSkus, k.sku)
+		} else {
+			upOrders, upSkus, upQty, upPrice = append(upOrders, k.order), append(upSkus, k.sku), append(upQty, l.quantity), append(upPrice, l.price)
 		}
 	}
-	return tx.SendBatch(ctx, b).Close()
+	if len(delOrders) > 0 {
+		w.Queue(`DELETE FROM order_items i USING unnest($1::text[], $2::text[]) AS d(order_id, sku) WHERE i.order_id = d.order_id AND i.sku = d.sku`, delOrders, delSkus)
+	}
+	if len(upOrders) > 0 {
+		w.Queue(`INSERT INTO order_items (order_id, sku, quantity, unit_price) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+			ON CONFLICT (order_id, sku) DO UPDATE SET quantity = excluded.quantity, unit_price = excluded.unit_price`, upOrders, upSkus, upQty, upPrice)
+	}
+	var sTenants, sStatuses, sDays []string
+	var sOrders, sRevenue []int64
+	for k, d := range stats {
+		if d.orders != 0 || d.revenue != 0 {
+			sTenants, sStatuses, sDays = append(sTenants, k.tenant), append(sStatuses, k.status), append(sDays, k.day)
+			sOrders, sRevenue = append(sOrders, d.orders), append(sRevenue, d.revenue)
+		}
+	}
+	if len(sTenants) > 0 {
+		w.Queue(`INSERT INTO order_stats (tenant, day, status, orders, revenue)
+			SELECT t, d::date, s, o, r FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(t, d, s, o, r)
+			ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + excluded.orders, revenue = order_stats.revenue + excluded.revenue`,
+			sTenants, sDays, sStatuses, sOrders, sRevenue)
+		// A status no order of the day is in any more has no row, however
+		// the changes were batched.
+		w.Queue(`DELETE FROM order_stats o USING unnest($1::text[], $2::text[], $3::text[]) AS u(t, d, s)
+			WHERE o.tenant = u.t AND o.day = u.d::date AND o.status = u.s AND o.orders = 0 AND o.revenue = 0`, sTenants, sDays, sStatuses)
+	}
+	if err := tx.SendBatch(ctx, w).Close(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	if len(history) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"order_status_history"}, []string{"order_id", "version", "status", "reason", "at"}, pgx.CopyFromRows(history)); err != nil {
+			return fmt.Errorf("order status history: %w", err)
+		}
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ import (
 
 // Options tune the Runner. Zero values mean the defaults.
 type Options struct {
-	// BatchSize is the most events applied in one transaction (default 500).
+	// BatchSize is the most events applied in one transaction (default 2000).
 	BatchSize int
 	// MaxFailures is how often an event is retried before the projection
 	// stops in the FAILED state (default 5).
@@ -40,7 +40,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.BatchSize <= 0 {
-		o.BatchSize = 500
+		o.BatchSize = 2000
 	}
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 5

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"cqrsgate/domain"
 )
@@ -133,20 +134,49 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if len(batch) == 1 {
-		r := batch[0]
-		res, err := s.appendAlone(bctx, r.stream, r.expected, r.original, r.events)
-		r.done <- groupResult{res, err}
+		s.appendOne(bctx, batch[0])
 		return false
 	}
 	pending, err := s.writeBatch(bctx, batch)
 	if err != nil {
 		s.log.DebugContext(ctx, "eventstore: a grouped append failed as a whole; appending one by one", "appends", len(pending), "err", err)
 		for _, r := range pending {
-			res, err := s.appendAlone(bctx, r.stream, r.expected, r.original, r.events)
-			r.done <- groupResult{res, err}
+			s.appendOne(bctx, r)
 		}
 	}
 	return false
+}
+
+// Errors of a batch's INSERT that say another writer got there first.
+var (
+	errEventIDRace       = errors.New("event id inserted concurrently")
+	errStreamVersionRace = errors.New("stream version inserted concurrently")
+)
+
+// appendOne writes r in a batch of its own and answers it. A concurrent
+// append of the same event ids elsewhere can make the insert fail on the
+// unique event id; the retry then finds the stored events and answers as an
+// idempotent duplicate or a conflict.
+func (s *Postgres) appendOne(ctx context.Context, r *groupRequest) {
+	for attempt := 0; ; attempt++ {
+		_, err := s.writeBatch(ctx, []*groupRequest{r})
+		switch {
+		case err == nil:
+			return // answered
+		case errors.Is(err, errEventIDRace) && attempt < 2:
+			continue
+		case errors.Is(err, errEventIDRace):
+			err = duplicateID("append to %q: event ids were appended concurrently elsewhere", r.stream)
+		case errors.Is(err, errStreamVersionRace):
+			// A writer that does not take the stream lock; the unique index caught it.
+			actual, verr := s.StreamVersion(ctx, r.stream)
+			if err = verr; err == nil {
+				err = wrongVersion(r.stream, r.expected, actual)
+			}
+		}
+		r.done <- groupResult{err: err}
+		return
+	}
 }
 
 // writeBatch writes batch in one transaction and answers its appends. On an
@@ -194,12 +224,19 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS t(k)", keys) // in array order
-	b.Queue("SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id", streams)
-	b.Queue(`SELECT i.req, i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
+	// One max per stream, so that each is read from the end of the
+	// (stream_id, stream_version) index rather than aggregated over the stream.
+	b.Queue("SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s), 0) FROM unnest($1::text[]) AS s", streams)
+	// Ids the store generated itself cannot be stored yet: only appends
+	// that bring their own ids need the idempotency look-up.
+	lookup := len(lookupIDs) > 0
+	if lookup {
+		b.Queue(`SELECT i.req, i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
 	        (e.event_type = i.typ AND e.schema_version = i.ver AND e.data = i.dat::jsonb), e.data::text, e.metadata::text
 	   FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[]) AS i(req, ord, id, typ, ver, dat)
 	   JOIN events e ON e.event_id = i.id
 	  ORDER BY i.req, i.ord`, lookupReq, lookupOrd, lookupIDs, lookupTyps, lookupVers, lookupData)
+	}
 	current := map[string]int64{}
 	stored := map[int][]storedEvent{}
 	br := conn.SendBatch(ctx, b)
@@ -226,6 +263,9 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		if !lookup {
+			return nil
 		}
 		rows, err = br.Query()
 		if err != nil {
@@ -289,8 +329,12 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	         RETURNING stream_id, stream_version, position, recorded_at`,
 		ids, sid, versions, typs, svs, datas, metas)
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
-	b.Queue("COMMIT")
-	b.Queue("SELECT pg_notify($1, (SELECT max(position) FROM events WHERE event_id = ANY($2::uuid[]))::text)", NotifyChannel, ids)
+	commit := &pgx.Batch{}
+	commit.Queue("COMMIT")
+	commit.Queue("SELECT pg_notify($1, (SELECT max(position) FROM events WHERE event_id = ANY($2::uuid[]))::text)", NotifyChannel, ids)
+	if s.beforeCommit == nil {
+		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
+	}
 	type key struct {
 		stream  string
 		version int64
@@ -305,7 +349,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	committed := false
 	br = conn.SendBatch(ctx, b)
 	err = func() error {
-		defer br.Close()
+		defer func() { _ = br.Close() }() // br is replaced when the commit is sent separately
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -336,6 +380,17 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
+		if s.beforeCommit != nil { // tests hold the transaction open, or roll it back
+			if err := br.Close(); err != nil {
+				return err
+			}
+			for _, r := range insert {
+				if err := s.beforeCommit(ctx, r.stream); err != nil {
+					return err
+				}
+			}
+			br = conn.SendBatch(ctx, commit)
+		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
@@ -347,6 +402,13 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		return nil
 	}()
 	if err != nil && !committed {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key" {
+			return insert, errEventIDRace
+		}
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_stream_version_key" {
+			return insert, errStreamVersionRace
+		}
 		return insert, s.dbError("append", err)
 	}
 	if err != nil { // the commit's outcome is unknown

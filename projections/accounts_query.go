@@ -65,22 +65,8 @@ func NewAccountQueries(pool *pgxpool.Pool) *AccountQueries { return &AccountQuer
 
 // Account returns tenant's account id, or a NotFound *domain.Error.
 func (q *AccountQueries) Account(ctx context.Context, tenant, id string) (AccountSummary, error) {
-	qid, err := qualify(tenant, "id", id)
-	if err != nil {
-		return AccountSummary{}, err
-	}
-	rows, err := q.pool.Query(ctx, `SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE id = $1`, qid)
-	if err != nil {
-		return AccountSummary{}, readError("account", err)
-	}
-	a, err := pgx.CollectExactlyOneRow(rows, scanSummary)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return AccountSummary{}, domain.Errorf(domain.NotFound, "account %s not found", id)
-	}
-	if err != nil {
-		return AccountSummary{}, readError("account", err)
-	}
-	return a, nil
+	return rowByID(ctx, q.pool, "account", "id", tenant, id, `SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE id = $1`, scanSummary,
+		func() error { return domain.Errorf(domain.NotFound, "account %s not found", id) })
 }
 
 // Accounts returns up to first of tenant's accounts matching f, ordered by

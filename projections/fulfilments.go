@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -223,22 +222,8 @@ func scanFulfilment(r pgx.CollectableRow) (FulfilmentSummary, error) {
 // Fulfilment returns the saga of tenant's order orderID, or a NotFound
 // *domain.Error.
 func (q *FulfilmentQueries) Fulfilment(ctx context.Context, tenant, orderID string) (FulfilmentSummary, error) {
-	qid, err := qualify(tenant, "orderId", orderID)
-	if err != nil {
-		return FulfilmentSummary{}, err
-	}
-	rows, err := q.pool.Query(ctx, `SELECT `+fulfilmentColumns+` FROM readmodel.fulfilment_list WHERE id = $1`, qid)
-	if err != nil {
-		return FulfilmentSummary{}, readError("fulfilment", err)
-	}
-	f, err := pgx.CollectExactlyOneRow(rows, scanFulfilment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return FulfilmentSummary{}, domain.Errorf(domain.NotFound, "order %s has no fulfilment", orderID)
-	}
-	if err != nil {
-		return FulfilmentSummary{}, readError("fulfilment", err)
-	}
-	return f, nil
+	return rowByID(ctx, q.pool, "fulfilment", "orderId", tenant, orderID, `SELECT `+fulfilmentColumns+` FROM readmodel.fulfilment_list WHERE id = $1`, scanFulfilment,
+		func() error { return domain.Errorf(domain.NotFound, "order %s has no fulfilment", orderID) })
 }
 
 // Fulfilments returns up to first of tenant's sagas, those in state when

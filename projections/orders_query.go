@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -73,22 +72,8 @@ func scanOrder(r pgx.CollectableRow) (OrderSummary, error) {
 
 // Order returns tenant's order id, or a NotFound *domain.Error.
 func (q *OrderQueries) Order(ctx context.Context, tenant, id string) (OrderSummary, error) {
-	qid, err := qualify(tenant, "id", id)
-	if err != nil {
-		return OrderSummary{}, err
-	}
-	rows, err := q.pool.Query(ctx, `SELECT `+orderColumns+` FROM readmodel.order_list WHERE id = $1`, qid)
-	if err != nil {
-		return OrderSummary{}, readError("order", err)
-	}
-	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return OrderSummary{}, domain.Errorf(domain.NotFound, "order %s not found", id)
-	}
-	if err != nil {
-		return OrderSummary{}, readError("order", err)
-	}
-	return o, nil
+	return rowByID(ctx, q.pool, "order", "id", tenant, id, `SELECT `+orderColumns+` FROM readmodel.order_list WHERE id = $1`, scanOrder,
+		func() error { return domain.Errorf(domain.NotFound, "order %s not found", id) })
 }
 
 // Orders returns up to first of tenant's orders matching f in the order s

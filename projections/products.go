@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -105,22 +104,8 @@ func scanProduct(r pgx.CollectableRow) (CatalogueEntry, error) {
 
 // Product returns tenant's product sku, or a NotFound *domain.Error.
 func (q *ProductQueries) Product(ctx context.Context, tenant, sku string) (CatalogueEntry, error) {
-	qid, err := qualify(tenant, "sku", sku)
-	if err != nil {
-		return CatalogueEntry{}, err
-	}
-	rows, err := q.pool.Query(ctx, `SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE sku = $1`, qid)
-	if err != nil {
-		return CatalogueEntry{}, readError("product", err)
-	}
-	p, err := pgx.CollectExactlyOneRow(rows, scanProduct)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return CatalogueEntry{}, domain.Errorf(domain.NotFound, "product %s not found", sku)
-	}
-	if err != nil {
-		return CatalogueEntry{}, readError("product", err)
-	}
-	return p, nil
+	return rowByID(ctx, q.pool, "product", "sku", tenant, sku, `SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE sku = $1`, scanProduct,
+		func() error { return domain.Errorf(domain.NotFound, "product %s not found", sku) })
 }
 
 // Products returns up to first of tenant's products by SKU after the

@@ -1,6 +1,14 @@
 package projections
 
-import "cqrsgate/domain"
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+)
 
 // Read models key their rows by the tenant-qualified aggregate id
 // (domain.Qualify: "<tenant>~<id>", or "<id>" for the default tenant). A
@@ -29,4 +37,28 @@ func qualify(tenant, field, id string) (string, error) {
 		return "", err
 	}
 	return domain.Qualify(tenant, id), nil
+}
+
+// rowByID reads the row of tenant's id from query (which takes the
+// qualified id as $1). Errors: Invalid for an id holding the separator
+// (naming field), NotFound (notFound) when there is no row, Unavailable
+// while the read model is not built.
+func rowByID[T any](ctx context.Context, pool *pgxpool.Pool, what, field, tenant, id, query string, scan pgx.RowToFunc[T], notFound func() error) (T, error) {
+	var zero T
+	qid, err := qualify(tenant, field, id)
+	if err != nil {
+		return zero, err
+	}
+	rows, err := pool.Query(ctx, query, qid)
+	if err != nil {
+		return zero, readError(what, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return zero, notFound()
+	}
+	if err != nil {
+		return zero, readError(what, err)
+	}
+	return row, nil
 }

@@ -174,6 +174,20 @@ func (e *env) startGateway(ctx context.Context, dbURL string, extraEnv ...string
 	return start(ctx, cmd, addr, "/readyz")
 }
 
+// freshGateway runs the gateway on a new database named after the
+// scenario; done stops it and drops the database.
+func (e *env) freshGateway(ctx context.Context, name string) (g *process, dbURL string, done func(), err error) {
+	dbURL, drop, err := e.database(ctx, name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if g, err = e.startGateway(ctx, dbURL); err != nil {
+		drop()
+		return nil, "", nil, err
+	}
+	return g, dbURL, func() { g.stop(); drop() }, nil
+}
+
 // startBaseline runs this executable as one of the baseline servers.
 func (e *env) startBaseline(ctx context.Context, flagName string) (*process, error) {
 	addr, err := freeAddr()

@@ -162,16 +162,11 @@ func (e *env) rawInserts(ctx context.Context, clients, perTx int, d time.Duratio
 // single-row inserts by 32 pgx clients.
 func (e *env) mutations(ctx context.Context) (measure, error) {
 	const clients = 32
-	dbURL, drop, err := e.database(ctx, "mutations")
+	g, _, done, err := e.freshGateway(ctx, "mutations")
 	if err != nil {
 		return measure{}, err
 	}
-	defer drop()
-	g, err := e.startGateway(ctx, dbURL)
-	if err != nil {
-		return measure{}, err
-	}
-	defer g.stop()
+	defer done()
 	c := httpClient(clients)
 	for cl := 0; cl < clients; cl++ {
 		if _, err := gql(ctx, c, g.addr, `mutation($id: ID!) { openAccount(input: {accountId: $id, owner: "b", currency: "EUR"}) { position } }`,
@@ -198,16 +193,11 @@ func (e *env) mutations(ctx context.Context) (measure, error) {
 // inserts by 8 pgx clients.
 func (e *env) batches(ctx context.Context) (measure, error) {
 	const clients, size = 8, 100
-	dbURL, drop, err := e.database(ctx, "batches")
+	g, _, done, err := e.freshGateway(ctx, "batches")
 	if err != nil {
 		return measure{}, err
 	}
-	defer drop()
-	g, err := e.startGateway(ctx, dbURL)
-	if err != nil {
-		return measure{}, err
-	}
-	defer g.stop()
+	defer done()
 	c := httpClient(clients)
 	if _, err := gql(ctx, c, g.addr, `mutation { registerEventSchema(type: "BenchTick", schema: {type: "object", properties: {n: {type: "integer"}}, required: ["n"]}) { version } }`, nil); err != nil {
 		return measure{}, err
@@ -235,16 +225,11 @@ func (e *env) batches(ctx context.Context) (measure, error) {
 // net/http handler returning the same JSON.
 func (e *env) queries(ctx context.Context, query string) (measure, error) {
 	const clients = 32
-	dbURL, drop, err := e.database(ctx, "queries")
+	g, _, done, err := e.freshGateway(ctx, "queries")
 	if err != nil {
 		return measure{}, err
 	}
-	defer drop()
-	g, err := e.startGateway(ctx, dbURL)
-	if err != nil {
-		return measure{}, err
-	}
-	defer g.stop()
+	defer done()
 	c := httpClient(clients)
 	out, err := gql(ctx, c, g.addr, `mutation { openAccount(input: {accountId: "acc-1", owner: "b", currency: "EUR", initialDeposit: 1000}) { position } }`, nil)
 	if err != nil {

@@ -228,16 +228,11 @@ func (e *env) fanout(ctx context.Context, n int) (measure, error) {
 		n = min(n, 200)
 	}
 	events := int(e.fanoutSeconds(n).Seconds() * fanoutRate)
-	dbURL, drop, err := e.database(ctx, "fanout")
+	g, dbURL, done, err := e.freshGateway(ctx, "fanout")
 	if err != nil {
 		return measure{}, err
 	}
-	defer drop()
-	g, err := e.startGateway(ctx, dbURL)
-	if err != nil {
-		return measure{}, err
-	}
-	defer g.stop()
+	defer done()
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		return measure{}, err
@@ -341,16 +336,11 @@ func (e *env) idleMemory(ctx context.Context) (measure, error) {
 	if e.quick {
 		n = 200
 	}
-	dbURL, drop, err := e.database(ctx, "idle")
+	g, _, done, err := e.freshGateway(ctx, "idle")
 	if err != nil {
 		return measure{}, err
 	}
-	defer drop()
-	g, err := e.startGateway(ctx, dbURL)
-	if err != nil {
-		return measure{}, err
-	}
-	defer g.stop()
+	defer done()
 	// One subscriber first, so that what every connection shares is there.
 	warm, _, err := connect(ctx, "ws://"+g.addr+"/graphql", 1, []string{"graphql-transport-ws"}, subscribeEvents)
 	if err != nil {

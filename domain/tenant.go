@@ -66,6 +66,16 @@ func CheckUnqualified(field, name string) error {
 	return nil
 }
 
+// QualifyClientName returns a name a client supplied (a stream, an id, a
+// prefix) in tenant's namespace, or an Invalid error naming field when it
+// holds the tenant separator, which would name another tenant's data.
+func QualifyClientName(tenant, field, name string) (string, error) {
+	if err := CheckUnqualified(field, name); err != nil {
+		return "", err
+	}
+	return Qualify(tenant, name), nil
+}
+
 // IDOf returns the qualified aggregate id ("<tenant>~<id>", or "<id>" for
 // the default tenant) of a stream of kind k, and false when the stream is
 // not one of k's.

@@ -35,10 +35,7 @@ func tenantFilter(ctx context.Context) *string {
 // namespace; field names the argument in the Invalid error for a name that
 // holds the tenant separator.
 func qualify(ctx context.Context, field, name string) (string, error) {
-	if err := domain.CheckUnqualified(field, name); err != nil {
-		return "", err
-	}
-	return domain.Qualify(tenantOf(ctx), name), nil
+	return domain.QualifyClientName(tenantOf(ctx), field, name)
 }
 
 // unqualified returns a stored stream or id without its tenant. The edge

@@ -29,23 +29,13 @@ func plainID(qualified string) string {
 	return id
 }
 
-// qualify returns a caller's id in tenant's namespace, or an Invalid error
-// when the id holds the tenant separator (which would name another
-// tenant's row).
-func qualify(tenant, field, id string) (string, error) {
-	if err := domain.CheckUnqualified(field, id); err != nil {
-		return "", err
-	}
-	return domain.Qualify(tenant, id), nil
-}
-
 // rowByID reads the row of tenant's id from query (which takes the
 // qualified id as $1). Errors: Invalid for an id holding the separator
 // (naming field), NotFound (notFound) when there is no row, Unavailable
 // while the read model is not built.
 func rowByID[T any](ctx context.Context, pool *pgxpool.Pool, what, field, tenant, id, query string, scan pgx.RowToFunc[T], notFound func() error) (T, error) {
 	var zero T
-	qid, err := qualify(tenant, field, id)
+	qid, err := domain.QualifyClientName(tenant, field, id)
 	if err != nil {
 		return zero, err
 	}

@@ -12,7 +12,7 @@ import (
 
 // Read models key their rows by the tenant-qualified aggregate id
 // (domain.Qualify: "<tenant>~<id>", or "<id>" for the default tenant). A
-// generated tenant column, computed by tenantOfID, serves tenant-scoped list
+// generated tenant column, computed by tenantOf, serves tenant-scoped list
 // queries, and every query takes the caller's tenant: single-row queries
 // look the qualified id up, list queries filter on the column, and ids come
 // back unqualified, so a tenant sees only its own rows, in its own terms.
@@ -31,7 +31,7 @@ func plainID(qualified string) string {
 
 // rowByID reads the row of tenant's id from query (which takes the
 // qualified id as $1). Errors: Invalid for an id holding the separator
-// (naming field), NotFound (notFound) when there is no row, Unavailable
+// (naming field), NotFound (made by notFound) when there is no row, Unavailable
 // while the read model is not built.
 func rowByID[T any](ctx context.Context, pool *pgxpool.Pool, what, field, tenant, id, query string, scan pgx.RowToFunc[T], notFound func() error) (T, error) {
 	var zero T

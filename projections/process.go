@@ -109,25 +109,14 @@ func (r *ProcessRunner) lockKey() int64 {
 // lead takes the process's lock on a dedicated connection and, while it
 // holds it, follows the log.
 func (r *ProcessRunner) lead(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx) // ends the session, releasing the lock
-	}()
-	var leader bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.lockKey()).Scan(&leader); err != nil {
-		return fmt.Errorf("leader lock: %w", err)
-	}
-	if !leader {
-		return nil
-	}
+	return leadWhileLocked(ctx, r.pool, r.lockKey(), func(conn *pgx.Conn) error { return r.runLeader(ctx, conn) })
+}
+
+// runLeader follows the log from the checkpoint while conn holds the lock.
+func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn) error {
 	r.log.InfoContext(ctx, "running process", "process", r.p.Name())
 	var pos int64
-	err = r.pool.QueryRow(ctx, `INSERT INTO process_checkpoints (name) VALUES ($1)
+	err := r.pool.QueryRow(ctx, `INSERT INTO process_checkpoints (name) VALUES ($1)
 		ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING position`, r.p.Name()).Scan(&pos)
 	if err != nil {
 		return fmt.Errorf("checkpoint of %s: %w", r.p.Name(), err)

@@ -132,7 +132,17 @@ func lockKey(p Projection) int64 {
 // holds it, sets the projection up and follows the log. It returns nil when
 // another process leads (or ctx ends), an error when leading failed.
 func (r *Runner) lead(ctx context.Context, p Projection) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	return leadWhileLocked(ctx, r.pool, lockKey(p), func(conn *pgx.Conn) error {
+		return r.runLeader(ctx, p, conn)
+	})
+}
+
+// leadWhileLocked takes advisory lock key on a dedicated connection and,
+// if it gets it, runs lead with that connection (whose session holds the
+// lock until it is closed). It returns nil when another session holds the
+// lock.
+func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead func(conn *pgx.Conn) error) error {
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -142,12 +152,18 @@ func (r *Runner) lead(ctx context.Context, p Projection) error {
 		_ = conn.Close(closeCtx) // ends the session, releasing the lock
 	}()
 	var leader bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(p)).Scan(&leader); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&leader); err != nil {
 		return fmt.Errorf("leader lock: %w", err)
 	}
 	if !leader {
 		return nil
 	}
+	return lead(conn)
+}
+
+// runLeader sets the projection up and follows the log while conn holds
+// its lock.
+func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) error {
 	r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
 	if _, err := r.pool.Exec(ctx, `INSERT INTO projections (name, version, generation)
 		SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND version = $2)`, p.Name(), p.Version()); err != nil {

@@ -156,9 +156,7 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 		}
 		select {
 		case <-tick.C:
-			if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
-				r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
-			}
+			r.tick(ctx)
 		default:
 		}
 		if len(page.Events) == r.opts.BatchSize {
@@ -171,10 +169,15 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 		case <-changed:
 		case <-poll.C:
 		case <-tick.C:
-			if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
-				r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
-			}
+			r.tick(ctx)
 		}
+	}
+}
+
+// tick runs the process's Tick, logging a failure (the next tick retries).
+func (r *ProcessRunner) tick(ctx context.Context) {
+	if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
 	}
 }
 

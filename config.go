@@ -20,7 +20,9 @@ import (
 // environment variable; a flag given on the command line wins over the
 // variable, which wins over the default.
 type config struct {
-	Addr            string
+	Addr string
+	// DebugAddr, when set, serves the Go profiler (net/http/pprof) there.
+	DebugAddr       string
 	DatabaseURL     string
 	DataDir         string
 	DBMaxConns      int
@@ -60,6 +62,15 @@ var settings = []setting{
 			return errors.New("must not be empty")
 		}
 		c.Addr = v
+		return nil
+	}},
+	{"debug-addr", "DEBUG_ADDR", "", "listen address of the Go profiler (/debug/pprof/); empty: off. Keep it on loopback: it is not authenticated", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("must be host:port, got %q", v)
+			}
+		}
+		c.DebugAddr = v
 		return nil
 	}},
 	{"database-url", "DATABASE_URL", "", "PostgreSQL URL; empty starts an embedded PostgreSQL in -data-dir", func(c *config, v string) error {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -54,6 +56,7 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"AUTH_JWT_SECRET": "too short"}, "AUTH_*): the JWT HMAC secret must be at least 32 bytes"},
 		{nil, map[string]string{"AUTH_JWT_PUBLIC_KEYS_FILE": "/nonexistent/keys.pem"}, "-auth-jwt-public-keys-file (AUTH_JWT_PUBLIC_KEYS_FILE)"},
 		{nil, map[string]string{"INSECURE_DEV_MODE": "maybe"}, "-insecure-dev-mode (INSECURE_DEV_MODE)"},
+		{nil, map[string]string{"DEBUG_ADDR": "6060"}, "-debug-addr (DEBUG_ADDR): must be host:port"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -128,5 +131,40 @@ func TestSwitchesNeedNoValue(t *testing.T) {
 	}
 	if _, err := loadConfig([]string{"-demo=maybe"}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "-demo (DEMO)") {
 		t.Fatalf("-demo=maybe: %v", err)
+	}
+}
+
+// TestDebugAddrServesTheProfiler: DEBUG_ADDR serves /debug/pprof/ there,
+// and stop closes it.
+func TestDebugAddrServesTheProfiler(t *testing.T) {
+	c, err := loadConfig(nil, func(k string) string { return map[string]string{"DEBUG_ADDR": "127.0.0.1:0"}[k] }, io.Discard)
+	if err != nil || c.DebugAddr != "127.0.0.1:0" {
+		t.Fatalf("DEBUG_ADDR: %q, %v", c.DebugAddr, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	stop, err := serveDebug(addr, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile: total") {
+		t.Fatalf("profiler answered %d: %.100s", resp.StatusCode, body)
+	}
+	if _, err := serveDebug(addr, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a second listener on the same address was accepted")
+	}
+	stop()
+	if _, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
+		t.Error("the profiler still answers after stop")
 	}
 }

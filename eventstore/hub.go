@@ -121,17 +121,31 @@ func (h *Hub) Subscribers() int {
 	return len(h.subs)
 }
 
-// HubSubscription is one subscriber's view of the log.
+// HubSubscription is one subscriber's view of the log. It has a goroutine
+// only while it has work: catching up from the store, or delivering live
+// batches the hub has queued for it. An idle live subscriber (most of a
+// dashboard's life) costs its queue's bookkeeping and nothing else.
 type HubSubscription struct {
 	hub    *Hub
+	ctx    context.Context // the subscriber's
 	filter AllQuery
-	pos    int64 // last position this subscriber has been given (or skipped); its own goroutine's
+	pos    int64 // last position this subscriber has been given (or skipped); its worker's
 	floor  int64 // the position it joined the live feed at; guarded by the hub's lock
-	live   chan liveBatch
-	out    chan domain.RecordedEvent
-	lag    chan struct{}
-	lagged func()
+
+	deliver  func(domain.RecordedEvent) bool // blocks; false: the subscriber has gone
+	closeOut func()
+
+	mu      sync.Mutex
+	queue   []liveBatch // live batches not yet delivered
+	running bool        // a worker goroutine is delivering
+	lagging bool        // dropped from the live feed: catch up from the store
+	stopped bool        // the subscriber's context has ended
+	closed  bool        // closeOut has been called
 }
+
+// hubQueue is how many live batches may wait for a subscriber before it
+// is dropped from the feed to catch up from the store.
+const hubQueue = 64
 
 type liveBatch struct {
 	events []domain.RecordedEvent
@@ -143,119 +157,198 @@ type liveBatch struct {
 // until ctx ends (the channel is then closed). The first page is read
 // before Subscribe returns, so invalid filters fail here.
 func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.RecordedEvent, error) {
+	return SubscribeAs(ctx, h, q, func(e domain.RecordedEvent) domain.RecordedEvent { return e })
+}
+
+// SubscribeAs is Subscribe delivering convert(e) for each event e: the
+// subscription's worker converts, so a consumer needs no goroutine of its
+// own to turn events into what it sends (a subscription's GraphQL
+// objects), and the channel's buffer holds the converted values (a pointer
+// is far smaller than a RecordedEvent: this matters with 10,000 idle
+// subscribers).
+func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(domain.RecordedEvent) T) (<-chan T, error) {
 	q.Limit = 500
 	first, err := h.store.ReadAll(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	s := &HubSubscription{hub: h, filter: q, pos: q.After, live: make(chan liveBatch, 64), out: make(chan domain.RecordedEvent, 64)}
-	lag := make(chan struct{}, 1)
-	s.lagged = func() {
+	out := make(chan T, 64)
+	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, closeOut: func() { close(out) }}
+	s.deliver = func(e domain.RecordedEvent) bool {
 		select {
-		case lag <- struct{}{}:
-		default:
+		case out <- convert(e):
+			return true
+		case <-ctx.Done():
+			return false
 		}
 	}
-	go s.run(ctx, first, lag)
-	return s.out, nil
+	context.AfterFunc(ctx, s.stop)
+	go s.work(&first)
+	return out, nil
 }
 
-// offer queues a live batch for the subscriber without blocking; false
-// means its queue is full. Called with the hub's lock held; events at or
-// below the position it joined at were already read from the store.
+// offer queues a live batch for the subscriber without blocking, starting
+// its worker if it has none; false means its queue is full. Called with
+// the hub's lock held; events at or below the position it joined at were
+// already read from the store.
 func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool {
 	var mine []domain.RecordedEvent
 	for _, e := range events {
-		if e.Position > s.floor && s.matches(e) {
+		if e.Position > s.floor && s.filter.Matches(e) {
 			mine = append(mine, e)
 		}
 	}
-	select {
-	case s.live <- liveBatch{events: mine, next: next}:
-		return true
-	default:
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return true // leaving: the hub forgets it as soon as stop runs
+	}
+	if len(s.queue) >= hubQueue {
 		return false
+	}
+	s.queue = append(s.queue, liveBatch{events: mine, next: next})
+	s.wakeLocked()
+	return true
+}
+
+// lagged marks the subscriber as dropped from the live feed: once its
+// queue is delivered, it catches up from the store. Called with the hub's
+// lock held.
+func (s *HubSubscription) lagged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lagging = true
+	s.wakeLocked()
+}
+
+// wakeLocked starts a worker unless one is running.
+func (s *HubSubscription) wakeLocked() {
+	if !s.running && !s.stopped {
+		s.running = true
+		go s.work(nil)
 	}
 }
 
-func (s *HubSubscription) matches(e domain.RecordedEvent) bool { return s.filter.Matches(e) }
+// stop runs when the subscriber's context ends: it leaves the feed, and
+// the channel is closed now (no worker) or by the worker as it ends.
+func (s *HubSubscription) stop() {
+	s.hub.leave(s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	s.queue = nil
+	if !s.running && !s.closed {
+		s.closed = true
+		s.closeOut()
+	}
+}
 
-func (s *HubSubscription) run(ctx context.Context, first Page, lag chan struct{}) {
-	defer close(s.out)
-	defer s.hub.leave(s)
-	send := func(events []domain.RecordedEvent) bool {
-		for _, e := range events {
-			select {
-			case s.out <- e:
-			case <-ctx.Done():
+// idle ends the worker: false when there is more to do (it carries on).
+// Once the worker has finished for good (its subscriber gone, or the store
+// failing), it closes the channel.
+func (s *HubSubscription) idle(finished bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !finished && !s.stopped && (len(s.queue) > 0 || s.lagging) {
+		return false
+	}
+	s.running = false
+	if finished || s.stopped {
+		s.stopped = true
+		if !s.closed {
+			s.closed = true
+			s.closeOut()
+		}
+	}
+	return true
+}
+
+// work delivers the subscription's events until there is nothing left to
+// do: catching up from page (when not nil) until it joins the live feed,
+// then the live batches queued for it.
+func (s *HubSubscription) work(page *Page) {
+	for {
+		if page != nil {
+			if !s.catchUp(*page) {
+				s.hub.leave(s)
+				s.idle(true)
+				return
+			}
+			page = nil
+		}
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			lagging := s.lagging
+			s.lagging = false
+			s.mu.Unlock()
+			if lagging {
+				q := s.filter
+				q.After = s.pos
+				p, err := s.hub.store.ReadAll(s.ctx, q)
+				if err != nil {
+					if s.ctx.Err() == nil {
+						s.hub.log.WarnContext(s.ctx, "hub subscriber: catching up", "err", err)
+					}
+					s.hub.leave(s)
+					s.idle(true)
+					return
+				}
+				page = &p
+				continue
+			}
+			if s.idle(false) {
+				return
+			}
+			continue
+		}
+		b := s.queue[0]
+		s.queue[0] = liveBatch{}
+		s.queue = s.queue[1:]
+		if len(s.queue) == 0 {
+			s.queue = nil // an idle subscriber holds no queue
+		}
+		s.mu.Unlock()
+		for _, e := range b.events {
+			if !s.deliver(e) {
+				s.idle(true)
+				return
+			}
+		}
+		s.pos = b.next
+	}
+}
+
+// catchUp delivers pages from the store until the subscriber has caught
+// up with the hub and joined the live feed; false: it has gone, or the
+// store failed.
+func (s *HubSubscription) catchUp(page Page) bool {
+	for {
+		for _, e := range page.Events {
+			if !s.deliver(e) {
 				return false
 			}
 		}
-		return true
-	}
-	page := first
-	for {
-		// Catching up from the store.
-		for {
-			if !send(page.Events) {
-				return
-			}
-			s.pos = page.Next
-			joined, wake := s.hub.join(s)
-			if joined {
-				break
-			}
-			if len(page.Events) < s.filter.Limit {
-				select {
-				case <-ctx.Done():
-					return
-				case <-wake:
-				case <-time.After(s.hub.poll):
-				}
-			}
-			q := s.filter
-			q.After = s.pos
-			var err error
-			if page, err = s.hub.store.ReadAll(ctx, q); err != nil {
-				if ctx.Err() == nil {
-					s.hub.log.WarnContext(ctx, "hub subscriber: catching up", "err", err)
-				}
-				return
-			}
+		s.pos = page.Next
+		joined, wake := s.hub.join(s)
+		if joined {
+			return true
 		}
-		// Live, until the subscriber lags.
-	live:
-		for {
+		if len(page.Events) < s.filter.Limit {
 			select {
-			case <-ctx.Done():
-				return
-			case b := <-s.live:
-				if !send(b.events) {
-					return
-				}
-				s.pos = b.next
-			case <-lag:
-				// Dropped from the feed: drain what was queued, then catch up.
-				for {
-					select {
-					case b := <-s.live:
-						if !send(b.events) {
-							return
-						}
-						s.pos = b.next
-						continue
-					default:
-					}
-					break
-				}
-				break live
+			case <-s.ctx.Done():
+				return false
+			case <-wake:
+			case <-time.After(s.hub.poll):
 			}
 		}
 		q := s.filter
 		q.After = s.pos
 		var err error
-		if page, err = s.hub.store.ReadAll(ctx, q); err != nil {
-			return
+		if page, err = s.hub.store.ReadAll(s.ctx, q); err != nil {
+			if s.ctx.Err() == nil {
+				s.hub.log.WarnContext(s.ctx, "hub subscriber: catching up", "err", err)
+			}
+			return false
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -232,4 +233,74 @@ func TestHubKeepsTenantsApart(t *testing.T) {
 		t.Fatalf("acme's subscriber also got %s", e.StreamID)
 	case <-time.After(100 * time.Millisecond):
 	}
+}
+
+// TestHubIdleSubscribersHoldNoGoroutine: a live subscriber with nothing to
+// deliver has no goroutine (10,000 idle dashboards cost no stacks), yet it
+// receives the next event at once, and its channel closes when its context
+// ends, idle or not.
+func TestHubIdleSubscribersHoldNoGoroutine(t *testing.T) {
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h := startHub(t, s)
+	ctx := context.Background()
+	if _, err := s.Append(ctx, "idle-0", domain.ExpectAny, eventstoretest.Ev("Tick", 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitLive := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Subscribers() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d live subscribers, want %d", h.Subscribers(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitLive(0)
+	before := runtime.NumGoroutine()
+	const n = 200
+	subs := make([]<-chan domain.RecordedEvent, n)
+	cancels := make([]context.CancelFunc, n)
+	for i := range subs {
+		sctx, cancel := context.WithCancel(ctx)
+		cancels[i] = cancel
+		ch, err := h.Subscribe(sctx, eventstore.AllQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = ch
+	}
+	for _, ch := range subs {
+		collect(t, ch, 1) // the stored event, while catching up
+	}
+	waitLive(n)
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine()-before > 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines more than before %d idle live subscribers", runtime.NumGoroutine()-before, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	res, err := s.Append(ctx, "idle-1", domain.ExpectAny, eventstoretest.Ev("Tick", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range subs {
+		if got := collect(t, ch, 1); got[0] != res.LastPosition {
+			t.Fatalf("subscriber %d got position %d, want %d", i, got[0], res.LastPosition)
+		}
+	}
+	for i, cancel := range cancels {
+		cancel()
+		select {
+		case e, ok := <-subs[i]:
+			if ok {
+				t.Fatalf("subscriber %d: event %d after its context ended", i, e.Position)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber %d: channel still open after its context ended", i)
+		}
+	}
+	waitLive(0)
 }

@@ -29,22 +29,7 @@ func (r *subscriptionResolver) Events(ctx context.Context, types []string, strea
 	if r.Hub == nil {
 		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
 	}
-	events, err := r.Hub.Subscribe(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	ch := make(chan *model.Event, 16)
-	go func() {
-		defer close(ch)
-		for e := range events {
-			select {
-			case ch <- toEvent(e):
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch, nil
+	return eventstore.SubscribeAs(ctx, r.Hub, q, toEvent)
 }
 
 // AccountChanged is the resolver for the accountChanged field.

@@ -164,7 +164,9 @@ func (t *Websocket) checkOrigin(r *http.Request) bool {
 }
 
 // Do implements graphql.Transport: it upgrades the request and serves the
-// connection until it closes.
+// connection on goroutines of its own, returning at once, so that the HTTP
+// server's per-request state (its buffers, its goroutine's stack) is freed
+// for the connection's lifetime.
 func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	t.init()
 	t.mu.Lock()
@@ -175,28 +177,32 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	t.connsWG.Add(1)
 	t.mu.Unlock()
-	defer t.connsWG.Done()
 
-	ws, err := t.upgrader.Upgrade(w, r, nil)
+	hj := &batchHijacker{ResponseWriter: w}
+	ws, err := t.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
+		t.connsWG.Done()
 		return // the upgrader has answered the request
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// The request's context ends when Do returns; the connection's must not.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &wsConn{
-		t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
-		send: make(chan *outgoing, t.SendQueue), subs: map[string]*wsSub{},
-		pending: map[string][]byte{}, wake: make(chan struct{}, 1),
+		t: t, ws: ws, batch: hj.conn, exec: exec, ctx: ctx, cancel: cancel,
+		subs: map[string]*wsSub{}, pending: map[string][]byte{},
 		done: make(chan struct{}), headers: r.Header,
 	}
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.conns, c)
-		t.mu.Unlock()
+	go func() {
+		defer t.connsWG.Done()
+		defer func() {
+			t.mu.Lock()
+			delete(t.conns, c)
+			t.mu.Unlock()
+		}()
+		c.serve()
 	}()
-	c.serve()
 }
 
 // Shutdown closes every connection with 1001 (going away) and waits for
@@ -260,6 +266,7 @@ type outgoing struct {
 type wsConn struct {
 	t       *Websocket
 	ws      *websocket.Conn
+	batch   *batchConn // ws's socket: the writer batches its frames
 	exec    graphql.GraphExecutor
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -267,14 +274,19 @@ type wsConn struct {
 	legacy  bool
 	expiry  *time.Timer // closes the connection when its credential expires
 
-	send      chan *outgoing
 	closeOnce sync.Once
-	// The latest undelivered payload of each coalesced subscription, by id;
-	// wake tells the writer there is one.
-	pmu     sync.Mutex
-	pending map[string][]byte
-	wake    chan struct{}
-	done    chan struct{} // closed when the writer has finished
+	pinger    *time.Timer // keep-alive: asks the writer for a ping
+
+	// What the writer is to write. The writer is a goroutine that runs
+	// only while there is something to write: an idle connection has none.
+	qmu      sync.Mutex
+	queue    []*outgoing       // messages in order, at most SendQueue of data
+	pending  map[string][]byte // the latest unwritten payload of each coalesced subscription, by id
+	pingDue  bool
+	writing  bool          // the writer is running
+	finished bool          // the writer has written the close frame, or failed: nothing more is written
+	room     chan struct{} // closed when the writer empties a full queue; nil unless a sender waits
+	done     chan struct{} // closed when finished is set
 
 	mu     sync.Mutex
 	inited bool
@@ -303,8 +315,13 @@ type wsMessage struct {
 
 func (c *wsConn) serve() {
 	c.legacy = c.ws.Subprotocol() == ProtocolLegacyWS
-	go c.writer()
+	c.qmu.Lock()
+	c.pinger = time.AfterFunc(c.t.KeepAlive, c.ping)
+	c.qmu.Unlock()
 	defer func() {
+		c.qmu.Lock()
+		c.pinger.Stop()
+		c.qmu.Unlock()
 		if c.expiry != nil {
 			c.expiry.Stop()
 		}
@@ -380,9 +397,9 @@ func (c *wsConn) handle(data []byte) bool {
 		if sub != nil { // messages for finished ids are ignored
 			sub.mu.Lock()
 			sub.byClient = true
-			c.pmu.Lock()
+			c.qmu.Lock()
 			delete(c.pending, m.ID)
-			c.pmu.Unlock()
+			c.qmu.Unlock()
 			sub.mu.Unlock()
 			sub.cancel()
 		}
@@ -574,13 +591,10 @@ func (s *wsSub) deliverLatest(payload []byte) {
 		return
 	}
 	f := c.frame(s.id, c.nextType(), payload)
-	c.pmu.Lock()
+	c.qmu.Lock()
 	c.pending[s.id] = f
-	c.pmu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default: // the writer has been woken already
-	}
+	c.kickLocked()
+	c.qmu.Unlock()
 }
 
 func (c *wsConn) sendErrors(id string, errs gqlerror.List) {
@@ -604,101 +618,168 @@ func (c *wsConn) enqueue(m wsMessage) {
 // subscriptions never do.
 func (c *wsConn) enqueueFrame(id string, data []byte) {
 	out := &outgoing{id: id, data: data}
-	select {
-	case <-c.done:
-		return
-	case c.send <- out:
-		return
-	default:
-	}
-	t := time.NewTimer(c.t.WriteTimeout)
-	defer t.Stop()
-	select {
-	case <-c.done:
-	case c.send <- out:
-	case <-t.C:
-		c.t.dropped.Add(1)
-		c.closeWith(CloseTooSlow, "client too slow: send queue full")
+	var timeout <-chan time.Time
+	for {
+		c.qmu.Lock()
+		if c.finished {
+			c.qmu.Unlock()
+			return
+		}
+		if len(c.queue) < c.t.SendQueue {
+			c.queue = append(c.queue, out)
+			c.kickLocked()
+			c.qmu.Unlock()
+			return
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.qmu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(c.t.WriteTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-c.done:
+			return
+		case <-room:
+		case <-timeout:
+			c.t.dropped.Add(1)
+			c.closeWith(CloseTooSlow, "client too slow: send queue full")
+			return
+		}
 	}
 }
 
-// closeWith asks the writer to send a close frame and stop; the first call wins.
+// kickLocked starts the writer unless it is running (or has finished).
+// Called with qmu held.
+func (c *wsConn) kickLocked() {
+	if !c.writing && !c.finished {
+		c.writing = true
+		go c.writer()
+	}
+}
+
+// ping runs every KeepAlive: the writer sends a ping.
+func (c *wsConn) ping() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.finished {
+		return
+	}
+	c.pingDue = true
+	c.kickLocked()
+	c.pinger.Reset(c.t.KeepAlive)
+}
+
+// closeWith asks the writer to send a close frame, after what is queued,
+// and stop; the first call wins. A client whose queue is full gets at most
+// a second before its socket is closed.
 func (c *wsConn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
-		// The close frame must get through even when the queue is full.
-		go func() {
-			select {
-			case c.send <- &outgoing{closeCode: code, reason: reason}:
-			case <-c.done:
-			case <-time.After(time.Second):
-				_ = c.ws.Close()
-			}
-		}()
+		c.qmu.Lock()
+		full := len(c.queue) >= c.t.SendQueue
+		c.queue = append(c.queue, &outgoing{closeCode: code, reason: reason})
+		c.kickLocked()
+		c.qmu.Unlock()
+		if full {
+			time.AfterFunc(time.Second, func() {
+				select {
+				case <-c.done:
+				default:
+					_ = c.ws.Close()
+				}
+			})
+		}
 	})
 }
 
+// finish records that nothing more will be written.
+func (c *wsConn) finish() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	c.finished, c.writing = true, false
+	close(c.done)
+}
+
 // writer is the connection's only writer: messages, coalesced payloads,
-// pings and the close frame.
+// pings and the close frame. It runs while there is something to write,
+// and writes whatever is queued as one batch (see batchConn), so a
+// subscriber that has fallen behind catches up with few system calls.
 func (c *wsConn) writer() {
-	defer close(c.done)
-	ping := time.NewTicker(c.t.KeepAlive)
-	defer ping.Stop()
 	write := func(data []byte) bool {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
-		if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-			_ = c.ws.Close()
-			return false
-		}
-		return true
+		return c.ws.WriteMessage(websocket.TextMessage, data) == nil
 	}
 	for {
-		select {
-		case m := <-c.send:
-			if m.closeCode != 0 {
-				_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
-				_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason))
+		c.qmu.Lock()
+		batch, ping := c.queue, c.pingDue
+		c.queue, c.pingDue = nil, false
+		var latest map[string][]byte
+		if len(c.pending) > 0 {
+			latest, c.pending = c.pending, map[string][]byte{}
+		}
+		if c.room != nil {
+			close(c.room)
+			c.room = nil
+		}
+		if len(batch) == 0 && latest == nil && !ping {
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		c.qmu.Unlock()
+
+		c.batch.begin()
+		ok, closing := c.writeBatch(batch, latest, write)
+		if ok && ping {
+			ok = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.WriteTimeout)) == nil &&
+				(!c.legacy || write([]byte(`{"type":"ka"}`)))
+		}
+		if err := c.batch.end(c.t.WriteTimeout); err != nil {
+			ok = false
+		}
+		if !ok || closing {
+			if ok {
 				// Let the peer answer the close, then end the read loop.
 				_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
-				return
-			}
-			if m.id != "" {
-				// A coalesced payload of this operation goes before its complete.
-				c.pmu.Lock()
-				f, ok := c.pending[m.id]
-				delete(c.pending, m.id)
-				c.pmu.Unlock()
-				if ok && !write(f) {
-					return
-				}
-			}
-			if !write(m.data) {
-				return
-			}
-		case <-c.wake:
-			c.pmu.Lock()
-			frames := make([][]byte, 0, len(c.pending))
-			for id, f := range c.pending {
-				frames = append(frames, f)
-				delete(c.pending, id)
-			}
-			c.pmu.Unlock()
-			for _, f := range frames {
-				if !write(f) {
-					return
-				}
-			}
-		case <-ping.C:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.WriteTimeout)); err != nil {
+			} else {
 				_ = c.ws.Close()
-				return
 			}
-			if c.legacy && !write([]byte(`{"type":"ka"}`)) {
-				return
-			}
+			c.finish()
+			return
 		}
 	}
+}
+
+// writeBatch writes queued messages, each coalesced subscription's latest
+// payload before its complete and the rest after them; closing reports a
+// close frame (the last thing written).
+func (c *wsConn) writeBatch(batch []*outgoing, latest map[string][]byte, write func([]byte) bool) (ok, closing bool) {
+	for _, m := range batch {
+		if m.closeCode != 0 {
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
+			return c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason)) == nil, true
+		}
+		if f, pending := latest[m.id]; pending && m.id != "" {
+			delete(latest, m.id)
+			if !write(f) {
+				return false, false
+			}
+		}
+		if !write(m.data) {
+			return false, false
+		}
+	}
+	for _, f := range latest {
+		if !write(f) {
+			return false, false
+		}
+	}
+	return true, false
 }
 
 type headersKey struct{}

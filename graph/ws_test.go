@@ -533,3 +533,45 @@ func TestThousandWebsocketSubscribers(t *testing.T) {
 		t.Fatalf("%d of %d subscribers did not receive the burst exactly", failed, subscribers)
 	}
 }
+
+// TestIdleSubscriptionCostsTwoGoroutines: an idle subscribed connection
+// keeps only its reader and its operation's goroutine: its writer and its
+// hub subscriber run only while there is something to write, and still
+// deliver the next event at once.
+func TestIdleSubscriptionCostsTwoGoroutines(t *testing.T) {
+	ws := &graph.Websocket{}
+	s := newWSServer(t, ws)
+	appendN(t, s.store, "idle-1", 3)
+	time.Sleep(100 * time.Millisecond)
+	baseline := runtime.NumGoroutine()
+	const n = 50
+	var clients []*wsClient
+	for i := 0; i < n; i++ {
+		c := s.dial(t, graph.ProtocolTransportWS)
+		c.init()
+		c.send(subscribeMsg("s", eventsSubscription, nil))
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		for i := 0; i < 3; i++ {
+			c.expect("next")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		extra := runtime.NumGoroutine() - baseline
+		if extra <= 2*n+5 { // the test server's own may linger briefly
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines for %d idle subscribed connections, want at most 2 each", extra, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pos := appendN(t, s.store, "idle-1", 1)
+	for _, c := range clients {
+		if p, _ := eventOf(t, c.expect("next")); p != pos[0] {
+			t.Fatalf("got position %d, want %d", p, pos[0])
+		}
+	}
+}

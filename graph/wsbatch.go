@@ -1,0 +1,103 @@
+package graph
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// batchConn is a websocket connection's socket with write batching: while
+// the connection's writer drains its queue, the frames gorilla/websocket
+// writes are gathered and reach the socket in one write when the queue is
+// empty (or the batch is large). Under load a subscriber's frames then cost
+// one system call per batch instead of one each; an idle connection's
+// single frame goes out at once, so batching adds no latency.
+type batchConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // pending bytes while batching; from batchBuffers
+	err      error   // the first failed flush: later writes fail with it
+}
+
+// batchFlushAt is the batch size at which frames are written without
+// waiting for the queue to empty.
+const batchFlushAt = 32 << 10
+
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// Write implements net.Conn: straight through, or into the batch.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return 0, b.err
+	}
+	if !b.batching {
+		return b.Conn.Write(p)
+	}
+	if b.buf == nil {
+		b.buf = batchBuffers.Get().(*[]byte)
+	}
+	*b.buf = append(*b.buf, p...)
+	if len(*b.buf) >= batchFlushAt {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// begin starts gathering writes.
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+// end writes what was gathered, within timeout, and stops gathering.
+func (b *batchConn) end(timeout time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	if b.buf == nil {
+		return b.err
+	}
+	_ = b.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	return b.flushLocked()
+}
+
+func (b *batchConn) flushLocked() error {
+	if b.buf == nil || b.err != nil {
+		return b.err
+	}
+	_, err := b.Conn.Write(*b.buf)
+	*b.buf = (*b.buf)[:0]
+	if cap(*b.buf) <= 64<<10 {
+		batchBuffers.Put(b.buf)
+	}
+	b.buf = nil
+	if err != nil {
+		b.err = err
+	}
+	return err
+}
+
+// batchHijacker hands gorilla/websocket's upgrader a batchConn in place
+// of the hijacked socket.
+type batchHijacker struct {
+	http.ResponseWriter
+	conn *batchConn
+}
+
+func (h *batchHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &batchConn{Conn: c}
+	return h.conn, rw, nil
+}

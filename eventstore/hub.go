@@ -157,7 +157,7 @@ type liveBatch struct {
 // until ctx ends (the channel is then closed). The first page is read
 // before Subscribe returns, so invalid filters fail here.
 func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.RecordedEvent, error) {
-	return SubscribeAs(ctx, h, q, func(e domain.RecordedEvent) domain.RecordedEvent { return e })
+	return SubscribeAs(ctx, h, q, func(e domain.RecordedEvent) domain.RecordedEvent { return e }, nil)
 }
 
 // SubscribeAs is Subscribe delivering convert(e) for each event e: the
@@ -165,18 +165,24 @@ func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.Recorded
 // own to turn events into what it sends (a subscription's GraphQL
 // objects), and the channel's buffer holds the converted values (a pointer
 // is far smaller than a RecordedEvent: this matters with 10,000 idle
-// subscribers).
-func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(domain.RecordedEvent) T) (<-chan T, error) {
+// subscribers). sent, when not nil, is called after each value is put in
+// the channel and after the channel is closed: a consumer that counts the
+// calls knows when a receive will not block.
+func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(domain.RecordedEvent) T, sent func()) (<-chan T, error) {
 	q.Limit = 500
 	first, err := h.store.ReadAll(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan T, 64)
-	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, closeOut: func() { close(out) }}
+	out := make(chan T, 16)
+	if sent == nil {
+		sent = func() {}
+	}
+	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, closeOut: func() { close(out); sent() }}
 	s.deliver = func(e domain.RecordedEvent) bool {
 		select {
 		case out <- convert(e):
+			sent()
 			return true
 		case <-ctx.Done():
 			return false

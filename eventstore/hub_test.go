@@ -304,3 +304,61 @@ func TestHubIdleSubscribersHoldNoGoroutine(t *testing.T) {
 	}
 	waitLive(0)
 }
+
+// TestSubscribeAsAnnouncesEachValueAndTheClose: SubscribeAs converts each
+// event and calls sent once per value put in the channel and once after
+// closing it, so a consumer counting the calls never waits on a receive.
+func TestSubscribeAsAnnouncesEachValueAndTheClose(t *testing.T) {
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h := startHub(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	sent := 0
+	ch, err := eventstore.SubscribeAs(ctx, h, eventstore.AllQuery{}, func(e domain.RecordedEvent) string { return e.StreamID }, func() {
+		mu.Lock()
+		sent++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return sent
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := s.Append(ctx, fmt.Sprintf("as-%d", i), domain.ExpectAny, eventstoretest.Ev("Tick", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		select {
+		case got := <-ch:
+			if want := fmt.Sprintf("as-%d", i); got != want {
+				t.Fatalf("value %d = %q, want %q", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %d of 5 values", i)
+		}
+		if n := count(); n < i+1 {
+			t.Fatalf("%d announced after receiving %d values", n, i+1)
+		}
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d announced for 5 values", n)
+	}
+	cancel()
+	select {
+	case v, ok := <-ch:
+		if ok {
+			t.Fatalf("value %q after cancel", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel still open after cancel")
+	}
+	if n := count(); n != 6 {
+		t.Fatalf("%d announced for 5 values and the close, want 6", n)
+	}
+}

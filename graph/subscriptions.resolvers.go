@@ -29,7 +29,13 @@ func (r *subscriptionResolver) Events(ctx context.Context, types []string, strea
 	if r.Hub == nil {
 		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
 	}
-	return eventstore.SubscribeAs(ctx, r.Hub, q, toEvent)
+	announce, attach := announcer(ctx)
+	ch, err := eventstore.SubscribeAs(ctx, r.Hub, q, toEvent, announce)
+	if err != nil {
+		return nil, err
+	}
+	attach()
+	return ch, nil
 }
 
 // AccountChanged is the resolver for the accountChanged field.

@@ -139,7 +139,7 @@ func (t *Websocket) init() {
 			// Small read buffers (client messages are small; larger ones are
 			// read in pieces) and write buffers shared between connections
 			// while they are idle: most of a subscriber's life.
-			ReadBufferSize:  1024,
+			ReadBufferSize:  512,
 			WriteBufferSize: 4096,
 			WriteBufferPool: &sync.Pool{},
 		}
@@ -194,15 +194,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	go func() {
-		defer t.connsWG.Done()
-		defer func() {
-			t.mu.Lock()
-			delete(t.conns, c)
-			t.mu.Unlock()
-		}()
-		c.serve()
-	}()
+	go c.serve()
 }
 
 // Shutdown closes every connection with 1001 (going away) and waits for
@@ -264,15 +256,16 @@ type outgoing struct {
 }
 
 type wsConn struct {
-	t       *Websocket
-	ws      *websocket.Conn
-	batch   *batchConn // ws's socket: the writer batches its frames
-	exec    graphql.GraphExecutor
-	ctx     context.Context
-	cancel  context.CancelFunc
-	headers http.Header
-	legacy  bool
-	expiry  *time.Timer // closes the connection when its credential expires
+	t         *Websocket
+	ws        *websocket.Conn
+	batch     *batchConn // ws's socket: the writer batches its frames
+	exec      graphql.GraphExecutor
+	ctx       context.Context
+	cancel    context.CancelFunc
+	headers   http.Header
+	legacy    bool
+	expiry    *time.Timer // closes the connection when its credential expires
+	initTimer *time.Timer // closes the connection if connection_init does not come
 
 	closeOnce sync.Once
 	pinger    *time.Timer // keep-alive: asks the writer for a ping
@@ -313,34 +306,35 @@ type wsMessage struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// serve reads the client's messages until the connection ends. Idle, the
+// connection's only goroutine is this one, blocked in a read: its stack is
+// kept shallow (the set-up and the end are calls of their own) so that the
+// runtime can shrink it.
 func (c *wsConn) serve() {
+	defer c.end()
+	if !c.start() {
+		return
+	}
+	for c.readOne() {
+	}
+}
+
+// start prepares the connection; false: it is refused.
+func (c *wsConn) start() bool {
 	c.legacy = c.ws.Subprotocol() == ProtocolLegacyWS
 	c.qmu.Lock()
 	c.pinger = time.AfterFunc(c.t.KeepAlive, c.ping)
 	c.qmu.Unlock()
-	defer func() {
-		c.qmu.Lock()
-		c.pinger.Stop()
-		c.qmu.Unlock()
-		if c.expiry != nil {
-			c.expiry.Stop()
-		}
-		c.cancel()
-		c.subsWG.Wait()
-		c.closeWith(websocket.CloseNormalClosure, "")
-		<-c.done
-		_ = c.ws.Close()
-	}()
 	if c.ws.Subprotocol() == "" {
 		c.closeWith(CloseSubprotocol, "Subprotocol not acceptable")
-		return
+		return false
 	}
 	c.ws.SetReadLimit(c.t.MaxMessageBytes)
 	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
 	})
-	initTimer := time.AfterFunc(c.t.InitTimeout, func() {
+	c.initTimer = time.AfterFunc(c.t.InitTimeout, func() {
 		c.mu.Lock()
 		inited := c.inited
 		c.mu.Unlock()
@@ -348,20 +342,43 @@ func (c *wsConn) serve() {
 			c.closeWith(CloseInitTimeout, "Connection initialisation timeout")
 		}
 	})
-	defer initTimer.Stop()
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.closeWith(websocket.CloseMessageTooBig, "message too big")
-			}
-			return
+	return true
+}
+
+// readOne reads and handles one message; false ends the connection.
+func (c *wsConn) readOne() bool {
+	_, data, err := c.ws.ReadMessage()
+	if err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			c.closeWith(websocket.CloseMessageTooBig, "message too big")
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
-		if !c.handle(data) {
-			return
-		}
+		return false
 	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
+	return c.handle(data)
+}
+
+// end closes the connection once its reading has stopped: its operations
+// end, the close frame is written, and the transport forgets it.
+func (c *wsConn) end() {
+	c.qmu.Lock()
+	c.pinger.Stop()
+	c.qmu.Unlock()
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.cancel()
+	c.subsWG.Wait()
+	c.closeWith(websocket.CloseNormalClosure, "")
+	<-c.done
+	_ = c.ws.Close()
+	c.t.mu.Lock()
+	delete(c.t.conns, c)
+	c.t.mu.Unlock()
+	c.t.connsWG.Done()
 }
 
 // handle processes one client message; false ends the connection.
@@ -508,56 +525,74 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	return true
 }
 
-// run executes one operation and streams its results.
+// run executes one operation and streams its results. An operation whose
+// stream announces its values (see streamWaker) is then served by a
+// goroutine that runs only while values are ready; any other holds this
+// goroutine, waiting on its stream, until it ends.
 func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql.RawParams) {
-	defer c.subsWG.Done()
-	defer func() {
-		c.mu.Lock()
-		delete(c.subs, id)
-		c.mu.Unlock()
-		sub.cancel()
-	}()
 	params.Headers = c.headers
 	ctx = graphql.StartOperationTrace(ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		c.sendErrors(id, errs) // no complete after an error
+		c.endSub(sub, false)
 		return
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 	co := coalescedOf(rc)
 	if co.shared {
 		c.t.runShared(ctx, sub, rc, co)
-	} else {
-		responses, ctx := c.exec.DispatchOperation(ctx, rc)
-		for {
-			resp := responses(ctx)
-			if resp == nil || ctx.Err() != nil {
-				break // finished, or completed by the client: send nothing more
-			}
-			payload, err := encodeResponse(resp)
-			if err != nil {
-				c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
-				continue
-			}
-			if co.coalesced {
-				sub.deliverLatest(payload)
-				continue
-			}
-			// Under the lock that the client's complete takes: once the
-			// reader has handled a complete, nothing more for this id is queued.
-			sub.mu.Lock()
-			if !sub.byClient {
-				c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
-			}
-			sub.mu.Unlock()
-		}
+		c.endSub(sub, true)
+		return
 	}
+	waker := &streamWaker{}
+	responses, ctx := c.exec.DispatchOperation(withStreamWaker(ctx, waker), rc)
+	// next handles one response; false: the operation has finished.
+	next := func() bool {
+		resp := responses(ctx)
+		if resp == nil || ctx.Err() != nil {
+			return false // finished, or completed by the client: send nothing more
+		}
+		payload, err := encodeResponse(resp)
+		if err != nil {
+			c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
+			return true
+		}
+		if co.coalesced {
+			sub.deliverLatest(payload)
+			return true
+		}
+		// Under the lock that the client's complete takes: once the
+		// reader has handled a complete, nothing more for this id is queued.
+		sub.mu.Lock()
+		if !sub.byClient {
+			c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
+		}
+		sub.mu.Unlock()
+		return true
+	}
+	if waker.start(next, func() { c.endSub(sub, true) }) {
+		return
+	}
+	for next() {
+	}
+	c.endSub(sub, true)
+}
+
+// endSub ends a finished operation: complete (unless the operation failed
+// at the start, the client completed it or the connection is closing),
+// and it leaves the connection.
+func (c *wsConn) endSub(sub *wsSub, complete bool) {
 	sub.mu.Lock()
-	if !sub.byClient && c.ctx.Err() == nil {
-		c.enqueue(wsMessage{ID: id, Type: "complete"})
+	if complete && !sub.byClient && c.ctx.Err() == nil {
+		c.enqueue(wsMessage{ID: sub.id, Type: "complete"})
 	}
 	sub.mu.Unlock()
+	c.mu.Lock()
+	delete(c.subs, sub.id)
+	c.mu.Unlock()
+	sub.cancel()
+	c.subsWG.Done()
 }
 
 func (c *wsConn) nextType() string {

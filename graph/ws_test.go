@@ -534,11 +534,11 @@ func TestThousandWebsocketSubscribers(t *testing.T) {
 	}
 }
 
-// TestIdleSubscriptionCostsTwoGoroutines: an idle subscribed connection
-// keeps only its reader and its operation's goroutine: its writer and its
-// hub subscriber run only while there is something to write, and still
-// deliver the next event at once.
-func TestIdleSubscriptionCostsTwoGoroutines(t *testing.T) {
+// TestIdleSubscriptionCostsOneGoroutine: a connection with an idle events
+// subscription keeps only its reader goroutine: its writer, its hub
+// subscriber and its operation run only while there is something to
+// deliver, and still deliver the next event at once.
+func TestIdleSubscriptionCostsOneGoroutine(t *testing.T) {
 	ws := &graph.Websocket{}
 	s := newWSServer(t, ws)
 	appendN(t, s.store, "idle-1", 3)
@@ -560,16 +560,33 @@ func TestIdleSubscriptionCostsTwoGoroutines(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		extra := runtime.NumGoroutine() - baseline
-		if extra <= 2*n+5 { // the test server's own may linger briefly
+		if extra <= n+5 { // the test server's own may linger briefly
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines for %d idle subscribed connections, want at most 2 each", extra, n)
+			t.Fatalf("%d goroutines for %d idle subscribed connections, want at most 1 each", extra, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	pos := appendN(t, s.store, "idle-1", 1)
 	for _, c := range clients {
+		if p, _ := eventOf(t, c.expect("next")); p != pos[0] {
+			t.Fatalf("got position %d, want %d", p, pos[0])
+		}
+	}
+
+	// An idle subscription the client completes ends at once; the others
+	// carry on.
+	clients[0].send(map[string]any{"id": "s", "type": "complete"})
+	deadline = time.Now().Add(5 * time.Second)
+	for ws.Subscriptions() != n-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions after one was completed, want %d", ws.Subscriptions(), n-1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pos = appendN(t, s.store, "idle-1", 1)
+	for _, c := range clients[1:] {
 		if p, _ := eventOf(t, c.expect("next")); p != pos[0] {
 			t.Fatalf("got position %d, want %d", p, pos[0])
 		}

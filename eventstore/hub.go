@@ -92,8 +92,13 @@ func (h *Hub) join(s *HubSubscription) (bool, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.started && s.pos >= h.live {
-		s.floor = s.pos
-		h.subs[s] = struct{}{}
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if !stopped { // a stopped subscriber has left for good
+			s.floor = s.pos
+			h.subs[s] = struct{}{}
+		}
 		return true, nil
 	}
 	return false, h.wake
@@ -238,15 +243,17 @@ func (s *HubSubscription) wakeLocked() {
 // stop runs when the subscriber's context ends: it leaves the feed, and
 // the channel is closed now (no worker) or by the worker as it ends.
 func (s *HubSubscription) stop() {
-	s.hub.leave(s)
+	// Stopped before leaving: join (under the hub's lock) then never
+	// registers it again.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.stopped = true
 	s.queue = nil
 	if !s.running && !s.closed {
 		s.closed = true
 		s.closeOut()
 	}
+	s.mu.Unlock()
+	s.hub.leave(s)
 }
 
 // idle ends the worker: false when there is more to do (it carries on).

@@ -362,3 +362,35 @@ func TestSubscribeAsAnnouncesEachValueAndTheClose(t *testing.T) {
 		t.Fatalf("%d announced for 5 values and the close, want 6", n)
 	}
 }
+
+// TestHubForgetsSubscribersCancelledWhileCatchingUp: a subscriber whose
+// context ends before it has joined the live feed never joins it.
+func TestHubForgetsSubscribersCancelledWhileCatchingUp(t *testing.T) {
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h := startHub(t, s)
+	for i := 0; i < 5; i++ {
+		if _, err := s.Append(context.Background(), "gone-1", domain.ExpectAny, eventstoretest.Ev("Tick", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3000; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, err := h.Subscribe(ctx, eventstore.AllQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 {
+			runtime.Gosched() // let some get further before they are cancelled
+		}
+		cancel()
+		for range ch { // the channel closes
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Subscribers() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cancelled subscribers are still on the live feed", h.Subscribers())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

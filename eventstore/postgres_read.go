@@ -60,12 +60,14 @@ func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery)
 // headSQL finds the highest position that is safe to read: every event at
 // or below it is committed (or rolled back) for good.
 const headSQL = `SELECT coalesce((SELECT position FROM events
-	WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY position DESC LIMIT 1), 0)`
+	WHERE tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) ORDER BY position DESC LIMIT 1), 0)`
 
 // ReadAll implements Store. An event is returned only once the transaction
 // that wrote it is older than every transaction still running
 // (tx_id < pg_snapshot_xmin(pg_current_snapshot())); see the package
-// documentation for why this makes reading by position gap-safe.
+// documentation for why this makes reading by position gap-safe. The
+// snapshot's xmin is a sub-select, computed once per query rather than
+// once per row.
 func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	limit, err := resolveLimit("first", q.Limit)
 	if err != nil {
@@ -80,7 +82,7 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		}
 	}
 	sql := `SELECT ` + eventColumns + ` FROM events
-		WHERE position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())`
+		WHERE position > $1 AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))`
 	args := []any{q.After, limit}
 	if len(q.Types) > 0 {
 		args = append(args, q.Types)
@@ -171,7 +173,7 @@ func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, 
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE metadata ? 'correlationId' AND metadata ->> 'correlationId' = $1 AND position > $2
-		  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+		  AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
 		ORDER BY position LIMIT $3`, correlationID, after, limit)
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)

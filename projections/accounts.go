@@ -81,15 +81,17 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 }
 
 // Apply implements Projection. It folds the batch in memory (one state per
-// account touched) and writes in bulk: the accounts touched are read once,
-// written back with one upsert, the statement lines go in with COPY, and the
-// totals with one upsert per currency.
+// account touched) and writes in bulk: the accounts touched are read once;
+// accounts opened in the batch go in with COPY and the others are written
+// back with one upsert; the statement lines go in with COPY, and the
+// totals with one upsert.
 func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	type row struct {
 		id, owner, currency, status string
 		balance, overdraft, daily   int64
 		openedAt, lastActivity      time.Time
 		version, position           int64
+		opened                      bool // in this batch: no row yet
 	}
 	touched := map[string]*row{}
 	var ids []string
@@ -128,9 +130,17 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		}
 		return d
 	}
-	var statement [][]any
+	type line struct {
+		account           string
+		version, position int64
+		kind              string
+		amount, after     int64
+		description       string
+		at                time.Time
+	}
+	statement := make([]line, 0, len(events))
 	for _, re := range events {
-		e, err := domain.Accounts.Decode(re.Type, re.SchemaVersion, re.Data)
+		e, err := decodeAccountEvent(re)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
@@ -141,7 +151,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 				return fmt.Errorf("account %s opened twice (position %d)", id, re.Position)
 			}
 			r = &row{id: id, owner: opened.Owner, currency: opened.Currency, status: "OPEN", overdraft: opened.OverdraftLimit,
-				daily: opened.DailyWithdrawalLimit, openedAt: opened.OpenedAt}
+				daily: opened.DailyWithdrawalLimit, openedAt: opened.OpenedAt, opened: true}
 			touched[id] = r
 			delta(r).accounts++
 		}
@@ -151,7 +161,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		money := func(kind string, amount, after int64, desc string) {
 			delta(r).balance += after - r.balance
 			r.balance = after
-			statement = append(statement, []any{id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt})
+			statement = append(statement, line{id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt})
 		}
 		switch e := e.(type) {
 		case domain.MoneyDeposited:
@@ -173,39 +183,64 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		r.version, r.position, r.lastActivity = re.StreamVersion, re.Position, re.RecordedAt
 	}
 
-	n := len(ids)
-	var (
-		idCol, owners, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		balances, overdrafts, dailies       = make([]int64, n), make([]int64, n), make([]int64, n)
-		openedAts, lastActivities           = make([]time.Time, n), make([]time.Time, n)
-		versions, positions                 = make([]int64, n), make([]int64, n)
-	)
-	for i, id := range ids {
-		r := touched[id]
-		idCol[i], owners[i], currencies[i], statuses[i] = r.id, r.owner, r.currency, r.status
-		balances[i], overdrafts[i], dailies[i] = r.balance, r.overdraft, r.daily
-		openedAts[i], lastActivities[i], versions[i], positions[i] = r.openedAt, r.lastActivity, r.version, r.position
+	// Accounts opened in this batch have no row yet: COPY.
+	var opened, changed []*row
+	for _, id := range ids {
+		if r := touched[id]; r.opened {
+			opened = append(opened, r)
+		} else {
+			changed = append(changed, r)
+		}
 	}
-	cols := []any{idCol, owners, currencies, statuses, balances, overdrafts, dailies, openedAts, lastActivities, versions, positions}
-	if _, err := tx.Exec(ctx, `INSERT INTO account_summary (id, owner, currency, status, balance, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position)
+	w := &pgx.Batch{}
+	if n := len(changed); n > 0 {
+		var (
+			idCol, owners, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			balances, overdrafts, dailies       = make([]int64, n), make([]int64, n), make([]int64, n)
+			openedAts, lastActivities           = make([]time.Time, n), make([]time.Time, n)
+			versions, positions                 = make([]int64, n), make([]int64, n)
+		)
+		for i, r := range changed {
+			idCol[i], owners[i], currencies[i], statuses[i] = r.id, r.owner, r.currency, r.status
+			balances[i], overdrafts[i], dailies[i] = r.balance, r.overdraft, r.daily
+			openedAts[i], lastActivities[i], versions[i], positions[i] = r.openedAt, r.lastActivity, r.version, r.position
+		}
+		w.Queue(`INSERT INTO account_summary (id, owner, currency, status, balance, overdraft_limit, daily_withdrawal_limit, opened_at, last_activity_at, version, position)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[])
 		ON CONFLICT (id) DO UPDATE SET status = excluded.status, balance = excluded.balance, last_activity_at = excluded.last_activity_at,
-			version = excluded.version, position = excluded.position`, cols...); err != nil {
-		return fmt.Errorf("account summaries: %w", err)
+			version = excluded.version, position = excluded.position`,
+			idCol, owners, currencies, statuses, balances, overdrafts, dailies, openedAts, lastActivities, versions, positions)
 	}
-	if len(statement) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"account_statement"},
-			[]string{"account_id", "version", "position", "kind", "amount", "balance_after", "description", "recorded_at"},
-			pgx.CopyFromRows(statement)); err != nil {
-			return fmt.Errorf("account statement: %w", err)
+	if len(deltas) > 0 {
+		var tenants, currencies []string
+		var counts, sums []int64
+		for k, d := range deltas {
+			tenants, currencies, counts, sums = append(tenants, k.tenant), append(currencies, k.currency), append(counts, d.accounts), append(sums, d.balance)
 		}
-	}
-	for k, d := range deltas {
-		if _, err := tx.Exec(ctx, `INSERT INTO bank_totals (tenant, currency, accounts, total_balance) VALUES ($1, $2, $3, $4)
+		w.Queue(`INSERT INTO bank_totals (tenant, currency, accounts, total_balance) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
 			ON CONFLICT (tenant, currency) DO UPDATE SET accounts = bank_totals.accounts + excluded.accounts, total_balance = bank_totals.total_balance + excluded.total_balance`,
-			k.tenant, k.currency, d.accounts, d.balance); err != nil {
-			return fmt.Errorf("bank totals: %w", err)
+			tenants, currencies, counts, sums)
+	}
+	if w.Len() > 0 {
+		if err := tx.SendBatch(ctx, w).Close(); err != nil {
+			return fmt.Errorf("account summaries and totals: %w", err)
 		}
+	}
+	if err := copyRows(ctx, tx, "account_summary",
+		[]string{"id", "owner", "currency", "status", "balance", "overdraft_limit", "daily_withdrawal_limit", "opened_at", "last_activity_at", "version", "position"},
+		opened, func(r **row, dst []any) {
+			x := *r
+			dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &x.id, &x.owner, &x.currency, &x.status, &x.balance, &x.overdraft
+			dst[6], dst[7], dst[8], dst[9], dst[10] = &x.daily, &x.openedAt, &x.lastActivity, &x.version, &x.position
+		}); err != nil {
+		return fmt.Errorf("new account summaries: %w", err)
+	}
+	if err := copyRows(ctx, tx, "account_statement",
+		[]string{"account_id", "version", "position", "kind", "amount", "balance_after", "description", "recorded_at"},
+		statement, func(l *line, dst []any) {
+			dst[0], dst[1], dst[2], dst[3], dst[4], dst[5], dst[6], dst[7] = &l.account, &l.version, &l.position, &l.kind, &l.amount, &l.after, &l.description, &l.at
+		}); err != nil {
+		return fmt.Errorf("account statement: %w", err)
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ func BenchmarkRebuild(b *testing.B) {
 
 		// The rebuild: a new version of the projection from the start.
 		v := versionN{projections.Accounts{}, 10 + i}
-		r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{BatchSize: 2000, Poll: 20 * time.Millisecond}, v)
+		r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 20 * time.Millisecond}, v)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -52,14 +52,22 @@ func (counting) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 // runChild is the killed process: it runs the counting projection on url
 // until it is killed.
 func runChild(url string) {
+	runRunnerChild(url, func(s eventstore.Store) eventstore.Store { return s },
+		projections.Options{BatchSize: 40, Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, counting{})
+}
+
+// runRunnerChild runs a projection runner with projections ps on url, its
+// store wrapped by wrap, until the process is killed (the crash tests'
+// child processes).
+func runRunnerChild(url string, wrap func(eventstore.Store) eventstore.Store, opts projections.Options, ps ...projections.Projection) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	store := eventstore.NewPostgres(pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster())
-	r, err := projections.NewRunner(pool, store, quiet, projections.Options{BatchSize: 40, Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}, counting{})
+	store := wrap(eventstore.NewPostgres(pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster()))
+	r, err := projections.NewRunner(pool, store, quiet, opts, ps...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

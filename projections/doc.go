@@ -7,6 +7,15 @@
 // writes each batch's read-model changes and the projection's new checkpoint
 // in one transaction, so a crash never applies an event twice or skips one.
 //
+// A projection that keeps up applies batches of up to Options.BatchSize
+// events. One that is behind (a rebuild, a restart after a while) catches
+// up in batches of up to Options.CatchUpBatchSize, reading the next batch
+// while it applies the current one; where its events are dense it reads the
+// whole log in small pages and keeps its own (see catchup.go for why). The
+// accounts and orders read models write the rows of accounts and orders
+// created in a batch with COPY, and decode the frequent payloads with a
+// small scanner that leaves anything unusual to the domain's decoder.
+//
 // Each projection version keeps its tables in a schema of its own,
 // rm_<name>_v<version>; queries read views in schema readmodel that point
 // at the serving version. A new version builds into fresh tables while the

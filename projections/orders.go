@@ -87,33 +87,42 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 
 // Apply implements Projection. It folds the batch in memory (one row per
 // order touched, its lines, and per tenant, day and status the change in
-// the statistics) and writes in bulk: the orders and lines touched are read
-// once, written back with one statement each, the status history goes in
-// with COPY and the statistics with one upsert.
+// the statistics) and writes in bulk: the orders touched are read once;
+// orders placed in the batch go in with COPY, with their lines, and the
+// others are written back with one statement each; the status history
+// goes in with COPY and the statistics with one upsert.
 func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	type row struct {
 		id, customer, currency, status string
 		total, items, subtotal, tax    int64
 		placedAt, updatedAt            time.Time
 		version, position              int64
+		tenant, day                    string // day: the UTC date the order was placed
+		placed                         bool   // in this batch: no row yet
 	}
 	type line struct {
 		quantity, price int64
 		removed         bool
 	}
 	type lineKey struct{ order, sku string }
-	type statKey struct{ tenant, status, day string } // day: the UTC date the order was placed
+	type statKey struct{ tenant, status, day string }
 	type stat struct{ orders, revenue int64 }
 
 	touched := map[string]*row{}
+	// The lines of the orders whose lines change are read, except for the
+	// orders placed in this batch, which have none (or are placed twice,
+	// which fails).
+	skipLines := map[string]bool{}
 	var ids, lineOrders []string
 	for _, re := range events {
 		id, _ := domain.Orders.IDOf(re.StreamID)
 		if _, ok := touched[id]; !ok {
 			touched[id] = nil
 			ids = append(ids, id)
+			skipLines[id] = re.Type == "OrderPlaced"
 		}
-		if re.Type == "OrderItemAdded" || re.Type == "OrderItemRemoved" {
+		if (re.Type == "OrderItemAdded" || re.Type == "OrderItemRemoved") && !skipLines[id] {
+			skipLines[id] = true // read once
 			lineOrders = append(lineOrders, id)
 		}
 	}
@@ -135,6 +144,7 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 				rows.Close()
 				return err
 			}
+			r.tenant, r.day = domain.TenantOf(r.id), r.placedAt.UTC().Format(time.DateOnly)
 			touched[r.id] = r
 		}
 		if err := rows.Err(); err != nil {
@@ -160,28 +170,30 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 	}
 
 	stats := map[statKey]*stat{}
+	count := func(r *row, status string, orders, revenue int64) {
+		k := statKey{r.tenant, status, r.day}
+		s := stats[k]
+		if s == nil {
+			s = &stat{}
+			stats[k] = s
+		}
+		s.orders += orders
+		s.revenue += revenue
+	}
 	move := func(r *row, status string, total int64) { // the order leaves its (status, total) for these
-		day := r.placedAt.UTC().Format(time.DateOnly)
-		tenant := domain.TenantOf(r.id)
-		from := stats[statKey{tenant, r.status, day}]
-		if from == nil {
-			from = &stat{}
-			stats[statKey{tenant, r.status, day}] = from
-		}
-		from.orders--
-		from.revenue -= r.total
-		to := stats[statKey{tenant, status, day}]
-		if to == nil {
-			to = &stat{}
-			stats[statKey{tenant, status, day}] = to
-		}
-		to.orders++
-		to.revenue += total
+		count(r, r.status, -1, -r.total)
+		count(r, status, 1, total)
 		r.status, r.total = status, total
 	}
-	var history [][]any
+	type step struct {
+		order          string
+		version        int64
+		status, reason string
+		at             time.Time
+	}
+	var history []step
 	for _, re := range events {
-		e, err := domain.Orders.Decode(re.Type, re.SchemaVersion, re.Data)
+		e, err := decodeOrderEvent(re)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
@@ -191,22 +203,17 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 			if r != nil {
 				return fmt.Errorf("order %s placed twice (position %d)", id, re.Position)
 			}
-			r = &row{id: id, customer: placed.CustomerID, currency: placed.Currency, placedAt: placed.PlacedAt}
+			r = &row{id: id, customer: placed.CustomerID, currency: placed.Currency, placedAt: placed.PlacedAt, status: domain.StatusOpen,
+				tenant: domain.TenantOf(id), day: placed.PlacedAt.UTC().Format(time.DateOnly), placed: true}
 			touched[id] = r
-			k := statKey{domain.TenantOf(id), domain.StatusOpen, placed.PlacedAt.UTC().Format(time.DateOnly)}
-			if stats[k] == nil {
-				stats[k] = &stat{}
-			}
-			stats[k].orders++
-			r.status = domain.StatusOpen
+			count(r, domain.StatusOpen, 1, 0)
 		}
 		if r == nil {
 			return fmt.Errorf("event %s at %d for order %s, which was never placed", re.Type, re.Position, id)
 		}
-		reason := ""
 		switch e := e.(type) {
 		case domain.OrderPlaced:
-			history = append(history, []any{id, re.StreamVersion, domain.StatusOpen, "", re.RecordedAt})
+			history = append(history, step{id, re.StreamVersion, domain.StatusOpen, "", re.RecordedAt})
 		case domain.OrderItemAdded:
 			l := lines[lineKey{id, e.Sku}]
 			if l == nil || l.removed {
@@ -224,48 +231,67 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		case domain.OrderSubmitted:
 			r.subtotal, r.tax = e.Subtotal, e.Tax
 			move(r, domain.StatusSubmitted, e.Total)
-			history = append(history, []any{id, re.StreamVersion, domain.StatusSubmitted, "", re.RecordedAt})
+			history = append(history, step{id, re.StreamVersion, domain.StatusSubmitted, "", re.RecordedAt})
 		case domain.OrderConfirmed:
 			move(r, domain.StatusConfirmed, r.total)
-			history = append(history, []any{id, re.StreamVersion, domain.StatusConfirmed, "", re.RecordedAt})
+			history = append(history, step{id, re.StreamVersion, domain.StatusConfirmed, "", re.RecordedAt})
 		case domain.OrderShipped:
 			move(r, domain.StatusShipped, r.total)
-			reason = e.TrackingNumber
-			history = append(history, []any{id, re.StreamVersion, domain.StatusShipped, reason, re.RecordedAt})
+			history = append(history, step{id, re.StreamVersion, domain.StatusShipped, e.TrackingNumber, re.RecordedAt})
 		case domain.OrderCancelled:
 			move(r, domain.StatusCancelled, r.total)
-			history = append(history, []any{id, re.StreamVersion, domain.StatusCancelled, e.Reason, re.RecordedAt})
+			history = append(history, step{id, re.StreamVersion, domain.StatusCancelled, e.Reason, re.RecordedAt})
 		}
 		r.version, r.position, r.updatedAt = re.StreamVersion, re.Position, re.RecordedAt
 	}
 
-	n := len(ids)
-	var (
-		idCol, customers, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		totals, counts, subtotals, taxes       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		placedAts, updatedAts                  = make([]time.Time, n), make([]time.Time, n)
-		versions, positions                    = make([]int64, n), make([]int64, n)
-	)
-	for i, id := range ids {
-		r := touched[id]
-		idCol[i], customers[i], currencies[i], statuses[i] = r.id, r.customer, r.currency, r.status
-		totals[i], counts[i], subtotals[i], taxes[i] = r.total, r.items, r.subtotal, r.tax
-		placedAts[i], updatedAts[i], versions[i], positions[i] = r.placedAt, r.updatedAt, r.version, r.position
+	// Orders placed in this batch have no row and no lines yet: COPY.
+	var placed, changed []*row
+	for _, id := range ids {
+		if r := touched[id]; r.placed {
+			placed = append(placed, r)
+		} else {
+			changed = append(changed, r)
+		}
 	}
-	w := &pgx.Batch{}
-	w.Queue(`INSERT INTO order_list (id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[])
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total, item_count = excluded.item_count, subtotal = excluded.subtotal,
-			tax = excluded.tax, updated_at = excluded.updated_at, version = excluded.version, position = excluded.position`,
-		idCol, customers, currencies, statuses, totals, counts, subtotals, taxes, placedAts, updatedAts, versions, positions)
+	type newLine struct {
+		order, sku      string
+		quantity, price int64
+	}
+	var newLines []newLine
 	var delOrders, delSkus, upOrders, upSkus []string
 	var upQty, upPrice []int64
 	for k, l := range lines {
-		if l.removed {
+		switch {
+		case touched[k.order].placed:
+			if !l.removed {
+				newLines = append(newLines, newLine{k.order, k.sku, l.quantity, l.price})
+			}
+		case l.removed:
 			delOrders, delSkus = append(delOrders, k.order), append(delSkus, k.sku)
-		} else {
+		default:
 			upOrders, upSkus, upQty, upPrice = append(upOrders, k.order), append(upSkus, k.sku), append(upQty, l.quantity), append(upPrice, l.price)
 		}
+	}
+
+	w := &pgx.Batch{}
+	if n := len(changed); n > 0 {
+		var (
+			idCol, customers, currencies, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			totals, counts, subtotals, taxes       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			placedAts, updatedAts                  = make([]time.Time, n), make([]time.Time, n)
+			versions, positions                    = make([]int64, n), make([]int64, n)
+		)
+		for i, r := range changed {
+			idCol[i], customers[i], currencies[i], statuses[i] = r.id, r.customer, r.currency, r.status
+			totals[i], counts[i], subtotals[i], taxes[i] = r.total, r.items, r.subtotal, r.tax
+			placedAts[i], updatedAts[i], versions[i], positions[i] = r.placedAt, r.updatedAt, r.version, r.position
+		}
+		w.Queue(`INSERT INTO order_list (id, customer_id, currency, status, total, item_count, subtotal, tax, placed_at, updated_at, version, position)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[])
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total, item_count = excluded.item_count, subtotal = excluded.subtotal,
+			tax = excluded.tax, updated_at = excluded.updated_at, version = excluded.version, position = excluded.position`,
+			idCol, customers, currencies, statuses, totals, counts, subtotals, taxes, placedAts, updatedAts, versions, positions)
 	}
 	if len(delOrders) > 0 {
 		w.Queue(`DELETE FROM order_items i USING unnest($1::text[], $2::text[]) AS d(order_id, sku) WHERE i.order_id = d.order_id AND i.sku = d.sku`, delOrders, delSkus)
@@ -292,13 +318,29 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		w.Queue(`DELETE FROM order_stats o USING unnest($1::text[], $2::text[], $3::text[]) AS u(t, d, s)
 			WHERE o.tenant = u.t AND o.day = u.d::date AND o.status = u.s AND o.orders = 0 AND o.revenue = 0`, sTenants, sDays, sStatuses)
 	}
-	if err := tx.SendBatch(ctx, w).Close(); err != nil {
-		return fmt.Errorf("orders: %w", err)
-	}
-	if len(history) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"order_status_history"}, []string{"order_id", "version", "status", "reason", "at"}, pgx.CopyFromRows(history)); err != nil {
-			return fmt.Errorf("order status history: %w", err)
+	if w.Len() > 0 {
+		if err := tx.SendBatch(ctx, w).Close(); err != nil {
+			return fmt.Errorf("orders: %w", err)
 		}
+	}
+	if err := copyRows(ctx, tx, "order_list",
+		[]string{"id", "customer_id", "currency", "status", "total", "item_count", "subtotal", "tax", "placed_at", "updated_at", "version", "position"},
+		placed, func(r **row, dst []any) {
+			x := *r
+			dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &x.id, &x.customer, &x.currency, &x.status, &x.total, &x.items
+			dst[6], dst[7], dst[8], dst[9], dst[10], dst[11] = &x.subtotal, &x.tax, &x.placedAt, &x.updatedAt, &x.version, &x.position
+		}); err != nil {
+		return fmt.Errorf("new orders: %w", err)
+	}
+	if err := copyRows(ctx, tx, "order_items", []string{"order_id", "sku", "quantity", "unit_price"}, newLines, func(l *newLine, dst []any) {
+		dst[0], dst[1], dst[2], dst[3] = &l.order, &l.sku, &l.quantity, &l.price
+	}); err != nil {
+		return fmt.Errorf("lines of new orders: %w", err)
+	}
+	if err := copyRows(ctx, tx, "order_status_history", []string{"order_id", "version", "status", "reason", "at"}, history, func(s *step, dst []any) {
+		dst[0], dst[1], dst[2], dst[3], dst[4] = &s.order, &s.version, &s.status, &s.reason, &s.at
+	}); err != nil {
+		return fmt.Errorf("order status history: %w", err)
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 		runChild(url) // a projection process that the crash test kills
 		return
 	}
+	if url := os.Getenv(rebuildChildEnv); url != "" {
+		runRebuildChild(url) // a rebuilding process that the catch-up kill test kills
+		return
+	}
 	if url := os.Getenv(sagaChildEnv); url != "" {
 		killAt, _ := strconv.Atoi(os.Getenv(sagaKillAtEnv))
 		runSagaChild(url, killAt) // a saga process that the saga crash test kills

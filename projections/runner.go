@@ -18,8 +18,15 @@ import (
 
 // Options tune the Runner. Zero values mean the defaults.
 type Options struct {
-	// BatchSize is the most events applied in one transaction (default 2000).
+	// BatchSize is the most events applied in one transaction while a
+	// projection keeps up with the log (default 2000).
 	BatchSize int
+	// CatchUpBatchSize is the most events applied in one transaction while
+	// a projection is behind by more than a batch: a rebuild, or a restart
+	// after a while. It is at least BatchSize and at most
+	// eventstore.MaxLimit (default: eventstore.MaxLimit when BatchSize is
+	// not set either, else BatchSize).
+	CatchUpBatchSize int
 	// MaxFailures is how often an event is retried before the projection
 	// stops in the FAILED state (default 5).
 	MaxFailures int
@@ -39,9 +46,17 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
+	if o.CatchUpBatchSize <= 0 {
+		o.CatchUpBatchSize = o.BatchSize
+		if o.BatchSize <= 0 {
+			o.CatchUpBatchSize = eventstore.MaxLimit
+		}
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 2000
 	}
+	o.BatchSize = min(o.BatchSize, eventstore.MaxLimit)
+	o.CatchUpBatchSize = min(max(o.CatchUpBatchSize, o.BatchSize), eventstore.MaxLimit)
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 5
 	}
@@ -172,17 +187,6 @@ func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) er
 	return r.follow(ctx, p, conn)
 }
 
-// instance is one generation of a projection version being built or served.
-type instance struct {
-	p          Projection
-	generation int
-	ready      bool // schema and tables exist
-	batch      int  // events per batch: 1 while narrowing down a failure
-	stuckAt    int64
-	backoff    time.Duration
-	retryAt    time.Time
-}
-
 func (in *instance) schema() string {
 	return GenerationSchema(in.p.Name(), in.p.Version(), in.generation)
 }
@@ -276,6 +280,11 @@ var errLostLead = errors.New("checkpoint moved under us: another process runs th
 // it has caught up.
 func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn) error {
 	instances := map[int]*instance{}
+	defer func() { // no read ahead outlives follow
+		for _, in := range instances {
+			in.dropReadAhead()
+		}
+	}()
 	timer := time.NewTimer(r.opts.Poll)
 	defer timer.Stop()
 	for {
@@ -289,7 +298,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 		for _, st := range states {
 			in := instances[st.generation]
 			if in == nil {
-				in = &instance{p: p, generation: st.generation, batch: r.opts.BatchSize, backoff: r.opts.RetryBackoff}
+				in = newInstance(p, st.generation, r.opts.RetryBackoff)
 				instances[st.generation] = in
 			}
 			if !in.ready {
@@ -306,6 +315,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 				continue
 			}
 			if st.status == "FAILED" {
+				in.dropReadAhead()
 				wait = min(wait, r.opts.LeaderRetry/4+50*time.Millisecond)
 				continue
 			}
@@ -335,54 +345,70 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 	}
 }
 
-// step applies one page of the log to an instance. It reports whether more
-// is waiting right away.
+// step applies one batch of the log to an instance. It reports whether
+// more is waiting right away. While the instance is behind, the next batch
+// is read while this one is applied.
 func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error) {
 	p := in.p
-	page, err := r.store.ReadAll(ctx, eventstore.AllQuery{After: st.position, Limit: in.batch, Types: p.EventTypes()})
+	plan := r.plan(in, st.position)
+	b, err := r.read(ctx, in, plan)
 	if err != nil {
 		return false, err
 	}
+	if !in.narrowing {
+		in.behind = b.full
+		if b.full {
+			in.sparse = !b.dense()
+			r.startReadAhead(ctx, in, r.plan(in, b.next))
+		}
+	}
 	switch {
-	case len(page.Events) > 0:
-		err := r.applyBatch(ctx, in, st.position, page.Next, page.Events)
+	case len(b.events) > 0:
+		err := r.applyBatch(ctx, in, st.position, b.next, b.events)
 		if errors.Is(err, errLostLead) || ctx.Err() != nil {
 			return false, err
 		}
 		if err != nil {
-			failures, ferr := r.recordFailure(ctx, in, page.Events, err, in.batch == 1)
+			single := plan.limit == 1
+			failures, ferr := r.recordFailure(ctx, in, b.events, err, single)
 			if ferr != nil {
 				return false, ferr
 			}
-			if in.batch > 1 {
-				in.batch = 1 // find the event that fails
+			if !single {
+				// Find the event that fails: one event at a time up to the
+				// end of this batch.
+				in.narrowing = true
+				in.stuckAt = b.events[len(b.events)-1].Position
 				return true, nil
 			}
 			if failures >= r.opts.MaxFailures {
 				r.log.ErrorContext(ctx, "projection failed", "projection", p.Name(), "generation", in.generation,
-					"position", page.Events[0].Position, "eventId", page.Events[0].ID, "err", err)
+					"position", b.events[0].Position, "eventId", b.events[0].ID, "err", err)
 				in.backoff = r.opts.RetryBackoff
 				return false, nil
 			}
-			in.stuckAt = page.Events[0].Position
+			in.stuckAt = b.events[0].Position
 			in.retryAt = time.Now().Add(in.backoff)
 			in.backoff = min(in.backoff*2, 10*time.Second)
 			return false, nil
 		}
 		in.backoff = r.opts.RetryBackoff
-		if in.batch == 1 && page.Events[0].Position >= in.stuckAt {
-			in.batch = r.opts.BatchSize
+		if in.narrowing && b.events[0].Position >= in.stuckAt {
+			in.narrowing = false
 		}
-		r.progress.Notify(page.Next)
-		if len(page.Events) == in.batch {
+		r.progress.Notify(b.next)
+		if b.full {
 			return true, nil
 		}
-	case page.Next > st.position:
+	case b.next > st.position:
 		// Nothing this projection reads, but the log moved on.
-		if err := r.advance(ctx, in, st.position, page.Next); err != nil {
+		if err := r.advance(ctx, in, st.position, b.next); err != nil {
 			return false, err
 		}
-		r.progress.Notify(page.Next)
+		r.progress.Notify(b.next)
+		if b.full {
+			return true, nil
+		}
 	}
 	if !st.serving {
 		// A rebuild has caught up: switch queries to it.

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -87,6 +89,31 @@ func listComplexity(c *generated.ComplexityRoot) {
 	c.Query.Products = func(child int, _ *int, first *int, _ *string, _ *model.Position) int {
 		return times(child, n(first, 20))
 	}
+}
+
+// complexityLimit refuses operations whose complexity (every field 1, a
+// list field its children times the items it asks for: listComplexity)
+// exceeds max. It is gqlgen's FixedComplexityLimit without the per-operation
+// statistics, which nothing reads and every operation (every websocket
+// subscription among them) would keep.
+type complexityLimit struct {
+	max int
+	es  graphql.ExecutableSchema
+}
+
+func (*complexityLimit) ExtensionName() string { return "ComplexityLimit" }
+func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
+	c.es = es
+	return nil
+}
+func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	op := rc.Doc.Operations.ForName(rc.OperationName)
+	if n := complexity.Calculate(ctx, c.es, op, rc.Variables); n > c.max {
+		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", n, c.max)
+		errcode.Set(err, "COMPLEXITY_LIMIT_EXCEEDED")
+		return err
+	}
+	return nil
 }
 
 // depthLimit refuses operations nested deeper than max.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,7 +190,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	c := &wsConn{
 		t: t, ws: ws, batch: hj.conn, exec: exec, ctx: ctx, cancel: cancel,
 		subs: map[string]*wsSub{}, pending: map[string][]byte{},
-		done: make(chan struct{}), headers: r.Header,
+		done: make(chan struct{}), headers: connHeaders(r.Header),
 	}
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
@@ -817,6 +818,21 @@ func (c *wsConn) writeBatch(batch []*outgoing, latest map[string][]byte, write f
 	return true, false
 }
 
+// connHeaders is what a connection keeps of its upgrade request's headers
+// for its lifetime: a copy of all but the handshake's own, so that the
+// request's are freed.
+func connHeaders(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		switch k {
+		case "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
+			continue
+		}
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
 type headersKey struct{}
 
 func withHeaders(ctx context.Context, h http.Header) context.Context {
@@ -824,7 +840,8 @@ func withHeaders(ctx context.Context, h http.Header) context.Context {
 }
 
 // UpgradeHeaders returns the headers of the websocket upgrade request an
-// operation came in on (nil over HTTP).
+// operation came in on, but for the handshake's own (Connection, Upgrade,
+// Sec-WebSocket-Key, -Version and -Extensions); nil over HTTP.
 func UpgradeHeaders(ctx context.Context) http.Header {
 	h, _ := ctx.Value(headersKey{}).(http.Header)
 	return h

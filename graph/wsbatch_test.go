@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +75,23 @@ func TestBatchConnGathersFramesIntoOneWrite(t *testing.T) {
 	sock.fail = nil
 	if _, err := b.Write([]byte("f")); err == nil {
 		t.Fatal("a write after a failed flush succeeded")
+	}
+}
+
+func TestConnHeadersKeepAllButTheHandshakes(t *testing.T) {
+	h := http.Header{
+		"Authorization": {"Bearer t"}, "Cookie": {"a=1"}, "X-Request-Id": {"r-1"},
+		"Sec-Websocket-Protocol": {"graphql-transport-ws"},
+		"Connection":             {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Key": {"k"},
+		"Sec-Websocket-Version": {"13"}, "Sec-Websocket-Extensions": {"permessage-deflate"},
+	}
+	got := connHeaders(h)
+	want := http.Header{"Authorization": {"Bearer t"}, "Cookie": {"a=1"}, "X-Request-Id": {"r-1"}, "Sec-Websocket-Protocol": {"graphql-transport-ws"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+	h["Authorization"][0] = "changed"
+	if got.Get("Authorization") != "Bearer t" {
+		t.Fatal("the kept headers share the request's values")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
@@ -457,24 +458,53 @@ func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, e
 		defer func() { end(err) }()
 	}
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{in.schema()}.Sanitize()+", public"); err != nil {
+		if _, err := tx.Exec(ctx, asyncCommitIn, pgx.Identifier{in.schema()}.Sanitize()+", public"); err != nil {
 			return err
 		}
 		if err := in.p.Apply(ctx, tx, events); err != nil {
 			return err
 		}
-		return moveCheckpoint(ctx, tx, in, from, to)
+		tag, err := tx.Exec(ctx, moveCheckpointSQL, in.p.Name(), in.p.Version(), in.generation, to, from)
+		return checkpointMoved(tag, err)
 	})
 }
 
+// Projection transactions commit asynchronously (synchronous_commit off):
+// they do not wait for their WAL to reach the disk. A database crash may
+// then lose the last moments of a projection's progress, never an event,
+// and never rows without their checkpoint (they commit together): the
+// projection applies those events again from the log. Read models are
+// derived data; the events they come from are committed durably.
+const asyncCommitIn = `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)`
+
+const moveCheckpointSQL = `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, updated_at = clock_timestamp()
+	WHERE name = $1 AND version = $2 AND generation = $3 AND position = $5 AND status = 'RUNNING'`
+
+// advance moves the checkpoint over events the projection does not read,
+// in one round trip (and asynchronously committed, as applyBatch is).
 func (r *Runner) advance(ctx context.Context, in *instance, from, to int64) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return moveCheckpoint(ctx, tx, in, from, to) })
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(asyncCommitIn, "public")
+	b.Queue(moveCheckpointSQL, in.p.Name(), in.p.Version(), in.generation, to, from)
+	b.Queue("COMMIT")
+	br := r.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	moved := checkpointMoved(br.Exec())
+	if _, err := br.Exec(); err != nil { // COMMIT (of nothing, when the checkpoint did not move)
+		return err
+	}
+	return moved
 }
 
-func moveCheckpoint(ctx context.Context, tx pgx.Tx, in *instance, from, to int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, updated_at = clock_timestamp()
-		WHERE name = $1 AND version = $2 AND generation = $3 AND position = $5 AND status = 'RUNNING'`,
-		in.p.Name(), in.p.Version(), in.generation, to, from)
+// checkpointMoved checks moveCheckpointSQL's outcome: it moved exactly one
+// checkpoint, or another process leads the projection now.
+func checkpointMoved(tag pgconn.CommandTag, err error) error {
 	if err != nil {
 		return err
 	}

@@ -249,22 +249,45 @@ func (e *env) fanout(ctx context.Context, n int) (measure, error) {
 	defer closeAll(subs)
 	time.Sleep(2 * time.Second) // every subscription reaches the live feed
 
+	// The events are appended at fanoutRate by a few writers (one writer's
+	// durable commits alone could not keep that pace), each to streams of
+	// its own.
 	var mu sync.Mutex
 	committed := map[int64]time.Time{}
+	const writers = 8
+	due := make(chan int, fanoutRate)
+	writeErr := make(chan error, writers)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range due {
+				res, err := store.Append(ctx, fmt.Sprintf("bench-fanout-%d", i%writers), domain.ExpectAny, domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
+				if err != nil {
+					writeErr <- err
+					return
+				}
+				mu.Lock()
+				committed[res.LastPosition] = time.Now()
+				mu.Unlock()
+			}
+		}()
+	}
 	tick := time.NewTicker(time.Second / fanoutRate)
 	start := time.Now()
 	for i := 0; i < events; i++ {
 		<-tick.C
-		res, err := store.Append(ctx, "bench-fanout", domain.ExpectAny, domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
-		if err != nil {
-			tick.Stop()
-			return measure{}, err
-		}
-		mu.Lock()
-		committed[res.LastPosition] = time.Now()
-		mu.Unlock()
+		due <- i
 	}
 	tick.Stop()
+	close(due)
+	wg.Wait()
+	select {
+	case err := <-writeErr:
+		return measure{}, err
+	default:
+	}
 	if err := waitAll(ctx, subs, errs, events); err != nil {
 		return measure{}, err
 	}

@@ -138,7 +138,7 @@ type HubSubscription struct {
 	floor  int64 // the position it joined the live feed at; guarded by the hub's lock
 
 	deliver  func(domain.RecordedEvent) bool // blocks; false: the subscriber has gone
-	closeOut func()
+	closeOut func()                          // the subscription has ended
 
 	mu      sync.Mutex
 	queue   []liveBatch // live batches not yet delivered
@@ -162,7 +162,7 @@ type liveBatch struct {
 // until ctx ends (the channel is then closed). The first page is read
 // before Subscribe returns, so invalid filters fail here.
 func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.RecordedEvent, error) {
-	return SubscribeAs(ctx, h, q, func(e domain.RecordedEvent) domain.RecordedEvent { return e }, nil)
+	return SubscribeAs(ctx, h, q, func(e domain.RecordedEvent) domain.RecordedEvent { return e })
 }
 
 // SubscribeAs is Subscribe delivering convert(e) for each event e: the
@@ -170,32 +170,38 @@ func (h *Hub) Subscribe(ctx context.Context, q AllQuery) (<-chan domain.Recorded
 // own to turn events into what it sends (a subscription's GraphQL
 // objects), and the channel's buffer holds the converted values (a pointer
 // is far smaller than a RecordedEvent: this matters with 10,000 idle
-// subscribers). sent, when not nil, is called after each value is put in
-// the channel and after the channel is closed: a consumer that counts the
-// calls knows when a receive will not block.
-func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(domain.RecordedEvent) T, sent func()) (<-chan T, error) {
-	q.Limit = 500
-	first, err := h.store.ReadAll(ctx, q)
-	if err != nil {
-		return nil, err
-	}
+// subscribers).
+func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(domain.RecordedEvent) T) (<-chan T, error) {
 	out := make(chan T, 16)
-	if sent == nil {
-		sent = func() {}
-	}
-	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, closeOut: func() { close(out); sent() }}
-	s.deliver = func(e domain.RecordedEvent) bool {
+	err := h.SubscribeFunc(ctx, q, func(e domain.RecordedEvent) bool {
 		select {
 		case out <- convert(e):
-			sent()
 			return true
 		case <-ctx.Done():
 			return false
 		}
+	}, func() { close(out) })
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// SubscribeFunc is Subscribe calling deliver for each event, in position
+// order, one call at a time (deliver may block; it returns false when the
+// subscriber has gone), and ended once, when the subscription ends: ctx
+// ended, deliver returned false, or the store failed. Between events the
+// subscription holds no goroutine.
+func (h *Hub) SubscribeFunc(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) error {
+	q.Limit = 500
+	first, err := h.store.ReadAll(ctx, q)
+	if err != nil {
+		return err
+	}
+	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, deliver: deliver, closeOut: ended}
 	context.AfterFunc(ctx, s.stop)
 	go s.work(&first)
-	return out, nil
+	return nil
 }
 
 // offer queues a live batch for the subscriber without blocking, starting

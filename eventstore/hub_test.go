@@ -305,61 +305,75 @@ func TestHubIdleSubscribersHoldNoGoroutine(t *testing.T) {
 	waitLive(0)
 }
 
-// TestSubscribeAsAnnouncesEachValueAndTheClose: SubscribeAs converts each
-// event and calls sent once per value put in the channel and once after
-// closing it, so a consumer counting the calls never waits on a receive.
-func TestSubscribeAsAnnouncesEachValueAndTheClose(t *testing.T) {
+// TestSubscribeFuncDeliversInOrderAndEndsOnce: SubscribeFunc calls deliver
+// for each event in order, one call at a time, and ended exactly once when
+// the subscriber's context ends; nothing is delivered after that.
+func TestSubscribeFuncDeliversInOrderAndEndsOnce(t *testing.T) {
 	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
 	h := startHub(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
-	sent := 0
-	ch, err := eventstore.SubscribeAs(ctx, h, eventstore.AllQuery{}, func(e domain.RecordedEvent) string { return e.StreamID }, func() {
+	var got []string
+	inDeliver, ends := 0, 0
+	endedCh := make(chan struct{})
+	err := h.SubscribeFunc(ctx, eventstore.AllQuery{}, func(e domain.RecordedEvent) bool {
 		mu.Lock()
-		sent++
+		inDeliver++
+		if inDeliver > 1 {
+			t.Error("deliver called concurrently")
+		}
+		if ends > 0 {
+			t.Error("deliver called after ended")
+		}
+		got = append(got, e.StreamID)
 		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		inDeliver--
+		mu.Unlock()
+		return true
+	}, func() {
+		mu.Lock()
+		ends++
+		mu.Unlock()
+		close(endedCh)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return sent
-	}
 	for i := 0; i < 5; i++ {
-		if _, err := s.Append(ctx, fmt.Sprintf("as-%d", i), domain.ExpectAny, eventstoretest.Ev("Tick", i)); err != nil {
+		if _, err := s.Append(ctx, fmt.Sprintf("f-%d", i), domain.ExpectAny, eventstoretest.Ev("Tick", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := 0; i < 5; i++ {
-		select {
-		case got := <-ch:
-			if want := fmt.Sprintf("as-%d", i); got != want {
-				t.Fatalf("value %d = %q, want %q", i, got, want)
+	waitFor := func(n int) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			l := len(got)
+			mu.Unlock()
+			if l >= n {
+				return
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("received %d of 5 values", i)
-		}
-		if n := count(); n < i+1 {
-			t.Fatalf("%d announced after receiving %d values", n, i+1)
+			if time.Now().After(deadline) {
+				t.Fatalf("delivered %d of %d", l, n)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	if n := count(); n != 5 {
-		t.Fatalf("%d announced for 5 values", n)
-	}
+	waitFor(5)
 	cancel()
 	select {
-	case v, ok := <-ch:
-		if ok {
-			t.Fatalf("value %q after cancel", v)
-		}
+	case <-endedCh:
 	case <-time.After(10 * time.Second):
-		t.Fatal("channel still open after cancel")
+		t.Fatal("ended not called after cancel")
 	}
-	if n := count(); n != 6 {
-		t.Fatalf("%d announced for 5 values and the close, want 6", n)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"f-0", "f-1", "f-2", "f-3", "f-4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || ends != 1 {
+		t.Fatalf("delivered %v, ended %d times; want %v, once", got, ends, want)
 	}
 }
 

@@ -29,13 +29,7 @@ func (r *subscriptionResolver) Events(ctx context.Context, types []string, strea
 	if r.Hub == nil {
 		return nil, domain.Errorf(domain.Unavailable, "subscriptions are not configured")
 	}
-	announce, attach := announcer(ctx)
-	ch, err := eventstore.SubscribeAs(ctx, r.Hub, q, toEvent, announce)
-	if err != nil {
-		return nil, err
-	}
-	attach()
-	return ch, nil
+	return subscribeLog(ctx, r.Hub, q, toEvent)
 }
 
 // AccountChanged is the resolver for the accountChanged field.

@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"cqrsgate/domain"
 	"cqrsgate/internal/auth"
 )
 
@@ -104,7 +105,11 @@ type Websocket struct {
 	groups   map[string]*shareGroup // running shared subscriptions by key
 	groupsWG sync.WaitGroup
 
-	dropped atomic.Int64 // connections closed for being too slow
+	cmu    sync.Mutex
+	caches map[string]*payloadCache // payloads of log subscriptions, by share key
+
+	dropped        atomic.Int64 // connections closed for being too slow
+	sharedPayloads atomic.Int64 // log payloads sent from a payloadCache
 }
 
 var _ graphql.Transport = (*Websocket)(nil)
@@ -134,6 +139,7 @@ func (t *Websocket) init() {
 		}
 		t.conns = map[*wsConn]struct{}{}
 		t.groups = map[string]*shareGroup{}
+		t.caches = map[string]*payloadCache{}
 		t.upgrader = websocket.Upgrader{
 			Subprotocols: []string{ProtocolTransportWS, ProtocolLegacyWS},
 			CheckOrigin:  t.checkOrigin,
@@ -546,22 +552,13 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		c.endSub(sub, true)
 		return
 	}
-	waker := &streamWaker{}
-	responses, ctx := c.exec.DispatchOperation(withStreamWaker(ctx, waker), rc)
-	// next handles one response; false: the operation has finished.
-	next := func() bool {
-		resp := responses(ctx)
-		if resp == nil || ctx.Err() != nil {
-			return false // finished, or completed by the client: send nothing more
-		}
-		payload, err := encodeResponse(resp)
-		if err != nil {
-			c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
-			return true
-		}
+	stream := &logStream{cache: c.t.acquireCache(c.t.logShareKey(ctx, rc))}
+	responses, ctx := c.exec.DispatchOperation(withLogStream(ctx, stream), rc)
+	// send hands a payload to the writer.
+	send := func(payload []byte) {
 		if co.coalesced {
 			sub.deliverLatest(payload)
-			return true
+			return
 		}
 		// Under the lock that the client's complete takes: once the
 		// reader has handled a complete, nothing more for this id is queued.
@@ -570,12 +567,52 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 			c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
 		}
 		sub.mu.Unlock()
-		return true
 	}
-	if waker.start(next, func() { c.endSub(sub, true) }) {
+	// next handles one response; false: the operation has finished.
+	next := func() ([]byte, bool) {
+		resp := responses(ctx)
+		if resp == nil || ctx.Err() != nil {
+			return nil, false // finished, or completed by the client: send nothing more
+		}
+		payload, err := encodeResponse(resp)
+		if err != nil {
+			c.t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
+			return nil, true
+		}
+		send(payload)
+		if len(resp.Errors) > 0 {
+			return nil, true // not shared: errors are counted and logged per operation
+		}
+		return payload, true
+	}
+	executed := false
+	take := func(e domain.RecordedEvent) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		// The first event is always executed, so that each operation is
+		// logged and measured as it starts.
+		if payload, ok := stream.cache.get(e.Position); ok && executed {
+			c.t.sharedPayloads.Add(1)
+			send(payload)
+			return true
+		}
+		executed = true
+		stream.feed(e)
+		payload, ok := next()
+		if payload != nil {
+			stream.cache.put(e.Position, payload)
+		}
+		return ok
+	}
+	if stream.start(take, func() { c.t.releaseCache(stream.cache); c.endSub(sub, true) }) {
 		return
 	}
-	for next() {
+	c.t.releaseCache(stream.cache)
+	for {
+		if _, ok := next(); !ok {
+			break
+		}
 	}
 	c.endSub(sub, true)
 }

@@ -592,3 +592,56 @@ func TestIdleSubscriptionCostsOneGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestLogSubscribersShareEncodedPayloads: subscribers of the log with the
+// same selection share each event's encoded payload, whatever position
+// they started from; a different selection gets its own. Every client
+// receives every event, in order, rendered for its own selection.
+func TestLogSubscribersShareEncodedPayloads(t *testing.T) {
+	ws := &graph.Websocket{}
+	s := newWSServer(t, ws)
+	before := appendN(t, s.store, "share-1", 5)
+	const n = 12
+	var clients []*wsClient
+	for i := 0; i < n; i++ {
+		c := s.dial(t, graph.ProtocolTransportWS)
+		c.init()
+		vars := map[string]any{"after": 0}
+		if i%2 == 1 {
+			vars["after"] = before[2] // resuming later: same selection, same payloads
+		}
+		c.send(subscribeMsg("s", eventsSubscription, vars))
+		clients = append(clients, c)
+	}
+	other := s.dial(t, graph.ProtocolTransportWS)
+	other.init()
+	other.send(subscribeMsg("o", `subscription { renamed: events(after: 0) { position } }`, nil))
+
+	after := appendN(t, s.store, "share-1", 40)
+	all := append(append([]int64{}, before...), after...)
+	for i, c := range clients {
+		want := all
+		if i%2 == 1 {
+			want = all[3:]
+		}
+		for _, w := range want {
+			m := c.expect("next")
+			p, stream := eventOf(t, m)
+			if p != w || stream != "share-1" {
+				t.Fatalf("client %d: got position %d of %q, want %d of share-1", i, p, stream, w)
+			}
+		}
+	}
+	for _, w := range all {
+		m := other.expect("next")
+		var p struct {
+			Data map[string]struct{ Position int64 } `json:"data"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil || p.Data["renamed"].Position != w {
+			t.Fatalf("the other selection got %s, want position %d under renamed", m.Payload, w)
+		}
+	}
+	if shared := ws.SharedPayloads(); shared == 0 {
+		t.Fatal("no payload was shared between subscribers with the same selection")
+	}
+}

@@ -1,98 +1,276 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"sync"
+	"sync/atomic"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/formatter"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 )
 
-// streamWaker lets a subscription resolver announce each value it puts in
-// its channel (and the channel's close), so that the websocket transport
-// takes values only when one is there: no goroutine waits on an idle
-// subscription's channel. A resolver that does not announce (it never
-// calls streamWakerOf's result's announce) is waited on as usual.
-type streamWaker struct {
+// Log subscriptions over websockets.
+//
+// A subscription to the log (`events`) is fed by the hub without a
+// goroutine of its own: the hub's worker queues each event on the
+// subscription's logStream, and the transport takes queued events on a
+// goroutine that runs only while there are some. Taking an event executes
+// the operation for it, unless a subscription with the same query,
+// variables and caller scope has already done so for that position: the
+// payload is then the one encoded for it (payloadCache), so a thousand
+// dashboards following the log cost one execution per event, not a
+// thousand.
+
+// logStreamQueue is how many events may wait on a log stream before the
+// hub's worker waits (and, if that lasts, drops the subscriber from its
+// live feed, to catch up from the store).
+const logStreamQueue = 64
+
+// logStream is the queue between a log subscription's hub worker and the
+// transport.
+type logStream struct {
+	cache *payloadCache // shared by the subscriptions with the same share key
+
 	mu       sync.Mutex
-	attached bool        // the resolver announces its values
-	ready    int         // values (or the close) announced and not yet taken
-	running  bool        // a goroutine is taking them
-	next     func() bool // takes one; false: the stream has ended
+	attached bool                            // the resolver feeds this stream
+	feed     func(domain.RecordedEvent)      // hands an event to the operation's channel (which has room)
+	queue    []domain.RecordedEvent          // events not yet taken
+	closed   bool                            // the hub has ended the subscription
+	space    chan struct{}                   // closed when the taker empties a full queue; nil unless the hub waits
+	running  bool                            // a goroutine is taking events
+	ended    bool                            // the operation has finished
+	take     func(domain.RecordedEvent) bool // set by the transport: handles one event; false: finished
 	end      func()
-	ended    bool
 }
 
-type streamWakerKey struct{}
+type logStreamKey struct{}
 
-func withStreamWaker(ctx context.Context, w *streamWaker) context.Context {
-	return context.WithValue(ctx, streamWakerKey{}, w)
+func withLogStream(ctx context.Context, s *logStream) context.Context {
+	return context.WithValue(ctx, logStreamKey{}, s)
 }
 
-// announcer returns the function a subscription resolver calls after each
-// value it sends on its channel and after closing it, or nil when the
-// operation is not run by the websocket transport. The resolver calls
-// attach once its channel exists.
-func announcer(ctx context.Context) (announce func(), attach func()) {
-	w, _ := ctx.Value(streamWakerKey{}).(*streamWaker)
-	if w == nil {
-		return nil, func() {}
+// subscribeLog subscribes the operation in ctx to the hub: with a
+// logStream when the websocket transport runs it, else (and for any other
+// transport) with a channel fed by the hub.
+func subscribeLog[T any](ctx context.Context, hub *eventstore.Hub, q eventstore.AllQuery, convert func(domain.RecordedEvent) T) (<-chan T, error) {
+	s, _ := ctx.Value(logStreamKey{}).(*logStream)
+	if s == nil {
+		return eventstore.SubscribeAs(ctx, hub, q, convert)
 	}
-	return w.announce, w.attach
-}
-
-func (w *streamWaker) attach() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.attached = true
-}
-
-// announce counts a value (or the close) ready to be taken, and starts a
-// goroutine to take it unless one is running.
-func (w *streamWaker) announce() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.ready++
-	w.wakeLocked()
-}
-
-func (w *streamWaker) wakeLocked() {
-	if w.next != nil && !w.running && !w.ended && w.ready > 0 {
-		w.running = true
-		go w.take()
+	out := make(chan T, 1) // filled by the taker, right before gqlgen takes it
+	feed := func(e domain.RecordedEvent) { out <- convert(e) }
+	if err := hub.SubscribeFunc(ctx, q, func(e domain.RecordedEvent) bool { return s.push(ctx, e) }, s.close); err != nil {
+		return nil, err
 	}
+	s.mu.Lock()
+	s.attached, s.feed = true, feed
+	s.mu.Unlock()
+	return out, nil
 }
 
-// start hands the stream to the waker when its resolver announces its
-// values: next takes one value, end runs once the stream has ended. It
-// reports false when the resolver does not announce (the caller waits on
-// the stream itself).
-func (w *streamWaker) start(next func() bool, end func()) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.attached {
+// push queues an event, waiting while the queue is full; false: ctx ended.
+func (s *logStream) push(ctx context.Context, e domain.RecordedEvent) bool {
+	s.mu.Lock()
+	for len(s.queue) >= logStreamQueue && !s.ended {
+		if s.space == nil {
+			s.space = make(chan struct{})
+		}
+		space := s.space
+		s.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return false
+		}
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	if s.ended {
 		return false
 	}
-	w.next, w.end = next, end
-	w.wakeLocked()
+	s.queue = append(s.queue, e)
+	s.wakeLocked()
 	return true
 }
 
-// take takes the announced values, then ends; each take finds its value
-// already in the channel, so it never waits for one.
-func (w *streamWaker) take() {
+// close records that no more events come.
+func (s *logStream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.wakeLocked()
+}
+
+func (s *logStream) wakeLocked() {
+	if s.take != nil && !s.running && !s.ended && (len(s.queue) > 0 || s.closed) {
+		s.running = true
+		go s.run()
+	}
+}
+
+// start hands the stream to the transport once the operation is set up:
+// take handles one event, end runs once when the operation has finished.
+// It reports false when the operation's resolver did not attach to the
+// stream (the caller then reads the operation's results itself).
+func (s *logStream) start(take func(domain.RecordedEvent) bool, end func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.attached {
+		return false
+	}
+	s.take, s.end = take, end
+	s.wakeLocked()
+	return true
+}
+
+// run takes the queued events, then stops; after the last, once the hub
+// has closed the stream, the operation ends.
+func (s *logStream) run() {
 	for {
-		w.mu.Lock()
-		if w.ready == 0 {
-			w.running = false
-			w.mu.Unlock()
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			if !s.closed {
+				s.running = false
+				s.mu.Unlock()
+				return
+			}
+			s.ended = true
+			s.mu.Unlock()
+			s.end()
 			return
 		}
-		w.ready--
-		w.mu.Unlock()
-		if !w.next() {
-			w.mu.Lock()
-			w.ended, w.running = true, false
-			w.mu.Unlock()
-			w.end()
+		e := s.queue[0]
+		s.queue[0] = domain.RecordedEvent{}
+		s.queue = s.queue[1:]
+		if len(s.queue) == 0 {
+			s.queue = nil // an idle stream holds no queue
+		}
+		if s.space != nil {
+			close(s.space)
+			s.space = nil
+		}
+		s.mu.Unlock()
+		if !s.take(e) {
+			s.mu.Lock()
+			s.ended = true
+			s.queue = nil
+			if s.space != nil {
+				close(s.space)
+				s.space = nil
+			}
+			s.mu.Unlock()
+			s.end()
 			return
 		}
+	}
+}
+
+// logShareKey names what a log subscription's payload for an event
+// depends on: the caller's scope, and the root field's alias and
+// selection, with the variables when the selection uses any. The root
+// field's own arguments (where the stream starts, which events it
+// carries) choose events, not how an event is rendered, so subscribers
+// resuming from different positions share their payloads.
+func (t *Websocket) logShareKey(ctx context.Context, rc *graphql.OperationContext) string {
+	op := rc.Operation
+	if op == nil || len(op.SelectionSet) != 1 {
+		return t.shareKey(ctx, rc)
+	}
+	f, ok := op.SelectionSet[0].(*ast.Field)
+	if !ok {
+		return t.shareKey(ctx, rc)
+	}
+	var sel bytes.Buffer
+	formatter.NewFormatter(&sel).FormatQueryDocument(&ast.QueryDocument{
+		Operations: ast.OperationList{{Operation: ast.Query, SelectionSet: f.SelectionSet}},
+		Fragments:  rc.Doc.Fragments,
+	})
+	var vars map[string]any
+	if bytes.IndexByte(sel.Bytes(), '$') >= 0 {
+		vars = rc.Variables
+	}
+	scope := ""
+	if t.ShareScope != nil {
+		scope = t.ShareScope(ctx)
+	}
+	k, _ := json.Marshal([]any{scope, f.Alias, sel.String(), vars})
+	return string(k)
+}
+
+// payloadCache holds the payloads recently encoded for the subscriptions
+// that share a key (see logShareKey), by the position of the event they
+// render. It keeps payloads only while two or more subscriptions hold it.
+type payloadCache struct {
+	key  string
+	refs atomic.Int32 // changed under the transport's cmu
+
+	mu    sync.Mutex
+	byPos map[int64][]byte
+	ring  []int64 // positions in insertion order, for eviction
+	next  int
+}
+
+// payloadCacheSize is how many recent payloads a cache keeps: subscribers
+// further apart than that in the log execute their own.
+const payloadCacheSize = 1024
+
+func (c *payloadCache) get(pos int64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.byPos[pos]
+	return p, ok
+}
+
+// SharedPayloads returns how many log subscription payloads were sent
+// without executing the operation, because a subscription with the same
+// selection and scope had already encoded the same event.
+func (t *Websocket) SharedPayloads() int64 { return t.sharedPayloads.Load() }
+
+func (c *payloadCache) put(pos int64, payload []byte) {
+	if c.refs.Load() < 2 {
+		return // no one to share with
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byPos == nil {
+		c.byPos = make(map[int64][]byte)
+		c.ring = make([]int64, payloadCacheSize)
+	}
+	if _, ok := c.byPos[pos]; ok {
+		return
+	}
+	if old := c.ring[c.next]; old != 0 {
+		delete(c.byPos, old)
+	}
+	c.ring[c.next] = pos
+	c.byPos[pos] = payload
+	c.next = (c.next + 1) % payloadCacheSize
+}
+
+// acquireCache returns the payload cache of key, shared with the other
+// subscriptions that hold it; releaseCache gives it back.
+func (t *Websocket) acquireCache(key string) *payloadCache {
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	c := t.caches[key]
+	if c == nil {
+		c = &payloadCache{key: key}
+		t.caches[key] = c
+	}
+	c.refs.Add(1)
+	return c
+}
+
+func (t *Websocket) releaseCache(c *payloadCache) {
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	if c.refs.Add(-1) == 0 {
+		delete(t.caches, c.key)
 	}
 }

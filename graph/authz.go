@@ -122,7 +122,7 @@ func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
 func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Enabled() {
-			next.ServeHTTP(w, withClient(r.WithContext(auth.WithPrincipal(r.Context(), auth.Development))))
+			next.ServeHTTP(w, r.WithContext(withClientKey(auth.WithPrincipal(r.Context(), auth.Development), r)))
 			return
 		}
 		if websocket.IsWebSocketUpgrade(r) {
@@ -136,10 +136,11 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 			writeRequestError(w, r, http.StatusUnauthorized, "invalid credential: "+auth.Reason(err), domain.Unauthorized)
 			return
 		}
+		ctx := r.Context()
 		if p != nil {
-			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+			ctx = auth.WithPrincipal(ctx, p)
 		}
-		next.ServeHTTP(w, withClient(r))
+		next.ServeHTTP(w, r.WithContext(withClientKey(ctx, r)))
 	})
 }
 

@@ -76,6 +76,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
+	_, untraced := cfg.Tracer.(noop.TracerProvider) // no spans to make: no tracing middleware
 	tracer := cfg.Tracer.Tracer(tracerName)
 	gcfg := generated.Config{Resolvers: &Resolver{
 		Connections: connections, Tracer: tracer,
@@ -117,7 +118,9 @@ func NewHandler(cfg Config) http.Handler {
 		srv.Use(&mutationRate{perSecond: cfg.Limits.MutationsPerSecond, burst: float64(cfg.Limits.MutationBurst), now: time.Now, buckets: map[string]*bucket{}})
 	}
 	srv.AroundOperations(logOperations(cfg.Log))
-	srv.AroundOperations(traceOperations(tracer))
+	if !untraced {
+		srv.AroundOperations(traceOperations(tracer))
+	}
 	if cfg.Operations != nil {
 		srv.AroundOperations(cfg.Operations)
 	}
@@ -126,6 +129,8 @@ func NewHandler(cfg Config) http.Handler {
 	var h http.Handler = httpSpec(srv)
 	h = readBody(cfg.MaxBodyBytes, h)
 	h = authenticate(cfg.Auth, cfg.Log, h)
-	h = traceHTTP(tracer, h)
+	if !untraced {
+		h = traceHTTP(tracer, h)
+	}
 	return withRequestIDs(h)
 }

@@ -200,6 +200,9 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
+	if t.closing { // Shutdown began during the upgrade: it did not see c
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
 	t.mu.Unlock()
 	go c.serve()
 }

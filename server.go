@@ -189,7 +189,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	meters.Gateway(websockets.Connections, websockets.Subscriptions, websockets.Dropped, pool)
+	meters.Gateway(websockets, pool)
 	meters.Projections(admin, rawStore, log)
 	mux.Handle("GET /metrics", meters.Handler())
 	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown, cfg.Auth.Enabled()))

@@ -321,6 +321,7 @@ func checkMetrics(t *testing.T, g *gateway) {
 		{"cqrsgate_websocket_connections", nil, func(v float64) bool { return v == 1 }, "1 websocket"},
 		{"cqrsgate_websocket_subscriptions", nil, func(v float64) bool { return v == 1 }, "1 websocket subscription"},
 		{"cqrsgate_websocket_dropped_clients_total", nil, func(v float64) bool { return v == 0 }, "no dropped client"},
+		{"cqrsgate_websocket_shared_payloads_total", nil, func(v float64) bool { return v >= 0 }, "shared payloads counted"},
 		{"cqrsgate_projection_state", map[string]string{"projection": "accounts", "state": "RUNNING"}, func(v float64) bool { return v == 1 }, "accounts running"},
 		{"cqrsgate_projection_serving", map[string]string{"projection": "accounts"}, func(v float64) bool { return v == 1 }, "accounts serving"},
 		{"cqrsgate_projection_position", map[string]string{"projection": "accounts"}, func(v float64) bool { return v >= 1 }, "accounts past position 1"},

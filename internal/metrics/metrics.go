@@ -149,16 +149,28 @@ func (c *countingStore) Append(ctx context.Context, stream string, expected doma
 	return res, err
 }
 
+// Websockets is what the gateway's websocket transport reports.
+type Websockets interface {
+	Connections() int
+	Subscriptions() int
+	Dropped() int64
+	SharedPayloads() int64
+}
+
 // Gateway registers the gauges read at each scrape: websocket connections
-// and subscriptions, slow clients dropped, and the database pool.
-func (m *Metrics) Gateway(connections, subscriptions func() int, dropped func() int64, pool *pgxpool.Pool) {
+// and subscriptions, slow clients dropped, shared log payloads, and the
+// database pool.
+func (m *Metrics) Gateway(ws Websockets, pool *pgxpool.Pool) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cqrsgate_websocket_connections", Help: "Open websocket connections."},
-			func() float64 { return float64(connections()) }),
+			func() float64 { return float64(ws.Connections()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cqrsgate_websocket_subscriptions", Help: "Operations running on websocket connections."},
-			func() float64 { return float64(subscriptions()) }),
+			func() float64 { return float64(ws.Subscriptions()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cqrsgate_websocket_dropped_clients_total", Help: "Websocket clients disconnected for not reading fast enough (close code 1013)."},
-			func() float64 { return float64(dropped()) }),
+			func() float64 { return float64(ws.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cqrsgate_websocket_shared_payloads_total",
+			Help: "Log subscription payloads sent without executing the operation: another subscription with the same selection had encoded the event."},
+			func() float64 { return float64(ws.SharedPayloads()) }),
 		&poolCollector{pool: pool},
 	)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
 	"cqrsgate/domain"
@@ -93,6 +94,9 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
+	// As a deployment's readiness check would: every read model exists
+	// before the first query (until then queries are UNAVAILABLE).
+	awaitServing(t, pool, "accounts", "orders", "products", "fulfilments")
 	fulfilments := projections.NewFulfilmentQueries(pool)
 	if o.fulfilment > 0 {
 		saga := domain.NewFulfilmentProcess(commands, log, time.Now, domain.FulfilmentOptions{StepTimeout: o.fulfilment, Active: fulfilments.Active})
@@ -516,5 +520,34 @@ func TestReadModelSubscriptions(t *testing.T) {
 			t.Fatalf("orderChanged with both arguments: %s %s", m.Type, m.Payload)
 		}
 		break
+	}
+}
+
+// awaitServing waits until a version of each named projection serves queries.
+func awaitServing(t *testing.T, pool *pgxpool.Pool, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := projections.List(context.Background(), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serving := map[string]bool{}
+		for _, p := range list {
+			serving[p.Name] = serving[p.Name] || p.Serving
+		}
+		missing := 0
+		for _, n := range names {
+			if !serving[n] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("projections not serving after 30s: %+v", list)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

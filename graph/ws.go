@@ -64,7 +64,13 @@ type InitFunc func(ctx context.Context, payload map[string]any) (context.Context
 // log: their payloads are delivered latest-wins (a slow client gets the
 // newest and is not disconnected), and subscribers started "from now" with
 // the same query, variables and ShareScope share one execution whose
-// payload is encoded once for all of them.
+// payload is encoded once for all of them. Subscribers of the log
+// (`events`) with the same selection and ShareScope share each event's
+// encoded payload, wherever in the log they started (see wsstream.go).
+//
+// An idle connection holds one goroutine, its reader: its writer, and the
+// operations of log subscriptions, run only while they have something to
+// deliver.
 type Websocket struct {
 	// AllowedOrigins lists the Origin values accepted (scheme://host[:port]);
 	// "*" accepts any. Empty: only requests without Origin or from the

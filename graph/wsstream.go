@@ -21,8 +21,8 @@ import (
 // goroutine of its own: the hub's worker queues each event on the
 // subscription's logStream, and the transport takes queued events on a
 // goroutine that runs only while there are some. Taking an event executes
-// the operation for it, unless a subscription with the same query,
-// variables and caller scope has already done so for that position: the
+// the operation for it, unless a subscription with the same selection and
+// caller scope (logShareKey) has already done so for that position: the
 // payload is then the one encoded for it (payloadCache), so a thousand
 // dashboards following the log cost one execution per event, not a
 // thousand.

@@ -2,18 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/internal/workload"
 	"cqrsgate/projections"
 	"cqrsgate/schemaregistry"
 )
@@ -90,66 +89,20 @@ func (s *stack) runProjections(ctx context.Context, ps ...projections.Projection
 }
 
 func event(e domain.Event) domain.EventData {
-	data, err := json.Marshal(e)
+	d, err := domain.EncodeEvent(e)
 	if err != nil {
 		panic(err)
 	}
-	v := 1
-	if ve, ok := e.(domain.Versioned); ok {
-		v = ve.SchemaVersion()
-	}
-	return domain.EventData{Type: e.EventType(), SchemaVersion: v, Data: data}
+	return d
 }
 
-// fill appends total events, half to accounts (an opening and deposits)
-// and half to orders (placed, eight items, submitted), with 8 writers.
+// fill appends total events (workload.Mixed) with 8 writers.
 func (s *stack) fill(ctx context.Context, total int) error {
-	now := time.Now().UTC()
-	var streams []func() (string, []domain.EventData)
-	for a := 0; a < total/2/50; a++ {
-		streams = append(streams, func() (string, []domain.EventData) {
-			evs := []domain.EventData{event(domain.AccountOpened{Owner: "bench", Currency: "EUR", OpenedAt: now})}
-			for v := 1; v < 50; v++ {
-				evs = append(evs, event(domain.MoneyDeposited{Amount: 10, BalanceAfter: int64(10 * v)}))
-			}
-			return fmt.Sprintf("account-b%06d", a), evs
-		})
+	streams, err := workload.Mixed(total, time.Now().UTC())
+	if err != nil {
+		return err
 	}
-	for o := 0; o < total/2/10; o++ {
-		streams = append(streams, func() (string, []domain.EventData) {
-			evs := []domain.EventData{event(domain.OrderPlaced{CustomerID: fmt.Sprintf("c%d", o%100), Currency: "EUR", PlacedAt: now})}
-			var sum int64
-			for i := 0; i < 8; i++ {
-				sum += 300
-				evs = append(evs, event(domain.OrderItemAdded{Sku: fmt.Sprintf("sku-%d", i), Quantity: 3, UnitPrice: 100, LineTotal: 300, OrderTotal: sum}))
-			}
-			evs = append(evs, event(domain.OrderSubmitted{Subtotal: sum, Total: sum, Currency: "EUR", ItemCount: 24, SubmittedAt: now}))
-			return fmt.Sprintf("order-b%06d", o), evs
-		})
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(streams) || ctx.Err() != nil {
-					return
-				}
-				id, evs := streams[i]()
-				if _, err := s.store.Append(ctx, id, domain.ExpectNoStream, evs...); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return workload.Append(ctx, s.store, streams, 8)
 }
 
 func (s *stack) head(ctx context.Context) (int64, error) {

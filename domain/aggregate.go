@@ -67,6 +67,16 @@ func (k *Kind[A]) StreamID(id string) string {
 	return Qualify(tenant, k.Name+"-"+plain)
 }
 
+// EncodeEvent encodes a domain event as the event store takes it: its
+// type, payload schema version and JSON payload (no id, no metadata).
+func EncodeEvent(e Event) (EventData, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return EventData{}, fmt.Errorf("encode %s: %w", e.EventType(), err)
+	}
+	return EventData{Type: e.EventType(), SchemaVersion: schemaVersionOf(e), Data: data}, nil
+}
+
 // schemaVersionOf returns the event's payload schema version.
 func schemaVersionOf(e Event) int {
 	if v, ok := e.(Versioned); ok {

@@ -203,15 +203,14 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	}
 	data := make([]EventData, len(events))
 	for i, e := range events {
-		payload, err := json.Marshal(e)
+		ed, err := EncodeEvent(e)
 		if err != nil {
-			return Result{}, fmt.Errorf("%s %s: encode %s: %w", k.Name, id, e.EventType(), err)
+			return Result{}, fmt.Errorf("%s %s: %w", k.Name, id, err)
 		}
-		metaJSON, err := eventMetadata(cmd, meta)
-		if err != nil {
+		if ed.Metadata, err = eventMetadata(cmd, meta); err != nil {
 			return Result{}, err
 		}
-		data[i] = EventData{Type: e.EventType(), SchemaVersion: schemaVersionOf(e), Data: payload, Metadata: metaJSON}
+		data[i] = ed
 		if meta.IdempotencyKey != "" {
 			data[i].ID = idempotentEventID(stream, meta.IdempotencyKey, i)
 		}

@@ -33,15 +33,11 @@ func (n named) Name() string { return n.name }
 // payload is an event as the store takes it.
 func payload(t testing.TB, e domain.Event) domain.EventData {
 	t.Helper()
-	data, err := json.Marshal(e)
+	d, err := domain.EncodeEvent(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := 1
-	if ve, ok := e.(domain.Versioned); ok {
-		v = ve.SchemaVersion()
-	}
-	return domain.EventData{Type: e.EventType(), SchemaVersion: v, Data: data}
+	return d
 }
 
 // history appends a random but coherent history of accounts and orders in

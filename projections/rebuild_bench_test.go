@@ -2,68 +2,22 @@ package projections_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"cqrsgate/domain"
+	"cqrsgate/internal/workload"
 	"cqrsgate/projections"
 )
 
-// fillMixed appends total events, half to accounts (an opening and 49
-// deposits each) and half to orders (placed, eight items, submitted), as
-// the rebuild scenario of the bench command does, with 8 writers.
+// fillMixed appends the bench command's rebuild history (workload.Mixed)
+// with 8 writers.
 func fillMixed(tb testing.TB, e *env, total int) {
 	tb.Helper()
-	ctx := context.Background()
-	now := time.Now().UTC()
-	var streams []func() (string, []domain.EventData)
-	for a := 0; a < total/2/50; a++ {
-		streams = append(streams, func() (string, []domain.EventData) {
-			evs := []domain.EventData{payload(tb, domain.AccountOpened{Owner: "bench", Currency: "EUR", OpenedAt: now})}
-			for v := 1; v < 50; v++ {
-				evs = append(evs, payload(tb, domain.MoneyDeposited{Amount: 10, BalanceAfter: int64(10 * v)}))
-			}
-			return fmt.Sprintf("account-b%06d", a), evs
-		})
+	streams, err := workload.Mixed(total, time.Now().UTC())
+	if err == nil {
+		err = workload.Append(context.Background(), e.store, streams, 8)
 	}
-	for o := 0; o < total/2/10; o++ {
-		streams = append(streams, func() (string, []domain.EventData) {
-			evs := []domain.EventData{payload(tb, domain.OrderPlaced{CustomerID: fmt.Sprintf("c%d", o%100), Currency: "EUR", PlacedAt: now})}
-			var sum int64
-			for i := 0; i < 8; i++ {
-				sum += 300
-				evs = append(evs, payload(tb, domain.OrderItemAdded{Sku: fmt.Sprintf("sku-%d", i), Quantity: 3, UnitPrice: 100, LineTotal: 300, OrderTotal: sum}))
-			}
-			evs = append(evs, payload(tb, domain.OrderSubmitted{Subtotal: sum, Total: sum, Currency: "EUR", ItemCount: 24, SubmittedAt: now}))
-			return fmt.Sprintf("order-b%06d", o), evs
-		})
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(streams) {
-					return
-				}
-				id, evs := streams[i]()
-				if _, err := e.store.Append(ctx, id, domain.ExpectNoStream, evs...); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -541,10 +541,10 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	return true
 }
 
-// run executes one operation and streams its results. An operation whose
-// stream announces its values (see streamWaker) is then served by a
-// goroutine that runs only while values are ready; any other holds this
-// goroutine, waiting on its stream, until it ends.
+// run executes one operation and streams its results. A log subscription
+// (its resolver attached to a logStream) is then served by a goroutine
+// that runs only while events are queued; any other operation holds this
+// goroutine, waiting on its results, until it ends.
 func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql.RawParams) {
 	params.Headers = c.headers
 	ctx = graphql.StartOperationTrace(ctx)
@@ -561,7 +561,7 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		c.endSub(sub, true)
 		return
 	}
-	stream := &logStream{cache: c.t.acquireCache(c.t.logShareKey(ctx, rc))}
+	stream := &logStream{}
 	responses, ctx := c.exec.DispatchOperation(withLogStream(ctx, stream), rc)
 	// send hands a payload to the writer.
 	send := func(payload []byte) {
@@ -614,10 +614,12 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		}
 		return ok
 	}
-	if stream.start(take, func() { c.t.releaseCache(stream.cache); c.endSub(sub, true) }) {
+	if stream.isAttached() {
+		// Only log subscriptions share payloads: only they need the key.
+		stream.cache = c.t.acquireCache(c.t.logShareKey(ctx, rc))
+		stream.start(take, func() { c.t.releaseCache(stream.cache); c.endSub(sub, true) })
 		return
 	}
-	c.t.releaseCache(stream.cache)
 	for {
 		if _, ok := next(); !ok {
 			break

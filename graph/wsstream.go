@@ -114,19 +114,22 @@ func (s *logStream) wakeLocked() {
 	}
 }
 
-// start hands the stream to the transport once the operation is set up:
-// take handles one event, end runs once when the operation has finished.
-// It reports false when the operation's resolver did not attach to the
-// stream (the caller then reads the operation's results itself).
-func (s *logStream) start(take func(domain.RecordedEvent) bool, end func()) bool {
+// isAttached reports whether the operation's resolver feeds this stream
+// (otherwise the transport reads the operation's results itself).
+func (s *logStream) isAttached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.attached {
-		return false
-	}
+	return s.attached
+}
+
+// start hands an attached stream to the transport once the operation is
+// set up: take handles one event, end runs once when the operation has
+// finished.
+func (s *logStream) start(take func(domain.RecordedEvent) bool, end func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.take, s.end = take, end
 	s.wakeLocked()
-	return true
 }
 
 // run takes the queued events, then stops; after the last, once the hub

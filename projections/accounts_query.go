@@ -83,31 +83,12 @@ func (q *AccountQueries) Accounts(ctx context.Context, tenant string, f AccountF
 		return nil, "", 0, err
 	}
 	where := `tenant = $4 AND ($1 = '' OR owner = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR currency = $3)`
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.account_summary WHERE `+where, f.Owner, f.Status, f.Currency, tenant)
 	// Within one tenant, qualified ids sort as the plain ids do.
-	b.Queue(`SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE `+where+` AND id > $5 ORDER BY id LIMIT $6`,
-		f.Owner, f.Status, f.Currency, tenant, domain.Qualify(tenant, afterID), first+1)
-	br := q.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, "", 0, readError("accounts", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, "", 0, readError("accounts", err)
-	}
-	list, err := pgx.CollectRows(rows, scanSummary)
-	if err != nil {
-		return nil, "", 0, readError("accounts", err)
-	}
-	next := ""
-	if len(list) > first {
-		list = list[:first]
-		next = encodeCursor(list[first-1].ID)
-	}
-	return list, next, total, nil
+	return countedPage(ctx, q.pool, "accounts", first,
+		`SELECT count(*) FROM readmodel.account_summary WHERE `+where, []any{f.Owner, f.Status, f.Currency, tenant},
+		`SELECT `+summaryColumns+` FROM readmodel.account_summary WHERE `+where+` AND id > $5 ORDER BY id LIMIT $6`,
+		[]any{f.Owner, f.Status, f.Currency, tenant, domain.Qualify(tenant, afterID), first + 1},
+		scanSummary, AccountCursor)
 }
 
 // Statement returns up to first lines of an account's statement in version
@@ -133,30 +114,11 @@ func (q *AccountQueries) Statement(ctx context.Context, tenant, id string, first
 		return nil, "", 0, err
 	}
 	id = domain.Qualify(tenant, id)
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.account_statement WHERE account_id = $1`, id)
-	b.Queue(`SELECT version, position, kind, amount, balance_after, description, recorded_at FROM readmodel.account_statement
-		WHERE account_id = $1 AND version > $2 ORDER BY version LIMIT $3`, id, afterVersion, first+1)
-	br := q.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, "", 0, readError("statement", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, "", 0, readError("statement", err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[StatementLine])
-	if err != nil {
-		return nil, "", 0, readError("statement", err)
-	}
-	next := ""
-	if len(lines) > first {
-		lines = lines[:first]
-		next = encodeCursor(fmt.Sprint(lines[first-1].Version))
-	}
-	return lines, next, total, nil
+	return countedPage(ctx, q.pool, "statement", first,
+		`SELECT count(*) FROM readmodel.account_statement WHERE account_id = $1`, []any{id},
+		`SELECT version, position, kind, amount, balance_after, description, recorded_at FROM readmodel.account_statement
+		WHERE account_id = $1 AND version > $2 ORDER BY version LIMIT $3`, []any{id, afterVersion, first + 1},
+		pgx.RowToStructByPos[StatementLine], StatementCursor)
 }
 
 // BankTotals returns tenant's totals per currency, by currency.
@@ -198,6 +160,38 @@ func decodeCursor(c string) (string, error) {
 
 // readError wraps a failed read; a read model that does not exist yet (its
 // projection has not started) is reported as Unavailable.
+// countedPage reads, in one round trip, how many rows match (countSQL)
+// and a keyset page of up to first+1 rows (pageSQL, which asks for
+// first+1): it returns at most first rows, the cursor past the last when
+// more follow, and the count. what names the read model in errors.
+func countedPage[T any](ctx context.Context, pool *pgxpool.Pool, what string, first int,
+	countSQL string, countArgs []any, pageSQL string, pageArgs []any,
+	scan pgx.RowToFunc[T], cursor func(T) string) ([]T, string, int, error) {
+	b := &pgx.Batch{}
+	b.Queue(countSQL, countArgs...)
+	b.Queue(pageSQL, pageArgs...)
+	br := pool.SendBatch(ctx, b)
+	defer br.Close()
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, "", 0, readError(what, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, "", 0, readError(what, err)
+	}
+	list, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, "", 0, readError(what, err)
+	}
+	next := ""
+	if len(list) > first {
+		list = list[:first]
+		next = cursor(list[first-1])
+	}
+	return list, next, total, nil
+}
+
 func readError(what string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err

@@ -240,30 +240,11 @@ func (q *FulfilmentQueries) Fulfilments(ctx context.Context, tenant, state strin
 		return nil, "", 0, err
 	}
 	where := `tenant = $1 AND ($2 = '' OR state = $2)`
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.fulfilment_list WHERE `+where, tenant, state)
-	b.Queue(`SELECT `+fulfilmentColumns+` FROM readmodel.fulfilment_list WHERE `+where+` AND id > $3 ORDER BY id LIMIT $4`,
-		tenant, state, domain.Qualify(tenant, afterID), first+1)
-	br := q.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, "", 0, readError("fulfilments", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, "", 0, readError("fulfilments", err)
-	}
-	list, err := pgx.CollectRows(rows, scanFulfilment)
-	if err != nil {
-		return nil, "", 0, readError("fulfilments", err)
-	}
-	next := ""
-	if len(list) > first {
-		list = list[:first]
-		next = FulfilmentCursor(list[first-1])
-	}
-	return list, next, total, nil
+	return countedPage(ctx, q.pool, "fulfilments", first,
+		`SELECT count(*) FROM readmodel.fulfilment_list WHERE `+where, []any{tenant, state},
+		`SELECT `+fulfilmentColumns+` FROM readmodel.fulfilment_list WHERE `+where+` AND id > $3 ORDER BY id LIMIT $4`,
+		[]any{tenant, state, domain.Qualify(tenant, afterID), first + 1},
+		scanFulfilment, FulfilmentCursor)
 }
 
 // FulfilmentCursor returns the cursor that pages past f.

@@ -121,29 +121,10 @@ func (q *OrderQueries) Orders(ctx context.Context, tenant string, f OrderFilter,
 		args = append(args, k, domain.Qualify(tenant, id))
 		page += fmt.Sprintf(" AND (%s, id) %s ($4, $5)", key, cmp)
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.order_list WHERE `+where, f.Status, f.CustomerID, tenant)
-	b.Queue(fmt.Sprintf(`SELECT %s FROM readmodel.order_list WHERE %s ORDER BY %s %s, id %s LIMIT %d`, orderColumns, page, key, dir, dir, first+1), args...)
-	br := q.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, "", 0, readError("orders", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, "", 0, readError("orders", err)
-	}
-	list, err := pgx.CollectRows(rows, scanOrder)
-	if err != nil {
-		return nil, "", 0, readError("orders", err)
-	}
-	next := ""
-	if len(list) > first {
-		list = list[:first]
-		next = OrderCursor(list[first-1], s)
-	}
-	return list, next, total, nil
+	return countedPage(ctx, q.pool, "orders", first,
+		`SELECT count(*) FROM readmodel.order_list WHERE `+where, []any{f.Status, f.CustomerID, tenant},
+		fmt.Sprintf(`SELECT %s FROM readmodel.order_list WHERE %s ORDER BY %s %s, id %s LIMIT %d`, orderColumns, page, key, dir, dir, first+1), args,
+		scanOrder, func(o OrderSummary) string { return OrderCursor(o, s) })
 }
 
 // OrderCursor returns the cursor that pages past o in sort order s.

@@ -122,30 +122,11 @@ func (q *ProductQueries) Products(ctx context.Context, tenant string, maxAvailab
 		return nil, "", 0, err
 	}
 	where := `tenant = $2 AND ($1 < 0 OR available <= $1)`
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, maxAvailable, tenant)
-	b.Queue(`SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE `+where+` AND sku > $3 ORDER BY sku LIMIT $4`,
-		maxAvailable, tenant, domain.Qualify(tenant, afterSku), first+1)
-	br := q.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, "", 0, readError("products", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, "", 0, readError("products", err)
-	}
-	list, err := pgx.CollectRows(rows, scanProduct)
-	if err != nil {
-		return nil, "", 0, readError("products", err)
-	}
-	next := ""
-	if len(list) > first {
-		list = list[:first]
-		next = encodeCursor(list[first-1].Sku)
-	}
-	return list, next, total, nil
+	return countedPage(ctx, q.pool, "products", first,
+		`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, []any{maxAvailable, tenant},
+		`SELECT `+productColumns+` FROM readmodel.product_catalogue WHERE `+where+` AND sku > $3 ORDER BY sku LIMIT $4`,
+		[]any{maxAvailable, tenant, domain.Qualify(tenant, afterSku), first + 1},
+		scanProduct, ProductCursor)
 }
 
 // ProductCursor returns the cursor that pages past p.

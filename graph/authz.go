@@ -66,7 +66,13 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 		return nil
 	}
 	p := auth.FromContext(ctx)
-	typeName := map[ast.Operation]string{ast.Query: "Query", ast.Mutation: "Mutation", ast.Subscription: "Subscription"}[op.Operation]
+	typeName := "Query"
+	switch op.Operation {
+	case ast.Mutation:
+		typeName = "Mutation"
+	case ast.Subscription:
+		typeName = "Subscription"
+	}
 	for _, f := range graphql.CollectFields(rc, op.SelectionSet, []string{typeName}) {
 		if f.Name == "__typename" || f.Definition == nil {
 			continue

@@ -2463,33 +2463,35 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
-	inputUnmarshalMap := graphql.BuildUnmarshalerMap(
-		ec.unmarshalInputAccountFilter,
-		ec.unmarshalInputAddOrderItemInput,
-		ec.unmarshalInputAddProductInput,
-		ec.unmarshalInputApplyInterestInput,
-		ec.unmarshalInputCancelOrderInput,
-		ec.unmarshalInputChangePriceInput,
-		ec.unmarshalInputChargeFeeInput,
-		ec.unmarshalInputCloseAccountInput,
-		ec.unmarshalInputConfirmOrderInput,
-		ec.unmarshalInputDepositMoneyInput,
-		ec.unmarshalInputEventInput,
-		ec.unmarshalInputFreezeAccountInput,
-		ec.unmarshalInputMigrationOperationInput,
-		ec.unmarshalInputOpenAccountInput,
-		ec.unmarshalInputOrderFilter,
-		ec.unmarshalInputOrderOrderBy,
-		ec.unmarshalInputPlaceOrderInput,
-		ec.unmarshalInputReleaseStockInput,
-		ec.unmarshalInputRemoveOrderItemInput,
-		ec.unmarshalInputReserveStockInput,
-		ec.unmarshalInputRestockProductInput,
-		ec.unmarshalInputShipOrderInput,
-		ec.unmarshalInputSubmitOrderInput,
-		ec.unmarshalInputUnfreezeAccountInput,
-		ec.unmarshalInputWithdrawMoneyInput,
-	)
+	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
+		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AccountFilter", ec.unmarshalInputAccountFilter),
+			graphql.NewInputUnmarshaler("AddOrderItemInput", ec.unmarshalInputAddOrderItemInput),
+			graphql.NewInputUnmarshaler("AddProductInput", ec.unmarshalInputAddProductInput),
+			graphql.NewInputUnmarshaler("ApplyInterestInput", ec.unmarshalInputApplyInterestInput),
+			graphql.NewInputUnmarshaler("CancelOrderInput", ec.unmarshalInputCancelOrderInput),
+			graphql.NewInputUnmarshaler("ChangePriceInput", ec.unmarshalInputChangePriceInput),
+			graphql.NewInputUnmarshaler("ChargeFeeInput", ec.unmarshalInputChargeFeeInput),
+			graphql.NewInputUnmarshaler("CloseAccountInput", ec.unmarshalInputCloseAccountInput),
+			graphql.NewInputUnmarshaler("ConfirmOrderInput", ec.unmarshalInputConfirmOrderInput),
+			graphql.NewInputUnmarshaler("DepositMoneyInput", ec.unmarshalInputDepositMoneyInput),
+			graphql.NewInputUnmarshaler("EventInput", ec.unmarshalInputEventInput),
+			graphql.NewInputUnmarshaler("FreezeAccountInput", ec.unmarshalInputFreezeAccountInput),
+			graphql.NewInputUnmarshaler("MigrationOperationInput", ec.unmarshalInputMigrationOperationInput),
+			graphql.NewInputUnmarshaler("OpenAccountInput", ec.unmarshalInputOpenAccountInput),
+			graphql.NewInputUnmarshaler("OrderFilter", ec.unmarshalInputOrderFilter),
+			graphql.NewInputUnmarshaler("OrderOrderBy", ec.unmarshalInputOrderOrderBy),
+			graphql.NewInputUnmarshaler("PlaceOrderInput", ec.unmarshalInputPlaceOrderInput),
+			graphql.NewInputUnmarshaler("ReleaseStockInput", ec.unmarshalInputReleaseStockInput),
+			graphql.NewInputUnmarshaler("RemoveOrderItemInput", ec.unmarshalInputRemoveOrderItemInput),
+			graphql.NewInputUnmarshaler("ReserveStockInput", ec.unmarshalInputReserveStockInput),
+			graphql.NewInputUnmarshaler("RestockProductInput", ec.unmarshalInputRestockProductInput),
+			graphql.NewInputUnmarshaler("ShipOrderInput", ec.unmarshalInputShipOrderInput),
+			graphql.NewInputUnmarshaler("SubmitOrderInput", ec.unmarshalInputSubmitOrderInput),
+			graphql.NewInputUnmarshaler("UnfreezeAccountInput", ec.unmarshalInputUnfreezeAccountInput),
+			graphql.NewInputUnmarshaler("WithdrawMoneyInput", ec.unmarshalInputWithdrawMoneyInput),
+		)
+	}
 	first := true
 
 	switch opCtx.Operation.Operation {
@@ -2499,7 +2501,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			var data graphql.Marshaler
 			if first {
 				first = false
-				ctx = graphql.WithUnmarshalerMap(ctx, inputUnmarshalMap)
+				ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 				data = ec._Query(ctx, opCtx.Operation.SelectionSet)
 			} else {
 				if atomic.LoadInt32(&ec.PendingDeferred) > 0 {
@@ -2529,7 +2531,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 				return nil
 			}
 			first = false
-			ctx = graphql.WithUnmarshalerMap(ctx, inputUnmarshalMap)
+			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
 			data.MarshalGQL(&buf)
@@ -5653,8 +5655,8 @@ func (ec *executionContext) field___Directive_args_args(ctx context.Context, raw
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "includeDeprecated",
-		func(ctx context.Context, v any) (*bool, error) {
-			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalOBoolean2bool(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5667,8 +5669,8 @@ func (ec *executionContext) field___Field_args_args(ctx context.Context, rawArgs
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "includeDeprecated",
-		func(ctx context.Context, v any) (*bool, error) {
-			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalOBoolean2bool(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5692,6 +5694,20 @@ func (ec *executionContext) field___Type_enumValues_args(ctx context.Context, ra
 }
 
 func (ec *executionContext) field___Type_fields_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "includeDeprecated",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalOBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["includeDeprecated"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "includeDeprecated",
@@ -5729,7 +5745,7 @@ func (ec *executionContext) _Account_id(ctx context.Context, field graphql.Colle
 	)
 }
 func (ec *executionContext) fieldContext_Account_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Account_owner(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5752,7 +5768,7 @@ func (ec *executionContext) _Account_owner(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_Account_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "String")
 }
 
 func (ec *executionContext) _Account_currency(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5775,7 +5791,7 @@ func (ec *executionContext) _Account_currency(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Account_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "String")
 }
 
 func (ec *executionContext) _Account_balance(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5798,7 +5814,7 @@ func (ec *executionContext) _Account_balance(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Account_balance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Account_status(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5821,7 +5837,7 @@ func (ec *executionContext) _Account_status(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Account_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "String")
 }
 
 func (ec *executionContext) _Account_overdraftLimit(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5844,7 +5860,7 @@ func (ec *executionContext) _Account_overdraftLimit(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_Account_overdraftLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Account_dailyWithdrawalLimit(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5867,7 +5883,7 @@ func (ec *executionContext) _Account_dailyWithdrawalLimit(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_Account_dailyWithdrawalLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Account_openedAt(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5890,7 +5906,7 @@ func (ec *executionContext) _Account_openedAt(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Account_openedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Account_lastActivityAt(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5913,7 +5929,7 @@ func (ec *executionContext) _Account_lastActivityAt(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_Account_lastActivityAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Account_version(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5936,7 +5952,7 @@ func (ec *executionContext) _Account_version(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Account_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Account_position(ctx context.Context, field graphql.CollectedField, obj *model.Account) (ret graphql.Marshaler) {
@@ -5959,7 +5975,7 @@ func (ec *executionContext) _Account_position(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Account_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Account", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Position")
 }
 
 func (ec *executionContext) _AccountConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AccountConnection) (ret graphql.Marshaler) {
@@ -6046,7 +6062,7 @@ func (ec *executionContext) _AccountConnection_totalCount(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_AccountConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _AccountEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AccountEdge) (ret graphql.Marshaler) {
@@ -6069,7 +6085,7 @@ func (ec *executionContext) _AccountEdge_cursor(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_AccountEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountEdge", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _AccountEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.AccountEdge) (ret graphql.Marshaler) {
@@ -6124,7 +6140,7 @@ func (ec *executionContext) _AccountState_id(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "ID")
 }
 
 func (ec *executionContext) _AccountState_version(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6147,7 +6163,7 @@ func (ec *executionContext) _AccountState_version(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "Int")
 }
 
 func (ec *executionContext) _AccountState_asOf(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6170,7 +6186,7 @@ func (ec *executionContext) _AccountState_asOf(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "Time")
 }
 
 func (ec *executionContext) _AccountState_owner(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6193,7 +6209,7 @@ func (ec *executionContext) _AccountState_owner(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "String")
 }
 
 func (ec *executionContext) _AccountState_currency(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6216,7 +6232,7 @@ func (ec *executionContext) _AccountState_currency(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "String")
 }
 
 func (ec *executionContext) _AccountState_balance(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6239,7 +6255,7 @@ func (ec *executionContext) _AccountState_balance(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_balance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "Long")
 }
 
 func (ec *executionContext) _AccountState_status(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6262,7 +6278,7 @@ func (ec *executionContext) _AccountState_status(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "String")
 }
 
 func (ec *executionContext) _AccountState_overdraftLimit(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6285,7 +6301,7 @@ func (ec *executionContext) _AccountState_overdraftLimit(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_overdraftLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "Long")
 }
 
 func (ec *executionContext) _AccountState_dailyWithdrawalLimit(ctx context.Context, field graphql.CollectedField, obj *model.AccountState) (ret graphql.Marshaler) {
@@ -6308,7 +6324,7 @@ func (ec *executionContext) _AccountState_dailyWithdrawalLimit(ctx context.Conte
 	)
 }
 func (ec *executionContext) fieldContext_AccountState_dailyWithdrawalLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AccountState", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("AccountState", field, false, false, "Long")
 }
 
 func (ec *executionContext) _AppendResult_streamId(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6331,7 +6347,7 @@ func (ec *executionContext) _AppendResult_streamId(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_streamId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _AppendResult_firstVersion(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6354,7 +6370,7 @@ func (ec *executionContext) _AppendResult_firstVersion(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_firstVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "Int")
 }
 
 func (ec *executionContext) _AppendResult_version(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6377,7 +6393,7 @@ func (ec *executionContext) _AppendResult_version(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "Int")
 }
 
 func (ec *executionContext) _AppendResult_firstPosition(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6400,7 +6416,7 @@ func (ec *executionContext) _AppendResult_firstPosition(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_firstPosition(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "Position")
 }
 
 func (ec *executionContext) _AppendResult_position(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6423,7 +6439,7 @@ func (ec *executionContext) _AppendResult_position(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "Position")
 }
 
 func (ec *executionContext) _AppendResult_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6446,7 +6462,7 @@ func (ec *executionContext) _AppendResult_duplicate(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _AppendResult_correlationId(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6469,7 +6485,7 @@ func (ec *executionContext) _AppendResult_correlationId(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_correlationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppendResult", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("AppendResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _AppendResult_events(ctx context.Context, field graphql.CollectedField, obj *model.AppendResult) (ret graphql.Marshaler) {
@@ -6524,7 +6540,7 @@ func (ec *executionContext) _BankTotal_currency(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_BankTotal_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("BankTotal", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "String")
 }
 
 func (ec *executionContext) _BankTotal_accounts(ctx context.Context, field graphql.CollectedField, obj *model.BankTotal) (ret graphql.Marshaler) {
@@ -6547,7 +6563,7 @@ func (ec *executionContext) _BankTotal_accounts(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_BankTotal_accounts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("BankTotal", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "Int")
 }
 
 func (ec *executionContext) _BankTotal_totalBalance(ctx context.Context, field graphql.CollectedField, obj *model.BankTotal) (ret graphql.Marshaler) {
@@ -6570,7 +6586,7 @@ func (ec *executionContext) _BankTotal_totalBalance(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_BankTotal_totalBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("BankTotal", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "Long")
 }
 
 func (ec *executionContext) _CommandResult_aggregateId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6593,7 +6609,7 @@ func (ec *executionContext) _CommandResult_aggregateId(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_aggregateId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "ID")
 }
 
 func (ec *executionContext) _CommandResult_streamId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6616,7 +6632,7 @@ func (ec *executionContext) _CommandResult_streamId(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_streamId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _CommandResult_version(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6639,7 +6655,7 @@ func (ec *executionContext) _CommandResult_version(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "Int")
 }
 
 func (ec *executionContext) _CommandResult_position(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6662,7 +6678,7 @@ func (ec *executionContext) _CommandResult_position(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "Position")
 }
 
 func (ec *executionContext) _CommandResult_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6685,7 +6701,7 @@ func (ec *executionContext) _CommandResult_duplicate(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _CommandResult_correlationId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6708,7 +6724,7 @@ func (ec *executionContext) _CommandResult_correlationId(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_correlationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _CommandResult_causationId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6731,7 +6747,7 @@ func (ec *executionContext) _CommandResult_causationId(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_causationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CommandResult", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("CommandResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _CommandResult_events(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -6786,7 +6802,7 @@ func (ec *executionContext) _Event_id(ctx context.Context, field graphql.Collect
 	)
 }
 func (ec *executionContext) fieldContext_Event_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Event_streamId(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6809,7 +6825,7 @@ func (ec *executionContext) _Event_streamId(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Event_streamId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "String")
 }
 
 func (ec *executionContext) _Event_streamVersion(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6832,7 +6848,7 @@ func (ec *executionContext) _Event_streamVersion(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Event_streamVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Event_position(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6855,7 +6871,7 @@ func (ec *executionContext) _Event_position(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Event_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "Position")
 }
 
 func (ec *executionContext) _Event_type(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6878,7 +6894,7 @@ func (ec *executionContext) _Event_type(ctx context.Context, field graphql.Colle
 	)
 }
 func (ec *executionContext) fieldContext_Event_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "String")
 }
 
 func (ec *executionContext) _Event_schemaVersion(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6901,7 +6917,7 @@ func (ec *executionContext) _Event_schemaVersion(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Event_schemaVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, true, true, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, true, true, "Int")
 }
 
 func (ec *executionContext) _Event_storedSchemaVersion(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6924,7 +6940,7 @@ func (ec *executionContext) _Event_storedSchemaVersion(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_Event_storedSchemaVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Event_data(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -6991,7 +7007,7 @@ func (ec *executionContext) _Event_metadata(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Event_metadata(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type JSON does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "JSON")
 }
 
 func (ec *executionContext) _Event_recordedAt(ctx context.Context, field graphql.CollectedField, obj *model.Event) (ret graphql.Marshaler) {
@@ -7014,7 +7030,7 @@ func (ec *executionContext) _Event_recordedAt(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Event_recordedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Event", field, false, false, "Time")
 }
 
 func (ec *executionContext) _EventPage_events(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
@@ -7069,7 +7085,7 @@ func (ec *executionContext) _EventPage_next(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_EventPage_next(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventPage", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("EventPage", field, false, false, "Position")
 }
 
 func (ec *executionContext) _EventPage_head(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
@@ -7092,7 +7108,7 @@ func (ec *executionContext) _EventPage_head(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_EventPage_head(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventPage", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("EventPage", field, false, false, "Position")
 }
 
 func (ec *executionContext) _EventPage_hasMore(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
@@ -7115,7 +7131,7 @@ func (ec *executionContext) _EventPage_hasMore(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_EventPage_hasMore(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventPage", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("EventPage", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _EventSchema_type(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7138,7 +7154,7 @@ func (ec *executionContext) _EventSchema_type(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "String")
 }
 
 func (ec *executionContext) _EventSchema_version(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7161,7 +7177,7 @@ func (ec *executionContext) _EventSchema_version(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "Int")
 }
 
 func (ec *executionContext) _EventSchema_schema(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7184,7 +7200,7 @@ func (ec *executionContext) _EventSchema_schema(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_schema(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type JSON does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "JSON")
 }
 
 func (ec *executionContext) _EventSchema_fingerprint(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7207,7 +7223,7 @@ func (ec *executionContext) _EventSchema_fingerprint(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_fingerprint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "String")
 }
 
 func (ec *executionContext) _EventSchema_deprecated(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7230,7 +7246,7 @@ func (ec *executionContext) _EventSchema_deprecated(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_deprecated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _EventSchema_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7253,7 +7269,7 @@ func (ec *executionContext) _EventSchema_createdAt(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "Time")
 }
 
 func (ec *executionContext) _EventSchema_migration(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7276,7 +7292,7 @@ func (ec *executionContext) _EventSchema_migration(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_migration(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type JSON does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "JSON")
 }
 
 func (ec *executionContext) _EventSchema_goUpcaster(ctx context.Context, field graphql.CollectedField, obj *model.EventSchema) (ret graphql.Marshaler) {
@@ -7299,7 +7315,7 @@ func (ec *executionContext) _EventSchema_goUpcaster(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_EventSchema_goUpcaster(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventSchema", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("EventSchema", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _EventType_name(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
@@ -7322,7 +7338,7 @@ func (ec *executionContext) _EventType_name(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_EventType_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("EventType", field, false, false, "String")
 }
 
 func (ec *executionContext) _EventType_compatibility(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
@@ -7345,7 +7361,7 @@ func (ec *executionContext) _EventType_compatibility(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_EventType_compatibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Compatibility does not have child fields"))
+	return graphql.NewScalarFieldContext("EventType", field, false, false, "Compatibility")
 }
 
 func (ec *executionContext) _EventType_latestVersion(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
@@ -7368,7 +7384,7 @@ func (ec *executionContext) _EventType_latestVersion(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_EventType_latestVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("EventType", field, false, false, "Int")
 }
 
 func (ec *executionContext) _EventType_versions(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
@@ -7423,7 +7439,7 @@ func (ec *executionContext) _EventType_createdAt(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_EventType_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("EventType", field, false, false, "Time")
 }
 
 func (ec *executionContext) _EventType_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.EventType) (ret graphql.Marshaler) {
@@ -7446,7 +7462,7 @@ func (ec *executionContext) _EventType_updatedAt(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_EventType_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventType", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("EventType", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Fulfilment_orderId(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7469,7 +7485,7 @@ func (ec *executionContext) _Fulfilment_orderId(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_orderId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Fulfilment_state(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7492,7 +7508,7 @@ func (ec *executionContext) _Fulfilment_state(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type FulfilmentState does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "FulfilmentState")
 }
 
 func (ec *executionContext) _Fulfilment_currentStep(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7547,7 +7563,7 @@ func (ec *executionContext) _Fulfilment_reason(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "String")
 }
 
 func (ec *executionContext) _Fulfilment_accountId(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7570,7 +7586,7 @@ func (ec *executionContext) _Fulfilment_accountId(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_accountId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "String")
 }
 
 func (ec *executionContext) _Fulfilment_currency(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7593,7 +7609,7 @@ func (ec *executionContext) _Fulfilment_currency(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "String")
 }
 
 func (ec *executionContext) _Fulfilment_amount(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7616,7 +7632,7 @@ func (ec *executionContext) _Fulfilment_amount(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Fulfilment_items(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7735,7 +7751,7 @@ func (ec *executionContext) _Fulfilment_startedAt(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Fulfilment_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7758,7 +7774,7 @@ func (ec *executionContext) _Fulfilment_updatedAt(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Fulfilment_version(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7781,7 +7797,7 @@ func (ec *executionContext) _Fulfilment_version(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Fulfilment_position(ctx context.Context, field graphql.CollectedField, obj *model.Fulfilment) (ret graphql.Marshaler) {
@@ -7804,7 +7820,7 @@ func (ec *executionContext) _Fulfilment_position(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Fulfilment_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("Fulfilment", field, false, false, "Position")
 }
 
 func (ec *executionContext) _FulfilmentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentConnection) (ret graphql.Marshaler) {
@@ -7891,7 +7907,7 @@ func (ec *executionContext) _FulfilmentConnection_totalCount(ctx context.Context
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _FulfilmentCurrentStep_step(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentCurrentStep) (ret graphql.Marshaler) {
@@ -7914,7 +7930,7 @@ func (ec *executionContext) _FulfilmentCurrentStep_step(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentCurrentStep_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentCurrentStep_sku(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentCurrentStep) (ret graphql.Marshaler) {
@@ -7937,7 +7953,7 @@ func (ec *executionContext) _FulfilmentCurrentStep_sku(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentCurrentStep_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentCurrentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentEdge) (ret graphql.Marshaler) {
@@ -7960,7 +7976,7 @@ func (ec *executionContext) _FulfilmentEdge_cursor(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentEdge", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentEdge) (ret graphql.Marshaler) {
@@ -8015,7 +8031,7 @@ func (ec *executionContext) _FulfilmentItem_sku(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentItem_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentItem_quantity(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentItem) (ret graphql.Marshaler) {
@@ -8038,7 +8054,7 @@ func (ec *executionContext) _FulfilmentItem_quantity(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentItem_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentItem", field, false, false, "Int")
 }
 
 func (ec *executionContext) _FulfilmentStep_step(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8061,7 +8077,7 @@ func (ec *executionContext) _FulfilmentStep_step(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentStep_sku(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8084,7 +8100,7 @@ func (ec *executionContext) _FulfilmentStep_sku(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentStep_compensation(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8107,7 +8123,7 @@ func (ec *executionContext) _FulfilmentStep_compensation(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_compensation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _FulfilmentStep_outcome(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8130,7 +8146,7 @@ func (ec *executionContext) _FulfilmentStep_outcome(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_outcome(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentStep_reason(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8153,7 +8169,7 @@ func (ec *executionContext) _FulfilmentStep_reason(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _FulfilmentStep_at(ctx context.Context, field graphql.CollectedField, obj *model.FulfilmentStep) (ret graphql.Marshaler) {
@@ -8176,7 +8192,7 @@ func (ec *executionContext) _FulfilmentStep_at(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_FulfilmentStep_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("FulfilmentStep", field, false, false, "Time")
 }
 
 func (ec *executionContext) _GatewayStats_head(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
@@ -8199,7 +8215,7 @@ func (ec *executionContext) _GatewayStats_head(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_head(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, "Position")
 }
 
 func (ec *executionContext) _GatewayStats_eventsPerSecond(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
@@ -8222,7 +8238,7 @@ func (ec *executionContext) _GatewayStats_eventsPerSecond(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_eventsPerSecond(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Float does not have child fields"))
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, "Float")
 }
 
 func (ec *executionContext) _GatewayStats_websocketConnections(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
@@ -8245,7 +8261,7 @@ func (ec *executionContext) _GatewayStats_websocketConnections(ctx context.Conte
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_websocketConnections(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, "Int")
 }
 
 func (ec *executionContext) _GatewayStats_liveSubscriptions(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
@@ -8268,7 +8284,7 @@ func (ec *executionContext) _GatewayStats_liveSubscriptions(ctx context.Context,
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_liveSubscriptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, "Int")
 }
 
 func (ec *executionContext) _GatewayStats_at(ctx context.Context, field graphql.CollectedField, obj *model.GatewayStats) (ret graphql.Marshaler) {
@@ -8291,7 +8307,7 @@ func (ec *executionContext) _GatewayStats_at(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("GatewayStats", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Mutation_appendEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -9634,7 +9650,7 @@ func (ec *executionContext) _Order_id(ctx context.Context, field graphql.Collect
 	)
 }
 func (ec *executionContext) fieldContext_Order_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Order_customerId(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9657,7 +9673,7 @@ func (ec *executionContext) _Order_customerId(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Order_customerId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
 }
 
 func (ec *executionContext) _Order_currency(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9680,7 +9696,7 @@ func (ec *executionContext) _Order_currency(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Order_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
 }
 
 func (ec *executionContext) _Order_status(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9703,7 +9719,7 @@ func (ec *executionContext) _Order_status(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext_Order_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
 }
 
 func (ec *executionContext) _Order_total(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9726,7 +9742,7 @@ func (ec *executionContext) _Order_total(ctx context.Context, field graphql.Coll
 	)
 }
 func (ec *executionContext) fieldContext_Order_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Order_subtotal(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9749,7 +9765,7 @@ func (ec *executionContext) _Order_subtotal(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Order_subtotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Order_tax(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9772,7 +9788,7 @@ func (ec *executionContext) _Order_tax(ctx context.Context, field graphql.Collec
 	)
 }
 func (ec *executionContext) fieldContext_Order_tax(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Order_itemCount(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9795,7 +9811,7 @@ func (ec *executionContext) _Order_itemCount(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Order_itemCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Order_placedAt(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9818,7 +9834,7 @@ func (ec *executionContext) _Order_placedAt(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Order_placedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Order_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9841,7 +9857,7 @@ func (ec *executionContext) _Order_updatedAt(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Order_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Order_version(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9864,7 +9880,7 @@ func (ec *executionContext) _Order_version(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_Order_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Order_position(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -9887,7 +9903,7 @@ func (ec *executionContext) _Order_position(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Order_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Order", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Position")
 }
 
 func (ec *executionContext) _Order_items(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -10038,7 +10054,7 @@ func (ec *executionContext) _OrderConnection_totalCount(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_OrderConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _OrderEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.OrderEdge) (ret graphql.Marshaler) {
@@ -10061,7 +10077,7 @@ func (ec *executionContext) _OrderEdge_cursor(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_OrderEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderEdge", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.OrderEdge) (ret graphql.Marshaler) {
@@ -10116,7 +10132,7 @@ func (ec *executionContext) _OrderItem_sku(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_OrderItem_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderItem", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderItem_quantity(ctx context.Context, field graphql.CollectedField, obj *model.OrderItem) (ret graphql.Marshaler) {
@@ -10139,7 +10155,7 @@ func (ec *executionContext) _OrderItem_quantity(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_OrderItem_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderItem", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "Int")
 }
 
 func (ec *executionContext) _OrderItem_unitPrice(ctx context.Context, field graphql.CollectedField, obj *model.OrderItem) (ret graphql.Marshaler) {
@@ -10162,7 +10178,7 @@ func (ec *executionContext) _OrderItem_unitPrice(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_OrderItem_unitPrice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderItem", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "Long")
 }
 
 func (ec *executionContext) _OrderStat_day(ctx context.Context, field graphql.CollectedField, obj *model.OrderStat) (ret graphql.Marshaler) {
@@ -10185,7 +10201,7 @@ func (ec *executionContext) _OrderStat_day(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_OrderStat_day(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStat", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderStat_status(ctx context.Context, field graphql.CollectedField, obj *model.OrderStat) (ret graphql.Marshaler) {
@@ -10208,7 +10224,7 @@ func (ec *executionContext) _OrderStat_status(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_OrderStat_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStat", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderStat_orders(ctx context.Context, field graphql.CollectedField, obj *model.OrderStat) (ret graphql.Marshaler) {
@@ -10231,7 +10247,7 @@ func (ec *executionContext) _OrderStat_orders(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_OrderStat_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStat", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "Int")
 }
 
 func (ec *executionContext) _OrderStat_revenue(ctx context.Context, field graphql.CollectedField, obj *model.OrderStat) (ret graphql.Marshaler) {
@@ -10254,7 +10270,7 @@ func (ec *executionContext) _OrderStat_revenue(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_OrderStat_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStat", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "Long")
 }
 
 func (ec *executionContext) _OrderState_id(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10277,7 +10293,7 @@ func (ec *executionContext) _OrderState_id(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "ID")
 }
 
 func (ec *executionContext) _OrderState_version(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10300,7 +10316,7 @@ func (ec *executionContext) _OrderState_version(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "Int")
 }
 
 func (ec *executionContext) _OrderState_asOf(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10323,7 +10339,7 @@ func (ec *executionContext) _OrderState_asOf(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "Time")
 }
 
 func (ec *executionContext) _OrderState_customerId(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10346,7 +10362,7 @@ func (ec *executionContext) _OrderState_customerId(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_customerId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderState_currency(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10369,7 +10385,7 @@ func (ec *executionContext) _OrderState_currency(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderState_status(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10392,7 +10408,7 @@ func (ec *executionContext) _OrderState_status(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderState_total(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10415,7 +10431,7 @@ func (ec *executionContext) _OrderState_total(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_OrderState_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderState", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderState", field, false, false, "Long")
 }
 
 func (ec *executionContext) _OrderState_items(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -10470,7 +10486,7 @@ func (ec *executionContext) _OrderStatusChange_version(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_OrderStatusChange_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, "Int")
 }
 
 func (ec *executionContext) _OrderStatusChange_status(ctx context.Context, field graphql.CollectedField, obj *model.OrderStatusChange) (ret graphql.Marshaler) {
@@ -10493,7 +10509,7 @@ func (ec *executionContext) _OrderStatusChange_status(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_OrderStatusChange_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderStatusChange_reason(ctx context.Context, field graphql.CollectedField, obj *model.OrderStatusChange) (ret graphql.Marshaler) {
@@ -10516,7 +10532,7 @@ func (ec *executionContext) _OrderStatusChange_reason(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_OrderStatusChange_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderStatusChange_at(ctx context.Context, field graphql.CollectedField, obj *model.OrderStatusChange) (ret graphql.Marshaler) {
@@ -10539,7 +10555,7 @@ func (ec *executionContext) _OrderStatusChange_at(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_OrderStatusChange_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("OrderStatusChange", field, false, false, "Time")
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -10562,7 +10578,7 @@ func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_PageInfo_hasNextPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("PageInfo", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -10585,7 +10601,7 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("PageInfo", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
 func (ec *executionContext) _Product_sku(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10608,7 +10624,7 @@ func (ec *executionContext) _Product_sku(ctx context.Context, field graphql.Coll
 	)
 }
 func (ec *executionContext) fieldContext_Product_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Product_name(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10631,7 +10647,7 @@ func (ec *executionContext) _Product_name(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext_Product_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "String")
 }
 
 func (ec *executionContext) _Product_price(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10654,7 +10670,7 @@ func (ec *executionContext) _Product_price(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_Product_price(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Long")
 }
 
 func (ec *executionContext) _Product_currency(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10677,7 +10693,7 @@ func (ec *executionContext) _Product_currency(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Product_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "String")
 }
 
 func (ec *executionContext) _Product_onHand(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10700,7 +10716,7 @@ func (ec *executionContext) _Product_onHand(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Product_onHand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Product_reserved(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10723,7 +10739,7 @@ func (ec *executionContext) _Product_reserved(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Product_reserved(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Product_available(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10746,7 +10762,7 @@ func (ec *executionContext) _Product_available(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Product_available(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Product_version(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10769,7 +10785,7 @@ func (ec *executionContext) _Product_version(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Product_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Product_position(ctx context.Context, field graphql.CollectedField, obj *model.Product) (ret graphql.Marshaler) {
@@ -10792,7 +10808,7 @@ func (ec *executionContext) _Product_position(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Product_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Product", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ProductConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ProductConnection) (ret graphql.Marshaler) {
@@ -10879,7 +10895,7 @@ func (ec *executionContext) _ProductConnection_totalCount(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_ProductConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProductConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ProductConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ProductEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.ProductEdge) (ret graphql.Marshaler) {
@@ -10902,7 +10918,7 @@ func (ec *executionContext) _ProductEdge_cursor(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_ProductEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProductEdge", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("ProductEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _ProductEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.ProductEdge) (ret graphql.Marshaler) {
@@ -10957,7 +10973,7 @@ func (ec *executionContext) _ProjectionStatus_name(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "String")
 }
 
 func (ec *executionContext) _ProjectionStatus_version(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -10980,7 +10996,7 @@ func (ec *executionContext) _ProjectionStatus_version(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ProjectionStatus_generation(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11003,7 +11019,7 @@ func (ec *executionContext) _ProjectionStatus_generation(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_generation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ProjectionStatus_status(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11026,7 +11042,7 @@ func (ec *executionContext) _ProjectionStatus_status(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "String")
 }
 
 func (ec *executionContext) _ProjectionStatus_serving(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11049,7 +11065,7 @@ func (ec *executionContext) _ProjectionStatus_serving(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_serving(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _ProjectionStatus_position(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11072,7 +11088,7 @@ func (ec *executionContext) _ProjectionStatus_position(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ProjectionStatus_lag(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11095,7 +11111,7 @@ func (ec *executionContext) _ProjectionStatus_lag(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_lag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ProjectionStatus_lagSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11118,7 +11134,7 @@ func (ec *executionContext) _ProjectionStatus_lagSeconds(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_lagSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Float does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Float")
 }
 
 func (ec *executionContext) _ProjectionStatus_failures(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11141,7 +11157,7 @@ func (ec *executionContext) _ProjectionStatus_failures(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_failures(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ProjectionStatus_lastError(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11164,7 +11180,7 @@ func (ec *executionContext) _ProjectionStatus_lastError(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_lastError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "String")
 }
 
 func (ec *executionContext) _ProjectionStatus_failedPosition(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11187,7 +11203,7 @@ func (ec *executionContext) _ProjectionStatus_failedPosition(ctx context.Context
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_failedPosition(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ProjectionStatus_failedEventId(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11210,7 +11226,7 @@ func (ec *executionContext) _ProjectionStatus_failedEventId(ctx context.Context,
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_failedEventId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "ID")
 }
 
 func (ec *executionContext) _ProjectionStatus_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -11233,7 +11249,7 @@ func (ec *executionContext) _ProjectionStatus_updatedAt(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Query_events(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -12149,10 +12165,10 @@ func (ec *executionContext) _Query___schema(ctx context.Context, field graphql.C
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Schema) graphql.Marshaler {
-			return ec.marshalO__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx, selections, v)
+			return ec.marshalN__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx, selections, v)
 		},
 		true,
-		false,
+		true,
 	)
 }
 func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -12188,7 +12204,7 @@ func (ec *executionContext) _ReplayFailure_eventId(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_ReplayFailure_eventId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, "ID")
 }
 
 func (ec *executionContext) _ReplayFailure_position(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
@@ -12211,7 +12227,7 @@ func (ec *executionContext) _ReplayFailure_position(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_ReplayFailure_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ReplayFailure_version(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
@@ -12234,7 +12250,7 @@ func (ec *executionContext) _ReplayFailure_version(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_ReplayFailure_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayFailure", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ReplayFailure_problems(ctx context.Context, field graphql.CollectedField, obj *model.ReplayFailure) (ret graphql.Marshaler) {
@@ -12289,7 +12305,7 @@ func (ec *executionContext) _ReplayedVersion_version(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_ReplayedVersion_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ReplayedVersion_stored(ctx context.Context, field graphql.CollectedField, obj *model.ReplayedVersion) (ret graphql.Marshaler) {
@@ -12312,7 +12328,7 @@ func (ec *executionContext) _ReplayedVersion_stored(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_ReplayedVersion_stored(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, "Long")
 }
 
 func (ec *executionContext) _ReplayedVersion_checked(ctx context.Context, field graphql.CollectedField, obj *model.ReplayedVersion) (ret graphql.Marshaler) {
@@ -12335,7 +12351,7 @@ func (ec *executionContext) _ReplayedVersion_checked(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_ReplayedVersion_checked(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("ReplayedVersion", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SchemaIncompatibility_version(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
@@ -12358,7 +12374,7 @@ func (ec *executionContext) _SchemaIncompatibility_version(ctx context.Context, 
 	)
 }
 func (ec *executionContext) fieldContext_SchemaIncompatibility_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SchemaIncompatibility_direction(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
@@ -12381,7 +12397,7 @@ func (ec *executionContext) _SchemaIncompatibility_direction(ctx context.Context
 	)
 }
 func (ec *executionContext) fieldContext_SchemaIncompatibility_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaIncompatibility_path(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
@@ -12404,7 +12420,7 @@ func (ec *executionContext) _SchemaIncompatibility_path(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_SchemaIncompatibility_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaIncompatibility_reason(ctx context.Context, field graphql.CollectedField, obj *model.SchemaIncompatibility) (ret graphql.Marshaler) {
@@ -12427,7 +12443,7 @@ func (ec *executionContext) _SchemaIncompatibility_reason(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_SchemaIncompatibility_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaIncompatibility", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaProblem_path(ctx context.Context, field graphql.CollectedField, obj *model.SchemaProblem) (ret graphql.Marshaler) {
@@ -12450,7 +12466,7 @@ func (ec *executionContext) _SchemaProblem_path(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_SchemaProblem_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaProblem_message(ctx context.Context, field graphql.CollectedField, obj *model.SchemaProblem) (ret graphql.Marshaler) {
@@ -12473,7 +12489,7 @@ func (ec *executionContext) _SchemaProblem_message(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_SchemaProblem_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaProblem", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaVerdict_type(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12496,7 +12512,7 @@ func (ec *executionContext) _SchemaVerdict_type(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "String")
 }
 
 func (ec *executionContext) _SchemaVerdict_version(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12519,7 +12535,7 @@ func (ec *executionContext) _SchemaVerdict_version(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SchemaVerdict_compatible(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12542,7 +12558,7 @@ func (ec *executionContext) _SchemaVerdict_compatible(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_compatible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _SchemaVerdict_compatibility(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12565,7 +12581,7 @@ func (ec *executionContext) _SchemaVerdict_compatibility(ctx context.Context, fi
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_compatibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Compatibility does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "Compatibility")
 }
 
 func (ec *executionContext) _SchemaVerdict_unchanged(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12588,7 +12604,7 @@ func (ec *executionContext) _SchemaVerdict_unchanged(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_unchanged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _SchemaVerdict_incompatibilities(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12707,7 +12723,7 @@ func (ec *executionContext) _SchemaVerdict_failedEvents(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_SchemaVerdict_failedEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("SchemaVerdict", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SchemaVerdict_schema(ctx context.Context, field graphql.CollectedField, obj *model.SchemaVerdict) (ret graphql.Marshaler) {
@@ -12826,7 +12842,7 @@ func (ec *executionContext) _StatementConnection_totalCount(ctx context.Context,
 	)
 }
 func (ec *executionContext) fieldContext_StatementConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _StatementEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.StatementEdge) (ret graphql.Marshaler) {
@@ -12849,7 +12865,7 @@ func (ec *executionContext) _StatementEdge_cursor(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_StatementEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementEdge", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _StatementEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.StatementEdge) (ret graphql.Marshaler) {
@@ -12904,7 +12920,7 @@ func (ec *executionContext) _StatementLine_version(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "Int")
 }
 
 func (ec *executionContext) _StatementLine_position(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -12927,7 +12943,7 @@ func (ec *executionContext) _StatementLine_position(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type Position does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "Position")
 }
 
 func (ec *executionContext) _StatementLine_kind(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -12950,7 +12966,7 @@ func (ec *executionContext) _StatementLine_kind(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "String")
 }
 
 func (ec *executionContext) _StatementLine_amount(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -12973,7 +12989,7 @@ func (ec *executionContext) _StatementLine_amount(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "Long")
 }
 
 func (ec *executionContext) _StatementLine_balanceAfter(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -12996,7 +13012,7 @@ func (ec *executionContext) _StatementLine_balanceAfter(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_balanceAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type Long does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "Long")
 }
 
 func (ec *executionContext) _StatementLine_description(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -13019,7 +13035,7 @@ func (ec *executionContext) _StatementLine_description(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "String")
 }
 
 func (ec *executionContext) _StatementLine_recordedAt(ctx context.Context, field graphql.CollectedField, obj *model.StatementLine) (ret graphql.Marshaler) {
@@ -13042,7 +13058,7 @@ func (ec *executionContext) _StatementLine_recordedAt(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext_StatementLine_recordedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("StatementLine", field, false, false, errors.New("field of type Time does not have child fields"))
+	return graphql.NewScalarFieldContext("StatementLine", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Stream_id(ctx context.Context, field graphql.CollectedField, obj *model.Stream) (ret graphql.Marshaler) {
@@ -13065,7 +13081,7 @@ func (ec *executionContext) _Stream_id(ctx context.Context, field graphql.Collec
 	)
 }
 func (ec *executionContext) fieldContext_Stream_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Stream", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("Stream", field, false, false, "String")
 }
 
 func (ec *executionContext) _Stream_version(ctx context.Context, field graphql.CollectedField, obj *model.Stream) (ret graphql.Marshaler) {
@@ -13088,7 +13104,7 @@ func (ec *executionContext) _Stream_version(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Stream_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Stream", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Stream", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Stream_events(ctx context.Context, field graphql.CollectedField, obj *model.Stream) (ret graphql.Marshaler) {
@@ -13451,7 +13467,7 @@ func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext___Directive_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Directive", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Directive", field, false, false, "String")
 }
 
 func (ec *executionContext) ___Directive_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -13474,7 +13490,7 @@ func (ec *executionContext) ___Directive_description(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext___Directive_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Directive", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Directive", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Directive_isRepeatable(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -13497,7 +13513,7 @@ func (ec *executionContext) ___Directive_isRepeatable(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext___Directive_isRepeatable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Directive", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("__Directive", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) ___Directive_locations(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -13520,7 +13536,7 @@ func (ec *executionContext) ___Directive_locations(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext___Directive_locations(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Directive", field, false, false, errors.New("field of type __DirectiveLocation does not have child fields"))
+	return graphql.NewScalarFieldContext("__Directive", field, false, false, "__DirectiveLocation")
 }
 
 func (ec *executionContext) ___Directive_args(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -13532,7 +13548,8 @@ func (ec *executionContext) ___Directive_args(ctx context.Context, field graphql
 			return ec.fieldContext___Directive_args(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Args, nil
+			fc := graphql.GetFieldContext(ctx)
+			return obj.VisibleArgs(fc.Args["includeDeprecated"].(bool)), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []introspection.InputValue) graphql.Marshaler {
@@ -13546,7 +13563,7 @@ func (ec *executionContext) fieldContext___Directive_args(ctx context.Context, f
 	fc = &graphql.FieldContext{
 		Object:     "__Directive",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___InputValue(ctx, field)
@@ -13586,7 +13603,7 @@ func (ec *executionContext) ___EnumValue_name(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext___EnumValue_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__EnumValue", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__EnumValue", field, false, false, "String")
 }
 
 func (ec *executionContext) ___EnumValue_description(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
@@ -13609,7 +13626,7 @@ func (ec *executionContext) ___EnumValue_description(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext___EnumValue_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, "String")
 }
 
 func (ec *executionContext) ___EnumValue_isDeprecated(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
@@ -13632,7 +13649,7 @@ func (ec *executionContext) ___EnumValue_isDeprecated(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext___EnumValue_isDeprecated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, "Boolean")
 }
 
 func (ec *executionContext) ___EnumValue_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
@@ -13655,7 +13672,7 @@ func (ec *executionContext) ___EnumValue_deprecationReason(ctx context.Context, 
 	)
 }
 func (ec *executionContext) fieldContext___EnumValue_deprecationReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__EnumValue", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Field_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
@@ -13678,7 +13695,7 @@ func (ec *executionContext) ___Field_name(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext___Field_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Field", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Field", field, false, false, "String")
 }
 
 func (ec *executionContext) ___Field_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
@@ -13701,7 +13718,7 @@ func (ec *executionContext) ___Field_description(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext___Field_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Field", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Field", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Field_args(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
@@ -13713,7 +13730,8 @@ func (ec *executionContext) ___Field_args(ctx context.Context, field graphql.Col
 			return ec.fieldContext___Field_args(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Args, nil
+			fc := graphql.GetFieldContext(ctx)
+			return obj.VisibleArgs(fc.Args["includeDeprecated"].(bool)), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []introspection.InputValue) graphql.Marshaler {
@@ -13727,7 +13745,7 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 	fc = &graphql.FieldContext{
 		Object:     "__Field",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___InputValue(ctx, field)
@@ -13799,7 +13817,7 @@ func (ec *executionContext) ___Field_isDeprecated(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext___Field_isDeprecated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Field", field, true, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("__Field", field, true, false, "Boolean")
 }
 
 func (ec *executionContext) ___Field_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
@@ -13822,7 +13840,7 @@ func (ec *executionContext) ___Field_deprecationReason(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext___Field_deprecationReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Field", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Field", field, true, false, "String")
 }
 
 func (ec *executionContext) ___InputValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
@@ -13845,7 +13863,7 @@ func (ec *executionContext) ___InputValue_name(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext___InputValue_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__InputValue", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__InputValue", field, false, false, "String")
 }
 
 func (ec *executionContext) ___InputValue_description(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
@@ -13868,7 +13886,7 @@ func (ec *executionContext) ___InputValue_description(ctx context.Context, field
 	)
 }
 func (ec *executionContext) fieldContext___InputValue_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__InputValue", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__InputValue", field, true, false, "String")
 }
 
 func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
@@ -13923,7 +13941,7 @@ func (ec *executionContext) ___InputValue_defaultValue(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext___InputValue_defaultValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__InputValue", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__InputValue", field, false, false, "String")
 }
 
 func (ec *executionContext) ___InputValue_isDeprecated(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
@@ -13946,7 +13964,7 @@ func (ec *executionContext) ___InputValue_isDeprecated(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext___InputValue_isDeprecated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__InputValue", field, true, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("__InputValue", field, true, false, "Boolean")
 }
 
 func (ec *executionContext) ___InputValue_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
@@ -13969,7 +13987,7 @@ func (ec *executionContext) ___InputValue_deprecationReason(ctx context.Context,
 	)
 }
 func (ec *executionContext) fieldContext___InputValue_deprecationReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__InputValue", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__InputValue", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Schema_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
@@ -13992,7 +14010,7 @@ func (ec *executionContext) ___Schema_description(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext___Schema_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Schema", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Schema", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
@@ -14175,7 +14193,7 @@ func (ec *executionContext) ___Type_kind(ctx context.Context, field graphql.Coll
 	)
 }
 func (ec *executionContext) fieldContext___Type_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Type", field, true, false, errors.New("field of type __TypeKind does not have child fields"))
+	return graphql.NewScalarFieldContext("__Type", field, true, false, "__TypeKind")
 }
 
 func (ec *executionContext) ___Type_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
@@ -14198,7 +14216,7 @@ func (ec *executionContext) ___Type_name(ctx context.Context, field graphql.Coll
 	)
 }
 func (ec *executionContext) fieldContext___Type_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Type", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Type", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Type_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
@@ -14221,7 +14239,7 @@ func (ec *executionContext) ___Type_description(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext___Type_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Type", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Type", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Type_specifiedByURL(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
@@ -14244,7 +14262,7 @@ func (ec *executionContext) ___Type_specifiedByURL(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext___Type_specifiedByURL(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Type", field, true, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("__Type", field, true, false, "String")
 }
 
 func (ec *executionContext) ___Type_fields(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
@@ -14408,7 +14426,8 @@ func (ec *executionContext) ___Type_inputFields(ctx context.Context, field graph
 			return ec.fieldContext___Type_inputFields(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.InputFields(), nil
+			fc := graphql.GetFieldContext(ctx)
+			return obj.VisibleInputFields(fc.Args["includeDeprecated"].(bool)), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []introspection.InputValue) graphql.Marshaler {
@@ -14418,7 +14437,7 @@ func (ec *executionContext) ___Type_inputFields(ctx context.Context, field graph
 		false,
 	)
 }
-func (ec *executionContext) fieldContext___Type_inputFields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext___Type_inputFields(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "__Type",
 		Field:      field,
@@ -14427,6 +14446,17 @@ func (ec *executionContext) fieldContext___Type_inputFields(_ context.Context, f
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___InputValue(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field___Type_inputFields_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -14483,7 +14513,7 @@ func (ec *executionContext) ___Type_isOneOf(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Type", field, true, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("__Type", field, true, false, "Boolean")
 }
 
 // endregion **************************** field.gotpl *****************************
@@ -14532,6 +14562,18 @@ func (ec *executionContext) unmarshalInputAccountFilter(ctx context.Context, obj
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalAccountFilter unmarshals raw into the AccountFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAccountFilter(ctx context.Context, raw any) (model.AccountFilter, error) {
+	var out model.AccountFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AccountFilter", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputAddOrderItemInput(ctx context.Context, obj any) (model.AddOrderItemInput, error) {
@@ -14599,6 +14641,18 @@ func (ec *executionContext) unmarshalInputAddOrderItemInput(ctx context.Context,
 	return it, nil
 }
 
+// UnmarshalAddOrderItemInput unmarshals raw into the AddOrderItemInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAddOrderItemInput(ctx context.Context, raw any) (model.AddOrderItemInput, error) {
+	var out model.AddOrderItemInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AddOrderItemInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAddProductInput(ctx context.Context, obj any) (model.AddProductInput, error) {
 	var it model.AddProductInput
 	if obj == nil {
@@ -14664,6 +14718,18 @@ func (ec *executionContext) unmarshalInputAddProductInput(ctx context.Context, o
 	return it, nil
 }
 
+// UnmarshalAddProductInput unmarshals raw into the AddProductInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAddProductInput(ctx context.Context, raw any) (model.AddProductInput, error) {
+	var out model.AddProductInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AddProductInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputApplyInterestInput(ctx context.Context, obj any) (model.ApplyInterestInput, error) {
 	var it model.ApplyInterestInput
 	if obj == nil {
@@ -14713,6 +14779,18 @@ func (ec *executionContext) unmarshalInputApplyInterestInput(ctx context.Context
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalApplyInterestInput unmarshals raw into the ApplyInterestInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalApplyInterestInput(ctx context.Context, raw any) (model.ApplyInterestInput, error) {
+	var out model.ApplyInterestInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApplyInterestInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputCancelOrderInput(ctx context.Context, obj any) (model.CancelOrderInput, error) {
@@ -14766,6 +14844,18 @@ func (ec *executionContext) unmarshalInputCancelOrderInput(ctx context.Context, 
 	return it, nil
 }
 
+// UnmarshalCancelOrderInput unmarshals raw into the CancelOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCancelOrderInput(ctx context.Context, raw any) (model.CancelOrderInput, error) {
+	var out model.CancelOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CancelOrderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputChangePriceInput(ctx context.Context, obj any) (model.ChangePriceInput, error) {
 	var it model.ChangePriceInput
 	if obj == nil {
@@ -14815,6 +14905,18 @@ func (ec *executionContext) unmarshalInputChangePriceInput(ctx context.Context, 
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalChangePriceInput unmarshals raw into the ChangePriceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalChangePriceInput(ctx context.Context, raw any) (model.ChangePriceInput, error) {
+	var out model.ChangePriceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ChangePriceInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputChargeFeeInput(ctx context.Context, obj any) (model.ChargeFeeInput, error) {
@@ -14875,6 +14977,18 @@ func (ec *executionContext) unmarshalInputChargeFeeInput(ctx context.Context, ob
 	return it, nil
 }
 
+// UnmarshalChargeFeeInput unmarshals raw into the ChargeFeeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalChargeFeeInput(ctx context.Context, raw any) (model.ChargeFeeInput, error) {
+	var out model.ChargeFeeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ChargeFeeInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCloseAccountInput(ctx context.Context, obj any) (model.CloseAccountInput, error) {
 	var it model.CloseAccountInput
 	if obj == nil {
@@ -14919,6 +15033,18 @@ func (ec *executionContext) unmarshalInputCloseAccountInput(ctx context.Context,
 	return it, nil
 }
 
+// UnmarshalCloseAccountInput unmarshals raw into the CloseAccountInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCloseAccountInput(ctx context.Context, raw any) (model.CloseAccountInput, error) {
+	var out model.CloseAccountInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CloseAccountInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputConfirmOrderInput(ctx context.Context, obj any) (model.ConfirmOrderInput, error) {
 	var it model.ConfirmOrderInput
 	if obj == nil {
@@ -14961,6 +15087,18 @@ func (ec *executionContext) unmarshalInputConfirmOrderInput(ctx context.Context,
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalConfirmOrderInput unmarshals raw into the ConfirmOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalConfirmOrderInput(ctx context.Context, raw any) (model.ConfirmOrderInput, error) {
+	var out model.ConfirmOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ConfirmOrderInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputDepositMoneyInput(ctx context.Context, obj any) (model.DepositMoneyInput, error) {
@@ -15012,6 +15150,18 @@ func (ec *executionContext) unmarshalInputDepositMoneyInput(ctx context.Context,
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalDepositMoneyInput unmarshals raw into the DepositMoneyInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDepositMoneyInput(ctx context.Context, raw any) (model.DepositMoneyInput, error) {
+	var out model.DepositMoneyInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DepositMoneyInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputEventInput(ctx context.Context, obj any) (model.EventInput, error) {
@@ -15072,6 +15222,18 @@ func (ec *executionContext) unmarshalInputEventInput(ctx context.Context, obj an
 	return it, nil
 }
 
+// UnmarshalEventInput unmarshals raw into the EventInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalEventInput(ctx context.Context, raw any) (model.EventInput, error) {
+	var out model.EventInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "EventInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputFreezeAccountInput(ctx context.Context, obj any) (model.FreezeAccountInput, error) {
 	var it model.FreezeAccountInput
 	if obj == nil {
@@ -15121,6 +15283,18 @@ func (ec *executionContext) unmarshalInputFreezeAccountInput(ctx context.Context
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalFreezeAccountInput unmarshals raw into the FreezeAccountInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalFreezeAccountInput(ctx context.Context, raw any) (model.FreezeAccountInput, error) {
+	var out model.FreezeAccountInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "FreezeAccountInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputMigrationOperationInput(ctx context.Context, obj any) (model.MigrationOperationInput, error) {
@@ -15186,6 +15360,18 @@ func (ec *executionContext) unmarshalInputMigrationOperationInput(ctx context.Co
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalMigrationOperationInput unmarshals raw into the MigrationOperationInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMigrationOperationInput(ctx context.Context, raw any) (model.MigrationOperationInput, error) {
+	var out model.MigrationOperationInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MigrationOperationInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputOpenAccountInput(ctx context.Context, obj any) (model.OpenAccountInput, error) {
@@ -15277,6 +15463,18 @@ func (ec *executionContext) unmarshalInputOpenAccountInput(ctx context.Context, 
 	return it, nil
 }
 
+// UnmarshalOpenAccountInput unmarshals raw into the OpenAccountInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOpenAccountInput(ctx context.Context, raw any) (model.OpenAccountInput, error) {
+	var out model.OpenAccountInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OpenAccountInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputOrderFilter(ctx context.Context, obj any) (model.OrderFilter, error) {
 	var it model.OrderFilter
 	if obj == nil {
@@ -15312,6 +15510,18 @@ func (ec *executionContext) unmarshalInputOrderFilter(ctx context.Context, obj a
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalOrderFilter unmarshals raw into the OrderFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOrderFilter(ctx context.Context, raw any) (model.OrderFilter, error) {
+	var out model.OrderFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderFilter", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputOrderOrderBy(ctx context.Context, obj any) (model.OrderOrderBy, error) {
@@ -15356,6 +15566,18 @@ func (ec *executionContext) unmarshalInputOrderOrderBy(ctx context.Context, obj 
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalOrderOrderBy unmarshals raw into the OrderOrderBy input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOrderOrderBy(ctx context.Context, raw any) (model.OrderOrderBy, error) {
+	var out model.OrderOrderBy
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderOrderBy", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputPlaceOrderInput(ctx context.Context, obj any) (model.PlaceOrderInput, error) {
@@ -15416,6 +15638,18 @@ func (ec *executionContext) unmarshalInputPlaceOrderInput(ctx context.Context, o
 	return it, nil
 }
 
+// UnmarshalPlaceOrderInput unmarshals raw into the PlaceOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPlaceOrderInput(ctx context.Context, raw any) (model.PlaceOrderInput, error) {
+	var out model.PlaceOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PlaceOrderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputReleaseStockInput(ctx context.Context, obj any) (model.ReleaseStockInput, error) {
 	var it model.ReleaseStockInput
 	if obj == nil {
@@ -15467,6 +15701,18 @@ func (ec *executionContext) unmarshalInputReleaseStockInput(ctx context.Context,
 	return it, nil
 }
 
+// UnmarshalReleaseStockInput unmarshals raw into the ReleaseStockInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalReleaseStockInput(ctx context.Context, raw any) (model.ReleaseStockInput, error) {
+	var out model.ReleaseStockInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ReleaseStockInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRemoveOrderItemInput(ctx context.Context, obj any) (model.RemoveOrderItemInput, error) {
 	var it model.RemoveOrderItemInput
 	if obj == nil {
@@ -15516,6 +15762,18 @@ func (ec *executionContext) unmarshalInputRemoveOrderItemInput(ctx context.Conte
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalRemoveOrderItemInput unmarshals raw into the RemoveOrderItemInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRemoveOrderItemInput(ctx context.Context, raw any) (model.RemoveOrderItemInput, error) {
+	var out model.RemoveOrderItemInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RemoveOrderItemInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputReserveStockInput(ctx context.Context, obj any) (model.ReserveStockInput, error) {
@@ -15576,6 +15834,18 @@ func (ec *executionContext) unmarshalInputReserveStockInput(ctx context.Context,
 	return it, nil
 }
 
+// UnmarshalReserveStockInput unmarshals raw into the ReserveStockInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalReserveStockInput(ctx context.Context, raw any) (model.ReserveStockInput, error) {
+	var out model.ReserveStockInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ReserveStockInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRestockProductInput(ctx context.Context, obj any) (model.RestockProductInput, error) {
 	var it model.RestockProductInput
 	if obj == nil {
@@ -15625,6 +15895,18 @@ func (ec *executionContext) unmarshalInputRestockProductInput(ctx context.Contex
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalRestockProductInput unmarshals raw into the RestockProductInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRestockProductInput(ctx context.Context, raw any) (model.RestockProductInput, error) {
+	var out model.RestockProductInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RestockProductInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputShipOrderInput(ctx context.Context, obj any) (model.ShipOrderInput, error) {
@@ -15678,6 +15960,18 @@ func (ec *executionContext) unmarshalInputShipOrderInput(ctx context.Context, ob
 	return it, nil
 }
 
+// UnmarshalShipOrderInput unmarshals raw into the ShipOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalShipOrderInput(ctx context.Context, raw any) (model.ShipOrderInput, error) {
+	var out model.ShipOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ShipOrderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSubmitOrderInput(ctx context.Context, obj any) (model.SubmitOrderInput, error) {
 	var it model.SubmitOrderInput
 	if obj == nil {
@@ -15722,6 +16016,18 @@ func (ec *executionContext) unmarshalInputSubmitOrderInput(ctx context.Context, 
 	return it, nil
 }
 
+// UnmarshalSubmitOrderInput unmarshals raw into the SubmitOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSubmitOrderInput(ctx context.Context, raw any) (model.SubmitOrderInput, error) {
+	var out model.SubmitOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SubmitOrderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputUnfreezeAccountInput(ctx context.Context, obj any) (model.UnfreezeAccountInput, error) {
 	var it model.UnfreezeAccountInput
 	if obj == nil {
@@ -15764,6 +16070,18 @@ func (ec *executionContext) unmarshalInputUnfreezeAccountInput(ctx context.Conte
 		}
 	}
 	return it, nil
+}
+
+// UnmarshalUnfreezeAccountInput unmarshals raw into the UnfreezeAccountInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUnfreezeAccountInput(ctx context.Context, raw any) (model.UnfreezeAccountInput, error) {
+	var out model.UnfreezeAccountInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UnfreezeAccountInput", raw, &out)
+	return out, err
 }
 
 func (ec *executionContext) unmarshalInputWithdrawMoneyInput(ctx context.Context, obj any) (model.WithdrawMoneyInput, error) {
@@ -15817,6 +16135,18 @@ func (ec *executionContext) unmarshalInputWithdrawMoneyInput(ctx context.Context
 	return it, nil
 }
 
+// UnmarshalWithdrawMoneyInput unmarshals raw into the WithdrawMoneyInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalWithdrawMoneyInput(ctx context.Context, raw any) (model.WithdrawMoneyInput, error) {
+	var out model.WithdrawMoneyInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "WithdrawMoneyInput", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -15831,8 +16161,7 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 	fields := graphql.CollectFields(ec.OperationContext, sel, accountImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -15901,14 +16230,10 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -15919,8 +16244,7 @@ func (ec *executionContext) _AccountConnection(ctx context.Context, sel ast.Sele
 	fields := graphql.CollectFields(ec.OperationContext, sel, accountConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -15949,14 +16273,10 @@ func (ec *executionContext) _AccountConnection(ctx context.Context, sel ast.Sele
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -15967,8 +16287,7 @@ func (ec *executionContext) _AccountEdge(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, accountEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -15992,14 +16311,10 @@ func (ec *executionContext) _AccountEdge(ctx context.Context, sel ast.SelectionS
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16010,8 +16325,7 @@ func (ec *executionContext) _AccountState(ctx context.Context, sel ast.Selection
 	fields := graphql.CollectFields(ec.OperationContext, sel, accountStateImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16070,14 +16384,10 @@ func (ec *executionContext) _AccountState(ctx context.Context, sel ast.Selection
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16088,8 +16398,7 @@ func (ec *executionContext) _AppendResult(ctx context.Context, sel ast.Selection
 	fields := graphql.CollectFields(ec.OperationContext, sel, appendResultImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16143,14 +16452,10 @@ func (ec *executionContext) _AppendResult(ctx context.Context, sel ast.Selection
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16161,8 +16466,7 @@ func (ec *executionContext) _BankTotal(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, bankTotalImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16191,14 +16495,10 @@ func (ec *executionContext) _BankTotal(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16209,8 +16509,7 @@ func (ec *executionContext) _CommandResult(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, commandResultImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16264,14 +16563,10 @@ func (ec *executionContext) _CommandResult(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16282,8 +16577,7 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16314,86 +16608,22 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "schemaVersion":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Event_schemaVersion(ctx, field, obj)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			if field.IsDeferred() {
-				deferredFieldSet.AddField(field)
-				fieldIndex := len(deferredFieldSet.Values) - 1
-				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
-					return innerFunc(ctx, deferredFieldSet)
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Event_schemaVersion(ctx, field, obj)
 				})
-
-				for _, deferrable := range field.Deferrables {
-					view, ok := deferLabelToView[deferrable.Label]
-					if !ok {
-						view = deferredFieldSet.NewView()
-						deferLabelToView[deferrable.Label] = view
-					}
-					view.AddIndices(fieldIndex)
-				}
-
-				// don't run the out.Concurrently() call below
-				out.Values[i] = graphql.Null
-				continue
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "storedSchemaVersion":
 			out.Values[i] = ec._Event_storedSchemaVersion(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "data":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Event_data(ctx, field, obj)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			if field.IsDeferred() {
-				deferredFieldSet.AddField(field)
-				fieldIndex := len(deferredFieldSet.Values) - 1
-				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
-					return innerFunc(ctx, deferredFieldSet)
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Event_data(ctx, field, obj)
 				})
-
-				for _, deferrable := range field.Deferrables {
-					view, ok := deferLabelToView[deferrable.Label]
-					if !ok {
-						view = deferredFieldSet.NewView()
-						deferLabelToView[deferrable.Label] = view
-					}
-					view.AddIndices(fieldIndex)
-				}
-
-				// don't run the out.Concurrently() call below
-				out.Values[i] = graphql.Null
-				continue
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "metadata":
 			out.Values[i] = ec._Event_metadata(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -16413,14 +16643,10 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16431,8 +16657,7 @@ func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventPageImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16466,14 +16691,10 @@ func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16484,8 +16705,7 @@ func (ec *executionContext) _EventSchema(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventSchemaImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16539,14 +16759,10 @@ func (ec *executionContext) _EventSchema(ctx context.Context, sel ast.SelectionS
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16557,8 +16773,7 @@ func (ec *executionContext) _EventType(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventTypeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16602,14 +16817,10 @@ func (ec *executionContext) _EventType(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16620,8 +16831,7 @@ func (ec *executionContext) _Fulfilment(ctx context.Context, sel ast.SelectionSe
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16705,14 +16915,10 @@ func (ec *executionContext) _Fulfilment(ctx context.Context, sel ast.SelectionSe
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16723,8 +16929,7 @@ func (ec *executionContext) _FulfilmentConnection(ctx context.Context, sel ast.S
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16753,14 +16958,10 @@ func (ec *executionContext) _FulfilmentConnection(ctx context.Context, sel ast.S
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16771,8 +16972,7 @@ func (ec *executionContext) _FulfilmentCurrentStep(ctx context.Context, sel ast.
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentCurrentStepImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16796,14 +16996,10 @@ func (ec *executionContext) _FulfilmentCurrentStep(ctx context.Context, sel ast.
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16814,8 +17010,7 @@ func (ec *executionContext) _FulfilmentEdge(ctx context.Context, sel ast.Selecti
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16839,14 +17034,10 @@ func (ec *executionContext) _FulfilmentEdge(ctx context.Context, sel ast.Selecti
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16857,8 +17048,7 @@ func (ec *executionContext) _FulfilmentItem(ctx context.Context, sel ast.Selecti
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentItemImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16882,14 +17072,10 @@ func (ec *executionContext) _FulfilmentItem(ctx context.Context, sel ast.Selecti
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16900,8 +17086,7 @@ func (ec *executionContext) _FulfilmentStep(ctx context.Context, sel ast.Selecti
 	fields := graphql.CollectFields(ec.OperationContext, sel, fulfilmentStepImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -16945,14 +17130,10 @@ func (ec *executionContext) _FulfilmentStep(ctx context.Context, sel ast.Selecti
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -16963,8 +17144,7 @@ func (ec *executionContext) _GatewayStats(ctx context.Context, sel ast.Selection
 	fields := graphql.CollectFields(ec.OperationContext, sel, gatewayStatsImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17003,14 +17183,10 @@ func (ec *executionContext) _GatewayStats(ctx context.Context, sel ast.Selection
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17024,8 +17200,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 	})
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
 			Object: field.Name,
@@ -17254,14 +17429,10 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17272,8 +17443,7 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17357,14 +17527,10 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17375,8 +17541,7 @@ func (ec *executionContext) _OrderConnection(ctx context.Context, sel ast.Select
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17405,14 +17570,10 @@ func (ec *executionContext) _OrderConnection(ctx context.Context, sel ast.Select
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17423,8 +17584,7 @@ func (ec *executionContext) _OrderEdge(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17448,14 +17608,10 @@ func (ec *executionContext) _OrderEdge(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17466,8 +17622,7 @@ func (ec *executionContext) _OrderItem(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderItemImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17496,14 +17651,10 @@ func (ec *executionContext) _OrderItem(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17514,8 +17665,7 @@ func (ec *executionContext) _OrderStat(ctx context.Context, sel ast.SelectionSet
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderStatImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17549,14 +17699,10 @@ func (ec *executionContext) _OrderStat(ctx context.Context, sel ast.SelectionSet
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17567,8 +17713,7 @@ func (ec *executionContext) _OrderState(ctx context.Context, sel ast.SelectionSe
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderStateImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17622,14 +17767,10 @@ func (ec *executionContext) _OrderState(ctx context.Context, sel ast.SelectionSe
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17640,8 +17781,7 @@ func (ec *executionContext) _OrderStatusChange(ctx context.Context, sel ast.Sele
 	fields := graphql.CollectFields(ec.OperationContext, sel, orderStatusChangeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17675,14 +17815,10 @@ func (ec *executionContext) _OrderStatusChange(ctx context.Context, sel ast.Sele
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17693,8 +17829,7 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17718,14 +17853,10 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17736,8 +17867,7 @@ func (ec *executionContext) _Product(ctx context.Context, sel ast.SelectionSet, 
 	fields := graphql.CollectFields(ec.OperationContext, sel, productImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17796,14 +17926,10 @@ func (ec *executionContext) _Product(ctx context.Context, sel ast.SelectionSet, 
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17814,8 +17940,7 @@ func (ec *executionContext) _ProductConnection(ctx context.Context, sel ast.Sele
 	fields := graphql.CollectFields(ec.OperationContext, sel, productConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17844,14 +17969,10 @@ func (ec *executionContext) _ProductConnection(ctx context.Context, sel ast.Sele
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17862,8 +17983,7 @@ func (ec *executionContext) _ProductEdge(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, productEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17887,14 +18007,10 @@ func (ec *executionContext) _ProductEdge(ctx context.Context, sel ast.SelectionS
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -17905,8 +18021,7 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 	fields := graphql.CollectFields(ec.OperationContext, sel, projectionStatusImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -17985,14 +18100,10 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18006,8 +18117,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 	})
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
 			Object: field.Name,
@@ -18018,445 +18128,125 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Query")
 		case "events":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_events(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_events(ctx, field)
+				})
 		case "stream":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_stream(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_stream(ctx, field)
+				})
 		case "fulfilment":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_fulfilment(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_fulfilment(ctx, field)
+				})
 		case "fulfilments":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_fulfilments(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_fulfilments(ctx, field)
+				})
 		case "order":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_order(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_order(ctx, field)
+				})
 		case "orders":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_orders(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orders(ctx, field)
+				})
 		case "customerOrders":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_customerOrders(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_customerOrders(ctx, field)
+				})
 		case "orderStatistics":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_orderStatistics(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orderStatistics(ctx, field)
+				})
 		case "product":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_product(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_product(ctx, field)
+				})
 		case "products":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_products(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_products(ctx, field)
+				})
 		case "account":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_account(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_account(ctx, field)
+				})
 		case "accounts":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_accounts(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_accounts(ctx, field)
+				})
 		case "accountStatement":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_accountStatement(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_accountStatement(ctx, field)
+				})
 		case "bankTotals":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_bankTotals(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bankTotals(ctx, field)
+				})
 		case "projections":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_projections(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_projections(ctx, field)
+				})
 		case "eventTypes":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_eventTypes(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_eventTypes(ctx, field)
+				})
 		case "eventSchema":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_eventSchema(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_eventSchema(ctx, field)
+				})
 		case "eventSchemaHistory":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_eventSchemaHistory(ctx, field)
-				if res == graphql.Null {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_eventSchemaHistory(ctx, field)
+				})
 		case "accountAt":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_accountAt(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_accountAt(ctx, field)
+				})
 		case "orderAt":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Query_orderAt(ctx, field)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
-			}
-
-			rrm := func(ctx context.Context) graphql.Marshaler {
-				return ec.OperationContext.RootResolverMiddleware(ctx,
-					func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return rrm(innerCtx) })
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orderAt(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -18468,7 +18258,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___schema(ctx, field)
 			})
-			if out.Values[i] == graphql.RequiredNull {
+			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
@@ -18480,14 +18270,10 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18498,8 +18284,7 @@ func (ec *executionContext) _ReplayFailure(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, replayFailureImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18533,14 +18318,10 @@ func (ec *executionContext) _ReplayFailure(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18551,8 +18332,7 @@ func (ec *executionContext) _ReplayedVersion(ctx context.Context, sel ast.Select
 	fields := graphql.CollectFields(ec.OperationContext, sel, replayedVersionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18581,14 +18361,10 @@ func (ec *executionContext) _ReplayedVersion(ctx context.Context, sel ast.Select
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18599,8 +18375,7 @@ func (ec *executionContext) _SchemaIncompatibility(ctx context.Context, sel ast.
 	fields := graphql.CollectFields(ec.OperationContext, sel, schemaIncompatibilityImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18634,14 +18409,10 @@ func (ec *executionContext) _SchemaIncompatibility(ctx context.Context, sel ast.
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18652,8 +18423,7 @@ func (ec *executionContext) _SchemaProblem(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, schemaProblemImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18677,14 +18447,10 @@ func (ec *executionContext) _SchemaProblem(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18695,8 +18461,7 @@ func (ec *executionContext) _SchemaVerdict(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, schemaVerdictImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18760,14 +18525,10 @@ func (ec *executionContext) _SchemaVerdict(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18778,8 +18539,7 @@ func (ec *executionContext) _StatementConnection(ctx context.Context, sel ast.Se
 	fields := graphql.CollectFields(ec.OperationContext, sel, statementConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18808,14 +18568,10 @@ func (ec *executionContext) _StatementConnection(ctx context.Context, sel ast.Se
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18826,8 +18582,7 @@ func (ec *executionContext) _StatementEdge(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, statementEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18851,14 +18606,10 @@ func (ec *executionContext) _StatementEdge(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18869,8 +18620,7 @@ func (ec *executionContext) _StatementLine(ctx context.Context, sel ast.Selectio
 	fields := graphql.CollectFields(ec.OperationContext, sel, statementLineImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18919,14 +18669,10 @@ func (ec *executionContext) _StatementLine(ctx context.Context, sel ast.Selectio
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -18937,8 +18683,7 @@ func (ec *executionContext) _Stream(ctx context.Context, sel ast.SelectionSet, o
 	fields := graphql.CollectFields(ec.OperationContext, sel, streamImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -18967,14 +18712,10 @@ func (ec *executionContext) _Stream(ctx context.Context, sel ast.SelectionSet, o
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19017,8 +18758,7 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, __DirectiveImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19057,14 +18797,10 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19075,8 +18811,7 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, __EnumValueImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19110,14 +18845,10 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19128,8 +18859,7 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 	fields := graphql.CollectFields(ec.OperationContext, sel, __FieldImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19173,14 +18903,10 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19191,8 +18917,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 	fields := graphql.CollectFields(ec.OperationContext, sel, __InputValueImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19236,14 +18961,10 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19254,8 +18975,7 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 	fields := graphql.CollectFields(ec.OperationContext, sel, __SchemaImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19299,14 +19019,10 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19317,8 +19033,7 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 	fields := graphql.CollectFields(ec.OperationContext, sel, __TypeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferredFieldSet := graphql.NewFieldSet(nil)
-	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -19387,14 +19102,10 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 		return graphql.Null
 	}
 
-	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
-
-	ec.ProcessDeferredGroup(graphql.DeferredGroup{
-		Defers:   deferLabelToView,
-		Path:     graphql.GetPath(ctx),
-		FieldSet: deferredFieldSet,
-		Context:  ctx,
-	})
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
 
 	return out
 }
@@ -19405,9 +19116,7 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 func (ec *executionContext) marshalNAccount2ᚖcqrsgateᚋgraphᚋmodelᚐAccount(ctx context.Context, sel ast.SelectionSet, v *model.Account) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Account!")
 		return graphql.Null
 	}
 	return ec._Account(ctx, sel, v)
@@ -19415,9 +19124,7 @@ func (ec *executionContext) marshalNAccount2ᚖcqrsgateᚋgraphᚋmodelᚐAccoun
 
 func (ec *executionContext) marshalNAccountConnection2ᚖcqrsgateᚋgraphᚋmodelᚐAccountConnection(ctx context.Context, sel ast.SelectionSet, v *model.AccountConnection) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "AccountConnection!")
 		return graphql.Null
 	}
 	return ec._AccountConnection(ctx, sel, v)
@@ -19441,9 +19148,7 @@ func (ec *executionContext) marshalNAccountEdge2ᚕᚖcqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNAccountEdge2ᚖcqrsgateᚋgraphᚋmodelᚐAccountEdge(ctx context.Context, sel ast.SelectionSet, v *model.AccountEdge) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "AccountEdge!")
 		return graphql.Null
 	}
 	return ec._AccountEdge(ctx, sel, v)
@@ -19461,9 +19166,7 @@ func (ec *executionContext) unmarshalNAddProductInput2cqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐAppendResult(ctx context.Context, sel ast.SelectionSet, v *model.AppendResult) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "AppendResult!")
 		return graphql.Null
 	}
 	return ec._AppendResult(ctx, sel, v)
@@ -19492,9 +19195,7 @@ func (ec *executionContext) marshalNBankTotal2ᚕᚖcqrsgateᚋgraphᚋmodelᚐB
 
 func (ec *executionContext) marshalNBankTotal2ᚖcqrsgateᚋgraphᚋmodelᚐBankTotal(ctx context.Context, sel ast.SelectionSet, v *model.BankTotal) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "BankTotal!")
 		return graphql.Null
 	}
 	return ec._BankTotal(ctx, sel, v)
@@ -19509,9 +19210,7 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	_ = sel
 	res := graphql.MarshalBoolean(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
 }
@@ -19538,9 +19237,7 @@ func (ec *executionContext) unmarshalNCloseAccountInput2cqrsgateᚋgraphᚋmodel
 
 func (ec *executionContext) marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx context.Context, sel ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "CommandResult!")
 		return graphql.Null
 	}
 	return ec._CommandResult(ctx, sel, v)
@@ -19584,9 +19281,7 @@ func (ec *executionContext) marshalNEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEvent
 
 func (ec *executionContext) marshalNEvent2ᚖcqrsgateᚋgraphᚋmodelᚐEvent(ctx context.Context, sel ast.SelectionSet, v *model.Event) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Event!")
 		return graphql.Null
 	}
 	return ec._Event(ctx, sel, v)
@@ -19613,9 +19308,7 @@ func (ec *executionContext) unmarshalNEventInput2ᚖcqrsgateᚋgraphᚋmodelᚐE
 
 func (ec *executionContext) marshalNEventPage2ᚖcqrsgateᚋgraphᚋmodelᚐEventPage(ctx context.Context, sel ast.SelectionSet, v *model.EventPage) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "EventPage!")
 		return graphql.Null
 	}
 	return ec._EventPage(ctx, sel, v)
@@ -19639,9 +19332,7 @@ func (ec *executionContext) marshalNEventSchema2ᚕᚖcqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx context.Context, sel ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "EventSchema!")
 		return graphql.Null
 	}
 	return ec._EventSchema(ctx, sel, v)
@@ -19665,9 +19356,7 @@ func (ec *executionContext) marshalNEventType2ᚕᚖcqrsgateᚋgraphᚋmodelᚐE
 
 func (ec *executionContext) marshalNEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx context.Context, sel ast.SelectionSet, v *model.EventType) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "EventType!")
 		return graphql.Null
 	}
 	return ec._EventType(ctx, sel, v)
@@ -19682,9 +19371,7 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 	_ = sel
 	res := graphql.MarshalFloatContext(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
 	}
 	return graphql.WrapContextMarshaler(ctx, res)
 }
@@ -19696,9 +19383,7 @@ func (ec *executionContext) unmarshalNFreezeAccountInput2cqrsgateᚋgraphᚋmode
 
 func (ec *executionContext) marshalNFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx context.Context, sel ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Fulfilment!")
 		return graphql.Null
 	}
 	return ec._Fulfilment(ctx, sel, v)
@@ -19706,9 +19391,7 @@ func (ec *executionContext) marshalNFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFul
 
 func (ec *executionContext) marshalNFulfilmentConnection2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentConnection(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentConnection) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "FulfilmentConnection!")
 		return graphql.Null
 	}
 	return ec._FulfilmentConnection(ctx, sel, v)
@@ -19732,9 +19415,7 @@ func (ec *executionContext) marshalNFulfilmentEdge2ᚕᚖcqrsgateᚋgraphᚋmode
 
 func (ec *executionContext) marshalNFulfilmentEdge2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentEdge(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentEdge) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "FulfilmentEdge!")
 		return graphql.Null
 	}
 	return ec._FulfilmentEdge(ctx, sel, v)
@@ -19758,9 +19439,7 @@ func (ec *executionContext) marshalNFulfilmentItem2ᚕᚖcqrsgateᚋgraphᚋmode
 
 func (ec *executionContext) marshalNFulfilmentItem2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentItem(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentItem) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "FulfilmentItem!")
 		return graphql.Null
 	}
 	return ec._FulfilmentItem(ctx, sel, v)
@@ -19794,9 +19473,7 @@ func (ec *executionContext) marshalNFulfilmentStep2ᚕᚖcqrsgateᚋgraphᚋmode
 
 func (ec *executionContext) marshalNFulfilmentStep2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilmentStep(ctx context.Context, sel ast.SelectionSet, v *model.FulfilmentStep) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "FulfilmentStep!")
 		return graphql.Null
 	}
 	return ec._FulfilmentStep(ctx, sel, v)
@@ -19804,9 +19481,7 @@ func (ec *executionContext) marshalNFulfilmentStep2ᚖcqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNGatewayStats2ᚖcqrsgateᚋgraphᚋmodelᚐGatewayStats(ctx context.Context, sel ast.SelectionSet, v *model.GatewayStats) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "GatewayStats!")
 		return graphql.Null
 	}
 	return ec._GatewayStats(ctx, sel, v)
@@ -19821,9 +19496,7 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 	_ = sel
 	res := graphql.MarshalID(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
 	}
 	return res
 }
@@ -19837,9 +19510,7 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	_ = sel
 	res := graphql.MarshalInt(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
 }
@@ -19852,9 +19523,7 @@ func (ec *executionContext) unmarshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx c
 
 func (ec *executionContext) marshalNJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx context.Context, sel ast.SelectionSet, v model.JSON) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "JSON!")
 		return graphql.Null
 	}
 	return v
@@ -19906,9 +19575,7 @@ func (ec *executionContext) unmarshalNOpenAccountInput2cqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNOrder2ᚖcqrsgateᚋgraphᚋmodelᚐOrder(ctx context.Context, sel ast.SelectionSet, v *model.Order) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Order!")
 		return graphql.Null
 	}
 	return ec._Order(ctx, sel, v)
@@ -19916,9 +19583,7 @@ func (ec *executionContext) marshalNOrder2ᚖcqrsgateᚋgraphᚋmodelᚐOrder(ct
 
 func (ec *executionContext) marshalNOrderConnection2ᚖcqrsgateᚋgraphᚋmodelᚐOrderConnection(ctx context.Context, sel ast.SelectionSet, v *model.OrderConnection) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "OrderConnection!")
 		return graphql.Null
 	}
 	return ec._OrderConnection(ctx, sel, v)
@@ -19942,9 +19607,7 @@ func (ec *executionContext) marshalNOrderEdge2ᚕᚖcqrsgateᚋgraphᚋmodelᚐO
 
 func (ec *executionContext) marshalNOrderEdge2ᚖcqrsgateᚋgraphᚋmodelᚐOrderEdge(ctx context.Context, sel ast.SelectionSet, v *model.OrderEdge) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "OrderEdge!")
 		return graphql.Null
 	}
 	return ec._OrderEdge(ctx, sel, v)
@@ -19968,9 +19631,7 @@ func (ec *executionContext) marshalNOrderItem2ᚕᚖcqrsgateᚋgraphᚋmodelᚐO
 
 func (ec *executionContext) marshalNOrderItem2ᚖcqrsgateᚋgraphᚋmodelᚐOrderItem(ctx context.Context, sel ast.SelectionSet, v *model.OrderItem) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "OrderItem!")
 		return graphql.Null
 	}
 	return ec._OrderItem(ctx, sel, v)
@@ -20004,9 +19665,7 @@ func (ec *executionContext) marshalNOrderStat2ᚕᚖcqrsgateᚋgraphᚋmodelᚐO
 
 func (ec *executionContext) marshalNOrderStat2ᚖcqrsgateᚋgraphᚋmodelᚐOrderStat(ctx context.Context, sel ast.SelectionSet, v *model.OrderStat) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "OrderStat!")
 		return graphql.Null
 	}
 	return ec._OrderStat(ctx, sel, v)
@@ -20030,9 +19689,7 @@ func (ec *executionContext) marshalNOrderStatusChange2ᚕᚖcqrsgateᚋgraphᚋm
 
 func (ec *executionContext) marshalNOrderStatusChange2ᚖcqrsgateᚋgraphᚋmodelᚐOrderStatusChange(ctx context.Context, sel ast.SelectionSet, v *model.OrderStatusChange) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "OrderStatusChange!")
 		return graphql.Null
 	}
 	return ec._OrderStatusChange(ctx, sel, v)
@@ -20040,9 +19697,7 @@ func (ec *executionContext) marshalNOrderStatusChange2ᚖcqrsgateᚋgraphᚋmode
 
 func (ec *executionContext) marshalNPageInfo2ᚖcqrsgateᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "PageInfo!")
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
@@ -20065,9 +19720,7 @@ func (ec *executionContext) marshalNPosition2cqrsgateᚋgraphᚋmodelᚐPosition
 
 func (ec *executionContext) marshalNProduct2ᚖcqrsgateᚋgraphᚋmodelᚐProduct(ctx context.Context, sel ast.SelectionSet, v *model.Product) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Product!")
 		return graphql.Null
 	}
 	return ec._Product(ctx, sel, v)
@@ -20075,9 +19728,7 @@ func (ec *executionContext) marshalNProduct2ᚖcqrsgateᚋgraphᚋmodelᚐProduc
 
 func (ec *executionContext) marshalNProductConnection2ᚖcqrsgateᚋgraphᚋmodelᚐProductConnection(ctx context.Context, sel ast.SelectionSet, v *model.ProductConnection) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "ProductConnection!")
 		return graphql.Null
 	}
 	return ec._ProductConnection(ctx, sel, v)
@@ -20101,9 +19752,7 @@ func (ec *executionContext) marshalNProductEdge2ᚕᚖcqrsgateᚋgraphᚋmodel�
 
 func (ec *executionContext) marshalNProductEdge2ᚖcqrsgateᚋgraphᚋmodelᚐProductEdge(ctx context.Context, sel ast.SelectionSet, v *model.ProductEdge) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "ProductEdge!")
 		return graphql.Null
 	}
 	return ec._ProductEdge(ctx, sel, v)
@@ -20127,9 +19776,7 @@ func (ec *executionContext) marshalNProjectionStatus2ᚕᚖcqrsgateᚋgraphᚋmo
 
 func (ec *executionContext) marshalNProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx context.Context, sel ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "ProjectionStatus!")
 		return graphql.Null
 	}
 	return ec._ProjectionStatus(ctx, sel, v)
@@ -20163,9 +19810,7 @@ func (ec *executionContext) marshalNReplayFailure2ᚕᚖcqrsgateᚋgraphᚋmodel
 
 func (ec *executionContext) marshalNReplayFailure2ᚖcqrsgateᚋgraphᚋmodelᚐReplayFailure(ctx context.Context, sel ast.SelectionSet, v *model.ReplayFailure) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "ReplayFailure!")
 		return graphql.Null
 	}
 	return ec._ReplayFailure(ctx, sel, v)
@@ -20189,9 +19834,7 @@ func (ec *executionContext) marshalNReplayedVersion2ᚕᚖcqrsgateᚋgraphᚋmod
 
 func (ec *executionContext) marshalNReplayedVersion2ᚖcqrsgateᚋgraphᚋmodelᚐReplayedVersion(ctx context.Context, sel ast.SelectionSet, v *model.ReplayedVersion) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "ReplayedVersion!")
 		return graphql.Null
 	}
 	return ec._ReplayedVersion(ctx, sel, v)
@@ -20235,9 +19878,7 @@ func (ec *executionContext) marshalNSchemaIncompatibility2ᚕᚖcqrsgateᚋgraph
 
 func (ec *executionContext) marshalNSchemaIncompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibility(ctx context.Context, sel ast.SelectionSet, v *model.SchemaIncompatibility) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "SchemaIncompatibility!")
 		return graphql.Null
 	}
 	return ec._SchemaIncompatibility(ctx, sel, v)
@@ -20261,9 +19902,7 @@ func (ec *executionContext) marshalNSchemaProblem2ᚕᚖcqrsgateᚋgraphᚋmodel
 
 func (ec *executionContext) marshalNSchemaProblem2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaProblem(ctx context.Context, sel ast.SelectionSet, v *model.SchemaProblem) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "SchemaProblem!")
 		return graphql.Null
 	}
 	return ec._SchemaProblem(ctx, sel, v)
@@ -20271,9 +19910,7 @@ func (ec *executionContext) marshalNSchemaProblem2ᚖcqrsgateᚋgraphᚋmodelᚐ
 
 func (ec *executionContext) marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx context.Context, sel ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "SchemaVerdict!")
 		return graphql.Null
 	}
 	return ec._SchemaVerdict(ctx, sel, v)
@@ -20296,9 +19933,7 @@ func (ec *executionContext) marshalNSortDirection2cqrsgateᚋgraphᚋmodelᚐSor
 
 func (ec *executionContext) marshalNStatementConnection2ᚖcqrsgateᚋgraphᚋmodelᚐStatementConnection(ctx context.Context, sel ast.SelectionSet, v *model.StatementConnection) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "StatementConnection!")
 		return graphql.Null
 	}
 	return ec._StatementConnection(ctx, sel, v)
@@ -20322,9 +19957,7 @@ func (ec *executionContext) marshalNStatementEdge2ᚕᚖcqrsgateᚋgraphᚋmodel
 
 func (ec *executionContext) marshalNStatementEdge2ᚖcqrsgateᚋgraphᚋmodelᚐStatementEdge(ctx context.Context, sel ast.SelectionSet, v *model.StatementEdge) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "StatementEdge!")
 		return graphql.Null
 	}
 	return ec._StatementEdge(ctx, sel, v)
@@ -20332,9 +19965,7 @@ func (ec *executionContext) marshalNStatementEdge2ᚖcqrsgateᚋgraphᚋmodelᚐ
 
 func (ec *executionContext) marshalNStatementLine2ᚖcqrsgateᚋgraphᚋmodelᚐStatementLine(ctx context.Context, sel ast.SelectionSet, v *model.StatementLine) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "StatementLine!")
 		return graphql.Null
 	}
 	return ec._StatementLine(ctx, sel, v)
@@ -20342,9 +19973,7 @@ func (ec *executionContext) marshalNStatementLine2ᚖcqrsgateᚋgraphᚋmodelᚐ
 
 func (ec *executionContext) marshalNStream2ᚖcqrsgateᚋgraphᚋmodelᚐStream(ctx context.Context, sel ast.SelectionSet, v *model.Stream) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "Stream!")
 		return graphql.Null
 	}
 	return ec._Stream(ctx, sel, v)
@@ -20359,9 +19988,7 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	_ = sel
 	res := graphql.MarshalString(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
 }
@@ -20380,9 +20007,7 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	_ = sel
 	res := graphql.MarshalTime(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
 }
@@ -20426,9 +20051,7 @@ func (ec *executionContext) marshalN__DirectiveLocation2string(ctx context.Conte
 	_ = sel
 	res := graphql.MarshalString(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "__DirectiveLocation!")
 	}
 	return res
 }
@@ -20491,6 +20114,14 @@ func (ec *executionContext) marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋg
 	return ret
 }
 
+func (ec *executionContext) marshalN__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx context.Context, sel ast.SelectionSet, v *introspection.Schema) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "__Schema!")
+		return graphql.Null
+	}
+	return ec.___Schema(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx context.Context, sel ast.SelectionSet, v introspection.Type) graphql.Marshaler {
 	return ec.___Type(ctx, sel, &v)
 }
@@ -20513,9 +20144,7 @@ func (ec *executionContext) marshalN__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgen�
 
 func (ec *executionContext) marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx context.Context, sel ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 	if v == nil {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullError(ctx, "__Type!")
 		return graphql.Null
 	}
 	return ec.___Type(ctx, sel, v)
@@ -20530,9 +20159,7 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	_ = sel
 	res := graphql.MarshalString(v)
 	if res == graphql.Null {
-		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
-			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
-		}
+		graphql.AddInvalidNullFromMarshaler(ctx, "__TypeKind!")
 	}
 	return res
 }
@@ -20906,13 +20533,6 @@ func (ec *executionContext) marshalO__InputValue2ᚕgithubᚗcomᚋ99designsᚋg
 	}
 
 	return ret
-}
-
-func (ec *executionContext) marshalO__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx context.Context, sel ast.SelectionSet, v *introspection.Schema) graphql.Marshaler {
-	if v == nil {
-		return graphql.Null
-	}
-	return ec.___Schema(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalO__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.Type) graphql.Marshaler {

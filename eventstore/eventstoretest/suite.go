@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentIdempotentRetries", testConcurrentRetries},
 		{"BadInput", testBadInput},
 		{"ReadAllFilters", testReadAllFilters},
+		{"ReadAllSeveralTypes", testReadAllSeveralTypes},
 		{"ReadAllByTenant", testReadAllByTenant},
 		{"ReadByCorrelation", testReadByCorrelation},
 		{"Snapshots", testSnapshots},
@@ -503,6 +505,53 @@ func testReadAllFilters(t *testing.T, s eventstore.Store) {
 	past, _ := s.ReadAll(ctx, eventstore.AllQuery{After: last + 100})
 	if len(past.Events) != 0 || past.Next < last {
 		t.Fatalf("read after the end = %+v", past)
+	}
+}
+
+// testReadAllSeveralTypes: a read of several types (one named twice) pages
+// through exactly the events of those types, in position order, whatever
+// the page size, alone and combined with the other filters.
+func testReadAllSeveralTypes(t *testing.T, s eventstore.Store) {
+	ctx := ctxFor(t)
+	types := []string{"Placed", "Shipped", "Paid", "Noise"}
+	for i := 0; i < 40; i++ {
+		mustAppend(t, s, fmt.Sprintf("order-%d", i%4), domain.ExpectAny, Ev(types[(i*7)%len(types)], i))
+	}
+	all, err := s.ReadAll(ctx, eventstore.AllQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []eventstore.AllQuery{
+		{Types: []string{"Shipped", "Placed", "Shipped"}},
+		{Types: []string{"Paid", "Placed", "Shipped"}, Stream: "order-2"},
+		{Types: []string{"Paid", "Noise"}, StreamPrefix: "order-1"},
+	} {
+		var want []int64
+		for _, e := range all.Events {
+			if slices.Contains(q.Types, e.Type) && (q.Stream == "" || e.StreamID == q.Stream) && strings.HasPrefix(e.StreamID, q.StreamPrefix) {
+				want = append(want, e.Position)
+			}
+		}
+		for _, limit := range []int{1, 3, 100} {
+			q.Limit, q.After = limit, 0
+			var got []int64
+			for range 100 {
+				p, err := s.ReadAll(ctx, q)
+				if err != nil {
+					t.Fatalf("%+v: %v", q, err)
+				}
+				for _, e := range p.Events {
+					got = append(got, e.Position)
+				}
+				if len(p.Events) < limit {
+					break
+				}
+				q.After = p.Next
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("types %v stream %q prefix %q, pages of %d: positions %v, want %v", q.Types, q.Stream, q.StreamPrefix, limit, got, want)
+			}
+		}
 	}
 }
 

@@ -118,7 +118,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	// Appends are validated by the registry (and counted); reads return
 	// every event as the latest version of its type.
 	meters := metrics.New()
-	store := meters.Store(tracing.Store(eventstore.WithSchemas(rawStore, registry), tp))
+	// The followers of the log in this process (projections, the saga, the
+	// subscription hub) read each new stretch of it from PostgreSQL once
+	// between them.
+	tail := eventstore.NewTail(rawStore, eventstore.TailOptions{})
+	store := meters.Store(tracing.Store(eventstore.WithSchemas(tail, registry), tp))
 	admin := projections.NewAdmin(pool)
 	listenerCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
@@ -129,7 +133,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	}()
 	defer func() { stopListener(); bg.Wait() }()
 
-	hub := eventstore.NewHub(rawStore, log) // subscriptions migrate each event as their client asks
+	hub := eventstore.NewHub(tail, log) // subscriptions migrate each event as their client asks
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(hubCtx) }()

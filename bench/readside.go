@@ -71,7 +71,7 @@ func (e *env) stack(ctx context.Context, name string, snapshotEvery int) (*stack
 		s.drop()
 		return nil, err
 	}
-	s.store = eventstore.WithSchemas(s.raw, registry)
+	s.store = eventstore.WithSchemas(eventstore.NewTail(s.raw, eventstore.TailOptions{}), registry) // as server.go composes it
 	s.commands = domain.NewService(s.store, quiet, time.Now, domain.ServiceOptions{SnapshotEvery: snapshotEvery})
 	return s, nil
 }

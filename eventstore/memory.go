@@ -136,17 +136,9 @@ func (m *Memory) ReadStream(ctx context.Context, stream string, q StreamQuery) (
 
 // ReadAll implements Store.
 func (m *Memory) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
-	limit, err := resolveLimit("first", q.Limit)
+	limit, err := checkAllQuery(q)
 	if err != nil {
 		return Page{}, err
-	}
-	if q.After < 0 {
-		return Page{}, invalid("after", "position %d is negative", q.After)
-	}
-	for i, t := range q.Types {
-		if err := validateEventType(fmt.Sprintf("types.%d", i), t); err != nil {
-			return Page{}, err
-		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -71,17 +71,9 @@ const headSQL = `SELECT coalesce((SELECT position FROM events
 // snapshot's xmin is a sub-select, computed once per query rather than
 // once per row.
 func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
-	limit, err := resolveLimit("first", q.Limit)
+	limit, err := checkAllQuery(q)
 	if err != nil {
 		return Page{}, err
-	}
-	if q.After < 0 {
-		return Page{}, invalid("after", "position %d is negative", q.After)
-	}
-	for i, t := range q.Types {
-		if err := validateEventType(fmt.Sprintf("types.%d", i), t); err != nil {
-			return Page{}, err
-		}
 	}
 	sql, args := readAllSQL(q, limit)
 

@@ -179,6 +179,24 @@ func expectedMatches(expected domain.ExpectedVersion, actual int64) bool {
 	}
 }
 
+// checkAllQuery checks q as every store's ReadAll does and returns its
+// limit.
+func checkAllQuery(q AllQuery) (int, error) {
+	limit, err := resolveLimit("first", q.Limit)
+	if err != nil {
+		return 0, err
+	}
+	if q.After < 0 {
+		return 0, invalid("after", "position %d is negative", q.After)
+	}
+	for i, t := range q.Types {
+		if err := validateEventType(fmt.Sprintf("types.%d", i), t); err != nil {
+			return 0, err
+		}
+	}
+	return limit, nil
+}
+
 func resolveLimit(field string, limit int) (int, error) {
 	switch {
 	case limit == 0:

@@ -1,0 +1,208 @@
+package eventstore
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"cqrsgate/domain"
+)
+
+// Tail serves reads of the newest part of the log from memory, so that the
+// followers of the log in one process (the projections, the process
+// managers, the subscription hub, GraphQL queries of recent events) read
+// each new stretch of it from the store once between them rather than
+// once each. Everything but ReadAll goes to the store it wraps.
+//
+// The tail holds every event in a window: those it read after the head
+// of its first read, the newest Window of them at least (at most twice as
+// many). A read after a position inside the window is answered from
+// it, filtered in memory exactly as the store filters; a read before the
+// window (a projection catching up, a client resuming from long ago) goes
+// to the store. When a reader has seen the whole window, the tail reads the
+// store after it, once for every reader waiting then (the first reads, the
+// others wait for its page). It reads again only when the store has
+// reported a commit since its last read began (Changed), or when that read
+// is older than MaxAge (the same safety net against lost notifications the
+// followers' own polls are): a page from the tail is as current as a page
+// read from the store at the same moment would be, and as gap-safe, since
+// every page the tail holds was read from the store.
+type Tail struct {
+	Store
+	opts TailOptions
+
+	mu      sync.Mutex
+	started bool
+	events  []domain.RecordedEvent // every event in (from, head], in position order
+	from    int64
+	head    int64
+	more    bool            // the last read of the store stopped at the window's size, not at its head
+	changed <-chan struct{} // taken before the last read of the store began
+	readAt  time.Time       // when it began
+	reading chan struct{}   // non-nil while a read of the store runs; closed when done
+	begun   uint64          // reads of the store begun (each numbered)
+	done    uint64          // the number of the last one that succeeded
+}
+
+// TailOptions tune a Tail.
+type TailOptions struct {
+	// Window is the fewest events held once that many were read; at most
+	// twice as many are (default 4096).
+	Window int
+	// MaxAge is how long a read of the store answers for the newest part
+	// of the log when the store reports no commit (default 1s).
+	MaxAge time.Duration
+}
+
+// NewTail returns a Tail over store.
+func NewTail(store Store, opts TailOptions) *Tail {
+	if opts.Window <= 0 {
+		opts.Window = 4096
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = time.Second
+	}
+	return &Tail{Store: store, opts: opts}
+}
+
+// ReadAll implements Store.
+func (t *Tail) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
+	limit, err := checkAllQuery(q)
+	if err != nil {
+		return Page{}, err
+	}
+	t.mu.Lock()
+	called := t.begun // reads of the store begun before this call
+	for {
+		if !t.started || q.After < t.from || q.After > t.head {
+			started := t.started
+			t.mu.Unlock()
+			if started {
+				// Before the window, or after what the tail has read (the
+				// reader saw a later head elsewhere).
+				return t.Store.ReadAll(ctx, q)
+			}
+			return t.start(ctx, q)
+		}
+		page := t.serve(q, limit)
+		switch {
+		case len(page.Events) == limit:
+			t.mu.Unlock()
+			return page, nil
+		case t.more:
+			// The window stopped short of the store's head.
+			t.mu.Unlock()
+			return t.Store.ReadAll(ctx, q)
+		case !t.stale() || t.done > called:
+			// A short page says the reader is caught up: true as of a read of
+			// the store begun after every commit announced before this call
+			// (the caller takes Changed before it reads, so it hears of the
+			// later ones).
+			t.mu.Unlock()
+			return page, nil
+		}
+		if wait := t.reading; wait != nil {
+			t.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return Page{}, ctx.Err()
+			}
+			t.mu.Lock()
+			continue
+		}
+		done := make(chan struct{})
+		t.reading = done
+		t.begun++
+		n, after := t.begun, t.head
+		t.mu.Unlock()
+		err := t.extend(ctx, after, n)
+		t.mu.Lock()
+		t.reading = nil
+		close(done)
+		if err != nil {
+			t.mu.Unlock()
+			return Page{}, err
+		}
+	}
+}
+
+// start answers the first read from the store and opens the window at the
+// head that read saw: the tail holds only what is read after that.
+func (t *Tail) start(ctx context.Context, q AllQuery) (Page, error) {
+	changed := t.Store.Changed()
+	at := time.Now()
+	page, err := t.Store.ReadAll(ctx, q)
+	if err != nil {
+		return Page{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.started {
+		t.started = true
+		t.from, t.head = page.Head, page.Head
+		t.changed, t.readAt = changed, at
+	}
+	return page, nil
+}
+
+// stale reports whether a read of the store may find events after the
+// window. t.mu is held.
+func (t *Tail) stale() bool {
+	select {
+	case <-t.changed:
+		return true
+	default:
+		return time.Since(t.readAt) >= t.opts.MaxAge
+	}
+}
+
+// extend reads the store after position after (the window's head) and adds
+// what it finds to the window; n numbers the read.
+func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
+	changed := t.Store.Changed() // before the read: a commit during it makes the window stale again
+	at := time.Now()
+	var read []domain.RecordedEvent
+	next, more := after, false
+	for !more {
+		want := min(MaxLimit, t.opts.Window-len(read))
+		page, err := t.Store.ReadAll(ctx, AllQuery{After: next, Limit: want})
+		if err != nil {
+			return err
+		}
+		read = append(read, page.Events...)
+		next = page.Next
+		if len(page.Events) < want {
+			break // everything up to the store's head is read
+		}
+		more = len(read) >= t.opts.Window
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, read...)
+	if len(t.events) > 2*t.opts.Window {
+		// Keep the newest Window events; dropping only once twice as many
+		// are held keeps the copying to once per Window events read.
+		drop := len(t.events) - t.opts.Window
+		t.from = t.events[drop-1].Position
+		t.events = append(t.events[:0:0], t.events[drop:]...)
+	}
+	t.head, t.more = next, more
+	t.changed, t.readAt, t.done = changed, at, n
+	return nil
+}
+
+// serve answers q from the window (q.After is in [from, head]). t.mu is
+// held.
+func (t *Tail) serve(q AllQuery, limit int) Page {
+	page := Page{Events: []domain.RecordedEvent{}, Head: t.head}
+	i := sort.Search(len(t.events), func(i int) bool { return t.events[i].Position > q.After })
+	for ; i < len(t.events) && len(page.Events) < limit; i++ {
+		if q.Matches(t.events[i]) {
+			page.Events = append(page.Events, t.events[i])
+		}
+	}
+	page.Next = nextPosition(q.After, limit, page)
+	return page
+}

@@ -621,3 +621,41 @@ func TestRebuildOnRequest(t *testing.T) {
 
 // accountsV is the accounts projection's current version.
 var accountsV = projections.Accounts{}.Version()
+
+// A rebuild asked for while the log never stops moving reaches the running
+// projection: it keeps its own copy of its rows between batches, so this
+// fails if that copy is never refreshed while wake-ups keep coming.
+func TestRebuildOnRequestWhileEventsFlow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, projections.Options{Poll: time.Hour}, projections.Accounts{})
+	e.exec(t, domain.OpenAccount{AccountID: "busy", Owner: "o", Currency: "EUR"})
+	stop := make(chan struct{})
+	flowed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				flowed <- nil
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := e.try(domain.DepositMoney{AccountID: "busy", Amount: 1}); err != nil {
+				flowed <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "generation 2 to serve while deposits go on", func() bool {
+		list, _ := projections.List(ctx, e.pool)
+		return len(list) == 1 && list[0].Generation == 2 && list[0].Serving
+	})
+	close(stop)
+	if err := <-flowed; err != nil {
+		t.Fatal(err)
+	}
+}

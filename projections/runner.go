@@ -288,15 +288,32 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 	}()
 	timer := time.NewTimer(r.opts.Poll)
 	defer timer.Stop()
+	var (
+		states   []state
+		loadedAt time.Time
+		reload   = true
+	)
 	for {
 		changed := r.store.Changed()
-		states, err := r.loadStates(ctx, p)
-		if err != nil {
-			return err
+		// The projection's rows are re-read when they may have changed
+		// other than by this loop's own checkpoint moves (an administrator's
+		// rebuild or reset, a failure recorded), and at least every
+		// statesMaxAge otherwise; between, the loop keeps its own copy, so
+		// that a busy projection does not read its row on every batch.
+		if reload || time.Since(loadedAt) >= statesMaxAge {
+			var err error
+			if states, err = r.loadStates(ctx, p); err != nil {
+				return err
+			}
+			if err := leaderConn.Ping(ctx); err != nil {
+				return fmt.Errorf("leader connection: %w", err)
+			}
+			loadedAt, reload = time.Now(), false
 		}
 		busy := false // some instance has more to read right away
 		wait := r.opts.Poll
-		for _, st := range states {
+		for i := range states {
+			st := &states[i]
 			in := instances[st.generation]
 			if in == nil {
 				in = newInstance(p, st.generation, r.opts.RetryBackoff)
@@ -312,7 +329,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 						return err
 					}
 				}
-				busy = true // re-read its state and start next round
+				busy, reload = true, true // re-read its state and start next round
 				continue
 			}
 			if st.status == "FAILED" {
@@ -329,12 +346,15 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 				return err
 			}
 			busy = busy || more
-		}
-		if err := leaderConn.Ping(ctx); err != nil {
-			return fmt.Errorf("leader connection: %w", err)
+			reload = reload || st.stale
 		}
 		if busy {
 			continue
+		}
+		if !reload {
+			// A wake-up may have been an administrator's: look at the rows
+			// again once they are statesMaxAge old, even if the log is quiet.
+			wait = min(wait, max(statesMaxAge-time.Since(loadedAt), time.Millisecond))
 		}
 		timer.Reset(wait)
 		select {
@@ -342,14 +362,18 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			return nil
 		case <-changed:
 		case <-timer.C:
+			reload = true
 		}
 	}
 }
 
+// statesMaxAge is how long follow trusts its copy of the projection's rows.
+const statesMaxAge = 250 * time.Millisecond
+
 // step applies one batch of the log to an instance. It reports whether
 // more is waiting right away. While the instance is behind, the next batch
 // is read while this one is applied.
-func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error) {
+func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error) {
 	p := in.p
 	plan := r.plan(in, st.position)
 	b, err := r.read(ctx, in, plan)
@@ -375,6 +399,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error)
 			if ferr != nil {
 				return false, ferr
 			}
+			st.stale = true // failures, maybe the status
 			if !single {
 				// Find the event that fails: one event at a time up to the
 				// end of this batch.
@@ -393,6 +418,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error)
 			in.backoff = min(in.backoff*2, 10*time.Second)
 			return false, nil
 		}
+		st.position = b.next
 		in.backoff = r.opts.RetryBackoff
 		if in.narrowing && b.events[0].Position >= in.stuckAt {
 			in.narrowing = false
@@ -406,6 +432,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error)
 		if err := r.advance(ctx, in, st.position, b.next); err != nil {
 			return false, err
 		}
+		st.position = b.next
 		r.progress.Notify(b.next)
 		if b.full {
 			return true, nil
@@ -416,6 +443,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st state) (bool, error)
 		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return switchServing(ctx, tx, in) }); err != nil {
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
 		}
+		st.serving, st.stale = true, true // and older generations retire
 		r.log.InfoContext(ctx, "projection now serving", "projection", p.Name(), "version", p.Version(), "generation", in.generation)
 		if err := r.retireOlder(ctx, in); err != nil {
 			return false, err
@@ -429,6 +457,9 @@ type state struct {
 	position   int64
 	status     string
 	serving    bool
+	// stale is set by step when the row changed other than by moving the
+	// checkpoint to position.
+	stale bool
 }
 
 // loadStates returns the live (not retired) generations of p's version.

@@ -149,10 +149,9 @@ func (t *Websocket) init() {
 		t.upgrader = websocket.Upgrader{
 			Subprotocols: []string{ProtocolTransportWS, ProtocolLegacyWS},
 			CheckOrigin:  t.checkOrigin,
-			// Small read buffers (client messages are small; larger ones are
-			// read in pieces) and write buffers shared between connections
-			// while they are idle: most of a subscriber's life.
-			ReadBufferSize:  512,
+			// The read buffer is the hijacker's (see batchHijacker); write
+			// buffers are shared between connections while they are idle:
+			// most of a subscriber's life.
 			WriteBufferSize: 4096,
 			WriteBufferPool: &sync.Pool{},
 		}
@@ -197,11 +196,15 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		t.connsWG.Done()
 		return // the upgrader has answered the request
 	}
+	if hj.conn.br != nil {
+		// The upgrader has read nothing from it yet. Reading the socket
+		// itself, not through batchConn, keeps the reader's stack short.
+		hj.conn.br.Reset(hj.conn.Conn)
+	}
 	// The request's context ends when Do returns; the connection's must not.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &wsConn{
 		t: t, ws: ws, batch: hj.conn, exec: exec, ctx: ctx, cancel: cancel,
-		subs: map[string]*wsSub{}, pending: map[string][]byte{},
 		done: make(chan struct{}), headers: connHeaders(r.Header),
 	}
 	t.mu.Lock()
@@ -290,7 +293,7 @@ type wsConn struct {
 	// only while there is something to write: an idle connection has none.
 	qmu      sync.Mutex
 	queue    []*outgoing       // messages in order, at most SendQueue of data
-	pending  map[string][]byte // the latest unwritten payload of each coalesced subscription, by id
+	pending  map[string][]byte // the latest unwritten payload of each coalesced subscription, by id; nil when none
 	pingDue  bool
 	writing  bool          // the writer is running
 	finished bool          // the writer has written the close frame, or failed: nothing more is written
@@ -300,7 +303,7 @@ type wsConn struct {
 	mu     sync.Mutex
 	inited bool
 	acked  bool
-	subs   map[string]*wsSub
+	subs   []*wsSub // the running operations, in no order (a connection has few)
 	subsWG sync.WaitGroup
 	opCtx  context.Context // the context operations run in, after Init
 }
@@ -322,17 +325,35 @@ type wsMessage struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// serve reads the client's messages until the connection ends. Idle, the
-// connection's only goroutine is this one, blocked in a read: its stack is
-// kept shallow (the set-up and the end are calls of their own) so that the
-// runtime can shrink it.
+// serve starts reading the client's messages.
 func (c *wsConn) serve() {
-	defer c.end()
 	if !c.start() {
+		c.end()
 		return
 	}
-	for c.readOne() {
+	c.read()
+}
+
+// read handles the client's next message, then hands the reading over to
+// a new goroutine, or ends the connection. Idle, a connection's only
+// goroutine is its reader, waiting for the socket to become readable: one
+// that has done nothing else, so that its stack is the smallest the
+// runtime starts goroutines with (handling a message, decoding and
+// subscribing, takes more, and the runtime does not give it back).
+//
+// Between messages the reader can also wait deep in gorilla/websocket's
+// frame reader, having handled a control frame (the pong that answers a
+// keep-alive ping): the path there is kept short enough (see read's own
+// frame, and Do, which has the buffered reader read the socket directly)
+// for that wait to fit in the smallest stack too.
+func (c *wsConn) read() {
+	c.batch.waitReadable()
+	_, data, err := c.ws.ReadMessage()
+	if !c.handleRead(data, err) {
+		c.end()
+		return
 	}
+	go c.read()
 }
 
 // start prepares the connection; false: it is refused.
@@ -358,12 +379,13 @@ func (c *wsConn) start() bool {
 			c.closeWith(CloseInitTimeout, "Connection initialisation timeout")
 		}
 	})
+	// Only the reader goroutine sets and clears initTimer.
 	return true
 }
 
-// readOne reads and handles one message; false ends the connection.
-func (c *wsConn) readOne() bool {
-	_, data, err := c.ws.ReadMessage()
+// handleRead handles what the reader read: a message, or the error that
+// ends the connection (false).
+func (c *wsConn) handleRead(data []byte, err error) bool {
 	if err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			c.closeWith(websocket.CloseMessageTooBig, "message too big")
@@ -425,7 +447,7 @@ func (c *wsConn) handle(data []byte) bool {
 			return c.invalid("Unknown message type " + m.Type)
 		}
 		c.mu.Lock()
-		sub := c.subs[m.ID]
+		sub := c.subLocked(m.ID)
 		c.mu.Unlock()
 		if sub != nil { // messages for finished ids are ignored
 			sub.mu.Lock()
@@ -464,6 +486,10 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 	again := c.inited
 	c.inited = true
 	c.mu.Unlock()
+	if c.initTimer != nil { // connection_init came: the timer has nothing left to do
+		c.initTimer.Stop()
+		c.initTimer = nil
+	}
 	if again {
 		c.closeWith(CloseTooManyInitRequests, "Too many initialisation requests")
 		return false
@@ -517,7 +543,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		return c.invalid("Invalid message received: a subscribe message needs an id and a payload with a query")
 	}
 	c.mu.Lock()
-	if _, exists := c.subs[m.ID]; exists {
+	if c.subLocked(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
 			return c.invalid("Subscriber for " + m.ID + " already exists")
@@ -533,7 +559,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	}
 	ctx, cancel := context.WithCancel(opCtx)
 	sub := &wsSub{id: m.ID, c: c, cancel: cancel}
-	c.subs[m.ID] = sub
+	c.subs = append(c.subs, sub)
 	c.subsWG.Add(1)
 	c.mu.Unlock()
 
@@ -628,6 +654,17 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	c.endSub(sub, true)
 }
 
+// subLocked returns the running operation id; nil when there is none.
+// Called with mu held.
+func (c *wsConn) subLocked(id string) *wsSub {
+	for _, s := range c.subs {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
 // endSub ends a finished operation: complete (unless the operation failed
 // at the start, the client completed it or the connection is closing),
 // and it leaves the connection.
@@ -638,7 +675,12 @@ func (c *wsConn) endSub(sub *wsSub, complete bool) {
 	}
 	sub.mu.Unlock()
 	c.mu.Lock()
-	delete(c.subs, sub.id)
+	if i := slices.Index(c.subs, sub); i >= 0 {
+		c.subs = slices.Delete(c.subs, i, i+1)
+		if len(c.subs) == 0 {
+			c.subs = nil // an idle connection holds no list
+		}
+	}
 	c.mu.Unlock()
 	sub.cancel()
 	c.subsWG.Done()
@@ -676,6 +718,9 @@ func (s *wsSub) deliverLatest(payload []byte) {
 	}
 	f := c.frame(s.id, c.nextType(), payload)
 	c.qmu.Lock()
+	if c.pending == nil {
+		c.pending = map[string][]byte{}
+	}
 	c.pending[s.id] = f
 	c.kickLocked()
 	c.qmu.Unlock()
@@ -804,7 +849,7 @@ func (c *wsConn) writer() {
 		c.queue, c.pingDue = nil, false
 		var latest map[string][]byte
 		if len(c.pending) > 0 {
-			latest, c.pending = c.pending, map[string][]byte{}
+			latest, c.pending = c.pending, nil
 		}
 		if c.room != nil {
 			close(c.room)

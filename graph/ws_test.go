@@ -645,3 +645,69 @@ func TestLogSubscribersShareEncodedPayloads(t *testing.T) {
 		t.Fatal("no payload was shared between subscribers with the same selection")
 	}
 }
+
+// clientFrame is a masked (with a zero key) text frame, as a client sends it.
+func clientFrame(payload string) []byte {
+	b := []byte{0x81}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	default:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	}
+	b = append(b, 0, 0, 0, 0)
+	return append(b, payload...)
+}
+
+// TestTransportWSHandlesMessagesSentTogether: messages that reach the
+// server in one segment, some already buffered by the reader and some
+// larger than its buffer, are each handled at once: the reader waits on
+// the socket only when nothing is left to read.
+func TestTransportWSHandlesMessagesSentTogether(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	pos := appendN(t, s.store, "together-1", 2)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	long := `{"id":"a","type":"subscribe","payload":{"query":"subscription { events(streamPrefix: \"together-\") { id position streamId type } }` +
+		strings.Repeat(" ", 700) + `"}}`
+	var b []byte
+	b = append(b, clientFrame(`{"type":"connection_init"}`)...)
+	b = append(b, clientFrame(long)...)
+	b = append(b, clientFrame(`{"type":"ping"}`)...)
+	if _, err := c.conn.NetConn().Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("connection_ack")
+	var got []int64
+	pong := false
+	for len(got) < 2 || !pong {
+		m := c.read()
+		switch m.Type {
+		case "pong":
+			pong = true
+		case "next":
+			p, _ := eventOf(t, m)
+			got = append(got, p)
+		default:
+			t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+	}
+	if !slices.Equal(got, pos) {
+		t.Fatalf("positions %v, want %v", got, pos)
+	}
+
+	// The last of a batch exactly fills the reader's buffer, the next
+	// is still on the socket.
+	c2 := s.dial(t, graph.ProtocolTransportWS)
+	first := clientFrame(`{"type":"connection_init"}`)
+	pad := `{"type":"ping","payload":{"p":"` + strings.Repeat("x", 512-len(first)-8-len(`{"type":"ping","payload":{"p":""}}`)) + `"}}`
+	b = append(append(first, clientFrame(pad)...), clientFrame(`{"type":"ping"}`)...)
+	if len(first)+len(clientFrame(pad)) != 512 {
+		t.Fatalf("the first two frames are %d bytes, want 512", len(first)+len(clientFrame(pad)))
+	}
+	if _, err := c2.conn.NetConn().Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c2.expect("connection_ack")
+	c2.expect("pong")
+	c2.expect("pong")
+}

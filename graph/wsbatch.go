@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -16,6 +17,9 @@ import (
 // single frame goes out at once, so batching adds no latency.
 type batchConn struct {
 	net.Conn
+	// br is the websocket's buffered reader of Conn (see Hijack); nil when
+	// the upgrader made its own.
+	br *bufio.Reader
 
 	mu       sync.Mutex
 	batching bool
@@ -93,11 +97,42 @@ type batchHijacker struct {
 	conn *batchConn
 }
 
+// It also hands it the connection's reader, a small one (client messages
+// are small; larger ones are read in pieces), so that waitReadable can see
+// whether anything is buffered.
 func (h *batchHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	h.conn = &batchConn{Conn: c}
-	return h.conn, rw, nil
+	if rw.Reader.Buffered() > 0 {
+		return h.conn, rw, nil // the client did not wait for the handshake: the upgrader refuses it
+	}
+	h.conn.br = bufio.NewReaderSize(h.conn, wsReadBufferSize)
+	return h.conn, bufio.NewReadWriter(h.conn.br, rw.Writer), nil
+}
+
+// wsReadBufferSize is the size of a connection's read buffer; the upgrader
+// uses the hijacker's reader only when it is larger than 256 bytes.
+const wsReadBufferSize = 512
+
+// waitReadable returns when the client has sent something to read, the
+// connection has failed or its read deadline has passed (the read that
+// follows reports which), without reading. An idle connection's reader
+// waits here rather than deep in gorilla/websocket's frame reader, so that
+// its goroutine needs the smallest stack the runtime gives.
+func (b *batchConn) waitReadable() {
+	if b.br == nil || b.br.Buffered() > 0 {
+		return
+	}
+	sc, ok := b.Conn.(syscall.Conn)
+	if !ok {
+		return // not a socket (a TLS connection has buffers of its own): the read waits
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(socketReadable)
 }

@@ -185,7 +185,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Tracer: tp, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), FulfilmentReads: fulfilments, Admin: admin,
-		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: cfg.ReadTimeout,
+		Positions: projections.NewPositions(pool, runner), ReadTimeout: cfg.ReadTimeout,
 		Auth: cfg.Auth,
 		Limits: graph.Limits{MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth, DisableIntrospection: !cfg.Introspection,
 			MutationsPerSecond: cfg.MutationsPerSecond},

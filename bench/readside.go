@@ -163,7 +163,7 @@ func (e *env) rebuild(ctx context.Context) (measure, error) {
 		return measure{}, err
 	}
 	defer stop()
-	positions := projections.NewPositions(s.pool, r.Progress)
+	positions := projections.NewPositions(s.pool, r)
 	if err := positions.WaitFor(ctx, []string{"accounts", "orders"}, head, 10*time.Minute); err != nil {
 		return measure{}, fmt.Errorf("rebuild: %w", err)
 	}
@@ -208,7 +208,7 @@ func (e *env) lag(ctx context.Context) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
-	positions := projections.NewPositions(s.pool, r.Progress)
+	positions := projections.NewPositions(s.pool, r)
 	head, err := s.head(ctx)
 	if err == nil {
 		err = positions.WaitFor(ctx, []string{"accounts"}, head, time.Minute)

@@ -114,7 +114,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 		Store: commandStore, Schemas: registry, Commands: commands, Log: log, Hub: hub, Websocket: ws, Tracer: o.tracer,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), FulfilmentReads: fulfilments, Admin: projections.NewAdmin(pool),
-		Positions: projections.NewPositions(pool, runner.Progress), ReadTimeout: o.readTimeout, Auth: o.auth,
+		Positions: projections.NewPositions(pool, runner), ReadTimeout: o.readTimeout, Auth: o.auth,
 	}))
 	if o.wrap != nil {
 		srv.Listener = o.wrap(srv.Listener)

@@ -51,6 +51,11 @@ type instance struct {
 	backoff    time.Duration
 	retryAt    time.Time
 	next       *readAhead // the batch after the one being applied, being read
+	// at is where the instance has read the log up to: its checkpoint, or
+	// further over events it does not read (saved at most checkpointEvery
+	// later); savedAt is when the checkpoint last moved.
+	at      int64
+	savedAt time.Time
 }
 
 func newInstance(p Projection, generation int, backoff time.Duration) *instance {

@@ -81,7 +81,9 @@ func NewProcessRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logg
 	return &ProcessRunner{pool: pool, store: store, log: log, opts: opts, p: p}, nil
 }
 
-// Position returns the last position this runner handled (0 before it led).
+// Position returns the position this runner has read the log up to (0
+// before it led); its saved checkpoint follows within checkpointEvery
+// over events the process does not handle.
 func (r *ProcessRunner) Position() int64 { return r.position.Load() }
 
 // Run leads the process whenever it can, until ctx ends.
@@ -130,6 +132,8 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 	defer poll.Stop()
 	tick := time.NewTicker(r.p.TickEvery())
 	defer tick.Stop()
+	var pingedAt, savedAt time.Time
+	saved := pos
 	for {
 		changed := r.store.Changed()
 		page, err := r.store.ReadAll(ctx, eventstore.AllQuery{After: pos, Limit: r.opts.BatchSize, Types: r.p.EventTypes()})
@@ -143,16 +147,26 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 			if err := r.save(ctx, e.Position); err != nil {
 				return err
 			}
-			pos = e.Position
+			pos, saved, savedAt = e.Position, e.Position, time.Now()
 		}
 		if page.Next > pos {
-			if err := r.save(ctx, page.Next); err != nil {
+			// Over events the process does not handle: its checkpoint moves
+			// at most every checkpointEvery (a crash before only has it read
+			// them again).
+			pos = page.Next
+			r.position.Store(pos)
+		}
+		if pos > saved && time.Since(savedAt) >= checkpointEvery {
+			if err := r.save(ctx, pos); err != nil {
 				return err
 			}
-			pos = page.Next
+			saved, savedAt = pos, time.Now()
 		}
-		if err := leaderConn.Ping(ctx); err != nil {
-			return fmt.Errorf("leader connection: %w", err)
+		if time.Since(pingedAt) >= statesMaxAge {
+			if err := leaderConn.Ping(ctx); err != nil {
+				return fmt.Errorf("leader connection: %w", err)
+			}
+			pingedAt = time.Now()
 		}
 		select {
 		case <-tick.C:
@@ -162,7 +176,11 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 		if len(page.Events) == r.opts.BatchSize {
 			continue
 		}
-		poll.Reset(r.opts.Poll)
+		wait := r.opts.Poll
+		if pos > saved {
+			wait = min(wait, max(checkpointEvery-time.Since(savedAt), time.Millisecond))
+		}
+		poll.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil

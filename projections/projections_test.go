@@ -659,3 +659,66 @@ func TestRebuildOnRequestWhileEventsFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A projection none of whose events are being written (products, while
+// accounts move) reports the head as reached at once, through its runner,
+// and saves that checkpoint soon after, not once per batch of the log.
+func TestCheckpointOverOtherEventsIsSavedLazily(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := e.start(t, projections.Options{Poll: time.Hour}, projections.Accounts{}, projections.Products{})
+	positions := projections.NewPositions(e.pool, r)
+	e.exec(t, domain.OpenAccount{AccountID: "lazy", Owner: "o", Currency: "EUR"})
+	waitFor(t, "both projections to serve", func() bool {
+		list, _ := projections.List(ctx, e.pool)
+		return len(list) == 2 && list[0].Serving && list[1].Serving
+	})
+	var last int64
+	for i := 0; i < 20; i++ {
+		last = e.exec(t, domain.DepositMoney{AccountID: "lazy", Amount: 1}).Position
+		// A read that waits for the products read model to reach the
+		// deposit returns without waiting for a checkpoint to be saved.
+		if err := positions.WaitFor(ctx, []string{"products"}, last, 5*time.Second); err != nil {
+			t.Fatalf("deposit %d: %v", i, err)
+		}
+		if passed, ok := r.Passed("products"); !ok || passed < last {
+			t.Fatalf("deposit %d at %d: products passed %d, %v", i, last, passed, ok)
+		}
+	}
+	// The checkpoint follows without more events and without polls.
+	waitFor(t, "the products checkpoint to be saved", caughtUp(t, e, "products", projections.Products{}.Version(), last))
+}
+
+// quietProcess handles a type that is never written.
+type quietProcess struct{}
+
+func (quietProcess) Name() string                                       { return "quiet" }
+func (quietProcess) EventTypes() []string                               { return []string{"NeverWritten"} }
+func (quietProcess) Handle(context.Context, domain.RecordedEvent) error { return nil }
+func (quietProcess) Tick(context.Context) error                         { return nil }
+func (quietProcess) TickEvery() time.Duration                           { return time.Hour }
+
+// A process reads past events it does not handle at once and saves that
+// checkpoint soon after, without polls.
+func TestProcessCheckpointOverOtherEventsIsSavedLazily(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := projections.NewProcessRunner(e.pool, e.store, quiet, projections.ProcessOptions{Poll: time.Hour}, quietProcess{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	e.exec(t, domain.OpenAccount{AccountID: "p", Owner: "o", Currency: "EUR"})
+	var last int64
+	for i := 0; i < 10; i++ {
+		last = e.exec(t, domain.DepositMoney{AccountID: "p", Amount: 1}).Position
+	}
+	waitFor(t, "the process to read past the deposits", func() bool { return r.Position() >= last })
+	waitFor(t, "its checkpoint to be saved", func() bool {
+		var saved int64
+		err := e.pool.QueryRow(ctx, `SELECT position FROM process_checkpoints WHERE name = 'quiet'`).Scan(&saved)
+		return err == nil && saved >= last
+	})
+}

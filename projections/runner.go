@@ -82,6 +82,13 @@ type Runner struct {
 	opts        Options
 	projections []Projection
 	progress    *eventstore.Broadcaster
+
+	// passed holds, by projection name, the position up to which the
+	// serving generation led here reflects the log, its checkpoint or
+	// further: a stretch with none of its events moves the checkpoint
+	// lazily (see checkpointEvery).
+	passedMu sync.Mutex
+	passed   map[string]int64
 }
 
 // NewRunner returns a Runner for projections over the events of store,
@@ -99,12 +106,34 @@ func NewRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logger, opt
 		}
 		seen[p.Name()] = true
 	}
-	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster()}, nil
+	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}}, nil
 }
 
 // Progress returns a channel closed the next time a projection in this
 // process advances its checkpoint.
 func (r *Runner) Progress() <-chan struct{} { return r.progress.Changed() }
+
+// Passed returns the position up to which the serving read model of
+// projection name reflects the log, when this process runs it: at least
+// its checkpoint, more when the events since are none of its types (its
+// checkpoint then moves at most checkpointEvery later). ok is false when
+// the projection does not serve from here.
+func (r *Runner) Passed(name string) (position int64, ok bool) {
+	r.passedMu.Lock()
+	defer r.passedMu.Unlock()
+	position, ok = r.passed[name]
+	return position, ok
+}
+
+func (r *Runner) setPassed(name string, position int64, serving bool) {
+	r.passedMu.Lock()
+	defer r.passedMu.Unlock()
+	if serving {
+		r.passed[name] = position
+	} else {
+		delete(r.passed, name)
+	}
+}
 
 // Run runs every projection until ctx ends, then returns nil once all of
 // them have stopped (no goroutine outlives Run).
@@ -285,6 +314,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 		for _, in := range instances {
 			in.dropReadAhead()
 		}
+		r.setPassed(p.Name(), 0, false) // another process may lead it now
 	}()
 	timer := time.NewTimer(r.opts.Poll)
 	defer timer.Stop()
@@ -347,6 +377,9 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			}
 			busy = busy || more
 			reload = reload || st.stale
+			if in.at > st.position { // a checkpoint to move later
+				wait = min(wait, max(checkpointEvery-time.Since(in.savedAt), time.Millisecond))
+			}
 		}
 		if busy {
 			continue
@@ -370,12 +403,21 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 // statesMaxAge is how long follow trusts its copy of the projection's rows.
 const statesMaxAge = 250 * time.Millisecond
 
+// checkpointEvery is how often, at most, a serving projection that is
+// keeping up moves its checkpoint over a stretch of the log with none of
+// its events: such a move changes no row of the read model, only the
+// checkpoint, so it can wait and be made once for many (a crash before it
+// only has the projection read those events again). Within the process,
+// Passed reports the position at once.
+const checkpointEvery = 100 * time.Millisecond
+
 // step applies one batch of the log to an instance. It reports whether
 // more is waiting right away. While the instance is behind, the next batch
 // is read while this one is applied.
 func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error) {
 	p := in.p
-	plan := r.plan(in, st.position)
+	in.at = max(in.at, st.position)
+	plan := r.plan(in, in.at)
 	b, err := r.read(ctx, in, plan)
 	if err != nil {
 		return false, err
@@ -418,7 +460,8 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			in.backoff = min(in.backoff*2, 10*time.Second)
 			return false, nil
 		}
-		st.position = b.next
+		st.position, in.at, in.savedAt = b.next, b.next, time.Now()
+		r.setPassed(p.Name(), in.at, st.serving)
 		in.backoff = r.opts.RetryBackoff
 		if in.narrowing && b.events[0].Position >= in.stuckAt {
 			in.narrowing = false
@@ -427,15 +470,21 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 		if b.full {
 			return true, nil
 		}
-	case b.next > st.position:
+	case b.next > in.at:
 		// Nothing this projection reads, but the log moved on.
-		if err := r.advance(ctx, in, st.position, b.next); err != nil {
-			return false, err
-		}
-		st.position = b.next
+		in.at = b.next
+		r.setPassed(p.Name(), in.at, st.serving)
 		r.progress.Notify(b.next)
 		if b.full {
+			if err := r.saveCheckpoint(ctx, in, st); err != nil {
+				return false, err
+			}
 			return true, nil
+		}
+	}
+	if in.at > st.position && (!st.serving || time.Since(in.savedAt) >= checkpointEvery) {
+		if err := r.saveCheckpoint(ctx, in, st); err != nil {
+			return false, err
 		}
 	}
 	if !st.serving {
@@ -444,6 +493,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
 		}
 		st.serving, st.stale = true, true // and older generations retire
+		r.setPassed(p.Name(), in.at, true)
 		r.log.InfoContext(ctx, "projection now serving", "projection", p.Name(), "version", p.Version(), "generation", in.generation)
 		if err := r.retireOlder(ctx, in); err != nil {
 			return false, err
@@ -510,6 +560,16 @@ const asyncCommitIn = `SELECT set_config('search_path', $1, true), set_config('s
 
 const moveCheckpointSQL = `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, updated_at = clock_timestamp()
 	WHERE name = $1 AND version = $2 AND generation = $3 AND position = $5 AND status = 'RUNNING'`
+
+// saveCheckpoint moves the checkpoint to where the instance has read up to
+// (over events it does not read).
+func (r *Runner) saveCheckpoint(ctx context.Context, in *instance, st *state) error {
+	if err := r.advance(ctx, in, st.position, in.at); err != nil {
+		return err
+	}
+	st.position, in.savedAt = in.at, time.Now()
+	return nil
+}
 
 // advance moves the checkpoint over events the projection does not read,
 // in one round trip (and asynchronously committed, as applyBatch is).

@@ -5,22 +5,26 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
 )
 
-// Positions reads the checkpoints of the serving versions of projections.
+// Positions reads how far the serving versions of projections have
+// applied the log.
 type Positions struct {
-	pool     *pgxpool.Pool
-	progress func() <-chan struct{} // wakes when this process's runner advances; nil: poll only
+	pool   *pgxpool.Pool
+	runner *Runner // this process's; nil: checkpoints only, polled
 }
 
-// NewPositions returns a reader of checkpoints; progress, when not nil, is
-// a Runner's Progress, which wakes waiters as soon as this process moves a
-// checkpoint (progress made by other processes is seen by polling).
-func NewPositions(pool *pgxpool.Pool, progress func() <-chan struct{}) *Positions {
-	return &Positions{pool: pool, progress: progress}
+// NewPositions returns a reader of projection positions: their
+// checkpoints, and, for the projections runner (when not nil) serves from
+// this process, how far past them it has read over events they do not
+// read (see Runner.Passed). The runner's progress wakes waiters as soon as
+// it moves; progress made by other processes is seen by polling.
+func NewPositions(pool *pgxpool.Pool, runner *Runner) *Positions {
+	return &Positions{pool: pool, runner: runner}
 }
 
 // WaitFor waits until the serving versions of every projection in names
@@ -34,8 +38,8 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 	deadline := time.Now().Add(timeout)
 	for {
 		var wake <-chan struct{}
-		if p.progress != nil {
-			wake = p.progress()
+		if p.runner != nil {
+			wake = p.runner.Progress()
 		}
 		reached, err := p.min(ctx, names)
 		if err != nil {
@@ -64,16 +68,36 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 	}
 }
 
-// min returns the lowest checkpoint among the serving versions of names.
+// min returns the lowest position among the serving versions of names.
 func (p *Positions) min(ctx context.Context, names []string) (int64, error) {
-	var reached *int64
-	var found int
-	err := p.pool.QueryRow(ctx, `SELECT min(position), count(*) FROM projections WHERE name = ANY($1) AND serving`, names).Scan(&reached, &found)
+	rows, err := p.pool.Query(ctx, `SELECT name, position FROM projections WHERE name = ANY($1) AND serving`, names)
 	if err != nil {
 		return 0, fmt.Errorf("projection positions: %w", err)
 	}
-	if found < len(names) || reached == nil {
-		return 0, nil // not set up yet: nothing reached
+	at := map[string]int64{}
+	var name string
+	var position int64
+	_, err = pgx.ForEachRow(rows, []any{&name, &position}, func() error {
+		at[name] = position
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("projection positions: %w", err)
 	}
-	return *reached, nil
+	var reached int64
+	for i, n := range names {
+		pos, ok := at[n]
+		if !ok {
+			return 0, nil // not set up yet: nothing reached
+		}
+		if p.runner != nil {
+			if passed, ok := p.runner.Passed(n); ok {
+				pos = max(pos, passed)
+			}
+		}
+		if i == 0 || pos < reached {
+			reached = pos
+		}
+	}
+	return reached, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -538,10 +539,10 @@ func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, e
 		ctx, end = r.opts.Trace(ctx, in.p.Name(), events)
 		defer func() { end(err) }()
 	}
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, asyncCommitIn, pgx.Identifier{in.schema()}.Sanitize()+", public"); err != nil {
-			return err
-		}
+	// The transaction's settings go with its BEGIN, in one round trip.
+	searchPath := pgx.Identifier{in.schema()}.Sanitize() + ", public"
+	begin := "BEGIN; SELECT set_config('search_path', '" + strings.ReplaceAll(searchPath, "'", "''") + "', true), set_config('synchronous_commit', 'off', true)"
+	return pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{BeginQuery: begin}, func(tx pgx.Tx) error {
 		if err := in.p.Apply(ctx, tx, events); err != nil {
 			return err
 		}

@@ -14,24 +14,28 @@
 //
 // # Appending
 //
-// An append runs in one transaction, in two round trips:
+// An append runs in one transaction, in one round trip (the statements are
+// pipelined):
 //
 //  1. BEGIN; take a transaction-level advisory lock keyed by the stream id
-//     (serialising writers of that stream, and only them); read the
-//     stream's version; look up any of the append's event ids that are
-//     already stored (idempotency). The expected version is checked here, so
-//     of two concurrent appends at the same expected version exactly one
-//     wins, and the loser gets ErrWrongExpectedVersion. The unique
-//     (stream_id, stream_version) index backs this up.
+//     (serialising writers of that stream, and only them).
 //  2. Take the allocation lock (a session-level advisory lock); INSERT all
-//     events in one statement, which assigns the transaction id and the
+//     events in one statement, which reads the stream's version (in a
+//     snapshot taken after the stream lock), checks the expected version
+//     against it, and assigns the versions, the transaction id and the
 //     positions; release the allocation lock; COMMIT; then NOTIFY.
+//
+// Of two concurrent appends at the same expected version exactly one wins,
+// and the loser gets ErrWrongExpectedVersion; the unique (stream_id,
+// stream_version) index backs this up. An append that brings its own event
+// ids takes one more round trip first, after the stream lock: the look-up
+// of those ids (idempotency) and of the stream's version.
 //
 // Concurrent appends in one process are grouped (group commit): appends
 // that queue while a batch is being written go into the next batch, which
-// takes the same two round trips for all of them: it locks every stream of
-// the batch (in key order), checks each append's expected version and event
-// ids on its own, and inserts the events of those that pass in one INSERT
+// takes the same round trips for all of them: it locks every stream of the
+// batch (in key order), checks each append's expected version (and event
+// ids) on its own, and inserts the events of those that pass in one INSERT
 // and one commit. An append's outcome (success, ErrWrongExpectedVersion, an
 // idempotent duplicate) is its own; a batch never holds two appends to one
 // stream, and a batch that fails as a whole before committing is retried
@@ -59,8 +63,9 @@
 //
 // The cost:
 //   - Appends serialise on the allocation lock for the duration of one
-//     INSERT (one round trip), not for their commit: commits, and so WAL
-//     flushes, still overlap and PostgreSQL groups them.
+//     INSERT (pipelined: no round trip to the gateway while it is held),
+//     not for their commit: commits, and so WAL flushes, still overlap and
+//     PostgreSQL groups them.
 //   - Readers of the global log lag behind by the longest transaction with
 //     an assigned id running anywhere on the server (xmin is cluster-wide):
 //     a write transaction held open for a second holds every follower back

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,13 +12,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
 )
 
 // Group commit. Concurrent appends in one process are written together:
 // one transaction, one INSERT and one commit for a whole batch, in the same
-// two round trips a single append takes (see the package documentation),
+// round trips a single append takes (see the package documentation),
 // so that the allocation lock and the commit's WAL flush are paid once per
 // batch rather than once per append. There is no timer and no background
 // goroutine while idle: an append that finds no batch being written writes
@@ -182,6 +184,11 @@ func (s *Postgres) appendOne(ctx context.Context, r *groupRequest) {
 // writeBatch writes batch in one transaction and answers its appends. On an
 // error before the commit it answers none of those still pending and
 // returns them, for the caller to append one by one.
+//
+// A batch whose appends bring no event ids of their own takes one round
+// trip: its INSERT reads each stream's version and checks each append's
+// expected version itself. One that does (an idempotent retry is possible)
+// takes two: the stored ids are looked up first.
 func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pending []*groupRequest, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -197,159 +204,83 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 
 	streams := make([]string, len(batch))
 	keys := make([]int64, 0, len(batch))
-	var (
-		lookupReq             []int32
-		lookupOrd             []int64
-		lookupIDs, lookupTyps []string
-		lookupVers            []int32
-		lookupData            []string
-	)
+	lookup := false
 	for i, r := range batch {
 		streams[i] = r.stream
 		keys = append(keys, streamLockKey(r.stream))
-		if r.clientIDs {
-			for j, e := range r.events {
-				lookupReq, lookupOrd = append(lookupReq, int32(i)), append(lookupOrd, int64(j+1))
-				lookupIDs, lookupTyps = append(lookupIDs, e.ID), append(lookupTyps, e.Type)
-				lookupVers, lookupData = append(lookupVers, int32(e.SchemaVersion)), append(lookupData, string(e.Data))
-			}
-		}
+		lookup = lookup || r.clientIDs
 	}
 	// Stream locks in one order everywhere, so that two batches never wait
 	// for each other in a cycle.
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
+	const lockStreams = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS t(k)" // in array order
 
-	// Round trip 1: lock the streams, read their versions, look up stored ids.
+	insert := batch
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS t(k)", keys) // in array order
-	// One max per stream, so that each is read from the end of the
-	// (stream_id, stream_version) index rather than aggregated over the stream.
-	b.Queue("SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s), 0) FROM unnest($1::text[]) AS s", streams)
-	// Ids the store generated itself cannot be stored yet: only appends
-	// that bring their own ids need the idempotency look-up.
-	lookup := len(lookupIDs) > 0
+	b.Queue(lockStreams, keys)
 	if lookup {
-		b.Queue(`SELECT i.req, i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
-	        (e.event_type = i.typ AND e.schema_version = i.ver AND e.data = i.dat::jsonb), e.data::text, e.metadata::text
-	   FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[]) AS i(req, ord, id, typ, ver, dat)
-	   JOIN events e ON e.event_id = i.id
-	  ORDER BY i.req, i.ord`, lookupReq, lookupOrd, lookupIDs, lookupTyps, lookupVers, lookupData)
-	}
-	current := map[string]int64{}
-	stored := map[int][]storedEvent{}
-	br := conn.SendBatch(ctx, b)
-	err = func() error {
-		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
+		// Round trip 1: lock the streams, read their versions, look up the
+		// stored ids; answer what needs no insert.
+		if insert, err = s.checkBatch(ctx, conn, b, batch, streams); err != nil {
+			return batch, err
 		}
-		if _, err := br.Exec(); err != nil {
-			return err
+		if len(insert) == 0 {
+			return nil, nil // the deferred clean-up rolls back
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var stream string
-			var v int64
-			if err := rows.Scan(&stream, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			current[stream] = v
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if !lookup {
-			return nil
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var req int32
-			var se storedEvent
-			var data, meta string
-			if err := rows.Scan(&req, &se.ord, &se.stream, &se.version, &se.position, &se.recordedAt, &se.same, &data, &meta); err != nil {
-				rows.Close()
-				return err
-			}
-			se.data, se.meta = json.RawMessage(data), json.RawMessage(meta)
-			stored[int(req)] = append(stored[int(req)], se)
-		}
-		return rows.Err()
-	}()
-	if err != nil {
-		return batch, s.dbError("append", err)
+		b = &pgx.Batch{}
 	}
 
-	// Answer what needs no insert; lay out the rest.
+	// The INSERT, with each append's expected version checked against its
+	// stream's version as read in the INSERT's own snapshot: after the
+	// stream locks, so no append of these streams can commit in between.
 	var (
-		insert                       []*groupRequest
-		firstVersion                 = map[*groupRequest]int64{}
-		ids, typs, datas, metas, sid []string
-		svs                          []int32
-		versions                     []int64
+		reqs                           []int32
+		ords                           []int64
+		ids, typs, datas, metas, reqSt []string
+		svs                            []int32
+		expected                       []int64
 	)
-	for i, r := range batch {
-		if found := stored[i]; len(found) > 0 {
-			res, err := idempotentResult(r.stream, r.events, found)
-			r.done <- groupResult{res, err}
-			continue
-		}
-		cur := current[r.stream]
-		if !expectedMatches(r.expected, cur) {
-			r.done <- groupResult{err: wrongVersion(r.stream, r.expected, cur)}
-			continue
-		}
-		insert = append(insert, r)
-		firstVersion[r] = cur + 1
+	for i, r := range insert {
+		reqSt, expected = append(reqSt, r.stream), append(expected, int64(r.expected))
 		for j, e := range r.events {
+			reqs, ords = append(reqs, int32(i)), append(ords, int64(j+1))
 			ids, typs, datas, metas = append(ids, e.ID), append(typs, e.Type), append(datas, string(e.Data)), append(metas, string(e.Metadata))
-			sid, svs, versions = append(sid, r.stream), append(svs, int32(e.SchemaVersion)), append(versions, cur+int64(j)+1)
+			svs = append(svs, int32(e.SchemaVersion))
 		}
 	}
-	if len(insert) == 0 {
-		return nil, nil // the deferred clean-up rolls back
-	}
-
-	// Round trip 2: as for one append, the allocation lock is held from
-	// before the transaction's first write to after its INSERT.
-	b = &pgx.Batch{}
+	// As for one append, the allocation lock is held from before the
+	// transaction's first write to after its INSERT.
 	b.Queue("SELECT pg_advisory_lock($1, $2)", allocLockClass, allocLockID)
 	b.Queue("SELECT pg_current_xact_id_if_assigned() IS NULL")
-	b.Queue(`INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-	         SELECT id, sid, ver, typ, sv, dat::jsonb, meta::jsonb
-	           FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[]) AS i(id, sid, ver, typ, sv, dat, meta)
-	         RETURNING stream_id, stream_version, position, recorded_at`,
-		ids, sid, versions, typs, svs, datas, metas)
+	b.Queue(insertBatchSQL, reqSt, expected, reqs, ords, ids, typs, svs, datas, metas)
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
-	commit.Queue("SELECT pg_notify($1, (SELECT max(position) FROM events WHERE event_id = ANY($2::uuid[]))::text)", NotifyChannel, ids)
+	commit.Queue("SELECT pg_notify($1, p::text) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids)
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}
-	type key struct {
-		stream  string
-		version int64
-	}
 	type placed struct {
-		position int64
-		at       time.Time
+		version, position int64
+		at                time.Time
 	}
-	byKey := make(map[key]placed, len(ids))
+	written := map[int32][]placed{} // by append, in version order
+	actual := map[int32]int64{}     // the stream versions of appends whose expected version was wrong
 	var last int64
 	mayHoldLock = true
 	committed := false
-	br = conn.SendBatch(ctx, b)
+	br := conn.SendBatch(ctx, b)
 	err = func() error {
 		defer func() { _ = br.Close() }() // br is replaced when the commit is sent separately
+		if !lookup {
+			for range 2 { // BEGIN, the stream locks
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -365,13 +296,18 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 			return err
 		}
 		for rows.Next() {
-			var k key
+			var req int32
+			var wrong bool
 			var p placed
-			if err := rows.Scan(&k.stream, &k.version, &p.position, &p.at); err != nil {
+			if err := rows.Scan(&req, &wrong, &p.version, &p.position, &p.at); err != nil {
 				rows.Close()
 				return err
 			}
-			byKey[k] = p
+			if wrong {
+				actual[req] = p.version
+				continue
+			}
+			written[req] = append(written[req], p)
 			last = max(last, p.position)
 		}
 		if err := rows.Err(); err != nil {
@@ -418,25 +354,144 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		return nil, nil
 	}
 	dirty = conn.Conn().PgConn().TxStatus() != 'I'
-	s.wake.Notify(last)
-	for _, r := range insert {
-		res := domain.AppendResult{StreamID: r.stream, Events: make([]domain.RecordedEvent, len(r.events))}
-		var missing error
-		for j, e := range r.events {
-			v := firstVersion[r] + int64(j)
-			p, ok := byKey[key{r.stream, v}]
-			if !ok {
-				missing = s.dbError("append "+r.stream, fmt.Errorf("insert returned no row for version %d", v))
-				break
-			}
-			res.Events[j] = domain.RecordedEvent{EventData: e, StreamID: r.stream, StreamVersion: v, Position: p.position, RecordedAt: p.at}
-		}
-		if missing != nil {
-			r.done <- groupResult{err: missing}
+	if last > 0 {
+		s.wake.Notify(last)
+	}
+	for i, r := range insert {
+		if v, wrong := actual[int32(i)]; wrong {
+			r.done <- groupResult{err: wrongVersion(r.stream, r.expected, v)}
 			continue
+		}
+		got := written[int32(i)]
+		if len(got) != len(r.events) {
+			r.done <- groupResult{err: s.dbError("append "+r.stream, fmt.Errorf("insert returned %d rows for %d events", len(got), len(r.events)))}
+			continue
+		}
+		slices.SortFunc(got, func(a, b placed) int { return cmp.Compare(a.version, b.version) })
+		res := domain.AppendResult{StreamID: r.stream, Events: make([]domain.RecordedEvent, len(r.events))}
+		for j, e := range r.events {
+			res.Events[j] = domain.RecordedEvent{EventData: e, StreamID: r.stream, StreamVersion: got[j].version, Position: got[j].position, RecordedAt: got[j].at}
 		}
 		fillResult(&res)
 		r.done <- groupResult{res: res}
 	}
 	return nil, nil
+}
+
+// insertBatchSQL inserts a batch's events. Its input is one row per append
+// ($1 stream, $2 expected version, numbered from 0 in array order) and one
+// per event ($3 its append's number, $4 its place in the append from 1,
+// then its columns). Each append whose expected version matches its
+// stream's version is inserted after that version, in order; the statement
+// returns (append, false, version, position, recorded_at) for each event
+// inserted and (append, true, the stream's version, 0, now) for each append
+// whose expected version is wrong.
+const insertBatchSQL = `WITH req AS MATERIALIZED (
+	SELECT a.n - 1 AS req, a.stream, a.expected,
+	       coalesce((SELECT max(stream_version) FROM events WHERE stream_id = a.stream), 0) AS cur
+	  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(stream, expected, n)
+), ok AS (
+	SELECT * FROM req WHERE CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+), ins AS (
+	INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+	SELECT i.id, ok.stream, ok.cur + i.ord, i.typ, i.sv, i.dat::jsonb, i.meta::jsonb
+	  FROM unnest($3::int[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[]) WITH ORDINALITY AS i(req, ord, id, typ, sv, dat, meta, n)
+	  JOIN ok ON ok.req = i.req
+	 ORDER BY i.n
+	RETURNING stream_id, stream_version, position, recorded_at
+)
+SELECT ok.req::int, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
+UNION ALL
+SELECT req::int, true, cur, 0::bigint, now() FROM req
+ WHERE NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END`
+
+// checkBatch sends b (BEGIN and the stream locks) with the reads of the
+// batch's stream versions and of its stored event ids, answers the appends
+// that need no insert (idempotent retries, wrong expected versions) and
+// returns the others.
+func (s *Postgres) checkBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, batch []*groupRequest, streams []string) ([]*groupRequest, error) {
+	var (
+		lookupReq             []int32
+		lookupOrd             []int64
+		lookupIDs, lookupTyps []string
+		lookupVers            []int32
+		lookupData            []string
+	)
+	for i, r := range batch {
+		if r.clientIDs {
+			for j, e := range r.events {
+				lookupReq, lookupOrd = append(lookupReq, int32(i)), append(lookupOrd, int64(j+1))
+				lookupIDs, lookupTyps = append(lookupIDs, e.ID), append(lookupTyps, e.Type)
+				lookupVers, lookupData = append(lookupVers, int32(e.SchemaVersion)), append(lookupData, string(e.Data))
+			}
+		}
+	}
+	// One max per stream, so that each is read from the end of the
+	// (stream_id, stream_version) index rather than aggregated over the stream.
+	b.Queue("SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s), 0) FROM unnest($1::text[]) AS s", streams)
+	b.Queue(`SELECT i.req, i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
+	        (e.event_type = i.typ AND e.schema_version = i.ver AND e.data = i.dat::jsonb), e.data::text, e.metadata::text
+	   FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[]) AS i(req, ord, id, typ, ver, dat)
+	   JOIN events e ON e.event_id = i.id
+	  ORDER BY i.req, i.ord`, lookupReq, lookupOrd, lookupIDs, lookupTyps, lookupVers, lookupData)
+	current := map[string]int64{}
+	stored := map[int][]storedEvent{}
+	br := conn.SendBatch(ctx, b)
+	err := func() error {
+		defer br.Close()
+		for range 2 { // BEGIN, the stream locks
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var stream string
+			var v int64
+			if err := rows.Scan(&stream, &v); err != nil {
+				rows.Close()
+				return err
+			}
+			current[stream] = v
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var req int32
+			var se storedEvent
+			var data, meta string
+			if err := rows.Scan(&req, &se.ord, &se.stream, &se.version, &se.position, &se.recordedAt, &se.same, &data, &meta); err != nil {
+				rows.Close()
+				return err
+			}
+			se.data, se.meta = json.RawMessage(data), json.RawMessage(meta)
+			stored[int(req)] = append(stored[int(req)], se)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return nil, s.dbError("append", err)
+	}
+	var insert []*groupRequest
+	for i, r := range batch {
+		if found := stored[i]; len(found) > 0 {
+			res, err := idempotentResult(r.stream, r.events, found)
+			r.done <- groupResult{res, err}
+			continue
+		}
+		if cur := current[r.stream]; !expectedMatches(r.expected, cur) {
+			r.done <- groupResult{err: wrongVersion(r.stream, r.expected, cur)}
+			continue
+		}
+		insert = append(insert, r)
+	}
+	return insert, nil
 }

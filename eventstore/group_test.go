@@ -107,3 +107,82 @@ func TestGroupedAppendsKeepTheirOwnOutcomes(t *testing.T) {
 		t.Errorf("%d events in the log, want %d", len(page.Events), 40+1+80+1)
 	}
 }
+
+// Appends that bring no event ids are written in one round trip, their
+// expected versions checked by the INSERT itself: each gets its own outcome
+// (every kind of expectation, right and wrong), with the stream's actual
+// version when wrong.
+func TestGroupedAppendsWithoutIDsCheckEachExpectation(t *testing.T) {
+	ctx := context.Background()
+	s := newPostgres(t, pgtest.NewPool(t))
+	const n = 30
+	for i := 0; i < n; i++ {
+		if _, err := s.Append(ctx, fmt.Sprintf("g-%d", i), domain.ExpectNoStream, eventstoretest.Ev("Seeded", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type outcome struct {
+		res domain.AppendResult
+		err error
+	}
+	outcomes := make([]outcome, 5*n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range outcomes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			k := i % n
+			var o outcome
+			switch i / n {
+			case 0: // right: exact
+				o.res, o.err = s.Append(ctx, fmt.Sprintf("g-%d", k), 1, eventstoretest.Ev("Next", i), eventstoretest.Ev("Next", i))
+			case 1: // wrong: the stream does not exist
+				o.res, o.err = s.Append(ctx, fmt.Sprintf("missing-%d", k), domain.ExpectStreamExists, eventstoretest.Ev("Nope", i))
+			case 2: // wrong: the stream exists
+				o.res, o.err = s.Append(ctx, fmt.Sprintf("g-%d", k), domain.ExpectNoStream, eventstoretest.Ev("Nope", i))
+			case 3: // right: any, on a new stream
+				o.res, o.err = s.Append(ctx, fmt.Sprintf("new-%d", k), domain.ExpectAny, eventstoretest.Ev("First", i))
+			default: // right: the stream exists
+				o.res, o.err = s.Append(ctx, fmt.Sprintf("h-%d", k), domain.ExpectAny, eventstoretest.Ev("First", i))
+			}
+			outcomes[i] = o
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, o := range outcomes {
+		var wrong *eventstore.WrongExpectedVersionError
+		switch i / n {
+		case 0:
+			if o.err != nil || o.res.FirstVersion != 2 || o.res.LastVersion != 3 || o.res.LastPosition != o.res.FirstPosition+1 {
+				t.Errorf("append %d: %+v, %v", i, o.res, o.err)
+			}
+		case 1:
+			if !errors.As(o.err, &wrong) || wrong.Expected != domain.ExpectStreamExists || wrong.Actual != 0 {
+				t.Errorf("append %d to a missing stream: %v", i, o.err)
+			}
+		case 2:
+			if !errors.As(o.err, &wrong) || wrong.Expected != domain.ExpectNoStream || (wrong.Actual != 1 && wrong.Actual != 3) {
+				t.Errorf("append %d expecting no stream: %v", i, o.err)
+			}
+		default:
+			if o.err != nil || o.res.FirstVersion != 1 || len(o.res.Events) != 1 || o.res.Events[0].Position == 0 {
+				t.Errorf("append %d: %+v, %v", i, o.res, o.err)
+			}
+		}
+	}
+	page, err := s.ReadAll(ctx, eventstore.AllQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := n + 2*n + n + n; len(page.Events) != want {
+		t.Errorf("%d events in the log, want %d", len(page.Events), want)
+	}
+	for i := 1; i < len(page.Events); i++ {
+		if page.Events[i].Position <= page.Events[i-1].Position {
+			t.Fatalf("positions out of order at %d", i)
+		}
+	}
+}

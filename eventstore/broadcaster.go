@@ -1,6 +1,9 @@
 package eventstore
 
-import "sync"
+import (
+	"crypto/rand"
+	"sync"
+)
 
 // Broadcaster wakes every waiter when events commit. Waiters take the
 // channel from Changed before reading and wait on it when caught up; Notify
@@ -11,10 +14,18 @@ type Broadcaster struct {
 	mu     sync.Mutex
 	ch     chan struct{}
 	latest int64
+	origin string
 }
 
 // NewBroadcaster returns a Broadcaster with no waiters.
-func NewBroadcaster() *Broadcaster { return &Broadcaster{ch: make(chan struct{})} }
+func NewBroadcaster() *Broadcaster {
+	return &Broadcaster{ch: make(chan struct{}), origin: rand.Text()}
+}
+
+// Origin identifies the Broadcaster among every process's: the store that
+// notifies it sends it with its commit notifications, and a Listener that
+// notifies it skips those (the store woke it already).
+func (b *Broadcaster) Origin() string { return b.origin }
 
 // Changed returns a channel closed by the next Notify.
 func (b *Broadcaster) Changed() <-chan struct{} {

@@ -87,12 +87,14 @@
 // # Wake-ups
 //
 // After each commit the store wakes its own Broadcaster and sends
-// NOTIFY cqrsgate_events with the new last position as the only payload.
+// NOTIFY cqrsgate_events with the new last position and the Broadcaster's
+// origin (see NotifyChannel).
 // The NOTIFY runs after the COMMIT, in its own tiny transaction, because
 // PostgreSQL holds a database-wide lock from a notifying transaction's
 // pre-commit to its end, which would otherwise serialise every append's WAL
 // flush. A Listener in each process turns these notifications into
-// Broadcaster wake-ups, so followers never busy-poll; Follow still re-reads
+// Broadcaster wake-ups (except its own process's commits, whose followers
+// were woken already), so followers never busy-poll; Follow still re-reads
 // on a slow timer in case a notification is lost (a process that crashes
 // between COMMIT and NOTIFY).
 package eventstore

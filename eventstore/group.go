@@ -258,7 +258,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
-	commit.Queue("SELECT pg_notify($1, p::text) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids)
+	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids, s.wake.Origin())
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}
@@ -348,6 +348,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		return insert, s.dbError("append", err)
 	}
 	if err != nil { // the commit's outcome is unknown
+		s.wake.Notify(0) // the events may be there; the Listener skips this process's notification
 		for _, r := range insert {
 			r.done <- groupResult{err: s.dbError("append "+r.stream, err)}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,7 +73,11 @@ func (l *Listener) listen(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		pos, perr := strconv.ParseInt(n.Payload, 10, 64)
+		payload, origin, _ := strings.Cut(n.Payload, " ")
+		if origin == l.wake.Origin() {
+			continue // this process's commit: the store woke its followers already
+		}
+		pos, perr := strconv.ParseInt(payload, 10, 64)
 		if perr != nil {
 			pos = 0
 		}

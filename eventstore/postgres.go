@@ -13,7 +13,10 @@ import (
 )
 
 // NotifyChannel is the PostgreSQL channel on which the store announces
-// commits. The payload is only the highest position committed, as text.
+// commits. The payload is the highest position committed, as text, then a
+// space and the origin of the committing process's Broadcaster, so that
+// its own Listener can ignore it. A payload of a position alone (say "0"
+// from an administrator's nudge) wakes every process.
 const NotifyChannel = "cqrsgate_events"
 
 // The allocation lock: a session-level advisory lock in the two-int4 key

@@ -267,3 +267,40 @@ func TestStoredJSONRoundTrips(t *testing.T) {
 		t.Fatalf("stored %s as %s (schema %d)", data, got[0].Data, got[0].SchemaVersion)
 	}
 }
+
+// A process's Listener skips the notifications of its own commits (its
+// store woke the followers already) and passes on everyone else's,
+// administrators' nudges included.
+func TestListenerSkipsItsOwnCommits(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	store := newPostgres(t, pool)
+	lis := eventstore.NewListener(pool.Config().ConnConfig.Copy(), store.Broadcaster(), quietLogger())
+	lisCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- lis.Run(lisCtx) }()
+	defer func() { stop(); <-done }()
+	<-lis.Ready()
+	time.Sleep(100 * time.Millisecond) // the listener's own wake-up on connecting
+
+	if _, err := store.Append(ctx, "own", domain.ExpectAny, eventstoretest.Ev("Opened", 1)); err != nil {
+		t.Fatal(err)
+	}
+	woken := store.Broadcaster().Changed() // after the store's own wake-up
+	select {
+	case <-woken:
+		t.Fatal("the listener passed on this process's own commit")
+	case <-time.After(300 * time.Millisecond):
+	}
+	for _, payload := range []string{"12345 another-process", "0"} {
+		if _, err := pool.Exec(ctx, "SELECT pg_notify($1, $2)", eventstore.NotifyChannel, payload); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-woken:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notification %q woke nobody", payload)
+		}
+		woken = store.Broadcaster().Changed()
+	}
+}

@@ -25,9 +25,11 @@ import (
 // others wait for its page). It reads again only when the store has
 // reported a commit since its last read began (Changed), or when that read
 // is older than MaxAge (the same safety net against lost notifications the
-// followers' own polls are): a page from the tail is as current as a page
-// read from the store at the same moment would be, and as gap-safe, since
-// every page the tail holds was read from the store.
+// followers' own polls are). So a page from the tail holds every event
+// whose commit was announced before the read began (a commit announced
+// later wakes a reader that took Changed before reading, as the Store
+// contract asks), and it is as gap-safe as the store's pages, since every
+// event the tail holds was read from the store.
 type Tail struct {
 	Store
 	opts TailOptions

@@ -722,3 +722,32 @@ func TestProcessCheckpointOverOtherEventsIsSavedLazily(t *testing.T) {
 		return err == nil && saved >= last
 	})
 }
+
+// While a rebuild catches up beside it, the serving generation's position
+// stays known to the runner (the rebuild's own progress records nothing),
+// and after the switch the new generation's is.
+func TestPassedFollowsTheServingGeneration(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.burst(t, 8, 10, "p")
+	r := e.start(t, projections.Options{BatchSize: 5, CatchUpBatchSize: 5}, projections.Accounts{})
+	head := e.head(t)
+	waitFor(t, "generation 1 to catch up", func() bool { p, ok := r.Passed("accounts"); return ok && p >= head })
+	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+		t.Fatal(err)
+	}
+	misses := 0
+	waitFor(t, "generation 2 to serve", func() bool {
+		if p, ok := r.Passed("accounts"); !ok || p < head {
+			misses++
+		}
+		list, _ := projections.List(ctx, e.pool)
+		return len(list) == 1 && list[0].Generation == 2 && list[0].Serving
+	})
+	if misses > 0 {
+		t.Errorf("during the rebuild, Passed lost the serving generation's position %d times", misses)
+	}
+	if p, ok := r.Passed("accounts"); !ok || p < head {
+		t.Errorf("after the switch Passed = %d, %v; want at least %d", p, ok, head)
+	}
+}

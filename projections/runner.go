@@ -126,14 +126,24 @@ func (r *Runner) Passed(name string) (position int64, ok bool) {
 	return position, ok
 }
 
+// setPassed records how far the serving instance of projection name has
+// read; an instance that does not serve (a rebuild catching up) records
+// nothing.
 func (r *Runner) setPassed(name string, position int64, serving bool) {
+	if !serving {
+		return
+	}
 	r.passedMu.Lock()
 	defer r.passedMu.Unlock()
-	if serving {
-		r.passed[name] = position
-	} else {
-		delete(r.passed, name)
-	}
+	r.passed[name] = position
+}
+
+// forgetPassed drops what setPassed recorded for name: this process no
+// longer leads it.
+func (r *Runner) forgetPassed(name string) {
+	r.passedMu.Lock()
+	defer r.passedMu.Unlock()
+	delete(r.passed, name)
 }
 
 // Run runs every projection until ctx ends, then returns nil once all of
@@ -315,7 +325,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 		for _, in := range instances {
 			in.dropReadAhead()
 		}
-		r.setPassed(p.Name(), 0, false) // another process may lead it now
+		r.forgetPassed(p.Name()) // another process may lead it now
 	}()
 	timer := time.NewTimer(r.opts.Poll)
 	defer timer.Stop()

@@ -19,10 +19,11 @@ type Positions struct {
 }
 
 // NewPositions returns a reader of projection positions: their
-// checkpoints, and, for the projections runner (when not nil) serves from
-// this process, how far past them it has read over events they do not
-// read (see Runner.Passed). The runner's progress wakes waiters as soon as
-// it moves; progress made by other processes is seen by polling.
+// checkpoints and, for each projection that runner (when not nil) serves
+// from this process, how far past its checkpoint it has read over events
+// it does not read (see Runner.Passed). The runner's progress wakes
+// waiters as soon as it moves; progress made by other processes is seen by
+// polling.
 func NewPositions(pool *pgxpool.Pool, runner *Runner) *Positions {
 	return &Positions{pool: pool, runner: runner}
 }

@@ -272,6 +272,9 @@ func (noIntrospection) MutateOperationContext(_ context.Context, rc *graphql.Ope
 // number of errors. Never variables or credentials.
 func logOperations(log *slog.Logger) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		if !log.Enabled(ctx, slog.LevelInfo) {
+			return next(ctx) // nothing to log: no timing, no wrapper
+		}
 		rc := graphql.GetOperationContext(ctx)
 		start := time.Now()
 		responses := next(ctx)

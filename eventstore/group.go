@@ -202,11 +202,9 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		conn.Release()
 	}()
 
-	streams := make([]string, len(batch))
 	keys := make([]int64, 0, len(batch))
 	lookup := false
-	for i, r := range batch {
-		streams[i] = r.stream
+	for _, r := range batch {
 		keys = append(keys, streamLockKey(r.stream))
 		lookup = lookup || r.clientIDs
 	}
@@ -223,7 +221,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	if lookup {
 		// Round trip 1: lock the streams, read their versions, look up the
 		// stored ids; answer what needs no insert.
-		if insert, err = s.checkBatch(ctx, conn, b, batch, streams); err != nil {
+		if insert, err = s.checkBatch(ctx, conn, b, batch); err != nil {
 			return batch, err
 		}
 		if len(insert) == 0 {
@@ -410,7 +408,8 @@ SELECT req::int, true, cur, 0::bigint, now() FROM req
 // batch's stream versions and of its stored event ids, answers the appends
 // that need no insert (idempotent retries, wrong expected versions) and
 // returns the others.
-func (s *Postgres) checkBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, batch []*groupRequest, streams []string) ([]*groupRequest, error) {
+func (s *Postgres) checkBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, batch []*groupRequest) ([]*groupRequest, error) {
+	streams := make([]string, len(batch))
 	var (
 		lookupReq             []int32
 		lookupOrd             []int64
@@ -419,6 +418,7 @@ func (s *Postgres) checkBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Ba
 		lookupData            []string
 	)
 	for i, r := range batch {
+		streams[i] = r.stream
 		if r.clientIDs {
 			for j, e := range r.events {
 				lookupReq, lookupOrd = append(lookupReq, int32(i)), append(lookupOrd, int64(j+1))

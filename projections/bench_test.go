@@ -14,7 +14,8 @@ import (
 )
 
 // BenchmarkRebuild measures rebuilding the accounts read model from 100,000
-// events next to simply reading the same events with pgx, in the same run.
+// events next to simply reading the same events with pgx, in the same run
+// (see rebuildNextToScan).
 // Run it with
 //
 //	go test -run '^$' -bench Rebuild -benchtime 1x ./projections
@@ -33,48 +34,9 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	const total = accounts * perAccount
-	head := e.head(b)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		// Baseline: read every event with pgx in position order.
-		start := time.Now()
-		rows, err := e.pool.Query(ctx, `SELECT position, stream_id, event_type, data::text FROM events ORDER BY position`)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for rows.Next() {
-			var pos int64
-			var stream, typ, data string
-			if err := rows.Scan(&pos, &stream, &typ, &data); err != nil {
-				b.Fatal(err)
-			}
-			n++
-		}
-		rows.Close()
-		raw := float64(n) / time.Since(start).Seconds()
-
-		// The rebuild: a new version of the projection from the start.
-		v := versionN{projections.Accounts{}, 10 + i}
-		r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 20 * time.Millisecond}, v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		start = time.Now()
-		go func() { done <- r.Run(runCtx) }()
-		for statusB(b, e, "accounts", v.Version()).Position < head {
-			time.Sleep(5 * time.Millisecond)
-		}
-		rebuild := float64(total) / time.Since(start).Seconds()
-		stop()
-		<-done
-		b.ReportMetric(raw, "raw-read-events/s")
-		b.ReportMetric(rebuild, "rebuild-events/s")
-		b.ReportMetric(rebuild/raw, "rebuild/raw")
-	}
+	rebuildNextToScan(b, e, accounts*perAccount, func(i int) []versionN {
+		return []versionN{{projections.Accounts{}, 10 + i}}
+	})
 }
 
 // BenchmarkProjectionLag measures the time from an append's commit to the

@@ -30,8 +30,18 @@ func fillMixed(tb testing.TB, e *env, total int) {
 func BenchmarkRebuildMixed(b *testing.B) {
 	const total = 100_000
 	e := newEnvB(b)
-	ctx := context.Background()
 	fillMixed(b, e, total)
+	rebuildNextToScan(b, e, total, func(i int) []versionN {
+		return []versionN{{projections.Accounts{}, 10 + i}, {projections.Orders{}, 10 + i}}
+	})
+}
+
+// rebuildNextToScan runs b.N times: a pgx scan of every event (all
+// columns, in position order), then a build of the projections versions(i)
+// returns (new versions, so from the start of the log) until each has
+// caught up with the head; it reports both rates and their ratio.
+func rebuildNextToScan(b *testing.B, e *env, total int, versions func(i int) []versionN) {
+	ctx := context.Background()
 	head := e.head(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -57,8 +67,12 @@ func BenchmarkRebuildMixed(b *testing.B) {
 		rows.Close()
 		raw := float64(n) / time.Since(start).Seconds()
 
-		accounts, orders := versionN{projections.Accounts{}, 10 + i}, versionN{projections.Orders{}, 10 + i}
-		r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 20 * time.Millisecond}, accounts, orders)
+		vs := versions(i)
+		ps := make([]projections.Projection, len(vs))
+		for j, v := range vs {
+			ps[j] = v
+		}
+		r, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 20 * time.Millisecond}, ps...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,8 +80,10 @@ func BenchmarkRebuildMixed(b *testing.B) {
 		done := make(chan error, 1)
 		start = time.Now()
 		go func() { done <- r.Run(runCtx) }()
-		for statusB(b, e, "accounts", accounts.Version()).Position < head || statusB(b, e, "orders", orders.Version()).Position < head {
-			time.Sleep(5 * time.Millisecond)
+		for _, v := range vs {
+			for statusB(b, e, v.Name(), v.Version()).Position < head {
+				time.Sleep(5 * time.Millisecond)
+			}
 		}
 		rebuild := float64(total) / time.Since(start).Seconds()
 		stop()

@@ -327,8 +327,6 @@ var annotation = map[string]bool{"title": true, "description": true, "default": 
 	"$schema": true, "$id": true, "readOnly": true, "writeOnly": true, "deprecated": true, "definitions": true, "$defs": true,
 	"contentMediaType": true, "contentEncoding": true}
 
-var allTypes = []string{"array", "boolean", "integer", "null", "number", "object", "string"}
-
 // typesOf returns the schema's types (nil: any type).
 func typesOf(m map[string]any) []string {
 	switch t := m["type"].(type) {

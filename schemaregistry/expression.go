@@ -129,7 +129,6 @@ type parser struct {
 	src   string
 	pos   int
 	tok   token
-	err   error
 	depth int
 }
 

@@ -256,7 +256,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
-	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids, s.wake.Origin())
+	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::text[]::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids, s.wake.Origin())
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}
@@ -393,8 +393,8 @@ const insertBatchSQL = `WITH req AS MATERIALIZED (
 	SELECT * FROM req WHERE CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 ), ins AS (
 	INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-	SELECT i.id, ok.stream, ok.cur + i.ord, i.typ, i.sv, i.dat::jsonb, i.meta::jsonb
-	  FROM unnest($3::int[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[]) WITH ORDINALITY AS i(req, ord, id, typ, sv, dat, meta, n)
+	SELECT i.id::uuid, ok.stream, ok.cur + i.ord, i.typ, i.sv, i.dat::jsonb, i.meta::jsonb
+	  FROM unnest($3::int[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[]) WITH ORDINALITY AS i(req, ord, id, typ, sv, dat, meta, n)
 	  JOIN ok ON ok.req = i.req
 	 ORDER BY i.n
 	RETURNING stream_id, stream_version, position, recorded_at
@@ -432,8 +432,8 @@ func (s *Postgres) checkBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Ba
 	b.Queue("SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s), 0) FROM unnest($1::text[]) AS s", streams)
 	b.Queue(`SELECT i.req, i.ord, e.stream_id, e.stream_version, e.position, e.recorded_at,
 	        (e.event_type = i.typ AND e.schema_version = i.ver AND e.data = i.dat::jsonb), e.data::text, e.metadata::text
-	   FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[]) AS i(req, ord, id, typ, ver, dat)
-	   JOIN events e ON e.event_id = i.id
+	   FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[]) AS i(req, ord, id, typ, ver, dat)
+	   JOIN events e ON e.event_id = i.id::uuid
 	  ORDER BY i.req, i.ord`, lookupReq, lookupOrd, lookupIDs, lookupTyps, lookupVers, lookupData)
 	current := map[string]int64{}
 	stored := map[int][]storedEvent{}

@@ -1,15 +1,15 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
-	"strings"
 	"sync"
 	"time"
 
 	"cqrsgate/domain"
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Memory is an in-memory event store for fast unit tests. It passes the same
@@ -231,24 +231,29 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// jsonEqual compares two JSON documents by value, as jsonb equality does.
+// jsonEqual compares two JSON documents by value, as jsonb equality does
+// (numbers compared exactly, not as float64).
 func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
+	x, errX := decodeExact(a)
+	y, errY := decodeExact(b)
+	return errX == nil && errY == nil && jsonvalue.Equal(x, y)
+}
+
+func decodeExact(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
 }
 
 // compactJSON returns a copy of raw without insignificant white space, so
-// that callers cannot change stored events through a shared slice.
+// that callers cannot change stored events through a shared slice. Numbers
+// stay as written (jsonb keeps them exactly too).
 func compactJSON(raw json.RawMessage) json.RawMessage {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	var v any
-	if json.Unmarshal(raw, &v) != nil || enc.Encode(v) != nil {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
 		return append(json.RawMessage(nil), raw...)
 	}
-	return json.RawMessage(strings.TrimSuffix(b.String(), "\n"))
+	return json.RawMessage(b.Bytes())
 }

@@ -9,10 +9,22 @@ import (
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	correlationIDKey
-)
+// requestInfoKey holds a request's *requestInfo.
+const requestInfoKey ctxKey = iota
+
+// requestInfo is what the gateway knows of a request before GraphQL runs:
+// one context value (and one allocation) for all of it.
+type requestInfo struct {
+	requestID, correlationID string
+	// remoteAddr is where the request came from, for the rate limits' client
+	// key (see withClientKey); set by authenticate before the request goes on.
+	remoteAddr string
+}
+
+func infoOf(ctx context.Context) *requestInfo {
+	i, _ := ctx.Value(requestInfoKey).(*requestInfo)
+	return i
+}
 
 // Headers the gateway reads and echoes.
 const (
@@ -20,46 +32,69 @@ const (
 	HeaderCorrelationID = "X-Correlation-ID"
 )
 
+// The headers' keys as net/http keeps them, to index header maps directly.
+var (
+	requestIDHeader     = http.CanonicalHeaderKey(HeaderRequestID)
+	correlationIDHeader = http.CanonicalHeaderKey(HeaderCorrelationID)
+)
+
 // RequestID returns the id of the request ctx belongs to ("" outside one).
 func RequestID(ctx context.Context) string {
-	s, _ := ctx.Value(requestIDKey).(string)
-	return s
+	if i := infoOf(ctx); i != nil {
+		return i.requestID
+	}
+	return ""
 }
 
 // CorrelationID returns the correlation id of the request ctx belongs to:
-// the client's X-Correlation-ID or, without one, a generated id.
+// the client's X-Correlation-ID or, without one, the request id (the
+// request starts the flow its events belong to).
 func CorrelationID(ctx context.Context) string {
-	s, _ := ctx.Value(correlationIDKey).(string)
-	return s
+	if i := infoOf(ctx); i != nil {
+		return i.correlationID
+	}
+	return ""
 }
 
 // withRequestIDs gives every request a request id (the client's
 // X-Request-ID when it is sensible, otherwise a new one) and a correlation
-// id (X-Correlation-ID, or a new one), puts both in the context and echoes
-// them in the response headers.
+// id (a sensible X-Correlation-ID, or the request id), puts both in the
+// context and echoes them in the response headers.
 func withRequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reqID := headerID(r, HeaderRequestID)
-		corrID := headerID(r, HeaderCorrelationID)
-		w.Header().Set(HeaderRequestID, reqID)
-		w.Header().Set(HeaderCorrelationID, corrID)
-		ctx := context.WithValue(r.Context(), requestIDKey, reqID)
-		ctx = context.WithValue(ctx, correlationIDKey, corrID)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		i := &requestInfo{requestID: headerID(r, requestIDHeader)}
+		i.correlationID = i.requestID
+		if v, ok := sensibleID(r, correlationIDHeader); ok {
+			i.correlationID = v
+		}
+		h := w.Header()
+		h[requestIDHeader] = []string{i.requestID}
+		h[correlationIDHeader] = []string{i.correlationID}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey, i)))
 	})
 }
 
-// headerID returns the header's value when it is 1 to 128 printable ASCII
-// characters, otherwise a new id.
-func headerID(r *http.Request, name string) string {
-	v := r.Header.Get(name)
-	if v == "" || len(v) > 128 {
-		return domain.NewID()
+// headerID returns the header's value (key in canonical form) when it is
+// sensible, otherwise a new id.
+func headerID(r *http.Request, key string) string {
+	if v, ok := sensibleID(r, key); ok {
+		return v
 	}
+	return domain.NewID()
+}
+
+// sensibleID returns the header's value (key in canonical form) and true
+// when it is 1 to 128 printable ASCII characters.
+func sensibleID(r *http.Request, key string) (string, bool) {
+	vs := r.Header[key]
+	if len(vs) == 0 || vs[0] == "" || len(vs[0]) > 128 {
+		return "", false
+	}
+	v := vs[0]
 	for i := 0; i < len(v); i++ {
 		if v[i] < 0x21 || v[i] > 0x7e {
-			return domain.NewID()
+			return "", false
 		}
 	}
-	return v
+	return v, true
 }

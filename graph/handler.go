@@ -103,7 +103,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(postTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if cfg.Limits.DisableIntrospection {
 		srv.Use(noIntrospection{})

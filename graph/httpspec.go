@@ -128,33 +128,46 @@ func (s *specWriter) finish() {
 	_, _ = s.ResponseWriter.Write(body)
 }
 
-// readBody reads a POST body up front, at most max bytes: a larger one is
+// readBody reads a POST body up front, at most limit bytes: a larger one is
 // refused with 413 (REQUEST_TOO_LARGE), a batch of operations (a JSON
 // array) with 400 (BAD_REQUEST), before GraphQL sees either.
-func readBody(max int64, next http.Handler) http.Handler {
+func readBody(limit int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || websocket.IsWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.ContentLength > max {
-			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", max), "REQUEST_TOO_LARGE")
+		if r.ContentLength > limit {
+			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit), "REQUEST_TOO_LARGE")
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		// Sized by Content-Length when given, so that it is read without
+		// growing.
+		buf := bytes.NewBuffer(make([]byte, 0, max(0, min(r.ContentLength, limit))+bytes.MinRead))
+		_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+		body := buf.Bytes()
 		if err != nil {
 			writeRequestError(w, r, http.StatusBadRequest, "the request body could not be read", "BAD_REQUEST")
 			return
 		}
-		if int64(len(body)) > max {
-			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", max), "REQUEST_TOO_LARGE")
+		if int64(len(body)) > limit {
+			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit), "REQUEST_TOO_LARGE")
 			return
 		}
 		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
 			writeRequestError(w, r, http.StatusBadRequest, "batched operations (a JSON array) are not supported: send one operation per request", "BAD_REQUEST")
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &readBodyBytes{Reader: bytes.NewReader(body), bytes: body}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBodyBytes is a body readBody has read: postTransport takes its bytes
+// as they are.
+type readBodyBytes struct {
+	*bytes.Reader
+	bytes []byte
+}
+
+func (*readBodyBytes) Close() error { return nil }

@@ -224,26 +224,41 @@ type clientKeyCtx struct{}
 // withClient records who the request comes from for the rate limits: the
 // credential's subject, or the remote IP address.
 func withClient(r *http.Request) *http.Request {
-	return r.WithContext(withClientKey(r.Context(), r))
+	if ctx := withClientKey(r.Context(), r); ctx != r.Context() {
+		return r.WithContext(ctx)
+	}
+	return r
 }
 
 // withClientKey is withClient's context, for a caller that has more to
 // put in the request's context (one clone of the request instead of two).
+// Within withRequestIDs it only notes the remote address in the request's
+// info: the key is made when a rate limit asks for it.
 func withClientKey(ctx context.Context, r *http.Request) context.Context {
-	key := ""
-	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
-		key = p.Method + ":" + p.Subject
-	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		key = "ip:" + host
-	} else {
-		key = "ip:" + r.RemoteAddr
+	if i := infoOf(ctx); i != nil {
+		i.remoteAddr = r.RemoteAddr
+		return ctx
 	}
-	return context.WithValue(ctx, clientKeyCtx{}, key)
+	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
+		return context.WithValue(ctx, clientKeyCtx{}, p.Method+":"+p.Subject)
+	}
+	return context.WithValue(ctx, clientKeyCtx{}, ipKey(r.RemoteAddr))
+}
+
+// ipKey is the client key of a caller known by its address.
+func ipKey(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return "ip:" + host
+	}
+	return "ip:" + remoteAddr
 }
 
 func clientKey(ctx context.Context) string {
 	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
 		return p.Method + ":" + p.Subject // a websocket's credential comes after the upgrade
+	}
+	if i := infoOf(ctx); i != nil && i.remoteAddr != "" {
+		return ipKey(i.remoteAddr)
 	}
 	k, _ := ctx.Value(clientKeyCtx{}).(string)
 	return k

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Mode is a compatibility mode of an event type.
@@ -298,7 +299,7 @@ func (c *comparer) unchanged(wm, rm map[string]any, path string) {
 	}
 	for _, k := range numeric {
 		if rv, ok := rm[k]; ok && number(rv) == nil {
-			if wv, ok := wm[k]; !ok || !jsonEqual(wv, rv) {
+			if wv, ok := wm[k]; !ok || !jsonvalue.Equal(wv, rv) {
 				c.add(path, "cannot prove compatible: %s %s is not a number the rules can read", k, show(rv))
 			}
 		}
@@ -567,7 +568,7 @@ func ratOr(r *big.Rat, none string) string {
 
 func (c *comparer) same(wm, rm map[string]any, k, path string) {
 	r, ok := rm[k]
-	if ok && !jsonEqual(wm[k], r) {
+	if ok && !jsonvalue.Equal(wm[k], r) {
 		if w, ok := wm[k]; ok {
 			c.add(path, "%s changed from %s to %s", k, show(w), show(r))
 		} else {
@@ -743,39 +744,6 @@ func jsonType(v any) string {
 		}
 		return "number"
 	}
-}
-
-// jsonEqual compares decoded JSON, numbers by value.
-func jsonEqual(a, b any) bool {
-	if ra, rb := number(a), number(b); ra != nil || rb != nil {
-		return ra != nil && rb != nil && ra.Cmp(rb) == 0
-	}
-	switch x := a.(type) {
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			w, ok := y[k]
-			if !ok || !jsonEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	return reflect.DeepEqual(a, b)
 }
 
 func show(v any) string {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // document is a schema document, in which its $ref values resolve.
@@ -164,7 +166,7 @@ func hasRef(v any) bool {
 // what its value in the reader, rv, means: equal JSON whose $ref values
 // name equal schemas in both documents.
 func (c *comparer) sameMeaning(wv, rv any) bool {
-	if !jsonEqual(wv, rv) {
+	if !jsonvalue.Equal(wv, rv) {
 		return false
 	}
 	done := map[string]bool{}
@@ -191,7 +193,7 @@ func (c *comparer) sameMeaning(wv, rv any) bool {
 				done[ref] = true
 				wt, werr := c.w.lookup(ref)
 				rt, rerr := c.r.lookup(ref)
-				if werr != nil || rerr != nil || !jsonEqual(wt.v, rt.v) || !refsAgree(wt.v) {
+				if werr != nil || rerr != nil || !jsonvalue.Equal(wt.v, rt.v) || !refsAgree(wt.v) {
 					return false
 				}
 			}

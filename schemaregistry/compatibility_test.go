@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/xeipuuv/gojsonschema"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 func doc(t testing.TB, s string) any {
@@ -446,7 +448,7 @@ func (g *schemaGen) values2() []any {
 	out := []any{}
 	for range g.rng.IntN(4) {
 		v := g.value()
-		if !slices.ContainsFunc(out, func(x any) bool { return jsonEqual(x, v) }) {
+		if !slices.ContainsFunc(out, func(x any) bool { return jsonvalue.Equal(x, v) }) {
 			out = append(out, v)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Limits of migration expressions.
@@ -616,7 +618,7 @@ func (n *binaryNode) eval(data map[string]any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		eq := jsonEqual(plain(l), plain(r))
+		eq := jsonvalue.Equal(plain(l), plain(r))
 		return eq == (n.op == "=="), nil
 	}
 	l, err := operand(n.l, data, n.op)
@@ -903,7 +905,7 @@ func (n *callNode) eval(data map[string]any) (any, error) {
 		case []any:
 			needle := plain(vals[1])
 			for _, x := range h {
-				if jsonEqual(x, needle) {
+				if jsonvalue.Equal(x, needle) {
 					return true, nil
 				}
 			}

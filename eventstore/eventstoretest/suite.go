@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ExpectedVersion", testExpectedVersion},
 		{"ConcurrentAppendsAtSameVersion", testConcurrentSameVersion},
 		{"Idempotency", testIdempotency},
+		{"ExactNumbers", testExactNumbers},
 		{"ConcurrentIdempotentRetries", testConcurrentRetries},
 		{"BadInput", testBadInput},
 		{"ReadAllFilters", testReadAllFilters},
@@ -314,6 +315,32 @@ func testIdempotency(t *testing.T, s eventstore.Store) {
 	}
 	if v, _ := s.StreamVersion(ctx, "elsewhere"); v != 0 {
 		t.Fatalf("refused append created stream elsewhere at version %d", v)
+	}
+}
+
+// testExactNumbers: numbers are stored and compared exactly (as jsonb does),
+// not as float64: 2^53+1 reads back as written, and an idempotent retry
+// matches by value (1.10 is 1.1) but not by a float64's approximation.
+func testExactNumbers(t *testing.T, s eventstore.Store) {
+	ctx := ctxFor(t)
+	e := domain.EventData{ID: domain.NewID(), Type: "Exact", SchemaVersion: 1, Data: json.RawMessage(`{"big": 9007199254740993, "dec": 1.10}`)}
+	mustAppend(t, s, "exact", domain.ExpectNoStream, e)
+	got, err := s.ReadStream(ctx, "exact", eventstore.StreamQuery{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("read = %v, %v", got, err)
+	}
+	if !strings.Contains(string(got[0].Data), "9007199254740993") {
+		t.Fatalf("stored %s: the big number lost its last digit", got[0].Data)
+	}
+	same := e
+	same.Data = json.RawMessage(`{"dec": 1.1, "big": 9007199254740993}`)
+	if r, err := s.Append(ctx, "exact", domain.ExpectAny, same); err != nil || !r.Duplicate {
+		t.Fatalf("retry with the same values written differently = %+v, %v; want duplicate", r, err)
+	}
+	other := e
+	other.Data = json.RawMessage(`{"big": 9007199254740992, "dec": 1.10}`)
+	if _, err := s.Append(ctx, "exact", domain.ExpectAny, other); !errors.Is(err, eventstore.ErrDuplicateEventID) {
+		t.Fatalf("retry with another number (equal as float64s) = %v; want ErrDuplicateEventID", err)
 	}
 }
 

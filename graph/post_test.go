@@ -1,0 +1,136 @@
+package graph_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// rawPost posts body as it is, with headers (name, value pairs), and
+// returns the status, the headers and the body.
+func (c *client) rawPost(body string, headers ...string) (int, http.Header, []byte) {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, raw
+}
+
+func TestPostTransport(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+
+	t.Run("the response is the data as encoded, with its length", func(t *testing.T) {
+		status, h, body := c.rawPost(`{"query":"{ __typename }"}`)
+		if status != 200 || string(body) != `{"data":{"__typename":"Query"}}` {
+			t.Fatalf("%d %s", status, body)
+		}
+		if h.Get("Content-Length") != strconv.Itoa(len(body)) || h.Get("Content-Type") != "application/json" {
+			t.Fatalf("headers %v", h)
+		}
+	})
+
+	t.Run("variables keep numbers exact", func(t *testing.T) {
+		// 2^53+1 is not a float64: decoded as one, it would come back as 2^53.
+		status, _, body := c.rawPost(`{"query":"mutation($e: [EventInput!]!) { appendEvents(stream: \"exact-1\", events: $e) { events { data } } }",
+			"variables": {"e": [{"type": "Exact", "data": {"n": 9007199254740993, "f": 0.1}}]}}`)
+		if status != 200 || !bytes.Contains(body, []byte(`9007199254740993`)) || !bytes.Contains(body, []byte(`0.1`)) {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+
+	t.Run("extensions and an operation name are read", func(t *testing.T) {
+		status, _, body := c.rawPost(`{"query":"query A { __typename } query B { b: __typename }","operationName":"B","extensions":{"x":1}}`)
+		if status != 200 || string(body) != `{"data":{"b":"Query"}}` {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, body, accept string
+		status             int
+		data               bool // the response has a data entry
+	}{
+		{"a validation error under application/json", `{"query":"{ nope }"}`, "", 200, true},
+		{"a validation error under the GraphQL media type", `{"query":"{ nope }"}`, "application/graphql-response+json", 400, false},
+		{"a parse error under a media range", `{"query":"{"}`, "text/html, application/*;q=0.5", 200, true},
+		{"no query", `{"variables":{}}`, "", 400, true},
+		{"a query that is not a string", `{"query":1}`, "", 400, true},
+		{"variables that are not an object", `{"query":"{ __typename }","variables":[1]}`, "", 400, true},
+		{"extensions that are not an object", `{"query":"{ __typename }","extensions":"x"}`, "", 400, true},
+		{"not JSON", `{"query":`, "", 400, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.accept != "" {
+				headers = []string{"Accept", tc.accept}
+			}
+			status, h, body := c.rawPost(tc.body, headers...)
+			var out map[string]json.RawMessage
+			if err := json.Unmarshal(body, &out); err != nil {
+				t.Fatalf("%d %s: %v", status, body, err)
+			}
+			_, hasData := out["data"]
+			if status != tc.status || hasData != tc.data || len(out["errors"]) == 0 {
+				t.Fatalf("status %d, data %v, body %s; want %d, data %v, errors", status, hasData, body, tc.status, tc.data)
+			}
+			if bytes.Contains(body, []byte(tc.body)) && len(tc.body) > 12 {
+				t.Errorf("the error repeats the body: %s", body)
+			}
+			if l := h.Get("Content-Length"); l != strconv.Itoa(len(body)) {
+				t.Errorf("Content-Length %q for %d bytes", l, len(body))
+			}
+		})
+	}
+}
+
+func TestRequestAndCorrelationIDs(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	for _, tc := range []struct {
+		name              string
+		headers           []string
+		request, corr     string // "" for generated; "=request" for the request id
+		generatedRequests bool
+	}{
+		{name: "none given: the correlation id is the request id", corr: "=request"},
+		{name: "a request id given", headers: []string{"X-Request-ID", "req-1"}, request: "req-1", corr: "req-1"},
+		{name: "both given", headers: []string{"X-Request-ID", "req-2", "X-Correlation-ID", "corr-2"}, request: "req-2", corr: "corr-2"},
+		{name: "a correlation id with a space is replaced", headers: []string{"X-Correlation-ID", "a b"}, corr: "=request"},
+		{name: "a request id too long is replaced", headers: []string{"X-Request-ID", strings.Repeat("r", 129), "X-Correlation-ID", "corr-3"}, corr: "corr-3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, h, _ := c.rawPost(`{"query":"{ __typename }"}`, tc.headers...)
+			req, corr := h.Get("X-Request-ID"), h.Get("X-Correlation-ID")
+			switch {
+			case tc.request == "" && (len(req) != 36 || strings.Count(req, "-") != 4):
+				t.Errorf("request id %q, want a generated one", req)
+			case tc.request != "" && req != tc.request:
+				t.Errorf("request id %q, want %q", req, tc.request)
+			}
+			want := tc.corr
+			if want == "=request" {
+				want = req
+			}
+			if corr != want {
+				t.Errorf("correlation id %q, want %q", corr, want)
+			}
+		})
+	}
+	// Two requests without ids get two ids.
+	_, h1, _ := c.rawPost(`{"query":"{ __typename }"}`)
+	_, h2, _ := c.rawPost(`{"query":"{ __typename }"}`)
+	if h1.Get("X-Request-ID") == h2.Get("X-Request-ID") {
+		t.Fatal("two requests got the same id")
+	}
+}

@@ -8,3 +8,9 @@ import "context"
 func (s *Postgres) SetBeforeCommit(hook func(ctx context.Context, stream string) error) {
 	s.beforeCommit = hook
 }
+
+// ReadAllSQL is ReadAll's query for q, and OrderedReadsSQL the settings
+// sent before it.
+func ReadAllSQL(q AllQuery, limit int) (string, []any) { return readAllSQL(q, limit) }
+
+const OrderedReadsSQL = orderedReadsSQL

@@ -63,6 +63,15 @@ func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery)
 const headSQL = `SELECT coalesce((SELECT position FROM events
 	WHERE tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) ORDER BY position DESC LIMIT 1), 0)`
 
+// orderedReadsSQL makes the read that follows it in its batch (one implicit
+// transaction) walk an index in position order. Right after the log has
+// grown (a bulk load, a busy minute) the planner's statistics believe few
+// events follow the position, and it plans "every remaining event (of the
+// types), from a bitmap, sorted": a read of N events then costs all the
+// events after the position, sorted, which is N² over a catch-up. An
+// ordered index scan costs what it returns, whatever the statistics say.
+const orderedReadsSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`
+
 // ReadAll implements Store. An event is returned only once the transaction
 // that wrote it is older than every transaction still running
 // (tx_id < pg_snapshot_xmin(pg_current_snapshot())); see the package
@@ -79,10 +88,14 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	// The head is read first: everything at or below it is settled, so a
 	// page that comes back short has seen all of it.
 	b := &pgx.Batch{}
+	b.Queue(orderedReadsSQL)
 	b.Queue(headSQL)
 	b.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return Page{}, s.dbError("read all", err)
+	}
 	var page Page
 	if err := br.QueryRow().Scan(&page.Head); err != nil {
 		return Page{}, s.dbError("read all", err)

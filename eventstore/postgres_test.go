@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,5 +303,55 @@ func TestListenerSkipsItsOwnCommits(t *testing.T) {
 			t.Fatalf("notification %q woke nobody", payload)
 		}
 		woken = store.Broadcaster().Changed()
+	}
+}
+
+// TestReadsWalkAnIndexInOrder: right after a bulk load, before statistics
+// know of it, a read of the log (of some types, of a tenant, ...) after a
+// position is planned along an index in position order (its cost follows
+// the events it returns), never as a bitmap of all the events after it,
+// sorted.
+func TestReadsWalkAnIndexInOrder(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	for _, sql := range []string{
+		`ALTER TABLE events SET (autovacuum_enabled = false)`, // no analyze behind the test's back
+		`INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data)
+		 SELECT gen_random_uuid(), 's-' || g, 1, CASE WHEN g % 3 = 0 THEN 'B' ELSE 'A' END, 1, '{"n": 1}' FROM generate_series(1, 30000) g`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenant := ""
+	for _, q := range []eventstore.AllQuery{
+		{After: 100, Types: []string{"B"}},
+		{After: 100, Types: []string{"A", "B"}},
+		{After: 100, Types: []string{"B"}, Tenant: &tenant},
+		{After: 100, StreamPrefix: "s-1"},
+		{After: 100},
+	} {
+		sql, args := eventstore.ReadAllSQL(q, 1000)
+		plan := func(settings bool) string {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			if settings {
+				if _, err := tx.Exec(ctx, eventstore.OrderedReadsSQL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out string
+			if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&out); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		t.Logf("%+v without the settings: sort %v, bitmap %v", q, strings.Contains(plan(false), `"Sort"`), strings.Contains(plan(false), "Bitmap"))
+		if p := plan(true); strings.Contains(p, `"Node Type": "Sort"`) || strings.Contains(p, "Bitmap") || strings.Contains(p, "Seq Scan") {
+			t.Errorf("%+v is planned with a sort, a bitmap or a sequential scan:\n%s", q, p)
+		}
 	}
 }

@@ -141,11 +141,7 @@ func readBody(limit int64, next http.Handler) http.Handler {
 			writeRequestError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit), "REQUEST_TOO_LARGE")
 			return
 		}
-		// Sized by Content-Length when given, so that it is read without
-		// growing.
-		buf := bytes.NewBuffer(make([]byte, 0, max(0, min(r.ContentLength, limit))+bytes.MinRead))
-		_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-		body := buf.Bytes()
+		body, err := readAtMost(r, limit)
 		if err != nil {
 			writeRequestError(w, r, http.StatusBadRequest, "the request body could not be read", "BAD_REQUEST")
 			return
@@ -161,6 +157,20 @@ func readBody(limit int64, next http.Handler) http.Handler {
 		r.Body = &readBodyBytes{Reader: bytes.NewReader(body), bytes: body}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readAtMost reads r's body, up to limit+1 bytes: in one allocation of its
+// size when the request gives its Content-Length (net/http then delivers no
+// more than that), else growing as it goes.
+func readAtMost(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		body := make([]byte, n)
+		_, err := io.ReadFull(r.Body, body)
+		return body, err
+	}
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	return buf.Bytes(), err
 }
 
 // readBodyBytes is a body readBody has read: postTransport takes its bytes

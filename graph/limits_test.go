@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -175,5 +176,18 @@ func TestBodySizeAndBatches(t *testing.T) {
 	}
 	if out, _ := c.postBody(map[string]any{"query": "{ __typename }", "padding": strings.Repeat("x", 3000)}); len(out.Errors) > 0 {
 		t.Fatalf("a body under the limit: %+v", out.Errors)
+	}
+	// Without a Content-Length (chunked), the limit holds as the body is read.
+	for _, tc := range []struct {
+		padding int
+		status  int
+	}{{3000, http.StatusOK}, {5000, http.StatusRequestEntityTooLarge}} {
+		body := `{"query": "{ __typename }", "padding": "` + strings.Repeat("x", tc.padding) + `"}`
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, io.MultiReader(strings.NewReader(body))) // length unknown: chunked
+		req.Header.Set("Content-Type", "application/json")
+		out, resp := c.do(req)
+		if resp.StatusCode != tc.status || (tc.status == http.StatusOK) != (len(out.Errors) == 0) {
+			t.Fatalf("a chunked body of %d bytes: %d %+v", len(body), resp.StatusCode, out)
+		}
 	}
 }

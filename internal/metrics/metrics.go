@@ -84,13 +84,27 @@ func (m *Metrics) ObserveCommand(o domain.CommandOutcome) {
 // Operations is a gqlgen operation middleware counting operations, their
 // errors and durations.
 func (m *Metrics) Operations() graphql.OperationMiddleware {
+	// The series of each operation type, looked up once rather than per
+	// operation (they start at zero).
+	type series struct {
+		count prometheus.Counter
+		time  prometheus.Observer
+	}
+	byKind := map[string]series{}
+	for _, kind := range []string{"query", "mutation", "subscription", "unknown"} {
+		byKind[kind] = series{m.operations.WithLabelValues(kind), m.operationTime.WithLabelValues(kind)}
+	}
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		rc := graphql.GetOperationContext(ctx)
 		kind := "unknown"
 		if rc.Operation != nil {
 			kind = string(rc.Operation.Operation)
 		}
-		m.operations.WithLabelValues(kind).Inc()
+		s, ok := byKind[kind]
+		if !ok {
+			s = series{m.operations.WithLabelValues(kind), m.operationTime.WithLabelValues(kind)}
+		}
+		s.count.Inc()
 		start := time.Now()
 		responses := next(ctx)
 		first := true
@@ -98,7 +112,7 @@ func (m *Metrics) Operations() graphql.OperationMiddleware {
 			resp := responses(ctx)
 			if first {
 				first = false
-				m.operationTime.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+				s.time.Observe(time.Since(start).Seconds())
 			}
 			if resp != nil {
 				for _, e := range resp.Errors {

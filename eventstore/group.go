@@ -237,6 +237,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		reqs                           []int32
 		ords                           []int64
 		ids, typs, datas, metas, reqSt []string
+		lastIDs                        []string // of each append's last event
 		svs                            []int32
 		expected                       []int64
 	)
@@ -247,6 +248,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 			ids, typs, datas, metas = append(ids, e.ID), append(typs, e.Type), append(datas, string(e.Data)), append(metas, string(e.Metadata))
 			svs = append(svs, int32(e.SchemaVersion))
 		}
+		lastIDs = append(lastIDs, r.events[len(r.events)-1].ID)
 	}
 	// As for one append, the allocation lock is held from before the
 	// transaction's first write to after its INSERT.
@@ -256,7 +258,9 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
-	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::text[]::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, ids, s.wake.Origin())
+	// The highest position written is that of an append's last event (each
+	// append's events are placed in order): one lookup per append.
+	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::text[]::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, lastIDs, s.wake.Origin())
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,6 +304,65 @@ func TestListenerSkipsItsOwnCommits(t *testing.T) {
 			t.Fatalf("notification %q woke nobody", payload)
 		}
 		woken = store.Broadcaster().Changed()
+	}
+}
+
+// TestCommitNotificationsCarryTheHighestPosition: each commit's NOTIFY
+// names the highest position it wrote (the last event of one of its
+// appends), so that other processes' followers know how far to read.
+func TestCommitNotificationsCarryTheHighestPosition(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	store := newPostgres(t, pool)
+	conn, err := pgx.Connect(ctx, pool.Config().ConnConfig.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN "+eventstore.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent appends of several events each, so that some are written
+	// together in one transaction.
+	const appends = 24
+	var wg sync.WaitGroup
+	results := make([]domain.AppendResult, appends)
+	errs := make([]error, appends)
+	for i := range appends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			evs := []domain.EventData{eventstoretest.Ev("A", 1), eventstoretest.Ev("B", 2), eventstoretest.Ev("C", 3)}
+			results[i], errs[i] = store.Append(ctx, fmt.Sprintf("notified-%d", i), domain.ExpectNoStream, evs...)
+		}()
+	}
+	wg.Wait()
+	last := map[int64]bool{}
+	var head int64
+	for i, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+		last[results[i].LastPosition] = true
+		head = max(head, results[i].LastPosition)
+	}
+	var highest int64
+	for highest < head {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("notifications stopped at %d, head %d: %v", highest, head, err)
+		}
+		pos, origin, _ := strings.Cut(n.Payload, " ")
+		p, err := strconv.ParseInt(pos, 10, 64)
+		if err != nil || origin != store.Broadcaster().Origin() {
+			t.Fatalf("payload %q", n.Payload)
+		}
+		if !last[p] {
+			t.Fatalf("notified position %d is not the last position of an append", p)
+		}
+		highest = max(highest, p)
 	}
 }
 

@@ -43,6 +43,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	}
 	correlationID := CorrelationID(ctx)
 	data := make([]domain.EventData, len(events))
+	var plainMeta json.RawMessage // the metadata of events that bring none: the same for all
 	for i, in := range events {
 		e := domain.EventData{Type: in.Type, SchemaVersion: 1, Data: json.RawMessage(in.Data)}
 		if in.ID != nil {
@@ -53,11 +54,16 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 		} else if r.Schemas != nil && r.Schemas.Latest(in.Type) > 0 {
 			e.SchemaVersion = r.Schemas.Latest(in.Type)
 		}
-		meta, err := withCorrelation(in.Metadata, correlationID, i)
-		if err != nil {
+		if len(in.Metadata) == 0 || string(in.Metadata) == "null" {
+			if plainMeta == nil {
+				if plainMeta, err = withCorrelation(nil, correlationID, i); err != nil {
+					return nil, err
+				}
+			}
+			e.Metadata = plainMeta
+		} else if e.Metadata, err = withCorrelation(in.Metadata, correlationID, i); err != nil {
 			return nil, err
 		}
-		e.Metadata = meta
 		data[i] = e
 	}
 	res, err := r.Store.Append(ctx, qualified, expected, data...)

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/xeipuuv/gojsonschema"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // MaxSchemaBytes caps one schema document.
@@ -118,7 +120,7 @@ func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 			problems, err = []Problem{{Message: "the document cannot be validated: does it hold a number beyond ±1.8e308?"}}, nil
 		}
 	}()
-	res, err := c.schema.Validate(gojsonschema.NewBytesLoader(data))
+	res, err := c.schema.Validate(documentLoader{JSONLoader: gojsonschema.NewBytesLoader(data), data: data})
 	if err != nil {
 		return []Problem{{Message: "not valid JSON: " + err.Error()}}, nil
 	}
@@ -134,6 +136,16 @@ func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 	}
 	return problems, nil
 }
+
+// documentLoader is gojsonschema's loader of a document's bytes, decoding
+// them with jsonvalue.Decode: the values (and errors) gojsonschema's own
+// decoding gives, in one pass without reflection for the usual document.
+type documentLoader struct {
+	gojsonschema.JSONLoader
+	data []byte
+}
+
+func (l documentLoader) LoadJSON() (any, error) { return jsonvalue.Decode(l.data) }
 
 // contextPointer turns gojsonschema's context ("(root).a.0") into a JSON
 // Pointer ("/a/0"). A missing required property is reported at the

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"cqrsgate/domain"
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Position is the Position scalar: a global log position.
@@ -79,7 +80,7 @@ func (j JSON) MarshalGQL(w io.Writer) {
 // UnmarshalGQL encodes the value the client sent (an object, list, string,
 // number, boolean or null) as JSON.
 func (j *JSON) UnmarshalGQL(v any) error {
-	b, err := json.Marshal(v)
+	b, err := jsonvalue.Marshal(v)
 	if err != nil {
 		return invalidScalar("not a JSON value: %v", err)
 	}

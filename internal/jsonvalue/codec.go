@@ -1,0 +1,325 @@
+package jsonvalue
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"unicode/utf8"
+)
+
+// Decode decodes a JSON document into the values encoding/json gives with
+// UseNumber (map[string]any, []any, json.Number, string, bool, nil), with
+// the same result: the common case (no escaped strings, no unusual
+// nesting) in one pass without reflection, anything else by encoding/json
+// itself, errors included. As a json.Decoder does, it reads the first value
+// and ignores what follows it.
+func Decode(data []byte) (any, error) {
+	d := decoder{data: data}
+	if v, ok := d.value(0); ok {
+		return v, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+// maxDepth is the nesting the fast path takes; deeper documents go to
+// encoding/json (which has its own limit).
+const maxDepth = 256
+
+type decoder struct {
+	data []byte
+	pos  int
+}
+
+func (d *decoder) space() {
+	for d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value decodes the value at the current position; false hands the whole
+// document to encoding/json.
+func (d *decoder) value(depth int) (any, bool) {
+	d.space()
+	if d.pos >= len(d.data) || depth > maxDepth {
+		return nil, false
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{':
+		d.pos++
+		m := map[string]any{}
+		d.space()
+		if d.pos < len(d.data) && d.data[d.pos] == '}' {
+			d.pos++
+			return m, true
+		}
+		for {
+			d.space()
+			k, ok := d.str()
+			if !ok {
+				return nil, false
+			}
+			d.space()
+			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+				return nil, false
+			}
+			d.pos++
+			v, ok := d.value(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+			d.space()
+			if d.pos >= len(d.data) {
+				return nil, false
+			}
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+			case '}':
+				d.pos++
+				return m, true
+			default:
+				return nil, false
+			}
+		}
+	case c == '[':
+		d.pos++
+		a := []any{}
+		d.space()
+		if d.pos < len(d.data) && d.data[d.pos] == ']' {
+			d.pos++
+			return a, true
+		}
+		for {
+			v, ok := d.value(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			a = append(a, v)
+			d.space()
+			if d.pos >= len(d.data) {
+				return nil, false
+			}
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+			case ']':
+				d.pos++
+				return a, true
+			default:
+				return nil, false
+			}
+		}
+	case c == '"':
+		return d.str()
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	}
+	return nil, false
+}
+
+func (d *decoder) literal(word string) bool {
+	if !bytes.HasPrefix(d.data[d.pos:], []byte(word)) {
+		return false
+	}
+	d.pos += len(word)
+	return true
+}
+
+// str reads a string without escapes, of valid UTF-8 and no control
+// characters; anything else goes to encoding/json.
+func (d *decoder) str() (string, bool) {
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return "", false
+	}
+	start := d.pos + 1
+	ascii := true
+	for i := start; i < len(d.data); i++ {
+		switch c := d.data[i]; {
+		case c == '"':
+			s := d.data[start:i]
+			if !ascii && !utf8.Valid(s) {
+				return "", false
+			}
+			d.pos = i + 1
+			return string(s), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// number reads a number as JSON's grammar has it:
+// -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?
+func (d *decoder) number() (any, bool) {
+	start, i := d.pos, d.pos
+	digits := func() int {
+		n := 0
+		for i < len(d.data) && d.data[i] >= '0' && d.data[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if d.data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d.data) && d.data[i] == '0':
+		i++
+	case digits() == 0:
+		return nil, false
+	}
+	if i < len(d.data) && d.data[i] == '.' {
+		i++
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	if i < len(d.data) && (d.data[i] == 'e' || d.data[i] == 'E') {
+		i++
+		if i < len(d.data) && (d.data[i] == '+' || d.data[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	d.pos = i
+	return json.Number(d.data[start:i]), true
+}
+
+// Marshal encodes a decoded JSON value (what Decode returns) exactly as
+// json.Marshal does, keys sorted and HTML characters escaped, without
+// reflection; values of other types go to json.Marshal.
+func Marshal(v any) ([]byte, error) {
+	if b, ok := appendValue(nil, v); ok {
+		return b, nil
+	}
+	return json.Marshal(v)
+}
+
+func appendValue(b []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case bool:
+		if x {
+			return append(b, "true"...), true
+		}
+		return append(b, "false"...), true
+	case string:
+		return appendString(b, x), true
+	case json.Number:
+		d := decoder{data: []byte(x)}
+		if _, ok := d.number(); !ok || d.pos != len(x) {
+			return nil, false // json.Marshal says what is wrong with it
+		}
+		return append(b, x...), true
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendString(b, k), ':')
+			var ok bool
+			if b, ok = appendValue(b, x[k]); !ok {
+				return nil, false
+			}
+		}
+		return append(b, '}'), true
+	case []any:
+		if x == nil {
+			return append(b, "null"...), true
+		}
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendValue(b, e); !ok {
+				return nil, false
+			}
+		}
+		return append(b, ']'), true
+	}
+	return nil, false
+}
+
+const hex = "0123456789abcdef"
+
+// appendString quotes s as encoding/json does (escaping <, > and &, the
+// line and paragraph separators, and invalid UTF-8 as U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(append(b, s[start:i]...), `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(append(b, s[start:]...), '"')
+}

@@ -1,0 +1,67 @@
+package jsonvalue
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func stdDecode(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+var seeds = []string{
+	`{"n": 1}`, `{"a": [1, 2.5, -0.0, 1e10, 1E-2, "x", true, false, null, {}, []], "b": {"c": "d"}}`,
+	`"plain"`, `"esc\"aped\n"`, `"\u00e9t\u00e9 <b> & \u2028"`, `"été ✓"`, "\"\xff\"", "\"a\x01b\"",
+	`123`, `-`, `01`, `1.`, `1e`, `-0`, `.5`, `{"a":1,"a":2}`, `{"a" 1}`, `[1,]`, `{,}`, `[`, `{"a":`, ``, `   `,
+	`{"a":1} trailing`, `123abc`, `nul`, `true false`, `[[[[[[[[[[1]]]]]]]]]]`, `{"k\u0041y": 1}`,
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := Decode(data)
+		want, wantErr := stdDecode(data)
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode(%q) = %#v, %v; encoding/json: %#v, %v", data, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+func FuzzMarshal(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := stdDecode(data)
+		if err != nil {
+			return
+		}
+		got, gotErr := Marshal(v)
+		want, wantErr := json.Marshal(v)
+		if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("Marshal(%#v) = %s, %v; json.Marshal: %s, %v", v, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+func TestMarshalOtherValues(t *testing.T) {
+	for _, v := range []any{
+		json.Number("1x"), // invalid: json.Marshal's error
+		map[string]any{"f": 1.5, "i": int64(2), "s": []string{"a"}},
+		[]any(nil), map[string]any{"z": nil, "a": []any{}},
+	} {
+		got, gotErr := Marshal(v)
+		want, wantErr := json.Marshal(v)
+		if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+			t.Errorf("Marshal(%#v) = %s, %v; json.Marshal: %s, %v", v, got, gotErr, want, wantErr)
+		}
+	}
+}

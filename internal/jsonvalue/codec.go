@@ -54,14 +54,8 @@ func (d *decoder) value(depth int) (any, bool) {
 	}
 	switch c := d.data[d.pos]; {
 	case c == '{':
-		d.pos++
 		m := map[string]any{}
-		d.space()
-		if d.pos < len(d.data) && d.data[d.pos] == '}' {
-			d.pos++
-			return m, true
-		}
-		for {
+		for more := d.open('}'); more; {
 			d.space()
 			k, ok := d.str()
 			if !ok {
@@ -77,48 +71,24 @@ func (d *decoder) value(depth int) (any, bool) {
 				return nil, false
 			}
 			m[k] = v
-			d.space()
-			if d.pos >= len(d.data) {
-				return nil, false
-			}
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-			case '}':
-				d.pos++
-				return m, true
-			default:
+			if more, ok = d.next('}'); !ok {
 				return nil, false
 			}
 		}
+		return m, true
 	case c == '[':
-		d.pos++
 		a := []any{}
-		d.space()
-		if d.pos < len(d.data) && d.data[d.pos] == ']' {
-			d.pos++
-			return a, true
-		}
-		for {
+		for more := d.open(']'); more; {
 			v, ok := d.value(depth + 1)
 			if !ok {
 				return nil, false
 			}
 			a = append(a, v)
-			d.space()
-			if d.pos >= len(d.data) {
-				return nil, false
-			}
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-			case ']':
-				d.pos++
-				return a, true
-			default:
+			if more, ok = d.next(']'); !ok {
 				return nil, false
 			}
 		}
+		return a, true
 	case c == '"':
 		return d.str()
 	case c == 't':
@@ -131,6 +101,35 @@ func (d *decoder) value(depth int) (any, bool) {
 		return d.number()
 	}
 	return nil, false
+}
+
+// open steps over an object's or array's opening character; false when
+// the closing one follows at once (it is stepped over too).
+func (d *decoder) open(closing byte) bool {
+	d.pos++
+	d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == closing {
+		d.pos++
+		return false
+	}
+	return true
+}
+
+// next steps over what follows a member or an element: a comma (more to
+// come) or the closing character; ok is false for anything else.
+func (d *decoder) next(closing byte) (more, ok bool) {
+	d.space()
+	if d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+			return true, true
+		case closing:
+			d.pos++
+			return false, true
+		}
+	}
+	return false, false
 }
 
 func (d *decoder) literal(word string) bool {

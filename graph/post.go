@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
@@ -12,6 +14,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // postTransport is the GraphQL-over-HTTP POST transport (a JSON body of
@@ -19,8 +23,8 @@ import (
 // transport.POST does, status codes included (httpSpec then applies the
 // specification's rules to request errors), at a lower cost per request:
 //   - the body readBody has read is used as it is, not read a second time;
-//   - a request without variables or extensions is decoded without a
-//     streaming decoder, and the variables (numbers kept exact) on their own;
+//   - it is decoded in one pass without reflection (jsonvalue.DecodeAll),
+//     numbers kept exact;
 //   - the response is written in one piece, from a pooled buffer, without
 //     re-encoding the data gqlgen has already encoded, and with its length.
 type postTransport struct{}
@@ -38,15 +42,6 @@ func (postTransport) Supports(r *http.Request) bool {
 	}
 	mediaType, _, err := mime.ParseMediaType(ct)
 	return err == nil && mediaType == contentTypeJSON
-}
-
-// postBody is a POST request's JSON body, with its variables and
-// extensions left encoded.
-type postBody struct {
-	Query         string          `json:"query"`
-	OperationName string          `json:"operationName"`
-	Variables     json.RawMessage `json:"variables"`
-	Extensions    json.RawMessage `json:"extensions"`
 }
 
 // Do implements graphql.Transport.
@@ -93,25 +88,39 @@ func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	writeResponse(w, responses(ctx))
 }
 
-// decodePost decodes a POST body: variables and extensions with numbers as
-// json.Number, as gqlgen's own transports decode them.
+// decodePost decodes a POST body (a JSON object of query, operationName,
+// variables and extensions) in one pass, numbers as json.Number as gqlgen's
+// own transports decode them. Member names match as encoding/json matches
+// them to fields: exactly, else ignoring case.
 func decodePost(body []byte) (*graphql.RawParams, error) {
-	var b postBody
-	if err := json.Unmarshal(body, &b); err != nil {
+	doc, err := jsonvalue.DecodeAll(body)
+	if err != nil {
 		return nil, err
 	}
-	p := &graphql.RawParams{Query: b.Query, OperationName: b.OperationName}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	p := &graphql.RawParams{}
 	for _, f := range []struct {
-		raw json.RawMessage
-		dst *map[string]any
-	}{{b.Variables, &p.Variables}, {b.Extensions, &p.Extensions}} {
-		if len(f.raw) == 0 || string(f.raw) == "null" {
-			continue
+		name string
+		set  func(v any) bool
+	}{
+		{"query", func(v any) (ok bool) { p.Query, ok = v.(string); return ok }},
+		{"operationName", func(v any) (ok bool) { p.OperationName, ok = v.(string); return ok }},
+		{"variables", func(v any) (ok bool) { p.Variables, ok = v.(map[string]any); return ok }},
+		{"extensions", func(v any) (ok bool) { p.Extensions, ok = v.(map[string]any); return ok }},
+	} {
+		v, found := obj[f.name]
+		if !found {
+			for k, kv := range obj {
+				if strings.EqualFold(k, f.name) {
+					v, found = kv, true
+				}
+			}
 		}
-		dec := json.NewDecoder(bytes.NewReader(f.raw))
-		dec.UseNumber()
-		if err := dec.Decode(f.dst); err != nil {
-			return nil, err
+		if found && v != nil && !f.set(v) {
+			return nil, fmt.Errorf("%s has the wrong type", f.name)
 		}
 	}
 	return p, nil

@@ -50,6 +50,13 @@ func TestPostTransport(t *testing.T) {
 		}
 	})
 
+	t.Run("member names match as encoding/json matches them", func(t *testing.T) {
+		status, _, body := c.rawPost(`{"Query":"{ __typename }","variables":null,"extensions":null}`)
+		if status != 200 || string(body) != `{"data":{"__typename":"Query"}}` {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+
 	t.Run("extensions and an operation name are read", func(t *testing.T) {
 		status, _, body := c.rawPost(`{"query":"query A { __typename } query B { b: __typename }","operationName":"B","extensions":{"x":1}}`)
 		if status != 200 || string(body) != `{"data":{"b":"Query"}}` {
@@ -70,6 +77,8 @@ func TestPostTransport(t *testing.T) {
 		{"variables that are not an object", `{"query":"{ __typename }","variables":[1]}`, "", 400, true},
 		{"extensions that are not an object", `{"query":"{ __typename }","extensions":"x"}`, "", 400, true},
 		{"not JSON", `{"query":`, "", 400, true},
+		{"something after the object", `{"query":"{ __typename }"} {}`, "", 400, true},
+		{"an operation name that is not a string", `{"query":"{ __typename }","operationName":["A"]}`, "", 400, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var headers []string

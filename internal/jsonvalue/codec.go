@@ -3,6 +3,7 @@ package jsonvalue
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"unicode/utf8"
 )
@@ -23,6 +24,27 @@ func Decode(data []byte) (any, error) {
 	var v any
 	err := dec.Decode(&v)
 	return v, err
+}
+
+// DecodeAll is Decode for a whole document, as json.Unmarshal reads one:
+// anything but white space after the value is an error.
+func DecodeAll(data []byte) (any, error) {
+	d := decoder{data: data}
+	if v, ok := d.value(0); ok {
+		if d.space(); d.pos == len(data) {
+			return v, nil
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return nil, fmt.Errorf("invalid character %q after top-level value", rest[0])
+	}
+	return v, nil
 }
 
 // maxDepth is the nesting the fast path takes; deeper documents go to

@@ -3,6 +3,7 @@ package jsonvalue
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -31,6 +32,22 @@ func FuzzDecode(f *testing.F) {
 		want, wantErr := stdDecode(data)
 		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("Decode(%q) = %#v, %v; encoding/json: %#v, %v", data, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+func FuzzDecodeAll(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := DecodeAll(data)
+		want, wantErr := stdDecode(data)
+		if wantErr == nil && !json.Valid(data) { // something after the value
+			want, wantErr = nil, errors.New("not one JSON document")
+		}
+		if (gotErr == nil) != (wantErr == nil) || gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("DecodeAll(%q) = %#v, %v; encoding/json: %#v, %v", data, got, gotErr, want, wantErr)
 		}
 	})
 }

@@ -23,10 +23,14 @@ var seeds = []string{
 	`{"a":1} trailing`, `123abc`, `nul`, `true false`, `[[[[[[[[[[1]]]]]]]]]]`, `{"k\u0041y": 1}`,
 }
 
-func FuzzDecode(f *testing.F) {
+func addSeeds(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
+}
+
+func FuzzDecode(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, gotErr := Decode(data)
 		want, wantErr := stdDecode(data)
@@ -37,9 +41,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func FuzzDecodeAll(f *testing.F) {
-	for _, s := range seeds {
-		f.Add([]byte(s))
-	}
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, gotErr := DecodeAll(data)
 		want, wantErr := stdDecode(data)
@@ -53,9 +55,7 @@ func FuzzDecodeAll(f *testing.F) {
 }
 
 func FuzzMarshal(f *testing.F) {
-	for _, s := range seeds {
-		f.Add([]byte(s))
-	}
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := stdDecode(data)
 		if err != nil {

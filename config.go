@@ -31,9 +31,12 @@ type config struct {
 	ShutdownTimeout time.Duration
 	MaxBodyBytes    int64
 	SnapshotEvery   int
-	ReadTimeout     time.Duration
-	StepTimeout     time.Duration
-	AllowedOrigins  []string
+	// GCPercent is the garbage collector's target (GOGC) when GOGC is not
+	// set: see applyGCPercent.
+	GCPercent      int
+	ReadTimeout    time.Duration
+	StepTimeout    time.Duration
+	AllowedOrigins []string
 	// Auth is built from the AUTH_* settings; it is not Enabled when none
 	// is set (development mode).
 	Auth            *auth.Authenticator
@@ -116,6 +119,14 @@ var settings = []setting{
 			return fmt.Errorf("must be a whole number of at least 1024, got %q", v)
 		}
 		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"gc-percent", "GC_PERCENT", "400", "garbage collector target as GOGC has it (heap growth in percent of the live heap before a collection), used when GOGC is not set", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 25 || n > 10_000 {
+			return fmt.Errorf("must be a whole number from 25 to 10000, got %q", v)
+		}
+		c.GCPercent = n
 		return nil
 	}},
 	{"snapshot-every", "SNAPSHOT_EVERY", "100", "save an aggregate snapshot every this many events (0 disables snapshots)", func(c *config, v string) error {

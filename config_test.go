@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,8 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"AUTH_JWT_PUBLIC_KEYS_FILE": "/nonexistent/keys.pem"}, "-auth-jwt-public-keys-file (AUTH_JWT_PUBLIC_KEYS_FILE)"},
 		{nil, map[string]string{"INSECURE_DEV_MODE": "maybe"}, "-insecure-dev-mode (INSECURE_DEV_MODE)"},
 		{nil, map[string]string{"DEBUG_ADDR": "6060"}, "-debug-addr (DEBUG_ADDR): must be host:port"},
+		{nil, map[string]string{"GC_PERCENT": "10"}, "-gc-percent (GC_PERCENT): must be a whole number from 25 to 10000"},
+		{[]string{"-gc-percent", "off"}, nil, "-gc-percent (GC_PERCENT)"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -166,5 +169,21 @@ func TestDebugAddrServesTheProfiler(t *testing.T) {
 	stop()
 	if _, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
 		t.Error("the profiler still answers after stop")
+	}
+}
+
+func TestGCPercentUnlessGOGCIsSet(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	c, err := loadConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil || c.GCPercent != 400 {
+		t.Fatalf("default GCPercent = %d, %v", c.GCPercent, err)
+	}
+	c.GCPercent = 250
+	if got := applyGCPercent(c, func(k string) string { return map[string]string{"GOGC": "150"}[k] }); got != 0 || debug.SetGCPercent(100) != 100 {
+		t.Fatal("GC_PERCENT overrode GOGC")
+	}
+	if got := applyGCPercent(c, func(string) string { return "" }); got != 250 || debug.SetGCPercent(100) != 250 {
+		t.Fatalf("GC_PERCENT not applied: %d", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +43,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	applyGCPercent(cfg, os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv)
@@ -54,6 +56,21 @@ func main() {
 		log.Error("cqrsgate stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// applyGCPercent sets the garbage collector's target to cfg.GCPercent
+// unless GOGC is set (the runtime applied that one). The gateway's live heap
+// is small (tens of MB: caches, the log's tail, connections), and it
+// allocates fast under load (a request's GraphQL work, events in and out):
+// collecting when the heap has grown by 400% of the live heap rather than
+// Go's 100% costs some tens of MB and saves much of the collector's CPU.
+// It reports the target it set, 0 when it left GOGC's.
+func applyGCPercent(cfg config, getenv func(string) string) int {
+	if getenv("GOGC") != "" {
+		return 0
+	}
+	debug.SetGCPercent(cfg.GCPercent)
+	return cfg.GCPercent
 }
 
 func newLogger(cfg config) *slog.Logger {

@@ -10,7 +10,9 @@ func (s *Postgres) SetBeforeCommit(hook func(ctx context.Context, stream string)
 }
 
 // ReadAllSQL is ReadAll's query for q, and OrderedReadsSQL the settings
-// sent before it.
+// sent before it when WalksInOrder(q).
 func ReadAllSQL(q AllQuery, limit int) (string, []any) { return readAllSQL(q, limit) }
+
+func WalksInOrder(q AllQuery) bool { return walksInOrder(q) }
 
 const OrderedReadsSQL = orderedReadsSQL

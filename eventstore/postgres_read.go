@@ -72,6 +72,12 @@ const headSQL = `SELECT coalesce((SELECT position FROM events
 // ordered index scan costs what it returns, whatever the statistics say.
 const orderedReadsSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
+// walksInOrder reports whether q's read is made to walk an index in
+// position order (orderedReadsSQL). Not a read of one stream: its events
+// are best found by the stream's own index and sorted (they are few), where
+// walking the log in order would pass every other stream's events.
+func walksInOrder(q AllQuery) bool { return q.Stream == "" }
+
 // ReadAll implements Store. An event is returned only once the transaction
 // that wrote it is older than every transaction still running
 // (tx_id < pg_snapshot_xmin(pg_current_snapshot())); see the package
@@ -88,13 +94,18 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	// The head is read first: everything at or below it is settled, so a
 	// page that comes back short has seen all of it.
 	b := &pgx.Batch{}
-	b.Queue(orderedReadsSQL)
+	ordered := walksInOrder(q)
+	if ordered {
+		b.Queue(orderedReadsSQL)
+	}
 	b.Queue(headSQL)
 	b.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return Page{}, s.dbError("read all", err)
+	if ordered {
+		if _, err := br.Exec(); err != nil {
+			return Page{}, s.dbError("read all", err)
+		}
 	}
 	var page Page
 	if err := br.QueryRow().Scan(&page.Head); err != nil {

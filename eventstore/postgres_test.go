@@ -409,9 +409,26 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 			}
 			return out
 		}
+		if !eventstore.WalksInOrder(q) {
+			t.Fatalf("%+v is not made to walk an index in order", q)
+		}
 		t.Logf("%+v without the settings: sort %v, bitmap %v", q, strings.Contains(plan(false), `"Sort"`), strings.Contains(plan(false), "Bitmap"))
 		if p := plan(true); strings.Contains(p, `"Node Type": "Sort"`) || strings.Contains(p, "Bitmap") || strings.Contains(p, "Seq Scan") {
 			t.Errorf("%+v is planned with a sort, a bitmap or a sequential scan:\n%s", q, p)
 		}
+	}
+	// A read of one stream finds its events by the stream's index (and
+	// sorts them), rather than walking the log past every other stream.
+	q := eventstore.AllQuery{After: 100, Stream: "s-29000"}
+	if eventstore.WalksInOrder(q) {
+		t.Fatal("a read of one stream is made to walk the log in order")
+	}
+	sql, args := eventstore.ReadAllSQL(q, 1000)
+	var p string
+	if err := pool.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p, "events_stream_version_key") {
+		t.Errorf("a read of one stream does not use the stream's index:\n%s", p)
 	}
 }

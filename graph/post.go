@@ -164,6 +164,9 @@ var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); re
 // writeResponse writes resp as JSON, with its Content-Length, in one
 // write. The data gqlgen encoded goes in as it is.
 func writeResponse(w http.ResponseWriter, resp *graphql.Response) {
+	if resp == nil { // a stream that ended before its first response
+		resp = &graphql.Response{}
+	}
 	if resp.Label != "" || resp.Path != nil || resp.HasNext != nil { // incremental delivery: not over this transport
 		b, err := json.Marshal(resp)
 		if err != nil {

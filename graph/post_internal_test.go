@@ -1,0 +1,39 @@
+package graph
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// writeResponse writes what json.Marshal would (HTML characters aside,
+// which it leaves as they are), a response that never came as no data.
+func TestWriteResponse(t *testing.T) {
+	yes := true
+	for _, tc := range []struct {
+		name string
+		resp *graphql.Response
+		want string
+	}{
+		{"no response", nil, `{"data":null}`},
+		{"data", &graphql.Response{Data: json.RawMessage(`{"a":"<b>"}`)}, `{"data":{"a":"<b>"}}`},
+		{"errors and extensions", &graphql.Response{Errors: gqlerror.List{{Message: "m"}}, Extensions: map[string]any{"x": 1}},
+			`{"errors":[{"message":"m"}],"data":null,"extensions":{"x":1}}`},
+		{"incremental", &graphql.Response{Data: json.RawMessage(`{}`), HasNext: &yes}, `{"data":{},"hasNext":true}`},
+	} {
+		w := httptest.NewRecorder()
+		writeResponse(w, tc.resp)
+		if w.Body.String() != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, w.Body, tc.want)
+		}
+		if tc.resp == nil || tc.resp.HasNext == nil {
+			var v any
+			if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil || w.Header().Get("Content-Length") == "" {
+				t.Errorf("%s: %v, headers %v", tc.name, err, w.Header())
+			}
+		}
+	}
+}

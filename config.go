@@ -87,14 +87,7 @@ var settings = []setting{
 		c.DataDir = v
 		return nil
 	}},
-	{"db-max-conns", "DB_MAX_CONNS", "20", "maximum connections in the database pool", func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2 || n > 1000 {
-			return fmt.Errorf("must be a whole number from 2 to 1000, got %q", v)
-		}
-		c.DBMaxConns = n
-		return nil
-	}},
+	{"db-max-conns", "DB_MAX_CONNS", "20", "maximum connections in the database pool", wholeNumber(2, 1000, func(c *config, n int) { c.DBMaxConns = n })},
 	{"log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error", func(c *config, v string) error {
 		return c.LogLevel.UnmarshalText([]byte(v))
 	}},
@@ -121,14 +114,7 @@ var settings = []setting{
 		c.MaxBodyBytes = n
 		return nil
 	}},
-	{"gc-percent", "GC_PERCENT", "400", "garbage collector target as GOGC has it (heap growth in percent of the live heap before a collection), used when GOGC is not set", func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 25 || n > 10_000 {
-			return fmt.Errorf("must be a whole number from 25 to 10000, got %q", v)
-		}
-		c.GCPercent = n
-		return nil
-	}},
+	{"gc-percent", "GC_PERCENT", "400", "garbage collector target as GOGC has it (heap growth in percent of the live heap before a collection), used when GOGC is not set", wholeNumber(25, 10_000, func(c *config, n int) { c.GCPercent = n })},
 	{"snapshot-every", "SNAPSHOT_EVERY", "100", "save an aggregate snapshot every this many events (0 disables snapshots)", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 1_000_000 {
@@ -261,14 +247,7 @@ var settings = []setting{
 		c.MaxComplexity = n
 		return nil
 	}},
-	{"max-query-depth", "MAX_QUERY_DEPTH", "12", "deepest accepted nesting of an operation's selections (introspection aside)", func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2 || n > 100 {
-			return fmt.Errorf("must be a whole number from 2 to 100, got %q", v)
-		}
-		c.MaxDepth = n
-		return nil
-	}},
+	{"max-query-depth", "MAX_QUERY_DEPTH", "12", "deepest accepted nesting of an operation's selections (introspection aside)", wholeNumber(2, 100, func(c *config, n int) { c.MaxDepth = n })},
 	{"introspection", "INTROSPECTION", "true", "answer introspection queries (__schema, __type); false refuses them with INTROSPECTION_DISABLED", func(c *config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -377,3 +356,15 @@ type boolFlag string
 func (b *boolFlag) String() string     { return string(*b) }
 func (b *boolFlag) Set(v string) error { *b = boolFlag(v); return nil }
 func (b *boolFlag) IsBoolFlag() bool   { return true }
+
+// wholeNumber parses a setting that is a whole number from lo to hi.
+func wholeNumber(lo, hi int, set func(c *config, n int)) func(c *config, v string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be a whole number from %d to %d, got %q", lo, hi, v)
+		}
+		set(c, n)
+		return nil
+	}
+}

@@ -234,17 +234,9 @@ func contains(list []string, s string) bool {
 // jsonEqual compares two JSON documents by value, as jsonb equality does
 // (numbers compared exactly, not as float64).
 func jsonEqual(a, b json.RawMessage) bool {
-	x, errX := decodeExact(a)
-	y, errY := decodeExact(b)
+	x, errX := jsonvalue.DecodeAll(a)
+	y, errY := jsonvalue.DecodeAll(b)
 	return errX == nil && errY == nil && jsonvalue.Equal(x, y)
-}
-
-func decodeExact(raw json.RawMessage) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	err := dec.Decode(&v)
-	return v, err
 }
 
 // compactJSON returns a copy of raw without insignificant white space, so

@@ -14,7 +14,7 @@ import (
 
 func doc(t testing.TB, s string) any {
 	t.Helper()
-	v, err := decodeJSON([]byte(s))
+	v, err := jsonvalue.DecodeAll([]byte(s))
 	if err != nil {
 		t.Fatalf("%s: %v", s, err)
 	}
@@ -177,8 +177,8 @@ func FuzzSubsumes(f *testing.F) {
 			return
 		}
 		Subsumes(wd, rd)
-		if wv, err := decodeJSON([]byte(w)); err == nil {
-			if rv, err := decodeJSON([]byte(r)); err == nil {
+		if wv, err := jsonvalue.DecodeAll([]byte(w)); err == nil {
+			if rv, err := jsonvalue.DecodeAll([]byte(r)); err == nil {
 				Subsumes(wv, rv)
 				if got := Subsumes(wv, wv); got != nil && !strings.Contains(w, "items") {
 					// A schema reads its own data, except where the rules cannot tell.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Op is one operation of a declarative migration, which turns an event's
@@ -176,7 +178,7 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 		if err := firstErr(need("path", "value"), unused("from", "map", "expr")); err != nil {
 			return nil, err
 		}
-		value, err := decodeJSON(op.Value)
+		value, err := jsonvalue.DecodeAll(op.Value)
 		if err != nil {
 			return nil, fmt.Errorf("value: %w", err)
 		}
@@ -195,7 +197,7 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 		}
 		m := make(map[string]any, len(op.Map))
 		for k, raw := range op.Map {
-			v, err := decodeJSON(raw)
+			v, err := jsonvalue.DecodeAll(raw)
 			if err != nil {
 				return nil, fmt.Errorf("map[%q]: %w", k, err)
 			}
@@ -251,23 +253,9 @@ func valueKey(v any) string {
 	return string(b)
 }
 
-// decodeJSON decodes with numbers kept as json.Number.
-func decodeJSON(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("text after the JSON value")
-	}
-	return v, nil
-}
-
 // decodeObject decodes event data: a JSON object.
 func decodeObject(raw []byte) (map[string]any, error) {
-	v, err := decodeJSON(raw)
+	v, err := jsonvalue.DecodeAll(raw)
 	if err != nil {
 		return nil, err
 	}

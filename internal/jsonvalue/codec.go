@@ -19,10 +19,7 @@ func Decode(data []byte) (any, error) {
 	if v, ok := d.value(0); ok {
 		return v, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	err := dec.Decode(&v)
+	v, _, err := decodeStd(data)
 	return v, err
 }
 
@@ -35,16 +32,23 @@ func DecodeAll(data []byte) (any, error) {
 			return v, nil
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, end, err := decodeStd(data)
+	if err != nil {
 		return nil, err
 	}
-	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+	if rest := bytes.TrimLeft(data[end:], " \t\r\n"); len(rest) > 0 {
 		return nil, fmt.Errorf("invalid character %q after top-level value", rest[0])
 	}
 	return v, nil
+}
+
+// decodeStd decodes the first value of data with encoding/json, numbers as
+// json.Number; end is where the value ends.
+func decodeStd(data []byte) (v any, end int64, err error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	err = dec.Decode(&v)
+	return v, dec.InputOffset(), err
 }
 
 // maxDepth is the nesting the fast path takes; deeper documents go to

@@ -128,11 +128,11 @@ func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
 func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Enabled() {
-			next.ServeHTTP(w, r.WithContext(withClientKey(auth.WithPrincipal(r.Context(), auth.Development), r)))
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Development)))
 			return
 		}
 		if websocket.IsWebSocketUpgrade(r) {
-			next.ServeHTTP(w, withClient(r)) // the transport closes a refused connection with 4403
+			next.ServeHTTP(w, r) // the transport closes a refused connection with 4403
 			return
 		}
 		p, err := a.FromRequest(r)
@@ -142,11 +142,10 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 			writeRequestError(w, r, http.StatusUnauthorized, "invalid credential: "+auth.Reason(err), domain.Unauthorized)
 			return
 		}
-		ctx := r.Context()
 		if p != nil {
-			ctx = auth.WithPrincipal(ctx, p)
+			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
 		}
-		next.ServeHTTP(w, r.WithContext(withClientKey(ctx, r)))
+		next.ServeHTTP(w, r)
 	})
 }
 

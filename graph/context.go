@@ -17,7 +17,7 @@ const requestInfoKey ctxKey = iota
 type requestInfo struct {
 	requestID, correlationID string
 	// remoteAddr is where the request came from, for the rate limits' client
-	// key (see withClientKey); set by authenticate before the request goes on.
+	// key (see clientKey).
 	remoteAddr string
 }
 
@@ -62,7 +62,7 @@ func CorrelationID(ctx context.Context) string {
 // context and echoes them in the response headers.
 func withRequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i := &requestInfo{requestID: headerID(r, requestIDHeader)}
+		i := &requestInfo{requestID: headerID(r, requestIDHeader), remoteAddr: r.RemoteAddr}
 		i.correlationID = i.requestID
 		if v, ok := sensibleID(r, correlationIDHeader); ok {
 			i.correlationID = v

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -219,32 +218,6 @@ func (m *mutationRate) take(key string) time.Duration {
 	return 0
 }
 
-type clientKeyCtx struct{}
-
-// withClient records who the request comes from for the rate limits: the
-// credential's subject, or the remote IP address.
-func withClient(r *http.Request) *http.Request {
-	if ctx := withClientKey(r.Context(), r); ctx != r.Context() {
-		return r.WithContext(ctx)
-	}
-	return r
-}
-
-// withClientKey is withClient's context, for a caller that has more to
-// put in the request's context (one clone of the request instead of two).
-// Within withRequestIDs it only notes the remote address in the request's
-// info: the key is made when a rate limit asks for it.
-func withClientKey(ctx context.Context, r *http.Request) context.Context {
-	if i := infoOf(ctx); i != nil {
-		i.remoteAddr = r.RemoteAddr
-		return ctx
-	}
-	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
-		return context.WithValue(ctx, clientKeyCtx{}, p.Method+":"+p.Subject)
-	}
-	return context.WithValue(ctx, clientKeyCtx{}, ipKey(r.RemoteAddr))
-}
-
 // ipKey is the client key of a caller known by its address.
 func ipKey(remoteAddr string) string {
 	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -253,15 +226,16 @@ func ipKey(remoteAddr string) string {
 	return "ip:" + remoteAddr
 }
 
+// clientKey identifies the caller for the rate limits: the credential's
+// subject, or the remote IP address.
 func clientKey(ctx context.Context) string {
 	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
 		return p.Method + ":" + p.Subject // a websocket's credential comes after the upgrade
 	}
-	if i := infoOf(ctx); i != nil && i.remoteAddr != "" {
+	if i := infoOf(ctx); i != nil {
 		return ipKey(i.remoteAddr)
 	}
-	k, _ := ctx.Value(clientKeyCtx{}).(string)
-	return k
+	return ""
 }
 
 // noIntrospection refuses __schema and __type when introspection is off.

@@ -101,17 +101,6 @@ func (s *specWriter) finish() {
 	}
 	status := http.StatusBadRequest
 	body := s.body.Bytes()
-	if len(errs) == 1 && strings.HasPrefix(errs[0].Message, "json request body could not be decoded") {
-		// gqlgen's message repeats the whole body: say what is wrong instead.
-		msg, code := "the request body is not a GraphQL request (a JSON object with a query)", "BAD_REQUEST"
-		resp = map[string]json.RawMessage{}
-		resp["errors"], _ = json.Marshal([]any{map[string]any{"message": msg, "extensions": map[string]any{"code": code}}})
-		if !strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
-			resp["data"] = json.RawMessage("null")
-		}
-		body, _ = json.Marshal(resp)
-		documentError = false
-	}
 	if strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
 		// A request error: the response has no data entry at all.
 		if _, ok := resp["data"]; ok {

@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,23 +49,12 @@ func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	contentType := responseContentType(r.Header.Get("Accept"))
 	w.Header()["Content-Type"] = contentType
 	start := graphql.Now()
-	var body []byte
-	if b, ok := r.Body.(*readBodyBytes); ok {
-		body = b.bytes
-	} else {
-		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(r.Body); err != nil {
-			writeResponse(w, exec.DispatchError(ctx, gqlerror.List{gqlerror.Errorf("could not read request body: %v", err)}))
-			return
-		}
-		body = buf.Bytes()
-	}
-	params, err := decodePost(body)
+	// NewHandler puts readBody before every POST: the body is in memory.
+	params, err := decodePost(r.Body.(*readBodyBytes).bytes)
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
-		// httpSpec replaces this message (whose wording it recognises) with
-		// one that says what is wrong, without repeating the body.
-		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{gqlerror.Errorf("json request body could not be decoded: %v", err)}))
+		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{{Message: "the request body is not a GraphQL request (a JSON object with a query)",
+			Extensions: map[string]any{"code": "BAD_REQUEST"}}}))
 		return
 	}
 	params.Headers = r.Header

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -77,6 +78,25 @@ type result struct {
 	Error  string             `json:"error,omitempty"`
 }
 
+// gatewayGCPercent is the gateway's default garbage collector target
+// (GC_PERCENT in the README's configuration table).
+const gatewayGCPercent = 400
+
+// gcPercent gives this process the gateway's default garbage collector
+// target unless GOGC is set, and returns the target in force. The rebuild,
+// lag and aggregate-load scenarios run the gateway's write and read path in
+// this process, so they run with the setting the gateway runs with; the
+// baselines measured in this process (the pgx scan and inserts) do too.
+func gcPercent(getenv func(string) string) int {
+	if v := getenv("GOGC"); v != "" {
+		n := debug.SetGCPercent(100) // read the target GOGC set, and put it back
+		debug.SetGCPercent(n)
+		return n
+	}
+	debug.SetGCPercent(gatewayGCPercent)
+	return gatewayGCPercent
+}
+
 func main() {
 	quick := flag.Bool("quick", false, "smoke mode: small sizes and one run per scenario")
 	runs := flag.Int("runs", 3, "runs per scenario; each figure is their median")
@@ -94,6 +114,7 @@ func main() {
 		exitOn(serveBaselineWS(*serveWS))
 		return
 	}
+	gc := gcPercent(os.Getenv)
 	if *runs < 1 || *runs > 20 {
 		exitOn(fmt.Errorf("-runs must be 1 to 20, got %d", *runs))
 	}
@@ -109,7 +130,7 @@ func main() {
 	exitOn(err)
 	defer e.close()
 
-	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
+	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %d%%; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gc, *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
 	var results []result
 	for _, s := range selected {
 		r := result{Name: s.name, Path: s.path, Unit: s.unit, BaseName: s.baseline, Target: s.target}
@@ -129,7 +150,7 @@ func main() {
 	printTable(os.Stdout, results)
 	if *jsonPath != "" {
 		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(), "go": runtime.Version(),
-			"postgres": e.pgVersion, "quick": *quick, "runs": *runs, "results": results}
+			"postgres": e.pgVersion, "gcPercent": gc, "quick": *quick, "runs": *runs, "results": results}
 		data, _ := json.MarshalIndent(out, "", "  ")
 		exitOn(os.WriteFile(*jsonPath, append(data, '\n'), 0o644))
 		fmt.Printf("\nwritten to %s\n", *jsonPath)

@@ -19,11 +19,14 @@
 //
 //  1. BEGIN; take a transaction-level advisory lock keyed by the stream id
 //     (serialising writers of that stream, and only them).
-//  2. Take the allocation lock (a session-level advisory lock); INSERT all
-//     events in one statement, which reads the stream's version (in a
-//     snapshot taken after the stream lock), checks the expected version
-//     against it, and assigns the versions, the transaction id and the
-//     positions; release the allocation lock; COMMIT; then NOTIFY.
+//  2. Take the allocation lock (a session-level advisory lock); assign the
+//     transaction its id and reserve as many positions as there are
+//     events (one nextval and one setval of the position sequence);
+//     release the allocation lock.
+//  3. INSERT all events in one statement, which reads the stream's version
+//     (in a snapshot taken after the stream lock), checks the expected
+//     version against it, and places the events at the reserved
+//     positions with their versions; COMMIT; then NOTIFY.
 //
 // Of two concurrent appends at the same expected version exactly one wins,
 // and the loser gets ErrWrongExpectedVersion; the unique (stream_id,
@@ -49,11 +52,11 @@
 // transaction took 11 and committed. A reader that saw 11 and then asked for
 // "after 11" would skip 10 for ever. The store rules this out as follows.
 //
-// The first write of an append's transaction is its INSERT, made while it
-// holds the allocation lock, so the transaction id (recorded in tx_id as
-// pg_current_xact_id()) and the positions are both allocated under that
-// lock: across appends, tx_id order equals position order. (Step 2 asserts
-// that no transaction id was assigned before the lock.) ReadAll returns only
+// An append's transaction is assigned its id (recorded in tx_id as
+// pg_current_xact_id()) and reserves its positions while it holds the
+// allocation lock, before its first write, so across appends tx_id order
+// equals position order, whenever each one's INSERT then runs. (Step 2
+// asserts that no transaction id was assigned before the lock.) ReadAll returns only
 // events whose tx_id is below pg_snapshot_xmin(pg_current_snapshot()), the
 // oldest transaction still running on the server: every transaction below
 // it has ended, and every transaction still running or yet to start has a
@@ -62,19 +65,24 @@
 // skips nothing, with any number of writers in any number of processes.
 //
 // The cost:
-//   - Appends serialise on the allocation lock for the duration of one
-//     INSERT (pipelined: no round trip to the gateway while it is held),
-//     not for their commit: commits, and so WAL flushes, still overlap and
-//     PostgreSQL groups them.
+//   - Appends serialise on the allocation lock only while they reserve
+//     their positions (two statements, pipelined: no round trip to the
+//     gateway while it is held), not for their INSERT or their commit:
+//     inserts run side by side, and commits, and so WAL flushes, overlap
+//     and PostgreSQL groups them.
 //   - Readers of the global log lag behind by the longest transaction with
 //     an assigned id running anywhere on the server (xmin is cluster-wide):
 //     a write transaction held open for a second holds every follower back
 //     for that second. Keep write transactions short. Reads of a single
 //     stream are not affected.
-//   - Rolled-back appends leave holes in the positions; readers must not
-//     expect positions to be dense.
+//   - Rolled-back appends leave holes in the positions, and so does an
+//     append of a batch refused for its expected version (the end of the
+//     batch's reservation goes unused): readers must not expect positions
+//     to be dense.
 //   - Anything that appends in a transaction of its own must take the
-//     allocation lock before that transaction's first write.
+//     allocation lock before that transaction's first write and allocate
+//     its positions (the INSERT's default, or a reservation) before
+//     releasing it.
 //
 // # Idempotency
 //

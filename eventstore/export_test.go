@@ -16,3 +16,6 @@ func ReadAllSQL(q AllQuery, limit int) (string, []any) { return readAllSQL(q, li
 func WalksInOrder(q AllQuery) bool { return walksInOrder(q) }
 
 const OrderedReadsSQL = orderedReadsSQL
+
+// The allocation lock's advisory lock key.
+const AllocLockClass, AllocLockID = allocLockClass, allocLockID

@@ -250,12 +250,15 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		lastIDs = append(lastIDs, r.events[len(r.events)-1].ID)
 	}
-	// As for one append, the allocation lock is held from before the
-	// transaction's first write to after its INSERT.
+	// The allocation lock is held from before the transaction's first
+	// write while its transaction id is assigned and its positions are
+	// reserved, and released before the INSERT, which places the events at
+	// those positions: batches in flight together insert side by side.
 	b.Queue("SELECT pg_advisory_lock($1, $2)", allocLockClass, allocLockID)
 	b.Queue("SELECT pg_current_xact_id_if_assigned() IS NULL")
-	b.Queue(insertBatchSQL, reqSt, expected, reqs, ords, ids, typs, svs, datas, metas)
+	b.Queue(reservePositionsSQL, len(ids))
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
+	b.Queue(insertBatchSQL, reqSt, expected, reqs, ords, ids, typs, svs, datas, metas)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
 	// The highest position written is that of an append's last event (each
@@ -293,6 +296,11 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		if !fresh {
 			return errors.New("invariant broken: transaction id assigned before the allocation lock")
 		}
+		for range 2 { // the reservation, the unlock
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		rows, err := br.Query()
 		if err != nil {
 			return err
@@ -313,9 +321,6 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 			last = max(last, p.position)
 		}
 		if err := rows.Err(); err != nil {
-			return err
-		}
-		if _, err := br.Exec(); err != nil {
 			return err
 		}
 		if s.beforeCommit != nil { // tests hold the transaction open, or roll it back
@@ -381,11 +386,23 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	return nil, nil
 }
 
+// reservePositionsSQL assigns the transaction its id and reserves $1
+// positions, the next ones of the events' identity sequence (one nextval,
+// one setval: every allocation of positions takes the allocation lock, so
+// no other can come between the two). It records the first in the
+// transaction's setting cqrsgate.first_position, where insertBatchSQL,
+// sent in the same round trip, reads it.
+const reservePositionsSQL = `SELECT pg_current_xact_id(),
+       set_config('cqrsgate.first_position', (setval(s::regclass, nextval(s::regclass) + $1 - 1) - $1 + 1)::text, true)
+  FROM pg_get_serial_sequence('events', 'position') AS s`
+
 // insertBatchSQL inserts a batch's events. Its input is one row per append
 // ($1 stream, $2 expected version, numbered from 0 in array order) and one
 // per event ($3 its append's number, $4 its place in the append from 1,
 // then its columns). Each append whose expected version matches its
-// stream's version is inserted after that version, in order; the statement
+// stream's version is inserted after that version, in order, at the
+// positions reservePositionsSQL reserved (in array order: the appends
+// refused leave the end of the reservation unused, a hole); the statement
 // returns (append, false, version, position, recorded_at) for each event
 // inserted and (append, true, the stream's version, 0, now) for each append
 // whose expected version is wrong.
@@ -396,8 +413,10 @@ const insertBatchSQL = `WITH req AS MATERIALIZED (
 ), ok AS (
 	SELECT * FROM req WHERE CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 ), ins AS (
-	INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-	SELECT i.id::uuid, ok.stream, ok.cur + i.ord, i.typ, i.sv, i.dat::jsonb, i.meta::jsonb
+	INSERT INTO events (position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+	OVERRIDING SYSTEM VALUE
+	SELECT current_setting('cqrsgate.first_position')::bigint + row_number() OVER (ORDER BY i.n) - 1,
+	       i.id::uuid, ok.stream, ok.cur + i.ord, i.typ, i.sv, i.dat::jsonb, i.meta::jsonb
 	  FROM unnest($3::int[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[]) WITH ORDINALITY AS i(req, ord, id, typ, sv, dat, meta, n)
 	  JOIN ok ON ok.req = i.req
 	 ORDER BY i.n

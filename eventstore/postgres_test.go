@@ -189,6 +189,94 @@ func TestGapSafety(t *testing.T) {
 
 var errRolledBack = errors.New("rolled back on purpose")
 
+// TestAppendsInsertSideBySide holds an append inside its INSERT (it waits
+// on the unique stream version a foreign, uncommitted transaction wrote,
+// following the allocation protocol): an append to another stream must
+// still commit meanwhile, since the allocation lock covers only the
+// reservation of positions, and readers must see neither event until the
+// held one is settled, then both, in position order.
+func TestAppendsInsertSideBySide(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool := pgtest.NewPool(t)
+	s := newPostgres(t, pool)
+
+	foreign, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = foreign.Rollback(ctx) }()
+	for _, q := range []string{"SELECT pg_advisory_lock($1, $2)", `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+		VALUES (gen_random_uuid(), 'held', 1, 'Tick', 1, '{}', '{}')`, "SELECT pg_advisory_unlock($1, $2)"} {
+		var args []any
+		if strings.HasPrefix(q, "SELECT") {
+			args = []any{eventstore.AllocLockClass, eventstore.AllocLockID}
+		}
+		if _, err := foreign.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type outcome struct {
+		res domain.AppendResult
+		err error
+	}
+	held := make(chan outcome, 1)
+	go func() {
+		res, err := s.Append(ctx, "held", domain.ExpectAny, eventstoretest.Ev("Tick", 1))
+		held <- outcome{res, err}
+	}()
+	// Until the held append waits inside its INSERT.
+	for {
+		var waiting bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case o := <-held:
+			t.Fatalf("the held append ended before the foreign transaction did: %+v", o)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	freeCtx, cancelFree := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelFree()
+	free, err := s.Append(freeCtx, "free", domain.ExpectNoStream, eventstoretest.Ev("Tick", 2))
+	if err != nil {
+		t.Fatalf("an append to another stream while one waits inside its INSERT: %v (the allocation lock is held for the INSERT)", err)
+	}
+	if p, err := s.ReadAll(ctx, eventstore.AllQuery{}); err != nil || len(p.Events) != 0 {
+		t.Fatalf("while the foreign transaction is open, ReadAll = %d events, %v; want none (the held append's positions come first)", len(p.Events), err)
+	}
+
+	if err := foreign.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := <-held
+	if o.err != nil {
+		t.Fatalf("the held append after the foreign transaction rolled back: %v", o.err)
+	}
+	if o.res.LastPosition >= free.LastPosition {
+		t.Fatalf("held append at %d, the later one at %d: positions must follow the order of reservation", o.res.LastPosition, free.LastPosition)
+	}
+	p, err := s.ReadAll(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range p.Events {
+		got = append(got, fmt.Sprintf("%s@%d", e.StreamID, e.Position))
+	}
+	want := []string{fmt.Sprintf("held@%d", o.res.LastPosition), fmt.Sprintf("free@%d", free.LastPosition)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ReadAll = %v, want %v", got, want)
+	}
+}
+
 // TestAppendIsAtomic makes the database refuse the second of three events
 // in the middle of the insert: nothing of the append may be stored, and the
 // connection must come back clean (no transaction, no allocation lock), so

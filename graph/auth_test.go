@@ -56,6 +56,9 @@ var operations = []struct {
 	{"mutation", `mutation { appendEvents(stream: "note-1", events: [{type: "NoteTaken", data: {}}]) { position } }`, auth.Writer},
 	{"admin mutation", `mutation { rebuildProjection(name: "accounts") { name } }`, auth.Admin},
 	{"mutation with an admin field", `mutation { a: appendEvents(stream: "note-2", events: [{type: "NoteTaken", data: {}}]) { position } b: retryProjection(name: "accounts") { name } }`, auth.Admin},
+	{"admin field in an inline fragment", `mutation { ... on Mutation { retryProjection(name: "accounts") { name } } }`, auth.Admin},
+	{"admin field left out by @include", `mutation { a: appendEvents(stream: "note-3", events: [{type: "NoteTaken", data: {}}]) { position } b: retryProjection(name: "accounts") @include(if: false) { name } }`, auth.Writer},
+	{"admin field kept by @skip(if: false)", `mutation { retryProjection(name: "accounts") @skip(if: false) { name } }`, auth.Admin},
 }
 
 func TestRolesOverHTTP(t *testing.T) {

@@ -73,7 +73,13 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 	case ast.Subscription:
 		typeName = "Subscription"
 	}
-	for _, f := range graphql.CollectFields(rc, op.SelectionSet, []string{typeName}) {
+	fields, plain := plainFields(op.SelectionSet)
+	if !plain {
+		for _, f := range graphql.CollectFields(rc, op.SelectionSet, []string{typeName}) {
+			fields = append(fields, f.Field)
+		}
+	}
+	for _, f := range fields {
 		if f.Name == "__typename" || f.Definition == nil {
 			continue
 		}
@@ -105,6 +111,23 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 		}
 	}
 	return nil
+}
+
+// plainFields returns the fields of sel when it holds nothing but fields
+// without directives (the usual operation), which are then exactly the
+// fields graphql.CollectFields would collect, with less work; plain is
+// false when sel holds a fragment or a directive (@skip, @include), which
+// CollectFields must evaluate.
+func plainFields(sel ast.SelectionSet) (fields []*ast.Field, plain bool) {
+	fields = make([]*ast.Field, 0, len(sel))
+	for _, s := range sel {
+		f, ok := s.(*ast.Field)
+		if !ok || len(f.Directives) > 0 {
+			return fields[:0], false
+		}
+		fields = append(fields, f)
+	}
+	return fields, true
 }
 
 // fieldRole is the role a root field needs.

@@ -56,11 +56,12 @@
 // pg_current_xact_id()) and reserves its positions while it holds the
 // allocation lock, before its first write, so across appends tx_id order
 // equals position order, whenever each one's INSERT then runs. (Step 2
-// asserts that no transaction id was assigned before the lock.) ReadAll returns only
-// events whose tx_id is below pg_snapshot_xmin(pg_current_snapshot()), the
-// oldest transaction still running on the server: every transaction below
-// it has ended, and every transaction still running or yet to start has a
-// higher tx_id and therefore only higher positions. So when ReadAll returns
+// asserts that no transaction id was assigned before the lock.) ReadAll
+// returns only events whose tx_id is below
+// pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction still
+// running on the server: every transaction below it has ended, and every
+// transaction still running or yet to start has a higher tx_id and
+// therefore only higher positions. So when ReadAll returns
 // position P, no event below P can commit later, and continuing "after P"
 // skips nothing, with any number of writers in any number of processes.
 //

@@ -97,6 +97,15 @@ func gcPercent(getenv func(string) string) int {
 	return gatewayGCPercent
 }
 
+// gcTarget describes a garbage collector target as GOGC does: a
+// percentage, or off (-1).
+func gcTarget(percent int) string {
+	if percent < 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%d%%", percent)
+}
+
 func main() {
 	quick := flag.Bool("quick", false, "smoke mode: small sizes and one run per scenario")
 	runs := flag.Int("runs", 3, "runs per scenario; each figure is their median")
@@ -130,7 +139,7 @@ func main() {
 	exitOn(err)
 	defer e.close()
 
-	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %d%%; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gc, *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
+	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gcTarget(gc), *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
 	var results []result
 	for _, s := range selected {
 		r := result{Name: s.name, Path: s.path, Unit: s.unit, BaseName: s.baseline, Target: s.target}

@@ -26,3 +26,11 @@ func TestGCPercentFollowsTheGateway(t *testing.T) {
 		t.Fatalf("with GOGC set the target in force is %d, want it left at 73", now)
 	}
 }
+
+func TestGCTargetReadsAsGOGC(t *testing.T) {
+	for n, want := range map[int]string{400: "400%", 100: "100%", -1: "off"} {
+		if got := gcTarget(n); got != want {
+			t.Errorf("gcTarget(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -206,15 +206,18 @@ func TestAppendsInsertSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = foreign.Rollback(ctx) }()
-	for _, q := range []string{"SELECT pg_advisory_lock($1, $2)", `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-		VALUES (gen_random_uuid(), 'held', 1, 'Tick', 1, '{}', '{}')`, "SELECT pg_advisory_unlock($1, $2)"} {
-		var args []any
-		if strings.HasPrefix(q, "SELECT") {
-			args = []any{eventstore.AllocLockClass, eventstore.AllocLockID}
-		}
-		if _, err := foreign.Exec(ctx, q, args...); err != nil {
-			t.Fatal(err)
-		}
+	// The foreign writer allocates its position under the allocation lock.
+	lock := []any{eventstore.AllocLockClass, eventstore.AllocLockID}
+	_, err = foreign.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", lock...)
+	if err == nil {
+		_, err = foreign.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+			VALUES (gen_random_uuid(), 'held', 1, 'Tick', 1, '{}', '{}')`)
+	}
+	if err == nil {
+		_, err = foreign.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", lock...)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	type outcome struct {

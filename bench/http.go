@@ -128,52 +128,114 @@ const eventsTable = `CREATE TABLE events (
 	recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
 	UNIQUE (stream_id, stream_version))`
 
-// rawInserts is the write baselines: clients connections insert rows
-// events per transaction into the events-shaped table for d; it returns
-// events per second.
-func (e *env) rawInserts(ctx context.Context, clients, perTx int, d time.Duration) (float64, error) {
+// rawInserter opens the write baseline: clients connections to a fresh
+// database holding the events-shaped table. Each call of turn inserts rows
+// of perTx events per transaction for d and returns events per second;
+// stop closes the connections and drops the database.
+func (e *env) rawInserter(ctx context.Context, clients, perTx int) (turn func(d time.Duration) (float64, error), stop func(), err error) {
 	dbURL, drop, err := e.database(ctx, "raw")
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	defer drop()
+	conns := make([]*pgx.Conn, 0, clients)
+	stop = func() {
+		for _, c := range conns {
+			_ = c.Close(context.Background())
+		}
+		drop()
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	setup, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	_, err = setup.Exec(ctx, eventsTable)
-	setup.Close(ctx)
+	_ = setup.Close(ctx)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	conns := make([]*pgx.Conn, clients)
-	for i := range conns {
-		if conns[i], err = pgx.Connect(ctx, dbURL); err != nil {
-			return 0, err
+	for range clients {
+		c, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			return nil, nil, err
 		}
-		defer conns[i].Close(context.Background())
+		conns = append(conns, c)
 	}
 	data := `{"owner": "b", "currency": "EUR", "openedAt": "2026-11-26T00:00:00Z", "overdraftLimit": 0, "dailyWithdrawalLimit": 0}`
-	ops, _, err := load(ctx, clients, d, func(ctx context.Context, c, i int) error {
-		stream := fmt.Sprintf("bench-%d-%d", c, i)
-		if perTx == 1 {
+	round := 0 // stream names stay new from turn to turn
+	turn = func(d time.Duration) (float64, error) {
+		round++
+		// Each op runs on ctx, not on the turn's: one under way when the
+		// turn ends finishes (and counts) rather than being cancelled,
+		// which would close its connection.
+		ops, _, err := load(ctx, clients, d, func(_ context.Context, c, i int) error {
+			stream := fmt.Sprintf("bench-%d-%d-%d", round, c, i)
+			if perTx == 1 {
+				_, err := conns[c].Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+					VALUES (gen_random_uuid(), $1, 1, 'AccountOpened', 1, $2, '{"correlationId": "x"}')`, stream, data)
+				return err
+			}
 			_, err := conns[c].Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-				VALUES (gen_random_uuid(), $1, 1, 'AccountOpened', 1, $2, '{"correlationId": "x"}')`, stream, data)
+				SELECT gen_random_uuid(), $1, v, 'BenchTick', 1, jsonb_build_object('n', v), '{"correlationId": "x"}' FROM generate_series(1, $2::int) v`, stream, perTx)
 			return err
+		})
+		return ops * float64(perTx), err
+	}
+	return turn, stop, nil
+}
+
+// settleQuery waits (atLeast) until each read model has applied the log
+// up to $p; the records it asks for need not exist.
+const settleQuery = `query($p: Position) {
+	account(id: "settle", atLeast: $p) { __typename }
+	order(id: "settle", atLeast: $p) { __typename }
+	product(sku: "settle", atLeast: $p) { __typename }
+	fulfilment(orderId: "settle", atLeast: $p) { __typename }
+}`
+
+// gatewayWrites returns a turn of a write scenario against the gateway at
+// addr (whose database is dbURL): clients goroutines call op for d, then
+// the turn waits until the gateway's read models have applied everything
+// they wrote, so that the work a turn causes is done within it and not in
+// the baseline's turn. Its rate (per second, each op counting perOp) is
+// over the whole turn, the wait included; lat collects the ops' latencies.
+// op should run on ctx rather than on the turn's own context (see
+// rawInserter).
+func gatewayWrites(ctx context.Context, c *http.Client, addr, dbURL string, clients, perOp int, lat *[]time.Duration,
+	op func(ctx context.Context, client, i int) error) (turn func(d time.Duration) (float64, error), stop func(), err error) {
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	turn = func(d time.Duration) (float64, error) {
+		start := time.Now()
+		_, l, err := load(ctx, clients, d, op)
+		if err != nil {
+			return 0, err
 		}
-		_, err := conns[c].Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-			SELECT gen_random_uuid(), $1, v, 'BenchTick', 1, jsonb_build_object('n', v), '{"correlationId": "x"}' FROM generate_series(1, $2::int) v`, stream, perTx)
-		return err
-	})
-	return ops * float64(perTx), err
+		*lat = append(*lat, l...)
+		var head int64
+		if err := db.QueryRow(ctx, "SELECT coalesce(max(position), 0) FROM events").Scan(&head); err != nil {
+			return 0, err
+		}
+		if _, err := gql(ctx, c, addr, settleQuery, map[string]any{"p": head}); err != nil {
+			return 0, fmt.Errorf("waiting for the read models: %w", err)
+		}
+		return float64(len(l)*perOp) / time.Since(start).Seconds(), nil
+	}
+	return turn, func() { _ = db.Close(context.Background()) }, nil
 }
 
 // mutations: single-event commands over HTTP, 32 clients, each on an
 // aggregate of its own (a deposit into the client's account), against
-// single-row inserts by 32 pgx clients.
+// single-row inserts by 32 pgx clients, the two in alternate turns.
 func (e *env) mutations(ctx context.Context) (measure, error) {
 	const clients = 32
-	g, _, done, err := e.freshGateway(ctx, "mutations")
+	g, dbURL, done, err := e.freshGateway(ctx, "mutations")
 	if err != nil {
 		return measure{}, err
 	}
@@ -190,25 +252,33 @@ func (e *env) mutations(ctx context.Context) (measure, error) {
 	for cl := range bodies {
 		bodies[cl] = requestBody(q, map[string]any{"id": fmt.Sprintf("acc-%d", cl)})
 	}
-	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, _ int) error {
+	var lat []time.Duration
+	gw, closeGW, err := gatewayWrites(ctx, c, g.addr, dbURL, clients, 1, &lat, func(_ context.Context, cl, _ int) error {
 		_, err := post(ctx, c, g.addr, bodies[cl])
 		return err
 	})
 	if err != nil {
 		return measure{}, err
 	}
-	base, err := e.rawInserts(ctx, clients, 1, e.duration())
+	defer closeGW()
+	raw, closeRaw, err := e.rawInserter(ctx, clients, 1)
 	if err != nil {
 		return measure{}, err
 	}
+	defer closeRaw()
+	ops, base, err := alternate(e.duration(), gw, raw)
+	if err != nil {
+		return measure{}, err
+	}
+	slices.Sort(lat)
 	return measure{Value: ops, Baseline: base, Notes: fmt.Sprintf("p50 %s p99 %s", quantile(lat, .5).Round(10*time.Microsecond), quantile(lat, .99).Round(10*time.Microsecond))}, nil
 }
 
 // batches: 100-event appendEvents over HTTP, 8 clients, against 100-row
-// inserts by 8 pgx clients.
+// inserts by 8 pgx clients, the two in alternate turns.
 func (e *env) batches(ctx context.Context) (measure, error) {
 	const clients, size = 8, 100
-	g, _, done, err := e.freshGateway(ctx, "batches")
+	g, dbURL, done, err := e.freshGateway(ctx, "batches")
 	if err != nil {
 		return measure{}, err
 	}
@@ -229,24 +299,34 @@ func (e *env) batches(ctx context.Context) (measure, error) {
 	if !found {
 		return measure{}, fmt.Errorf("no stream placeholder in %.100s", template)
 	}
-	ops, lat, err := load(ctx, clients, e.duration(), func(ctx context.Context, cl, i int) error {
+	var lat []time.Duration
+	round := 0 // stream names stay new from turn to turn
+	gw, closeGW, err := gatewayWrites(ctx, c, g.addr, dbURL, clients, size, &lat, func(_ context.Context, cl, i int) error {
 		body := make([]byte, 0, len(template)+32)
-		body = fmt.Appendf(append(body, before...), `"bench-%d-%d"`, cl, i)
+		body = fmt.Appendf(append(body, before...), `"bench-%d-%d-%d"`, round, cl, i)
 		_, err := post(ctx, c, g.addr, append(body, after...))
 		return err
 	})
 	if err != nil {
 		return measure{}, err
 	}
-	base, err := e.rawInserts(ctx, clients, size, e.duration())
+	defer closeGW()
+	gwTurn := func(d time.Duration) (float64, error) { round++; return gw(d) }
+	raw, closeRaw, err := e.rawInserter(ctx, clients, size)
 	if err != nil {
 		return measure{}, err
 	}
-	return measure{Value: ops * size, Baseline: base, Notes: fmt.Sprintf("p50 %s per append", quantile(lat, .5).Round(10*time.Microsecond))}, nil
+	defer closeRaw()
+	ops, base, err := alternate(e.duration(), gwTurn, raw)
+	if err != nil {
+		return measure{}, err
+	}
+	slices.Sort(lat)
+	return measure{Value: ops, Baseline: base, Notes: fmt.Sprintf("p50 %s per append", quantile(lat, .5).Round(10*time.Microsecond))}, nil
 }
 
 // queries: a GraphQL query over HTTP, 32 clients, against a plain
-// net/http handler returning the same JSON.
+// net/http handler returning the same JSON, the two in alternate turns.
 func (e *env) queries(ctx context.Context, query string) (measure, error) {
 	const clients = 32
 	g, _, done, err := e.freshGateway(ctx, "queries")
@@ -271,8 +351,8 @@ func (e *env) queries(ctx context.Context, query string) (measure, error) {
 		return measure{}, err
 	}
 	body := requestBody(query, nil)
-	run := func(addr string) (float64, error) {
-		ops, _, err := load(ctx, clients, e.duration(), func(ctx context.Context, _, _ int) error {
+	run := func(addr string, d time.Duration) (float64, error) {
+		ops, _, err := load(ctx, clients, d, func(context.Context, int, int) error {
 			got, err := post(ctx, c, addr, body)
 			if err == nil && !bytes.Equal(got, want) {
 				err = fmt.Errorf("response %s, want %s", got, want)
@@ -281,18 +361,39 @@ func (e *env) queries(ctx context.Context, query string) (measure, error) {
 		})
 		return ops, err
 	}
-	ops, err := run(g.addr)
-	if err != nil {
-		return measure{}, err
-	}
-	g.stop()
 	b, err := e.startBaseline(ctx, "serve-http")
 	if err != nil {
 		return measure{}, err
 	}
 	defer b.stop()
-	base, err := run(b.addr)
+	ops, base, err := alternate(e.duration(), func(d time.Duration) (float64, error) { return run(g.addr, d) },
+		func(d time.Duration) (float64, error) { return run(b.addr, d) })
 	return measure{Value: ops, Baseline: base}, err
+}
+
+// turns is how many turns alternate gives each side.
+const turns = 10
+
+// alternate measures a and b in turns of d/turns each, a first, and
+// returns the mean of each one's rates: both are measured across the same
+// stretch of the machine's time, whose speed, shared with other machines,
+// moves within seconds. Neither side may leave work behind for the other's
+// turn: a write turn against the gateway waits for its read models within
+// the turn (gatewayWrites).
+func alternate(d time.Duration, a, b func(d time.Duration) (float64, error)) (float64, float64, error) {
+	var sumA, sumB float64
+	for range turns {
+		ra, err := a(d / turns)
+		if err != nil {
+			return 0, 0, err
+		}
+		rb, err := b(d / turns)
+		if err != nil {
+			return 0, 0, err
+		}
+		sumA, sumB = sumA+ra, sumB+rb
+	}
+	return sumA / turns, sumB / turns, nil
 }
 
 // baselineResponses are what the plain handler answers, by query: the

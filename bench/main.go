@@ -12,8 +12,9 @@
 // and runs it as its own process on a fresh database per run; load comes
 // from goroutines of this process with their own connections, over
 // loopback, bounded in count and time. Each figure is the median of the
-// runs, with min and max. Nothing here asserts a time: targets are shown
-// with whether they were met.
+// runs, with min and max; a ratio is the median of the runs' own ratios
+// (each run measures the gateway, then its baseline). Nothing here asserts
+// a time: targets are shown with whether they were met.
 package main
 
 import (
@@ -69,8 +70,14 @@ type result struct {
 	BaseMin  float64   `json:"baselineMin,omitempty"`
 	BaseMax  float64   `json:"baselineMax,omitempty"`
 	// Ratio is cqrsgate against the baseline, so that higher is better:
-	// value/baseline for throughputs, baseline/value for times.
-	Ratio float64 `json:"ratio,omitempty"`
+	// value/baseline for throughputs, baseline/value for times. It is the
+	// median of the runs' own ratios, each of a gateway figure and the
+	// baseline measured right after it, so that a machine slower in one
+	// run than in another moves both sides of a ratio, not one; RatioMin
+	// and RatioMax are their extremes.
+	Ratio    float64 `json:"ratio,omitempty"`
+	RatioMin float64 `json:"ratioMin,omitempty"`
+	RatioMax float64 `json:"ratioMax,omitempty"`
 	// Extra holds the median of each of the runs' extra figures.
 	Extra  map[string]float64 `json:"extra,omitempty"`
 	Target string             `json:"target,omitempty"`
@@ -151,7 +158,11 @@ func main() {
 				break
 			}
 			r.Runs = append(r.Runs, m)
-			fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), m.Notes)
+			ratio := ""
+			if m.Value > 0 && m.Baseline > 0 {
+				ratio = fmt.Sprintf(", %.2fx", runRatio(m, s.higher))
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s%s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), ratio, m.Notes)
 		}
 		summarise(&r, s)
 		results = append(results, r)
@@ -207,12 +218,14 @@ func summarise(r *result, s scenario) {
 	r.Median, r.Min, r.Max = stats(vals)
 	if s.baseline != "" {
 		r.BaseMed, r.BaseMin, r.BaseMax = stats(bases)
-		if r.Median > 0 && r.BaseMed > 0 {
-			if s.higher {
-				r.Ratio = r.Median / r.BaseMed
-			} else {
-				r.Ratio = r.BaseMed / r.Median
+		var ratios []float64
+		for _, m := range r.Runs {
+			if m.Value > 0 && m.Baseline > 0 {
+				ratios = append(ratios, runRatio(m, s.higher))
 			}
+		}
+		if len(ratios) > 0 {
+			r.Ratio, r.RatioMin, r.RatioMax = stats(ratios)
 		}
 	}
 	for k := range r.Runs[0].Extra {
@@ -229,6 +242,14 @@ func summarise(r *result, s scenario) {
 		ok := s.met(*r)
 		r.Met = &ok
 	}
+}
+
+// runRatio is one run's ratio of cqrsgate to its baseline, higher better.
+func runRatio(m measure, higher bool) float64 {
+	if higher {
+		return m.Value / m.Baseline
+	}
+	return m.Baseline / m.Value
 }
 
 // stats returns the median, min and max.

@@ -39,7 +39,7 @@ func scenarios() []scenario {
 
 // printTable writes the results as a Markdown table.
 func printTable(w io.Writer, results []result) {
-	fmt.Fprintln(w, "| scenario | cqrsgate: median [min-max] | baseline: median [min-max] | ratio | target | met |")
+	fmt.Fprintln(w, "| scenario | cqrsgate: median [min-max] | baseline: median [min-max] | ratio: median [min-max] | target | met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, r := range results {
 		if r.Error != "" {
@@ -49,7 +49,7 @@ func printTable(w io.Writer, results []result) {
 		base, ratio := "-", "-"
 		if r.BaseName != "" {
 			base = fmt.Sprintf("%s %s [%s-%s] (%s)", num(r.BaseMed), r.Unit, num(r.BaseMin), num(r.BaseMax), r.BaseName)
-			ratio = fmt.Sprintf("%.2fx", r.Ratio)
+			ratio = fmt.Sprintf("%.2fx [%.2f-%.2f]", r.Ratio, r.RatioMin, r.RatioMax)
 		}
 		met := "-"
 		if r.Met != nil {

@@ -89,29 +89,54 @@ func decodePost(body []byte) (*graphql.RawParams, error) {
 	if !ok {
 		return nil, errors.New("the body is not a JSON object")
 	}
-	p := &graphql.RawParams{}
-	for _, f := range []struct {
-		name string
-		set  func(v any) bool
-	}{
-		{"query", func(v any) (ok bool) { p.Query, ok = v.(string); return ok }},
-		{"operationName", func(v any) (ok bool) { p.OperationName, ok = v.(string); return ok }},
-		{"variables", func(v any) (ok bool) { p.Variables, ok = v.(map[string]any); return ok }},
-		{"extensions", func(v any) (ok bool) { p.Extensions, ok = v.(map[string]any); return ok }},
-	} {
-		v, found := obj[f.name]
-		if !found {
-			for k, kv := range obj {
-				if strings.EqualFold(k, f.name) {
-					v, found = kv, true
+	// The members by their exact names first; only a body with other
+	// members as well is searched for names that differ in case.
+	names := [...]string{"query", "operationName", "variables", "extensions"}
+	var vals [len(names)]any
+	var have [len(names)]bool
+	exact := 0
+	for i, name := range names {
+		if vals[i], have[i] = obj[name]; have[i] {
+			exact++
+		}
+	}
+	if exact < len(obj) {
+		for i, name := range names {
+			for k, v := range obj {
+				if !have[i] && strings.EqualFold(k, name) {
+					vals[i], have[i] = v, true
 				}
 			}
 		}
-		if found && v != nil && !f.set(v) {
-			return nil, fmt.Errorf("%s has the wrong type", f.name)
-		}
+	}
+	p := &graphql.RawParams{}
+	if err := member(&p.Query, vals[0], names[0]); err != nil {
+		return nil, err
+	}
+	if err := member(&p.OperationName, vals[1], names[1]); err != nil {
+		return nil, err
+	}
+	if err := member(&p.Variables, vals[2], names[2]); err != nil {
+		return nil, err
+	}
+	if err := member(&p.Extensions, vals[3], names[3]); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// member sets *dst to v, a decoded member named name, unless v is null or
+// absent (nil); a v of another type is an error.
+func member[T any](dst *T, v any, name string) error {
+	if v == nil {
+		return nil
+	}
+	t, ok := v.(T)
+	if !ok {
+		return fmt.Errorf("%s has the wrong type", name)
+	}
+	*dst = t
+	return nil
 }
 
 // The response content types, as header values: shared, never modified.

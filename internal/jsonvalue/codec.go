@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // Decode decodes a JSON document into the values encoding/json gives with
 // UseNumber (map[string]any, []any, json.Number, string, bool, nil), with
-// the same result: the common case (no escaped strings, no unusual
-// nesting) in one pass without reflection, anything else by encoding/json
-// itself, errors included. As a json.Decoder does, it reads the first value
+// the same result: the common case (valid UTF-8, escapes included, and no
+// unusual nesting) in one pass without reflection, anything else (lone
+// surrogates, invalid UTF-8, errors) by encoding/json itself. As a json.Decoder does, it reads the first value
 // and ignores what follows it.
 func Decode(data []byte) (any, error) {
 	d := decoder{data: data}
@@ -166,8 +167,9 @@ func (d *decoder) literal(word string) bool {
 	return true
 }
 
-// str reads a string without escapes, of valid UTF-8 and no control
-// characters; anything else goes to encoding/json.
+// str reads a string of valid UTF-8 and no control characters, escapes
+// decoded (escaped); anything else (a lone surrogate, which encoding/json
+// turns into U+FFFD) goes to encoding/json.
 func (d *decoder) str() (string, bool) {
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 		return "", false
@@ -183,13 +185,106 @@ func (d *decoder) str() (string, bool) {
 			}
 			d.pos = i + 1
 			return string(s), true
-		case c == '\\' || c < 0x20:
+		case c == '\\':
+			return d.escaped(start, i)
+		case c < 0x20:
 			return "", false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
 	return "", false
+}
+
+// escaped is str for a string (from start) with an escape at i: what
+// precedes it is copied as it is, the rest is decoded into a new buffer.
+func (d *decoder) escaped(start, i int) (string, bool) {
+	buf := make([]byte, i-start, i-start+32)
+	copy(buf, d.data[start:i])
+	for i < len(d.data) {
+		switch c := d.data[i]; {
+		case c == '"':
+			// The escapes added valid UTF-8, and a sequence cut short in
+			// the raw text stays invalid next to one: buf is valid when
+			// the raw text was.
+			if !utf8.Valid(buf) {
+				return "", false
+			}
+			d.pos = i + 1
+			return string(buf), true
+		case c == '\\':
+			if i+1 >= len(d.data) {
+				return "", false
+			}
+			switch e := d.data[i+1]; e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := d.hex4(i + 2)
+				if !ok {
+					return "", false
+				}
+				if utf16.IsSurrogate(r) {
+					// Only a high surrogate followed by an escaped low one
+					// makes a character.
+					if i+7 >= len(d.data) || d.data[i+6] != '\\' || d.data[i+7] != 'u' {
+						return "", false
+					}
+					low, ok := d.hex4(i + 8)
+					if !ok {
+						return "", false
+					}
+					if r = utf16.DecodeRune(r, low); r == utf8.RuneError {
+						return "", false
+					}
+					i += 6
+				}
+				buf = utf8.AppendRune(buf, r)
+				i += 4
+			default:
+				return "", false
+			}
+			i += 2
+		case c < 0x20:
+			return "", false
+		default:
+			buf = append(buf, c)
+			i++
+		}
+	}
+	return "", false
+}
+
+// hex4 reads the four hexadecimal digits at i as a rune.
+func (d *decoder) hex4(i int) (rune, bool) {
+	if i+4 > len(d.data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // number reads a number as JSON's grammar has it:

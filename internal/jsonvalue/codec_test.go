@@ -21,6 +21,7 @@ var seeds = []string{
 	`"plain"`, `"esc\"aped\n"`, `"\u00e9t\u00e9 <b> & \u2028"`, `"été ✓"`, "\"\xff\"", "\"a\x01b\"",
 	`123`, `-`, `01`, `1.`, `1e`, `-0`, `.5`, `{"a":1,"a":2}`, `{"a" 1}`, `[1,]`, `{,}`, `[`, `{"a":`, ``, `   `,
 	`{"a":1} trailing`, `123abc`, `nul`, `true false`, `[[[[[[[[[[1]]]]]]]]]]`, `{"k\u0041y": 1}`,
+	`"\ud83d\ude00"`, `"\ud83d"`, `"\ud83d\u0041"`, `"\/\b\f\r\t\\"`, `"\u12"`,
 }
 
 func addSeeds(f *testing.F) {
@@ -79,6 +80,39 @@ func TestMarshalOtherValues(t *testing.T) {
 		want, wantErr := json.Marshal(v)
 		if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
 			t.Errorf("Marshal(%#v) = %s, %v; json.Marshal: %s, %v", v, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+// Strings with escapes are decoded without encoding/json; a lone or
+// broken surrogate (which encoding/json turns into U+FFFD) and an unknown
+// escape are left to it.
+func TestDecodeEscapesItself(t *testing.T) {
+	for _, doc := range []string{
+		`"esc\"aped\n"`, `"\\ \/ \b \f \n \r \t"`, `"\u00e9t\u00E9 \u2028 \u0000"`, `"\ud83d\ude00 smile"`,
+		`"été \"✓\""`, `{"query": "{ account(id: \"acc-1\") { id } }", "variables": {"k\u0041y": "a\tb"}}`,
+		`["pre\\", "\"", "x\u0041"]`,
+	} {
+		d := decoder{data: []byte(doc)}
+		got, ok := d.value(0)
+		if !ok || d.pos != len(doc) {
+			t.Errorf("%s: left to encoding/json (at %d)", doc, d.pos)
+			continue
+		}
+		want, err := stdDecode([]byte(doc))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %#v, encoding/json gives %#v (%v)", doc, got, want, err)
+		}
+	}
+	for _, doc := range []string{`"\ud83d"`, `"\ude00"`, `"\ud83d\u0041"`, `"\ud83dx"`, `"\x"`, `"\u12"`, `"\u12g4"`, `"a\`, "\"\\n\xff\"", "\"\\n\x01\""} {
+		d := decoder{data: []byte(doc)}
+		if v, ok := d.value(0); ok {
+			t.Errorf("%q: decoded as %#v, want it left to encoding/json", doc, v)
+		}
+		got, gotErr := Decode([]byte(doc))
+		want, wantErr := stdDecode([]byte(doc))
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("Decode(%q) = %#v, %v; encoding/json: %#v, %v", doc, got, gotErr, want, wantErr)
 		}
 	}
 }

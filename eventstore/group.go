@@ -237,7 +237,6 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		reqs                           []int32
 		ords                           []int64
 		ids, typs, datas, metas, reqSt []string
-		lastIDs                        []string // of each append's last event
 		svs                            []int32
 		expected                       []int64
 	)
@@ -248,7 +247,6 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 			ids, typs, datas, metas = append(ids, e.ID), append(typs, e.Type), append(datas, string(e.Data)), append(metas, string(e.Metadata))
 			svs = append(svs, int32(e.SchemaVersion))
 		}
-		lastIDs = append(lastIDs, r.events[len(r.events)-1].ID)
 	}
 	// The allocation lock is held from before the transaction's first
 	// write while its transaction id is assigned and its positions are
@@ -261,9 +259,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b.Queue(insertBatchSQL, reqSt, expected, reqs, ords, ids, typs, svs, datas, metas)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
-	// The highest position written is that of an append's last event (each
-	// append's events are placed in order): one lookup per append.
-	commit.Queue("SELECT pg_notify($1, p::text || ' ' || $3) FROM (SELECT max(position) AS p FROM events WHERE event_id = ANY($2::text[]::uuid[])) AS m WHERE p IS NOT NULL", NotifyChannel, lastIDs, s.wake.Origin())
+	commit.Queue(notifySQL, NotifyChannel, s.wake.Origin())
 	if s.beforeCommit == nil {
 		b.QueuedQueries = append(b.QueuedQueries, commit.QueuedQueries...)
 	}
@@ -396,6 +392,17 @@ const reservePositionsSQL = `SELECT pg_current_xact_id(),
        set_config('cqrsgate.first_position', (setval(s::regclass, nextval(s::regclass) + $1 - 1) - $1 + 1)::text, true)
   FROM pg_get_serial_sequence('events', 'position') AS s`
 
+// notifySQL announces a commit on channel $1 (see NotifyChannel), after
+// it: in a transaction of its own, since a NOTIFY inside the appending
+// transaction would hold PostgreSQL's notification lock through that
+// transaction's commit, one committing appender at a time. The highest
+// position written is the one insertBatchSQL kept in the session (0 when
+// it wrote nothing); it is set back to 0, so that a later transaction that
+// rolls back leaves nothing to announce.
+const notifySQL = `SELECT pg_notify($1, p || ' ' || $2), set_config('cqrsgate.last_position', '0', false)
+  FROM (SELECT coalesce(current_setting('cqrsgate.last_position', true), '') AS p) AS m
+ WHERE p NOT IN ('', '0')`
+
 // insertBatchSQL inserts a batch's events. Its input is one row per append
 // ($1 stream, $2 expected version, numbered from 0 in array order) and one
 // per event ($3 its append's number, $4 its place in the append from 1,
@@ -405,7 +412,9 @@ const reservePositionsSQL = `SELECT pg_current_xact_id(),
 // refused leave the end of the reservation unused, a hole); the statement
 // returns (append, false, version, position, recorded_at) for each event
 // inserted and (append, true, the stream's version, 0, now) for each append
-// whose expected version is wrong.
+// whose expected version is wrong. It keeps the highest position inserted
+// (0 for none) in the session's setting cqrsgate.last_position, for
+// notifySQL: a session setting made in a transaction lasts past its commit.
 const insertBatchSQL = `WITH req AS MATERIALIZED (
 	SELECT a.n - 1 AS req, a.stream, a.expected,
 	       coalesce((SELECT max(stream_version) FROM events WHERE stream_id = a.stream), 0) AS cur
@@ -421,11 +430,15 @@ const insertBatchSQL = `WITH req AS MATERIALIZED (
 	  JOIN ok ON ok.req = i.req
 	 ORDER BY i.n
 	RETURNING stream_id, stream_version, position, recorded_at
+), mark AS MATERIALIZED (
+	SELECT set_config('cqrsgate.last_position', coalesce(max(position), 0)::text, false) AS last FROM ins
 )
 SELECT ok.req::int, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
 UNION ALL
 SELECT req::int, true, cur, 0::bigint, now() FROM req
- WHERE NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END`
+ WHERE NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+UNION ALL
+SELECT 0, true, 0::bigint, 0::bigint, now() FROM mark WHERE last IS NULL -- sets it; never a row`
 
 // checkBatch sends b (BEGIN and the stream locks) with the reads of the
 // batch's stream versions and of its stored event ids, answers the appends

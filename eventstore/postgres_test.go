@@ -400,7 +400,8 @@ func TestListenerSkipsItsOwnCommits(t *testing.T) {
 
 // TestCommitNotificationsCarryTheHighestPosition: each commit's NOTIFY
 // names the highest position it wrote (the last event of one of its
-// appends), so that other processes' followers know how far to read.
+// appends), so that other processes' followers know how far to read; not
+// the end of its reservation, which a refused append leaves empty.
 func TestCommitNotificationsCarryTheHighestPosition(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
@@ -414,8 +415,9 @@ func TestCommitNotificationsCarryTheHighestPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Concurrent appends of several events each, so that some are written
-	// together in one transaction.
-	const appends = 24
+	// together in one transaction; every third is refused (its stream does
+	// not exist), so that some batches end with a refused append.
+	const appends = 48
 	var wg sync.WaitGroup
 	results := make([]domain.AppendResult, appends)
 	errs := make([]error, appends)
@@ -423,14 +425,25 @@ func TestCommitNotificationsCarryTheHighestPosition(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			expect := domain.ExpectNoStream
+			if i%3 == 2 {
+				expect = domain.ExpectStreamExists
+			}
 			evs := []domain.EventData{eventstoretest.Ev("A", 1), eventstoretest.Ev("B", 2), eventstoretest.Ev("C", 3)}
-			results[i], errs[i] = store.Append(ctx, fmt.Sprintf("notified-%d", i), domain.ExpectNoStream, evs...)
+			results[i], errs[i] = store.Append(ctx, fmt.Sprintf("notified-%d", i), expect, evs...)
 		}()
 	}
 	wg.Wait()
 	last := map[int64]bool{}
 	var head int64
 	for i, err := range errs {
+		var wrong *eventstore.WrongExpectedVersionError
+		if i%3 == 2 {
+			if !errors.As(err, &wrong) {
+				t.Fatalf("append %d to a missing stream: %v", i, err)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

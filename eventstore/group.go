@@ -398,7 +398,10 @@ const reservePositionsSQL = `SELECT pg_current_xact_id(),
 // transaction's commit, one committing appender at a time. The highest
 // position written is the one insertBatchSQL kept in the session (0 when
 // it wrote nothing); it is set back to 0, so that a later transaction that
-// rolls back leaves nothing to announce.
+// rolls back leaves nothing to announce. This relies on the append and its
+// NOTIFY running in one session, as they do on a connection of the pool
+// (not through a proxy that pools transactions, where a lost wake-up would
+// leave other processes to their followers' polls).
 const notifySQL = `SELECT pg_notify($1, p || ' ' || $2), set_config('cqrsgate.last_position', '0', false)
   FROM (SELECT coalesce(current_setting('cqrsgate.last_position', true), '') AS p) AS m
  WHERE p NOT IN ('', '0')`

@@ -30,6 +30,11 @@ type Registration struct {
 	// Migration turns data of the current latest version into the new one;
 	// nil: data of earlier versions is read as it is.
 	Migration []Op
+
+	// seedVersion, set by Seed, is the version the schema must be: when the
+	// type has it already, it must be this schema (and nothing is written);
+	// otherwise it must be the next. 0: the next, whatever it is.
+	seedVersion int
 }
 
 // Verdict is the outcome of checking a change.
@@ -160,6 +165,15 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 		if t != nil {
 			latest = t.latest()
 		}
+		if n := reg.seedVersion; n > 0 && n <= latest {
+			if t.versions[n-1].schema.fingerprint != c.fingerprint {
+				return invalid("differs from the registered %s v%d: a shipped schema must not change; ship version %d instead", reg.Type, n, latest+1)
+			}
+			verdict = Verdict{Type: reg.Type, Version: n, Mode: mode, Unchanged: true, Compatible: true}
+			return nil
+		} else if n > latest+1 {
+			return &Error{Code: CodeInvalid, Rule: RuleVersionGap, Message: fmt.Sprintf("%s has versions 1 to %d: version %d would leave a gap", reg.Type, latest, n)}
+		}
 		if mig != nil && latest == 0 {
 			return &Error{Code: CodeInvalid, Rule: RuleVersionGap, Message: fmt.Sprintf("%s has no schema yet: the first version takes no migration", reg.Type)}
 		}
@@ -288,8 +302,13 @@ func (r *Registry) Deprecate(ctx context.Context, eventType string, version int,
 // one type are serialised across processes) with the type's state as the
 // database has it (nil for a new type). When write is set and fn succeeds
 // the registry revision is bumped, other processes are notified, and this
-// one reloads.
+// one reloads. Changes in one process run one at a time: each holds a
+// connection while it waits for the type's lock and, holding it, reads the
+// stored events on another, so several at once could take every
+// connection of the pool and wait for each other.
 func (r *Registry) inTypeTx(ctx context.Context, eventType string, fn func(pgx.Tx, *typeState) error, write bool) error {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)

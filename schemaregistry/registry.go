@@ -73,6 +73,7 @@ type Registry struct {
 	opts   Options
 
 	state    atomic.Pointer[state]
+	changeMu sync.Mutex // one change at a time in this process (see inTypeTx)
 	reloadMu sync.Mutex
 	lastMiss time.Time
 	compiled sync.Map // sha-256 of a stored schema -> *compiled
@@ -131,9 +132,16 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// reload replaces the in-memory registry with the database's.
+// reload replaces the in-memory registry with the database's, read in one
+// snapshot: read statement by statement, a registration another process
+// commits in between would show a version without its type.
 func (r *Registry) reload(ctx context.Context) error {
-	st, err := r.load(ctx, r.pool, "")
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("schema registry: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	st, err := r.load(ctx, tx, "")
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -458,6 +461,122 @@ func TestSeed(t *testing.T) {
 		if err := e.reg.Seed(ctx, tt.files); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestSeedConcurrently: gateways started together on a new database seed
+// the same files at the same time. Each must start (no "out of sequence"
+// from reading the registry while another process writes it), and each
+// shipped version must be registered once (not a second time, as the next
+// version, by a process that saw the registry before another wrote it).
+func TestSeedConcurrently(t *testing.T) {
+	ctx := context.Background()
+	files := domain.EventSchemas()
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{} // the latest version of each type
+	versions := 0
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasSuffix(name, ".migration") {
+			continue
+		}
+		typ, v, _ := strings.Cut(name, ".v")
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("seed %s: %v", e.Name(), err)
+		}
+		want[typ] = max(want[typ], n)
+		versions++
+	}
+	for round := range 3 {
+		e := newEnv(t, schemaregistry.Options{})
+		regs := []*schemaregistry.Registry{e.reg}
+		for range 3 { // other processes: each with a pool of its own
+			pool, err := pgxpool.New(ctx, e.pool.Config().ConnString())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			log := slog.New(slog.DiscardHandler)
+			reg, err := schemaregistry.New(ctx, pool, eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster()), log, schemaregistry.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			regs = append(regs, reg)
+		}
+		errs := make([]error, len(regs))
+		var wg sync.WaitGroup
+		for i, reg := range regs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = reg.Seed(ctx, files)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: process %d: %v", round, i, err)
+			}
+		}
+		var stored int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM schema_versions`).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored != versions {
+			t.Errorf("round %d: %d schema versions stored, want the %d shipped", round, stored, versions)
+		}
+		fresh := e.second(schemaregistry.Options{})
+		for typ, n := range want {
+			if got := fresh.Latest(typ); got != n {
+				t.Errorf("round %d: %s at version %d, want %d", round, typ, got, n)
+			}
+		}
+	}
+}
+
+// TestConcurrentChangesShareASmallPool: a change holds a connection while
+// it reads the stored events on another, so changes running side by side in
+// one process could take every connection of a small pool and wait for
+// each other for ever; they run one at a time instead.
+func TestConcurrentChangesShareASmallPool(t *testing.T) {
+	e := newEnv(t, schemaregistry.Options{})
+	cfg := e.pool.Config().Copy()
+	cfg.MaxConns = 2 // DB_MAX_CONNS's least
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	log := slog.New(slog.DiscardHandler)
+	reg, err := schemaregistry.New(context.Background(), pool, eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster()), log, schemaregistry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const changes = 8
+	errs := make([]error, changes)
+	var wg sync.WaitGroup
+	for i := range changes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = reg.Register(ctx, schemaregistry.Registration{Type: fmt.Sprintf("Side%d", i%2), Compatibility: schemaregistry.None,
+				Schema: json.RawMessage(fmt.Sprintf(`{"type": "object", "properties": {"f%d": {"type": "string"}}}`, i))})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("change %d: %v", i, err)
+		}
+	}
+	if got := reg.Latest("Side0") + reg.Latest("Side1"); got != changes {
+		t.Errorf("%d versions registered, want %d", got, changes)
 	}
 }
 

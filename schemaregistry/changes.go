@@ -171,7 +171,8 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 			}
 			verdict = Verdict{Type: reg.Type, Version: n, Mode: mode, Unchanged: true, Compatible: true}
 			return nil
-		} else if n > latest+1 {
+		}
+		if n := reg.seedVersion; n > latest+1 {
 			return &Error{Code: CodeInvalid, Rule: RuleVersionGap, Message: fmt.Sprintf("%s has versions 1 to %d: version %d would leave a gap", reg.Type, latest, n)}
 		}
 		if mig != nil && latest == 0 {

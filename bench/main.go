@@ -13,8 +13,8 @@
 // from goroutines of this process with their own connections, over
 // loopback, bounded in count and time. Each figure is the median of the
 // runs, with min and max; a ratio is the median of the runs' own ratios
-// (each run measures the gateway, then its baseline). Nothing here asserts
-// a time: targets are shown with whether they were met.
+// (each run measures the gateway and its baseline together). Nothing here
+// asserts a time: targets are shown with whether they were met.
 package main
 
 import (
@@ -72,7 +72,7 @@ type result struct {
 	// Ratio is cqrsgate against the baseline, so that higher is better:
 	// value/baseline for throughputs, baseline/value for times. It is the
 	// median of the runs' own ratios, each of a gateway figure and the
-	// baseline measured right after it, so that a machine slower in one
+	// baseline measured in the same run, so that a machine slower in one
 	// run than in another moves both sides of a ratio, not one; RatioMin
 	// and RatioMax are their extremes.
 	Ratio    float64 `json:"ratio,omitempty"`
@@ -159,8 +159,8 @@ func main() {
 			}
 			r.Runs = append(r.Runs, m)
 			ratio := ""
-			if m.Value > 0 && m.Baseline > 0 {
-				ratio = fmt.Sprintf(", %.2fx", runRatio(m, s.higher))
+			if x, ok := runRatio(m, s.higher); ok {
+				ratio = fmt.Sprintf(", %.2fx", x)
 			}
 			fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s%s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), ratio, m.Notes)
 		}
@@ -220,8 +220,8 @@ func summarise(r *result, s scenario) {
 		r.BaseMed, r.BaseMin, r.BaseMax = stats(bases)
 		var ratios []float64
 		for _, m := range r.Runs {
-			if m.Value > 0 && m.Baseline > 0 {
-				ratios = append(ratios, runRatio(m, s.higher))
+			if x, ok := runRatio(m, s.higher); ok {
+				ratios = append(ratios, x)
 			}
 		}
 		if len(ratios) > 0 {
@@ -244,12 +244,17 @@ func summarise(r *result, s scenario) {
 	}
 }
 
-// runRatio is one run's ratio of cqrsgate to its baseline, higher better.
-func runRatio(m measure, higher bool) float64 {
-	if higher {
-		return m.Value / m.Baseline
+// runRatio is one run's ratio of cqrsgate to its baseline, higher better;
+// false when the run lacks either figure.
+func runRatio(m measure, higher bool) (float64, bool) {
+	switch {
+	case m.Value <= 0 || m.Baseline <= 0:
+		return 0, false
+	case higher:
+		return m.Value / m.Baseline, true
+	default:
+		return m.Baseline / m.Value, true
 	}
-	return m.Baseline / m.Value
 }
 
 // stats returns the median, min and max.

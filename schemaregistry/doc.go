@@ -10,6 +10,16 @@
 // it when any process changes the registry (Run listens for changes; a
 // lookup that misses reloads at once).
 //
+// Validation is gojsonschema's. A schema written only with the keywords
+// event schemas mostly use (type, properties, required,
+// additionalProperties, items, string enums, numeric bounds, lengths and
+// counts, pattern, format) also gets a fast path that accepts valid data
+// without it, with the same verdicts (numbers compared exactly, lengths in
+// runes, gojsonschema's format checkers); data it does not accept, and
+// every schema with another keyword, go to gojsonschema, which gives the
+// verdict and the problems. Every schema the domain ships has the fast
+// path.
+//
 // # Migrations
 //
 // A migration turns data of version N into version N+1. It is declarative

@@ -35,6 +35,7 @@ type compiled struct {
 	doc         any             // decoded (UseNumber), for compatibility checks
 	fingerprint string          // sha-256 of raw
 	schema      *gojsonschema.Schema
+	fast        *fastSchema // nil: the schema has no fast path
 }
 
 // compileSchema checks and compiles an event schema: a JSON Schema
@@ -82,7 +83,7 @@ func compileSchema(raw []byte) (*compiled, error) {
 		return nil, invalid("the schema is not a valid JSON Schema draft-07: %v", err)
 	}
 	sum := sha256.Sum256(compact.Bytes())
-	return &compiled{raw: compact.Bytes(), doc: doc, fingerprint: hex.EncodeToString(sum[:]), schema: s}, nil
+	return &compiled{raw: compact.Bytes(), doc: doc, fingerprint: hex.EncodeToString(sum[:]), schema: s, fast: compileFast(doc)}, nil
 }
 
 // checkRefs refuses $ref values that point outside the document: the
@@ -111,8 +112,14 @@ func checkRefs(node any, path string) error {
 }
 
 // validate checks an event's data (a JSON document) against the schema and
-// returns the problems found, nil when it is valid.
+// returns the problems found, nil when it is valid. The data is decoded
+// once; the schema's fast path (see fastSchema) accepts valid data when it
+// can, and gojsonschema decides the rest and says what is wrong.
 func (c *compiled) validate(data []byte) (problems []Problem, err error) {
+	doc, decodeErr := jsonvalue.Decode(data)
+	if decodeErr == nil && c.fast != nil && c.fast.valid(doc) {
+		return nil, nil
+	}
 	defer func() {
 		// gojsonschema v1.2.0 panics on a number beyond float64's range
 		// (1e400, say) where the schema has const, enum or uniqueItems.
@@ -120,7 +127,7 @@ func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 			problems, err = []Problem{{Message: "the document cannot be validated: does it hold a number beyond ±1.8e308?"}}, nil
 		}
 	}()
-	res, err := c.schema.Validate(documentLoader{JSONLoader: gojsonschema.NewBytesLoader(data), data: data})
+	res, err := c.schema.Validate(documentLoader{JSONLoader: gojsonschema.NewBytesLoader(data), doc: doc, err: decodeErr})
 	if err != nil {
 		return []Problem{{Message: "not valid JSON: " + err.Error()}}, nil
 	}
@@ -137,15 +144,16 @@ func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 	return problems, nil
 }
 
-// documentLoader is gojsonschema's loader of a document's bytes, decoding
-// them with jsonvalue.Decode: the values (and errors) gojsonschema's own
+// documentLoader is gojsonschema's loader of a document's bytes, decoded
+// already with jsonvalue.Decode: the values (and errors) gojsonschema's own
 // decoding gives, in one pass without reflection for the usual document.
 type documentLoader struct {
 	gojsonschema.JSONLoader
-	data []byte
+	doc any
+	err error
 }
 
-func (l documentLoader) LoadJSON() (any, error) { return jsonvalue.Decode(l.data) }
+func (l documentLoader) LoadJSON() (any, error) { return l.doc, l.err }
 
 // contextPointer turns gojsonschema's context ("(root).a.0") into a JSON
 // Pointer ("/a/0"). A missing required property is reported at the

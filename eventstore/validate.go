@@ -56,6 +56,7 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 	}
 	out := make([]domain.EventData, len(events))
 	seen := make(map[string]int, len(events))
+	var checkedMeta json.RawMessage // metadata found valid; events of an append often share theirs
 	for i, e := range events {
 		field := "events." + strconv.Itoa(i)
 		if e.ID == "" {
@@ -77,10 +78,15 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 		if err := validateObject(field+".data", e.Data); err != nil {
 			return nil, err
 		}
-		if len(e.Metadata) == 0 {
+		switch {
+		case len(e.Metadata) == 0:
 			e.Metadata = emptyObject
-		} else if err := validateObject(field+".metadata", e.Metadata); err != nil {
-			return nil, err
+		case sameBytes(e.Metadata, checkedMeta):
+		default:
+			if err := validateObject(field+".metadata", e.Metadata); err != nil {
+				return nil, err
+			}
+			checkedMeta = e.Metadata
 		}
 		if n := len(e.Data) + len(e.Metadata); n > l.MaxEventBytes {
 			return nil, invalid(field+".data", "event is %d bytes (data plus metadata); at most %d are allowed", n, l.MaxEventBytes)
@@ -122,6 +128,12 @@ func validateEventType(field, t string) error {
 		}
 	}
 	return nil
+}
+
+// sameBytes reports whether a and b are one slice of memory (so the same
+// bytes), without comparing them.
+func sameBytes(a, b json.RawMessage) bool {
+	return len(a) == len(b) && len(b) > 0 && &a[0] == &b[0]
 }
 
 // validateObject checks that raw is a JSON object PostgreSQL's jsonb can

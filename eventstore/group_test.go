@@ -186,3 +186,39 @@ func TestGroupedAppendsWithoutIDsCheckEachExpectation(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionIDsFollowPositions: across many batches in flight
+// together, no event has a lower transaction id than an event at a lower
+// position. Gap-safe reads rely on it: a transaction is given its id while
+// it holds the allocation lock, when it reserves its positions.
+func TestTransactionIDsFollowPositions(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	s := newPostgres(t, pool)
+	const writers, appends = 16, 25
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < appends; i++ {
+				if _, err := s.Append(ctx, fmt.Sprintf("tx-%d-%d", w, i), domain.ExpectNoStream, eventstoretest.Ev("Ticked", i), eventstoretest.Ev("Ticked", i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var events, transactions, outOfOrder int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT tx_id), count(*) FILTER (WHERE prev > tx_id)
+		FROM (SELECT tx_id, lag(tx_id) OVER (ORDER BY position) AS prev FROM events) AS t`).Scan(&events, &transactions, &outOfOrder); err != nil {
+		t.Fatal(err)
+	}
+	if events != writers*appends*2 || transactions < 2 {
+		t.Fatalf("%d events in %d transactions, want %d events", events, transactions, writers*appends*2)
+	}
+	if outOfOrder != 0 {
+		t.Errorf("%d events have a lower transaction id than the event before them (%d events, %d transactions)", outOfOrder, events, transactions)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"cqrsgate/domain"
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Limits bound what one append may carry. The zero value of a field means
@@ -137,7 +138,8 @@ func sameBytes(a, b json.RawMessage) bool {
 }
 
 // validateObject checks that raw is a JSON object PostgreSQL's jsonb can
-// store: well-formed, valid UTF-8 and free of \u0000.
+// store: well-formed, valid UTF-8, free of \u0000 and without a number
+// beyond PostgreSQL's numeric.
 func validateObject(field string, raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 {
@@ -151,6 +153,10 @@ func validateObject(field string, raw json.RawMessage) error {
 	}
 	if trimmed[0] != '{' {
 		return invalid(field, "must be a JSON object")
+	}
+	if n, bad := jsonvalue.UnstorableNumber(trimmed); bad {
+		return invalid(field, "holds the number %s, which cannot be stored: at most %d digits before the decimal point and %d after it",
+			truncate(n), jsonvalue.NumericMaxIntDigits, jsonvalue.NumericMaxFracDigits)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
 		return invalid(field, `contains the character \u0000, which cannot be stored`)

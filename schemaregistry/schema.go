@@ -117,8 +117,19 @@ func checkRefs(node any, path string) error {
 // can, and gojsonschema decides the rest and says what is wrong.
 func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 	doc, decodeErr := jsonvalue.Decode(data)
-	if decodeErr == nil && c.fast != nil && c.fast.valid(doc) {
-		return nil, nil
+	if decodeErr == nil {
+		// Before any exact arithmetic on such a number: 1e1000000 takes
+		// milliseconds to expand, and PostgreSQL refuses it anyway.
+		if n, bad := jsonvalue.UnstorableNumber(data); bad {
+			if len(n) > 40 {
+				n = n[:40] + "…"
+			}
+			return []Problem{{Message: fmt.Sprintf("the number %s cannot be stored: at most %d digits before the decimal point and %d after it",
+				n, jsonvalue.NumericMaxIntDigits, jsonvalue.NumericMaxFracDigits)}}, nil
+		}
+		if c.fast != nil && c.fast.valid(doc) {
+			return nil, nil
+		}
 	}
 	defer func() {
 		// gojsonschema v1.2.0 panics on a number beyond float64's range

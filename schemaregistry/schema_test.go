@@ -2,6 +2,7 @@ package schemaregistry
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -107,6 +108,32 @@ func TestHugeNumbersAreAProblemNotAPanic(t *testing.T) {
 			if err != nil || len(problems) == 0 && strings.Contains(schema, "enum") {
 				t.Errorf("%s under %s: %v, %v", data, schema, problems, err)
 			}
+		}
+	}
+}
+
+// TestNumbersBeyondNumericAreAProblem: a number PostgreSQL cannot store is
+// a problem of its own, found before any schema keyword spends exact
+// arithmetic on it (1e1000000 takes milliseconds to expand), whatever the
+// schema; a storable one is checked as usual.
+func TestNumbersBeyondNumericAreAProblem(t *testing.T) {
+	for _, schema := range []string{
+		`{"type": "object", "properties": {"x": {"type": "integer"}}}`,
+		`{"type": "object", "properties": {"x": {"type": "number", "minimum": 0}}}`,
+		`{"type": "object", "properties": {"x": {"const": 1}}}`,
+	} {
+		c, err := compileSchema([]byte(schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, data := range []string{`{"x": 1e1000000}`, `{"x": 1e-16384}`, `{"y": [1E+131072]}`} {
+			problems, err := c.validate([]byte(data))
+			if err != nil || len(problems) != 1 || !strings.Contains(problems[0].Message, "cannot be stored") {
+				t.Errorf("%s under %s: %v, %v", data, schema, problems, err)
+			}
+		}
+		if problems, err := c.validate([]byte(`{"x": 1e3}`)); err != nil || strings.Contains(fmt.Sprint(problems), "cannot be stored") {
+			t.Errorf("1e3 under %s: %v, %v", schema, problems, err)
 		}
 	}
 }

@@ -111,26 +111,6 @@ func compileFast(node any) *fastSchema {
 			}
 		case "enum":
 			ok = f.compileEnum(v)
-		case "minimum":
-			f.min, ok = compileLimit(v)
-		case "maximum":
-			f.max, ok = compileLimit(v)
-		case "exclusiveMinimum":
-			f.exMin, ok = compileLimit(v)
-		case "exclusiveMaximum":
-			f.exMax, ok = compileLimit(v)
-		case "minLength":
-			f.minLen, ok = count(v)
-		case "maxLength":
-			f.maxLen, ok = count(v)
-		case "minItems":
-			f.minItems, ok = count(v)
-		case "maxItems":
-			f.maxItems, ok = count(v)
-		case "minProperties":
-			f.minProps, ok = count(v)
-		case "maxProperties":
-			f.maxProps, ok = count(v)
 		case "pattern":
 			s, isString := v.(string)
 			var err error
@@ -139,13 +119,30 @@ func compileFast(node any) *fastSchema {
 		case "format":
 			f.format, ok = v.(string)
 		default:
-			ok = false
+			if l := f.limits()[k]; l != nil {
+				*l, ok = compileLimit(v)
+			} else if c := f.counts()[k]; c != nil {
+				*c, ok = count(v)
+			} else {
+				ok = false
+			}
 		}
 		if !ok {
 			return nil
 		}
 	}
 	return f
+}
+
+// limits are f's numeric bounds by keyword.
+func (f *fastSchema) limits() map[string]**limit {
+	return map[string]**limit{"minimum": &f.min, "maximum": &f.max, "exclusiveMinimum": &f.exMin, "exclusiveMaximum": &f.exMax}
+}
+
+// counts are f's bounds on lengths and counts by keyword.
+func (f *fastSchema) counts() map[string]*int {
+	return map[string]*int{"minLength": &f.minLen, "maxLength": &f.maxLen, "minItems": &f.minItems,
+		"maxItems": &f.maxItems, "minProperties": &f.minProps, "maxProperties": &f.maxProps}
 }
 
 func (f *fastSchema) compileType(v any) bool {

@@ -139,7 +139,8 @@ func sameBytes(a, b json.RawMessage) bool {
 
 // validateObject checks that raw is a JSON object PostgreSQL's jsonb can
 // store: well-formed, valid UTF-8, free of \u0000 and without a number
-// beyond PostgreSQL's numeric.
+// beyond PostgreSQL's numeric (nor numbers whose exponents stand for too
+// many digits: see jsonvalue.RefusedNumber).
 func validateObject(field string, raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 {
@@ -154,9 +155,8 @@ func validateObject(field string, raw json.RawMessage) error {
 	if trimmed[0] != '{' {
 		return invalid(field, "must be a JSON object")
 	}
-	if n, bad := jsonvalue.UnstorableNumber(trimmed); bad {
-		return invalid(field, "holds the number %s, which cannot be stored: at most %d digits before the decimal point and %d after it",
-			truncate(n), jsonvalue.NumericMaxIntDigits, jsonvalue.NumericMaxFracDigits)
+	if n, why, bad := jsonvalue.RefusedNumber(trimmed); bad {
+		return invalid(field, "holds the number %s, which %s", truncate(n), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
 		return invalid(field, `contains the character \u0000, which cannot be stored`)

@@ -118,14 +118,13 @@ func checkRefs(node any, path string) error {
 func (c *compiled) validate(data []byte) (problems []Problem, err error) {
 	doc, decodeErr := jsonvalue.Decode(data)
 	if decodeErr == nil {
-		// Before any exact arithmetic on such a number: 1e1000000 takes
-		// milliseconds to expand, and PostgreSQL refuses it anyway.
-		if n, bad := jsonvalue.UnstorableNumber(data); bad {
+		// Before any exact arithmetic on such numbers: 1e131071 takes a
+		// millisecond to expand (see jsonvalue.MaxExpandedDigits).
+		if n, why, bad := jsonvalue.RefusedNumber(data); bad {
 			if len(n) > 40 {
 				n = n[:40] + "…"
 			}
-			return []Problem{{Message: fmt.Sprintf("the number %s cannot be stored: at most %d digits before the decimal point and %d after it",
-				n, jsonvalue.NumericMaxIntDigits, jsonvalue.NumericMaxFracDigits)}}, nil
+			return []Problem{{Message: fmt.Sprintf("the number %s %s", n, why)}}, nil
 		}
 		if c.fast != nil && c.fast.valid(doc) {
 			return nil, nil

@@ -426,6 +426,7 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 			e.Data = json.RawMessage(`{"a": "` + strings.Repeat("x", eventstore.DefaultMaxEventBytes) + `"}`)
 		}), "events.0.data"},
 		{"data with a number beyond PostgreSQL's numeric", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": [1, 1e131072]}`) }), "events.0.data"},
+		{"data whose numbers' exponents stand for too many digits", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": [1e131071, 1e131071]}`) }), "events.0.data"},
 		{"metadata with a number beyond PostgreSQL's numeric", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Metadata = json.RawMessage(`{"a": 1e-16384}`) }), "events.0.metadata"},
 		{"metadata not an object", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Metadata = json.RawMessage(`[]`) }), "events.0.metadata"},
 		{"bad second event", "ok", domain.ExpectAny, append(with(func(*domain.EventData) {}), domain.EventData{Type: "A", SchemaVersion: 1, Data: json.RawMessage(`nope`)}), "events.1.data"},

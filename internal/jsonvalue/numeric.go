@@ -2,6 +2,7 @@ package jsonvalue
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 )
 
@@ -14,17 +15,28 @@ const (
 	NumericMaxFracDigits = 16383
 )
 
-// UnstorableNumber returns the first number in the JSON text data that
-// PostgreSQL's jsonb cannot hold (see NumericMaxIntDigits), and whether
-// there is one. data must be valid JSON. It costs a scan for an exponent
-// (a digit followed by e or E) and nothing more unless it finds one or
-// data is longer than the digits a stored number may have: numbers that
-// could not be stored are caught before anything (a schema's validation,
-// exact arithmetic on them) spends time on them.
-func UnstorableNumber(data []byte) (string, bool) {
+// MaxExpandedDigits bounds the digits that the numbers of one document
+// written with an exponent stand for, in all, written out in full: a few
+// bytes (1e131071) can stand for 131072 digits, which exact arithmetic (a
+// schema's integer type or bounds) takes about a millisecond to expand,
+// so that a small document of many of them could take seconds. The bound
+// is above the most digits one storable number has.
+const MaxExpandedDigits = 150_000
+
+// RefusedNumber returns the first number in the JSON text data that is
+// refused, and why (to follow the number in a message): PostgreSQL's jsonb
+// cannot hold it (see NumericMaxIntDigits), or with it the numbers written
+// with an exponent stand for more than MaxExpandedDigits digits. data must
+// be valid JSON. It costs a scan for an exponent (a digit followed by e or
+// E) and nothing more unless it finds one or data is longer than the
+// digits a stored number may have after its point: such numbers are caught
+// before anything (a schema's validation, exact arithmetic) spends time on
+// them.
+func RefusedNumber(data []byte) (number, why string, refused bool) {
 	if len(data) <= NumericMaxFracDigits && !hasExponent(data) {
-		return "", false
+		return "", "", false
 	}
+	expanded := 0
 	for i := 0; i < len(data); {
 		switch c := data[i]; {
 		case c == '"':
@@ -34,15 +46,24 @@ func UnstorableNumber(data []byte) (string, bool) {
 			for j < len(data) && isNumberByte(data[j]) {
 				j++
 			}
-			if !storable(data[i:j]) {
-				return string(data[i:j]), true
+			n := data[i:j]
+			digits, ok := fullDigits(n)
+			if !ok {
+				return string(n), fmt.Sprintf("cannot be stored: PostgreSQL's numeric holds at most %d digits before the decimal point and %d after it",
+					NumericMaxIntDigits, NumericMaxFracDigits), true
+			}
+			if bytes.ContainsAny(n, "eE") {
+				if expanded += digits; expanded > MaxExpandedDigits {
+					return string(n), fmt.Sprintf("is one too many: written out in full, the numbers with an exponent in one document may have at most %d digits in all",
+						MaxExpandedDigits), true
+				}
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // hasExponent reports whether data has a digit followed by e or E.
@@ -81,11 +102,12 @@ func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
-// storable reports whether PostgreSQL's numeric holds the JSON number n:
+// fullDigits returns how many digits the JSON number n has written out in
+// full (its exponent applied), and whether PostgreSQL's numeric holds it:
 // at most NumericMaxIntDigits digits before the point, counted from the
 // first that is not zero, and NumericMaxFracDigits after it.
-func storable(n []byte) bool {
-	if n[0] == '-' {
+func fullDigits(n []byte) (int, bool) {
+	if len(n) > 0 && n[0] == '-' {
 		n = n[1:]
 	}
 	mantissa, exp := n, 0
@@ -93,7 +115,7 @@ func storable(n []byte) bool {
 		mantissa = n[:k]
 		e, err := strconv.Atoi(string(n[k+1:]))
 		if err != nil || e > 1<<24 || e < -(1<<24) {
-			return false
+			return 0, false
 		}
 		exp = e
 	}
@@ -101,14 +123,16 @@ func storable(n []byte) bool {
 	if k := bytes.IndexByte(mantissa, '.'); k >= 0 {
 		intPart, frac = mantissa[:k], mantissa[k+1:]
 	}
-	if len(frac)-exp > NumericMaxFracDigits {
-		return false
+	fracDigits := max(len(frac)-exp, 0)
+	if fracDigits > NumericMaxFracDigits {
+		return 0, false
 	}
 	// The first digit that is not zero, counted from the point.
 	digits := append(intPart[:len(intPart):len(intPart)], frac...)
 	first := bytes.IndexFunc(digits, func(r rune) bool { return r != '0' })
 	if first < 0 {
-		return exp <= NumericMaxIntDigits // zero
+		return 1 + fracDigits, exp <= NumericMaxIntDigits // zero
 	}
-	return len(intPart)-first+exp <= NumericMaxIntDigits
+	intDigits := len(intPart) - first + exp
+	return max(intDigits, 1) + fracDigits, intDigits <= NumericMaxIntDigits
 }

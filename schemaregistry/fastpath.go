@@ -216,12 +216,8 @@ func count(v any) (int, bool) {
 }
 
 func compileLimit(v any) (*limit, bool) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return nil, false
-	}
-	r, ok := new(big.Rat).SetString(string(n))
-	if !ok {
+	r := number(v) // as compatibility checks read bounds
+	if r == nil {
 		return nil, false
 	}
 	b := &limit{rat: r}

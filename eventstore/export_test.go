@@ -1,6 +1,10 @@
 package eventstore
 
-import "context"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
 
 // SetBeforeCommit installs a hook that runs inside each append's open
 // transaction after its insert; an error rolls the append back. Tests use it
@@ -19,3 +23,9 @@ const OrderedReadsSQL = orderedReadsSQL
 
 // The allocation lock's advisory lock key.
 const AllocLockClass, AllocLockID = allocLockClass, allocLockID
+
+// RawEventFormats reports whether reads of events with these columns are
+// decoded without Scan.
+func RawEventFormats(fields []pgconn.FieldDescription) bool { return rawEventFormats(fields) }
+
+const EventColumns = eventColumns

@@ -15,15 +15,6 @@ import (
 	"cqrsgate/domain"
 )
 
-const eventColumns = `event_id::text, event_type, schema_version, data::text, metadata::text, stream_id, stream_version, position, recorded_at`
-
-func scanEvent(r pgx.CollectableRow) (domain.RecordedEvent, error) {
-	var e domain.RecordedEvent
-	// Straight into the byte slices: through a string would copy each twice.
-	err := r.Scan(&e.ID, &e.Type, &e.SchemaVersion, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &e.StreamID, &e.StreamVersion, &e.Position, &e.RecordedAt)
-	return e, err
-}
-
 // ReadStream implements Store.
 func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery) ([]domain.RecordedEvent, error) {
 	if err := validateStreamID("stream", stream); err != nil {
@@ -51,7 +42,7 @@ func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery)
 	if err != nil {
 		return nil, s.dbError("read stream "+stream, err)
 	}
-	events, err := pgx.CollectRows(rows, scanEvent)
+	events, err := collectEvents(rows, limit)
 	if err != nil {
 		return nil, s.dbError("read stream "+stream, err)
 	}
@@ -115,7 +106,7 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	if err != nil {
 		return Page{}, s.dbError("read all", err)
 	}
-	page.Events, err = pgx.CollectRows(rows, scanEvent)
+	page.Events, err = collectEvents(rows, limit)
 	if err != nil {
 		return Page{}, s.dbError("read all", err)
 	}
@@ -193,7 +184,7 @@ func (s *Postgres) ReadEvent(ctx context.Context, eventID string) (domain.Record
 	if err != nil {
 		return domain.RecordedEvent{}, s.dbError("read event", err)
 	}
-	e, err := pgx.CollectExactlyOneRow(rows, scanEvent)
+	e, err := collectEvent(rows)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return domain.RecordedEvent{}, eventNotFound(eventID)
 	}
@@ -219,7 +210,7 @@ func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, 
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)
 	}
-	events, err := pgx.CollectRows(rows, scanEvent)
+	events, err := collectEvents(rows, limit)
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)
 	}

@@ -1,0 +1,129 @@
+package eventstore_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/internal/pgtest"
+)
+
+// Every read decodes events alike whatever the pool's query mode: rows in
+// binary (the default, decoded without Scan) and rows in text (the simple
+// protocol, through Scan).
+func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec,
+		pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+	stores := make([]*eventstore.Postgres, len(modes))
+	raw := make([]bool, len(modes))
+	for i, mode := range modes {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConnConfig.DefaultQueryExecMode = mode
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		stores[i] = newPostgres(t, pool)
+		rows, err := pool.Query(ctx, `SELECT `+eventstore.EventColumns+` FROM events LIMIT 0`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[i] = eventstore.RawEventFormats(rows.FieldDescriptions())
+		rows.Close()
+	}
+	if !raw[0] || raw[len(raw)-1] {
+		t.Fatalf("decoded without Scan, by mode %v: %v; want the default mode only to and the simple protocol not", modes, raw)
+	}
+
+	meta := json.RawMessage(`{"correlationId": "c-1", "actor": "ä"}`)
+	for _, a := range []struct {
+		stream string
+		events []domain.EventData
+	}{
+		{"tenant-a~acct-1", []domain.EventData{
+			{Type: "Opened", SchemaVersion: 2, Data: json.RawMessage(`{"owner": "Zoë", "n": 9007199254740993}`), Metadata: meta},
+			{Type: "Deposited", SchemaVersion: 1, Data: json.RawMessage(`{}`)}}},
+		{"acct-2", []domain.EventData{{Type: "Opened", SchemaVersion: 2, Data: json.RawMessage(`{"owner": "x"}`), Metadata: meta}}},
+	} {
+		if _, err := stores[0].Append(ctx, a.stream, domain.ExpectNoStream, a.events...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type reads struct {
+		all, stream, correlated []domain.RecordedEvent
+		one                     domain.RecordedEvent
+	}
+	read := func(s *eventstore.Postgres) reads {
+		var r reads
+		p, err := s.ReadAll(ctx, eventstore.AllQuery{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.all = p.Events
+		if r.stream, err = s.ReadStream(ctx, "tenant-a~acct-1", eventstore.StreamQuery{Backward: true}); err != nil {
+			t.Fatal(err)
+		}
+		if r.correlated, err = s.ReadByCorrelation(ctx, "c-1", 0, 10); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.all) != 3 || len(r.stream) != 2 || len(r.correlated) != 2 {
+			t.Fatalf("read %d, %d and %d events; want 3, 2 and 2", len(r.all), len(r.stream), len(r.correlated))
+		}
+		if r.one, err = s.ReadEvent(ctx, r.all[1].ID); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Times compare as instants: text and binary rows give different zones.
+	same := func(a, b []domain.RecordedEvent) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			x, y := a[i], b[i]
+			if !x.RecordedAt.Equal(y.RecordedAt) {
+				return false
+			}
+			x.RecordedAt = y.RecordedAt
+			if !reflect.DeepEqual(x, y) {
+				return false
+			}
+		}
+		return true
+	}
+	want := read(stores[0])
+	if e := want.all[0]; e.StreamID != "tenant-a~acct-1" || e.Type != "Opened" || e.SchemaVersion != 2 || e.StreamVersion != 1 ||
+		!bytes.Contains(e.Data, []byte("9007199254740993")) || !bytes.Contains(e.Metadata, []byte(`"ä"`)) || e.RecordedAt.IsZero() {
+		t.Fatalf("first event read as %+v", e)
+	}
+	for i, s := range stores[1:] {
+		got := read(s)
+		if !same(got.all, want.all) || !same(got.stream, want.stream) || !same(got.correlated, want.correlated) ||
+			!same([]domain.RecordedEvent{got.one}, []domain.RecordedEvent{want.one}) {
+			t.Errorf("mode %v read\n%+v\nwhere the default mode read\n%+v", modes[i+1], got, want)
+		}
+	}
+
+	// An event's data and metadata share memory: appending to its data
+	// must not write over its metadata.
+	e := want.all[0]
+	before := string(e.Metadata)
+	_ = append(e.Data, bytes.Repeat([]byte("x"), len(e.Metadata))...)
+	if string(e.Metadata) != before {
+		t.Fatalf("appending to the data changed the metadata to %s", e.Metadata)
+	}
+}

@@ -21,6 +21,9 @@ func WalksInOrder(q AllQuery) bool { return walksInOrder(q) }
 
 const OrderedReadsSQL = orderedReadsSQL
 
+// ReadSettings are the settings sent before q's read.
+func ReadSettings(q AllQuery) string { return readSettings(q) }
+
 // The allocation lock's advisory lock key.
 const AllocLockClass, AllocLockID = allocLockClass, allocLockID
 

@@ -503,7 +503,7 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 			}
 			defer func() { _ = tx.Rollback(ctx) }()
 			if settings {
-				if _, err := tx.Exec(ctx, eventstore.OrderedReadsSQL); err != nil {
+				if _, err := tx.Exec(ctx, eventstore.ReadSettings(q)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -534,5 +534,54 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 	}
 	if !strings.Contains(p, "events_stream_version_key") {
 		t.Errorf("a read of one stream does not use the stream's index:\n%s", p)
+	}
+}
+
+// A read of the whole log runs on its prepared statement's generic plan
+// (the walk of the position index), rather than being planned afresh; a
+// read by type is left to PostgreSQL's choice, whose custom plans find the
+// type's events by their own index.
+func TestPlainReadsUseGenericPlans(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // prepared statements are per connection
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s := newPostgres(t, pool)
+	for i := range 20 {
+		if _, err := s.Append(ctx, fmt.Sprintf("s-%d", i), domain.ExpectNoStream, eventstoretest.Ev("A", i), eventstoretest.Ev("B", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain, typed := eventstore.AllQuery{Limit: 5}, eventstore.AllQuery{Limit: 5, Types: []string{"B"}}
+	for after := range int64(10) {
+		for _, q := range []eventstore.AllQuery{plain, typed} {
+			q.After = after
+			if _, err := s.ReadAll(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	plans := func(q eventstore.AllQuery) (generic, custom int64) {
+		sql, _ := eventstore.ReadAllSQL(q, q.Limit)
+		if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`, sql).Scan(&generic, &custom); err != nil {
+			t.Fatalf("the prepared read %q: %v", sql, err)
+		}
+		return generic, custom
+	}
+	if generic, custom := plans(plain); generic < 10 || custom != 0 {
+		t.Errorf("the read of the whole log ran on %d generic and %d custom plans; want every run on the generic plan", generic, custom)
+	}
+	// PostgreSQL plans a prepared statement's first five runs for their
+	// parameters before it may settle on a generic plan; forced, it plans
+	// none.
+	if _, custom := plans(typed); custom < 5 {
+		t.Errorf("the read by type ran on %d custom plans in 10 runs; want PostgreSQL's choice (at least the first five)", custom)
 	}
 }

@@ -42,7 +42,7 @@ func (s *Postgres) ReadStream(ctx context.Context, stream string, q StreamQuery)
 	if err != nil {
 		return nil, s.dbError("read stream "+stream, err)
 	}
-	events, err := collectEvents(rows, limit)
+	events, err := collectEvents(rows, min(limit, streamRoom))
 	if err != nil {
 		return nil, s.dbError("read stream "+stream, err)
 	}
@@ -130,7 +130,9 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	if err != nil {
 		return Page{}, s.dbError("read all", err)
 	}
-	page.Events, err = collectEvents(rows, limit)
+	// At most one event per position up to the head (the read may pass
+	// it by the events committed since: those grow the slice).
+	page.Events, err = collectEvents(rows, int(min(int64(limit), max(page.Head-q.After, 0))))
 	if err != nil {
 		return Page{}, s.dbError("read all", err)
 	}
@@ -234,7 +236,7 @@ func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, 
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)
 	}
-	events, err := collectEvents(rows, limit)
+	events, err := collectEvents(rows, min(limit, streamRoom))
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)
 	}

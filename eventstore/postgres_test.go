@@ -539,8 +539,8 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 
 // A read of the whole log runs on its prepared statement's generic plan
 // (the walk of the position index), rather than being planned afresh; a
-// read by type is left to PostgreSQL's choice, whose custom plans find the
-// type's events by their own index.
+// read by type, tenant or stream prefix is left to PostgreSQL's choice,
+// whose custom plans find its events by their own index.
 func TestPlainReadsUseGenericPlans(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
@@ -559,9 +559,11 @@ func TestPlainReadsUseGenericPlans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plain, typed := eventstore.AllQuery{Limit: 5}, eventstore.AllQuery{Limit: 5, Types: []string{"B"}}
+	tenant := ""
+	plain := eventstore.AllQuery{Limit: 5}
+	filtered := []eventstore.AllQuery{{Limit: 5, Types: []string{"B"}}, {Limit: 5, StreamPrefix: "s-"}, {Limit: 5, Tenant: &tenant}}
 	for after := range int64(10) {
-		for _, q := range []eventstore.AllQuery{plain, typed} {
+		for _, q := range append([]eventstore.AllQuery{plain}, filtered...) {
 			q.After = after
 			if _, err := s.ReadAll(ctx, q); err != nil {
 				t.Fatal(err)
@@ -581,7 +583,9 @@ func TestPlainReadsUseGenericPlans(t *testing.T) {
 	// PostgreSQL plans a prepared statement's first five runs for their
 	// parameters before it may settle on a generic plan; forced, it plans
 	// none.
-	if _, custom := plans(typed); custom < 5 {
-		t.Errorf("the read by type ran on %d custom plans in 10 runs; want PostgreSQL's choice (at least the first five)", custom)
+	for _, q := range filtered {
+		if _, custom := plans(q); custom < 5 {
+			t.Errorf("the read %+v ran on %d custom plans in 10 runs; want PostgreSQL's choice (at least the first five)", q, custom)
+		}
 	}
 }

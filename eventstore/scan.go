@@ -17,14 +17,17 @@ import (
 // collectEvents decodes them.
 const eventColumns = `event_id::text, event_type, schema_version, data::text, metadata::text, stream_id, stream_version, position, recorded_at`
 
-// readCap is the most events a read makes room for before the first row
-// arrives: a page is usually full, and growing the slice row by row copies
-// every event about twice; a large limit on a short page would waste most
-// of a larger guess.
-const readCap = 1024
+// streamRoom is the room a read of a stream or of a correlation makes for
+// its events before the first row: most are a few events (an aggregate
+// after its snapshot, one request's effects). Longer ones grow.
+const streamRoom = 16
 
-// collectEvents reads the rows of a query of eventColumns, at most limit of
-// them, and closes rows.
+// collectEvents reads the rows of a query of eventColumns and closes rows.
+// room is the events it makes room for before the first row: the most the
+// read can return, when the caller knows it (a read of the log ahead of
+// the head returns at most the positions between), so that a full page is
+// not copied as it grows and a short one does not hold room it never
+// uses.
 //
 // Reads of the log are the busiest path in the gateway (every follower's
 // catch-up, every projection's rebuild), so rows in pgx's usual binary
@@ -33,9 +36,9 @@ const readCap = 1024
 // array) and the type names shared across the page, where Scan made five
 // and planned each column. Rows in other formats (a pool configured for
 // the simple protocol) go through Scan.
-func collectEvents(rows pgx.Rows, limit int) ([]domain.RecordedEvent, error) {
+func collectEvents(rows pgx.Rows, room int) ([]domain.RecordedEvent, error) {
 	defer rows.Close()
-	events := make([]domain.RecordedEvent, 0, max(min(limit, readCap), 0))
+	events := make([]domain.RecordedEvent, 0, max(room, 0))
 	raw := rawEventFormats(rows.FieldDescriptions())
 	var types map[string]string
 	for rows.Next() {

@@ -24,6 +24,7 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec,
 		pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
 	stores := make([]*eventstore.Postgres, len(modes))
+	pools := make([]*pgxpool.Pool, len(modes))
 	raw := make([]bool, len(modes))
 	for i, mode := range modes {
 		cfg, err := pgxpool.ParseConfig(url)
@@ -36,7 +37,7 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		stores[i] = newPostgres(t, pool)
+		stores[i], pools[i] = newPostgres(t, pool), pool
 		rows, err := pool.Query(ctx, `SELECT `+eventstore.EventColumns+` FROM events LIMIT 0`)
 		if err != nil {
 			t.Fatal(err)
@@ -106,6 +107,23 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 		return true
 	}
 	want := read(stores[0])
+	// The default mode's reads, decoded without Scan, must be what Scan
+	// made of the same rows: the time in the same zone too.
+	rows, err := pools[0].Query(ctx, `SELECT `+eventstore.EventColumns+` FROM events ORDER BY position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.RecordedEvent, error) {
+		var e domain.RecordedEvent
+		err := r.Scan(&e.ID, &e.Type, &e.SchemaVersion, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &e.StreamID, &e.StreamVersion, &e.Position, &e.RecordedAt)
+		return e, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want.all, scanned) {
+		t.Fatalf("read without Scan:\n%+v\nthrough Scan:\n%+v", want.all, scanned)
+	}
 	if e := want.all[0]; e.StreamID != "tenant-a~acct-1" || e.Type != "Opened" || e.SchemaVersion != 2 || e.StreamVersion != 1 ||
 		!bytes.Contains(e.Data, []byte("9007199254740993")) || !bytes.Contains(e.Metadata, []byte(`"ä"`)) || e.RecordedAt.IsZero() {
 		t.Fatalf("first event read as %+v", e)
@@ -116,6 +134,16 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 			!same([]domain.RecordedEvent{got.one}, []domain.RecordedEvent{want.one}) {
 			t.Errorf("mode %v read\n%+v\nwhere the default mode read\n%+v", modes[i+1], got, want)
 		}
+	}
+
+	// A page short of its limit holds no room for the limit: the followers
+	// read a few new events at a time with large limits.
+	p, err := stores[0].ReadAll(ctx, eventstore.AllQuery{After: 1, Limit: 1000})
+	if err != nil || len(p.Events) != 2 {
+		t.Fatalf("read after 1 = %d events, %v; want 2", len(p.Events), err)
+	}
+	if cap(p.Events) > 16 {
+		t.Errorf("a page of 2 events holds room for %d", cap(p.Events))
 	}
 
 	// An event's data and metadata share memory: appending to its data

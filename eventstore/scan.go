@@ -35,11 +35,12 @@ const streamRoom = 16
 // event (its id and stream share one string, its data and metadata one
 // array) and the type names shared across the page, where Scan made five
 // and planned each column. Rows in other formats (a pool configured for
-// the simple protocol) go through Scan.
+// the simple protocol), and rows of a connection whose pgx reads times in
+// a zone of its own, go through Scan.
 func collectEvents(rows pgx.Rows, room int) ([]domain.RecordedEvent, error) {
 	defer rows.Close()
 	events := make([]domain.RecordedEvent, 0, max(room, 0))
-	raw := rawEventFormats(rows.FieldDescriptions())
+	raw := rawEventFormats(rows.FieldDescriptions()) && localTimes(rows.Conn())
 	var types map[string]string
 	for rows.Next() {
 		var e domain.RecordedEvent
@@ -93,6 +94,22 @@ func rawEventFormats(fields []pgconn.FieldDescription) bool {
 		}
 	}
 	return true
+}
+
+// localTimes reports whether conn's pgx reads timestamptz in the local
+// zone, as decodeEvent does: a pool may be configured otherwise (a
+// TimestamptzCodec with a ScanLocation), and its reads then go through
+// Scan.
+func localTimes(conn *pgx.Conn) bool {
+	if conn == nil {
+		return false
+	}
+	t, ok := conn.TypeMap().TypeForOID(pgtype.TimestamptzOID)
+	if !ok {
+		return false
+	}
+	c, ok := t.Codec.(*pgtype.TimestamptzCodec)
+	return ok && c.ScanLocation == nil
 }
 
 // decodeEvent decodes one row of eventColumns in the formats

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
@@ -133,6 +135,28 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 		if !same(got.all, want.all) || !same(got.stream, want.stream) || !same(got.correlated, want.correlated) ||
 			!same([]domain.RecordedEvent{got.one}, []domain.RecordedEvent{want.one}) {
 			t.Errorf("mode %v read\n%+v\nwhere the default mode read\n%+v", modes[i+1], got, want)
+		}
+	}
+
+	// A pool whose pgx reads times in another zone reads events through
+	// Scan, in that zone.
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		c.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+		return nil
+	}
+	utcPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(utcPool.Close)
+	inUTC := read(newPostgres(t, utcPool))
+	for i, e := range inUTC.all {
+		if e.RecordedAt.Location() != time.UTC || !e.RecordedAt.Equal(want.all[i].RecordedAt) {
+			t.Errorf("with times read in UTC, event %d was recorded at %v", i, e.RecordedAt)
 		}
 	}
 

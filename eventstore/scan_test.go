@@ -48,7 +48,7 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 		rows.Close()
 	}
 	if !raw[0] || raw[len(raw)-1] {
-		t.Fatalf("decoded without Scan, by mode %v: %v; want the default mode only to and the simple protocol not", modes, raw)
+		t.Fatalf("decoded without Scan, by mode %v: %v; want the default mode decoded without Scan and the simple protocol through Scan", modes, raw)
 	}
 
 	meta := json.RawMessage(`{"correlationId": "c-1", "actor": "ä"}`)

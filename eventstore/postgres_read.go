@@ -79,8 +79,7 @@ func walksInOrder(q AllQuery) bool { return q.Stream == "" }
 // read with a filter keeps its custom plans: generic ones read the type,
 // tenant or prefix from the rows of that walk rather than from their own
 // index.
-const genericReadSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),
-	set_config('plan_cache_mode', 'force_generic_plan', true)`
+const genericReadSQL = orderedReadsSQL + `, set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // readSettings returns the settings sent before q's read, if any.
 func readSettings(q AllQuery) string {

@@ -261,16 +261,18 @@ func (f *fastSchema) validNumber(n json.Number) bool {
 	if f.enum != nil || f.format != "" {
 		return false // gojsonschema compares (and checks the format of) numbers its own way
 	}
-	if f.types != 0 && f.types&typeNumber == 0 {
-		if f.types&typeInteger == 0 {
-			return false
+	plain := plainInt(n)
+	var rat *big.Rat // n exactly, once needed
+	exact := func() bool {
+		if rat == nil {
+			rat, _ = new(big.Rat).SetString(string(n)) // nil when it cannot be read
 		}
-		if !plainInt(n) {
-			// 1.0 and 1e2 are integers to gojsonschema.
-			r, ok := new(big.Rat).SetString(string(n))
-			if !ok || !r.IsInt() {
-				return false
-			}
+		return rat != nil
+	}
+	if f.types != 0 && f.types&typeNumber == 0 {
+		// 1.0 and 1e2 are integers to gojsonschema.
+		if f.types&typeInteger == 0 || !plain && (!exact() || !rat.IsInt()) {
+			return false
 		}
 	}
 	if f.min == nil && f.max == nil && f.exMin == nil && f.exMax == nil {
@@ -279,9 +281,8 @@ func (f *fastSchema) validNumber(n json.Number) bool {
 	var (
 		small    int64
 		smallErr error = strconv.ErrSyntax
-		rat      *big.Rat
 	)
-	if plainInt(n) {
+	if plain {
 		small, smallErr = strconv.ParseInt(string(n), 10, 64)
 	}
 	cmp := func(b *limit) int {
@@ -294,11 +295,8 @@ func (f *fastSchema) validNumber(n json.Number) bool {
 			}
 			return 0
 		}
-		if rat == nil {
-			var ok bool
-			if rat, ok = new(big.Rat).SetString(string(n)); !ok {
-				return 2 // not comparable: never valid here
-			}
+		if !exact() {
+			return 2 // not comparable: never valid here
 		}
 		return rat.Cmp(b.rat)
 	}

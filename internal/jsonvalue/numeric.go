@@ -127,12 +127,25 @@ func fullDigits(n []byte) (int, bool) {
 	if fracDigits > NumericMaxFracDigits {
 		return 0, false
 	}
-	// The first digit that is not zero, counted from the point.
-	digits := append(intPart[:len(intPart):len(intPart)], frac...)
-	first := bytes.IndexFunc(digits, func(r rune) bool { return r != '0' })
-	if first < 0 {
+	// The digits before the point count from the first that is not zero.
+	var intDigits int
+	if k := firstNonZero(intPart); k >= 0 {
+		intDigits = len(intPart) - k + exp
+	} else if k := firstNonZero(frac); k >= 0 {
+		intDigits = exp - k
+	} else {
 		return 1 + fracDigits, exp <= NumericMaxIntDigits // zero
 	}
-	intDigits := len(intPart) - first + exp
 	return max(intDigits, 1) + fracDigits, intDigits <= NumericMaxIntDigits
+}
+
+// firstNonZero returns the index of the first digit of b that is not 0, or
+// -1.
+func firstNonZero(b []byte) int {
+	for i, c := range b {
+		if c != '0' {
+			return i
+		}
+	}
+	return -1
 }

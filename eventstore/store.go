@@ -85,6 +85,11 @@ type AllQuery struct {
 	Tenant *string
 }
 
+// filtered reports whether q has a filter, so that Matches can be false.
+func (q AllQuery) filtered() bool {
+	return len(q.Types) > 0 || q.Stream != "" || q.StreamPrefix != "" || q.Tenant != nil
+}
+
 // Matches reports whether e passes q's filters (not its position range).
 func (q AllQuery) Matches(e domain.RecordedEvent) bool {
 	switch {

@@ -22,7 +22,11 @@ import (
 // window (a projection catching up, a client resuming from long ago) goes
 // to the store. When a reader has seen the whole window, the tail reads the
 // store after it, once for every reader waiting then (the first reads, the
-// others wait for its page). It reads again only when the store has
+// others wait for its page), at most Window events at a time: after a
+// longer burst of commits it reads on as its readers reach the end of what
+// it holds. A reader past the window's head (one that caught up through the
+// store while commits went on) also makes it read on, so that such readers
+// come back to sharing its reads. It reads again only when the store has
 // reported a commit since its last read began (Changed), or when that read
 // is older than MaxAge (the same safety net against lost notifications the
 // followers' own polls are). So a page from the tail holds every event
@@ -40,6 +44,7 @@ type Tail struct {
 	from    int64
 	head    int64
 	more    bool            // the last read of the store stopped at the window's size, not at its head
+	seen    int64           // the store's head as the last read of it saw it: head, or beyond while more
 	changed <-chan struct{} // taken before the last read of the store began
 	readAt  time.Time       // when it began
 	reading chan struct{}   // non-nil while a read of the store runs; closed when done
@@ -77,32 +82,41 @@ func (t *Tail) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	t.mu.Lock()
 	called := t.begun // reads of the store begun before this call
 	for {
-		if !t.started || q.After < t.from || q.After > t.head {
+		if !t.started || q.After < t.from {
 			started := t.started
 			t.mu.Unlock()
 			if started {
-				// Before the window, or after what the tail has read (the
-				// reader saw a later head elsewhere).
-				return t.Store.ReadAll(ctx, q)
+				return t.Store.ReadAll(ctx, q) // before the window
 			}
 			return t.start(ctx, q)
 		}
-		page := t.serve(q, limit)
-		switch {
-		case len(page.Events) == limit:
-			t.mu.Unlock()
-			return page, nil
-		case t.more:
-			// The window stopped short of the store's head.
-			t.mu.Unlock()
-			return t.Store.ReadAll(ctx, q)
-		case !t.stale() || t.done > called:
-			// A short page says the reader is caught up: true as of a read of
-			// the store begun after every commit announced before this call
-			// (the caller takes Changed before it reads, so it hears of the
-			// later ones).
-			t.mu.Unlock()
-			return page, nil
+		if q.After > t.head {
+			// After the window: the reader read the store past its head
+			// (catching up from before the window while commits went on),
+			// or asks for a position no event has reached. The tail reads
+			// on when there is more to read, so that the followers there
+			// share its reads again; otherwise the store answers.
+			if !t.more && (!t.stale() || t.done > called) {
+				t.mu.Unlock()
+				return t.Store.ReadAll(ctx, q)
+			}
+		} else {
+			page := t.serve(q, limit)
+			switch {
+			case len(page.Events) == limit:
+				t.mu.Unlock()
+				return page, nil
+			case t.more:
+				// The window stopped short of the store's head: read on
+				// (a short page would tell the reader it is caught up).
+			case !t.stale() || t.done > called:
+				// A short page says the reader is caught up: true as of a
+				// read of the store begun after every commit announced
+				// before this call (the caller takes Changed before it
+				// reads, so it hears of the later ones).
+				t.mu.Unlock()
+				return page, nil
+			}
 		}
 		if wait := t.reading; wait != nil {
 			t.mu.Unlock()
@@ -143,7 +157,7 @@ func (t *Tail) start(ctx context.Context, q AllQuery) (Page, error) {
 	defer t.mu.Unlock()
 	if !t.started {
 		t.started = true
-		t.from, t.head = page.Head, page.Head
+		t.from, t.head, t.seen = page.Head, page.Head, page.Head
 		t.changed, t.readAt = changed, at
 	}
 	return page, nil
@@ -166,15 +180,19 @@ func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
 	changed := t.Store.Changed() // before the read: a commit during it makes the window stale again
 	at := time.Now()
 	var read []domain.RecordedEvent
-	next, more := after, false
+	next, seen, more := after, after, false
 	for !more {
 		want := min(MaxLimit, t.opts.Window-len(read))
 		page, err := t.Store.ReadAll(ctx, AllQuery{After: next, Limit: want})
 		if err != nil {
 			return err
 		}
-		read = append(read, page.Events...)
-		next = page.Next
+		if read == nil {
+			read = page.Events // most reads take one page: no copy of it
+		} else {
+			read = append(read, page.Events...)
+		}
+		next, seen = page.Next, page.Head
 		if len(page.Events) < want {
 			break // everything up to the store's head is read
 		}
@@ -184,13 +202,18 @@ func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
 	defer t.mu.Unlock()
 	t.events = append(t.events, read...)
 	if len(t.events) > 2*t.opts.Window {
-		// Keep the newest Window events; dropping only once twice as many
-		// are held keeps the copying to once per Window events read.
+		// Keep the newest Window events, moved to the front of the same
+		// array (serve copies what it returns, so nothing else refers to
+		// it): dropping only once twice as many are held keeps the moving
+		// to once per Window events read, and once the array has grown to
+		// hold a window and a read (at most 3*Window) it is never replaced.
 		drop := len(t.events) - t.opts.Window
 		t.from = t.events[drop-1].Position
-		t.events = append(t.events[:0:0], t.events[drop:]...)
+		kept := copy(t.events, t.events[drop:])
+		clear(t.events[kept:]) // let the dropped events' data go
+		t.events = t.events[:kept]
 	}
-	t.head, t.more = next, more
+	t.head, t.seen, t.more = next, max(seen, next), more
 	t.changed, t.readAt, t.done = changed, at, n
 	return nil
 }
@@ -198,13 +221,27 @@ func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
 // serve answers q from the window (q.After is in [from, head]). t.mu is
 // held.
 func (t *Tail) serve(q AllQuery, limit int) Page {
-	page := Page{Events: []domain.RecordedEvent{}, Head: t.head}
 	i := sort.Search(len(t.events), func(i int) bool { return t.events[i].Position > q.After })
-	for ; i < len(t.events) && len(page.Events) < limit; i++ {
-		if q.Matches(t.events[i]) {
-			page.Events = append(page.Events, t.events[i])
+	// Count the matches first, so that the page is allocated once at its
+	// size: most reads by the followers match few of the events they pass.
+	end, n := i, 0
+	if q.filtered() {
+		for ; end < len(t.events) && n < limit; end++ {
+			if q.Matches(t.events[end]) {
+				n++
+			}
+		}
+	} else {
+		n = min(limit, len(t.events)-i)
+		end = i + n
+	}
+	page := Page{Events: make([]domain.RecordedEvent, 0, n), Head: t.head}
+	for _, e := range t.events[i:end] {
+		if n == end-i || q.Matches(e) {
+			page.Events = append(page.Events, e)
 		}
 	}
-	page.Next = nextPosition(q.After, limit, page)
+	page.Next = nextPosition(q.After, limit, page) // a short page: on to the window's head, no further
+	page.Head = t.seen
 	return page
 }

@@ -164,3 +164,176 @@ func TestTailWindowSlides(t *testing.T) {
 		t.Fatalf("read before the window: %d events, %d store reads; want 20, 1", len(p.Events), store.reads.Load()-before)
 	}
 }
+
+// As the window slides over many reads of the store, of every size up to
+// several windows at once, the tail answers each read, filtered or not, as
+// the store does, and a page it handed out earlier keeps its events: the
+// window reuses its memory, so a page must never share it.
+func TestTailPagesOutliveTheWindow(t *testing.T) {
+	ctx := context.Background()
+	store := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	const window = 8
+	tail := primed(t, store, eventstore.TailOptions{Window: window, MaxAge: time.Hour})
+	types := []string{"Opened", "Deposited", "Closed"}
+	queries := func(after int64) []eventstore.AllQuery {
+		return []eventstore.AllQuery{
+			{After: after, Limit: 1000},
+			{After: after, Limit: 3},
+			{After: after, Limit: 1000, Types: []string{"Deposited"}},
+			{After: after, Limit: 2, Types: []string{"Opened", "Closed"}},
+			{After: after, Limit: 1000, StreamPrefix: "s-1"},
+		}
+	}
+	type kept struct {
+		page eventstore.Page
+		want []domain.RecordedEvent
+	}
+	var pages []kept
+	var seen int64 // how far a follower reading everything has read
+	n := 0
+	for burst := 0; burst < 120; burst++ {
+		for range burst * 7 % 19 { // 0 to 18 events: up to more than two windows between reads
+			n++
+			appendOne(t, store, fmt.Sprintf("s-%d", n%17), types[n%len(types)])
+		}
+		next := seen
+		for _, back := range []int64{0, 1, 3, window} {
+			for j, q := range queries(max(0, seen-back)) {
+				got, err := tail.ReadAll(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := store.ReadAll(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A full page from the window tells the head the tail last
+				// read, which may be behind the store's.
+				if !slices.EqualFunc(got.Events, want.Events, sameEvent) || got.Next != want.Next || got.Head > want.Head || got.Head < got.Next {
+					t.Fatalf("burst %d, %+v: the tail read %d events (next %d, head %d), the store %d (next %d, head %d)",
+						burst, q, len(got.Events), got.Next, got.Head, len(want.Events), want.Next, want.Head)
+				}
+				pages = append(pages, kept{got, slices.Clone(want.Events)})
+				if back == 0 && j == 0 {
+					next = got.Next // the follower keeps up
+				}
+			}
+		}
+		seen = next
+	}
+	for i, k := range pages {
+		if !slices.EqualFunc(k.page.Events, k.want, sameEvent) {
+			t.Fatalf("page %d changed after it was returned: %v, want %v", i, positionsOf(k.page.Events), positionsOf(k.want))
+		}
+	}
+}
+
+func sameEvent(a, b domain.RecordedEvent) bool {
+	return a.ID == b.ID && a.Position == b.Position && a.StreamID == b.StreamID && a.Type == b.Type && string(a.Data) == string(b.Data)
+}
+
+func positionsOf(evs []domain.RecordedEvent) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Position
+	}
+	return out
+}
+
+// A burst of commits longer than the window (a large import, or followers
+// held up for a moment under load) is read in window-sized stretches, and
+// afterwards the tail serves the followers again: they do not each go on
+// reading the store for ever.
+func TestTailServesAgainAfterABurstLongerThanItsWindow(t *testing.T) {
+	ctx := context.Background()
+	store := &countingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	const window = 4
+	tail := primed(t, store, eventstore.TailOptions{Window: window, MaxAge: time.Hour})
+	var head int64
+	for i := range 3*window + 1 {
+		head = appendOne(t, tail, fmt.Sprintf("s-%d", i), "Opened")
+	}
+	// A follower reads through the burst, a page at a time.
+	var after int64
+	for pages := 0; after < head; pages++ {
+		if pages > 3*window+1 {
+			t.Fatalf("the follower is stuck at %d of %d", after, head)
+		}
+		p, err := tail.ReadAll(ctx, eventstore.AllQuery{After: after, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) == 0 {
+			t.Fatalf("an empty page at %d of %d: %+v", after, head, p)
+		}
+		after = p.Events[len(p.Events)-1].Position
+	}
+	// Caught up. One more commit: followers reading after the head share
+	// one read of the store again.
+	head = appendOne(t, tail, "s-last", "Opened")
+	before := store.reads.Load()
+	for f := range 3 {
+		p, err := tail.ReadAll(ctx, eventstore.AllQuery{After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) != 1 || p.Events[0].Position != head {
+			t.Fatalf("follower %d read %d events after %d; want the one at %d", f, len(p.Events), after, head)
+		}
+	}
+	if n := store.reads.Load() - before; n != 1 {
+		t.Errorf("3 followers made %d reads of the store for the commit after the burst; want 1", n)
+	}
+}
+
+// Followers that catch up through the store and come out past the
+// window's head (commits went on meanwhile) are served by the tail again
+// once it reads on to them: they do not each go on reading the store.
+func TestTailCatchesUpWithFollowersAheadOfIt(t *testing.T) {
+	ctx := context.Background()
+	store := &countingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	for i := range 10 {
+		appendOne(t, store, fmt.Sprintf("s-%d", i), "Opened")
+	}
+	tail := primed(t, store, eventstore.TailOptions{Window: 8, MaxAge: time.Hour}) // the window opens at 10
+	var head int64
+	for i := range 5 {
+		head = appendOne(t, tail, fmt.Sprintf("t-%d", i), "Opened")
+	}
+	// Each follower reads from before the window, through the store, to
+	// the head, past the tail's.
+	const followers = 3
+	for f := range followers {
+		p, err := tail.ReadAll(ctx, eventstore.AllQuery{After: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Next != head {
+			t.Fatalf("follower %d: next %d after a read to the head, want %d", f, p.Next, head)
+		}
+	}
+	head = appendOne(t, tail, "t-last", "Opened")
+	before := store.reads.Load()
+	for f := range followers {
+		p, err := tail.ReadAll(ctx, eventstore.AllQuery{After: head - 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) != 1 || p.Events[0].Position != head {
+			t.Fatalf("follower %d read %d events; want the one at %d", f, len(p.Events), head)
+		}
+	}
+	if n := store.reads.Load() - before; n != 1 {
+		t.Errorf("%d followers ahead of the window made %d reads of the store for one commit; want 1", followers, n)
+	}
+	// A position no event has reached yet is the store's to answer (an
+	// empty page), and the tail does not chase it.
+	before = store.reads.Load()
+	p, err := tail.ReadAll(ctx, eventstore.AllQuery{After: head + 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Events) != 0 || store.reads.Load()-before != 1 {
+		t.Errorf("a read far past the head: %d events, %d reads of the store; want 0, 1", len(p.Events), store.reads.Load()-before)
+	}
+}

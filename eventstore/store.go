@@ -195,7 +195,7 @@ func checkAllQuery(q AllQuery) (int, error) {
 		return 0, invalid("after", "position %d is negative", q.After)
 	}
 	for i, t := range q.Types {
-		if err := validateEventType(fmt.Sprintf("types.%d", i), t); err != nil {
+		if err := validateEventType(fieldPath{"types", i, ""}, t); err != nil {
 			return 0, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"cqrsgate/domain"
@@ -59,24 +60,23 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 	seen := make(map[string]int, len(events))
 	var checkedMeta json.RawMessage // metadata found valid; events of an append often share theirs
 	for i, e := range events {
-		field := "events." + strconv.Itoa(i)
 		if e.ID == "" {
 			e.ID = newID()
 		} else if !domain.ValidID(e.ID) {
-			return nil, invalid(field+".id", "event id %q is not a UUID", truncate(e.ID))
+			return nil, invalid(eventField(i, "id"), "event id %q is not a UUID", truncate(e.ID))
 		}
 		e.ID = lowerASCII(e.ID)
 		if j, dup := seen[e.ID]; dup {
-			return nil, invalid(field+".id", "event id %s is used twice in this append (events %d and %d)", e.ID, j, i)
+			return nil, invalid(eventField(i, "id"), "event id %s is used twice in this append (events %d and %d)", e.ID, j, i)
 		}
 		seen[e.ID] = i
-		if err := validateEventType(field+".type", e.Type); err != nil {
+		if err := validateEventType(fieldPath{"events", i, "type"}, e.Type); err != nil {
 			return nil, err
 		}
 		if e.SchemaVersion < 1 {
-			return nil, invalid(field+".version", "schema version %d is invalid: versions start at 1", e.SchemaVersion)
+			return nil, invalid(eventField(i, "version"), "schema version %d is invalid: versions start at 1", e.SchemaVersion)
 		}
-		if err := validateObject(field+".data", e.Data); err != nil {
+		if err := validateObject(fieldPath{"events", i, "data"}, e.Data); err != nil {
 			return nil, err
 		}
 		switch {
@@ -84,13 +84,13 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 			e.Metadata = emptyObject
 		case sameBytes(e.Metadata, checkedMeta):
 		default:
-			if err := validateObject(field+".metadata", e.Metadata); err != nil {
+			if err := validateObject(fieldPath{"events", i, "metadata"}, e.Metadata); err != nil {
 				return nil, err
 			}
 			checkedMeta = e.Metadata
 		}
 		if n := len(e.Data) + len(e.Metadata); n > l.MaxEventBytes {
-			return nil, invalid(field+".data", "event is %d bytes (data plus metadata); at most %d are allowed", n, l.MaxEventBytes)
+			return nil, invalid(eventField(i, "data"), "event is %d bytes (data plus metadata); at most %d are allowed", n, l.MaxEventBytes)
 		}
 		out[i] = e
 	}
@@ -114,18 +114,38 @@ func validateStreamID(field, s string) error {
 	return nil
 }
 
-func validateEventType(field, t string) error {
+// fieldPath names an element of an input list, or a field of one, in
+// errors ("events.3.data", "types.1"). It is made into text only for an
+// error: validation passes over every event of every append.
+type fieldPath struct {
+	list  string
+	index int
+	name  string // "": the element itself
+}
+
+func (f fieldPath) String() string {
+	s := f.list + "." + strconv.Itoa(f.index)
+	if f.name != "" {
+		s += "." + f.name
+	}
+	return s
+}
+
+// eventField names field name of event i of an append.
+func eventField(i int, name string) string { return fieldPath{"events", i, name}.String() }
+
+func validateEventType(field fieldPath, t string) error {
 	if t == "" {
-		return invalid(field, "event type is empty")
+		return invalid(field.String(), "event type is empty")
 	}
 	if len(t) > MaxEventTypeLength {
-		return invalid(field, "event type is %d bytes; at most %d are allowed", len(t), MaxEventTypeLength)
+		return invalid(field.String(), "event type is %d bytes; at most %d are allowed", len(t), MaxEventTypeLength)
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 		if i == 0 && !letter || !(letter || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return invalid(field, "event type %q is invalid: use a letter followed by letters, digits, '_', '.' or '-'", truncate(t))
+			return invalid(field.String(), "event type %q is invalid: use a letter followed by letters, digits, '_', '.' or '-'", truncate(t))
 		}
 	}
 	return nil
@@ -141,25 +161,25 @@ func sameBytes(a, b json.RawMessage) bool {
 // store: well-formed, valid UTF-8, free of \u0000 and without a number
 // beyond PostgreSQL's numeric (nor numbers whose exponents stand for too
 // many digits: see jsonvalue.RefusedNumber).
-func validateObject(field string, raw json.RawMessage) error {
+func validateObject(field fieldPath, raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 {
-		return invalid(field, "is missing: an event needs a JSON object")
+		return invalid(field.String(), "is missing: an event needs a JSON object")
 	}
 	if !utf8.Valid(trimmed) {
-		return invalid(field, "is not valid UTF-8")
+		return invalid(field.String(), "is not valid UTF-8")
 	}
 	if !json.Valid(trimmed) {
-		return invalid(field, "is not valid JSON")
+		return invalid(field.String(), "is not valid JSON")
 	}
 	if trimmed[0] != '{' {
-		return invalid(field, "must be a JSON object")
+		return invalid(field.String(), "must be a JSON object")
 	}
 	if n, why, bad := jsonvalue.RefusedNumber(trimmed); bad {
-		return invalid(field, "holds the number %s, which %s", truncate(n), why)
+		return invalid(field.String(), "holds the number %s, which %s", truncate(n), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
-		return invalid(field, `contains the character \u0000, which cannot be stored`)
+		return invalid(field.String(), `contains the character \u0000, which cannot be stored`)
 	}
 	return nil
 }
@@ -200,10 +220,16 @@ func truncate(s string) string {
 	return s[:64] + "..."
 }
 
+// lowerASCII returns s with ASCII letters in lower case; s itself when it
+// has none in upper case (as ids the store generates do).
 func lowerASCII(s string) string {
+	first := strings.IndexFunc(s, func(r rune) bool { return r >= 'A' && r <= 'Z' })
+	if first < 0 {
+		return s
+	}
 	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
+	for i := first; i < len(b); i++ {
+		if c := b[i]; c >= 'A' && c <= 'Z' {
 			b[i] = c + ('a' - 'A')
 		}
 	}

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -32,3 +33,6 @@ const AllocLockClass, AllocLockID = allocLockClass, allocLockID
 func RawEventFormats(fields []pgconn.FieldDescription) bool { return rawEventFormats(fields) }
 
 const EventColumns = eventColumns
+
+// TextArrays is how appends pass text[] parameters on a connection in mode.
+func TextArrays(mode pgx.QueryExecMode) func([]string) any { return textArrays(mode) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
@@ -256,7 +257,8 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	b.Queue("SELECT pg_current_xact_id_if_assigned() IS NULL")
 	b.Queue(reservePositionsSQL, len(ids))
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
-	b.Queue(insertBatchSQL, reqSt, expected, reqs, ords, ids, typs, svs, datas, metas)
+	text := textArrays(conn.Conn().Config().DefaultQueryExecMode)
+	b.Queue(insertBatchSQL, text(reqSt), expected, reqs, ords, text(ids), text(typs), svs, text(datas), text(metas))
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
 	commit.Queue(notifySQL, NotifyChannel, s.wake.Origin())
@@ -380,6 +382,46 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		r.done <- groupResult{res: res}
 	}
 	return nil, nil
+}
+
+// textArray is a text[] parameter that pgx encodes without boxing each
+// string into an interface (as it does a []string's, one allocation per
+// element): its elements are handed over as pointers, which box for free,
+// to a type pgx encodes as text (pgtype.TextValuer). Appends send five of
+// these per batch, four with one element per event. pgx can encode it only
+// for a parameter whose type it learnt from the statement's description:
+// see textArrays.
+type textArray []string
+
+// textArrays returns how to pass text[] parameters on a connection in
+// mode: as textArrays in the modes that describe statements (the default
+// among them), as the []string itself in the others (Exec, the simple
+// protocol), where pgx finds an encoding by the value's Go type.
+func textArrays(mode pgx.QueryExecMode) func([]string) any {
+	switch mode {
+	case pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec:
+		return func(s []string) any { return textArray(s) }
+	}
+	return func(s []string) any { return s }
+}
+
+var _ pgtype.ArrayGetter = textArray(nil)
+
+func (a textArray) Dimensions() []pgtype.ArrayDimension {
+	if a == nil {
+		return nil
+	}
+	return []pgtype.ArrayDimension{{Length: int32(len(a)), LowerBound: 1}}
+}
+
+func (a textArray) Index(i int) any { return (*textElement)(&a[i]) }
+
+func (a textArray) IndexType() any { return new(textElement) }
+
+type textElement string
+
+func (e *textElement) TextValue() (pgtype.Text, error) {
+	return pgtype.Text{String: string(*e), Valid: true}, nil
 }
 
 // reservePositionsSQL assigns the transaction its id and reserves $1

@@ -2,10 +2,13 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -220,5 +223,81 @@ func TestTransactionIDsFollowPositions(t *testing.T) {
 	}
 	if outOfOrder != 0 {
 		t.Errorf("%d events have a lower transaction id than the event before them (%d events, %d transactions)", outOfOrder, events, transactions)
+	}
+}
+
+// The text[] parameters appends send their ids, types, data and metadata in
+// reach PostgreSQL exactly as a []string's would, whatever the strings
+// hold, in every query mode.
+func TestTextArraysReachPostgresIntact(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	values := []string{"", "plain", `{"a": "quote \" and \\ backslash"}`, "NULL", "{braces}, commas", "ünïcödé ✓", " spaced "}
+	for _, mode := range everyQueryMode {
+		text := eventstore.TextArrays(mode)
+		for _, q := range []string{"SELECT $1::text[]", "SELECT array_length($1::text[], 1)::text || ':' || array_to_string($1::text[], '|')"} {
+			var want, got any
+			if err := pool.QueryRow(ctx, q, mode, values).Scan(&want); err != nil {
+				t.Fatal(err)
+			}
+			if err := pool.QueryRow(ctx, q, mode, text(values)).Scan(&got); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%v, %s: got %q, want %q", mode, q, got, want)
+			}
+		}
+		var isNull bool
+		if err := pool.QueryRow(ctx, "SELECT $1::text[] IS NULL", mode, text(nil)).Scan(&isNull); err != nil || !isNull {
+			t.Errorf("%v, a nil array: NULL = %v, %v; want true", mode, isNull, err)
+		}
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT cardinality($1::text[])", mode, text([]string{})).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%v, an empty array: cardinality %d, %v; want 0", mode, n, err)
+		}
+	}
+	if fmt.Sprintf("%T", eventstore.TextArrays(pgx.QueryExecModeCacheStatement)(values)) == fmt.Sprintf("%T", values) {
+		t.Errorf("the default mode passes text[] parameters as []string, boxing each element")
+	}
+}
+
+// Appends work whatever the pool's query mode, including those in which
+// pgx does not learn the parameters' types from PostgreSQL (Exec and the
+// simple protocol), and store what they were given.
+func TestAppendsInEveryQueryMode(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	var reader *eventstore.Postgres
+	for i, pool := range poolPerQueryMode(t, url) {
+		mode := everyQueryMode[i]
+		s := newPostgres(t, pool)
+		if i == 0 {
+			reader = s
+		}
+		stream := fmt.Sprintf("mode-%d", i)
+		given := eventstoretest.Ev("Noted", 1)
+		given.Data = json.RawMessage(`{"text": "quote \" backslash \\ comma, {brace} ünï"}`)
+		given.Metadata = json.RawMessage(`{"correlationId": "c-1", "note": "NULL"}`)
+		withID := given
+		withID.ID = domain.NewID()
+		for _, events := range [][]domain.EventData{{given, given}, {withID}} {
+			if _, err := s.Append(ctx, stream, domain.ExpectAny, events...); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+		}
+		got, err := reader.ReadStream(ctx, stream, eventstore.StreamQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got[2].ID != withID.ID {
+			t.Fatalf("%v: read back %d events (last id %v), want 3 (the last %s)", mode, len(got), got[len(got)-1].ID, withID.ID)
+		}
+		for _, e := range got {
+			var data, meta map[string]any
+			if json.Unmarshal(e.Data, &data) != nil || json.Unmarshal(e.Metadata, &meta) != nil ||
+				data["text"] != "quote \" backslash \\ comma, {brace} ünï" || meta["note"] != "NULL" || e.Type != "Noted" {
+				t.Errorf("%v: stored %s %s %s", mode, e.Type, e.Data, e.Metadata)
+			}
+		}
 	}
 }

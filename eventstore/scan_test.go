@@ -23,23 +23,11 @@ import (
 func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec,
-		pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+	modes, pools := everyQueryMode, poolPerQueryMode(t, url)
 	stores := make([]*eventstore.Postgres, len(modes))
-	pools := make([]*pgxpool.Pool, len(modes))
 	raw := make([]bool, len(modes))
-	for i, mode := range modes {
-		cfg, err := pgxpool.ParseConfig(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.ConnConfig.DefaultQueryExecMode = mode
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		stores[i], pools[i] = newPostgres(t, pool), pool
+	for i, pool := range pools {
+		stores[i] = newPostgres(t, pool)
 		rows, err := pool.Query(ctx, `SELECT `+eventstore.EventColumns+` FROM events LIMIT 0`)
 		if err != nil {
 			t.Fatal(err)

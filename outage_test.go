@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"cqrsgate/internal/pgembed"
 )
@@ -46,7 +49,9 @@ func errorCode(out map[string]any) string {
 // TestDatabaseOutage kills PostgreSQL (SIGKILL) under a load of deposits:
 // requests fail fast with UNAVAILABLE, /readyz says the database is
 // unreachable, and once PostgreSQL is back the gateway serves again by
-// itself; every deposit it acknowledged is in the log.
+// itself; every deposit it acknowledged is in the log, and a websocket
+// subscriber that stayed connected through the outage receives every one
+// of them.
 func TestDatabaseOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and the gateway")
@@ -74,6 +79,45 @@ func TestDatabaseOutage(t *testing.T) {
 	if out, _, err := gqlPost(addr, `mutation { openAccount(input: {accountId: "outage-1", owner: "Ann", currency: "EUR"}) { version } }`); err != nil || errorCode(out) != "" {
 		t.Fatalf("open: %v %v", err, out)
 	}
+
+	// A subscriber to the deposits, connected throughout.
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}).Dial("ws://"+addr+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for _, m := range []string{`{"type":"connection_init"}`, `{"id":"1","type":"subscribe","payload":{"query":"subscription { events(types: [\"MoneyDeposited\"]) { position } }"}}`} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var subMu sync.Mutex
+	subscribed := map[int64]bool{}
+	subEnded := make(chan string, 1)
+	go func() {
+		for {
+			var m struct {
+				Type    string
+				Payload struct {
+					Data struct{ Events struct{ Position int64 } }
+				}
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				subEnded <- err.Error()
+				return
+			}
+			switch m.Type {
+			case "next":
+				subMu.Lock()
+				subscribed[m.Payload.Data.Events.Position] = true
+				subMu.Unlock()
+			case "connection_ack", "ping", "pong":
+			default:
+				subEnded <- m.Type
+				return
+			}
+		}
+	}()
 
 	// The load: 4 clients depositing 1 each, recording what was acknowledged.
 	var mu sync.Mutex
@@ -197,6 +241,34 @@ func TestDatabaseOutage(t *testing.T) {
 		if !stored[p] {
 			t.Errorf("the deposit acknowledged at position %d is not in the log", p)
 		}
+	}
+
+	// The subscriber receives every acknowledged deposit, those after the
+	// outage too.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		subMu.Lock()
+		var missing []int64
+		for p := range acked {
+			if !subscribed[p] {
+				missing = append(missing, p)
+			}
+		}
+		received := len(subscribed)
+		subMu.Unlock()
+		if len(missing) == 0 {
+			break
+		}
+		select {
+		case why := <-subEnded:
+			t.Fatalf("the subscription ended (%s) with %d deposits received and %d acknowledged ones missing", why, received, len(missing))
+		default:
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(missing)
+			t.Fatalf("the subscriber received %d deposits; %d acknowledged ones never came, from position %d", received, len(missing), missing[0])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("%d deposits acknowledged, all stored; refusals: %s; slowest refusal while down: %v", len(acked), fmtCodes(codes), slowest)
 	if slowest > 5*time.Second {

@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,3 +38,11 @@ const EventColumns = eventColumns
 
 // TextArrays is how appends pass text[] parameters on a connection in mode.
 func TextArrays(mode pgx.QueryExecMode) func([]string) any { return textArrays(mode) }
+
+// NewHubPolling is NewHub with its poll interval (and so its pause before
+// reading again after a failed read) set to poll.
+func NewHubPolling(store Store, log *slog.Logger, poll time.Duration) *Hub {
+	h := NewHub(store, log)
+	h.poll = poll
+	return h
+}

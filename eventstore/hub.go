@@ -40,7 +40,8 @@ func NewHub(store Store, log *slog.Logger) *Hub {
 }
 
 // Run follows the log and feeds the subscribers until ctx ends; it returns
-// nil then. Read errors are logged and retried.
+// nil then. Read errors are logged and retried (each poll interval, a
+// second) from the last position handed to the live subscribers.
 func (h *Hub) Run(ctx context.Context) error {
 	start, err := h.store.ReadAll(ctx, AllQuery{After: 0, Limit: 1})
 	for err != nil {
@@ -55,15 +56,25 @@ func (h *Hub) Run(ctx context.Context) error {
 	close(h.wake)
 	h.wake = make(chan struct{})
 	h.mu.Unlock()
-	err = Follow(ctx, h.store, AllQuery{After: start.Head, Limit: MaxLimit}, h.poll, func(p Page) error {
-		h.advance(p.Next, p.Events)
-		return nil
-	})
-	if err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
-		h.log.ErrorContext(ctx, "eventstore hub stopped", "err", err)
-		return err
+	for {
+		// Follow from what the live subscribers have been handed: after a
+		// failed read (the database restarting, a connection reset) the
+		// hub reads again from there, so they miss nothing.
+		h.mu.Lock()
+		after := h.live
+		h.mu.Unlock()
+		err = Follow(ctx, h.store, AllQuery{After: after, Limit: MaxLimit}, h.poll, func(p Page) error {
+			h.advance(p.Next, p.Events)
+			return nil
+		})
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+			return nil
+		}
+		h.log.WarnContext(ctx, "eventstore hub: reading the log; retrying", "err", err, "after", after)
+		if !sleepCtx(ctx, h.poll) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // advance hands events (all after the current live position, up to next)

@@ -3,9 +3,11 @@ package eventstore_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,5 +408,60 @@ func TestHubForgetsSubscribersCancelledWhileCatchingUp(t *testing.T) {
 			t.Fatalf("%d cancelled subscribers are still on the live feed", h.Subscribers())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failingReads fails the reads of the log it is told to fail, as a
+// database that goes away for a moment does.
+type failingReads struct {
+	eventstore.Store
+	fail atomic.Int64 // how many of the next reads fail
+}
+
+func (f *failingReads) ReadAll(ctx context.Context, q eventstore.AllQuery) (eventstore.Page, error) {
+	if f.fail.Add(-1) >= 0 {
+		return eventstore.Page{}, errors.New("connection reset by peer")
+	}
+	f.fail.Store(0)
+	return f.Store.ReadAll(ctx, q)
+}
+
+// A failed read of the log (the database restarting, a connection reset)
+// does not stop the hub: it reads again, and its live subscribers get the
+// events committed meanwhile and after, none missing or doubled.
+func TestHubOutlivesFailedReads(t *testing.T) {
+	store := &failingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	h := eventstore.NewHubPolling(store, quietLogger(), 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v, want nil when its context ends", err)
+		}
+	}()
+	sub, err := h.Subscribe(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	appendOne := func() {
+		res, err := store.Append(ctx, fmt.Sprintf("s-%d", len(want)), domain.ExpectAny, eventstoretest.Ev("Noted", len(want)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Events[0].Position)
+	}
+	appendOne()
+	got := collect(t, sub, 1)
+	for round := 0; round < 2; round++ {
+		store.fail.Store(3) // the hub's next reads fail
+		appendOne()
+		appendOne()
+		got = append(got, collect(t, sub, 2)...)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the subscriber got %v, want %v", got, want)
 	}
 }

@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -67,7 +66,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			h.advance(p.Next, p.Events)
 			return nil
 		})
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil {
 			return nil
 		}
 		h.log.WarnContext(ctx, "eventstore hub: reading the log; retrying", "err", err, "after", after)

@@ -40,6 +40,9 @@ type Postgres struct {
 	beforeCommit func(ctx context.Context, stream string) error
 	// group batches concurrent appends (see group.go).
 	group grouper
+	// held watches for announced events that reads found hidden (see
+	// heldback.go).
+	held heldBack
 }
 
 var _ Store = (*Postgres)(nil)

@@ -104,6 +104,7 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		return Page{}, err
 	}
 	sql, args := readAllSQL(q, limit)
+	announced := s.wake.Latest() // committed before the read began
 
 	// The head is read first: everything at or below it is settled, so a
 	// page that comes back short has seen all of it.
@@ -139,6 +140,11 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	if page.Head < page.Next {
 		// The events were read after the head, so they may pass it.
 		page.Head = page.Next
+	}
+	if page.Head < announced {
+		// An older transaction hides events that committed before this
+		// read: wake the readers when they can be read (heldback.go).
+		s.wakeWhenReadable()
 	}
 	return page, nil
 }

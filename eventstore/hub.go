@@ -200,8 +200,9 @@ func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(do
 // SubscribeFunc is Subscribe calling deliver for each event, in position
 // order, one call at a time (deliver may block; it returns false when the
 // subscriber has gone), and ended once, when the subscription ends: ctx
-// ended, deliver returned false, or the store failed. Between events the
-// subscription holds no goroutine.
+// ended or deliver returned false. A read of the store that fails is tried
+// again (see readAfter). Between events the subscription holds no
+// goroutine.
 func (h *Hub) SubscribeFunc(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) error {
 	q.Limit = 500
 	first, err := h.store.ReadAll(ctx, q)
@@ -273,8 +274,8 @@ func (s *HubSubscription) stop() {
 }
 
 // idle ends the worker: false when there is more to do (it carries on).
-// Once the worker has finished for good (its subscriber gone, or the store
-// failing), it closes the channel.
+// Once the worker has finished for good (its subscriber gone), it closes
+// the channel.
 func (s *HubSubscription) idle(finished bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -311,13 +312,8 @@ func (s *HubSubscription) work(page *Page) {
 			s.lagging = false
 			s.mu.Unlock()
 			if lagging {
-				q := s.filter
-				q.After = s.pos
-				p, err := s.hub.store.ReadAll(s.ctx, q)
-				if err != nil {
-					if s.ctx.Err() == nil {
-						s.hub.log.WarnContext(s.ctx, "hub subscriber: catching up", "err", err)
-					}
+				p, ok := s.readAfter(s.pos)
+				if !ok {
 					s.hub.leave(s)
 					s.idle(true)
 					return
@@ -348,8 +344,7 @@ func (s *HubSubscription) work(page *Page) {
 }
 
 // catchUp delivers pages from the store until the subscriber has caught
-// up with the hub and joined the live feed; false: it has gone, or the
-// store failed.
+// up with the hub and joined the live feed; false: it has gone.
 func (s *HubSubscription) catchUp(page Page) bool {
 	for {
 		for _, e := range page.Events {
@@ -370,15 +365,38 @@ func (s *HubSubscription) catchUp(page Page) bool {
 			case <-time.After(s.hub.poll):
 			}
 		}
-		q := s.filter
-		q.After = s.pos
-		var err error
-		if page, err = s.hub.store.ReadAll(s.ctx, q); err != nil {
-			if s.ctx.Err() == nil {
-				s.hub.log.WarnContext(s.ctx, "hub subscriber: catching up", "err", err)
-			}
+		var ok bool
+		if page, ok = s.readAfter(s.pos); !ok {
 			return false
 		}
+	}
+}
+
+// readAfter reads the subscriber's events after position after from the
+// store. While the store fails (the database restarting), it tries again,
+// each poll interval (a second) at first and then less often, up to every
+// 30 seconds: the subscription stays open. false: the subscriber has gone.
+func (s *HubSubscription) readAfter(after int64) (Page, bool) {
+	q := s.filter
+	q.After = after
+	pause := s.hub.poll
+	for attempt := 0; ; attempt++ {
+		page, err := s.hub.store.ReadAll(s.ctx, q)
+		if err == nil {
+			return page, true
+		}
+		if s.ctx.Err() != nil {
+			return Page{}, false
+		}
+		level := slog.LevelWarn
+		if attempt > 0 {
+			level = slog.LevelDebug // said once per outage
+		}
+		s.hub.log.Log(s.ctx, level, "hub subscriber: catching up from the store failed; trying again", "after", after, "err", err, "in", pause)
+		if !sleepCtx(s.ctx, pause) {
+			return Page{}, false
+		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 

@@ -465,3 +465,34 @@ func TestHubOutlivesFailedReads(t *testing.T) {
 		t.Fatalf("the subscriber got %v, want %v", got, want)
 	}
 }
+
+// A subscriber catching up from the store (a client resuming from long
+// ago) outlives failed reads too: it tries again and gets every event once,
+// in order, rather than end.
+func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
+	store := &failingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var want []int64
+	for i := range 1200 { // three pages of catching up
+		res, err := store.Append(ctx, fmt.Sprintf("s-%d", i), domain.ExpectAny, eventstoretest.Ev("Noted", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Events[0].Position)
+	}
+	h := eventstore.NewHubPolling(store, quietLogger(), 20*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	sub, err := h.Subscribe(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, sub, 100)
+	store.fail.Store(3) // the next reads, the subscriber's among them, fail
+	got = append(got, collect(t, sub, len(want)-100)...)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the subscriber got %d events, want %d in order", len(got), len(want))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -38,6 +39,7 @@ type pgGateway struct {
 	// without a registry: newPGGateway).
 	validated *eventstore.Schematized
 	schemas   *schemaregistry.Registry
+	pool      *pgxpool.Pool // newFullGateway's database
 }
 
 func newPGGateway(t *testing.T) *pgGateway {

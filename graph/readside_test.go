@@ -126,7 +126,7 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 		_ = ws.Shutdown(ctx)
 		srv.Close()
 	})
-	return &pgGateway{client: &client{t: t, url: srv.URL}, store: store, commands: commands, ws: ws, validated: validated, schemas: registry}
+	return &pgGateway{client: &client{t: t, url: srv.URL}, store: store, commands: commands, ws: ws, validated: validated, schemas: registry, pool: pool}
 }
 
 func TestReadYourWritesWithAtLeast(t *testing.T) {

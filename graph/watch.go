@@ -45,54 +45,85 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 		defer close(ch)
 		var sent int64 // the position of the last row sent (one row's feed only)
 		for e := range events {
-			if coalesce {
-			drain:
-				for {
-					select {
-					case more, ok := <-events:
-						if !ok {
-							return
-						}
-						e = more
-					default:
-						break drain
+			// The row is read once the projection has applied e. While it
+			// cannot be (the read model is behind by more than the read
+			// timeout, or the database fails), the subscription waits and
+			// tries again rather than skip the change, which may be the
+			// row's last one for a long time.
+			pause := time.Second
+			for attempt := 0; ; attempt++ {
+				if coalesce {
+					var open bool
+					if e, open = latestOf(events, e); !open {
+						return
 					}
 				}
-			}
-			seen(e)
-			pos := model.Position(e.Position)
-			if err := r.waitFor(ctx, &pos, projection); err != nil {
-				if ctx.Err() == nil {
-					r.Log.WarnContext(ctx, "row subscription: waiting for the read model", "projection", projection, "err", err)
+				seen(e)
+				row, ok, err := func() (*T, bool, error) {
+					pos := model.Position(e.Position)
+					if err := r.waitFor(ctx, &pos, projection); err != nil {
+						return nil, false, err
+					}
+					return read(ctx)
+				}()
+				if ctx.Err() != nil {
+					return
 				}
-				continue // STALE: the next change brings the row up to date
-			}
-			row, ok, err := read(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.Log.WarnContext(ctx, "row subscription ended", "projection", projection, "err", err)
-				}
-				return
-			}
-			if !ok {
-				continue
-			}
-			if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
-				// A row read late already shows later changes: their own
-				// events would send the same state again.
-				if p.RowPosition() <= sent {
+				if err != nil {
+					level := slog.LevelWarn
+					if attempt > 0 {
+						level = slog.LevelDebug // said once per change
+					}
+					r.Log.Log(ctx, level, "row subscription: the row is not readable yet; trying again", "projection", projection, "position", e.Position, "err", err, "in", pause)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(pause):
+					}
+					pause = min(2*pause, maxSubscriptionRetry)
 					continue
 				}
-				sent = p.RowPosition()
-			}
-			select {
-			case ch <- row:
-			case <-ctx.Done():
-				return
+				if !ok {
+					break
+				}
+				if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
+					// A row read late already shows later changes: their own
+					// events would send the same state again.
+					if p.RowPosition() <= sent {
+						break
+					}
+					sent = p.RowPosition()
+				}
+				select {
+				case ch <- row:
+				case <-ctx.Done():
+					return
+				}
+				break
 			}
 		}
 	}()
 	return ch, nil
+}
+
+// maxSubscriptionRetry is the longest a subscription waits before trying
+// again a read that failed.
+const maxSubscriptionRetry = 30 * time.Second
+
+// latestOf returns the newest of e and the events already waiting in
+// events; false when events is closed.
+func latestOf(events <-chan domain.RecordedEvent, e domain.RecordedEvent) (domain.RecordedEvent, bool) {
+	for {
+		select {
+		case more, ok := <-events:
+			if !ok {
+				return e, false
+			}
+			e = more
+		default:
+			return e, true
+		}
+	}
 }
 
 // posArg reads a subscription's `after`; -1 when absent, meaning "from now".
@@ -114,8 +145,9 @@ func pollInterval(intervalMs *int) (time.Duration, error) {
 	return time.Duration(*intervalMs) * time.Millisecond, nil
 }
 
-// poll streams first, then next's value every interval, until ctx ends or
-// next fails (which is logged as the end of the subscription named name).
+// poll streams first, then next's value every interval, until ctx ends. A
+// poll that fails is logged (as the subscription named name's) and tried
+// again at the next interval.
 func poll[T any](ctx context.Context, log *slog.Logger, name string, interval time.Duration, first T, next func(context.Context) (T, error)) <-chan T {
 	ch := make(chan T, 1)
 	go func() {
@@ -134,12 +166,26 @@ func poll[T any](ctx context.Context, log *slog.Logger, name string, interval ti
 			case <-ctx.Done():
 				return
 			}
-			var err error
-			if v, err = next(ctx); err != nil {
-				if ctx.Err() == nil {
-					log.WarnContext(ctx, name+" subscription ended", "err", err)
+			// A failed poll (the database away for a moment) skips a
+			// beat: the client keeps its last value until a poll succeeds.
+			for attempt := 0; ; attempt++ {
+				var err error
+				if v, err = next(ctx); err == nil {
+					break
 				}
-				return
+				if ctx.Err() != nil {
+					return
+				}
+				level := slog.LevelWarn
+				if attempt > 0 {
+					level = slog.LevelDebug
+				}
+				log.Log(ctx, level, name+" subscription: a poll failed; trying again at the next interval", "err", err)
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()

@@ -654,11 +654,19 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	c.endSub(sub, true)
 }
 
-// subLocked returns the running operation id; nil when there is none.
-// Called with mu held.
+// subLocked returns the running operation id; nil when there is none. An
+// operation the client has completed is not running, even while it winds
+// down: its id is free again at once, as the protocol has it (a client may
+// subscribe anew with it). Called with mu held.
 func (c *wsConn) subLocked(id string) *wsSub {
 	for _, s := range c.subs {
-		if s.id == id {
+		if s.id != id {
+			continue
+		}
+		s.mu.Lock()
+		completed := s.byClient
+		s.mu.Unlock()
+		if !completed {
 			return s
 		}
 	}

@@ -228,6 +228,46 @@ func TestTransportWSSubscriptionReplaysThenGoesLive(t *testing.T) {
 	}
 }
 
+// An id is free again as soon as the client completes its operation: a
+// subscribe with it right after starts a new operation (no 4409, which is
+// for an operation still running), and a complete then ends the new one.
+func TestTransportWSIdsAreFreeOnceCompleted(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	first := appendN(t, s.store, "reuse-1", 1)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	for range 3 {
+		c.send(subscribeMsg("1", eventsSubscription, map[string]any{"after": first[0] - 1}))
+		// The first round reads the event; later rounds may first get
+		// messages the previous round queued before its complete.
+		for {
+			m := c.expect("next")
+			if p, _ := eventOf(t, m); p == first[0] && m.ID == "1" {
+				break
+			}
+		}
+		c.send(map[string]any{"id": "1", "type": "complete"})
+	}
+	// The last complete ended the last operation: once it is handled (the
+	// pong comes back after it), a new event sends nothing for "1", and the
+	// connection is still open.
+	c.send(map[string]any{"type": "ping"})
+	for m := c.read(); m.Type != "pong"; m = c.read() {
+		if m.ID != "1" || m.Type != "next" {
+			t.Fatalf("unexpected %s %s %s", m.ID, m.Type, m.Payload)
+		}
+	}
+	appendN(t, s.store, "reuse-1", 1)
+	c.send(subscribeMsg("q", `{ __typename }`, nil))
+	for m := c.read(); m.ID != "q" || m.Type != "next"; m = c.read() {
+		if m.ID == "1" && m.Type == "next" {
+			if p, _ := eventOf(t, m); p != first[0] {
+				t.Fatalf("an event after the last complete reached operation 1: %s", m.Payload)
+			}
+		}
+	}
+}
+
 func TestTransportWSErrorsSendNoComplete(t *testing.T) {
 	s := newWSServer(t, &graph.Websocket{})
 	c := s.dial(t, graph.ProtocolTransportWS)

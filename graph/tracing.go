@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
@@ -42,15 +43,25 @@ func traceOperations(tracer trace.Tracer) graphql.OperationMiddleware {
 		ctx, span := tracer.Start(ctx, "graphql."+kind+" "+name, trace.WithAttributes(
 			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", name)))
 		responses := next(ctx)
-		ended := false
-		return func(ctx context.Context) *graphql.Response {
-			resp := responses(ctx)
-			if !ended && (resp == nil || kind != "subscription") {
-				ended = true
+		var once sync.Once
+		end := func(resp *graphql.Response) {
+			once.Do(func() {
 				if resp != nil && len(resp.Errors) > 0 {
 					span.SetStatus(codes.Error, resp.Errors[0].Message)
 				}
 				span.End()
+			})
+		}
+		if kind == "subscription" {
+			// A subscription's span lasts until its stream ends, or until
+			// it is cancelled (the client completed it or went away), after
+			// which the transport asks for no more responses.
+			context.AfterFunc(ctx, func() { end(nil) })
+		}
+		return func(ctx context.Context) *graphql.Response {
+			resp := responses(ctx)
+			if resp == nil || kind != "subscription" {
+				end(resp)
 			}
 			return resp
 		}

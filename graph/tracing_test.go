@@ -7,6 +7,8 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"cqrsgate/graph"
 )
 
 // TestTracingFromRequestToProjection: a mutation sent with a traceparent
@@ -68,4 +70,37 @@ func keys(m map[string]sdktrace.ReadOnlySpan) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A subscription's span ends when the client completes it, or goes away:
+// the transport then asks the operation for no more responses, so the span
+// cannot wait for the end of its stream.
+func TestSubscriptionSpansEndWithTheSubscription(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	g := newFullGatewayWith(t, fullOptions{readTimeout: 5 * time.Second, tracer: tp})
+	g.mustMutate("openAccount", map[string]any{"accountId": "span-1", "owner": "ada", "currency": "EUR"})
+	c := (&wsServer{url: "ws" + strings.TrimPrefix(g.url, "http")}).dial(t, graph.ProtocolTransportWS)
+	c.init()
+	c.send(subscribeMsg("e", `subscription Completed { events(after: 0) { position } }`, nil))
+	c.expect("next")
+	c.send(subscribeMsg("p", `subscription Dropped { projectionStatus(intervalMs: 250) { name } }`, nil))
+	for m := c.read(); m.ID != "p"; m = c.read() {
+	}
+	c.send(map[string]any{"id": "e", "type": "complete"})
+	ended := func(name string) bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == "graphql.subscription "+name {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "the completed subscription's span to end", func() bool { return ended("Completed") })
+	if ended("Dropped") {
+		t.Fatal("the span of a subscription still running has ended")
+	}
+	c.conn.Close()
+	waitFor(t, "the span of the subscription whose client went away to end", func() bool { return ended("Dropped") })
 }

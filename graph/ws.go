@@ -369,6 +369,9 @@ func (c *wsConn) start() bool {
 	c.ws.SetReadLimit(c.t.MaxMessageBytes)
 	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
 	c.ws.SetPongHandler(func(string) error {
+		if c.closeWritten() {
+			return nil // the peer has a second to answer the close, no more
+		}
 		return c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
 	})
 	c.initTimer = time.AfterFunc(c.t.InitTimeout, func() {
@@ -392,8 +395,25 @@ func (c *wsConn) handleRead(data []byte, err error) bool {
 		}
 		return false
 	}
+	if c.closeWritten() {
+		// After its close frame an endpoint reads only the peer's close
+		// (RFC 6455, 5.5.1): a peer that sends on instead does not keep
+		// the connection, or the transport's Shutdown, waiting.
+		return false
+	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.KeepAlive))
 	return c.handle(data)
+}
+
+// closeWritten reports whether the writer has finished: it wrote the close
+// frame (or failed).
+func (c *wsConn) closeWritten() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // end closes the connection once its reading has stopped: its operations

@@ -326,6 +326,37 @@ func TestTransportWSCloseCodes(t *testing.T) {
 	}
 }
 
+// A client that ignores the server's close frame and sends on does not
+// keep its connection, or the transport's Shutdown, waiting: after its
+// close frame the server reads only the peer's close.
+func TestShutdownIsNotHeldByAClientThatSendsOn(t *testing.T) {
+	ws := &graph.Websocket{KeepAlive: 10 * time.Second}
+	s := newWSServer(t, ws)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // never reads again, pings every 50 ms
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				_ = c.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := ws.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v, with a client sending on", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a client sending on", d)
+	}
+}
+
 func TestTransportWSOriginCheck(t *testing.T) {
 	s := newWSServer(t, &graph.Websocket{AllowedOrigins: []string{"https://app.example"}})
 	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}}

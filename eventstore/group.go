@@ -274,6 +274,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	var last int64
 	mayHoldLock = true
 	committed := false
+	commitSent := s.beforeCommit == nil // the COMMIT goes in the same round trip
 	br := conn.SendBatch(ctx, b)
 	err = func() error {
 		defer func() { _ = br.Close() }() // br is replaced when the commit is sent separately
@@ -330,6 +331,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 					return err
 				}
 			}
+			commitSent = true
 			br = conn.SendBatch(ctx, commit)
 		}
 		if _, err := br.Exec(); err != nil {
@@ -342,7 +344,8 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		return nil
 	}()
-	if err != nil && !committed {
+	if err != nil && !committed && !commitOutcomeUnknown(err, commitSent) {
+		// Nothing is committed: the appends may be tried again.
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key" {
 			return insert, errEventIDRace
@@ -352,10 +355,15 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		return insert, s.dbError("append", err)
 	}
-	if err != nil { // the commit's outcome is unknown
+	if err != nil {
+		// The commit's outcome is unknown: each append is answered so, and
+		// none is tried again (a retry alone would find its own events and
+		// answer a conflict, or write them twice).
 		s.wake.Notify(0) // the events may be there; the Listener skips this process's notification
 		for _, r := range insert {
-			r.done <- groupResult{err: s.dbError("append "+r.stream, err)}
+			r.done <- groupResult{err: &domain.Error{Code: domain.Unavailable,
+				Message: "the append's commit was sent to the database but no reply came (the connection broke or the wait timed out), so whether it committed is unknown: read the stream to find out, or retry with the same event ids (a retry of a stored append is answered as a duplicate)",
+				Err:     fmt.Errorf("append %s: %w", r.stream, err)}}
 		}
 		return nil, nil
 	}
@@ -422,6 +430,17 @@ type textElement string
 
 func (e *textElement) TextValue() (pgtype.Text, error) {
 	return pgtype.Text{String: string(*e), Valid: true}, nil
+}
+
+// commitOutcomeUnknown reports whether err, met by a batch whose COMMIT had
+// been sent when commitSent, leaves it unknown whether the batch committed:
+// PostgreSQL said nothing (the connection broke, the context ended) after
+// the COMMIT may have reached it. An error PostgreSQL reported (to the
+// INSERT, say, or to the COMMIT itself) means the transaction did not
+// commit, and so does one pgx met before sending anything.
+func commitOutcomeUnknown(err error, commitSent bool) bool {
+	var pgErr *pgconn.PgError
+	return commitSent && !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
 }
 
 // reservePositionsSQL assigns the transaction its id and reserves $1

@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -25,30 +24,16 @@ import (
 // heldBackMaxPause is the longest the watcher waits between two looks.
 const heldBackMaxPause = 100 * time.Millisecond
 
-type heldBack struct {
-	mu       sync.Mutex
-	watching bool
-}
-
-// wakeWhenReadable starts the watcher unless it is running. A read calls
-// it when it found hidden an event that was announced before it began.
+// wakeWhenReadable starts the watcher unless it is running (it looks at
+// the latest announcement each time). A read calls it when it found hidden
+// an event that was announced before it began.
 func (s *Postgres) wakeWhenReadable() {
-	s.held.mu.Lock()
-	if s.held.watching {
-		s.held.mu.Unlock()
-		return // it looks at the latest announcement each time
+	if s.heldBack.CompareAndSwap(false, true) {
+		go s.watchHeldBack()
 	}
-	s.held.watching = true
-	s.held.mu.Unlock()
-	go s.watchHeldBack()
 }
 
 func (s *Postgres) watchHeldBack() {
-	done := func() {
-		s.held.mu.Lock()
-		s.held.watching = false
-		s.held.mu.Unlock()
-	}
 	pause := time.Millisecond
 	timer := time.NewTimer(pause)
 	defer timer.Stop()
@@ -56,7 +41,7 @@ func (s *Postgres) watchHeldBack() {
 		changed := s.wake.Changed()
 		select {
 		case <-changed:
-			done() // a commit woke the readers: they look for themselves
+			s.heldBack.Store(false) // a commit woke the readers: they look for themselves
 			return
 		case <-timer.C:
 		}
@@ -66,11 +51,11 @@ func (s *Postgres) watchHeldBack() {
 		err := s.pool.QueryRow(ctx, headSQL).Scan(&head)
 		cancel()
 		if err != nil {
-			done() // the readers' own polls take over
+			s.heldBack.Store(false) // the readers' own polls take over
 			return
 		}
 		if head >= announced {
-			done() // before waking them, so that a read that finds more hidden can start a watcher
+			s.heldBack.Store(false) // before waking them, so that a read that finds more hidden can start a watcher
 			s.wake.Notify(0)
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,9 +41,9 @@ type Postgres struct {
 	beforeCommit func(ctx context.Context, stream string) error
 	// group batches concurrent appends (see group.go).
 	group grouper
-	// held watches for announced events that reads found hidden (see
-	// heldback.go).
-	held heldBack
+	// heldBack is set while a watcher waits for announced events that
+	// reads found hidden (see heldback.go).
+	heldBack atomic.Bool
 }
 
 var _ Store = (*Postgres)(nil)

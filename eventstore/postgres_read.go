@@ -86,7 +86,7 @@ func readSettings(q AllQuery) string {
 	switch {
 	case !walksInOrder(q):
 		return ""
-	case len(q.Types) == 0 && q.StreamPrefix == "" && q.Tenant == nil:
+	case !q.filtered():
 		return genericReadSQL
 	}
 	return orderedReadsSQL

@@ -96,27 +96,14 @@ func (t *Tail) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 			// or asks for a position no event has reached. The tail reads
 			// on when there is more to read, so that the followers there
 			// share its reads again; otherwise the store answers.
-			if !t.more && (!t.stale() || t.done > called) {
+			if t.upToDate(called) {
 				t.mu.Unlock()
 				return t.Store.ReadAll(ctx, q)
 			}
-		} else {
-			page := t.serve(q, limit)
-			switch {
-			case len(page.Events) == limit:
-				t.mu.Unlock()
-				return page, nil
-			case t.more:
-				// The window stopped short of the store's head: read on
-				// (a short page would tell the reader it is caught up).
-			case !t.stale() || t.done > called:
-				// A short page says the reader is caught up: true as of a
-				// read of the store begun after every commit announced
-				// before this call (the caller takes Changed before it
-				// reads, so it hears of the later ones).
-				t.mu.Unlock()
-				return page, nil
-			}
+		} else if page := t.serve(q, limit); len(page.Events) == limit || t.upToDate(called) {
+			// A full page, or a short one that says the reader is caught up.
+			t.mu.Unlock()
+			return page, nil
 		}
 		if wait := t.reading; wait != nil {
 			t.mu.Unlock()
@@ -161,6 +148,15 @@ func (t *Tail) start(ctx context.Context, q AllQuery) (Page, error) {
 		t.changed, t.readAt = changed, at
 	}
 	return page, nil
+}
+
+// upToDate reports whether the window holds everything a call that began
+// when called reads of the store had begun may be told of: its last read
+// of the store did not stop at the window's size (more), and it began after
+// every commit announced before the call (the caller takes Changed before
+// it reads, so it hears of the later ones). t.mu is held.
+func (t *Tail) upToDate(called uint64) bool {
+	return !t.more && (!t.stale() || t.done > called)
 }
 
 // stale reports whether a read of the store may find events after the

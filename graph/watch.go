@@ -40,66 +40,68 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	if err != nil {
 		return nil, err
 	}
+	// settle waits until the projection has applied e (in a coalesced feed,
+	// the newest event waiting) and reads the row. While it cannot (the read
+	// model is behind by more than the read timeout, or the database fails),
+	// it waits and tries again rather than skip the change, which may be the
+	// row's last for a long time. false: the feed or the subscriber is gone.
+	settle := func(e domain.RecordedEvent) (row *T, found, open bool) {
+		pause := time.Second
+		for attempt := 0; ; attempt++ {
+			if coalesce {
+				if e, open = latestOf(events, e); !open {
+					return nil, false, false
+				}
+			}
+			seen(e)
+			pos := model.Position(e.Position)
+			err := r.waitFor(ctx, &pos, projection)
+			if err == nil {
+				row, found, err = read(ctx)
+			}
+			switch {
+			case ctx.Err() != nil:
+				return nil, false, false
+			case err == nil:
+				return row, found, true
+			}
+			level := slog.LevelWarn
+			if attempt > 0 {
+				level = slog.LevelDebug // said once per change
+			}
+			r.Log.Log(ctx, level, "row subscription: the row is not readable yet; trying again", "projection", projection, "position", e.Position, "err", err, "in", pause)
+			select {
+			case <-ctx.Done():
+				return nil, false, false
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, maxSubscriptionRetry)
+		}
+	}
 	ch := make(chan *T, 1)
 	go func() {
 		defer close(ch)
 		var sent int64 // the position of the last row sent (one row's feed only)
 		for e := range events {
-			// The row is read once the projection has applied e. While it
-			// cannot be (the read model is behind by more than the read
-			// timeout, or the database fails), the subscription waits and
-			// tries again rather than skip the change, which may be the
-			// row's last one for a long time.
-			pause := time.Second
-			for attempt := 0; ; attempt++ {
-				if coalesce {
-					var open bool
-					if e, open = latestOf(events, e); !open {
-						return
-					}
-				}
-				seen(e)
-				row, ok, err := func() (*T, bool, error) {
-					pos := model.Position(e.Position)
-					if err := r.waitFor(ctx, &pos, projection); err != nil {
-						return nil, false, err
-					}
-					return read(ctx)
-				}()
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					level := slog.LevelWarn
-					if attempt > 0 {
-						level = slog.LevelDebug // said once per change
-					}
-					r.Log.Log(ctx, level, "row subscription: the row is not readable yet; trying again", "projection", projection, "position", e.Position, "err", err, "in", pause)
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(pause):
-					}
-					pause = min(2*pause, maxSubscriptionRetry)
+			row, found, open := settle(e)
+			if !open {
+				return
+			}
+			if !found {
+				continue
+			}
+			if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
+				// A row read late already shows later changes: their own
+				// events would send the same state again.
+				if p.RowPosition() <= sent {
 					continue
 				}
-				if !ok {
-					break
-				}
-				if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
-					// A row read late already shows later changes: their own
-					// events would send the same state again.
-					if p.RowPosition() <= sent {
-						break
-					}
-					sent = p.RowPosition()
-				}
-				select {
-				case ch <- row:
-				case <-ctx.Done():
-					return
-				}
-				break
+				sent = p.RowPosition()
+			}
+			select {
+			case ch <- row:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}()

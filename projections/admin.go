@@ -78,7 +78,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) error {
 		SELECT s.name, s.version, (SELECT max(generation) + 1 FROM projections g WHERE g.name = s.name AND g.version = s.version)
 		  FROM projections s
 		 WHERE s.name = $1 AND s.serving
-		   AND NOT EXISTS (SELECT 1 FROM projections b WHERE b.name = s.name AND NOT b.serving AND b.status <> 'RETIRED')`, name)
+		   AND NOT EXISTS (SELECT 1 FROM projections b WHERE b.name = s.name AND NOT b.serving AND b.status <> 'RETIRED' AND b.version = s.version)`, name)
 	if err != nil {
 		return fmt.Errorf("rebuild projection %s: %w", name, err)
 	}

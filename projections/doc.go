@@ -20,7 +20,10 @@
 // rm_<name>_v<version>; queries read views in schema readmodel that point
 // at the serving version. A new version builds into fresh tables while the
 // old one keeps serving; once it has caught up, the views are switched in
-// one transaction and the old schema is dropped.
+// one transaction and the old schema is dropped. An older version never
+// takes queries back from a newer one that a process runs (during a rolling
+// deploy it keeps up on standby); once no process runs the newer version
+// (a rollback), the older one serves again, built anew if it was retired.
 //
 // With several gateway processes on one database, each projection runs in
 // exactly one of them at a time: the one holding its session-level advisory

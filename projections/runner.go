@@ -178,9 +178,13 @@ func (r *Runner) runOne(ctx context.Context, p Projection) {
 }
 
 // lockKey is the advisory lock that elects the process running p.
-func lockKey(p Projection) int64 {
+func lockKey(p Projection) int64 { return versionLockKey(p.Name(), p.Version()) }
+
+// versionLockKey is the advisory lock held by the process running version
+// of projection name.
+func versionLockKey(name string, version int) int64 {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "cqrsgate/projection/%s/%d", p.Name(), p.Version())
+	fmt.Fprintf(h, "cqrsgate/projection/%s/%d", name, version)
 	return int64(h.Sum64())
 }
 
@@ -220,12 +224,46 @@ func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead fu
 // runLeader sets the projection up and follows the log while conn holds
 // its lock.
 func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) error {
-	r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
-	if _, err := r.pool.Exec(ctx, `INSERT INTO projections (name, version, generation)
-		SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND version = $2)`, p.Name(), p.Version()); err != nil {
+	live, err := r.register(ctx, p)
+	if err != nil {
 		return fmt.Errorf("register %s: %w", p.Name(), err)
 	}
+	if !live {
+		return nil // retired: a newer version serves and runs elsewhere
+	}
+	r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
 	return r.follow(ctx, p, conn)
+}
+
+// register gives p's version a generation to build, unless it has a live
+// one: a version that is new, and a version that was retired once a newer
+// one took over but that no process runs any more (a deploy rolled back),
+// which is built again from the start of the log. It reports whether p's
+// version has a live generation now; it has none while a newer version
+// serves from a running process.
+func (r *Runner) register(ctx context.Context, p Projection) (live bool, err error) {
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		var generations int32
+		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status <> 'RETIRED') > 0, coalesce(max(generation), 0)
+			FROM projections WHERE name = $1 AND version = $2`, p.Name(), p.Version()).Scan(&live, &generations); err != nil {
+			return err
+		}
+		if live {
+			return nil
+		}
+		if generations > 0 {
+			newer, err := newerServing(ctx, tx, p.Name(), p.Version(), int(generations))
+			if err != nil || newer {
+				return err
+			}
+			r.log.WarnContext(ctx, "building a retired projection version again: the newer version serving it runs nowhere",
+				"projection", p.Name(), "version", p.Version(), "generation", generations+1)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation) VALUES ($1, $2, $3)`, p.Name(), p.Version(), generations+1)
+		live = err == nil
+		return err
+	})
+	return live, err
 }
 
 func (in *instance) schema() string {
@@ -252,33 +290,67 @@ func (r *Runner) setup(ctx context.Context, in *instance) error {
 			return err
 		}
 		if !serving {
-			return switchServing(ctx, tx, in)
+			_, err := switchServing(ctx, tx, in)
+			return err
 		}
 		return nil
 	})
 }
 
+// newerServing reports whether a newer instance than generation of
+// version serves projection name from a running process, in tx, which
+// locks its row. A newer generation of the same version is led by this
+// process; a newer version runs elsewhere while its advisory lock is held,
+// and tx takes that lock when it is free, so that no process starts running
+// the newer version before tx ends.
+func newerServing(ctx context.Context, tx pgx.Tx, name string, version, generation int) (bool, error) {
+	var sv, sg int32
+	err := tx.QueryRow(ctx, `SELECT version, generation FROM public.projections WHERE name = $1 AND serving FOR UPDATE`, name).Scan(&sv, &sg)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	case int(sv) < version || int(sv) == version && int(sg) <= generation:
+		return false, nil
+	case int(sv) == version:
+		return true, nil
+	}
+	var free bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", versionLockKey(name, int(sv))).Scan(&free); err != nil {
+		return false, err
+	}
+	return !free, nil
+}
+
 // switchServing makes the instance the one queries read, in tx: the views
-// in schema readmodel are replaced, atomically for readers.
-func switchServing(ctx context.Context, tx pgx.Tx, in *instance) error {
+// in schema readmodel are replaced, atomically for readers. It switches
+// nothing, and reports false, when a newer instance serves from a running
+// process (see newerServing): during a rolling deploy an older version
+// keeps building on standby and takes over only once no process runs the
+// newer one.
+func switchServing(ctx context.Context, tx pgx.Tx, in *instance) (bool, error) {
 	p := in.p
+	if newer, err := newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || newer {
+		return false, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp() WHERE name = $1 AND version = $2 AND generation = $3`,
 		p.Name(), p.Version(), in.generation); err != nil {
-		return err
+		return false, err
 	}
 	for _, t := range p.Tables() {
 		view := pgx.Identifier{"readmodel", t}.Sanitize()
 		if _, err := tx.Exec(ctx, "DROP VIEW IF EXISTS "+view); err != nil {
-			return err
+			return false, err
 		}
 		if _, err := tx.Exec(ctx, "CREATE VIEW "+view+" AS SELECT * FROM "+pgx.Identifier{in.schema(), t}.Sanitize()); err != nil {
-			return fmt.Errorf("expose %s: %w", t, err)
+			return false, fmt.Errorf("expose %s: %w", t, err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // retireOlder drops the schemas of everything older than the serving
@@ -345,6 +417,12 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			var err error
 			if states, err = r.loadStates(ctx, p); err != nil {
 				return err
+			}
+			if len(states) == 0 {
+				// A newer version took over and retired this one: runOne
+				// looks again every LeaderRetry (see register).
+				r.log.InfoContext(ctx, "projection version retired", "projection", p.Name(), "version", p.Version())
+				return nil
 			}
 			if err := leaderConn.Ping(ctx); err != nil {
 				return fmt.Errorf("leader connection: %w", err)
@@ -498,10 +576,24 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, err
 		}
 	}
-	if !st.serving {
-		// A rebuild has caught up: switch queries to it.
-		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return switchServing(ctx, tx, in) }); err != nil {
+	if !st.serving && !time.Now().Before(in.switchAt) {
+		// A rebuild has caught up: switch queries to it, unless a newer
+		// version serves from another process (a rolling deploy): then it
+		// keeps up on standby and tries again every LeaderRetry.
+		var switched bool
+		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) (err error) {
+			switched, err = switchServing(ctx, tx, in)
+			return err
+		}); err != nil {
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
+		}
+		if !switched {
+			if in.switchAt.IsZero() {
+				r.log.InfoContext(ctx, "projection on standby: a newer version serves from another process",
+					"projection", p.Name(), "version", p.Version(), "generation", in.generation)
+			}
+			in.switchAt = time.Now().Add(r.opts.LeaderRetry)
+			return false, nil
 		}
 		st.serving, st.stale = true, true // and older generations retire
 		r.setPassed(p.Name(), in.at, true)
@@ -624,8 +716,11 @@ func (r *Runner) recordFailure(ctx context.Context, in *instance, events []domai
 	e := events[0]
 	err := r.pool.QueryRow(ctx, `UPDATE projections SET failures = failures + 1, last_error = $4, failed_position = $5, failed_event_id = $6,
 			status = CASE WHEN $7 AND failures + 1 >= $8 THEN 'FAILED' ELSE status END, updated_at = clock_timestamp()
-		WHERE name = $1 AND version = $2 AND generation = $3 RETURNING failures`,
+		WHERE name = $1 AND version = $2 AND generation = $3 AND status <> 'RETIRED' RETURNING failures`,
 		in.p.Name(), in.p.Version(), in.generation, truncateError(cause), e.Position, e.ID, single, r.opts.MaxFailures).Scan(&failures)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("projection %s v%d generation %d was retired while it ran", in.p.Name(), in.p.Version(), in.generation)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("record failure of %s: %w", in.p.Name(), err)
 	}

@@ -1,0 +1,137 @@
+package projections_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"cqrsgate/domain"
+	"cqrsgate/projections"
+)
+
+// During a rolling deploy the old version keeps running in the processes
+// not yet replaced. Once the new version serves from a running process,
+// the old one must not take queries back, even if it was not retired yet
+// (the new version's process stopped between its switch and the old
+// version's retirement); it takes over only once no process runs the new
+// version (a rollback).
+func TestAnOlderVersionStaysOnStandbyWhileANewerOneRuns(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, projections.Options{}, projections.Accounts{})
+	e.exec(t, domain.OpenAccount{AccountID: "standby", Owner: "o", Currency: "EUR"})
+	waitFor(t, "v1 to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Position >= e.head(t)
+	})
+
+	// Another process runs the next version, which has switched queries to
+	// itself and not yet retired this one.
+	other, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE projections SET serving = false WHERE name = 'accounts'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', $1, 1, $2, true)`, accountsV+1, e.head(t))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deposit := e.exec(t, domain.DepositMoney{AccountID: "standby", Amount: 7})
+	waitFor(t, "v1 to keep up on standby", caughtUp(t, e, "accounts", accountsV, deposit.Position))
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if status(t, e.pool, "accounts", accountsV).Serving || !status(t, e.pool, "accounts", accountsV+1).Serving {
+			t.Fatal("the older version took queries back from the newer one, which a process runs")
+		}
+	}
+
+	// The other process goes away (the deploy is rolled back): the older
+	// version serves again, up to date.
+	if err := other.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v1 to serve again", func() bool { return status(t, e.pool, "accounts", accountsV).Serving })
+	var balance int64
+	if err := e.pool.QueryRow(ctx, `SELECT balance FROM readmodel.account_summary WHERE id = 'standby'`).Scan(&balance); err != nil || balance != 7 {
+		t.Fatalf("balance through the views after the rollback: %d, %v; want 7", balance, err)
+	}
+}
+
+// A version retired by a newer one stays retired while a process runs the
+// newer one, and is built again from the log once none does (a deploy
+// rolled back after it completed): the read model does not freeze at the
+// newer version's last checkpoint.
+func TestARetiredVersionIsBuiltAgainWhenTheNewerOneRunsNowhere(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, projections.Options{}, projections.Accounts{}) // an old process, never replaced
+	e.burst(t, 4, 5, "roll")
+	waitFor(t, "v1 to catch up", caughtUp(t, e, "accounts", accountsV, e.head(t)))
+
+	newCtx, stopNew := context.WithCancel(ctx)
+	defer stopNew()
+	next, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 100 * time.Millisecond, LeaderRetry: 100 * time.Millisecond}, nextVersion{projections.Accounts{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextDone := make(chan error, 1)
+	go func() { nextDone <- next.Run(newCtx) }()
+	waitFor(t, "v2 to serve and retire v1", func() bool {
+		return status(t, e.pool, "accounts", accountsV+1).Serving && status(t, e.pool, "accounts", accountsV).Name == ""
+	})
+	e.exec(t, domain.DepositMoney{AccountID: "roll-00", Amount: 1000})
+	waitFor(t, "v2 to catch up", caughtUp(t, e, "accounts", accountsV+1, e.head(t)))
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if s := status(t, e.pool, "accounts", accountsV); s.Name != "" {
+			t.Fatalf("v1 came back while v2 runs: %+v", s)
+		}
+	}
+	want := summaries(t, e.pool, "readmodel.account_summary")
+
+	stopNew() // the deploy is rolled back
+	<-nextDone
+	last := e.exec(t, domain.DepositMoney{AccountID: "roll-01", Amount: 5})
+	waitFor(t, "v1 to serve again", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Generation == 2 && s.Position >= last.Position
+	})
+	got := summaries(t, e.pool, "readmodel.account_summary")
+	for i := range want {
+		if want[i].ID == "roll-01" {
+			want[i].Balance += 5
+			want[i].Version++
+			want[i].Position = last.Position
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d accounts after the rollback, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("after the rollback: %+v, want %+v", got[i], want[i])
+		}
+	}
+	if s := status(t, e.pool, "accounts", accountsV+1); s.Serving || s.Name == "" {
+		t.Errorf("v2 after the rollback: %+v; want it kept, not serving, for the next deploy", s)
+	}
+	// What v2 left behind is no rebuild of the version serving.
+	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+		t.Fatalf("rebuilding v1 after the rollback: %v", err)
+	}
+	waitFor(t, "the rebuild to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Generation == 3
+	})
+	if got := summaries(t, e.pool, "readmodel.account_summary"); len(got) != len(want) {
+		t.Fatalf("%d accounts after the rebuild, want %d", len(got), len(want))
+	}
+}

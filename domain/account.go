@@ -295,6 +295,9 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 		}
 		return []Event{AccountUnfrozen{}}, nil
 	case CloseAccount:
+		if a.frozen {
+			return nil, ruleError(RuleAccountFrozen, "account %s is frozen: only deposits are accepted", a.id)
+		}
 		if a.balance != 0 {
 			return nil, ruleError(RuleBalanceNotZero, "account %s has a balance of %d: only an account at zero can be closed", a.id, a.balance)
 		}
@@ -309,11 +312,7 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 		if a.balance <= 0 {
 			return nil, nil // no interest on a balance at or below zero
 		}
-		product, ok := mulMoney(a.balance, c.RateBasisPoints)
-		if !ok {
-			return nil, ruleError(RuleAmountOverflow, "interest on %d overflows", a.balance)
-		}
-		interest := product / 10000
+		interest := basisPoints(a.balance, c.RateBasisPoints)
 		if interest == 0 {
 			return nil, nil
 		}
@@ -328,6 +327,9 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 		}
 		if err := checkText("reason", c.Reason, 500); err != nil {
 			return nil, err
+		}
+		if a.frozen {
+			return nil, ruleError(RuleAccountFrozen, "account %s is frozen: only deposits are accepted", a.id)
 		}
 		after, err := a.debit(c.Amount)
 		if err != nil {

@@ -29,6 +29,11 @@ type Fulfilment struct {
 	orderCancelled bool
 	// done holds the steps that succeeded, by FulfilmentStep.Key.
 	done map[string]bool
+	// inFlight is the step that was current when compensation started
+	// while running (a timeout, the order cancelled): it may have taken
+	// effect without being recorded, so compensation undoes it too, as far
+	// as it did take effect.
+	inFlight string
 	// since is when the current step became current (the last event's time).
 	since   time.Time
 	attempt int
@@ -91,6 +96,10 @@ type FulfilmentStep struct {
 	Amount   int64
 	// Compensation is true for the steps that undo others.
 	Compensation bool
+	// Uncertain is set on a refund of a charge that was in flight when
+	// compensation started: whether the charge was made is to be found
+	// out before refunding it.
+	Uncertain bool
 }
 
 // Key identifies the step within its saga ("RESERVE_STOCK:<sku>", "CHARGE", ...).
@@ -236,7 +245,7 @@ var Fulfilments = &Kind[*Fulfilment]{
 	New:          func(orderID string) *Fulfilment { return &Fulfilment{orderID: orderID} },
 	Decide:       func(f *Fulfilment, cmd Command, now time.Time) ([]Event, error) { return f.decide(cmd, now) },
 	Decode:       decodeFulfilmentEvent,
-	StateVersion: 1,
+	StateVersion: 2,
 	SaveState:    func(f *Fulfilment) (json.RawMessage, error) { return json.Marshal(f.snapshot()) },
 	LoadState:    loadFulfilment,
 }
@@ -303,12 +312,14 @@ func (f *Fulfilment) Next() (FulfilmentStep, bool) {
 		for i := len(f.items) - 1; i >= 0; i-- {
 			it := f.items[i]
 			s := FulfilmentStep{Name: StepReleaseStock, Sku: it.Sku, Quantity: it.Quantity, Compensation: true}
-			if f.done[StepReserveStock+":"+it.Sku] && !f.done[s.Key()] {
+			reserve := StepReserveStock + ":" + it.Sku
+			if (f.done[reserve] || f.inFlight == reserve) && !f.done[s.Key()] {
 				return s, true
 			}
 		}
-		if f.done[StepCharge] && !f.done[StepRefund] {
-			return FulfilmentStep{Name: StepRefund, Amount: f.amount, Compensation: true}, true
+		// A charge of zero moved no money: there is nothing to refund.
+		if f.amount > 0 && (f.done[StepCharge] || f.inFlight == StepCharge) && !f.done[StepRefund] {
+			return FulfilmentStep{Name: StepRefund, Amount: f.amount, Compensation: true, Uncertain: !f.done[StepCharge]}, true
 		}
 		if !f.orderCancelled && !f.done[StepCancelOrder] {
 			return FulfilmentStep{Name: StepCancelOrder, Compensation: true}, true
@@ -442,6 +453,9 @@ func (f *Fulfilment) Apply(e Event) {
 		}
 		f.reason, f.since = e.Reason, e.At
 	case FulfilmentCompensationStarted:
+		if step, ok := f.Next(); ok && f.state == FulfilmentRunning && step.Name != StepFinish {
+			f.inFlight = step.Key()
+		}
 		f.state, f.reason, f.since = FulfilmentCompensating, e.Reason, e.At
 		f.timedOut = f.timedOut || e.TimedOut
 		f.orderCancelled = f.orderCancelled || e.OrderCancelled
@@ -471,7 +485,7 @@ func decodeFulfilmentEvent(eventType string, schemaVersion int, data json.RawMes
 	return nil, UnknownEvent("fulfilment", eventType, schemaVersion)
 }
 
-// fulfilmentState is the snapshot shape (StateVersion 1).
+// fulfilmentState is the snapshot shape (StateVersion 2: 1 had no InFlight).
 type fulfilmentState struct {
 	Started                  bool
 	AccountID, Currency      string
@@ -482,11 +496,12 @@ type fulfilmentState struct {
 	Done                     []string
 	Since                    time.Time
 	Attempt                  int
+	InFlight                 string
 }
 
 func (f *Fulfilment) snapshot() fulfilmentState {
 	s := fulfilmentState{Started: f.started, AccountID: f.accountID, Currency: f.currency, Amount: f.amount, Items: f.items,
-		State: f.state, Reason: f.reason, TimedOut: f.timedOut, OrderCancelled: f.orderCancelled, Since: f.since, Attempt: f.attempt}
+		State: f.state, Reason: f.reason, TimedOut: f.timedOut, OrderCancelled: f.orderCancelled, Since: f.since, Attempt: f.attempt, InFlight: f.inFlight}
 	for k := range f.done {
 		s.Done = append(s.Done, k)
 	}
@@ -500,7 +515,7 @@ func loadFulfilment(orderID string, raw json.RawMessage) (*Fulfilment, error) {
 		return nil, err
 	}
 	f := &Fulfilment{orderID: orderID, started: s.Started, accountID: s.AccountID, currency: s.Currency, amount: s.Amount, items: s.Items,
-		state: s.State, reason: s.Reason, timedOut: s.TimedOut, orderCancelled: s.OrderCancelled, since: s.Since, attempt: s.Attempt, done: map[string]bool{}}
+		state: s.State, reason: s.Reason, timedOut: s.TimedOut, orderCancelled: s.OrderCancelled, since: s.Since, attempt: s.Attempt, inFlight: s.InFlight, done: map[string]bool{}}
 	for _, k := range s.Done {
 		f.done[k] = true
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // FulfilmentProcess drives fulfilment sagas from the event log. It reads
@@ -152,7 +154,7 @@ func (p *FulfilmentProcess) start(ctx context.Context, qid string, meta CommandM
 			}
 			// The order cannot be fulfilled at all: say so on the order.
 			p.log.WarnContext(ctx, "fulfilment: cannot start", "order", qid, "err", err)
-			_, cerr := Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason("fulfilment could not start: " + err.Error())}, meta)
+			_, cerr := Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason("fulfilment could not start: " + reasonOf(err))}, meta)
 			if cerr != nil && transient(cerr) {
 				return cerr
 			}
@@ -182,7 +184,7 @@ func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta Comman
 		succeeded, reason, err := p.run(ctx, tenant, orderID, saga, step, meta)
 		if err != nil {
 			p.mu.Lock()
-			p.pending[qid] = err.Error()
+			p.pending[qid] = reasonOf(err)
 			p.mu.Unlock()
 			p.log.WarnContext(ctx, "fulfilment: step failed for a technical reason; it will be retried", "order", qid, "step", step.Key(), "err", err)
 			return nil
@@ -204,7 +206,7 @@ func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta Comman
 // why; err is a technical failure (nothing recorded, to be retried).
 func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, saga *Fulfilment, step FulfilmentStep, meta CommandMeta) (bool, string, error) {
 	meta.Tenant = tenant
-	meta.IdempotencyKey = "fulfilment/" + orderID + "/" + step.Key()
+	meta.IdempotencyKey = stepKey(orderID, step)
 	var err error
 	switch step.Name {
 	case StepReserveStock:
@@ -221,6 +223,13 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 			err = nil // nothing held: nothing to release
 		}
 	case StepRefund:
+		if step.Uncertain {
+			charged, cerr := p.charged(ctx, tenant, orderID, saga)
+			if cerr != nil || !charged {
+				err = cerr // not charged: nothing to refund
+				break
+			}
+		}
 		_, err = Execute(ctx, p.svc, Accounts, DepositMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
 	case StepCancelOrder:
 		_, err = Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason(saga.Reason())}, meta)
@@ -237,12 +246,43 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 	case transient(err):
 		return false, "", err
 	}
-	reason := err.Error()
-	var de *Error
-	if errors.As(err, &de) && de.Rule != "" {
-		reason = de.Rule + ": " + de.Message
+	return false, truncateReason(reasonOf(err)), nil
+}
+
+// stepKey is the idempotency key of a saga's step: a repeat of the step
+// finds what the first attempt did.
+func stepKey(orderID string, step FulfilmentStep) string {
+	return "fulfilment/" + orderID + "/" + step.Key()
+}
+
+// charged reports whether the saga's charge was made: the charge was in
+// flight when compensation started, so it may have been made without being
+// recorded. Its idempotency key tells.
+func (p *FulfilmentProcess) charged(ctx context.Context, tenant, orderID string, saga *Fulfilment) (bool, error) {
+	stream := Accounts.StreamID(Qualify(tenant, saga.AccountID()))
+	_, err := p.svc.store.ReadEvent(ctx, idempotentEventID(stream, stepKey(orderID, FulfilmentStep{Name: StepCharge}), 0))
+	switch {
+	case err == nil:
+		return true, nil
+	case CodeOf(err) == NotFound:
+		return false, nil
 	}
-	return false, truncateReason(reason), nil
+	return false, err
+}
+
+// reasonOf is what a saga records of a failure, in its events, which
+// clients read: a domain error's message, or for a technical failure a note
+// that points to the log, which has the details (a driver's error may name
+// hosts and users).
+func reasonOf(err error) string {
+	var de *Error
+	switch {
+	case errors.As(err, &de) && de.Rule != "":
+		return de.Rule + ": " + de.Message
+	case errors.As(err, &de) && de.Message != "":
+		return de.Message
+	}
+	return "technical failure (details in the gateway's log)"
 }
 
 // Tick retries the steps of sagas left on a technical failure and gives up
@@ -287,7 +327,24 @@ func (p *FulfilmentProcess) tick(ctx context.Context, qid, why string) error {
 	}
 	tenant, orderID := SplitTenant(qid)
 	meta := CommandMeta{Tenant: tenant, CorrelationID: p.correlationOfSaga(ctx, qid), CausationID: "fulfilment-deadline", Actor: "fulfilment"}
+	// The current step is taken again before it is given up on: it may
+	// have taken effect already (a crash before its record, an append whose
+	// outcome was unknown), which its idempotency key finds out.
+	if err := p.advance(ctx, qid, meta); err != nil {
+		return err
+	}
+	if saga, _, err = Load(ctx, p.svc, Fulfilments, qid); err != nil {
+		return err
+	}
+	if _, ok := saga.Next(); !ok {
+		return nil
+	}
 	if p.now().Sub(saga.Since()) >= p.opts.StepTimeout {
+		p.mu.Lock()
+		if r, ok := p.pending[qid]; ok {
+			why = r
+		}
+		p.mu.Unlock()
 		_, err := Execute(ctx, p.svc, Fulfilments, TimeOutFulfilment{OrderID: orderID, Deadline: p.opts.StepTimeout, Reason: truncateReason(why)}, meta)
 		switch {
 		case err == nil:
@@ -337,9 +394,19 @@ func isRule(err error, rule string) bool {
 	return errors.As(err, &de) && de.Rule == rule
 }
 
+// truncateReason makes s fit a reason: at most 500 bytes, cut between
+// characters, with characters free text does not allow (see TextRune) as
+// spaces.
 func truncateReason(s string) string {
-	if len(s) > 500 {
-		return s[:500]
+	var b strings.Builder
+	for _, r := range s {
+		if !TextRune(r) {
+			r = ' '
+		}
+		if b.Len()+utf8.RuneLen(r) > 500 {
+			break
+		}
+		b.WriteRune(r)
 	}
-	return s
+	return b.String()
 }

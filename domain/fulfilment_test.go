@@ -54,10 +54,58 @@ func TestFulfilmentDecisions(t *testing.T) {
 			want: []Event{FulfilmentCompensationStarted{Reason: "step RESERVE_STOCK:p1 did not complete within 30s: database unavailable", TimedOut: true, At: testNow}}},
 		{name: "a compensation step past its deadline fails the saga", given: append(append([]Event{}, stuck...), FulfilmentCompensationStarted{Reason: "x", TimedOut: true, At: late}),
 			when: TimeOutFulfilment{OrderID: "x1", Deadline: 30 * time.Second},
-			want: []Event{FulfilmentStepFailed{Step: StepCancelOrder, Compensation: true, Reason: "step CANCEL_ORDER did not complete within 30s", At: testNow}}},
+			want: []Event{FulfilmentStepFailed{Step: StepReleaseStock, Sku: "p1", Compensation: true, Reason: "step RELEASE_STOCK:p1 did not complete within 30s", At: testNow}}},
 		{name: "retry a failed saga", given: refundFailed, when: RetryFulfilment{OrderID: "x1"}, want: []Event{FulfilmentRetried{Attempt: 1, At: testNow}}},
 		{name: "retry a saga that did not fail", given: fulfilled, when: RetryFulfilment{OrderID: "x1"}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotFailed},
 	})
+}
+
+// Compensation undoes the step that was in flight when it started (it
+// may have taken effect without being recorded): a reservation is released
+// (releasing one never made is a no-op), a charge is refunded once it is
+// found to have been made. A charge of zero is never refunded.
+func TestFulfilmentCompensationUndoesTheStepInFlight(t *testing.T) {
+	items := []FulfilmentItem{{"p1", 1}, {"p2", 1}}
+	steps := func(amount int64, given ...Event) []string {
+		f := Fulfilments.New("o1")
+		f.Apply(FulfilmentStarted{AccountID: "acc", Currency: "EUR", Amount: amount, Items: items, StartedAt: testNow})
+		for _, e := range given {
+			f.Apply(e)
+		}
+		var keys []string
+		for {
+			s, ok := f.Next()
+			if !ok || s.Name == StepFinish {
+				return keys
+			}
+			key := s.Key()
+			if s.Uncertain {
+				key += "?"
+			}
+			keys = append(keys, key)
+			f.Apply(FulfilmentStepSucceeded{Step: s.Name, Sku: s.Sku, Compensation: s.Compensation, At: testNow})
+		}
+	}
+	reserved := []Event{FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p1", At: testNow}, FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p2", At: testNow}}
+	timedOut := FulfilmentCompensationStarted{Reason: "step timed out", TimedOut: true, At: testNow}
+	cancelled := FulfilmentCompensationStarted{Reason: "order cancelled: x", OrderCancelled: true, At: testNow}
+	for _, c := range []struct {
+		name   string
+		amount int64
+		given  []Event
+		want   string
+	}{
+		{"timed out reserving p2", 500, []Event{reserved[0], timedOut}, "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 CANCEL_ORDER]"},
+		{"timed out charging", 500, append(append([]Event{}, reserved...), timedOut), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND? CANCEL_ORDER]"},
+		{"order cancelled while charging", 500, append(append([]Event{}, reserved...), cancelled), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND?]"},
+		{"order cancelled once charged", 500, append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow}, cancelled), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND]"},
+		{"order of zero cancelled once charged", 0, append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow}, cancelled), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1]"},
+		{"order of zero timed out charging", 0, append(append([]Event{}, reserved...), timedOut), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 CANCEL_ORDER]"},
+	} {
+		if got := fmt.Sprint(steps(c.amount, c.given...)); got != c.want {
+			t.Errorf("%s: compensation steps %s, want %s", c.name, got, c.want)
+		}
+	}
 }
 
 func TestFulfilmentStepsAndStates(t *testing.T) {

@@ -2,7 +2,9 @@ package domain
 
 import (
 	"math"
+	"math/bits"
 	"strings"
+	"unicode"
 )
 
 // Amounts of money are int64 counts of a currency's minor unit (cents for
@@ -82,11 +84,44 @@ func checkText(field, value string, max int) error {
 		return InvalidField(field, "%s is %d bytes; at most %d are allowed", field, len(value), max)
 	}
 	for _, r := range value {
-		if r < 0x20 || r == 0x7f {
-			return InvalidField(field, "%s contains a control character", field)
+		if !TextRune(r) {
+			return InvalidField(field, "%s contains a control character (%U)", field, r)
 		}
 	}
 	return nil
+}
+
+// TextRune reports whether r may appear in free text (an owner, a reason):
+// anything but control characters, line and paragraph separators and the
+// bidirectional controls that make text display other than it reads.
+func TextRune(r rune) bool {
+	if r < 0x80 {
+		return r >= 0x20 && r != 0x7f
+	}
+	switch {
+	case unicode.IsControl(r), unicode.In(r, unicode.Zl, unicode.Zp),
+		r == 0x061c, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2066 <= r && r <= 0x2069:
+		return false
+	}
+	return true
+}
+
+// IDRune reports whether r may appear in an id: a visible character (no
+// white space, control or invisible formatting character, which would make
+// two ids look alike).
+func IDRune(r rune) bool {
+	if r < 0x80 {
+		return r > 0x20 && r != 0x7f
+	}
+	return unicode.IsGraphic(r) && !unicode.IsSpace(r)
+}
+
+// basisPoints returns amount*bp/10000 rounded down, for non-negative amount
+// and bp at most 10000 (so that it cannot overflow).
+func basisPoints(amount, bp int64) int64 {
+	hi, lo := bits.Mul64(uint64(amount), uint64(bp))
+	q, _ := bits.Div64(hi, lo, 10000)
+	return int64(q)
 }
 
 // checkPositive validates an amount or quantity that must be above zero.

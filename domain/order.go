@@ -322,9 +322,9 @@ func (o *Order) addItem(c AddOrderItem) ([]Event, error) {
 	case !exists && len(o.lines) >= MaxOrderLines:
 		return nil, ruleError(RuleTooManyItems, "order %s already has %d items, the most allowed", o.id, MaxOrderLines)
 	}
-	quantity := line.Quantity + c.Quantity
-	if quantity > MaxOrderLineQuantity {
-		return nil, InvalidField("quantity", "item %s would have %d units; at most %d are allowed", c.Sku, quantity, MaxOrderLineQuantity)
+	quantity, ok := addMoney(line.Quantity, c.Quantity)
+	if !ok || quantity > MaxOrderLineQuantity {
+		return nil, InvalidField("quantity", "item %s has %d units: adding %d would pass the most allowed, %d", c.Sku, line.Quantity, c.Quantity, MaxOrderLineQuantity)
 	}
 	added, ok := mulMoney(c.Quantity, c.UnitPrice)
 	lineTotal, ok2 := mulMoney(quantity, c.UnitPrice)

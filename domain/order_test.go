@@ -38,6 +38,7 @@ func TestOrderRules(t *testing.T) {
 		{name: "add negative price", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: 1, UnitPrice: -1}, wantCode: Invalid, wantFld: "unitPrice"},
 		{name: "add without sku", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Quantity: 1, UnitPrice: 1}, wantCode: Invalid, wantFld: "sku"},
 		{name: "add too many units", given: withItem, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: MaxOrderLineQuantity - 1, UnitPrice: 150}, wantCode: Invalid, wantFld: "quantity"},
+		{name: "add units that overflow the line", given: withItem, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: math.MaxInt64, UnitPrice: 150}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "add a line too many", given: full, when: AddOrderItem{OrderID: "x1", Sku: "one-more", Quantity: 1, UnitPrice: 1}, wantCode: RuleViolation, wantRule: RuleTooManyItems},
 		{name: "add more to a line of a full order", given: full, when: AddOrderItem{OrderID: "x1", Sku: "saa", Quantity: 1, UnitPrice: 1},
 			want: []Event{OrderItemAdded{Sku: "saa", Quantity: 1, UnitPrice: 1, LineTotal: 2, OrderTotal: MaxOrderLines + 1}}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -95,8 +96,12 @@ type CommandMeta struct {
 	// IdempotencyKey, when set, makes the command exactly-once per
 	// aggregate: a repeat with the same key returns the original result and
 	// writes nothing, across restarts and concurrent retries. Keys are
-	// scoped to the aggregate instance, 1 to 200 bytes.
+	// scoped to the aggregate instance, 1 to 200 bytes. A repeat must be
+	// the same command: the key used with another command (or the same one
+	// with other arguments) is Invalid.
 	IdempotencyKey string
+
+	fingerprint string // of the command, set by Execute with IdempotencyKey
 }
 
 // Result reports what a command did.
@@ -134,6 +139,11 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 	}
 	if len(meta.IdempotencyKey) > 200 {
 		return Result{}, InvalidField("idempotencyKey", "idempotency key is %d bytes; at most 200 are allowed", len(meta.IdempotencyKey))
+	}
+	if meta.IdempotencyKey != "" {
+		if meta.fingerprint, err = commandFingerprint(cmd); err != nil {
+			return Result{}, err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		unlock := s.streams.lock(stream)
@@ -173,7 +183,7 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 		// Checked after loading: a first execution that commits after this
 		// check is caught by the event store (same derived event ids); one
 		// that committed before it is found here, even if the load missed it.
-		res, found, err := s.previousResult(ctx, stream, id, meta.IdempotencyKey)
+		res, found, err := s.previousResult(ctx, stream, id, cmd, meta)
 		if err != nil || found {
 			current = current && !found
 			return res, err
@@ -222,11 +232,23 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	appended, err := s.store.Append(ctx, stream, expected, data...)
 	if err != nil {
 		current = false
+		if meta.ExpectedVersion != nil && errors.Is(err, ErrWrongExpectedVersion) {
+			// The state was stale (another process wrote): the conflict is
+			// the client's, reported as one found on the current state is.
+			if version, err = replay(ctx, s, k, id, stream, agg, version); err != nil {
+				return Result{}, err
+			}
+			current = true
+			return Result{}, versionConflict(k.Name, id, version, *meta.ExpectedVersion)
+		}
 		return Result{}, err
 	}
 	if appended.Duplicate {
 		// A concurrent retry with the same key won the race.
 		current = false
+		if err := sameCommand(appended.Events[0], cmd, meta); err != nil {
+			return Result{}, err
+		}
 		return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events, Duplicate: true}, nil
 	}
 	for _, e := range events {
@@ -318,8 +340,8 @@ func validateAggregateID(id string) error {
 		return InvalidField("id", "id is %d bytes; at most 100 are allowed", len(id))
 	}
 	for _, r := range id {
-		if r <= 0x20 || r == 0x7f {
-			return InvalidField("id", "id contains white space or a control character")
+		if !IDRune(r) {
+			return InvalidField("id", "id contains white space, a control character or an invisible character (%U)", r)
 		}
 	}
 	return CheckUnqualified("id", id)
@@ -338,8 +360,66 @@ func eventMetadata(cmd Command, meta CommandMeta) (json.RawMessage, error) {
 	}
 	if meta.IdempotencyKey != "" {
 		m["idempotencyKey"] = meta.IdempotencyKey
+		m[metaCommandFingerprint] = meta.fingerprint
 	}
 	return json.Marshal(m)
+}
+
+// metaCommandFingerprint is the metadata key of an idempotent command's
+// fingerprint (see commandFingerprint).
+const metaCommandFingerprint = "commandFingerprint"
+
+// commandFingerprint identifies a command with its arguments: a hash of its
+// name and its JSON form.
+func commandFingerprint(cmd Command) (string, error) {
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint of %s: %w", cmd.CommandName(), err)
+	}
+	h := sha256.New()
+	h.Write([]byte(cmd.CommandName()))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// sameCommand checks that e, the first event written under an idempotency
+// key, was written by the command retried now: by its fingerprint, or, for
+// events written before fingerprints were recorded, by the command's name.
+func sameCommand(e RecordedEvent, cmd Command, meta CommandMeta) error {
+	var m map[string]string
+	_ = json.Unmarshal(e.Metadata, &m) // metadata of another shape: nothing to compare
+	fp, name := m[metaCommandFingerprint], m["command"]
+	if fp != "" && fp != meta.fingerprint || fp == "" && name != "" && name != cmd.CommandName() {
+		what := "another command"
+		if name == cmd.CommandName() {
+			what = "this command with other arguments"
+		} else if name != "" {
+			what = name
+		}
+		return InvalidField("idempotencyKey", "idempotency key %q was used before, for %s: a key can only be repeated with the same command", truncateText(meta.IdempotencyKey), what)
+	}
+	return nil
+}
+
+// reservedKeyPrefixes begin the idempotency keys of the gateway's own
+// processes, which clients cannot use (a client's command under such a key
+// would stand for a step of the process).
+var reservedKeyPrefixes = []string{"fulfilment/"}
+
+// CheckClientIdempotencyKey refuses an idempotency key that a client may not
+// use: an empty one, and one in a namespace reserved for the gateway's own
+// processes.
+func CheckClientIdempotencyKey(key string) error {
+	if key == "" {
+		return InvalidField("idempotencyKey", "idempotencyKey must not be empty")
+	}
+	for _, p := range reservedKeyPrefixes {
+		if strings.HasPrefix(key, p) {
+			return InvalidField("idempotencyKey", "idempotency keys starting with %q are reserved for the gateway's own processes", p)
+		}
+	}
+	return nil
 }
 
 // idempotentEventID derives the id of the i-th event a command with
@@ -356,7 +436,8 @@ func idempotentEventID(stream, key string, i int) string {
 
 // previousResult finds the events a command with this idempotency key
 // wrote before, if any, and rebuilds that command's result from them.
-func (s *Service) previousResult(ctx context.Context, stream, id, key string) (Result, bool, error) {
+func (s *Service) previousResult(ctx context.Context, stream, id string, cmd Command, meta CommandMeta) (Result, bool, error) {
+	key := meta.IdempotencyKey
 	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, key, 0))
 	if CodeOf(err) == NotFound {
 		return Result{}, false, nil
@@ -366,6 +447,9 @@ func (s *Service) previousResult(ctx context.Context, stream, id, key string) (R
 	}
 	if first.StreamID != stream {
 		return Result{}, false, &Error{Code: Conflict, Message: "idempotency key was used for another aggregate", Err: ErrDuplicateEventID}
+	}
+	if err := sameCommand(first, cmd, meta); err != nil {
+		return Result{}, false, err
 	}
 	evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: first.StreamVersion, Limit: 1000})
 	if err != nil {

@@ -81,6 +81,12 @@ func TestServiceRefusalsWriteNothing(t *testing.T) {
 		domain.DepositMoney{AccountID: "nobody", Amount: 1},
 		domain.DepositMoney{AccountID: "", Amount: 1},
 		domain.DepositMoney{AccountID: "has space", Amount: 1},
+		domain.OpenAccount{AccountID: "\u200b", Owner: "ada", Currency: "EUR"},
+		domain.OpenAccount{AccountID: "a\u0085b", Owner: "ada", Currency: "EUR"},
+		domain.OpenAccount{AccountID: "a\u3000b", Owner: "ada", Currency: "EUR"},
+		domain.OpenAccount{AccountID: "a\u202eb", Owner: "ada", Currency: "EUR"},
+		domain.OpenAccount{AccountID: "a2", Owner: "ada\u2029", Currency: "EUR"},
+		domain.OpenAccount{AccountID: "a2", Owner: "ada\u202eevil", Currency: "EUR"},
 	} {
 		if _, err := domain.Execute(context.Background(), s, domain.Accounts, cmd, domain.CommandMeta{}); err == nil {
 			t.Errorf("%+v succeeded", cmd)
@@ -89,6 +95,8 @@ func TestServiceRefusalsWriteNothing(t *testing.T) {
 	if store.appends.Load() != before {
 		t.Fatal("a refused command appended events")
 	}
+	// Letters of any script, and the joiners of emoji sequences, are fine.
+	exec(t, s, domain.OpenAccount{AccountID: "kontó-ö", Owner: "Zoë 👩‍👩‍👧 Åsa", Currency: "EUR"}, domain.CommandMeta{})
 }
 
 func TestServiceExpectedVersion(t *testing.T) {
@@ -103,6 +111,32 @@ func TestServiceExpectedVersion(t *testing.T) {
 	current := int64(1)
 	if res := exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{ExpectedVersion: &current}); res.Version != 2 {
 		t.Fatalf("deposit at the right version = %+v", res)
+	}
+}
+
+// A process whose cached state is stale (another process wrote since)
+// reports a client's stale expected version as one found on the current
+// state is: with the actual version, the expected one as a number, and no
+// internal stream name.
+func TestServiceExpectedVersionOnAStaleCache(t *testing.T) {
+	s1, store := newService(domain.ServiceOptions{})
+	s2 := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+	meta := domain.CommandMeta{Tenant: "acme"}
+	exec(t, s1, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 100}, meta) // s1 caches version 2
+	exec(t, s2, domain.DepositMoney{AccountID: "a1", Amount: 1}, meta)                                         // version 3
+	two := int64(2)
+	meta.ExpectedVersion = &two
+	_, err := domain.Execute(context.Background(), s1, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: 1}, meta)
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.Conflict || de.Message != "account a1 is at version 3, not the expected 2" ||
+		de.Details["actualVersion"] != int64(3) || de.Details["expectedVersion"] != int64(2) || de.Details["stream"] != nil {
+		t.Fatalf("stale expected version on a stale cache: %v (%+v)", err, de)
+	}
+	// The conflict brought the cache up to date.
+	three := int64(3)
+	meta.ExpectedVersion = &three
+	if res := exec(t, s1, domain.DepositMoney{AccountID: "a1", Amount: 1}, meta); res.Version != 4 {
+		t.Fatalf("deposit at the current version = %+v", res)
 	}
 }
 
@@ -164,6 +198,31 @@ func TestServiceIdempotencyKey(t *testing.T) {
 	exec(t, s, domain.OpenAccount{AccountID: "a2", Owner: "bob", Currency: "EUR"}, domain.CommandMeta{})
 	if r := exec(t, s, domain.DepositMoney{AccountID: "a2", Amount: 5}, domain.CommandMeta{IdempotencyKey: "dep-1"}); r.Duplicate {
 		t.Fatal("a key was shared across aggregates")
+	}
+	// A key stands for one command: repeated with other arguments or for
+	// another command, it is refused, and nothing is written.
+	appends = store.appends.Load()
+	for _, cmd := range []domain.Command{domain.DepositMoney{AccountID: "a1", Amount: 50}, domain.WithdrawMoney{AccountID: "a1", Amount: 5}} {
+		_, err := domain.Execute(context.Background(), s, domain.Accounts, cmd, domain.CommandMeta{IdempotencyKey: "dep-1"})
+		if de := (*domain.Error)(nil); !errors.As(err, &de) || de.Code != domain.Invalid || de.Field != "idempotencyKey" {
+			t.Fatalf("%+v under the key of a deposit of 5: %v", cmd, err)
+		}
+	}
+	if store.appends.Load() != appends {
+		t.Fatal("a reused key appended events")
+	}
+	// Events written before fingerprints were recorded are compared by the
+	// command's name.
+	old := domain.EventData{ID: domain.IdempotentEventID("account-a1", "old-key", 0), Type: "MoneyDeposited", SchemaVersion: 1,
+		Data: []byte(`{"amount":5,"balanceAfter":20}`), Metadata: []byte(`{"command":"DepositMoney","idempotencyKey":"old-key"}`)}
+	if _, err := store.Append(context.Background(), "account-a1", domain.ExpectAny, old); err != nil {
+		t.Fatal(err)
+	}
+	if r := exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 5}, domain.CommandMeta{IdempotencyKey: "old-key"}); !r.Duplicate {
+		t.Fatalf("a retry of a command written without a fingerprint = %+v", r)
+	}
+	if _, err := domain.Execute(context.Background(), s, domain.Accounts, domain.WithdrawMoney{AccountID: "a1", Amount: 5}, domain.CommandMeta{IdempotencyKey: "old-key"}); domain.CodeOf(err) != domain.Invalid {
+		t.Fatalf("another command under a key written without a fingerprint: %v", err)
 	}
 	long := make([]byte, 201)
 	if _, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{IdempotencyKey: string(long)}); domain.CodeOf(err) != domain.Invalid {

@@ -107,8 +107,8 @@ func validateStreamID(field, s string) error {
 		return invalid(field, "stream id is not valid UTF-8")
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "stream id contains a control character")
+		if r != ' ' && !domain.IDRune(r) {
+			return invalid(field, "stream id contains a control character or an invisible character (%U)", r)
 		}
 	}
 	return nil

@@ -33,8 +33,8 @@ func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kin
 		meta.ExpectedVersion = &v
 	}
 	if o.idempotencyKey != nil {
-		if *o.idempotencyKey == "" {
-			return nil, domain.InvalidField("idempotencyKey", "idempotencyKey must not be empty")
+		if err := domain.CheckClientIdempotencyKey(*o.idempotencyKey); err != nil {
+			return nil, err
 		}
 		meta.IdempotencyKey = *o.idempotencyKey
 	}

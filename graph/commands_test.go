@@ -195,6 +195,16 @@ func TestCommandConflictsAndIdempotency(t *testing.T) {
 	if !after.Duplicate || after.Position != first.Position {
 		t.Fatalf("retry after restart = %+v", after)
 	}
+	// A key stands for one command: repeated with other arguments, or with
+	// another command, it is refused and writes nothing.
+	head := g.head()
+	_, err = g.mutate("depositMoney", map[string]any{"accountId": "acc-1", "amount": 500, "idempotencyKey": "k-1"})
+	wantError(t, "the key of a deposit of 5 reused for 500", err, "VALIDATION", "field", "idempotencyKey")
+	_, err = g.mutate("withdrawMoney", map[string]any{"accountId": "acc-1", "amount": 5, "idempotencyKey": "k-1"})
+	wantError(t, "the key of a deposit reused for a withdrawal", err, "VALIDATION", "field", "idempotencyKey")
+	if g.head() != head {
+		t.Fatal("a reused key wrote events")
+	}
 	// Concurrent retries of a creation without an id open one account.
 	var wg sync.WaitGroup
 	ids := make([]string, 8)
@@ -265,6 +275,13 @@ func TestCommandBadInputWritesNothing(t *testing.T) {
 		{"negative expectedVersion", "depositMoney", map[string]any{"accountId": id, "amount": 1, "expectedVersion": -1}, "VALIDATION", "expectedVersion"},
 		{"empty idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": ""}, "VALIDATION", "idempotencyKey"},
 		{"oversized idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": long}, "VALIDATION", "idempotencyKey"},
+		{"idempotencyKey of the fulfilment process", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": "fulfilment/o-1/CHARGE"}, "VALIDATION", "idempotencyKey"},
+		{"id with a zero-width space", "depositMoney", map[string]any{"accountId": id + "\u200b", "amount": 1}, "VALIDATION", "id"},
+		{"id of a zero-width space", "openAccount", map[string]any{"accountId": "\u200b", "owner": "a", "currency": "EUR"}, "VALIDATION", "id"},
+		{"id with a no-break space", "openAccount", map[string]any{"accountId": "a\u00a0b", "owner": "a", "currency": "EUR"}, "VALIDATION", "id"},
+		{"id with a C1 control", "openAccount", map[string]any{"accountId": "a\u0085b", "owner": "a", "currency": "EUR"}, "VALIDATION", "id"},
+		{"owner with a right-to-left override", "openAccount", map[string]any{"owner": "ada\u202eevil", "currency": "EUR"}, "VALIDATION", "owner"},
+		{"owner with a line separator", "openAccount", map[string]any{"owner": "ada\u2028x", "currency": "EUR"}, "VALIDATION", "owner"},
 		{"interest rate out of range", "applyInterest", map[string]any{"accountId": id, "rateBasisPoints": 0}, "VALIDATION", "rateBasisPoints"},
 	}
 	for _, c := range cases {

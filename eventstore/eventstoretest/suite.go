@@ -407,6 +407,9 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 	}{
 		{"empty stream id", "", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
 		{"control character in stream id", "a\nb", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
+		{"C1 control character in stream id", "a\u0085b", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
+		{"zero-width space in stream id", "a\u200bb", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
+		{"right-to-left override in stream id", "a\u202eb", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
 		{"stream id too long", strings.Repeat("s", eventstore.MaxStreamIDLength+1), domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
 		{"stream id not UTF-8", "a\xffb", domain.ExpectAny, with(func(*domain.EventData) {}), "stream"},
 		{"unknown expected version", "ok", -3, with(func(*domain.EventData) {}), "expectedVersion"},

@@ -201,6 +201,7 @@ const (
 // Accounts is the account aggregate kind.
 var Accounts = &Kind[*Account]{
 	Name:         "account",
+	IDField:      "accountId",
 	New:          func(id string) *Account { return &Account{id: id} },
 	Decide:       func(a *Account, cmd Command, now time.Time) ([]Event, error) { return a.decide(cmd, now) },
 	Decode:       decodeAccountEvent,

@@ -42,6 +42,10 @@ type Aggregate interface {
 type Kind[A Aggregate] struct {
 	// Name is the stream category: an instance's stream is Name-<id>.
 	Name string
+	// IDField is what clients call an instance's id (the GraphQL input
+	// field, "accountId"), named in the errors of a malformed id (default
+	// "id").
+	IDField string
 	// New returns the empty state of instance id, before any event.
 	New func(id string) A
 	// Decide validates cmd against the current state and returns the events

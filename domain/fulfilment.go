@@ -242,6 +242,7 @@ func (FulfilmentRetried) EventType() string { return "FulfilmentRetried" }
 // Fulfilments is the fulfilment saga's aggregate kind.
 var Fulfilments = &Kind[*Fulfilment]{
 	Name:         "fulfilment",
+	IDField:      "orderId",
 	New:          func(orderID string) *Fulfilment { return &Fulfilment{orderID: orderID} },
 	Decide:       func(f *Fulfilment, cmd Command, now time.Time) ([]Event, error) { return f.decide(cmd, now) },
 	Decode:       decodeFulfilmentEvent,

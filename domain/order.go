@@ -196,6 +196,7 @@ const (
 // Orders is the order aggregate kind.
 var Orders = &Kind[*Order]{
 	Name:         "order",
+	IDField:      "orderId",
 	New:          func(id string) *Order { return &Order{id: id} },
 	Decide:       func(o *Order, cmd Command, now time.Time) ([]Event, error) { return o.decide(cmd, now.UTC()) },
 	Decode:       decodeOrderEvent,

@@ -137,6 +137,7 @@ const MaxStockQuantity = 1_000_000_000
 // Products is the product (inventory) aggregate kind.
 var Products = &Kind[*Product]{
 	Name:         "product",
+	IDField:      "sku",
 	New:          func(sku string) *Product { return &Product{sku: sku} },
 	Decide:       func(p *Product, cmd Command, now time.Time) ([]Event, error) { return p.decide(cmd) },
 	Decode:       decodeProductEvent,

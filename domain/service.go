@@ -332,19 +332,20 @@ func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg
 	return version
 }
 
-func validateAggregateID(id string) error {
+// validateAggregateID checks an aggregate id that a client gave as field.
+func validateAggregateID(field, id string) error {
 	switch {
 	case id == "":
-		return InvalidField("id", "id is empty")
+		return InvalidField(field, "%s is empty", field)
 	case len(id) > 100:
-		return InvalidField("id", "id is %d bytes; at most 100 are allowed", len(id))
+		return InvalidField(field, "%s is %d bytes; at most 100 are allowed", field, len(id))
 	}
 	for _, r := range id {
 		if !IDRune(r) {
-			return InvalidField("id", "id contains white space, a control character or an invisible character (%U)", r)
+			return InvalidField(field, "%s contains white space, a control character or an invisible character (%U)", field, r)
 		}
 	}
-	return CheckUnqualified("id", id)
+	return CheckUnqualified(field, id)
 }
 
 func eventMetadata(cmd Command, meta CommandMeta) (json.RawMessage, error) {

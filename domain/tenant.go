@@ -97,7 +97,7 @@ func validateQualifiedID(id string) error {
 	if strings.Contains(id, TenantSeparator) && tenant == "" {
 		return InvalidField("id", "id %q has an empty tenant", id)
 	}
-	if err := validateAggregateID(plain); err != nil {
+	if err := validateAggregateID("id", plain); err != nil {
 		return err
 	}
 	return nil
@@ -109,7 +109,11 @@ func qualifiedStream[A Aggregate](k *Kind[A], tenant, id string) (string, error)
 	if err := ValidateTenant(tenant); err != nil {
 		return "", err
 	}
-	if err := validateAggregateID(id); err != nil {
+	field := k.IDField
+	if field == "" {
+		field = "id"
+	}
+	if err := validateAggregateID(field, id); err != nil {
 		return "", err
 	}
 	return k.StreamID(Qualify(tenant, id)), nil

@@ -78,7 +78,7 @@ func TestFulfilmentStepOfUnknownOutcomeIsTakenAgainBeforeItsDeadline(t *testing.
 	s, st := newLostReplySaga(t, nil)
 	s.shop("", 1000, "EUR", 5, 5)
 	st.armed.Store(true)
-	s.mustDrive() // reserves, then charges: the reply is lost and the store goes down
+	s.mustDrive()  // reserves, then charges: the reply is lost and the store goes down
 	for range 10 { // 75 s of ticks against a store that is down, past the minute's deadline
 		s.clock.Add(int64(7500 * time.Millisecond))
 		_ = s.proc.Tick(context.Background())

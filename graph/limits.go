@@ -105,8 +105,17 @@ func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
 	c.es = es
 	return nil
 }
-func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) (gerr *gqlerror.Error) {
 	op := rc.Doc.Operations.ForName(rc.OperationName)
+	// Computing the complexity reads the arguments, and gqlparser panics on
+	// a literal it cannot convert (an integer beyond 64 bits inside a JSON
+	// argument); that is the client's error, not the gateway's.
+	defer func() {
+		if r := recover(); r != nil {
+			gerr = gqlerror.Errorf("an argument cannot be read: %v; pass values this large in a variable", r)
+			errcode.Set(gerr, errcode.ValidationFailed)
+		}
+	}()
 	if n := complexity.Calculate(ctx, c.es, op, rc.Variables); n > c.max {
 		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", n, c.max)
 		errcode.Set(err, "COMPLEXITY_LIMIT_EXCEEDED")

@@ -191,3 +191,14 @@ func TestBodySizeAndBatches(t *testing.T) {
 		}
 	}
 }
+
+// An integer literal beyond 64 bits inside a JSON argument made gqlparser
+// panic while the operation's complexity was computed: the client got an
+// internal error. It is the client's error, and says how to pass the value.
+func TestOversizedIntegerLiteralsAreTheClientsError(t *testing.T) {
+	g := newPGGateway(t)
+	out, _ := g.post(`mutation { registerEventSchema(type: "Big", schema: {type: "object", properties: {n: {maximum: 123456789012345678901234567890}}}) { version } }`, nil)
+	if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "GRAPHQL_VALIDATION_FAILED" || !strings.Contains(out.Errors[0].Message, "variable") {
+		t.Fatalf("an inline integer beyond 64 bits: %+v, want GRAPHQL_VALIDATION_FAILED naming variables", out.Errors)
+	}
+}

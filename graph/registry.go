@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -44,11 +45,18 @@ func (r *Resolver) eventData(ctx context.Context, e *model.Event, asVersion *int
 			return nil, 0, err
 		}
 		// A migration failed or its result does not match the target
-		// schema: say which event, without internals.
+		// schema: say which event and why (the failing operation, or the
+		// paths that do not match), without internals.
 		return nil, 0, &domain.Error{Code: domain.Internal, Err: err,
-			Message: fmt.Sprintf("event %s (%s v%d) could not be migrated: %v", e.ID, e.Type, e.StoredSchemaVersion, errors.Unwrap(err))}
+			Message: fmt.Sprintf("event %s (%s v%d) could not be migrated: %s", e.ID, e.Type, e.StoredSchemaVersion, migrationCause(err))}
 	}
 	return data, v, nil
+}
+
+// migrationCause is what an error of Registry.Upcast says after "event
+// migration failed: " (its text is that sentinel's, then the cause).
+func migrationCause(err error) string {
+	return strings.TrimPrefix(err.Error(), schemaregistry.ErrMigration.Error()+": ")
 }
 
 // schemaVersion is the version of an event's data as returned by default.

@@ -120,8 +120,10 @@ func problemsText(ps []Problem) string {
 // It is checked first, as Check does, and refused with an *Error of code
 // CodeIncompatible (Rule INCOMPATIBLE_SCHEMA or STORED_EVENTS_FAIL, details
 // listing the reasons or the failing event ids) when it is not compatible;
-// bad input is CodeInvalid. Registering the latest schema again changes
-// nothing and returns a Verdict with Unchanged set.
+// bad input is CodeInvalid, and so is a schema with a $ref loop that
+// consumes no data, or with $id (see compileSubmitted). Registering the
+// latest schema again registers no version and returns a Verdict with
+// Unchanged set; a Compatibility given is set all the same.
 func (r *Registry) Register(ctx context.Context, reg Registration) (Verdict, error) {
 	return r.register(ctx, reg, false)
 }
@@ -137,7 +139,7 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 	if err := checkTypeName(reg.Type); err != nil {
 		return Verdict{}, err
 	}
-	c, err := r.compile(reg.Schema)
+	c, err := compileSubmitted(reg.Schema)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -180,8 +182,13 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 		}
 		verdict = Verdict{Type: reg.Type, Version: latest + 1, Mode: mode}
 		if latest > 0 && mig == nil && t.versions[latest-1].schema.fingerprint == c.fingerprint {
+			// No new version; a mode asked for is set, as it would be with one.
 			verdict.Version, verdict.Unchanged, verdict.Compatible = latest, true, true
-			return nil
+			if dry || mode == t.mode {
+				return nil
+			}
+			_, err := tx.Exec(ctx, `UPDATE schema_types SET compatibility = $2, updated_at = now() WHERE event_type = $1`, reg.Type, string(mode))
+			return err
 		}
 		o := &override{stepFrom: latest, step: mig, version: latest + 1, schema: c}
 		if latest > 0 {
@@ -224,6 +231,8 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 	}
 	if !dry && !verdict.Unchanged {
 		r.log.InfoContext(ctx, "schema registered", "eventType", reg.Type, "version", verdict.Version, "compatibility", verdict.Mode)
+	} else if !dry && reg.Compatibility != "" {
+		r.log.InfoContext(ctx, "schema unchanged; compatibility set", "eventType", reg.Type, "version", verdict.Version, "compatibility", verdict.Mode)
 	}
 	return verdict, nil
 }
@@ -248,24 +257,31 @@ func (r *Registry) RegisterMigration(ctx context.Context, eventType string, from
 			return &Error{Code: CodeInvalid, Rule: RuleVersionGap, Details: map[string]any{"field": "fromVersion", "latestVersion": t.latest()},
 				Message: fmt.Sprintf("%s has versions 1 to %d: a migration from version %d would lead to a version that does not exist (register the schema with its migration instead)", eventType, t.latest(), from)}
 		}
-		verdict = Verdict{Type: eventType, Version: from + 1, Mode: t.mode}
-		o := &override{stepFrom: from, step: mig}
-		targets := []int{from + 1}
-		if t.latest() > from+1 {
-			targets = append(targets, t.latest())
-		}
-		if err := r.replay(ctx, eventType, t, o, targets, &verdict); err != nil {
-			return err
-		}
-		verdict.Compatible = verdict.FailedEvents == 0
-		if !verdict.Compatible {
-			return verdict.refusal()
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (event_type, from_version, operations) VALUES ($1, $2, $3)
-			ON CONFLICT (event_type, from_version) DO UPDATE SET operations = EXCLUDED.operations, created_at = now()`, eventType, from, string(mig.raw))
-		return err
+		return r.checkAndStoreMigration(ctx, tx, t, from, mig, &verdict)
 	}, true)
 	return verdict, err
+}
+
+// checkAndStoreMigration replays the stored events of t through the chain
+// with mig as the step from version from (see RegisterMigration), records
+// the outcome in verdict, and stores mig unless an event fails.
+func (r *Registry) checkAndStoreMigration(ctx context.Context, tx pgx.Tx, t *typeState, from int, mig *step, verdict *Verdict) error {
+	*verdict = Verdict{Type: t.name, Version: from + 1, Mode: t.mode}
+	o := &override{stepFrom: from, step: mig}
+	targets := []int{from + 1}
+	if t.latest() > from+1 {
+		targets = append(targets, t.latest())
+	}
+	if err := r.replay(ctx, t.name, t, o, targets, verdict); err != nil {
+		return err
+	}
+	verdict.Compatible = verdict.FailedEvents == 0
+	if !verdict.Compatible {
+		return verdict.refusal()
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (event_type, from_version, operations) VALUES ($1, $2, $3)
+		ON CONFLICT (event_type, from_version) DO UPDATE SET operations = EXCLUDED.operations, created_at = now()`, t.name, from, string(mig.raw))
+	return err
 }
 
 // SetCompatibility sets an event type's compatibility mode, which later
@@ -285,7 +301,9 @@ func (r *Registry) SetCompatibility(ctx context.Context, eventType string, mode 
 
 // Deprecate marks a schema version deprecated (or, with deprecated false,
 // not any more). Events of a deprecated version are still read (and
-// migrated), but new ones are refused on append.
+// migrated), but new ones are refused on append. The latest version
+// cannot be deprecated (CodeInvalid): nothing of the type could be
+// appended any more; register a newer one first.
 func (r *Registry) Deprecate(ctx context.Context, eventType string, version int, deprecated bool) error {
 	return r.inTypeTx(ctx, eventType, func(tx pgx.Tx, t *typeState) error {
 		if t == nil {
@@ -293,6 +311,10 @@ func (r *Registry) Deprecate(ctx context.Context, eventType string, version int,
 		}
 		if version < 1 || version > t.latest() {
 			return notFound("%s has no schema version %d (the latest is %d)", eventType, version, t.latest())
+		}
+		if deprecated && version == t.latest() {
+			return &Error{Code: CodeInvalid, Details: map[string]any{"field": "version", "latestVersion": t.latest()},
+				Message: fmt.Sprintf("%s v%d is the latest version: deprecated, no %s event could be appended at all; register a new version first, then deprecate this one", eventType, version, eventType)}
 		}
 		_, err := tx.Exec(ctx, `UPDATE schema_versions SET deprecated = $3 WHERE event_type = $1 AND version = $2`, eventType, version, deprecated)
 		return err

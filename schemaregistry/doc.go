@@ -10,6 +10,12 @@
 // it when any process changes the registry (Run listens for changes; a
 // lookup that misses reloads at once).
 //
+// Schemas refer only to themselves: a $ref is a JSON Pointer into the
+// schema, $id is refused, and gojsonschema is given a loader that refuses
+// every other document, so compiling never does I/O; a $ref loop that
+// consumes no data (which would recurse until the process crashes) is
+// refused as well (see checkRefCycles).
+//
 // Validation is gojsonschema's. A schema written only with the keywords
 // event schemas mostly use (type, properties, required,
 // additionalProperties, items, string enums, numeric bounds, lengths and
@@ -27,7 +33,9 @@
 // compute with an expression; see Op and CompileExpr) and stored in the
 // registry, or written in Go (Options.Upcasters). Reading an event at an
 // older version runs the chain up to the version asked for, and the result
-// is validated against that version's schema.
+// is validated against that version's schema. What a migration makes of an
+// event is capped (Options.MaxEventBytes). An event appended at an older
+// version must read as the latest one.
 //
 // # Changes are checked twice
 //

@@ -65,17 +65,25 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
-// ValidationError reports an event that does not match its schema.
+// ValidationError reports an event that does not match its schema, or,
+// with ReadAs set, one of an older version that matches it but would not
+// read as the latest version ReadAs: its migration fails, or the result
+// does not match that version's schema (the problems say which).
 // errors.Is(err, ErrInvalidEvent) is true for it.
 type ValidationError struct {
 	Type     string
 	Version  int
+	ReadAs   int
 	Problems []Problem
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s v%d does not match its schema: ", e.Type, e.Version)
+	if e.ReadAs > 0 {
+		fmt.Fprintf(&b, "%s v%d matches its schema but would not read as the latest version, v%d (every read of it would fail): ", e.Type, e.Version, e.ReadAs)
+	} else {
+		fmt.Fprintf(&b, "%s v%d does not match its schema: ", e.Type, e.Version)
+	}
 	for i, p := range e.Problems {
 		if i > 0 {
 			b.WriteString("; ")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -46,9 +47,93 @@ type Upcaster func(data map[string]any) error
 
 // step is a compiled migration from one version to the next.
 type step struct {
-	ops   []Op // as registered (nil for a Go upcaster)
-	raw   json.RawMessage
-	apply func(data map[string]any) error
+	ops []Op // as registered (nil for a Go upcaster)
+	raw json.RawMessage
+	// apply runs the operations on data; the data they add counts against
+	// budget.
+	apply func(data map[string]any, budget *sizeBudget) error
+}
+
+// sizeBudget bounds the data a migration makes of an event, in bytes of
+// JSON: copy and compute can double it with every operation (a hundred
+// copies of /a into /b and back make 2^100 objects of {"a": {}}), and
+// must fail before they exhaust memory.
+type sizeBudget struct {
+	limit int
+	size  int // at least the data's size now (removals are not counted)
+}
+
+// add accounts for an operation about to add n bytes to d: when the bound
+// would pass the limit, d is measured, and the operation refused if d
+// plus n is too big.
+func (b *sizeBudget) add(d map[string]any, n int) error {
+	if b.size+n <= b.limit {
+		b.size += n
+		return nil
+	}
+	size, ok := jsonSize(d, b.limit-n)
+	if n > b.limit || !ok {
+		return b.exceeded()
+	}
+	b.size = size + n
+	return nil
+}
+
+// measure measures d (after a Go upcaster, which may have made anything
+// of it).
+func (b *sizeBudget) measure(d map[string]any) error {
+	size, ok := jsonSize(d, b.limit)
+	if !ok {
+		return b.exceeded()
+	}
+	b.size = size
+	return nil
+}
+
+func (b *sizeBudget) exceeded() error {
+	return fmt.Errorf("the migrated data would be larger than %d bytes", b.limit)
+}
+
+// jsonSize returns about the size of v encoded as JSON (strings without
+// their escapes), or false once it passes limit.
+func jsonSize(v any, limit int) (int, bool) {
+	size := 0
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		switch x := v.(type) {
+		case map[string]any:
+			size += 2
+			for k, e := range x {
+				size += len(k) + 4
+				if size > limit || !walk(e) {
+					return false
+				}
+			}
+		case []any:
+			size += 2
+			for _, e := range x {
+				size++
+				if size > limit || !walk(e) {
+					return false
+				}
+			}
+		case string:
+			size += len(x) + 2
+		case json.Number:
+			size += len(x)
+		case nil:
+			size += 4
+		case bool:
+			size += 5
+		default:
+			size += 24 // a number of another type
+		}
+		return size <= limit
+	}
+	if !walk(v) {
+		return 0, false
+	}
+	return size, true
 }
 
 // ParseOps decodes and checks a migration's operations: a JSON array of Op.
@@ -68,16 +153,23 @@ func ParseOps(raw []byte) ([]Op, error) {
 }
 
 // compileOps checks ops and compiles them into a step.
-func compileOps(ops []Op) (*step, error) {
+func compileOps(ops []Op) (*step, error) { return compileOpsFor(ops, false) }
+
+// compileStoredOps compiles a stored migration. It may copy a value into
+// itself, which compileOps refuses since: registered before, it keeps
+// working, within the migration's size budget.
+func compileStoredOps(ops []Op) (*step, error) { return compileOpsFor(ops, true) }
+
+func compileOpsFor(ops []Op, stored bool) (*step, error) {
 	if len(ops) == 0 {
 		return nil, invalid("a migration needs at least one operation")
 	}
 	if len(ops) > MaxOps {
 		return nil, invalid("a migration has at most %d operations, got %d", MaxOps, len(ops))
 	}
-	fns := make([]func(map[string]any) error, len(ops))
+	fns := make([]func(map[string]any, *sizeBudget) error, len(ops))
 	for i, op := range ops {
-		fn, err := compileOp(op)
+		fn, err := compileOp(op, stored)
 		if err != nil {
 			return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("operation %d (%s): %s", i+1, op.Op, err.Error()),
 				Details: map[string]any{"operation": i + 1}}
@@ -85,9 +177,9 @@ func compileOps(ops []Op) (*step, error) {
 		fns[i] = fn
 	}
 	raw, _ := json.Marshal(ops)
-	return &step{ops: ops, raw: raw, apply: func(data map[string]any) error {
+	return &step{ops: ops, raw: raw, apply: func(data map[string]any, budget *sizeBudget) error {
 		for i, fn := range fns {
-			if err := fn(data); err != nil {
+			if err := fn(data, budget); err != nil {
 				return fmt.Errorf("operation %d (%s): %w", i+1, ops[i].Op, err)
 			}
 		}
@@ -95,7 +187,7 @@ func compileOps(ops []Op) (*step, error) {
 	}}, nil
 }
 
-func compileOp(op Op) (func(map[string]any) error, error) {
+func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, error) {
 	need := func(fields ...string) error {
 		for _, f := range fields {
 			var empty bool
@@ -153,11 +245,17 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 		if err := firstErr(need("from", "path"), unused("value", "map", "expr")); err != nil {
 			return nil, err
 		}
-		if op.Op != "copy" && isPrefix(from, path) {
-			return nil, fmt.Errorf("cannot move %s into itself (%s)", op.From, op.Path)
+		if isPrefix(from, path) && !(stored && op.Op == "copy") {
+			// Moved, it would vanish; copied, it would grow with every
+			// operation doing so (and double with each of them).
+			verb := "move"
+			if op.Op == "copy" {
+				verb = "copy"
+			}
+			return nil, fmt.Errorf("cannot %s %s into itself (%s)", verb, op.From, op.Path)
 		}
 		remove := op.Op != "copy"
-		return func(d map[string]any) error {
+		return func(d map[string]any, budget *sizeBudget) error {
 			v, ok := getPointer(d, from)
 			if !ok {
 				return nil
@@ -165,6 +263,13 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 			if remove {
 				removePointer(d, from)
 			} else {
+				n, ok := jsonSize(v, budget.limit)
+				if !ok {
+					return budget.exceeded()
+				}
+				if err := budget.add(d, n); err != nil {
+					return err
+				}
 				v = deepCopy(v)
 			}
 			return setPointer(d, path, v)
@@ -173,7 +278,7 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 		if err := firstErr(need("path"), unused("from", "value", "map", "expr")); err != nil {
 			return nil, err
 		}
-		return func(d map[string]any) error { removePointer(d, path); return nil }, nil
+		return func(d map[string]any, _ *sizeBudget) error { removePointer(d, path); return nil }, nil
 	case "default", "set":
 		if err := firstErr(need("path", "value"), unused("from", "map", "expr")); err != nil {
 			return nil, err
@@ -183,11 +288,15 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 			return nil, fmt.Errorf("value: %w", err)
 		}
 		onlyIfAbsent := op.Op == "default"
-		return func(d map[string]any) error {
+		n, _ := jsonSize(value, math.MaxInt)
+		return func(d map[string]any, budget *sizeBudget) error {
 			if onlyIfAbsent {
 				if v, ok := getPointer(d, path); ok && v != nil {
 					return nil
 				}
+			}
+			if err := budget.add(d, n); err != nil {
+				return err
 			}
 			return setPointer(d, path, deepCopy(value))
 		}, nil
@@ -196,19 +305,25 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 			return nil, err
 		}
 		m := make(map[string]any, len(op.Map))
+		largest := 0
 		for k, raw := range op.Map {
 			v, err := jsonvalue.DecodeAll(raw)
 			if err != nil {
 				return nil, fmt.Errorf("map[%q]: %w", k, err)
 			}
 			m[k] = v
+			n, _ := jsonSize(v, math.MaxInt)
+			largest = max(largest, n)
 		}
-		return func(d map[string]any) error {
+		return func(d map[string]any, budget *sizeBudget) error {
 			v, ok := getPointer(d, path)
 			if !ok {
 				return nil
 			}
 			if nv, ok := m[valueKey(v)]; ok {
+				if err := budget.add(d, largest); err != nil {
+					return err
+				}
 				return setPointer(d, path, deepCopy(nv))
 			}
 			return nil
@@ -221,9 +336,16 @@ func compileOp(op Op) (func(map[string]any) error, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(d map[string]any) error {
+		return func(d map[string]any, budget *sizeBudget) error {
 			v, err := e.Eval(d)
 			if err != nil {
+				return err
+			}
+			n, ok := jsonSize(v, budget.limit)
+			if !ok {
+				return budget.exceeded()
+			}
+			if err := budget.add(d, n); err != nil {
 				return err
 			}
 			return setPointer(d, path, deepCopy(v)) // a field reference may return an object of d

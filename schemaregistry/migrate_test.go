@@ -21,7 +21,7 @@ func applyOps(t *testing.T, ops, data string) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.apply(obj); err != nil {
+	if err := s.apply(obj, &sizeBudget{limit: DefaultMaxEventBytes, size: len(data)}); err != nil {
 		return "", err
 	}
 	out, _ := json.Marshal(obj)
@@ -140,7 +140,7 @@ func FuzzMigration(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := s.apply(obj); err != nil {
+		if err := s.apply(obj, &sizeBudget{limit: DefaultMaxEventBytes, size: len(data)}); err != nil {
 			return
 		}
 		out, err := json.Marshal(obj)

@@ -42,7 +42,16 @@ type Options struct {
 	// Upcasters are migrations written in Go; each runs instead of a
 	// declarative migration for its step.
 	Upcasters map[UpcasterKey]Upcaster
+	// MaxEventBytes caps the data a migration may make of an event, as
+	// JSON (default DefaultMaxEventBytes, the event store's default limit
+	// on one event): a migration that copies a value into itself again and
+	// again would otherwise exhaust memory on every read.
+	MaxEventBytes int
 }
+
+// DefaultMaxEventBytes is the default of Options.MaxEventBytes: 1 MiB,
+// the event store's default limit on an event's data and metadata.
+const DefaultMaxEventBytes = 1 << 20
 
 // StoredEvent is a stored event as the registry replays it.
 type StoredEvent struct {
@@ -76,7 +85,10 @@ type Registry struct {
 	changeMu sync.Mutex // one change at a time in this process (see inTypeTx)
 	reloadMu sync.Mutex
 	lastMiss time.Time
-	compiled sync.Map // sha-256 of a stored schema -> *compiled
+	// compiled caches the compiled stored schemas (sha-256 of the stored
+	// text -> *compiled); it holds nothing else, so it grows only with the
+	// registry (schemas being checked or registered are compiled afresh).
+	compiled sync.Map
 }
 
 type state struct {
@@ -108,6 +120,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, stored StoredEvents, log *slog
 	if opts.DefaultCompatibility == "" {
 		opts.DefaultCompatibility = Backward
 	}
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = DefaultMaxEventBytes
+	}
 	if _, err := ParseMode(string(opts.DefaultCompatibility)); err != nil {
 		return nil, err
 	}
@@ -134,7 +149,9 @@ type querier interface {
 
 // reload replaces the in-memory registry with the database's, read in one
 // snapshot: read statement by statement, a registration another process
-// commits in between would show a version without its type.
+// commits in between would show a version without its type. Reloads run
+// concurrently (Run, lookups that miss, changes): a snapshot older than the
+// one installed meanwhile is dropped (see install).
 func (r *Registry) reload(ctx context.Context) error {
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -145,8 +162,23 @@ func (r *Registry) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.state.Store(st)
+	r.install(st)
 	return nil
+}
+
+// install makes st the registry's state unless a newer one (by revision)
+// is installed already: a reload that read its snapshot before a change
+// committed may finish after the reload that saw the change.
+func (r *Registry) install(st *state) {
+	for {
+		cur := r.state.Load()
+		if cur != nil && cur.revision > st.revision {
+			return
+		}
+		if r.state.CompareAndSwap(cur, st) {
+			return
+		}
+	}
 }
 
 // load reads every type, or only eventType when it is not empty.
@@ -190,10 +222,7 @@ func (r *Registry) load(ctx context.Context, q querier, eventType string) (*stat
 			rows.Close()
 			return nil, fmt.Errorf("schema registry: %s v%d is out of sequence", name, v.version)
 		}
-		if v.schema, err = r.compile([]byte(raw)); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("schema registry: stored schema %s v%d: %w", name, v.version, err)
-		}
+		v.schema = r.compileStored(ctx, name, v.version, []byte(raw))
 		t.versions = append(t.versions, v)
 	}
 	if err := rows.Err(); err != nil {
@@ -214,7 +243,7 @@ func (r *Registry) load(ctx context.Context, q querier, eventType string) (*stat
 		if err := json.Unmarshal([]byte(raw), &ops); err != nil {
 			return nil, fmt.Errorf("schema registry: stored migration %s v%d: %w", name, from, err)
 		}
-		s, err := compileOps(ops)
+		s, err := compileStoredOps(ops)
 		if err != nil {
 			return nil, fmt.Errorf("schema registry: stored migration %s v%d: %w", name, from, err)
 		}
@@ -225,18 +254,24 @@ func (r *Registry) load(ctx context.Context, q querier, eventType string) (*stat
 	return st, rows.Err()
 }
 
-// compile compiles a schema once per distinct document.
-func (r *Registry) compile(raw []byte) (*compiled, error) {
+// compileStored compiles a stored schema once per distinct document. One
+// that does not compile (registered before a check that now refuses it,
+// such as a $ref loop that would crash the process on the first event) is
+// logged, once, and kept as unusable: nothing validates against it, and
+// the rest of the registry works.
+func (r *Registry) compileStored(ctx context.Context, eventType string, version int, raw []byte) *compiled {
 	key := sha256.Sum256(raw)
 	if c, ok := r.compiled.Load(key); ok {
-		return c.(*compiled), nil
+		return c.(*compiled)
 	}
 	c, err := compileSchema(raw)
 	if err != nil {
-		return nil, err
+		r.log.ErrorContext(ctx, "schema registry: a stored schema cannot be used: events of its version are refused and cannot be read as it; register a new version",
+			"eventType", eventType, "version", version, "err", err)
+		c = unusableSchema(raw, err)
 	}
 	r.compiled.Store(key, c)
-	return c, nil
+	return c
 }
 
 // lookup returns the type's state; on a miss (or when it lacks version,
@@ -272,8 +307,12 @@ func (r *Registry) permissive(eventType string) bool {
 // Validate checks an event about to be appended: its type must have a
 // schema (unless it matches Options.PermissiveTypes), its version must
 // exist and not be deprecated, and data must match that version's schema.
-// Errors: *Error (CodeInvalid) wrapping ErrUnknownType or
-// ErrUnknownVersion, or a *ValidationError naming each failing path.
+// Data of an older version than the latest (still appended while a new
+// version rolls out) must also read as the latest: migrated, it must match
+// the latest schema, or every read of it would fail. Errors: *Error
+// (CodeInvalid) wrapping ErrUnknownType or ErrUnknownVersion, or a
+// *ValidationError naming each failing path (with ReadAs set when the data
+// matches its own version but would not read as the latest).
 func (r *Registry) Validate(ctx context.Context, eventType string, version int, data []byte) error {
 	t, err := r.lookup(ctx, eventType, version)
 	if err != nil {
@@ -301,6 +340,15 @@ func (r *Registry) Validate(ctx context.Context, eventType string, version int, 
 	}
 	if problems != nil {
 		return &ValidationError{Type: eventType, Version: version, Problems: problems}
+	}
+	if latest := t.latest(); version < latest {
+		_, problems, err := r.upcast(t, version, data, latest, nil)
+		if err != nil {
+			problems = []Problem{{Message: err.Error()}}
+		}
+		if problems != nil {
+			return &ValidationError{Type: eventType, Version: version, ReadAs: latest, Problems: problems}
+		}
 	}
 	return nil
 }
@@ -367,12 +415,16 @@ func (r *Registry) upcast(t *typeState, version int, data []byte, target int, o 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := r.migrate(t, obj, version, target, o); err != nil {
+	budget := &sizeBudget{limit: r.opts.MaxEventBytes, size: len(data)}
+	if err := r.migrate(t, obj, version, target, o, budget); err != nil {
 		return nil, nil, err
 	}
 	out, err := json.Marshal(obj)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(out) > budget.limit {
+		return nil, nil, budget.exceeded()
 	}
 	schema := o.schemaOf(t, target)
 	if schema == nil {
@@ -412,7 +464,9 @@ func (o *override) schemaOf(t *typeState, version int) *compiled {
 	return t.versions[version-1].schema
 }
 
-func (r *Registry) migrate(t *typeState, obj map[string]any, from, to int, o *override) error {
+// migrate runs the steps from version from to version to on obj, within
+// budget.
+func (r *Registry) migrate(t *typeState, obj map[string]any, from, to int, o *override, budget *sizeBudget) error {
 	name := ""
 	if t != nil {
 		name = t.name
@@ -422,10 +476,13 @@ func (r *Registry) migrate(t *typeState, obj map[string]any, from, to int, o *ov
 			if err := up(obj); err != nil {
 				return fmt.Errorf("Go upcaster v%d to v%d: %w", v, v+1, err)
 			}
+			if err := budget.measure(obj); err != nil {
+				return fmt.Errorf("Go upcaster v%d to v%d: %w", v, v+1, err)
+			}
 			continue
 		}
 		if s := o.stepOf(t, v); s != nil {
-			if err := s.apply(obj); err != nil {
+			if err := s.apply(obj, budget); err != nil {
 				return fmt.Errorf("migration v%d to v%d: %w", v, v+1, err)
 			}
 		}

@@ -235,6 +235,9 @@ func TestAppendValidation(t *testing.T) {
 	if err := appendOne("AuditLogged", 1, `{"anything": true}`); err != nil {
 		t.Fatalf("a permissive type: %v", err)
 	}
+	// A deprecated version is refused (the latest cannot be deprecated:
+	// see TestLatestVersionCannotBeDeprecated).
+	e.mustRegister("OrderPlaced", placedV2, placedV1toV2)
 	if err := e.reg.Deprecate(ctx, "OrderPlaced", 1, true); err != nil {
 		t.Fatal(err)
 	}

@@ -36,13 +36,47 @@ type compiled struct {
 	fingerprint string          // sha-256 of raw
 	schema      *gojsonschema.Schema
 	fast        *fastSchema // nil: the schema has no fast path
+	// unusable, for a stored schema that no longer compiles (one
+	// registered before a check refused it, such as a $ref loop): why.
+	// Nothing validates against it (schema is nil); every event is a
+	// problem, so a new version is needed.
+	unusable error
+}
+
+// unusableSchema stands for a stored schema that does not compile (see
+// compiled.unusable): it keeps its text and, for the compatibility checks
+// of later versions, its document.
+func unusableSchema(raw []byte, why error) *compiled {
+	var compact bytes.Buffer
+	if json.Compact(&compact, raw) != nil {
+		compact.Reset()
+		compact.Write(raw)
+	}
+	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))
+	dec.UseNumber()
+	var doc any
+	if dec.Decode(&doc) != nil {
+		doc = map[string]any{"type": "object"}
+	}
+	sum := sha256.Sum256(compact.Bytes())
+	return &compiled{raw: compact.Bytes(), doc: doc, fingerprint: hex.EncodeToString(sum[:]), unusable: why}
 }
 
 // compileSchema checks and compiles an event schema: a JSON Schema
 // draft-07 document (declared by $schema, or undeclared) whose root
-// accepts only objects, with no reference outside itself. Errors are
-// *Error with CodeInvalid, saying what is wrong.
-func compileSchema(raw []byte) (*compiled, error) {
+// accepts only objects, with no reference outside itself and none that
+// goes round a loop without descending into the data (checkRefCycles).
+// Compiling never does I/O (localLoader). Errors are *Error with
+// CodeInvalid, saying what is wrong. Stored schemas are compiled so; a
+// schema being registered is compiled by compileSubmitted.
+func compileSchema(raw []byte) (*compiled, error) { return compileChecked(raw, nil) }
+
+// compileSubmitted is compileSchema for a schema being registered, which
+// must not carry $id either (checkNoIDs; stored schemas registered before
+// that rule keep working when their references resolve locally).
+func compileSubmitted(raw []byte) (*compiled, error) { return compileChecked(raw, checkNoIDs) }
+
+func compileChecked(raw []byte, check func(doc any, path string) error) (c *compiled, err error) {
 	if len(raw) > MaxSchemaBytes {
 		return nil, invalid("the schema is %d bytes; at most %d are accepted", len(raw), MaxSchemaBytes)
 	}
@@ -68,17 +102,56 @@ func compileSchema(raw []byte) (*compiled, error) {
 	if t, _ := root["type"].(string); t != "object" {
 		return nil, invalid(`an event schema must have "type": "object" at its root (event data is a JSON object)`)
 	}
+	// Before gojsonschema turns numbers into exact rationals: 1e-9999999
+	// takes long to expand, and then panics in it.
+	if n, why, bad := jsonvalue.RefusedNumber(raw); bad {
+		if len(n) > 40 {
+			n = n[:40] + "…"
+		}
+		return nil, invalid("the schema holds the number %s, which %s", n, why)
+	}
+	if check != nil {
+		if err := check(doc, ""); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkRefs(doc, ""); err != nil {
+		return nil, err
+	}
+	if err := checkRefCycles(doc); err != nil {
 		return nil, err
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, raw); err != nil {
 		return nil, invalid("the schema is not valid JSON: %v", err)
 	}
+	defer func() {
+		// gojsonschema v1.2.0 panics on some values it does not expect
+		// (a multipleOf it cannot represent, say).
+		if r := recover(); r != nil {
+			c, err = nil, invalid("the schema cannot be compiled: the validator fails on it (%v); is a number in it out of range?", r)
+		}
+	}()
+	meta, err := draft07MetaSchema()
+	if err != nil {
+		return nil, fmt.Errorf("the draft-07 meta-schema: %w", err)
+	}
+	res, err := meta.Validate(gojsonschema.NewBytesLoader(compact.Bytes()))
+	if err != nil {
+		return nil, invalid("the schema is not a valid JSON Schema draft-07: %v", err)
+	}
+	if !res.Valid() {
+		msgs := make([]string, len(res.Errors()))
+		for i, e := range res.Errors() {
+			msgs[i] = e.String()
+		}
+		return nil, invalid("the schema is not a valid JSON Schema draft-07: %s", strings.Join(msgs, "; "))
+	}
+	// Compiled with no meta-schema validation of its own: gojsonschema's
+	// would install the file-and-HTTP loader for the schema's references.
 	loader := gojsonschema.NewSchemaLoader()
 	loader.Draft = gojsonschema.Draft7
-	loader.Validate = true // against the draft-07 meta-schema
-	s, err := loader.Compile(gojsonschema.NewBytesLoader(compact.Bytes()))
+	s, err := loader.Compile(localLoader{gojsonschema.NewBytesLoader(compact.Bytes())})
 	if err != nil {
 		return nil, invalid("the schema is not a valid JSON Schema draft-07: %v", err)
 	}
@@ -116,6 +189,9 @@ func checkRefs(node any, path string) error {
 // once; the schema's fast path (see fastSchema) accepts valid data when it
 // can, and gojsonschema decides the rest and says what is wrong.
 func (c *compiled) validate(data []byte) (problems []Problem, err error) {
+	if c.unusable != nil {
+		return []Problem{{Message: "the registered schema cannot be used (" + c.unusable.Error() + "): register a new version of the type"}}, nil
+	}
 	doc, decodeErr := jsonvalue.Decode(data)
 	if decodeErr == nil {
 		// Before any exact arithmetic on such numbers: 1e131071 takes a

@@ -1,6 +1,7 @@
 package schemaregistry
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -101,8 +102,11 @@ var seedName = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_.-]*)\.v([1-9][0-9]*)(\.
 // <Type>.v<N>.migration.json (the operations that turn version N-1 into
 // N). A version already registered must be identical to its file (a
 // shipped schema never changes: ship a new version instead); a missing one
-// is registered like any other, checked against the stored events. Errors
-// name the file.
+// is registered like any other, checked against the stored events. So
+// must a shipped migration be identical to the one registered for its
+// step; when none is registered (the version was registered without it),
+// it is registered as RegisterMigration does, checked against the stored
+// events. Errors name the file.
 func (r *Registry) Seed(ctx context.Context, files fs.FS) error {
 	type seedVersion struct {
 		schema    []byte
@@ -157,7 +161,7 @@ func (r *Registry) Seed(ctx context.Context, files fs.FS) error {
 			if sv.migration != nil && n == 1 {
 				return fmt.Errorf("schema seed %s.v1.migration.json: version 1 has nothing to migrate from", name)
 			}
-			c, err := r.compile(sv.schema)
+			c, err := compileSchema(sv.schema)
 			if err != nil {
 				return fmt.Errorf("schema seed %s.v%d.json: %w", name, n, err)
 			}
@@ -166,7 +170,13 @@ func (r *Registry) Seed(ctx context.Context, files fs.FS) error {
 				return err
 			}
 			if t != nil && n <= t.latest() && t.versions[n-1].schema.fingerprint == c.fingerprint {
-				continue // registered: the usual start
+				// Registered: the usual start. Its shipped migration too?
+				if sv.migration != nil && !sameMigration(t.steps[n-1], sv.migration) {
+					if err := r.seedMigration(ctx, name, n, sv.migration); err != nil {
+						return fmt.Errorf("schema seed %s.v%d.migration.json: %w", name, n, err)
+					}
+				}
+				continue
 			}
 			// Checked again, and registered, under the type's lock: other
 			// processes may be seeding the same files at the same time.
@@ -176,6 +186,40 @@ func (r *Registry) Seed(ctx context.Context, files fs.FS) error {
 		}
 	}
 	return nil
+}
+
+// sameMigration reports whether s (nil: none) is the migration ops.
+func sameMigration(s *step, ops []Op) bool {
+	if s == nil {
+		return false
+	}
+	shipped, err := compileOps(ops)
+	return err == nil && bytes.Equal(s.raw, shipped.raw)
+}
+
+// seedMigration registers the shipped migration ops of version n (from
+// n-1), which is registered without one; under the type's lock, where it
+// is checked again: another process may have registered it meanwhile. A
+// different migration registered for the step is an error: a shipped
+// migration never changes.
+func (r *Registry) seedMigration(ctx context.Context, eventType string, n int, ops []Op) error {
+	mig, err := compileOps(ops)
+	if err != nil {
+		return err
+	}
+	return r.inTypeTx(ctx, eventType, func(tx pgx.Tx, t *typeState) error {
+		if t == nil || n > t.latest() {
+			return fmt.Errorf("%s v%d is not registered", eventType, n)
+		}
+		if s := t.steps[n-1]; s != nil {
+			if bytes.Equal(s.raw, mig.raw) {
+				return nil // registered by another process meanwhile
+			}
+			return &Error{Code: CodeInvalid, Details: map[string]any{"eventType": eventType, "fromVersion": n - 1},
+				Message: fmt.Sprintf("differs from the migration registered for %s v%d to v%d (%s): a shipped migration must not change; ship it as registered, or register the new one with registerEventMigration and ship that", eventType, n-1, n, s.raw)}
+		}
+		return r.checkAndStoreMigration(ctx, tx, t, n-1, mig, &Verdict{})
+	}, true)
 }
 
 // TypeInfo describes an event type.

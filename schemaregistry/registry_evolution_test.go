@@ -1,0 +1,223 @@
+package schemaregistry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/schemaregistry"
+)
+
+const (
+	shippedV1 = `{"type": "object", "properties": {"total": {"type": "integer"}}}`
+	// v2 requires subtotal, which the migration makes of total: a v1 event
+	// without total matches v1 but does not read as v2.
+	shippedV2     = `{"type": "object", "properties": {"subtotal": {"type": "integer"}}, "required": ["subtotal"]}`
+	shippedV1toV2 = `[{"op": "rename", "from": "/total", "path": "/subtotal"}]`
+)
+
+// TestOldVersionAppendMustReadAsLatest: an older version may still be
+// appended (during a rolling deploy), but an event of it that would not
+// read as the latest version made every read of its stream, and of the
+// log, fail. Such an append is refused, naming the problems; one that
+// migrates cleanly is accepted and reads.
+func TestOldVersionAppendMustReadAsLatest(t *testing.T) {
+	e := newEnv(t, schemaregistry.Options{})
+	ctx := context.Background()
+	e.mustRegister("Shipped", shippedV1, "")
+	e.mustRegister("Shipped", shippedV2, shippedV1toV2)
+
+	_, err := e.store.Append(ctx, "s-1", domain.ExpectAny, domain.EventData{Type: "Shipped", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.Invalid || de.Rule != "SCHEMA_VALIDATION" || de.Field != "events.0.data" ||
+		!strings.Contains(de.Message, "would not read as the latest version, v2") || !strings.Contains(de.Message, "/subtotal") {
+		t.Fatalf("append of a v1 event that does not read as v2: %v, want VALIDATION naming /subtotal", err)
+	}
+	var ve *schemaregistry.ValidationError
+	if !errors.As(err, &ve) || ve.Version != 1 || ve.ReadAs != 2 {
+		t.Fatalf("the error: %#v", ve)
+	}
+	if v, _ := e.raw.StreamVersion(ctx, "s-1"); v != 0 {
+		t.Fatalf("the refused append wrote %d events", v)
+	}
+
+	// A migration that fails on the data is refused too, saying why.
+	e.mustRegister("Priced", `{"type": "object", "properties": {"net": {"type": "integer"}}}`, "")
+	e.mustRegister("Priced", `{"type": "object", "properties": {"net": {"type": "integer"}, "gross": {"type": "integer"}}}`,
+		`[{"op": "compute", "path": "/gross", "expr": "net * 2"}]`)
+	_, err = e.store.Append(ctx, "s-1", domain.ExpectAny, domain.EventData{Type: "Priced", SchemaVersion: 1, Data: json.RawMessage(`{"net": 9223372036854775807}`)})
+	if !errors.As(err, &de) || de.Code != domain.Invalid || !strings.Contains(de.Message, "migration v1 to v2") {
+		t.Fatalf("append of a v1 event whose migration fails: %v", err)
+	}
+
+	// A v1 event that migrates cleanly is accepted, and the stream reads.
+	if _, err := e.store.Append(ctx, "s-1", domain.ExpectAny,
+		domain.EventData{Type: "Shipped", SchemaVersion: 2, Data: json.RawMessage(`{"subtotal": 5}`)},
+		domain.EventData{Type: "Shipped", SchemaVersion: 1, Data: json.RawMessage(`{"total": 7}`)}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := e.store.ReadStream(ctx, "s-1", eventstore.StreamQuery{})
+	if err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	if len(events) != 2 || string(events[1].Data) != `{"subtotal":7}` || events[1].SchemaVersion != 2 {
+		t.Fatalf("events = %+v", events)
+	}
+}
+
+// TestCopyIntoItselfIsRefused: copying a value into itself, as moving one
+// already was, is refused: a hundred such copies of /a into /a/kN double
+// the data each (2^100 objects of {"a": {}}), and every read of an old
+// event exhausted memory.
+func TestCopyIntoItselfIsRefused(t *testing.T) {
+	var ops []string
+	for i := range 100 {
+		ops = append(ops, fmt.Sprintf(`{"op": "copy", "from": "/a", "path": "/a/k%d"}`, i))
+	}
+	for _, migration := range []string{"[" + strings.Join(ops, ",") + "]", `[{"op": "copy", "from": "/a", "path": "/a"}]`} {
+		_, err := schemaregistry.ParseOps([]byte(migration))
+		if code(err) != schemaregistry.CodeInvalid || !strings.Contains(err.Error(), "cannot copy /a into itself") {
+			t.Errorf("ParseOps(%.60s...) = %v, want VALIDATION", migration, err)
+		}
+	}
+}
+
+// TestMigrationOutputIsCapped: copies between two values double them
+// every other operation without copying anything into itself; the data a
+// migration makes is capped (Options.MaxEventBytes, by default the event
+// store's 1 MiB), so reading such an event fails with a clear error
+// instead of exhausting memory (28 operations make about 5 MB of
+// {"a": {}, "b": {}}; a hundred would make some 10^20 bytes).
+func TestMigrationOutputIsCapped(t *testing.T) {
+	e := newEnv(t, schemaregistry.Options{})
+	ctx := context.Background()
+	e.mustRegister("Growing", `{"type": "object"}`, "")
+	var ops []string
+	for i := range 28 {
+		from, to := "/a", "/b"
+		if i%2 == 1 {
+			from, to = "/b", "/a"
+		}
+		ops = append(ops, fmt.Sprintf(`{"op": "copy", "from": "%s", "path": "%s/k%d"}`, from, to, i))
+	}
+	e.mustRegister("Growing", `{"type": "object", "description": "v2"}`, "["+strings.Join(ops, ",")+"]")
+	_, _, err := e.reg.Upcast(ctx, "Growing", 1, json.RawMessage(`{"a": {}, "b": {}}`), 0)
+	if !errors.Is(err, schemaregistry.ErrMigration) || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("upcast = %v, want ErrMigration saying the data is too large", err)
+	}
+	// Appending such an old event is refused (it would not read).
+	_, err = e.store.Append(ctx, "g-1", domain.ExpectAny, domain.EventData{Type: "Growing", SchemaVersion: 1, Data: json.RawMessage(`{"a": {}, "b": {}}`)})
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("append = %v, want a refusal", err)
+	}
+	// Data that stays small migrates.
+	if _, _, err := e.reg.Upcast(ctx, "Growing", 1, json.RawMessage(`{"x": 1}`), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSeedRegistersOrRefusesShippedMigrations: a migration shipped for a
+// version already registered without one was silently ignored (v1 events
+// kept reading unmigrated). Seed registers it now, checked against the
+// stored events, and refuses to start when the shipped migration differs
+// from the registered one, as it does for a changed schema.
+func TestSeedRegistersOrRefusesShippedMigrations(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	v1 := `{"type": "object", "properties": {"total": {"type": "integer"}}, "additionalProperties": false}`
+	v2 := `{"type": "object", "properties": {"total": {"type": "integer"}, "subtotal": {"type": "integer"}}}`
+	release := func(migration string) fstest.MapFS {
+		fsys := fstest.MapFS{"Paid.v1.json": {Data: []byte(v1)}, "Paid.v2.json": {Data: []byte(v2)}}
+		if migration != "" {
+			fsys["Paid.v2.migration.json"] = &fstest.MapFile{Data: []byte(migration)}
+		}
+		return fsys
+	}
+	if err := e.reg.Seed(ctx, release("")); err != nil {
+		t.Fatal(err)
+	}
+	e.appendRaw("p-1", "Paid", 1, `{"total": 7}`)
+
+	copyTotal := `[{"op": "copy", "from": "/total", "path": "/subtotal"}]`
+	if err := e.reg.Seed(ctx, release(copyTotal)); err != nil {
+		t.Fatalf("seeding the migration: %v", err)
+	}
+	h, err := e.reg.History(ctx, "Paid")
+	if err != nil || len(h) != 2 || len(h[1].Migration) != 1 {
+		t.Fatalf("history = %+v, %v: want v2's migration registered", h, err)
+	}
+	out, _, err := e.reg.Upcast(ctx, "Paid", 1, json.RawMessage(`{"total": 7}`), 0)
+	if err != nil || string(out) != `{"subtotal":7,"total":7}` {
+		t.Fatalf("a v1 event reads as %s, %v", out, err)
+	}
+	// The usual start: the same files again change nothing.
+	if err := e.second(schemaregistry.Options{}).Seed(ctx, release(copyTotal)); err != nil {
+		t.Fatalf("seeding the same files again: %v", err)
+	}
+	// A shipped migration that changed is refused, naming the file.
+	err = e.reg.Seed(ctx, release(`[{"op": "default", "path": "/subtotal", "value": 0}]`))
+	if err == nil || !strings.Contains(err.Error(), "Paid.v2.migration.json") || !strings.Contains(err.Error(), "must not change") {
+		t.Fatalf("seeding a changed migration: %v", err)
+	}
+	// A shipped migration that stored events do not survive is refused.
+	e2 := newEnv(t, schemaregistry.Options{})
+	if err := e2.reg.Seed(ctx, release("")); err != nil {
+		t.Fatal(err)
+	}
+	e2.appendRaw("p-1", "Paid", 1, `{"total": 7}`)
+	err = e2.reg.Seed(ctx, release(`[{"op": "set", "path": "/subtotal", "value": "seven"}]`))
+	if code(err) != schemaregistry.CodeIncompatible || !strings.Contains(err.Error(), "Paid.v2.migration.json") {
+		t.Fatalf("seeding a migration stored events fail: %v", err)
+	}
+}
+
+// TestLatestVersionCannotBeDeprecated: deprecating the latest version
+// left nothing of the type appendable; it is refused, and an older
+// version may still be deprecated.
+func TestLatestVersionCannotBeDeprecated(t *testing.T) {
+	e := newEnv(t, schemaregistry.Options{})
+	ctx := context.Background()
+	e.mustRegister("Dep", `{"type": "object"}`, "")
+	e.mustRegister("Dep", `{"type": "object", "description": "v2"}`, "")
+	if err := e.reg.Deprecate(ctx, "Dep", 2, true); code(err) != schemaregistry.CodeInvalid || !strings.Contains(err.Error(), "latest version") {
+		t.Fatalf("deprecating the latest version: %v, want VALIDATION", err)
+	}
+	if _, err := e.store.Append(ctx, "d-1", domain.ExpectAny, domain.EventData{Type: "Dep", SchemaVersion: 2, Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatalf("appending the latest version: %v", err)
+	}
+	if err := e.reg.Deprecate(ctx, "Dep", 1, true); err != nil {
+		t.Fatalf("deprecating v1: %v", err)
+	}
+	if err := e.reg.Deprecate(ctx, "Dep", 2, false); err != nil {
+		t.Fatalf("undeprecating the latest version (a no-op): %v", err)
+	}
+}
+
+// TestReregisteringSetsTheMode: registering the latest schema again with
+// another compatibility mode reported the new mode while the type kept
+// its old one. The mode is set (a dry run only reports it).
+func TestReregisteringSetsTheMode(t *testing.T) {
+	e := newEnv(t, schemaregistry.Options{})
+	ctx := context.Background()
+	e.mustRegister("Mode", `{"type": "object"}`, "")
+	v, err := e.reg.Check(ctx, schemaregistry.Registration{Type: "Mode", Schema: json.RawMessage(`{"type": "object"}`), Compatibility: schemaregistry.Full})
+	if err != nil || !v.Unchanged || v.Mode != schemaregistry.Full || e.reg.Compatibility("Mode") != schemaregistry.Backward {
+		t.Fatalf("dry run: %+v, %v; mode %s", v, err, e.reg.Compatibility("Mode"))
+	}
+	v, err = e.register("Mode", `{"type": "object"}`, "", schemaregistry.None)
+	if err != nil || !v.Unchanged || v.Version != 1 || v.Mode != schemaregistry.None {
+		t.Fatalf("verdict %+v, %v", v, err)
+	}
+	if got := e.reg.Compatibility("Mode"); got != schemaregistry.None {
+		t.Fatalf("the verdict says NONE but the type is %s", got)
+	}
+	if got := e.second(schemaregistry.Options{}).Compatibility("Mode"); got != schemaregistry.None {
+		t.Fatalf("another process sees %s", got)
+	}
+}

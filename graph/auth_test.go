@@ -59,6 +59,11 @@ var operations = []struct {
 	{"admin field in an inline fragment", `mutation { ... on Mutation { retryProjection(name: "accounts") { name } } }`, auth.Admin},
 	{"admin field left out by @include", `mutation { a: appendEvents(stream: "note-3", events: [{type: "NoteTaken", data: {}}]) { position } b: retryProjection(name: "accounts") @include(if: false) { name } }`, auth.Writer},
 	{"admin field kept by @skip(if: false)", `mutation { retryProjection(name: "accounts") @skip(if: false) { name } }`, auth.Admin},
+	// The fulfilment saga's steps, by hand, are an operator's (a writer
+	// confirming a submitted order would get it without paying).
+	{"order confirmed by hand", `mutation { confirmOrder(input: {orderId: "o-none"}) { version } }`, auth.Admin},
+	{"stock reserved by hand", `mutation { reserveStock(input: {sku: "s-none", orderId: "o-none", quantity: 1}) { version } }`, auth.Admin},
+	{"stock released by hand", `mutation { releaseStock(input: {sku: "s-none", orderId: "o-none"}) { version } }`, auth.Admin},
 }
 
 func TestRolesOverHTTP(t *testing.T) {

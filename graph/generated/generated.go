@@ -2912,8 +2912,12 @@ extend type Mutation {
   removeOrderItem(input: RemoveOrderItemInput!): CommandResult!
   "Submits an open order that has at least one item."
   submitOrder(input: SubmitOrderInput!): CommandResult!
-  "Confirms a submitted order."
-  confirmOrder(input: ConfirmOrderInput!): CommandResult!
+  """
+  Confirms a submitted order by hand (ADMIN): the fulfilment saga confirms
+  submitted orders once it has reserved their stock and charged for them,
+  and does not start for an order confirmed before it.
+  """
+  confirmOrder(input: ConfirmOrderInput!): CommandResult! @hasRole(role: ADMIN)
   "Cancels an order, with a reason; not after shipping."
   cancelOrder(input: CancelOrderInput!): CommandResult!
   "Ships a confirmed order with its tracking number."
@@ -3081,10 +3085,14 @@ extend type Mutation {
   addProduct(input: AddProductInput!): CommandResult!
   "Adds stock on hand."
   restockProduct(input: RestockProductInput!): CommandResult!
-  "Holds available stock for an order; available stock never goes below zero."
-  reserveStock(input: ReserveStockInput!): CommandResult!
-  "Releases an order's whole reservation."
-  releaseStock(input: ReleaseStockInput!): CommandResult!
+  """
+  Holds available stock for an order by hand (ADMIN: the fulfilment saga
+  reserves the stock of submitted orders); available stock never goes below
+  zero.
+  """
+  reserveStock(input: ReserveStockInput!): CommandResult! @hasRole(role: ADMIN)
+  "Releases an order's whole reservation by hand (ADMIN: the fulfilment saga releases what it reserved when it compensates)."
+  releaseStock(input: ReleaseStockInput!): CommandResult! @hasRole(role: ADMIN)
   "Changes the price (the same price writes nothing)."
   changePrice(input: ChangePriceInput!): CommandResult!
 }

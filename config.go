@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -22,13 +23,20 @@ import (
 type config struct {
 	Addr string
 	// DebugAddr, when set, serves the Go profiler (net/http/pprof) there.
-	DebugAddr       string
-	DatabaseURL     string
-	DataDir         string
-	DBMaxConns      int
-	LogLevel        slog.Level
-	LogFormat       string
-	ShutdownTimeout time.Duration
+	DebugAddr string
+	// InsecureDebugAddr allows DebugAddr on an address other than loopback.
+	InsecureDebugAddr bool
+	DatabaseURL       string
+	DataDir           string
+	DBMaxConns        int
+	LogLevel          slog.Level
+	LogFormat         string
+	ShutdownTimeout   time.Duration
+	// ShutdownDelay is how long, after SIGTERM, the gateway serves on with
+	// /readyz answering 503 before it stops accepting requests.
+	ShutdownDelay time.Duration
+	// BodyReadTimeout bounds the reading of a request body.
+	BodyReadTimeout time.Duration
 	MaxBodyBytes    int64
 	SnapshotEvery   int
 	// GCPercent is the garbage collector's target (GOGC) when GOGC is not
@@ -61,19 +69,27 @@ type setting struct {
 
 var settings = []setting{
 	{"addr", "ADDR", "127.0.0.1:8080", "HTTP listen address (\":8080\" listens on every interface)", func(c *config, v string) error {
-		if v == "" {
-			return errors.New("must not be empty")
+		if err := checkListenAddr(v); err != nil {
+			return err
 		}
 		c.Addr = v
 		return nil
 	}},
-	{"debug-addr", "DEBUG_ADDR", "", "listen address of the Go profiler (/debug/pprof/); empty: off. Keep it on loopback: it is not authenticated", func(c *config, v string) error {
+	{"debug-addr", "DEBUG_ADDR", "", "listen address of the Go profiler (/debug/pprof/); empty: off. It is not authenticated, so it must be a loopback address unless -insecure-debug-addr", func(c *config, v string) error {
 		if v != "" {
-			if _, _, err := net.SplitHostPort(v); err != nil {
-				return fmt.Errorf("must be host:port, got %q", v)
+			if err := checkListenAddr(v); err != nil {
+				return err
 			}
 		}
 		c.DebugAddr = v
+		return nil
+	}},
+	{"insecure-debug-addr", "INSECURE_DEBUG_ADDR", "false", "allow -debug-addr on an address other than loopback (the profiler is not authenticated)", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		c.InsecureDebugAddr = b
 		return nil
 	}},
 	{"database-url", "DATABASE_URL", "", "PostgreSQL URL; empty starts an embedded PostgreSQL in -data-dir", func(c *config, v string) error {
@@ -98,12 +114,28 @@ var settings = []setting{
 		c.LogFormat = v
 		return nil
 	}},
+	{"shutdown-delay", "SHUTDOWN_DELAY", "5s", "on SIGTERM, how long the gateway goes on serving with /readyz answering 503, so that load balancers stop sending it requests, before it stops accepting them (0: none; SIGINT skips it)", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 5*time.Minute {
+			return fmt.Errorf("must be a duration from 0 to 5m, got %q", v)
+		}
+		c.ShutdownDelay = d
+		return nil
+	}},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long shutdown waits for requests in flight", func(c *config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("must be a positive duration such as 15s, got %q", v)
 		}
 		c.ShutdownTimeout = d
+		return nil
+	}},
+	{"body-read-timeout", "BODY_READ_TIMEOUT", "30s", "how long a client may take to send a request body once its headers are in; a slower one is cut off (websockets are not affected)", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > 10*time.Minute {
+			return fmt.Errorf("must be a positive duration of at most 10m, got %q", v)
+		}
+		c.BodyReadTimeout = d
 		return nil
 	}},
 	{"max-body-bytes", "MAX_BODY_BYTES", "16777216", "largest accepted GraphQL request body, in bytes", func(c *config, v string) error {
@@ -142,14 +174,14 @@ var settings = []setting{
 		c.StepTimeout = d
 		return nil
 	}},
-	{"allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) allowed to open websockets, or *; empty allows only the gateway's own host and non-browser clients", func(c *config, v string) error {
+	{"allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins (scheme://host[:port]) allowed to open websockets besides the gateway's own host, or *; non-browser clients are always allowed", func(c *config, v string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(v, ",") {
 			if o = strings.TrimSpace(o); o == "" {
 				continue
 			}
-			if o != "*" && !strings.Contains(o, "://") {
-				return fmt.Errorf("%q is not an origin such as https://app.example.com", o)
+			if err := checkOrigin(o); err != nil {
+				return err
 			}
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
@@ -205,6 +237,11 @@ var settings = []setting{
 			}
 			k := auth.APIKey{Name: name, Key: key}
 			if n, tenant, ok := strings.Cut(name, "@"); ok {
+				if n == "" || tenant == "" {
+					// An empty tenant would make a tenant's key a
+					// gateway-wide one.
+					return fmt.Errorf("API key %q: name@tenant needs both a name and a tenant (drop the @ for a key that is not scoped to a tenant)", name)
+				}
 				k.Name, k.Tenant = n, tenant
 			}
 			for _, r := range strings.Split(roles, "+") {
@@ -323,12 +360,49 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return c, fmt.Errorf("invalid authentication settings (AUTH_*): %w", err)
 	}
 	c.Auth = a
+	if c.DebugAddr != "" && !c.InsecureDebugAddr && !loopback(c.DebugAddr) {
+		return c, fmt.Errorf("invalid setting -debug-addr (DEBUG_ADDR): %s is not a loopback address, and the profiler is not authenticated: "+
+			"listen on 127.0.0.1 (reach it through an SSH tunnel or kubectl port-forward), or acknowledge it with -insecure-debug-addr (INSECURE_DEBUG_ADDR=true)", c.DebugAddr)
+	}
 	if !a.Enabled() && !c.InsecureDevMode && !loopback(c.Addr) {
 		return c, fmt.Errorf("refusing to run without authentication on %s, which is not a loopback address: "+
 			"configure AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS_FILE or AUTH_API_KEYS, listen on 127.0.0.1, "+
 			"or acknowledge development mode with -insecure-dev-mode (INSECURE_DEV_MODE=true)", c.Addr)
 	}
 	return c, nil
+}
+
+// checkListenAddr checks that addr is host:port with a port that can be
+// listened on (a number from 0 to 65535, or a service name).
+func checkListenAddr(addr string) error {
+	if addr == "" {
+		return errors.New("must not be empty")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("must be host:port (127.0.0.1:8080, or :8080 for every interface), got %q", addr)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q has no valid port: want a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// checkOrigin checks an ALLOWED_ORIGINS entry: "*" or an origin as
+// browsers send it, scheme://host[:port] with no path (not even "/"),
+// query, fragment or user.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not an origin such as https://app.example.com", o)
+	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+		return fmt.Errorf("%q is not an origin: browsers send scheme://host[:port] alone, with no path (not even a trailing /), so it would never match; write %s://%s", o, u.Scheme, u.Host)
+	}
+	return nil
 }
 
 // loopback reports whether addr (host:port) listens on loopback only.

@@ -137,8 +137,8 @@ func TestSwitchesNeedNoValue(t *testing.T) {
 	}
 }
 
-// TestDebugAddrServesTheProfiler: DEBUG_ADDR serves /debug/pprof/ there,
-// and stop closes it.
+// TestDebugAddrServesTheProfiler: DEBUG_ADDR serves /debug/pprof/ there
+// (but not the command line), and stop closes it.
 func TestDebugAddrServesTheProfiler(t *testing.T) {
 	c, err := loadConfig(nil, func(k string) string { return map[string]string{"DEBUG_ADDR": "127.0.0.1:0"}[k] }, io.Discard)
 	if err != nil || c.DebugAddr != "127.0.0.1:0" {
@@ -163,6 +163,16 @@ func TestDebugAddrServesTheProfiler(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile: total") {
 		t.Fatalf("profiler answered %d: %.100s", resp.StatusCode, body)
 	}
+	// Not the command line: it would show every flag, secrets included.
+	resp, err = http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || strings.Contains(string(body), os.Args[0]) {
+		t.Fatalf("/debug/pprof/cmdline answered %d: %.200s", resp.StatusCode, body)
+	}
 	if _, err := serveDebug(addr, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a second listener on the same address was accepted")
 	}
@@ -185,5 +195,51 @@ func TestGCPercentUnlessGOGCIsSet(t *testing.T) {
 	}
 	if got := applyGCPercent(c, func(string) string { return "" }); got != 250 || debug.SetGCPercent(100) != 250 {
 		t.Fatalf("GC_PERCENT not applied: %d", got)
+	}
+}
+
+// TestLoadConfigRefusesWhatCannotWork: settings that would fail late (an
+// address that cannot be listened on), never match (an origin with a
+// path) or grant more than they say (a tenant's API key with the tenant
+// left empty, a profiler open to other hosts) stop start-up with an error
+// naming the setting.
+func TestLoadConfigRefusesWhatCannotWork(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		name string
+	}{
+		{map[string]string{"ADDR": "127.0.0.1:99999"}, "-addr (ADDR)"},
+		{map[string]string{"ADDR": "127.0.0.1:http-alt-nope"}, "-addr (ADDR)"},
+		{map[string]string{"ADDR": "localhost"}, "-addr (ADDR): must be host:port"},
+		{map[string]string{"ADDR": "127.0.0.1:"}, "-addr (ADDR): must be host:port"},
+		{map[string]string{"DEBUG_ADDR": "127.0.0.1:70000"}, "-debug-addr (DEBUG_ADDR)"},
+		{map[string]string{"DEBUG_ADDR": ":6060"}, "-debug-addr (DEBUG_ADDR): :6060 is not a loopback address"},
+		{map[string]string{"DEBUG_ADDR": "0.0.0.0:6060"}, "INSECURE_DEBUG_ADDR"},
+		{map[string]string{"ALLOWED_ORIGINS": "https://app.example.com/"}, "-allowed-origins (ALLOWED_ORIGINS): \"https://app.example.com/\" is not an origin"},
+		{map[string]string{"ALLOWED_ORIGINS": "https://ok.example, https://app.example.com/app"}, "write https://app.example.com"},
+		{map[string]string{"ALLOWED_ORIGINS": "ftp://app.example.com"}, "-allowed-origins (ALLOWED_ORIGINS)"},
+		{map[string]string{"ALLOWED_ORIGINS": "https://"}, "-allowed-origins (ALLOWED_ORIGINS)"},
+		{map[string]string{"AUTH_API_KEYS": "shop@:admin:0123456789abcdef"}, "-auth-api-keys (AUTH_API_KEYS): API key \"shop@\": name@tenant needs both"},
+		{map[string]string{"AUTH_API_KEYS": "@acme:admin:0123456789abcdef"}, "-auth-api-keys (AUTH_API_KEYS)"},
+		{map[string]string{"SHUTDOWN_DELAY": "-1s"}, "-shutdown-delay (SHUTDOWN_DELAY)"},
+		{map[string]string{"BODY_READ_TIMEOUT": "0s"}, "-body-read-timeout (BODY_READ_TIMEOUT)"},
+	}
+	for _, c := range cases {
+		_, err := loadConfig(nil, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%v: err = %v, want one naming %s", c.env, err, c.name)
+		}
+	}
+	for _, env := range []map[string]string{
+		{"ADDR": "127.0.0.1:0"},
+		{"ADDR": "[::1]:8080", "DEBUG_ADDR": "localhost:6060"},
+		{"DEBUG_ADDR": "[::1]:6060"},
+		{"DEBUG_ADDR": "0.0.0.0:6060", "INSECURE_DEBUG_ADDR": "true"},
+		{"ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000,*"},
+		{"SHUTDOWN_DELAY": "0"},
+	} {
+		if _, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard); err != nil {
+			t.Errorf("%v: %v", env, err)
+		}
 	}
 }

@@ -8,7 +8,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,11 +18,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
@@ -44,7 +48,7 @@ func main() {
 	}
 	log := newLogger(cfg)
 	applyGCPercent(cfg, os.Getenv)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := stopSignals(context.Background())
 	defer stop()
 	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv)
 	if err != nil {
@@ -56,6 +60,28 @@ func main() {
 		log.Error("cqrsgate stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// stopSignal is the cause of the context that run serves until: the
+// signal that asked the gateway to stop.
+type stopSignal struct{ os.Signal }
+
+func (s stopSignal) Error() string { return s.String() + " signal received" }
+
+// stopSignals returns a context that ends, its cause a stopSignal, at the
+// first SIGINT or SIGTERM. Later ones are ignored while shutdown runs.
+func stopSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(stopSignal{s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(context.Canceled) }
 }
 
 // applyGCPercent sets the garbage collector's target to cfg.GCPercent
@@ -87,7 +113,8 @@ func newLogger(cfg config) *slog.Logger {
 func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvider) (err error) {
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
-		cluster, err := pgembed.Start(ctx, pgembed.Options{DataDir: cfg.DataDir, Database: "cqrsgate", Logger: log})
+		cluster, err := pgembed.Start(ctx, pgembed.Options{DataDir: cfg.DataDir, Database: "cqrsgate", Logger: log,
+			Settings: map[string]string{"max_connections": strconv.Itoa(embeddedMaxConnections(cfg.DBMaxConns))}})
 		if err != nil {
 			return fmt.Errorf("embedded PostgreSQL: %w", err)
 		}
@@ -161,8 +188,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		runnerOpts.Trace = tracing.ProjectionBatch(tp)
 		log.Info("OpenTelemetry tracing on")
 	}
-	runner, err := projections.NewRunner(pool, store, log, runnerOpts,
-		projections.Accounts{}, projections.Orders{}, projections.Products{}, projections.Fulfilments{})
+	runner, err := projections.NewRunner(pool, store, log, runnerOpts, readModels...)
 	if err != nil {
 		return err
 	}
@@ -215,6 +241,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	mux.Handle("GET /metrics", meters.Handler())
 	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown, cfg.Auth.Enabled()))
 	mux.Handle("/", web.Handler())
+	var handler http.Handler = mux
+	if !cfg.Auth.Enabled() && loopback(cfg.Addr) {
+		// Development mode: every caller is an administrator, so only
+		// requests addressed to loopback are served (DNS rebinding).
+		handler = graph.LoopbackHostOnly(handler)
+	}
+	handler = bodyReadDeadline(cfg.BodyReadTimeout, handler)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -227,7 +260,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		}
 		defer stop()
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout: it would also bound websockets and the wait of
+	// queries with atLeast; bodyReadDeadline bounds request bodies.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("cqrsgate listening", "addr", ln.Addr().String(), "graphql", "http://"+displayAddr(ln.Addr())+"/graphql")
@@ -241,8 +277,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	shuttingDown.Store(true) // /readyz answers 503 from now on
+	var sig stopSignal
+	if delay := cfg.ShutdownDelay; delay > 0 && !(errors.As(context.Cause(ctx), &sig) && sig.Signal == syscall.SIGINT) {
+		// Load balancers see /readyz fail and stop sending requests; those
+		// that come meanwhile are served.
+		log.Info("shutting down: /readyz answers 503; serving on for the shutdown delay", "delay", delay)
+		select {
+		case <-time.After(delay):
+		case err := <-serveErr:
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
 	log.Info("shutting down")
-	shuttingDown.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -256,8 +303,67 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	return nil
 }
 
+// idleTimeout closes keep-alive connections that send no request for
+// that long.
+const idleTimeout = 2 * time.Minute
+
+// bodyReadDeadline gives the body of each request timeout to arrive, from
+// when the handler starts: the connection's read deadline is set, and
+// cleared once the body has been read to its end, so that it does not end
+// a long request (a query waiting for atLeast) whose body is in. Requests
+// without a body and websocket upgrades (whose connection is the
+// transport's) get no deadline. A body that does not arrive in time fails
+// to read; the connection is then closed.
+func bodyReadDeadline(timeout time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if timeout <= 0 || r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody || websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody clears the connection's read deadline when the body ends.
+type deadlineBody struct {
+	io.ReadCloser
+	clear   func()
+	cleared bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.cleared {
+		b.cleared = true
+		b.clear()
+	}
+	return n, err
+}
+
+// embeddedMaxConnections is max_connections of the embedded PostgreSQL:
+// the pool (DB_MAX_CONNS), the connections the gateway holds outside it
+// (each projection's leader, two while a new version is built beside the
+// old one; the saga's leader; the log's and the schema registry's
+// listeners) and room for an operator's psql, at least PostgreSQL's
+// default of 100.
+func embeddedMaxConnections(poolMax int) int {
+	outsidePool := 2*len(readModels) + 1 + 2
+	const operators = 10
+	return max(100, poolMax+outsidePool+operators)
+}
+
+// readModels are the projections the gateway runs.
+var readModels = []projections.Projection{projections.Accounts{}, projections.Orders{}, projections.Products{}, projections.Fulfilments{}}
+
 // serveDebug serves the Go profiler's endpoints (/debug/pprof/) on addr
-// until stop is called.
+// until stop is called. It does not serve /debug/pprof/cmdline: the
+// command line may hold secrets given as flags.
 func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -265,13 +371,19 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not served: the command line may hold secrets", http.StatusNotFound)
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Info("profiler listening", "addr", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
+	if loopback(ln.Addr().String()) {
+		log.Info("profiler listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
+	} else {
+		log.Warn("PROFILER NOT ON LOOPBACK: the unauthenticated Go profiler is reachable from other hosts", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
+	}
 	return func() { _ = srv.Close() }, nil
 }
 

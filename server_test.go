@@ -3,22 +3,28 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // gateway is the cqrsgate binary running as a child process.
@@ -50,7 +56,7 @@ func startGateway(t *testing.T, bin, dataDir string) *gateway {
 // startGatewayOn is startGateway listening on addr, with extra flags.
 func startGatewayOn(t *testing.T, bin, dataDir, addr string, flags ...string) *gateway {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"-addr", addr, "-data-dir", dataDir, "-log-format", "json"}, flags...)...)
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-data-dir", dataDir, "-log-format", "json", "-shutdown-delay", "0"}, flags...)...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "ADDR=") && !strings.HasPrefix(kv, "DATA_DIR=") {
@@ -342,5 +348,270 @@ func checkMetrics(t *testing.T, g *gateway) {
 		if v := value(c.name, c.labels); !c.want(v) {
 			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.what)
 		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// inProcess is run serving in this process, with its embedded PostgreSQL.
+type inProcess struct {
+	addr string
+	logs *syncBuffer
+	stop context.CancelCauseFunc
+	done chan struct{} // closed when run has returned err
+	err  error
+}
+
+// runInProcess loads the configuration from args (and no environment),
+// with an embedded PostgreSQL in a fresh data directory, and serves it
+// with run until the test ends or stop is called.
+func runInProcess(t *testing.T, args ...string) *inProcess {
+	t.Helper()
+	// As root, PostgreSQL runs as another user that must be able to enter
+	// the directory.
+	base, err := os.MkdirTemp("", "cqrsgate-run-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(base, 0o755)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	args = append([]string{"-addr", "127.0.0.1:0", "-data-dir", filepath.Join(base, "pgdata"), "-shutdown-delay", "0"}, args...)
+	cfg, err := loadConfig(args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &inProcess{logs: &syncBuffer{}, done: make(chan struct{})}
+	log := slog.New(slog.NewJSONHandler(p.logs, nil))
+	ctx, stop := context.WithCancelCause(context.Background())
+	p.stop = stop
+	go func() { p.err = run(ctx, cfg, log, noop.NewTracerProvider()); close(p.done) }()
+	t.Cleanup(func() {
+		stop(context.Canceled)
+		select {
+		case <-p.done:
+		case <-time.After(60 * time.Second):
+			t.Error("run did not return")
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for p.addr == "" {
+		select {
+		case <-p.done:
+			t.Fatalf("run returned before listening: %v\n%s", p.err, p.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not start listening\n%s", p.logs)
+		}
+		p.addr = p.logged("cqrsgate listening", "addr")
+	}
+	return p
+}
+
+// logged returns attribute key of the first log record with message msg.
+func (p *inProcess) logged(msg, key string) string {
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			s, _ := rec[key].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+func (p *inProcess) post(t *testing.T, host, query string) (int, string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query})
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.addr+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDevelopmentModeServesOnlyLoopbackHosts: without authentication every
+// caller is an administrator, so a page that reaches the gateway through
+// DNS rebinding (its own name resolving to 127.0.0.1, in Host) is refused,
+// over HTTP and websockets, while localhost and 127.0.0.1 are served.
+func TestDevelopmentModeServesOnlyLoopbackHosts(t *testing.T) {
+	p := runInProcess(t)
+	_, port, _ := net.SplitHostPort(p.addr)
+	for _, host := range []string{"", "localhost:" + port} {
+		if status, body := p.post(t, host, `{ __typename }`); status != http.StatusOK {
+			t.Errorf("Host %q: %d %s", host, status, body)
+		}
+	}
+	status, body := p.post(t, "rebind.example:"+port, `mutation { openAccount(input: {accountId: "r-1", owner: "eve", currency: "EUR"}) { version } }`)
+	if status != http.StatusForbidden || !strings.Contains(body, "development mode") {
+		t.Errorf("a DNS-rebinding request: %d %s, want 403", status, body)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/graphql", http.Header{"Host": {"rebind.example:" + port}, "Origin": {"http://rebind.example:" + port}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a DNS-rebinding websocket: %v %v, want 403", err, resp)
+	}
+}
+
+// TestSlowRequestBodiesAreCutOff: a client that announces a large body and
+// sends it slowly is cut off after BODY_READ_TIMEOUT (GraphQL answers 408),
+// while a query that waits for atLeast longer than that, and an idle
+// websocket, are not.
+func TestSlowRequestBodiesAreCutOff(t *testing.T) {
+	p := runInProcess(t, "-body-read-timeout", "300ms", "-read-timeout", "2s")
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(conn, "POST /graphql HTTP/1.1\r\nHost: "+p.addr+"\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("a stalled body: %d, want 408", resp.StatusCode)
+	}
+
+	// A stalled body on a path that reads none: the connection is closed.
+	other, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_ = other.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(other, "POST /livez HTTP/1.1\r\nHost: "+p.addr+"\r\nContent-Length: 100000\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(other); err != nil {
+		t.Errorf("a stalled body on /livez: the connection was not closed: %v", err)
+	}
+
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}).Dial("ws://"+p.addr+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"connection_init"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := ws.ReadMessage(); err != nil || !strings.Contains(string(m), "connection_ack") {
+		t.Fatalf("websocket: %s %v", m, err)
+	}
+
+	// Waits READ_TIMEOUT (2s), well past the body's timeout, then STALE.
+	status, body := p.post(t, "", `{ account(id: "nobody", atLeast: 1000000) { balance } }`)
+	if status != http.StatusOK || !strings.Contains(body, `"STALE"`) {
+		t.Errorf("a query waiting for atLeast: %d %s, want STALE after READ_TIMEOUT", status, body)
+	}
+	// The websocket, idle for longer than the body timeout, still answers.
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := ws.ReadMessage(); err != nil || !strings.Contains(string(m), "pong") {
+		t.Fatalf("websocket after the body timeout: %s %v", m, err)
+	}
+}
+
+// TestReadyzFailsDuringTheShutdownDelay: once asked to stop (SIGTERM),
+// the gateway answers /readyz with 503 and goes on serving requests for
+// SHUTDOWN_DELAY before it stops accepting them; SIGINT skips the delay.
+func TestReadyzFailsDuringTheShutdownDelay(t *testing.T) {
+	p := runInProcess(t, "-shutdown-delay", "3s")
+	get := func(path string) int {
+		resp, err := http.Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatalf("GET %s during the shutdown delay: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := get("/readyz"); s != http.StatusOK {
+		t.Fatalf("/readyz = %d before shutdown", s)
+	}
+	p.stop(stopSignal{syscall.SIGTERM})
+	deadline := time.Now().Add(10 * time.Second)
+	for get("/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn 503 after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status, body := p.post(t, "", `{ __typename }`); status != http.StatusOK {
+		t.Errorf("a query during the shutdown delay: %d %s", status, body)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not return after the delay")
+	}
+
+	q := runInProcess(t, "-shutdown-delay", "5m")
+	q.stop(stopSignal{syscall.SIGINT})
+	select {
+	case <-q.done:
+		if q.err != nil {
+			t.Fatal(q.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("SIGINT did not skip the shutdown delay")
+	}
+}
+
+// TestEmbeddedPostgresHasRoomForThePool: the embedded PostgreSQL is
+// started with max_connections above DB_MAX_CONNS and the connections the
+// gateway holds outside its pool.
+func TestEmbeddedPostgresHasRoomForThePool(t *testing.T) {
+	p := runInProcess(t, "-db-max-conns", "150")
+	url := p.logged("embedded PostgreSQL started", "url")
+	if url == "" {
+		t.Fatalf("no URL logged:\n%s", p.logs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var max int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('max_connections')::int").Scan(&max); err != nil {
+		t.Fatal(err)
+	}
+	if max < 150+len(readModels)+3 {
+		t.Fatalf("max_connections = %d with DB_MAX_CONNS=150", max)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -170,6 +172,43 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// LoopbackHostOnly refuses, with 403, every request whose Host header does
+// not name the loopback interface: localhost, an address in 127.0.0.0/8 or
+// ::1, with or without a port. It protects a gateway in development mode
+// (no authentication, every caller an administrator, listening on loopback
+// only) from DNS rebinding: a web page on a name of the attacker's that
+// resolves to 127.0.0.1 reaches the gateway with the browser's full
+// authority, but with that name in Host. Requests without Host (HTTP/1.0)
+// come from no browser and pass.
+func LoopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" || loopbackHost(r.Host) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeRequestError(w, r, http.StatusForbidden,
+			fmt.Sprintf("development mode (no authentication) answers only requests addressed to localhost, 127.0.0.1 or [::1], not to %q: "+
+				"open the gateway at http://localhost:<port>/, or configure authentication (AUTH_*) to serve other names", r.Host),
+			domain.Forbidden)
+	})
+}
+
+// loopbackHost reports whether host (a Host header: name or address, with
+// or without a port) names the loopback interface.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 // writeRequestError answers a request that is refused before GraphQL runs

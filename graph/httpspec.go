@@ -3,9 +3,12 @@ package graph
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -119,7 +122,9 @@ func (s *specWriter) finish() {
 
 // readBody reads a POST body up front, at most limit bytes: a larger one is
 // refused with 413 (REQUEST_TOO_LARGE), a batch of operations (a JSON
-// array) with 400 (BAD_REQUEST), before GraphQL sees either.
+// array) with 400 (BAD_REQUEST), before GraphQL sees either. A body that
+// does not arrive before the connection's read deadline (which the server
+// sets: see BODY_READ_TIMEOUT) gets 408 (REQUEST_TIMEOUT).
 func readBody(limit int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || websocket.IsWebSocketUpgrade(r) {
@@ -131,6 +136,10 @@ func readBody(limit int64, next http.Handler) http.Handler {
 			return
 		}
 		body, err := readAtMost(r, limit)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeRequestError(w, r, http.StatusRequestTimeout, "the request body did not arrive in time", "REQUEST_TIMEOUT")
+			return
+		}
 		if err != nil {
 			writeRequestError(w, r, http.StatusBadRequest, "the request body could not be read", "BAD_REQUEST")
 			return
@@ -148,18 +157,53 @@ func readBody(limit int64, next http.Handler) http.Handler {
 	})
 }
 
-// readAtMost reads r's body, up to limit+1 bytes: in one allocation of its
-// size when the request gives its Content-Length (net/http then delivers no
-// more than that), else growing as it goes.
+// firstBodyBuffer is the most readAtMost allocates before any of a body
+// has arrived.
+const firstBodyBuffer = 16 << 10
+
+// readAtMost reads r's body, up to limit+1 bytes, into a buffer that grows
+// (doubling) as the bytes arrive: a Content-Length only caps it (net/http
+// then delivers no more than that), so a client that announces a large body
+// and sends little of it costs little memory. It reads to the end of the
+// body, so that the caller knows it was all read.
 func readAtMost(r *http.Request, limit int64) ([]byte, error) {
+	want := limit + 1
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		body := make([]byte, n)
-		_, err := io.ReadFull(r.Body, body)
-		return body, err
+		want = n
 	}
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	return buf.Bytes(), err
+	buf := make([]byte, 0, min(want, firstBodyBuffer))
+	for {
+		if int64(len(buf)) >= want {
+			if want > limit {
+				return buf, nil // over the limit: no need to read on
+			}
+			// All of the Content-Length is in: one more read sees the
+			// body's end (net/http answers it without waiting).
+			var probe [1]byte
+			n, err := r.Body.Read(probe[:])
+			if n > 0 {
+				return buf, errors.New("the body is longer than its Content-Length")
+			}
+			if err == nil || errors.Is(err, io.EOF) {
+				return buf, nil
+			}
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(want, 2*int64(cap(buf)))-int64(len(buf))))
+		}
+		n, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), want)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			if r.ContentLength > int64(len(buf)) {
+				return buf, io.ErrUnexpectedEOF
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // readBodyBytes is a body readBody has read: postTransport takes its bytes

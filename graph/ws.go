@@ -72,9 +72,9 @@ type InitFunc func(ctx context.Context, payload map[string]any) (context.Context
 // operations of log subscriptions, run only while they have something to
 // deliver.
 type Websocket struct {
-	// AllowedOrigins lists the Origin values accepted (scheme://host[:port]);
-	// "*" accepts any. Empty: only requests without Origin or from the
-	// gateway's own host.
+	// AllowedOrigins lists the Origin values accepted (scheme://host[:port])
+	// besides the gateway's own host, which is always accepted, as are
+	// requests without Origin (not from a browser); "*" accepts any.
 	AllowedOrigins []string
 	// InitTimeout is how long a client has to send connection_init (default 3s).
 	InitTimeout time.Duration
@@ -171,8 +171,9 @@ func (t *Websocket) checkOrigin(r *http.Request) bool {
 			return true
 		}
 	}
+	// The gateway's own pages (playground, dashboard) are always allowed.
 	u, err := url.Parse(origin)
-	return err == nil && len(t.AllowedOrigins) == 0 && strings.EqualFold(u.Host, r.Host)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 // Do implements graphql.Transport: it upgrades the request and serves the

@@ -10,6 +10,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 //go:embed static
@@ -17,7 +18,7 @@ var static embed.FS
 
 // Handler serves the embedded pages with a Content-Security-Policy that
 // allows only the gateway's own origin (and its websocket, and data: URLs
-// for the playground's embedded fonts and icons).
+// for the playground's embedded fonts and icons). It lists no directory.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -28,6 +29,10 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Security-Policy", CSP(r.Host))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
+		if strings.HasSuffix(r.URL.Path, "/") && r.URL.Path != "/" {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
 		if r.URL.Path == "/dashboard" {
 			r = r.Clone(r.Context())
 			r.URL.Path = "/dashboard.html"

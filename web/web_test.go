@@ -57,3 +57,16 @@ func TestPagesAreSelfContained(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDirectoryListings: directories of the embedded files are not
+// listed.
+func TestNoDirectoryListings(t *testing.T) {
+	srv := httptest.NewServer(web.Handler())
+	defer srv.Close()
+	for _, path := range []string{"/vendor/", "/vendor"} {
+		resp, body := get(t, srv.URL+path)
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(body, "<a href") {
+			t.Errorf("GET %s = %d %.200s, want 404", path, resp.StatusCode, body)
+		}
+	}
+}

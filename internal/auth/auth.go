@@ -4,9 +4,10 @@
 // Two kinds of credential are accepted, both as a bearer token (the HTTP
 // Authorization header, or the websocket connection_init payload):
 //
-//   - JWTs, verified with an HMAC secret or RSA/ECDSA public keys; roles come
-//     from a claim (default "roles": an array, or a space- or
-//     comma-separated string) and an optional tenant from another;
+//   - JWTs, which must carry an expiry (exp), verified with an HMAC secret
+//     or RSA, ECDSA or Ed25519 public keys; roles come from a claim
+//     (default "roles": an array, or a space- or comma-separated string)
+//     and an optional tenant from another;
 //   - static API keys for services, each with a name and roles.
 //
 // Roles are ordered: admin includes writer, writer includes reader.
@@ -14,6 +15,9 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -128,6 +132,8 @@ func Reason(err error) string {
 		return "unknown API key"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "the token has expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "the token has no expiry (exp claim), which is required"
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "the token is not valid yet"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -160,8 +166,9 @@ type APIKey struct {
 type Config struct {
 	// HMACSecret verifies HS256/384/512 tokens.
 	HMACSecret []byte
-	// PublicKeysPEM holds RSA and/or ECDSA public keys (PEM "PUBLIC KEY"
-	// blocks) that verify RS*, PS* and ES* tokens.
+	// PublicKeysPEM holds RSA, ECDSA and/or Ed25519 public keys (PEM
+	// "PUBLIC KEY" blocks) that verify RS*/PS*, ES* and EdDSA tokens
+	// respectively.
 	PublicKeysPEM []byte
 	// Issuer and Audience, when set, must match the token's iss and aud.
 	Issuer, Audience string
@@ -183,7 +190,9 @@ type Authenticator struct {
 	apiKeys map[[32]byte]*Principal
 }
 
-// New checks cfg and returns its Authenticator.
+// New checks cfg and returns its Authenticator. It returns an error for a
+// short HMAC secret, public keys that do not parse or are of a kind no JWT
+// algorithm uses (DSA, X25519), or a bad API key.
 func New(cfg Config) (*Authenticator, error) {
 	if cfg.RolesClaim == "" {
 		cfg.RolesClaim = "roles"
@@ -204,6 +213,7 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		a.methods = append(a.methods, "HS256", "HS384", "HS512")
 	}
+	kinds := map[string]bool{} // of the public keys
 	rest := cfg.PublicKeysPEM
 	for {
 		var block *pem.Block
@@ -215,13 +225,29 @@ func New(cfg Config) (*Authenticator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("JWT public keys: %w", err)
 		}
+		switch key.(type) {
+		case *rsa.PublicKey:
+			kinds["rsa"] = true
+		case *ecdsa.PublicKey:
+			kinds["ecdsa"] = true
+		case ed25519.PublicKey:
+			kinds["ed25519"] = true
+		default:
+			return nil, fmt.Errorf("JWT public keys: key %d is a %T, which verifies no JWT algorithm: use RSA, ECDSA or Ed25519 keys", len(a.keys)+1, key)
+		}
 		a.keys = append(a.keys, key)
 	}
 	if len(cfg.PublicKeysPEM) > 0 && len(a.keys) == 0 {
 		return nil, errors.New("JWT public keys: no PEM PUBLIC KEY block found")
 	}
-	if len(a.keys) > 0 {
-		a.methods = append(a.methods, "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+	if kinds["rsa"] {
+		a.methods = append(a.methods, "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+	}
+	if kinds["ecdsa"] {
+		a.methods = append(a.methods, "ES256", "ES384", "ES512")
+	}
+	if kinds["ed25519"] {
+		a.methods = append(a.methods, "EdDSA")
 	}
 	for _, k := range cfg.APIKeys {
 		if len(k.Key) < 16 {
@@ -271,7 +297,8 @@ func (a *Authenticator) Authenticate(credential string) (*Principal, error) {
 }
 
 func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
-	opts := []jwt.ParserOption{jwt.WithValidMethods(a.methods), jwt.WithLeeway(a.cfg.Leeway), jwt.WithTimeFunc(a.cfg.Now), jwt.WithIssuedAt()}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(a.methods), jwt.WithLeeway(a.cfg.Leeway), jwt.WithTimeFunc(a.cfg.Now), jwt.WithIssuedAt(),
+		jwt.WithExpirationRequired()} // a token without exp would never expire
 	if a.cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(a.cfg.Issuer))
 	}

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -237,5 +239,56 @@ func TestRoles(t *testing.T) {
 	c := &Principal{Tenant: "t2", Roles: []Role{Reader, Writer}}
 	if a.Scope() != b.Scope() || a.Scope() == c.Scope() {
 		t.Errorf("scopes %q %q %q", a.Scope(), b.Scope(), c.Scope())
+	}
+}
+
+// TestTokenWithoutExpiryIsRefused: a JWT without exp would be valid for
+// ever; it is refused, and the reason says so.
+func TestTokenWithoutExpiryIsRefused(t *testing.T) {
+	a, err := New(Config{HMACSecret: secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "x", "roles": "admin"}))
+	if err == nil {
+		t.Fatalf("a token without exp was accepted: %+v", p)
+	}
+	if !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "no expiry") {
+		t.Fatalf("err = %v, Reason = %q", err, Reason(err))
+	}
+}
+
+// TestEd25519Keys: an Ed25519 public key verifies EdDSA tokens signed by
+// its private key, and no others; keys of a kind no JWT algorithm uses are
+// refused at start.
+func TestEd25519Keys(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := New(Config{PublicKeysPEM: append(pemOf(t, pub), pemOf(t, &ecKey.PublicKey)...), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{"sub": "ed", "roles": "writer", "exp": now.Add(time.Hour).Unix()}
+	p, err := a.Authenticate(sign(t, jwt.SigningMethodEdDSA, priv, claims))
+	if err != nil || p.Subject != "ed" || !p.Has(Writer) {
+		t.Fatalf("EdDSA token: %+v, %v (%s)", p, err, Reason(err))
+	}
+	if p, err := a.Authenticate(sign(t, jwt.SigningMethodES256, ecKey, claims)); err != nil || p.Subject != "ed" {
+		t.Fatalf("ES256 token beside an Ed25519 key: %+v, %v", p, err)
+	}
+	if p, err := a.Authenticate(sign(t, jwt.SigningMethodEdDSA, otherPriv, claims)); err == nil {
+		t.Fatalf("an EdDSA token of another key was accepted: %+v", p)
+	}
+
+	x, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{PublicKeysPEM: pemOf(t, x.PublicKey())}); err == nil || !strings.Contains(err.Error(), "verifies no JWT algorithm") {
+		t.Fatalf("an X25519 key: err = %v, want a refusal", err)
 	}
 }

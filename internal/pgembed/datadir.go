@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -126,6 +128,11 @@ func prepareDataDir(dataDir string, cred *syscall.Credential) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("pgembed: data directory %s is not a directory", dataDir)
 	}
+	// Nothing of a directory that is someone else's is changed: its
+	// contents are checked before its mode or owner.
+	if err := checkClusterOrEmpty(dataDir); err != nil {
+		return err
+	}
 	// PostgreSQL refuses a data directory that others can read.
 	if fi.Mode().Perm()&0o027 != 0 {
 		if err := os.Chmod(dataDir, 0o700); err != nil {
@@ -216,6 +223,28 @@ func chownTree(root string, cred *syscall.Credential) error {
 	})
 }
 
+// checkClusterOrEmpty fails unless dataDir holds a PostgreSQL cluster
+// (PG_VERSION) or nothing at all: a wrong -data-dir is refused before
+// anything in it is touched.
+func checkClusterOrEmpty(dataDir string) error {
+	if _, err := os.Lstat(filepath.Join(dataDir, "PG_VERSION")); err == nil {
+		return nil
+	}
+	f, err := os.Open(dataDir)
+	if err != nil {
+		return fmt.Errorf("pgembed: read data directory: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("pgembed: read data directory: %w", err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("pgembed: %s is not empty but holds no PostgreSQL cluster (no PG_VERSION): choose another data directory (it was left as it is)", dataDir)
+	}
+	return nil
+}
+
 // initIfEmpty runs initdb when dataDir holds no cluster yet. It refuses a
 // non-empty directory without a cluster, and empties dataDir again when
 // initdb fails.
@@ -223,12 +252,8 @@ func initIfEmpty(ctx context.Context, bin, dataDir string, cred *syscall.Credent
 	if _, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err == nil {
 		return nil
 	}
-	entries, err := os.ReadDir(dataDir)
-	if err != nil {
-		return fmt.Errorf("pgembed: read data directory: %w", err)
-	}
-	if len(entries) > 0 {
-		return fmt.Errorf("pgembed: %s is not empty but holds no PostgreSQL cluster (no PG_VERSION): choose another data directory", dataDir)
+	if err := checkClusterOrEmpty(dataDir); err != nil {
+		return err
 	}
 	log.Info("initialising embedded PostgreSQL cluster", "dataDir", dataDir)
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", dataDir, "-U", superuser, "-A", "trust",
@@ -250,11 +275,18 @@ func initIfEmpty(ctx context.Context, bin, dataDir string, cred *syscall.Credent
 // on dataDir and left running when its process died (the server's parent
 // is no longer the process recorded in the owner file). A server whose
 // parent is still that process, or that this package did not start, is in
-// use: that is an error. A stale postmaster.pid is left to PostgreSQL.
+// use: that is an error. A postmaster.pid whose process is gone is left to
+// PostgreSQL, which removes it; one whose pid now belongs to another
+// process is removed here when it is certainly stale (see
+// removeStalePIDFile), as PostgreSQL would refuse it.
 func stopLeftover(ctx context.Context, dataDir string, log *slog.Logger) error {
-	pid := readPID(filepath.Join(dataDir, "postmaster.pid"))
-	if pid <= 0 || !processAlive(pid) || !isPostmasterOf(pid, dataDir) {
+	pidFile := filepath.Join(dataDir, "postmaster.pid")
+	pid := readPID(pidFile)
+	if pid <= 0 || !processAlive(pid) {
 		return nil
+	}
+	if !isPostmasterOf(pid, dataDir) {
+		return removeStalePIDFile(pidFile, pid, dataDir, log)
 	}
 	_, ppid, _ := procStat(pid)
 	owner := readPID(filepath.Join(dataDir, ownerFile))
@@ -279,6 +311,85 @@ func stopLeftover(ctx context.Context, dataDir string, log *slog.Logger) error {
 	}
 	log.Info("stopped the leftover PostgreSQL server", "pid", pid)
 	return nil
+}
+
+// removeStalePIDFile removes postmaster.pid when its pid, alive, is not a
+// server of dataDir: the server that wrote it is gone and the pid was
+// reused. PostgreSQL cannot tell (it sees a live process of its user and
+// refuses to start), so this does what an operator would after checking:
+// it deletes the file, but only when everything says it is stale. The
+// process's command line and working directory (a postmaster's is its data
+// directory) are readable and name another directory, the file is complete,
+// and nothing accepts connections on the socket or the addresses it
+// records. Otherwise the file is left to PostgreSQL, which reports it.
+func removeStalePIDFile(pidFile string, pid int, dataDir string, log *slog.Logger) error {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil // cannot tell
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil || sameDir(cwd, dataDir) {
+		return nil
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil
+	}
+	// Lines: pid, data directory, start time, port, socket directory,
+	// listen addresses, shared memory key, status.
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 6 {
+		return nil // a server is still writing it, or it is not PostgreSQL's
+	}
+	port, socketDir, listen := strings.TrimSpace(lines[3]), strings.TrimSpace(lines[4]), strings.TrimSpace(lines[5])
+	if _, err := strconv.Atoi(port); err != nil {
+		return nil
+	}
+	if accepts(socketDir, listen, port) {
+		return nil
+	}
+	if err := os.Remove(pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pgembed: remove the stale %s: %w", pidFile, err)
+	}
+	command, _, _ := strings.Cut(string(cmdline), "\x00")
+	log.Warn("removed a stale postmaster.pid: its server is gone and its pid now belongs to another process",
+		"pid", pid, "process", command, "dataDir", dataDir)
+	return nil
+}
+
+// accepts reports whether a server accepts connections on the Unix socket
+// in socketDir or on the TCP addresses in listen (PostgreSQL's
+// listen_addresses), at port.
+func accepts(socketDir, listen, port string) bool {
+	var targets [][2]string
+	if socketDir != "" {
+		targets = append(targets, [2]string{"unix", filepath.Join(socketDir, ".s.PGSQL."+port)})
+	}
+	for _, host := range strings.Split(listen, ",") {
+		switch host = strings.TrimSpace(host); host {
+		case "":
+			continue
+		case "*", "0.0.0.0":
+			host = "127.0.0.1"
+		case "::":
+			host = "::1"
+		}
+		targets = append(targets, [2]string{"tcp", net.JoinHostPort(host, port)})
+	}
+	for _, t := range targets {
+		if c, err := net.DialTimeout(t[0], t[1], time.Second); err == nil {
+			_ = c.Close()
+			return true
+		}
+	}
+	return false
+}
+
+// sameDir reports whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
 // isPostmasterOf reports whether pid's command line has dataDir as an

@@ -79,3 +79,118 @@ func TestStartStopsALeftoverServer(t *testing.T) {
 		t.Errorf("stopping the leftover was not logged:\n%s", logged.String())
 	}
 }
+
+// TestStartRemovesAStalePIDFileWhosePidWasReused: a postmaster.pid left by
+// a server that is gone, whose pid now belongs to another live process of
+// the server's user (PostgreSQL then refuses to start: "lock file already
+// exists"), is removed with a warning and the server starts. The other
+// process is left alone.
+func TestStartRemovesAStalePIDFileWhosePidWasReused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataDir := filepath.Join(dir, "data")
+	c, err := Start(ctx, Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dataDir, "postmaster.pid")
+	lock, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another process of the server's user, with the server's old pid.
+	other := pidOfAnotherProcess(t, pidFile, lock)
+
+	var logged bytes.Buffer
+	c, err = Start(ctx, Options{DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatalf("Start with a stale postmaster.pid whose pid was reused: %v", err)
+	}
+	defer c.Stop(ctx)
+	if !processAlive(other) {
+		t.Error("the process that reused the pid was stopped")
+	}
+	if !strings.Contains(logged.String(), "stale postmaster.pid") {
+		t.Errorf("removing the stale postmaster.pid was not logged:\n%s", logged.String())
+	}
+}
+
+// TestStartLeavesThePIDFileOfAServerThatAnswers: when the pid in
+// postmaster.pid is not a server of the data directory but something
+// accepts connections on the socket the file names, the file is not
+// removed and Start fails.
+func TestStartLeavesThePIDFileOfAServerThatAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataDir := filepath.Join(dir, "data")
+	first, err := Start(ctx, Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(ctx)
+	pidFile := filepath.Join(dataDir, "postmaster.pid")
+	lock, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file names another live process of the server's user, yet the
+	// server still answers on the socket it names.
+	pidOfAnotherProcess(t, pidFile, lock)
+	defer os.WriteFile(pidFile, lock, 0o600)
+	changed, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Start(ctx, Options{DataDir: dataDir}); err == nil {
+		_ = c.Stop(ctx)
+		t.Fatal("Start succeeded on a data directory whose server answers")
+	}
+	if b, _ := os.ReadFile(pidFile); !bytes.Equal(b, changed) {
+		t.Fatalf("postmaster.pid was changed: %q", b)
+	}
+}
+
+// pidOfAnotherProcess starts a process of the server's user that lives
+// until the test ends and writes its pid into pidFile in place of the one
+// in lock (the file's old content), as a pid reused after a crash would be.
+// It returns the pid.
+func pidOfAnotherProcess(t *testing.T, pidFile string, lock []byte) int {
+	t.Helper()
+	cred, err := serverCredential("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := exec.Command("/bin/sleep", "300")
+	other.Dir = "/"
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	_, rest, _ := strings.Cut(string(lock), "\n")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(other.Process.Pid)+"\n"+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cred != nil {
+		if err := os.Chown(pidFile, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return other.Process.Pid
+}

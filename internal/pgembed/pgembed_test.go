@@ -344,3 +344,42 @@ func postmasterPID(t *testing.T, dataDir string) int {
 	}
 	return pid
 }
+
+// TestRefusedDataDirIsLeftAsItWas: a non-empty directory that holds no
+// cluster (a wrong -data-dir) is refused before its mode or, as root, its
+// owner or anything in it is changed.
+func TestRefusedDataDirIsLeftAsItWas(t *testing.T) {
+	dir := dataDir(t)
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type state struct {
+		mode     os.FileMode
+		uid, gid uint32
+	}
+	stateOf := func(path string) state {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return state{fi.Mode(), st.Uid, st.Gid}
+	}
+	paths := []string{dir, filepath.Join(dir, "sub"), filepath.Join(dir, "sub", "notes.txt")}
+	before := map[string]state{}
+	for _, p := range paths {
+		before[p] = stateOf(p)
+	}
+	_, err := pgembed.Start(context.Background(), pgembed.Options{DataDir: dir, Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "holds no PostgreSQL cluster") {
+		t.Fatalf("Start on a directory without a cluster: %v", err)
+	}
+	for _, p := range paths {
+		if got := stateOf(p); got != before[p] {
+			t.Errorf("%s: mode %v uid %d gid %d, was mode %v uid %d gid %d", p, got.mode, got.uid, got.gid, before[p].mode, before[p].uid, before[p].gid)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package pgembed
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,8 +108,13 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		cancel()
 		if err == nil {
 			_ = conn.Close(ctx)
-			c.ready.Store(true)
-			return nil
+			// Another server on the same socket path answers too: ours is
+			// ready once it holds the data directory's lock file.
+			if readPID(filepath.Join(c.dataDir, "postmaster.pid")) == c.cmd.Process.Pid {
+				c.ready.Store(true)
+				return nil
+			}
+			err = errors.New("a server that is not ours answers on the socket")
 		}
 		select {
 		case <-c.exited:

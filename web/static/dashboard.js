@@ -148,16 +148,23 @@
       subscribe('tail', 'subscription($after: Position) { events(after: $after) { position streamId streamVersion type data metadata recordedAt } }',
         { after: after }, function (d) { onEvent(d.events); });
     };
-    if (state.lastPosition !== null) {
-      tail(state.lastPosition); // resume exactly after the last event shown
-    } else {
-      // First connection: start the tail a little before the head.
+    var ws = state.ws;
+    var startTail = function () {
+      if (state.ws !== ws) { return; } // reconnected meanwhile: that connection starts its own
+      if (state.lastPosition !== null) {
+        tail(state.lastPosition); // resume exactly after the last event shown
+        return;
+      }
+      // First connection: start the tail a little before the head. If the
+      // head cannot be read, ask again shortly: starting from 0 would
+      // replay the whole log into the page.
       gql('{ events(first: 1) { head } }').then(function (d) {
         var after = Math.max(0, d.events.head - TAIL);
         state.lastPosition = after;
         tail(after);
-      }).catch(function () { tail(0); });
-    }
+      }).catch(function () { setTimeout(startTail, 2000); });
+    };
+    startTail();
     refreshTiles();
   }
 

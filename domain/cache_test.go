@@ -44,6 +44,23 @@ func TestCachedStateCatchesUpWithOtherWriters(t *testing.T) {
 	}
 }
 
+// Commands against instances that do not exist (made-up ids) take no
+// room in the cache: the states worth keeping stay.
+func TestCacheKeepsNoStateOfMissingInstances(t *testing.T) {
+	s, store := newService(domain.ServiceOptions{CacheSize: 2, SnapshotEvery: -1})
+	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR", InitialDeposit: 100}, domain.CommandMeta{})
+	for i := 0; i < 5; i++ {
+		if _, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: fmt.Sprint("nobody-", i), Amount: 1}, domain.CommandMeta{}); domain.CodeOf(err) != domain.NotFound {
+			t.Fatalf("a deposit into a missing account: %v", err)
+		}
+	}
+	before := store.read.Load()
+	exec(t, s, domain.DepositMoney{AccountID: "a1", Amount: 1}, domain.CommandMeta{})
+	if n := store.read.Load() - before; n != 0 {
+		t.Errorf("after commands on missing accounts, a command on a cached one read %d events, want 0", n)
+	}
+}
+
 // TestCacheEvictsAndStaysCorrect: with room for two aggregates, commands
 // over five keep every balance right.
 func TestCacheEvictsAndStaysCorrect(t *testing.T) {

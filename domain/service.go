@@ -175,9 +175,13 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	}
 	current := true // as far as this process knows: false once the stream is known to have moved on
 	// The state goes back to the cache at the version it reflects, whatever
-	// the command's outcome (appended events are applied to it first).
+	// the command's outcome (appended events are applied to it first), but
+	// for instances that do not exist: commands against made-up ids would
+	// push the states worth keeping out.
 	defer func() {
-		s.cache.put(cacheEntry{stream: stream, agg: agg, version: version, snapVersion: snapVersion, current: current})
+		if version > 0 {
+			s.cache.put(cacheEntry{stream: stream, agg: agg, version: version, snapVersion: snapVersion, current: current})
+		}
 	}()
 	if meta.IdempotencyKey != "" {
 		// Checked after loading: a first execution that commits after this

@@ -249,6 +249,11 @@ func New(cfg Config) (*Authenticator, error) {
 	if kinds["ed25519"] {
 		a.methods = append(a.methods, "EdDSA")
 	}
+	if len(a.methods) == 0 && (cfg.Issuer != "" || cfg.Audience != "") {
+		// Someone meant to turn JWTs on: without a key no token verifies,
+		// and with no API key either the gateway would run unauthenticated.
+		return nil, errors.New("a JWT issuer or audience is set, but no key to verify tokens with (an HMAC secret or public keys)")
+	}
 	for _, k := range cfg.APIKeys {
 		if len(k.Key) < 16 {
 			return nil, fmt.Errorf("API key %q: a key must be at least 16 characters", k.Name)

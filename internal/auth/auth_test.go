@@ -202,6 +202,8 @@ func TestBadConfig(t *testing.T) {
 		{"bad key", Config{PublicKeysPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")})}, "JWT public keys"},
 		{"short API key", Config{APIKeys: []APIKey{{Name: "a", Key: "short", Roles: []Role{Reader}}}}, "at least 16 characters"},
 		{"API key without role", Config{APIKeys: []APIKey{{Name: "a", Key: "0123456789abcdef"}}}, "no role"},
+		{"audience without a key", Config{Audience: "cqrsgate"}, "no key to verify tokens with"},
+		{"issuer without a key", Config{Issuer: "https://id.example.com", APIKeys: []APIKey{{Name: "a", Key: "0123456789abcdef", Roles: []Role{Reader}}}}, "no key to verify tokens with"},
 		{"same API key twice", Config{APIKeys: []APIKey{{Name: "a", Key: "0123456789abcdef", Roles: []Role{Reader}}, {Name: "b", Key: "0123456789abcdef", Roles: []Role{Admin}}}}, "same key"},
 	}
 	for _, tt := range tests {

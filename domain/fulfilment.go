@@ -34,6 +34,11 @@ type Fulfilment struct {
 	// effect without being recorded, so compensation undoes it too, as far
 	// as it did take effect.
 	inFlight string
+	// cancelReason is why compensation started, which the order's
+	// cancellation gives; reason changes when a compensation step fails, so
+	// that the cancellation, a command with an idempotency key, is the same
+	// command on every attempt.
+	cancelReason string
 	// since is when the current step became current (the last event's time).
 	since   time.Time
 	attempt int
@@ -261,6 +266,10 @@ func (f *Fulfilment) State() string { return f.state }
 // Reason returns why the saga compensated or failed ("" otherwise).
 func (f *Fulfilment) Reason() string { return f.reason }
 
+// CancelReason returns why compensation started: the reason the order is
+// cancelled with ("" while the saga runs).
+func (f *Fulfilment) CancelReason() string { return f.cancelReason }
+
 // AccountID returns the account the saga charges.
 func (f *Fulfilment) AccountID() string { return f.accountID }
 
@@ -453,11 +462,14 @@ func (f *Fulfilment) Apply(e Event) {
 			f.state = FulfilmentCompensating
 		}
 		f.reason, f.since = e.Reason, e.At
+		if !e.Compensation {
+			f.cancelReason = e.Reason
+		}
 	case FulfilmentCompensationStarted:
 		if step, ok := f.Next(); ok && f.state == FulfilmentRunning && step.Name != StepFinish {
 			f.inFlight = step.Key()
 		}
-		f.state, f.reason, f.since = FulfilmentCompensating, e.Reason, e.At
+		f.state, f.reason, f.cancelReason, f.since = FulfilmentCompensating, e.Reason, e.Reason, e.At
 		f.timedOut = f.timedOut || e.TimedOut
 		f.orderCancelled = f.orderCancelled || e.OrderCancelled
 	case FulfilmentFinished:
@@ -486,7 +498,9 @@ func decodeFulfilmentEvent(eventType string, schemaVersion int, data json.RawMes
 	return nil, UnknownEvent("fulfilment", eventType, schemaVersion)
 }
 
-// fulfilmentState is the snapshot shape (StateVersion 2: 1 had no InFlight).
+// fulfilmentState is the snapshot shape (StateVersion 2: 1 had neither
+// InFlight nor CancelReason, which are left out when empty, as the
+// fulfilments read model stores this shape too).
 type fulfilmentState struct {
 	Started                  bool
 	AccountID, Currency      string
@@ -497,12 +511,13 @@ type fulfilmentState struct {
 	Done                     []string
 	Since                    time.Time
 	Attempt                  int
-	InFlight                 string
+	InFlight                 string `json:",omitempty"`
+	CancelReason             string `json:",omitempty"`
 }
 
 func (f *Fulfilment) snapshot() fulfilmentState {
 	s := fulfilmentState{Started: f.started, AccountID: f.accountID, Currency: f.currency, Amount: f.amount, Items: f.items,
-		State: f.state, Reason: f.reason, TimedOut: f.timedOut, OrderCancelled: f.orderCancelled, Since: f.since, Attempt: f.attempt, InFlight: f.inFlight}
+		State: f.state, Reason: f.reason, TimedOut: f.timedOut, OrderCancelled: f.orderCancelled, Since: f.since, Attempt: f.attempt, InFlight: f.inFlight, CancelReason: f.cancelReason}
 	for k := range f.done {
 		s.Done = append(s.Done, k)
 	}
@@ -516,7 +531,7 @@ func loadFulfilment(orderID string, raw json.RawMessage) (*Fulfilment, error) {
 		return nil, err
 	}
 	f := &Fulfilment{orderID: orderID, started: s.Started, accountID: s.AccountID, currency: s.Currency, amount: s.Amount, items: s.Items,
-		state: s.State, reason: s.Reason, timedOut: s.TimedOut, orderCancelled: s.OrderCancelled, since: s.Since, attempt: s.Attempt, inFlight: s.InFlight, done: map[string]bool{}}
+		state: s.State, reason: s.Reason, timedOut: s.TimedOut, orderCancelled: s.OrderCancelled, since: s.Since, attempt: s.Attempt, inFlight: s.InFlight, cancelReason: s.CancelReason, done: map[string]bool{}}
 	for _, k := range s.Done {
 		f.done[k] = true
 	}

@@ -213,7 +213,7 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 		_, err = Execute(ctx, p.svc, Products, ReserveStock{Sku: step.Sku, OrderID: orderID, Quantity: step.Quantity}, meta)
 	case StepCharge:
 		if step.Amount > 0 {
-			_, err = Execute(ctx, p.svc, Accounts, WithdrawMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
+			_, err = Execute(ctx, p.svc, Accounts, p.chargeOf(saga, step.Amount), meta)
 		}
 	case StepConfirmOrder:
 		_, err = Execute(ctx, p.svc, Orders, ConfirmOrder{OrderID: orderID}, meta)
@@ -224,7 +224,9 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 		}
 	case StepRefund:
 		if step.Uncertain {
-			charged, cerr := p.charged(ctx, tenant, orderID, saga)
+			charge := meta
+			charge.IdempotencyKey = stepKey(orderID, FulfilmentStep{Name: StepCharge})
+			charged, cerr := executed(ctx, p.svc, Accounts, p.chargeOf(saga, step.Amount), charge)
 			if cerr != nil || !charged {
 				err = cerr // not charged: nothing to refund
 				break
@@ -232,7 +234,7 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 		}
 		_, err = Execute(ctx, p.svc, Accounts, DepositMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
 	case StepCancelOrder:
-		_, err = Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason(saga.Reason())}, meta)
+		_, err = Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason(saga.CancelReason())}, meta)
 		if isRule(err, RuleOrderCancelled) {
 			err = nil // cancelled already
 		}
@@ -255,19 +257,9 @@ func stepKey(orderID string, step FulfilmentStep) string {
 	return "fulfilment/" + orderID + "/" + step.Key()
 }
 
-// charged reports whether the saga's charge was made: the charge was in
-// flight when compensation started, so it may have been made without being
-// recorded. Its idempotency key tells.
-func (p *FulfilmentProcess) charged(ctx context.Context, tenant, orderID string, saga *Fulfilment) (bool, error) {
-	stream := Accounts.StreamID(Qualify(tenant, saga.AccountID()))
-	_, err := p.svc.store.ReadEvent(ctx, idempotentEventID(stream, stepKey(orderID, FulfilmentStep{Name: StepCharge}), 0))
-	switch {
-	case err == nil:
-		return true, nil
-	case CodeOf(err) == NotFound:
-		return false, nil
-	}
-	return false, err
+// chargeOf is the command that charges the saga's account amount.
+func (p *FulfilmentProcess) chargeOf(saga *Fulfilment, amount int64) WithdrawMoney {
+	return WithdrawMoney{AccountID: saga.AccountID(), Amount: amount, Currency: saga.Currency()}
 }
 
 // reasonOf is what a saga records of a failure, in its events, which
@@ -353,8 +345,9 @@ func (p *FulfilmentProcess) tick(ctx context.Context, qid, why string) error {
 		default:
 			return err
 		}
+		return p.advance(ctx, qid, meta) // the compensation
 	}
-	return p.advance(ctx, qid, meta)
+	return nil
 }
 
 func (p *FulfilmentProcess) resolved(qid string) {

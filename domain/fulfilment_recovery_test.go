@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -243,5 +244,74 @@ func TestFulfilmentChargeIsNotTakenForAnotherCommandUnderItsKey(t *testing.T) {
 	s.mustDrive()
 	if got := s.outcome(""); got.saga == domain.FulfilmentFulfilled || got.order == domain.StatusConfirmed {
 		t.Fatalf("%+v: the order was confirmed without its charge", got)
+	}
+}
+
+// The refund of a charge in flight is made only if the charge is in the
+// account's stream, written by the charge: an event with the charge's id
+// elsewhere (a client chose it for an event of its own) is no proof.
+func TestFulfilmentRefundsNoChargeProvedByAnEventElsewhere(t *testing.T) {
+	var st *lostReplyStore
+	s, st := newLostReplySaga(t, func(_ string, step domain.FulfilmentStep, phase string) {
+		if step.Name == domain.StepCharge && phase == "before" {
+			st.down.Store(true) // the charge never reaches the store
+		}
+	})
+	s.shop("", 1000, "EUR", 5, 5)
+	forged := domain.IdempotentEventID("account-cust", "fulfilment/o1/CHARGE", 0)
+	if _, err := s.store.Memory.Append(context.Background(), "note-1", domain.ExpectAny,
+		domain.EventData{ID: forged, Type: "NoteTaken", SchemaVersion: 1, Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	s.mustDrive()
+	st.down.Store(false)
+	s.exec("", domain.CancelOrder{OrderID: "o1", Reason: "changed my mind"})
+	s.mustDrive()
+	if got := s.outcome(""); got.balance != 1000 {
+		t.Fatalf("%+v: never charged, yet refunded: balance %d, want 1000", got, got.balance)
+	}
+}
+
+// flakyOrders fails reads of order streams (a transient failure).
+type flakyOrders struct{ *lostReplyStore }
+
+func (f *flakyOrders) ReadStream(ctx context.Context, stream string, q domain.StreamQuery) ([]domain.RecordedEvent, error) {
+	if strings.HasPrefix(stream, "order-") {
+		return nil, errStoreDown
+	}
+	return f.lostReplyStore.ReadStream(ctx, stream, q)
+}
+
+// The order's cancellation is the same command on every attempt: its
+// reason is why compensation started, not the saga's latest reason, which
+// changes when a compensation step fails. Otherwise a retry after such a
+// failure was refused under the step's idempotency key, for good.
+func TestFulfilmentCancellationIsTheSameCommandOnEveryAttempt(t *testing.T) {
+	type crash struct{}
+	s, st := newLostReplySaga(t, func(_ string, step domain.FulfilmentStep, phase string) {
+		if phase == "after" && step.Name == domain.StepCancelOrder {
+			panic(crash{}) // the order is cancelled; the step is not recorded
+		}
+	})
+	s.shop("", 100, "EUR", 5, 5) // insufficient funds: compensates
+	func() {
+		defer func() { _ = recover() }()
+		_ = s.drive()
+	}()
+	// Restarted past the deadline while order streams fail transiently.
+	s.clock.Add(int64(2 * time.Minute))
+	s.restartOn(&flakyOrders{lostReplyStore: st}, nil)
+	_ = s.proc.Tick(context.Background())
+	s.restartOn(st, nil)
+	if got := s.outcome(""); got.saga != domain.FulfilmentFailed || got.order != domain.StatusCancelled {
+		t.Fatalf("%+v; want FAILED after the timeout, the order cancelled", got)
+	}
+	// An operator retries: the cancellation is found done.
+	if _, err := domain.Execute(context.Background(), s.svc, domain.Fulfilments, domain.RetryFulfilment{OrderID: "o1"}, domain.CommandMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	s.mustDrive()
+	if got := s.outcome(""); got.saga != domain.FulfilmentCompensated {
+		t.Fatalf("after the retry: saga %s, reason %q; want COMPENSATED", got.saga, got.reason)
 	}
 }

@@ -54,3 +54,12 @@ func ValidID(s string) bool {
 	}
 	return true
 }
+
+// ReservedEventID reports whether id is a UUID of version 8, which the
+// command service derives for the events of commands with an idempotency
+// key (from the stream and the key). A client that chose such an id for an
+// event of its own could make a command's events look written, or keep
+// them from being written: clients may not.
+func ReservedEventID(id string) bool {
+	return ValidID(id) && id[14] == '8'
+}

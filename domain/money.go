@@ -92,28 +92,38 @@ func checkText(field, value string, max int) error {
 }
 
 // TextRune reports whether r may appear in free text (an owner, a reason):
-// anything but control characters, line and paragraph separators and the
-// bidirectional controls that make text display other than it reads.
+// anything but control characters, line and paragraph separators and
+// invisible characters (see invisible).
 func TextRune(r rune) bool {
 	if r < 0x80 {
 		return r >= 0x20 && r != 0x7f
 	}
-	switch {
-	case unicode.IsControl(r), unicode.In(r, unicode.Zl, unicode.Zp),
-		r == 0x061c, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2066 <= r && r <= 0x2069:
-		return false
-	}
-	return true
+	return !unicode.IsControl(r) && !unicode.In(r, unicode.Zl, unicode.Zp) && !invisible(r)
 }
 
-// IDRune reports whether r may appear in an id: a visible character (no
-// white space, control or invisible formatting character, which would make
-// two ids look alike).
+// IDRune reports whether r may appear in a new id: a character that shows,
+// with no white space, control or invisible character (see invisible),
+// which would make two ids look alike. Joiners (U+200C, U+200D, in emoji
+// sequences and Persian or Indic words), variation selectors and code
+// points newer than Go's Unicode tables are fine.
 func IDRune(r rune) bool {
 	if r < 0x80 {
 		return r > 0x20 && r != 0x7f
 	}
-	return unicode.IsGraphic(r) && !unicode.IsSpace(r)
+	return !unicode.IsControl(r) && !unicode.IsSpace(r) && !unicode.In(r, unicode.Zl, unicode.Zp) && !invisible(r)
+}
+
+// invisible reports whether r shows nothing and joins nothing (zero-width
+// spaces, soft hyphens, fillers, byte order marks) or changes how the text
+// around it displays (the bidirectional controls).
+func invisible(r rune) bool {
+	switch {
+	case r == 0x00ad, r == 0x034f, r == 0x061c, r == 0x115f, r == 0x1160, r == 0x17b4, r == 0x17b5, r == 0x180e,
+		r == 0x200b, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2060 <= r && r <= 0x2064,
+		0x2066 <= r && r <= 0x206f, r == 0x3164, r == 0xfeff, r == 0xffa0, 0xfff9 <= r && r <= 0xfffb:
+		return true
+	}
+	return false
 }
 
 // basisPoints returns amount*bp/10000 rounded down, for non-negative amount

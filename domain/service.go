@@ -407,6 +407,28 @@ func sameCommand(e RecordedEvent, cmd Command, meta CommandMeta) error {
 	return nil
 }
 
+// executed reports whether cmd, under meta.IdempotencyKey, was executed:
+// whether the first event it would write under that key is in its
+// aggregate's stream, written by the same command. An event with that id
+// elsewhere, or written by another command, is no proof.
+func executed[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta) (bool, error) {
+	stream, err := qualifiedStream(k, meta.Tenant, cmd.AggregateID())
+	if err != nil {
+		return false, err
+	}
+	if meta.fingerprint, err = commandFingerprint(cmd); err != nil {
+		return false, err
+	}
+	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, meta.IdempotencyKey, 0))
+	switch {
+	case CodeOf(err) == NotFound:
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return first.StreamID == stream && sameCommand(first, cmd, meta) == nil, nil
+}
+
 // reservedKeyPrefixes begin the idempotency keys of the gateway's own
 // processes, which clients cannot use (a client's command under such a key
 // would stand for a step of the process).

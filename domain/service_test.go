@@ -3,6 +3,7 @@ package domain_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -95,8 +96,11 @@ func TestServiceRefusalsWriteNothing(t *testing.T) {
 	if store.appends.Load() != before {
 		t.Fatal("a refused command appended events")
 	}
-	// Letters of any script, and the joiners of emoji sequences, are fine.
-	exec(t, s, domain.OpenAccount{AccountID: "kontó-ö", Owner: "Zoë 👩‍👩‍👧 Åsa", Currency: "EUR"}, domain.CommandMeta{})
+	// Letters of any script, the joiners of emoji sequences and of Persian
+	// words, and code points newer than Go's Unicode tables are fine.
+	for i, id := range []string{"kontó-ö", "dev-👩\u200d💻", "می\u200cخواهم", "\U0001fae9-x"} {
+		exec(t, s, domain.OpenAccount{AccountID: id, Owner: fmt.Sprint("Zoë 👩‍👩‍👧 Åsa ", i), Currency: "EUR"}, domain.CommandMeta{})
+	}
 }
 
 func TestServiceExpectedVersion(t *testing.T) {

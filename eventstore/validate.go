@@ -44,7 +44,7 @@ var emptyObject = json.RawMessage(`{}`)
 // generated ids where none was given and {} for absent metadata. The input
 // slice is not modified. Errors are ErrInvalidInput naming the field.
 func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, events []domain.EventData, newID func() string) ([]domain.EventData, error) {
-	if err := validateStreamID("stream", stream); err != nil {
+	if err := validateNewStreamID("stream", stream); err != nil {
 		return nil, err
 	}
 	if !expected.Valid() {
@@ -107,8 +107,25 @@ func validateStreamID(field, s string) error {
 		return invalid(field, "stream id is not valid UTF-8")
 	}
 	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "stream id contains a control character")
+		}
+	}
+	return nil
+}
+
+// validateNewStreamID checks the stream id of an append: what
+// validateStreamID checks, and no character that would make two stream ids
+// look alike (see domain.IDRune; spaces are allowed). Reads check only
+// validateStreamID, so that streams appended to before this check stay
+// readable.
+func validateNewStreamID(field, s string) error {
+	if err := validateStreamID(field, s); err != nil {
+		return err
+	}
+	for _, r := range s {
 		if r != ' ' && !domain.IDRune(r) {
-			return invalid(field, "stream id contains a control character or an invisible character (%U)", r)
+			return invalid(field, "stream id contains a control or invisible character (%U)", r)
 		}
 	}
 	return nil

@@ -257,6 +257,7 @@ func TestErrorsCarryCodes(t *testing.T) {
 		{"bad event type", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "no spaces", "data": map[string]any{}}}}, "VALIDATION", "events.0.type", nil},
 		{"an aggregate's stream", appendMutation, map[string]any{"stream": "account-1", "events": ok}, "VALIDATION", "stream", nil},
 		{"oversized stream id", appendMutation, map[string]any{"stream": strings.Repeat("x", 500), "events": ok}, "VALIDATION", "stream", nil},
+		{"an event id of the gateway's own (UUID version 8)", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}}, {"id": "0f0e0d0c-0b0a-8900-8706-050403020100", "type": "A", "data": map[string]any{}}}}, "VALIDATION", "events.1.id", nil},
 		{"negative position", `{ events(after: -1) { next } }`, nil, "VALIDATION", "", nil},
 		{"position not a number", `query($a: Position) { events(after: $a) { next } }`, map[string]any{"a": "ten"}, "VALIDATION", "", nil},
 		{"first too large", `{ events(first: 100000) { next } }`, nil, "VALIDATION", "first", nil},

@@ -12,6 +12,7 @@ import (
 	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
 	"encoding/json"
+	"fmt"
 )
 
 // SchemaVersion is the resolver for the schemaVersion field.
@@ -47,6 +48,9 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	for i, in := range events {
 		e := domain.EventData{Type: in.Type, SchemaVersion: 1, Data: json.RawMessage(in.Data)}
 		if in.ID != nil {
+			if domain.ReservedEventID(*in.ID) {
+				return nil, domain.InvalidField(fmt.Sprintf("events.%d.id", i), "event ids of UUID version 8 are the gateway's own (the events of commands with an idempotency key): use version 4 or 7")
+			}
 			e.ID = *in.ID
 		}
 		if in.Version != nil {

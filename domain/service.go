@@ -336,8 +336,19 @@ func maybeSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], agg
 	return version
 }
 
-// validateAggregateID checks an aggregate id that a client gave as field.
+// validateAggregateID checks an aggregate id that a client gave as field
+// for a command: no character that would make two ids look alike (IDRune).
 func validateAggregateID(field, id string) error {
+	return checkAggregateID(field, id, IDRune)
+}
+
+// validateReadID checks an aggregate id to read by: what commands took
+// before IDRune, so that instances created then stay readable.
+func validateReadID(field, id string) error {
+	return checkAggregateID(field, id, func(r rune) bool { return r > 0x20 && r != 0x7f })
+}
+
+func checkAggregateID(field, id string, allowed func(rune) bool) error {
 	switch {
 	case id == "":
 		return InvalidField(field, "%s is empty", field)
@@ -345,7 +356,7 @@ func validateAggregateID(field, id string) error {
 		return InvalidField(field, "%s is %d bytes; at most 100 are allowed", field, len(id))
 	}
 	for _, r := range id {
-		if !IDRune(r) {
+		if !allowed(r) {
 			return InvalidField(field, "%s contains white space, a control character or an invisible character (%U)", field, r)
 		}
 	}

@@ -96,6 +96,11 @@ func TestServiceRefusalsWriteNothing(t *testing.T) {
 	if store.appends.Load() != before {
 		t.Fatal("a refused command appended events")
 	}
+	// Reads take the ids commands took before these rules: instances
+	// created then stay readable.
+	if _, v, err := domain.Load(context.Background(), s, domain.Accounts, "a\u00a0b"); err != nil || v != 0 {
+		t.Errorf("loading an id with a no-break space: version %d, %v", v, err)
+	}
 	// Letters of any script, the joiners of emoji sequences and of Persian
 	// words, and code points newer than Go's Unicode tables are fine.
 	for i, id := range []string{"kontó-ö", "dev-👩\u200d💻", "می\u200cخواهم", "\U0001fae9-x"} {

@@ -97,7 +97,7 @@ func validateQualifiedID(id string) error {
 	if strings.Contains(id, TenantSeparator) && tenant == "" {
 		return InvalidField("id", "id %q has an empty tenant", id)
 	}
-	if err := validateAggregateID("id", plain); err != nil {
+	if err := validateReadID("id", plain); err != nil {
 		return err
 	}
 	return nil

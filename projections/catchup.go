@@ -50,7 +50,6 @@ type instance struct {
 	stuckAt    int64
 	backoff    time.Duration
 	retryAt    time.Time
-	switchAt   time.Time  // a standby's next try to serve (see switchServing)
 	next       *readAhead // the batch after the one being applied, being read
 	// at is where the instance has read the log up to: its checkpoint, or
 	// further over events it does not read (saved at most checkpointEvery

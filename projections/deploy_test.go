@@ -11,16 +11,20 @@ import (
 	"cqrsgate/projections"
 )
 
+// deployOptions are Runner options for the deploy tests: quick retries and a
+// short rollback grace.
+var deployOptions = projections.Options{Poll: 100 * time.Millisecond, LeaderRetry: 100 * time.Millisecond, RollbackGrace: time.Second}
+
 // During a rolling deploy the old version keeps running in the processes
 // not yet replaced. Once the new version serves from a running process,
 // the old one must not take queries back, even if it was not retired yet
 // (the new version's process stopped between its switch and the old
-// version's retirement); it takes over only once no process runs the new
-// version (a rollback).
-func TestAnOlderVersionStaysOnStandbyWhileANewerOneRuns(t *testing.T) {
+// version's retirement): it retires itself. It serves again, rebuilt, once
+// no process has run the new version for the rollback grace.
+func TestAnOlderVersionStandsDownWhileANewerOneRuns(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.start(t, projections.Options{}, projections.Accounts{})
+	e.start(t, deployOptions, projections.Accounts{})
 	e.exec(t, domain.OpenAccount{AccountID: "standby", Owner: "o", Currency: "EUR"})
 	waitFor(t, "v1 to serve", func() bool {
 		s := status(t, e.pool, "accounts", accountsV)
@@ -47,19 +51,22 @@ func TestAnOlderVersionStaysOnStandbyWhileANewerOneRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	deposit := e.exec(t, domain.DepositMoney{AccountID: "standby", Amount: 7})
-	waitFor(t, "v1 to keep up on standby", caughtUp(t, e, "accounts", accountsV, deposit.Position))
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if status(t, e.pool, "accounts", accountsV).Serving || !status(t, e.pool, "accounts", accountsV+1).Serving {
-			t.Fatal("the older version took queries back from the newer one, which a process runs")
+	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
+	for end := time.Now().Add(2 * deployOptions.RollbackGrace); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if s := status(t, e.pool, "accounts", accountsV); s.Name != "" || !status(t, e.pool, "accounts", accountsV+1).Serving {
+			t.Fatalf("v1 came back while a process runs v2: %+v", s)
 		}
 	}
 
 	// The other process goes away (the deploy is rolled back): the older
-	// version serves again, up to date.
+	// version is built again and serves, up to date.
 	if err := other.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "v1 to serve again", func() bool { return status(t, e.pool, "accounts", accountsV).Serving })
+	waitFor(t, "v1 to serve again", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Generation == 2 && s.Position >= deposit.Position
+	})
 	var balance int64
 	if err := e.pool.QueryRow(ctx, `SELECT balance FROM readmodel.account_summary WHERE id = 'standby'`).Scan(&balance); err != nil || balance != 7 {
 		t.Fatalf("balance through the views after the rollback: %d, %v; want 7", balance, err)
@@ -67,19 +74,23 @@ func TestAnOlderVersionStaysOnStandbyWhileANewerOneRuns(t *testing.T) {
 }
 
 // A version retired by a newer one stays retired while a process runs the
-// newer one, and is built again from the log once none does (a deploy
-// rolled back after it completed): the read model does not freeze at the
-// newer version's last checkpoint.
+// newer one, even through that process's short losses of its leadership,
+// and is built again from the log once none has run it for the rollback
+// grace (a deploy rolled back after it completed): the read model does not
+// freeze at the newer version's last checkpoint. A process of the old
+// version started meanwhile builds nothing.
 func TestARetiredVersionIsBuiltAgainWhenTheNewerOneRunsNowhere(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.start(t, projections.Options{}, projections.Accounts{}) // an old process, never replaced
+	e.start(t, deployOptions, projections.Accounts{}) // an old process, never replaced
 	e.burst(t, 4, 5, "roll")
 	waitFor(t, "v1 to catch up", caughtUp(t, e, "accounts", accountsV, e.head(t)))
 
 	newCtx, stopNew := context.WithCancel(ctx)
 	defer stopNew()
-	next, err := projections.NewRunner(e.pool, e.store, quiet, projections.Options{Poll: 100 * time.Millisecond, LeaderRetry: 100 * time.Millisecond}, nextVersion{projections.Accounts{}})
+	nextOptions := deployOptions
+	nextOptions.LeaderRetry = 500 * time.Millisecond // its leadership lapses for that long
+	next, err := projections.NewRunner(e.pool, e.store, quiet, nextOptions, nextVersion{projections.Accounts{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +99,22 @@ func TestARetiredVersionIsBuiltAgainWhenTheNewerOneRunsNowhere(t *testing.T) {
 	waitFor(t, "v2 to serve and retire v1", func() bool {
 		return status(t, e.pool, "accounts", accountsV+1).Serving && status(t, e.pool, "accounts", accountsV).Name == ""
 	})
+	e.start(t, deployOptions, projections.Accounts{}) // another old process starts
+
+	// v2's leader loses its session (a connection reset): its process
+	// takes the lead again within LeaderRetry, inside the grace.
+	var pid int
+	key := projections.VersionLockKey("accounts", accountsV+1)
+	if err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid::bigint = $1 AND objid::bigint = $2`,
+		int64(uint64(key)>>32), int64(uint32(uint64(key)))).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
 	e.exec(t, domain.DepositMoney{AccountID: "roll-00", Amount: 1000})
 	waitFor(t, "v2 to catch up", caughtUp(t, e, "accounts", accountsV+1, e.head(t)))
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(2 * deployOptions.RollbackGrace); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if s := status(t, e.pool, "accounts", accountsV); s.Name != "" {
 			t.Fatalf("v1 came back while v2 runs: %+v", s)
 		}

@@ -22,8 +22,9 @@
 // old one keeps serving; once it has caught up, the views are switched in
 // one transaction and the old schema is dropped. An older version never
 // takes queries back from a newer one that a process runs (during a rolling
-// deploy it keeps up on standby); once no process runs the newer version
-// (a rollback), the older one serves again, built anew if it was retired.
+// deploy it retires); once no process has run the newer version for
+// Options.RollbackGrace (a rollback), the older one is built anew and
+// serves again.
 //
 // With several gateway processes on one database, each projection runs in
 // exactly one of them at a time: the one holding its session-level advisory

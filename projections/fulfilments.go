@@ -24,8 +24,11 @@ var _ Projection = Fulfilments{}
 // Name implements Projection.
 func (Fulfilments) Name() string { return "fulfilments" }
 
-// Version implements Projection.
-func (Fulfilments) Version() int { return 1 }
+// Version implements Projection. Version 2: the saga's state (the saga
+// column) gained the step in flight and the cancellation's reason, which
+// version 1's code cannot load; a rebuild also gives sagas that were
+// compensating their current step as the domain now sees it.
+func (Fulfilments) Version() int { return 2 }
 
 // EventTypes implements Projection.
 func (Fulfilments) EventTypes() []string {

@@ -41,6 +41,11 @@ type Options struct {
 	// LeaderRetry is how often a process that does not run a projection
 	// checks whether it can take over (default 2s).
 	LeaderRetry time.Duration
+	// RollbackGrace is how long no process must have run a projection's
+	// newer version before an older version takes queries back (a deploy
+	// rolled back; default 30s): a newer version's process that restarts,
+	// or loses its connection for a moment, leaves it unled for less.
+	RollbackGrace time.Duration
 	// Trace, when set, is called before a batch is applied and returns the
 	// context to apply it in and the function to call with the outcome
 	// (tracing).
@@ -71,6 +76,9 @@ func (o Options) withDefaults() Options {
 	if o.LeaderRetry <= 0 {
 		o.LeaderRetry = 2 * time.Second
 	}
+	if o.RollbackGrace <= 0 {
+		o.RollbackGrace = 30 * time.Second
+	}
 	return o
 }
 
@@ -90,6 +98,11 @@ type Runner struct {
 	// lazily (see checkpointEvery).
 	passedMu sync.Mutex
 	passed   map[string]int64
+
+	// unled holds, by projection name and version, since when this process
+	// has found no process running that version (see newerServing).
+	unledMu sync.Mutex
+	unled   map[string]time.Time
 }
 
 // NewRunner returns a Runner for projections over the events of store,
@@ -107,7 +120,7 @@ func NewRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logger, opt
 		}
 		seen[p.Name()] = true
 	}
-	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}}, nil
+	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}, unled: map[string]time.Time{}}, nil
 }
 
 // Progress returns a channel closed the next time a projection in this
@@ -237,10 +250,10 @@ func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) er
 
 // register gives p's version a generation to build, unless it has a live
 // one: a version that is new, and a version that was retired once a newer
-// one took over but that no process runs any more (a deploy rolled back),
-// which is built again from the start of the log. It reports whether p's
-// version has a live generation now; it has none while a newer version
-// serves from a running process.
+// one took over but that no process has run for RollbackGrace (a deploy
+// rolled back), which is built again from the start of the log. It reports
+// whether p's version has a live generation now; it has none while a newer
+// version serves from a running process.
 func (r *Runner) register(ctx context.Context, p Projection) (live bool, err error) {
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		var generations int32
@@ -251,13 +264,10 @@ func (r *Runner) register(ctx context.Context, p Projection) (live bool, err err
 		if live {
 			return nil
 		}
-		if generations > 0 {
-			newer, err := newerServing(ctx, tx, p.Name(), p.Version(), int(generations))
-			if err != nil || newer {
-				return err
-			}
-			r.log.WarnContext(ctx, "building a retired projection version again: the newer version serving it runs nowhere",
-				"projection", p.Name(), "version", p.Version(), "generation", generations+1)
+		// A newer version that serves from a running process keeps this
+		// one idle (retired, or never built).
+		if newer, err := r.newerServing(ctx, tx, p.Name(), p.Version(), int(generations)); err != nil || newer {
+			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation) VALUES ($1, $2, $3)`, p.Name(), p.Version(), generations+1)
 		live = err == nil
@@ -290,7 +300,7 @@ func (r *Runner) setup(ctx context.Context, in *instance) error {
 			return err
 		}
 		if !serving {
-			_, err := switchServing(ctx, tx, in)
+			_, err := r.switchServing(ctx, tx, in)
 			return err
 		}
 		return nil
@@ -300,10 +310,11 @@ func (r *Runner) setup(ctx context.Context, in *instance) error {
 // newerServing reports whether a newer instance than generation of
 // version serves projection name from a running process, in tx, which
 // locks its row. A newer generation of the same version is led by this
-// process; a newer version runs elsewhere while its advisory lock is held,
-// and tx takes that lock when it is free, so that no process starts running
-// the newer version before tx ends.
-func newerServing(ctx context.Context, tx pgx.Tx, name string, version, generation int) (bool, error) {
+// process. A newer version runs elsewhere while its advisory lock is held;
+// tx takes the lock when it is free, so that no process starts running
+// that version before tx ends, and the version counts as running until
+// this process has found its lock free for RollbackGrace.
+func (r *Runner) newerServing(ctx context.Context, tx pgx.Tx, name string, version, generation int) (bool, error) {
 	var sv, sg int32
 	err := tx.QueryRow(ctx, `SELECT version, generation FROM public.projections WHERE name = $1 AND serving FOR UPDATE`, name).Scan(&sv, &sg)
 	switch {
@@ -320,18 +331,33 @@ func newerServing(ctx context.Context, tx pgx.Tx, name string, version, generati
 	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", versionLockKey(name, int(sv))).Scan(&free); err != nil {
 		return false, err
 	}
-	return !free, nil
+	key := fmt.Sprintf("%s/%d", name, sv)
+	r.unledMu.Lock()
+	defer r.unledMu.Unlock()
+	if !free {
+		delete(r.unled, key)
+		return true, nil
+	}
+	since, seen := r.unled[key]
+	if !seen {
+		r.unled[key] = time.Now()
+		return true, nil
+	}
+	if time.Since(since) < r.opts.RollbackGrace {
+		return true, nil
+	}
+	r.log.WarnContext(ctx, "no process has run the newer projection version serving queries for the rollback grace: this version takes over",
+		"projection", name, "version", version, "newer", sv, "grace", r.opts.RollbackGrace)
+	return false, nil
 }
 
 // switchServing makes the instance the one queries read, in tx: the views
 // in schema readmodel are replaced, atomically for readers. It switches
 // nothing, and reports false, when a newer instance serves from a running
-// process (see newerServing): during a rolling deploy an older version
-// keeps building on standby and takes over only once no process runs the
-// newer one.
-func switchServing(ctx context.Context, tx pgx.Tx, in *instance) (bool, error) {
+// process (see newerServing).
+func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (bool, error) {
 	p := in.p
-	if newer, err := newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || newer {
+	if newer, err := r.newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || newer {
 		return false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
@@ -372,16 +398,25 @@ func (r *Runner) retireOlder(ctx context.Context, in *instance) error {
 		return err
 	}
 	for _, o := range old {
-		schema := GenerationSchema(p.Name(), int(o.version), int(o.generation))
-		if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		if err := r.retire(ctx, p.Name(), int(o.version), int(o.generation)); err != nil {
 			return err
 		}
-		if _, err := r.pool.Exec(ctx, `UPDATE projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp()
-			WHERE name = $1 AND version = $2 AND generation = $3`, p.Name(), o.version, o.generation); err != nil {
-			return err
-		}
-		r.log.InfoContext(ctx, "retired projection", "projection", p.Name(), "version", o.version, "generation", o.generation)
 	}
+	return nil
+}
+
+// retire drops the schema of a generation of a projection version and
+// marks it RETIRED.
+func (r *Runner) retire(ctx context.Context, name string, version, generation int) error {
+	schema := GenerationSchema(name, version, generation)
+	if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		return err
+	}
+	if _, err := r.pool.Exec(ctx, `UPDATE projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp()
+		WHERE name = $1 AND version = $2 AND generation = $3`, name, version, generation); err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "retired projection", "projection", name, "version", version, "generation", generation)
 	return nil
 }
 
@@ -576,24 +611,24 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, err
 		}
 	}
-	if !st.serving && !time.Now().Before(in.switchAt) {
+	if !st.serving {
 		// A rebuild has caught up: switch queries to it, unless a newer
-		// version serves from another process (a rolling deploy): then it
-		// keeps up on standby and tries again every LeaderRetry.
+		// instance serves from a running process (a rolling deploy): then
+		// this one is superseded and retires (it comes back once no process
+		// has run the newer version for RollbackGrace; see register).
 		var switched bool
 		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) (err error) {
-			switched, err = switchServing(ctx, tx, in)
+			switched, err = r.switchServing(ctx, tx, in)
 			return err
 		}); err != nil {
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
 		}
 		if !switched {
-			if in.switchAt.IsZero() {
-				r.log.InfoContext(ctx, "projection on standby: a newer version serves from another process",
-					"projection", p.Name(), "version", p.Version(), "generation", in.generation)
-			}
-			in.switchAt = time.Now().Add(r.opts.LeaderRetry)
-			return false, nil
+			r.log.InfoContext(ctx, "a newer projection version serves from a running process: retiring this one",
+				"projection", p.Name(), "version", p.Version(), "generation", in.generation)
+			in.dropReadAhead()
+			st.stale = true
+			return false, r.retire(ctx, p.Name(), p.Version(), in.generation)
 		}
 		st.serving, st.stale = true, true // and older generations retire
 		r.setPassed(p.Name(), in.at, true)

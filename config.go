@@ -395,8 +395,10 @@ func checkOrigin(o string) error {
 	if o == "*" {
 		return nil
 	}
+	// Any scheme: apps in web views and extensions send their own
+	// (capacitor://localhost, tauri://localhost, chrome-extension://<id>).
 	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
 		return fmt.Errorf("%q is not an origin such as https://app.example.com", o)
 	}
 	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {

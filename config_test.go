@@ -217,7 +217,7 @@ func TestLoadConfigRefusesWhatCannotWork(t *testing.T) {
 		{map[string]string{"DEBUG_ADDR": "0.0.0.0:6060"}, "INSECURE_DEBUG_ADDR"},
 		{map[string]string{"ALLOWED_ORIGINS": "https://app.example.com/"}, "-allowed-origins (ALLOWED_ORIGINS): \"https://app.example.com/\" is not an origin"},
 		{map[string]string{"ALLOWED_ORIGINS": "https://ok.example, https://app.example.com/app"}, "write https://app.example.com"},
-		{map[string]string{"ALLOWED_ORIGINS": "ftp://app.example.com"}, "-allowed-origins (ALLOWED_ORIGINS)"},
+		{map[string]string{"ALLOWED_ORIGINS": "app.example.com:443"}, "-allowed-origins (ALLOWED_ORIGINS)"},
 		{map[string]string{"ALLOWED_ORIGINS": "https://"}, "-allowed-origins (ALLOWED_ORIGINS)"},
 		{map[string]string{"AUTH_API_KEYS": "shop@:admin:0123456789abcdef"}, "-auth-api-keys (AUTH_API_KEYS): API key \"shop@\": name@tenant needs both"},
 		{map[string]string{"AUTH_API_KEYS": "@acme:admin:0123456789abcdef"}, "-auth-api-keys (AUTH_API_KEYS)"},
@@ -236,6 +236,8 @@ func TestLoadConfigRefusesWhatCannotWork(t *testing.T) {
 		{"DEBUG_ADDR": "[::1]:6060"},
 		{"DEBUG_ADDR": "0.0.0.0:6060", "INSECURE_DEBUG_ADDR": "true"},
 		{"ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000,*"},
+		// Apps in web views and browser extensions send origins of their own.
+		{"ALLOWED_ORIGINS": "capacitor://localhost,tauri://localhost,chrome-extension://abcdefghijklmnopabcdefghijklmnop"},
 		{"SHUTDOWN_DELAY": "0"},
 	} {
 		if _, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard); err != nil {

@@ -204,8 +204,8 @@ func loopbackHost(host string) bool {
 		host = host[1 : len(host)-1]
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if host == "localhost" {
-		return true
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true // browsers resolve *.localhost to loopback themselves (RFC 6761)
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()

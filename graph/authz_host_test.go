@@ -15,7 +15,7 @@ import (
 // says why.
 func TestLoopbackHostOnly(t *testing.T) {
 	h := graph.LoopbackHostOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	for _, host := range []string{"localhost", "localhost:8080", "LocalHost.:8080", "127.0.0.1:8080", "127.3.4.5", "[::1]:8080", "[::1]", "[::ffff:127.0.0.1]:80", ""} {
+	for _, host := range []string{"localhost", "localhost:8080", "LocalHost.:8080", "127.0.0.1:8080", "127.3.4.5", "[::1]:8080", "[::1]", "[::ffff:127.0.0.1]:80", "app.localhost:8080", ""} {
 		r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
 		r.Host = host
 		w := httptest.NewRecorder()

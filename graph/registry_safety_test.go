@@ -69,7 +69,8 @@ func TestRegistryRefusesSchemasTheValidatorCannotRun(t *testing.T) {
 	for _, tt := range []struct{ schema, want string }{
 		{`{"type": "object", "properties": {"n": {"multipleOf": 1e-9999999}}}`, "1e-9999999"},
 		{`{"type": "object", "properties": {"p": {"$ref": "#/properties/p"}}}`, "loop"},
-		{`{"type": "object", "properties": {"p": {"$id": "http://127.0.0.1:1/x.json#a", "$ref": "#/definitions/a"}}}`, "identifiers are not supported"},
+		{`{"type": "object", "properties": {"p": {"$id": "http://127.0.0.1:1/x.json#a", "$ref": "#/definitions/a"}}}`, "base URI"},
+		{`{"$id": "http://127.0.0.1:1/x.json", "type": "object"}`, "identifiers are not supported"},
 	} {
 		out, _ := g.post(`mutation($s: JSON!) { registerEventSchema(type: "Bad", schema: $s) { version } }`, map[string]any{"s": json.RawMessage(tt.schema)})
 		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" || !strings.Contains(out.Errors[0].Message, tt.want) {

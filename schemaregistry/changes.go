@@ -121,7 +121,7 @@ func problemsText(ps []Problem) string {
 // CodeIncompatible (Rule INCOMPATIBLE_SCHEMA or STORED_EVENTS_FAIL, details
 // listing the reasons or the failing event ids) when it is not compatible;
 // bad input is CodeInvalid, and so is a schema with a $ref loop that
-// consumes no data, or with $id (see compileSubmitted). Registering the
+// consumes no data, or with $id (see checkNoIDs). Registering the
 // latest schema again registers no version and returns a Verdict with
 // Unchanged set; a Compatibility given is set all the same.
 func (r *Registry) Register(ctx context.Context, reg Registration) (Verdict, error) {
@@ -139,7 +139,9 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 	if err := checkTypeName(reg.Type); err != nil {
 		return Verdict{}, err
 	}
-	c, err := compileSubmitted(reg.Schema)
+	// Compiled as a stored schema is: the one registered already may be
+	// submitted again (unchanged); a new version must pass checkNoIDs too.
+	c, err := compileSchema(reg.Schema)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -188,6 +190,9 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 				return nil
 			}
 			_, err := tx.Exec(ctx, `UPDATE schema_types SET compatibility = $2, updated_at = now() WHERE event_type = $1`, reg.Type, string(mode))
+			return err
+		}
+		if err := checkNoIDs(c.doc, ""); err != nil {
 			return err
 		}
 		o := &override{stepFrom: latest, step: mig, version: latest + 1, schema: c}

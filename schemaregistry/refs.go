@@ -108,7 +108,7 @@ func (d *document) applied(n schemaNode) (inPlace, descending []schemaNode, err 
 		if !ok {
 			return nil, nil, fmt.Errorf("#%s/$ref: %s is not a string", n.loc, show(v))
 		}
-		t, err := d.lookup(ref)
+		t, err := d.lookupAnchorOrPointer(ref)
 		if err != nil {
 			return nil, nil, fmt.Errorf("#%s/$ref: %w", n.loc, err)
 		}
@@ -145,14 +145,14 @@ func (d *document) applied(n schemaNode) (inPlace, descending []schemaNode, err 
 	return inPlace, descending, nil
 }
 
-// checkNoIDs refuses $id (and id, which gojsonschema also reads) in a
-// schema being registered: an identifier changes what the "#/..."
-// references inside it resolve against, and gojsonschema fetches a
-// document named by an absolute one (over HTTP, or a file) to resolve
-// them. Without identifiers every reference is a JSON Pointer into the
-// schema itself. The walk is gojsonschema's (see idProblem): it reads
-// identifiers everywhere except in const and enum and in the names of
-// properties, also in the values of default and examples.
+// checkNoIDs refuses $id (and id, which gojsonschema also reads) in the
+// schemas of a schema being registered, but for plain-name fragments
+// ("#address", which "$ref": "#address" names): any other identifier
+// changes what the references inside it resolve against, and gojsonschema
+// fetches a document named by an absolute one (over HTTP, or a file) to
+// resolve them (localLoader refuses that too). The values of const, enum,
+// default and examples are data, not schemas: an example event may well
+// have an id field.
 func checkNoIDs(v any, path string) error {
 	switch n := v.(type) {
 	case []any:
@@ -163,15 +163,15 @@ func checkNoIDs(v any, path string) error {
 		}
 	case map[string]any:
 		for _, k := range []string{"$id", "id"} {
-			if s, ok := n[k].(string); ok {
-				return invalid("%s/%s: %q: schema identifiers are not supported (every $ref resolves within this schema, and the registry never fetches anything); remove %s", path, k, s, k)
+			if s, ok := n[k].(string); ok && !plainName(s) {
+				return invalid("%s/%s: %q: schema identifiers are not supported, but for plain names (\"#address\"): every $ref resolves within this schema, and the registry never fetches anything; remove %s", path, k, s, k)
 			}
 		}
 		for _, k := range sortedKeys(n) {
 			switch k {
-			case "const", "enum":
+			case "const", "enum", "default", "examples":
 				continue
-			case "properties", "dependencies", "patternProperties":
+			case "properties", "dependencies", "patternProperties", "definitions":
 				if m, ok := n[k].(map[string]any); ok {
 					for _, name := range sortedKeys(m) {
 						if err := checkNoIDs(m[name], path+"/"+escapePointer(k)+"/"+escapePointer(name)); err != nil {
@@ -187,6 +187,57 @@ func checkNoIDs(v any, path string) error {
 		}
 	}
 	return nil
+}
+
+// plainName reports whether id is a plain-name fragment ("#address"):
+// a name for the schema within its document, which changes no base URI.
+func plainName(id string) bool {
+	if len(id) < 2 || id[0] != '#' {
+		return false
+	}
+	for _, r := range id[1:] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// lookupAnchorOrPointer resolves ref as gojsonschema does: a plain-name
+// fragment ("#address") names the schema whose $id (or id) it is, anything
+// else is a JSON Pointer (lookup).
+func (d *document) lookupAnchorOrPointer(ref string) (schemaNode, error) {
+	if !plainName(ref) {
+		return d.lookup(ref)
+	}
+	var found *schemaNode
+	var walk func(v any, loc string)
+	walk = func(v any, loc string) {
+		switch n := v.(type) {
+		case []any:
+			for i, x := range n {
+				walk(x, loc+"/"+strconv.Itoa(i))
+			}
+		case map[string]any:
+			for _, k := range []string{"$id", "id"} {
+				if s, ok := n[k].(string); ok && s == ref && found == nil {
+					found = &schemaNode{v: n, loc: loc}
+				}
+			}
+			for _, k := range sortedKeys(n) {
+				switch k {
+				case "const", "enum", "default", "examples":
+					continue
+				}
+				walk(n[k], loc+"/"+escapePointer(k))
+			}
+		}
+	}
+	walk(d.root, "")
+	if found == nil {
+		return schemaNode{}, fmt.Errorf("$ref %q names no schema (no $id %q in the schema)", ref, ref)
+	}
+	return *found, nil
 }
 
 // localLoader loads a schema document for gojsonschema, which resolves

@@ -1,6 +1,7 @@
 package schemaregistry
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -94,6 +95,9 @@ type Registry struct {
 type state struct {
 	revision int64
 	types    map[string]*typeState
+	// readFrom is when the reload that read the state began (its snapshot
+	// is later), installedAt when it was installed (see install).
+	readFrom, installedAt time.Time
 }
 
 type typeState struct {
@@ -153,6 +157,7 @@ type querier interface {
 // concurrently (Run, lookups that miss, changes): a snapshot older than the
 // one installed meanwhile is dropped (see install).
 func (r *Registry) reload(ctx context.Context) error {
+	readFrom := time.Now()
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)
@@ -162,17 +167,22 @@ func (r *Registry) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st.readFrom = readFrom
 	r.install(st)
 	return nil
 }
 
-// install makes st the registry's state unless a newer one (by revision)
-// is installed already: a reload that read its snapshot before a change
-// committed may finish after the reload that saw the change.
+// install makes st the registry's state unless a newer one is installed
+// already: a reload that read its snapshot before a change committed may
+// finish after the reload that saw the change, and its lower revision is
+// dropped. A lower revision read by a reload that began after the
+// installed state was installed is the database's own (restored from a
+// backup, a failover to a replica behind): it is installed.
 func (r *Registry) install(st *state) {
+	st.installedAt = time.Now()
 	for {
 		cur := r.state.Load()
-		if cur != nil && cur.revision > st.revision {
+		if cur != nil && cur.revision > st.revision && !st.readFrom.After(cur.installedAt) {
 			return
 		}
 		if r.state.CompareAndSwap(cur, st) {
@@ -419,7 +429,7 @@ func (r *Registry) upcast(t *typeState, version int, data []byte, target int, o 
 	if err := r.migrate(t, obj, version, target, o, budget); err != nil {
 		return nil, nil, err
 	}
-	out, err := json.Marshal(obj)
+	out, err := marshalUnescaped(obj)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -529,4 +539,18 @@ func (s *state) sortedTypes() []*typeState {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// marshalUnescaped encodes v as JSON as the event store keeps it: without
+// json.Marshal's escapes of <, > and &, which would make a migrated event
+// six times the size of the stored one for each of them (and refuse it
+// against the size limit).
+func marshalUnescaped(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

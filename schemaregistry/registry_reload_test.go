@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"cqrsgate/internal/pgtest"
 )
@@ -53,13 +54,22 @@ func TestConcurrentReloadsNeverGoBack(t *testing.T) {
 		t.Errorf("%d of 150 registrations were not visible right after Register returned", invisible)
 	}
 
-	// The rule itself: an older revision is never installed.
+	// The rule itself: an older revision read before the newer one was
+	// installed is dropped ...
 	fresh := &Registry{}
-	newer, older := &state{revision: 10, types: map[string]*typeState{}}, &state{revision: 9, types: map[string]*typeState{}}
+	began := time.Now()
+	newer, older := &state{revision: 10, types: map[string]*typeState{}, readFrom: began}, &state{revision: 9, types: map[string]*typeState{}, readFrom: began}
 	fresh.install(newer)
 	fresh.install(older)
 	if got := fresh.state.Load(); got != newer {
 		t.Errorf("installed revision %d over 10", got.revision)
+	}
+	// ... and one read after it is the database's: restored from a backup.
+	time.Sleep(time.Millisecond)
+	restored := &state{revision: 9, types: map[string]*typeState{}, readFrom: time.Now()}
+	fresh.install(restored)
+	if got := fresh.state.Load(); got != restored {
+		t.Errorf("a database restored to revision 9: revision %d stays installed", got.revision)
 	}
 }
 

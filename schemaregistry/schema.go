@@ -67,16 +67,10 @@ func unusableSchema(raw []byte, why error) *compiled {
 // accepts only objects, with no reference outside itself and none that
 // goes round a loop without descending into the data (checkRefCycles).
 // Compiling never does I/O (localLoader). Errors are *Error with
-// CodeInvalid, saying what is wrong. Stored schemas are compiled so; a
-// schema being registered is compiled by compileSubmitted.
-func compileSchema(raw []byte) (*compiled, error) { return compileChecked(raw, nil) }
-
-// compileSubmitted is compileSchema for a schema being registered, which
-// must not carry $id either (checkNoIDs; stored schemas registered before
-// that rule keep working when their references resolve locally).
-func compileSubmitted(raw []byte) (*compiled, error) { return compileChecked(raw, checkNoIDs) }
-
-func compileChecked(raw []byte, check func(doc any, path string) error) (c *compiled, err error) {
+// CodeInvalid, saying what is wrong. A new version must pass checkNoIDs as
+// well (stored schemas registered before that rule keep working when their
+// references resolve locally).
+func compileSchema(raw []byte) (c *compiled, err error) {
 	if len(raw) > MaxSchemaBytes {
 		return nil, invalid("the schema is %d bytes; at most %d are accepted", len(raw), MaxSchemaBytes)
 	}
@@ -109,11 +103,6 @@ func compileChecked(raw []byte, check func(doc any, path string) error) (c *comp
 			n = n[:40] + "…"
 		}
 		return nil, invalid("the schema holds the number %s, which %s", n, why)
-	}
-	if check != nil {
-		if err := check(doc, ""); err != nil {
-			return nil, err
-		}
 	}
 	if err := checkRefs(doc, ""); err != nil {
 		return nil, err

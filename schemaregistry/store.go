@@ -200,8 +200,9 @@ func sameMigration(s *step, ops []Op) bool {
 // seedMigration registers the shipped migration ops of version n (from
 // n-1), which is registered without one; under the type's lock, where it
 // is checked again: another process may have registered it meanwhile. A
-// different migration registered for the step is an error: a shipped
-// migration never changes.
+// different migration registered for the step stays, with a warning in
+// the log: migrations may be replaced (registerEventMigration), and an
+// administrator's replacement outlives the release that shipped the first.
 func (r *Registry) seedMigration(ctx context.Context, eventType string, n int, ops []Op) error {
 	mig, err := compileOps(ops)
 	if err != nil {
@@ -212,11 +213,11 @@ func (r *Registry) seedMigration(ctx context.Context, eventType string, n int, o
 			return fmt.Errorf("%s v%d is not registered", eventType, n)
 		}
 		if s := t.steps[n-1]; s != nil {
-			if bytes.Equal(s.raw, mig.raw) {
-				return nil // registered by another process meanwhile
+			if !bytes.Equal(s.raw, mig.raw) { // else registered by another process meanwhile
+				r.log.WarnContext(ctx, "schema registry: the shipped migration differs from the one registered, which stays (replaced with registerEventMigration?); ship the registered one to silence this",
+					"eventType", eventType, "fromVersion", n-1, "registered", string(s.raw), "shipped", string(mig.raw))
 			}
-			return &Error{Code: CodeInvalid, Details: map[string]any{"eventType": eventType, "fromVersion": n - 1},
-				Message: fmt.Sprintf("differs from the migration registered for %s v%d to v%d (%s): a shipped migration must not change; ship it as registered, or register the new one with registerEventMigration and ship that", eventType, n-1, n, s.raw)}
+			return nil
 		}
 		return r.checkAndStoreMigration(ctx, tx, t, n-1, mig, &Verdict{})
 	}, true)

@@ -251,7 +251,7 @@ var Fulfilments = &Kind[*Fulfilment]{
 	New:          func(orderID string) *Fulfilment { return &Fulfilment{orderID: orderID} },
 	Decide:       func(f *Fulfilment, cmd Command, now time.Time) ([]Event, error) { return f.decide(cmd, now) },
 	Decode:       decodeFulfilmentEvent,
-	StateVersion: 2,
+	StateVersion: 3,
 	SaveState:    func(f *Fulfilment) (json.RawMessage, error) { return json.Marshal(f.snapshot()) },
 	LoadState:    loadFulfilment,
 }
@@ -267,8 +267,14 @@ func (f *Fulfilment) State() string { return f.state }
 func (f *Fulfilment) Reason() string { return f.reason }
 
 // CancelReason returns why compensation started: the reason the order is
-// cancelled with ("" while the saga runs).
-func (f *Fulfilment) CancelReason() string { return f.cancelReason }
+// cancelled with ("" while the saga runs; Reason for a state that does not
+// know it).
+func (f *Fulfilment) CancelReason() string {
+	if f.cancelReason == "" {
+		return f.reason
+	}
+	return f.cancelReason
+}
 
 // AccountID returns the account the saga charges.
 func (f *Fulfilment) AccountID() string { return f.accountID }
@@ -498,9 +504,9 @@ func decodeFulfilmentEvent(eventType string, schemaVersion int, data json.RawMes
 	return nil, UnknownEvent("fulfilment", eventType, schemaVersion)
 }
 
-// fulfilmentState is the snapshot shape (StateVersion 2: 1 had neither
-// InFlight nor CancelReason, which are left out when empty, as the
-// fulfilments read model stores this shape too).
+// fulfilmentState is the snapshot shape (StateVersion 3: 1 had neither
+// InFlight nor CancelReason, 2 no CancelReason; both are left out when
+// empty, as the fulfilments read model stores this shape too).
 type fulfilmentState struct {
 	Started                  bool
 	AccountID, Currency      string

@@ -315,3 +315,46 @@ func TestFulfilmentCancellationIsTheSameCommandOnEveryAttempt(t *testing.T) {
 		t.Fatalf("after the retry: saga %s, reason %q; want COMPENSATED", got.saga, got.reason)
 	}
 }
+
+// A saga compensating when the gateway is upgraded, whose state does not
+// know why compensation started (a snapshot of a release before it was
+// kept), cancels the order with its reason: the cancellation, with an
+// empty reason, was refused and the saga stopped FAILED.
+func TestFulfilmentStateWithoutACancelReasonCancelsTheOrder(t *testing.T) {
+	type crash struct{}
+	s, st := newLostReplySaga(t, func(_ string, step domain.FulfilmentStep, phase string) {
+		if phase == "before" && step.Name == domain.StepCancelOrder {
+			panic(crash{}) // the old release stops before cancelling (upgrade)
+		}
+	})
+	s.shop("", 100, "EUR", 5, 5) // insufficient funds: compensates
+	func() {
+		defer func() { _ = recover() }()
+		_ = s.drive()
+	}()
+	ctx := context.Background()
+	f, v, err := domain.Load(ctx, s.svc, domain.Fulfilments, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot such a release wrote: no CancelReason.
+	raw, _ := domain.Fulfilments.SaveState(f)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	delete(m, "CancelReason")
+	old, _ := json.Marshal(m)
+	if err := st.Memory.SaveSnapshot(ctx, domain.Snapshot{StreamID: "fulfilment-o1", Version: v, SchemaVersion: domain.Fulfilments.StateVersion, State: old}); err != nil {
+		t.Fatal(err)
+	}
+	// The new release starts.
+	now := func() time.Time { return time.Unix(0, s.clock.Load()).UTC() }
+	log := slog.New(slog.DiscardHandler)
+	s.svc = domain.NewService(st, log, now, domain.ServiceOptions{SnapshotEvery: 100})
+	s.proc = domain.NewFulfilmentProcess(s.svc, log, now, domain.FulfilmentOptions{StepTimeout: time.Minute,
+		Active: func(context.Context) ([]string, error) { return []string{"o1"}, nil }})
+	_ = s.proc.Tick(ctx)
+	got := s.outcome("")
+	if got.order != domain.StatusCancelled || got.saga != domain.FulfilmentCompensated {
+		t.Fatalf("after the upgrade: %+v; want the order CANCELLED, the saga COMPENSATED", got)
+	}
+}

@@ -173,6 +173,11 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	if err != nil {
 		return Result{}, err
 	}
+	if version == 0 {
+		if err := checkNewID(k, id); err != nil {
+			return Result{}, err
+		}
+	}
 	current := true // as far as this process knows: false once the stream is known to have moved on
 	// The state goes back to the cache at the version it reflects, whatever
 	// the command's outcome (appended events are applied to it first), but

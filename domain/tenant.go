@@ -104,17 +104,29 @@ func validateQualifiedID(id string) error {
 }
 
 // qualifiedStream returns the stream of instance id of kind k in tenant,
-// after checking both.
+// after checking both; the id as ids to read by are (validateReadID):
+// instances created before IDRune stay commandable, and a new instance's
+// id is checked by checkNewID.
 func qualifiedStream[A Aggregate](k *Kind[A], tenant, id string) (string, error) {
 	if err := ValidateTenant(tenant); err != nil {
 		return "", err
 	}
-	field := k.IDField
-	if field == "" {
-		field = "id"
-	}
-	if err := validateAggregateID(field, id); err != nil {
+	if err := validateReadID(k.idField(), id); err != nil {
 		return "", err
 	}
 	return k.StreamID(Qualify(tenant, id)), nil
+}
+
+// checkNewID checks the id of an instance a command creates
+// (validateAggregateID).
+func checkNewID[A Aggregate](k *Kind[A], id string) error {
+	return validateAggregateID(k.idField(), id)
+}
+
+// idField is what errors about an instance's id call it.
+func (k *Kind[A]) idField() string {
+	if k.IDField == "" {
+		return "id"
+	}
+	return k.IDField
 }

@@ -44,7 +44,11 @@ var emptyObject = json.RawMessage(`{}`)
 // generated ids where none was given and {} for absent metadata. The input
 // slice is not modified. Errors are ErrInvalidInput naming the field.
 func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, events []domain.EventData, newID func() string) ([]domain.EventData, error) {
-	if err := validateNewStreamID("stream", stream); err != nil {
+	check := validateNewStreamID
+	if expected > 0 || expected == domain.ExpectStreamExists {
+		check = validateStreamID // the stream exists (or the append fails): it was fine when it was made
+	}
+	if err := check("stream", stream); err != nil {
 		return nil, err
 	}
 	if !expected.Valid() {

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +158,83 @@ func TestARetiredVersionIsBuiltAgainWhenTheNewerOneRunsNowhere(t *testing.T) {
 	})
 	if got := summaries(t, e.pool, "readmodel.account_summary"); len(got) != len(want) {
 		t.Fatalf("%d accounts after the rebuild, want %d", len(got), len(want))
+	}
+}
+
+// gated blocks Apply while closed is set.
+type gated struct {
+	projections.Projection
+	closed *atomic.Bool
+}
+
+func (g gated) Apply(ctx context.Context, tx pgx.Tx, evs []domain.RecordedEvent) error {
+	for g.closed.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return g.Projection.Apply(ctx, tx, evs)
+}
+
+// The rollback grace is a run of sightings of a free lock: a newer
+// version's lock seen free once, long ago (before a slow rebuild of the
+// older version), then held while the rebuild runs, and freed for 300 ms by
+// a restart of its process when the rebuild catches up, is no rollback: the
+// older version does not take queries back.
+func TestRollbackGraceIsContinuous(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var closed atomic.Bool
+	e.start(t, deployOptions, gated{projections.Accounts{}, &closed})
+	e.exec(t, domain.OpenAccount{AccountID: "g", Owner: "o", Currency: "EUR"})
+	waitFor(t, "v1 to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Position >= e.head(t)
+	})
+	lockV2 := func() *pgx.Conn {
+		c, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	other := lockV2()
+	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE projections SET serving = false WHERE name = 'accounts'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', $1, 1, $2, true)`, accountsV+1, e.head(t))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
+
+	closed.Store(true) // the v1 rebuild will be slow
+	other.Close(ctx)   // v2 goes away (rollback)...
+	waitFor(t, "v1 generation 2 to be registered", func() bool { return status(t, e.pool, "accounts", accountsV).Generation == 2 })
+	back := lockV2()
+	time.Sleep(3 * deployOptions.RollbackGrace)
+
+	back.Close(ctx)
+	freedAt := time.Now()
+	closed.Store(false)
+	var took time.Duration
+	for time.Since(freedAt) < 300*time.Millisecond {
+		if status(t, e.pool, "accounts", accountsV).Serving {
+			took = time.Since(freedAt)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	again := lockV2()
+	defer again.Close(ctx)
+	if took > 0 {
+		t.Fatalf("v1 took queries back %v after v2's lock was freed (grace %v), though v2 ran for the last 3s", took, deployOptions.RollbackGrace)
 	}
 }

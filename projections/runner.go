@@ -102,8 +102,13 @@ type Runner struct {
 	// unled holds, by projection name and version, since when this process
 	// has found no process running that version (see newerServing).
 	unledMu sync.Mutex
-	unled   map[string]time.Time
+	unled   map[string]unledSince
 }
+
+// unledSince is how long a version's lock has been seen free: since the
+// first of a run of observations, each at most unledGap after the one
+// before (last).
+type unledSince struct{ since, last time.Time }
 
 // NewRunner returns a Runner for projections over the events of store,
 // keeping read models and checkpoints in pool's database (which must have
@@ -120,7 +125,7 @@ func NewRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logger, opt
 		}
 		seen[p.Name()] = true
 	}
-	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}, unled: map[string]time.Time{}}, nil
+	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}, unled: map[string]unledSince{}}, nil
 }
 
 // Progress returns a channel closed the next time a projection in this
@@ -266,7 +271,7 @@ func (r *Runner) register(ctx context.Context, p Projection) (live bool, err err
 		}
 		// A newer version that serves from a running process keeps this
 		// one idle (retired, or never built).
-		if newer, err := r.newerServing(ctx, tx, p.Name(), p.Version(), int(generations)); err != nil || newer {
+		if newer, err := r.newerServing(ctx, tx, p.Name(), p.Version(), int(generations)); err != nil || newer != noNewer {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation) VALUES ($1, $2, $3)`, p.Name(), p.Version(), generations+1)
@@ -300,83 +305,102 @@ func (r *Runner) setup(ctx context.Context, in *instance) error {
 			return err
 		}
 		if !serving {
-			_, err := r.switchServing(ctx, tx, in)
+			_, err := r.switchServing(ctx, tx, in) // nothing serves: it switches
 			return err
 		}
 		return nil
 	})
 }
 
-// newerServing reports whether a newer instance than generation of
-// version serves projection name from a running process, in tx, which
-// locks its row. A newer generation of the same version is led by this
-// process. A newer version runs elsewhere while its advisory lock is held;
-// tx takes the lock when it is free, so that no process starts running
-// that version before tx ends, and the version counts as running until
-// this process has found its lock free for RollbackGrace.
-func (r *Runner) newerServing(ctx context.Context, tx pgx.Tx, name string, version, generation int) (bool, error) {
+// newer says whether an instance newer than a given one serves queries.
+type newer int
+
+const (
+	noNewer newer = iota
+	// newerRuns: a newer instance serves from a running process.
+	newerRuns
+	// newerUnled: a newer version serves, but its lock has been seen free,
+	// for less than RollbackGrace so far.
+	newerUnled
+)
+
+// newerServing says whether a newer instance than generation of version
+// serves projection name, in tx, which locks its row. A newer generation
+// of the same version is led by this process. A newer version runs
+// elsewhere while its advisory lock is held; tx takes the lock when it is
+// free, so that no process starts running that version before tx ends. It
+// counts as running until this process has seen its lock free for
+// RollbackGrace, in observations no more than unledGap apart (a process
+// that looked long ago knows nothing of the time between).
+func (r *Runner) newerServing(ctx context.Context, tx pgx.Tx, name string, version, generation int) (newer, error) {
 	var sv, sg int32
 	err := tx.QueryRow(ctx, `SELECT version, generation FROM public.projections WHERE name = $1 AND serving FOR UPDATE`, name).Scan(&sv, &sg)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
+		return noNewer, nil
 	case err != nil:
-		return false, err
+		return noNewer, err
 	case int(sv) < version || int(sv) == version && int(sg) <= generation:
-		return false, nil
+		return noNewer, nil
 	case int(sv) == version:
-		return true, nil
+		return newerRuns, nil
 	}
 	var free bool
 	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", versionLockKey(name, int(sv))).Scan(&free); err != nil {
-		return false, err
+		return noNewer, err
 	}
 	key := fmt.Sprintf("%s/%d", name, sv)
 	r.unledMu.Lock()
 	defer r.unledMu.Unlock()
 	if !free {
 		delete(r.unled, key)
-		return true, nil
+		return newerRuns, nil
 	}
-	since, seen := r.unled[key]
-	if !seen {
-		r.unled[key] = time.Now()
-		return true, nil
+	now := time.Now()
+	u, seen := r.unled[key]
+	if !seen || now.Sub(u.last) > r.unledGap() {
+		u.since = now
 	}
-	if time.Since(since) < r.opts.RollbackGrace {
-		return true, nil
+	u.last = now
+	r.unled[key] = u
+	if now.Sub(u.since) < r.opts.RollbackGrace {
+		return newerUnled, nil
 	}
 	r.log.WarnContext(ctx, "no process has run the newer projection version serving queries for the rollback grace: this version takes over",
 		"projection", name, "version", version, "newer", sv, "grace", r.opts.RollbackGrace)
-	return false, nil
+	return noNewer, nil
 }
+
+// unledGap is the longest time between two sightings of a free lock that
+// still count as one run of them (see newerServing): processes look every
+// LeaderRetry.
+func (r *Runner) unledGap() time.Duration { return 3 * r.opts.LeaderRetry }
 
 // switchServing makes the instance the one queries read, in tx: the views
 // in schema readmodel are replaced, atomically for readers. It switches
-// nothing, and reports false, when a newer instance serves from a running
-// process (see newerServing).
-func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (bool, error) {
+// nothing when a newer instance serves (see newerServing), and says so.
+func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (newer, error) {
 	p := in.p
-	if newer, err := r.newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || newer {
-		return false, err
+	if n, err := r.newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || n != noNewer {
+		return n, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
-		return false, err
+		return noNewer, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp() WHERE name = $1 AND version = $2 AND generation = $3`,
 		p.Name(), p.Version(), in.generation); err != nil {
-		return false, err
+		return noNewer, err
 	}
 	for _, t := range p.Tables() {
 		view := pgx.Identifier{"readmodel", t}.Sanitize()
 		if _, err := tx.Exec(ctx, "DROP VIEW IF EXISTS "+view); err != nil {
-			return false, err
+			return noNewer, err
 		}
 		if _, err := tx.Exec(ctx, "CREATE VIEW "+view+" AS SELECT * FROM "+pgx.Identifier{in.schema(), t}.Sanitize()); err != nil {
-			return false, fmt.Errorf("expose %s: %w", t, err)
+			return noNewer, fmt.Errorf("expose %s: %w", t, err)
 		}
 	}
-	return true, nil
+	return noNewer, nil
 }
 
 // retireOlder drops the schemas of everything older than the serving
@@ -611,19 +635,25 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, err
 		}
 	}
-	if !st.serving {
+	if !st.serving && !time.Now().Before(in.switchAt) {
 		// A rebuild has caught up: switch queries to it, unless a newer
 		// instance serves from a running process (a rolling deploy): then
 		// this one is superseded and retires (it comes back once no process
-		// has run the newer version for RollbackGrace; see register).
-		var switched bool
+		// has run the newer version for RollbackGrace; see register). While
+		// the newer version's lock has been free for less than that, it
+		// keeps up and looks again every LeaderRetry.
+		var n newer
 		if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) (err error) {
-			switched, err = r.switchServing(ctx, tx, in)
+			n, err = r.switchServing(ctx, tx, in)
 			return err
 		}); err != nil {
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
 		}
-		if !switched {
+		switch n {
+		case newerUnled:
+			in.switchAt = time.Now().Add(r.opts.LeaderRetry)
+			return false, nil
+		case newerRuns:
 			r.log.InfoContext(ctx, "a newer projection version serves from a running process: retiring this one",
 				"projection", p.Name(), "version", p.Version(), "generation", in.generation)
 			in.dropReadAhead()

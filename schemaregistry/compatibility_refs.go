@@ -44,7 +44,7 @@ func (d *document) resolve(n schemaNode) (schemaNode, error) {
 			return n, fmt.Errorf("$ref %q is part of a cycle", ref)
 		}
 		seen[n.loc] = true
-		t, err := d.lookup(ref)
+		t, err := d.lookupAnchorOrPointer(ref)
 		if err != nil {
 			return n, err
 		}

@@ -108,7 +108,11 @@ func (d *document) applied(n schemaNode) (inPlace, descending []schemaNode, err 
 		if !ok {
 			return nil, nil, fmt.Errorf("#%s/$ref: %s is not a string", n.loc, show(v))
 		}
-		t, err := d.lookupAnchorOrPointer(ref)
+		if plainName(ref) {
+			// Every schema gojsonschema may take the name for: checked all.
+			return d.anchorTargets(ref), nil, nil
+		}
+		t, err := d.lookup(ref)
 		if err != nil {
 			return nil, nil, fmt.Errorf("#%s/$ref: %w", n.loc, err)
 		}
@@ -204,13 +208,29 @@ func plainName(id string) bool {
 }
 
 // lookupAnchorOrPointer resolves ref as gojsonschema does: a plain-name
-// fragment ("#address") names the schema whose $id (or id) it is, anything
-// else is a JSON Pointer (lookup).
+// fragment ("#address") names the schema whose identifier it is (see
+// anchorTargets), anything else is a JSON Pointer (lookup). A name that
+// may name more than one schema is an error: what it names is not known.
 func (d *document) lookupAnchorOrPointer(ref string) (schemaNode, error) {
 	if !plainName(ref) {
 		return d.lookup(ref)
 	}
-	var found *schemaNode
+	targets := d.anchorTargets(ref)
+	if len(targets) != 1 {
+		return schemaNode{}, fmt.Errorf("$ref %q may name any of %d schemas (the name is given more than once)", ref, len(targets))
+	}
+	return targets[0], nil
+}
+
+// anchorTargets returns the schemas gojsonschema v1.2.0 may resolve the
+// plain-name reference ref to: those whose identifier is ref (a schema
+// with an id key, of any type, is identified by id alone, else by $id),
+// found where gojsonschema looks for identifiers, the values of default
+// and examples included; any of them when there are several (it takes the
+// first its walk of Go maps meets); the root when there is none (it then
+// resolves the reference to the document).
+func (d *document) anchorTargets(ref string) []schemaNode {
+	var found []schemaNode
 	var walk func(v any, loc string)
 	walk = func(v any, loc string) {
 		switch n := v.(type) {
@@ -219,25 +239,35 @@ func (d *document) lookupAnchorOrPointer(ref string) (schemaNode, error) {
 				walk(x, loc+"/"+strconv.Itoa(i))
 			}
 		case map[string]any:
-			for _, k := range []string{"$id", "id"} {
-				if s, ok := n[k].(string); ok && s == ref && found == nil {
-					found = &schemaNode{v: n, loc: loc}
-				}
+			id, hasID := n["id"]
+			if !hasID {
+				id = n["$id"]
+			}
+			if s, ok := id.(string); ok && s == ref {
+				found = append(found, schemaNode{v: n, loc: loc})
 			}
 			for _, k := range sortedKeys(n) {
+				x, at := n[k], loc+"/"+escapePointer(k)
 				switch k {
-				case "const", "enum", "default", "examples":
-					continue
+				case "const", "enum":
+					continue // literal values
+				case "properties", "dependencies", "patternProperties":
+					if m, ok := x.(map[string]any); ok { // the keys are names
+						for _, name := range sortedKeys(m) {
+							walk(m[name], at+"/"+escapePointer(name))
+						}
+						continue
+					}
 				}
-				walk(n[k], loc+"/"+escapePointer(k))
+				walk(x, at)
 			}
 		}
 	}
 	walk(d.root, "")
-	if found == nil {
-		return schemaNode{}, fmt.Errorf("$ref %q names no schema (no $id %q in the schema)", ref, ref)
+	if len(found) == 0 {
+		return []schemaNode{{v: d.root}}
 	}
-	return *found, nil
+	return found
 }
 
 // localLoader loads a schema document for gojsonschema, which resolves

@@ -235,6 +235,11 @@ func TestPlainNamesAndIDsInDataAreFine(t *testing.T) {
 			t.Errorf("registering %s: %v", tt.name, err)
 		}
 	}
+	// A new version of a schema with a plain-name reference is checked for
+	// compatibility like any other.
+	if v, err := e.register("PlainNamed", `{"type": "object", "description": "v2", "definitions": {"addr": {"$id": "#address", "type": "string"}}, "properties": {"a": {"$ref": "#address"}}}`, "", ""); err != nil || v.Version != 2 {
+		t.Errorf("v2 of PlainNamed, a description added: %+v, %v", v, err)
+	}
 	if _, err := e.register("Looped", `{"type": "object", "definitions": {"a": {"$id": "#a", "$ref": "#a"}}, "properties": {"p": {"$ref": "#a"}}}`, "", ""); code(err) != schemaregistry.CodeInvalid || !strings.Contains(err.Error(), "loop") {
 		t.Errorf("a plain-name loop: %v, want it refused as a loop", err)
 	}

@@ -473,6 +473,11 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 	if _, err := s.ReadStream(ctx, "a\u00a0b", eventstore.StreamQuery{}); err != nil {
 		t.Errorf("ReadStream of an id with a no-break space: %v", err)
 	}
+	// So does appending to one that exists (expecting a version): here it
+	// does not, which is a conflict, not a malformed id.
+	if _, err := s.Append(ctx, "a\u00a0b", 1, with(func(*domain.EventData) {})...); !errors.Is(err, domain.ErrWrongExpectedVersion) {
+		t.Errorf("an append expecting version 1 of a stream with a no-break space in its id: %v, want a conflict", err)
+	}
 	// Joiners are part of emoji sequences and of Persian and Indic words;
 	// code points newer than Go's Unicode tables are fine too.
 	for _, stream := range []string{"dev-👩\u200d💻", "می\u200cخواهم", "\U0001fae9-x"} {

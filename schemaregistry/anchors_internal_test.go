@@ -1,0 +1,60 @@
+package schemaregistry
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Plain-name references ("$ref": "#a") are resolved by the loop check as
+// gojsonschema resolves them, or more widely: an id key (of any type)
+// hides $id, names in the values of examples and default count, a name
+// given twice may name either, and a name given nowhere names the root.
+// Each shape here either is refused or validates without going round a
+// loop; gojsonschema's stack overflow would kill the process, so each runs
+// in a child process, compiled afresh many times (Go's map order varies).
+func TestPlainNameReferencesCannotHideALoop(t *testing.T) {
+	shapes := []struct {
+		name, schema string
+		valid        bool // must be accepted
+	}{
+		{"a name", `{"type": "object", "properties": {"p": {"$ref": "#address"}}, "definitions": {"addr": {"$id": "#address", "type": "string"}}}`, true},
+		{"id hides $id", `{"type": "object", "allOf": [{"$ref": "#a"}], "definitions": {"a": {"id": "#b", "$id": "#a", "type": "object"}}}`, false},
+		{"an id that is no string hides $id", `{"type": "object", "allOf": [{"$ref": "#a"}], "definitions": {"a": {"id": 1, "$id": "#a"}}}`, false},
+		{"a name given twice", `{"type": "object", "properties": {"p": {"$ref": "#a"}}, "definitions": {"a": {"$id": "#a", "type": "string"}, "b": {"$id": "#a", "allOf": [{"$ref": "#a"}]}}}`, false},
+		{"a name in examples", `{"type": "object", "properties": {"p": {"$ref": "#a"}}, "definitions": {"a": {"$id": "#a", "type": "string"}}, "examples": [{"$id": "#a", "allOf": [{"$ref": "#a"}]}]}`, false},
+		{"a name given nowhere", `{"type": "object", "allOf": [{"$ref": "#nowhere"}]}`, false},
+	}
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			if sh.valid {
+				if _, err := compileSchema([]byte(sh.schema)); err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPlainNameReferenceChild$")
+			cmd.Env = append(os.Environ(), "ANCHOR_SCHEMA="+sh.schema)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("the child validating against it died: %v\n%.2000s", err, out)
+			}
+		})
+	}
+}
+
+// TestPlainNameReferenceChild compiles and validates against
+// $ANCHOR_SCHEMA (see TestPlainNameReferencesCannotHideALoop).
+func TestPlainNameReferenceChild(t *testing.T) {
+	schema := os.Getenv("ANCHOR_SCHEMA")
+	if schema == "" {
+		t.Skip("run by TestPlainNameReferencesCannotHideALoop")
+	}
+	for range 50 {
+		c, err := compileSchema([]byte(schema))
+		if err != nil {
+			return // refused: nothing validates against it
+		}
+		if _, err := c.validate([]byte(`{"p": "x"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

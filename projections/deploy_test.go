@@ -42,15 +42,7 @@ func TestAnOlderVersionStandsDownWhileANewerOneRuns(t *testing.T) {
 	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE projections SET serving = false WHERE name = 'accounts'`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', $1, 1, $2, true)`, accountsV+1, e.head(t))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	nextVersionServes(t, e)
 	deposit := e.exec(t, domain.DepositMoney{AccountID: "standby", Amount: 7})
 	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
 	for end := time.Now().Add(2 * deployOptions.RollbackGrace); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
@@ -204,15 +196,7 @@ func TestRollbackGraceIsContinuous(t *testing.T) {
 		return c
 	}
 	other := lockV2()
-	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE projections SET serving = false WHERE name = 'accounts'`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', $1, 1, $2, true)`, accountsV+1, e.head(t))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	nextVersionServes(t, e)
 	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
 
 	closed.Store(true) // the v1 rebuild will be slow
@@ -236,5 +220,22 @@ func TestRollbackGraceIsContinuous(t *testing.T) {
 	defer again.Close(ctx)
 	if took > 0 {
 		t.Fatalf("v1 took queries back %v after v2's lock was freed (grace %v), though v2 ran for the last 3s", took, deployOptions.RollbackGrace)
+	}
+}
+
+// nextVersionServes makes the accounts projection's next version the one
+// serving, as its process would once caught up (its row only: no tables,
+// views left as they are).
+func nextVersionServes(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE projections SET serving = false WHERE name = 'accounts'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', $1, 1, $2, true)`, accountsV+1, e.head(t))
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

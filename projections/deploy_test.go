@@ -239,3 +239,44 @@ func nextVersionServes(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 }
+
+// A rollback whose rebuild takes long completes whatever LeaderRetry is: a
+// caught-up older version waiting out the grace looks at the newer
+// version's lock every LeaderRetry, so its sightings make one run. With a
+// LeaderRetry under about 83 ms they did not (the loop looked every 250 ms,
+// more than three LeaderRetry apart), and it waited for good.
+func TestARollbackCompletesWithAShortLeaderRetry(t *testing.T) {
+	opts := projections.Options{Poll: 2 * time.Second, LeaderRetry: 30 * time.Millisecond, RollbackGrace: 500 * time.Millisecond}
+	e := newEnv(t)
+	ctx := context.Background()
+	var closed atomic.Bool
+	e.start(t, opts, gated{projections.Accounts{}, &closed})
+	e.exec(t, domain.OpenAccount{AccountID: "g", Owner: "o", Currency: "EUR"})
+	waitFor(t, "v1 to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Position >= e.head(t)
+	})
+	other, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
+		t.Fatal(err)
+	}
+	nextVersionServes(t, e)
+	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
+	closed.Store(true) // rebuilding v1 from the log takes a while
+	other.Close(ctx)   // rollback: no process runs v2 any more
+	waitFor(t, "v1 generation 2 to be registered", func() bool { return status(t, e.pool, "accounts", accountsV).Generation == 2 })
+	time.Sleep(time.Second)
+	closed.Store(false)
+	waitFor(t, "v1 generation 2 to catch up", caughtUp(t, e, "accounts", accountsV, e.head(t)))
+	start := time.Now()
+	for time.Since(start) < 10*time.Second {
+		if status(t, e.pool, "accounts", accountsV).Serving {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("v1 caught up but never serves: %+v / v2 %+v (grace %v)", status(t, e.pool, "accounts", accountsV), status(t, e.pool, "accounts", accountsV+1), opts.RollbackGrace)
+}

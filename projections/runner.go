@@ -373,8 +373,9 @@ func (r *Runner) newerServing(ctx context.Context, tx pgx.Tx, name string, versi
 
 // unledGap is the longest time between two sightings of a free lock that
 // still count as one run of them (see newerServing): processes look every
-// LeaderRetry.
-func (r *Runner) unledGap() time.Duration { return 3 * r.opts.LeaderRetry }
+// LeaderRetry (a retired version) or so (a caught-up instance waiting to
+// serve, which follow wakes at least every Poll).
+func (r *Runner) unledGap() time.Duration { return 3 * max(r.opts.LeaderRetry, r.opts.Poll) }
 
 // switchServing makes the instance the one queries read, in tx: the views
 // in schema readmodel are replaced, atomically for readers. It switches
@@ -527,6 +528,9 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			reload = reload || st.stale
 			if in.at > st.position { // a checkpoint to move later
 				wait = min(wait, max(checkpointEvery-time.Since(in.savedAt), time.Millisecond))
+			}
+			if !st.serving && !in.switchAt.IsZero() { // waiting to serve: look again then
+				wait = min(wait, max(time.Until(in.switchAt), time.Millisecond))
 			}
 		}
 		if busy {

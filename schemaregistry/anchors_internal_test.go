@@ -6,11 +6,12 @@ import (
 	"testing"
 )
 
-// Plain-name references ("$ref": "#a") are resolved by the loop check as
-// gojsonschema resolves them, or more widely: an id key (of any type)
-// hides $id, names in the values of examples and default count, a name
-// given twice may name either, and a name given nowhere names the root.
-// Each shape here either is refused or validates without going round a
+// Plain-name references ("$ref": "#a") are followed by the loop check only
+// where what gojsonschema takes the name for leaves no doubt (see
+// anchorTarget); the shapes here, where it may take it for something else
+// (an id key hiding $id, a name given twice, a name under a repeated one or
+// under a document's id, in examples too), were let through and crashed
+// the process. Each either is refused or validates without going round a
 // loop; gojsonschema's stack overflow would kill the process, so each runs
 // in a child process, compiled afresh many times (Go's map order varies).
 func TestPlainNameReferencesCannotHideALoop(t *testing.T) {
@@ -24,6 +25,9 @@ func TestPlainNameReferencesCannotHideALoop(t *testing.T) {
 		{"a name given twice", `{"type": "object", "properties": {"p": {"$ref": "#a"}}, "definitions": {"a": {"$id": "#a", "type": "string"}, "b": {"$id": "#a", "allOf": [{"$ref": "#a"}]}}}`, false},
 		{"a name in examples", `{"type": "object", "properties": {"p": {"$ref": "#a"}}, "definitions": {"a": {"$id": "#a", "type": "string"}}, "examples": [{"$id": "#a", "allOf": [{"$ref": "#a"}]}]}`, false},
 		{"a name given nowhere", `{"type": "object", "allOf": [{"$ref": "#nowhere"}]}`, false},
+		{"a name under a repeated one", `{"type": "object", "allOf": [{"$ref": "#a"}], "definitions": {"y": {"$id": "#d", "definitions": {"z": {"$id": "#d", "definitions": {"w": {"$id": "#a"}}}}}}}`, false},
+		{"a name beside a repeated one", `{"type": "object", "allOf": [{"$ref": "#a"}], "definitions": {"x": {"$id": "#d"}, "y": {"$id": "#d", "allOf": [{"$id": "#a"}]}}}`, false},
+		{"a name under a document's id in examples", `{"type": "object", "allOf": [{"$ref": "#a"}], "examples": [{"$id": "x.json", "allOf": [{"$id": "#a"}]}]}`, false},
 	}
 	for _, sh := range shapes {
 		t.Run(sh.name, func(t *testing.T) {

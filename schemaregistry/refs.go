@@ -109,8 +109,11 @@ func (d *document) applied(n schemaNode) (inPlace, descending []schemaNode, err 
 			return nil, nil, fmt.Errorf("#%s/$ref: %s is not a string", n.loc, show(v))
 		}
 		if plainName(ref) {
-			// Every schema gojsonschema may take the name for: checked all.
-			return d.anchorTargets(ref), nil, nil
+			t, err := d.anchorTarget(ref)
+			if err != nil {
+				return nil, nil, fmt.Errorf("#%s/$ref: %w", n.loc, err)
+			}
+			return []schemaNode{t}, nil, nil
 		}
 		t, err := d.lookup(ref)
 		if err != nil {
@@ -209,28 +212,30 @@ func plainName(id string) bool {
 
 // lookupAnchorOrPointer resolves ref as gojsonschema does: a plain-name
 // fragment ("#address") names the schema whose identifier it is (see
-// anchorTargets), anything else is a JSON Pointer (lookup). A name that
-// may name more than one schema is an error: what it names is not known.
+// anchorTarget), anything else is a JSON Pointer (lookup).
 func (d *document) lookupAnchorOrPointer(ref string) (schemaNode, error) {
 	if !plainName(ref) {
 		return d.lookup(ref)
 	}
-	targets := d.anchorTargets(ref)
-	if len(targets) != 1 {
-		return schemaNode{}, fmt.Errorf("$ref %q may name any of %d schemas (the name is given more than once)", ref, len(targets))
-	}
-	return targets[0], nil
+	return d.anchorTarget(ref)
 }
 
-// anchorTargets returns the schemas gojsonschema v1.2.0 may resolve the
-// plain-name reference ref to: those whose identifier is ref (a schema
-// with an id key, of any type, is identified by id alone, else by $id),
-// found where gojsonschema looks for identifiers, the values of default
-// and examples included; any of them when there are several (it takes the
-// first its walk of Go maps meets); the root when there is none (it then
-// resolves the reference to the document).
-func (d *document) anchorTargets(ref string) []schemaNode {
-	var found []schemaNode
+// anchorTarget returns the schema the plain-name reference ref names: the
+// one whose $id is ref, or the root when none is (gojsonschema v1.2.0 then
+// resolves the reference to the document). What gojsonschema takes a name
+// for depends on much that is easy to get wrong (a repeated identifier
+// hides everything below its second copy, identifiers resolve against
+// their parent's, id hides $id, identifiers count in the values of
+// examples and default), and a wrong guess lets a loop through that ends
+// the process. So plain names are followed only in a schema whose
+// identifiers leave no doubt: all of them plain names, each given once, by
+// $id alone; otherwise the reference is an error.
+func (d *document) anchorTarget(ref string) (schemaNode, error) {
+	var (
+		found   []schemaNode
+		seen    = map[string]bool{}
+		problem string
+	)
 	var walk func(v any, loc string)
 	walk = func(v any, loc string) {
 		switch n := v.(type) {
@@ -239,12 +244,22 @@ func (d *document) anchorTargets(ref string) []schemaNode {
 				walk(x, loc+"/"+strconv.Itoa(i))
 			}
 		case map[string]any:
-			id, hasID := n["id"]
-			if !hasID {
-				id = n["$id"]
+			if _, ok := n["id"]; ok && problem == "" {
+				problem = fmt.Sprintf("#%s has an id", loc)
 			}
-			if s, ok := id.(string); ok && s == ref {
-				found = append(found, schemaNode{v: n, loc: loc})
+			if v, ok := n["$id"]; ok {
+				id, _ := v.(string)
+				switch {
+				case problem != "":
+				case !plainName(id):
+					problem = fmt.Sprintf("#%s/$id %s is not a plain name", loc, show(v))
+				case seen[id]:
+					problem = fmt.Sprintf("$id %q is given more than once", id)
+				}
+				seen[id] = true
+				if id == ref {
+					found = append(found, schemaNode{v: n, loc: loc})
+				}
 			}
 			for _, k := range sortedKeys(n) {
 				x, at := n[k], loc+"/"+escapePointer(k)
@@ -264,10 +279,13 @@ func (d *document) anchorTargets(ref string) []schemaNode {
 		}
 	}
 	walk(d.root, "")
-	if len(found) == 0 {
-		return []schemaNode{{v: d.root}}
+	switch {
+	case problem != "":
+		return schemaNode{}, fmt.Errorf("$ref %q is a plain name, which is followed only when every identifier in the schema is a plain name given once by $id (%s)", ref, problem)
+	case len(found) == 0:
+		return schemaNode{v: d.root}, nil
 	}
-	return found
+	return found[0], nil
 }
 
 // localLoader loads a schema document for gojsonschema, which resolves

@@ -34,14 +34,7 @@ func TestAnOlderVersionStandsDownWhileANewerOneRuns(t *testing.T) {
 
 	// Another process runs the next version, which has switched queries to
 	// itself and not yet retired this one.
-	other, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(ctx)
-	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
-		t.Fatal(err)
-	}
+	other := holdNextVersion(t, e)
 	nextVersionServes(t, e)
 	deposit := e.exec(t, domain.DepositMoney{AccountID: "standby", Amount: 7})
 	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
@@ -178,23 +171,8 @@ func (g gated) Apply(ctx context.Context, tx pgx.Tx, evs []domain.RecordedEvent)
 func TestRollbackGraceIsContinuous(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	var closed atomic.Bool
-	e.start(t, deployOptions, gated{projections.Accounts{}, &closed})
-	e.exec(t, domain.OpenAccount{AccountID: "g", Owner: "o", Currency: "EUR"})
-	waitFor(t, "v1 to serve", func() bool {
-		s := status(t, e.pool, "accounts", accountsV)
-		return s.Serving && s.Position >= e.head(t)
-	})
-	lockV2 := func() *pgx.Conn {
-		c, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	closed := serveGated(t, e, deployOptions)
+	lockV2 := func() *pgx.Conn { return holdNextVersion(t, e) }
 	other := lockV2()
 	nextVersionServes(t, e)
 	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
@@ -249,20 +227,8 @@ func TestARollbackCompletesWithAShortLeaderRetry(t *testing.T) {
 	opts := projections.Options{Poll: 2 * time.Second, LeaderRetry: 30 * time.Millisecond, RollbackGrace: 500 * time.Millisecond}
 	e := newEnv(t)
 	ctx := context.Background()
-	var closed atomic.Bool
-	e.start(t, opts, gated{projections.Accounts{}, &closed})
-	e.exec(t, domain.OpenAccount{AccountID: "g", Owner: "o", Currency: "EUR"})
-	waitFor(t, "v1 to serve", func() bool {
-		s := status(t, e.pool, "accounts", accountsV)
-		return s.Serving && s.Position >= e.head(t)
-	})
-	other, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
-		t.Fatal(err)
-	}
+	closed := serveGated(t, e, opts)
+	other := holdNextVersion(t, e)
 	nextVersionServes(t, e)
 	waitFor(t, "v1 to retire itself", func() bool { return status(t, e.pool, "accounts", accountsV).Name == "" })
 	closed.Store(true) // rebuilding v1 from the log takes a while
@@ -279,4 +245,35 @@ func TestARollbackCompletesWithAShortLeaderRetry(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("v1 caught up but never serves: %+v / v2 %+v (grace %v)", status(t, e.pool, "accounts", accountsV), status(t, e.pool, "accounts", accountsV+1), opts.RollbackGrace)
+}
+
+// holdNextVersion stands in for a process running the accounts
+// projection's next version: the connection holds that version's advisory
+// lock until it is closed (or the test ends).
+func holdNextVersion(t *testing.T, e *env) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(ctx) })
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", projections.VersionLockKey("accounts", accountsV+1)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// serveGated runs the accounts projection with opts, its batches held back
+// while the flag it returns is set, and waits until it serves an account.
+func serveGated(t *testing.T, e *env, opts projections.Options) *atomic.Bool {
+	t.Helper()
+	closed := new(atomic.Bool)
+	e.start(t, opts, gated{projections.Accounts{}, closed})
+	e.exec(t, domain.OpenAccount{AccountID: "g", Owner: "o", Currency: "EUR"})
+	waitFor(t, "v1 to serve", func() bool {
+		s := status(t, e.pool, "accounts", accountsV)
+		return s.Serving && s.Position >= e.head(t)
+	})
+	return closed
 }

@@ -21,13 +21,7 @@ import (
 func TestStartStopsALeftoverServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dataDir := filepath.Join(dir, "data")
+	dataDir := TempDataDir(t)
 	c, err := Start(ctx, Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
@@ -88,13 +82,7 @@ func TestStartStopsALeftoverServer(t *testing.T) {
 func TestStartRemovesAStalePIDFileWhosePidWasReused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dataDir := filepath.Join(dir, "data")
+	dataDir := TempDataDir(t)
 	c, err := Start(ctx, Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
@@ -132,13 +120,7 @@ func TestStartRemovesAStalePIDFileWhosePidWasReused(t *testing.T) {
 func TestStartLeavesThePIDFileOfAServerThatAnswers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dataDir := filepath.Join(dir, "data")
+	dataDir := TempDataDir(t)
 	first, err := Start(ctx, Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)

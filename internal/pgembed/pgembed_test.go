@@ -22,19 +22,9 @@ import (
 	"cqrsgate/internal/pgembed"
 )
 
-// dataDir returns a data directory path under t.TempDir. As root the server
-// runs as another user, which must be able to enter the temporary
-// directories (t.TempDir makes them 0700): they are opened for search only.
-func dataDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "data")
-}
+// dataDir returns a data directory path under t.TempDir that the server's
+// user can reach (see pgembed.TempDataDir).
+func dataDir(t *testing.T) string { return pgembed.TempDataDir(t) }
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -192,7 +192,7 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 			_, err := tx.Exec(ctx, `UPDATE schema_types SET compatibility = $2, updated_at = now() WHERE event_type = $1`, reg.Type, string(mode))
 			return err
 		}
-		if err := checkNoIDs(c.doc, ""); err != nil {
+		if err := checkNoIDs(c.doc); err != nil {
 			return err
 		}
 		o := &override{stepFrom: latest, step: mig, version: latest + 1, schema: c}

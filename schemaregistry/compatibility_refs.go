@@ -56,7 +56,7 @@ func (d *document) resolve(n schemaNode) (schemaNode, error) {
 // names, as gojsonschema finds it.
 func (d *document) lookup(ref string) (schemaNode, error) {
 	if !d.idChecked {
-		d.idProblem, d.idChecked = idProblem(d.root, true), true
+		d.idProblem, d.idChecked = idProblem(d.root), true
 	}
 	if d.idProblem != "" {
 		return schemaNode{}, fmt.Errorf("$ref %q may not name what it says: %s", ref, d.idProblem)
@@ -95,53 +95,32 @@ func (d *document) lookup(ref string) (schemaNode, error) {
 // "#/..." reference elsewhere than into the document's root: one whose
 // fragment is a JSON Pointer (gojsonschema files the schema under that
 // name, and looks names up before pointers), or one below the root that
-// changes the base URI of references inside it. It walks v as
-// gojsonschema's reference pool does, which also reads the values of
-// default and examples.
-func idProblem(v any, root bool) string {
-	switch n := v.(type) {
-	case []any:
-		for _, x := range n {
-			if p := idProblem(x, false); p != "" {
-				return p
-			}
-		}
-	case map[string]any:
+// changes the base URI of references inside it. It walks doc as
+// gojsonschema's reference pool does (eachSchemaObject), which also reads
+// the values of default and examples.
+func idProblem(doc any) string {
+	var problem string
+	eachSchemaObject(doc, nil, func(n map[string]any, loc string) bool {
 		k := "$id"
 		if _, ok := n["id"]; ok {
 			k = "id"
 		}
-		if s, ok := n[k].(string); ok {
-			u, err := url.Parse(s)
-			switch {
-			case err != nil:
-				return fmt.Sprintf("%s %q is not a URI reference", k, s)
-			case strings.HasPrefix(u.Fragment, "/"):
-				return fmt.Sprintf("%s %q names a JSON Pointer", k, s)
-			case !root && !strings.HasPrefix(s, "#") && hasRef(n):
-				return fmt.Sprintf("%s %q changes the base URI of the references inside it", k, s)
-			}
+		s, ok := n[k].(string)
+		if !ok {
+			return true
 		}
-		for _, k := range sortedKeys(n) {
-			x := n[k]
-			switch k {
-			case "const", "enum":
-				continue // literal values
-			case "properties", "dependencies", "patternProperties":
-				if m, ok := x.(map[string]any); ok {
-					schemas := make([]any, 0, len(m)) // the keys are names
-					for _, name := range sortedKeys(m) {
-						schemas = append(schemas, m[name])
-					}
-					x = schemas
-				}
-			}
-			if p := idProblem(x, false); p != "" {
-				return p
-			}
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			problem = fmt.Sprintf("%s %q is not a URI reference", k, s)
+		case strings.HasPrefix(u.Fragment, "/"):
+			problem = fmt.Sprintf("%s %q names a JSON Pointer", k, s)
+		case loc != "" && !strings.HasPrefix(s, "#") && hasRef(n):
+			problem = fmt.Sprintf("%s %q changes the base URI of the references inside it", k, s)
 		}
-	}
-	return ""
+		return problem == ""
+	})
+	return problem
 }
 
 // hasRef reports whether v holds a $ref at any depth.

@@ -5,6 +5,7 @@ package schemaregistry
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,40 +161,63 @@ func (d *document) applied(n schemaNode) (inPlace, descending []schemaNode, err 
 // resolve them (localLoader refuses that too). The values of const, enum,
 // default and examples are data, not schemas: an example event may well
 // have an id field.
-func checkNoIDs(v any, path string) error {
-	switch n := v.(type) {
-	case []any:
-		for i, x := range n {
-			if err := checkNoIDs(x, path+"/"+strconv.Itoa(i)); err != nil {
-				return err
-			}
-		}
-	case map[string]any:
+func checkNoIDs(doc any) error {
+	var err error
+	eachSchemaObject(doc, []string{"default", "examples"}, func(n map[string]any, loc string) bool {
 		for _, k := range []string{"$id", "id"} {
 			if s, ok := n[k].(string); ok && !plainName(s) {
-				return invalid("%s/%s: %q: schema identifiers are not supported, but for plain names (\"#address\"): every $ref resolves within this schema, and the registry never fetches anything; remove %s", path, k, s, k)
+				err = invalid("%s/%s: %q: schema identifiers are not supported, but for plain names (\"#address\"): every $ref resolves within this schema, and the registry never fetches anything; remove %s", loc, k, s, k)
+				return false
 			}
 		}
-		for _, k := range sortedKeys(n) {
-			switch k {
-			case "const", "enum", "default", "examples":
-				continue
-			case "properties", "dependencies", "patternProperties", "definitions":
-				if m, ok := n[k].(map[string]any); ok {
-					for _, name := range sortedKeys(m) {
-						if err := checkNoIDs(m[name], path+"/"+escapePointer(k)+"/"+escapePointer(name)); err != nil {
-							return err
-						}
-					}
-					continue
+		return true
+	})
+	return err
+}
+
+// eachSchemaObject calls visit with every object of doc that gojsonschema
+// may take for a schema when it looks for identifiers, and its JSON
+// Pointer: all of doc's objects but the values of const and enum (literal
+// values) and of the keywords in skip, and the maps of properties,
+// dependencies and patternProperties themselves (their keys are names,
+// their values schemas). It stops when visit returns false.
+func eachSchemaObject(doc any, skip []string, visit func(n map[string]any, loc string) bool) {
+	var walk func(v any, loc string) bool
+	walk = func(v any, loc string) bool {
+		switch n := v.(type) {
+		case []any:
+			for i, x := range n {
+				if !walk(x, loc+"/"+strconv.Itoa(i)) {
+					return false
 				}
 			}
-			if err := checkNoIDs(n[k], path+"/"+escapePointer(k)); err != nil {
-				return err
+		case map[string]any:
+			if !visit(n, loc) {
+				return false
+			}
+			for _, k := range sortedKeys(n) {
+				x, at := n[k], loc+"/"+escapePointer(k)
+				switch {
+				case k == "const", k == "enum", slices.Contains(skip, k):
+					continue
+				case k == "properties", k == "dependencies", k == "patternProperties":
+					if m, ok := x.(map[string]any); ok {
+						for _, name := range sortedKeys(m) {
+							if !walk(m[name], at+"/"+escapePointer(name)) {
+								return false
+							}
+						}
+						continue
+					}
+				}
+				if !walk(x, at) {
+					return false
+				}
 			}
 		}
+		return true
 	}
-	return nil
+	walk(doc, "")
 }
 
 // plainName reports whether id is a plain-name fragment ("#address"):
@@ -236,49 +260,26 @@ func (d *document) anchorTarget(ref string) (schemaNode, error) {
 		seen    = map[string]bool{}
 		problem string
 	)
-	var walk func(v any, loc string)
-	walk = func(v any, loc string) {
-		switch n := v.(type) {
-		case []any:
-			for i, x := range n {
-				walk(x, loc+"/"+strconv.Itoa(i))
+	eachSchemaObject(d.root, nil, func(n map[string]any, loc string) bool {
+		if _, ok := n["id"]; ok && problem == "" {
+			problem = fmt.Sprintf("#%s has an id", loc)
+		}
+		if v, ok := n["$id"]; ok {
+			id, _ := v.(string)
+			switch {
+			case problem != "":
+			case !plainName(id):
+				problem = fmt.Sprintf("#%s/$id %s is not a plain name", loc, show(v))
+			case seen[id]:
+				problem = fmt.Sprintf("$id %q is given more than once", id)
 			}
-		case map[string]any:
-			if _, ok := n["id"]; ok && problem == "" {
-				problem = fmt.Sprintf("#%s has an id", loc)
-			}
-			if v, ok := n["$id"]; ok {
-				id, _ := v.(string)
-				switch {
-				case problem != "":
-				case !plainName(id):
-					problem = fmt.Sprintf("#%s/$id %s is not a plain name", loc, show(v))
-				case seen[id]:
-					problem = fmt.Sprintf("$id %q is given more than once", id)
-				}
-				seen[id] = true
-				if id == ref {
-					found = append(found, schemaNode{v: n, loc: loc})
-				}
-			}
-			for _, k := range sortedKeys(n) {
-				x, at := n[k], loc+"/"+escapePointer(k)
-				switch k {
-				case "const", "enum":
-					continue // literal values
-				case "properties", "dependencies", "patternProperties":
-					if m, ok := x.(map[string]any); ok { // the keys are names
-						for _, name := range sortedKeys(m) {
-							walk(m[name], at+"/"+escapePointer(name))
-						}
-						continue
-					}
-				}
-				walk(x, at)
+			seen[id] = true
+			if id == ref {
+				found = append(found, schemaNode{v: n, loc: loc})
 			}
 		}
-	}
-	walk(d.root, "")
+		return true
+	})
 	switch {
 	case problem != "":
 		return schemaNode{}, fmt.Errorf("$ref %q is a plain name, which is followed only when every identifier in the schema is a plain name given once by $id (%s)", ref, problem)

@@ -435,14 +435,12 @@ func executed[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comm
 	if meta.fingerprint, err = commandFingerprint(cmd); err != nil {
 		return false, err
 	}
-	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, meta.IdempotencyKey, 0))
-	switch {
-	case CodeOf(err) == NotFound:
+	_, found, err := s.keyedEvent(ctx, stream, cmd, meta)
+	switch CodeOf(err) {
+	case Conflict, Invalid: // the id, or the key, was another command's
 		return false, nil
-	case err != nil:
-		return false, err
 	}
-	return first.StreamID == stream && sameCommand(first, cmd, meta) == nil, nil
+	return found, err
 }
 
 // reservedKeyPrefixes begin the idempotency keys of the gateway's own
@@ -477,21 +475,33 @@ func idempotentEventID(stream, key string, i int) string {
 	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
 }
 
+// keyedEvent reads the first event a command with meta.IdempotencyKey
+// wrote to stream, if any (found is false when there is none), and checks
+// that cmd wrote it there: an event with its id in another stream (a
+// collision of derived ids) is a Conflict, one another command wrote is
+// sameCommand's error.
+func (s *Service) keyedEvent(ctx context.Context, stream string, cmd Command, meta CommandMeta) (RecordedEvent, bool, error) {
+	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, meta.IdempotencyKey, 0))
+	switch {
+	case CodeOf(err) == NotFound:
+		return RecordedEvent{}, false, nil
+	case err != nil:
+		return RecordedEvent{}, false, err
+	case first.StreamID != stream:
+		return RecordedEvent{}, false, &Error{Code: Conflict, Message: "idempotency key was used for another aggregate", Err: ErrDuplicateEventID}
+	}
+	if err := sameCommand(first, cmd, meta); err != nil {
+		return RecordedEvent{}, false, err
+	}
+	return first, true, nil
+}
+
 // previousResult finds the events a command with this idempotency key
 // wrote before, if any, and rebuilds that command's result from them.
 func (s *Service) previousResult(ctx context.Context, stream, id string, cmd Command, meta CommandMeta) (Result, bool, error) {
 	key := meta.IdempotencyKey
-	first, err := s.store.ReadEvent(ctx, idempotentEventID(stream, key, 0))
-	if CodeOf(err) == NotFound {
-		return Result{}, false, nil
-	}
-	if err != nil {
-		return Result{}, false, err
-	}
-	if first.StreamID != stream {
-		return Result{}, false, &Error{Code: Conflict, Message: "idempotency key was used for another aggregate", Err: ErrDuplicateEventID}
-	}
-	if err := sameCommand(first, cmd, meta); err != nil {
+	first, found, err := s.keyedEvent(ctx, stream, cmd, meta)
+	if err != nil || !found {
 		return Result{}, false, err
 	}
 	evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: first.StreamVersion, Limit: 1000})

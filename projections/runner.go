@@ -241,16 +241,29 @@ func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead fu
 
 // runLeader sets the projection up and follows the log while conn holds
 // its lock.
+// A version that a newer one has retired keeps its lock and looks again
+// every LeaderRetry, on the same connection, whether it is to be built
+// again (see register).
 func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) error {
-	live, err := r.register(ctx, p)
-	if err != nil {
-		return fmt.Errorf("register %s: %w", p.Name(), err)
+	for {
+		live, err := r.register(ctx, p)
+		if err != nil {
+			return fmt.Errorf("register %s: %w", p.Name(), err)
+		}
+		if live {
+			r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
+			if err := r.follow(ctx, p, conn); err != nil || ctx.Err() != nil {
+				return err
+			}
+			continue // retired meanwhile
+		}
+		if !sleep(ctx, r.opts.LeaderRetry) {
+			return nil
+		}
+		if err := conn.Ping(ctx); err != nil {
+			return fmt.Errorf("leader connection: %w", err)
+		}
 	}
-	if !live {
-		return nil // retired: a newer version serves and runs elsewhere
-	}
-	r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
-	return r.follow(ctx, p, conn)
 }
 
 // register gives p's version a generation to build, unless it has a live
@@ -479,8 +492,8 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 				return err
 			}
 			if len(states) == 0 {
-				// A newer version took over and retired this one: runOne
-				// looks again every LeaderRetry (see register).
+				// A newer version took over and retired this one:
+				// runLeader looks again every LeaderRetry.
 				r.log.InfoContext(ctx, "projection version retired", "projection", p.Name(), "version", p.Version())
 				return nil
 			}

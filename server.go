@@ -325,7 +325,7 @@ func bodyReadDeadline(timeout time.Duration, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -333,7 +333,7 @@ func bodyReadDeadline(timeout time.Duration, next http.Handler) http.Handler {
 // deadlineBody clears the connection's read deadline when the body ends.
 type deadlineBody struct {
 	io.ReadCloser
-	clear   func()
+	rc      *http.ResponseController
 	cleared bool
 }
 
@@ -341,7 +341,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if errors.Is(err, io.EOF) && !b.cleared {
 		b.cleared = true
-		b.clear()
+		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }

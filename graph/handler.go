@@ -113,6 +113,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(authorization{})
 	srv.Use(depthLimit{max: cfg.Limits.MaxDepth})
+	srv.Use(exactLiterals{})
 	srv.Use(&complexityLimit{max: cfg.Limits.MaxComplexity})
 	if cfg.Limits.MutationsPerSecond > 0 {
 		srv.Use(&mutationRate{perSecond: cfg.Limits.MutationsPerSecond, burst: float64(cfg.Limits.MutationBurst), now: time.Now, buckets: map[string]*bucket{}})

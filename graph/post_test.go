@@ -143,3 +143,31 @@ func TestRequestAndCorrelationIDs(t *testing.T) {
 		t.Fatal("two requests got the same id")
 	}
 }
+
+func TestInexactNumberLiteralsAreRefused(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	for _, tc := range []struct{ name, query string }{
+		{"in event data", `mutation { appendEvents(stream: "lit-1", events: [{type: "Exact", data: {f: 0.30000000000000001}}]) { position } }`},
+		{"in a list", `mutation { appendEvents(stream: "lit-1", events: [{type: "Exact", data: {f: [1, {g: 1.00000000000000000001}]}}]) { position } }`},
+		{"in a fragment", `mutation { ...F } fragment F on Mutation { appendEvents(stream: "lit-1", events: [{type: "Exact", data: {f: 12345678901234567.89}}]) { position } }`},
+		{"in a variable's default", `mutation($d: JSON = {f: 9007199254740993.0}) { appendEvents(stream: "lit-1", events: [{type: "Exact", data: $d}]) { position } }`},
+		{"for a Long", `mutation { depositMoney(input: {accountId: "a-1", amount: 9007199254740993.0}) { position } }`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := c.post(tc.query, nil)
+			if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "GRAPHQL_VALIDATION_FAILED" ||
+				!strings.Contains(out.Errors[0].Message, "in a variable") {
+				t.Fatalf("errors %+v, want one GRAPHQL_VALIDATION_FAILED pointing to variables", out.Errors)
+			}
+		})
+	}
+	// gqlparser's validation refuses a literal beyond a float on its own.
+	if out, _ := c.post(`mutation { appendEvents(stream: "lit-1", events: [{type: "Exact", data: {f: 1e400}}]) { position } }`, nil); len(out.Errors) == 0 || out.Errors[0].Extensions["code"] != "GRAPHQL_VALIDATION_FAILED" {
+		t.Fatalf("1e400: %+v", out.Errors)
+	}
+	// Nothing was written, and literals read as written pass.
+	status, _, body := c.rawPost(`{"query":"mutation { appendEvents(stream: \"lit-1\", events: [{type: \"Exact\", data: {f: 0.1, g: 1.50, h: 2.5e-3}}]) { events { streamVersion data } } }"}`)
+	if status != 200 || !bytes.Contains(body, []byte(`"streamVersion":1`)) || !bytes.Contains(body, []byte(`"f":0.1`)) || !bytes.Contains(body, []byte(`"g":1.5`)) {
+		t.Fatalf("%d %s", status, body)
+	}
+}

@@ -315,7 +315,8 @@ func (r *Registry) permissive(eventType string) bool {
 }
 
 // Validate checks an event about to be appended: its type must have a
-// schema (unless it matches Options.PermissiveTypes), its version must
+// schema (unless it matches Options.PermissiveTypes, and then its version
+// must be 1, the version of the type's first schema), its version must
 // exist and not be deprecated, and data must match that version's schema.
 // Data of an older version than the latest (still appended while a new
 // version rolls out) must also read as the latest: migrated, it must match
@@ -330,6 +331,13 @@ func (r *Registry) Validate(ctx context.Context, eventType string, version int, 
 	}
 	if t == nil || t.latest() == 0 {
 		if r.permissive(eventType) {
+			// Versions exist only by registration, and the first one
+			// registered is 1: an event stored at another version would
+			// keep the type from ever getting a schema.
+			if version != 1 {
+				return &Error{Code: CodeInvalid, Err: ErrUnknownVersion, Details: map[string]any{"eventType": eventType, "schemaVersion": version, "latestVersion": 0},
+					Message: fmt.Sprintf("%s has no schema, so no version %d: append it at schema version 1 (the version its first registered schema will be)", eventType, version)}
+			}
 			return nil
 		}
 		return &Error{Code: CodeInvalid, Err: ErrUnknownType, Details: map[string]any{"eventType": eventType},

@@ -235,6 +235,19 @@ func TestAppendValidation(t *testing.T) {
 	if err := appendOne("AuditLogged", 1, `{"anything": true}`); err != nil {
 		t.Fatalf("a permissive type: %v", err)
 	}
+	// Without a schema there is only version 1: an event stored at 2 would
+	// keep the type from ever getting one (its first schema is v1, and
+	// registering it finds an event of a version without a schema).
+	for _, v := range []int{2, 7} {
+		err := appendOne("AuditLogged", v, `{"anything": true}`)
+		var de *domain.Error
+		if !errors.As(err, &de) || de.Code != domain.Invalid || de.Rule != "UNKNOWN_SCHEMA_VERSION" || !strings.Contains(de.Message, "schema version 1") {
+			t.Fatalf("a permissive type at version %d: %v", v, err)
+		}
+	}
+	if v, _ := e.raw.StreamVersion(ctx, "s-1"); v != 2 {
+		t.Fatalf("stream version %d after refused appends, want 2", v)
+	}
 	// A deprecated version is refused (the latest cannot be deprecated:
 	// see TestLatestVersionCannotBeDeprecated).
 	e.mustRegister("OrderPlaced", placedV2, placedV1toV2)
@@ -250,6 +263,8 @@ func TestAppendValidation(t *testing.T) {
 	if err := appendOne("AuditLogged", 1, `{}`); err != nil {
 		t.Fatalf("after undeprecating: %v", err)
 	}
+	// The permissive type's events, all at version 1, let it get a schema.
+	e.mustRegister("AuditLogged", `{"type": "object"}`, "")
 }
 
 func TestRegistrationBadInputChangesNothing(t *testing.T) {

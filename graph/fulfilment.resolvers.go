@@ -46,7 +46,11 @@ func (r *queryResolver) Fulfilments(ctx context.Context, state *model.Fulfilment
 	if state != nil {
 		st = string(*state)
 	}
-	list, next, total, err := r.FulfilmentReads.Fulfilments(ctx, tenantOf(ctx), st, pageArg(first), deref(after))
+	n, err := pageArg(first)
+	if err != nil {
+		return nil, err
+	}
+	list, next, total, err := r.FulfilmentReads.Fulfilments(ctx, tenantOf(ctx), st, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

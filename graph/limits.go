@@ -88,7 +88,19 @@ func listComplexity(c *generated.ComplexityRoot) {
 	c.Query.Products = func(child int, _ *int, first *int, _ *string, _ *model.Position) int {
 		return times(child, n(first, 20))
 	}
+	c.Query.Fulfilments = func(child int, _ *model.FulfilmentState, first *int, _ *string, _ *model.Position) int {
+		return times(child, n(first, 20))
+	}
+	// Time travel folds a stream from its start (snapshots hold only the
+	// latest state), in pages of 1,000 events: it counts as one such page
+	// of events would.
+	c.Query.AccountAt = func(child int, _ string, _ *int, _ *time.Time) int { return timeTravelCost + child }
+	c.Query.OrderAt = func(child int, _ string, _ *int, _ *time.Time) int { return timeTravelCost + child }
 }
+
+// timeTravelCost is the complexity of accountAt and orderAt besides their
+// selection.
+const timeTravelCost = 100
 
 // complexityLimit refuses operations whose complexity (every field 1, a
 // list field its children times the items it asks for: listComplexity)

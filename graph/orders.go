@@ -15,7 +15,11 @@ func (r *Resolver) orderConnection(ctx context.Context, f projections.OrderFilte
 	if orderBy != nil {
 		sort = projections.OrderSort{ByTotal: orderBy.Field == model.OrderSortFieldTotal, Descending: orderBy.Direction == model.SortDirectionDesc}
 	}
-	list, next, total, err := r.OrderReads.Orders(ctx, tenantOf(ctx), f, sort, pageArg(first), deref(after))
+	n, err := pageArg(first)
+	if err != nil {
+		return nil, err
+	}
+	list, next, total, err := r.OrderReads.Orders(ctx, tenantOf(ctx), f, sort, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,11 @@ func (r *queryResolver) Products(ctx context.Context, maxAvailable *int, first *
 		}
 		limit = int64(*maxAvailable)
 	}
-	list, next, total, err := r.ProductReads.Products(ctx, tenantOf(ctx), limit, pageArg(first), deref(after))
+	n, err := pageArg(first)
+	if err != nil {
+		return nil, err
+	}
+	list, next, total, err := r.ProductReads.Products(ctx, tenantOf(ctx), limit, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

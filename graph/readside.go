@@ -110,14 +110,17 @@ func pageInfo(next string) *model.PageInfo {
 	return &model.PageInfo{HasNextPage: true, EndCursor: &next}
 }
 
-func pageArg(first *int) int {
-	if first == nil {
-		return 0
+// pageArg returns the page size a list field was asked for, 0 for the
+// default when first is absent; an explicit 0 is out of range, not the
+// default.
+func pageArg(first *int) (int, error) {
+	switch {
+	case first == nil:
+		return 0, nil
+	case *first == 0:
+		return 0, domain.InvalidField("first", "first must be 1 to %d, got 0", projections.MaxPageSize)
 	}
-	if *first == 0 {
-		return -1 // an explicit 0 is out of range, not "the default"
-	}
-	return *first
+	return *first, nil
 }
 
 func deref(s *string) string {

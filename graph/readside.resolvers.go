@@ -69,7 +69,11 @@ func (r *queryResolver) Accounts(ctx context.Context, filter *model.AccountFilte
 	if filter != nil {
 		f = projections.AccountFilter{Owner: deref(filter.Owner), Status: deref(filter.Status), Currency: deref(filter.Currency)}
 	}
-	list, next, total, err := r.AccountReads.Accounts(ctx, tenantOf(ctx), f, pageArg(first), deref(after))
+	n, err := pageArg(first)
+	if err != nil {
+		return nil, err
+	}
+	list, next, total, err := r.AccountReads.Accounts(ctx, tenantOf(ctx), f, n, deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +89,11 @@ func (r *queryResolver) AccountStatement(ctx context.Context, id string, first *
 	if err := r.waitFor(ctx, atLeast, "accounts"); err != nil {
 		return nil, err
 	}
-	lines, next, total, err := r.AccountReads.Statement(ctx, tenantOf(ctx), id, pageArg(first), deref(after))
+	n, err := pageArg(first)
+	if err != nil {
+		return nil, err
+	}
+	lines, next, total, err := r.AccountReads.Statement(ctx, tenantOf(ctx), id, n, deref(after))
 	if err != nil {
 		return nil, err
 	}

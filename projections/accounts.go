@@ -27,7 +27,7 @@ var _ Projection = Accounts{}
 func (Accounts) Name() string { return "accounts" }
 
 // Version implements Projection.
-func (Accounts) Version() int { return 2 } // 2: tenants
+func (Accounts) Version() int { return 3 } // 2: tenants; 3: exact totals
 
 // EventTypes implements Projection.
 func (Accounts) EventTypes() []string {
@@ -74,7 +74,7 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 			tenant        text   NOT NULL,
 			currency      text   NOT NULL,
 			accounts      bigint NOT NULL DEFAULT 0,
-			total_balance bigint NOT NULL DEFAULT 0,
+			total_balance numeric NOT NULL DEFAULT 0, -- a sum of balances: beyond 64 bits, it must not wrap
 			PRIMARY KEY (tenant, currency)
 		);`)
 	return err
@@ -119,7 +119,10 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		return err
 	}
 	type totalsKey struct{ tenant, currency string }
-	type totals struct{ accounts, balance int64 }
+	type totals struct {
+		accounts int64
+		balance  sum
+	}
 	deltas := map[totalsKey]*totals{}
 	delta := func(r *row) *totals {
 		k := totalsKey{domain.TenantOf(r.id), r.currency}
@@ -159,7 +162,9 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 			return fmt.Errorf("event %s at %d for account %s, which was never opened", re.Type, re.Position, id)
 		}
 		money := func(kind string, amount, after int64, desc string) {
-			delta(r).balance += after - r.balance
+			d := delta(r)
+			d.balance.add(after)
+			d.balance.sub(r.balance)
 			r.balance = after
 			statement = append(statement, line{id, re.StreamVersion, re.Position, kind, amount, after, desc, re.RecordedAt})
 		}
@@ -212,12 +217,12 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 			idCol, owners, currencies, statuses, balances, overdrafts, dailies, openedAts, lastActivities, versions, positions)
 	}
 	if len(deltas) > 0 {
-		var tenants, currencies []string
-		var counts, sums []int64
+		var tenants, currencies, sums []string
+		var counts []int64
 		for k, d := range deltas {
-			tenants, currencies, counts, sums = append(tenants, k.tenant), append(currencies, k.currency), append(counts, d.accounts), append(sums, d.balance)
+			tenants, currencies, counts, sums = append(tenants, k.tenant), append(currencies, k.currency), append(counts, d.accounts), append(sums, d.balance.String())
 		}
-		w.Queue(`INSERT INTO bank_totals (tenant, currency, accounts, total_balance) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+		w.Queue(`INSERT INTO bank_totals (tenant, currency, accounts, total_balance) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[])
 			ON CONFLICT (tenant, currency) DO UPDATE SET accounts = bank_totals.accounts + excluded.accounts, total_balance = bank_totals.total_balance + excluded.total_balance`,
 			tenants, currencies, counts, sums)
 	}

@@ -1,11 +1,14 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -104,9 +107,9 @@ func (q *AccountQueries) Statement(ctx context.Context, tenant, id string, first
 	if after != "" {
 		s, err := decodeCursor(after)
 		if err == nil {
-			_, err = fmt.Sscan(s, &afterVersion)
+			afterVersion, err = strconv.ParseInt(s, 10, 64)
 		}
-		if err != nil {
+		if err != nil || afterVersion < 0 {
 			return nil, "", 0, domain.InvalidField("after", "invalid cursor")
 		}
 	}
@@ -123,13 +126,25 @@ func (q *AccountQueries) Statement(ctx context.Context, tenant, id string, first
 
 // BankTotals returns tenant's totals per currency, by currency.
 func (q *AccountQueries) BankTotals(ctx context.Context, tenant string) ([]BankTotal, error) {
-	rows, err := q.pool.Query(ctx, `SELECT currency, accounts, total_balance FROM readmodel.bank_totals WHERE tenant = $1 ORDER BY currency`, tenant)
+	rows, err := q.pool.Query(ctx, `SELECT currency, accounts, total_balance::text FROM readmodel.bank_totals WHERE tenant = $1 ORDER BY currency`, tenant)
 	if err != nil {
 		return nil, readError("bank totals", err)
 	}
-	totals, err := pgx.CollectRows(rows, pgx.RowToStructByPos[BankTotal])
+	var sums []string
+	totals, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BankTotal, error) {
+		var t BankTotal
+		var total string
+		err := row.Scan(&t.Currency, &t.Accounts, &total)
+		sums = append(sums, total)
+		return t, err
+	})
 	if err != nil {
 		return nil, readError("bank totals", err)
+	}
+	for i := range totals {
+		if totals[i].TotalBalance, err = longOf("the total balance of the "+totals[i].Currency+" accounts", sums[i]); err != nil {
+			return nil, err
+		}
 	}
 	return totals, nil
 }
@@ -152,7 +167,9 @@ func decodeCursor(c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
+	// Every cursor encodes text the read models hold: valid UTF-8 without
+	// NUL, which PostgreSQL's text cannot take either.
+	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
 		return "", domain.InvalidField("after", "invalid cursor")
 	}
 	return string(b), nil

@@ -25,7 +25,7 @@ var _ Projection = Orders{}
 func (Orders) Name() string { return "orders" }
 
 // Version implements Projection.
-func (Orders) Version() int { return 4 } // 2: subtotal and tax, from OrderSubmitted v2; 3: tenants; 4: bulk folding
+func (Orders) Version() int { return 5 } // 2: subtotal and tax, from OrderSubmitted v2; 3: tenants; 4: bulk folding; 5: exact revenue
 
 // EventTypes implements Projection.
 func (Orders) EventTypes() []string {
@@ -79,7 +79,7 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 			day     date   NOT NULL,
 			status  text   NOT NULL,
 			orders  bigint NOT NULL DEFAULT 0,
-			revenue bigint NOT NULL DEFAULT 0,
+			revenue numeric NOT NULL DEFAULT 0, -- a sum of totals: beyond 64 bits, it must not wrap
 			PRIMARY KEY (tenant, day, status)
 		);`)
 	return err
@@ -106,7 +106,10 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 	}
 	type lineKey struct{ order, sku string }
 	type statKey struct{ tenant, status, day string }
-	type stat struct{ orders, revenue int64 }
+	type stat struct {
+		orders  int64
+		revenue sum
+	}
 
 	touched := map[string]*row{}
 	// The lines of the orders whose lines change are read, except for the
@@ -170,18 +173,24 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 	}
 
 	stats := map[statKey]*stat{}
-	count := func(r *row, status string, orders, revenue int64) {
+	// count adds (in, +1) or removes (-1) an order of total to or from the
+	// statistics of status on the order's day.
+	count := func(r *row, status string, in int64, total int64) {
 		k := statKey{r.tenant, status, r.day}
 		s := stats[k]
 		if s == nil {
 			s = &stat{}
 			stats[k] = s
 		}
-		s.orders += orders
-		s.revenue += revenue
+		s.orders += in
+		if in > 0 {
+			s.revenue.add(total)
+		} else {
+			s.revenue.sub(total)
+		}
 	}
 	move := func(r *row, status string, total int64) { // the order leaves its (status, total) for these
-		count(r, r.status, -1, -r.total)
+		count(r, r.status, -1, r.total)
 		count(r, status, 1, total)
 		r.status, r.total = status, total
 	}
@@ -300,17 +309,17 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		w.Queue(`INSERT INTO order_items (order_id, sku, quantity, unit_price) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
 			ON CONFLICT (order_id, sku) DO UPDATE SET quantity = excluded.quantity, unit_price = excluded.unit_price`, upOrders, upSkus, upQty, upPrice)
 	}
-	var sTenants, sStatuses, sDays []string
-	var sOrders, sRevenue []int64
+	var sTenants, sStatuses, sDays, sRevenue []string
+	var sOrders []int64
 	for k, d := range stats {
-		if d.orders != 0 || d.revenue != 0 {
+		if d.orders != 0 || !d.revenue.isZero() {
 			sTenants, sStatuses, sDays = append(sTenants, k.tenant), append(sStatuses, k.status), append(sDays, k.day)
-			sOrders, sRevenue = append(sOrders, d.orders), append(sRevenue, d.revenue)
+			sOrders, sRevenue = append(sOrders, d.orders), append(sRevenue, d.revenue.String())
 		}
 	}
 	if len(sTenants) > 0 {
 		w.Queue(`INSERT INTO order_stats (tenant, day, status, orders, revenue)
-			SELECT t, d::date, s, o, r FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(t, d, s, o, r)
+			SELECT t, d::date, s, o, r FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[]) AS u(t, d, s, o, r)
 			ON CONFLICT (tenant, day, status) DO UPDATE SET orders = order_stats.orders + excluded.orders, revenue = order_stats.revenue + excluded.revenue`,
 			sTenants, sDays, sStatuses, sOrders, sRevenue)
 		// A status no order of the day is in any more has no row, however

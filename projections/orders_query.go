@@ -194,15 +194,28 @@ func (q *OrderQueries) Statistics(ctx context.Context, tenant string, from, to t
 	if to.Before(from) {
 		return nil, domain.InvalidField("to", "to is before from")
 	}
-	rows, err := q.pool.Query(ctx, `SELECT day, status, orders, revenue FROM readmodel.order_stats
+	rows, err := q.pool.Query(ctx, `SELECT day, status, orders, revenue::text FROM readmodel.order_stats
 		WHERE tenant = $3 AND day BETWEEN $1::date AND $2::date AND orders > 0 ORDER BY day, status`,
 		from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly), tenant)
 	if err != nil {
 		return nil, readError("order statistics", err)
 	}
-	stats, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderStat])
+	var sums []string
+	stats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrderStat, error) {
+		var s OrderStat
+		var revenue string
+		err := row.Scan(&s.Day, &s.Status, &s.Orders, &revenue)
+		sums = append(sums, revenue)
+		return s, err
+	})
 	if err != nil {
 		return nil, readError("order statistics", err)
+	}
+	for i := range stats {
+		what := "the revenue of the " + stats[i].Status + " orders of " + stats[i].Day.Format(time.DateOnly)
+		if stats[i].Revenue, err = longOf(what, sums[i]); err != nil {
+			return nil, err
+		}
 	}
 	return stats, nil
 }

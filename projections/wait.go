@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,10 +14,36 @@ import (
 
 // Positions reads how far the serving versions of projections have
 // applied the log.
+//
+// Every waiter of a process shares one read of the checkpoints: a waiter
+// that wants a newer one than it last saw takes the read another waiter
+// began since, or joins the one under way, or begins one. However many
+// requests wait (and one operation may wait once per field), PostgreSQL is
+// asked about once per poll interval, not once per waiter.
 type Positions struct {
 	pool   *pgxpool.Pool
 	runner *Runner // this process's; nil: checkpoints only, polled
+
+	mu      sync.Mutex
+	last    checkpoints   // the latest read that succeeded
+	reading chan struct{} // closed when the read under way ends; nil: none
 }
+
+// checkpoints is one read of the serving checkpoints: position by
+// projection name, and when the read began (everything committed before
+// then is in it).
+type checkpoints struct {
+	at    map[string]int64
+	begun time.Time
+}
+
+// pollEvery is how often a waiter asks for the checkpoints again when this
+// process's runner has not woken it; firstReadMaxAge is how old a read a
+// waiter takes for its first look.
+const (
+	pollEvery       = 25 * time.Millisecond
+	firstReadMaxAge = 5 * time.Millisecond
+)
 
 // NewPositions returns a reader of projection positions: their
 // checkpoints and, for each projection that runner (when not nil) serves
@@ -37,15 +64,17 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
+	since := time.Now().Add(-firstReadMaxAge) // the oldest read to take
 	for {
 		var wake <-chan struct{}
 		if p.runner != nil {
 			wake = p.runner.Progress()
 		}
-		reached, err := p.min(ctx, names)
+		cp, err := p.read(ctx, since)
 		if err != nil {
 			return err
 		}
+		reached := p.reached(cp, names)
 		if reached >= position {
 			return nil
 		}
@@ -57,23 +86,67 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 				Details: map[string]any{"atLeast": position, "reached": reached, "behind": position - reached},
 			}
 		}
-		t := time.NewTimer(min(left, 25*time.Millisecond))
+		t := time.NewTimer(min(left, pollEvery))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-wake:
+			// This process's runner moved: Runner.Passed has it, and the
+			// read of the checkpoints just used still holds for the others.
 		case <-t.C:
+			since = cp.begun.Add(time.Nanosecond) // a newer read
 		}
 		t.Stop()
 	}
 }
 
-// min returns the lowest position among the serving versions of names.
-func (p *Positions) min(ctx context.Context, names []string) (int64, error) {
-	rows, err := p.pool.Query(ctx, `SELECT name, position FROM projections WHERE name = ANY($1) AND serving`, names)
+// read returns a read of the checkpoints that began at since or later:
+// the latest one, the one under way, or a new one.
+func (p *Positions) read(ctx context.Context, since time.Time) (checkpoints, error) {
+	for {
+		p.mu.Lock()
+		if p.last.at != nil && !p.last.begun.Before(since) {
+			cp := p.last
+			p.mu.Unlock()
+			return cp, nil
+		}
+		if ch := p.reading; ch != nil {
+			// Wait for it; then its outcome is p.last, or it began too
+			// early or failed, and this waiter may begin one.
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return checkpoints{}, ctx.Err()
+			case <-ch:
+			}
+			continue
+		}
+		ch := make(chan struct{})
+		begun := time.Now()
+		p.reading = ch
+		p.mu.Unlock()
+
+		at, err := p.query(ctx)
+		p.mu.Lock()
+		p.reading = nil
+		if err == nil && !begun.Before(p.last.begun) {
+			p.last = checkpoints{at: at, begun: begun}
+		}
+		p.mu.Unlock()
+		close(ch)
+		if err != nil {
+			return checkpoints{}, err
+		}
+		return checkpoints{at: at, begun: begun}, nil
+	}
+}
+
+// query reads the checkpoint of every serving projection version.
+func (p *Positions) query(ctx context.Context) (map[string]int64, error) {
+	rows, err := p.pool.Query(ctx, `SELECT name, position FROM projections WHERE serving`)
 	if err != nil {
-		return 0, fmt.Errorf("projection positions: %w", err)
+		return nil, fmt.Errorf("projection positions: %w", err)
 	}
 	at := map[string]int64{}
 	var name string
@@ -83,13 +156,20 @@ func (p *Positions) min(ctx context.Context, names []string) (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("projection positions: %w", err)
+		return nil, fmt.Errorf("projection positions: %w", err)
 	}
+	return at, nil
+}
+
+// reached returns the lowest position among the serving versions of
+// names: their checkpoints in cp or, for those this process runs, how far
+// they have read.
+func (p *Positions) reached(cp checkpoints, names []string) int64 {
 	var reached int64
 	for i, n := range names {
-		pos, ok := at[n]
+		pos, ok := cp.at[n]
 		if !ok {
-			return 0, nil // not set up yet: nothing reached
+			return 0 // not set up yet: nothing reached
 		}
 		if p.runner != nil {
 			if passed, ok := p.runner.Passed(n); ok {
@@ -100,5 +180,5 @@ func (p *Positions) min(ctx context.Context, names []string) (int64, error) {
 			reached = pos
 		}
 	}
-	return reached, nil
+	return reached
 }

@@ -1,0 +1,44 @@
+package graph_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An edited cursor is a VALIDATION error on after, whatever its bytes:
+// ones PostgreSQL's text cannot hold (invalid UTF-8, NUL) came back as
+// INTERNAL, and a statement cursor with trailing garbage was taken.
+func TestEditedCursorsAreRefused(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	last := g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 1}).Position
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []struct{ query, cursor string }{
+		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
+		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("a\x00")},
+		{`products(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
+		{`fulfilments(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
+		{`orders(after: $a, atLeast: $p) { totalCount }`, b64("2026-01-01T00:00:00Z|\xff")},
+		{`orders(after: $a, atLeast: $p, orderBy: {field: TOTAL}) { totalCount }`, b64("5|\x00")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("5abc")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("1 2")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("-1")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("2026-01-01T00:00:00Z|o1")},
+	} {
+		out, _ := g.post(`query($a: String, $p: Position) { `+c.query+` }`, map[string]any{"a": c.cursor, "p": last})
+		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" || out.Errors[0].Extensions["field"] != "after" {
+			t.Errorf("%s with cursor %q: errors %+v, want one VALIDATION on after", c.query, c.cursor, out.Errors)
+		}
+	}
+	// A cursor the gateway gave is still taken.
+	out, _ := g.post(`query($a: String, $p: Position) { accountStatement(id: "a1", first: 1, after: $a, atLeast: $p) { totalCount } }`, map[string]any{"a": b64("1"), "p": last})
+	if len(out.Errors) > 0 {
+		t.Errorf("statement cursor 1: %+v", out.Errors)
+	}
+	// first: 0 is out of range, and the error says 0.
+	out, _ = g.post(`{ accounts(first: 0) { totalCount } }`, nil)
+	if len(out.Errors) != 1 || out.Errors[0].Extensions["field"] != "first" || !strings.Contains(out.Errors[0].Message, "got 0") {
+		t.Errorf("accounts(first: 0): %+v, want VALIDATION on first saying it got 0", out.Errors)
+	}
+}

@@ -1,0 +1,86 @@
+package graph_test
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Sums over many aggregates (a tenant's bank totals, a day's order
+// revenue) are exact. Two balances near the 64-bit limit used to stop the
+// accounts read model for every tenant (bigint out of range, FAILED), and
+// wrapped to a negative total when folded in one batch (a rebuild); large
+// orders did the same to the orders read model. Now the tenant that holds
+// such sums gets an error naming them, and the others see nothing of it.
+func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
+	g, as := newTenantGateway(t)
+	big := fmt.Sprint(int64(math.MaxInt64 - 10))
+	for _, id := range []string{"r1", "r2"} {
+		g.mustMutate("openAccount", map[string]any{"accountId": id, "owner": "x", "currency": "EUR", "initialDeposit": big}, as["acme"]...)
+		g.mustMutate("placeOrder", map[string]any{"orderId": id, "customerId": "c", "currency": "EUR"}, as["acme"]...)
+		g.mustMutate("addOrderItem", map[string]any{"orderId": id, "sku": "s", "quantity": 1, "unitPrice": big}, as["acme"]...)
+		time.Sleep(300 * time.Millisecond) // in separate batches
+	}
+	g.mustMutate("openAccount", map[string]any{"accountId": "v1", "owner": "v", "currency": "USD", "initialDeposit": 5}, as["globex"]...)
+	r := g.mustMutate("placeOrder", map[string]any{"orderId": "v1", "customerId": "c", "currency": "USD"}, as["globex"]...)
+
+	const q = `query($p: Position, $from: Time!, $to: Time!) {
+		account(id: "v1", atLeast: $p) { balance }
+		order(id: "v1", atLeast: $p) { status }
+		bankTotals(atLeast: $p) { currency totalBalance }
+		orderStatistics(from: $from, to: $to, atLeast: $p) { status orders revenue }
+	}`
+	vars := map[string]any{"p": r.Position, "from": time.Now().Add(-48 * time.Hour).Format(time.RFC3339), "to": time.Now().Add(48 * time.Hour).Format(time.RFC3339)}
+	out, _ := g.post(q, vars, as["globex"]...)
+	if len(out.Errors) > 0 {
+		ps, _ := g.post(`{ projections { name status lastError } }`, nil, as["globex"]...)
+		t.Fatalf("globex after acme's huge sums: %+v\nprojections: %s", out.Errors, ps.Data["projections"])
+	}
+	if got := string(out.Data["bankTotals"]); got != `[{"currency":"USD","totalBalance":5}]` {
+		t.Errorf("globex's bank totals %s", got)
+	}
+	if got := string(out.Data["orderStatistics"]); got != `[{"status":"OPEN","orders":1,"revenue":0}]` {
+		t.Errorf("globex's order statistics %s", got)
+	}
+
+	// acme is told its sums do not fit a Long, not given wrong ones.
+	beyond := func(when string) {
+		t.Helper()
+		out, _ := g.post(q, vars, as["acme"]...)
+		var fields []string
+		for _, e := range out.Errors {
+			if e.Extensions["code"] != "INTERNAL" || !strings.Contains(e.Message, "18446744073709551594, beyond a Long") {
+				t.Errorf("%s: acme's error %+v", when, e)
+			}
+			fields = append(fields, fmt.Sprint(e.Path))
+		}
+		slices.Sort(fields)
+		if strings.Join(fields, " ") != "[bankTotals] [orderStatistics]" {
+			t.Errorf("%s: acme's errors on %v, want bankTotals and orderStatistics (data %v)", when, fields, out.Data)
+		}
+	}
+	beyond("live")
+	// Folded in one batch, the sum does not wrap.
+	var rebuilt struct{ RebuildProjection struct{ Generation int } }
+	g.mustPost(`mutation { rebuildProjection(name: "accounts") { generation } }`, nil, &rebuilt, "X-API-Key", adminKey)
+	waitFor(t, "the rebuilt accounts read model to serve", func() bool {
+		var ps struct {
+			Projections []struct {
+				Name       string
+				Generation int
+				Serving    bool
+			}
+		}
+		g.mustPost(`{ projections { name generation serving } }`, nil, &ps, "X-API-Key", adminKey)
+		for _, p := range ps.Projections {
+			if p.Name == "accounts" && p.Generation == rebuilt.RebuildProjection.Generation && p.Serving {
+				return true
+			}
+		}
+		return false
+	})
+	beyond("rebuilt")
+}

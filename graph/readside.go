@@ -52,9 +52,16 @@ func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionS
 	if err != nil {
 		return nil, err
 	}
+	// A failure's error, event and position may name any tenant's data
+	// (the error of a fold names the tenant-qualified id): callers scoped
+	// to a tenant see that a projection failed, not on what.
+	scoped := tenantOf(ctx) != ""
 	out := make([]*model.ProjectionStatus, len(reports))
 	for i, rep := range reports {
 		out[i] = toProjectionStatus(rep)
+		if scoped {
+			out[i].LastError, out[i].FailedPosition, out[i].FailedEventID = nil, nil, nil
+		}
 	}
 	return out, nil
 }

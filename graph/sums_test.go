@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -83,4 +84,44 @@ func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 		return false
 	})
 	beyond("rebuilt")
+}
+
+// A projection's failure may name any tenant's data (a fold's error names
+// the tenant-qualified id): callers of a tenant see that it failed, not
+// the error, event or position; gateway-wide callers see all.
+func TestProjectionFailuresAreNotShownToTenants(t *testing.T) {
+	g, as := newTenantGateway(t)
+	g.mustMutate("openAccount", map[string]any{"accountId": "r1", "owner": "x", "currency": "EUR"}, as["acme"]...)
+	if _, err := g.pool.Exec(context.Background(), `UPDATE projections SET status = 'FAILED', failures = 5, last_error = 'account acme~r1 opened twice',
+		failed_position = 1, failed_event_id = '0190a8f0-0000-7000-8000-000000000001' WHERE name = 'accounts' AND serving`); err != nil {
+		t.Fatal(err)
+	}
+	const q = `{ projections { name failures lastError failedPosition failedEventId } }`
+	type status struct {
+		Name           string
+		Failures       int
+		LastError      *string
+		FailedPosition *int64
+		FailedEventID  *string
+	}
+	accounts := func(headers ...string) status {
+		t.Helper()
+		var out struct{ Projections []status }
+		g.mustPost(q, nil, &out, headers...)
+		for _, p := range out.Projections {
+			if p.Name == "accounts" {
+				return p
+			}
+		}
+		t.Fatalf("no accounts projection in %+v", out.Projections)
+		return status{}
+	}
+	for _, tenant := range []string{"globex", "acme"} {
+		if p := accounts(as[tenant]...); p.Failures != 5 || p.LastError != nil || p.FailedPosition != nil || p.FailedEventID != nil {
+			t.Errorf("%s sees %+v, want the failure counted and nothing of what failed", tenant, p)
+		}
+	}
+	if p := accounts("X-API-Key", adminKey); p.LastError == nil || *p.LastError != "account acme~r1 opened twice" || p.FailedEventID == nil {
+		t.Errorf("a gateway-wide admin sees %+v", p)
+	}
 }

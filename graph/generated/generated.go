@@ -3190,8 +3190,11 @@ type ProjectionStatus {
   lagSeconds: Float!
   "Consecutive failed attempts at the current event."
   failures: Int!
+  "The error of the last failed attempt; null for callers of a tenant (it may name another tenant's data)."
   lastError: String
+  "The position of the event that failed; null for callers of a tenant."
   failedPosition: Position
+  "The id of the event that failed; null for callers of a tenant."
   failedEventId: ID
   updatedAt: Time!
 }

@@ -484,11 +484,14 @@ type ProjectionStatus struct {
 	// Seconds since the oldest event not yet applied was recorded (0 when caught up).
 	LagSeconds float64 `json:"lagSeconds"`
 	// Consecutive failed attempts at the current event.
-	Failures       int       `json:"failures"`
-	LastError      *string   `json:"lastError,omitempty"`
+	Failures int `json:"failures"`
+	// The error of the last failed attempt; null for callers of a tenant (it may name another tenant's data).
+	LastError *string `json:"lastError,omitempty"`
+	// The position of the event that failed; null for callers of a tenant.
 	FailedPosition *Position `json:"failedPosition,omitempty"`
-	FailedEventID  *string   `json:"failedEventId,omitempty"`
-	UpdatedAt      time.Time `json:"updatedAt"`
+	// The id of the event that failed; null for callers of a tenant.
+	FailedEventID *string   `json:"failedEventId,omitempty"`
+	UpdatedAt     time.Time `json:"updatedAt"`
 }
 
 type Query struct {

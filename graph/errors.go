@@ -28,6 +28,14 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &de):
 			gqlErr.Message = de.Message
 			gqlErr.Extensions = domainExtensions(de)
+			if de.Code == domain.Internal {
+				// One the code meant to explain (a sum beyond a Long): its
+				// message is shown, and it is logged with its request id
+				// as every internal error is.
+				reqID := RequestID(ctx)
+				log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
+				gqlErr.Extensions["requestId"] = reqID
+			}
 		case errors.As(err, &re):
 			gqlErr.Message = re.Message
 			gqlErr.Extensions = domainExtensions(&domain.Error{Code: domain.Code(re.Code), Rule: re.Rule, Details: re.Details})

@@ -133,6 +133,18 @@ func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
 		neg, s = true, s[1:]
 	}
 	mant, expPart, hasExp := strings.Cut(strings.ToLower(s), "e")
+	whole, frac, _ := strings.Cut(mant, ".")
+	all := whole + frac
+	for _, c := range all {
+		if c < '0' || c > '9' {
+			return false, "", 0, false
+		}
+	}
+	trimmed := strings.TrimLeft(all, "0")
+	digits = strings.TrimRight(trimmed, "0")
+	if digits == "" {
+		return neg, "", 0, true // zero, whatever the exponent
+	}
 	if hasExp {
 		n, err := strconv.Atoi(expPart)
 		if err != nil || n > 1<<20 || n < -(1<<20) {
@@ -140,16 +152,6 @@ func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
 		}
 		exp = n
 	}
-	whole, frac, _ := strings.Cut(mant, ".")
-	all := whole + frac
-	exp += len(whole)
-	trimmed := strings.TrimLeft(all, "0")
-	exp -= len(all) - len(trimmed)
-	digits = strings.TrimRight(trimmed, "0")
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return false, "", 0, false
-		}
-	}
+	exp += len(whole) - (len(all) - len(trimmed))
 	return neg, digits, exp, true
 }

@@ -53,7 +53,7 @@ func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 		out, _ := g.post(q, vars, as["acme"]...)
 		var fields []string
 		for _, e := range out.Errors {
-			if e.Extensions["code"] != "INTERNAL" || !strings.Contains(e.Message, "18446744073709551594, beyond a Long") {
+			if e.Extensions["code"] != "INTERNAL" || !strings.Contains(e.Message, "18446744073709551594, beyond a Long") || e.Extensions["requestId"] == nil {
 				t.Errorf("%s: acme's error %+v", when, e)
 			}
 			fields = append(fields, fmt.Sprint(e.Path))

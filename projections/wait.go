@@ -15,18 +15,19 @@ import (
 // Positions reads how far the serving versions of projections have
 // applied the log.
 //
-// Every waiter of a process shares one read of the checkpoints: a waiter
+// Every waiter of a process shares reads of the checkpoints: a waiter
 // that wants a newer one than it last saw takes the read another waiter
-// began since, or joins the one under way, or begins one. However many
-// requests wait (and one operation may wait once per field), PostgreSQL is
-// asked about once per poll interval, not once per waiter.
+// began since, or joins the one under way (and its outcome, a failure
+// too), or begins one. However many requests wait (and one operation may
+// wait once per field), PostgreSQL is asked about once per poll interval,
+// not once per waiter.
 type Positions struct {
 	pool   *pgxpool.Pool
 	runner *Runner // this process's; nil: checkpoints only, polled
 
-	mu      sync.Mutex
-	last    checkpoints   // the latest read that succeeded
-	reading chan struct{} // closed when the read under way ends; nil: none
+	mu   sync.Mutex
+	last checkpoints // the latest read that succeeded
+	call *readCall   // the latest read begun, while under way
 }
 
 // checkpoints is one read of the serving checkpoints: position by
@@ -37,9 +38,18 @@ type checkpoints struct {
 	begun time.Time
 }
 
-// pollEvery is how often a waiter asks for the checkpoints again when this
-// process's runner has not woken it; firstReadMaxAge is how old a read a
-// waiter takes for its first look.
+// readCall is a read of the checkpoints under way; cp and err are set
+// when done is closed.
+type readCall struct {
+	begun time.Time
+	done  chan struct{}
+	cp    checkpoints
+	err   error
+}
+
+// pollEvery is how often a waiter reads the checkpoints again, whether or
+// not this process's runner woke it meanwhile; firstReadMaxAge is how old
+// a read a waiter takes for its first look.
 const (
 	pollEvery       = 25 * time.Millisecond
 	firstReadMaxAge = 5 * time.Millisecond
@@ -65,6 +75,12 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 	}
 	deadline := time.Now().Add(timeout)
 	since := time.Now().Add(-firstReadMaxAge) // the oldest read to take
+	// The poll runs on its own clock: the runner's wake-ups (after every
+	// batch of any projection it runs) must not put off reading the
+	// checkpoints of projections that other processes run.
+	poll := time.NewTimer(pollEvery)
+	defer poll.Stop()
+	var expired <-chan time.Time
 	for {
 		var wake <-chan struct{}
 		if p.runner != nil {
@@ -86,60 +102,59 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 				Details: map[string]any{"atLeast": position, "reached": reached, "behind": position - reached},
 			}
 		}
-		t := time.NewTimer(min(left, pollEvery))
+		if expired == nil && left < pollEvery {
+			t := time.NewTimer(left)
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-wake:
 			// This process's runner moved: Runner.Passed has it, and the
 			// read of the checkpoints just used still holds for the others.
-		case <-t.C:
+		case <-poll.C:
 			since = cp.begun.Add(time.Nanosecond) // a newer read
+			poll.Reset(pollEvery)
+		case <-expired:
 		}
-		t.Stop()
 	}
 }
 
 // read returns a read of the checkpoints that began at since or later:
-// the latest one, the one under way, or a new one.
+// the latest one, the one under way (whatever its outcome), or a new one.
 func (p *Positions) read(ctx context.Context, since time.Time) (checkpoints, error) {
-	for {
-		p.mu.Lock()
-		if p.last.at != nil && !p.last.begun.Before(since) {
-			cp := p.last
-			p.mu.Unlock()
-			return cp, nil
-		}
-		if ch := p.reading; ch != nil {
-			// Wait for it; then its outcome is p.last, or it began too
-			// early or failed, and this waiter may begin one.
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return checkpoints{}, ctx.Err()
-			case <-ch:
-			}
-			continue
-		}
-		ch := make(chan struct{})
-		begun := time.Now()
-		p.reading = ch
+	p.mu.Lock()
+	if p.last.at != nil && !p.last.begun.Before(since) {
+		cp := p.last
 		p.mu.Unlock()
-
-		at, err := p.query(ctx)
-		p.mu.Lock()
-		p.reading = nil
-		if err == nil && !begun.Before(p.last.begun) {
-			p.last = checkpoints{at: at, begun: begun}
-		}
-		p.mu.Unlock()
-		close(ch)
-		if err != nil {
-			return checkpoints{}, err
-		}
-		return checkpoints{at: at, begun: begun}, nil
+		return cp, nil
 	}
+	if c := p.call; c != nil && !c.begun.Before(since) {
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return checkpoints{}, ctx.Err()
+		case <-c.done:
+			return c.cp, c.err
+		}
+	}
+	c := &readCall{begun: time.Now(), done: make(chan struct{})}
+	p.call = c
+	p.mu.Unlock()
+
+	at, err := p.query(ctx)
+	c.cp, c.err = checkpoints{at: at, begun: c.begun}, err
+	p.mu.Lock()
+	if p.call == c {
+		p.call = nil
+	}
+	if err == nil && !c.begun.Before(p.last.begun) {
+		p.last = c.cp
+	}
+	p.mu.Unlock()
+	close(c.done)
+	return c.cp, err
 }
 
 // query reads the checkpoint of every serving projection version.

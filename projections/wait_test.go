@@ -3,6 +3,8 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 	"cqrsgate/projections"
 )
 
@@ -82,4 +85,125 @@ func TestWaitersShareReadsOfTheCheckpoints(t *testing.T) {
 		t.Fatalf("waiting for the deposit: %v", err)
 	}
 	t.Logf("%d waiters: %d reads; the deposit seen after %s", waiters, reads.n.Load()-before, time.Since(start))
+}
+
+// A waiter for a projection another process runs is woken by this
+// process's runner on every batch of its own projections; the waiter still
+// reads the checkpoints every poll (a review found a first version of the
+// shared reads that put the poll off at each wake-up, so that the waiter
+// saw the other process's progress only at its deadline).
+func TestWaiterPollsWhileTheLocalRunnerIsBusy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	local := e.start(t, projections.Options{}, projections.Accounts{}) // this process: accounts
+	// "Another process" runs orders: its own store, so it sees appends by
+	// polling (every 100 ms), not by this process's broadcaster.
+	other := &env{pool: e.pool, store: eventstore.NewPostgres(e.pool, quiet, eventstore.Limits{}, eventstore.NewBroadcaster())}
+	other.start(t, projections.Options{}, projections.Orders{})
+	e.exec(t, domain.OpenAccount{AccountID: "busy", Owner: "o", Currency: "EUR"})
+	positions := projections.NewPositions(e.pool, local)
+	if err := positions.WaitFor(ctx, []string{"accounts", "orders"}, e.head(t), 10*time.Second); err != nil {
+		t.Fatalf("catching up: %v", err)
+	}
+
+	// Steady write traffic this process's runner follows (about every 5 ms).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			_, _ = e.try(domain.DepositMoney{AccountID: "busy", Amount: 1})
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+
+	res, err := domain.Execute(ctx, e.commands, domain.Orders, domain.PlaceOrder{OrderID: "o1", CustomerID: "c", Currency: "EUR"}, domain.CommandMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = positions.WaitFor(ctx, []string{"orders"}, res.Position, 2*time.Second)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("waiting 2s for an order the other process projects within ~100 ms: %v", err)
+	}
+	// The other process polls every 100 ms: the order is projected within a
+	// few hundred ms, and a waiter polling every 25 ms sees it soon after.
+	if took > time.Second {
+		t.Fatalf("an order the other process projects within ~100 ms was seen by the waiter only after %s (its timeout: 2s)", took)
+	}
+	t.Logf("seen after %s", took)
+}
+
+// Waiters that join a read of the checkpoints take its outcome, a failure
+// too: against a database that fails slowly (here each connection attempt
+// times out after 300 ms) they all fail after one attempt, not one after
+// another (a review found the k-th failing after k attempts, far past its
+// READ_TIMEOUT).
+func TestWaitersShareAFailedRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() { // accept and never answer
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	cfg, err := pgxpool.ParseConfig("postgres://u@" + ln.Addr().String() + "/db?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.ConnectTimeout = 300 * time.Millisecond
+	cfg.MaxConns = 50 // not the limit here
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	positions := projections.NewPositions(pool, nil)
+
+	const waiters, timeout = 10, time.Second
+	start := time.Now()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, waiters)
+	for i := range waiters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := positions.WaitFor(context.Background(), []string{"accounts"}, 1, timeout)
+			took[i] = time.Since(start)
+			if err == nil {
+				t.Errorf("waiter %d: no error from an unreachable database", i)
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(took)
+	if last := took[len(took)-1]; last > timeout+500*time.Millisecond {
+		t.Fatalf("%d waiters with a %s timeout, database unreachable (300 ms per attempt): they returned after %v", waiters, timeout, took)
+	}
 }

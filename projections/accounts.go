@@ -84,7 +84,8 @@ func (Accounts) Setup(ctx context.Context, tx pgx.Tx) error {
 // account touched) and writes in bulk: the accounts touched are read once;
 // accounts opened in the batch go in with COPY and the others are written
 // back with one upsert; the statement lines go in with COPY, and the
-// totals with one upsert.
+// totals with one upsert. Events on a stream that is not an account's are
+// skipped (ownEvents).
 func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	type row struct {
 		id, owner, currency, status string
@@ -93,10 +94,13 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		version, position           int64
 		opened                      bool // in this batch: no row yet
 	}
+	events, streamIDs := ownEvents(domain.Accounts, events)
+	if len(events) == 0 {
+		return nil
+	}
 	touched := map[string]*row{}
 	var ids []string
-	for _, re := range events {
-		id, _ := domain.Accounts.IDOf(re.StreamID)
+	for _, id := range streamIDs {
 		if _, ok := touched[id]; !ok {
 			touched[id] = nil
 			ids = append(ids, id)
@@ -142,12 +146,12 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		at                time.Time
 	}
 	statement := make([]line, 0, len(events))
-	for _, re := range events {
+	for i, re := range events {
 		e, err := decodeAccountEvent(re)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id, _ := domain.Accounts.IDOf(re.StreamID)
+		id := streamIDs[i]
 		r := touched[id]
 		if opened, ok := e.(domain.AccountOpened); ok {
 			if r != nil {

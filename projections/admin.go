@@ -71,26 +71,44 @@ func List(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {
 // start of the log, as a new generation beside the serving one; queries
 // switch to it once it has caught up and the old tables are dropped. The
 // process running the projection picks the request up within its poll
-// interval. Errors: NotFound for an unknown name, RuleViolation when a
-// rebuild of it is already under way.
+// interval. Rebuilds of a projection asked for at the same time are
+// serialised: exactly one starts, and the others find it under way.
+// Errors: NotFound for an unknown name (one no projection can have is
+// refused before the database sees it), RuleViolation (Rule
+// REBUILD_IN_PROGRESS) when a rebuild of it is already under way.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) error {
-	tag, err := pool.Exec(ctx, `INSERT INTO projections (name, version, generation)
+	if err := checkAdminName(name); err != nil {
+		return err
+	}
+	var added, serving bool
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// The lock is held to the end of the transaction, so a rebuild
+		// waiting for it sees the generation the one before it added (each
+		// statement reads what committed before it started), not the same
+		// max(generation)+1.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, rebuildLockClass, name); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO projections (name, version, generation)
 		SELECT s.name, s.version, (SELECT max(generation) + 1 FROM projections g WHERE g.name = s.name AND g.version = s.version)
 		  FROM projections s
 		 WHERE s.name = $1 AND s.serving
 		   AND NOT EXISTS (SELECT 1 FROM projections b WHERE b.name = s.name AND NOT b.serving AND b.status <> 'RETIRED' AND b.version = s.version)`, name)
-	if err != nil {
+		if err != nil {
+			return err
+		}
+		if added = tag.RowsAffected() == 1; added {
+			return nil
+		}
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND serving)`, name).Scan(&serving)
+	})
+	switch {
+	case err != nil:
 		return fmt.Errorf("rebuild projection %s: %w", name, err)
-	}
-	if tag.RowsAffected() == 1 {
+	case added:
 		wake(ctx, pool)
 		return nil
-	}
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND serving)`, name).Scan(&exists); err != nil {
-		return err
-	}
-	if !exists {
+	case !serving:
 		return domain.Errorf(domain.NotFound, "no serving projection named %q", name)
 	}
 	e := domain.Errorf(domain.RuleViolation, "projection %s is already being rebuilt", name)
@@ -98,9 +116,28 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) error {
 	return e
 }
 
+// rebuildLockClass is the class (the first key, in the two-int4 key space
+// of advisory locks, apart from the runners' bigint ones) of the lock that
+// serialises the rebuilds of a projection; the second key is the hash of
+// its name.
+const rebuildLockClass int32 = 0x63716772 // "cqgr"
+
+// checkAdminName refuses, as unknown, a name no projection can have (see
+// checkProjection), before it reaches the database: one holding a NUL or
+// bytes that are not UTF-8 would fail there as an internal error.
+func checkAdminName(name string) error {
+	if !validName.MatchString(name) {
+		return domain.Errorf(domain.NotFound, "no projection named %q", name)
+	}
+	return nil
+}
+
 // Retry puts a FAILED projection back to work from where it stopped.
 // Errors: NotFound for an unknown name, RuleViolation when it is not failed.
 func Retry(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	if err := checkAdminName(name); err != nil {
+		return err
+	}
 	tag, err := pool.Exec(ctx, `UPDATE projections SET status = 'RUNNING', failures = 0, updated_at = clock_timestamp()
 		WHERE name = $1 AND status = 'FAILED'`, name)
 	if err != nil {
@@ -117,6 +154,9 @@ func Retry(ctx context.Context, pool *pgxpool.Pool, name string) error {
 // failed on) and puts it back to work. Errors: NotFound for an unknown
 // name, RuleViolation when it is not failed at that position.
 func Skip(ctx context.Context, pool *pgxpool.Pool, name string, position int64) error {
+	if err := checkAdminName(name); err != nil {
+		return err
+	}
 	tag, err := pool.Exec(ctx, `UPDATE projections SET status = 'RUNNING', failures = 0, position = failed_position, updated_at = clock_timestamp()
 		WHERE name = $1 AND status = 'FAILED' AND failed_position = $2`, name, position)
 	if err != nil {

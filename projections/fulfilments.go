@@ -78,6 +78,7 @@ func (Fulfilments) Setup(ctx context.Context, tx pgx.Tx) error {
 
 // Apply implements Projection: each saga touched is folded in memory from
 // its stored state (the domain aggregate's snapshot) and written back once.
+// Events on a stream that is not a saga's are skipped (ownEvents).
 func (Fulfilments) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	type row struct {
 		saga      *domain.Fulfilment
@@ -86,10 +87,13 @@ func (Fulfilments) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorde
 		version   int64
 		position  int64
 	}
+	events, streamIDs := ownEvents(domain.Fulfilments, events)
+	if len(events) == 0 {
+		return nil
+	}
 	touched := map[string]*row{}
 	var ids []string
-	for _, re := range events {
-		id, _ := domain.Fulfilments.IDOf(re.StreamID)
+	for _, id := range streamIDs {
 		if _, ok := touched[id]; !ok {
 			touched[id] = nil
 			ids = append(ids, id)
@@ -118,12 +122,12 @@ func (Fulfilments) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorde
 		return err
 	}
 	var steps [][]any
-	for _, re := range events {
+	for i, re := range events {
 		e, err := domain.Fulfilments.Decode(re.Type, re.SchemaVersion, re.Data)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id, _ := domain.Fulfilments.IDOf(re.StreamID)
+		id := streamIDs[i]
 		r := touched[id]
 		if r == nil {
 			started, ok := e.(domain.FulfilmentStarted)

@@ -90,8 +90,13 @@ func (Orders) Setup(ctx context.Context, tx pgx.Tx) error {
 // the statistics) and writes in bulk: the orders touched are read once;
 // orders placed in the batch go in with COPY, with their lines, and the
 // others are written back with one statement each; the status history
-// goes in with COPY and the statistics with one upsert.
+// goes in with COPY and the statistics with one upsert. Events on a stream
+// that is not an order's are skipped (ownEvents).
 func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
+	events, streamIDs := ownEvents(domain.Orders, events)
+	if len(events) == 0 {
+		return nil
+	}
 	type row struct {
 		id, customer, currency, status string
 		total, items, subtotal, tax    int64
@@ -117,8 +122,8 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 	// which fails).
 	skipLines := map[string]bool{}
 	var ids, lineOrders []string
-	for _, re := range events {
-		id, _ := domain.Orders.IDOf(re.StreamID)
+	for i, re := range events {
+		id := streamIDs[i]
 		if _, ok := touched[id]; !ok {
 			touched[id] = nil
 			ids = append(ids, id)
@@ -201,12 +206,12 @@ func (Orders) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 		at             time.Time
 	}
 	var history []step
-	for _, re := range events {
+	for i, re := range events {
 		e, err := decodeOrderEvent(re)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		id, _ := domain.Orders.IDOf(re.StreamID)
+		id := streamIDs[i]
 		r := touched[id]
 		if placed, ok := e.(domain.OrderPlaced); ok {
 			if r != nil {

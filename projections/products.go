@@ -50,15 +50,20 @@ func (Products) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// Apply implements Projection.
+// Apply implements Projection. Events on a stream that is not a product's
+// are skipped (ownEvents).
 func (Products) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
+	events, skus := ownEvents(domain.Products, events)
+	if len(events) == 0 {
+		return nil
+	}
 	b := &pgx.Batch{}
-	for _, re := range events {
+	for i, re := range events {
 		e, err := domain.Products.Decode(re.Type, re.SchemaVersion, re.Data)
 		if err != nil {
 			return fmt.Errorf("event %s at %d: %w", re.Type, re.Position, err)
 		}
-		sku, _ := domain.Products.IDOf(re.StreamID) // qualified with the tenant
+		sku := skus[i] // qualified with the tenant
 		set := func(assign string, v int64) {
 			b.Queue(`UPDATE product_catalogue SET `+assign+` = $2, version = $3, position = $4 WHERE sku = $1`, sku, v, re.StreamVersion, re.Position)
 		}

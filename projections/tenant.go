@@ -52,3 +52,33 @@ func rowByID[T any](ctx context.Context, pool *pgxpool.Pool, what, field, tenant
 	}
 	return row, nil
 }
+
+// ownEvents returns the events of a batch that belong to an instance of
+// kind k and, at the same index, the qualified id of that instance. An
+// event of one of k's types on a stream that is not one of k's ("ledger-1",
+// "acme~ledger-1"; one with no id, "account-") is not an event of any
+// instance of k: the read models of k skip it, rather than fail on it or
+// file it under an empty id. events is not modified; it is returned as it
+// is when every event belongs to k.
+func ownEvents[A domain.Aggregate](k *domain.Kind[A], events []domain.RecordedEvent) ([]domain.RecordedEvent, []string) {
+	ids := make([]string, 0, len(events))
+	var kept []domain.RecordedEvent // nil while nothing is skipped
+	for i, re := range events {
+		id, ok := k.IDOf(re.StreamID)
+		if ok && plainID(id) == "" {
+			ok = false
+		}
+		switch {
+		case ok && kept == nil:
+			ids = append(ids, id)
+		case ok:
+			kept, ids = append(kept, re), append(ids, id)
+		case kept == nil:
+			kept = append(make([]domain.RecordedEvent, 0, len(events)-1), events[:i]...)
+		}
+	}
+	if kept == nil {
+		return events, ids
+	}
+	return kept, ids
+}

@@ -247,8 +247,12 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 // Rule VERSION_GAP otherwise). Stored events of version from and earlier
 // are replayed through the new chain and must validate against version
 // from+1 and the latest version, or the migration is refused
-// (CodeIncompatible, Rule STORED_EVENTS_FAIL).
+// (CodeIncompatible, Rule STORED_EVENTS_FAIL). A type name that is not
+// valid (see Register) is CodeInvalid, naming field "type".
 func (r *Registry) RegisterMigration(ctx context.Context, eventType string, from int, ops []Op) (Verdict, error) {
+	if err := checkTypeName(eventType); err != nil {
+		return Verdict{}, err
+	}
 	mig, err := compileOps(ops)
 	if err != nil {
 		return Verdict{}, err
@@ -290,8 +294,13 @@ func (r *Registry) checkAndStoreMigration(ctx context.Context, tx pgx.Tx, t *typ
 }
 
 // SetCompatibility sets an event type's compatibility mode, which later
-// registrations are checked under.
+// registrations are checked under. Errors: CodeInvalid for a type name
+// that is not valid (naming field "type") or an unknown mode, CodeNotFound
+// for a type without a schema.
 func (r *Registry) SetCompatibility(ctx context.Context, eventType string, mode Mode) error {
+	if err := checkTypeName(eventType); err != nil {
+		return err
+	}
 	if _, err := ParseMode(string(mode)); err != nil {
 		return invalid("%v", err)
 	}
@@ -308,8 +317,13 @@ func (r *Registry) SetCompatibility(ctx context.Context, eventType string, mode 
 // not any more). Events of a deprecated version are still read (and
 // migrated), but new ones are refused on append. The latest version
 // cannot be deprecated (CodeInvalid): nothing of the type could be
-// appended any more; register a newer one first.
+// appended any more; register a newer one first. A type name that is not
+// valid is CodeInvalid too, naming field "type"; an unknown type or
+// version is CodeNotFound.
 func (r *Registry) Deprecate(ctx context.Context, eventType string, version int, deprecated bool) error {
+	if err := checkTypeName(eventType); err != nil {
+		return err
+	}
 	return r.inTypeTx(ctx, eventType, func(tx pgx.Tx, t *typeState) error {
 		if t == nil {
 			return notFound("event type %q has no schema", eventType)
@@ -335,6 +349,9 @@ func (r *Registry) Deprecate(ctx context.Context, eventType string, version int,
 // stored events on another, so several at once could take every
 // connection of the pool and wait for each other.
 func (r *Registry) inTypeTx(ctx context.Context, eventType string, fn func(pgx.Tx, *typeState) error, write bool) error {
+	if err := checkTypeName(eventType); err != nil {
+		return err // no type of that name can be stored, and the database would refuse a NUL
+	}
 	r.changeMu.Lock()
 	defer r.changeMu.Unlock()
 	tx, err := r.pool.Begin(ctx)

@@ -3,6 +3,7 @@ package domain
 import (
 	"embed"
 	"io/fs"
+	"strings"
 )
 
 //go:embed schemas/*.json
@@ -20,3 +21,26 @@ func EventSchemas() fs.FS {
 	}
 	return sub
 }
+
+// ownedTypes are the event types of the shipped schemas.
+var ownedTypes = func() map[string]bool {
+	owned := map[string]bool{}
+	entries, err := fs.ReadDir(EventSchemas(), ".")
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range entries {
+		if typ, _, ok := strings.Cut(e.Name(), ".v"); ok {
+			owned[typ] = true
+		}
+	}
+	return owned
+}()
+
+// OwnedEventType reports whether eventType is an event of the domain's
+// aggregates and processes (it ships a schema in domain/schemas): only
+// their commands write it, and only the code that ships with them gives it
+// new versions. Read models and the saga take such events for what their
+// types say, so one written by hand elsewhere would be folded as the
+// aggregate's own.
+func OwnedEventType(eventType string) bool { return ownedTypes[eventType] }

@@ -460,6 +460,11 @@ func CheckClientIdempotencyKey(key string) error {
 			return InvalidField("idempotencyKey", "idempotency keys starting with %q are reserved for the gateway's own processes", p)
 		}
 	}
+	for _, r := range key {
+		if !TextRune(r) { // NUL cannot be stored in the events' metadata at all
+			return InvalidField("idempotencyKey", "idempotencyKey contains a control or invisible character (%U)", r)
+		}
+	}
 	return nil
 }
 

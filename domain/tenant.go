@@ -1,6 +1,9 @@
 package domain
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Tenancy. Every stream belongs to exactly one tenant: a tenant's streams
 // are named "<tenant>~<stream>", and the default tenant's (callers without a
@@ -58,10 +61,15 @@ func TenantOf(qualified string) string {
 }
 
 // CheckUnqualified returns an Invalid error naming field when a
-// client-supplied name contains the reserved tenant separator.
+// client-supplied name contains the reserved tenant separator, or a NUL or
+// bytes that are not UTF-8: no stored name can hold those (PostgreSQL's
+// text cannot), and a read by one would fail in the database.
 func CheckUnqualified(field, name string) error {
-	if strings.Contains(name, TenantSeparator) {
+	switch {
+	case strings.Contains(name, TenantSeparator):
 		return InvalidField(field, "%s must not contain %q (reserved for tenant namespaces)", field, TenantSeparator)
+	case strings.IndexByte(name, 0) >= 0 || !utf8.ValidString(name):
+		return InvalidField(field, "%s holds a NUL or bytes that are not UTF-8, which no stored name can", field)
 	}
 	return nil
 }

@@ -276,6 +276,8 @@ func TestCommandBadInputWritesNothing(t *testing.T) {
 		{"empty idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": ""}, "VALIDATION", "idempotencyKey"},
 		{"oversized idempotencyKey", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": long}, "VALIDATION", "idempotencyKey"},
 		{"idempotencyKey of the fulfilment process", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": "fulfilment/o-1/CHARGE"}, "VALIDATION", "idempotencyKey"},
+		{"idempotencyKey with NUL", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": "key\x00"}, "VALIDATION", "idempotencyKey"},
+		{"idempotencyKey with control characters", "depositMoney", map[string]any{"accountId": id, "amount": 1, "idempotencyKey": "k\n\x01"}, "VALIDATION", "idempotencyKey"},
 		{"id with a zero-width space", "depositMoney", map[string]any{"accountId": id + "\u200b", "amount": 1}, "VALIDATION", "accountId"},
 		{"id of a zero-width space", "openAccount", map[string]any{"accountId": "\u200b", "owner": "a", "currency": "EUR"}, "VALIDATION", "accountId"},
 		{"id with a no-break space", "openAccount", map[string]any{"accountId": "a\u00a0b", "owner": "a", "currency": "EUR"}, "VALIDATION", "accountId"},
@@ -427,5 +429,32 @@ func TestTimeTravel(t *testing.T) {
 	g.mustPost(`{ accountAt(id: "nobody") { version } }`, nil, &missing)
 	if missing.AccountAt != nil {
 		t.Fatal("an unknown account has a past")
+	}
+}
+
+// appendEvents writes no event of the domain's own types: read models fold
+// events by type, so a MoneyDeposited on "ledger-1" stopped the accounts
+// read model for every tenant, and a tenant's AccountOpened on its own
+// stream showed up in the default tenant's bank totals.
+func TestAppendEventsRefusesTheDomainsEventTypes(t *testing.T) {
+	g := newFullGateway(t, 2*time.Second)
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 100})
+	g.mustPost(`mutation { registerEventSchema(type: "NoteTaken", schema: {type: "object"}) { version } }`, nil, &struct{}{})
+	head := g.head()
+	for _, typ := range []string{"MoneyDeposited", "AccountOpened", "OrderSubmitted", "StockReserved", "FulfilmentStarted"} {
+		// Data that matches MoneyDeposited's schema: only the type refuses it.
+		out, _ := g.post(`mutation($t: String!) { appendEvents(stream: "ledger-1", events: [{type: "NoteTaken", data: {}}, {type: $t, data: {amount: 5, balanceAfter: 5}}]) { position } }`, map[string]any{"t": typ})
+		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" || out.Errors[0].Extensions["field"] != "events.1.type" ||
+			!strings.Contains(out.Errors[0].Message, "command mutations") {
+			t.Errorf("appendEvents of %s: %+v, want VALIDATION on events.1.type", typ, out.Errors)
+		}
+	}
+	if g.head() != head {
+		t.Fatalf("refused appends wrote events: head %d, was %d", g.head(), head)
+	}
+	dep := g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 1})
+	out, _ := g.post(`query($p: Position) { account(id: "a1", atLeast: $p) { balance } }`, map[string]any{"p": dep.Position})
+	if len(out.Errors) > 0 || string(out.Data["account"]) != `{"balance":101}` {
+		t.Errorf("the accounts read model after the refused appends: %s %+v", out.Data["account"], out.Errors)
 	}
 }

@@ -65,8 +65,25 @@ func withCorrelation(meta model.JSON, correlationID string, index int) (json.Raw
 			return nil, domain.InvalidField("events."+strconv.Itoa(index)+".metadata", "metadata must be a JSON object")
 		}
 	}
-	if _, ok := m[domain.MetaCorrelationID]; !ok {
+	given, ok := m[domain.MetaCorrelationID]
+	if !ok {
 		m[domain.MetaCorrelationID], _ = json.Marshal(correlationID)
+		return json.Marshal(m)
+	}
+	// One the client gives is what events(correlationId:) finds the event
+	// by: a string, as the gateway's own are.
+	var id string
+	field := "events." + strconv.Itoa(index) + ".metadata.correlationId"
+	if err := json.Unmarshal(given, &id); err != nil {
+		return nil, domain.InvalidField(field, "correlationId must be a string")
+	}
+	if id == "" || len(id) > 128 {
+		return nil, domain.InvalidField(field, "correlationId must be 1 to 128 bytes, got %d", len(id))
+	}
+	for _, r := range id {
+		if !domain.TextRune(r) {
+			return nil, domain.InvalidField(field, "correlationId contains a control or invisible character (%U)", r)
+		}
 	}
 	return json.Marshal(m)
 }

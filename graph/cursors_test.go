@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +41,36 @@ func TestEditedCursorsAreRefused(t *testing.T) {
 	out, _ = g.post(`{ accounts(first: 0) { totalCount } }`, nil)
 	if len(out.Errors) != 1 || out.Errors[0].Extensions["field"] != "first" || !strings.Contains(out.Errors[0].Message, "got 0") {
 		t.Errorf("accounts(first: 0): %+v, want VALIDATION on first saying it got 0", out.Errors)
+	}
+}
+
+// An id with a NUL or bytes that are not UTF-8 (PostgreSQL's text holds
+// neither) is a VALIDATION error naming it, in queries and subscriptions,
+// not an INTERNAL one.
+func TestIDsNoRowCanHaveAreRefused(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	for _, q := range []string{
+		`query($id: ID!) { account(id: $id) { id } }`,
+		`query($id: ID!) { order(id: $id) { id } }`,
+		`query($id: ID!) { product(sku: $id) { sku } }`,
+		`query($id: ID!) { fulfilment(orderId: $id) { orderId } }`,
+		`query($id: ID!) { accountStatement(id: $id) { totalCount } }`,
+	} {
+		out, _ := g.post(q, map[string]any{"id": "a\x00"})
+		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" {
+			t.Errorf("%s with a NUL: %+v, want VALIDATION", q, out.Errors)
+		}
+	}
+	for i, q := range []string{
+		`subscription($id: ID!) { accountChanged(id: $id) { id } }`,
+		`subscription($id: ID!) { orderChanged(id: $id) { id } }`,
+		`subscription($id: ID!) { productChanged(sku: $id) { sku } }`,
+	} {
+		c := dialAuth(t, g.url, nil)
+		c.init()
+		c.send(subscribeMsg(fmt.Sprint(i), q, map[string]any{"id": "a\x00"}))
+		if m := c.read(); !strings.Contains(string(m.Payload), `"VALIDATION"`) {
+			t.Errorf("%s with a NUL: %s %s, want VALIDATION", q, m.Type, m.Payload)
+		}
 	}
 }

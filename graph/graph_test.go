@@ -158,8 +158,8 @@ func TestAppendThenRead(t *testing.T) {
 	store := memStore()
 	c := newServer(t, store, nil)
 	events := []map[string]any{
-		{"type": "AccountOpened", "data": map[string]any{"owner": "ada"}},
-		{"type": "MoneyDeposited", "version": 2, "data": map[string]any{"amount": 500}, "metadata": map[string]any{"actor": "teller"}},
+		{"type": "LedgerOpened", "data": map[string]any{"owner": "ada"}},
+		{"type": "LedgerCredited", "version": 2, "data": map[string]any{"amount": 500}, "metadata": map[string]any{"actor": "teller"}},
 	}
 	out, resp := c.post(appendMutation, map[string]any{"stream": "ledger-1", "expected": 0, "events": events}, "X-Correlation-ID", "corr-42")
 	if len(out.Errors) > 0 {
@@ -197,12 +197,12 @@ func TestAppendThenRead(t *testing.T) {
 	if len(page.Events.Events) != 1 || page.Events.Events[0].ID != a.Events[0].ID || !page.Events.HasMore || page.Events.Head != a.Position {
 		t.Fatalf("first page = %+v", page)
 	}
-	c.mustPost(`query($after: Position) { events(after: $after, types: ["MoneyDeposited"]) { events { id position type } next head hasMore } }`, map[string]any{"after": fmt.Sprint(page.Events.Next)}, &page)
-	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "MoneyDeposited" || page.Events.HasMore {
+	c.mustPost(`query($after: Position) { events(after: $after, types: ["LedgerCredited"]) { events { id position type } next head hasMore } }`, map[string]any{"after": fmt.Sprint(page.Events.Next)}, &page)
+	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "LedgerCredited" || page.Events.HasMore {
 		t.Fatalf("filtered page (position given as a string) = %+v", page)
 	}
-	c.mustPost(`{ events(stream: "ledger-1", types: ["AccountOpened"]) { events { id position type } next head hasMore } }`, nil, &page)
-	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "AccountOpened" {
+	c.mustPost(`{ events(stream: "ledger-1", types: ["LedgerOpened"]) { events { id position type } next head hasMore } }`, nil, &page)
+	if len(page.Events.Events) != 1 || page.Events.Events[0].Type != "LedgerOpened" {
 		t.Fatalf("one stream, one type = %+v", page)
 	}
 	c.mustPost(`{ events(correlationId: "corr-42") { events { id } } }`, nil, &page)
@@ -254,6 +254,10 @@ func TestErrorsCarryCodes(t *testing.T) {
 		{"no events", appendMutation, map[string]any{"stream": "s", "events": []any{}}, "VALIDATION", "events", nil},
 		{"data not an object", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": []int{1}}}}, "VALIDATION", "events.0.data", nil},
 		{"metadata not an object", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}, "metadata": "x"}}}, "VALIDATION", "events.0.metadata", nil},
+		{"a correlationId that is not a string", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{ok[0], {"type": "A", "data": map[string]any{}, "metadata": map[string]any{"correlationId": 5}}}}, "VALIDATION", "events.1.metadata.correlationId", nil},
+		{"an empty correlationId", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}, "metadata": map[string]any{"correlationId": ""}}}}, "VALIDATION", "events.0.metadata.correlationId", nil},
+		{"a correlationId with a newline", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}, "metadata": map[string]any{"correlationId": "a\nb"}}}}, "VALIDATION", "events.0.metadata.correlationId", nil},
+		{"an oversized correlationId", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "A", "data": map[string]any{}, "metadata": map[string]any{"correlationId": strings.Repeat("c", 129)}}}}, "VALIDATION", "events.0.metadata.correlationId", nil},
 		{"bad event type", appendMutation, map[string]any{"stream": "s", "events": []map[string]any{{"type": "no spaces", "data": map[string]any{}}}}, "VALIDATION", "events.0.type", nil},
 		{"an aggregate's stream", appendMutation, map[string]any{"stream": "account-1", "events": ok}, "VALIDATION", "stream", nil},
 		{"oversized stream id", appendMutation, map[string]any{"stream": strings.Repeat("x", 500), "events": ok}, "VALIDATION", "stream", nil},

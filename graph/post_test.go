@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rawPost posts body as it is, with headers (name, value pairs), and
@@ -169,5 +170,30 @@ func TestInexactNumberLiteralsAreRefused(t *testing.T) {
 	status, _, body := c.rawPost(`{"query":"mutation { appendEvents(stream: \"lit-1\", events: [{type: \"Exact\", data: {f: 0.1, g: 1.50, h: 2.5e-3}}]) { events { streamVersion data } } }"}`)
 	if status != 200 || !bytes.Contains(body, []byte(`"streamVersion":1`)) || !bytes.Contains(body, []byte(`"f":0.1`)) || !bytes.Contains(body, []byte(`"g":1.5`)) {
 		t.Fatalf("%d %s", status, body)
+	}
+}
+
+// Variables over the websocket keep their numbers as written, as over
+// HTTP: decoded as floats, every Int variable was INTERNAL and a Long
+// beyond 2^53 was stored rounded.
+func TestWebsocketVariablesKeepTheirNumbers(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR"})
+	g.mustPost(`mutation { registerEventSchema(type: "NoteTaken", schema: {type: "object"}) { version } }`, nil, &struct{}{})
+	c := dialAuth(t, g.url, nil)
+	c.init()
+	c.send(subscribeMsg("1", `mutation($in: DepositMoneyInput!) { depositMoney(input: $in) { version } }`,
+		map[string]any{"in": map[string]any{"accountId": "a1", "amount": 5, "expectedVersion": 1}}))
+	if m := c.expect("next"); string(m.Payload) != `{"data":{"depositMoney":{"version":2}}}` {
+		t.Errorf("a deposit with expectedVersion over the websocket: %s", m.Payload)
+	}
+	c.expect("complete")
+	c.send(subscribeMsg("2", `mutation($a: Long!, $e: [EventInput!]!) {
+		depositMoney(input: {accountId: "a1", amount: $a}) { events { data } }
+		appendEvents(stream: "ws-exact", events: $e) { events { data } } }`,
+		map[string]any{"a": json.Number("9007199254740993"), "e": []any{map[string]any{"type": "NoteTaken", "data": map[string]any{"n": json.Number("9007199254740993"), "f": json.Number("0.1")}}}}))
+	m := c.expect("next")
+	if !bytes.Contains(m.Payload, []byte(`"amount":9007199254740993`)) || !bytes.Contains(m.Payload, []byte(`{"f":0.1,"n":9007199254740993}`)) {
+		t.Errorf("numbers beyond 2^53 over the websocket came back as %s", m.Payload)
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"reflect"
 	"strings"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/model"
+	"cqrsgate/internal/jsonvalue"
 	"cqrsgate/schemaregistry"
 )
 
@@ -176,6 +179,9 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 	if compatibility != nil {
 		in.Compatibility = schemaregistry.Mode(*compatibility)
 	}
+	if err := checkShipped(typ, reg.Latest(typ)+1, schema); err != nil && !dry {
+		return nil, err
+	}
 	if dry {
 		v, err := reg.Check(ctx, in)
 		if err != nil {
@@ -194,4 +200,32 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 	}
 	out.Schema = toSchemaInfo(info)
 	return out, nil
+}
+
+// checkShipped refuses a new version of one of the domain's own event
+// types (domain.OwnedEventType) unless it is the schema the gateway's code
+// ships for that version: the domain decodes its events strictly into Go
+// structs, so a version the code does not know (a field it has no place
+// for) would stop its read models and, after a restart, every command on
+// an aggregate holding such an event. The shipped version, registered
+// ahead of the deploy that brings it, is fine.
+func checkShipped(typ string, version int, schema model.JSON) error {
+	if !domain.OwnedEventType(typ) {
+		return nil
+	}
+	refuse := func(why string) error {
+		return &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
+			Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose versions ship with the gateway's code (domain/schemas/): %s", typ, why),
+			Details: map[string]any{"eventType": typ, "schemaVersion": version}}
+	}
+	shipped, err := fs.ReadFile(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, version))
+	if err != nil {
+		return refuse(fmt.Sprintf("this gateway ships no version %d", version))
+	}
+	want, err1 := jsonvalue.DecodeAll(shipped)
+	got, err2 := jsonvalue.DecodeAll(schema)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+		return refuse(fmt.Sprintf("the schema differs from the version %d it ships", version))
+	}
+	return nil
 }

@@ -46,6 +46,9 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	data := make([]domain.EventData, len(events))
 	var plainMeta json.RawMessage // the metadata of events that bring none: the same for all
 	for i, in := range events {
+		if domain.OwnedEventType(in.Type) {
+			return nil, domain.InvalidField(fmt.Sprintf("events.%d.type", i), "%s is an event of the domain's aggregates: only their command mutations write it", in.Type)
+		}
 		e := domain.EventData{Type: in.Type, SchemaVersion: 1, Data: json.RawMessage(in.Data)}
 		if in.ID != nil {
 			if domain.ReservedEventID(*in.ID) {

@@ -559,8 +559,11 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		c.closeWith(CloseUnauthorized, "Unauthorized")
 		return false
 	}
-	var params graphql.RawParams
-	if m.ID == "" || json.Unmarshal(m.Payload, &params) != nil || params.Query == "" {
+	// Decoded as POST bodies are: numbers stay json.Number (as written), so
+	// that Int variables are ints and a Long or JSON value beyond 2^53 is
+	// not rounded through a float.
+	params, err := decodePost(m.Payload)
+	if m.ID == "" || err != nil || params.Query == "" {
 		return c.invalid("Invalid message received: a subscribe message needs an id and a payload with a query")
 	}
 	c.mu.Lock()
@@ -584,7 +587,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	c.subsWG.Add(1)
 	c.mu.Unlock()
 
-	go c.run(ctx, sub, m.ID, &params)
+	go c.run(ctx, sub, m.ID, params)
 	return true
 }
 

@@ -3481,7 +3481,7 @@ input EventInput {
   version: Int
   "A JSON object."
   data: JSON!
-  "A JSON object; the gateway adds correlationId when it is absent."
+  "A JSON object; the gateway adds correlationId when it is absent (one given must be a string of 1 to 128 bytes)."
   metadata: JSON
 }
 
@@ -3498,7 +3498,7 @@ type AppendResult {
   position: Position!
   "True when every event was already stored (an idempotent retry): nothing was written."
   duplicate: Boolean!
-  "The correlation id recorded in the events' metadata."
+  "The request's correlation id (X-Correlation-ID, or else the request id), recorded in the metadata of each event that does not bring its own."
   correlationId: String!
   events: [Event!]!
 }

@@ -98,7 +98,7 @@ type AppendResult struct {
 	Position Position `json:"position"`
 	// True when every event was already stored (an idempotent retry): nothing was written.
 	Duplicate bool `json:"duplicate"`
-	// The correlation id recorded in the events' metadata.
+	// The request's correlation id (X-Correlation-ID, or else the request id), recorded in the metadata of each event that does not bring its own.
 	CorrelationID string   `json:"correlationId"`
 	Events        []*Event `json:"events"`
 }
@@ -190,7 +190,7 @@ type EventInput struct {
 	Version *int `json:"version,omitempty"`
 	// A JSON object.
 	Data JSON `json:"data"`
-	// A JSON object; the gateway adds correlationId when it is absent.
+	// A JSON object; the gateway adds correlationId when it is absent (one given must be a string of 1 to 128 bytes).
 	Metadata JSON `json:"metadata,omitempty"`
 }
 

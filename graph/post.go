@@ -79,7 +79,8 @@ func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 // decodePost decodes a POST body (a JSON object of query, operationName,
 // variables and extensions) in one pass, numbers as json.Number as gqlgen's
 // own transports decode them. Member names match as encoding/json matches
-// them to fields: exactly, else ignoring case.
+// them to fields: exactly, else ignoring case; one given twice in
+// different cases is an error.
 func decodePost(body []byte) (*graphql.RawParams, error) {
 	doc, err := jsonvalue.DecodeAll(body)
 	if err != nil {
@@ -101,11 +102,20 @@ func decodePost(body []byte) (*graphql.RawParams, error) {
 		}
 	}
 	if exact < len(obj) {
+		// A member named twice in different cases ("Query" and "QUERY")
+		// is refused: which one counts would otherwise be a guess.
 		for i, name := range names {
+			matches := 0
 			for k, v := range obj {
-				if !have[i] && strings.EqualFold(k, name) {
-					vals[i], have[i] = v, true
+				if strings.EqualFold(k, name) {
+					matches++
+					if !have[i] || k == name {
+						vals[i], have[i] = v, true
+					}
 				}
+			}
+			if matches > 1 {
+				return nil, fmt.Errorf("the member %q is given more than once, in different cases", name)
 			}
 		}
 	}

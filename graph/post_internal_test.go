@@ -37,3 +37,20 @@ func TestWriteResponse(t *testing.T) {
 		}
 	}
 }
+
+// A member given twice in different cases is refused, over HTTP and
+// websockets alike: which one counted depended on map order.
+func TestDecodePostRefusesAMemberGivenTwice(t *testing.T) {
+	for _, body := range []string{
+		`{"Query": "{ a }", "QUERY": "{ b }"}`,
+		`{"query": "{ a }", "Query": "{ b }"}`,
+		`{"query": "{ a }", "variables": {}, "Variables": {}}`,
+	} {
+		if p, err := decodePost([]byte(body)); err == nil {
+			t.Errorf("%s: decoded as %+v", body, p)
+		}
+	}
+	if p, err := decodePost([]byte(`{"Query": "{ a }", "OperationName": "A"}`)); err != nil || p.Query != "{ a }" || p.OperationName != "A" {
+		t.Errorf("case-variant names given once: %+v, %v", p, err)
+	}
+}

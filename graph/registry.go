@@ -175,12 +175,13 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 	if err != nil {
 		return nil, err
 	}
-	in := schemaregistry.Registration{Type: typ, Schema: json.RawMessage(schema), Migration: ops}
+	text, err := shippedSchema(typ, reg.Latest(typ), schema)
+	if err != nil {
+		return nil, err
+	}
+	in := schemaregistry.Registration{Type: typ, Schema: text, Migration: ops}
 	if compatibility != nil {
 		in.Compatibility = schemaregistry.Mode(*compatibility)
-	}
-	if err := checkShipped(typ, reg.Latest(typ)+1, schema); err != nil && !dry {
-		return nil, err
 	}
 	if dry {
 		v, err := reg.Check(ctx, in)
@@ -202,30 +203,39 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 	return out, nil
 }
 
-// checkShipped refuses a new version of one of the domain's own event
-// types (domain.OwnedEventType) unless it is the schema the gateway's code
-// ships for that version: the domain decodes its events strictly into Go
+// shippedSchema returns the text of schema to register for typ, whose
+// latest version is latest. One of the domain's own event types
+// (domain.OwnedEventType) takes only the schema its code ships: that of the
+// next version (registered ahead of the deploy that brings it), or that of
+// the latest (registered again: unchanged), and the shipped file's text is
+// what is registered, so that start-up finds it as it ships it. Any other
+// schema is refused: the domain decodes its events strictly into Go
 // structs, so a version the code does not know (a field it has no place
-// for) would stop its read models and, after a restart, every command on
-// an aggregate holding such an event. The shipped version, registered
-// ahead of the deploy that brings it, is fine.
-func checkShipped(typ string, version int, schema model.JSON) error {
+// for) would stop its read models and, after a restart, every command on an
+// aggregate holding such an event. Other types' schemas are returned as
+// they are.
+func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, error) {
 	if !domain.OwnedEventType(typ) {
-		return nil
+		return json.RawMessage(schema), nil
 	}
-	refuse := func(why string) error {
-		return &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
-			Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose versions ship with the gateway's code (domain/schemas/): %s", typ, why),
-			Details: map[string]any{"eventType": typ, "schemaVersion": version}}
-	}
-	shipped, err := fs.ReadFile(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, version))
+	got, err := jsonvalue.DecodeAll(schema)
 	if err != nil {
-		return refuse(fmt.Sprintf("this gateway ships no version %d", version))
+		return nil, domain.InvalidField("schema", "the schema is not JSON: %v", err)
 	}
-	want, err1 := jsonvalue.DecodeAll(shipped)
-	got, err2 := jsonvalue.DecodeAll(schema)
-	if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
-		return refuse(fmt.Sprintf("the schema differs from the version %d it ships", version))
+	for _, version := range []int{latest + 1, latest} {
+		shipped, err := fs.ReadFile(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, version))
+		if err != nil {
+			continue
+		}
+		if want, err := jsonvalue.DecodeAll(shipped); err == nil && reflect.DeepEqual(want, got) {
+			return shipped, nil
+		}
 	}
-	return nil
+	why := fmt.Sprintf("this gateway ships no version %d", latest+1)
+	if _, err := fs.Stat(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, latest+1)); err == nil {
+		why = fmt.Sprintf("the schema differs from the version %d it ships", latest+1)
+	}
+	return nil, &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
+		Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose versions ship with the gateway's code (domain/schemas/): %s", typ, why),
+		Details: map[string]any{"eventType": typ, "schemaVersion": latest + 1}}
 }

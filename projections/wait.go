@@ -117,6 +117,7 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 			since = cp.begun.Add(time.Nanosecond) // a newer read
 			poll.Reset(pollEvery)
 		case <-expired:
+			since = cp.begun.Add(time.Nanosecond) // the last word is a fresh read
 		}
 	}
 }
@@ -143,19 +144,35 @@ func (p *Positions) read(ctx context.Context, since time.Time) (checkpoints, err
 	p.call = c
 	p.mu.Unlock()
 
-	at, err := p.query(ctx)
-	c.cp, c.err = checkpoints{at: at, begun: c.begun}, err
-	p.mu.Lock()
-	if p.call == c {
-		p.call = nil
+	// The read is every joiner's, not only this waiter's: it runs on
+	// none of their contexts (this one's may end while others wait on it),
+	// bounded by readTimeout.
+	go func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+		defer cancel()
+		at, err := p.query(rctx)
+		c.cp, c.err = checkpoints{at: at, begun: c.begun}, err
+		p.mu.Lock()
+		if p.call == c {
+			p.call = nil
+		}
+		if err == nil && !c.begun.Before(p.last.begun) {
+			p.last = c.cp
+		}
+		p.mu.Unlock()
+		close(c.done)
+	}()
+	select {
+	case <-ctx.Done():
+		return checkpoints{}, ctx.Err()
+	case <-c.done:
+		return c.cp, c.err
 	}
-	if err == nil && !c.begun.Before(p.last.begun) {
-		p.last = c.cp
-	}
-	p.mu.Unlock()
-	close(c.done)
-	return c.cp, err
 }
+
+// readTimeout bounds a read of the checkpoints, which no waiter's context
+// does.
+const readTimeout = 10 * time.Second
 
 // query reads the checkpoint of every serving projection version.
 func (p *Positions) query(ctx context.Context) (map[string]int64, error) {

@@ -207,3 +207,123 @@ func TestWaitersShareAFailedRead(t *testing.T) {
 		t.Fatalf("%d waiters with a %s timeout, database unreachable (300 ms per attempt): they returned after %v", waiters, timeout, took)
 	}
 }
+
+// gateReads holds the first read of the serving checkpoints until release
+// is closed, and reports when it has started.
+type gateReads struct {
+	started chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	n       int
+	onEnd   func() // run once, synchronously, when the first read ends
+	endOnce sync.Once
+}
+
+func (g *gateReads) isRead(sql string) bool {
+	return strings.Contains(sql, "FROM projections WHERE") && strings.Contains(sql, "serving")
+}
+
+func (g *gateReads) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if !g.isRead(d.SQL) {
+		return ctx
+	}
+	g.mu.Lock()
+	g.n++
+	first := g.n == 1
+	g.mu.Unlock()
+	if first && g.release != nil {
+		close(g.started)
+		<-g.release
+	}
+	return context.WithValue(ctx, gateKey{}, true)
+}
+
+type gateKey struct{}
+
+func (g *gateReads) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	if ctx.Value(gateKey{}) != nil && g.onEnd != nil {
+		g.endOnce.Do(g.onEnd)
+	}
+}
+
+// A waiter that joins the read another waiter began does not share that
+// waiter's cancellation: the read runs on neither's context (a review found
+// every joined waiter failing with the first one's context error when its
+// client went away).
+func TestAJoinedWaiterOutlivesTheReadersCancellation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, projections.Options{}, projections.Accounts{})
+	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
+	if err := projections.NewPositions(e.pool, nil).WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := e.pool.Config().Copy()
+	gate := &gateReads{started: make(chan struct{}), release: make(chan struct{})}
+	cfg.ConnConfig.Tracer = gate
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `SELECT 1`); err != nil { // a connection ready: A's read starts at once
+		t.Fatal(err)
+	}
+	positions := projections.NewPositions(pool, nil)
+
+	actx, cancelA := context.WithCancel(ctx)
+	aErr := make(chan error, 1)
+	go func() { aErr <- positions.WaitFor(actx, []string{"accounts"}, head, 10*time.Second) }()
+	<-gate.started // A's read is under way
+
+	bErr := make(chan error, 1)
+	go func() { bErr <- positions.WaitFor(ctx, []string{"accounts"}, head, 10*time.Second) }()
+	time.Sleep(3 * time.Millisecond) // B joins A's read (it began < 5 ms ago)
+	cancelA()                        // A's client goes away
+	close(gate.release)
+	<-aErr
+	if err := <-bErr; err != nil {
+		t.Fatalf("waiter B (context fine, position %d reached) failed with waiter A's cancellation: %v", head, err)
+	}
+}
+
+// At its deadline a waiter reads the checkpoints once more before it
+// reports Stale, also with a timeout shorter than the poll interval (a
+// review found it judged by its first read, missing progress made
+// meanwhile by another process).
+func TestAWaiterReadsAgainAtItsDeadline(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, projections.Options{}, projections.Accounts{})
+	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
+	if err := projections.NewPositions(e.pool, nil).WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.pool.Config().Copy()
+	want := head + 1000 // not reached yet
+	gate := &gateReads{onEnd: func() {
+		// Another process's projection reaches want right after the
+		// waiter's first read (before that read returns to it).
+		if _, err := e.pool.Exec(ctx, `UPDATE projections SET position = $1 WHERE name = 'accounts' AND serving`, want); err != nil {
+			t.Error(err)
+		}
+	}}
+	cfg.ConnConfig.Tracer = gate
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	positions := projections.NewPositions(pool, nil)
+	err = positions.WaitFor(ctx, []string{"accounts"}, want, 20*time.Millisecond)
+	var de *domain.Error
+	if errors.As(err, &de) {
+		var now int64
+		_ = e.pool.QueryRow(ctx, `SELECT position FROM projections WHERE name = 'accounts' AND serving`).Scan(&now)
+		t.Fatalf("timeout 20ms: %v (checkpoint now %d, reached ~1 ms after the first read; no second read was made: %d reads)", err, now, gate.n)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}

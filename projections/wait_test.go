@@ -31,6 +31,31 @@ func (c *countReads) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tra
 }
 func (c *countReads) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// tracedPositions runs the accounts projection, opens an account and waits
+// until the projection has applied it; it returns that position and a
+// Positions that reads the checkpoints as another process would (no
+// runner), through a pool of its own whose queries go through tracer.
+func tracedPositions(t *testing.T, e *env, tracer pgx.QueryTracer) (*projections.Positions, int64) {
+	t.Helper()
+	ctx := context.Background()
+	e.start(t, projections.Options{}, projections.Accounts{})
+	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
+	if err := projections.NewPositions(e.pool, nil).WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.pool.Config().Copy()
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `SELECT 1`); err != nil { // a connection ready: the first read starts at once
+		t.Fatal(err)
+	}
+	return projections.NewPositions(pool, nil), head
+}
+
 // Many waiters (many requests, or one operation with many aliased fields)
 // share the reads of the checkpoints: PostgreSQL is asked about once per
 // poll, not once per waiter per poll (a review measured 11,664
@@ -38,21 +63,8 @@ func (c *countReads) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEnd
 func TestWaitersShareReadsOfTheCheckpoints(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.start(t, projections.Options{}, projections.Accounts{})
-	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
-
-	cfg := e.pool.Config().Copy()
 	reads := &countReads{}
-	cfg.ConnConfig.Tracer = reads
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	positions := projections.NewPositions(pool, nil) // another process's view: polls only
-	if err := positions.WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
-		t.Fatalf("waiting for a position reached: %v", err)
-	}
+	positions, head := tracedPositions(t, e, reads)
 
 	const waiters, wait = 200, 500 * time.Millisecond
 	before := reads.n.Load()
@@ -253,24 +265,8 @@ func (g *gateReads) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQ
 func TestAJoinedWaiterOutlivesTheReadersCancellation(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.start(t, projections.Options{}, projections.Accounts{})
-	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
-	if err := projections.NewPositions(e.pool, nil).WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-
-	cfg := e.pool.Config().Copy()
 	gate := &gateReads{started: make(chan struct{}), release: make(chan struct{})}
-	cfg.ConnConfig.Tracer = gate
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `SELECT 1`); err != nil { // a connection ready: A's read starts at once
-		t.Fatal(err)
-	}
-	positions := projections.NewPositions(pool, nil)
+	positions, head := tracedPositions(t, e, gate)
 
 	actx, cancelA := context.WithCancel(ctx)
 	aErr := make(chan error, 1)
@@ -295,13 +291,7 @@ func TestAJoinedWaiterOutlivesTheReadersCancellation(t *testing.T) {
 func TestAWaiterReadsAgainAtItsDeadline(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.start(t, projections.Options{}, projections.Accounts{})
-	head := e.exec(t, domain.OpenAccount{AccountID: "w", Owner: "o", Currency: "EUR"}).Position
-	if err := projections.NewPositions(e.pool, nil).WaitFor(ctx, []string{"accounts"}, head, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cfg := e.pool.Config().Copy()
-	want := head + 1000 // not reached yet
+	var want int64 // set below, before the first read of positions
 	gate := &gateReads{onEnd: func() {
 		// Another process's projection reaches want right after the
 		// waiter's first read (before that read returns to it).
@@ -309,14 +299,9 @@ func TestAWaiterReadsAgainAtItsDeadline(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	cfg.ConnConfig.Tracer = gate
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	positions := projections.NewPositions(pool, nil)
-	err = positions.WaitFor(ctx, []string{"accounts"}, want, 20*time.Millisecond)
+	positions, head := tracedPositions(t, e, gate)
+	want = head + 1000 // not reached yet
+	err := positions.WaitFor(ctx, []string{"accounts"}, want, 20*time.Millisecond)
 	var de *domain.Error
 	if errors.As(err, &de) {
 		var now int64

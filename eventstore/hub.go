@@ -97,8 +97,10 @@ func (h *Hub) advance(next int64, events []domain.RecordedEvent) {
 }
 
 // join registers s as live if it has caught up with the hub; otherwise it
-// returns the channel that is closed when the hub next moves.
-func (h *Hub) join(s *HubSubscription) (bool, <-chan struct{}) {
+// returns the channel that is closed when the hub next moves, and whether
+// the hub has handed out more than s has read (a commit landed during its
+// read).
+func (h *Hub) join(s *HubSubscription) (joined, behind bool, wake <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.started && s.pos >= h.live {
@@ -109,9 +111,9 @@ func (h *Hub) join(s *HubSubscription) (bool, <-chan struct{}) {
 			s.floor = s.pos
 			h.subs[s] = struct{}{}
 		}
-		return true, nil
+		return true, false, nil
 	}
-	return false, h.wake
+	return false, h.started, h.wake
 }
 
 func (h *Hub) leave(s *HubSubscription) {
@@ -346,18 +348,24 @@ func (s *HubSubscription) work(page *Page) {
 // catchUp delivers pages from the store until the subscriber has caught
 // up with the hub and joined the live feed; false: it has gone.
 func (s *HubSubscription) catchUp(page Page) bool {
+	again := false // the last read was made at once, the subscriber being behind the hub
 	for {
 		for _, e := range page.Events {
 			if !s.deliver(e) {
 				return false
 			}
 		}
+		moved := page.Next > s.pos
 		s.pos = page.Next
-		joined, wake := s.hub.join(s)
+		joined, behind, wake := s.hub.join(s)
 		if joined {
 			return true
 		}
-		if len(page.Events) < s.filter.Limit {
+		// Behind what the hub has handed out (a commit landed during the
+		// read): read again at once, rather than at the hub's next move or
+		// the poll; more than once in a row only while reads get somewhere.
+		again = behind && (moved || !again)
+		if len(page.Events) < s.filter.Limit && !again {
 			select {
 			case <-s.ctx.Done():
 				return false

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 
@@ -52,5 +53,42 @@ func TestDecodePostRefusesAMemberGivenTwice(t *testing.T) {
 	}
 	if p, err := decodePost([]byte(`{"Query": "{ a }", "OperationName": "A"}`)); err != nil || p.Query != "{ a }" || p.OperationName != "A" {
 		t.Errorf("case-variant names given once: %+v, %v", p, err)
+	}
+}
+
+// Many shared selections (aliased pairs of subscriptions on one
+// connection pinned 1,024 payloads each) hold at most 8 MiB each and
+// 64 MiB in all; a cache that loses its sharers is emptied.
+func TestPayloadCachesShareOneBudget(t *testing.T) {
+	ws := &Websocket{}
+	ws.init()
+	payload := make([]byte, 50_000)
+	var caches []*payloadCache
+	for k := 0; k < 12; k++ {
+		key := fmt.Sprint("key-", k)
+		c := ws.acquireCache(key)
+		ws.acquireCache(key) // two share it
+		caches = append(caches, c)
+		for pos := int64(1); pos <= 200; pos++ { // 10 MB each
+			c.put(pos, payload)
+		}
+		if c.bytes > payloadCacheBytes {
+			t.Fatalf("cache %d holds %d bytes", k, c.bytes)
+		}
+	}
+	if got := ws.CachedPayloadBytes(); got > payloadCachesBytes || got < payloadCachesBytes/2 {
+		t.Fatalf("12 caches of 10 MB asked: %d bytes held, want at most %d (and most of it)", got, payloadCachesBytes)
+	}
+	for _, c := range caches {
+		ws.releaseCache(c) // one left: nothing to share
+	}
+	if got := ws.CachedPayloadBytes(); got != 0 {
+		t.Fatalf("caches with one holder keep %d bytes", got)
+	}
+	for _, c := range caches {
+		ws.releaseCache(c)
+	}
+	if len(ws.caches) != 0 {
+		t.Fatalf("%d caches left", len(ws.caches))
 	}
 }

@@ -81,7 +81,10 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	ch := make(chan *T, 1)
 	go func() {
 		defer close(ch)
-		var sent int64 // the position of the last row sent (one row's feed only)
+		// The position of the last state sent, per row: a row read late
+		// already shows later changes, and their own events would send the
+		// same state again.
+		sent := map[string]int64{}
 		for e := range events {
 			row, found, open := settle(e)
 			if !open {
@@ -90,13 +93,14 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 			if !found {
 				continue
 			}
-			if p, ok := any(row).(interface{ RowPosition() int64 }); ok && coalesce {
-				// A row read late already shows later changes: their own
-				// events would send the same state again.
-				if p.RowPosition() <= sent {
+			if p, ok := any(row).(interface {
+				RowID() string
+				RowPosition() int64
+			}); ok {
+				if p.RowPosition() <= sent[p.RowID()] {
 					continue
 				}
-				sent = p.RowPosition()
+				sent[p.RowID()] = p.RowPosition()
 			}
 			select {
 			case ch <- row:

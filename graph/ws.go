@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
@@ -116,6 +118,7 @@ type Websocket struct {
 
 	dropped        atomic.Int64 // connections closed for being too slow
 	sharedPayloads atomic.Int64 // log payloads sent from a payloadCache
+	cachedBytes    atomic.Int64 // the bytes the payload caches hold
 }
 
 var _ graphql.Transport = (*Websocket)(nil)
@@ -575,7 +578,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		c.closeWith(CloseSubscriberExists, "Subscriber for "+m.ID+" already exists")
 		return false
 	}
-	if len(c.subs) >= c.t.MaxSubscriptions {
+	if c.activeLocked() >= c.t.MaxSubscriptions {
 		c.mu.Unlock()
 		c.sendErrors(m.ID, gqlerror.List{{Message: fmt.Sprintf("too many operations on this connection (at most %d)", c.t.MaxSubscriptions),
 			Extensions: map[string]any{"code": "LIMIT_EXCEEDED"}}})
@@ -600,9 +603,18 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	ctx = graphql.StartOperationTrace(ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
-		c.sendErrors(id, errs) // no complete after an error
-		c.endSub(sub, false)
+		c.fail(sub, errs)
 		return
+	}
+	if rc.Operation.Operation == ast.Subscription {
+		// @skip or @include can leave a subscription without its one root
+		// field, which gqlgen's executor cannot run (it panics).
+		if n := len(graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Subscription"})); n != 1 {
+			err := gqlerror.Errorf("a subscription must select exactly one root field once @skip and @include are applied; this one selects %d", n)
+			errcode.Set(err, errcode.ValidationFailed)
+			c.fail(sub, gqlerror.List{err})
+			return
+		}
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 	co := coalescedOf(rc)
@@ -682,6 +694,20 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 // operation the client has completed is not running, even while it winds
 // down: its id is free again at once, as the protocol has it (a client may
 // subscribe anew with it). Called with mu held.
+// activeLocked counts the operations the client has not completed (one it
+// completed may still be winding down, and counts no more); c.mu is held.
+func (c *wsConn) activeLocked() int {
+	n := 0
+	for _, s := range c.subs {
+		s.mu.Lock()
+		if !s.byClient {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 func (c *wsConn) subLocked(id string) *wsSub {
 	for _, s := range c.subs {
 		if s.id != id {
@@ -756,6 +782,18 @@ func (s *wsSub) deliverLatest(payload []byte) {
 	c.pending[s.id] = f
 	c.kickLocked()
 	c.qmu.Unlock()
+}
+
+// fail ends an operation that cannot run with an error message (no
+// complete follows one), unless the client has completed it: then nothing
+// more is sent for its id, which may be another operation's by now.
+func (c *wsConn) fail(sub *wsSub, errs gqlerror.List) {
+	sub.mu.Lock()
+	if !sub.byClient {
+		c.sendErrors(sub.id, errs)
+	}
+	sub.mu.Unlock()
+	c.endSub(sub, false)
 }
 
 func (c *wsConn) sendErrors(id string, errs gqlerror.List) {

@@ -208,20 +208,30 @@ func (t *Websocket) logShareKey(ctx context.Context, rc *graphql.OperationContex
 
 // payloadCache holds the payloads recently encoded for the subscriptions
 // that share a key (see logShareKey), by the position of the event they
-// render. It keeps payloads only while two or more subscriptions hold it.
+// render. It keeps payloads only while two or more subscriptions hold it,
+// at most payloadCacheSize of them and payloadCacheBytes in all, within
+// the transport's budget of payloadCachesBytes for all caches: a cache is
+// an optimisation, never a reason for memory to grow.
 type payloadCache struct {
-	key  string
-	refs atomic.Int32 // changed under the transport's cmu
+	key   string
+	refs  atomic.Int32  // changed under the transport's cmu
+	total *atomic.Int64 // the bytes held by all the transport's caches
 
 	mu    sync.Mutex
 	byPos map[int64][]byte
-	ring  []int64 // positions in insertion order, for eviction
-	next  int
+	order []int64 // positions in insertion order, oldest first, for eviction
+	bytes int64
 }
 
-// payloadCacheSize is how many recent payloads a cache keeps: subscribers
-// further apart than that in the log execute their own.
-const payloadCacheSize = 1024
+const (
+	// payloadCacheSize is how many recent payloads a cache keeps:
+	// subscribers further apart than that in the log execute their own.
+	payloadCacheSize = 1024
+	// payloadCacheBytes caps one cache's payloads.
+	payloadCacheBytes = 8 << 20
+	// payloadCachesBytes caps the payloads of all a transport's caches.
+	payloadCachesBytes = 64 << 20
+)
 
 func (c *payloadCache) get(pos int64) ([]byte, bool) {
 	c.mu.Lock()
@@ -229,6 +239,10 @@ func (c *payloadCache) get(pos int64) ([]byte, bool) {
 	p, ok := c.byPos[pos]
 	return p, ok
 }
+
+// CachedPayloadBytes returns the bytes of encoded payloads the transport
+// keeps for subscriptions that share them (at most 64 MiB).
+func (t *Websocket) CachedPayloadBytes() int64 { return t.cachedBytes.Load() }
 
 // SharedPayloads returns how many log subscription payloads were sent
 // without executing the operation, because a subscription with the same
@@ -239,21 +253,46 @@ func (c *payloadCache) put(pos int64, payload []byte) {
 	if c.refs.Load() < 2 {
 		return // no one to share with
 	}
+	size := int64(len(payload))
+	if size > payloadCacheBytes {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.byPos == nil {
-		c.byPos = make(map[int64][]byte)
-		c.ring = make([]int64, payloadCacheSize)
-	}
 	if _, ok := c.byPos[pos]; ok {
 		return
 	}
-	if old := c.ring[c.next]; old != 0 {
-		delete(c.byPos, old)
+	for len(c.order) > 0 && (len(c.order) >= payloadCacheSize || c.bytes+size > payloadCacheBytes || c.total.Load()+size > payloadCachesBytes) {
+		c.evictOldest()
 	}
-	c.ring[c.next] = pos
+	if c.total.Load()+size > payloadCachesBytes {
+		return // the other caches hold the budget
+	}
+	if c.byPos == nil {
+		c.byPos = make(map[int64][]byte)
+	}
 	c.byPos[pos] = payload
-	c.next = (c.next + 1) % payloadCacheSize
+	c.order = append(c.order, pos)
+	c.bytes += size
+	c.total.Add(size)
+}
+
+// evictOldest drops the oldest payload; c.mu is held.
+func (c *payloadCache) evictOldest() {
+	pos := c.order[0]
+	c.order = c.order[1:]
+	size := int64(len(c.byPos[pos]))
+	delete(c.byPos, pos)
+	c.bytes -= size
+	c.total.Add(-size)
+}
+
+// clear drops every payload: fewer than two subscriptions hold the cache.
+func (c *payloadCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total.Add(-c.bytes)
+	c.byPos, c.order, c.bytes = nil, nil, 0
 }
 
 // acquireCache returns the payload cache of key, shared with the other
@@ -263,7 +302,7 @@ func (t *Websocket) acquireCache(key string) *payloadCache {
 	defer t.cmu.Unlock()
 	c := t.caches[key]
 	if c == nil {
-		c = &payloadCache{key: key}
+		c = &payloadCache{key: key, total: &t.cachedBytes}
 		t.caches[key] = c
 	}
 	c.refs.Add(1)
@@ -273,7 +312,11 @@ func (t *Websocket) acquireCache(key string) *payloadCache {
 func (t *Websocket) releaseCache(c *payloadCache) {
 	t.cmu.Lock()
 	defer t.cmu.Unlock()
-	if c.refs.Add(-1) == 0 {
+	switch c.refs.Add(-1) {
+	case 0:
 		delete(t.caches, c.key)
+		c.clear()
+	case 1:
+		c.clear() // no one left to share with
 	}
 }

@@ -123,22 +123,32 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 }
 
 // read returns a read of the checkpoints that began at since or later:
-// the latest one, the one under way (whatever its outcome), or a new one.
+// the latest one, the one under way (whatever its outcome), or a new one,
+// begun once no other is under way.
 func (p *Positions) read(ctx context.Context, since time.Time) (checkpoints, error) {
 	p.mu.Lock()
-	if p.last.at != nil && !p.last.begun.Before(since) {
-		cp := p.last
-		p.mu.Unlock()
-		return cp, nil
-	}
-	if c := p.call; c != nil && !c.begun.Before(since) {
+	for {
+		if p.last.at != nil && !p.last.begun.Before(since) {
+			cp := p.last
+			p.mu.Unlock()
+			return cp, nil
+		}
+		c := p.call
+		if c == nil {
+			break
+		}
+		// One read at a time: a slow database must not collect a read per
+		// poll. One that began too early is waited for, then another begun.
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return checkpoints{}, ctx.Err()
 		case <-c.done:
+		}
+		if !c.begun.Before(since) {
 			return c.cp, c.err
 		}
+		p.mu.Lock()
 	}
 	c := &readCall{begun: time.Now(), done: make(chan struct{})}
 	p.call = c

@@ -312,3 +312,53 @@ func TestAWaiterReadsAgainAtItsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowCheckpointReads makes each read of the checkpoints take 100 ms and records how
+// many were under way at once.
+type slowCheckpointReads struct {
+	mu        sync.Mutex
+	now, most int
+}
+
+func (s *slowCheckpointReads) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if !strings.Contains(d.SQL, "FROM projections WHERE") {
+		return ctx
+	}
+	s.mu.Lock()
+	s.now++
+	s.most = max(s.most, s.now)
+	s.mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	return context.WithValue(ctx, slowCheckpointKey{}, true)
+}
+
+type slowCheckpointKey struct{}
+
+func (s *slowCheckpointReads) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	if ctx.Value(slowCheckpointKey{}) != nil {
+		s.mu.Lock()
+		s.now--
+		s.mu.Unlock()
+	}
+}
+
+// Against a slow database, waiters make one read of the checkpoints at a
+// time, not one per poll piling up on the pool.
+func TestWaitersReadOneAtATime(t *testing.T) {
+	e := newEnv(t)
+	slow := &slowCheckpointReads{}
+	positions, head := tracedPositions(t, e, slow)
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = positions.WaitFor(context.Background(), []string{"accounts"}, head+1000, 600*time.Millisecond)
+		}()
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	if slow.most != 1 {
+		t.Errorf("%d reads of the checkpoints were under way at once, want 1", slow.most)
+	}
+}

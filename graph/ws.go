@@ -690,10 +690,6 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	c.endSub(sub, true)
 }
 
-// subLocked returns the running operation id; nil when there is none. An
-// operation the client has completed is not running, even while it winds
-// down: its id is free again at once, as the protocol has it (a client may
-// subscribe anew with it). Called with mu held.
 // activeLocked counts the operations the client has not completed (one it
 // completed may still be winding down, and counts no more); c.mu is held.
 func (c *wsConn) activeLocked() int {
@@ -708,6 +704,10 @@ func (c *wsConn) activeLocked() int {
 	return n
 }
 
+// subLocked returns the running operation id; nil when there is none. An
+// operation the client has completed is not running, even while it winds
+// down: its id is free again at once, as the protocol has it (a client may
+// subscribe anew with it). Called with mu held.
 func (c *wsConn) subLocked(id string) *wsSub {
 	for _, s := range c.subs {
 		if s.id != id {

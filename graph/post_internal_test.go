@@ -3,7 +3,10 @@ package graph
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -90,5 +93,111 @@ func TestPayloadCachesShareOneBudget(t *testing.T) {
 	}
 	if len(ws.caches) != 0 {
 		t.Fatalf("%d caches left", len(ws.caches))
+	}
+}
+
+// Stress: holders acquire, put and release concurrently; when all are gone
+// the transport holds no bytes and no cache.
+func TestPayloadCacheAccountingReturnsToZero(t *testing.T) {
+	ws := &Websocket{}
+	ws.init()
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 3000; i++ {
+				key := fmt.Sprint(rand.IntN(3))
+				c := ws.acquireCache(key)
+				for j := 0; j < rand.IntN(5); j++ {
+					c.put(int64(rand.IntN(2000)), make([]byte, 1+rand.IntN(64<<10)))
+					c.get(int64(rand.IntN(2000)))
+				}
+				ws.releaseCache(c)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := ws.CachedPayloadBytes(); got != 0 {
+		t.Fatalf("all subscriptions gone, %d bytes still counted", got)
+	}
+	if len(ws.caches) != 0 {
+		t.Fatalf("%d caches left", len(ws.caches))
+	}
+}
+
+// The transport's budget (64 MiB in all) under concurrent puts to
+// different caches.
+func TestPayloadCachesBudgetHoldsUnderConcurrency(t *testing.T) {
+	ws := &Websocket{}
+	ws.init()
+	const caches = 40
+	var cs []*payloadCache
+	for i := 0; i < caches; i++ {
+		k := fmt.Sprint(i)
+		cs = append(cs, ws.acquireCache(k), ws.acquireCache(k)) // two holders: shared
+	}
+	var peak int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < caches; i++ {
+		c := cs[2*i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for p := int64(1); p <= 40; p++ {
+				c.put(p, make([]byte, 2<<20))
+				if n := ws.CachedPayloadBytes(); n > 0 {
+					mu.Lock()
+					peak = max(peak, n)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if peak > payloadCachesBytes {
+		t.Errorf("the caches held %d MiB at once; the budget is %d MiB", peak>>20, payloadCachesBytes>>20)
+	}
+	if n := ws.CachedPayloadBytes(); n > payloadCachesBytes {
+		t.Errorf("once the puts are over, the caches hold %d MiB; the budget is %d MiB", n>>20, payloadCachesBytes>>20)
+	}
+}
+
+// When sharing ends (refs 2 -> 1) the cache is cleared; a put that passed
+// its refs check just before lands after the clear, and the subscriber
+// left alone keeps that payload for as long as it lives.
+func TestAPutRacingTheLastSharersReleaseKeepsNothing(t *testing.T) {
+	ws := &Websocket{}
+	ws.init()
+	payload := make([]byte, 1<<20)
+	for i := 0; i < 50000; i++ {
+		a := ws.acquireCache("k")
+		b := ws.acquireCache("k")
+		var wg sync.WaitGroup
+		var ready atomic.Int32
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			ready.Add(1)
+			for ready.Load() < 2 {
+			}
+			b.put(int64(i+1), payload)
+		}()
+		go func() {
+			defer wg.Done()
+			ready.Add(1)
+			for ready.Load() < 2 {
+			}
+			ws.releaseCache(a)
+		}()
+		wg.Wait()
+		if n := ws.CachedPayloadBytes(); n != 0 {
+			t.Fatalf("iteration %d: one subscription holds the cache (refs %d), yet %d bytes are cached", i, b.refs.Load(), n)
+		}
+		ws.releaseCache(b)
 	}
 }

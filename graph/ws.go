@@ -578,7 +578,10 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		c.closeWith(CloseSubscriberExists, "Subscriber for "+m.ID+" already exists")
 		return false
 	}
-	if c.activeLocked() >= c.t.MaxSubscriptions {
+	// The limit is on operations the client has not completed; those it
+	// completed still run until they notice (validating a large document
+	// does not), so they may add as many again, no more.
+	if c.activeLocked() >= c.t.MaxSubscriptions || len(c.subs) >= 2*c.t.MaxSubscriptions {
 		c.mu.Unlock()
 		c.sendErrors(m.ID, gqlerror.List{{Message: fmt.Sprintf("too many operations on this connection (at most %d)", c.t.MaxSubscriptions),
 			Extensions: map[string]any{"code": "LIMIT_EXCEEDED"}}})

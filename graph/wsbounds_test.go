@@ -171,3 +171,38 @@ func TestNoErrorAfterTheClientsComplete(t *testing.T) {
 		}
 	}
 }
+
+// Operations the client completed but that still run (validating a large
+// document ignores cancellation) count, up to as many again as the limit:
+// a loop of subscribe and complete ran 80 at once with a limit of 2.
+func TestCompletedOperationsDoNotPileUp(t *testing.T) {
+	ws := &graph.Websocket{MaxSubscriptions: 2}
+	s := newWSServer(t, ws)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	var b []byte
+	const n = 80
+	for i := 0; i < n; i++ {
+		// A distinct, slow-to-validate (and invalid) document each time.
+		doc := fmt.Sprintf(`subscription Q%d { events { `, i) + strings.Repeat("position streamId type ", 1500) + ` nope } }`
+		sub, _ := json.Marshal(subscribeMsg("x", doc, nil))
+		b = append(b, clientFrame(string(sub))...)
+		b = append(b, clientFrame(`{"id":"x","type":"complete"}`)...)
+	}
+	if _, err := c.conn.NetConn().Write(b); err != nil {
+		t.Fatal(err)
+	}
+	peak := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		n := ws.Subscriptions()
+		peak = max(peak, n)
+		if n == 0 && peak > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if peak > 4 {
+		t.Fatalf("MaxSubscriptions is 2, but %d operations ran on one connection at once (completed ones count up to as many again)", peak)
+	}
+}

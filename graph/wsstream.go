@@ -250,23 +250,38 @@ func (t *Websocket) CachedPayloadBytes() int64 { return t.cachedBytes.Load() }
 func (t *Websocket) SharedPayloads() int64 { return t.sharedPayloads.Load() }
 
 func (c *payloadCache) put(pos int64, payload []byte) {
-	if c.refs.Load() < 2 {
-		return // no one to share with
-	}
 	size := int64(len(payload))
-	if size > payloadCacheBytes {
-		return
+	if c.refs.Load() < 2 || size > payloadCacheBytes {
+		return // no one to share with, or too big to keep
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Again under the lock that clear takes: a release that left one
+	// holder either cleared before this or clears after it.
+	if c.refs.Load() < 2 {
+		return
+	}
 	if _, ok := c.byPos[pos]; ok {
 		return
 	}
-	for len(c.order) > 0 && (len(c.order) >= payloadCacheSize || c.bytes+size > payloadCacheBytes || c.total.Load()+size > payloadCachesBytes) {
+	for len(c.order) > 0 && (len(c.order) >= payloadCacheSize || c.bytes+size > payloadCacheBytes) {
 		c.evictOldest()
 	}
-	if c.total.Load()+size > payloadCachesBytes {
-		return // the other caches hold the budget
+	// Reserve the bytes in the transport's budget, evicting this cache's
+	// oldest while the budget is short; other caches reserve at the same
+	// time, so only a successful compare-and-swap holds them.
+	for {
+		total := c.total.Load()
+		if total+size <= payloadCachesBytes {
+			if c.total.CompareAndSwap(total, total+size) {
+				break
+			}
+			continue
+		}
+		if len(c.order) == 0 {
+			return // the other caches hold the budget
+		}
+		c.evictOldest()
 	}
 	if c.byPos == nil {
 		c.byPos = make(map[int64][]byte)
@@ -274,7 +289,6 @@ func (c *payloadCache) put(pos int64, payload []byte) {
 	c.byPos[pos] = payload
 	c.order = append(c.order, pos)
 	c.bytes += size
-	c.total.Add(size)
 }
 
 // evictOldest drops the oldest payload; c.mu is held.

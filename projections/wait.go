@@ -75,6 +75,11 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 	}
 	deadline := time.Now().Add(timeout)
 	since := time.Now().Add(-firstReadMaxAge) // the oldest read to take
+	// Reads wait at most until shortly after the deadline (the last fresh
+	// read gets that grace): a database that cannot answer (its pool
+	// exhausted, a failover) does not hold the waiter past its timeout.
+	rctx, cancel := context.WithDeadline(ctx, deadline.Add(lastReadGrace))
+	defer cancel()
 	// The poll runs on its own clock: the runner's wake-ups (after every
 	// batch of any projection it runs) must not put off reading the
 	// checkpoints of projections that other processes run.
@@ -86,7 +91,12 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 		if p.runner != nil {
 			wake = p.runner.Progress()
 		}
-		cp, err := p.read(ctx, since)
+		cp, err := p.read(rctx, since)
+		if err != nil && ctx.Err() == nil && rctx.Err() != nil {
+			// Out of time reading: judge by the latest read there is.
+			cp, err = p.latest(), nil
+			deadline = time.Now()
+		}
 		if err != nil {
 			return err
 		}
@@ -181,8 +191,20 @@ func (p *Positions) read(ctx context.Context, since time.Time) (checkpoints, err
 }
 
 // readTimeout bounds a read of the checkpoints, which no waiter's context
-// does.
-const readTimeout = 10 * time.Second
+// does; lastReadGrace is how long past its deadline a waiter waits for a
+// read.
+const (
+	readTimeout   = 10 * time.Second
+	lastReadGrace = 250 * time.Millisecond
+)
+
+// latest returns the latest read of the checkpoints that succeeded (none:
+// nothing known, every projection at 0).
+func (p *Positions) latest() checkpoints {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
 
 // query reads the checkpoint of every serving projection version.
 func (p *Positions) query(ctx context.Context) (map[string]int64, error) {

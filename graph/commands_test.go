@@ -256,11 +256,7 @@ func TestCommandBadInputWritesNothing(t *testing.T) {
 	id := g.mustMutate("openAccount", map[string]any{"owner": "ada", "currency": "EUR", "initialDeposit": 100}).AggregateID
 	head := g.head()
 	long := strings.Repeat("x", 1000)
-	cases := []struct {
-		name, mutation string
-		input          map[string]any
-		code, field    string
-	}{
+	cases := []badInput{
 		{"missing owner", "openAccount", map[string]any{"currency": "EUR"}, "GRAPHQL_VALIDATION_FAILED", ""},
 		{"missing amount", "depositMoney", map[string]any{"accountId": id}, "GRAPHQL_VALIDATION_FAILED", ""},
 		{"amount not a number", "depositMoney", map[string]any{"accountId": id, "amount": "ten"}, "VALIDATION", ""},
@@ -288,16 +284,7 @@ func TestCommandBadInputWritesNothing(t *testing.T) {
 		{"owner with a line separator", "openAccount", map[string]any{"owner": "ada\u2028x", "currency": "EUR"}, "VALIDATION", "owner"},
 		{"interest rate out of range", "applyInterest", map[string]any{"accountId": id, "rateBasisPoints": 0}, "VALIDATION", "rateBasisPoints"},
 	}
-	for _, c := range cases {
-		_, err := g.mutate(c.mutation, c.input)
-		if err == nil {
-			t.Errorf("%s: succeeded", c.name)
-			continue
-		}
-		if err.Extensions["code"] != c.code || c.field != "" && err.Extensions["field"] != c.field {
-			t.Errorf("%s: %s %v, want %s field %q", c.name, err.Message, err.Extensions, c.code, c.field)
-		}
-	}
+	g.wantRefused(cases)
 	if g.head() != head || g.balance(id) != 100 {
 		t.Fatal("bad input wrote events")
 	}
@@ -456,5 +443,28 @@ func TestAppendEventsRefusesTheDomainsEventTypes(t *testing.T) {
 	out, _ := g.post(`query($p: Position) { account(id: "a1", atLeast: $p) { balance } }`, map[string]any{"p": dep.Position})
 	if len(out.Errors) > 0 || string(out.Data["account"]) != `{"balance":101}` {
 		t.Errorf("the accounts read model after the refused appends: %s %+v", out.Data["account"], out.Errors)
+	}
+}
+
+// badInput is a mutation with bad input, and the error code (and field,
+// when not "") it must be refused with.
+type badInput struct {
+	name, mutation string
+	input          map[string]any
+	code, field    string
+}
+
+// wantRefused runs each case and checks it is refused as it says.
+func (g *pgGateway) wantRefused(cases []badInput) {
+	g.t.Helper()
+	for _, c := range cases {
+		_, err := g.mutate(c.mutation, c.input)
+		if err == nil {
+			g.t.Errorf("%s: succeeded", c.name)
+			continue
+		}
+		if err.Extensions["code"] != c.code || c.field != "" && err.Extensions["field"] != c.field {
+			g.t.Errorf("%s: %s %v, want %s field %q", c.name, err.Message, err.Extensions, c.code, c.field)
+		}
 	}
 }

@@ -32,9 +32,7 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 				// One the code meant to explain (a sum beyond a Long): its
 				// message is shown, and it is logged with its request id
 				// as every internal error is.
-				reqID := RequestID(ctx)
-				log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
-				gqlErr.Extensions["requestId"] = reqID
+				gqlErr.Extensions["requestId"] = logInternal(ctx, log, gqlErr, err)
 			}
 		case errors.As(err, &re):
 			gqlErr.Message = re.Message
@@ -49,13 +47,20 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			// Raised by gqlgen or gqlparser (parsing, validation, coercion):
 			// its message is meant for the client.
 		default:
-			reqID := RequestID(ctx)
-			log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
+			reqID := logInternal(ctx, log, gqlErr, err) // before the message changes: err may be gqlErr
 			gqlErr.Message = "internal error"
 			gqlErr.Extensions = map[string]any{"code": string(domain.Internal), "requestId": reqID}
 		}
 		return gqlErr
 	}
+}
+
+// logInternal logs an internal error with the request id it returns,
+// which the client gets to quote.
+func logInternal(ctx context.Context, log *slog.Logger, gqlErr *gqlerror.Error, err error) string {
+	reqID := RequestID(ctx)
+	log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
+	return reqID
 }
 
 func domainExtensions(de *domain.Error) map[string]any {

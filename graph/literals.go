@@ -25,7 +25,7 @@ func (exactLiterals) MutateOperationContext(_ context.Context, rc *graphql.Opera
 	if rc.Operation == nil {
 		return nil
 	}
-	w := literalWalk{seen: map[string]bool{}}
+	var w literalWalk
 	for _, v := range rc.Operation.VariableDefinitions {
 		w.value(v.DefaultValue)
 	}
@@ -42,7 +42,7 @@ func (exactLiterals) MutateOperationContext(_ context.Context, rc *graphql.Opera
 // literalWalk goes through an operation's argument values, and those of the
 // fragments it spreads, for the first inexact number literal.
 type literalWalk struct {
-	seen map[string]bool // fragments gone through
+	seen map[string]bool // fragments gone through (nil until the first)
 	bad  *ast.Value
 	why  string
 }
@@ -65,6 +65,9 @@ func (w *literalWalk) selections(set ast.SelectionSet) {
 		case *ast.FragmentSpread:
 			w.directives(s.Directives)
 			if s.Definition != nil && !w.seen[s.Name] {
+				if w.seen == nil {
+					w.seen = map[string]bool{}
+				}
 				w.seen[s.Name] = true
 				w.directives(s.Definition.Directives)
 				w.selections(s.Definition.SelectionSet)

@@ -222,6 +222,7 @@ func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, 
 	if err != nil {
 		return nil, domain.InvalidField("schema", "the schema is not JSON: %v", err)
 	}
+	why := fmt.Sprintf("this gateway ships no version %d", latest+1)
 	for _, version := range []int{latest + 1, latest} {
 		shipped, err := fs.ReadFile(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, version))
 		if err != nil {
@@ -230,10 +231,9 @@ func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, 
 		if want, err := jsonvalue.DecodeAll(shipped); err == nil && reflect.DeepEqual(want, got) {
 			return shipped, nil
 		}
-	}
-	why := fmt.Sprintf("this gateway ships no version %d", latest+1)
-	if _, err := fs.Stat(domain.EventSchemas(), fmt.Sprintf("%s.v%d.json", typ, latest+1)); err == nil {
-		why = fmt.Sprintf("the schema differs from the version %d it ships", latest+1)
+		if version == latest+1 {
+			why = fmt.Sprintf("the schema differs from the version %d it ships", version)
+		}
 	}
 	return nil, &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
 		Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose versions ship with the gateway's code (domain/schemas/): %s", typ, why),

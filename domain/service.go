@@ -295,30 +295,40 @@ func Load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id string) (
 // load rebuilds the aggregate from its latest usable snapshot plus the
 // events after it, in pages. It also returns the snapshot's version.
 func load[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id, stream string) (A, int64, int64, error) {
-	agg := k.New(id)
-	var version, snapVersion int64
-	if k.LoadState != nil && s.opts.SnapshotEvery > 0 {
-		snap, err := s.store.LoadSnapshot(ctx, stream)
-		switch {
-		case err == nil && snap.SchemaVersion == k.StateVersion:
-			restored, lerr := k.LoadState(id, snap.State)
-			if lerr == nil {
-				agg, version, snapVersion = restored, snap.Version, snap.Version
-			} else {
-				s.log.WarnContext(ctx, "domain: ignoring a snapshot that does not load", "stream", stream, "err", lerr)
-			}
-		case err == nil:
-			// Written by code with another state shape: rebuild from events.
-		case CodeOf(err) == NotFound:
-		default:
-			return agg, 0, 0, err
-		}
+	agg, snapVersion, err := restoreSnapshot(ctx, s, k, id, stream)
+	if err != nil {
+		return agg, 0, 0, err
 	}
-	version, err := replay(ctx, s, k, id, stream, agg, version)
+	version, err := replay(ctx, s, k, id, stream, agg, snapVersion)
 	if err != nil {
 		return agg, 0, 0, err
 	}
 	return agg, version, snapVersion, nil
+}
+
+// restoreSnapshot returns the state of the stream's latest usable
+// snapshot and its version, or a new instance and 0 when snapshots are off
+// for the kind, none is stored, or the stored one has another state shape
+// or does not load.
+func restoreSnapshot[A Aggregate](ctx context.Context, s *Service, k *Kind[A], id, stream string) (A, int64, error) {
+	if k.LoadState == nil || s.opts.SnapshotEvery <= 0 {
+		return k.New(id), 0, nil
+	}
+	snap, err := s.store.LoadSnapshot(ctx, stream)
+	switch {
+	case err == nil && snap.SchemaVersion == k.StateVersion:
+		restored, lerr := k.LoadState(id, snap.State)
+		if lerr == nil {
+			return restored, snap.Version, nil
+		}
+		s.log.WarnContext(ctx, "domain: ignoring a snapshot that does not load", "stream", stream, "err", lerr)
+	case err == nil:
+		// Written by code with another state shape: rebuild from events.
+	case CodeOf(err) == NotFound:
+	default:
+		return k.New(id), 0, err
+	}
+	return k.New(id), 0, nil
 }
 
 // maybeSnapshot saves the state when at least SnapshotEvery events have
@@ -526,11 +536,14 @@ func (s *Service) previousResult(ctx context.Context, stream, id string, cmd Com
 
 // LoadAt rebuilds instance id of kind k from its events as of a point in
 // its history: up to version (0: no limit) and recorded no later than at
-// (zero: no limit), whichever comes first. Snapshots are not used. It
-// returns the state, the version it reflects (0 when no event qualifies)
-// and when that version was recorded. Errors: NotFound when the instance
-// has no events at all; Invalid for a malformed id (which may be qualified
-// with a tenant); store and decoding errors.
+// (zero: no limit), whichever comes first. It starts from the stream's
+// snapshot when that is no later than the point asked for, so that the
+// recent past of a long stream costs what loading it for a command does;
+// an earlier point is folded from the stream's first event. It returns the
+// state, the version it reflects (0 when no event qualifies) and when that
+// version was recorded. Errors: NotFound when the instance has no events
+// at all; Invalid for a malformed id (which may be qualified with a
+// tenant); store and decoding errors.
 func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedID string, version int64, at time.Time) (A, int64, time.Time, error) {
 	_, id := SplitTenant(qualifiedID)
 	agg := k.New(id)
@@ -541,10 +554,28 @@ func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedI
 		return agg, 0, time.Time{}, InvalidField("version", "version must not be negative, got %d", version)
 	}
 	stream := k.StreamID(qualifiedID)
+	after := func(re RecordedEvent) bool {
+		return version > 0 && re.StreamVersion > version || !at.IsZero() && re.RecordedAt.After(at)
+	}
 	var reached int64
 	var reachedAt time.Time
+	restored, snapVersion, err := restoreSnapshot(ctx, s, k, id, stream)
+	if err != nil {
+		return agg, 0, time.Time{}, err
+	}
+	if snapVersion > 0 && (version == 0 || snapVersion <= version) {
+		// The snapshot's own event says whether it is early enough for at,
+		// and when the state it holds was recorded.
+		evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: snapVersion, Limit: 1})
+		if err != nil {
+			return agg, 0, time.Time{}, err
+		}
+		if len(evs) == 1 && evs[0].StreamVersion == snapVersion && !after(evs[0]) {
+			agg, reached, reachedAt = restored, snapVersion, evs[0].RecordedAt
+		}
+	}
 	const page = 1000
-	for from := int64(1); ; from += page {
+	for from := reached + 1; ; from += page {
 		evs, err := s.store.ReadStream(ctx, stream, StreamQuery{From: from, Limit: page})
 		if err != nil {
 			return agg, 0, time.Time{}, err
@@ -553,7 +584,7 @@ func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedI
 			return agg, 0, time.Time{}, Errorf(NotFound, "%s %s does not exist", k.Name, id)
 		}
 		for _, re := range evs {
-			if version > 0 && re.StreamVersion > version || !at.IsZero() && re.RecordedAt.After(at) {
+			if after(re) {
 				return agg, reached, reachedAt, nil
 			}
 			e, err := k.Decode(re.Type, re.SchemaVersion, re.Data)

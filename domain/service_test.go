@@ -268,6 +268,58 @@ func TestServiceSnapshotsBoundLoading(t *testing.T) {
 	}
 }
 
+// TestLoadAtStartsFromTheSnapshot: time travel to a point at or after the
+// stream's snapshot folds only the events after it, and every point, before
+// the snapshot or after it, by version or by time, gives what folding the
+// whole stream gives.
+func TestLoadAtStartsFromTheSnapshot(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	store := &countingStore{Memory: eventstore.NewMemory(eventstore.Limits{}, func() time.Time { clock = clock.Add(time.Hour); return clock })}
+	snapshotting := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{SnapshotEvery: 10})
+	folding := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{SnapshotEvery: -1})
+	ctx := context.Background()
+	exec(t, snapshotting, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, domain.CommandMeta{})
+	for i := 1; i <= 95; i++ {
+		exec(t, snapshotting, domain.DepositMoney{AccountID: "a1", Amount: int64(i)}, domain.CommandMeta{})
+	}
+	snap, err := store.LoadSnapshot(ctx, "account-a1")
+	if err != nil || snap.Version < 86 || snap.Version == 96 {
+		t.Fatalf("snapshot = version %d, %v; want one between 86 and 95", snap.Version, err)
+	}
+	atVersion := func(v int64) time.Time {
+		return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(v) * time.Hour)
+	}
+	type point struct {
+		version int64
+		at      time.Time
+	}
+	points := []point{
+		{0, time.Time{}}, {96, time.Time{}}, {200, time.Time{}}, {snap.Version, time.Time{}}, {snap.Version + 1, time.Time{}},
+		{snap.Version - 1, time.Time{}}, {5, time.Time{}},
+		{0, atVersion(snap.Version)}, {0, atVersion(snap.Version).Add(-time.Minute)}, {0, atVersion(snap.Version).Add(time.Minute)},
+		{0, atVersion(3)}, {0, atVersion(200)}, {snap.Version + 2, atVersion(snap.Version)}, {snap.Version, atVersion(snap.Version - 2)},
+	}
+	for _, p := range points {
+		want, wantV, wantAt, err := domain.LoadAt(ctx, folding, domain.Accounts, "a1", p.version, p.at)
+		if err != nil {
+			t.Fatalf("%+v folded: %v", p, err)
+		}
+		got, gotV, gotAt, err := domain.LoadAt(ctx, snapshotting, domain.Accounts, "a1", p.version, p.at)
+		if err != nil || gotV != wantV || !gotAt.Equal(wantAt) || got.Balance() != want.Balance() {
+			t.Errorf("version %d at %v: balance %d, version %d as of %v (%v); folding the stream gives %d, %d as of %v",
+				p.version, p.at, got.Balance(), gotV, gotAt, err, want.Balance(), wantV, wantAt)
+		}
+	}
+	store.read.Store(0)
+	a, v, _, err := domain.LoadAt(ctx, snapshotting, domain.Accounts, "a1", 0, time.Time{})
+	if err != nil || v != 96 || a.Balance() != 95*96/2 {
+		t.Fatalf("latest: balance %d version %d (%v)", a.Balance(), v, err)
+	}
+	if n := store.read.Load(); n > 11 {
+		t.Errorf("time travel to the latest version read %d events, want the snapshot's and at most 10 after it", n)
+	}
+}
+
 func TestLoadAtVersionAndTime(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	store := eventstore.NewMemory(eventstore.Limits{}, func() time.Time { clock = clock.Add(time.Hour); return clock })

@@ -91,9 +91,9 @@ func listComplexity(c *generated.ComplexityRoot) {
 	c.Query.Fulfilments = func(child int, _ *model.FulfilmentState, first *int, _ *string, _ *model.Position) int {
 		return times(child, n(first, 20))
 	}
-	// Time travel folds a stream from its start (snapshots hold only the
-	// latest state), in pages of 1,000 events: it counts as one such page
-	// of events would.
+	// Time travel to a point before the stream's snapshot (which holds only
+	// the latest state) folds the stream from its start, in pages of 1,000
+	// events: it counts as one such page of events would.
 	c.Query.AccountAt = func(child int, _ string, _ *int, _ *time.Time) int { return timeTravelCost + child }
 	c.Query.OrderAt = func(child int, _ string, _ *int, _ *time.Time) int { return timeTravelCost + child }
 }

@@ -3597,8 +3597,9 @@ type OrderState {
 extend type Query {
   """
   Time travel: the account as of ` + "`" + `version` + "`" + ` and/or ` + "`" + `at` + "`" + ` (whichever is
-  earlier; neither means now), rebuilt from the event store. Null when the
-  account did not exist then.
+  earlier; neither means now), rebuilt from the event store: from the
+  account's snapshot when the point is at or after it, else from its first
+  event. Null when the account did not exist then.
   """
   accountAt(id: ID!, version: Int, at: Time): AccountState
   "Time travel for an order; see accountAt."

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
+	"cqrsgate/schemaregistry"
 )
 
 // Group commit. Concurrent appends in one process are written together:
@@ -50,6 +51,7 @@ const maxGroupWriters = 4
 type groupRequest struct {
 	stream    string
 	expected  domain.ExpectedVersion
+	schemaRev int64              // the registry revision it was validated against, or noRevision
 	original  []domain.EventData // as given, to tell client ids from generated ones
 	events    []domain.EventData // prepared: ids and metadata filled in
 	clientIDs bool
@@ -70,8 +72,8 @@ type grouper struct {
 
 // appendGrouped queues the append and waits for its batch. The caller whose
 // append finds no writer becomes it.
-func (s *Postgres) appendGrouped(ctx context.Context, stream string, expected domain.ExpectedVersion, original, events []domain.EventData) (domain.AppendResult, error) {
-	r := &groupRequest{stream: stream, expected: expected, original: original, events: events, done: make(chan groupResult, 1)}
+func (s *Postgres) appendGrouped(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, original, events []domain.EventData) (domain.AppendResult, error) {
+	r := &groupRequest{stream: stream, expected: expected, schemaRev: schemaRev, original: original, events: events, done: make(chan groupResult, 1)}
 	for _, e := range original {
 		r.clientIDs = r.clientIDs || e.ID != ""
 	}
@@ -150,6 +152,11 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 	return false
 }
 
+// errSchemasChanged answers an append validated against a revision of the
+// schema registry that is no longer the database's: nothing of it is
+// written, and it is validated again (Schematized.Append).
+var errSchemasChanged = errors.New("the schema registry changed after the append was validated")
+
 // Errors of a batch's INSERT that say another writer got there first.
 var (
 	errEventIDRace       = errors.New("event id inserted concurrently")
@@ -205,9 +212,15 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 
 	keys := make([]int64, 0, len(batch))
 	lookup := false
+	var checkedTypes []string // of the appends validated against the registry
 	for _, r := range batch {
 		keys = append(keys, streamLockKey(r.stream))
 		lookup = lookup || r.clientIDs
+		if r.schemaRev != noRevision {
+			for _, e := range r.events {
+				checkedTypes = append(checkedTypes, e.Type)
+			}
+		}
 	}
 	// Stream locks in one order everywhere, so that two batches never wait
 	// for each other in a cycle.
@@ -239,10 +252,10 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		ords                           []int64
 		ids, typs, datas, metas, reqSt []string
 		svs                            []int32
-		expected                       []int64
+		expected, revs                 []int64
 	)
 	for i, r := range insert {
-		reqSt, expected = append(reqSt, r.stream), append(expected, int64(r.expected))
+		reqSt, expected, revs = append(reqSt, r.stream), append(expected, int64(r.expected)), append(revs, r.schemaRev)
 		for j, e := range r.events {
 			reqs, ords = append(reqs, int32(i)), append(ords, int64(j+1))
 			ids, typs, datas, metas = append(ids, e.ID), append(typs, e.Type), append(datas, string(e.Data)), append(metas, string(e.Metadata))
@@ -252,13 +265,20 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	// The allocation lock is held from before the transaction's first
 	// write while its transaction id is assigned and its positions are
 	// reserved, and released before the INSERT, which places the events at
-	// those positions: batches in flight together insert side by side.
+	// those positions: batches in flight together insert side by side. The
+	// event types' locks come before it, as a registry change may hold one
+	// for as long as its replay takes.
+	text := textArrays(conn.Conn().Config().DefaultQueryExecMode)
+	insertSQL := insertBatchSQL
+	if len(checkedTypes) > 0 {
+		b.Queue(lockTypesSQL, text(checkedTypes))
+		insertSQL = insertCheckedBatchSQL
+	}
 	b.Queue("SELECT pg_advisory_lock($1, $2)", allocLockClass, allocLockID)
 	b.Queue("SELECT pg_current_xact_id_if_assigned() IS NULL")
 	b.Queue(reservePositionsSQL, len(ids))
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
-	text := textArrays(conn.Conn().Config().DefaultQueryExecMode)
-	b.Queue(insertBatchSQL, text(reqSt), expected, reqs, ords, text(ids), text(typs), svs, text(datas), text(metas))
+	b.Queue(insertSQL, text(reqSt), expected, reqs, ords, text(ids), text(typs), svs, text(datas), text(metas), revs)
 	commit := &pgx.Batch{}
 	commit.Queue("COMMIT")
 	commit.Queue(notifySQL, NotifyChannel, s.wake.Origin())
@@ -271,6 +291,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	}
 	written := map[int32][]placed{} // by append, in version order
 	actual := map[int32]int64{}     // the stream versions of appends whose expected version was wrong
+	stale := map[int32]bool{}       // appends validated against another registry revision
 	var last int64
 	mayHoldLock = true
 	committed := false
@@ -283,6 +304,11 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
+			}
+		}
+		if len(checkedTypes) > 0 { // the type locks
+			if _, err := br.Exec(); err != nil {
+				return err
 			}
 		}
 		if _, err := br.Exec(); err != nil {
@@ -306,11 +332,15 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		for rows.Next() {
 			var req int32
-			var wrong bool
+			var wrong, isStale bool
 			var p placed
-			if err := rows.Scan(&req, &wrong, &p.version, &p.position, &p.at); err != nil {
+			if err := rows.Scan(&req, &wrong, &isStale, &p.version, &p.position, &p.at); err != nil {
 				rows.Close()
 				return err
+			}
+			if isStale {
+				stale[req] = true
+				continue
 			}
 			if wrong {
 				actual[req] = p.version
@@ -372,6 +402,10 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		s.wake.Notify(last)
 	}
 	for i, r := range insert {
+		if stale[int32(i)] {
+			r.done <- groupResult{err: errSchemasChanged}
+			continue
+		}
 		if v, wrong := actual[int32(i)]; wrong {
 			r.done <- groupResult{err: wrongVersion(r.stream, r.expected, v)}
 			continue
@@ -479,12 +513,35 @@ const notifySQL = `SELECT pg_notify($1, p || ' ' || $2), set_config('cqrsgate.la
 // whose expected version is wrong. It keeps the highest position inserted
 // (0 for none) in the session's setting cqrsgate.last_position, for
 // notifySQL: a session setting made in a transaction lasts past its commit.
-const insertBatchSQL = `WITH req AS MATERIALIZED (
+var (
+	insertBatchSQL = fmt.Sprintf(insertBatchSQLFormat, "false")
+	// insertCheckedBatchSQL also answers stale each append whose registry
+	// revision ($10) is not the database's, as the INSERT's snapshot sees it.
+	insertCheckedBatchSQL = fmt.Sprintf(insertBatchSQLFormat, "a.rev <> "+noRevisionSQL+" AND a.rev IS DISTINCT FROM ("+schemaregistry.RevisionSQL+")")
+	// lockTypesSQL takes the advisory locks of the event types in $1
+	// shared, in one order (see schemaregistry.TypeLockKeySQL).
+	lockTypesSQL = "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT " + fmt.Sprintf(schemaregistry.TypeLockKeySQL, "t.typ") +
+		" AS k FROM unnest($1::text[]) AS t(typ) ORDER BY 1) AS s"
+)
+
+// noRevision is an append's schema revision when it was not validated
+// against the registry (or need not be checked against its changes).
+const (
+	noRevision    = -1
+	noRevisionSQL = "-1"
+)
+
+// insertBatchSQLFormat is the batch INSERT, with %s the expression that
+// says whether an append is stale (appends that are, or whose expected
+// version is wrong, are answered with a row of their own and insert
+// nothing).
+const insertBatchSQLFormat = `WITH req AS MATERIALIZED (
 	SELECT a.n - 1 AS req, a.stream, a.expected,
-	       coalesce((SELECT max(stream_version) FROM events WHERE stream_id = a.stream), 0) AS cur
-	  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(stream, expected, n)
+	       coalesce((SELECT max(stream_version) FROM events WHERE stream_id = a.stream), 0) AS cur,
+	       %s AS stale
+	  FROM unnest($1::text[], $2::bigint[], $10::bigint[]) WITH ORDINALITY AS a(stream, expected, rev, n)
 ), ok AS (
-	SELECT * FROM req WHERE CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+	SELECT * FROM req WHERE NOT stale AND CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 ), ins AS (
 	INSERT INTO events (position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
 	OVERRIDING SYSTEM VALUE
@@ -497,12 +554,12 @@ const insertBatchSQL = `WITH req AS MATERIALIZED (
 ), mark AS MATERIALIZED (
 	SELECT set_config('cqrsgate.last_position', coalesce(max(position), 0)::text, false) AS last FROM ins
 )
-SELECT ok.req::int, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
+SELECT ok.req::int, false, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
 UNION ALL
-SELECT req::int, true, cur, 0::bigint, now() FROM req
- WHERE NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+SELECT req::int, true, stale, cur, 0::bigint, now() FROM req
+ WHERE stale OR NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 UNION ALL
-SELECT 0, true, 0::bigint, 0::bigint, now() FROM mark WHERE last IS NULL -- sets it; never a row`
+SELECT 0, true, false, 0::bigint, 0::bigint, now() FROM mark WHERE last IS NULL -- sets it; never a row`
 
 // checkBatch sends b (BEGIN and the stream locks) with the reads of the
 // batch's stream versions and of its stored event ids, answers the appends

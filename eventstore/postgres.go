@@ -70,7 +70,19 @@ func (s *Postgres) Append(ctx context.Context, stream string, expected domain.Ex
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
-	return s.appendGrouped(ctx, stream, expected, events, prepared)
+	return s.appendGrouped(ctx, stream, expected, noRevision, events, prepared)
+}
+
+// appendChecked is Append for an append validated against revision
+// schemaRev of the schema registry: it writes nothing, and answers
+// errSchemasChanged, when the registry's revision is another by the time
+// the events would be inserted (see schemaregistry.Revision).
+func (s *Postgres) appendChecked(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, events ...domain.EventData) (domain.AppendResult, error) {
+	prepared, err := prepareAppend(s.limits, stream, expected, events, s.newID)
+	if err != nil {
+		return domain.AppendResult{}, err
+	}
+	return s.appendGrouped(ctx, stream, expected, schemaRev, events, prepared)
 }
 
 type storedEvent struct {

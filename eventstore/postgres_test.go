@@ -21,10 +21,18 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/eventstore/eventstoretest"
 	"cqrsgate/internal/pgtest"
+	"cqrsgate/schemaregistry"
 )
 
 func TestMain(m *testing.M) {
-	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(eventstore.Migrate)})
+	// The schema registry's tables too: appends through it are checked
+	// against its revision (see schemarace_test.go).
+	pgtest.Main(m, pgtest.Options{Migrate: pgtest.OnConn(func(ctx context.Context, conn *pgx.Conn) error {
+		if err := eventstore.Migrate(ctx, conn); err != nil {
+			return err
+		}
+		return schemaregistry.Migrate(ctx, conn)
+	})})
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -40,21 +40,66 @@ func WithSchemas(store Store, reg SchemaRegistry) *Schematized {
 // Raw returns the wrapped store, whose reads return events as stored.
 func (s *Schematized) Raw() Store { return s.Store }
 
+// revisioned is a registry whose changes an append can be checked against
+// (*schemaregistry.Registry; see its Revision).
+type revisioned interface {
+	Revision() int64
+	Refresh(ctx context.Context) error
+}
+
+// checkedAppender is a store that can write an append only if the registry
+// is still at the revision it was validated against (*Postgres).
+type checkedAppender interface {
+	appendChecked(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, events ...domain.EventData) (domain.AppendResult, error)
+}
+
+// maxSchemaRetries is how many times an append is validated again because
+// the registry changed in between before it gives up.
+const maxSchemaRetries = 5
+
 // Append validates every event, then appends them. A refused event is an
 // error with code Invalid naming the event (field events.<i>.data), its type
 // and version and, for data that does not match the schema, each failing
 // JSON path (details "problems").
+//
+// On PostgreSQL with the schema registry, an append is written only if the
+// registry is still as it was validated against: one that a change to the
+// registry (from any process) overtook is validated again against the
+// changed registry, so that no event is stored that the change's own
+// checks did not see and that would not read as its type's latest version.
 func (s *Schematized) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
-	for i, e := range events {
-		version := e.SchemaVersion
-		if version == 0 {
-			version = 1
+	reg, hasRevisions := s.reg.(revisioned)
+	store, checks := s.Store.(checkedAppender)
+	for attempt := 1; ; attempt++ {
+		rev := int64(noRevision)
+		if hasRevisions && checks {
+			rev = reg.Revision() // before validating: what validation sees is as new or newer
 		}
-		if err := s.reg.Validate(ctx, e.Type, version, e.Data); err != nil {
-			return domain.AppendResult{}, refused(i, e.Type, version, err)
+		for i, e := range events {
+			version := e.SchemaVersion
+			if version == 0 {
+				version = 1
+			}
+			if err := s.reg.Validate(ctx, e.Type, version, e.Data); err != nil {
+				return domain.AppendResult{}, refused(i, e.Type, version, err)
+			}
+		}
+		if rev == noRevision {
+			return s.Store.Append(ctx, stream, expected, events...)
+		}
+		res, err := store.appendChecked(ctx, stream, expected, rev, events...)
+		if !errors.Is(err, errSchemasChanged) {
+			return res, err
+		}
+		if attempt == maxSchemaRetries {
+			return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
+				Message: fmt.Sprintf("the schema registry changed %d times while the append to %q was being validated; nothing was written: retry", attempt, stream)}
+		}
+		if err := reg.Refresh(ctx); err != nil {
+			return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
+				Message: fmt.Sprintf("the schema registry changed while the append to %q was being validated and could not be read again; nothing was written: retry", stream)}
 		}
 	}
-	return s.Store.Append(ctx, stream, expected, events...)
 }
 
 func refused(i int, eventType string, version int, err error) error {

@@ -359,7 +359,7 @@ func (r *Registry) inTypeTx(ctx context.Context, eventType string, fn func(pgx.T
 		return fmt.Errorf("schema registry: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('cqrsgate_schema:' || $1, 0))`, eventType); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+fmt.Sprintf(TypeLockKeySQL, "$1")+")", eventType); err != nil {
 		return fmt.Errorf("schema registry: %w", err)
 	}
 	st, err := r.load(ctx, tx, eventType)

@@ -35,7 +35,8 @@
 // older version runs the chain up to the version asked for, and the result
 // is validated against that version's schema. What a migration makes of an
 // event is capped (Options.MaxEventBytes). An event appended at an older
-// version must read as the latest one.
+// version must read as every later one, its numbers spelled as PostgreSQL
+// stores them (see Registry.Validate).
 //
 // # Changes are checked twice
 //

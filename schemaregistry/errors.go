@@ -67,21 +67,27 @@ type Problem struct {
 
 // ValidationError reports an event that does not match its schema, or,
 // with ReadAs set, one of an older version that matches it but would not
-// read as the latest version ReadAs: its migration fails, or the result
-// does not match that version's schema (the problems say which).
-// errors.Is(err, ErrInvalidEvent) is true for it.
+// read as the later version ReadAs (Latest, when set, being the latest):
+// its migration to ReadAs fails, or the result does not match that
+// version's schema (the problems say which). errors.Is(err,
+// ErrInvalidEvent) is true for it.
 type ValidationError struct {
 	Type     string
 	Version  int
 	ReadAs   int
+	Latest   int
 	Problems []Problem
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	if e.ReadAs > 0 {
+	switch {
+	case e.ReadAs > 0 && e.Latest > e.ReadAs:
+		fmt.Fprintf(&b, "%s v%d matches its schema but would not read as v%d, a version before the latest, v%d (reads of it as v%d would fail): ",
+			e.Type, e.Version, e.ReadAs, e.Latest, e.ReadAs)
+	case e.ReadAs > 0:
 		fmt.Fprintf(&b, "%s v%d matches its schema but would not read as the latest version, v%d (every read of it would fail): ", e.Type, e.Version, e.ReadAs)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%s v%d does not match its schema: ", e.Type, e.Version)
 	}
 	for i, p := range e.Problems {

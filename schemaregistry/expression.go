@@ -2,6 +2,7 @@ package schemaregistry
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -49,14 +50,19 @@ func (e *Expr) String() string { return e.src }
 //
 // A field that is missing yields null. Numbers that are both integers are
 // computed exactly in int64 (overflow is an error, / truncates, % needs
-// integers); otherwise in float64. + joins two strings. == and != compare
+// integers); otherwise in float64. An integer (written without a point or
+// an exponent) beyond 64 bits, in the data or the source, is never
+// rounded to a float: computing with it is an error, and == and != compare
+// it exactly. + joins two strings. == and != compare
 // any values (numbers by value); < <= > >= compare numbers or strings.
 // && || ! and ?: need booleans. Arithmetic or comparison with null is an
 // error naming the field: use coalesce(field, 0). Functions: coalesce,
 // concat, lower, upper, trim, len, round (half away from zero), floor,
 // ceil, int, string, number, min, max, if(cond, a, b), exists(field),
-// contains(haystack, needle). Source is at most 4096 bytes and 64 levels
-// deep. Errors are *ExprError, naming the column.
+// contains(haystack, needle); int and number read a string holding a
+// number in JSON's syntax (white space around it aside), and refuse any
+// other. Source is at most 4096 bytes and 64 levels deep. Errors are
+// *ExprError, naming the column.
 func CompileExpr(src string) (*Expr, error) {
 	if len(src) > maxExprBytes {
 		return nil, &ExprError{Expr: truncateExpr(src), Msg: fmt.Sprintf("longer than %d bytes", maxExprBytes)}
@@ -266,6 +272,14 @@ func (p *parser) unary() (node, error) {
 	if p.is("-") || p.is("!") {
 		op := p.tok.text
 		p.next()
+		if op == "-" && p.tok.kind == tNum {
+			// A negative number: -9223372036854775808, the smallest
+			// int64, has no positive counterpart to negate.
+			t := p.tok
+			t.text = "-" + t.text
+			p.next()
+			return numLiteral(t)
+		}
 		p.depth++
 		defer func() { p.depth-- }()
 		if p.depth > maxExprDepth {
@@ -292,11 +306,7 @@ func (p *parser) primary() (node, error) {
 	switch t.kind {
 	case tNum:
 		p.next()
-		n, ok := parseNum(t.text)
-		if !ok {
-			return nil, fmt.Errorf("column %d: %q is not a number", t.col, t.text)
-		}
-		return &litNode{v: n}, nil
+		return numLiteral(t)
 	case tStr:
 		p.next()
 		return &litNode{v: t.text}, nil
@@ -368,6 +378,19 @@ func (p *parser) primary() (node, error) {
 	return nil, p.errorf("expected a value, found %s", t.describe())
 }
 
+// numLiteral is the value of a number token. An integer beyond 64 bits
+// keeps its text: compared, it is exact; computed with, an error.
+func numLiteral(t token) (node, error) {
+	n, err := parseNum(t.text)
+	switch {
+	case errors.Is(err, errBeyond64Bits):
+		return &litNode{v: json.Number(t.text)}, nil
+	case err != nil:
+		return nil, fmt.Errorf("column %d: %q is not a number", t.col, t.text)
+	}
+	return &litNode{v: n}, nil
+}
+
 func (p *parser) call(name token) (node, error) {
 	arity, ok := functions[name.text]
 	if !ok {
@@ -432,37 +455,64 @@ func (n num) json() (json.Number, error) {
 	return json.Number(strconv.FormatFloat(n.f, 'g', -1, 64)), nil
 }
 
-func parseNum(s string) (num, bool) {
+// errBeyond64Bits is parseNum's error for an integer beyond int64.
+var errBeyond64Bits = errors.New("integer beyond 64 bits")
+
+// parseNum reads a number's text: an integer (no point, no exponent)
+// exactly as an int64, anything else as a float64. Errors: errBeyond64Bits
+// for an integer that does not fit (never a rounded float), or s is not a
+// number.
+func parseNum(s string) (num, error) {
 	if !strings.ContainsAny(s, ".eE") {
-		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return num{isInt: true, i: i}, true
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err == nil {
+			return num{isInt: true, i: i}, nil
+		}
+		if errors.Is(err, strconv.ErrRange) {
+			return num{}, fmt.Errorf("%w: %s", errBeyond64Bits, truncateExpr(s))
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) {
-		return num{}, false
+	switch {
+	case math.IsInf(f, 0) && errors.Is(err, strconv.ErrRange):
+		return num{}, fmt.Errorf("%s is beyond the range of a 64-bit float", truncateExpr(s))
+	case err != nil || math.IsInf(f, 0):
+		return num{}, fmt.Errorf("%q is not a number", truncateExpr(s))
 	}
-	return num{f: f}, true
+	return num{f: f}, nil
 }
 
-// toNum reads a value as a number.
-func toNum(v any) (num, bool) {
+// parseNumString reads a string as a number: JSON's syntax, white space
+// around it aside (not Go's, which takes 1_000, 0x1p4 and Inf).
+func parseNumString(s string) (num, error) {
+	t := strings.TrimSpace(s)
+	if t == "" || t[0] != '-' && (t[0] < '0' || t[0] > '9') || !json.Valid([]byte(t)) {
+		return num{}, fmt.Errorf("%q is not a number", truncateExpr(s))
+	}
+	return parseNum(t)
+}
+
+// toNum reads a value as a number: ok is false for any other value, and
+// err is set for a number that cannot be computed with (an integer beyond
+// 64 bits).
+func toNum(v any) (n num, ok bool, err error) {
 	switch x := v.(type) {
 	case num:
-		return x, true
+		return x, true, nil
 	case json.Number:
-		return parseNum(x.String())
+		n, err := parseNum(x.String())
+		return n, true, err
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return num{isInt: true, i: int64(x)}, true
+			return num{isInt: true, i: int64(x)}, true, nil
 		}
-		return num{f: x}, true
+		return num{f: x}, true, nil
 	case int64:
-		return num{isInt: true, i: x}, true
+		return num{isInt: true, i: x}, true, nil
 	case int:
-		return num{isInt: true, i: int64(x)}, true
+		return num{isInt: true, i: int64(x)}, true, nil
 	}
-	return num{}, false
+	return num{}, false, nil
 }
 
 // plain returns v as JSON-ready data.
@@ -478,7 +528,7 @@ func plain(v any) any {
 }
 
 func typeName(v any) string {
-	if _, ok := toNum(v); ok {
+	if _, ok, _ := toNum(v); ok {
 		return "a number"
 	}
 	switch v.(type) {
@@ -580,7 +630,10 @@ func (n *unaryNode) eval(data map[string]any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, ok := toNum(v)
+	x, ok, err := toNum(v)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("- needs a number, got %s", typeName(v))
 	}
@@ -654,8 +707,14 @@ func (n *binaryNode) eval(data map[string]any) (any, error) {
 		}
 		return nil, fmt.Errorf("%s needs numbers, got strings", n.op)
 	}
-	a, ok1 := toNum(l)
-	b, ok2 := toNum(r)
+	a, ok1, err := toNum(l)
+	if err != nil {
+		return nil, err
+	}
+	b, ok2, err := toNum(r)
+	if err != nil {
+		return nil, err
+	}
 	if !ok1 || !ok2 {
 		bad := l
 		if ok1 {
@@ -832,11 +891,15 @@ func (n *callNode) eval(data map[string]any) (any, error) {
 		}
 		return nil, n.argErr(0, "a string, array or object", vals[0])
 	case "round", "floor", "ceil", "int":
-		x, ok := toNum(vals[0])
-		if n.name == "int" {
-			if s, isStr := vals[0].(string); isStr {
-				x, ok = parseNum(strings.TrimSpace(s))
+		x, ok, err := toNum(vals[0])
+		if s, isStr := vals[0].(string); isStr && n.name == "int" {
+			if x, err = parseNumString(s); err != nil {
+				return nil, fmt.Errorf("int: %w", err)
 			}
+			ok = true
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.name, err)
 		}
 		if !ok {
 			return nil, n.argErr(0, "a number", vals[0])
@@ -872,20 +935,27 @@ func (n *callNode) eval(data map[string]any) (any, error) {
 	case "number":
 		s, ok := vals[0].(string)
 		if !ok {
-			if x, isNum := toNum(vals[0]); isNum {
+			x, isNum, err := toNum(vals[0])
+			if err != nil {
+				return nil, fmt.Errorf("number: %w", err)
+			}
+			if isNum {
 				return x, nil
 			}
 			return nil, n.argErr(0, "a numeric string", vals[0])
 		}
-		x, ok := parseNum(strings.TrimSpace(s))
-		if !ok {
-			return nil, fmt.Errorf("number: %q is not a number", s)
+		x, err := parseNumString(s)
+		if err != nil {
+			return nil, fmt.Errorf("number: %w", err)
 		}
 		return x, nil
 	case "min", "max":
 		var best num
 		for i, v := range vals {
-			x, ok := toNum(v)
+			x, ok, err := toNum(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", n.name, err)
+			}
 			if !ok {
 				return nil, n.argErr(i, "a number", v)
 			}

@@ -3,6 +3,7 @@ package schemaregistry
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -137,7 +138,7 @@ func TestExpressionErrors(t *testing.T) {
 		{`lower(total)`, "lower needs a string"},
 		{`upper(tax)`, `field "tax" is null or missing`},
 		{`len(total)`, "len needs a string, array or object"},
-		{`int("x")`, "int needs a number"},
+		{`int("x")`, `int: "x" is not a number`},
 		{`number("1x")`, `"1x" is not a number`},
 		{`round(1e300)`, "does not fit in a 64-bit integer"},
 		{`contains(total, 1)`, "contains needs a string or an array"},
@@ -180,4 +181,94 @@ func FuzzExpr(f *testing.F) {
 			t.Fatalf("%s: the result does not encode: %v", src, err)
 		}
 	})
+}
+
+// TestExpressionIntegersBeyondInt64AreNotRounded: the README promises
+// "integers are exact (overflow is an error)". An integer beyond int64 (a
+// JSON Schema "integer" may be any size; PostgreSQL keeps it exactly) was
+// silently turned into a float64 instead: arithmetic on it rounded, and it
+// no longer equaled itself written as a literal. Computing with it is an
+// error naming it; comparing it is exact.
+func TestExpressionIntegersBeyondInt64AreNotRounded(t *testing.T) {
+	data := map[string]any{"id": json.Number("18446744073709551615"), "amount": json.Number("12345678901234567891"), "s": " 18446744073709551616 ", "huge": json.Number("1e400")}
+	for _, tt := range []struct{ src, want string }{
+		{`id == 18446744073709551615`, `true`},
+		{`id != 18446744073709551614`, `true`},
+		{`-9223372036854775808`, `-9223372036854775808`}, // the smallest int64, as a literal
+		{`-9223372036854775807 - 1`, `-9223372036854775808`},
+		{`- 2 * 3`, `-6`},
+		{`1 - -2`, `3`},
+		{`-(2)`, `-2`},
+		{`18446744073709551615`, `18446744073709551615`},
+		{`-18446744073709551615`, `-18446744073709551615`},
+		{`coalesce(amount, 0)`, `12345678901234567891`},
+		{`string(id)`, `"18446744073709551615"`},
+	} {
+		e, err := CompileExpr(tt.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		v, err := e.Eval(data)
+		if got, _ := json.Marshal(v); err != nil || string(got) != tt.want {
+			t.Errorf("%s = %s, %v; want %s", tt.src, got, err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ src, want string }{
+		{`amount + 1`, "integer beyond 64 bits: 12345678901234567891"},
+		{`amount * 100`, "integer beyond 64 bits: 12345678901234567891"},
+		{`1.5 * id`, "integer beyond 64 bits: 18446744073709551615"},
+		{`id > 0`, "integer beyond 64 bits: 18446744073709551615"},
+		{`-id`, "integer beyond 64 bits: 18446744073709551615"},
+		{`18446744073709551615 - 1`, "integer beyond 64 bits: 18446744073709551615"},
+		{`--9223372036854775808`, "integer overflow"},
+		{`round(amount)`, "round: integer beyond 64 bits"},
+		{`max(1, id)`, "max: integer beyond 64 bits"},
+		{`number(id)`, "number: integer beyond 64 bits"},
+		{`int(s)`, "int: integer beyond 64 bits: 18446744073709551616"},
+		{`number("1e400")`, "number: 1e400 is beyond the range of a 64-bit float"},
+		{`number(huge)`, "number: 1e400 is beyond the range of a 64-bit float"},
+		{`number(s)`, "number: integer beyond 64 bits: 18446744073709551616"},
+	} {
+		e, err := CompileExpr(tt.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		v, err := e.Eval(data)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			got, _ := json.Marshal(v)
+			t.Errorf("%s = %s, %v; want an error: %s", tt.src, got, err, tt.want)
+		}
+	}
+}
+
+// TestNumberOfAStringTakesOnlyJSONNumbers: number() and int() of a string
+// read it with strconv.ParseFloat, which takes Go's syntax: digit
+// separators and hexadecimal floats. A migration turning a string field
+// into a number made 1000 of "1_000" and 16 of "0x1p4" instead of failing
+// on text that is no number (JSON's, or anyone's, in event data). JSON's
+// syntax is taken, with white space around it.
+func TestNumberOfAStringTakesOnlyJSONNumbers(t *testing.T) {
+	for _, s := range []string{"1_000", "0x1p4", "0X1P-2", "infinity", "Inf", "NaN", "+1", "01", ".5", "1.", "0x10", "", " ", "1 2"} {
+		for _, f := range []string{"number", "int"} {
+			e, err := CompileExpr(f + "(s)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := e.Eval(map[string]any{"s": s})
+			if want := fmt.Sprintf("%s: %q is not a number", f, s); err == nil || !strings.Contains(err.Error(), want) {
+				got, _ := json.Marshal(v)
+				t.Errorf("%s(%q) = %s, %v; want an error: %s", f, s, got, err, want)
+			}
+		}
+	}
+	for s, want := range map[string]string{"-1.5e1": "-15", " 42\n": "42", "0": "0", "-0": "0", "2E+2": "200"} {
+		e, err := CompileExpr("number(s)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.Eval(map[string]any{"s": s})
+		if got, _ := json.Marshal(v); err != nil || string(got) != want {
+			t.Errorf("number(%q) = %s, %v; want %s", s, got, err, want)
+		}
+	}
 }

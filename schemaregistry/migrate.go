@@ -27,7 +27,9 @@ import (
 //	                                                          set a field to an expression over the data (see CompileExpr)
 //
 // Operations run in order, each seeing the result of the ones before.
-// Missing intermediate objects of a target path are created.
+// Missing intermediate objects of a target path are created (counted
+// against Options.MaxEventBytes). A path has at most MaxPathTokens
+// reference tokens.
 type Op struct {
 	Op    string                     `json:"op"`
 	Path  string                     `json:"path,omitempty"`
@@ -39,6 +41,15 @@ type Op struct {
 
 // MaxOps caps the operations of one migration.
 const MaxOps = 100
+
+// MaxPathTokens caps the reference tokens of an operation's path or from
+// (the levels it reaches into the data): a path of a million, which an
+// administrator can send in a few megabytes, made a million nested
+// objects, which overflowed the stack of whatever walked them and crashed
+// the process. A migration stored before the cap keeps working (refused,
+// it would keep the registry from loading): the objects its paths create
+// count against Options.MaxEventBytes, like any data it adds.
+const MaxPathTokens = 64
 
 // Upcaster is a migration written in Go: it turns data of version N into
 // version N+1 in place. It runs instead of a declarative migration for the
@@ -228,17 +239,27 @@ func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, err
 		}
 		return nil
 	}
-	var path, from []string
-	var err error
-	if op.Path != "" {
-		if path, err = parsePointer(op.Path); err != nil {
-			return nil, fmt.Errorf("path: %w", err)
+	pointer := func(field, p string) ([]string, error) {
+		if p == "" {
+			return nil, nil
 		}
+		tokens, err := parsePointer(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		if len(tokens) > MaxPathTokens && !stored {
+			return nil, fmt.Errorf("%s: %s reaches %d levels into the data; a migration's paths reach at most %d",
+				field, truncatePointer(p), len(tokens), MaxPathTokens)
+		}
+		return tokens, nil
 	}
-	if op.From != "" {
-		if from, err = parsePointer(op.From); err != nil {
-			return nil, fmt.Errorf("from: %w", err)
-		}
+	path, err := pointer("path", op.Path)
+	if err != nil {
+		return nil, err
+	}
+	from, err := pointer("from", op.From)
+	if err != nil {
+		return nil, err
 	}
 	switch op.Op {
 	case "rename", "move", "copy":
@@ -272,7 +293,7 @@ func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, err
 				}
 				v = deepCopy(v)
 			}
-			return setPointer(d, path, v)
+			return setPointer(d, path, v, budget)
 		}, nil
 	case "remove":
 		if err := firstErr(need("path"), unused("from", "value", "map", "expr")); err != nil {
@@ -298,7 +319,7 @@ func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, err
 			if err := budget.add(d, n); err != nil {
 				return err
 			}
-			return setPointer(d, path, deepCopy(value))
+			return setPointer(d, path, deepCopy(value), budget)
 		}, nil
 	case "mapValues":
 		if err := firstErr(need("path", "map"), unused("from", "value", "expr")); err != nil {
@@ -324,7 +345,7 @@ func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, err
 				if err := budget.add(d, largest); err != nil {
 					return err
 				}
-				return setPointer(d, path, deepCopy(nv))
+				return setPointer(d, path, deepCopy(nv), budget)
 			}
 			return nil
 		}, nil
@@ -348,7 +369,7 @@ func compileOp(op Op, stored bool) (func(map[string]any, *sizeBudget) error, err
 			if err := budget.add(d, n); err != nil {
 				return err
 			}
-			return setPointer(d, path, deepCopy(v)) // a field reference may return an object of d
+			return setPointer(d, path, deepCopy(v), budget) // a field reference may return an object of d
 		}, nil
 	case "":
 		return nil, fmt.Errorf(`needs "op": one of rename, move, copy, remove, default, set, mapValues, compute`)
@@ -386,6 +407,14 @@ func decodeObject(raw []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("event data is not a JSON object")
 	}
 	return m, nil
+}
+
+// truncatePointer shortens a pointer for a message.
+func truncatePointer(p string) string {
+	if len(p) > 64 {
+		return strconv.Quote(p[:61] + "...")
+	}
+	return strconv.Quote(p)
 }
 
 // parsePointer splits a JSON Pointer into unescaped reference tokens. The
@@ -450,10 +479,13 @@ func getPointer(d map[string]any, tokens []string) (any, bool) {
 }
 
 // setPointer sets the value at tokens, creating missing objects on the
-// way. Setting inside a value that is neither object nor array, or at an
-// array index that does not exist, is an error.
-func setPointer(d map[string]any, tokens []string, v any) error {
+// way, whose size counts against budget (nil only where every object on
+// the way exists). Setting inside a value that is neither object nor
+// array, or at an array index that does not exist, is an error, and so is
+// creating objects beyond the budget.
+func setPointer(d map[string]any, tokens []string, v any, budget *sizeBudget) error {
 	var cur any = d
+	charged := false // for the objects from here on, which are all new
 	for i, t := range tokens {
 		last := i == len(tokens)-1
 		switch c := cur.(type) {
@@ -464,6 +496,17 @@ func setPointer(d map[string]any, tokens []string, v any) error {
 			}
 			next, ok := c[t]
 			if !ok || next == nil {
+				if !charged && budget != nil {
+					// Each new object is "t":{} in its parent.
+					n := 0
+					for _, t := range tokens[i : len(tokens)-1] {
+						n += len(t) + 6
+					}
+					if err := budget.add(d, n); err != nil {
+						return err
+					}
+					charged = true
+				}
 				next = map[string]any{}
 				c[t] = next
 			}
@@ -498,7 +541,7 @@ func removePointer(d map[string]any, tokens []string) {
 	case []any:
 		// Like JSON Patch: the elements after it shift down.
 		if i, ok := arrayIndex(last, p); ok {
-			_ = setPointer(d, parentPath, append(p[:i:i], p[i+1:]...))
+			_ = setPointer(d, parentPath, append(p[:i:i], p[i+1:]...), nil) // the parent exists
 		}
 	}
 }

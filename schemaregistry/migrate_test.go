@@ -152,3 +152,55 @@ func FuzzMigration(f *testing.F) {
 		}
 	})
 }
+
+// TestPathTokensAreCapped: a path reaching more than MaxPathTokens levels
+// into the data is refused, naming the operation; a stored migration with
+// one still compiles (refused, it would keep the registry from loading),
+// and the objects its path creates count against the size budget, so that
+// no event grows a million levels deep.
+func TestPathTokensAreCapped(t *testing.T) {
+	ok := strings.Repeat("/a", MaxPathTokens)
+	for _, ops := range []string{
+		`[{"op": "set", "path": "` + ok + `", "value": 1}]`,
+		`[{"op": "copy", "from": "` + ok + `", "path": "/b"}]`,
+	} {
+		if _, err := ParseOps([]byte(ops)); err != nil {
+			t.Errorf("a path of %d tokens: %v", MaxPathTokens, err)
+		}
+	}
+	deep := ok + "/a"
+	for _, tc := range []struct{ ops, want string }{
+		{`[{"op": "remove", "path": "/x"}, {"op": "set", "path": "` + deep + `", "value": 1}]`, `operation 2 (set): path: "/a/a/`},
+		{`[{"op": "move", "from": "` + deep + `", "path": "/b"}]`, `operation 1 (move): from: "/a/a/`},
+	} {
+		_, err := ParseOps([]byte(tc.ops))
+		var re *Error
+		if !errors.As(err, &re) || re.Code != CodeInvalid || !strings.HasPrefix(re.Message, tc.want) ||
+			!strings.Contains(re.Message, "reaches 65 levels into the data; a migration's paths reach at most 64") {
+			t.Errorf("a path of 65 tokens: %v", err)
+		}
+	}
+
+	// Stored, a path of a million tokens compiles; what it would create
+	// (7 bytes a level) is beyond the budget, and refused before it is made.
+	s, err := compileStoredOps([]Op{{Op: "set", Path: strings.Repeat("/a", 1<<20), Value: json.RawMessage(`1`)}})
+	if err != nil {
+		t.Fatalf("a stored migration with a deep path: %v", err)
+	}
+	data := map[string]any{}
+	if err := s.apply(data, &sizeBudget{limit: 1 << 20, size: 2}); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("a path of 2^20 levels within a 1 MiB budget: %v", err)
+	}
+	if len(data) != 0 {
+		t.Fatalf("the refused operation created %d objects", len(data))
+	}
+	// Within the budget, the objects it creates are counted.
+	s, err = compileStoredOps([]Op{{Op: "set", Path: strings.Repeat("/abc", 100), Value: json.RawMessage(`1`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := &sizeBudget{limit: 1 << 20, size: 2}
+	if err := s.apply(map[string]any{}, budget); err != nil || budget.size != 2+1+99*(3+6) {
+		t.Fatalf("budget after creating 99 objects: %d, %v; want %d", budget.size, err, 2+1+99*9)
+	}
+}

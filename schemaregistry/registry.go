@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // Channel is the PostgreSQL notification channel of registry changes.
@@ -319,11 +321,15 @@ func (r *Registry) permissive(eventType string) bool {
 // must be 1, the version of the type's first schema), its version must
 // exist and not be deprecated, and data must match that version's schema.
 // Data of an older version than the latest (still appended while a new
-// version rolls out) must also read as the latest: migrated, it must match
-// the latest schema, or every read of it would fail. Errors: *Error
-// (CodeInvalid) wrapping ErrUnknownType or ErrUnknownVersion, or a
-// *ValidationError naming each failing path (with ReadAs set when the data
-// matches its own version but would not read as the latest).
+// version rolls out) must also read as every later version: migrated step
+// by step up to the latest, it must match each version's schema on the
+// way, or reads of it as that version (Upcast's target, every read when
+// it is the latest) would fail. That check migrates the data as reads do,
+// with its numbers as PostgreSQL's jsonb gives them back
+// (jsonvalue.StoredNumbers: 1e16 reads as 10000000000000000). Errors:
+// *Error (CodeInvalid) wrapping ErrUnknownType or ErrUnknownVersion, or a
+// *ValidationError naming each failing path (with ReadAs set to the first
+// version the data would not read as, when it matches its own).
 func (r *Registry) Validate(ctx context.Context, eventType string, version int, data []byte) error {
 	t, err := r.lookup(ctx, eventType, version)
 	if err != nil {
@@ -360,15 +366,55 @@ func (r *Registry) Validate(ctx context.Context, eventType string, version int, 
 		return &ValidationError{Type: eventType, Version: version, Problems: problems}
 	}
 	if latest := t.latest(); version < latest {
-		_, problems, err := r.upcast(t, version, data, latest, nil)
-		if err != nil {
-			problems = []Problem{{Message: err.Error()}}
-		}
-		if problems != nil {
-			return &ValidationError{Type: eventType, Version: version, ReadAs: latest, Problems: problems}
+		if readAs, problems := r.readsAsLater(t, version, data); problems != nil {
+			return &ValidationError{Type: eventType, Version: version, ReadAs: readAs, Latest: latest, Problems: problems}
 		}
 	}
 	return nil
+}
+
+// readsAsLater checks that data, an event of t at version, reads as each
+// later version of t: it runs the migrations one step at a time, as a read
+// as the latest does, and validates the result of each against its
+// version's schema, as a read as that version does. The data is first
+// spelled as it will be stored (see Validate). It returns the first
+// version the data does not read as, and why; no problems when it reads as
+// them all.
+func (r *Registry) readsAsLater(t *typeState, version int, data []byte) (int, []Problem) {
+	fail := func(v int, err error) (int, []Problem) { return v, []Problem{{Message: err.Error()}} }
+	stored, err := jsonvalue.StoredNumbers(data)
+	if err != nil {
+		return fail(version+1, err)
+	}
+	obj, err := decodeObject(stored)
+	if err != nil {
+		return fail(version+1, err)
+	}
+	budget := &sizeBudget{limit: r.opts.MaxEventBytes, size: len(stored)}
+	for v := version + 1; v <= t.latest(); v++ {
+		if err := r.migrate(t, obj, v-1, v, nil, budget); err != nil {
+			return fail(v, err)
+		}
+		out, err := marshalUnescaped(obj)
+		if err != nil {
+			return fail(v, err)
+		}
+		if len(out) > budget.limit {
+			return fail(v, budget.exceeded())
+		}
+		schema := t.versions[v-1].schema
+		if schema.unusable != nil && v < t.latest() {
+			continue // no event reads as it: nothing to keep readable
+		}
+		problems, err := schema.validate(out)
+		if err != nil {
+			return fail(v, err)
+		}
+		if problems != nil {
+			return v, problems
+		}
+	}
+	return 0, nil
 }
 
 // Latest returns the latest schema version of eventType, 0 when it has none.

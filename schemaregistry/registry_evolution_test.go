@@ -246,3 +246,118 @@ func TestReregisteringSetsTheMode(t *testing.T) {
 		t.Fatalf("another process sees %s", got)
 	}
 }
+
+// TestOldVersionAppendReadsAsEveryLaterVersion: Event.data(asVersion: N)
+// reads an event as any version N after its own, running the migrations up
+// to N and validating against N's schema. An append of an older version
+// was checked only against the latest: a v1 event that reads as v3 but not
+// as v2 was accepted, and reading it as v2 failed, although every v1 event
+// stored before v3 was registered read as v2 (registering v2 replayed
+// them). It is refused, naming v2.
+func TestOldVersionAppendReadsAsEveryLaterVersion(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	e.mustRegister("Renamed", `{"type": "object", "properties": {"a": {"type": "integer"}}}`, "")
+	e.mustRegister("Renamed", `{"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}`, `[{"op": "rename", "from": "/a", "path": "/b"}]`)
+	// While v2 is the latest, a v1 event without a is refused: it does not read as v2.
+	if _, err := e.store.Append(ctx, "r-1", domain.ExpectAny, domain.EventData{Type: "Renamed", SchemaVersion: 1, Data: json.RawMessage(`{}`)}); err == nil {
+		t.Fatal("a v1 event that does not read as v2 was accepted")
+	}
+	e.mustRegister("Renamed", `{"type": "object", "properties": {"c": {"type": "integer"}}}`, `[{"op": "rename", "from": "/b", "path": "/c"}]`)
+	_, err := e.store.Append(ctx, "r-1", domain.ExpectAny, domain.EventData{Type: "Renamed", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
+	var ve *schemaregistry.ValidationError
+	if !errors.As(err, &ve) || ve.Version != 1 || ve.ReadAs != 2 || ve.Latest != 3 ||
+		!strings.Contains(err.Error(), "would not read as v2, a version before the latest, v3") || !strings.Contains(err.Error(), "/b") {
+		t.Fatalf("append of a v1 event that reads as v3 but not as v2: %v, want it refused naming v2 and /b", err)
+	}
+	// One that reads as both is accepted, and reads as v2.
+	if _, err := e.store.Append(ctx, "r-1", domain.ExpectAny, domain.EventData{Type: "Renamed", SchemaVersion: 1, Data: json.RawMessage(`{"a": 1}`)}); err != nil {
+		t.Fatalf("append of a v1 event that reads as v2 and v3: %v", err)
+	}
+	evs, err := e.raw.ReadStream(ctx, "r-1", eventstore.StreamQuery{})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("read: %d events, %v", len(evs), err)
+	}
+	if data, _, err := e.reg.Upcast(ctx, "Renamed", evs[0].SchemaVersion, evs[0].Data, 2); err != nil || string(data) != `{"b":1}` {
+		t.Errorf("an accepted v1 event as v2 (data(asVersion: 2)): %s, %v", data, err)
+	}
+}
+
+// TestOldVersionAppendPassesAnUnusableVersion: a stored schema that no
+// longer compiles is unusable (no event reads as it) while the rest of
+// the type works: an append of a version before it is checked against the
+// versions after it, not refused for it.
+func TestOldVersionAppendPassesAnUnusableVersion(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	storeSchema(t, e.pool, "Gapped", 1, `{"type": "object", "properties": {"p": {"type": "integer"}}}`)
+	storeSchema(t, e.pool, "Gapped", 2, `{"type": "object", "properties": {"p": {"$ref": "#/properties/p"}}}`)
+	reg := e.second(schemaregistry.Options{})
+	if _, err := reg.Register(ctx, schemaregistry.Registration{Type: "Gapped", Schema: json.RawMessage(`{"type": "object", "properties": {"p": {"type": "integer"}}, "required": ["p"]}`),
+		Compatibility: schemaregistry.None}); err != nil {
+		t.Fatalf("mending the type with v3: %v", err)
+	}
+	if err := reg.Validate(ctx, "Gapped", 1, []byte(`{"p": 1}`)); err != nil {
+		t.Errorf("a v1 event that reads as v3: %v", err)
+	}
+	var ve *schemaregistry.ValidationError
+	if err := reg.Validate(ctx, "Gapped", 1, []byte(`{}`)); !errors.As(err, &ve) || ve.ReadAs != 3 {
+		t.Errorf("a v1 event that does not read as v3: %v", err)
+	}
+}
+
+// TestAppendCheckMigratesTheDataAsItIsStored: an event of an older version
+// is appended only when it reads as the later versions; the check must
+// migrate the data as every read will, i.e. as PostgreSQL's jsonb keeps it. jsonb
+// writes 1e16 as 10000000000000000, and the expression language computes
+// that (an integer) exactly in int64, but 1e16 (an exponent) in float64.
+func TestAppendCheckMigratesTheDataAsItIsStored(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	e.mustRegister("Scaled", `{"type": "object", "properties": {"n": {"type": "number"}}, "required": ["n"]}`, "")
+	e.mustRegister("Scaled", `{"type": "object", "properties": {"n": {"type": "number"}, "m": {"type": "number"}}, "required": ["n", "m"]}`,
+		`[{"op": "compute", "path": "/m", "expr": "n * 1000"}]`)
+
+	// Stored as 10000000000000000, n * 1000 overflows int64, and every
+	// read would fail: the check, which computed 1e16 * 1000 in float64,
+	// accepted it. It is refused.
+	_, err := e.store.Append(ctx, "scaled-1", domain.ExpectAny,
+		domain.EventData{Type: "Scaled", SchemaVersion: 1, Data: json.RawMessage(`{"n": 1e16}`)})
+	if err == nil || !strings.Contains(err.Error(), "integer overflow") {
+		t.Errorf("append of {\"n\": 1e16}, which as stored does not read as v2: %v, want integer overflow", err)
+	}
+	if _, err := e.store.ReadStream(ctx, "scaled-1", eventstore.StreamQuery{}); err != nil {
+		t.Errorf("an event the append check accepted does not read: %v", err)
+	}
+
+	// And the other way: a v1 event that reads fine is refused.
+	e.mustRegister("Halved", `{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}`, "")
+	e.mustRegister("Halved", `{"type": "object", "properties": {"n": {"type": "integer"}, "half": {"type": "integer"}}, "required": ["n", "half"]}`,
+		`[{"op": "compute", "path": "/half", "expr": "n / 2"}]`)
+	e.appendRaw("halved-1", "Halved", 1, `{"n": 1.5e1}`) // as stored: {"n": 15}
+	evs, err := e.store.ReadStream(ctx, "halved-1", eventstore.StreamQuery{})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("read: %v", err)
+	}
+	t.Logf("stored {\"n\": 1.5e1} reads as %s", evs[0].Data)
+	if _, err := e.store.Append(ctx, "halved-2", domain.ExpectAny,
+		domain.EventData{Type: "Halved", SchemaVersion: 1, Data: json.RawMessage(`{"n": 1.5e1}`)}); err != nil {
+		t.Errorf("the same event, appended, is refused: %v", err)
+	}
+
+	// mapValues looks numbers up by their text: 1e0 is not "1" at the
+	// append check, but it is once stored.
+	e.mustRegister("Levelled", `{"type": "object", "properties": {"level": {"type": "integer"}}, "required": ["level"]}`, "")
+	e.mustRegister("Levelled", `{"type": "object", "properties": {"level": {"enum": ["LOW", "HIGH"]}}, "required": ["level"]}`,
+		`[{"op": "mapValues", "path": "/level", "map": {"1": "LOW", "2": "HIGH"}}]`)
+	e.appendRaw("levelled-1", "Levelled", 1, `{"level": 1e0}`)
+	if evs, err := e.store.ReadStream(ctx, "levelled-1", eventstore.StreamQuery{}); err != nil || len(evs) != 1 {
+		t.Fatalf("read: %v", err)
+	} else {
+		t.Logf("stored {\"level\": 1e0} reads as %s", evs[0].Data)
+	}
+	if _, err := e.store.Append(ctx, "levelled-2", domain.ExpectAny,
+		domain.EventData{Type: "Levelled", SchemaVersion: 1, Data: json.RawMessage(`{"level": 1e0}`)}); err != nil {
+		t.Errorf("the same event, appended, is refused: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // PostgreSQL's numeric, which jsonb keeps numbers in, holds at most
@@ -37,6 +38,29 @@ func RefusedNumber(data []byte) (number, why string, refused bool) {
 		return "", "", false
 	}
 	expanded := 0
+	eachNumber(data, func(i, j int) bool {
+		n := data[i:j]
+		digits, ok := fullDigits(n)
+		if !ok {
+			number, why, refused = string(n), fmt.Sprintf("cannot be stored: PostgreSQL's numeric holds at most %d digits before the decimal point and %d after it",
+				NumericMaxIntDigits, NumericMaxFracDigits), true
+			return false
+		}
+		if bytes.ContainsAny(n, "eE") {
+			if expanded += digits; expanded > MaxExpandedDigits {
+				number, why, refused = string(n), fmt.Sprintf("is one too many: written out in full, the numbers with an exponent in one document may have at most %d digits in all",
+					MaxExpandedDigits), true
+				return false
+			}
+		}
+		return true
+	})
+	return number, why, refused
+}
+
+// eachNumber calls fn with the bounds of each number of data (valid JSON),
+// in order, outside its strings, until fn returns false.
+func eachNumber(data []byte, fn func(i, j int) bool) {
 	for i := 0; i < len(data); {
 		switch c := data[i]; {
 		case c == '"':
@@ -46,24 +70,14 @@ func RefusedNumber(data []byte) (number, why string, refused bool) {
 			for j < len(data) && isNumberByte(data[j]) {
 				j++
 			}
-			n := data[i:j]
-			digits, ok := fullDigits(n)
-			if !ok {
-				return string(n), fmt.Sprintf("cannot be stored: PostgreSQL's numeric holds at most %d digits before the decimal point and %d after it",
-					NumericMaxIntDigits, NumericMaxFracDigits), true
-			}
-			if bytes.ContainsAny(n, "eE") {
-				if expanded += digits; expanded > MaxExpandedDigits {
-					return string(n), fmt.Sprintf("is one too many: written out in full, the numbers with an exponent in one document may have at most %d digits in all",
-						MaxExpandedDigits), true
-				}
+			if !fn(i, j) {
+				return
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	return "", "", false
 }
 
 // hasExponent reports whether data has a digit followed by e or E.
@@ -148,4 +162,104 @@ func firstNonZero(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// StoredNumber returns the JSON number n as PostgreSQL's jsonb gives it
+// back (numeric's output): its exact value, written without an exponent,
+// with as many digits after the point as n has after its point less its
+// exponent (none when that is negative), and without a sign when it is
+// zero. 1e16 is 10000000000000000, 1.5e1 is 15, 0.10e1 is 1.0, 1e-2 is
+// 0.01, -0.0 is 0.0; a number written without an exponent is n itself,
+// but for a negative zero. Errors: n is not a JSON number, or PostgreSQL's
+// numeric cannot hold it (see NumericMaxIntDigits), including a zero with
+// an exponent beyond NumericMaxIntDigits, which RefusedNumber refuses too
+// although PostgreSQL takes it.
+func StoredNumber(n string) (string, error) {
+	if n != "" {
+		d := decoder{data: []byte(n)}
+		if _, ok := d.number(); ok && d.pos == len(n) {
+			return storedNumber(d.data)
+		}
+	}
+	return "", fmt.Errorf("%q is not a JSON number", n)
+}
+
+// storedNumber is StoredNumber for a well-formed JSON number.
+func storedNumber(n []byte) (string, error) {
+	if _, ok := fullDigits(n); !ok {
+		return "", fmt.Errorf("the number %s cannot be stored: PostgreSQL's numeric holds at most %d digits before the decimal point and %d after it",
+			n, NumericMaxIntDigits, NumericMaxFracDigits)
+	}
+	neg := n[0] == '-'
+	mantissa, exp := bytes.TrimPrefix(n, []byte("-")), 0
+	if k := bytes.IndexAny(mantissa, "eE"); k >= 0 {
+		exp, _ = strconv.Atoi(string(mantissa[k+1:])) // fullDigits read it
+		mantissa = mantissa[:k]
+	}
+	intPart, frac, _ := bytes.Cut(mantissa, []byte("."))
+	digits := append(append([]byte(nil), intPart...), frac...)
+	// scale is how many of digits follow the point; PostgreSQL shows that
+	// many (its display scale), or none when it is negative.
+	var whole, fraction []byte
+	if scale := len(frac) - exp; scale <= 0 {
+		whole = append(digits, bytes.Repeat([]byte("0"), -scale)...)
+	} else {
+		if len(digits) <= scale {
+			digits = append(bytes.Repeat([]byte("0"), scale-len(digits)+1), digits...)
+		}
+		whole, fraction = digits[:len(digits)-scale], digits[len(digits)-scale:]
+	}
+	if whole = bytes.TrimLeft(whole, "0"); len(whole) == 0 {
+		whole = []byte("0")
+	}
+	var b strings.Builder
+	b.Grow(len(whole) + len(fraction) + 2)
+	if neg && firstNonZero(digits) >= 0 {
+		b.WriteByte('-')
+	}
+	b.Write(whole)
+	if len(fraction) > 0 {
+		b.WriteByte('.')
+		b.Write(fraction)
+	}
+	return b.String(), nil
+}
+
+// StoredNumbers returns the JSON text data with each number spelled as
+// StoredNumber spells it, which is how PostgreSQL's jsonb gives it back:
+// decoded, the result has the values a read of data stored as jsonb has
+// (white space, the order of members and the escapes in strings, which
+// jsonb changes too, decode the same). It returns data itself when no
+// number is spelled otherwise. data must be valid JSON, and its numbers
+// should have passed RefusedNumber, which bounds how long they grow
+// written out. Errors are StoredNumber's.
+func StoredNumbers(data []byte) ([]byte, error) {
+	if !hasExponent(data) && !bytes.Contains(data, []byte("-0")) {
+		return data, nil
+	}
+	var out []byte // nil until a number is respelled
+	done := 0      // data[:done] is in out
+	var err error
+	eachNumber(data, func(i, j int) bool {
+		n := data[i:j]
+		if !bytes.ContainsAny(n, "eE") && !bytes.HasPrefix(n, []byte("-0")) {
+			return true
+		}
+		var s string
+		if s, err = StoredNumber(string(n)); err != nil {
+			return false
+		}
+		if s != string(n) {
+			out = append(append(out, data[done:i]...), s...)
+			done = j
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return data, nil
+	}
+	return append(out, data[done:]...), nil
 }

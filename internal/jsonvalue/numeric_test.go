@@ -62,3 +62,62 @@ func TestRefusedNumberExpandsTooFar(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredNumber: each case is what PostgreSQL's jsonb gives back for a
+// spelling ("" when it refuses it), as SELECT $1::jsonb::text said on
+// PostgreSQL 15.18 (the schema registry's TestStoredNumbersAreWhatPostgreSQLGivesBack
+// compares StoredNumber with the server it starts, over many more). An
+// exponent beyond 1000 is taken (1e1001 is 1 and 1001 zeros).
+func TestStoredNumber(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"0", "0"}, {"-0", "0"}, {"-0.0", "0.0"}, {"-0e5", "0"}, {"-0.0e+3", "0"}, {"0e-3", "0.000"}, {"-0.00e-2", "0.0000"},
+		{"0.000", "0.000"}, {"1", "1"}, {"-1", "-1"}, {"1.50", "1.50"}, {"-0.5", "-0.5"},
+		{"123456789012345678901234567890", "123456789012345678901234567890"},
+		{"1e16", "10000000000000000"}, {"1.5e1", "15"}, {"1e0", "1"}, {"1e-0", "1"}, {"0.10e1", "1.0"},
+		{"1e-2", "0.01"}, {"150e-1", "15.0"}, {"12.34e1", "123.4"}, {"1E+2", "100"}, {"1e+0001", "10"},
+		{"1e00000000000000000000001", "10"}, {"100e-2", "1.00"}, {"0.0001e4", "1"}, {"1.0e-1", "0.10"},
+		{"-1.5e-3", "-0.0015"}, {"-12.5E2", "-1250"}, {"0.5e1", "5"}, {"9.99e2", "999"}, {"0.001E3", "1"},
+		{"1e1001", "1" + strings.Repeat("0", 1001)}, {"1e-1001", "0." + strings.Repeat("0", 1000) + "1"},
+		{"0e1001", "0"}, {"0e-1001", "0." + strings.Repeat("0", 1001)},
+		{"1e131071", "1" + strings.Repeat("0", 131071)}, {"0.5e131072", "5" + strings.Repeat("0", 131071)},
+		{"1e-16383", "0." + strings.Repeat("0", 16382) + "1"}, {"0e-16383", "0." + strings.Repeat("0", 16383)},
+		{"0.00001e-16378", "0." + strings.Repeat("0", 16382) + "1"},
+		{"1e131072", ""}, {"0.1e131073", ""}, {"1e-16384", ""}, {"0e-16384", ""}, {"10e-16384", ""},
+		{"1.0e-16383", ""}, {"1e2147483648", ""}, {"0e2147483648", ""}, {"1e-1073741823", ""},
+	} {
+		got, err := StoredNumber(tc.in)
+		switch {
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), "cannot be stored")):
+			t.Errorf("StoredNumber(%s) = %.40s, %v; want it refused", tc.in, got, err)
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("StoredNumber(%s) = %.40s…, %v; want %.40s…", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "-", "01", "1.", ".5", "1e", "+1", "1_000", "0x10", "Infinity", "NaN", " 1", "1 "} {
+		if got, err := StoredNumber(bad); err == nil || !strings.Contains(err.Error(), "is not a JSON number") {
+			t.Errorf("StoredNumber(%q) = %q, %v; want an error", bad, got, err)
+		}
+	}
+}
+
+func TestStoredNumbers(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"n": 1, "s": "1e5 -0", "a": [1.50, -0.5, 2]}`, `{"n": 1, "s": "1e5 -0", "a": [1.50, -0.5, 2]}`},
+		{`{"n": 1e16, "m": -0, "1e2": "-0.0", "a": [1.5e1,-0.0,{"b":1E-2}], "e": "\"1e3", "t": true}`,
+			`{"n": 10000000000000000, "m": 0, "1e2": "-0.0", "a": [15,0.0,{"b":0.01}], "e": "\"1e3", "t": true}`},
+		{`[0.10e1]`, `[1.0]`},
+		{`-0`, `0`},
+	} {
+		got, err := StoredNumbers([]byte(tc.in))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("StoredNumbers(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	plain := []byte(`{"n": 1, "s": "1e5"}`)
+	if got, _ := StoredNumbers(plain); &got[0] != &plain[0] {
+		t.Error("StoredNumbers copied a document with nothing to respell")
+	}
+	if _, err := StoredNumbers([]byte(`{"n": 1e131072}`)); err == nil || !strings.Contains(err.Error(), "1e131072 cannot be stored") {
+		t.Errorf("StoredNumbers of a number PostgreSQL refuses: %v", err)
+	}
+}

@@ -83,7 +83,13 @@ func toOps(in []*model.MigrationOperationInput) ([]schemaregistry.Op, error) {
 	}
 	ops := make([]schemaregistry.Op, len(in))
 	for i, o := range in {
-		op := schemaregistry.Op{Op: names[o.Op], Value: json.RawMessage(o.Value)}
+		op := schemaregistry.Op{Op: names[o.Op]}
+		if v, set := o.Value.ValueOK(); set {
+			op.Value = json.RawMessage(v)
+			if v == nil { // an explicit null: the value JSON null
+				op.Value = json.RawMessage("null")
+			}
+		}
 		if o.Path != nil {
 			op.Path = *o.Path
 		}

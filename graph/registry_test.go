@@ -391,3 +391,38 @@ func TestDomainEventTypesGetOnlyShippedVersions(t *testing.T) {
 		t.Fatalf("AccountFrozen is at v%d", v)
 	}
 }
+
+// TestMigrationValueNull: a SET or DEFAULT operation's `value: null` writes
+// a JSON null, inline or in variables (it was taken for a missing value);
+// leaving the value out is still refused.
+func TestMigrationValueNull(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	g.mustPost(`mutation { registerEventSchema(type: "Cleared", schema: {type: "object", properties: {note: {type: "string"}}}) { version } }`, nil, &struct{}{})
+	g.mustPost(`mutation { appendEvents(stream: "cleared-1", events: [{type: "Cleared", data: {note: "draft"}}]) { position } }`, nil, &struct{}{})
+	var out struct{ RegisterEventSchema struct{ Version int } }
+	g.mustPost(`mutation { registerEventSchema(type: "Cleared", schema: {type: "object", properties: {note: {type: ["string", "null"]}}},
+		migration: [{op: SET, path: "/note", value: null}]) { version } }`, nil, &out)
+	if out.RegisterEventSchema.Version != 2 {
+		t.Fatalf("registered version %d, want 2", out.RegisterEventSchema.Version)
+	}
+	var read struct {
+		Stream struct {
+			Events []struct{ Data map[string]any }
+		}
+	}
+	g.mustPost(`{ stream(id: "cleared-1") { events { data } } }`, nil, &read)
+	if evs := read.Stream.Events; len(evs) != 1 || evs[0].Data["note"] != nil || len(evs[0].Data) != 1 {
+		t.Fatalf("the v1 event reads as %+v, want {note: null}", evs)
+	}
+
+	const q = `mutation($m: [MigrationOperationInput!]) { checkEventSchema(type: "Cleared", schema: {type: "object", properties: {note: {type: ["string", "null"]}, seen: {type: "null"}}}, migration: $m) { compatible } }`
+	var check struct{ CheckEventSchema struct{ Compatible bool } }
+	g.mustPost(q, map[string]any{"m": []any{map[string]any{"op": "DEFAULT", "path": "/seen", "value": nil}}}, &check)
+	if !check.CheckEventSchema.Compatible {
+		t.Error("DEFAULT with value null in variables: not compatible")
+	}
+	resp, _ := g.post(q, map[string]any{"m": []any{map[string]any{"op": "DEFAULT", "path": "/seen"}}})
+	if len(resp.Errors) == 0 || resp.Errors[0].Extensions["code"] != "VALIDATION" || !strings.Contains(resp.Errors[0].Message, `needs "value"`) {
+		t.Errorf("DEFAULT without a value: %+v, want VALIDATION saying it needs a value", resp.Errors)
+	}
+}

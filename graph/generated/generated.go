@@ -3292,12 +3292,16 @@ enum MigrationOp {
   COMPUTE
 }
 
+"Marks an input field whose explicit null is told apart from its absence (gqlgen)."
+directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on INPUT_FIELD_DEFINITION | FIELD_DEFINITION
+
 "One operation of a declarative migration. Paths are JSON Pointers such as /customer/name."
 input MigrationOperationInput {
   op: MigrationOp!
   path: String
   from: String
-  value: JSON
+  "The value DEFAULT and SET write; ` + "`" + `null` + "`" + ` writes a JSON null (leaving it out is an error for them)."
+  value: JSON @goField(omittable: true)
   map: JSON
   expr: String
 }
@@ -15354,7 +15358,7 @@ func (ec *executionContext) unmarshalInputMigrationOperationInput(ctx context.Co
 			if err != nil {
 				return it, err
 			}
-			it.Value = data
+			it.Value = graphql.OmittableOf(data)
 		case "map":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("map"))
 			data, err := ec.unmarshalOJSON2cqrsgateᚋgraphᚋmodelᚐJSON(ctx, v)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 // An account, as the accounts read model shows it.
@@ -318,12 +320,13 @@ type GatewayStats struct {
 
 // One operation of a declarative migration. Paths are JSON Pointers such as /customer/name.
 type MigrationOperationInput struct {
-	Op    MigrationOp `json:"op"`
-	Path  *string     `json:"path,omitempty"`
-	From  *string     `json:"from,omitempty"`
-	Value JSON        `json:"value,omitempty"`
-	Map   JSON        `json:"map,omitempty"`
-	Expr  *string     `json:"expr,omitempty"`
+	Op   MigrationOp `json:"op"`
+	Path *string     `json:"path,omitempty"`
+	From *string     `json:"from,omitempty"`
+	// The value DEFAULT and SET write; `null` writes a JSON null (leaving it out is an error for them).
+	Value graphql.Omittable[JSON] `json:"value,omitempty"`
+	Map   JSON                    `json:"map,omitempty"`
+	Expr  *string                 `json:"expr,omitempty"`
 }
 
 type Mutation struct {

@@ -41,9 +41,14 @@
 // ids) on its own, and inserts the events of those that pass in one INSERT
 // and one commit. An append's outcome (success, ErrWrongExpectedVersion, an
 // idempotent duplicate) is its own; a batch never holds two appends to one
-// stream, and a batch that fails as a whole before committing is retried
-// one append at a time. Grouping needs no timer: a lone append is written at
-// once, and up to four batches are in flight together.
+// stream, nor more than 32 MiB of data and metadata (a larger append goes
+// alone), and a batch that fails as a whole before committing is retried
+// one append at a time, each with a timeout of its own. Grouping needs no
+// timer: a lone append is written at once, and up to four batches are in
+// flight together. An append whose context ends while it waits for a batch
+// is taken out of the queue and never written (the context's error); one
+// whose batch is being written is answered as of unknown outcome
+// (UNAVAILABLE).
 //
 // # Gap safety
 //

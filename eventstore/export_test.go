@@ -46,3 +46,22 @@ func NewHubPolling(store Store, log *slog.Logger, poll time.Duration) *Hub {
 	h.poll = poll
 	return h
 }
+
+// GroupState reports how many appends wait in the group-commit queue and
+// how many batch writers are at work.
+func (s *Postgres) GroupState() (queued, writers int) {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return len(s.group.queue), s.group.writers
+}
+
+// HeldBytes is the data and metadata of the events the tail holds.
+func (t *Tail) HeldBytes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range t.events {
+		n += len(e.Data) + len(e.Metadata)
+	}
+	return n
+}

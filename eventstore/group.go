@@ -34,12 +34,20 @@ import (
 // batch carry the same event id), each of its appends is retried alone.
 
 // Batch bounds: a batch never holds more appends or events than these, nor
-// two appends to one stream (the later one waits for the next batch, so
-// appends to a stream keep their order).
+// more bytes of data and metadata (an append larger than that goes alone:
+// what PostgreSQL and pgx take in one message is 1 GiB, and appends that
+// are valid alone must not fail together), nor two appends to one stream
+// (the later one waits for the next batch, so appends to a stream keep
+// their order).
 const (
 	maxGroupAppends = 256
 	maxGroupEvents  = 5000
+	maxGroupBytes   = 32 << 20
 )
+
+// batchTimeout bounds the writing of a batch, and of each append tried
+// again alone after its batch failed.
+const batchTimeout = 30 * time.Second
 
 // maxGroupWriters is how many batches may be in flight at once: while one
 // waits for its commit to reach the disk, the next is being written. Batches
@@ -55,6 +63,7 @@ type groupRequest struct {
 	original  []domain.EventData // as given, to tell client ids from generated ones
 	events    []domain.EventData // prepared: ids and metadata filled in
 	clientIDs bool
+	bytes     int              // of the events' data and metadata
 	done      chan groupResult // buffered: the writer never blocks on it
 }
 
@@ -76,6 +85,9 @@ func (s *Postgres) appendGrouped(ctx context.Context, stream string, expected do
 	r := &groupRequest{stream: stream, expected: expected, schemaRev: schemaRev, original: original, events: events, done: make(chan groupResult, 1)}
 	for _, e := range original {
 		r.clientIDs = r.clientIDs || e.ID != ""
+	}
+	for _, e := range events {
+		r.bytes += len(e.Data) + len(e.Metadata)
 	}
 	g := &s.group
 	g.mu.Lock()
@@ -103,10 +115,40 @@ func (s *Postgres) appendGrouped(ctx context.Context, stream string, expected do
 	case out := <-r.done:
 		return out.res, out.err
 	case <-ctx.Done():
-		// The append may still be written: as with a lost connection, the
-		// caller cannot know (an idempotent retry tells).
+		return s.abandon(ctx, r)
+	}
+}
+
+// abandon answers an append whose caller's ctx ended while it waited: with
+// ctx's error when it was still queued (it is taken out of the queue,
+// under the lock writeNextBatch takes it under, so nothing of it is
+// written), with its outcome if it has one by now, and otherwise, its
+// batch being written, as of unknown outcome (UNAVAILABLE).
+func (s *Postgres) abandon(ctx context.Context, r *groupRequest) (domain.AppendResult, error) {
+	g := &s.group
+	g.mu.Lock()
+	i := slices.Index(g.queue, r)
+	if i >= 0 {
+		g.queue = slices.Delete(g.queue, i, i+1)
+	}
+	g.mu.Unlock()
+	if i >= 0 {
 		return domain.AppendResult{}, ctx.Err()
 	}
+	select {
+	case out := <-r.done:
+		return out.res, out.err
+	default:
+		return domain.AppendResult{}, unknownOutcome(r.stream, "the wait for the append ended while it was being written", ctx.Err())
+	}
+}
+
+// unknownOutcome answers an append that may or may not have committed
+// (UNAVAILABLE), why saying what happened, wrapping err.
+func unknownOutcome(stream, why string, err error) error {
+	return &domain.Error{Code: domain.Unavailable,
+		Message: why + ", so whether it committed is unknown: read the stream to find out, or retry with the same event ids (a retry of a stored append is answered as a duplicate)",
+		Err:     fmt.Errorf("append %s: %w", stream, err)}
 }
 
 // writeNextBatch writes the next batch from the queue; it reports true, and
@@ -121,14 +163,16 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 	}
 	var batch, rest []*groupRequest
 	streams := map[string]bool{}
-	events := 0
+	events, bytes := 0, 0
 	for _, r := range g.queue {
-		if streams[r.stream] || len(batch) == maxGroupAppends || len(batch) > 0 && events+len(r.events) > maxGroupEvents {
+		if streams[r.stream] || len(batch) == maxGroupAppends ||
+			len(batch) > 0 && (events+len(r.events) > maxGroupEvents || bytes+r.bytes > maxGroupBytes) {
 			rest = append(rest, r)
 			continue
 		}
 		streams[r.stream] = true
 		events += len(r.events)
+		bytes += r.bytes
 		batch = append(batch, r)
 	}
 	g.queue = rest
@@ -136,7 +180,7 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 
 	// The batch serves several callers: no one caller's cancellation may
 	// break it.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
 	if len(batch) == 1 {
 		s.appendOne(bctx, batch[0])
@@ -146,7 +190,10 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 	if err != nil {
 		s.log.DebugContext(ctx, "eventstore: a grouped append failed as a whole; appending one by one", "appends", len(pending), "err", err)
 		for _, r := range pending {
-			s.appendOne(bctx, r)
+			// Each with a timeout of its own: the batch may have spent its.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+			s.appendOne(rctx, r)
+			cancel()
 		}
 	}
 	return false
@@ -391,9 +438,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		// answer a conflict, or write them twice).
 		s.wake.Notify(0) // the events may be there; the Listener skips this process's notification
 		for _, r := range insert {
-			r.done <- groupResult{err: &domain.Error{Code: domain.Unavailable,
-				Message: "the append's commit was sent to the database but no reply came (the connection broke or the wait timed out), so whether it committed is unknown: read the stream to find out, or retry with the same event ids (a retry of a stored append is answered as a duplicate)",
-				Err:     fmt.Errorf("append %s: %w", r.stream, err)}}
+			r.done <- groupResult{err: unknownOutcome(r.stream, "the append's commit was sent to the database but no reply came (the connection broke or the wait timed out)", err)}
 		}
 		return nil, nil
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -299,5 +301,130 @@ func TestAppendsInEveryQueryMode(t *testing.T) {
 				t.Errorf("%v: stored %s %s %s", mode, e.Type, e.Data, e.Metadata)
 			}
 		}
+	}
+}
+
+// occupyWriters makes s's hook hold the batch of each append to a stream
+// named busy-<i> until release is closed (other streams go to hook), and
+// has appends to busy-0 ... busy-3 occupy every batch writer; wait returns
+// once they are answered.
+func occupyWriters(t *testing.T, s *eventstore.Postgres, hook func(ctx context.Context, stream string) error) (release chan struct{}, wait func()) {
+	t.Helper()
+	release = make(chan struct{})
+	entered := make(chan struct{})
+	s.SetBeforeCommit(func(ctx context.Context, stream string) error {
+		if strings.HasPrefix(stream, "busy-") {
+			entered <- struct{}{}
+			<-release
+			return nil
+		}
+		if hook != nil {
+			return hook(ctx, stream)
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	for i := range 4 { // maxGroupWriters, one after the other
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Append(context.Background(), fmt.Sprintf("busy-%d", i), domain.ExpectNoStream, eventstoretest.Ev("Busy", i)); err != nil {
+				t.Error(err)
+			}
+		}()
+		<-entered
+	}
+	if _, writers := s.GroupState(); writers != 4 {
+		t.Fatalf("%d batch writers at work; want 4", writers)
+	}
+	return release, wg.Wait
+}
+
+// waitQueued waits until n appends wait in s's group-commit queue.
+func waitQueued(t *testing.T, s *eventstore.Postgres, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if queued, _ := s.GroupState(); queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			queued, _ := s.GroupState()
+			t.Fatalf("%d appends queued; want %d", queued, n)
+		}
+	}
+}
+
+// waitIdle waits until s has no batch writer at work.
+func waitIdle(t *testing.T, s *eventstore.Postgres) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, writers := s.GroupState(); writers == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch writers are still at work")
+		}
+	}
+}
+
+// An append whose caller gives up while it waits in the queue (every batch
+// writer busy) is answered with the context's error and is never written.
+func TestAppendCancelledWhileQueuedIsNotWritten(t *testing.T) {
+	ctx := context.Background()
+	s := newPostgres(t, pgtest.NewPool(t))
+	release, wait := occupyWriters(t, s, nil)
+	cctx, cancel := context.WithCancel(ctx)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.Append(cctx, "victim", domain.ExpectNoStream, eventstoretest.Ev("Deposited", 1))
+		answered <- err
+	}()
+	waitQueued(t, s, 1)
+	cancel()
+	err := <-answered
+	if !errors.Is(err, context.Canceled) || domain.CodeOf(err) == domain.Unavailable {
+		t.Errorf("append cancelled in the queue answered %v (code %q); want the context's error", err, domain.CodeOf(err))
+	}
+	close(release)
+	wait()
+	waitIdle(t, s)
+	if evs, err := s.ReadStream(ctx, "victim", eventstore.StreamQuery{}); err != nil || len(evs) != 0 {
+		t.Fatalf("the stream of the cancelled append holds %d events (%v); want none", len(evs), err)
+	}
+}
+
+// An append whose caller gives up while its batch is being written is
+// answered UNAVAILABLE, as of unknown outcome (the batch commits it here).
+func TestAppendCancelledWhileWrittenIsOfUnknownOutcome(t *testing.T) {
+	ctx := context.Background()
+	s := newPostgres(t, pgtest.NewPool(t))
+	writing, resume := make(chan struct{}), make(chan struct{})
+	release, wait := occupyWriters(t, s, func(ctx context.Context, stream string) error {
+		if stream == "victim" {
+			close(writing)
+			<-resume
+		}
+		return nil
+	})
+	cctx, cancel := context.WithCancel(ctx)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.Append(cctx, "victim", domain.ExpectNoStream, eventstoretest.Ev("Deposited", 1))
+		answered <- err
+	}()
+	waitQueued(t, s, 1)
+	release <- struct{}{} // one busy writer goes on to the victim's batch
+	<-writing
+	cancel()
+	err := <-answered
+	if domain.CodeOf(err) != domain.Unavailable || !errors.Is(err, context.Canceled) {
+		t.Errorf("append cancelled while written answered %v (code %q); want UNAVAILABLE wrapping the context's error", err, domain.CodeOf(err))
+	}
+	close(resume)
+	close(release)
+	wait()
+	waitIdle(t, s)
+	if evs, err := s.ReadStream(ctx, "victim", eventstore.StreamQuery{}); err != nil || len(evs) != 1 {
+		t.Fatalf("the stream of the append holds %d events (%v); want the one its batch wrote", len(evs), err)
 	}
 }

@@ -55,6 +55,11 @@ func (m *Memory) Append(ctx context.Context, stream string, expected domain.Expe
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.streams[stream]) == 0 {
+		if err := newStreamRefusal(stream, expected); err != nil {
+			return domain.AppendResult{}, err
+		}
+	}
 
 	var stored []storedEvent
 	for i, e := range prepared {

@@ -66,7 +66,7 @@ func (s *Postgres) Broadcaster() *Broadcaster { return s.wake }
 // positions gap-safe, and group.go for how concurrent appends share a
 // transaction.
 func (s *Postgres) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
-	prepared, err := prepareAppend(s.limits, stream, expected, events, s.newID)
+	prepared, err := s.prepare(ctx, stream, expected, events)
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
@@ -78,11 +78,33 @@ func (s *Postgres) Append(ctx context.Context, stream string, expected domain.Ex
 // errSchemasChanged, when the registry's revision is another by the time
 // the events would be inserted (see schemaregistry.Revision).
 func (s *Postgres) appendChecked(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, events ...domain.EventData) (domain.AppendResult, error) {
-	prepared, err := prepareAppend(s.limits, stream, expected, events, s.newID)
+	prepared, err := s.prepare(ctx, stream, expected, events)
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
 	return s.appendGrouped(ctx, stream, expected, schemaRev, events, prepared)
+}
+
+// prepare validates an append (see prepareAppend) and returns the events to
+// write. An append with ExpectAny to an id that new streams may not have
+// takes one more round trip, to find the stream: it is written if the
+// stream exists (streams are never removed, so it still does when the
+// append is), and refused (ErrInvalidInput) if not.
+func (s *Postgres) prepare(ctx context.Context, stream string, expected domain.ExpectedVersion, events []domain.EventData) ([]domain.EventData, error) {
+	prepared, err := prepareAppend(s.limits, stream, expected, events, s.newID)
+	if err != nil {
+		return nil, err
+	}
+	if refusal := newStreamRefusal(stream, expected); refusal != nil {
+		v, err := s.StreamVersion(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		if v == 0 {
+			return nil, refusal
+		}
+	}
+	return prepared, nil
 }
 
 type storedEvent struct {

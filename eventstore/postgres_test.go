@@ -340,12 +340,35 @@ func TestAppendIsAtomic(t *testing.T) {
 	}
 }
 
+// Streams created before the rules on new stream ids (invisible
+// characters) stay writable, with any expected version that lets an
+// existing stream be appended to; a new stream with such an id is refused.
+func TestStreamsCreatedBeforeTheIDRulesStayWritable(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	s := newPostgres(t, pool)
+	const legacy = "legacy\u200bstream"
+	if _, err := pool.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data)
+		VALUES (gen_random_uuid(), $1, 1, 'Created', 1, '{}')`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	for i, expected := range []domain.ExpectedVersion{1, domain.ExpectStreamExists, domain.ExpectAny} {
+		if _, err := s.Append(ctx, legacy, expected, eventstoretest.Ev("Appended", i)); err != nil {
+			t.Errorf("append to the existing stream %q expecting %v: %v (code %q)", legacy, expected, err, domain.CodeOf(err))
+		}
+	}
+	var de *domain.Error
+	if _, err := s.Append(ctx, "new\u200bstream", domain.ExpectAny, eventstoretest.Ev("Appended", 1)); !errors.As(err, &de) || de.Code != domain.Invalid || de.Field != "stream" {
+		t.Errorf("append creating a stream with an invisible character: %v; want VALIDATION on stream", err)
+	}
+}
+
 // TestStoredJSONRoundTrips checks that data comes back as the same JSON
 // value (jsonb normalises white space and key order, not values).
 func TestStoredJSONRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	s := newPostgres(t, pgtest.NewPool(t))
-	data := json.RawMessage(`{"z": 1, "a": {"nested": [1, 2.5, "x", null, true]}, "big": 9007199254740993, "s": "é\n\"q\""}`)
+	data := json.RawMessage(`{"z": 1, "a": {"nested": [1, 2.5, "x", null, true]}, "big": 9007199254740993, "s": "é\n\"q\"", "pair": "\ud83d\ude00", "escaped": "\\ud800"}`)
 	res, err := s.Append(ctx, "json", domain.ExpectNoStream, domain.EventData{Type: "J", SchemaVersion: 3, Data: data})
 	if err != nil {
 		t.Fatal(err)

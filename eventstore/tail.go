@@ -17,23 +17,24 @@ import (
 //
 // The tail holds every event in a window: those it read after the head
 // of its first read, the newest Window of them at least (at most twice as
-// many). A read after a position inside the window is answered from
-// it, filtered in memory exactly as the store filters; a read before the
-// window (a projection catching up, a client resuming from long ago) goes
-// to the store. When a reader has seen the whole window, the tail reads the
-// store after it, once for every reader waiting then (the first reads, the
-// others wait for its page), at most Window events at a time: after a
-// longer burst of commits it reads on as its readers reach the end of what
-// it holds. A reader past the window's head (one that caught up through the
-// store while commits went on) also makes it read on, so that such readers
-// come back to sharing its reads. It reads again only when the store has
-// reported a commit since its last read began (Changed), or when that read
-// is older than MaxAge (the same safety net against lost notifications the
-// followers' own polls are). So a page from the tail holds every event
-// whose commit was announced before the read began (a commit announced
-// later wakes a reader that took Changed before reading, as the Store
-// contract asks), and it is as gap-safe as the store's pages, since every
-// event the tail holds was read from the store.
+// many), unless they hold more than MaxBytes of data and metadata. A read
+// after a position inside the window is answered from it, filtered in
+// memory exactly as the store filters; a read before the window (a
+// projection catching up, a client resuming from long ago) goes to the
+// store. When a reader has seen the whole window, the tail reads the store
+// after it, once for every reader waiting then (the first reads, the
+// others wait for its page), at most Window events or MaxBytes at a time:
+// after a longer burst of commits it reads on as its readers reach the end
+// of what it holds. A reader past the window's head (one that caught up
+// through the store while commits went on) also makes it read on, so that
+// such readers come back to sharing its reads. It reads again only when
+// the store has reported a commit since its last read began (Changed), or
+// when that read is older than MaxAge (the same safety net against lost
+// notifications the followers' own polls are). So a page from the tail
+// holds every event whose commit was announced before the read began (a
+// commit announced later wakes a reader that took Changed before reading,
+// as the Store contract asks), and it is as gap-safe as the store's pages,
+// since every event the tail holds was read from the store.
 type Tail struct {
 	Store
 	opts TailOptions
@@ -41,9 +42,10 @@ type Tail struct {
 	mu      sync.Mutex
 	started bool
 	events  []domain.RecordedEvent // every event in (from, head], in position order
+	bytes   int                    // their data and metadata
 	from    int64
 	head    int64
-	more    bool            // the last read of the store stopped at the window's size, not at its head
+	more    bool            // the last read of the store stopped at the window's size (or MaxBytes), not at its head
 	seen    int64           // the store's head as the last read of it saw it: head, or beyond while more
 	changed <-chan struct{} // taken before the last read of the store began
 	readAt  time.Time       // when it began
@@ -57,6 +59,13 @@ type TailOptions struct {
 	// Window is the fewest events held once that many were read; at most
 	// twice as many are (default 4096).
 	Window int
+	// MaxBytes bounds the events' data and metadata held (default 64 MiB):
+	// once the window holds more, its oldest events go, even below Window.
+	// A read of the store stops once it has read MaxBytes, in pages sized
+	// by the mean size of the events before them, so that it reads little
+	// more (more only when events are far larger than those before them).
+	// Readers before the window read the store.
+	MaxBytes int
 	// MaxAge is how long a read of the store answers for the newest part
 	// of the log when the store reports no commit (default 1s).
 	MaxAge time.Duration
@@ -66,6 +75,9 @@ type TailOptions struct {
 func NewTail(store Store, opts TailOptions) *Tail {
 	if opts.Window <= 0 {
 		opts.Window = 4096
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 64 << 20
 	}
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = time.Second
@@ -118,9 +130,9 @@ func (t *Tail) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		done := make(chan struct{})
 		t.reading = done
 		t.begun++
-		n, after := t.begun, t.head
+		n, after, mean := t.begun, t.head, t.mean()
 		t.mu.Unlock()
-		err := t.extend(ctx, after, n)
+		err := t.extend(ctx, after, n, mean)
 		t.mu.Lock()
 		t.reading = nil
 		close(done)
@@ -170,15 +182,42 @@ func (t *Tail) stale() bool {
 	}
 }
 
+// firstPage is the size of a read of the store when nothing tells the
+// events' size (the window is empty): a short read sizes the next pages.
+const firstPage = 64
+
+// mean is the mean size of the events held (data and metadata; 0 for
+// none). t.mu is held.
+func (t *Tail) mean() int {
+	if len(t.events) == 0 {
+		return 0
+	}
+	return max(1, t.bytes/len(t.events))
+}
+
 // extend reads the store after position after (the window's head) and adds
-// what it finds to the window; n numbers the read.
-func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
+// what it finds to the window; n numbers the read, and mean is the mean
+// size of the events held (0: unknown), which sizes its first page.
+func (t *Tail) extend(ctx context.Context, after int64, n uint64, mean int) error {
 	changed := t.Store.Changed() // before the read: a commit during it makes the window stale again
 	at := time.Now()
 	var read []domain.RecordedEvent
+	size := 0 // of read's data and metadata
 	next, seen, more := after, after, false
 	for !more {
 		want := min(MaxLimit, t.opts.Window-len(read))
+		if len(read) > 0 {
+			mean = max(1, size/len(read))
+		}
+		if mean == 0 {
+			want = min(want, firstPage)
+		} else if fit := (t.opts.MaxBytes - size) / mean; fit < want {
+			if fit < 1 && len(read) > 0 {
+				more = true // MaxBytes is read
+				break
+			}
+			want = max(1, fit)
+		}
 		page, err := t.Store.ReadAll(ctx, AllQuery{After: next, Limit: want})
 		if err != nil {
 			return err
@@ -188,26 +227,42 @@ func (t *Tail) extend(ctx context.Context, after int64, n uint64) error {
 		} else {
 			read = append(read, page.Events...)
 		}
+		for _, e := range page.Events {
+			size += eventBytes(e)
+		}
 		next, seen = page.Next, page.Head
 		if len(page.Events) < want {
 			break // everything up to the store's head is read
 		}
-		more = len(read) >= t.opts.Window
+		more = len(read) >= t.opts.Window || size >= t.opts.MaxBytes
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.events = append(t.events, read...)
+	t.bytes += size
+	// Keep the newest Window events once twice as many are held: dropping
+	// only then keeps the moving to once per Window events read, and once
+	// the array has grown to hold a window and a read (at most 3*Window) it
+	// is never replaced. And keep no more than MaxBytes: the oldest go
+	// until the rest fits.
+	drop, dropped := 0, 0
 	if len(t.events) > 2*t.opts.Window {
-		// Keep the newest Window events, moved to the front of the same
-		// array (serve copies what it returns, so nothing else refers to
-		// it): dropping only once twice as many are held keeps the moving
-		// to once per Window events read, and once the array has grown to
-		// hold a window and a read (at most 3*Window) it is never replaced.
-		drop := len(t.events) - t.opts.Window
+		drop = len(t.events) - t.opts.Window
+		for _, e := range t.events[:drop] {
+			dropped += eventBytes(e)
+		}
+	}
+	for ; t.bytes-dropped > t.opts.MaxBytes; drop++ {
+		dropped += eventBytes(t.events[drop])
+	}
+	if drop > 0 {
+		// The newest events move to the front of the same array (serve
+		// copies what it returns, so nothing else refers to it).
 		t.from = t.events[drop-1].Position
 		kept := copy(t.events, t.events[drop:])
 		clear(t.events[kept:]) // let the dropped events' data go
 		t.events = t.events[:kept]
+		t.bytes -= dropped
 	}
 	t.head, t.seen, t.more = next, max(seen, next), more
 	t.changed, t.readAt, t.done = changed, at, n
@@ -241,3 +296,7 @@ func (t *Tail) serve(q AllQuery, limit int) Page {
 	page.Head = t.seen
 	return page
 }
+
+// eventBytes is the size the tail counts an event at: its data and
+// metadata.
+func eventBytes(e domain.RecordedEvent) int { return len(e.Data) + len(e.Metadata) }

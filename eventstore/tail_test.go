@@ -2,8 +2,10 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,18 +28,22 @@ func primed(t *testing.T, s eventstore.Store, opts eventstore.TailOptions) *even
 }
 
 // The tail answers reads (filters, paging, heads) exactly as the store
-// does, over PostgreSQL and in memory; a small window makes some reads fall
-// before it and go to the store.
+// does, over PostgreSQL and in memory; a small window, in events or in
+// bytes, makes some reads fall before it and go to the store.
 func TestTailConformance(t *testing.T) {
-	for _, window := range []int{4096, 3} {
-		t.Run(fmt.Sprintf("Postgres/window%d", window), func(t *testing.T) {
+	for _, opts := range []eventstore.TailOptions{{Window: 4096}, {Window: 3}, {MaxBytes: 100}} {
+		name := fmt.Sprintf("window%d", opts.Window)
+		if opts.MaxBytes > 0 {
+			name = fmt.Sprintf("maxbytes%d", opts.MaxBytes)
+		}
+		t.Run("Postgres/"+name, func(t *testing.T) {
 			eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
-				return primed(t, newPostgres(t, pgtest.NewPool(t)), eventstore.TailOptions{Window: window})
+				return primed(t, newPostgres(t, pgtest.NewPool(t)), opts)
 			})
 		})
-		t.Run(fmt.Sprintf("Memory/window%d", window), func(t *testing.T) {
+		t.Run("Memory/"+name, func(t *testing.T) {
 			eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
-				return primed(t, eventstore.NewMemory(eventstore.Limits{}, time.Now), eventstore.TailOptions{Window: window})
+				return primed(t, eventstore.NewMemory(eventstore.Limits{}, time.Now), opts)
 			})
 		})
 	}
@@ -335,5 +341,69 @@ func TestTailCatchesUpWithFollowersAheadOfIt(t *testing.T) {
 	}
 	if len(p.Events) != 0 || store.reads.Load()-before != 1 {
 		t.Errorf("a read far past the head: %d events, %d reads of the store; want 0, 1", len(p.Events), store.reads.Load()-before)
+	}
+}
+
+// pageBytes records the most data and metadata one read of the log
+// returned.
+type pageBytes struct {
+	eventstore.Store
+	most atomic.Int64
+}
+
+func (p *pageBytes) ReadAll(ctx context.Context, q eventstore.AllQuery) (eventstore.Page, error) {
+	page, err := p.Store.ReadAll(ctx, q)
+	n := 0
+	for _, e := range page.Events {
+		n += len(e.Data) + len(e.Metadata)
+	}
+	if int64(n) > p.most.Load() {
+		p.most.Store(int64(n))
+	}
+	return page, err
+}
+
+// The tail's window is bounded in bytes as well as in events: events of
+// 1 MB each (within the default limits), far fewer than a window, are not
+// all held, nor read from the store in one page; a reader before the
+// window is answered by the store, as before a window bounded by count.
+func TestTailHoldsAtMostMaxBytes(t *testing.T) {
+	ctx := context.Background()
+	store := &pageBytes{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	tail := primed(t, store, eventstore.TailOptions{})
+	const maxBytes = 64 << 20 // the default
+	blob := json.RawMessage(`{"blob":"` + strings.Repeat("x", 1_000_000-11) + `"}`)
+	var head int64
+	for i := range 5 {
+		evs := make([]domain.EventData, 16)
+		for j := range evs {
+			evs[j] = domain.EventData{Type: "Blob", SchemaVersion: 1, Data: blob}
+		}
+		res, err := tail.Append(ctx, fmt.Sprintf("blob-%d", i), domain.ExpectNoStream, evs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = res.LastPosition
+	}
+	// A follower reads the new stretch through the tail, keeping nothing.
+	p, err := tail.ReadAll(ctx, eventstore.AllQuery{Types: []string{"Other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Next != head {
+		t.Fatalf("a follower read to %d; want the head, %d", p.Next, head)
+	}
+	if n := tail.HeldBytes(); n > maxBytes {
+		t.Errorf("the tail holds %d bytes of events; want at most %d", n, maxBytes)
+	}
+	if n := store.most.Load(); n > maxBytes {
+		t.Errorf("the tail read %d bytes of events in one page; want at most %d", n, maxBytes)
+	}
+	p, err = tail.ReadAll(ctx, eventstore.AllQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Events) != 80 || p.Events[0].Position != 1 || p.Next != head {
+		t.Errorf("a read from the start: %d events, next %d; want 80 from position 1 to %d", len(p.Events), p.Next, head)
 	}
 }

@@ -3,8 +3,10 @@ package eventstore
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"cqrsgate/domain"
@@ -42,10 +44,12 @@ var emptyObject = json.RawMessage(`{}`)
 
 // prepareAppend validates an append and returns the events to write, with
 // generated ids where none was given and {} for absent metadata. The input
-// slice is not modified. Errors are ErrInvalidInput naming the field.
+// slice is not modified. Errors are ErrInvalidInput naming the field. An
+// append with ExpectAny may create its stream: the store refuses it with
+// newStreamRefusal's error when the stream does not exist.
 func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, events []domain.EventData, newID func() string) ([]domain.EventData, error) {
 	check := validateNewStreamID
-	if expected > 0 || expected == domain.ExpectStreamExists {
+	if expected > 0 || expected == domain.ExpectStreamExists || expected == domain.ExpectAny {
 		check = validateStreamID // the stream exists (or the append fails): it was fine when it was made
 	}
 	if err := check("stream", stream); err != nil {
@@ -79,6 +83,9 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 		}
 		if e.SchemaVersion < 1 {
 			return nil, invalid(eventField(i, "version"), "schema version %d is invalid: versions start at 1", e.SchemaVersion)
+		}
+		if e.SchemaVersion > math.MaxInt32 {
+			return nil, invalid(eventField(i, "version"), "schema version %d is invalid: at most %d is allowed", e.SchemaVersion, math.MaxInt32)
 		}
 		if err := validateObject(fieldPath{"events", i, "data"}, e.Data); err != nil {
 			return nil, err
@@ -135,6 +142,17 @@ func validateNewStreamID(field, s string) error {
 	return nil
 }
 
+// newStreamRefusal returns, for an append with ExpectAny to an id that new
+// streams may not have (see validateNewStreamID), the error that refuses it
+// if the stream does not exist: streams created before the rule stay
+// writable. It returns nil for any other append.
+func newStreamRefusal(stream string, expected domain.ExpectedVersion) error {
+	if expected != domain.ExpectAny {
+		return nil // prepareAppend checked the id, or the append needs the stream to exist
+	}
+	return validateNewStreamID("stream", stream)
+}
+
 // fieldPath names an element of an input list, or a field of one, in
 // errors ("events.3.data", "types.1"). It is made into text only for an
 // error: validation passes over every event of every append.
@@ -179,9 +197,10 @@ func sameBytes(a, b json.RawMessage) bool {
 }
 
 // validateObject checks that raw is a JSON object PostgreSQL's jsonb can
-// store: well-formed, valid UTF-8, free of \u0000 and without a number
-// beyond PostgreSQL's numeric (nor numbers whose exponents stand for too
-// many digits: see jsonvalue.RefusedNumber).
+// store: well-formed, valid UTF-8, free of \u0000 and of unpaired UTF-16
+// surrogate escapes, and without a number beyond PostgreSQL's numeric (nor
+// numbers whose exponents stand for too many digits: see
+// jsonvalue.RefusedNumber).
 func validateObject(field fieldPath, raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 {
@@ -202,7 +221,56 @@ func validateObject(field fieldPath, raw json.RawMessage) error {
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
 		return invalid(field.String(), `contains the character \u0000, which cannot be stored`)
 	}
+	if esc, bad := loneSurrogate(trimmed); bad {
+		return invalid(field.String(), `contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
+	}
 	return nil
+}
+
+// loneSurrogate finds in raw, valid JSON, an escaped UTF-16 surrogate that
+// is not half of a pair (a high one, \ud800 to \udbff, followed by an
+// escaped low one, \udc00 to \udfff): encoding/json reads it as U+FFFD,
+// PostgreSQL's jsonb refuses it. It returns the escape.
+func loneSurrogate(raw []byte) (string, bool) {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return "", false
+		}
+		i += j
+		if raw[i+1] != 'u' { // in valid JSON a backslash starts an escape
+			i += 2
+			continue
+		}
+		r := hex4(raw[i+2 : i+6])
+		if !utf16.IsSurrogate(r) {
+			i += 6
+			continue
+		}
+		paired := i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' &&
+			utf16.DecodeRune(r, hex4(raw[i+8:i+12])) != utf8.RuneError
+		if !paired {
+			return string(raw[i : i+6]), true
+		}
+		i += 12
+	}
+}
+
+// hex4 is the value of four hexadecimal digits, as valid JSON has after \u.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h[:4] {
+		switch {
+		case c >= 'a':
+			c -= 'a' - 10
+		case c >= 'A':
+			c -= 'A' - 10
+		default:
+			c -= '0'
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // hasNUL reports whether any string in the JSON document contains U+0000.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -422,12 +423,18 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 		{"type with spaces", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Type = "Account Opened" }), "events.0.type"},
 		{"type too long", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Type = "A" + strings.Repeat("a", eventstore.MaxEventTypeLength) }), "events.0.type"},
 		{"schema version 0", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.SchemaVersion = 0 }), "events.0.version"},
+		{"schema version beyond 32 bits", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.SchemaVersion = math.MaxInt32 + 1 }), "events.0.version"},
+		{"schema version 1 in its lower 32 bits", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.SchemaVersion = 1<<32 + 1 }), "events.0.version"},
 		{"missing data", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = nil }), "events.0.data"},
 		{"data not JSON", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": `) }), "events.0.data"},
 		{"data an array", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`[1, 2]`) }), "events.0.data"},
 		{"data a string", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`"x"`) }), "events.0.data"},
 		{"data with NUL", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": "x\u0000y"}`) }), "events.0.data"},
 		{"data not UTF-8", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage("{\"a\": \"\xff\"}") }), "events.0.data"},
+		{"data with a lone high surrogate", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": "\ud800"}`) }), "events.0.data"},
+		{"data with a lone low surrogate", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": "\udc00x"}`) }), "events.0.data"},
+		{"data with a high surrogate before another escape", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"\uD83D\u0041": 1}`) }), "events.0.data"},
+		{"metadata with a lone surrogate", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Metadata = json.RawMessage(`{"note": "\ud83d"}`) }), "events.0.metadata"},
 		{"oversized data", "ok", domain.ExpectAny, with(func(e *domain.EventData) {
 			e.Data = json.RawMessage(`{"a": "` + strings.Repeat("x", eventstore.DefaultMaxEventBytes) + `"}`)
 		}), "events.0.data"},

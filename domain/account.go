@@ -28,12 +28,21 @@ type (
 		AccountID, Owner, Currency                           string
 		InitialDeposit, OverdraftLimit, DailyWithdrawalLimit int64
 	}
-	// DepositMoney adds money; frozen accounts accept deposits. Currency,
-	// when set, must be the account's (rule CURRENCY_MISMATCH).
+	// DepositMoney adds money; frozen accounts accept deposits, closed ones
+	// only refunds. Currency, when set, must be the account's (rule
+	// CURRENCY_MISMATCH).
 	DepositMoney struct {
 		AccountID string
 		Amount    int64
 		Currency  string
+		// Refund marks the refund of a charge the account paid (the
+		// fulfilment saga's, under its own idempotency key; no mutation
+		// sets it). A closed account accepts it, as a bank credits a
+		// refund to a closed account: it stays closed, and its balance
+		// is what is owed to its holder. It is not part of the command's
+		// identity for idempotency keys (a refund made before it existed
+		// is found by its key).
+		Refund bool `json:"-"`
 	}
 	// WithdrawMoney takes money out, within balance plus overdraft and the
 	// daily limit; refused on frozen accounts. Currency, when set, must be
@@ -94,7 +103,8 @@ type (
 	}
 	// AccountUnfrozen: a freeze was lifted.
 	AccountUnfrozen struct{}
-	// AccountClosed: the account was closed at zero balance.
+	// AccountClosed: the account was closed at zero balance (refunds of
+	// its charges are still credited to it).
 	AccountClosed struct{}
 	// InterestApplied: interest was credited.
 	InterestApplied struct {
@@ -245,7 +255,7 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 	if !a.opened {
 		return nil, notFound("account %s does not exist", a.id)
 	}
-	if a.closed {
+	if d, ok := cmd.(DepositMoney); a.closed && (!ok || !d.Refund) {
 		return nil, ruleError(RuleAccountClosed, "account %s is closed", a.id)
 	}
 	switch c := cmd.(type) {

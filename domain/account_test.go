@@ -51,6 +51,9 @@ func TestAccountRules(t *testing.T) {
 		{name: "deposit overflows", given: []Event{open, MoneyDeposited{Amount: math.MaxInt64, BalanceAfter: math.MaxInt64}}, when: DepositMoney{AccountID: "x1", Amount: 1}, wantCode: RuleViolation, wantRule: RuleAmountOverflow},
 		{name: "deposit to frozen account", given: append(funded, AccountFrozen{Reason: "audit"}), when: DepositMoney{AccountID: "x1", Amount: 1}, want: []Event{MoneyDeposited{Amount: 1, BalanceAfter: 1001}}},
 		{name: "deposit to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 1}, wantCode: RuleViolation, wantRule: RuleAccountClosed},
+		{name: "refund to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 5, Refund: true}, want: []Event{MoneyDeposited{Amount: 5, BalanceAfter: 5}}},
+		{name: "refund in another currency to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 5, Currency: "USD", Refund: true}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
+		{name: "withdraw a refund from closed account", given: []Event{open, AccountClosed{}, MoneyDeposited{Amount: 5, BalanceAfter: 5}}, when: WithdrawMoney{AccountID: "x1", Amount: 5}, wantCode: RuleViolation, wantRule: RuleAccountClosed},
 
 		{name: "withdraw", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},
 		{name: "withdraw in the account's currency", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400, Currency: "EUR"}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},

@@ -30,9 +30,10 @@ type Fulfilment struct {
 	// done holds the steps that succeeded, by FulfilmentStep.Key.
 	done map[string]bool
 	// inFlight is the step that was current when compensation started
-	// while running (a timeout, the order cancelled): it may have taken
-	// effect without being recorded, so compensation undoes it too, as far
-	// as it did take effect.
+	// while running (a timeout, the order cancelled, or the step itself
+	// failing): it may have taken effect without being recorded (a failed
+	// step too: another runner may have taken it with another outcome), so
+	// compensation undoes it too, as far as it did take effect.
 	inFlight string
 	// cancelReason is why compensation started, which the order's
 	// cancellation gives; reason changes when a compensation step fails, so
@@ -251,7 +252,7 @@ var Fulfilments = &Kind[*Fulfilment]{
 	New:          func(orderID string) *Fulfilment { return &Fulfilment{orderID: orderID} },
 	Decide:       func(f *Fulfilment, cmd Command, now time.Time) ([]Event, error) { return f.decide(cmd, now) },
 	Decode:       decodeFulfilmentEvent,
-	StateVersion: 3,
+	StateVersion: 4,
 	SaveState:    func(f *Fulfilment) (json.RawMessage, error) { return json.Marshal(f.snapshot()) },
 	LoadState:    loadFulfilment,
 }
@@ -465,12 +466,14 @@ func (f *Fulfilment) Apply(e Event) {
 		if e.Compensation {
 			f.state = FulfilmentFailed
 		} else {
-			f.state = FulfilmentCompensating
+			// Two runners overlapping for a moment may take the step with
+			// different outcomes, the failure recorded first: compensation
+			// undoes the step as far as it took effect (a reservation
+			// released if held, a charge refunded if made).
+			f.state, f.cancelReason = FulfilmentCompensating, e.Reason
+			f.inFlight = FulfilmentStep{Name: e.Step, Sku: e.Sku}.Key()
 		}
 		f.reason, f.since = e.Reason, e.At
-		if !e.Compensation {
-			f.cancelReason = e.Reason
-		}
 	case FulfilmentCompensationStarted:
 		if step, ok := f.Next(); ok && f.state == FulfilmentRunning && step.Name != StepFinish {
 			f.inFlight = step.Key()
@@ -504,9 +507,11 @@ func decodeFulfilmentEvent(eventType string, schemaVersion int, data json.RawMes
 	return nil, UnknownEvent("fulfilment", eventType, schemaVersion)
 }
 
-// fulfilmentState is the snapshot shape (StateVersion 3: 1 had neither
+// fulfilmentState is the snapshot shape (StateVersion 4: 1 had neither
 // InFlight nor CancelReason, 2 no CancelReason; both are left out when
-// empty, as the fulfilments read model stores this shape too).
+// empty, as the fulfilments read model stores this shape too; up to 3 a
+// failed action was not InFlight, so their snapshots of a compensating
+// saga would not undo it).
 type fulfilmentState struct {
 	Started                  bool
 	AccountID, Currency      string

@@ -219,8 +219,8 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 		_, err = Execute(ctx, p.svc, Orders, ConfirmOrder{OrderID: orderID}, meta)
 	case StepReleaseStock:
 		_, err = Execute(ctx, p.svc, Products, ReleaseStock{Sku: step.Sku, OrderID: orderID}, meta)
-		if isRule(err, RuleNoReservation) {
-			err = nil // nothing held: nothing to release
+		if isRule(err, RuleNoReservation) || noSuchAggregate(err, Products) {
+			err = nil // nothing held (a reservation that failed, or was never made): nothing to release
 		}
 	case StepRefund:
 		if step.Uncertain {
@@ -232,7 +232,8 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 				break
 			}
 		}
-		_, err = Execute(ctx, p.svc, Accounts, DepositMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency()}, meta)
+		// A refund, which an account closed since the charge accepts too.
+		_, err = Execute(ctx, p.svc, Accounts, DepositMoney{AccountID: saga.AccountID(), Amount: step.Amount, Currency: saga.Currency(), Refund: true}, meta)
 	case StepCancelOrder:
 		_, err = Execute(ctx, p.svc, Orders, CancelOrder{OrderID: orderID, Reason: truncateReason(saga.CancelReason())}, meta)
 		if isRule(err, RuleOrderCancelled) {
@@ -380,6 +381,14 @@ func transient(err error) bool {
 		return false
 	}
 	return true
+}
+
+// noSuchAggregate reports whether err says that the instance of kind k a
+// command addressed does not exist, or that no instance can have its id
+// (one of an order placed before the id rules).
+func noSuchAggregate[A Aggregate](err error, k *Kind[A]) bool {
+	var de *Error
+	return CodeOf(err) == NotFound || errors.As(err, &de) && de.Code == Invalid && de.Field == k.idField()
 }
 
 func isRule(err error, rule string) bool {

@@ -198,6 +198,63 @@ func TestFulfilmentFailuresAreCompensated(t *testing.T) {
 	}
 }
 
+// A step that failed is undone as far as it took effect (another runner
+// may have taken it with success at the same moment): a product or account
+// that does not exist, or whose id none can have (an order placed before
+// the id rules), holds nothing to undo, and the saga is compensated rather
+// than stopped FAILED.
+func TestFulfilmentStepsFailedOnMissingProductsAndAccountsAreCompensated(t *testing.T) {
+	s := newSaga(t, nil)
+	ctx := context.Background()
+	s.exec("", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR", InitialDeposit: 1000})
+	s.exec("", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
+	s.exec("", domain.RestockProduct{Sku: "p1", Quantity: 50})
+	order := func(id, customer string, skus ...string) {
+		s.exec("", domain.PlaceOrder{OrderID: id, CustomerID: customer, Currency: "EUR"})
+		for _, sku := range skus {
+			s.exec("", domain.AddOrderItem{OrderID: id, Sku: sku, Quantity: 1, UnitPrice: 100})
+		}
+		s.exec("", domain.SubmitOrder{OrderID: id})
+	}
+	// Orders placed before the id rules, with ids no account or product can have.
+	oldOrder := func(id, customer string, skus ...string) {
+		evs := []domain.Event{domain.OrderPlaced{CustomerID: customer, Currency: "EUR", PlacedAt: time.Unix(0, s.clock.Load()).UTC()}}
+		for i, sku := range skus {
+			evs = append(evs, domain.OrderItemAdded{Sku: sku, Quantity: 1, UnitPrice: 100, LineTotal: 100, OrderTotal: int64(i+1) * 100})
+		}
+		evs = append(evs, domain.OrderSubmitted{Subtotal: int64(len(skus)) * 100, Total: int64(len(skus)) * 100, Currency: "EUR", ItemCount: int64(len(skus)), SubmittedAt: time.Unix(0, s.clock.Load()).UTC()})
+		data := make([]domain.EventData, len(evs))
+		for i, e := range evs {
+			var err error
+			if data[i], err = domain.EncodeEvent(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.store.Append(ctx, "order-"+id, domain.ExpectNoStream, data...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order("o1", "cust", "p1", "p9") // p9 does not exist
+	order("o2", "nobody", "p1")     // nor does account nobody
+	oldOrder("o3", "cust", "p1", "p 1")
+	oldOrder("o4", "cust 1", "p1")
+	s.mustDrive()
+	for _, id := range []string{"o1", "o2", "o3", "o4"} {
+		f, _, err1 := domain.Load(ctx, s.svc, domain.Fulfilments, id)
+		o, _, err2 := domain.Load(ctx, s.svc, domain.Orders, id)
+		p, _, err3 := domain.Load(ctx, s.svc, domain.Products, "p1")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatal(err)
+		}
+		if f.State() != domain.FulfilmentCompensated || o.Status() != domain.StatusCancelled || p.ReservedFor(id) != 0 {
+			t.Errorf("order %s: saga %s (%s), order %s, %d of p1 reserved; want COMPENSATED, CANCELLED, none", id, f.State(), f.Reason(), o.Status(), p.ReservedFor(id))
+		}
+	}
+	if a, _, _ := domain.Load(ctx, s.svc, domain.Accounts, "cust"); a.Balance() != 1000 {
+		t.Errorf("balance %d, want 1000: nothing charged, nothing refunded", a.Balance())
+	}
+}
+
 func TestCancellingAFulfilledOrderRefundsAndReleases(t *testing.T) {
 	s := newSaga(t, nil)
 	s.shop("acme", 1000, "EUR", 5, 5) // in a tenant: the saga works in the order's tenant
@@ -208,6 +265,36 @@ func TestCancellingAFulfilledOrderRefundsAndReleases(t *testing.T) {
 	want := outcome{saga: domain.FulfilmentCompensated, reason: "order cancelled: changed my mind", order: domain.StatusCancelled, balance: 1000}
 	if got != want {
 		t.Fatalf("outcome %+v, want %+v", got, want)
+	}
+}
+
+// A fulfilled order's customer empties and closes the account, then cancels
+// the (confirmed, not shipped) order: the refund is still credited to the
+// closed account, which stays closed, and the saga ends COMPENSATED (it
+// stopped FAILED for good: no command reopens an account).
+func TestFulfilmentRefundsAnAccountClosedSinceTheCharge(t *testing.T) {
+	s := newSaga(t, nil)
+	s.shop("", 500, "EUR", 5, 5) // order o1 of 500: the whole balance
+	s.mustDrive()
+	if got := s.outcome(""); got.saga != domain.FulfilmentFulfilled || got.balance != 0 {
+		t.Fatalf("%+v", got)
+	}
+	s.exec("", domain.CloseAccount{AccountID: "cust"})
+	s.exec("", domain.CancelOrder{OrderID: "o1", Reason: "changed my mind"})
+	s.mustDrive()
+	got := s.outcome("")
+	want := outcome{saga: domain.FulfilmentCompensated, reason: "order cancelled: changed my mind", order: domain.StatusCancelled, balance: 500}
+	if got != want {
+		t.Fatalf("outcome %+v, want %+v: the 500 charged for a cancelled order must be refunded", got, want)
+	}
+	a, _, err := domain.Load(context.Background(), s.svc, domain.Accounts, "cust")
+	if err != nil || a.Status() != "CLOSED" {
+		t.Fatalf("account %s (%v), want it CLOSED still", a.Status(), err)
+	}
+	// Only the refund: the closed account takes no other deposit.
+	_, err = domain.Execute(context.Background(), s.svc, domain.Accounts, domain.DepositMoney{AccountID: "cust", Amount: 1}, domain.CommandMeta{})
+	if de := (*domain.Error)(nil); !errors.As(err, &de) || de.Rule != domain.RuleAccountClosed {
+		t.Fatalf("a deposit to the closed account: %v, want %s", err, domain.RuleAccountClosed)
 	}
 }
 

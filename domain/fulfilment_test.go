@@ -15,7 +15,8 @@ func TestFulfilmentDecisions(t *testing.T) {
 	charged := append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow})
 	confirmed := append(append([]Event{}, charged...), FulfilmentStepSucceeded{Step: StepConfirmOrder, At: testNow})
 	fulfilled := append(append([]Event{}, confirmed...), FulfilmentFinished{State: FulfilmentFulfilled, At: testNow})
-	// The charge failed: compensation releases p2, then p1, then cancels.
+	// The charge failed: compensation releases p2, then p1, refunds the
+	// charge if it is found made after all, then cancels.
 	chargeFailed := append(append([]Event{}, reserved...), FulfilmentStepFailed{Step: StepCharge, Reason: "INSUFFICIENT_FUNDS", At: testNow})
 	refundFailed := append(append([]Event{}, fulfilled...),
 		FulfilmentCompensationStarted{Reason: "order cancelled: x", OrderCancelled: true, At: testNow},
@@ -41,8 +42,14 @@ func TestFulfilmentDecisions(t *testing.T) {
 			want: []Event{FulfilmentStepFailed{Step: StepCharge, Reason: "INSUFFICIENT_FUNDS", At: testNow}}},
 		{name: "compensation releases in reverse order", given: chargeFailed, when: RecordFulfilmentStep{OrderID: "x1", Step: "RELEASE_STOCK:p2", Succeeded: true},
 			want: []Event{FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true, At: testNow}}},
-		{name: "compensation does not refund what was not charged", given: append(append([]Event{}, chargeFailed...),
+		// Another runner may have taken the failed charge with success: its
+		// refund is uncertain (made only if the charge is found by its key).
+		{name: "compensation refunds a failed charge only if it was made", given: append(append([]Event{}, chargeFailed...),
 			FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true}, FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p1", Compensation: true}),
+			when: RecordFulfilmentStep{OrderID: "x1", Step: "REFUND", Succeeded: true}, want: []Event{FulfilmentStepSucceeded{Step: StepRefund, Compensation: true, At: testNow}}},
+		{name: "compensation does not refund twice", given: append(append([]Event{}, chargeFailed...),
+			FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p2", Compensation: true}, FulfilmentStepSucceeded{Step: StepReleaseStock, Sku: "p1", Compensation: true},
+			FulfilmentStepSucceeded{Step: StepRefund, Compensation: true}),
 			when: RecordFulfilmentStep{OrderID: "x1", Step: "REFUND", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
 		{name: "finish fulfilled", given: confirmed, when: RecordFulfilmentStep{OrderID: "x1", Step: "FINISH", Succeeded: true}, want: []Event{FulfilmentFinished{State: FulfilmentFulfilled, At: testNow}}},
 		{name: "nothing after the end", given: fulfilled, when: RecordFulfilmentStep{OrderID: "x1", Step: "FINISH", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleStepOutOfOrder},
@@ -101,6 +108,16 @@ func TestFulfilmentCompensationUndoesTheStepInFlight(t *testing.T) {
 		{"order cancelled once charged", 500, append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow}, cancelled), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND]"},
 		{"order of zero cancelled once charged", 0, append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow}, cancelled), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1]"},
 		{"order of zero timed out charging", 0, append(append([]Event{}, reserved...), timedOut), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 CANCEL_ORDER]"},
+		// A step that failed may have been taken with success by another
+		// runner at the same moment: it is undone as far as it took effect.
+		{"reserving p2 failed", 500, []Event{reserved[0], FulfilmentStepFailed{Step: StepReserveStock, Sku: "p2", Reason: "INSUFFICIENT_STOCK", At: testNow}},
+			"[RELEASE_STOCK:p2 RELEASE_STOCK:p1 CANCEL_ORDER]"},
+		{"charging failed", 500, append(append([]Event{}, reserved...), FulfilmentStepFailed{Step: StepCharge, Reason: "INSUFFICIENT_FUNDS", At: testNow}),
+			"[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND? CANCEL_ORDER]"},
+		{"order of zero whose charge failed", 0, append(append([]Event{}, reserved...), FulfilmentStepFailed{Step: StepCharge, Reason: "ACCOUNT_CLOSED", At: testNow}),
+			"[RELEASE_STOCK:p2 RELEASE_STOCK:p1 CANCEL_ORDER]"},
+		{"confirming failed", 500, append(append([]Event{}, reserved...), FulfilmentStepSucceeded{Step: StepCharge, At: testNow},
+			FulfilmentStepFailed{Step: StepConfirmOrder, Reason: "ORDER_CANCELLED", At: testNow}), "[RELEASE_STOCK:p2 RELEASE_STOCK:p1 REFUND CANCEL_ORDER]"},
 	} {
 		if got := fmt.Sprint(steps(c.amount, c.given...)); got != c.want {
 			t.Errorf("%s: compensation steps %s, want %s", c.name, got, c.want)

@@ -43,9 +43,15 @@ type OrderLine struct {
 
 // Order commands. Prices are minor units of the order's currency.
 type (
-	// PlaceOrder opens an empty order for a customer.
+	// PlaceOrder opens an empty order for a customer. CustomerID is the
+	// account the order is charged to: it must be an id an account can
+	// have (no space, control or invisible character, no '~'; Invalid on
+	// field customerId).
 	PlaceOrder struct{ OrderID, CustomerID, Currency string }
-	// AddOrderItem adds a line, or more of a line at the same unit price, while the order is open.
+	// AddOrderItem adds a line, or more of a line at the same unit price,
+	// while the order is open. Sku must be one a product can have (no
+	// space, control or invisible character, no '~'), of at most 64 bytes
+	// (Invalid on field sku).
 	AddOrderItem struct {
 		OrderID, Sku        string
 		Quantity, UnitPrice int64
@@ -294,7 +300,12 @@ func (o *Order) place(c PlaceOrder, now time.Time) ([]Event, error) {
 	if o.status != "" {
 		return nil, ruleError(RuleOrderExists, "order %s already exists", o.id)
 	}
+	// The customer is the account the saga charges: text that an
+	// account's id can be too (validateReadID).
 	if err := checkText("customerId", c.CustomerID, 100); err != nil {
+		return nil, err
+	}
+	if err := validateReadID("customerId", c.CustomerID); err != nil {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
@@ -304,7 +315,12 @@ func (o *Order) place(c PlaceOrder, now time.Time) ([]Event, error) {
 }
 
 func (o *Order) addItem(c AddOrderItem) ([]Event, error) {
+	// A line is a product the saga reserves: text that a product's SKU
+	// can be too (validateReadID).
 	if err := checkText("sku", c.Sku, 64); err != nil {
+		return nil, err
+	}
+	if err := validateReadID("sku", c.Sku); err != nil {
 		return nil, err
 	}
 	if err := checkPositive("quantity", c.Quantity); err != nil {

@@ -23,6 +23,11 @@ func TestOrderRules(t *testing.T) {
 		{name: "place twice", given: []Event{placed}, when: PlaceOrder{OrderID: "x1", CustomerID: "c1", Currency: "EUR"}, wantCode: RuleViolation, wantRule: RuleOrderExists},
 		{name: "place without customer", when: PlaceOrder{OrderID: "x1", Currency: "EUR"}, wantCode: Invalid, wantFld: "customerId"},
 		{name: "place with oversized customer", when: PlaceOrder{OrderID: "x1", CustomerID: strings.Repeat("c", 101), Currency: "EUR"}, wantCode: Invalid, wantFld: "customerId"},
+		// The customer is an account id and a line's sku a product's:
+		// ids no account or product can have are refused up front, not by
+		// the saga after the order is submitted.
+		{name: "place for a customer id with a space", when: PlaceOrder{OrderID: "x1", CustomerID: "cust 1", Currency: "EUR"}, wantCode: Invalid, wantFld: "customerId"},
+		{name: "place for a customer id of another tenant", when: PlaceOrder{OrderID: "x1", CustomerID: "acme~cust", Currency: "EUR"}, wantCode: Invalid, wantFld: "customerId"},
 		{name: "place with unknown currency", when: PlaceOrder{OrderID: "x1", CustomerID: "c1", Currency: "EU"}, wantCode: Invalid, wantFld: "currency"},
 
 		{name: "add item", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: 2, UnitPrice: 150},
@@ -37,6 +42,11 @@ func TestOrderRules(t *testing.T) {
 		{name: "add negative quantity", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: -1, UnitPrice: 1}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "add negative price", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: 1, UnitPrice: -1}, wantCode: Invalid, wantFld: "unitPrice"},
 		{name: "add without sku", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Quantity: 1, UnitPrice: 1}, wantCode: Invalid, wantFld: "sku"},
+		{name: "add a sku with a space", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "p 1", Quantity: 1, UnitPrice: 1}, wantCode: Invalid, wantFld: "sku"},
+		{name: "add a sku of another tenant", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: "acme~p1", Quantity: 1, UnitPrice: 1}, wantCode: Invalid, wantFld: "sku"},
+		{name: "add an oversized sku", given: []Event{placed}, when: AddOrderItem{OrderID: "x1", Sku: strings.Repeat("s", 65), Quantity: 1, UnitPrice: 1}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove a line added before the sku rules", given: []Event{OrderPlaced{CustomerID: "cust 1", Currency: "EUR"}, OrderItemAdded{Sku: "p 1", Quantity: 1, UnitPrice: 5, LineTotal: 5, OrderTotal: 5}},
+			when: RemoveOrderItem{OrderID: "x1", Sku: "p 1"}, want: []Event{OrderItemRemoved{Sku: "p 1", Quantity: 1, OrderTotal: 0}}},
 		{name: "add too many units", given: withItem, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: MaxOrderLineQuantity - 1, UnitPrice: 150}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "add units that overflow the line", given: withItem, when: AddOrderItem{OrderID: "x1", Sku: "w", Quantity: math.MaxInt64, UnitPrice: 150}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "add a line too many", given: full, when: AddOrderItem{OrderID: "x1", Sku: "one-more", Quantity: 1, UnitPrice: 1}, wantCode: RuleViolation, wantRule: RuleTooManyItems},

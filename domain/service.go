@@ -209,6 +209,16 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 			current = false
 			return Result{}, err
 		}
+		if meta.IdempotencyKey != "" {
+			// The first execution under this key may have committed since
+			// the look-up above (a racing retry through another process):
+			// the replay holds its effect, which would refuse its retry.
+			res, found, err := s.previousResult(ctx, stream, id, cmd, meta)
+			if err != nil || found {
+				current = current && !found
+				return res, err
+			}
+		}
 		if meta.ExpectedVersion != nil && *meta.ExpectedVersion != version {
 			return Result{}, versionConflict(k.Name, id, version, *meta.ExpectedVersion)
 		}
@@ -436,11 +446,12 @@ func sameCommand(e RecordedEvent, cmd Command, meta CommandMeta) error {
 // executed reports whether cmd, under meta.IdempotencyKey, was executed:
 // whether the first event it would write under that key is in its
 // aggregate's stream, written by the same command. An event with that id
-// elsewhere, or written by another command, is no proof.
+// elsewhere, or written by another command, is no proof; nor is there any
+// for an id no instance can have.
 func executed[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Command, meta CommandMeta) (bool, error) {
 	stream, err := qualifiedStream(k, meta.Tenant, cmd.AggregateID())
 	if err != nil {
-		return false, err
+		return false, nil // no instance has this id: cmd was not executed
 	}
 	if meta.fingerprint, err = commandFingerprint(cmd); err != nil {
 		return false, err

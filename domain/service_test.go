@@ -239,6 +239,71 @@ func TestServiceIdempotencyKey(t *testing.T) {
 	}
 }
 
+// keyLookupHook runs onKeyCheck once, right after the command service has
+// looked up the event of an idempotency key (ReadEvent) with id, or with
+// any id when id is "": another gateway's first execution of the command
+// commits just then.
+type keyLookupHook struct {
+	*eventstore.Memory
+	id         string
+	onKeyCheck atomic.Pointer[func()]
+}
+
+func (k *keyLookupHook) ReadEvent(ctx context.Context, id string) (domain.RecordedEvent, error) {
+	e, err := k.Memory.ReadEvent(ctx, id)
+	if k.id == "" || id == k.id {
+		if f := k.onKeyCheck.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return e, err
+}
+
+// Two gateways share one database. Gateway B holds the account in its state
+// cache from an earlier command (balance 0). A deposit of 500 is made
+// through gateway A. A client withdraws 500 under an idempotency key through
+// A and, its reply slow, retries through B: the retries race, and the first
+// execution commits (through A) just after B looked the key up. B's
+// decision on its cached state is a refusal, and so is the decision on the
+// state it catches up to (A's withdrawal took the money): the retry is
+// answered with the first execution's result, not refused by its effect.
+func TestServiceIdempotentRetryIsNotRefusedByTheFirstExecutionsEffect(t *testing.T) {
+	ctx := context.Background()
+	mem := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	log := slog.New(slog.DiscardHandler)
+	hookB := &keyLookupHook{Memory: mem}
+	gwA := domain.NewService(mem, log, time.Now, domain.ServiceOptions{})
+	gwB := domain.NewService(hookB, log, time.Now, domain.ServiceOptions{})
+
+	if _, err := domain.Execute(ctx, gwB, domain.Accounts, domain.OpenAccount{AccountID: "acc", Owner: "Ann", Currency: "EUR"}, domain.CommandMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := domain.Execute(ctx, gwA, domain.Accounts, domain.DepositMoney{AccountID: "acc", Amount: 500}, domain.CommandMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	withdraw := domain.WithdrawMoney{AccountID: "acc", Amount: 500}
+	meta := domain.CommandMeta{IdempotencyKey: "pay-42"}
+	var first domain.Result
+	var firstErr error
+	f := func() { first, firstErr = domain.Execute(ctx, gwA, domain.Accounts, withdraw, meta) }
+	hookB.onKeyCheck.Store(&f)
+
+	retry, err := domain.Execute(ctx, gwB, domain.Accounts, withdraw, meta)
+	if firstErr != nil {
+		t.Fatalf("first execution: %v", firstErr)
+	}
+	if err != nil {
+		t.Fatalf("the retry of a withdrawal made under key pay-42 (version %d) was answered: %v", first.Version, err)
+	}
+	if !retry.Duplicate || retry.Position != first.Position {
+		t.Fatalf("retry = %+v, want the first execution's result %+v", retry, first)
+	}
+	acct, _, _ := domain.Load(ctx, gwA, domain.Accounts, "acc")
+	if acct.Balance() != 0 {
+		t.Fatalf("balance %d, want 0: one withdrawal of 500", acct.Balance())
+	}
+}
+
 func TestServiceSnapshotsBoundLoading(t *testing.T) {
 	s, store := newService(domain.ServiceOptions{SnapshotEvery: 10})
 	exec(t, s, domain.OpenAccount{AccountID: "a1", Owner: "ada", Currency: "EUR"}, domain.CommandMeta{})

@@ -27,8 +27,11 @@ func (Fulfilments) Name() string { return "fulfilments" }
 // Version implements Projection. Version 2: the saga's state (the saga
 // column) gained the step in flight and the cancellation's reason, which
 // version 1's code cannot load; a rebuild also gives sagas that were
-// compensating their current step as the domain now sees it.
-func (Fulfilments) Version() int { return 2 }
+// compensating their current step as the domain now sees it. Version 3:
+// a failed step is undone as far as it took effect (the saga state's
+// version 4), so a saga compensating after a failed step shows that step
+// as its current one.
+func (Fulfilments) Version() int { return 3 }
 
 // EventTypes implements Projection.
 func (Fulfilments) EventTypes() []string {

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -50,6 +51,15 @@ type ProcessOptions struct {
 // ProcessRunner runs a Process: in one gateway process at a time across all
 // those sharing the database (an advisory lock elects it), over the log in
 // position order and gap-safe, with its checkpoint saved after each event.
+//
+// A leader that loses its lock (its connection dropped or was ended) stops
+// within leaderCheckEvery+leaderCheckTimeout: the context it gives Handle
+// and Tick ends, and it handles no further event and saves no checkpoint.
+// A new leader waits takeoverGrace before it handles anything, so that the
+// two do not handle events at once as long as Handle returns soon after its
+// context ends; the checkpoint only ever moves forward. That cannot be
+// proven of every moment (a leader stalled longer than the grace), so the
+// process's effects must still be idempotent.
 type ProcessRunner struct {
 	pool     *pgxpool.Pool
 	store    eventstore.Store
@@ -114,8 +124,26 @@ func (r *ProcessRunner) lead(ctx context.Context) error {
 	return leadWhileLocked(ctx, r.pool, r.lockKey(), func(conn *pgx.Conn) error { return r.runLeader(ctx, conn) })
 }
 
-// runLeader follows the log from the checkpoint while conn holds the lock.
+// runLeader follows the log from the checkpoint while conn holds the lock:
+// everything it does runs under a context that ends when the lock is lost.
 func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn) error {
+	leading, stop := watchLeader(ctx, conn)
+	defer stop()
+	err := r.followFromCheckpoint(leading)
+	if ctx.Err() == nil && leading.Err() != nil {
+		return context.Cause(leading)
+	}
+	return err
+}
+
+// followFromCheckpoint waits takeoverGrace, then follows the log from the
+// saved checkpoint until ctx ends.
+func (r *ProcessRunner) followFromCheckpoint(ctx context.Context) error {
+	// A leader that lost the lock may be handling an event still: give it
+	// the time to find out and stop.
+	if !sleep(ctx, takeoverGrace) {
+		return nil
+	}
 	r.log.InfoContext(ctx, "running process", "process", r.p.Name())
 	var pos int64
 	err := r.pool.QueryRow(ctx, `INSERT INTO process_checkpoints (name) VALUES ($1)
@@ -124,15 +152,60 @@ func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("checkpoint of %s: %w", r.p.Name(), err)
 	}
 	r.position.Store(pos)
-	return r.follow(ctx, conn, pos)
+	return r.follow(ctx, pos)
 }
 
-func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos int64) error {
+// How a leader watches its lock: it pings the lock's connection every
+// leaderCheckEvery, giving up on a ping after leaderCheckTimeout, and a new
+// leader waits takeoverGrace, more than both, before it handles events.
+const (
+	leaderCheckEvery   = 250 * time.Millisecond
+	leaderCheckTimeout = 500 * time.Millisecond
+	takeoverGrace      = leaderCheckEvery + leaderCheckTimeout + 250*time.Millisecond
+)
+
+// errLeadershipLost is the cause of a leader's context ending because its
+// lock connection stopped answering (the lock is then released, or soon
+// will be).
+var errLeadershipLost = errors.New("process leader lock lost")
+
+// watchLeader returns a context that ends with ctx, or as soon as conn,
+// which holds the leader lock, fails a ping (cause errLeadershipLost); and
+// a function that stops watching and returns once conn is no longer in use.
+// conn must not be used by anything else meanwhile.
+func watchLeader(ctx context.Context, conn *pgx.Conn) (context.Context, func()) {
+	leading, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(leaderCheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-leading.Done():
+				return
+			case <-tick.C:
+			}
+			pingCtx, cancelPing := context.WithTimeout(leading, leaderCheckTimeout)
+			err := conn.Ping(pingCtx)
+			cancelPing()
+			if err != nil {
+				cancel(fmt.Errorf("%w: %w", errLeadershipLost, err))
+				return
+			}
+		}
+	}()
+	return leading, func() { cancel(nil); <-done }
+}
+
+// follow handles the log's events after pos until ctx ends (the process
+// stops, or its leader lock is lost).
+func (r *ProcessRunner) follow(ctx context.Context, pos int64) error {
 	poll := time.NewTimer(r.opts.Poll)
 	defer poll.Stop()
 	tick := time.NewTicker(r.p.TickEvery())
 	defer tick.Stop()
-	var pingedAt, savedAt time.Time
+	var savedAt time.Time
 	saved := pos
 	for {
 		changed := r.store.Changed()
@@ -161,12 +234,6 @@ func (r *ProcessRunner) follow(ctx context.Context, leaderConn *pgx.Conn, pos in
 				return err
 			}
 			saved, savedAt = pos, time.Now()
-		}
-		if time.Since(pingedAt) >= statesMaxAge {
-			if err := leaderConn.Ping(ctx); err != nil {
-				return fmt.Errorf("leader connection: %w", err)
-			}
-			pingedAt = time.Now()
 		}
 		select {
 		case <-tick.C:
@@ -199,11 +266,14 @@ func (r *ProcessRunner) tick(ctx context.Context) {
 	}
 }
 
-// handle gives e to the process until it is handled (or ctx ends), backing
-// off between attempts.
+// handle gives e to the process until it is handled (or ctx ends: the
+// process stops, or its leader lock is lost), backing off between attempts.
 func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent) error {
 	backoff := r.opts.RetryBackoff
 	for {
+		if err := ctx.Err(); err != nil {
+			return err // no attempt after leadership is lost
+		}
 		err := r.p.Handle(ctx, e)
 		if err == nil {
 			return nil
@@ -220,9 +290,20 @@ func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent) erro
 	}
 }
 
+// save moves the checkpoint forward to pos, while this runner leads (ctx
+// has not ended). A checkpoint found at or past pos was moved by another
+// leader: this one steps down with an error.
 func (r *ProcessRunner) save(ctx context.Context, pos int64) error {
-	if _, err := r.pool.Exec(ctx, `UPDATE process_checkpoints SET position = $2, updated_at = clock_timestamp() WHERE name = $1`, r.p.Name(), pos); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tag, err := r.pool.Exec(ctx, `UPDATE process_checkpoints SET position = $2, updated_at = clock_timestamp()
+		WHERE name = $1 AND position < $2`, r.p.Name(), pos)
+	if err != nil {
 		return fmt.Errorf("save checkpoint of %s: %w", r.p.Name(), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("save checkpoint of %s at %d: another runner has moved it as far or further; stepping down", r.p.Name(), pos)
 	}
 	r.position.Store(pos)
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"cqrsgate/graph"
 	"cqrsgate/internal/auth"
 )
 
@@ -199,6 +201,10 @@ var settings = []setting{
 		if err != nil {
 			return err
 		}
+		if len(bytes.TrimSpace(pem)) == 0 {
+			// Taken for no keys, it would start development mode.
+			return fmt.Errorf("%s is empty: it must hold the PUBLIC KEY blocks that verify tokens", v)
+		}
 		c.authConfig.PublicKeysPEM = pem
 		return nil
 	}},
@@ -295,7 +301,7 @@ var settings = []setting{
 	}},
 	{"mutations-per-second", "MUTATIONS_PER_SECOND", "0", "mutations each client (credential subject, or IP address) may send per second, with bursts of twice that; beyond, RATE_LIMITED; 0: no limit", func(c *config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 || f > 1e6 {
+		if err != nil || !(f >= 0 && f <= 1e6) { // NaN too
 			return fmt.Errorf("must be a number from 0 to 1000000, got %q", v)
 		}
 		c.MutationsPerSecond = f
@@ -369,7 +375,28 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 			"configure AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS_FILE or AUTH_API_KEYS, listen on 127.0.0.1, "+
 			"or acknowledge development mode with -insecure-dev-mode (INSECURE_DEV_MODE=true)", c.Addr)
 	}
+	if !a.Enabled() && !c.InsecureDevMode {
+		// Every caller is an administrator: a page of another site allowed
+		// to open websockets could act as one through its visitor's browser.
+		for _, o := range c.AllowedOrigins {
+			if !loopbackOrigin(o) {
+				return c, fmt.Errorf("invalid setting -allowed-origins (ALLOWED_ORIGINS): %s is not a page served from this machine, and without authentication "+
+					"every caller is an administrator, so its pages could act as one through their visitors' browsers: allow only origins on localhost, "+
+					"configure authentication (AUTH_*), or acknowledge development mode with -insecure-dev-mode (INSECURE_DEV_MODE=true)", o)
+			}
+		}
+	}
 	return c, nil
+}
+
+// loopbackOrigin reports whether an ALLOWED_ORIGINS entry (checked by
+// checkOrigin) names pages served from this machine.
+func loopbackOrigin(o string) bool {
+	if o == "*" {
+		return false
+	}
+	u, err := url.Parse(o)
+	return err == nil && graph.LoopbackHost(u.Host)
 }
 
 // checkListenAddr checks that addr is host:port with a port that can be

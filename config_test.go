@@ -173,6 +173,18 @@ func TestDebugAddrServesTheProfiler(t *testing.T) {
 	if resp.StatusCode == http.StatusOK || strings.Contains(string(body), os.Args[0]) {
 		t.Fatalf("/debug/pprof/cmdline answered %d: %.200s", resp.StatusCode, body)
 	}
+	// Nor a request for another name (a web page that had its name
+	// resolve to 127.0.0.1: DNS rebinding).
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/debug/pprof/goroutine?debug=2", nil)
+	req.Host = "rebind.attacker.example:" + strings.Split(addr, ":")[1]
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatalf("the profiler answered a request for Host %s with 200 (%d bytes of goroutine stacks)", req.Host, len(body))
+	}
 	if _, err := serveDebug(addr, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a second listener on the same address was accepted")
 	}
@@ -235,9 +247,10 @@ func TestLoadConfigRefusesWhatCannotWork(t *testing.T) {
 		{"ADDR": "[::1]:8080", "DEBUG_ADDR": "localhost:6060"},
 		{"DEBUG_ADDR": "[::1]:6060"},
 		{"DEBUG_ADDR": "0.0.0.0:6060", "INSECURE_DEBUG_ADDR": "true"},
-		{"ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000,*"},
+		// With authentication: without, only this machine's pages may be allowed.
+		{"ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000,*", "AUTH_JWT_SECRET": strings.Repeat("s", 32)},
 		// Apps in web views and browser extensions send origins of their own.
-		{"ALLOWED_ORIGINS": "capacitor://localhost,tauri://localhost,chrome-extension://abcdefghijklmnopabcdefghijklmnop"},
+		{"ALLOWED_ORIGINS": "capacitor://localhost,tauri://localhost,chrome-extension://abcdefghijklmnopabcdefghijklmnop", "AUTH_JWT_SECRET": strings.Repeat("s", 32)},
 		{"SHUTDOWN_DELAY": "0"},
 	} {
 		if _, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard); err != nil {

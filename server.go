@@ -378,6 +378,11 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if loopback(ln.Addr().String()) {
+		// Trusted as loopback, it must not answer a page of another site
+		// that had its name resolve to 127.0.0.1 (DNS rebinding).
+		srv.Handler = graph.LoopbackHostOnly(mux)
+	}
 	go func() { _ = srv.Serve(ln) }()
 	if loopback(ln.Addr().String()) {
 		log.Info("profiler listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")

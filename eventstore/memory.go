@@ -174,7 +174,7 @@ func (m *Memory) ReadEvent(ctx context.Context, eventID string) (domain.Recorded
 }
 
 // ReadByCorrelation implements Store.
-func (m *Memory) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
+func (m *Memory) ReadByCorrelation(ctx context.Context, correlationID string, tenant *string, after int64, limit int) ([]domain.RecordedEvent, error) {
 	if correlationID == "" {
 		return nil, invalid("correlationId", "correlation id is empty")
 	}
@@ -187,6 +187,9 @@ func (m *Memory) ReadByCorrelation(ctx context.Context, correlationID string, af
 	out := []domain.RecordedEvent{}
 	for i := max(after, 0); i < int64(len(m.log)) && len(out) < limit; i++ {
 		var meta map[string]any
+		if tenant != nil && domain.TenantOf(m.log[i].StreamID) != *tenant {
+			continue
+		}
 		if json.Unmarshal(m.log[i].Metadata, &meta) == nil && meta[domain.MetaCorrelationID] == correlationID {
 			out = append(out, m.log[i])
 		}

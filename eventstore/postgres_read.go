@@ -226,7 +226,7 @@ func (s *Postgres) ReadEvent(ctx context.Context, eventID string) (domain.Record
 }
 
 // ReadByCorrelation implements Store.
-func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
+func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, tenant *string, after int64, limit int) ([]domain.RecordedEvent, error) {
 	if correlationID == "" {
 		return nil, invalid("correlationId", "correlation id is empty")
 	}
@@ -237,7 +237,8 @@ func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, 
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE metadata ? 'correlationId' AND metadata ->> 'correlationId' = $1 AND position > $2
 		  AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
-		ORDER BY position LIMIT $3`, correlationID, after, limit)
+		  AND ($4::text IS NULL OR (CASE WHEN strpos(stream_id, '~') > 0 THEN split_part(stream_id, '~', 1) ELSE '' END) = $4)
+		ORDER BY position LIMIT $3`, correlationID, after, limit, tenant)
 	if err != nil {
 		return nil, s.dbError("read by correlation", err)
 	}

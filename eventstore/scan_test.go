@@ -68,7 +68,7 @@ func TestReadsDecodeAlikeInEveryQueryMode(t *testing.T) {
 		if r.stream, err = s.ReadStream(ctx, "tenant-a~acct-1", eventstore.StreamQuery{Backward: true}); err != nil {
 			t.Fatal(err)
 		}
-		if r.correlated, err = s.ReadByCorrelation(ctx, "c-1", 0, 10); err != nil {
+		if r.correlated, err = s.ReadByCorrelation(ctx, "c-1", nil, 0, 10); err != nil {
 			t.Fatal(err)
 		}
 		if len(r.all) != 3 || len(r.stream) != 2 || len(r.correlated) != 2 {

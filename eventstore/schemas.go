@@ -171,8 +171,8 @@ func (s *Schematized) ReadEvent(ctx context.Context, eventID string) (domain.Rec
 }
 
 // ReadByCorrelation implements Store, upcasting.
-func (s *Schematized) ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error) {
-	events, err := s.Store.ReadByCorrelation(ctx, correlationID, after, limit)
+func (s *Schematized) ReadByCorrelation(ctx context.Context, correlationID string, tenant *string, after int64, limit int) ([]domain.RecordedEvent, error) {
+	events, err := s.Store.ReadByCorrelation(ctx, correlationID, tenant, after, limit)
 	if err != nil {
 		return nil, err
 	}

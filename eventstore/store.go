@@ -45,7 +45,7 @@ type Store interface {
 
 	// ReadByCorrelation reads, in position order, the events whose metadata
 	// carries correlationId, after position after.
-	ReadByCorrelation(ctx context.Context, correlationID string, after int64, limit int) ([]domain.RecordedEvent, error)
+	ReadByCorrelation(ctx context.Context, correlationID string, tenant *string, after int64, limit int) ([]domain.RecordedEvent, error)
 
 	// SaveSnapshot stores s as the latest snapshot of its stream unless a
 	// snapshot of a later version is already stored. The stream must have

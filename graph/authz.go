@@ -184,7 +184,7 @@ func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) ht
 // come from no browser and pass.
 func LoopbackHostOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Host == "" || loopbackHost(r.Host) {
+		if r.Host == "" || LoopbackHost(r.Host) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -195,9 +195,9 @@ func LoopbackHostOnly(next http.Handler) http.Handler {
 	})
 }
 
-// loopbackHost reports whether host (a Host header: name or address, with
-// or without a port) names the loopback interface.
-func loopbackHost(host string) bool {
+// LoopbackHost reports whether host (a Host header or a URL's host: name
+// or address, with or without a port) names the loopback interface.
+func LoopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {

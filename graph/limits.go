@@ -128,10 +128,100 @@ func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphq
 			errcode.Set(gerr, errcode.ValidationFailed)
 		}
 	}()
-	if n := complexity.Calculate(ctx, c.es, op, rc.Variables); n > c.max {
+	intro, gerr := introspectionComplexity(rc.Doc, op)
+	if gerr != nil {
+		return gerr
+	}
+	if n := complexity.Calculate(ctx, c.es, op, rc.Variables) + intro; n > c.max {
 		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", n, c.max)
 		errcode.Set(err, "COMPLEXITY_LIMIT_EXCEEDED")
 		return err
+	}
+	return nil
+}
+
+// The complexity of an introspection root (gqlgen counts none): what it
+// may answer is bounded by the schema, since aliases below it are refused
+// and graphql-js's introspection depth rule bounds its nesting; the
+// fullest answer of __schema is some hundreds of kilobytes.
+const (
+	schemaIntrospectionCost = 5000
+	typeIntrospectionCost   = 100
+)
+
+// introspectionComplexity returns the complexity of op's introspection
+// roots (__schema and __type, at any alias), or a validation error when
+// their selections hold an alias: one field asked for again under other
+// names multiplies the answer (a 1 KB query could ask for many megabytes),
+// and no introspection client needs them.
+func introspectionComplexity(doc *ast.QueryDocument, op *ast.OperationDefinition) (int, *gqlerror.Error) {
+	if op == nil || op.Operation != ast.Query {
+		return 0, nil
+	}
+	total := 0
+	seen := map[string]bool{} // fragments already checked for aliases
+	var roots func(set ast.SelectionSet) *gqlerror.Error
+	roots = func(set ast.SelectionSet) *gqlerror.Error {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				switch s.Name {
+				case "__schema":
+					total += schemaIntrospectionCost
+				case "__type":
+					total += typeIntrospectionCost
+				default:
+					continue
+				}
+				if at := aliasIn(doc, s.SelectionSet, seen); at != nil {
+					err := gqlerror.ErrorPosf(at.Position, "alias %q inside introspection (%s): introspection selections take no aliases", at.Alias, s.Name)
+					errcode.Set(err, errcode.ValidationFailed)
+					return err
+				}
+			case *ast.InlineFragment:
+				if err := roots(s.SelectionSet); err != nil {
+					return err
+				}
+			case *ast.FragmentSpread:
+				if f := doc.Fragments.ForName(s.Name); f != nil {
+					if err := roots(f.SelectionSet); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return total, roots(op.SelectionSet)
+}
+
+// aliasIn returns a field of set (or of the fragments it spreads, each
+// looked at once) whose alias is not its name.
+func aliasIn(doc *ast.QueryDocument, set ast.SelectionSet, seen map[string]bool) *ast.Field {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Alias != "" && s.Alias != s.Name {
+				return s
+			}
+			if f := aliasIn(doc, s.SelectionSet, seen); f != nil {
+				return f
+			}
+		case *ast.InlineFragment:
+			if f := aliasIn(doc, s.SelectionSet, seen); f != nil {
+				return f
+			}
+		case *ast.FragmentSpread:
+			if seen[s.Name] {
+				continue
+			}
+			seen[s.Name] = true
+			if fr := doc.Fragments.ForName(s.Name); fr != nil {
+				if f := aliasIn(doc, fr.SelectionSet, seen); f != nil {
+					return f
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -205,15 +295,22 @@ func (m *mutationRate) MutateOperationContext(ctx context.Context, rc *graphql.O
 	if rc.Operation == nil || rc.Operation.Operation != ast.Mutation {
 		return nil
 	}
-	if wait := m.take(clientKey(ctx)); wait > 0 {
+	// Each mutation field counts, aliased or not: one operation may hold many.
+	n := len(graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Mutation"}))
+	if float64(n) > m.burst {
+		return &gqlerror.Error{Message: fmt.Sprintf("too many mutations in one operation: %d, and a client may send at most %g at once (and %g per second)", n, m.burst, m.perSecond),
+			Extensions: map[string]any{"code": "RATE_LIMITED", "mutations": n, "burst": m.burst}}
+	}
+	if wait := m.take(clientKey(ctx), float64(n)); wait > 0 {
 		return &gqlerror.Error{Message: fmt.Sprintf("too many mutations: at most %g per second; retry in %.1f s", m.perSecond, wait.Seconds()),
 			Extensions: map[string]any{"code": "RATE_LIMITED", "retryAfterSeconds": math.Ceil(wait.Seconds()*10) / 10}}
 	}
 	return nil
 }
 
-// take takes a token from key's bucket, or says how long until one is there.
-func (m *mutationRate) take(key string) time.Duration {
+// take takes n tokens from key's bucket, or says how long until there are
+// n (at most the burst).
+func (m *mutationRate) take(key string, n float64) time.Duration {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -232,10 +329,10 @@ func (m *mutationRate) take(key string) time.Duration {
 	}
 	b.tokens = math.Min(m.burst, b.tokens+now.Sub(b.at).Seconds()*m.perSecond)
 	b.at = now
-	if b.tokens < 1 {
-		return time.Duration((1 - b.tokens) / m.perSecond * float64(time.Second))
+	if b.tokens < n {
+		return time.Duration((n - b.tokens) / m.perSecond * float64(time.Second))
 	}
-	b.tokens--
+	b.tokens -= n
 	return 0
 }
 
@@ -248,10 +345,12 @@ func ipKey(remoteAddr string) string {
 }
 
 // clientKey identifies the caller for the rate limits: the credential's
-// subject, or the remote IP address.
+// subject in its tenant, or the remote IP address (for a credential
+// without a subject too, which would otherwise share one key with every
+// other).
 func clientKey(ctx context.Context) string {
-	if p := auth.FromContext(ctx); p != nil && p.Method != "development" {
-		return p.Method + ":" + p.Subject // a websocket's credential comes after the upgrade
+	if p := auth.FromContext(ctx); p != nil && p.Method != "development" && p.Subject != "" {
+		return p.Method + ":" + p.Tenant + ":" + p.Subject // a websocket's credential comes after the upgrade
 	}
 	if i := infoOf(ctx); i != nil {
 		return ipKey(i.remoteAddr)

@@ -14,13 +14,20 @@ import (
 	"time"
 
 	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/auth"
 )
 
 func newLimitedServer(t *testing.T, limits graph.Limits, a *auth.Authenticator) *client {
 	t.Helper()
-	store := memStore()
+	return newLimitedServerOn(t, memStore(), limits, a)
+}
+
+// newLimitedServerOn is newLimitedServer on store, for tests that look at
+// what was written.
+func newLimitedServerOn(t *testing.T, store *eventstore.Memory, limits graph.Limits, a *auth.Authenticator) *client {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}),
 		Log: log, Limits: limits, Auth: a}))

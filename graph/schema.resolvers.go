@@ -107,20 +107,17 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		if len(types) > 0 || q.StreamPrefix != "" || q.Stream != "" {
 			return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with stream, types or streamPrefix")
 		}
-		evs, err := r.reads().ReadByCorrelation(ctx, *correlationID, q.After, q.Limit)
+		// The caller's tenant's only, read so: anyone can send a correlation
+		// id, and the page's cursor must not tell of another tenant's events.
+		evs, err := r.reads().ReadByCorrelation(ctx, *correlationID, q.Tenant, q.After, q.Limit)
 		if err != nil {
 			return nil, err
 		}
-		page := eventstore.Page{Events: evs[:0], Next: q.After}
+		page := eventstore.Page{Events: evs, Next: q.After}
 		if len(evs) > 0 {
 			page.Next = evs[len(evs)-1].Position
 		}
 		page.Head = page.Next
-		for _, e := range evs {
-			if q.Matches(e) { // the caller's tenant's only: anyone can send a correlation id
-				page.Events = append(page.Events, e)
-			}
-		}
 		return eventPage(page, q.Limit), nil
 	}
 	page, err := r.reads().ReadAll(ctx, q)

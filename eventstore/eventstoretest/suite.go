@@ -472,7 +472,7 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 	if _, err := s.ReadStream(ctx, "", eventstore.StreamQuery{}); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Errorf("ReadStream of empty id: err = %v, want ErrInvalidInput", err)
 	}
-	if _, err := s.ReadByCorrelation(ctx, "", 0, 10); !errors.Is(err, eventstore.ErrInvalidInput) {
+	if _, err := s.ReadByCorrelation(ctx, "", nil, 0, 10); !errors.Is(err, eventstore.ErrInvalidInput) {
 		t.Errorf("ReadByCorrelation with empty id: err = %v, want ErrInvalidInput", err)
 	}
 	// Stream ids that look like others are refused on append only: a
@@ -662,16 +662,26 @@ func testReadByCorrelation(t *testing.T, s eventstore.Store) {
 	}
 	mustAppend(t, s, "x", domain.ExpectAny, withCorr(1, "c-1"), withCorr(2, "c-2"))
 	mustAppend(t, s, "y", domain.ExpectAny, withCorr(3, "c-1"), Ev("A", 4))
-	got, err := s.ReadByCorrelation(ctx, "c-1", 0, 10)
+	got, err := s.ReadByCorrelation(ctx, "c-1", nil, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0].StreamID != "x" || got[1].StreamID != "y" || got[0].Position >= got[1].Position {
 		t.Fatalf("correlation c-1 = %+v, want x then y", got)
 	}
-	rest, _ := s.ReadByCorrelation(ctx, "c-1", got[0].Position, 10)
+	rest, _ := s.ReadByCorrelation(ctx, "c-1", nil, got[0].Position, 10)
 	if len(rest) != 1 || rest[0].StreamID != "y" {
 		t.Fatalf("correlation c-1 after first = %+v, want only y", rest)
+	}
+	// A tenant reads its own events of the correlation, counted against
+	// the limit after the filter: another tenant's do not fill its page.
+	mustAppend(t, s, "acme~z", domain.ExpectAny, withCorr(5, "c-1"))
+	acme, none := "acme", ""
+	if own, err := s.ReadByCorrelation(ctx, "c-1", &acme, 0, 1); err != nil || len(own) != 1 || own[0].StreamID != "acme~z" {
+		t.Errorf("tenant acme, correlation c-1, limit 1 = %+v, %v; want acme~z", own, err)
+	}
+	if def, err := s.ReadByCorrelation(ctx, "c-1", &none, 0, 10); err != nil || len(def) != 2 || def[0].StreamID != "x" || def[1].StreamID != "y" {
+		t.Errorf("the default tenant, correlation c-1 = %+v, %v; want x and y", def, err)
 	}
 }
 

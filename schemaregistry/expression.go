@@ -379,12 +379,17 @@ func (p *parser) primary() (node, error) {
 }
 
 // numLiteral is the value of a number token. An integer beyond 64 bits
-// keeps its text: compared, it is exact; computed with, an error.
+// keeps its text (without leading zeros, which JSON has not): compared, it
+// is exact; computed with, an error.
 func numLiteral(t token) (node, error) {
 	n, err := parseNum(t.text)
 	switch {
 	case errors.Is(err, errBeyond64Bits):
-		return &litNode{v: json.Number(t.text)}, nil
+		sign, digits := "", t.text
+		if strings.HasPrefix(digits, "-") {
+			sign, digits = "-", digits[1:]
+		}
+		return &litNode{v: json.Number(sign + strings.TrimLeft(digits, "0"))}, nil
 	case err != nil:
 		return nil, fmt.Errorf("column %d: %q is not a number", t.col, t.text)
 	}

@@ -204,6 +204,12 @@ func (s *Postgres) writeNextBatch(ctx context.Context) bool {
 // written, and it is validated again (Schematized.Append).
 var errSchemasChanged = errors.New("the schema registry changed after the append was validated")
 
+// errTypeLocked answers an append of an event type that a change to the
+// schema registry holds (while it replays the stored events): nothing of
+// it is written, and it is tried again once the change is done
+// (Schematized.Append).
+var errTypeLocked = errors.New("a change to the schema registry holds an event type of the append")
+
 // Errors of a batch's INSERT that say another writer got there first.
 var (
 	errEventIDRace       = errors.New("event id inserted concurrently")
@@ -313,8 +319,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	// write while its transaction id is assigned and its positions are
 	// reserved, and released before the INSERT, which places the events at
 	// those positions: batches in flight together insert side by side. The
-	// event types' locks come before it, as a registry change may hold one
-	// for as long as its replay takes.
+	// event types' locks are tried before it (see lockTypesSQL).
 	text := textArrays(conn.Conn().Config().DefaultQueryExecMode)
 	insertSQL := insertBatchSQL
 	if len(checkedTypes) > 0 {
@@ -339,6 +344,7 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	written := map[int32][]placed{} // by append, in version order
 	actual := map[int32]int64{}     // the stream versions of appends whose expected version was wrong
 	stale := map[int32]bool{}       // appends validated against another registry revision
+	locked := map[int32]bool{}      // appends of a type a registry change holds
 	var last int64
 	mayHoldLock = true
 	committed := false
@@ -379,11 +385,15 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		}
 		for rows.Next() {
 			var req int32
-			var wrong, isStale bool
+			var wrong, isStale, isLocked bool
 			var p placed
-			if err := rows.Scan(&req, &wrong, &isStale, &p.version, &p.position, &p.at); err != nil {
+			if err := rows.Scan(&req, &wrong, &isStale, &isLocked, &p.version, &p.position, &p.at); err != nil {
 				rows.Close()
 				return err
+			}
+			if isLocked {
+				locked[req] = true
+				continue
 			}
 			if isStale {
 				stale[req] = true
@@ -447,6 +457,10 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 		s.wake.Notify(last)
 	}
 	for i, r := range insert {
+		if locked[int32(i)] {
+			r.done <- groupResult{err: errTypeLocked}
+			continue
+		}
 		if stale[int32(i)] {
 			r.done <- groupResult{err: errSchemasChanged}
 			continue
@@ -559,14 +573,23 @@ const notifySQL = `SELECT pg_notify($1, p || ' ' || $2), set_config('cqrsgate.la
 // (0 for none) in the session's setting cqrsgate.last_position, for
 // notifySQL: a session setting made in a transaction lasts past its commit.
 var (
-	insertBatchSQL = fmt.Sprintf(insertBatchSQLFormat, "false")
+	insertBatchSQL = fmt.Sprintf(insertBatchSQLFormat, "false", "false")
 	// insertCheckedBatchSQL also answers stale each append whose registry
-	// revision ($10) is not the database's, as the INSERT's snapshot sees it.
-	insertCheckedBatchSQL = fmt.Sprintf(insertBatchSQLFormat, "a.rev <> "+noRevisionSQL+" AND a.rev IS DISTINCT FROM ("+schemaregistry.RevisionSQL+")")
+	// revision ($10) is not the database's, as the INSERT's snapshot sees
+	// it, and locked out each whose event types lockTypesSQL could not lock.
+	insertCheckedBatchSQL = fmt.Sprintf(insertBatchSQLFormat,
+		"a.rev <> "+noRevisionSQL+" AND a.rev IS DISTINCT FROM ("+schemaregistry.RevisionSQL+")",
+		"a.rev <> "+noRevisionSQL+" AND EXISTS (SELECT 1 FROM unnest($3::int[], $6::text[]) AS e(req, typ) WHERE e.req = a.n - 1 AND "+
+			fmt.Sprintf(schemaregistry.TypeLockKeySQL, "e.typ")+"::text = ANY (string_to_array(current_setting('cqrsgate.locked_out', true), ',')))")
 	// lockTypesSQL takes the advisory locks of the event types in $1
-	// shared, in one order (see schemaregistry.TypeLockKeySQL).
-	lockTypesSQL = "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT " + fmt.Sprintf(schemaregistry.TypeLockKeySQL, "t.typ") +
-		" AS k FROM unnest($1::text[]) AS t(typ) ORDER BY 1) AS s"
+	// shared, without waiting (in one order; see
+	// schemaregistry.TypeLockKeySQL): a registry change holds its type's
+	// for as long as its replay of the stored events takes, and a batch
+	// waiting for it would hold up appends of every other type with it.
+	// It keeps the keys it could not take in cqrsgate.locked_out, for the
+	// INSERT, which writes nothing of the appends of those types.
+	lockTypesSQL = "SELECT set_config('cqrsgate.locked_out', coalesce(string_agg(u.k::text, ','), ''), true) FROM (SELECT s.k FROM (SELECT DISTINCT " +
+		fmt.Sprintf(schemaregistry.TypeLockKeySQL, "t.typ") + " AS k FROM unnest($1::text[]) AS t(typ) ORDER BY 1) AS s WHERE NOT pg_try_advisory_xact_lock_shared(s.k)) AS u"
 )
 
 // noRevision is an append's schema revision when it was not validated
@@ -576,17 +599,17 @@ const (
 	noRevisionSQL = "-1"
 )
 
-// insertBatchSQLFormat is the batch INSERT, with %s the expression that
-// says whether an append is stale (appends that are, or whose expected
-// version is wrong, are answered with a row of their own and insert
-// nothing).
+// insertBatchSQLFormat is the batch INSERT, with the two %s the
+// expressions that say whether an append is stale and whether it is
+// locked out (appends that are, or whose expected version is wrong, are
+// answered with a row of their own and insert nothing).
 const insertBatchSQLFormat = `WITH req AS MATERIALIZED (
 	SELECT a.n - 1 AS req, a.stream, a.expected,
 	       coalesce((SELECT max(stream_version) FROM events WHERE stream_id = a.stream), 0) AS cur,
-	       %s AS stale
+	       %s AS stale, %s AS locked
 	  FROM unnest($1::text[], $2::bigint[], $10::bigint[]) WITH ORDINALITY AS a(stream, expected, rev, n)
 ), ok AS (
-	SELECT * FROM req WHERE NOT stale AND CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+	SELECT * FROM req WHERE NOT stale AND NOT locked AND CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 ), ins AS (
 	INSERT INTO events (position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
 	OVERRIDING SYSTEM VALUE
@@ -599,12 +622,12 @@ const insertBatchSQLFormat = `WITH req AS MATERIALIZED (
 ), mark AS MATERIALIZED (
 	SELECT set_config('cqrsgate.last_position', coalesce(max(position), 0)::text, false) AS last FROM ins
 )
-SELECT ok.req::int, false, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
+SELECT ok.req::int, false, false, false, ins.stream_version, ins.position, ins.recorded_at FROM ins JOIN ok ON ok.stream = ins.stream_id
 UNION ALL
-SELECT req::int, true, stale, cur, 0::bigint, now() FROM req
- WHERE stale OR NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
+SELECT req::int, true, stale, locked, cur, 0::bigint, now() FROM req
+ WHERE stale OR locked OR NOT CASE expected WHEN -1 THEN true WHEN -2 THEN cur > 0 ELSE cur = expected END
 UNION ALL
-SELECT 0, true, false, 0::bigint, 0::bigint, now() FROM mark WHERE last IS NULL -- sets it; never a row`
+SELECT 0, true, false, false, 0::bigint, 0::bigint, now() FROM mark WHERE last IS NULL -- sets it; never a row`
 
 // checkBatch sends b (BEGIN and the stream locks) with the reads of the
 // batch's stream versions and of its stored event ids, answers the appends

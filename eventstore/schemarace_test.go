@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -192,6 +193,95 @@ func TestCheckedAppendsInEveryQueryMode(t *testing.T) {
 		evs, err := store.ReadStream(ctx, stream, eventstore.StreamQuery{})
 		if err != nil || len(evs) != 2 {
 			t.Fatalf("%v: read %d events, %v", everyQueryMode[i], len(evs), err)
+		}
+	}
+}
+
+// TestOvertakenAppendThroughTheTail is
+// TestAppendOvertakenByARegistrationIsValidatedAgain with the store wired
+// as server.go wires it, WithSchemas(NewTail(postgres), registry): the
+// check must not be lost to the Tail in between (it was: the append was
+// written unchecked).
+func TestOvertakenAppendThroughTheTail(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	_, reg, raw := newSchematized(t, pool)
+	if err := registerSchema(ctx, reg, "Tagged", taggedV1, ""); err != nil {
+		t.Fatal(err)
+	}
+	tail := eventstore.NewTail(raw, eventstore.TailOptions{})
+	if _, err := eventstore.WithSchemas(tail, reg).Append(ctx, "tagged-1", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := schemaregistry.New(ctx, pool, raw, quietLogger(), schemaregistry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &overtaken{Registry: reg, fn: func() {
+		if err := registerSchema(ctx, other, "Tagged", taggedV2, taggedMigration); err != nil {
+			t.Errorf("register v2: %v", err)
+		}
+	}}
+	_, err = eventstore.WithSchemas(tail, r).Append(ctx, "tagged-2", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
+	if domain.CodeOf(err) != domain.Invalid {
+		t.Errorf("through the Tail, a v1 event without x appended as v2 was registered: %v, want it refused (Invalid)", err)
+	}
+	if _, err := eventstore.WithSchemas(raw, other).ReadAll(ctx, eventstore.AllQuery{}); err != nil {
+		t.Errorf("the log does not read: %v", err)
+	}
+}
+
+// TestARegistrationHoldsOnlyItsTypesAppends: while a registry change of one
+// type replays the stored events (holding the type's lock), appends of that
+// type wait for it, and appends of every other type are written (before,
+// four waiting appends held every batch writer, and nothing else was
+// written until the change was done); once it is done the waiting appends
+// are written.
+func TestARegistrationHoldsOnlyItsTypesAppends(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool := pgtest.NewPool(t)
+	store, reg, _ := newSchematized(t, pool)
+	for _, typ := range []string{"Slow", "Fast"} {
+		if err := registerSchema(ctx, reg, typ, taggedV1, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A change to Slow, replaying: it holds Slow's lock as inTypeTx does.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+fmt.Sprintf(schemaregistry.TypeLockKeySQL, "$1")+")", "Slow"); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 6)
+	for i := range cap(slow) {
+		go func() {
+			_, err := store.Append(ctx, fmt.Sprintf("slow-%d", i), domain.ExpectAny, domain.EventData{Type: "Slow", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)})
+			slow <- err
+		}()
+	}
+	for i := range 3 {
+		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := store.Append(fctx, fmt.Sprintf("fast-%d", i), domain.ExpectAny, domain.EventData{Type: "Fast", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)})
+		fcancel()
+		if err != nil {
+			t.Fatalf("an append of Fast, which no change holds, while Slow's change replays: %v", err)
+		}
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("an append of Slow ended (%v) while a change held the type", err)
+	default:
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(slow) {
+		if err := <-slow; err != nil {
+			t.Errorf("an append of Slow, once the change was done: %v", err)
 		}
 	}
 }

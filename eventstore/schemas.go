@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"cqrsgate/domain"
 	"cqrsgate/schemaregistry"
@@ -54,8 +55,14 @@ type checkedAppender interface {
 }
 
 // maxSchemaRetries is how many times an append is validated again because
-// the registry changed in between before it gives up.
-const maxSchemaRetries = 5
+// the registry changed in between before it gives up; maxTypeLockWait is
+// how long it waits for changes to its event types to be done (a change
+// holds its type while it replays the stored events), in pauses growing
+// from 10 ms to a second.
+const (
+	maxSchemaRetries = 5
+	maxTypeLockWait  = 2 * time.Minute
+)
 
 // Append validates every event, then appends them. A refused event is an
 // error with code Invalid naming the event (field events.<i>.data), its type
@@ -67,9 +74,13 @@ const maxSchemaRetries = 5
 // registry (from any process) overtook is validated again against the
 // changed registry, so that no event is stored that the change's own
 // checks did not see and that would not read as its type's latest version.
+// An append of a type being changed waits (at most maxTypeLockWait) until
+// the change is done, then is validated against it; appends of other types
+// do not wait.
 func (s *Schematized) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
 	reg, hasRevisions := s.reg.(revisioned)
 	store, checks := s.Store.(checkedAppender)
+	pause, waited := 10*time.Millisecond, time.Duration(0)
 	for attempt := 1; ; attempt++ {
 		rev := int64(noRevision)
 		if hasRevisions && checks {
@@ -88,6 +99,22 @@ func (s *Schematized) Append(ctx context.Context, stream string, expected domain
 			return s.Store.Append(ctx, stream, expected, events...)
 		}
 		res, err := store.appendChecked(ctx, stream, expected, rev, events...)
+		if errors.Is(err, errTypeLocked) {
+			if waited >= maxTypeLockWait {
+				return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
+					Message: fmt.Sprintf("the append to %q waited %s for a change to the schema registry of its event types (a registration replaying the stored events) to be done; nothing was written: retry", stream, waited.Round(time.Second))}
+			}
+			select {
+			case <-ctx.Done():
+				return domain.AppendResult{}, ctx.Err()
+			case <-time.After(pause):
+			}
+			// Tried again as it is: once the change is done, the append
+			// finds the revision moved, and is validated against it.
+			waited, pause = waited+pause, min(2*pause, time.Second)
+			attempt-- // waiting is not a change overtaking it
+			continue
+		}
 		if !errors.Is(err, errSchemasChanged) {
 			return res, err
 		}

@@ -85,6 +85,17 @@ func NewTail(store Store, opts TailOptions) *Tail {
 	return &Tail{Store: store, opts: opts}
 }
 
+// appendChecked forwards a checked append (see Schematized.Append) to the
+// store under the tail, which must be able to check it: the schema
+// registry's checks are not to be lost to the wrapping.
+func (t *Tail) appendChecked(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, events ...domain.EventData) (domain.AppendResult, error) {
+	c, ok := t.Store.(checkedAppender)
+	if !ok {
+		return t.Store.Append(ctx, stream, expected, events...)
+	}
+	return c.appendChecked(ctx, stream, expected, schemaRev, events...)
+}
+
 // ReadAll implements Store.
 func (t *Tail) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 	limit, err := checkAllQuery(q)

@@ -319,14 +319,17 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 	// write while its transaction id is assigned and its positions are
 	// reserved, and released before the INSERT, which places the events at
 	// those positions: batches in flight together insert side by side. The
-	// event types' locks are tried before it (see lockTypesSQL).
+	// event types' locks are tried with it (see lockTypesSQL).
 	text := textArrays(conn.Conn().Config().DefaultQueryExecMode)
+	if len(checkedTypes) > 0 {
+		b.Queue(allocLockCheckedSQL, allocLockClass, allocLockID, text(checkedTypes))
+	} else {
+		b.Queue(allocLockSQL, allocLockClass, allocLockID)
+	}
 	insertSQL := insertBatchSQL
 	if len(checkedTypes) > 0 {
-		b.Queue(lockTypesSQL, text(checkedTypes))
 		insertSQL = insertCheckedBatchSQL
 	}
-	b.Queue("SELECT pg_advisory_lock($1, $2)", allocLockClass, allocLockID)
 	b.Queue("SELECT pg_current_xact_id_if_assigned() IS NULL")
 	b.Queue(reservePositionsSQL, len(ids))
 	b.Queue("SELECT pg_advisory_unlock($1, $2)", allocLockClass, allocLockID)
@@ -357,11 +360,6 @@ func (s *Postgres) writeBatch(ctx context.Context, batch []*groupRequest) (pendi
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
-			}
-		}
-		if len(checkedTypes) > 0 { // the type locks
-			if _, err := br.Exec(); err != nil {
-				return err
 			}
 		}
 		if _, err := br.Exec(); err != nil {
@@ -579,9 +577,15 @@ var (
 	// it, and locked out each whose event types lockTypesSQL could not lock.
 	insertCheckedBatchSQL = fmt.Sprintf(insertBatchSQLFormat,
 		"a.rev <> "+noRevisionSQL+" AND a.rev IS DISTINCT FROM ("+schemaregistry.RevisionSQL+")",
-		"a.rev <> "+noRevisionSQL+" AND EXISTS (SELECT 1 FROM unnest($3::int[], $6::text[]) AS e(req, typ) WHERE e.req = a.n - 1 AND "+
-			fmt.Sprintf(schemaregistry.TypeLockKeySQL, "e.typ")+"::text = ANY (string_to_array(current_setting('cqrsgate.locked_out', true), ',')))")
-	// lockTypesSQL takes the advisory locks of the event types in $1
+		"CASE WHEN a.rev = "+noRevisionSQL+" OR coalesce(current_setting('cqrsgate.locked_out', true), '') = '' THEN false "+ // the common case, at no cost
+			"ELSE EXISTS (SELECT 1 FROM unnest($3::int[], $6::text[]) AS e(req, typ) WHERE e.req = a.n - 1 AND "+
+			fmt.Sprintf(schemaregistry.TypeLockKeySQL, "e.typ")+"::text = ANY (string_to_array(current_setting('cqrsgate.locked_out', true), ','))) END")
+	// allocLockSQL takes the allocation lock; allocLockCheckedSQL also
+	// tries the event types' locks (lockTypesSQL) of the batch's checked
+	// appends, in the same statement.
+	allocLockSQL        = "SELECT pg_advisory_lock($1, $2)"
+	allocLockCheckedSQL = allocLockSQL + ", (" + lockTypesSQL + ")"
+	// lockTypesSQL takes the advisory locks of the event types in $3
 	// shared, without waiting (in one order; see
 	// schemaregistry.TypeLockKeySQL): a registry change holds its type's
 	// for as long as its replay of the stored events takes, and a batch
@@ -589,7 +593,7 @@ var (
 	// It keeps the keys it could not take in cqrsgate.locked_out, for the
 	// INSERT, which writes nothing of the appends of those types.
 	lockTypesSQL = "SELECT set_config('cqrsgate.locked_out', coalesce(string_agg(u.k::text, ','), ''), true) FROM (SELECT s.k FROM (SELECT DISTINCT " +
-		fmt.Sprintf(schemaregistry.TypeLockKeySQL, "t.typ") + " AS k FROM unnest($1::text[]) AS t(typ) ORDER BY 1) AS s WHERE NOT pg_try_advisory_xact_lock_shared(s.k)) AS u"
+		fmt.Sprintf(schemaregistry.TypeLockKeySQL, "t.typ") + " AS k FROM unnest($3::text[]) AS t(typ) ORDER BY 1) AS s WHERE NOT pg_try_advisory_xact_lock_shared(s.k)) AS u"
 )
 
 // noRevision is an append's schema revision when it was not validated

@@ -174,7 +174,7 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 				return invalid("differs from the registered %s v%d: a shipped schema must not change; ship version %d instead", reg.Type, n, latest+1)
 			}
 			verdict = Verdict{Type: reg.Type, Version: n, Mode: mode, Unchanged: true, Compatible: true}
-			return nil
+			return errNothingWritten
 		}
 		if n := reg.seedVersion; n > latest+1 {
 			return &Error{Code: CodeInvalid, Rule: RuleVersionGap, Message: fmt.Sprintf("%s has versions 1 to %d: version %d would leave a gap", reg.Type, latest, n)}
@@ -187,7 +187,7 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 			// No new version; a mode asked for is set, as it would be with one.
 			verdict.Version, verdict.Unchanged, verdict.Compatible = latest, true, true
 			if dry || mode == t.mode {
-				return nil
+				return errNothingWritten
 			}
 			_, err := tx.Exec(ctx, `UPDATE schema_types SET compatibility = $2, updated_at = now() WHERE event_type = $1`, reg.Type, string(mode))
 			return err
@@ -340,6 +340,13 @@ func (r *Registry) Deprecate(ctx context.Context, eventType string, version int,
 	}, true)
 }
 
+// errNothingWritten, returned by an inTypeTx function, says that it found
+// nothing to change (a shipped schema registered already, say): the
+// registry's revision is not raised and no process is told of a change
+// (each start of a gateway seeds every shipped type, and a raised revision
+// makes every append in flight on every gateway validate again).
+var errNothingWritten = errors.New("nothing written")
+
 // inTypeTx runs fn in a transaction that holds the type's lock (changes of
 // one type are serialised across processes) with the type's state as the
 // database has it (nil for a new type). When write is set and fn succeeds
@@ -366,7 +373,14 @@ func (r *Registry) inTypeTx(ctx context.Context, eventType string, fn func(pgx.T
 	if err != nil {
 		return err
 	}
-	if err := fn(tx, st.types[eventType]); err != nil {
+	if err := fn(tx, st.types[eventType]); errors.Is(err, errNothingWritten) {
+		// No revision raised: other processes are not told. This one
+		// reloads, in case what it found is newer than what it holds.
+		if !write {
+			return nil
+		}
+		return r.reload(ctx)
+	} else if err != nil {
 		var regErr *Error
 		if errors.As(err, &regErr) {
 			return err

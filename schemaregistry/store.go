@@ -217,7 +217,7 @@ func (r *Registry) seedMigration(ctx context.Context, eventType string, n int, o
 				r.log.WarnContext(ctx, "schema registry: the shipped migration differs from the one registered, which stays (replaced with registerEventMigration?); ship the registered one to silence this",
 					"eventType", eventType, "fromVersion", n-1, "registered", string(s.raw), "shipped", string(mig.raw))
 			}
-			return nil
+			return errNothingWritten
 		}
 		return r.checkAndStoreMigration(ctx, tx, t, n-1, mig, &Verdict{})
 	}, true)

@@ -119,6 +119,11 @@ func TestTypenameOverPostAndGet(t *testing.T) {
 	if resp.Header.Get("X-Request-ID") == "" || resp.Header.Get("X-Correlation-ID") == "" {
 		t.Fatalf("missing request and correlation id headers: %v", resp.Header)
 	}
+	// A GET answer is the caller's own (its credential may be a header a
+	// shared cache does not key on): no cache keeps it.
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("GET answered with Cache-Control %q, want no-store", got)
+	}
 	req, _ = http.NewRequest(http.MethodGet, c.url+"?query="+url.QueryEscape(`mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`), nil)
 	out, _ = c.do(req)
 	if len(out.Errors) == 0 {

@@ -33,6 +33,11 @@ func httpSpec(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if r.Method == http.MethodGet {
+			// An answer is the caller's own, and its credential may be in
+			// a header (X-API-Key) that a shared cache does not key on.
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		sw := &specWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		sw.finish()

@@ -367,17 +367,29 @@ func (a *Authenticator) FromRequest(r *http.Request) (*Principal, error) {
 }
 
 // FromInitPayload authenticates a websocket connection_init payload: the
-// credential is in "authorization" (or "Authorization"), "token" or
-// "apiKey". It returns nil, nil when there is none.
+// credential is in "authorization", "x-api-key", "token" or "apiKey" (in
+// that order; names in any case, as clients such as GraphiQL send their
+// HTTP headers as the payload). A name given twice in different cases is
+// refused. It returns nil, nil when there is none.
 func (a *Authenticator) FromInitPayload(payload map[string]any) (*Principal, error) {
-	for _, k := range []string{"authorization", "Authorization", "token", "apiKey"} {
-		if v, ok := payload[k]; ok {
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, k, errNotString)
+	for _, name := range []string{"authorization", "x-api-key", "token", "apikey"} {
+		var key string
+		for k := range payload {
+			if strings.EqualFold(k, name) {
+				if key != "" {
+					return nil, fmt.Errorf("%w: %q and %q both given", ErrInvalidCredential, key, k)
+				}
+				key = k
 			}
-			return a.Authenticate(s)
 		}
+		if key == "" {
+			continue
+		}
+		s, ok := payload[key].(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, key, errNotString)
+		}
+		return a.Authenticate(s)
 	}
 	return nil, nil
 }

@@ -189,6 +189,19 @@ func TestAPIKeys(t *testing.T) {
 	if p, err := a.FromInitPayload(map[string]any{"other": "x"}); p != nil || err != nil {
 		t.Fatalf("no credential in the payload: %+v, %v", p, err)
 	}
+	// GraphiQL sends its headers tab as the payload, as typed: the names
+	// HTTP takes count in any case (X-API-Key was refused with 4403).
+	for _, k := range []string{"X-API-Key", "x-api-key", "APIKEY", "Token"} {
+		if p, err := a.FromInitPayload(map[string]any{k: "dashboard-key-0123456789"}); err != nil || p == nil || p.Subject != "dash" {
+			t.Errorf("init payload with %s: %+v, %v", k, p, err)
+		}
+	}
+	if p, err := a.FromInitPayload(map[string]any{"AUTHORIZATION": "dashboard-key-0123456789"}); err != nil || p == nil || p.Subject != "dash" {
+		t.Errorf("init payload with AUTHORIZATION: %+v, %v", p, err)
+	}
+	if _, err := a.FromInitPayload(map[string]any{"authorization": "dashboard-key-0123456789", "Authorization": "other-key-0123456789"}); err == nil {
+		t.Error("a payload with authorization twice, in two cases, was accepted")
+	}
 }
 
 func TestBadConfig(t *testing.T) {

@@ -135,20 +135,23 @@
   }
 
   // ---- the websocket (graphql-transport-ws)
+  // STALE_MS: gatewayStats arrives every second; a connection silent for
+  // this long (a laptop's sleep, a proxy that dropped it without closing)
+  // is given up and a new one made.
+  var STALE_MS = 10000;
   var handlers = {};
-  function subscribe(id, query, variables, onData) {
+  function subscribe(ws, id, query, variables, onData) {
     handlers[id] = onData;
-    state.ws.send(JSON.stringify({ id: id, type: 'subscribe', payload: { query: query, variables: variables } }));
+    ws.send(JSON.stringify({ id: id, type: 'subscribe', payload: { query: query, variables: variables } }));
   }
 
-  function startSubscriptions() {
-    subscribe('stats', 'subscription { gatewayStats { head eventsPerSecond websocketConnections liveSubscriptions at } }', {}, function (d) { onStats(d.gatewayStats); });
-    subscribe('projections', 'subscription { projectionStatus { name version status serving position lag lagSeconds lastError } }', {}, function (d) { onProjections(d.projectionStatus); });
+  function startSubscriptions(ws) {
+    subscribe(ws, 'stats', 'subscription { gatewayStats { head eventsPerSecond websocketConnections liveSubscriptions at } }', {}, function (d) { onStats(d.gatewayStats); });
+    subscribe(ws, 'projections', 'subscription { projectionStatus { name version status serving position lag lagSeconds lastError } }', {}, function (d) { onProjections(d.projectionStatus); });
     var tail = function (after) {
-      subscribe('tail', 'subscription($after: Position) { events(after: $after) { position streamId streamVersion type data metadata recordedAt } }',
+      subscribe(ws, 'tail', 'subscription($after: Position) { events(after: $after) { position streamId streamVersion type data metadata recordedAt } }',
         { after: after }, function (d) { onEvent(d.events); });
     };
-    var ws = state.ws;
     var startTail = function () {
       if (state.ws !== ws) { return; } // reconnected meanwhile: that connection starts its own
       if (state.lastPosition !== null) {
@@ -159,6 +162,7 @@
       // head cannot be read, ask again shortly: starting from 0 would
       // replay the whole log into the page.
       gql('{ events(first: 1) { head } }').then(function (d) {
+        if (state.ws !== ws) { return; } // the connection went meanwhile: the next one starts its own
         var after = Math.max(0, d.events.head - TAIL);
         state.lastPosition = after;
         tail(after);
@@ -168,32 +172,62 @@
     refreshTiles();
   }
 
+  // reconnect makes a new connection after a pause that grows with each
+  // failed attempt.
+  function reconnect() {
+    state.attempt++;
+    setConn(state.attempt > 5 ? 'offline' : 'reconnecting');
+    var delay = Math.min(30000, 250 * Math.pow(2, state.attempt)) * (0.75 + Math.random() / 2);
+    setTimeout(connect, delay);
+  }
+
+  // abandon gives ws up (a subscription the server ended, or silence) and
+  // reconnects at once, without waiting for its close, which a dead
+  // connection may never finish; the new connection resubscribes, and the
+  // tail resumes after the last event shown.
+  function abandon(ws, why) {
+    if (state.ws !== ws) { return; }
+    console.warn('connection given up:', why);
+    state.ws = null;
+    try { ws.close(); } catch (e) { /* already closing */ }
+    reconnect();
+  }
+
   function connect() {
     var ws = new WebSocket(wsUrl, 'graphql-transport-ws');
     state.ws = ws;
+    var heard = Date.now();
+    var watch = setInterval(function () {
+      if (state.ws !== ws) { clearInterval(watch); return; }
+      if (Date.now() - heard > STALE_MS) { clearInterval(watch); abandon(ws, 'nothing heard for ' + STALE_MS / 1000 + ' s'); }
+    }, 1000);
     ws.onopen = function () {
       ws.send(JSON.stringify({ type: 'connection_init', payload: token ? { authorization: 'Bearer ' + token } : {} }));
     };
     ws.onmessage = function (msg) {
+      if (state.ws !== ws) { return; }
+      heard = Date.now();
       var m = JSON.parse(msg.data);
       if (m.type === 'connection_ack') {
         state.attempt = 0;
         setConn('live');
-        startSubscriptions();
+        startSubscriptions(ws);
       } else if (m.type === 'next' && handlers[m.id]) {
         if (m.payload.data) { handlers[m.id](m.payload.data); }
       } else if (m.type === 'ping') {
         ws.send(JSON.stringify({ type: 'pong' }));
-      } else if (m.type === 'error') {
-        console.warn('subscription ' + m.id + ':', m.payload);
+      } else if (m.type === 'error' || m.type === 'complete') {
+        // The dashboard's subscriptions never end by themselves: one the
+        // server ended (a failed read of the log, say) is made again, on
+        // a new connection.
+        abandon(ws, 'subscription ' + m.id + ' ended: ' + JSON.stringify(m.payload || m.type));
       }
     };
     ws.onclose = function () {
+      clearInterval(watch);
       if (state.ws !== ws) { return; }
-      state.attempt++;
-      setConn(state.attempt > 5 ? 'offline' : 'reconnecting');
-      var delay = Math.min(30000, 250 * Math.pow(2, state.attempt)) * (0.75 + Math.random() / 2);
-      setTimeout(connect, delay);
+      state.ws = null;
+      reconnect();
     };
   }
   setConn('reconnecting');

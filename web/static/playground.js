@@ -8,19 +8,12 @@
   var wsUrl = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/graphql';
   var params = new URLSearchParams(location.search);
 
+  // GraphiQL sends the headers tab as the connection_init payload as it
+  // is typed; the gateway takes Authorization and X-API-Key there in any
+  // case, as it does in HTTP headers.
   var fetcher = GraphiQL.createFetcher({
     url: url,
     subscriptionUrl: wsUrl,
-    wsConnectionParams: function () {
-      // The headers tab, as the connection_init payload (authorization and all).
-      try {
-        var stored = localStorage.getItem('graphiql:headers');
-        var h = stored ? JSON.parse(stored) : {};
-        var out = {};
-        Object.keys(h).forEach(function (k) { out[k.toLowerCase() === 'authorization' ? 'authorization' : k] = h[k]; });
-        return out;
-      } catch (e) { return {}; }
-    },
   });
 
   ReactDOM.render(

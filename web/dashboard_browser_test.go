@@ -1,0 +1,249 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
+
+	"cqrsgate/web"
+)
+
+// fakeGateway serves web.Handler() and a scripted graphql-transport-ws
+// /graphql, recording what the dashboard sends.
+type fakeGateway struct {
+	mu        sync.Mutex
+	conns     int
+	subs      []map[string]int // per connection: subscribe count by id
+	onSub     func(conn int, c *websocket.Conn, id string)
+	onAck     func(conn int, c *websocket.Conn)
+	headGate  func(n int) // called for the n-th head query before answering
+	headCalls int
+	silent    bool // stop sending stats (a half-open connection)
+}
+
+func (g *fakeGateway) handler() http.Handler {
+	up := websocket.Upgrader{Subprotocols: []string{"graphql-transport-ws"}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/graphql", func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			g.mu.Lock()
+			n := g.conns
+			g.conns++
+			g.subs = append(g.subs, map[string]int{})
+			g.mu.Unlock()
+			var wmu sync.Mutex
+			send := func(v any) { wmu.Lock(); defer wmu.Unlock(); _ = c.WriteJSON(v) }
+			done := make(chan struct{})
+			defer close(done)
+			for {
+				var m struct{ ID, Type string }
+				if err := c.ReadJSON(&m); err != nil {
+					return
+				}
+				switch m.Type {
+				case "connection_init":
+					send(map[string]any{"type": "connection_ack"})
+					if g.onAck != nil {
+						g.onAck(n, c)
+					}
+				case "subscribe":
+					g.mu.Lock()
+					g.subs[n][m.ID]++
+					g.mu.Unlock()
+					if m.ID == "stats" {
+						go func() {
+							for {
+								select {
+								case <-done:
+									return
+								case <-time.After(500 * time.Millisecond):
+								}
+								g.mu.Lock()
+								silent := g.silent
+								g.mu.Unlock()
+								if silent {
+									continue
+								}
+								send(map[string]any{"id": "stats", "type": "next", "payload": map[string]any{"data": map[string]any{"gatewayStats": map[string]any{
+									"head": 100, "eventsPerSecond": 0, "websocketConnections": 1, "liveSubscriptions": 1, "at": time.Now().UTC().Format(time.RFC3339Nano)}}}})
+							}
+						}()
+					}
+					if g.onSub != nil {
+						wmu.Lock()
+						g.onSub(n, c, m.ID)
+						wmu.Unlock()
+					}
+				}
+			}
+		}
+		var req struct{ Query string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(req.Query, "head") {
+			g.mu.Lock()
+			g.headCalls++
+			k := g.headCalls
+			g.mu.Unlock()
+			if g.headGate != nil {
+				g.headGate(k)
+			}
+			_, _ = w.Write([]byte(`{"data":{"events":{"head":100}}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":{"bankTotals":[],"OPEN":{"totalCount":0},"SUBMITTED":{"totalCount":0},"CONFIRMED":{"totalCount":0},"SHIPPED":{"totalCount":0},"CANCELLED":{"totalCount":0},"products":{"edges":[]}}}`))
+	})
+	mux.Handle("/", web.Handler())
+	return mux
+}
+
+func (g *fakeGateway) count(conn int, id string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if conn >= len(g.subs) {
+		return 0
+	}
+	return g.subs[conn][id]
+}
+
+func (g *fakeGateway) total(id string) (n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.subs {
+		n += s[id]
+	}
+	return n
+}
+
+func openDashboard(t *testing.T, g *fakeGateway) (context.Context, func()) {
+	chromium := "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("no chromium")
+	}
+	srv := httptest.NewServer(g.handler())
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	if err := chromedp.Do(ctx); err != nil { // start the browser on the long-lived context
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard"), chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, func() { cancel(); cancelAlloc(); srv.Close() }
+}
+
+func conn(t *testing.T, ctx context.Context) string {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(rctx, chromedp.Evaluate[string](`document.body.dataset.conn`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A subscription the server ends with "error" (here: the events tail, e.g.
+// the store could not be read when it started) is never started again: the
+// tail is dead while the page says "live".
+func TestDashboardResubscribesAfterSubscriptionError(t *testing.T) {
+	g := &fakeGateway{}
+	g.onSub = func(n int, c *websocket.Conn, id string) {
+		if id == "tail" && n == 0 {
+			_ = c.WriteJSON(map[string]any{"id": "tail", "type": "error", "payload": []any{map[string]any{"message": "store unavailable"}}})
+		}
+	}
+	ctx, stop := openDashboard(t, g)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if g.total("tail") >= 2 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("after the tail subscription failed, the dashboard never subscribed again in 10s (tail subscribes: %d, connections: %d, state %q)",
+		g.total("tail"), g.conns, conn(t, ctx))
+}
+
+// A connection that goes silent without closing (half-open after a network
+// change or sleep) is never noticed: gatewayStats stops arriving but the
+// page stays "live" on it forever.
+func TestDashboardNoticesSilentConnection(t *testing.T) {
+	g := &fakeGateway{}
+	ctx, stop := openDashboard(t, g)
+	defer stop()
+	time.Sleep(time.Second)
+	g.mu.Lock()
+	g.silent = true
+	g.mu.Unlock()
+	time.Sleep(15 * time.Second)
+	g.mu.Lock()
+	conns := g.conns
+	g.mu.Unlock()
+	if s := conn(t, ctx); s == "live" && conns == 1 {
+		t.Fatalf("no message for 15s (stats come every 0.5s), yet the page still says %q on its first connection", s)
+	}
+}
+
+// If the first connection drops while the head query is in flight, that
+// query's answer subscribes "tail" on the new connection as well as the new
+// connection's own: two subscribes with id "tail" on one connection, which
+// graphql-transport-ws answers by closing with 4409.
+func TestDashboardOneTailPerConnection(t *testing.T) {
+	release := make(chan struct{})
+	g := &fakeGateway{}
+	g.headGate = func(k int) {
+		if k == 1 {
+			<-release
+		}
+	}
+	g.onAck = func(n int, c *websocket.Conn) {
+		if n == 0 {
+			go func() { time.Sleep(300 * time.Millisecond); _ = c.Close() }()
+		}
+	}
+	chromium := "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("no chromium")
+	}
+	srv := httptest.NewServer(g.handler())
+	defer srv.Close()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g.count(1, "tail") < 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g.count(1, "tail") < 1 {
+		t.Fatalf("second connection never subscribed tail")
+	}
+	close(release) // the first connection's head query answers now
+	time.Sleep(time.Second)
+	if n := g.count(1, "tail"); n > 1 {
+		t.Fatalf("the second connection got %d subscribes with id \"tail\" (a real gateway closes it with 4409)", n)
+	}
+}

@@ -129,6 +129,12 @@ func (g *fakeGateway) total(id string) (n int) {
 }
 
 func openDashboard(t *testing.T, g *fakeGateway) (context.Context, func()) {
+	return openDashboardAt(t, g, "/dashboard")
+}
+
+// openDashboardAt opens path (the dashboard, with a query string, say) and
+// waits until it is live.
+func openDashboardAt(t *testing.T, g *fakeGateway, path string) (context.Context, func()) {
 	chromium := "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skip("no chromium")
@@ -142,7 +148,7 @@ func openDashboard(t *testing.T, g *fakeGateway) (context.Context, func()) {
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
-	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard"), chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
+	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+path), chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
 		t.Fatal(err)
 	}
 	return ctx, func() { cancel(); cancelAlloc(); srv.Close() }
@@ -158,9 +164,10 @@ func conn(t *testing.T, ctx context.Context) string {
 	return s
 }
 
-// A subscription the server ends with "error" (here: the events tail, e.g.
-// the store could not be read when it started) is never started again: the
-// tail is dead while the page says "live".
+// TestDashboardResubscribesAfterSubscriptionError: a subscription the
+// server ends with "error" (here the events tail: the store could not be
+// read when it started) is made again (it was not: the tail stayed dead
+// while the page said "live").
 func TestDashboardResubscribesAfterSubscriptionError(t *testing.T) {
 	g := &fakeGateway{}
 	g.onSub = func(n int, c *websocket.Conn, id string) {
@@ -181,9 +188,9 @@ func TestDashboardResubscribesAfterSubscriptionError(t *testing.T) {
 		g.total("tail"), g.conns, conn(t, ctx))
 }
 
-// A connection that goes silent without closing (half-open after a network
-// change or sleep) is never noticed: gatewayStats stops arriving but the
-// page stays "live" on it forever.
+// TestDashboardNoticesSilentConnection: a connection that goes silent
+// without closing (half-open after a network change or sleep) is given up
+// and made again (the page stayed "live" on it for good).
 func TestDashboardNoticesSilentConnection(t *testing.T) {
 	g := &fakeGateway{}
 	ctx, stop := openDashboard(t, g)
@@ -201,10 +208,11 @@ func TestDashboardNoticesSilentConnection(t *testing.T) {
 	}
 }
 
-// If the first connection drops while the head query is in flight, that
-// query's answer subscribes "tail" on the new connection as well as the new
-// connection's own: two subscribes with id "tail" on one connection, which
-// graphql-transport-ws answers by closing with 4409.
+// TestDashboardOneTailPerConnection: when the first connection drops while
+// the head query is in flight, that query's answer no longer subscribes
+// "tail" on the new connection beside the new connection's own (two
+// subscribes with one id, which graphql-transport-ws answers by closing
+// with 4409).
 func TestDashboardOneTailPerConnection(t *testing.T) {
 	release := make(chan struct{})
 	g := &fakeGateway{}
@@ -245,5 +253,22 @@ func TestDashboardOneTailPerConnection(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := g.count(1, "tail"); n > 1 {
 		t.Fatalf("the second connection got %d subscribes with id \"tail\" (a real gateway closes it with 4409)", n)
+	}
+}
+
+// TestDashboardForgetsTheTokenInTheAddress: a token given as ?token= is
+// kept for the next visits and taken out of the address bar (and so of the
+// browser's history and of what a screen shows).
+func TestDashboardForgetsTheTokenInTheAddress(t *testing.T) {
+	ctx, stop := openDashboardAt(t, &fakeGateway{}, "/dashboard?token=secret-token-0123&x=1")
+	defer stop()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := chromedp.Run(rctx, chromedp.Evaluate[string](`location.search + " " + localStorage.getItem("cqrsgate:token")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "?x=1 secret-token-0123" {
+		t.Errorf("address and kept token: %q, want the token out of the address and kept", got)
 	}
 }

@@ -14,7 +14,12 @@
 
   // A token from ?token= (remembered) authenticates HTTP and websocket alike.
   var params = new URLSearchParams(location.search);
-  if (params.get('token')) { localStorage.setItem('cqrsgate:token', params.get('token')); }
+  if (params.get('token')) {
+    localStorage.setItem('cqrsgate:token', params.get('token'));
+    // Out of the address bar, and so of the history and of screenshots.
+    params.delete('token');
+    history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params.toString() : '') + location.hash);
+  }
   var token = localStorage.getItem('cqrsgate:token');
 
   var state = { lastPosition: null, attempt: 0, ws: null, tilesTimer: null };

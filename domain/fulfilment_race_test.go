@@ -80,14 +80,7 @@ func TestFulfilmentChargeIsNotRefusedByItsOwnEarlierExecution(t *testing.T) {
 	svcA := domain.NewService(hookA, log, time.Now, domain.ServiceOptions{})
 	svcB := domain.NewService(mem, log, time.Now, domain.ServiceOptions{})
 	submitted := raceShop(t, mem, svcA, svcB, 500)
-	charged, release := make(chan struct{}), make(chan struct{})
-	procB := domain.NewFulfilmentProcess(svcB, log, time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute,
-		Hook: func(_ string, step domain.FulfilmentStep, phase string) {
-			if step.Name == domain.StepCharge && phase == "after" {
-				close(charged)
-				<-release
-			}
-		}})
+	procB, charged, release := chargeHeld(svcB, log)
 	procA := domain.NewFulfilmentProcess(svcA, log, time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute})
 
 	doneB := make(chan error, 1)
@@ -123,14 +116,7 @@ func TestFulfilmentStepTakenTwiceWithDifferentOutcomesIsUndone(t *testing.T) {
 	svcB := domain.NewService(mem, log, time.Now, domain.ServiceOptions{})
 	submitted := raceShop(t, mem, svcA, svcA, 0)
 
-	charged, release := make(chan struct{}), make(chan struct{})
-	procB := domain.NewFulfilmentProcess(svcB, log, time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute,
-		Hook: func(_ string, step domain.FulfilmentStep, phase string) {
-			if step.Name == domain.StepCharge && phase == "after" {
-				close(charged)
-				<-release
-			}
-		}})
+	procB, charged, release := chargeHeld(svcB, log)
 	doneB := make(chan error, 1)
 	var depositErr error
 	procA := domain.NewFulfilmentProcess(svcA, log, time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute,
@@ -152,4 +138,18 @@ func TestFulfilmentStepTakenTwiceWithDifferentOutcomesIsUndone(t *testing.T) {
 		t.Fatal(depositErr)
 	}
 	checkNotChargedForNothing(t, svcA)
+}
+
+// chargeHeld is a fulfilment process on svc whose charge step, once done,
+// closes charged and waits for release before its outcome is recorded.
+func chargeHeld(svc *domain.Service, log *slog.Logger) (p *domain.FulfilmentProcess, charged, release chan struct{}) {
+	charged, release = make(chan struct{}), make(chan struct{})
+	p = domain.NewFulfilmentProcess(svc, log, time.Now, domain.FulfilmentOptions{StepTimeout: time.Minute,
+		Hook: func(_ string, step domain.FulfilmentStep, phase string) {
+			if step.Name == domain.StepCharge && phase == "after" {
+				close(charged)
+				<-release
+			}
+		}})
+	return p, charged, release
 }

@@ -374,11 +374,7 @@ func TestAppendCancelledWhileQueuedIsNotWritten(t *testing.T) {
 	s := newPostgres(t, pgtest.NewPool(t))
 	release, wait := occupyWriters(t, s, nil)
 	cctx, cancel := context.WithCancel(ctx)
-	answered := make(chan error, 1)
-	go func() {
-		_, err := s.Append(cctx, "victim", domain.ExpectNoStream, eventstoretest.Ev("Deposited", 1))
-		answered <- err
-	}()
+	answered := appendVictim(cctx, s)
 	waitQueued(t, s, 1)
 	cancel()
 	err := <-answered
@@ -407,11 +403,7 @@ func TestAppendCancelledWhileWrittenIsOfUnknownOutcome(t *testing.T) {
 		return nil
 	})
 	cctx, cancel := context.WithCancel(ctx)
-	answered := make(chan error, 1)
-	go func() {
-		_, err := s.Append(cctx, "victim", domain.ExpectNoStream, eventstoretest.Ev("Deposited", 1))
-		answered <- err
-	}()
+	answered := appendVictim(cctx, s)
 	waitQueued(t, s, 1)
 	release <- struct{}{} // one busy writer goes on to the victim's batch
 	<-writing
@@ -427,4 +419,15 @@ func TestAppendCancelledWhileWrittenIsOfUnknownOutcome(t *testing.T) {
 	if evs, err := s.ReadStream(ctx, "victim", eventstore.StreamQuery{}); err != nil || len(evs) != 1 {
 		t.Fatalf("the stream of the append holds %d events (%v); want the one its batch wrote", len(evs), err)
 	}
+}
+
+// appendVictim appends one event to stream "victim" on ctx in the
+// background; the channel gives its answer.
+func appendVictim(ctx context.Context, s *eventstore.Postgres) <-chan error {
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "victim", domain.ExpectNoStream, eventstoretest.Ev("Deposited", 1))
+		answered <- err
+	}()
+	return answered
 }

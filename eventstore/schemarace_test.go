@@ -74,35 +74,13 @@ func TestAppendOvertakenByARegistrationIsValidatedAgain(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
 	_, reg, raw := newSchematized(t, pool)
-	if err := registerSchema(ctx, reg, "Tagged", taggedV1, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eventstore.WithSchemas(raw, reg).Append(ctx, "tagged-1", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)}); err != nil {
-		t.Fatal(err)
-	}
-	// Another gateway's registry: this one learns of v2 only by the append's check.
-	other, err := schemaregistry.New(ctx, pool, raw, quietLogger(), schemaregistry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &overtaken{Registry: reg, fn: func() {
-		if err := registerSchema(ctx, other, "Tagged", taggedV2, taggedMigration); err != nil {
-			t.Errorf("register v2: %v", err)
-		}
-	}}
-	_, err = eventstore.WithSchemas(raw, r).Append(ctx, "tagged-2", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
-	if domain.CodeOf(err) != domain.Invalid {
-		t.Errorf("a v1 event without x, appended as v2 was registered: %v, want it refused (Invalid): it does not read as v2", err)
-	}
-	if _, err := eventstore.WithSchemas(raw, reg).ReadAll(ctx, eventstore.AllQuery{}); err != nil {
-		t.Fatalf("the log does not read: %v", err)
-	}
+	other := appendOvertaken(t, pool, reg, raw, raw)
 
 	// One that reads as v2 is written, once validated again.
 	if err := registerSchema(ctx, other, "Tagged", `{"title": "v3", "type": "object", "properties": {"y": {"type": "integer"}}, "required": ["y"]}`, ""); err != nil {
 		t.Fatal(err)
 	}
-	r = &overtaken{Registry: reg, fn: func() {}}
+	r := &overtaken{Registry: reg, fn: func() {}}
 	res, err := eventstore.WithSchemas(raw, r).Append(ctx, "tagged-3", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 2, Data: json.RawMessage(`{"y": 3}`)})
 	if err != nil || len(res.Events) != 1 {
 		t.Fatalf("an append validated against a registry one version behind: %+v, %v; want it validated again and written", res, err)
@@ -203,16 +181,26 @@ func TestCheckedAppendsInEveryQueryMode(t *testing.T) {
 // check must not be lost to the Tail in between (it was: the append was
 // written unchecked).
 func TestOvertakenAppendThroughTheTail(t *testing.T) {
-	ctx := context.Background()
 	pool := pgtest.NewPool(t)
 	_, reg, raw := newSchematized(t, pool)
+	appendOvertaken(t, pool, reg, raw, eventstore.NewTail(raw, eventstore.TailOptions{}))
+}
+
+// appendOvertaken registers Tagged v1 on reg, appends a v1 event through
+// store (raw, or a wrapping of it) and the schemas, then appends a v1 event
+// without x while another gateway's registry, which it returns, registers
+// v2 between the append's validation and its write: the append must be
+// refused, and the log must read as both registries see it.
+func appendOvertaken(t *testing.T, pool *pgxpool.Pool, reg *schemaregistry.Registry, raw *eventstore.Postgres, store eventstore.Store) *schemaregistry.Registry {
+	t.Helper()
+	ctx := context.Background()
 	if err := registerSchema(ctx, reg, "Tagged", taggedV1, ""); err != nil {
 		t.Fatal(err)
 	}
-	tail := eventstore.NewTail(raw, eventstore.TailOptions{})
-	if _, err := eventstore.WithSchemas(tail, reg).Append(ctx, "tagged-1", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)}); err != nil {
+	if _, err := eventstore.WithSchemas(store, reg).Append(ctx, "tagged-1", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{"x": 1}`)}); err != nil {
 		t.Fatal(err)
 	}
+	// Another gateway's registry: reg learns of v2 only by the append's check.
 	other, err := schemaregistry.New(ctx, pool, raw, quietLogger(), schemaregistry.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -222,13 +210,16 @@ func TestOvertakenAppendThroughTheTail(t *testing.T) {
 			t.Errorf("register v2: %v", err)
 		}
 	}}
-	_, err = eventstore.WithSchemas(tail, r).Append(ctx, "tagged-2", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
+	_, err = eventstore.WithSchemas(store, r).Append(ctx, "tagged-2", domain.ExpectAny, domain.EventData{Type: "Tagged", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
 	if domain.CodeOf(err) != domain.Invalid {
-		t.Errorf("through the Tail, a v1 event without x appended as v2 was registered: %v, want it refused (Invalid)", err)
+		t.Errorf("a v1 event without x, appended as v2 was registered: %v, want it refused (Invalid): it does not read as v2", err)
 	}
-	if _, err := eventstore.WithSchemas(raw, other).ReadAll(ctx, eventstore.AllQuery{}); err != nil {
-		t.Errorf("the log does not read: %v", err)
+	for _, rg := range []*schemaregistry.Registry{reg, other} {
+		if _, err := eventstore.WithSchemas(raw, rg).ReadAll(ctx, eventstore.AllQuery{}); err != nil {
+			t.Fatalf("the log does not read: %v", err)
+		}
 	}
+	return other
 }
 
 // TestARegistrationHoldsOnlyItsTypesAppends: while a registry change of one

@@ -27,6 +27,10 @@ type SchemaRegistry interface {
 type Schematized struct {
 	Store
 	reg SchemaRegistry
+	// revisions and checked are reg and Store as appends checked against
+	// the registry's revision need them; both nil when either cannot.
+	revisions revisioned
+	checked   checkedAppender
 }
 
 var _ Store = (*Schematized)(nil)
@@ -35,7 +39,13 @@ var _ Store = (*Schematized)(nil)
 // (nothing of an append is written when one event is refused), and every
 // event read is upcast to the latest version of its type.
 func WithSchemas(store Store, reg SchemaRegistry) *Schematized {
-	return &Schematized{Store: store, reg: reg}
+	s := &Schematized{Store: store, reg: reg}
+	revisions, ok1 := reg.(revisioned)
+	checked, ok2 := store.(checkedAppender)
+	if ok1 && ok2 {
+		s.revisions, s.checked = revisions, checked
+	}
+	return s
 }
 
 // Raw returns the wrapped store, whose reads return events as stored.
@@ -78,13 +88,11 @@ const (
 // the change is done, then is validated against it; appends of other types
 // do not wait.
 func (s *Schematized) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
-	reg, hasRevisions := s.reg.(revisioned)
-	store, checks := s.Store.(checkedAppender)
 	pause, waited := 10*time.Millisecond, time.Duration(0)
 	for attempt := 1; ; attempt++ {
 		rev := int64(noRevision)
-		if hasRevisions && checks {
-			rev = reg.Revision() // before validating: what validation sees is as new or newer
+		if s.checked != nil {
+			rev = s.revisions.Revision() // before validating: what validation sees is as new or newer
 		}
 		for i, e := range events {
 			version := e.SchemaVersion
@@ -98,7 +106,7 @@ func (s *Schematized) Append(ctx context.Context, stream string, expected domain
 		if rev == noRevision {
 			return s.Store.Append(ctx, stream, expected, events...)
 		}
-		res, err := store.appendChecked(ctx, stream, expected, rev, events...)
+		res, err := s.checked.appendChecked(ctx, stream, expected, rev, events...)
 		if errors.Is(err, errTypeLocked) {
 			if waited >= maxTypeLockWait {
 				return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
@@ -122,7 +130,7 @@ func (s *Schematized) Append(ctx context.Context, stream string, expected domain
 			return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
 				Message: fmt.Sprintf("the schema registry changed %d times while the append to %q was being validated; nothing was written: retry", attempt, stream)}
 		}
-		if err := reg.Refresh(ctx); err != nil {
+		if err := s.revisions.Refresh(ctx); err != nil {
 			return domain.AppendResult{}, &domain.Error{Code: domain.Unavailable, Err: err,
 				Message: fmt.Sprintf("the schema registry changed while the append to %q was being validated and could not be read again; nothing was written: retry", stream)}
 		}

@@ -159,7 +159,7 @@ func introspectionComplexity(doc *ast.QueryDocument, op *ast.OperationDefinition
 		return 0, nil
 	}
 	total := 0
-	seen := map[string]bool{} // fragments already checked for aliases
+	var seen map[string]bool // fragments already checked for aliases, made at the first root
 	var roots func(set ast.SelectionSet) *gqlerror.Error
 	roots = func(set ast.SelectionSet) *gqlerror.Error {
 		for _, sel := range set {
@@ -172,6 +172,9 @@ func introspectionComplexity(doc *ast.QueryDocument, op *ast.OperationDefinition
 					total += typeIntrospectionCost
 				default:
 					continue
+				}
+				if seen == nil {
+					seen = map[string]bool{}
 				}
 				if at := aliasIn(doc, s.SelectionSet, seen); at != nil {
 					err := gqlerror.ErrorPosf(at.Position, "alias %q inside introspection (%s): introspection selections take no aliases", at.Alias, s.Name)

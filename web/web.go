@@ -7,9 +7,12 @@
 package web
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -19,10 +22,20 @@ var static embed.FS
 // Handler serves the embedded pages with a Content-Security-Policy that
 // allows only the gateway's own origin (and its websocket, and data: URLs
 // for the playground's embedded fonts and icons). It lists no directory.
+//
+// Every file carries an ETag, a hash of its content, and Cache-Control
+// no-cache: a browser keeps what it loaded (GraphiQL's script alone is
+// 1 MB) and asks again on each visit, and a file unchanged since is
+// answered 304 Not Modified, without its body. The embedded files have no
+// modification time, so without the ETag nothing was kept.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // the embedded directory is fixed at build time
+	}
+	etags, err := contentTags(sub)
+	if err != nil {
+		panic(err)
 	}
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,8 +50,38 @@ func Handler() http.Handler {
 			r = r.Clone(r.Context())
 			r.URL.Path = "/dashboard.html"
 		}
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if name == "" {
+			name = "index.html"
+		}
+		if tag, ok := etags[name]; ok {
+			// http.FileServerFS answers If-None-Match (and If-Match, and
+			// ranges) against the ETag set here.
+			w.Header().Set("ETag", tag)
+			w.Header().Set("Cache-Control", "no-cache")
+		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// contentTags returns a strong ETag for each file of fsys, by its path: a
+// hash of the file's bytes, computed once (the files are part of the
+// binary).
+func contentTags(fsys fs.FS) (map[string]string, error) {
+	tags := map[string]string{}
+	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		tags[name] = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+		return nil
+	})
+	return tags, err
 }
 
 // CSP returns the Content-Security-Policy of the pages served for host.

@@ -70,3 +70,43 @@ func TestNoDirectoryListings(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesRevalidate: every page and file carries an ETag and
+// Cache-Control no-cache, a request that names the ETag it holds is
+// answered 304 without a body, and files that differ carry different tags.
+func TestFilesRevalidate(t *testing.T) {
+	srv := httptest.NewServer(web.Handler())
+	defer srv.Close()
+	seen := map[string]string{}
+	for _, p := range []string{"/", "/dashboard", "/playground.js", "/dashboard.js", "/vendor/graphiql.min.js", "/favicon.svg"} {
+		resp, body := get(t, srv.URL+p)
+		tag := resp.Header.Get("ETag")
+		if resp.StatusCode != 200 || body == "" || !strings.HasPrefix(tag, `"`) || resp.Header.Get("Cache-Control") != "no-cache" {
+			t.Fatalf("GET %s = %d, ETag %q, Cache-Control %q", p, resp.StatusCode, tag, resp.Header.Get("Cache-Control"))
+		}
+		if other, dup := seen[tag]; dup {
+			t.Errorf("%s and %s carry one ETag %s", other, p, tag)
+		}
+		seen[tag] = p
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+p, nil)
+		req.Header.Set("If-None-Match", tag)
+		again, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := io.ReadAll(again.Body)
+		again.Body.Close()
+		if again.StatusCode != http.StatusNotModified || len(rest) != 0 {
+			t.Errorf("GET %s with If-None-Match %s = %d with %d bytes, want 304 and none", p, tag, again.StatusCode, len(rest))
+		}
+		if csp := again.Header.Get("Content-Security-Policy"); csp == "" {
+			t.Errorf("the 304 for %s has no Content-Security-Policy", p)
+		}
+		req.Header.Set("If-None-Match", `"stale"`)
+		if changed, err := http.DefaultClient.Do(req); err != nil || changed.StatusCode != 200 {
+			t.Errorf("GET %s with a stale tag = %v %v, want 200", p, changed.StatusCode, err)
+		} else {
+			changed.Body.Close()
+		}
+	}
+}

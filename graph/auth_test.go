@@ -170,16 +170,21 @@ func TestRolesOverWebsocket(t *testing.T) {
 	g := newFullGatewayWith(t, fullOptions{readTimeout: 5 * time.Second, auth: newAuthenticator(t)})
 
 	t.Run("refused at connection_init with 4403", func(t *testing.T) {
-		for name, payload := range map[string]map[string]any{
-			"no credential":         {},
-			"unknown API key":       {"apiKey": "guessed-key-0123456789"},
-			"expired token":         {"authorization": "Bearer " + token(t, "admin", time.Now().Add(-time.Hour))},
-			"credential not string": {"authorization": 12},
+		// The close frame's reason says what was wrong, as HTTP's 401 does
+		// (a dashboard shows it to its user).
+		for name, tc := range map[string]struct {
+			payload map[string]any
+			reason  string
+		}{
+			"no credential":         {map[string]any{}, "Forbidden: no credential"},
+			"unknown API key":       {map[string]any{"apiKey": "guessed-key-0123456789"}, "Forbidden: invalid credential: unknown API key"},
+			"expired token":         {map[string]any{"authorization": "Bearer " + token(t, "admin", time.Now().Add(-time.Hour))}, "Forbidden: invalid credential: the token has expired"},
+			"credential not string": {map[string]any{"authorization": 12}, "Forbidden: invalid credential: "},
 		} {
 			c := dialAuth(t, g.url, nil)
-			c.send(map[string]any{"type": "connection_init", "payload": payload})
-			if code := c.closeCode(); code != graph.CloseForbidden {
-				t.Errorf("%s: close code %d, want 4403", name, code)
+			c.send(map[string]any{"type": "connection_init", "payload": tc.payload})
+			if code, reason := c.closeFrame(); code != graph.CloseForbidden || !strings.HasPrefix(reason, tc.reason) {
+				t.Errorf("%s: close %d %q, want 4403 %q", name, code, reason, tc.reason)
 			}
 		}
 	})
@@ -228,8 +233,8 @@ func TestRolesOverWebsocket(t *testing.T) {
 		c.expect("connection_ack")
 		c.send(subscribeMsg("1", `subscription { events { position } }`, nil))
 		start := time.Now()
-		if code := c.closeCode(); code != graph.CloseForbidden {
-			t.Fatalf("close code %d, want 4403", code)
+		if code, reason := c.closeFrame(); code != graph.CloseForbidden || reason != "Forbidden: credential expired" {
+			t.Fatalf("close %d %q, want 4403 Forbidden: credential expired", code, reason)
 		}
 		if waited := time.Since(start); waited > 4*time.Second {
 			t.Errorf("closed %v after subscribing, long after the token expired", waited)

@@ -238,12 +238,14 @@ func wsInit(a *auth.Authenticator, log *slog.Logger) InitFunc {
 		if err == nil && p == nil {
 			p, err = a.FromRequest(&http.Request{Header: UpgradeHeaders(ctx)})
 		}
+		// The errors' messages go to the client, in the close frame's
+		// reason (see InitFunc): what was wrong, as HTTP's 401 says it.
 		if err != nil {
 			log.InfoContext(ctx, "graphql ws: credential refused", "err", err)
-			return nil, err
+			return nil, errors.New("invalid credential: " + auth.Reason(err))
 		}
 		if p == nil {
-			return nil, errors.New("no credential")
+			return nil, errors.New("no credential (send one in connection_init's payload, as authorization or x-api-key)")
 		}
 		return auth.WithPrincipal(ctx, p), nil
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -50,7 +51,9 @@ const (
 
 // InitFunc checks a connection_init payload (and the upgrade request's
 // headers, through ctx: see UpgradeHeaders) and returns the context the
-// connection's operations run in. An error closes the socket with 4403.
+// connection's operations run in. An error closes the socket with 4403,
+// its message in the close frame's reason ("Forbidden: " and the message):
+// the client sees it, so it must say nothing the client may not know.
 // When that context carries an auth.Principal with an expiry, the socket
 // is closed with 4403 when the credential expires.
 type InitFunc func(ctx context.Context, payload map[string]any) (context.Context, error)
@@ -529,11 +532,12 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 		var err error
 		ctx, err = c.t.Init(ctx, payload)
 		if err != nil {
+			why := "Forbidden: " + err.Error()
 			if c.legacy {
-				p, _ := json.Marshal(map[string]string{"message": "Forbidden"})
+				p, _ := json.Marshal(map[string]string{"message": why})
 				c.enqueue(wsMessage{Type: "connection_error", Payload: p})
 			}
-			c.closeWith(CloseForbidden, "Forbidden")
+			c.closeWith(CloseForbidden, why)
 			return false
 		}
 	}
@@ -879,7 +883,13 @@ func (c *wsConn) ping() {
 // closeWith asks the writer to send a close frame, after what is queued,
 // and stop; the first call wins. A client whose queue is full gets at most
 // a second before its socket is closed.
+//
+// A close frame holds at most 123 bytes of reason: a longer one (it may
+// quote a message type or an operation id the client sent, of any length)
+// is cut there, at a character's boundary; gorilla/websocket refuses to
+// send a longer one, and the connection would end with no close code.
 func (c *wsConn) closeWith(code int, reason string) {
+	reason = cutReason(reason)
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.qmu.Lock()
@@ -897,6 +907,23 @@ func (c *wsConn) closeWith(code int, reason string) {
 			})
 		}
 	})
+}
+
+// maxCloseReason is the most bytes of reason a close frame holds (125 of
+// payload, 2 of them the code).
+const maxCloseReason = 123
+
+// cutReason cuts reason to maxCloseReason bytes, at the start of a UTF-8
+// sequence, with "..." for what was cut.
+func cutReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason - len("...")
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "..."
 }
 
 // finish records that nothing more will be written.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -116,6 +117,14 @@ func (c *wsClient) expect(typ string) wsMsg {
 // closeCode reads until the server closes the socket and returns the code.
 func (c *wsClient) closeCode() int {
 	c.t.Helper()
+	code, _ := c.closeFrame()
+	return code
+}
+
+// closeFrame reads until the server's close frame and returns its code
+// and reason.
+func (c *wsClient) closeFrame() (int, string) {
+	c.t.Helper()
 	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		_, _, err := c.conn.ReadMessage()
@@ -124,7 +133,7 @@ func (c *wsClient) closeCode() int {
 		}
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
-			return ce.Code
+			return ce.Code, ce.Text
 		}
 		c.t.Fatalf("connection ended without a close frame: %v", err)
 	}
@@ -289,20 +298,27 @@ func TestTransportWSCloseCodes(t *testing.T) {
 		protos []string
 		frames []any
 		code   int
+		reason string // a part of the close frame's reason, when given
 	}{
-		{"invalid JSON", nil, nil, []any{"{nope"}, graph.CloseInvalidMessage},
-		{"unknown message type", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"shout"}`}, graph.CloseInvalidMessage},
-		{"subscribe without id", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"subscribe","payload":{"query":"{ __typename }"}}`}, graph.CloseInvalidMessage},
-		{"subscribe before ack", nil, nil, []any{subscribeMsg("1", `{ __typename }`, nil)}, graph.CloseUnauthorized},
+		{"invalid JSON", nil, nil, []any{"{nope"}, graph.CloseInvalidMessage, ""},
+		{"unknown message type", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"shout"}`}, graph.CloseInvalidMessage, ""},
+		{"subscribe without id", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"subscribe","payload":{"query":"{ __typename }"}}`}, graph.CloseInvalidMessage, ""},
+		{"subscribe before ack", nil, nil, []any{subscribeMsg("1", `{ __typename }`, nil)}, graph.CloseUnauthorized, ""},
 		{"init refused", &graph.Websocket{Init: func(ctx context.Context, p map[string]any) (context.Context, error) {
 			return ctx, errors.New("bad token")
-		}}, nil, []any{`{"type":"connection_init","payload":{"token":"x"}}`}, graph.CloseForbidden},
-		{"no subprotocol", nil, []string{}, nil, graph.CloseSubprotocol},
-		{"init timeout", &graph.Websocket{InitTimeout: 100 * time.Millisecond}, nil, nil, graph.CloseInitTimeout},
+		}}, nil, []any{`{"type":"connection_init","payload":{"token":"x"}}`}, graph.CloseForbidden, "Forbidden: bad token"},
+		// Reasons that quote what the client sent, of any length, are cut
+		// to a close frame's 123 bytes (a longer one was not sent at all:
+		// the connection ended with no close code).
+		{"long unknown message type", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"` + strings.Repeat("é", 200) + `"}`}, graph.CloseInvalidMessage, "Unknown message type éé"},
+		{"long duplicate subscriber", nil, nil, []any{`{"type":"connection_init"}`,
+			subscribeMsg(strings.Repeat("d", 300), eventsSubscription, nil), subscribeMsg(strings.Repeat("d", 300), eventsSubscription, nil)}, graph.CloseSubscriberExists, "Subscriber for ddd"},
+		{"no subprotocol", nil, []string{}, nil, graph.CloseSubprotocol, ""},
+		{"init timeout", &graph.Websocket{InitTimeout: 100 * time.Millisecond}, nil, nil, graph.CloseInitTimeout, ""},
 		{"duplicate subscriber", nil, nil, []any{`{"type":"connection_init"}`,
-			subscribeMsg("dup", eventsSubscription, nil), subscribeMsg("dup", eventsSubscription, nil)}, graph.CloseSubscriberExists},
-		{"too many init requests", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"connection_init"}`}, graph.CloseTooManyInitRequests},
-		{"message too big", &graph.Websocket{MaxMessageBytes: 1024}, nil, []any{`{"type":"connection_init","payload":{"x":"` + strings.Repeat("x", 2000) + `"}}`}, websocket.CloseMessageTooBig},
+			subscribeMsg("dup", eventsSubscription, nil), subscribeMsg("dup", eventsSubscription, nil)}, graph.CloseSubscriberExists, ""},
+		{"too many init requests", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"connection_init"}`}, graph.CloseTooManyInitRequests, ""},
+		{"message too big", &graph.Websocket{MaxMessageBytes: 1024}, nil, []any{`{"type":"connection_init","payload":{"x":"` + strings.Repeat("x", 2000) + `"}}`}, websocket.CloseMessageTooBig, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,8 +335,9 @@ func TestTransportWSCloseCodes(t *testing.T) {
 			for _, f := range tc.frames {
 				c.send(f)
 			}
-			if code := c.closeCode(); code != tc.code {
-				t.Fatalf("close code %d, want %d", code, tc.code)
+			code, reason := c.closeFrame()
+			if code != tc.code || !strings.Contains(reason, tc.reason) || len(reason) > 123 || !utf8.ValidString(reason) {
+				t.Fatalf("close %d %q, want %d with %q (at most 123 bytes of UTF-8)", code, reason, tc.code, tc.reason)
 			}
 		})
 	}

@@ -28,6 +28,9 @@ type fakeGateway struct {
 	headGate  func(n int) // called for the n-th head query before answering
 	headCalls int
 	silent    bool // stop sending stats (a half-open connection)
+	// refuse, when it returns a reason, closes the connection with 4403
+	// and that reason instead of acknowledging its connection_init.
+	refuse func(n int, payload map[string]any) string
 }
 
 func (g *fakeGateway) handler() http.Handler {
@@ -49,12 +52,23 @@ func (g *fakeGateway) handler() http.Handler {
 			done := make(chan struct{})
 			defer close(done)
 			for {
-				var m struct{ ID, Type string }
+				var m struct {
+					ID, Type string
+					Payload  map[string]any
+				}
 				if err := c.ReadJSON(&m); err != nil {
 					return
 				}
 				switch m.Type {
 				case "connection_init":
+					if g.refuse != nil {
+						if why := g.refuse(n, m.Payload); why != "" {
+							wmu.Lock()
+							_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4403, why))
+							wmu.Unlock()
+							return
+						}
+					}
 					send(map[string]any{"type": "connection_ack"})
 					if g.onAck != nil {
 						g.onAck(n, c)
@@ -270,5 +284,73 @@ func TestDashboardForgetsTheTokenInTheAddress(t *testing.T) {
 	}
 	if got != "?x=1 secret-token-0123" {
 		t.Errorf("address and kept token: %q, want the token out of the address and kept", got)
+	}
+}
+
+// TestDashboardAsksForARefusedToken: a connection refused with 4403 (no
+// credential, or an expired one) is not retried with the same credential
+// forever, the page saying "reconnecting": the page shows the gateway's
+// reason and a form, and connects with the token entered there.
+func TestDashboardAsksForARefusedToken(t *testing.T) {
+	g := &fakeGateway{}
+	var mu sync.Mutex
+	var inits []string
+	g.refuse = func(n int, payload map[string]any) string {
+		mu.Lock()
+		defer mu.Unlock()
+		auth, _ := payload["authorization"].(string)
+		inits = append(inits, auth)
+		if auth != "Bearer good-token" {
+			return "Forbidden: no credential"
+		}
+		return ""
+	}
+	chromium := "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("no chromium")
+	}
+	srv := httptest.NewServer(g.handler())
+	defer srv.Close()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard"), chromedp.WaitVisible(chromedp.ID("auth-token"))); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := chromedp.Run(rctx, chromedp.Text(chromedp.ID("auth-msg")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "Forbidden: no credential") || conn(t, ctx) != "unauthorized" {
+		t.Fatalf("refused page: state %q, message %q", conn(t, ctx), msg)
+	}
+	time.Sleep(3 * time.Second) // a retry with backoff would have come by now
+	mu.Lock()
+	tried := len(inits)
+	mu.Unlock()
+	if tried != 1 {
+		t.Fatalf("the refused connection was tried %d times with the same credential", tried)
+	}
+	if err := chromedp.Do(rctx, chromedp.SendKeys(chromedp.ID("auth-token"), "good-token"),
+		chromedp.Click(chromedp.CSS("#auth-form button")),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
+		t.Fatal(err)
+	}
+	hidden, err := chromedp.Run(rctx, chromedp.Evaluate[bool](`document.getElementById("auth").hidden`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := chromedp.Run(rctx, chromedp.Evaluate[string](`localStorage.getItem("cqrsgate:token")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !hidden || kept != "good-token" || inits[len(inits)-1] != "Bearer good-token" {
+		t.Fatalf("after entering a token: form hidden %v, kept %q, connection_inits %q", hidden, kept, inits)
 	}
 }

@@ -228,13 +228,42 @@
         abandon(ws, 'subscription ' + m.id + ' ended: ' + JSON.stringify(m.payload || m.type));
       }
     };
-    ws.onclose = function () {
+    ws.onclose = function (ev) {
       clearInterval(watch);
       if (state.ws !== ws) { return; }
       state.ws = null;
+      if (ev.code === 4403) {
+        // Refused credential (none, expired, unknown): asking again with
+        // the same one would be refused again. Ask the user for one.
+        askForToken(ev.reason);
+        return;
+      }
       reconnect();
     };
   }
+
+  // askForToken shows why the gateway refused the connection and a form
+  // for a token or API key; the dashboard connects again with what is
+  // entered (kept, as a ?token= is).
+  function askForToken(reason) {
+    setConn('unauthorized');
+    $('auth-msg').textContent = 'The gateway refused the connection (' + (reason || 'Forbidden') + '). ' +
+      (token ? 'Enter another token or API key.' : 'It needs a token or API key.');
+    $('auth').hidden = false;
+    $('auth-token').focus();
+  }
+  $('auth-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var v = $('auth-token').value.trim();
+    if (!v) { return; }
+    token = v;
+    localStorage.setItem('cqrsgate:token', v);
+    $('auth-token').value = '';
+    $('auth').hidden = true;
+    state.attempt = 0;
+    setConn('reconnecting');
+    connect();
+  });
   setConn('reconnecting');
   connect();
 })();

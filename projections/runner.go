@@ -97,7 +97,7 @@ type Runner struct {
 	// further: a stretch with none of its events moves the checkpoint
 	// lazily (see checkpointEvery).
 	passedMu sync.Mutex
-	passed   map[string]int64
+	passed   map[string]passedAt
 
 	// unled holds, by projection name and version, since when this process
 	// has found no process running that version (see newerServing).
@@ -109,6 +109,13 @@ type Runner struct {
 // first of a run of observations, each at most unledGap after the one
 // before (last).
 type unledSince struct{ since, last time.Time }
+
+// passedAt is how far a generation of a projection version led here has
+// read the log.
+type passedAt struct {
+	version, generation int
+	position            int64
+}
 
 // NewRunner returns a Runner for projections over the events of store,
 // keeping read models and checkpoints in pool's database (which must have
@@ -125,7 +132,7 @@ func NewRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logger, opt
 		}
 		seen[p.Name()] = true
 	}
-	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]int64{}, unled: map[string]unledSince{}}, nil
+	return &Runner{pool: pool, store: store, log: log, opts: opts.withDefaults(), projections: projections, progress: eventstore.NewBroadcaster(), passed: map[string]passedAt{}, unled: map[string]unledSince{}}, nil
 }
 
 // Progress returns a channel closed the next time a projection in this
@@ -140,20 +147,32 @@ func (r *Runner) Progress() <-chan struct{} { return r.progress.Changed() }
 func (r *Runner) Passed(name string) (position int64, ok bool) {
 	r.passedMu.Lock()
 	defer r.passedMu.Unlock()
-	position, ok = r.passed[name]
-	return position, ok
+	at, ok := r.passed[name]
+	return at.position, ok
+}
+
+// passedBy is Passed for the given generation of the given version only:
+// the one the caller saw serving.
+func (r *Runner) passedBy(name string, version, generation int) (int64, bool) {
+	r.passedMu.Lock()
+	defer r.passedMu.Unlock()
+	at, ok := r.passed[name]
+	if !ok || at.version != version || at.generation != generation {
+		return 0, false
+	}
+	return at.position, true
 }
 
 // setPassed records how far the serving instance of projection name has
 // read; an instance that does not serve (a rebuild catching up) records
 // nothing.
-func (r *Runner) setPassed(name string, position int64, serving bool) {
+func (r *Runner) setPassed(in *instance, position int64, serving bool) {
 	if !serving {
 		return
 	}
 	r.passedMu.Lock()
 	defer r.passedMu.Unlock()
-	r.passed[name] = position
+	r.passed[in.p.Name()] = passedAt{in.p.Version(), in.generation, position}
 }
 
 // forgetPassed drops what setPassed recorded for name: this process no
@@ -335,6 +354,9 @@ const (
 	// newerUnled: a newer version serves, but its lock has been seen free,
 	// for less than RollbackGrace so far.
 	newerUnled
+	// servingAhead: an older instance serves and has applied more of the
+	// log than this one: switching now would take applied events back.
+	servingAhead
 )
 
 // newerServing says whether a newer instance than generation of version
@@ -397,6 +419,16 @@ func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (ne
 	p := in.p
 	if n, err := r.newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || n != noNewer {
 		return n, err
+	}
+	// The serving row is locked (newerServing): its checkpoint stays put
+	// until this transaction ends.
+	var servingAt int64
+	err := tx.QueryRow(ctx, `SELECT position FROM public.projections WHERE name = $1 AND serving`, p.Name()).Scan(&servingAt)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return noNewer, err
+	}
+	if servingAt > in.at {
+		return servingAhead, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
 		return noNewer, err
@@ -626,7 +658,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, nil
 		}
 		st.position, in.at, in.savedAt = b.next, b.next, time.Now()
-		r.setPassed(p.Name(), in.at, st.serving)
+		r.setPassed(in, in.at, st.serving)
 		in.backoff = r.opts.RetryBackoff
 		if in.narrowing && b.events[0].Position >= in.stuckAt {
 			in.narrowing = false
@@ -638,7 +670,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 	case b.next > in.at:
 		// Nothing this projection reads, but the log moved on.
 		in.at = b.next
-		r.setPassed(p.Name(), in.at, st.serving)
+		r.setPassed(in, in.at, st.serving)
 		r.progress.Notify(b.next)
 		if b.full {
 			if err := r.saveCheckpoint(ctx, in, st); err != nil {
@@ -667,6 +699,9 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, fmt.Errorf("switch %s to v%d generation %d: %w", p.Name(), p.Version(), in.generation, err)
 		}
 		switch n {
+		case servingAhead: // read on and look again
+			in.switchAt = time.Now().Add(10 * time.Millisecond)
+			return false, nil
 		case newerUnled:
 			in.switchAt = time.Now().Add(r.opts.LeaderRetry)
 			return false, nil
@@ -678,7 +713,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 			return false, r.retire(ctx, p.Name(), p.Version(), in.generation)
 		}
 		st.serving, st.stale = true, true // and older generations retire
-		r.setPassed(p.Name(), in.at, true)
+		r.setPassed(in, in.at, true)
 		r.log.InfoContext(ctx, "projection now serving", "projection", p.Name(), "version", p.Version(), "generation", in.generation)
 		if err := r.retireOlder(ctx, in); err != nil {
 			return false, err

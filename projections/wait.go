@@ -34,8 +34,14 @@ type Positions struct {
 // projection name, and when the read began (everything committed before
 // then is in it).
 type checkpoints struct {
-	at    map[string]int64
+	at    map[string]servingAt
 	begun time.Time
+}
+
+// servingAt is the serving generation of a projection and its checkpoint.
+type servingAt struct {
+	version, generation int
+	position            int64
 }
 
 // readCall is a read of the checkpoints under way; cp and err are set
@@ -207,16 +213,16 @@ func (p *Positions) latest() checkpoints {
 }
 
 // query reads the checkpoint of every serving projection version.
-func (p *Positions) query(ctx context.Context) (map[string]int64, error) {
-	rows, err := p.pool.Query(ctx, `SELECT name, position FROM projections WHERE serving`)
+func (p *Positions) query(ctx context.Context) (map[string]servingAt, error) {
+	rows, err := p.pool.Query(ctx, `SELECT name, version, generation, position FROM projections WHERE serving`)
 	if err != nil {
 		return nil, fmt.Errorf("projection positions: %w", err)
 	}
-	at := map[string]int64{}
+	at := map[string]servingAt{}
 	var name string
-	var position int64
-	_, err = pgx.ForEachRow(rows, []any{&name, &position}, func() error {
-		at[name] = position
+	var s servingAt
+	_, err = pgx.ForEachRow(rows, []any{&name, &s.version, &s.generation, &s.position}, func() error {
+		at[name] = s
 		return nil
 	})
 	if err != nil {
@@ -231,12 +237,13 @@ func (p *Positions) query(ctx context.Context) (map[string]int64, error) {
 func (p *Positions) reached(cp checkpoints, names []string) int64 {
 	var reached int64
 	for i, n := range names {
-		pos, ok := cp.at[n]
+		s, ok := cp.at[n]
 		if !ok {
 			return 0 // not set up yet: nothing reached
 		}
+		pos := s.position
 		if p.runner != nil {
-			if passed, ok := p.runner.Passed(n); ok {
+			if passed, ok := p.runner.passedBy(n, s.version, s.generation); ok {
 				pos = max(pos, passed)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"cqrsgate/domain"
 )
 
 // SetBeforeCommit installs a hook that runs inside each append's open
@@ -64,4 +66,26 @@ func (t *Tail) HeldBytes() int {
 		n += len(e.Data) + len(e.Metadata)
 	}
 	return n
+}
+
+// SetHubQueueLimits sets the events and bytes a hub subscriber's queue may
+// hold, and returns what puts the defaults back.
+func SetHubQueueLimits(events, bytes int) (restore func()) {
+	e, b := hubQueueEvents, hubQueueBytes
+	hubQueueEvents, hubQueueBytes = events, bytes
+	return func() { hubQueueEvents, hubQueueBytes = e, b }
+}
+
+// SubscribeFuncQueued is SubscribeFunc, and returns what reports the
+// batches, events and bytes queued for the subscriber.
+func (h *Hub) SubscribeFuncQueued(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) (func() (batches, events, bytes int), error) {
+	s, err := h.subscribe(ctx, q, deliver, ended)
+	if err != nil {
+		return nil, err
+	}
+	return func() (int, int, int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.queue), s.queued, s.qbytes
+	}, nil
 }

@@ -154,18 +154,31 @@ type HubSubscription struct {
 
 	mu      sync.Mutex
 	queue   []liveBatch // live batches not yet delivered
+	queued  int         // events in queue
+	qbytes  int         // their size (see eventBytes)
 	running bool        // a worker goroutine is delivering
 	lagging bool        // dropped from the live feed: catch up from the store
 	stopped bool        // the subscriber's context has ended
 	closed  bool        // closeOut has been called
 }
 
-// hubQueue is how many live batches may wait for a subscriber before it
-// is dropped from the feed to catch up from the store.
+// A subscriber is dropped from the live feed, to catch up from the store,
+// when the live batches waiting for it would be more than hubQueue
+// batches, or hold more than hubQueueEvents events or hubQueueBytes bytes
+// (see eventBytes, the Tail's measure): a subscriber that reads nothing during a bulk import
+// (batches of up to MaxLimit events) held 64 of them, 640,000 events, and
+// kept alive event data that the Tail had let go. A batch larger than
+// that alone still waits for a subscriber whose queue is empty.
 const hubQueue = 64
+
+var (
+	hubQueueEvents = 16384
+	hubQueueBytes  = 64 << 20
+)
 
 type liveBatch struct {
 	events []domain.RecordedEvent
+	bytes  int // of events (see eventBytes)
 	next   int64
 }
 
@@ -206,15 +219,20 @@ func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(do
 // again (see readAfter). Between events the subscription holds no
 // goroutine.
 func (h *Hub) SubscribeFunc(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) error {
+	_, err := h.subscribe(ctx, q, deliver, ended)
+	return err
+}
+
+func (h *Hub) subscribe(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) (*HubSubscription, error) {
 	q.Limit = 500
 	first, err := h.store.ReadAll(ctx, q)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s := &HubSubscription{hub: h, ctx: ctx, filter: q, pos: q.After, running: true, deliver: deliver, closeOut: ended}
 	context.AfterFunc(ctx, s.stop)
 	go s.work(&first)
-	return nil
+	return s, nil
 }
 
 // offer queues a live batch for the subscriber without blocking, starting
@@ -223,9 +241,11 @@ func (h *Hub) SubscribeFunc(ctx context.Context, q AllQuery, deliver func(domain
 // already read from the store.
 func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool {
 	var mine []domain.RecordedEvent
-	for _, e := range events {
-		if e.Position > s.floor && s.filter.Matches(e) {
-			mine = append(mine, e)
+	size := 0
+	for i := range events {
+		if e := &events[i]; e.Position > s.floor && s.filter.Matches(*e) {
+			mine = append(mine, *e)
+			size += eventBytes(*e)
 		}
 	}
 	s.mu.Lock()
@@ -233,10 +253,12 @@ func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool 
 	if s.stopped {
 		return true // leaving: the hub forgets it as soon as stop runs
 	}
-	if len(s.queue) >= hubQueue {
+	if len(s.queue) >= hubQueue || len(s.queue) > 0 && (s.queued+len(mine) > hubQueueEvents || s.qbytes+size > hubQueueBytes) {
 		return false
 	}
-	s.queue = append(s.queue, liveBatch{events: mine, next: next})
+	s.queue = append(s.queue, liveBatch{events: mine, bytes: size, next: next})
+	s.queued += len(mine)
+	s.qbytes += size
 	s.wakeLocked()
 	return true
 }
@@ -266,7 +288,7 @@ func (s *HubSubscription) stop() {
 	// registers it again.
 	s.mu.Lock()
 	s.stopped = true
-	s.queue = nil
+	s.queue, s.queued, s.qbytes = nil, 0, 0
 	if !s.running && !s.closed {
 		s.closed = true
 		s.closeOut()
@@ -331,6 +353,8 @@ func (s *HubSubscription) work(page *Page) {
 		b := s.queue[0]
 		s.queue[0] = liveBatch{}
 		s.queue = s.queue[1:]
+		s.queued -= len(b.events)
+		s.qbytes -= b.bytes
 		if len(s.queue) == 0 {
 			s.queue = nil // an idle subscriber holds no queue
 		}

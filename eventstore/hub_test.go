@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -494,5 +495,74 @@ func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
 	got = append(got, collect(t, sub, len(want)-100)...)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("the subscriber got %d events, want %d in order", len(got), len(want))
+	}
+}
+
+// TestHubBoundsWhatASlowSubscriberHolds: the live batches queued for a
+// subscriber that reads nothing hold at most hubQueueEvents events and
+// hubQueueBytes bytes (one batch alone may be larger); beyond that the
+// subscriber is dropped from the live feed and, once it reads again,
+// catches up from the store with nothing missing or doubled. It held 64
+// batches of any size: in a bulk import, 640,000 events, and the data of
+// events the Tail had let go.
+func TestHubBoundsWhatASlowSubscriberHolds(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		data          string
+		events, bytes int
+	}{
+		{"events", `{}`, 300, 64 << 20},
+		{"bytes", `{"pad":"` + strings.Repeat("x", 1000) + `"}`, 1 << 20, 100_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer eventstore.SetHubQueueLimits(tc.events, tc.bytes)()
+			s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+			h := startHub(t, s)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			release := make(chan struct{})
+			got := make(chan int64, 100_000)
+			queued, err := h.SubscribeFuncQueued(ctx, eventstore.AllQuery{}, func(e domain.RecordedEvent) bool {
+				<-release
+				got <- e.Position
+				return true
+			}, func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const appends, each = 200, 10
+			for i := 0; i < appends; i++ {
+				batch := make([]domain.EventData, each)
+				for j := range batch {
+					batch[j] = domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(tc.data)}
+				}
+				if _, err := s.Append(ctx, fmt.Sprintf("bulk-%d", i), domain.ExpectNoStream, batch...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if live, _ := h.Stats(); live >= appends*each {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the hub never read the whole log")
+				}
+			}
+			batches, events, bytes := queued()
+			if batches > 1 && (events > tc.events || bytes > tc.bytes) {
+				t.Fatalf("a subscriber that read nothing holds %d batches, %d events, %d bytes; at most %d events and %d bytes", batches, events, bytes, tc.events, tc.bytes)
+			}
+			close(release)
+			for want := int64(1); want <= appends*each; want++ {
+				select {
+				case p := <-got:
+					if p != want {
+						t.Fatalf("got position %d, want %d", p, want)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no event after position %d", want-1)
+				}
+			}
+		})
 	}
 }

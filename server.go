@@ -359,7 +359,7 @@ func embeddedMaxConnections(poolMax int) int {
 }
 
 // readModels are the projections the gateway runs.
-var readModels = []projections.Projection{projections.Accounts{}, projections.Orders{}, projections.Products{}, projections.Fulfilments{}}
+var readModels = projections.Shipped()
 
 // serveDebug serves the Go profiler's endpoints (/debug/pprof/) on addr
 // until stop is called. It does not serve /debug/pprof/cmdline: the

@@ -260,7 +260,7 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 			current = true
 			return Result{}, versionConflict(k.Name, id, version, *meta.ExpectedVersion)
 		}
-		return Result{}, err
+		return Result{}, unshippedSchema(cmd, err)
 	}
 	if appended.Duplicate {
 		// A concurrent retry with the same key won the race.
@@ -276,6 +276,25 @@ func executeOnce[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd C
 	version = appended.LastVersion
 	snapVersion = maybeSnapshot(ctx, s, k, agg, stream, snapVersion, appended.LastVersion)
 	return Result{AggregateID: id, StreamID: stream, Version: appended.LastVersion, Position: appended.LastPosition, Events: appended.Events}, nil
+}
+
+// unshippedSchema turns a schema registry's refusal of an event type or
+// version it does not know, met by a command's append, into an Internal
+// error: the client sent no events, the domain did, and the gateway ships
+// no schema for one of them (a developer's omission, which an admin must
+// not mend with registerEventSchema: a schema registered by hand differs
+// from the one shipped later, and start-up then fails). Other errors are
+// returned as they are.
+func unshippedSchema(cmd Command, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Code != Invalid || e.Rule != "UNKNOWN_EVENT_TYPE" && e.Rule != "UNKNOWN_SCHEMA_VERSION" {
+		return err
+	}
+	typ, _ := e.Details["eventType"].(string)
+	v, _ := e.Details["schemaVersion"].(int)
+	return &Error{Code: Internal, Err: err, Details: map[string]any{"eventType": typ, "schemaVersion": v},
+		Message: fmt.Sprintf("%s writes the event %s v%d, for which this gateway ships no schema (domain/schemas/%s.v%d.json is missing from its build); nothing was written",
+			cmd.CommandName(), typ, v, typ, v)}
 }
 
 // versionConflict is the Conflict of a command whose expected version is

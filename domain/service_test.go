@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/schemaregistry"
 )
 
 func newService(opts domain.ServiceOptions) (*domain.Service, *countingStore) {
@@ -421,5 +423,41 @@ func TestLoadAtVersionAndTime(t *testing.T) {
 	}
 	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", -1, time.Time{}); domain.CodeOf(err) != domain.Invalid {
 		t.Fatalf("negative version: %v", err)
+	}
+}
+
+// unknownTypes is a schema registry that knows every event type but those
+// in it.
+type unknownTypes map[string]bool
+
+func (u unknownTypes) Validate(_ context.Context, eventType string, version int, _ []byte) error {
+	if u[eventType] {
+		return &schemaregistry.Error{Code: schemaregistry.CodeInvalid, Err: schemaregistry.ErrUnknownType,
+			Message: fmt.Sprintf("unknown event type %q: register its schema (registerEventSchema) before appending it", eventType)}
+	}
+	return nil
+}
+
+func (unknownTypes) Upcast(_ context.Context, _ string, version int, data json.RawMessage, _ int) (json.RawMessage, int, error) {
+	return data, version, nil
+}
+
+// TestACommandsEventWithoutASchemaIsInternal: an event a command writes
+// whose type the registry does not know (its schema was not shipped) is an
+// Internal error naming the missing file, not a VALIDATION error that
+// blames the client's input and tells it to register a schema; nothing is
+// written.
+func TestACommandsEventWithoutASchemaIsInternal(t *testing.T) {
+	mem := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	s := domain.NewService(eventstore.WithSchemas(mem, unknownTypes{"MoneyDeposited": true}), slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+	exec(t, s, domain.OpenAccount{AccountID: "a", Owner: "Ann", Currency: "EUR"}, domain.CommandMeta{})
+	_, err := domain.Execute(context.Background(), s, domain.Accounts, domain.DepositMoney{AccountID: "a", Amount: 5}, domain.CommandMeta{})
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.Internal || !strings.Contains(de.Message, "MoneyDeposited v1") ||
+		!strings.Contains(de.Message, "domain/schemas/MoneyDeposited.v1.json") || strings.Contains(de.Message, "registerEventSchema") {
+		t.Fatalf("deposit with no schema for MoneyDeposited: %v, want INTERNAL naming the missing schema file", err)
+	}
+	if v, _ := mem.StreamVersion(context.Background(), "account-a"); v != 1 {
+		t.Fatalf("the stream is at version %d after the refused deposit, want 1", v)
 	}
 }

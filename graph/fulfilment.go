@@ -14,7 +14,11 @@ func (r *Resolver) withSteps(ctx context.Context, list []projections.FulfilmentS
 	for i, f := range list {
 		ids[i] = f.OrderID
 	}
-	steps, err := r.FulfilmentReads.Steps(ctx, tenantOf(ctx), ids)
+	reads, err := configured(r.FulfilmentReads, "fulfilments")
+	if err != nil {
+		return nil, err
+	}
+	steps, err := reads.Steps(ctx, tenantOf(ctx), ids)
 	if err != nil {
 		return nil, err
 	}

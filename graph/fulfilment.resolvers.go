@@ -23,7 +23,11 @@ func (r *queryResolver) Fulfilment(ctx context.Context, orderID string, atLeast 
 	if err := r.waitFor(ctx, atLeast, "fulfilments"); err != nil {
 		return nil, err
 	}
-	f, err := r.FulfilmentReads.Fulfilment(ctx, tenantOf(ctx), orderID)
+	reads, err := configured(r.FulfilmentReads, "fulfilments")
+	if err != nil {
+		return nil, err
+	}
+	f, err := reads.Fulfilment(ctx, tenantOf(ctx), orderID)
 	if domain.CodeOf(err) == domain.NotFound {
 		return nil, nil
 	}
@@ -50,7 +54,11 @@ func (r *queryResolver) Fulfilments(ctx context.Context, state *model.Fulfilment
 	if err != nil {
 		return nil, err
 	}
-	list, next, total, err := r.FulfilmentReads.Fulfilments(ctx, tenantOf(ctx), st, n, deref(after))
+	reads, err := configured(r.FulfilmentReads, "fulfilments")
+	if err != nil {
+		return nil, err
+	}
+	list, next, total, err := reads.Fulfilments(ctx, tenantOf(ctx), st, n, deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -71,9 +79,13 @@ func (r *subscriptionResolver) FulfilmentChanged(ctx context.Context, orderID st
 	if err != nil {
 		return nil, err
 	}
+	reads, err := configured(r.FulfilmentReads, "fulfilments")
+	if err != nil {
+		return nil, err
+	}
 	return watchRows(ctx, r.Resolver, eventstore.AllQuery{Stream: stream, Tenant: tenantFilter(ctx), After: posArg(after)}, "fulfilments",
 		func(ctx context.Context) (*model.Fulfilment, bool, error) {
-			f, err := r.FulfilmentReads.Fulfilment(ctx, tenantOf(ctx), orderID)
+			f, err := reads.Fulfilment(ctx, tenantOf(ctx), orderID)
 			if domain.CodeOf(err) == domain.NotFound {
 				return nil, false, nil
 			}

@@ -19,6 +19,17 @@ func (r *Resolver) readSide() error {
 	return nil
 }
 
+// configured returns q, a read model's queries, or Unavailable naming
+// the read model when the handler was built without them (left out of
+// Config): a resolver that used a nil one failed with a nil pointer
+// dereference, an internal error that said nothing of the cause.
+func configured[Q any](q *Q, readModel string) (*Q, error) {
+	if q == nil {
+		return nil, domain.Errorf(domain.Unavailable, "the %s read model is not configured in this gateway", readModel)
+	}
+	return q, nil
+}
+
 // waitFor implements atLeast: it waits until the named projections have
 // applied the log up to the position, for at most ReadTimeout.
 func (r *Resolver) waitFor(ctx context.Context, atLeast *model.Position, names ...string) error {

@@ -217,3 +217,38 @@ func TestRowSubscriptionsNeverRepeatAState(t *testing.T) {
 		t.Fatalf("the same state again, or an older one: %s", data)
 	}
 }
+
+// TestSharedSubscriptionThatFailsAtOnceSaysWhy: a shared subscription whose
+// execution fails at once (an id no row can have) sends its error to the
+// subscriber that started it, and to one that joined it as it failed, never
+// a bare complete (the subscriber was made a member only after the
+// execution had started, and missed its one payload now and then).
+func TestSharedSubscriptionThatFailsAtOnceSaysWhy(t *testing.T) {
+	g := newFullGateway(t, 5*time.Second)
+	const n = 60
+	clients := []*wsClient{dialAuth(t, g.url, nil), dialAuth(t, g.url, nil)}
+	for _, c := range clients {
+		c.init()
+	}
+	for i := 0; i < n; i++ {
+		// Two connections subscribe to one failing id at once: the second
+		// joins the first's execution, or starts its own.
+		for _, c := range clients {
+			c.send(subscribeMsg(strconv.Itoa(i), `subscription($id: ID!) { productChanged(sku: $id) { sku } }`, map[string]any{"id": "bad\x00" + strconv.Itoa(i)}))
+		}
+	}
+	for k, c := range clients {
+		told := map[string]bool{}
+		for ended := 0; ended < n; {
+			m := c.read()
+			switch {
+			case m.Type == "complete" && told[m.ID]:
+				ended++
+			case m.Type == "complete" || !strings.Contains(string(m.Payload), `"VALIDATION"`):
+				t.Fatalf("client %d, subscription %s: %s %s before its VALIDATION error", k, m.ID, m.Type, m.Payload)
+			default:
+				told[m.ID] = true
+			}
+		}
+	}
+}

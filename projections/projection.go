@@ -10,6 +10,13 @@ import (
 	"cqrsgate/domain"
 )
 
+// Shipped returns the read models the gateway runs, in a new slice: a
+// new read model is added here, and the gateway (server.go) and the
+// GraphQL tests' gateway run it.
+func Shipped() []Projection {
+	return []Projection{Accounts{}, Orders{}, Products{}, Fulfilments{}}
+}
+
 // Projection is a read model built from events.
 type Projection interface {
 	// Name identifies the projection: lower case letters, digits and '_'.

@@ -95,6 +95,10 @@ var settings = []setting{
 		return nil
 	}},
 	{"database-url", "DATABASE_URL", "", "PostgreSQL URL; empty starts an embedded PostgreSQL in -data-dir", func(c *config, v string) error {
+		if v != "" && strings.TrimSpace(v) == "" {
+			// Not empty, so no embedded server; nothing, so libpq's defaults.
+			return errors.New("is only white space: leave it empty for the embedded PostgreSQL, or give a URL")
+		}
 		c.DatabaseURL = v
 		return nil
 	}},
@@ -107,7 +111,13 @@ var settings = []setting{
 	}},
 	{"db-max-conns", "DB_MAX_CONNS", "20", "maximum connections in the database pool", wholeNumber(2, 1000, func(c *config, n int) { c.DBMaxConns = n })},
 	{"log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error", func(c *config, v string) error {
-		return c.LogLevel.UnmarshalText([]byte(v))
+		// slog also reads offsets ("error+1000"), which would silence
+		// every line, errors included.
+		switch strings.ToLower(v) {
+		case "debug", "info", "warn", "error":
+			return c.LogLevel.UnmarshalText([]byte(v))
+		}
+		return fmt.Errorf("must be debug, info, warn or error, got %q", v)
 	}},
 	{"log-format", "LOG_FORMAT", "text", "log format: text or json", func(c *config, v string) error {
 		if v != "text" && v != "json" {
@@ -126,16 +136,16 @@ var settings = []setting{
 	}},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long shutdown waits for requests in flight", func(c *config, v string) error {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("must be a positive duration such as 15s, got %q", v)
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return fmt.Errorf("must be a duration from 100ms to 1h, such as 15s, got %q", v)
 		}
 		c.ShutdownTimeout = d
 		return nil
 	}},
 	{"body-read-timeout", "BODY_READ_TIMEOUT", "30s", "how long a client may take to send a request body once its headers are in; a slower one is cut off (websockets are not affected)", func(c *config, v string) error {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > 10*time.Minute {
-			return fmt.Errorf("must be a positive duration of at most 10m, got %q", v)
+		if err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
+			return fmt.Errorf("must be a duration from 100ms to 10m, got %q", v)
 		}
 		c.BodyReadTimeout = d
 		return nil

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,9 @@ import (
 
 func main() {
 	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // -h: the usage is printed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cqrsgate:", err)
 		os.Exit(2)
@@ -69,19 +73,29 @@ type stopSignal struct{ os.Signal }
 func (s stopSignal) Error() string { return s.String() + " signal received" }
 
 // stopSignals returns a context that ends, its cause a stopSignal, at the
-// first SIGINT or SIGTERM. Later ones are ignored while shutdown runs.
+// first SIGINT or SIGTERM. A second one, while the shutdown runs (it may
+// wait for requests in flight and for PostgreSQL), ends the process at once
+// with status 1: Ctrl-C twice stops it.
 func stopSignals(parent context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	quit := make(chan struct{})
 	go func() {
 		select {
 		case s := <-sigs:
 			cancel(stopSignal{s})
-		case <-ctx.Done():
+		case <-quit:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "cqrsgate: %s again: stopping at once, without finishing the shutdown\n", s)
+			os.Exit(1)
+		case <-quit:
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel(context.Canceled) }
+	return ctx, func() { signal.Stop(sigs); cancel(context.Canceled); close(quit) }
 }
 
 // applyGCPercent sets the garbage collector's target to cfg.GCPercent
@@ -112,6 +126,7 @@ func newLogger(cfg config) *slog.Logger {
 // pool, stop the embedded PostgreSQL.
 func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvider) (err error) {
 	dbURL := cfg.DatabaseURL
+	var dbExited <-chan struct{} // the embedded PostgreSQL's exit; nil (never) with DATABASE_URL
 	if dbURL == "" {
 		cluster, err := pgembed.Start(ctx, pgembed.Options{DataDir: cfg.DataDir, Database: "cqrsgate", Logger: log,
 			Settings: map[string]string{"max_connections": strconv.Itoa(embeddedMaxConnections(cfg.DBMaxConns))}})
@@ -126,6 +141,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 			}
 		}()
 		dbURL = cluster.URL()
+		dbExited = cluster.Done()
 	} else {
 		log.Info("using PostgreSQL from DATABASE_URL")
 	}
@@ -135,6 +151,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
 	}
 	poolCfg.MaxConns = int32(cfg.DBMaxConns)
+	if poolCfg.ConnConfig.ConnectTimeout == 0 {
+		// Without it, a server that accepts and never answers hangs start-up
+		// (and every reconnection) for ever; the URL's connect_timeout wins.
+		poolCfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return fmt.Errorf("database pool: %w", err)
@@ -272,14 +293,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 			"Set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS_FILE or AUTH_API_KEYS before exposing this gateway.")
 	}
 
+	var stopErr error
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
+	case <-dbExited:
+		// Nothing restarts it: exit non-zero so that a supervisor restarts
+		// the gateway (and with it PostgreSQL, which recovers from its WAL).
+		stopErr = errors.New("the embedded PostgreSQL exited unexpectedly (see its server log)")
 	case <-ctx.Done():
 	}
 	shuttingDown.Store(true) // /readyz answers 503 from now on
 	var sig stopSignal
-	if delay := cfg.ShutdownDelay; delay > 0 && !(errors.As(context.Cause(ctx), &sig) && sig.Signal == syscall.SIGINT) {
+	if delay := cfg.ShutdownDelay; delay > 0 && stopErr == nil && !(errors.As(context.Cause(ctx), &sig) && sig.Signal == syscall.SIGINT) {
 		// Load balancers see /readyz fail and stop sending requests; those
 		// that come meanwhile are served.
 		log.Info("shutting down: /readyz answers 503; serving on for the shutdown delay", "delay", delay)
@@ -292,15 +318,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// Hijacked websocket connections are not the HTTP server's to close:
+	// they are drained beside its requests (queries and mutations in
+	// flight on either are let finish), within the one timeout.
+	wsDone := make(chan error, 1)
+	go func() { wsDone <- websockets.Shutdown(shutdownCtx) }()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("http shutdown did not finish in time", "err", err)
 		_ = srv.Close()
 	}
-	// Hijacked websocket connections are not the HTTP server's to close.
-	if err := websockets.Shutdown(shutdownCtx); err != nil {
+	if err := <-wsDone; err != nil {
 		log.Warn("websocket shutdown did not finish in time", "err", err)
 	}
-	return nil
+	return stopErr
 }
 
 // idleTimeout closes keep-alive connections that send no request for

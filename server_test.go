@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -154,15 +155,7 @@ func (g *gateway) status(path string) int {
 // gateway and its PostgreSQL cleanly.
 func TestGatewayRunsWithEmbeddedPostgresAndKeepsEvents(t *testing.T) {
 	bin := buildBinary(t)
-	// Not t.TempDir: as root, PostgreSQL runs as another user that must be
-	// able to enter the directory.
-	base, err := os.MkdirTemp("", "cqrsgate-server-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(base, 0o755)
-	t.Cleanup(func() { os.RemoveAll(base) })
-	dataDir := filepath.Join(base, "pgdata")
+	dataDir := pgDataDir(t)
 
 	g := startGateway(t, bin, dataDir)
 	if d := g.graphql(`{ __typename }`); d["__typename"] != "Query" {
@@ -614,4 +607,88 @@ func TestEmbeddedPostgresHasRoomForThePool(t *testing.T) {
 	if max < 150+len(readModels)+3 {
 		t.Fatalf("max_connections = %d with DB_MAX_CONNS=150", max)
 	}
+}
+
+// TestGatewayExitsWhenTheEmbeddedPostgresDies: nothing restarts an
+// embedded PostgreSQL that died, so the gateway exits non-zero, for its
+// supervisor to start it again (PostgreSQL then recovers from its WAL). It
+// stayed up for good answering UNAVAILABLE, its /livez still 200.
+func TestGatewayExitsWhenTheEmbeddedPostgresDies(t *testing.T) {
+	bin := buildBinary(t)
+	dataDir := pgDataDir(t)
+	g := startGateway(t, bin, dataDir)
+	pidFile, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-g.done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("the gateway exited with %v after its PostgreSQL died, want a non-zero status", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the gateway still runs 20 s after its embedded PostgreSQL died\n%s", g.logs)
+	}
+}
+
+// TestStartupWithASilentDatabaseFailsInBoundedTime: a DATABASE_URL whose
+// host accepts the connection and never answers (a wrong port that lands
+// on another service, a proxy with no backend) fails start-up within the
+// connect timeout; it hung for ever (the pool's first connection had no
+// deadline, pgx none unless the URL set connect_timeout).
+func TestStartupWithASilentDatabaseFailsInBoundedTime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+		}
+	}()
+	cfg, err := loadConfig(nil, func(k string) string {
+		return map[string]string{"DATABASE_URL": "postgres://u:p@" + ln.Addr().String() + "/db", "ADDR": "127.0.0.1:0"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler), noop.NewTracerProvider()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("run against a silent database: %v, want a timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run still starting after 30 s against a database that never answers")
+	}
+}
+
+// pgDataDir returns a data directory for an embedded PostgreSQL, removed
+// after the test. Not under t.TempDir: as root, PostgreSQL runs as another
+// user that must be able to enter the directory.
+func pgDataDir(t *testing.T) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", "cqrsgate-server-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(base, 0o755)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	return filepath.Join(base, "pgdata")
 }

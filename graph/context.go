@@ -74,6 +74,26 @@ func withRequestIDs(next http.Handler) http.Handler {
 	})
 }
 
+// withOperationIDs gives an operation on a websocket the ids an HTTP
+// request has: a request id of its own and, as its correlation id, the
+// X-Correlation-ID of the upgrade request when it had a sensible one (a
+// client that names its flow so names it for every operation of the
+// connection), otherwise that request id. Operations on one connection
+// shared the upgrade request's ids: every mutation's events, unrelated,
+// carried one correlation id, and every log line and internal error one
+// request id. The client's address is the connection's.
+func withOperationIDs(ctx context.Context, headers http.Header) context.Context {
+	i := &requestInfo{requestID: domain.NewID()}
+	if up := infoOf(ctx); up != nil {
+		i.remoteAddr = up.remoteAddr
+	}
+	i.correlationID = i.requestID
+	if v, ok := sensibleID(&http.Request{Header: headers}, correlationIDHeader); ok {
+		i.correlationID = v
+	}
+	return context.WithValue(ctx, requestInfoKey, i)
+}
+
 // headerID returns the header's value (key in canonical form) when it is
 // sensible, otherwise a new id.
 func headerID(r *http.Request, key string) string {

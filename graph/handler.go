@@ -102,7 +102,7 @@ func NewHandler(cfg Config) http.Handler {
 		srv.AddTransport(cfg.Websocket)
 	}
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
+	srv.AddTransport(getTransport{})
 	srv.AddTransport(postTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if cfg.Limits.DisableIntrospection {

@@ -333,7 +333,9 @@ func (m *mutationRate) take(key string, n float64) time.Duration {
 	b.tokens = math.Min(m.burst, b.tokens+now.Sub(b.at).Seconds()*m.perSecond)
 	b.at = now
 	if b.tokens < n {
-		return time.Duration((n - b.tokens) / m.perSecond * float64(time.Second))
+		// At most a day: a rate of 1e-12 a second waits ages, which as a
+		// Duration overflowed to a negative wait, and let the mutation run.
+		return time.Duration(math.Min((n-b.tokens)/m.perSecond, 86400) * float64(time.Second))
 	}
 	b.tokens -= n
 	return 0

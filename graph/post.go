@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"cqrsgate/internal/jsonvalue"
 )
@@ -72,8 +76,58 @@ func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), opErr))
 		return
 	}
+	if rc.Operation.Operation == ast.Subscription {
+		// A subscription streams: over a request it would wait, with no
+		// bound, for its first event (holding the server's shutdown).
+		w.WriteHeader(http.StatusBadRequest)
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), gqlerror.List{{Message: subscriptionsOverWebsockets,
+			Extensions: map[string]any{"code": "BAD_REQUEST"}}}))
+		return
+	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
 	writeResponse(w, responses(ctx))
+}
+
+const subscriptionsOverWebsockets = "subscriptions are served over websockets (graphql-transport-ws or graphql-ws) at this path, not over plain HTTP"
+
+// getTransport is gqlgen's GET transport, but for a mutation, which GET
+// must not run (GraphQL over HTTP: 405 Method Not Allowed, Allow: POST),
+// and a subscription (served over websockets): both are refused before
+// anything of them runs. gqlgen's answers 406 to both, and only after the
+// operation's context is made, which counts a mutation against the
+// caller's MUTATIONS_PER_SECOND.
+type getTransport struct{ transport.GET }
+
+func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
+		switch operationKind(q.Get("query"), q.Get("operationName")) {
+		case ast.Mutation:
+			w.Header().Set("Allow", http.MethodPost)
+			writeRequestError(w, r, http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")
+			return
+		case ast.Subscription:
+			writeRequestError(w, r, http.StatusBadRequest, subscriptionsOverWebsockets, "BAD_REQUEST")
+			return
+		}
+	}
+	t.GET.Do(w, r, exec)
+}
+
+// operationKind is the kind of the operation named name in the document
+// query (the only one when name is empty), or "" when the document does
+// not parse or has no such operation (gqlgen then says what is wrong).
+func operationKind(query, name string) ast.Operation {
+	doc, err := parser.ParseQuery(&ast.Source{Input: query})
+	if err != nil {
+		return ""
+	}
+	if name == "" && len(doc.Operations) == 1 {
+		return doc.Operations[0].Operation
+	}
+	if op := doc.Operations.ForName(name); op != nil {
+		return op.Operation
+	}
+	return ""
 }
 
 // decodePost decodes a POST body (a JSON object of query, operationName,

@@ -2,13 +2,21 @@ package graph_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph"
 )
 
 // rawPost posts body as it is, with headers (name, value pairs), and
@@ -195,5 +203,87 @@ func TestWebsocketVariablesKeepTheirNumbers(t *testing.T) {
 	m := c.expect("next")
 	if !bytes.Contains(m.Payload, []byte(`"amount":9007199254740993`)) || !bytes.Contains(m.Payload, []byte(`{"f":0.1,"n":9007199254740993}`)) {
 		t.Errorf("numbers beyond 2^53 over the websocket came back as %s", m.Payload)
+	}
+}
+
+// TestSubscriptionsAreNotServedOverHTTP: a subscription sent over POST or
+// GET is refused at once (400, subscriptions are served over websockets);
+// over POST it waited, with no bound, for its first event, and held the
+// server's graceful shutdown until its deadline.
+func TestSubscriptionsAreNotServedOverHTTP(t *testing.T) {
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	hub := eventstore.NewHub(store, log)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	go func() { _ = hub.Run(hubCtx) }()
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Log: log, Hub: hub,
+		Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{})}))
+	defer srv.Close()
+	const sub = `subscription { events { position } }`
+	body, _ := json.Marshal(map[string]any{"query": sub})
+	for _, req := range []*http.Request{
+		func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}(),
+		func() *http.Request {
+			r, _ := http.NewRequest(http.MethodGet, srv.URL+"?query="+url.QueryEscape(sub), nil)
+			return r
+		}(),
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatalf("subscription over %s: no answer: %v", req.Method, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(raw), "websockets") {
+			t.Errorf("subscription over %s: %d %s, want 400 saying subscriptions are served over websockets", req.Method, resp.StatusCode, raw)
+		}
+	}
+	// Nothing of them is left running: the server shuts down at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown after subscriptions over HTTP: %v", err)
+	}
+}
+
+// TestGETMutationIs405AndCostsNothing: GET does not run a mutation and, as
+// GraphQL over HTTP has it, answers 405 Method Not Allowed (Allow: POST);
+// gqlgen's answer was 406, after the mutation had been counted against the
+// caller's MUTATIONS_PER_SECOND.
+func TestGETMutationIs405AndCostsNothing(t *testing.T) {
+	srv := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 2}, nil).url
+	const m = `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
+	for i := 0; i < 3; i++ {
+		resp, err := http.Get(srv + "?query=" + url.QueryEscape(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" || !strings.Contains(string(raw), "METHOD_NOT_ALLOWED") {
+			t.Fatalf("GET mutation: %d (Allow %q) %s, want 405 with Allow: POST", resp.StatusCode, resp.Header.Get("Allow"), raw)
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"query": m})
+	resp, err := http.Post(srv, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(raw), "errors") {
+		t.Errorf("the first POST mutation after three refused GET mutations: %s, want it run (the GETs spent nothing)", raw)
+	}
+	// A query over GET still runs.
+	if resp, err := http.Get(srv + "?query=" + url.QueryEscape(`{ __typename }`)); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET query: %v %v", resp, err)
 	}
 }

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,23 +225,76 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 }
 
 // Shutdown closes every connection with 1001 (going away) and waits for
-// them to end, or for ctx. New upgrades are refused from the start.
+// them to end, or for ctx. New upgrades are refused from the start. A
+// connection's subscriptions end at once (with no complete: a client
+// subscribes again once it has reconnected) and a subscribe it sends
+// meanwhile is not run, but a query or mutation it is running is let
+// finish, its answer sent, before its connection closes: as an HTTP
+// server's Shutdown lets a request in flight finish (a mutation cut off
+// mid-append was of unknown outcome to its client). When ctx ends first,
+// every connection is closed at once.
 func (t *Websocket) Shutdown(ctx context.Context) error {
 	t.init()
 	t.mu.Lock()
 	t.closing = true
+	conns := make([]*wsConn, 0, len(t.conns))
 	for c := range t.conns {
-		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		conns = append(conns, c)
 	}
 	t.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
 	done := make(chan struct{})
 	go func() { t.connsWG.Wait(); t.groupsWG.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		for _, c := range conns {
+			c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		}
 		return ctx.Err()
 	}
+}
+
+// drain begins a connection's end (see Shutdown): its subscriptions end,
+// and it closes once no query or mutation of it is running.
+func (c *wsConn) drain() {
+	c.mu.Lock()
+	c.draining = true
+	busy := c.busyLocked()
+	var subs []*wsSub
+	for _, s := range c.subs {
+		if s.kind.Load() == kindSubscription {
+			subs = append(subs, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.cancel()
+	}
+	if !busy {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
+}
+
+// busyLocked reports whether an operation that is not known to be a
+// subscription runs on the connection; c.mu is held.
+func (c *wsConn) busyLocked() bool {
+	for _, s := range c.subs {
+		if s.kind.Load() != kindSubscription && !s.ended.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// drainingNow reports whether Shutdown has begun the connection's end.
+func (c *wsConn) drainingNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
 }
 
 // Subscriptions returns the number of operations running on all connections.
@@ -307,12 +361,13 @@ type wsConn struct {
 	room     chan struct{} // closed when the writer empties a full queue; nil unless a sender waits
 	done     chan struct{} // closed when finished is set
 
-	mu     sync.Mutex
-	inited bool
-	acked  bool
-	subs   []*wsSub // the running operations, in no order (a connection has few)
-	subsWG sync.WaitGroup
-	opCtx  context.Context // the context operations run in, after Init
+	mu       sync.Mutex
+	inited   bool
+	acked    bool
+	draining bool     // Shutdown has begun its end (see drain)
+	subs     []*wsSub // the running operations, in no order (a connection has few)
+	subsWG   sync.WaitGroup
+	opCtx    context.Context // the context operations run in, after Init
 }
 
 // wsSub is a running operation.
@@ -321,10 +376,25 @@ type wsSub struct {
 	c      *wsConn
 	cancel context.CancelFunc
 	// mu orders the client's complete against the operation's sends: once
-	// byClient is set, nothing more is queued for this id.
+	// byClient is set, nothing more is queued for this id. Both flags are
+	// set under mu, and read without it where a snapshot will do (a sender
+	// holds mu while it waits for room in a slow client's queue, and
+	// nothing else may wait for that: the reader, Subscriptions).
 	mu       sync.Mutex
-	byClient bool // the client sent complete (or stop): send no complete back
+	byClient atomic.Bool // the client sent complete (or stop): send no complete back
+	ended    atomic.Bool // the operation's last message (complete or error) is queued: its id is free
+	// kind is what the operation is, once run knows: a query or mutation
+	// (oneShot), which a shutdown lets finish, or a subscription, which it
+	// ends at once.
+	kind atomic.Int32
 }
+
+// Operation kinds (wsSub.kind).
+const (
+	kindUnknown int32 = iota // not yet parsed
+	kindOneShot
+	kindSubscription
+)
 
 type wsMessage struct {
 	ID      string          `json:"id,omitempty"`
@@ -459,10 +529,16 @@ func (c *wsConn) handle(data []byte) bool {
 		if c.legacy {
 			return c.invalid("Unknown message type ping")
 		}
+		if !nullOrObject(m.Payload) {
+			return c.invalid("Invalid message received: a ping's payload must be an object")
+		}
 		c.enqueue(wsMessage{Type: "pong", Payload: m.Payload})
 	case "pong":
 		if c.legacy {
 			return c.invalid("Unknown message type pong")
+		}
+		if !nullOrObject(m.Payload) {
+			return c.invalid("Invalid message received: a pong's payload must be an object")
 		}
 	case "subscribe", "start":
 		if m.Type == "subscribe" && c.legacy || m.Type == "start" && !c.legacy {
@@ -473,12 +549,15 @@ func (c *wsConn) handle(data []byte) bool {
 		if m.Type == "complete" && c.legacy || m.Type == "stop" && !c.legacy {
 			return c.invalid("Unknown message type " + m.Type)
 		}
+		if m.Type == "complete" && m.ID == "" {
+			return c.invalid("Invalid message received: a complete message needs an id")
+		}
 		c.mu.Lock()
 		sub := c.subLocked(m.ID)
 		c.mu.Unlock()
 		if sub != nil { // messages for finished ids are ignored
 			sub.mu.Lock()
-			sub.byClient = true
+			sub.byClient.Store(true)
 			c.qmu.Lock()
 			delete(c.pending, m.ID)
 			c.qmu.Unlock()
@@ -494,6 +573,13 @@ func (c *wsConn) handle(data []byte) bool {
 		return c.invalid("Unknown message type " + m.Type)
 	}
 	return true
+}
+
+// nullOrObject reports whether a message's payload is absent, null or an
+// object, as graphql-transport-ws has a ping's and a pong's.
+func nullOrObject(payload json.RawMessage) bool {
+	p := bytes.TrimLeft(payload, " \t\r\n")
+	return len(p) == 0 || p[0] == '{' || bytes.Equal(p, []byte("null"))
 }
 
 // invalid reports a protocol violation: graphql-transport-ws closes with
@@ -574,6 +660,12 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 		return c.invalid("Invalid message received: a subscribe message needs an id and a payload with a query")
 	}
 	c.mu.Lock()
+	if c.draining {
+		// The server is going away: the client subscribes again once it
+		// has reconnected (elsewhere).
+		c.mu.Unlock()
+		return true
+	}
 	if c.subLocked(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
@@ -607,6 +699,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 // goroutine, waiting on its results, until it ends.
 func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql.RawParams) {
 	params.Headers = c.headers
+	ctx = withOperationIDs(ctx, c.headers)
 	ctx = graphql.StartOperationTrace(ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -622,6 +715,16 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 			c.fail(sub, gqlerror.List{err})
 			return
 		}
+	}
+	if rc.Operation.Operation == ast.Subscription {
+		sub.kind.Store(kindSubscription)
+	} else {
+		sub.kind.Store(kindOneShot)
+	}
+	if c.drainingNow() && rc.Operation.Operation == ast.Subscription {
+		// Shutdown began while it was parsed: it ends as the others did.
+		c.endSub(sub, false)
+		return
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 	co := coalescedOf(rc)
@@ -641,7 +744,7 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		// Under the lock that the client's complete takes: once the
 		// reader has handled a complete, nothing more for this id is queued.
 		sub.mu.Lock()
-		if !sub.byClient {
+		if !sub.byClient.Load() {
 			c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
 		}
 		sub.mu.Unlock()
@@ -697,33 +800,28 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 	c.endSub(sub, true)
 }
 
-// activeLocked counts the operations the client has not completed (one it
-// completed may still be winding down, and counts no more); c.mu is held.
+// activeLocked counts the operations neither the client nor the server
+// has ended (one that ended may still be winding down, and counts no
+// more); c.mu is held.
 func (c *wsConn) activeLocked() int {
 	n := 0
 	for _, s := range c.subs {
-		s.mu.Lock()
-		if !s.byClient {
+		if !s.byClient.Load() && !s.ended.Load() {
 			n++
 		}
-		s.mu.Unlock()
 	}
 	return n
 }
 
 // subLocked returns the running operation id; nil when there is none. An
-// operation the client has completed is not running, even while it winds
-// down: its id is free again at once, as the protocol has it (a client may
-// subscribe anew with it). Called with mu held.
+// operation the client has completed, or whose complete or error the
+// server has queued, is not running, even while it winds down: its id is
+// free again at once, as the protocol has it (a client may subscribe anew
+// with it as soon as it reads the server's complete or error). Called with
+// mu held.
 func (c *wsConn) subLocked(id string) *wsSub {
 	for _, s := range c.subs {
-		if s.id != id {
-			continue
-		}
-		s.mu.Lock()
-		completed := s.byClient
-		s.mu.Unlock()
-		if !completed {
+		if s.id == id && !s.byClient.Load() && !s.ended.Load() {
 			return s
 		}
 	}
@@ -734,8 +832,15 @@ func (c *wsConn) subLocked(id string) *wsSub {
 // at the start, the client completed it or the connection is closing),
 // and it leaves the connection.
 func (c *wsConn) endSub(sub *wsSub, complete bool) {
+	c.mu.Lock()
+	draining := c.draining
+	c.mu.Unlock()
 	sub.mu.Lock()
-	if complete && !sub.byClient && c.ctx.Err() == nil {
+	sub.ended.Store(true) // before the complete can reach the client, who may reuse the id at once
+	// A subscription a shutdown ended gets no complete: a client takes
+	// one for the subscription's normal end, and would not subscribe
+	// again once reconnected.
+	if complete && !sub.byClient.Load() && c.ctx.Err() == nil && !(draining && sub.kind.Load() == kindSubscription) {
 		c.enqueue(wsMessage{ID: sub.id, Type: "complete"})
 	}
 	sub.mu.Unlock()
@@ -746,7 +851,11 @@ func (c *wsConn) endSub(sub *wsSub, complete bool) {
 			c.subs = nil // an idle connection holds no list
 		}
 	}
+	drained := c.draining && !c.busyLocked()
 	c.mu.Unlock()
+	if drained {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
 	sub.cancel()
 	c.subsWG.Done()
 }
@@ -778,7 +887,7 @@ func (s *wsSub) deliverLatest(payload []byte) {
 	c := s.c
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.byClient {
+	if s.byClient.Load() {
 		return
 	}
 	f := c.frame(s.id, c.nextType(), payload)
@@ -796,7 +905,8 @@ func (s *wsSub) deliverLatest(payload []byte) {
 // more is sent for its id, which may be another operation's by now.
 func (c *wsConn) fail(sub *wsSub, errs gqlerror.List) {
 	sub.mu.Lock()
-	if !sub.byClient {
+	sub.ended.Store(true) // before the error can reach the client, who may reuse the id at once
+	if !sub.byClient.Load() {
 		c.sendErrors(sub.id, errs)
 	}
 	sub.mu.Unlock()
@@ -881,8 +991,11 @@ func (c *wsConn) ping() {
 }
 
 // closeWith asks the writer to send a close frame, after what is queued,
-// and stop; the first call wins. A client whose queue is full gets at most
-// a second before its socket is closed.
+// and stop; the first call wins. The socket is closed a second later if
+// the close frame has not been written by then: it may wait behind a full
+// queue, or behind a write to a client that reads nothing (which only the
+// write timeout, 10 s by default and renewed by each frame, would end), and
+// a server's Shutdown waits for every connection.
 //
 // A close frame holds at most 123 bytes of reason: a longer one (it may
 // quote a message type or an operation id the client sent, of any length)
@@ -893,19 +1006,16 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.qmu.Lock()
-		full := len(c.queue) >= c.t.SendQueue
 		c.queue = append(c.queue, &outgoing{closeCode: code, reason: reason})
 		c.kickLocked()
 		c.qmu.Unlock()
-		if full {
-			time.AfterFunc(time.Second, func() {
-				select {
-				case <-c.done:
-				default:
-					_ = c.ws.Close()
-				}
-			})
-		}
+		time.AfterFunc(time.Second, func() {
+			select {
+			case <-c.done:
+			default:
+				_ = c.ws.Close()
+			}
+		})
 	})
 }
 

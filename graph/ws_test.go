@@ -317,6 +317,12 @@ func TestTransportWSCloseCodes(t *testing.T) {
 		{"init timeout", &graph.Websocket{InitTimeout: 100 * time.Millisecond}, nil, nil, graph.CloseInitTimeout, ""},
 		{"duplicate subscriber", nil, nil, []any{`{"type":"connection_init"}`,
 			subscribeMsg("dup", eventsSubscription, nil), subscribeMsg("dup", eventsSubscription, nil)}, graph.CloseSubscriberExists, ""},
+		// graphql-transport-ws: a complete needs an id, a ping's or pong's
+		// payload is an object when there is one.
+		{"complete without id", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"complete"}`}, graph.CloseInvalidMessage, "complete message needs an id"},
+		{"complete with an empty id", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"complete","id":""}`}, graph.CloseInvalidMessage, ""},
+		{"ping with a string payload", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"ping","payload":"hello"}`}, graph.CloseInvalidMessage, "payload must be an object"},
+		{"pong with an array payload", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"pong","payload":[1]}`}, graph.CloseInvalidMessage, ""},
 		{"too many init requests", nil, nil, []any{`{"type":"connection_init"}`, `{"type":"connection_init"}`}, graph.CloseTooManyInitRequests, ""},
 		{"message too big", &graph.Websocket{MaxMessageBytes: 1024}, nil, []any{`{"type":"connection_init","payload":{"x":"` + strings.Repeat("x", 2000) + `"}}`}, websocket.CloseMessageTooBig, ""},
 	}
@@ -495,23 +501,7 @@ func TestSlowClientIsCutOffWithoutHurtingOthers(t *testing.T) {
 	ws := &graph.Websocket{SendQueue: 8, WriteTimeout: time.Second}
 	s := newWSServer(t, ws)
 	// The slow client's socket takes in little, so its backlog builds up at the server.
-	tiny := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, NetDialContext: tiny.DialContext}
-	conn, _, err := d.Dial(s.url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	slow := &wsClient{t: t, conn: conn}
-	slow.init()
-	slow.send(subscribeMsg("s", withData, nil))
+	tinyBufferSubscriber(t, s)
 	fast := s.dial(t, graph.ProtocolTransportWS)
 	fast.init()
 	fast.send(subscribeMsg("s", withData, nil))
@@ -798,4 +788,153 @@ func TestTransportWSHandlesMessagesSentTogether(t *testing.T) {
 	c2.expect("connection_ack")
 	c2.expect("pong")
 	c2.expect("pong")
+}
+
+// TestTransportWSIdsAreFreeOnceTheServerEndsThem: after the server's error
+// (or complete) for an id, a client may subscribe with it again at once;
+// it was closed with 4409 now and then, the operation not yet gone from the
+// connection's list.
+func TestTransportWSIdsAreFreeOnceTheServerEndsThem(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	for i := 0; i < 2000; i++ {
+		c.send(subscribeMsg("1", `{ nope }`, nil))
+		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m wsMsg
+		if err := c.conn.ReadJSON(&m); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				t.Fatalf("round %d: closed with %d %q after the server's error for the id", i, ce.Code, ce.Text)
+			}
+			t.Fatal(err)
+		}
+		if m.Type != "error" {
+			t.Fatalf("got %s", m.Type)
+		}
+	}
+}
+
+// A client that has stopped reading does not hold the transport's
+// Shutdown for the write timeout (10 s): the close frame waits behind a
+// write to a full socket, and the socket is closed a second after it was
+// asked for (before, only when the client's queue was full as well).
+func TestShutdownIsNotHeldByAClientThatReadsNothing(t *testing.T) {
+	ws := &graph.Websocket{}
+	s := newWSServer(t, ws)
+	stuckReader(t, s)
+	time.Sleep(500 * time.Millisecond) // the writer is now blocked on the full socket
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := ws.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with one client that does not read", d.Round(time.Millisecond))
+	}
+}
+
+// One client that stops reading (and then subscribes again) does not stall
+// the transport's figures for every caller (/metrics calls Subscriptions):
+// they waited for the operation's lock, which a sender holds while it
+// waits for room in that client's queue.
+func TestASlowClientDoesNotStallSubscriptions(t *testing.T) {
+	ws := &graph.Websocket{SendQueue: 4}
+	s := newWSServer(t, ws)
+	slow := stuckReader(t, s)
+	time.Sleep(500 * time.Millisecond)                  // the queue is full: the event's sender waits for room
+	slow.send(subscribeMsg("t", `{ __typename }`, nil)) // the reader handles it
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	n := ws.Subscriptions()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Subscriptions() took %v (=%d) because one client does not read", d.Round(time.Millisecond), n)
+	}
+}
+
+// Each operation over a websocket is its own request: two unrelated
+// mutations sent on one connection must not share a correlation id (over
+// HTTP, two requests never do).
+func TestWSOperationsHaveIDsOfTheirOwn(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	// correlations appends an event with each of two mutations on one
+	// connection (dialled with header) and returns their correlation ids.
+	correlations := func(header http.Header, prefix string) (string, string) {
+		d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, HandshakeTimeout: 5 * time.Second}
+		conn, _, err := d.Dial(s.url, header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &wsClient{t: t, conn: conn}
+		c.init()
+		for _, stream := range []string{prefix + "-a", prefix + "-b"} {
+			c.send(subscribeMsg(stream, `mutation($s: String!) { appendEvents(stream: $s, events: [{type: "T", data: {}}]) { position } }`, map[string]any{"s": stream}))
+			c.expect("next")
+			c.expect("complete")
+		}
+		c.send(subscribeMsg("q", `query($p: String!) { events(first: 10, streamPrefix: $p) { events { metadata } } }`, map[string]any{"p": prefix + "-"}))
+		m := c.expect("next")
+		var p struct {
+			Data struct {
+				Events struct {
+					Events []struct {
+						Metadata map[string]any `json:"metadata"`
+					} `json:"events"`
+				} `json:"events"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil || len(p.Data.Events.Events) != 2 {
+			t.Fatalf("%s: %v", m.Payload, err)
+		}
+		return fmt.Sprint(p.Data.Events.Events[0].Metadata["correlationId"]), fmt.Sprint(p.Data.Events.Events[1].Metadata["correlationId"])
+	}
+	if a, b := correlations(nil, "plain"); a == b || a == "" || b == "" {
+		t.Errorf("two separate mutations on one websocket have correlation ids %q and %q, want two of their own", a, b)
+	}
+	// A correlation id the client names on the upgrade holds for each.
+	if a, b := correlations(http.Header{"X-Correlation-Id": {"flow-7"}}, "named"); a != "flow-7" || b != "flow-7" {
+		t.Errorf("mutations on a connection opened with X-Correlation-ID flow-7 have correlation ids %q and %q", a, b)
+	}
+}
+
+// stuckReader connects a tinyBufferSubscriber that reads nothing, and
+// appends 200 events of 60 KB (fewer than the 256 messages a connection's
+// queue holds): the server's writer is soon blocked on the full socket.
+func stuckReader(t *testing.T, s *wsServer) *wsClient {
+	t.Helper()
+	slow := tinyBufferSubscriber(t, s)
+	time.Sleep(100 * time.Millisecond)
+	big := json.RawMessage(`{"blob": "` + strings.Repeat("x", 60_000) + `"}`)
+	for i := 0; i < 200; i++ {
+		if _, err := s.store.Append(context.Background(), "big-1", domain.ExpectAny, domain.EventData{Type: "Big", SchemaVersion: 1, Data: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return slow
+}
+
+// tinyBufferSubscriber connects a client with a 4 KB receive buffer and
+// subscribes it (id "s") to the log with the events' data.
+func tinyBufferSubscriber(t *testing.T, s *wsServer) *wsClient {
+	t.Helper()
+	tiny := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, NetDialContext: tiny.DialContext}
+	conn, _, err := d.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{t: t, conn: conn}
+	c.init()
+	c.send(subscribeMsg("s", withData, nil))
+	return c
 }

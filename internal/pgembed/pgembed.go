@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -72,6 +73,9 @@ type Cluster struct {
 	ready    atomic.Bool   // the server accepted a connection
 	stopping atomic.Bool   // Stop was called: an exit is expected
 
+	lockMu sync.Mutex
+	lock   *os.File // flock(2) on the data directory, held while the server runs; nil once released
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -124,6 +128,18 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := prepareDataDir(dataDir, cred); err != nil {
 		return nil, err
 	}
+	// One Start per data directory at a time, across processes: held until
+	// Stop (the kernel drops it when this process dies).
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = lock.Close()
+		}
+	}()
 	if err := stopLeftover(ctx, dataDir, log); err != nil {
 		return nil, err
 	}
@@ -145,6 +161,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		database: opts.Database,
 		log:      log,
 		exited:   make(chan struct{}),
+		lock:     lock,
 	}
 	if err := c.makeSocketDir(cred); err != nil {
 		return nil, err
@@ -161,6 +178,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.stopAfterFailedStart(ctx)
 		return nil, err
 	}
+	started = true
 	log.Info("embedded PostgreSQL started", "url", c.URL(), "dataDir", dataDir, "serverLog", c.logPath, "binDir", bin)
 	return c, nil
 }
@@ -204,9 +222,28 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		c.stopErr = c.stop(ctx)
 		c.removeSocketDir()
-		removeOwner(c.dataDir)
+		c.lockMu.Lock()
+		if c.lock != nil {
+			// Still this process's: another may have started on the data
+			// directory once the server exited on its own (see unlock).
+			removeOwner(c.dataDir)
+		}
+		c.lockMu.Unlock()
+		c.unlock()
 	})
 	return c.stopErr
+}
+
+// unlock releases the data directory's lock: at Stop, or when the server
+// has exited on its own (a Start may then follow, in this process or
+// another, while this Cluster is not stopped yet).
+func (c *Cluster) unlock() {
+	c.lockMu.Lock()
+	defer c.lockMu.Unlock()
+	if c.lock != nil {
+		_ = c.lock.Close()
+		c.lock = nil
+	}
 }
 
 func (c *Cluster) stop(ctx context.Context) error {
@@ -273,4 +310,21 @@ func (c *Cluster) createDatabase(ctx context.Context, name string) error {
 	}
 	c.log.Info("created database", "database", name)
 	return nil
+}
+
+// lockDataDir takes an exclusive flock on dataDir, failing at once when
+// another process (or Start in this one) holds it.
+func lockDataDir(dataDir string) (*os.File, error) {
+	f, err := os.Open(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("pgembed: data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("pgembed: data directory %s is in use by another cqrsgate (or another Start in this process): stop it or choose another -data-dir", dataDir)
+		}
+		return nil, fmt.Errorf("pgembed: lock data directory %s: %w", dataDir, err)
+	}
+	return f, nil
 }

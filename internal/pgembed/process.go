@@ -85,6 +85,7 @@ func (c *Cluster) startServer(bin string, cred *syscall.Credential, settings map
 		c.waitErr = cmd.Wait()
 		if !c.stopping.Load() && c.ready.Load() {
 			c.log.Error("embedded PostgreSQL exited unexpectedly", "err", c.waitErr, "serverLog", c.logPath)
+			c.unlock()
 		}
 		close(c.exited)
 	}()

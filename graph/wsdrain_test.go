@@ -1,0 +1,96 @@
+package graph_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
+	"cqrsgate/graph"
+)
+
+// slowStore holds each append until released (or its ctx ends, as the
+// PostgreSQL store's does: an append given up is then of unknown outcome).
+type slowStore struct {
+	*eventstore.Memory
+	entered, release chan struct{}
+}
+
+func (s *slowStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
+	s.entered <- struct{}{}
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return domain.AppendResult{}, ctx.Err()
+	}
+	return s.Memory.Append(ctx, stream, expected, events...)
+}
+
+// TestWebsocketShutdownLetsAMutationInFlightFinish: as an HTTP server's
+// Shutdown lets a request in flight finish, Websocket.Shutdown lets a
+// mutation a connection is running finish and sends its answer before the
+// 1001; it cancelled every operation at once, and the mutation's client got
+// no result (its append cut off, of unknown outcome). A subscription on the
+// same connection ends at once, with no complete (the client subscribes
+// again once reconnected).
+func TestWebsocketShutdownLetsAMutationInFlightFinish(t *testing.T) {
+	mem := memStore()
+	store := &slowStore{Memory: mem, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	log := slog.New(slog.DiscardHandler)
+	hub := eventstore.NewHub(mem, log)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	go func() { _ = hub.Run(hubCtx) }()
+	ws := &graph.Websocket{}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{
+		Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws, Hub: hub,
+	}))
+	defer srv.Close()
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}}
+	conn, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.WriteJSON(map[string]any{"type": "connection_init"})
+	_ = conn.WriteJSON(map[string]any{"id": "s", "type": "subscribe", "payload": map[string]any{"query": `subscription { events { position } }`}})
+	_ = conn.WriteJSON(map[string]any{"id": "m", "type": "subscribe", "payload": map[string]any{
+		"query": `mutation { openAccount(input: {accountId: "acc-ws", owner: "ada", currency: "EUR", initialDeposit: 10}) { version } }`}})
+	<-store.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- ws.Shutdown(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	close(store.release) // the append would finish now
+	var got []string
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			got = append(got, err.Error())
+			break
+		}
+		got = append(got, string(msg))
+	}
+	if err := <-shutdown; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	v, _ := mem.StreamVersion(context.Background(), "account-acc-ws")
+	answered := false
+	for _, m := range got {
+		answered = answered || strings.Contains(m, `"id":"m"`) && strings.Contains(m, `"version"`)
+		if strings.Contains(m, `"id":"s","type":"complete"`) {
+			t.Errorf("the subscription got a complete at shutdown (a client takes it for its normal end)")
+		}
+	}
+	if !answered || !strings.Contains(got[len(got)-1], "1001") {
+		t.Fatalf("the mutation in flight was not answered before the close with 1001 (stream version now %d); the client read:\n%s", v, strings.Join(got, "\n"))
+	}
+}

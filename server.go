@@ -125,6 +125,21 @@ func newLogger(cfg config) *slog.Logger {
 // order: stop accepting and drain requests, stop the listener, close the
 // pool, stop the embedded PostgreSQL.
 func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvider) (err error) {
+	// Bound first: an address in use fails at once, not after PostgreSQL,
+	// the migrations and the runners have started. Connections that come
+	// meanwhile wait in the listen queue until the gateway serves.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on -addr (ADDR) %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close() // served, the server has closed it already
+	if cfg.DebugAddr != "" {
+		stop, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	dbURL := cfg.DatabaseURL
 	var dbExited <-chan struct{} // the embedded PostgreSQL's exit; nil (never) with DATABASE_URL
 	if dbURL == "" {
@@ -134,7 +149,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 			return fmt.Errorf("embedded PostgreSQL: %w", err)
 		}
 		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			// PostgreSQL's fast shutdown (a checkpoint) gets the shutdown
+			// timeout, at least 10 s; then it is stopped at once (it
+			// recovers from its WAL at the next start).
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout, 10*time.Second))
 			defer cancel()
 			if serr := cluster.Stop(stopCtx); serr != nil {
 				log.Error("stopping embedded PostgreSQL", "err", serr)
@@ -270,17 +288,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	}
 	handler = bodyReadDeadline(cfg.BodyReadTimeout, handler)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	if cfg.DebugAddr != "" {
-		stop, err := serveDebug(cfg.DebugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
 	// No ReadTimeout: it would also bound websockets and the wait of
 	// queries with atLeast; bodyReadDeadline bounds request bodies.
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
@@ -397,7 +404,7 @@ var readModels = projections.Shipped()
 func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on -debug-addr (DEBUG_ADDR) %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -692,3 +692,29 @@ func pgDataDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	return filepath.Join(base, "pgdata")
 }
+
+// TestAnAddressInUseFailsBeforePostgresStarts: the gateway binds its
+// address first, so an address in use fails at once, before the embedded
+// PostgreSQL is started (and a data directory made) for nothing.
+func TestAnAddressInUseFailsBeforePostgresStarts(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dataDir := pgDataDir(t)
+	cfg, err := loadConfig(nil, func(k string) string {
+		return map[string]string{"ADDR": busy.Addr().String(), "DATA_DIR": dataDir}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = run(context.Background(), cfg, slog.New(slog.DiscardHandler), noop.NewTracerProvider())
+	if err == nil || !strings.Contains(err.Error(), "-addr (ADDR)") {
+		t.Fatalf("run on an address in use: %v, want an error naming -addr (ADDR)", err)
+	}
+	if _, serr := os.Stat(dataDir); !os.IsNotExist(serr) || time.Since(start) > 2*time.Second {
+		t.Fatalf("run on an address in use took %v and left the data directory (%v): PostgreSQL was started first", time.Since(start), serr)
+	}
+}

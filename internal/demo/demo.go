@@ -35,7 +35,12 @@ func Run(ctx context.Context, svc *domain.Service, log *slog.Logger, opts Option
 	if opts.Products <= 0 {
 		opts.Products = 8
 	}
-	d := &driver{svc: svc, log: log, opts: opts, rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), run: time.Now().Format("150405")}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	// The run's ids differ from every earlier run's: the date and time
+	// (a time of day alone came round again the next day) and a random
+	// part (two gateways started in one second).
+	run := fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rnd.Uint32()&0xffff)
+	d := &driver{svc: svc, log: log, opts: opts, rnd: rnd, run: run}
 	d.setUp(ctx)
 	log.Info("demo load started", "commandsPerSecond", opts.Rate)
 	tick := time.NewTicker(time.Second / time.Duration(opts.Rate))

@@ -58,3 +58,24 @@ func TestDemoDrivesEveryAggregateAndStops(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoRunsInOneSecondUseIdsOfTheirOwn: two demo runs started in the
+// same second (two gateways on one database) each open their own accounts
+// and products; their ids came from the time of day alone, and the second
+// run's set-up was refused (the accounts existed).
+func TestDemoRunsInOneSecondUseIdsOfTheirOwn(t *testing.T) {
+	store := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	svc := domain.NewService(store, slog.New(slog.DiscardHandler), time.Now, domain.ServiceOptions{})
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_ = demo.Run(ctx, svc, slog.New(slog.DiscardHandler), demo.Options{Rate: 1, Accounts: 3, Products: 2})
+		cancel()
+	}
+	page, err := store.ReadAll(context.Background(), eventstore.AllQuery{Limit: eventstore.MaxLimit, Types: []string{"AccountOpened", "ProductAdded"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 2*(3+2) {
+		t.Fatalf("two runs opened %d accounts and products, want %d", len(page.Events), 2*(3+2))
+	}
+}

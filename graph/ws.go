@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -700,6 +701,17 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql.RawParams) {
 	params.Headers = c.headers
 	ctx = withOperationIDs(ctx, c.headers)
+	defer func() {
+		// A panic outside a resolver (gqlgen recovers those) would end the
+		// process, every client's connections with it: it ends this
+		// operation with an internal error, logged with its request id.
+		if p := recover(); p != nil {
+			c.t.Log.ErrorContext(ctx, "graphql ws: operation panicked", "requestId", RequestID(ctx), "panic", p, "stack", string(debug.Stack()))
+			if !sub.ended.Load() {
+				c.fail(sub, gqlerror.List{{Message: "internal error", Extensions: map[string]any{"code": string(domain.Internal), "requestId": RequestID(ctx)}}})
+			}
+		}
+	}()
 	ctx = graphql.StartOperationTrace(ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {

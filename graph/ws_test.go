@@ -17,7 +17,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -937,4 +939,31 @@ func tinyBufferSubscriber(t *testing.T, s *wsServer) *wsClient {
 	c.init()
 	c.send(subscribeMsg("s", withData, nil))
 	return c
+}
+
+// panickingExec is a GraphExecutor whose operations panic outside any
+// resolver (a bug in the transport's path, say).
+type panickingExec struct{ graphql.GraphExecutor }
+
+func (panickingExec) CreateOperationContext(context.Context, *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
+	panic("boom")
+}
+
+// TestAPanickingOperationEndsOnlyItself: an operation that panics outside
+// a resolver ends with an INTERNAL error; the connection, and the process,
+// go on (the panic ended the process).
+func TestAPanickingOperationEndsOnlyItself(t *testing.T) {
+	ws := &graph.Websocket{Log: slog.New(slog.DiscardHandler)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ws.Do(w, r, panickingExec{}) }))
+	defer srv.Close()
+	c := (&wsServer{url: "ws" + strings.TrimPrefix(srv.URL, "http"), ws: ws}).dial(t, graph.ProtocolTransportWS)
+	c.init()
+	for _, id := range []string{"1", "2"} {
+		c.send(subscribeMsg(id, `{ __typename }`, nil))
+		if m := c.expect("error"); m.ID != id || !strings.Contains(string(m.Payload), "INTERNAL") {
+			t.Fatalf("operation %s: %s %s, want its INTERNAL error", id, m.ID, m.Payload)
+		}
+	}
+	c.send(map[string]any{"type": "ping"})
+	c.expect("pong")
 }

@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -169,9 +170,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
 	}
 	poolCfg.MaxConns = int32(cfg.DBMaxConns)
-	if poolCfg.ConnConfig.ConnectTimeout == 0 {
+	if poolCfg.ConnConfig.ConnectTimeout == 0 && !strings.Contains(dbURL, "connect_timeout") {
 		// Without it, a server that accepts and never answers hangs start-up
-		// (and every reconnection) for ever; the URL's connect_timeout wins.
+		// (and every reconnection) for ever; a connect_timeout in the URL wins
+		// (0 there is libpq's "wait for ever").
 		poolCfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)

@@ -102,7 +102,8 @@ func NewHandler(cfg Config) http.Handler {
 		srv.AddTransport(cfg.Websocket)
 	}
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(getTransport{})
+	apq := lru.New[string](1000)
+	srv.AddTransport(getTransport{apq: apq})
 	srv.AddTransport(postTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if cfg.Limits.DisableIntrospection {
@@ -110,7 +111,7 @@ func NewHandler(cfg Config) http.Handler {
 	} else {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: apq})
 	srv.Use(authorization{})
 	srv.Use(depthLimit{max: cfg.Limits.MaxDepth})
 	srv.Use(exactLiterals{})

@@ -96,11 +96,27 @@ const subscriptionsOverWebsockets = "subscriptions are served over websockets (g
 // anything of them runs. gqlgen's answers 406 to both, and only after the
 // operation's context is made, which counts a mutation against the
 // caller's MUTATIONS_PER_SECOND.
-type getTransport struct{ transport.GET }
+// A persisted query (its hash alone, in extensions) is looked up in apq,
+// the cache the AutomaticPersistedQuery extension keeps.
+type getTransport struct {
+	transport.GET
+	apq graphql.Cache[string]
+}
 
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
-		switch operationKind(q.Get("query"), q.Get("operationName")) {
+		query := q.Get("query")
+		if query == "" && t.apq != nil {
+			var ext struct {
+				PersistedQuery struct {
+					Sha256Hash string `json:"sha256Hash"`
+				} `json:"persistedQuery"`
+			}
+			if json.Unmarshal([]byte(q.Get("extensions")), &ext) == nil && ext.PersistedQuery.Sha256Hash != "" {
+				query, _ = t.apq.Get(r.Context(), ext.PersistedQuery.Sha256Hash)
+			}
+		}
+		switch operationKind(query, q.Get("operationName")) {
 		case ast.Mutation:
 			w.Header().Set("Allow", http.MethodPost)
 			writeRequestError(w, r, http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")

@@ -3,6 +3,8 @@ package graph_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -285,5 +287,47 @@ func TestGETMutationIs405AndCostsNothing(t *testing.T) {
 	// A query over GET still runs.
 	if resp, err := http.Get(srv + "?query=" + url.QueryEscape(`{ __typename }`)); err != nil || resp.StatusCode != 200 {
 		t.Errorf("GET query: %v %v", resp, err)
+	}
+}
+
+// TestPersistedGETMutationIs405AndCostsNothing: a persisted mutation over
+// GET (its hash alone, in extensions) is refused as a written-out one is
+// (405, nothing counted); gqlgen's GET answered 406 after it had counted
+// against MUTATIONS_PER_SECOND.
+func TestPersistedGETMutationIs405AndCostsNothing(t *testing.T) {
+	srv := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}, nil).url
+	const m = `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
+	sum := sha256.Sum256([]byte(m))
+	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	body, _ := json.Marshal(map[string]any{"query": m, "extensions": ext}) // registers it (1 token)
+	resp, err := http.Post(srv, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(raw), "errors") {
+		t.Fatalf("register: %s", raw)
+	}
+	extJSON, _ := json.Marshal(ext)
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get(srv + "?extensions=" + url.QueryEscape(string(extJSON)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("persisted GET mutation: %d %s, want 405", resp.StatusCode, raw)
+		}
+	}
+	resp, err = http.Post(srv, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(raw), "RATE_LIMITED") {
+		t.Errorf("second POST mutation (burst 3) after two refused GETs: %s; the GETs were counted", raw)
 	}
 }

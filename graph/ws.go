@@ -254,6 +254,7 @@ func (t *Websocket) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		for _, c := range conns {
 			c.closeWith(websocket.CloseGoingAway, "server shutting down")
+			_ = c.ws.Close() // the deadline is the deadline: a close frame still waiting goes unsent
 		}
 		return ctx.Err()
 	}
@@ -1003,11 +1004,11 @@ func (c *wsConn) ping() {
 }
 
 // closeWith asks the writer to send a close frame, after what is queued,
-// and stop; the first call wins. The socket is closed a second later if
-// the close frame has not been written by then: it may wait behind a full
-// queue, or behind a write to a client that reads nothing (which only the
-// write timeout, 10 s by default and renewed by each frame, would end), and
-// a server's Shutdown waits for every connection.
+// and stop; the first call wins. The socket is closed if the close frame
+// is not written soon (see closeWatch): it may wait behind a full queue, or
+// behind a write to a client that reads nothing (which only the write
+// timeout, 10 s by default and renewed by each frame, would end), and a
+// server's Shutdown waits for every connection.
 //
 // A close frame holds at most 123 bytes of reason: a longer one (it may
 // quote a message type or an operation id the client sent, of any length)
@@ -1018,16 +1019,33 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.qmu.Lock()
+		full := len(c.queue) >= c.t.SendQueue
 		c.queue = append(c.queue, &outgoing{closeCode: code, reason: reason})
 		c.kickLocked()
 		c.qmu.Unlock()
-		time.AfterFunc(time.Second, func() {
-			select {
-			case <-c.done:
-			default:
-				_ = c.ws.Close()
-			}
-		})
+		c.closeWatch(full, c.batch.written.Load())
+	})
+}
+
+// closeWatch closes the socket a second from now unless the close frame
+// has been written by then: at once when the client's queue was full (it
+// is being cut off for reading too slowly), otherwise only when the
+// socket took in nothing in that second (written did not move from last).
+// A client that reads nothing holds the close for a second, one that
+// takes in a large answer slowly for as long as it reads (Shutdown's
+// deadline bounds that).
+func (c *wsConn) closeWatch(full bool, last int64) {
+	time.AfterFunc(time.Second, func() {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		if now := c.batch.written.Load(); !full && now != last {
+			c.closeWatch(false, now)
+			return
+		}
+		_ = c.ws.Close()
 	})
 }
 

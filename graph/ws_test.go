@@ -917,9 +917,18 @@ func stuckReader(t *testing.T, s *wsServer) *wsClient {
 	return slow
 }
 
-// tinyBufferSubscriber connects a client with a 4 KB receive buffer and
-// subscribes it (id "s") to the log with the events' data.
+// tinyBufferSubscriber connects a tinyBufferClient and subscribes it (id
+// "s") to the log with the events' data.
 func tinyBufferSubscriber(t *testing.T, s *wsServer) *wsClient {
+	t.Helper()
+	c := tinyBufferClient(t, s)
+	c.send(subscribeMsg("s", withData, nil))
+	return c
+}
+
+// tinyBufferClient connects a client with a 4 KB receive buffer, past its
+// connection_init.
+func tinyBufferClient(t *testing.T, s *wsServer) *wsClient {
 	t.Helper()
 	tiny := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -937,7 +946,6 @@ func tinyBufferSubscriber(t *testing.T, s *wsServer) *wsClient {
 	t.Cleanup(func() { conn.Close() })
 	c := &wsClient{t: t, conn: conn}
 	c.init()
-	c.send(subscribeMsg("s", withData, nil))
 	return c
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,6 +26,10 @@ type batchConn struct {
 	batching bool
 	buf      *[]byte // pending bytes while batching; from batchBuffers
 	err      error   // the first failed flush: later writes fail with it
+
+	// written counts the bytes the socket has taken: a close that waits
+	// behind writes to a slow client watches it move (see closeWith).
+	written atomic.Int64
 }
 
 // batchFlushAt is the batch size at which frames are written without
@@ -41,7 +46,9 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if !b.batching {
-		return b.Conn.Write(p)
+		n, err := b.Conn.Write(p)
+		b.written.Add(int64(n))
+		return n, err
 	}
 	if b.buf == nil {
 		b.buf = batchBuffers.Get().(*[]byte)
@@ -78,7 +85,15 @@ func (b *batchConn) flushLocked() error {
 	if b.buf == nil || b.err != nil {
 		return b.err
 	}
-	_, err := b.Conn.Write(*b.buf)
+	var err error
+	for rest := *b.buf; len(rest) > 0 && err == nil; {
+		// In pieces, so that written moves while a slow client takes in
+		// a large batch.
+		var n int
+		n, err = b.Conn.Write(rest[:min(len(rest), 64<<10)])
+		b.written.Add(int64(n))
+		rest = rest[n:]
+	}
 	*b.buf = (*b.buf)[:0]
 	if cap(*b.buf) <= 64<<10 {
 		batchBuffers.Put(b.buf)

@@ -2,6 +2,8 @@ package graph_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -92,5 +94,49 @@ func TestWebsocketShutdownLetsAMutationInFlightFinish(t *testing.T) {
 	}
 	if !answered || !strings.Contains(got[len(got)-1], "1001") {
 		t.Fatalf("the mutation in flight was not answered before the close with 1001 (stream version now %d); the client read:\n%s", v, strings.Join(got, "\n"))
+	}
+}
+
+// TestShutdownSendsALargeAnswerToASlowReader: a query answered before
+// Shutdown has its answer (9 MB, to a client that reads slowly) sent in
+// full before the 1001, as long as the client takes it in; the close,
+// forced a second after it was asked for, cut it off.
+func TestShutdownSendsALargeAnswerToASlowReader(t *testing.T) {
+	ws := &graph.Websocket{}
+	s := newWSServer(t, ws)
+	big := json.RawMessage(`{"blob": "` + strings.Repeat("x", 60_000) + `"}`)
+	for i := 0; i < 150; i++ {
+		if _, err := s.store.Append(context.Background(), "big-1", domain.ExpectAny, domain.EventData{Type: "Big", SchemaVersion: 1, Data: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := tinyBufferClient(t, s)
+	conn := c.conn
+	c.send(subscribeMsg("q", `{ events(first: 150) { events { data } } }`, nil))
+	time.Sleep(500 * time.Millisecond) // answered: the writer is writing ~9 MB to a slow reader
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { _ = ws.Shutdown(ctx) }()
+	time.Sleep(1500 * time.Millisecond) // the reader is slow for a moment
+	var got []string
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				got = append(got, ce.Error())
+			} else {
+				got = append(got, "error: "+err.Error())
+			}
+			break
+		}
+		if len(msg) > 100 {
+			msg = msg[:100]
+		}
+		got = append(got, string(msg))
+	}
+	if len(got) < 3 || !strings.Contains(got[len(got)-2], `"complete"`) || !strings.Contains(got[len(got)-1], "1001") {
+		t.Fatalf("a finished query's answer was not sent before 1001 at Shutdown; the client read: %q", got)
 	}
 }

@@ -50,8 +50,8 @@ type shareGroup struct {
 	done   chan struct{} // closed when the execution has ended
 
 	mu      sync.Mutex
-	members map[*wsSub]bool // true once the member was handed a payload
-	latest  []byte          // the latest payload, for replayLatest
+	members map[*wsSub]struct{}
+	latest  []byte // the latest payload, for replayLatest
 }
 
 // shareKey identifies subscriptions that produce the same payloads: the
@@ -76,47 +76,34 @@ func (t *Websocket) runShared(ctx context.Context, sub *wsSub, rc *graphql.Opera
 		// The execution outlives the subscriber that started it: it runs
 		// with its values (operation, caller, headers) but its own lifetime.
 		gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		g = &shareGroup{key: key, cancel: cancel, done: make(chan struct{}), members: map[*wsSub]bool{}}
+		g = &shareGroup{key: key, cancel: cancel, done: make(chan struct{}), members: map[*wsSub]struct{}{}}
 		t.groups[key] = g
 		// A member before the execution starts: its first payload (an
 		// error at once, for an id no row can have) must reach sub, which
 		// otherwise got a bare complete.
-		g.members[sub] = false
+		g.members[sub] = struct{}{}
 		t.groupsWG.Add(1)
 		go t.execShared(gctx, g, sub.c.exec, rc)
 	}
 	g.mu.Lock()
-	if _, started := g.members[sub]; !started {
-		g.members[sub] = false
-	}
+	g.members[sub] = struct{}{}
 	latest := g.latest
 	g.mu.Unlock()
 	t.gmu.Unlock()
-	replayed := co.replayLatest && latest != nil
-	if replayed {
+	if co.replayLatest && latest != nil {
 		sub.deliverLatest(latest)
 	}
 
-	ended := false
 	select {
 	case <-ctx.Done():
 	case <-g.done:
-		ended = true
 	}
 
 	t.gmu.Lock()
 	g.mu.Lock()
-	handed := g.members[sub]
 	delete(g.members, sub)
 	empty := len(g.members) == 0
-	latest = g.latest
 	g.mu.Unlock()
-	if ended && !handed && !replayed && latest != nil {
-		// Joined as the execution delivered its last payload (its error,
-		// say): that payload ends this subscription too, not a bare
-		// complete.
-		sub.deliverLatest(latest)
-	}
 	if empty && t.groups[key] == g {
 		delete(t.groups, key) // the next subscriber starts afresh
 		g.cancel()
@@ -149,12 +136,22 @@ func (t *Websocket) execShared(ctx context.Context, g *shareGroup, exec graphql.
 			t.Log.ErrorContext(ctx, "graphql ws: encode response", "err", err)
 			continue
 		}
+		if len(resp.Errors) > 0 {
+			// An error may end the execution (one at once, for an id no
+			// row can have, does): nobody joins it from now on, to miss
+			// the error and get a bare complete; a new subscriber starts
+			// an execution of its own.
+			t.gmu.Lock()
+			if t.groups[g.key] == g {
+				delete(t.groups, g.key)
+			}
+			t.gmu.Unlock()
+		}
 		g.mu.Lock()
 		g.latest = payload
 		members = members[:0]
 		for m := range g.members {
 			members = append(members, m)
-			g.members[m] = true
 		}
 		g.mu.Unlock()
 		for _, m := range members {

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/json"
+	"math"
 	"sort"
 	"time"
 )
@@ -134,6 +135,11 @@ const (
 // MaxStockQuantity bounds one restock or reservation.
 const MaxStockQuantity = 1_000_000_000
 
+// MaxStock bounds a product's stock on hand: the API gives it (and what is
+// reserved and available) as a GraphQL Int, 32 bits, which three restocks
+// of MaxStockQuantity passed.
+const MaxStock = math.MaxInt32
+
 // Products is the product (inventory) aggregate kind.
 var Products = &Kind[*Product]{
 	Name:         "product",
@@ -177,8 +183,8 @@ func (p *Product) decide(cmd Command) ([]Event, error) {
 			return nil, err
 		}
 		onHand, ok := addMoney(p.onHand, c.Quantity)
-		if !ok {
-			return nil, ruleError(RuleAmountOverflow, "restocking %d would overflow the stock", c.Quantity)
+		if !ok || onHand > MaxStock {
+			return nil, ruleError(RuleAmountOverflow, "restocking %d would take the stock on hand past %d", c.Quantity, MaxStock)
 		}
 		return []Event{ProductRestocked{Quantity: c.Quantity, OnHand: onHand}}, nil
 	case ReserveStock:

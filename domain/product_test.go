@@ -26,6 +26,9 @@ func TestProductRules(t *testing.T) {
 		{name: "restock zero", given: stocked, when: RestockProduct{Sku: "x1"}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "restock too much at once", given: stocked, when: RestockProduct{Sku: "x1", Quantity: MaxStockQuantity + 1}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "restock overflows", given: []Event{added, ProductRestocked{Quantity: math.MaxInt64, OnHand: math.MaxInt64}}, when: RestockProduct{Sku: "x1", Quantity: 1}, wantCode: RuleViolation, wantRule: RuleAmountOverflow},
+		// The stock fits the API's 32-bit Int: up to MaxStock, no further.
+		{name: "restock up to the most stock", given: []Event{added, ProductRestocked{Quantity: MaxStock - 5, OnHand: MaxStock - 5}}, when: RestockProduct{Sku: "x1", Quantity: 5}, want: []Event{ProductRestocked{Quantity: 5, OnHand: MaxStock}}},
+		{name: "restock past the most stock", given: []Event{added, ProductRestocked{Quantity: MaxStock - 5, OnHand: MaxStock - 5}}, when: RestockProduct{Sku: "x1", Quantity: 6}, wantCode: RuleViolation, wantRule: RuleAmountOverflow},
 
 		{name: "reserve", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 4}, want: []Event{StockReserved{OrderID: "o1", Quantity: 4, Reserved: 4}}},
 		{name: "reserve all that is available", given: held, when: ReserveStock{Sku: "x1", OrderID: "o2", Quantity: 6}, want: []Event{StockReserved{OrderID: "o2", Quantity: 6, Reserved: 10}}},

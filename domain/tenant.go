@@ -65,10 +65,18 @@ func TenantOf(qualified string) string {
 // bytes that are not UTF-8: no stored name can hold those (PostgreSQL's
 // text cannot), and a read by one would fail in the database.
 func CheckUnqualified(field, name string) error {
-	switch {
-	case strings.Contains(name, TenantSeparator):
+	if strings.Contains(name, TenantSeparator) {
 		return InvalidField(field, "%s must not contain %q (reserved for tenant namespaces)", field, TenantSeparator)
-	case strings.IndexByte(name, 0) >= 0 || !utf8.ValidString(name):
+	}
+	return CheckStorable(field, name)
+}
+
+// CheckStorable returns an Invalid error naming field when a client-supplied
+// text (a filter's value, say) holds a NUL or bytes that are not UTF-8: no
+// stored text can hold those (PostgreSQL's cannot), and a query by one
+// would fail in the database, an internal error.
+func CheckStorable(field, text string) error {
+	if strings.IndexByte(text, 0) >= 0 || !utf8.ValidString(text) {
 		return InvalidField(field, "%s holds a NUL or bytes that are not UTF-8, which no stored name can", field)
 	}
 	return nil

@@ -137,9 +137,12 @@ func (s *Postgres) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 		return Page{}, s.dbError("read all", err)
 	}
 	page.Next = nextPosition(q.After, limit, page)
-	if page.Head < page.Next {
-		// The events were read after the head, so they may pass it.
-		page.Head = page.Next
+	if n := len(page.Events); n > 0 && page.Head < page.Events[n-1].Position {
+		// The events were read after the head, so they may pass it. (Not
+		// Next: read after a position past the log's end, Next is that
+		// position, and a reader that overshot would be told it is at
+		// the head.)
+		page.Head = page.Events[n-1].Position
 	}
 	if page.Head < announced {
 		// An older transaction hides events that committed before this
@@ -229,6 +232,9 @@ func (s *Postgres) ReadEvent(ctx context.Context, eventID string) (domain.Record
 func (s *Postgres) ReadByCorrelation(ctx context.Context, correlationID string, tenant *string, after int64, limit int) ([]domain.RecordedEvent, error) {
 	if correlationID == "" {
 		return nil, invalid("correlationId", "correlation id is empty")
+	}
+	if err := domain.CheckStorable("correlationId", correlationID); err != nil {
+		return nil, err
 	}
 	limit, err := resolveLimit("first", limit)
 	if err != nil {

@@ -16,16 +16,18 @@ func TestEditedCursorsAreRefused(t *testing.T) {
 	last := g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 1}).Position
 	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	for _, c := range []struct{ query, cursor string }{
-		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
-		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("a\x00")},
-		{`products(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
-		{`fulfilments(after: $a, atLeast: $p) { totalCount }`, b64("\xff")},
-		{`orders(after: $a, atLeast: $p) { totalCount }`, b64("2026-01-01T00:00:00Z|\xff")},
-		{`orders(after: $a, atLeast: $p, orderBy: {field: TOTAL}) { totalCount }`, b64("5|\x00")},
-		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("5abc")},
-		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("1 2")},
-		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("-1")},
-		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("2026-01-01T00:00:00Z|o1")},
+		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("account:\xff")},
+		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("account:a\x00")},
+		{`accounts(after: $a, atLeast: $p) { totalCount }`, b64("a1")}, // no list
+		{`products(after: $a, atLeast: $p) { totalCount }`, b64("product:\xff")},
+		{`fulfilments(after: $a, atLeast: $p) { totalCount }`, b64("fulfilment:\xff")},
+		{`orders(after: $a, atLeast: $p) { totalCount }`, b64("order.placed:2026-01-01T00:00:00Z|\xff")},
+		{`orders(after: $a, atLeast: $p, orderBy: {field: TOTAL}) { totalCount }`, b64("order.total:5|\x00")},
+		{`orders(after: $a, atLeast: $p, orderBy: {field: TOTAL}) { totalCount }`, b64("order.placed:2026-01-01T00:00:00Z|o1")}, // another order's
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("statement:5abc")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("statement:1 2")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("statement:-1")},
+		{`accountStatement(id: "a1", after: $a, atLeast: $p) { totalCount }`, b64("statement:2026-01-01T00:00:00Z|o1")},
 	} {
 		out, _ := g.post(`query($a: String, $p: Position) { `+c.query+` }`, map[string]any{"a": c.cursor, "p": last})
 		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" || out.Errors[0].Extensions["field"] != "after" {
@@ -33,7 +35,7 @@ func TestEditedCursorsAreRefused(t *testing.T) {
 		}
 	}
 	// A cursor the gateway gave is still taken.
-	out, _ := g.post(`query($a: String, $p: Position) { accountStatement(id: "a1", first: 1, after: $a, atLeast: $p) { totalCount } }`, map[string]any{"a": b64("1"), "p": last})
+	out, _ := g.post(`query($a: String, $p: Position) { accountStatement(id: "a1", first: 1, after: $a, atLeast: $p) { totalCount } }`, map[string]any{"a": b64("statement:1"), "p": last})
 	if len(out.Errors) > 0 {
 		t.Errorf("statement cursor 1: %+v", out.Errors)
 	}

@@ -46,6 +46,9 @@ func (r *queryResolver) CustomerOrders(ctx context.Context, customerID string, o
 	if customerID == "" {
 		return nil, domain.InvalidField("customerId", "customerId is required")
 	}
+	if err := domain.CheckStorable("customerId", customerID); err != nil {
+		return nil, err
+	}
 	return r.orderConnection(ctx, projections.OrderFilter{CustomerID: customerID}, orderBy, first, after, atLeast)
 }
 

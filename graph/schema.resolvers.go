@@ -99,7 +99,16 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 		}
 	}
 	if stream != nil {
+		if *stream == "" {
+			// No stream: the filter would be dropped, and the whole log read.
+			return nil, domain.InvalidField("stream", "stream is empty")
+		}
 		if q.Stream, err = qualify(ctx, "stream", *stream); err != nil {
+			return nil, err
+		}
+	}
+	for i, t := range types {
+		if err := domain.CheckStorable(fmt.Sprintf("types.%d", i), t); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -81,9 +82,14 @@ func (q *AccountQueries) Accounts(ctx context.Context, tenant string, f AccountF
 	if err != nil {
 		return nil, "", 0, err
 	}
-	afterID, err := decodeCursor(after)
+	afterID, err := decodeCursor("account", after)
 	if err != nil {
 		return nil, "", 0, err
+	}
+	for _, v := range []struct{ field, value string }{{"filter.owner", f.Owner}, {"filter.status", f.Status}, {"filter.currency", f.Currency}} {
+		if err := domain.CheckStorable(v.field, v.value); err != nil {
+			return nil, "", 0, err
+		}
 	}
 	where := `tenant = $4 AND ($1 = '' OR owner = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR currency = $3)`
 	// Within one tenant, qualified ids sort as the plain ids do.
@@ -105,7 +111,7 @@ func (q *AccountQueries) Statement(ctx context.Context, tenant, id string, first
 	}
 	afterVersion := int64(0)
 	if after != "" {
-		s, err := decodeCursor(after)
+		s, err := decodeCursor("statement", after)
 		if err == nil {
 			afterVersion, err = strconv.ParseInt(s, 10, 64)
 		}
@@ -159,10 +165,17 @@ func pageSize(first int) (int, error) {
 	return first, nil
 }
 
-// Cursors are opaque to clients: base64 of the sort key.
-func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+// Cursors are opaque to clients: base64 of the list's name and the sort
+// key, "account:acc-1". The name makes a cursor of one list (or one order)
+// invalid in another, where its key would be taken for a key of that list
+// and give a wrong page.
+func encodeCursor(list, key string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(list + ":" + key))
+}
 
-func decodeCursor(c string) (string, error) {
+// decodeCursor returns the key of a cursor of list ("" for none), or an
+// Invalid error on after.
+func decodeCursor(list, c string) (string, error) {
 	if c == "" {
 		return "", nil
 	}
@@ -172,7 +185,11 @@ func decodeCursor(c string) (string, error) {
 	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
 		return "", domain.InvalidField("after", "invalid cursor")
 	}
-	return string(b), nil
+	key, ok := strings.CutPrefix(string(b), list+":")
+	if !ok {
+		return "", domain.InvalidField("after", "invalid cursor: not one of this list (%s)", list)
+	}
+	return key, nil
 }
 
 // readError wraps a failed read; a read model that does not exist yet (its
@@ -220,7 +237,7 @@ func readError(what string, err error) error {
 }
 
 // AccountCursor returns the cursor that pages past a.
-func AccountCursor(a AccountSummary) string { return encodeCursor(a.ID) }
+func AccountCursor(a AccountSummary) string { return encodeCursor("account", a.ID) }
 
 // StatementCursor returns the cursor that pages past l.
-func StatementCursor(l StatementLine) string { return encodeCursor(fmt.Sprint(l.Version)) }
+func StatementCursor(l StatementLine) string { return encodeCursor("statement", fmt.Sprint(l.Version)) }

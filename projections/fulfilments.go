@@ -245,7 +245,7 @@ func (q *FulfilmentQueries) Fulfilments(ctx context.Context, tenant, state strin
 	if err != nil {
 		return nil, "", 0, err
 	}
-	afterID, err := decodeCursor(after)
+	afterID, err := decodeCursor("fulfilment", after)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -258,7 +258,7 @@ func (q *FulfilmentQueries) Fulfilments(ctx context.Context, tenant, state strin
 }
 
 // FulfilmentCursor returns the cursor that pages past f.
-func FulfilmentCursor(f FulfilmentSummary) string { return encodeCursor(f.OrderID) }
+func FulfilmentCursor(f FulfilmentSummary) string { return encodeCursor("fulfilment", f.OrderID) }
 
 // Steps returns the steps of tenant's given sagas, in one query, in order.
 func (q *FulfilmentQueries) Steps(ctx context.Context, tenant string, orderIDs []string) (map[string][]FulfilmentStepEntry, error) {

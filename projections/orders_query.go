@@ -91,11 +91,16 @@ func (q *OrderQueries) Orders(ctx context.Context, tenant string, f OrderFilter,
 	if s.Descending {
 		dir, cmp = "DESC", "<"
 	}
+	for _, v := range []struct{ field, value string }{{"filter.status", f.Status}, {"filter.customerId", f.CustomerID}} {
+		if err := domain.CheckStorable(v.field, v.value); err != nil {
+			return nil, "", 0, err
+		}
+	}
 	where := `tenant = $3 AND ($1 = '' OR status = $1) AND ($2 = '' OR customer_id = $2)`
 	args := []any{f.Status, f.CustomerID, tenant}
 	page := where
 	if after != "" {
-		raw, err := decodeCursor(after)
+		raw, err := decodeCursor(orderList(s), after)
 		if err != nil {
 			return nil, "", 0, err
 		}
@@ -130,9 +135,9 @@ func (q *OrderQueries) Orders(ctx context.Context, tenant string, f OrderFilter,
 // OrderCursor returns the cursor that pages past o in sort order s.
 func OrderCursor(o OrderSummary, s OrderSort) string {
 	if s.ByTotal {
-		return encodeCursor(fmt.Sprintf("%d|%s", o.Total, o.ID))
+		return encodeCursor(orderList(s), fmt.Sprintf("%d|%s", o.Total, o.ID))
 	}
-	return encodeCursor(o.PlacedAt.UTC().Format(time.RFC3339Nano) + "|" + o.ID)
+	return encodeCursor(orderList(s), o.PlacedAt.UTC().Format(time.RFC3339Nano)+"|"+o.ID)
 }
 
 // qualifyAll returns ids in tenant's namespace.
@@ -218,4 +223,14 @@ func (q *OrderQueries) Statistics(ctx context.Context, tenant string, from, to t
 		}
 	}
 	return stats, nil
+}
+
+// orderList names the list of orders sorted by s, for its cursors: a
+// cursor of one order is not valid in another (descending orders share
+// their key, and the direction is in the query).
+func orderList(s OrderSort) string {
+	if s.ByTotal {
+		return "order.total"
+	}
+	return "order.placed"
 }

@@ -122,7 +122,7 @@ func (q *ProductQueries) Products(ctx context.Context, tenant string, maxAvailab
 	if err != nil {
 		return nil, "", 0, err
 	}
-	afterSku, err := decodeCursor(after)
+	afterSku, err := decodeCursor("product", after)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -135,4 +135,4 @@ func (q *ProductQueries) Products(ctx context.Context, tenant string, maxAvailab
 }
 
 // ProductCursor returns the cursor that pages past p.
-func ProductCursor(p CatalogueEntry) string { return encodeCursor(p.Sku) }
+func ProductCursor(p CatalogueEntry) string { return encodeCursor("product", p.Sku) }

@@ -778,7 +778,7 @@ func (r *Runner) applyBatch(ctx context.Context, in *instance, from, to int64, e
 // derived data; the events they come from are committed durably.
 const asyncCommitIn = `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)`
 
-const moveCheckpointSQL = `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, updated_at = clock_timestamp()
+const moveCheckpointSQL = `UPDATE public.projections SET position = $4, failures = 0, last_error = NULL, failed_position = NULL, failed_event_id = NULL, updated_at = clock_timestamp()
 	WHERE name = $1 AND version = $2 AND generation = $3 AND position = $5 AND status = 'RUNNING'`
 
 // saveCheckpoint moves the checkpoint to where the instance has read up to

@@ -62,6 +62,13 @@ func main() {
 	}
 	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
 	if err := run(ctx, cfg, log, tp); err != nil {
+		var sig stopSignal
+		if errors.As(context.Cause(ctx), &sig) {
+			// Asked to stop while starting (initdb, migrations): what
+			// failed failed for that, and stopping is what was asked.
+			log.Info("cqrsgate stopped during start-up", "signal", sig.String(), "err", err)
+			return
+		}
 		log.Error("cqrsgate stopped", "err", err)
 		os.Exit(1)
 	}

@@ -718,3 +718,45 @@ func TestAnAddressInUseFailsBeforePostgresStarts(t *testing.T) {
 		t.Fatalf("run on an address in use took %v and left the data directory (%v): PostgreSQL was started first", time.Since(start), serr)
 	}
 }
+
+// TestASignalDuringStartUpIsAStop: SIGTERM while the gateway starts
+// (initdb, the migrations) stops it as asked: exit status 0, logged as a
+// stop, not as a failure (it was "cqrsgate stopped" at ERROR, status 1),
+// and no PostgreSQL is left running.
+func TestASignalDuringStartUpIsAStop(t *testing.T) {
+	bin := buildBinary(t)
+	dataDir := pgDataDir(t)
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-log-format", "json")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // initdb takes seconds
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || strings.Contains(logs.String(), `"level":"ERROR"`) {
+			t.Fatalf("SIGTERM during start-up: exit %v\n%s", err, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still running 60 s after SIGTERM during start-up\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "cqrsgate listening") && !strings.Contains(logs.String(), "stopped during start-up") {
+		t.Errorf("no stop logged:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Errorf("PostgreSQL left running after the stop (postmaster.pid: %v)", err)
+	}
+	// What the stop cut short (initdb, say) does not stand in the way of
+	// the next start.
+	g := startGateway(t, bin, dataDir)
+	if d := g.graphql(`{ __typename }`); d["__typename"] != "Query" {
+		t.Fatalf("after a stop during start-up, the next start answers %v", d)
+	}
+}

@@ -1027,15 +1027,24 @@ func (c *wsConn) closeWith(code int, reason string) {
 	})
 }
 
-// closeWatch closes the socket a second from now unless the close frame
-// has been written by then: at once when the client's queue was full (it
-// is being cut off for reading too slowly), otherwise only when the
-// socket took in nothing in that second (written did not move from last).
-// A client that reads nothing holds the close for a second, one that
-// takes in a large answer slowly for as long as it reads (Shutdown's
-// deadline bounds that).
+// closeStall is how long a close waits for a client that takes in
+// nothing of what is queued before it (see closeWatch): long enough for a
+// reader that pauses (a large answer, a busy client), short beside the
+// write timeout that would end it otherwise.
+const closeStall = 3 * time.Second
+
+// closeWatch closes the socket unless the close frame is written soon: a
+// second from now when the client's queue was full (it is being cut off
+// for reading too slowly), otherwise once the socket has taken in nothing
+// for closeStall (written did not move from last). A client that reads
+// nothing holds the close for closeStall, one that takes in a large answer
+// slowly for as long as it reads (Shutdown's deadline bounds that).
 func (c *wsConn) closeWatch(full bool, last int64) {
-	time.AfterFunc(time.Second, func() {
+	wait := closeStall
+	if full {
+		wait = time.Second
+	}
+	time.AfterFunc(wait, func() {
 		select {
 		case <-c.done:
 			return

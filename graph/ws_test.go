@@ -819,8 +819,8 @@ func TestTransportWSIdsAreFreeOnceTheServerEndsThem(t *testing.T) {
 
 // A client that has stopped reading does not hold the transport's
 // Shutdown for the write timeout (10 s): the close frame waits behind a
-// write to a full socket, and the socket is closed a second after it was
-// asked for (before, only when the client's queue was full as well).
+// write to a full socket, and the socket is closed once it has taken in
+// nothing for 3 s (before, only when the client's queue was full).
 func TestShutdownIsNotHeldByAClientThatReadsNothing(t *testing.T) {
 	ws := &graph.Websocket{}
 	s := newWSServer(t, ws)
@@ -832,8 +832,8 @@ func TestShutdownIsNotHeldByAClientThatReadsNothing(t *testing.T) {
 	if err := ws.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Shutdown took %v with one client that does not read", d.Round(time.Millisecond))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Shutdown took %v with one client that does not read (the close waits 3 s for a stalled client)", d.Round(time.Millisecond))
 	}
 }
 

@@ -55,13 +55,16 @@ func main() {
 	applyGCPercent(cfg, os.Getenv)
 	ctx, stop := stopSignals(context.Background())
 	defer stop()
-	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv)
+	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cqrsgate:", err)
 		os.Exit(2)
 	}
-	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
-	if err := run(ctx, cfg, log, tp); err != nil {
+	err = run(ctx, cfg, log, tp)
+	// Before os.Exit, which runs no deferred call: the last spans are
+	// exported on a failure too.
+	flushTracing(ctx, stopTracing, cfg.ShutdownTimeout, log)
+	if err != nil {
 		var sig stopSignal
 		if errors.As(context.Cause(ctx), &sig) {
 			// Asked to stop while starting (initdb, migrations): what
@@ -71,6 +74,22 @@ func main() {
 		}
 		log.Error("cqrsgate stopped", "err", err)
 		os.Exit(1)
+	}
+}
+
+// maxTracingFlush bounds the export of the spans left at shutdown.
+const maxTracingFlush = 5 * time.Second
+
+// flushTracing exports the spans left and stops the tracer provider
+// (stop), giving it the shutdown timeout, at most maxTracingFlush: a
+// collector that does not answer held the exit up for its own timeouts
+// (30 s and more). Spans it could not export are lost, with a warning.
+func flushTracing(ctx context.Context, stop func(context.Context) error, shutdownTimeout time.Duration, log *slog.Logger) {
+	timeout := min(shutdownTimeout, maxTracingFlush)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn("OpenTelemetry: the last spans were not all exported at shutdown", "timeout", timeout, "err", err)
 	}
 }
 
@@ -121,12 +140,73 @@ func applyGCPercent(cfg config, getenv func(string) string) int {
 	return cfg.GCPercent
 }
 
+// newLogger is the gateway's logger: a line logged with the context of a
+// request (log.InfoContext(ctx, ...)) carries its request id.
 func newLogger(cfg config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(withRequestID(h, graph.RequestID))
+}
+
+// requestIDKey is the attribute that holds a request's id in log lines.
+const requestIDKey = "requestId"
+
+// withRequestID wraps h so that a record logged with a context that id
+// finds a request id in gets attribute requestId, unless it carries one
+// already (in the record, or added with Logger.With). Under a group
+// (Logger.WithGroup), the attribute is the group's, as the record's are.
+// Records logged without a request's context are left as they are.
+func withRequestID(h slog.Handler, id func(context.Context) string) slog.Handler {
+	return &requestIDHandler{Handler: h, id: id}
+}
+
+type requestIDHandler struct {
+	slog.Handler
+	id func(context.Context) string
+	// has: the attributes added with WithAttrs include a request id.
+	has bool
+}
+
+func (h *requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.has || ctx == nil {
+		return h.Handler.Handle(ctx, r)
+	}
+	id := h.id(ctx)
+	if id == "" {
+		return h.Handler.Handle(ctx, r)
+	}
+	carries := false
+	r.Attrs(func(a slog.Attr) bool {
+		carries = a.Key == requestIDKey
+		return !carries
+	})
+	if !carries {
+		// A copy: the caller's record may be shared (handlers must not
+		// change what they were handed).
+		r = r.Clone()
+		r.AddAttrs(slog.String(requestIDKey, id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	has := h.has
+	for _, a := range attrs {
+		has = has || a.Key == requestIDKey
+	}
+	return &requestIDHandler{Handler: h.Handler.WithAttrs(attrs), id: h.id, has: has}
+}
+
+func (h *requestIDHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h // slog's rule: an empty group is no group
+	}
+	// A request id added with WithAttrs before the group stays on the
+	// group's lines: they get no second one.
+	return &requestIDHandler{Handler: h.Handler.WithGroup(name), id: h.id, has: h.has}
 }
 
 // run starts everything, serves until ctx ends, then shuts down in reverse
@@ -273,7 +353,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	websockets := &graph.Websocket{AllowedOrigins: cfg.AllowedOrigins, Log: log}
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Websocket: websockets, Hub: hub,
-		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), Tracer: tp, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
+		Store: store, Schemas: registry, Commands: commands, Operations: meters.Operations(), RefusedOperations: meters.RefusedOperation, Tracer: tp, Log: log, MaxBodyBytes: cfg.MaxBodyBytes,
 		AccountReads: projections.NewAccountQueries(pool), OrderReads: projections.NewOrderQueries(pool),
 		ProductReads: projections.NewProductQueries(pool), FulfilmentReads: fulfilments, Admin: admin,
 		Positions: projections.NewPositions(pool, runner), ReadTimeout: cfg.ReadTimeout,

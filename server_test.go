@@ -645,20 +645,7 @@ func TestGatewayExitsWhenTheEmbeddedPostgresDies(t *testing.T) {
 // connect timeout; it hung for ever (the pool's first connection had no
 // deadline, pgx none unless the URL set connect_timeout).
 func TestStartupWithASilentDatabaseFailsInBoundedTime(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // accepted, never answered
-		}
-	}()
+	ln := silentListener(t)
 	cfg, err := loadConfig(nil, func(k string) string {
 		return map[string]string{"DATABASE_URL": "postgres://u:p@" + ln.Addr().String() + "/db", "ADDR": "127.0.0.1:0"}[k]
 	}, io.Discard)
@@ -759,4 +746,32 @@ func TestASignalDuringStartUpIsAStop(t *testing.T) {
 	if d := g.graphql(`{ __typename }`); d["__typename"] != "Query" {
 		t.Fatalf("after a stop during start-up, the next start answers %v", d)
 	}
+}
+
+// silentListener listens on loopback, accepts every connection and answers
+// none (a wrong port that lands on another service, a proxy with no
+// backend), until the test ends.
+func silentListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // accepted, never answered
+		}
+	}()
+	return ln
 }

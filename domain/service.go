@@ -46,6 +46,10 @@ type CommandOutcome struct {
 	// or gave up after).
 	Conflicts int
 	Duration  time.Duration
+	// Err is the command's error (nil for success), for what its code does
+	// not tell: a context's end (Code is then Internal) is the caller's
+	// having gone, or its deadline.
+	Err error
 }
 
 // Service executes commands: it loads the aggregate (latest snapshot plus
@@ -129,7 +133,7 @@ func Execute[A Aggregate](ctx context.Context, s *Service, k *Kind[A], cmd Comma
 	if s.opts.Observe != nil {
 		start := time.Now()
 		defer func() {
-			s.opts.Observe(CommandOutcome{Command: cmd.CommandName(), Code: CodeOf(err), Conflicts: conflicts, Duration: time.Since(start)})
+			s.opts.Observe(CommandOutcome{Command: cmd.CommandName(), Code: CodeOf(err), Conflicts: conflicts, Duration: time.Since(start), Err: err})
 		}()
 	}
 	id := cmd.AggregateID()

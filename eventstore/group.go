@@ -82,6 +82,10 @@ type grouper struct {
 // appendGrouped queues the append and waits for its batch. The caller whose
 // append finds no writer becomes it.
 func (s *Postgres) appendGrouped(ctx context.Context, stream string, expected domain.ExpectedVersion, schemaRev int64, original, events []domain.EventData) (domain.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		// The caller has gone already: write nothing for it.
+		return domain.AppendResult{}, err
+	}
 	r := &groupRequest{stream: stream, expected: expected, schemaRev: schemaRev, original: original, events: events, done: make(chan groupResult, 1)}
 	for _, e := range original {
 		r.clientIDs = r.clientIDs || e.ID != ""

@@ -129,7 +129,7 @@ func idempotentResult(stream string, events []domain.EventData, stored []storedE
 		e := events[se.ord-1]
 		switch {
 		case se.stream != stream:
-			return domain.AppendResult{}, duplicateID("event id %s is already stored in another stream", e.ID)
+			return domain.AppendResult{}, duplicateID("event id %s is taken: event ids are unique across the whole store, every stream and tenant; give the event another (a random UUID v4 or v7)", e.ID)
 		case !se.same:
 			return domain.AppendResult{}, duplicateID("event id %s is already stored in %q with other content", e.ID, stream)
 		case i > 0 && se.version != res.Events[i-1].StreamVersion+1:

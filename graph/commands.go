@@ -53,14 +53,19 @@ func execute[A domain.Aggregate](ctx context.Context, r *Resolver, k *domain.Kin
 	if err != nil {
 		return nil, err
 	}
+	correlationID, causationID := meta.CorrelationID, meta.CausationID
+	if res.Duplicate {
+		// The original result's, stored with its events: not this retry's.
+		correlationID, causationID = storedIDs(res.Events, correlationID, causationID)
+	}
 	return &model.CommandResult{
 		AggregateID:   res.AggregateID,
 		StreamID:      unqualified(res.StreamID),
 		Version:       int(res.Version),
 		Position:      model.Position(res.Position),
 		Duplicate:     res.Duplicate,
-		CorrelationID: meta.CorrelationID,
-		CausationID:   meta.CausationID,
+		CorrelationID: correlationID,
+		CausationID:   causationID,
 		Events:        toEvents(res.Events),
 	}, nil
 }

@@ -2,7 +2,9 @@ package graph
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -44,6 +46,10 @@ func eventPage(p eventstore.Page, limit int) *model.EventPage {
 }
 
 func appendResult(res domain.AppendResult, correlationID string) *model.AppendResult {
+	if res.Duplicate {
+		// The original's: nothing of this request was recorded.
+		correlationID, _ = storedIDs(res.Events, correlationID, "")
+	}
 	return &model.AppendResult{
 		StreamID:      unqualified(res.StreamID),
 		FirstVersion:  int(res.FirstVersion),
@@ -86,4 +92,51 @@ func withCorrelation(meta model.JSON, correlationID string, index int) (json.Raw
 		}
 	}
 	return json.Marshal(m)
+}
+
+// storedIDs returns the correlation and causation ids stored in the
+// metadata of the first of events (an idempotent retry's result, which is
+// the original append's), or correlationID and causationID where it holds
+// none.
+func storedIDs(events []domain.RecordedEvent, correlationID, causationID string) (string, string) {
+	if len(events) == 0 {
+		return correlationID, causationID
+	}
+	var meta struct {
+		Correlation *string `json:"correlationId"`
+		Causation   *string `json:"causationId"`
+	}
+	if json.Unmarshal(events[0].Metadata, &meta) != nil {
+		return correlationID, causationID
+	}
+	if meta.Correlation != nil {
+		correlationID = *meta.Correlation
+	}
+	if meta.Causation != nil {
+		causationID = *meta.Causation
+	}
+	return correlationID, causationID
+}
+
+// inClientTerms returns err with the tenant-qualified stream name it may
+// quote (a conflict's message and its stream extension) spelt as the
+// client gave it: ids and streams go in and come back without a tenant
+// prefix.
+func inClientTerms(err error, qualified, stream string) error {
+	var de *domain.Error
+	if qualified == stream || !errors.As(err, &de) {
+		return err
+	}
+	out := *de
+	out.Message = strings.ReplaceAll(de.Message, qualified, stream)
+	if len(de.Details) > 0 {
+		out.Details = make(map[string]any, len(de.Details))
+		for k, v := range de.Details {
+			if s, ok := v.(string); ok && s == qualified {
+				v = stream
+			}
+			out.Details[k] = v
+		}
+	}
+	return &out
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
@@ -28,6 +31,13 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &de):
 			gqlErr.Message = de.Message
 			gqlErr.Extensions = domainExtensions(de)
+			if de.Code == domain.Invalid && de.Field == "" {
+				// A scalar that could not take a value (a Long of "ten")
+				// knows no field; its path names it.
+				if f := fieldOfPath(gqlErr.Path); f != "" {
+					gqlErr.Extensions["field"] = f
+				}
+			}
 			if de.Code == domain.Internal {
 				// One the code meant to explain (a sum beyond a Long): its
 				// message is shown, and it is logged with its request id
@@ -61,6 +71,30 @@ func logInternal(ctx context.Context, log *slog.Logger, gqlErr *gqlerror.Error, 
 	reqID := RequestID(ctx)
 	log.ErrorContext(ctx, "graphql: internal error", "requestId", reqID, "path", gqlErr.Path.String(), "err", err)
 	return reqID
+}
+
+// fieldOfPath names the input field an argument's path leads to, as the
+// domain's errors name fields: the path after the root field, without the
+// "input" object commands take ([depositMoney input amount] is "amount",
+// [appendEvents events 0 data] "events.0.data"); "" for a path of a result
+// (a resolver's error) or none.
+func fieldOfPath(path ast.Path) string {
+	if len(path) < 2 {
+		return ""
+	}
+	var parts []string
+	for i, el := range path[1:] {
+		switch el := el.(type) {
+		case ast.PathName:
+			if i == 0 && el == "input" && len(path) > 2 {
+				continue
+			}
+			parts = append(parts, string(el))
+		case ast.PathIndex:
+			parts = append(parts, strconv.Itoa(int(el)))
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 func domainExtensions(de *domain.Error) map[string]any {

@@ -54,8 +54,12 @@ type Config struct {
 	Auth *auth.Authenticator
 	// Limits bound operations and clients (zero: the defaults).
 	Limits Limits
-	// Operations, when set, wraps every operation (metrics).
+	// Operations, when set, wraps every operation that runs (metrics).
 	Operations graphql.OperationMiddleware
+	// RefusedOperations, when set, is told of every operation refused
+	// before it ran (it does not reach Operations): its type ("unknown"
+	// when its document did not parse) and its errors' codes.
+	RefusedOperations func(ctx context.Context, kind string, codes []string)
 	// Tracer makes spans of requests, operations and commands (nil: none).
 	Tracer trace.TracerProvider
 }
@@ -89,6 +93,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	refused := logRefusals(cfg.Log, cfg.RefusedOperations)
 	if cfg.Websocket != nil {
 		if cfg.Websocket.Log == nil {
 			cfg.Websocket.Log = cfg.Log
@@ -99,12 +104,13 @@ func NewHandler(cfg Config) http.Handler {
 		if cfg.Websocket.ShareScope == nil {
 			cfg.Websocket.ShareScope = func(ctx context.Context) string { return auth.FromContext(ctx).Scope() }
 		}
+		cfg.Websocket.refused = refused
 		srv.AddTransport(cfg.Websocket)
 	}
 	srv.AddTransport(transport.Options{})
 	apq := lru.New[string](1000)
-	srv.AddTransport(getTransport{apq: apq})
-	srv.AddTransport(postTransport{})
+	srv.AddTransport(getTransport{apq: apq, refused: refused})
+	srv.AddTransport(postTransport{refused: refused})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if cfg.Limits.DisableIntrospection {
 		srv.Use(noIntrospection{})

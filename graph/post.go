@@ -30,7 +30,9 @@ import (
 //     numbers kept exact;
 //   - the response is written in one piece, from a pooled buffer, without
 //     re-encoding the data gqlgen has already encoded, and with its length.
-type postTransport struct{}
+type postTransport struct {
+	refused refusalHook // told of operations refused before they run
+}
 
 var _ graphql.Transport = postTransport{}
 
@@ -48,7 +50,8 @@ func (postTransport) Supports(r *http.Request) bool {
 }
 
 // Do implements graphql.Transport.
-func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	exec = observe(exec, t.refused)
 	ctx := r.Context()
 	contentType := responseContentType(r.Header.Get("Accept"))
 	w.Header()["Content-Type"] = contentType
@@ -79,9 +82,12 @@ func (postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	if rc.Operation.Operation == ast.Subscription {
 		// A subscription streams: over a request it would wait, with no
 		// bound, for its first event (holding the server's shutdown).
+		errs := gqlerror.List{{Message: subscriptionsOverWebsockets, Extensions: map[string]any{"code": "BAD_REQUEST"}}}
+		if t.refused != nil {
+			t.refused(ctx, string(rc.Operation.Operation), rc.Operation.Name, errs)
+		}
 		w.WriteHeader(http.StatusBadRequest)
-		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), gqlerror.List{{Message: subscriptionsOverWebsockets,
-			Extensions: map[string]any{"code": "BAD_REQUEST"}}}))
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs))
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
@@ -100,10 +106,12 @@ const subscriptionsOverWebsockets = "subscriptions are served over websockets (g
 // the cache the AutomaticPersistedQuery extension keeps.
 type getTransport struct {
 	transport.GET
-	apq graphql.Cache[string]
+	apq     graphql.Cache[string]
+	refused refusalHook // told of operations refused before they run
 }
 
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	exec = observe(exec, t.refused)
 	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
 		query := q.Get("query")
 		if query == "" && t.apq != nil {
@@ -116,34 +124,42 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 				query, _ = t.apq.Get(r.Context(), ext.PersistedQuery.Sha256Hash)
 			}
 		}
-		switch operationKind(query, q.Get("operationName")) {
+		kind, name := operationOf(query, q.Get("operationName"))
+		refuse := func(status int, message, code string) {
+			if t.refused != nil {
+				t.refused(r.Context(), string(kind), name, gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}})
+			}
+			writeRequestError(w, r, status, message, code)
+		}
+		switch kind {
 		case ast.Mutation:
 			w.Header().Set("Allow", http.MethodPost)
-			writeRequestError(w, r, http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")
+			refuse(http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")
 			return
 		case ast.Subscription:
-			writeRequestError(w, r, http.StatusBadRequest, subscriptionsOverWebsockets, "BAD_REQUEST")
+			refuse(http.StatusBadRequest, subscriptionsOverWebsockets, "BAD_REQUEST")
 			return
 		}
 	}
 	t.GET.Do(w, r, exec)
 }
 
-// operationKind is the kind of the operation named name in the document
-// query (the only one when name is empty), or "" when the document does
-// not parse or has no such operation (gqlgen then says what is wrong).
-func operationKind(query, name string) ast.Operation {
+// operationOf is the kind and name of the operation named name in the
+// document query (the only one when name is empty), or "" and name when
+// the document does not parse or has no such operation (gqlgen then says
+// what is wrong).
+func operationOf(query, name string) (ast.Operation, string) {
 	doc, err := parser.ParseQuery(&ast.Source{Input: query})
 	if err != nil {
-		return ""
+		return "", name
 	}
 	if name == "" && len(doc.Operations) == 1 {
-		return doc.Operations[0].Operation
+		return doc.Operations[0].Operation, doc.Operations[0].Name
 	}
 	if op := doc.Operations.ForName(name); op != nil {
-		return op.Operation
+		return op.Operation, op.Name
 	}
-	return ""
+	return "", name
 }
 
 // decodePost decodes a POST body (a JSON object of query, operationName,

@@ -34,9 +34,17 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	if kind := aggregateOwning(stream); kind != "" {
 		return nil, domain.InvalidField("stream", "stream %q belongs to the %s aggregate: change it through its command mutations", stream, kind)
 	}
+	if stream == "" {
+		// Not qualified: a tenant's "" would be the stream "acme~".
+		return nil, domain.InvalidField("stream", "stream id is empty")
+	}
 	qualified, err := qualify(ctx, "stream", stream)
 	if err != nil {
 		return nil, err
+	}
+	if tenant := tenantOf(ctx); tenant != "" && len(qualified) > eventstore.MaxStreamIDLength {
+		// Said in the client's terms: its stream id, without the prefix.
+		return nil, domain.InvalidField("stream", "stream id is %d bytes; at most %d are allowed for tenant %s", len(stream), eventstore.MaxStreamIDLength-(len(qualified)-len(stream)), tenant)
 	}
 	expected := domain.ExpectAny
 	if expectedVersion != nil {
@@ -75,7 +83,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 	}
 	res, err := r.Store.Append(ctx, qualified, expected, data...)
 	if err != nil {
-		return nil, err
+		return nil, inClientTerms(err, qualified, stream)
 	}
 	return appendResult(res, correlationID), nil
 }

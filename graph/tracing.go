@@ -40,8 +40,11 @@ func traceOperations(tracer trace.Tracer) graphql.OperationMiddleware {
 		if rc.Operation != nil {
 			kind, name = string(rc.Operation.Operation), rc.Operation.Name
 		}
-		ctx, span := tracer.Start(ctx, "graphql."+kind+" "+name, trace.WithAttributes(
-			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", name)))
+		// The span's name is the operation's type (OpenTelemetry's GraphQL
+		// convention): a client's operation name, of any length and
+		// variety, would make every span name a new one.
+		ctx, span := tracer.Start(ctx, "graphql."+kind, trace.WithAttributes(
+			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", boundedName(name))))
 		responses := next(ctx)
 		var once sync.Once
 		end := func(resp *graphql.Response) {

@@ -45,7 +45,7 @@ func TestTracingFromRequestToProjection(t *testing.T) {
 		}
 		return projection != nil
 	})
-	chain := []string{"POST /", "graphql.mutation ", "command OpenAccount", "eventstore.append"}
+	chain := []string{"POST /", "graphql.mutation", "command OpenAccount", "eventstore.append"}
 	for i, name := range chain {
 		s, ok := byName[name]
 		if !ok {
@@ -91,8 +91,13 @@ func TestSubscriptionSpansEndWithTheSubscription(t *testing.T) {
 	c.send(map[string]any{"id": "e", "type": "complete"})
 	ended := func(name string) bool {
 		for _, s := range rec.Ended() {
-			if s.Name() == "graphql.subscription "+name {
-				return true
+			if s.Name() != "graphql.subscription" {
+				continue
+			}
+			for _, a := range s.Attributes() {
+				if a.Key == "graphql.operation.name" && a.Value.AsString() == name {
+					return true
+				}
 			}
 		}
 		return false

@@ -2657,21 +2657,21 @@ input ChargeFeeInput {
 
 extend type Mutation {
   "Opens an account. Rules: ACCOUNT_ALREADY_OPEN."
-  openAccount(input: OpenAccountInput!): CommandResult!
+  openAccount(input: OpenAccountInput!): CommandResult
   "Deposits money (frozen accounts accept deposits). Rules: ACCOUNT_CLOSED, AMOUNT_OVERFLOW."
-  depositMoney(input: DepositMoneyInput!): CommandResult!
+  depositMoney(input: DepositMoneyInput!): CommandResult
   "Withdraws money within balance plus overdraft and the daily limit; records OverdraftOccurred when the balance goes negative. Rules: INSUFFICIENT_FUNDS, DAILY_LIMIT_EXCEEDED, ACCOUNT_FROZEN, ACCOUNT_CLOSED."
-  withdrawMoney(input: WithdrawMoneyInput!): CommandResult!
+  withdrawMoney(input: WithdrawMoneyInput!): CommandResult
   "Freezes an account: only deposits are accepted. Rules: ACCOUNT_FROZEN."
-  freezeAccount(input: FreezeAccountInput!): CommandResult!
+  freezeAccount(input: FreezeAccountInput!): CommandResult
   "Lifts a freeze. Rules: ACCOUNT_NOT_FROZEN."
-  unfreezeAccount(input: UnfreezeAccountInput!): CommandResult!
+  unfreezeAccount(input: UnfreezeAccountInput!): CommandResult
   "Closes an account at zero balance. Rules: BALANCE_NOT_ZERO, ACCOUNT_CLOSED."
-  closeAccount(input: CloseAccountInput!): CommandResult!
+  closeAccount(input: CloseAccountInput!): CommandResult
   "Credits interest on a positive balance, rounded down. Rules: ACCOUNT_FROZEN, AMOUNT_OVERFLOW."
-  applyInterest(input: ApplyInterestInput!): CommandResult!
+  applyInterest(input: ApplyInterestInput!): CommandResult
   "Charges a fee within balance plus overdraft. Rules: INSUFFICIENT_FUNDS, ACCOUNT_CLOSED."
-  chargeFee(input: ChargeFeeInput!): CommandResult!
+  chargeFee(input: ChargeFeeInput!): CommandResult
 }
 `, BuiltIn: false},
 	{Name: "../schema/auth.graphqls", Input: `"What a caller may do. Each role includes the ones before it."
@@ -2835,7 +2835,7 @@ extend type Mutation {
   Resumes a FAILED fulfilment at the step it failed on, once the cause is
   fixed. Rules: FULFILMENT_NOT_FAILED, FULFILMENT_NOT_STARTED.
   """
-  retryFulfilment(orderId: ID!): CommandResult! @hasRole(role: ADMIN)
+  retryFulfilment(orderId: ID!): CommandResult @hasRole(role: ADMIN)
 }
 
 extend type Subscription {
@@ -2905,23 +2905,23 @@ input ShipOrderInput {
 
 extend type Mutation {
   "Places an empty order."
-  placeOrder(input: PlaceOrderInput!): CommandResult!
+  placeOrder(input: PlaceOrderInput!): CommandResult
   "Adds a line (or more of a line at the same price) while the order is open."
-  addOrderItem(input: AddOrderItemInput!): CommandResult!
+  addOrderItem(input: AddOrderItemInput!): CommandResult
   "Removes a line while the order is open."
-  removeOrderItem(input: RemoveOrderItemInput!): CommandResult!
+  removeOrderItem(input: RemoveOrderItemInput!): CommandResult
   "Submits an open order that has at least one item."
-  submitOrder(input: SubmitOrderInput!): CommandResult!
+  submitOrder(input: SubmitOrderInput!): CommandResult
   """
   Confirms a submitted order by hand (ADMIN): the fulfilment saga confirms
   submitted orders once it has reserved their stock and charged for them,
   and does not start for an order confirmed before it.
   """
-  confirmOrder(input: ConfirmOrderInput!): CommandResult! @hasRole(role: ADMIN)
+  confirmOrder(input: ConfirmOrderInput!): CommandResult @hasRole(role: ADMIN)
   "Cancels an order, with a reason; not after shipping."
-  cancelOrder(input: CancelOrderInput!): CommandResult!
+  cancelOrder(input: CancelOrderInput!): CommandResult
   "Ships a confirmed order with its tracking number."
-  shipOrder(input: ShipOrderInput!): CommandResult!
+  shipOrder(input: ShipOrderInput!): CommandResult
 }
 `, BuiltIn: false},
 	{Name: "../schema/orders.graphqls", Input: `"An order, as the orders read model shows it."
@@ -3082,19 +3082,19 @@ input ChangePriceInput {
 
 extend type Mutation {
   "Adds a product to the catalogue."
-  addProduct(input: AddProductInput!): CommandResult!
+  addProduct(input: AddProductInput!): CommandResult
   "Adds stock on hand."
-  restockProduct(input: RestockProductInput!): CommandResult!
+  restockProduct(input: RestockProductInput!): CommandResult
   """
   Holds available stock for an order by hand (ADMIN: the fulfilment saga
   reserves the stock of submitted orders); available stock never goes below
   zero.
   """
-  reserveStock(input: ReserveStockInput!): CommandResult! @hasRole(role: ADMIN)
+  reserveStock(input: ReserveStockInput!): CommandResult @hasRole(role: ADMIN)
   "Releases an order's whole reservation by hand (ADMIN: the fulfilment saga releases what it reserved when it compensates)."
-  releaseStock(input: ReleaseStockInput!): CommandResult! @hasRole(role: ADMIN)
+  releaseStock(input: ReleaseStockInput!): CommandResult @hasRole(role: ADMIN)
   "Changes the price (the same price writes nothing)."
-  changePrice(input: ChangePriceInput!): CommandResult!
+  changePrice(input: ChangePriceInput!): CommandResult
 }
 `, BuiltIn: false},
 	{Name: "../schema/readside.graphqls", Input: `"Relay-style page information."
@@ -3223,11 +3223,11 @@ extend type Mutation {
   rebuild has caught up, and the old tables are dropped. Returns the new
   generation. Rules: REBUILD_IN_PROGRESS.
   """
-  rebuildProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
+  rebuildProjection(name: String!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
   "Puts a FAILED projection back to work from the event it failed on."
-  retryProjection(name: String!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
+  retryProjection(name: String!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
   "Moves a FAILED projection past the event at ` + "`" + `position` + "`" + ` (the one it failed on)."
-  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus! @hasRole(role: ADMIN) @gatewayWide
+  skipProjectionEvent(name: String!, position: Position!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
 }
 `, BuiltIn: false},
 	{Name: "../schema/registry.graphqls", Input: `"""
@@ -3379,20 +3379,20 @@ extend type Mutation {
   draft-07 or a bad migration. Registering the latest schema again changes
   nothing (unchanged: true).
   """
-  registerEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
+  registerEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict @hasRole(role: ADMIN) @gatewayWide
   """
   Adds or replaces the migration from ` + "`" + `fromVersion` + "`" + ` to the next version
   (which must exist). Stored events of ` + "`" + `fromVersion` + "`" + ` and earlier must read
   as the next and the latest version through it, or it is refused
   (STORED_EVENTS_FAIL).
   """
-  registerEventMigration(type: String!, fromVersion: Int!, operations: [MigrationOperationInput!]!): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
+  registerEventMigration(type: String!, fromVersion: Int!, operations: [MigrationOperationInput!]!): SchemaVerdict @hasRole(role: ADMIN) @gatewayWide
   "A dry run of registerEventSchema: the verdict with its reasons and replay results. Writes nothing."
-  checkEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict! @hasRole(role: ADMIN) @gatewayWide
+  checkEventSchema(type: String!, schema: JSON!, compatibility: Compatibility, migration: [MigrationOperationInput!]): SchemaVerdict @hasRole(role: ADMIN) @gatewayWide
   "Sets an event type's compatibility mode for later registrations."
-  setEventCompatibility(type: String!, mode: Compatibility!): EventType! @hasRole(role: ADMIN) @gatewayWide
+  setEventCompatibility(type: String!, mode: Compatibility!): EventType @hasRole(role: ADMIN) @gatewayWide
   "Marks a version deprecated (or, with deprecated: false, not any more): still read, refused on append."
-  deprecateEventSchema(type: String!, version: Int!, deprecated: Boolean = true): EventSchema! @hasRole(role: ADMIN) @gatewayWide
+  deprecateEventSchema(type: String!, version: Int!, deprecated: Boolean = true): EventSchema @hasRole(role: ADMIN) @gatewayWide
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
@@ -3517,7 +3517,7 @@ type Mutation {
   eventType, schemaVersion and problems: each failing path), CONFLICT (with
   expectedVersion and actualVersion).
   """
-  appendEvents(stream: String!, expectedVersion: Int, events: [EventInput!]!): AppendResult!
+  appendEvents(stream: String!, expectedVersion: Int, events: [EventInput!]!): AppendResult
 }
 `, BuiltIn: false},
 	{Name: "../schema/subscriptions.graphqls", Input: `"""
@@ -8340,10 +8340,10 @@ func (ec *executionContext) _Mutation_appendEvents(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AppendResult) graphql.Marshaler {
-			return ec.marshalNAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐAppendResult(ctx, selections, v)
+			return ec.marshalOAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐAppendResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_appendEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8384,10 +8384,10 @@ func (ec *executionContext) _Mutation_openAccount(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_openAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8428,10 +8428,10 @@ func (ec *executionContext) _Mutation_depositMoney(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_depositMoney(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8472,10 +8472,10 @@ func (ec *executionContext) _Mutation_withdrawMoney(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_withdrawMoney(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8516,10 +8516,10 @@ func (ec *executionContext) _Mutation_freezeAccount(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_freezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8560,10 +8560,10 @@ func (ec *executionContext) _Mutation_unfreezeAccount(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_unfreezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8604,10 +8604,10 @@ func (ec *executionContext) _Mutation_closeAccount(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_closeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8648,10 +8648,10 @@ func (ec *executionContext) _Mutation_applyInterest(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_applyInterest(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8692,10 +8692,10 @@ func (ec *executionContext) _Mutation_chargeFee(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_chargeFee(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8736,10 +8736,10 @@ func (ec *executionContext) _Mutation_retryFulfilment(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_retryFulfilment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8780,10 +8780,10 @@ func (ec *executionContext) _Mutation_placeOrder(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_placeOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8824,10 +8824,10 @@ func (ec *executionContext) _Mutation_addOrderItem(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addOrderItem(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8868,10 +8868,10 @@ func (ec *executionContext) _Mutation_removeOrderItem(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeOrderItem(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8912,10 +8912,10 @@ func (ec *executionContext) _Mutation_submitOrder(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_submitOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8956,10 +8956,10 @@ func (ec *executionContext) _Mutation_confirmOrder(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_confirmOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9000,10 +9000,10 @@ func (ec *executionContext) _Mutation_cancelOrder(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_cancelOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9044,10 +9044,10 @@ func (ec *executionContext) _Mutation_shipOrder(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_shipOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9088,10 +9088,10 @@ func (ec *executionContext) _Mutation_addProduct(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addProduct(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9132,10 +9132,10 @@ func (ec *executionContext) _Mutation_restockProduct(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_restockProduct(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9176,10 +9176,10 @@ func (ec *executionContext) _Mutation_reserveStock(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_reserveStock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9220,10 +9220,10 @@ func (ec *executionContext) _Mutation_releaseStock(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_releaseStock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9264,10 +9264,10 @@ func (ec *executionContext) _Mutation_changePrice(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-			return ec.marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_changePrice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9308,10 +9308,10 @@ func (ec *executionContext) _Mutation_rebuildProjection(ctx context.Context, fie
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
-			return ec.marshalNProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
+			return ec.marshalOProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_rebuildProjection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9352,10 +9352,10 @@ func (ec *executionContext) _Mutation_retryProjection(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
-			return ec.marshalNProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
+			return ec.marshalOProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_retryProjection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9396,10 +9396,10 @@ func (ec *executionContext) _Mutation_skipProjectionEvent(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
-			return ec.marshalNProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
+			return ec.marshalOProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_skipProjectionEvent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9440,10 +9440,10 @@ func (ec *executionContext) _Mutation_registerEventSchema(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
-			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+			return ec.marshalOSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_registerEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9484,10 +9484,10 @@ func (ec *executionContext) _Mutation_registerEventMigration(ctx context.Context
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
-			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+			return ec.marshalOSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_registerEventMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9528,10 +9528,10 @@ func (ec *executionContext) _Mutation_checkEventSchema(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
-			return ec.marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
+			return ec.marshalOSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_checkEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9572,10 +9572,10 @@ func (ec *executionContext) _Mutation_setEventCompatibility(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.EventType) graphql.Marshaler {
-			return ec.marshalNEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx, selections, v)
+			return ec.marshalOEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setEventCompatibility(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -9616,10 +9616,10 @@ func (ec *executionContext) _Mutation_deprecateEventSchema(ctx context.Context, 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
-			return ec.marshalNEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, selections, v)
+			return ec.marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_deprecateEventSchema(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17230,210 +17230,210 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_appendEvents(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "openAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_openAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "depositMoney":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_depositMoney(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "withdrawMoney":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_withdrawMoney(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "freezeAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_freezeAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "unfreezeAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_unfreezeAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "closeAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_closeAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "applyInterest":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_applyInterest(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "chargeFee":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_chargeFee(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "retryFulfilment":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_retryFulfilment(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "placeOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_placeOrder(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addOrderItem":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addOrderItem(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeOrderItem":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeOrderItem(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "submitOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_submitOrder(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "confirmOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_confirmOrder(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "cancelOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelOrder(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "shipOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_shipOrder(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addProduct":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addProduct(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "restockProduct":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_restockProduct(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "reserveStock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_reserveStock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "releaseStock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_releaseStock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "changePrice":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_changePrice(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "rebuildProjection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rebuildProjection(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "retryProjection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_retryProjection(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "skipProjectionEvent":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_skipProjectionEvent(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "registerEventSchema":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_registerEventSchema(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "registerEventMigration":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_registerEventMigration(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "checkEventSchema":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_checkEventSchema(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setEventCompatibility":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setEventCompatibility(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "deprecateEventSchema":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deprecateEventSchema(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -19180,14 +19180,6 @@ func (ec *executionContext) unmarshalNAddProductInput2cqrsgateᚋgraphᚋmodel�
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐAppendResult(ctx context.Context, sel ast.SelectionSet, v *model.AppendResult) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AppendResult!")
-		return graphql.Null
-	}
-	return ec._AppendResult(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNApplyInterestInput2cqrsgateᚋgraphᚋmodelᚐApplyInterestInput(ctx context.Context, v any) (model.ApplyInterestInput, error) {
 	res, err := ec.unmarshalInputApplyInterestInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -19249,14 +19241,6 @@ func (ec *executionContext) unmarshalNChargeFeeInput2cqrsgateᚋgraphᚋmodelᚐ
 func (ec *executionContext) unmarshalNCloseAccountInput2cqrsgateᚋgraphᚋmodelᚐCloseAccountInput(ctx context.Context, v any) (model.CloseAccountInput, error) {
 	res, err := ec.unmarshalInputCloseAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalNCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx context.Context, sel ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CommandResult!")
-		return graphql.Null
-	}
-	return ec._CommandResult(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCompatibility2cqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, v any) (model.Compatibility, error) {
@@ -19924,14 +19908,6 @@ func (ec *executionContext) marshalNSchemaProblem2ᚖcqrsgateᚋgraphᚋmodelᚐ
 	return ec._SchemaProblem(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx context.Context, sel ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "SchemaVerdict!")
-		return graphql.Null
-	}
-	return ec._SchemaVerdict(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNShipOrderInput2cqrsgateᚋgraphᚋmodelᚐShipOrderInput(ctx context.Context, v any) (model.ShipOrderInput, error) {
 	res, err := ec.unmarshalInputShipOrderInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20202,6 +20178,13 @@ func (ec *executionContext) marshalOAccountState2ᚖcqrsgateᚋgraphᚋmodelᚐA
 	return ec._AccountState(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalOAppendResult2ᚖcqrsgateᚋgraphᚋmodelᚐAppendResult(ctx context.Context, sel ast.SelectionSet, v *model.AppendResult) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AppendResult(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20232,6 +20215,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx context.Context, sel ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CommandResult(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, v any) (*model.Compatibility, error) {
 	if v == nil {
 		return nil, nil
@@ -20253,6 +20243,13 @@ func (ec *executionContext) marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEv
 		return graphql.Null
 	}
 	return ec._EventSchema(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOEventType2ᚖcqrsgateᚋgraphᚋmodelᚐEventType(ctx context.Context, sel ast.SelectionSet, v *model.EventType) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._EventType(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOFulfilment2ᚖcqrsgateᚋgraphᚋmodelᚐFulfilment(ctx context.Context, sel ast.SelectionSet, v *model.Fulfilment) graphql.Marshaler {
@@ -20421,6 +20418,20 @@ func (ec *executionContext) marshalOProduct2ᚖcqrsgateᚋgraphᚋmodelᚐProduc
 		return graphql.Null
 	}
 	return ec._Product(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx context.Context, sel ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ProjectionStatus(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOSchemaVerdict2ᚖcqrsgateᚋgraphᚋmodelᚐSchemaVerdict(ctx context.Context, sel ast.SelectionSet, v *model.SchemaVerdict) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SchemaVerdict(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

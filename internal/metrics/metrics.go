@@ -5,10 +5,14 @@ package metrics
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -34,6 +38,10 @@ type Metrics struct {
 	conflicts      prometheus.Counter
 	eventsAppended prometheus.Counter
 	appends        *prometheus.CounterVec
+
+	// log is where the /metrics handler reports what it could not
+	// gather (set by Projections; nil until then).
+	log atomic.Pointer[slog.Logger]
 }
 
 // New returns the metrics with the Go runtime and process collectors.
@@ -50,7 +58,9 @@ func New() *Metrics {
 			Help:    "Time to an operation's first response, by operation type.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"operation"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cqrsgate_commands_total",
-			Help: "Commands executed, by command and outcome (ok or the error code)."}, []string{"command", "outcome"}),
+			Help: "Commands executed, by command and outcome: ok, or the error's code in lower case (validation, not_found, conflict, " +
+				"rule_violation, unauthorized, forbidden, stale, unavailable, internal), or cancelled (the caller went away) " +
+				"or timeout (the command's deadline passed)."}, []string{"command", "outcome"}),
 		commandTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cqrsgate_command_duration_seconds",
 			Help:    "Time to execute a command (load, decide, append), by command.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}, []string{"command"}),
@@ -59,24 +69,96 @@ func New() *Metrics {
 		eventsAppended: prometheus.NewCounter(prometheus.CounterOpts{Name: "cqrsgate_events_appended_total",
 			Help: "Events appended to the log by this process."}),
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cqrsgate_appends_total",
-			Help: "Appends to the log by this process, by outcome (ok, duplicate, conflict, invalid, error)."}, []string{"outcome"}),
+			Help: "Appends to the log by this process, by outcome: ok, duplicate, conflict, invalid, cancelled (the caller went away), " +
+				"timeout (the caller's deadline passed) or error (any other failure)."}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.operations, m.operationErrs, m.operationTime, m.commands, m.commandTime, m.conflicts, m.eventsAppended, m.appends)
 	return m
 }
 
-// Handler serves the metrics in the Prometheus text format.
+// maxScrapesInFlight bounds the /metrics requests served at once; more
+// are answered 503.
+const maxScrapesInFlight = 4
+
+// Handler serves the metrics in the Prometheus text format. A collector
+// that fails (or two series that collide) costs only its own series: the
+// rest are served, the error is logged and counted in
+// promhttp_metric_handler_errors_total{cause="gathering"}. At most
+// maxScrapesInFlight scrapes are served at once; the others get 503.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:            handlerLog{m},
+		ErrorHandling:       promhttp.ContinueOnError,
+		Registry:            m.reg,
+		MaxRequestsInFlight: maxScrapesInFlight,
+	})
+}
+
+// handlerLog is the promhttp.Logger of Handler: the logger Projections
+// was given, if any yet.
+type handlerLog struct{ m *Metrics }
+
+func (l handlerLog) Println(v ...any) {
+	if log := l.m.log.Load(); log != nil {
+		log.Warn("metrics: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+	}
+}
+
+// codeOutcomes are the outcome label values of the error codes; any
+// other code (there are none) counts as internal, so that the label's
+// values stay a fixed set.
+var codeOutcomes = map[domain.Code]string{
+	"":                   "ok",
+	domain.Invalid:       "validation",
+	domain.NotFound:      "not_found",
+	domain.Conflict:      "conflict",
+	domain.RuleViolation: "rule_violation",
+	domain.Unauthorized:  "unauthorized",
+	domain.Forbidden:     "forbidden",
+	domain.Stale:         "stale",
+	domain.Unavailable:   "unavailable",
+	domain.Internal:      "internal",
+}
+
+// contextOutcome is "cancelled" for an error caused by a cancelled
+// context, "timeout" for one caused by a deadline that passed, else "".
+func contextOutcome(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return ""
+}
+
+// commandOutcome is the outcome label of a command that ended with code
+// and err: a cancellation or a timeout is told apart from the internal
+// error CodeOf makes of it.
+func commandOutcome(code domain.Code, err error) string {
+	if o := contextOutcome(err); o != "" {
+		return o
+	}
+	if o, ok := codeOutcomes[code]; ok {
+		return o
+	}
+	return "internal"
 }
 
 // ObserveCommand is a domain.ServiceOptions.Observe.
+//
+// domain.CommandOutcome carries the error's code but not the error, so
+// a command whose context was cancelled or timed out (the store returns
+// the context's error, which is not a *domain.Error) arrives here as
+// INTERNAL and cannot be told apart: it is counted as cancelled or
+// timeout only once CommandOutcome carries the error (see
+// commandOutcome).
 func (m *Metrics) ObserveCommand(o domain.CommandOutcome) {
-	outcome := "ok"
-	if o.Code != "" {
-		outcome = strings.ToLower(string(o.Code))
-	}
-	m.commands.WithLabelValues(o.Command, outcome).Inc()
+	m.observeCommand(o, o.Err)
+}
+
+func (m *Metrics) observeCommand(o domain.CommandOutcome, err error) {
+	m.commands.WithLabelValues(o.Command, commandOutcome(o.Code, err)).Inc()
 	m.commandTime.WithLabelValues(o.Command).Observe(o.Duration.Seconds())
 	m.conflicts.Add(float64(o.Conflicts))
 }
@@ -125,6 +207,27 @@ func (m *Metrics) Operations() graphql.OperationMiddleware {
 	}
 }
 
+// RefusedOperation counts an operation refused before it ran (a document
+// that did not validate, a limit, a role check, the mutation rate: see
+// graph.Config.RefusedOperations), as Operations counts one that runs: in
+// cqrsgate_graphql_operations_total by its type ("unknown" when its
+// document did not parse) and in cqrsgate_graphql_errors_total by each
+// error's code. Operations never sees these.
+func (m *Metrics) RefusedOperation(_ context.Context, kind string, codes []string) {
+	switch kind {
+	case "query", "mutation", "subscription":
+	default:
+		kind = "unknown"
+	}
+	m.operations.WithLabelValues(kind).Inc()
+	for _, code := range codes {
+		if code == "" {
+			code = "UNKNOWN"
+		}
+		m.operationErrs.WithLabelValues(kind, code).Inc()
+	}
+}
+
 // Store wraps an event store to count appends and the events they write.
 func (m *Metrics) Store(s eventstore.Store) eventstore.Store { return &countingStore{Store: s, m: m} }
 
@@ -150,6 +253,10 @@ func (c *countingStore) Append(ctx context.Context, stream string, expected doma
 	case err == nil:
 		c.m.appends.WithLabelValues("ok").Inc()
 		c.m.eventsAppended.Add(float64(len(res.Events)))
+	case contextOutcome(err) != "":
+		// The store returns the context's error as is: CodeOf makes it
+		// internal, which it is not.
+		c.m.appends.WithLabelValues(contextOutcome(err)).Inc()
 	case code == domain.Conflict:
 		c.m.appends.WithLabelValues("conflict").Inc()
 	case code == domain.Invalid:
@@ -215,25 +322,75 @@ func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolEmpty, prometheus.CounterValue, float64(s.EmptyAcquireCount()))
 }
 
+// projLabels are the labels of the projection gauges: one projection
+// version may have two generations at once, the serving one and its
+// rebuild.
+var projLabels = []string{"projection", "version", "generation"}
+
 var (
-	projPosition = prometheus.NewDesc("cqrsgate_projection_position", "The last log position a projection applied.", []string{"projection", "version"}, nil)
-	projLag      = prometheus.NewDesc("cqrsgate_projection_lag_events", "Log positions after a projection's checkpoint.", []string{"projection", "version"}, nil)
-	projLagSec   = prometheus.NewDesc("cqrsgate_projection_lag_seconds", "Age of the oldest event a projection has not applied (0 when caught up).", []string{"projection", "version"}, nil)
-	projState    = prometheus.NewDesc("cqrsgate_projection_state", "1 for a projection's current state (RUNNING or FAILED), by version.", []string{"projection", "version", "state"}, nil)
-	projServing  = prometheus.NewDesc("cqrsgate_projection_serving", "1 for the version queries read.", []string{"projection", "version"}, nil)
+	projPosition = prometheus.NewDesc("cqrsgate_projection_position", "The last log position a projection applied, by version and generation.", projLabels, nil)
+	projLag      = prometheus.NewDesc("cqrsgate_projection_lag_events", "Log positions after a projection's checkpoint, by version and generation.", projLabels, nil)
+	projLagSec   = prometheus.NewDesc("cqrsgate_projection_lag_seconds", "Age of the oldest event a projection has not applied (0 when caught up), by version and generation.", projLabels, nil)
+	projState    = prometheus.NewDesc("cqrsgate_projection_state", "1 for a projection's current state (RUNNING or FAILED), by version and generation.", []string{"projection", "version", "generation", "state"}, nil)
+	projServing  = prometheus.NewDesc("cqrsgate_projection_serving", "1 for the version and generation queries read, else 0 (a rebuild's generation until it takes over).", projLabels, nil)
 )
 
+// projReportsTTL is how long the projections' reports read for a scrape
+// serve the following ones.
+const projReportsTTL = time.Second
+
+// projReadTimeout bounds reading the projections' reports.
+const projReadTimeout = 2 * time.Second
+
 // Projections registers the projections' gauges, read from the database
-// at each scrape (at most 2 seconds; a failure is logged and the gauges
-// are left out of that scrape).
+// (at most 2 seconds) for a scrape and reused by the scrapes of the
+// following second; concurrent scrapes share one read. A failure is
+// logged and the gauges are left out of the scrapes it serves.
 func (m *Metrics) Projections(admin *projections.Admin, store eventstore.Store, log *slog.Logger) {
-	m.reg.MustRegister(&projectionCollector{admin: admin, store: store, log: log})
+	m.log.Store(log)
+	m.reg.MustRegister(newProjectionCollector(func(ctx context.Context) ([]projections.Report, error) {
+		return admin.Reports(ctx, store)
+	}, log, time.Now))
 }
 
+// projectionCollector collects the projection gauges from the reports
+// read, which it keeps for projReportsTTL.
 type projectionCollector struct {
-	admin *projections.Admin
-	store eventstore.Store
-	log   *slog.Logger
+	read func(ctx context.Context) ([]projections.Report, error)
+	log  *slog.Logger
+	now  func() time.Time
+
+	// mu is held while reading: a scrape that arrives during a read
+	// waits for it and uses its result.
+	mu   sync.Mutex
+	at   time.Time // when the last read ended (zero before the first)
+	list []projections.Report
+	err  error
+}
+
+func newProjectionCollector(read func(ctx context.Context) ([]projections.Report, error), log *slog.Logger, now func() time.Time) *projectionCollector {
+	return &projectionCollector{read: read, log: log, now: now}
+}
+
+// reports returns the last read's reports if it ended less than
+// projReportsTTL ago, else reads them.
+func (p *projectionCollector) reports() ([]projections.Report, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.IsZero() {
+		if age := p.now().Sub(p.at); age >= 0 && age < projReportsTTL {
+			return p.list, p.err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), projReadTimeout)
+	defer cancel()
+	p.list, p.err = p.read(ctx)
+	p.at = p.now()
+	if p.err != nil {
+		p.list = nil
+		p.log.Warn("metrics: reading the projections", "err", p.err)
+	}
+	return p.list, p.err
 }
 
 func (p *projectionCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -245,23 +402,20 @@ func (p *projectionCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (p *projectionCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	list, err := p.admin.Reports(ctx, p.store)
+	list, err := p.reports()
 	if err != nil {
-		p.log.Warn("metrics: reading the projections", "err", err)
 		return
 	}
 	for _, s := range list {
-		v := strconv.Itoa(s.Version)
-		ch <- prometheus.MustNewConstMetric(projPosition, prometheus.GaugeValue, float64(s.Position), s.Name, v)
-		ch <- prometheus.MustNewConstMetric(projLag, prometheus.GaugeValue, float64(s.Lag), s.Name, v)
-		ch <- prometheus.MustNewConstMetric(projLagSec, prometheus.GaugeValue, s.LagSeconds, s.Name, v)
-		ch <- prometheus.MustNewConstMetric(projState, prometheus.GaugeValue, 1, s.Name, v, s.Status.Status)
+		v, g := strconv.Itoa(s.Version), strconv.Itoa(s.Generation)
+		ch <- prometheus.MustNewConstMetric(projPosition, prometheus.GaugeValue, float64(s.Position), s.Name, v, g)
+		ch <- prometheus.MustNewConstMetric(projLag, prometheus.GaugeValue, float64(s.Lag), s.Name, v, g)
+		ch <- prometheus.MustNewConstMetric(projLagSec, prometheus.GaugeValue, s.LagSeconds, s.Name, v, g)
+		ch <- prometheus.MustNewConstMetric(projState, prometheus.GaugeValue, 1, s.Name, v, g, s.Status.Status)
 		serving := 0.0
 		if s.Serving {
 			serving = 1
 		}
-		ch <- prometheus.MustNewConstMetric(projServing, prometheus.GaugeValue, serving, s.Name, v)
+		ch <- prometheus.MustNewConstMetric(projServing, prometheus.GaugeValue, serving, s.Name, v, g)
 	}
 }

@@ -2,15 +2,20 @@
 // request, GraphQL operation, command, append and, for the events an
 // append wrote, the projection batches that apply them (linked through the
 // W3C traceparent stored in each event's metadata). It is off unless the
-// standard OTEL_* variables configure an exporter.
+// standard OTEL_* variables configure an exporter (and off with
+// OTEL_SDK_DISABLED=true). Only OTLP over HTTP (http/protobuf) is supported;
+// span attribute values are cut at DefaultAttributeValueLength.
 package tracing
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"log/slog"
+	"sync"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -39,15 +44,28 @@ func Enabled(tp trace.TracerProvider) bool {
 }
 
 // Setup returns the tracer provider the OTEL_* variables ask for (see the
-// package documentation), and the function that flushes and stops it.
-func Setup(ctx context.Context, getenv func(string) string) (trace.TracerProvider, func(context.Context) error, error) {
-	exporter := strings.ToLower(getenv("OTEL_TRACES_EXPORTER"))
-	configured := getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
-	if exporter == "none" || exporter == "" && !configured {
+// package documentation), and the function that flushes and stops it. An
+// invalid setting is an error that names the variable; OTEL_SDK_DISABLED=true
+// turns tracing off. getenv must read the process's environment (os.Getenv):
+// the exporter and the SDK read their other settings from it.
+//
+// It routes OpenTelemetry's errors (a failed export, say) to log, at WARN,
+// at most one line every ErrorLogInterval (see ErrorLog).
+func Setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	otel.SetErrorHandler(NewErrorLog(log, ErrorLogInterval))
+	on, err := tracesOn(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !on {
 		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
 	}
-	if exporter != "" && exporter != "otlp" {
-		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: only otlp (or none) is supported", exporter)
+	limits, err := spanLimits(getenv)
+	if err != nil {
+		return nil, nil, err
 	}
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
@@ -57,8 +75,58 @@ func Setup(ctx context.Context, getenv func(string) string) (trace.TracerProvide
 	if err != nil {
 		return nil, nil, fmt.Errorf("OpenTelemetry resource: %w", err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := newProvider(limits, sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return tp, tp.Shutdown, nil
+}
+
+// newProvider is the SDK's tracer provider with limits and opts.
+func newProvider(limits sdktrace.SpanLimits, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
+	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithRawSpanLimits(limits)}, opts...)...)
+}
+
+// ErrorLogInterval is how often, at most, an OpenTelemetry error is
+// logged: an unreachable collector fails every export.
+const ErrorLogInterval = 10 * time.Second
+
+// ErrorLog is an OpenTelemetry error handler (otel.SetErrorHandler) that
+// logs each error at WARN, at most one every interval: the errors that
+// come meanwhile are counted, and the next line logged says how many
+// ("suppressed").
+type ErrorLog struct {
+	log      *slog.Logger
+	interval time.Duration
+	now      func() time.Time
+
+	mu         sync.Mutex
+	last       time.Time // when a line was last logged
+	suppressed int       // errors not logged since
+}
+
+// NewErrorLog returns an ErrorLog writing to log.
+func NewErrorLog(log *slog.Logger, interval time.Duration) *ErrorLog {
+	return &ErrorLog{log: log, interval: interval, now: time.Now}
+}
+
+// Handle logs err unless a line was logged less than the interval ago.
+func (e *ErrorLog) Handle(err error) {
+	if err == nil {
+		return
+	}
+	e.mu.Lock()
+	now := e.now()
+	if !e.last.IsZero() && now.Sub(e.last) < e.interval {
+		e.suppressed++
+		e.mu.Unlock()
+		return
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	e.mu.Unlock()
+	attrs := []slog.Attr{slog.String("err", err.Error())}
+	if n > 0 {
+		attrs = append(attrs, slog.Int("suppressed", n))
+	}
+	e.log.LogAttrs(context.Background(), slog.LevelWarn, "OpenTelemetry error", attrs...)
 }
 
 func serviceName(getenv func(string) string) string {

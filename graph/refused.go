@@ -1,0 +1,92 @@
+package graph
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// refusalHook is told of an operation refused before it ran: a document
+// that does not parse or validate, or one a limit, a role check or the
+// mutation rate refused: its kind ("" when the document does not parse),
+// its name and its errors.
+type refusalHook func(ctx context.Context, kind, name string, errs gqlerror.List)
+
+// observedExec is an executor whose refusals of operations are told to a
+// refusalHook: an operation refused in CreateOperationContext never reaches
+// the operation middleware, which logs and counts those that run, so it
+// was neither logged nor counted.
+type observedExec struct {
+	graphql.GraphExecutor
+	refused refusalHook
+}
+
+func (e observedExec) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
+	rc, errs := e.GraphExecutor.CreateOperationContext(ctx, params)
+	if errs != nil && e.refused != nil {
+		var kind ast.Operation
+		name := params.OperationName
+		if rc != nil && rc.Operation != nil {
+			kind, name = rc.Operation.Operation, rc.Operation.Name
+		} else {
+			// A document that did not validate has no operation context:
+			// its syntax says what it was (when it parses).
+			kind, name = operationOf(params.Query, params.OperationName)
+		}
+		e.refused(ctx, string(kind), name, errs)
+	}
+	return rc, errs
+}
+
+// observe returns exec with its refusals told to hook (exec as it is
+// without one).
+func observe(exec graphql.GraphExecutor, hook refusalHook) graphql.GraphExecutor {
+	if hook == nil {
+		return exec
+	}
+	return observedExec{exec, hook}
+}
+
+// logRefusals logs each refused operation as logOperations logs those that
+// run (with the first error's code), and tells count, when set, its type
+// and the codes of its errors.
+func logRefusals(log *slog.Logger, count func(ctx context.Context, kind string, codes []string)) refusalHook {
+	return func(ctx context.Context, kind, name string, errs gqlerror.List) {
+		if kind == "" {
+			kind = "unknown"
+		}
+		codes := make([]string, len(errs))
+		for i, e := range errs {
+			codes[i], _ = e.Extensions["code"].(string)
+			if codes[i] == "" {
+				codes[i] = "UNKNOWN"
+			}
+		}
+		log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", boundedName(name),
+			"client", clientKey(ctx), "refused", codes[0], "errors", len(errs))
+		if count != nil {
+			count(ctx, kind, codes)
+		}
+	}
+}
+
+// maxLoggedName is the most bytes of a client's operation name that logs
+// and spans carry: a name is the client's, of any length (1 MiB made a log
+// line of 1 MiB).
+const maxLoggedName = 128
+
+// boundedName cuts a client's operation name to maxLoggedName bytes, at a
+// character's start, marking the cut.
+func boundedName(name string) string {
+	if len(name) <= maxLoggedName {
+		return name
+	}
+	cut := maxLoggedName
+	for cut > 0 && name[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return name[:cut] + "..."
+}

@@ -46,10 +46,6 @@ func eventPage(p eventstore.Page, limit int) *model.EventPage {
 }
 
 func appendResult(res domain.AppendResult, correlationID string) *model.AppendResult {
-	if res.Duplicate {
-		// The original's: nothing of this request was recorded.
-		correlationID, _ = storedIDs(res.Events, correlationID, "")
-	}
 	return &model.AppendResult{
 		StreamID:      unqualified(res.StreamID),
 		FirstVersion:  int(res.FirstVersion),
@@ -128,7 +124,10 @@ func inClientTerms(err error, qualified, stream string) error {
 		return err
 	}
 	out := *de
-	out.Message = strings.ReplaceAll(de.Message, qualified, stream)
+	// Quoted first (%q escapes a '"' or '\' a stream id may hold), then
+	// as it is.
+	out.Message = strings.ReplaceAll(de.Message, strconv.Quote(qualified), strconv.Quote(stream))
+	out.Message = strings.ReplaceAll(out.Message, qualified, stream)
 	if len(de.Details) > 0 {
 		out.Details = make(map[string]any, len(de.Details))
 		for k, v := range de.Details {

@@ -3,6 +3,8 @@ package graph_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -126,5 +129,104 @@ func TestClientOperationNamesAreBounded(t *testing.T) {
 		if size > 4<<10 || strings.Contains(s.Name(), "AAAA") {
 			t.Errorf("span %.60q... carries %d bytes of the client's operation name", s.Name(), size)
 		}
+	}
+}
+
+// TestAPQHandshakeIsNotARefusal: an APQ client's first request (its hash
+// alone) is the protocol's handshake, not a refused operation: one
+// operation was counted and logged twice (refused, then run).
+func TestAPQHandshakeIsNotARefusal(t *testing.T) {
+	srv, logs, refused := observedServer(t, graph.Config{})
+	c := &client{t: t, url: srv.URL}
+	query := `query Q { __typename }`
+	sum := sha256.Sum256([]byte(query))
+	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	out, _ := c.postBody(map[string]any{"extensions": ext})
+	if len(out.Errors) == 0 || out.Errors[0].Message != "PersistedQueryNotFound" {
+		t.Fatalf("want PersistedQueryNotFound, got %+v", out)
+	}
+	out, _ = c.postBody(map[string]any{"query": query, "extensions": ext})
+	if len(out.Errors) != 0 {
+		t.Fatalf("errors: %+v", out.Errors)
+	}
+	if r := refused(); len(r) != 0 {
+		t.Errorf("one APQ operation counted as refused too: %q\n%s", r, logs.String())
+	}
+}
+
+// TestWSSkippedSubscriptionIsCounted: a websocket subscription refused
+// after its operation context is made (@skip leaving no root field) is
+// told as refused; it was neither run nor counted.
+func TestWSSkippedSubscriptionIsCounted(t *testing.T) {
+	srv, _, refused := observedServer(t, graph.Config{Websocket: &graph.Websocket{}})
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &wsClient{t: t, conn: conn}
+	c.init()
+	c.send(subscribeMsg("1", `subscription { events @skip(if: true) { id } }`, nil))
+	m := c.expect("error")
+	if r := refused(); len(r) != 1 {
+		t.Errorf("subscription refused with %s; refusals told: %q, want one", m.Payload, r)
+	}
+}
+
+// TestTenantConflictQuotedStream: a tenant's conflict quotes its stream
+// with %q, which escapes a quote or backslash in it: the prefix was left in
+// such a message.
+func TestTenantConflictQuotedStream(t *testing.T) {
+	g, as := newTenantGateway(t)
+	for _, s := range []string{`n\"1`, `n\\1`} {
+		out, _ := g.post(`mutation { appendEvents(stream: "`+s+`", expectedVersion: 5, events: [{type: "NoteTaken", data: {}}]) { position } }`, nil, as["acme"]...)
+		if len(out.Errors) != 1 || strings.Contains(out.Errors[0].Message, "acme~") {
+			t.Errorf("stream %s: acme's error speaks of its qualified stream: %+v", s, out.Errors)
+		}
+	}
+}
+
+// TestWSLimitRefusalIsCounted: an operation beyond the connection's
+// MaxSubscriptions is refused (LIMIT_EXCEEDED) before it runs, and told as
+// refused; it was neither logged nor counted.
+func TestWSLimitRefusalIsCounted(t *testing.T) {
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	hub := eventstore.NewHub(store, log)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	go func() { _ = hub.Run(hubCtx) }()
+	var mu sync.Mutex
+	var refused []string
+	ws := &graph.Websocket{MaxSubscriptions: 1}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws, Hub: hub,
+		RefusedOperations: func(_ context.Context, kind string, codes []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			refused = append(refused, kind+" "+strings.Join(codes, ","))
+		}}))
+	defer srv.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ws.Shutdown(ctx)
+	}()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &wsClient{t: t, conn: conn}
+	c.init()
+	c.send(subscribeMsg("1", eventsSubscription, nil))
+	time.Sleep(200 * time.Millisecond)
+	c.send(subscribeMsg("2", eventsSubscription, nil))
+	m := c.expect("error")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refused) != 1 {
+		t.Errorf("refused with %s; refusals told: %q, want one", m.Payload, refused)
 	}
 }

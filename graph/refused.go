@@ -26,7 +26,7 @@ type observedExec struct {
 
 func (e observedExec) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
 	rc, errs := e.GraphExecutor.CreateOperationContext(ctx, params)
-	if errs != nil && e.refused != nil {
+	if errs != nil && e.refused != nil && !apqHandshake(errs) {
 		var kind ast.Operation
 		name := params.OperationName
 		if rc != nil && rc.Operation != nil {
@@ -89,4 +89,11 @@ func boundedName(name string) string {
 		cut--
 	}
 	return name[:cut] + "..."
+}
+
+// apqHandshake reports whether errs is an automatic persisted query's
+// first step (its hash alone, not known yet): the client sends the query
+// next, and that is the operation, not two.
+func apqHandshake(errs gqlerror.List) bool {
+	return len(errs) == 1 && errs[0].Extensions["code"] == "PERSISTED_QUERY_NOT_FOUND"
 }

@@ -684,8 +684,13 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	// does not), so they may add as many again, no more.
 	if c.activeLocked() >= c.t.MaxSubscriptions || len(c.subs) >= 2*c.t.MaxSubscriptions {
 		c.mu.Unlock()
-		c.sendErrors(m.ID, gqlerror.List{{Message: fmt.Sprintf("too many operations on this connection (at most %d)", c.t.MaxSubscriptions),
-			Extensions: map[string]any{"code": "LIMIT_EXCEEDED"}}})
+		errs := gqlerror.List{{Message: fmt.Sprintf("too many operations on this connection (at most %d)", c.t.MaxSubscriptions),
+			Extensions: map[string]any{"code": "LIMIT_EXCEEDED"}}}
+		if c.t.refused != nil {
+			kind, name := operationOf(params.Query, params.OperationName)
+			c.t.refused(opCtx, string(kind), name, errs)
+		}
+		c.sendErrors(m.ID, errs)
 		return true
 	}
 	ctx, cancel := context.WithCancel(opCtx)
@@ -728,6 +733,9 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		if n := len(graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Subscription"})); n != 1 {
 			err := gqlerror.Errorf("a subscription must select exactly one root field once @skip and @include are applied; this one selects %d", n)
 			errcode.Set(err, errcode.ValidationFailed)
+			if c.t.refused != nil {
+				c.t.refused(ctx, string(rc.Operation.Operation), rc.Operation.Name, gqlerror.List{err})
+			}
 			c.fail(sub, gqlerror.List{err})
 			return
 		}

@@ -123,6 +123,12 @@ var codeOutcomes = map[domain.Code]string{
 // contextOutcome is "cancelled" for an error caused by a cancelled
 // context, "timeout" for one caused by a deadline that passed, else "".
 func contextOutcome(err error) string {
+	var de *domain.Error
+	if errors.As(err, &de) {
+		// The error says what it is (an append of unknown outcome is
+		// UNAVAILABLE, whatever context error it wraps): its code tells.
+		return ""
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "cancelled"

@@ -245,7 +245,7 @@ func TestCommandOutcomes(t *testing.T) {
 		{domain.Internal, errors.New("boom"), "internal"},
 		{domain.Internal, fmt.Errorf("read stream: %w", context.Canceled), "cancelled"},
 		{domain.Internal, fmt.Errorf("read stream: %w", context.DeadlineExceeded), "timeout"},
-		{domain.Unavailable, &domain.Error{Code: domain.Unavailable, Err: context.DeadlineExceeded}, "timeout"},
+		{domain.Unavailable, &domain.Error{Code: domain.Unavailable, Err: context.DeadlineExceeded}, "unavailable"}, // what the client was told
 		{domain.Code("SOMETHING_NEW"), nil, "internal"},
 	} {
 		if got := commandOutcome(c.code, c.err); got != c.want {
@@ -304,4 +304,16 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestUnknownOutcomeIsNotCancelled: an append of unknown outcome is
+// UNAVAILABLE to its client ("whether it committed is unknown"), wrapping
+// the context's error; the metrics said the caller cancelled (so nothing
+// written), not what the client was told.
+func TestUnknownOutcomeIsNotCancelled(t *testing.T) {
+	err := &domain.Error{Code: domain.Unavailable, Message: "whether it committed is unknown",
+		Err: fmt.Errorf("append s: %w", context.Canceled)}
+	if got := commandOutcome(domain.CodeOf(err), err); got != "unavailable" {
+		t.Errorf("command outcome %q, want unavailable (the code the client got)", got)
+	}
 }

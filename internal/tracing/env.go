@@ -49,8 +49,17 @@ func tracesOn(getenv func(string) string) (bool, error) {
 	default:
 		return false, fmt.Errorf("invalid setting OTEL_TRACES_EXPORTER: %q: only otlp (or none) is supported", exporter)
 	}
+	// A TRACES_ setting wins over the general one, which the exporter then
+	// does not read (a gRPC endpoint for other signals beside an HTTP one
+	// for traces, say): only what it reads is checked.
+	generalUnlessTraces := func(name string) string {
+		if get("OTEL_EXPORTER_OTLP_TRACES_"+strings.TrimPrefix(name, "OTEL_EXPORTER_OTLP_")) != "" {
+			return ""
+		}
+		return get(name)
+	}
 	for _, e := range []struct{ name, value string }{
-		{"OTEL_EXPORTER_OTLP_ENDPOINT", endpoint},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", generalUnlessTraces("OTEL_EXPORTER_OTLP_ENDPOINT")},
 		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", tracesEndpoint},
 	} {
 		if e.value != "" {
@@ -59,10 +68,11 @@ func tracesOn(getenv func(string) string) (bool, error) {
 			}
 		}
 	}
-	for _, prefix := range []string{"OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_TRACES_"} {
-		if err := checkExporterSettings(prefix, get); err != nil {
-			return false, err
-		}
+	if err := checkExporterSettings("OTEL_EXPORTER_OTLP_", generalUnlessTraces); err != nil {
+		return false, err
+	}
+	if err := checkExporterSettings("OTEL_EXPORTER_OTLP_TRACES_", get); err != nil {
+		return false, err
 	}
 	if err := checkSampler(get); err != nil {
 		return false, err
@@ -109,8 +119,8 @@ func shown(v string) string {
 // checkExporterSettings checks the exporter's settings of one prefix
 // (OTEL_EXPORTER_OTLP_ or OTEL_EXPORTER_OTLP_TRACES_) but the endpoint.
 func checkExporterSettings(prefix string, get func(string) string) error {
-	if v := get(prefix + "PROTOCOL"); v != "" && v != "http/protobuf" {
-		return fmt.Errorf("invalid setting %sPROTOCOL: %q: only http/protobuf is supported", prefix, v)
+	if v := get(prefix + "PROTOCOL"); v != "" && v != "http/protobuf" && v != "http/json" {
+		return fmt.Errorf("invalid setting %sPROTOCOL: %q: only http/protobuf and http/json are supported (OTLP over HTTP)", prefix, v)
 	}
 	if v := get(prefix + "TIMEOUT"); v != "" {
 		if n, err := strconv.Atoi(v); err != nil || n <= 0 {
@@ -205,10 +215,10 @@ func spanLimits(getenv func(string) string) (sdktrace.SpanLimits, error) {
 	for _, name := range []string{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"} {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return limits, fmt.Errorf("invalid setting %s: must be a whole number of characters, 1 or more, got %q", name, v)
+			if err != nil || n == 0 {
+				return limits, fmt.Errorf("invalid setting %s: must be a whole number of characters, 1 or more (or negative: no limit), got %q", name, v)
 			}
-			limits.AttributeValueLengthLimit = n
+			limits.AttributeValueLengthLimit = n // negative: no limit, as the SDK reads it
 		}
 	}
 	return limits, nil

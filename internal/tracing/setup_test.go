@@ -84,18 +84,38 @@ func TestSetupAcceptsEndpoints(t *testing.T) {
 }
 
 // OTEL_EXPORTER_OTLP_PROTOCOL=grpc was ignored: the exporter spoke
-// OTLP/HTTP to a gRPC port.
-func TestSetupRefusesProtocolsOtherThanHTTPProtobuf(t *testing.T) {
+// OTLP/HTTP to a gRPC port. Its two OTLP/HTTP encodings are taken.
+func TestSetupRefusesProtocolsOtherThanHTTP(t *testing.T) {
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
-		for _, v := range []string{"grpc", "http/json", "HTTP/PROTOBUF"} {
+		for _, v := range []string{"grpc", "HTTP/PROTOBUF"} {
 			_, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317", name, v))
-			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "only http/protobuf is supported") {
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "only http/protobuf and http/json are supported") {
 				t.Errorf("%s=%s: %v, want it refused naming the variable", name, v, err)
 			}
 		}
-		if on, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", name, "http/protobuf")); err != nil || !on {
-			t.Errorf("%s=http/protobuf: on %v, %v", name, on, err)
+		for _, v := range []string{"http/protobuf", "http/json"} {
+			if on, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", name, v)); err != nil || !on {
+				t.Errorf("%s=%s: on %v, %v", name, v, on, err)
+			}
 		}
+	}
+}
+
+// TestATracesSettingOverridesTheGeneralOne: the exporter reads a TRACES_
+// setting before the general one, which is then not checked (a gRPC
+// endpoint and protocol for other signals beside HTTP ones for traces).
+func TestATracesSettingOverridesTheGeneralOne(t *testing.T) {
+	for _, e := range [][]string{
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces"},
+	} {
+		if on, err := setup(t, env(e...)); err != nil || !on {
+			t.Errorf("%v: on %v, %v", e, on, err)
+		}
+	}
+	// Alone, the general one is read, and checked.
+	if _, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")); err == nil {
+		t.Error("OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317 alone was taken")
 	}
 }
 
@@ -128,7 +148,7 @@ func TestSetupRefusesOtherBadSettings(t *testing.T) {
 		{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/nonexistent/cert.pem"},
 		{"OTEL_TRACES_SAMPLER", "sometimes"},
 		{"OTEL_TRACES_SAMPLER_ARG", "2"},
-		{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"},
+		{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0"},
 		{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "lots"},
 	} {
 		getenv := env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", kv[0], kv[1], "OTEL_TRACES_SAMPLER", "traceidratio")
@@ -234,5 +254,14 @@ func TestErrorLogIsRateLimited(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], "export 5 failed") || !strings.Contains(lines[1], "suppressed=4") {
 		t.Errorf("second line: %s", lines[1])
+	}
+}
+
+// TestANegativeAttributeLengthIsNoLimit: a negative length is the SDK's "no
+// limit", and taken as such.
+func TestANegativeAttributeLengthIsNoLimit(t *testing.T) {
+	limits, err := spanLimits(env("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"))
+	if err != nil || limits.AttributeValueLengthLimit >= 0 {
+		t.Fatalf("limit -1: %+v, %v, want no limit", limits.AttributeValueLengthLimit, err)
 	}
 }

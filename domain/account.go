@@ -406,7 +406,10 @@ func (a *Account) withOverdraft(after int64, e Event) []Event {
 
 // withdrawnOn returns what was withdrawn on now's UTC day.
 func (a *Account) withdrawnOn(now time.Time) int64 {
-	if a.withdrawnDay == now.UTC().Format(time.DateOnly) {
+	// A clock behind the one that stamped the last withdrawal (another
+	// process's, or this one's before NTP stepped it back) counts that
+	// later day's total too: the limit never resets backwards.
+	if now.UTC().Format(time.DateOnly) <= a.withdrawnDay {
 		return a.withdrawnToday
 	}
 	return 0
@@ -422,7 +425,7 @@ func (a *Account) Apply(e Event) {
 		a.balance = e.BalanceAfter
 	case MoneyWithdrawn:
 		day := e.At.UTC().Format(time.DateOnly)
-		if day != a.withdrawnDay {
+		if day > a.withdrawnDay { // a stamp of an earlier day (a clock behind) adds to the latest day
 			a.withdrawnDay, a.withdrawnToday = day, 0
 		}
 		a.withdrawnToday += e.Amount

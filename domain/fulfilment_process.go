@@ -214,6 +214,11 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 	case StepCharge:
 		if step.Amount > 0 {
 			_, err = Execute(ctx, p.svc, Accounts, p.chargeOf(saga, step.Amount), meta)
+		} else {
+			// Nothing to charge, but the order is still the customer's:
+			// an account that does not exist, is closed or frozen, or
+			// holds another currency refuses it as a charge would.
+			err = p.chargeable(ctx, tenant, saga)
 		}
 	case StepConfirmOrder:
 		_, err = Execute(ctx, p.svc, Orders, ConfirmOrder{OrderID: orderID}, meta)
@@ -259,6 +264,27 @@ func stepKey(orderID string, step FulfilmentStep) string {
 }
 
 // chargeOf is the command that charges the saga's account amount.
+// chargeable checks that the saga's account could be charged: what a
+// charge of nothing would refuse.
+func (p *FulfilmentProcess) chargeable(ctx context.Context, tenant string, saga *Fulfilment) error {
+	acc, _, err := Load(ctx, p.svc, Accounts, Qualify(tenant, saga.AccountID()))
+	if err != nil {
+		return err
+	}
+	switch acc.Status() {
+	case "":
+		return notFound("account %s does not exist", saga.AccountID())
+	case "CLOSED":
+		return ruleError(RuleAccountClosed, "account %s is closed", saga.AccountID())
+	case "FROZEN":
+		return ruleError(RuleAccountFrozen, "account %s is frozen", saga.AccountID())
+	}
+	if acc.Currency() != saga.Currency() {
+		return ruleError(RuleCurrencyMismatch, "account %s holds %s, not %s", saga.AccountID(), acc.Currency(), saga.Currency())
+	}
+	return nil
+}
+
 func (p *FulfilmentProcess) chargeOf(saga *Fulfilment, amount int64) WithdrawMoney {
 	return WithdrawMoney{AccountID: saga.AccountID(), Amount: amount, Currency: saga.Currency()}
 }

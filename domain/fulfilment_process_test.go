@@ -448,3 +448,20 @@ func TestConcurrentFulfilmentsNeverOversell(t *testing.T) {
 		t.Errorf("accounts hold %d, want %d", money, orders*100-int64(fulfilled)*10)
 	}
 }
+
+// TestZeroTotalOrderForUnknownAccount: a zero-total order charges nothing,
+// but its customer's account is still looked at: an order for an account
+// that does not exist was reserved and confirmed.
+func TestZeroTotalOrderForUnknownAccount(t *testing.T) {
+	s := newSaga(t, nil)
+	s.exec("", domain.AddProduct{Sku: "p1", Name: "TV", Price: 100_000, Currency: "EUR"})
+	s.exec("", domain.RestockProduct{Sku: "p1", Quantity: 10})
+	s.exec("", domain.PlaceOrder{OrderID: "o1", CustomerID: "ghost", Currency: "EUR"})
+	s.exec("", domain.AddOrderItem{OrderID: "o1", Sku: "p1", Quantity: 10, UnitPrice: 0})
+	s.exec("", domain.SubmitOrder{OrderID: "o1"})
+	s.mustDrive()
+	f, _, _ := domain.Load(t.Context(), s.svc, domain.Fulfilments, "o1")
+	if f.State() == domain.FulfilmentFulfilled {
+		t.Fatalf("order of unknown account ghost fulfilled (10 TVs reserved)")
+	}
+}

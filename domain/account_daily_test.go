@@ -13,7 +13,7 @@ import (
 func TestDailyLimitClockSkewAtMidnight(t *testing.T) {
 	midnight := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	slow := func(i int) time.Time { return midnight.Add(-time.Second + time.Duration(i)*10*time.Millisecond) } // process B, 1 s behind
-	fast := func(i int) time.Time { return midnight.Add(time.Duration(i) * 10 * time.Millisecond) }           // process A
+	fast := func(i int) time.Time { return midnight.Add(time.Duration(i) * 10 * time.Millisecond) }            // process A
 	a := Accounts.New("x1")
 	for _, e := range []Event{opened(0, 300), MoneyDeposited{Amount: 10_000, BalanceAfter: 10_000}} {
 		a.Apply(e)
@@ -47,7 +47,7 @@ func TestDailyLimitClockSkewAtMidnight(t *testing.T) {
 func TestDailyLimitClockStepBack(t *testing.T) {
 	midnight := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	given := []Event{opened(0, 300), MoneyDeposited{Amount: 10_000, BalanceAfter: 10_000},
-		MoneyWithdrawn{Amount: 300, BalanceAfter: 9_700, At: midnight.Add(-2 * time.Second)}, // day 22: limit used
+		MoneyWithdrawn{Amount: 300, BalanceAfter: 9_700, At: midnight.Add(-2 * time.Second)},       // day 22: limit used
 		MoneyWithdrawn{Amount: 300, BalanceAfter: 9_400, At: midnight.Add(200 * time.Millisecond)}, // day 23
 	}
 	a := Accounts.New("x1")

@@ -41,6 +41,7 @@ func newEnv(ctx context.Context, quick bool) (*env, error) {
 	}
 	e := &env{quick: quick, dir: dir}
 	if e.self, err = os.Executable(); err != nil {
+		e.close()
 		return nil, err
 	}
 	raiseFileLimit()
@@ -48,6 +49,7 @@ func newEnv(ctx context.Context, quick bool) (*env, error) {
 		e.serverURL = u
 	} else {
 		if err := os.Chmod(dir, 0o711); err != nil { // as root the server runs as postgres, which must enter dir
+			e.close()
 			return nil, err
 		}
 		fmt.Fprintln(os.Stderr, "bench: starting PostgreSQL (set DATABASE_URL to use a running server)")
@@ -169,6 +171,7 @@ func (e *env) startGateway(ctx context.Context, dbURL string, extraEnv ...string
 		return nil, err
 	}
 	cmd := exec.Command(e.gateway)
+	cmd.SysProcAttr = dieWithParent()
 	cmd.Env = append(os.Environ(), append([]string{"ADDR=" + addr, "DATABASE_URL=" + dbURL, "LOG_LEVEL=warn", "DB_MAX_CONNS=40"}, extraEnv...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return start(ctx, cmd, addr, "/readyz")
@@ -195,6 +198,7 @@ func (e *env) startBaseline(ctx context.Context, flagName string) (*process, err
 		return nil, err
 	}
 	cmd := exec.Command(e.self, "-"+flagName, addr)
+	cmd.SysProcAttr = dieWithParent()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return start(ctx, cmd, addr, "/ready")
 }
@@ -247,4 +251,12 @@ func (p *process) rss() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
+}
+
+// dieWithParent makes a child (a gateway, a baseline server) get SIGTERM
+// when the bench dies without stopping it (killed, or a panic), rather than
+// go on serving on loopback. The Go runtime does not end the threads that
+// start children, whose exit would also send it.
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }

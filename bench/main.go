@@ -139,47 +139,81 @@ func main() {
 	}
 	selected, err := selectScenarios(*only)
 	exitOn(err)
+	// The measuring runs in bench, whose deferred clean-up (PostgreSQL,
+	// the temporary directory) must run before the process exits.
+	os.Exit(bench(selected, *quick, *runs, *jsonPath, gc))
+}
 
+// bench runs the selected scenarios and returns the exit status: 1 when
+// one failed or was cut short (an interrupt: its figures would be those of
+// a part of its time, so none are reported), 0 otherwise.
+func bench(selected []scenario, quick bool, runs int, jsonPath string, gc int) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e, err := newEnv(ctx, *quick)
-	exitOn(err)
+	e, err := newEnv(ctx, quick)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
 	defer e.close()
 
-	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gcTarget(gc), *runs, map[bool]string{true: " (quick)", false: ""}[*quick])
+	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gcTarget(gc), runs, map[bool]string{true: " (quick)", false: ""}[quick])
 	var results []result
 	for _, s := range selected {
-		r := result{Name: s.name, Path: s.path, Unit: s.unit, BaseName: s.baseline, Target: s.target}
-		for i := 0; i < *runs && ctx.Err() == nil; i++ {
-			m, err := s.run(ctx, e)
-			if err != nil {
-				r.Error = err.Error()
-				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
-				break
-			}
-			r.Runs = append(r.Runs, m)
-			ratio := ""
-			if x, ok := runRatio(m, s.higher); ok {
-				ratio = fmt.Sprintf(", %.2fx", x)
-			}
-			fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s%s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), ratio, m.Notes)
-		}
-		summarise(&r, s)
-		results = append(results, r)
+		results = append(results, runScenario(ctx, e, s, runs))
 	}
 	printTable(os.Stdout, results)
-	if *jsonPath != "" {
+	if jsonPath != "" {
 		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(), "go": runtime.Version(),
-			"postgres": e.pgVersion, "gcPercent": gc, "quick": *quick, "runs": *runs, "results": results}
+			"postgres": e.pgVersion, "gcPercent": gc, "quick": quick, "runs": runs, "results": results}
 		data, _ := json.MarshalIndent(out, "", "  ")
-		exitOn(os.WriteFile(*jsonPath, append(data, '\n'), 0o644))
-		fmt.Printf("\nwritten to %s\n", *jsonPath)
+		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Printf("\nwritten to %s\n", jsonPath)
 	}
 	for _, r := range results {
 		if r.Error != "" {
-			os.Exit(1)
+			return 1
 		}
 	}
+	return 0
+}
+
+// runScenario runs s runs times (fewer when one fails or the bench is
+// interrupted) and summarises its figures. A run that ctx's end cut short
+// is not counted: its turns ended early, and what it measured is not the
+// scenario's figure; the scenario is then an error ("interrupted").
+func runScenario(ctx context.Context, e *env, s scenario, runs int) result {
+	r := result{Name: s.name, Path: s.path, Unit: s.unit, BaseName: s.baseline, Target: s.target}
+	for i := 0; i < runs; i++ {
+		if ctx.Err() != nil {
+			r.Error = "interrupted: not run"
+			break
+		}
+		m, err := s.run(ctx, e)
+		if ctx.Err() != nil {
+			// Cut short: its turns ended early, and what it measured
+			// is not the scenario's figure.
+			r.Error = "interrupted"
+			fmt.Fprintf(os.Stderr, "bench: %s: interrupted\n", s.name)
+			break
+		}
+		if err != nil {
+			r.Error = err.Error()
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
+			break
+		}
+		r.Runs = append(r.Runs, m)
+		ratio := ""
+		if x, ok := runRatio(m, s.higher); ok {
+			ratio = fmt.Sprintf(", %.3fx", x)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s run %d: %s %s (baseline %s%s) %s\n", s.name, i+1, num(m.Value), s.unit, num(m.Baseline), ratio, m.Notes)
+	}
+	summarise(&r, s)
+	return r
 }
 
 func names() []string {

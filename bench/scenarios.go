@@ -49,7 +49,8 @@ func printTable(w io.Writer, results []result) {
 		base, ratio := "-", "-"
 		if r.BaseName != "" {
 			base = fmt.Sprintf("%s %s [%s-%s] (%s)", num(r.BaseMed), r.Unit, num(r.BaseMin), num(r.BaseMax), r.BaseName)
-			ratio = fmt.Sprintf("%.2fx [%.2f-%.2f]", r.Ratio, r.RatioMin, r.RatioMax)
+			// Three decimals: 0.85x printed for 0.848 hid a miss.
+			ratio = fmt.Sprintf("%.3fx [%.3f-%.3f]", r.Ratio, r.RatioMin, r.RatioMax)
 		}
 		met := "-"
 		if r.Met != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -263,13 +264,19 @@ func (e *env) fanout(ctx context.Context, n int) (measure, error) {
 		go func() {
 			defer wg.Done()
 			for i := range due {
+				// The commit happens between the append's start and its
+				// return (which comes after the COMMIT and a NOTIFY):
+				// latencies run from the start, which counts the commit's
+				// own time against the gateway rather than a message that
+				// arrived before the append returned as no time at all.
+				sent := time.Now()
 				res, err := store.Append(ctx, fmt.Sprintf("bench-fanout-%d", i%writers), domain.ExpectAny, domain.EventData{Type: "Tick", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
 				if err != nil {
 					writeErr <- err
 					return
 				}
 				mu.Lock()
-				committed[res.LastPosition] = time.Now()
+				committed[res.LastPosition] = sent
 				mu.Unlock()
 			}
 		}()
@@ -385,6 +392,13 @@ func (e *env) idleMemory(ctx context.Context) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
+	// Every connection holds a running subscription (one refused would
+	// have been counted as an idle subscription that costs nothing).
+	if live, err := liveSubscriptions(ctx, g.addr); err != nil {
+		return measure{}, err
+	} else if live < n+1 {
+		return measure{}, fmt.Errorf("the gateway runs %d subscriptions, not the %d subscribed", live, n+1)
+	}
 	return measure{Value: float64(after-before) / float64(n) / 1000,
 		Notes: fmt.Sprintf("%d connections: RSS %.1f MB -> %.1f MB", n, float64(before)/1e6, float64(after)/1e6)}, nil
 }
@@ -455,4 +469,29 @@ func serveBaselineWS(addr string) error {
 	})
 	fmt.Fprintf(os.Stderr, "baseline websocket server on %s (%d CPUs)\n", addr, runtime.NumCPU())
 	return http.ListenAndServe(addr, mux)
+}
+
+// liveSubscriptions reads the gateway's cqrsgate_websocket_subscriptions
+// from its /metrics.
+func liveSubscriptions(ctx context.Context, addr string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "cqrsgate_websocket_subscriptions "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), err
+		}
+	}
+	return 0, fmt.Errorf("no cqrsgate_websocket_subscriptions in the gateway's /metrics")
 }

@@ -404,7 +404,7 @@ func logOperations(log *slog.Logger) graphql.OperationMiddleware {
 				if resp != nil {
 					errs = len(resp.Errors)
 				}
-				log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", boundedName(name),
+				log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", cutText(name, maxLoggedName),
 					"client", clientKey(ctx), "durationMs", float64(time.Since(start).Microseconds())/1000, "errors", errs)
 			})
 			return resp

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -54,6 +53,17 @@ func observedServer(t *testing.T, cfg graph.Config) (*httptest.Server, *lockedBu
 		defer mu.Unlock()
 		refused = append(refused, kind+" "+strings.Join(codes, ","))
 	}
+	if cfg.Websocket != nil {
+		cfg.Hub = eventstore.NewHub(store, log)
+		hubCtx, stopHub := context.WithCancel(context.Background())
+		go func() { _ = cfg.Hub.Run(hubCtx) }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = cfg.Websocket.Shutdown(ctx)
+			stopHub()
+		})
+	}
 	srv := httptest.NewServer(graph.NewHandler(cfg))
 	t.Cleanup(srv.Close)
 	return srv, logs, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), refused...) }
@@ -61,7 +71,14 @@ func observedServer(t *testing.T, cfg graph.Config) (*httptest.Server, *lockedBu
 
 func postQuery(t *testing.T, url, query string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query})
+	return postRequest(t, url, map[string]any{"query": query})
+}
+
+// postRequest posts a GraphQL request (query, extensions, ...) and returns
+// the response's body.
+func postRequest(t *testing.T, url string, req map[string]any) string {
+	t.Helper()
+	body, _ := json.Marshal(req)
 	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -159,13 +176,7 @@ func TestAPQHandshakeIsNotARefusal(t *testing.T) {
 // told as refused; it was neither run nor counted.
 func TestWSSkippedSubscriptionIsCounted(t *testing.T) {
 	srv, _, refused := observedServer(t, graph.Config{Websocket: &graph.Websocket{}})
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &wsClient{t: t, conn: conn}
+	c := (&wsServer{url: "ws" + strings.TrimPrefix(srv.URL, "http")}).dial(t, graph.ProtocolTransportWS)
 	c.init()
 	c.send(subscribeMsg("1", `subscription { events @skip(if: true) { id } }`, nil))
 	m := c.expect("error")
@@ -191,42 +202,14 @@ func TestTenantConflictQuotedStream(t *testing.T) {
 // MaxSubscriptions is refused (LIMIT_EXCEEDED) before it runs, and told as
 // refused; it was neither logged nor counted.
 func TestWSLimitRefusalIsCounted(t *testing.T) {
-	store := memStore()
-	log := slog.New(slog.DiscardHandler)
-	hub := eventstore.NewHub(store, log)
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	defer stopHub()
-	go func() { _ = hub.Run(hubCtx) }()
-	var mu sync.Mutex
-	var refused []string
-	ws := &graph.Websocket{MaxSubscriptions: 1}
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log, Websocket: ws, Hub: hub,
-		RefusedOperations: func(_ context.Context, kind string, codes []string) {
-			mu.Lock()
-			defer mu.Unlock()
-			refused = append(refused, kind+" "+strings.Join(codes, ","))
-		}}))
-	defer srv.Close()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = ws.Shutdown(ctx)
-	}()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &wsClient{t: t, conn: conn}
+	srv, _, refused := observedServer(t, graph.Config{Websocket: &graph.Websocket{MaxSubscriptions: 1}})
+	c := (&wsServer{url: "ws" + strings.TrimPrefix(srv.URL, "http")}).dial(t, graph.ProtocolTransportWS)
 	c.init()
 	c.send(subscribeMsg("1", eventsSubscription, nil))
 	time.Sleep(200 * time.Millisecond)
 	c.send(subscribeMsg("2", eventsSubscription, nil))
 	m := c.expect("error")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(refused) != 1 {
-		t.Errorf("refused with %s; refusals told: %q, want one", m.Payload, refused)
+	if r := refused(); len(r) != 1 {
+		t.Errorf("refused with %s; refusals told: %q, want one", m.Payload, r)
 	}
 }

@@ -124,7 +124,14 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 				query, _ = t.apq.Get(r.Context(), ext.PersistedQuery.Sha256Hash)
 			}
 		}
-		kind, name := operationOf(query, q.Get("operationName"))
+		var kind ast.Operation
+		var name string
+		// Only a document that names a mutation or a subscription can hold
+		// one: the queries GET is for are not parsed here as well as by
+		// gqlgen.
+		if strings.Contains(query, "mutation") || strings.Contains(query, "subscription") {
+			kind, name = operationOf(query, q.Get("operationName"))
+		}
 		refuse := func(status int, message, code string) {
 			if t.refused != nil {
 				t.refused(r.Context(), string(kind), name, gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}})

@@ -274,14 +274,7 @@ func TestGETMutationIs405AndCostsNothing(t *testing.T) {
 			t.Fatalf("GET mutation: %d (Allow %q) %s, want 405 with Allow: POST", resp.StatusCode, resp.Header.Get("Allow"), raw)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"query": m})
-	resp, err := http.Post(srv, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(raw), "errors") {
+	if raw := postQuery(t, srv, m); strings.Contains(raw, "errors") {
 		t.Errorf("the first POST mutation after three refused GET mutations: %s, want it run (the GETs spent nothing)", raw)
 	}
 	// A query over GET still runs.
@@ -299,14 +292,8 @@ func TestPersistedGETMutationIs405AndCostsNothing(t *testing.T) {
 	const m = `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
 	sum := sha256.Sum256([]byte(m))
 	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
-	body, _ := json.Marshal(map[string]any{"query": m, "extensions": ext}) // registers it (1 token)
-	resp, err := http.Post(srv, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(raw), "errors") {
+	register := map[string]any{"query": m, "extensions": ext} // registers it (1 token)
+	if raw := postRequest(t, srv, register); strings.Contains(raw, "errors") {
 		t.Fatalf("register: %s", raw)
 	}
 	extJSON, _ := json.Marshal(ext)
@@ -321,13 +308,7 @@ func TestPersistedGETMutationIs405AndCostsNothing(t *testing.T) {
 			t.Errorf("persisted GET mutation: %d %s, want 405", resp.StatusCode, raw)
 		}
 	}
-	resp, err = http.Post(srv, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(raw), "RATE_LIMITED") {
+	if raw := postRequest(t, srv, register); strings.Contains(raw, "RATE_LIMITED") {
 		t.Errorf("second POST mutation (burst 3) after two refused GETs: %s; the GETs were counted", raw)
 	}
 }

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -65,7 +66,7 @@ func logRefusals(log *slog.Logger, count func(ctx context.Context, kind string, 
 				codes[i] = "UNKNOWN"
 			}
 		}
-		log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", boundedName(name),
+		log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", cutText(name, maxLoggedName),
 			"client", clientKey(ctx), "refused", codes[0], "errors", len(errs))
 		if count != nil {
 			count(ctx, kind, codes)
@@ -78,17 +79,18 @@ func logRefusals(log *slog.Logger, count func(ctx context.Context, kind string, 
 // line of 1 MiB).
 const maxLoggedName = 128
 
-// boundedName cuts a client's operation name to maxLoggedName bytes, at a
-// character's start, marking the cut.
-func boundedName(name string) string {
-	if len(name) <= maxLoggedName {
-		return name
+// cutText cuts s to at most max bytes, at the start of a character, with
+// "..." for what was cut: a client's text quoted in a log line, a span or
+// a close frame's reason.
+func cutText(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	cut := maxLoggedName
-	for cut > 0 && name[cut]&0xC0 == 0x80 {
+	cut := max - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return name[:cut] + "..."
+	return s[:cut] + "..."
 }
 
 // apqHandshake reports whether errs is an automatic persisted query's

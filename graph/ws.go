@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -1026,7 +1025,7 @@ func (c *wsConn) ping() {
 // is cut there, at a character's boundary; gorilla/websocket refuses to
 // send a longer one, and the connection would end with no close code.
 func (c *wsConn) closeWith(code int, reason string) {
-	reason = cutReason(reason)
+	reason = cutText(reason, maxCloseReason)
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.qmu.Lock()
@@ -1072,19 +1071,6 @@ func (c *wsConn) closeWatch(full bool, last int64) {
 // maxCloseReason is the most bytes of reason a close frame holds (125 of
 // payload, 2 of them the code).
 const maxCloseReason = 123
-
-// cutReason cuts reason to maxCloseReason bytes, at the start of a UTF-8
-// sequence, with "..." for what was cut.
-func cutReason(reason string) string {
-	if len(reason) <= maxCloseReason {
-		return reason
-	}
-	cut := maxCloseReason - len("...")
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut] + "..."
-}
 
 // finish records that nothing more will be written.
 func (c *wsConn) finish() {

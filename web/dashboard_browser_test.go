@@ -149,6 +149,19 @@ func openDashboard(t *testing.T, g *fakeGateway) (context.Context, func()) {
 // openDashboardAt opens path (the dashboard, with a query string, say) and
 // waits until it is live.
 func openDashboardAt(t *testing.T, g *fakeGateway, path string) (context.Context, func()) {
+	ctx, url, stop := startBrowser(t, g)
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	if err := chromedp.Do(rctx, chromedp.Navigate(url+path), chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, stop
+}
+
+// startBrowser serves g and starts Chromium (the test is skipped without
+// it); it returns the browser's context, g's URL and what stops both.
+func startBrowser(t *testing.T, g *fakeGateway) (context.Context, string, func()) {
+	t.Helper()
 	chromium := "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skip("no chromium")
@@ -158,14 +171,12 @@ func openDashboardAt(t *testing.T, g *fakeGateway, path string) (context.Context
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	if err := chromedp.Do(ctx); err != nil { // start the browser on the long-lived context
+		cancel()
+		cancelAlloc()
+		srv.Close()
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
-	defer rcancel()
-	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+path), chromedp.WaitVisible(chromedp.CSS(`body[data-conn="live"]`))); err != nil {
-		t.Fatal(err)
-	}
-	return ctx, func() { cancel(); cancelAlloc(); srv.Close() }
+	return ctx, srv.URL, func() { cancel(); cancelAlloc(); srv.Close() }
 }
 
 func conn(t *testing.T, ctx context.Context) string {
@@ -240,20 +251,11 @@ func TestDashboardOneTailPerConnection(t *testing.T) {
 			go func() { time.Sleep(300 * time.Millisecond); _ = c.Close() }()
 		}
 	}
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skip("no chromium")
-	}
-	srv := httptest.NewServer(g.handler())
-	defer srv.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	ctx, url, stop := startBrowser(t, g)
+	defer stop()
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
-	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard")); err != nil {
+	if err := chromedp.Do(rctx, chromedp.Navigate(url+"/dashboard")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -305,20 +307,11 @@ func TestDashboardAsksForARefusedToken(t *testing.T) {
 		}
 		return ""
 	}
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skip("no chromium")
-	}
-	srv := httptest.NewServer(g.handler())
-	defer srv.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	ctx, url, stop := startBrowser(t, g)
+	defer stop()
 	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer rcancel()
-	if err := chromedp.Do(rctx, chromedp.Navigate(srv.URL+"/dashboard"), chromedp.WaitVisible(chromedp.ID("auth-token"))); err != nil {
+	if err := chromedp.Do(rctx, chromedp.Navigate(url+"/dashboard"), chromedp.WaitVisible(chromedp.ID("auth-token"))); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := chromedp.Run(rctx, chromedp.Text(chromedp.ID("auth-msg")))

@@ -25,6 +25,7 @@ import (
 // binary and the bench's own executable (for the baseline servers).
 type env struct {
 	quick     bool
+	size      sizes
 	serverURL string // a database URL on the server; scenarios make their own databases
 	pgVersion string
 	cluster   *pgembed.Cluster
@@ -39,7 +40,7 @@ func newEnv(ctx context.Context, quick bool) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{quick: quick, dir: dir}
+	e := &env{quick: quick, size: sizesFor(quick), dir: dir}
 	if e.self, err = os.Executable(); err != nil {
 		e.close()
 		return nil, err

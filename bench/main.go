@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -116,7 +115,7 @@ func gcTarget(percent int) string {
 func main() {
 	quick := flag.Bool("quick", false, "smoke mode: small sizes and one run per scenario")
 	runs := flag.Int("runs", 3, "runs per scenario; each figure is their median")
-	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ", "))
+	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(names(sizesFor(false)), ", "))
 	jsonPath := flag.String("json", "bench-results.json", "where to write the results as JSON (empty: nowhere)")
 	serveHTTP := flag.String("serve-http", "", "internal: run the plain net/http baseline server on this address")
 	serveWS := flag.String("serve-ws", "", "internal: run the raw gorilla/websocket baseline server on this address")
@@ -137,7 +136,7 @@ func main() {
 	if *quick {
 		*runs = 1
 	}
-	selected, err := selectScenarios(*only)
+	selected, err := selectScenarios(*only, sizesFor(*quick))
 	exitOn(err)
 	// The measuring runs in bench, whose deferred clean-up (PostgreSQL,
 	// the temporary directory) must run before the process exits.
@@ -157,14 +156,20 @@ func bench(selected []scenario, quick bool, runs int, jsonPath string, gc int) i
 	}
 	defer e.close()
 
-	fmt.Printf("cqrsgate bench: %d CPUs, %s, %s, GC target %s; %d run(s) per scenario%s\n\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, e.pgVersion, gcTarget(gc), runs, map[bool]string{true: " (quick)", false: ""}[quick])
+	m := describeMachine(os.ReadFile)
+	fmt.Printf("cqrsgate bench: %s; %s, GC target %s; %d run(s) per scenario%s\n\n", m, e.pgVersion, gcTarget(gc), runs,
+		map[bool]string{true: " (quick: a smoke run at small sizes, targets not judged)", false: ""}[quick])
 	var results []result
 	for _, s := range selected {
-		results = append(results, runScenario(ctx, e, s, runs))
+		r := runScenario(ctx, e, s, runs)
+		if quick {
+			r.Met = nil // the targets are for the full sizes
+		}
+		results = append(results, r)
 	}
 	printTable(os.Stdout, results)
 	if jsonPath != "" {
-		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(), "go": runtime.Version(),
+		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "machine": m, "cpus": m.CPUs, "go": m.Go,
 			"postgres": e.pgVersion, "gcPercent": gc, "quick": quick, "runs": runs, "results": results}
 		data, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
@@ -216,16 +221,16 @@ func runScenario(ctx context.Context, e *env, s scenario, runs int) result {
 	return r
 }
 
-func names() []string {
+func names(sz sizes) []string {
 	var out []string
-	for _, s := range scenarios() {
+	for _, s := range scenarios(sz) {
 		out = append(out, s.name)
 	}
 	return out
 }
 
-func selectScenarios(only string) ([]scenario, error) {
-	all := scenarios()
+func selectScenarios(only string, sz sizes) ([]scenario, error) {
+	all := scenarios(sz)
 	if only == "" {
 		return all, nil
 	}
@@ -234,7 +239,7 @@ func selectScenarios(only string) ([]scenario, error) {
 		n = strings.TrimSpace(n)
 		i := slices.IndexFunc(all, func(s scenario) bool { return s.name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("-only: unknown scenario %q (have %s)", n, strings.Join(names(), ", "))
+			return nil, fmt.Errorf("-only: unknown scenario %q (have %s)", n, strings.Join(names(sz), ", "))
 		}
 		out = append(out, all[i])
 	}

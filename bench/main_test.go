@@ -128,3 +128,100 @@ func TestAnInterruptedRunIsNotAFigure(t *testing.T) {
 		t.Fatalf("a scenario after the interrupt: error %q, %d runs", r.Error, len(r.Runs))
 	}
 }
+
+func TestDescribeMachine(t *testing.T) {
+	files := map[string]string{
+		"/proc/cpuinfo": "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu vme hypervisor lahf_lm\n\n" +
+			"processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu vme hypervisor lahf_lm\n",
+		"/proc/meminfo":             "MemTotal:       24684084 kB\nMemFree:        1000 kB\n",
+		"/proc/sys/kernel/osrelease": "6.18.44-fc\n",
+		"/proc/loadavg":             "0.52 0.40 0.30 1/200 1234\n",
+	}
+	read := func(name string) ([]byte, error) {
+		if s, ok := files[name]; ok {
+			return []byte(s), nil
+		}
+		return nil, errors.New("no such file")
+	}
+	m := describeMachine(read)
+	if m.CPUModel != "AMD EPYC" || !m.Virtual || m.Kernel != "6.18.44-fc" || m.Load != 0.52 {
+		t.Fatalf("machine %+v", m)
+	}
+	if m.MemoryGiB < 23.5 || m.MemoryGiB > 23.6 {
+		t.Fatalf("memory %.2f GiB, want 23.54", m.MemoryGiB)
+	}
+	s := m.String()
+	for _, want := range []string{"(AMD EPYC, virtual)", "23.5 GiB", "Linux 6.18.44-fc", "load average 0.52"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("%q lacks %q", s, want)
+		}
+	}
+
+	// A machine without /proc (another system) is described by what Go knows.
+	bare := describeMachine(func(string) ([]byte, error) { return nil, errors.New("no /proc") })
+	if bare.CPUModel != "" || bare.Virtual || bare.MemoryGiB != 0 || !strings.Contains(bare.String(), "CPUs, ") {
+		t.Fatalf("bare machine %+v: %q", bare, bare.String())
+	}
+}
+
+// lag's writers keep a schedule: together they ask for 80% of the maximum
+// rate, spread evenly, and a writer's i-th command falls due at the same
+// time however long its earlier commands took.
+func TestLagSchedule(t *testing.T) {
+	const writers = 4
+	interval := pacing(1000, writers) // 800 commands/s from 4 writers: 5 ms apart each
+	if interval != 5*time.Millisecond {
+		t.Fatalf("interval %v, want 5ms", interval)
+	}
+	start := time.Unix(0, 0)
+	if got := due(start, interval, writers, 2, 3).Sub(start); got != 17500*time.Microsecond {
+		t.Fatalf("writer 2's 4th command due at %v, want 17.5ms", got)
+	}
+	// Over a second, the writers' due times number 800.
+	n := 0
+	for w := range writers {
+		for i := 0; due(start, interval, writers, w, i).Sub(start) < time.Second; i++ {
+			n++
+		}
+	}
+	if n != 800 {
+		t.Fatalf("%d commands due in a second, want 800", n)
+	}
+
+	// The target is judged at the load asked for.
+	lag := scenarios(sizesFor(false))[3]
+	if lag.name != "lag" {
+		t.Fatalf("scenario 3 is %s", lag.name)
+	}
+	for _, tc := range []struct {
+		p99, load float64
+		met       bool
+	}{{20, 80, true}, {20, 77, true}, {20, 70, false}, {60, 80, false}} {
+		r := result{Median: tc.p99, Extra: map[string]float64{"loadPct": tc.load}}
+		if got := lag.met(r); got != tc.met {
+			t.Errorf("p99 %v ms at %v%%: met %v, want %v", tc.p99, tc.load, got, tc.met)
+		}
+	}
+}
+
+// A quick run's table names the sizes it ran, not the full ones.
+func TestQuickSizesAreNamed(t *testing.T) {
+	var paths []string
+	for _, s := range scenarios(sizesFor(true)) {
+		paths = append(paths, s.path)
+	}
+	all := strings.Join(paths, "\n")
+	for _, full := range []string{"200,000", "10,000 websocket", "10,000 connections", "100,000 events"} {
+		if strings.Contains(all, full) {
+			t.Errorf("a quick run's descriptions name the full size %q:\n%s", full, all)
+		}
+	}
+	for _, quick := range []string{"20,000 events", "200 websocket", "200 connections", "10,000 events"} {
+		if !strings.Contains(all, quick) {
+			t.Errorf("a quick run's descriptions lack %q:\n%s", quick, all)
+		}
+	}
+	if count(1234567) != "1,234,567" || count(200) != "200" {
+		t.Errorf("count: %s %s", count(1234567), count(200))
+	}
+}

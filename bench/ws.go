@@ -225,9 +225,6 @@ const fanoutRate = 1000 // events per second
 // baseline are messages delivered per second (from the first send to the
 // last arrival); Extra["p99ms"] is the gateway's commit-to-client p99.
 func (e *env) fanout(ctx context.Context, n int) (measure, error) {
-	if e.quick {
-		n = min(n, 200)
-	}
 	events := int(e.fanoutSeconds(n).Seconds() * fanoutRate)
 	g, dbURL, done, err := e.freshGateway(ctx, "fanout")
 	if err != nil {
@@ -362,10 +359,7 @@ func (e *env) rawFanout(ctx context.Context, n, events int) (float64, time.Durat
 // idleMemory: the gateway's resident memory per idle, subscribed
 // websocket connection.
 func (e *env) idleMemory(ctx context.Context) (measure, error) {
-	n := 10_000
-	if e.quick {
-		n = 200
-	}
+	n := e.size.idleConnections
 	g, _, done, err := e.freshGateway(ctx, "idle")
 	if err != nil {
 		return measure{}, err

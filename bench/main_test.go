@@ -133,9 +133,9 @@ func TestDescribeMachine(t *testing.T) {
 	files := map[string]string{
 		"/proc/cpuinfo": "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu vme hypervisor lahf_lm\n\n" +
 			"processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu vme hypervisor lahf_lm\n",
-		"/proc/meminfo":             "MemTotal:       24684084 kB\nMemFree:        1000 kB\n",
+		"/proc/meminfo":              "MemTotal:       24684084 kB\nMemFree:        1000 kB\n",
 		"/proc/sys/kernel/osrelease": "6.18.44-fc\n",
-		"/proc/loadavg":             "0.52 0.40 0.30 1/200 1234\n",
+		"/proc/loadavg":              "0.52 0.40 0.30 1/200 1234\n",
 	}
 	read := func(name string) ([]byte, error) {
 		if s, ok := files[name]; ok {

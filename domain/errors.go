@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an error for callers and for the GraphQL edge, which
@@ -57,6 +58,18 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf builds an *Error with the given code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// StaleError is the Stale error of a wait for position that reached only
+// reached in timeout; what says what was waited for ("read models have
+// reached", "the log is readable up to"). Its details are atLeast, reached
+// and behind.
+func StaleError(what string, reached, position int64, timeout time.Duration) *Error {
+	return &Error{
+		Code:    Stale,
+		Message: fmt.Sprintf("%s position %d, not %d (%d behind) after %s; retry later", what, reached, position, position-reached, timeout),
+		Details: map[string]any{"atLeast": position, "reached": reached, "behind": position - reached},
+	}
 }
 
 // InvalidField builds an Invalid *Error naming the offending field.

@@ -210,7 +210,10 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 	var err error
 	switch step.Name {
 	case StepReserveStock:
-		_, err = Execute(ctx, p.svc, Products, ReserveStock{Sku: step.Sku, OrderID: orderID, Quantity: step.Quantity}, meta)
+		reserve := ReserveStock{Sku: step.Sku, OrderID: orderID, Quantity: step.Quantity}
+		if reserve.AtPrice, err = p.orderedAt(ctx, tenant, orderID, step.Sku); err == nil {
+			_, err = Execute(ctx, p.svc, Products, reserve, meta)
+		}
 	case StepCharge:
 		if step.Amount > 0 {
 			_, err = Execute(ctx, p.svc, Accounts, p.chargeOf(saga, step.Amount), meta)
@@ -261,6 +264,22 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 // finds what the first attempt did.
 func stepKey(orderID string, step FulfilmentStep) string {
 	return "fulfilment/" + orderID + "/" + step.Key()
+}
+
+// orderedAt is the unit price and currency the order has for sku: the
+// price a reservation for it must find in the catalogue. The order's lines
+// cannot change once it is submitted. Nil when the order has no such line.
+func (p *FulfilmentProcess) orderedAt(ctx context.Context, tenant, orderID, sku string) (*UnitPrice, error) {
+	o, _, err := Load(ctx, p.svc, Orders, Qualify(tenant, orderID))
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range o.Items() {
+		if l.Sku == sku {
+			return &UnitPrice{Amount: l.UnitPrice, Currency: o.Currency()}, nil
+		}
+	}
+	return nil, nil
 }
 
 // chargeOf is the command that charges the saga's account amount.

@@ -57,7 +57,7 @@ func (s *saga) exec(tenant string, cmd domain.Command) {
 	switch cmd.(type) {
 	case domain.OpenAccount, domain.DepositMoney, domain.FreezeAccount, domain.WithdrawMoney, domain.CloseAccount:
 		_, err = domain.Execute(context.Background(), s.svc, domain.Accounts, cmd, meta)
-	case domain.AddProduct, domain.RestockProduct:
+	case domain.AddProduct, domain.RestockProduct, domain.ChangePrice:
 		_, err = domain.Execute(context.Background(), s.svc, domain.Products, cmd, meta)
 	default:
 		_, err = domain.Execute(context.Background(), s.svc, domain.Orders, cmd, meta)
@@ -179,6 +179,9 @@ func TestFulfilmentFailuresAreCompensated(t *testing.T) {
 			setup: func(s *saga) { s.exec("", domain.FreezeAccount{AccountID: "cust", Reason: "audit"}) }},
 		{name: "closed account", balance: 0, currency: "EUR", stock1: 5, stock2: 5, reason: "ACCOUNT_CLOSED", wantBalance: 0,
 			setup: func(s *saga) { s.exec("", domain.CloseAccount{AccountID: "cust"}) }},
+		// The order has p2 at 300; the catalogue's price is now 350.
+		{name: "a price changed since the order was placed", balance: 1000, currency: "EUR", stock1: 5, stock2: 5, reason: "PRICE_MISMATCH", wantBalance: 1000,
+			setup: func(s *saga) { s.exec("", domain.ChangePrice{Sku: "p2", Price: 350}) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSaga(t, nil)
@@ -463,5 +466,41 @@ func TestZeroTotalOrderForUnknownAccount(t *testing.T) {
 	f, _, _ := domain.Load(t.Context(), s.svc, domain.Fulfilments, "o1")
 	if f.State() == domain.FulfilmentFulfilled {
 		t.Fatalf("order of unknown account ghost fulfilled (10 TVs reserved)")
+	}
+}
+
+// An order is fulfilled only at the catalogue's prices, in the product's
+// currency: a line priced at anything else (0 included) is refused when
+// its stock is reserved, and the saga compensates. Before, nothing
+// compared them: an order could price a product at anything.
+func TestFulfilmentRefusesLinesNotAtTheCataloguePrice(t *testing.T) {
+	for _, tc := range []struct {
+		name, currency string
+		price          int64
+		reason         string
+	}{
+		{"a lower price", "EUR", 1, "PRICE_MISMATCH"},
+		{"a price of nothing", "EUR", 0, "PRICE_MISMATCH"},
+		{"another currency", "USD", 100, "CURRENCY_MISMATCH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSaga(t, nil)
+			s.exec("", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: tc.currency, InitialDeposit: 1000})
+			s.exec("", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
+			s.exec("", domain.AddProduct{Sku: "p2", Name: "Two", Price: 300, Currency: "EUR"})
+			s.exec("", domain.RestockProduct{Sku: "p1", Quantity: 5})
+			s.exec("", domain.RestockProduct{Sku: "p2", Quantity: 5})
+			s.exec("", domain.PlaceOrder{OrderID: "o1", CustomerID: "cust", Currency: tc.currency})
+			// p2 at its price (in EUR reserved first, then released), p1 at tc.price.
+			s.exec("", domain.AddOrderItem{OrderID: "o1", Sku: "p2", Quantity: 1, UnitPrice: 300})
+			s.exec("", domain.AddOrderItem{OrderID: "o1", Sku: "p1", Quantity: 2, UnitPrice: tc.price})
+			s.exec("", domain.SubmitOrder{OrderID: "o1"})
+			s.mustDrive()
+			got := s.outcome("")
+			if got.saga != domain.FulfilmentCompensated || got.order != domain.StatusCancelled || got.balance != 1000 ||
+				got.reserved1 != 0 || got.reserved2 != 0 || !strings.Contains(got.reason, tc.reason) {
+				t.Fatalf("outcome %+v; want COMPENSATED, order CANCELLED, balance 1000, nothing reserved, reason %s", got, tc.reason)
+			}
+		})
 	}
 }

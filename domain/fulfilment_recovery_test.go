@@ -203,9 +203,11 @@ func (f *flakyAccounts) Append(ctx context.Context, stream string, exp domain.Ex
 	return f.lostReplyStore.Append(ctx, stream, exp, evs...)
 }
 
-// A cancelled order of total zero is compensated: its charge moved no
-// money, so nothing is refunded (a refund of zero was refused, and the saga
-// stopped FAILED for good).
+// An order of total zero (its lines at 0, where the catalogue has a price)
+// is compensated, not left FAILED: its reservation is refused at the
+// catalogue's price, nothing was charged, so nothing is refunded (a refund
+// of zero was refused, and the saga stopped FAILED for good), and the order
+// is cancelled.
 func TestFulfilmentOfAFreeOrderIsCompensated(t *testing.T) {
 	s := newSaga(t, nil)
 	s.exec("", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR"})
@@ -215,11 +217,13 @@ func TestFulfilmentOfAFreeOrderIsCompensated(t *testing.T) {
 	s.exec("", domain.AddOrderItem{OrderID: "o1", Sku: "p1", Quantity: 1, UnitPrice: 0})
 	s.exec("", domain.SubmitOrder{OrderID: "o1"})
 	s.mustDrive()
-	s.exec("", domain.CancelOrder{OrderID: "o1", Reason: "changed my mind"})
-	s.mustDrive()
 	f, _, err := domain.Load(context.Background(), s.svc, domain.Fulfilments, "o1")
-	if err != nil || f.State() != domain.FulfilmentCompensated {
-		t.Fatalf("saga %s (%q), %v; want COMPENSATED", f.State(), f.Reason(), err)
+	if err != nil || f.State() != domain.FulfilmentCompensated || !strings.Contains(f.Reason(), domain.RulePriceMismatch) {
+		t.Fatalf("saga %s (%q), %v; want COMPENSATED for PRICE_MISMATCH", f.State(), f.Reason(), err)
+	}
+	evs, _ := s.store.ReadStream(context.Background(), "account-cust", domain.StreamQuery{})
+	if len(evs) != 1 {
+		t.Fatalf("the account has %d events, want only its opening (no charge, no refund)", len(evs))
 	}
 }
 

@@ -37,6 +37,12 @@ type (
 	ReserveStock struct {
 		Sku, OrderID string
 		Quantity     int64
+		// AtPrice, when set, is the unit price and currency the order
+		// has for the item: the reservation is refused (PRICE_MISMATCH,
+		// CURRENCY_MISMATCH) unless they are the catalogue's, so that
+		// an order is fulfilled only at the product's price. The
+		// fulfilment saga sets it; nil reserves at any price.
+		AtPrice *UnitPrice
 	}
 	// ReleaseStock releases an order's whole reservation.
 	ReleaseStock struct{ Sku, OrderID string }
@@ -46,6 +52,12 @@ type (
 		Price int64
 	}
 )
+
+// UnitPrice is a price per unit in minor units of Currency.
+type UnitPrice struct {
+	Amount   int64
+	Currency string
+}
 
 // Product events.
 type (
@@ -196,6 +208,14 @@ func (p *Product) decide(cmd Command) ([]Event, error) {
 		}
 		if held := p.reservations[c.OrderID]; held > 0 {
 			return nil, ruleError(RuleAlreadyReserved, "%d units of %s are already reserved for order %s", held, p.sku, c.OrderID)
+		}
+		if at := c.AtPrice; at != nil {
+			if at.Currency != p.currency {
+				return nil, ruleError(RuleCurrencyMismatch, "%s is priced in %s, and order %s is in %s", p.sku, p.currency, c.OrderID, truncateText(at.Currency))
+			}
+			if at.Amount != p.price {
+				return nil, ruleError(RulePriceMismatch, "%s costs %d %s, and order %s has it at %d", p.sku, p.price, p.currency, c.OrderID, at.Amount)
+			}
 		}
 		if c.Quantity > p.Available() {
 			return nil, ruleError(RuleInsufficientStock, "%d units of %s requested, %d available", c.Quantity, p.sku, p.Available())

@@ -67,3 +67,18 @@ func TestProductSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("snapshot round trip: %+v became %+v", p, q)
 	}
 }
+
+// A reservation at a price is refused unless the catalogue has the same
+// price and currency; one without a price takes any.
+func TestReserveStockAtAPrice(t *testing.T) {
+	given := []Event{ProductAdded{Name: "W", Price: 250, Currency: "EUR"}, ProductRestocked{Quantity: 5, OnHand: 5}}
+	reserved := []Event{StockReserved{OrderID: "o1", Quantity: 2, Reserved: 2}}
+	at := func(amount int64, currency string) *UnitPrice { return &UnitPrice{Amount: amount, Currency: currency} }
+	runGWT(t, Products, []gwt{
+		{name: "at the price", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(250, "EUR")}, want: reserved},
+		{name: "without a price", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2}, want: reserved},
+		{name: "at another price", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(249, "EUR")}, wantCode: RuleViolation, wantRule: RulePriceMismatch},
+		{name: "at nothing", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(0, "EUR")}, wantCode: RuleViolation, wantRule: RulePriceMismatch},
+		{name: "in another currency", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(250, "USD")}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
+	})
+}

@@ -512,17 +512,19 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 	for _, sql := range []string{
 		`ALTER TABLE events SET (autovacuum_enabled = false)`, // no analyze behind the test's back
 		`INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data)
-		 SELECT gen_random_uuid(), 's-' || g, 1, CASE WHEN g % 3 = 0 THEN 'B' ELSE 'A' END, 1, '{"n": 1}' FROM generate_series(1, 30000) g`,
+		 SELECT gen_random_uuid(), CASE WHEN g % 10 = 0 THEN 'acme~s-' ELSE 's-' END || g, 1, CASE WHEN g % 3 = 0 THEN 'B' ELSE 'A' END, 1, '{"n": 1}' FROM generate_series(1, 30000) g`,
 	} {
 		if _, err := pool.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tenant := ""
+	tenant, acme := "", "acme"
 	for _, q := range []eventstore.AllQuery{
 		{After: 100, Types: []string{"B"}},
 		{After: 100, Types: []string{"A", "B"}},
 		{After: 100, Types: []string{"B"}, Tenant: &tenant},
+		{After: 100, Tenant: &tenant},
+		{After: 100, Tenant: &acme},
 		{After: 100, StreamPrefix: "s-1"},
 		{After: 100},
 	} {
@@ -551,6 +553,22 @@ func TestReadsWalkAnIndexInOrder(t *testing.T) {
 		if p := plan(true); strings.Contains(p, `"Node Type": "Sort"`) || strings.Contains(p, "Bitmap") || strings.Contains(p, "Seq Scan") {
 			t.Errorf("%+v is planned with a sort, a bitmap or a sequential scan:\n%s", q, p)
 		}
+		// A tenant's events are found by the tenant's index, which holds
+		// only tenants' events.
+		if q.Tenant != nil && *q.Tenant == acme && !strings.Contains(plan(true), "events_tenant_position") {
+			t.Errorf("%+v does not use the tenant's index:\n%s", q, plan(true))
+		}
+	}
+	// The tenant index holds only tenants' events (3,000 of the 30,000).
+	if _, err := pool.Exec(ctx, `ANALYZE events`); err != nil {
+		t.Fatal(err)
+	}
+	var entries int64
+	if err := pool.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE relname = 'events_tenant_position'`).Scan(&entries); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 3000 {
+		t.Errorf("the tenant index holds %d entries, want the 3,000 tenants' events", entries)
 	}
 	// A read of one stream finds its events by the stream's index (and
 	// sorts them), rather than walking the log past every other stream.

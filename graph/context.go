@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"cqrsgate/domain"
 )
 
@@ -19,6 +21,10 @@ type requestInfo struct {
 	// remoteAddr is where the request came from, for the rate limits' client
 	// key (see clientKey).
 	remoteAddr string
+	// refused holds the errors the request's operation was refused with
+	// before it ran (a limit, a role, the mutation rate; see observedExec),
+	// for httpSpec's status.
+	refused gqlerror.List
 }
 
 func infoOf(ctx context.Context) *requestInfo {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -13,6 +14,9 @@ import (
 	"strings"
 
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/domain"
 )
 
 // Content types of the GraphQL-over-HTTP specification.
@@ -26,7 +30,11 @@ const (
 // validate, or variables that do not coerce, get 200 under
 // application/json (the legacy media type) and 400 under
 // application/graphql-response+json, whose body then has no data entry;
-// other request errors (no query, say) get 400.
+// other request errors (no query, say) get 400. An operation refused
+// before it ran (a limit, a role, the mutation rate) is a request error
+// too: 200 under application/json, and under
+// application/graphql-response+json 429 for RATE_LIMITED (with
+// Retry-After), 403 for FORBIDDEN, 400 otherwise, without data.
 func httpSpec(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if websocket.IsWebSocketUpgrade(r) {
@@ -38,7 +46,7 @@ func httpSpec(next http.Handler) http.Handler {
 			// a header (X-API-Key) that a shared cache does not key on.
 			w.Header().Set("Cache-Control", "no-store")
 		}
-		sw := &specWriter{ResponseWriter: w}
+		sw := &specWriter{ResponseWriter: w, info: infoOf(r.Context())}
 		next.ServeHTTP(sw, r)
 		sw.finish()
 	})
@@ -47,7 +55,8 @@ func httpSpec(next http.Handler) http.Handler {
 // specWriter holds back a 4xx response of gqlgen's to rewrite it.
 type specWriter struct {
 	http.ResponseWriter
-	held   int // the status held back, 0 when passing through
+	info   *requestInfo // the request's, with its refusal (nil outside withRequestIDs)
+	held   int          // the status held back, 0 when passing through
 	body   bytes.Buffer
 	passed bool
 }
@@ -55,6 +64,11 @@ type specWriter struct {
 func (s *specWriter) WriteHeader(code int) {
 	if code == http.StatusUnprocessableEntity || code == http.StatusBadRequest {
 		s.held = code
+		return
+	}
+	if code == http.StatusOK && s.info != nil && s.info.refused != nil &&
+		strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
+		s.held = refusedStatus(s.info.refused, s.Header())
 		return
 	}
 	s.passed = true
@@ -108,6 +122,9 @@ func (s *specWriter) finish() {
 		}
 	}
 	status := http.StatusBadRequest
+	if s.held != http.StatusUnprocessableEntity {
+		status = s.held // 400, or refusedStatus's
+	}
 	body := s.body.Bytes()
 	if strings.HasPrefix(s.Header().Get("Content-Type"), contentTypeGraphQLResponse) {
 		// A request error: the response has no data entry at all.
@@ -123,6 +140,28 @@ func (s *specWriter) finish() {
 	s.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	s.ResponseWriter.WriteHeader(status)
 	_, _ = s.ResponseWriter.Write(body)
+}
+
+// refusedStatus is the status of an operation refused before it ran,
+// under application/graphql-response+json, by its first error's code: 429
+// (and Retry-After, in whole seconds) when the mutation rate refused it,
+// 403 when the caller's role did, 400 for the rest (limits of the
+// document's size and shape).
+func refusedStatus(errs gqlerror.List, h http.Header) int {
+	if len(errs) == 0 {
+		return http.StatusBadRequest
+	}
+	code, _ := errs[0].Extensions["code"].(string)
+	switch code {
+	case "RATE_LIMITED":
+		if wait, ok := errs[0].Extensions["retryAfterSeconds"].(float64); ok {
+			h.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait))))
+		}
+		return http.StatusTooManyRequests
+	case string(domain.Forbidden):
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
 }
 
 // readBody reads a POST body up front, at most limit bytes: a larger one is

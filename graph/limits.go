@@ -69,7 +69,7 @@ func listComplexity(c *generated.ComplexityRoot) {
 		}
 		return 1 + child*k
 	}
-	c.Query.Events = func(child int, _ *model.Position, first *int, _ *string, _ []string, _ *string, _ *string) int {
+	c.Query.Events = func(child int, _ *model.Position, first *int, _ *string, _ []string, _ *string, _ *string, _ *model.Position) int {
 		return times(child, n(first, 100))
 	}
 	c.Query.Stream = func(child int, _ string, _ *int, first *int, _ *bool) int { return times(child, n(first, 100)) }

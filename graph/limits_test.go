@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -207,5 +209,85 @@ func TestOversizedIntegerLiteralsAreTheClientsError(t *testing.T) {
 	out, _ := g.post(`mutation { registerEventSchema(type: "Big", schema: {type: "object", properties: {n: {maximum: 123456789012345678901234567890}}}) { version } }`, nil)
 	if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "GRAPHQL_VALIDATION_FAILED" || !strings.Contains(out.Errors[0].Message, "variable") {
 		t.Fatalf("an inline integer beyond 64 bits: %+v, want GRAPHQL_VALIDATION_FAILED naming variables", out.Errors)
+	}
+}
+
+// An operation refused before it ran is a request error: under
+// application/graphql-response+json it has a 4xx status and no data (it
+// had 200 and "data": null), 429 with Retry-After for the mutation rate,
+// 403 for a role; under application/json it stays 200.
+func TestRefusedOperationsStatusUnderTheGraphQLMediaType(t *testing.T) {
+	a, err := auth.New(auth.Config{APIKeys: []auth.APIKey{
+		{Name: "writer", Key: "writer-key-0123456789", Roles: []auth.Role{auth.Writer}},
+		{Name: "reader", Key: "reader-key-0123456789", Roles: []auth.Role{auth.Reader}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.5, MutationBurst: 1, MaxComplexity: 50}, a)
+	const gqlType, jsonType = "application/graphql-response+json", "application/json"
+	mutation := func(stream string) string {
+		return `{"query":"mutation { appendEvents(stream: \"` + stream + `\", events: [{type: \"Noted\", data: {}}]) { position } }"}`
+	}
+	type want struct {
+		status int
+		data   bool
+		code   string
+	}
+	check := func(what string, status int, h http.Header, body []byte, w want) {
+		t.Helper()
+		var out struct {
+			Data   *json.RawMessage
+			Errors []gqlError
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			t.Fatalf("%s: %d %s", what, status, body)
+		}
+		_ = json.Unmarshal(body, &out)
+		_, hasData := raw["data"]
+		if status != w.status || hasData != w.data || len(out.Errors) == 0 || out.Errors[0].Extensions["code"] != w.code {
+			t.Fatalf("%s: %d %s; want %d, data %v, %s", what, status, body, w.status, w.data, w.code)
+		}
+	}
+	if status, _, body := c.rawPost(mutation("s-1"), "X-API-Key", "writer-key-0123456789", "Accept", gqlType); status != 200 {
+		t.Fatalf("the first mutation: %d %s", status, body)
+	}
+	status, h, body := c.rawPost(mutation("s-2"), "X-API-Key", "writer-key-0123456789", "Accept", gqlType)
+	check("rate limited, GraphQL media type", status, h, body, want{429, false, "RATE_LIMITED"})
+	if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Errorf("Retry-After %q, want 1 or 2 seconds", h.Get("Retry-After"))
+	}
+	status, h, body = c.rawPost(mutation("s-3"), "X-API-Key", "writer-key-0123456789", "Accept", jsonType)
+	check("rate limited, application/json", status, h, body, want{200, true, "RATE_LIMITED"})
+	if h.Get("Retry-After") != "" {
+		t.Errorf("Retry-After under application/json: %q", h.Get("Retry-After"))
+	}
+
+	status, h, body = c.rawPost(mutation("s-4"), "X-API-Key", "reader-key-0123456789", "Accept", gqlType)
+	check("a reader's mutation, GraphQL media type", status, h, body, want{403, false, "FORBIDDEN"})
+	status, h, body = c.rawPost(mutation("s-4"), "X-API-Key", "reader-key-0123456789")
+	check("a reader's mutation, no Accept", status, h, body, want{200, true, "FORBIDDEN"})
+
+	complex := `{"query":"{ events(first: 1000) { events { position type } } }"}`
+	status, h, body = c.rawPost(complex, "X-API-Key", "reader-key-0123456789", "Accept", gqlType)
+	check("too complex, GraphQL media type", status, h, body, want{400, false, "COMPLEXITY_LIMIT_EXCEEDED"})
+
+	// Over GET too.
+	req, _ := http.NewRequest(http.MethodGet, c.url+"?query="+url.QueryEscape(`{ events(first: 1000) { events { position type } } }`), nil)
+	req.Header.Set("Accept", gqlType)
+	req.Header.Set("X-API-Key", "reader-key-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check("too complex over GET, GraphQL media type", resp.StatusCode, resp.Header, body, want{400, false, "COMPLEXITY_LIMIT_EXCEEDED"})
+
+	// A query that runs and fails keeps 200 and its data.
+	status, h, body = c.rawPost(`{"query":"{ stream(id: \"\", first: 1) { version } }"}`, "X-API-Key", "reader-key-0123456789", "Accept", gqlType)
+	if status != 200 || !strings.Contains(string(body), `"data"`) {
+		t.Fatalf("a field error: %d %s; want 200 with data", status, body)
 	}
 }

@@ -39,11 +39,50 @@ func (r *Resolver) waitFor(ctx context.Context, atLeast *model.Position, names .
 	if atLeast == nil {
 		return nil
 	}
-	timeout := r.ReadTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+	return r.Positions.WaitFor(ctx, names, int64(*atLeast), r.readTimeout())
+}
+
+// readTimeout is how long atLeast waits: ReadTimeout, 5 s when unset.
+func (r *Resolver) readTimeout() time.Duration {
+	if r.ReadTimeout <= 0 {
+		return 5 * time.Second
 	}
-	return r.Positions.WaitFor(ctx, names, int64(*atLeast), timeout)
+	return r.ReadTimeout
+}
+
+// waitForLog implements events' atLeast: it waits until the log is
+// readable up to the position (every transaction older than the event's
+// own has ended; see eventstore.ReadAll), for at most ReadTimeout. It
+// looks at once, then at growing intervals up to 50 ms.
+func (r *Resolver) waitForLog(ctx context.Context, atLeast *model.Position) error {
+	if atLeast == nil || *atLeast <= 0 {
+		return nil
+	}
+	want := int64(*atLeast)
+	timeout := r.readTimeout()
+	deadline := time.Now().Add(timeout)
+	pause := time.Millisecond
+	for {
+		head, err := r.head(ctx)
+		if err != nil {
+			return err
+		}
+		if head >= want {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return domain.StaleError("the log is readable up to", head, want, timeout)
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
 }
 
 func (r *Resolver) head(ctx context.Context) (int64, error) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
@@ -559,5 +560,82 @@ func awaitServing(t *testing.T, pool *pgxpool.Pool, names ...string) {
 			t.Fatalf("projections not serving after 30s: %+v", list)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An event is readable once every transaction older than its own has
+// ended. A client that reads the log right after its mutation answered
+// can miss its own event (a projection's batch, begun a moment before,
+// still runs); with atLeast the read waits for it.
+func TestEventsAtLeastWaitsForTheLogToBeReadable(t *testing.T) {
+	g := newFullGateway(t, 400*time.Millisecond)
+	ctx := context.Background()
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR", "initialDeposit": 10})
+
+	// An older transaction with an id of its own holds back what commits after it.
+	hold := func() pgx.Tx {
+		tx, err := g.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	type page struct {
+		Events struct {
+			Events []struct{ Position int64 } `json:"events"`
+			Head   int64                      `json:"head"`
+		} `json:"events"`
+	}
+	read := func(atLeast any) (page, []gqlError) {
+		var p page
+		out, _ := g.post(`query($p: Position) { events(stream: "account-a1", atLeast: $p) { events { position } head } }`, map[string]any{"p": atLeast})
+		if len(out.Errors) == 0 {
+			if err := json.Unmarshal(out.Data["events"], &p.Events); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p, out.Errors
+	}
+
+	tx := hold()
+	dep := g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 5})
+	if p, errs := read(nil); len(errs) > 0 || len(p.Events.Events) != 2 || p.Events.Head >= dep.Position {
+		t.Fatalf("without atLeast, while held back: %+v %+v; want the first two events only", p, errs)
+	}
+	released := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		released <- time.Now()
+		_ = tx.Rollback(ctx)
+	}()
+	p, errs := read(dep.Position)
+	at := <-released
+	if len(errs) > 0 || len(p.Events.Events) != 3 || p.Events.Events[2].Position != dep.Position || p.Events.Head < dep.Position {
+		t.Fatalf("with atLeast: %+v %+v; want the deposit at %d", p, errs, dep.Position)
+	}
+	if time.Now().Before(at) {
+		t.Fatal("the read answered before the older transaction ended")
+	}
+
+	// Held back past the read timeout: STALE, with how far the log is readable.
+	tx = hold()
+	defer func() { _ = tx.Rollback(ctx) }()
+	dep2 := g.mustMutate("depositMoney", map[string]any{"accountId": "a1", "amount": 5})
+	start := time.Now()
+	_, errs = read(dep2.Position)
+	if len(errs) != 1 || errs[0].Extensions["code"] != "STALE" || errs[0].Extensions["atLeast"] != float64(dep2.Position) ||
+		errs[0].Extensions["reached"] != float64(dep.Position) {
+		t.Fatalf("held back past the timeout: %+v, want STALE reached %d", errs, dep.Position)
+	}
+	if waited := time.Since(start); waited < 350*time.Millisecond {
+		t.Fatalf("STALE after %s, before the 400ms timeout", waited)
+	}
+	// With correlationId too.
+	out, _ := g.post(`query($p: Position) { events(correlationId: "x", atLeast: $p) { head } }`, map[string]any{"p": dep2.Position})
+	if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "STALE" {
+		t.Fatalf("correlationId read held back: %+v, want STALE", out.Errors)
 	}
 }

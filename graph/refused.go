@@ -27,6 +27,11 @@ type observedExec struct {
 
 func (e observedExec) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
 	rc, errs := e.GraphExecutor.CreateOperationContext(ctx, params)
+	if errs != nil && !apqHandshake(errs) {
+		if i := infoOf(ctx); i != nil {
+			i.refused = errs
+		}
+	}
 	if errs != nil && e.refused != nil && !apqHandshake(errs) {
 		var kind ast.Operation
 		name := params.OperationName
@@ -42,12 +47,9 @@ func (e observedExec) CreateOperationContext(ctx context.Context, params *graphq
 	return rc, errs
 }
 
-// observe returns exec with its refusals told to hook (exec as it is
-// without one).
+// observe returns exec with its refusals told to hook (when there is one)
+// and kept in the request's information for httpSpec.
 func observe(exec graphql.GraphExecutor, hook refusalHook) graphql.GraphExecutor {
-	if hook == nil {
-		return exec
-	}
 	return observedExec{exec, hook}
 }
 

@@ -89,7 +89,7 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 }
 
 // Events is the resolver for the events field.
-func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error) {
+func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) (*model.EventPage, error) {
 	q := eventstore.AllQuery{Types: types, Tenant: tenantFilter(ctx)}
 	if after != nil {
 		q.After = int64(*after)
@@ -120,10 +120,13 @@ func (r *queryResolver) Events(ctx context.Context, after *model.Position, first
 			return nil, err
 		}
 	}
+	if correlationID != nil && (len(types) > 0 || q.StreamPrefix != "" || q.Stream != "") {
+		return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with stream, types or streamPrefix")
+	}
+	if err := r.waitForLog(ctx, atLeast); err != nil {
+		return nil, err
+	}
 	if correlationID != nil {
-		if len(types) > 0 || q.StreamPrefix != "" || q.Stream != "" {
-			return nil, domain.InvalidField("correlationId", "correlationId cannot be combined with stream, types or streamPrefix")
-		}
 		// The caller's tenant's only, read so: anyone can send a correlation
 		// id, and the page's cursor must not tell of another tenant's events.
 		evs, err := r.reads().ReadByCorrelation(ctx, *correlationID, q.Tenant, q.After, q.Limit)

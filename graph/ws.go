@@ -589,9 +589,16 @@ func nullOrObject(payload json.RawMessage) bool {
 // invalid reports a protocol violation: graphql-transport-ws closes with
 // 4400; the legacy protocol answers with an error message and carries on.
 func (c *wsConn) invalid(reason string) bool {
+	return c.invalidOp("", reason)
+}
+
+// invalidOp is invalid for a message about operation id: the legacy
+// protocol's error carries the id (when the message had one), so that a
+// client can tell which of its operations was refused.
+func (c *wsConn) invalidOp(id, reason string) bool {
 	if c.legacy {
 		payload, _ := json.Marshal(map[string]string{"message": reason})
-		c.enqueue(wsMessage{Type: "error", Payload: payload})
+		c.enqueue(wsMessage{ID: id, Type: "error", Payload: payload})
 		return true
 	}
 	c.closeWith(CloseInvalidMessage, reason)
@@ -661,7 +668,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	// not rounded through a float.
 	params, err := decodePost(m.Payload)
 	if m.ID == "" || err != nil || params.Query == "" {
-		return c.invalid("Invalid message received: a subscribe message needs an id and a payload with a query")
+		return c.invalidOp(m.ID, "Invalid message received: a subscribe message needs an id and a payload with a query")
 	}
 	c.mu.Lock()
 	if c.draining {
@@ -673,7 +680,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	if c.subLocked(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
-			return c.invalid("Subscriber for " + m.ID + " already exists")
+			return c.invalidOp(m.ID, "Subscriber for "+m.ID+" already exists")
 		}
 		c.closeWith(CloseSubscriberExists, "Subscriber for "+m.ID+" already exists")
 		return false

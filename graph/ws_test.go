@@ -418,6 +418,18 @@ func TestLegacyGraphQLWSProtocol(t *testing.T) {
 		t.Fatalf("data for %q after stop", m.ID)
 	}
 	c.expect("complete")
+	// Refused starts are answered with an error that names the operation.
+	quiet := `subscription { events(streamPrefix: "quiet-") { position } }`
+	c.send(map[string]any{"id": "3", "type": "start", "payload": map[string]any{"query": quiet}})
+	c.send(map[string]any{"id": "3", "type": "start", "payload": map[string]any{"query": quiet}})
+	if m := c.expect("error"); m.ID != "3" || !strings.Contains(string(m.Payload), "already exists") {
+		t.Fatalf("a duplicate start: %+v, want an error for id 3", m)
+	}
+	c.send(map[string]any{"id": "4", "type": "start", "payload": map[string]any{"variables": map[string]any{}}})
+	if m := c.expect("error"); m.ID != "4" || !strings.Contains(string(m.Payload), "needs an id and a payload with a query") {
+		t.Fatalf("a start without a query: %+v, want an error for id 4", m)
+	}
+	c.send(map[string]any{"id": "3", "type": "stop"})
 	c.send(map[string]any{"type": "connection_terminate"})
 	if code := c.closeCode(); code != websocket.CloseNormalClosure {
 		t.Fatalf("terminate closed with %d", code)

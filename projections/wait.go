@@ -112,11 +112,7 @@ func (p *Positions) WaitFor(ctx context.Context, names []string, position int64,
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return &domain.Error{
-				Code:    domain.Stale,
-				Message: fmt.Sprintf("read models have reached position %d, not %d (%d behind) after %s; retry later", reached, position, position-reached, timeout),
-				Details: map[string]any{"atLeast": position, "reached": reached, "behind": position - reached},
-			}
+			return domain.StaleError("read models have reached", reached, position, timeout)
 		}
 		if expired == nil && left < pollEvery {
 			t := time.NewTimer(left)

@@ -21,7 +21,8 @@ var static embed.FS
 
 // Handler serves the embedded pages with a Content-Security-Policy that
 // allows only the gateway's own origin (and its websocket, and data: URLs
-// for the playground's embedded fonts and icons). It lists no directory.
+// for the playground's embedded fonts and icons; and, on the playground's
+// page, inline styles: see PlaygroundCSP). It lists no directory.
 //
 // Every file carries an ETag, a hash of its content, and Cache-Control
 // no-cache: a browser keeps what it loaded (GraphiQL's script alone is
@@ -39,7 +40,11 @@ func Handler() http.Handler {
 	}
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", CSP(r.Host))
+		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
+			w.Header().Set("Content-Security-Policy", PlaygroundCSP(r.Host))
+		} else {
+			w.Header().Set("Content-Security-Policy", CSP(r.Host))
+		}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		if strings.HasSuffix(r.URL.Path, "/") && r.URL.Path != "/" {
@@ -84,8 +89,18 @@ func contentTags(fsys fs.FS) (map[string]string, error) {
 	return tags, err
 }
 
-// CSP returns the Content-Security-Policy of the pages served for host.
+// CSP returns the Content-Security-Policy of the pages served for host
+// (the dashboard, and every file but the playground's page).
 func CSP(host string) string {
 	return "default-src 'self'; connect-src 'self' ws://" + host + " wss://" + host +
 		"; img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+}
+
+// PlaygroundCSP is the playground page's policy: CSP with inline styles
+// allowed ('unsafe-inline' in style-src only; scripts stay the gateway's
+// own files). GraphiQL's dialogs inject <style> elements whose text
+// varies (react-remove-scroll's, sized to the scroll bar), so neither a
+// hash nor, without an inline script to hand it over, a nonce admits them.
+func PlaygroundCSP(host string) string {
+	return CSP(host) + "; style-src 'self' 'unsafe-inline'"
 }

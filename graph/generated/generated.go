@@ -345,7 +345,7 @@ type ComplexityRoot struct {
 		EventSchema        func(childComplexity int, typeArg string, version *int) int
 		EventSchemaHistory func(childComplexity int, typeArg string) int
 		EventTypes         func(childComplexity int) int
-		Events             func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) int
+		Events             func(childComplexity int, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) int
 		Fulfilment         func(childComplexity int, orderID string, atLeast *model.Position) int
 		Fulfilments        func(childComplexity int, state *model.FulfilmentState, first *int, after *string, atLeast *model.Position) int
 		Order              func(childComplexity int, id string, atLeast *model.Position) int
@@ -476,7 +476,7 @@ type MutationResolver interface {
 	DeprecateEventSchema(ctx context.Context, typeArg string, version int, deprecated *bool) (*model.EventSchema, error)
 }
 type QueryResolver interface {
-	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string) (*model.EventPage, error)
+	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) (*model.EventPage, error)
 	Stream(ctx context.Context, id string, fromVersion *int, first *int, backwards *bool) (*model.Stream, error)
 	Fulfilment(ctx context.Context, orderID string, atLeast *model.Position) (*model.Fulfilment, error)
 	Fulfilments(ctx context.Context, state *model.FulfilmentState, first *int, after *string, atLeast *model.Position) (*model.FulfilmentConnection, error)
@@ -2033,7 +2033,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*model.Position), args["first"].(*int), args["stream"].(*string), args["types"].([]string), args["streamPrefix"].(*string), args["correlationId"].(*string)), true
+		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*model.Position), args["first"].(*int), args["stream"].(*string), args["types"].([]string), args["streamPrefix"].(*string), args["correlationId"].(*string), args["atLeast"].(*model.Position)), true
 	case "Query.fulfilment":
 		if e.ComplexityRoot.Query.Fulfilment == nil {
 			break
@@ -2864,7 +2864,12 @@ input AddOrderItemInput {
   sku: String!
   "1 to 10000."
   quantity: Int!
-  "Minor units, >= 0."
+  """
+  Minor units of the order's currency, >= 0. The order is fulfilled only
+  if it is the product's catalogue price (in the product's currency) when
+  the order's stock is reserved; otherwise its fulfilment is compensated
+  with PRICE_MISMATCH (or CURRENCY_MISMATCH) and the order cancelled.
+  """
   unitPrice: Long!
   expectedVersion: Int
   idempotencyKey: String
@@ -3466,8 +3471,12 @@ type Query {
   from ` + "`" + `next` + "`" + ` never skips an event. Filter by event types, by one stream or
   by stream id prefix, or read everything that one request caused with
   ` + "`" + `correlationId` + "`" + ` (which combines with no other filter). ` + "`" + `first` + "`" + ` is 1 to 10000.
+  An event is readable once every transaction older than its own has
+  ended, which can be a moment after its mutation answered: pass the
+  mutation's ` + "`" + `position` + "`" + ` as ` + "`" + `atLeast` + "`" + ` to wait (at most the gateway's read
+  timeout) until the log is readable that far, or fail with ` + "`" + `STALE` + "`" + `.
   """
-  events(after: Position = 0, first: Int = 100, stream: String, types: [String!], streamPrefix: String, correlationId: String): EventPage!
+  events(after: Position = 0, first: Int = 100, stream: String, types: [String!], streamPrefix: String, correlationId: String, atLeast: Position): EventPage!
 
   """
   Reads one stream. Forwards from ` + "`" + `fromVersion` + "`" + ` (default the start), or,
@@ -5224,6 +5233,14 @@ func (ec *executionContext) field_Query_events_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["correlationId"] = arg5
+	arg6, err := graphql.ProcessArgField(ctx, rawArgs, "atLeast",
+		func(ctx context.Context, v any) (*model.Position, error) {
+			return ec.unmarshalOPosition2ᚖcqrsgateᚋgraphᚋmodelᚐPosition(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["atLeast"] = arg6
 	return args, nil
 }
 
@@ -11278,7 +11295,7 @@ func (ec *executionContext) _Query_events(ctx context.Context, field graphql.Col
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Events(ctx, fc.Args["after"].(*model.Position), fc.Args["first"].(*int), fc.Args["stream"].(*string), fc.Args["types"].([]string), fc.Args["streamPrefix"].(*string), fc.Args["correlationId"].(*string))
+			return ec.Resolvers.Query().Events(ctx, fc.Args["after"].(*model.Position), fc.Args["first"].(*int), fc.Args["stream"].(*string), fc.Args["types"].([]string), fc.Args["streamPrefix"].(*string), fc.Args["correlationId"].(*string), fc.Args["atLeast"].(*model.Position))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.EventPage) graphql.Marshaler {

@@ -70,7 +70,10 @@ type AddOrderItemInput struct {
 	Sku     string `json:"sku"`
 	// 1 to 10000.
 	Quantity int `json:"quantity"`
-	// Minor units, >= 0.
+	// Minor units of the order's currency, >= 0. The order is fulfilled only
+	// if it is the product's catalogue price (in the product's currency) when
+	// the order's stock is reserved; otherwise its fulfilment is compensated
+	// with PRICE_MISMATCH (or CURRENCY_MISMATCH) and the order cancelled.
 	UnitPrice       Long    `json:"unitPrice"`
 	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`

@@ -295,7 +295,7 @@ func (e *env) lag(ctx context.Context) (measure, error) {
 		mu.Unlock()
 		return nil
 	})
-	for deadline := time.Now().Add(time.Minute); err == nil; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); err == nil && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
 		left := len(pending)
 		mu.Unlock()

@@ -48,7 +48,7 @@ func scenarios(sz sizes) []scenario {
 			unit: "events/s", higher: true, target: ">= 0.4x", met: ratioAtLeast(0.4), run: func(ctx context.Context, e *env) (measure, error) { return e.batches(ctx) }},
 		{name: "rebuild", path: "projection rebuild of " + count(sz.rebuildEvents) + " events (accounts and orders)", baseline: "pgx: scan of the same events in position order",
 			unit: "events/s", higher: true, target: ">= 0.5x", met: ratioAtLeast(0.5), run: func(ctx context.Context, e *env) (measure, error) { return e.rebuild(ctx) }},
-		{name: "lag", path: "commit-to-read-model p99 at 80% of max command load", unit: "ms", target: "p99 <= 50 ms",
+		{name: "lag", path: "commit-to-read-model p99 at 80% of max command load", unit: "ms", target: "p99 <= 50 ms, at >= 76% of the maximum rate",
 			// At the load asked for: a machine that gave less than 95% of
 			// it measured the lag of a lighter load.
 			met: func(r result) bool { return r.Median <= 50 && r.Extra["loadPct"] >= 0.95*100*lagLoad }, run: func(ctx context.Context, e *env) (measure, error) { return e.lag(ctx) }},
@@ -92,7 +92,7 @@ func printTable(w io.Writer, results []result) {
 			extra = fmt.Sprintf("; p99 %s ms", num(p))
 		}
 		if p, ok := r.Extra["loadPct"]; ok {
-			extra += fmt.Sprintf(" at %.0f%% of the maximum rate", p)
+			extra += fmt.Sprintf(" at %.1f%% of the maximum rate", p)
 		}
 		fmt.Fprintf(w, "| %s | %s %s [%s-%s]%s | %s | %s | %s | %s |\n", r.Path, num(r.Median), r.Unit, num(r.Min), num(r.Max), extra, base, ratio, r.Target, met)
 	}

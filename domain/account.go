@@ -58,6 +58,10 @@ type (
 	UnfreezeAccount struct{ AccountID string }
 	// CloseAccount closes an account whose balance is zero.
 	CloseAccount struct{ AccountID string }
+	// PayOutClosedAccount pays a closed account's balance (the refunds
+	// credited to it since it closed) out to its holder, all of it: the
+	// one debit a closed account takes.
+	PayOutClosedAccount struct{ AccountID string }
 	// ApplyInterest credits interest on a positive balance at RateBasisPoints
 	// (1 = 0.01%), rounded down to the minor unit.
 	ApplyInterest struct {
@@ -106,6 +110,11 @@ type (
 	// AccountClosed: the account was closed at zero balance (refunds of
 	// its charges are still credited to it).
 	AccountClosed struct{}
+	// ClosedAccountPaidOut: a closed account's balance, Amount, was paid
+	// out to its holder; the balance is zero after it.
+	ClosedAccountPaidOut struct {
+		Amount int64 `json:"amount"`
+	}
 	// InterestApplied: interest was credited.
 	InterestApplied struct {
 		RateBasisPoints int64 `json:"rateBasisPoints"`
@@ -190,6 +199,15 @@ func (AccountUnfrozen) EventType() string { return "AccountUnfrozen" }
 func (AccountClosed) EventType() string { return "AccountClosed" }
 
 // EventType implements Event.
+func (ClosedAccountPaidOut) EventType() string { return "ClosedAccountPaidOut" }
+
+// CommandName implements Command.
+func (PayOutClosedAccount) CommandName() string { return "PayOutClosedAccount" }
+
+// AggregateID implements Command.
+func (c PayOutClosedAccount) AggregateID() string { return c.AccountID }
+
+// EventType implements Event.
 func (InterestApplied) EventType() string { return "InterestApplied" }
 
 // EventType implements Event.
@@ -206,6 +224,8 @@ const (
 	RuleBalanceNotZero    = "BALANCE_NOT_ZERO"
 	RuleAmountOverflow    = "AMOUNT_OVERFLOW"
 	RuleCurrencyMismatch  = "CURRENCY_MISMATCH"
+	RuleAccountNotClosed  = "ACCOUNT_NOT_CLOSED"
+	RuleNothingToPayOut   = "NOTHING_TO_PAY_OUT"
 )
 
 // Accounts is the account aggregate kind.
@@ -235,6 +255,18 @@ func (a *Account) DailyWithdrawalLimit() int64 { return a.dailyLimit }
 // Currency returns the account's ISO 4217 currency.
 func (a *Account) Currency() string { return a.currency }
 
+// takenWhenClosed reports whether a closed account takes cmd: a refund
+// credited to it, and the pay-out of its balance.
+func takenWhenClosed(cmd Command) bool {
+	switch c := cmd.(type) {
+	case DepositMoney:
+		return c.Refund
+	case PayOutClosedAccount:
+		return true
+	}
+	return false
+}
+
 // Status returns OPEN, FROZEN, CLOSED or "" for an account never opened.
 func (a *Account) Status() string {
 	switch {
@@ -255,7 +287,7 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 	if !a.opened {
 		return nil, notFound("account %s does not exist", a.id)
 	}
-	if d, ok := cmd.(DepositMoney); a.closed && (!ok || !d.Refund) {
+	if a.closed && !takenWhenClosed(cmd) {
 		return nil, ruleError(RuleAccountClosed, "account %s is closed", a.id)
 	}
 	switch c := cmd.(type) {
@@ -305,6 +337,14 @@ func (a *Account) decide(cmd Command, now time.Time) ([]Event, error) {
 			return nil, ruleError(RuleAccountNotFrozen, "account %s is not frozen", a.id)
 		}
 		return []Event{AccountUnfrozen{}}, nil
+	case PayOutClosedAccount:
+		if !a.closed {
+			return nil, ruleError(RuleAccountNotClosed, "account %s is open: withdraw its money instead", a.id)
+		}
+		if a.balance <= 0 {
+			return nil, ruleError(RuleNothingToPayOut, "closed account %s has a balance of %d: there is nothing to pay out", a.id, a.balance)
+		}
+		return []Event{ClosedAccountPaidOut{Amount: a.balance}}, nil
 	case CloseAccount:
 		if a.frozen {
 			return nil, ruleError(RuleAccountFrozen, "account %s is frozen: only deposits are accepted", a.id)
@@ -436,6 +476,8 @@ func (a *Account) Apply(e Event) {
 		a.frozen = false
 	case AccountClosed:
 		a.closed = true
+	case ClosedAccountPaidOut:
+		a.balance -= e.Amount
 	case InterestApplied:
 		a.balance = e.BalanceAfter
 	case FeeCharged:
@@ -460,6 +502,8 @@ func decodeAccountEvent(eventType string, schemaVersion int, data json.RawMessag
 		return DecodeAs[AccountUnfrozen](data)
 	case "AccountClosed":
 		return DecodeAs[AccountClosed](data)
+	case "ClosedAccountPaidOut":
+		return DecodeAs[ClosedAccountPaidOut](data)
 	case "InterestApplied":
 		return DecodeAs[InterestApplied](data)
 	case "FeeCharged":

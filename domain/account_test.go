@@ -54,6 +54,16 @@ func TestAccountRules(t *testing.T) {
 		{name: "refund to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 5, Refund: true}, want: []Event{MoneyDeposited{Amount: 5, BalanceAfter: 5}}},
 		{name: "refund in another currency to closed account", given: []Event{open, AccountClosed{}}, when: DepositMoney{AccountID: "x1", Amount: 5, Currency: "USD", Refund: true}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
 		{name: "withdraw a refund from closed account", given: []Event{open, AccountClosed{}, MoneyDeposited{Amount: 5, BalanceAfter: 5}}, when: WithdrawMoney{AccountID: "x1", Amount: 5}, wantCode: RuleViolation, wantRule: RuleAccountClosed},
+		// A closed account's refunds are paid out to its holder, all at once.
+		{name: "pay out a closed account's refunds", given: []Event{open, AccountClosed{}, MoneyDeposited{Amount: 5, BalanceAfter: 5}, MoneyDeposited{Amount: 7, BalanceAfter: 12}},
+			when: PayOutClosedAccount{AccountID: "x1"}, want: []Event{ClosedAccountPaidOut{Amount: 12}}},
+		{name: "pay out a closed account twice", given: []Event{open, AccountClosed{}, MoneyDeposited{Amount: 5, BalanceAfter: 5}, ClosedAccountPaidOut{Amount: 5}},
+			when: PayOutClosedAccount{AccountID: "x1"}, wantCode: RuleViolation, wantRule: RuleNothingToPayOut},
+		{name: "pay out a closed account at zero", given: []Event{open, AccountClosed{}}, when: PayOutClosedAccount{AccountID: "x1"}, wantCode: RuleViolation, wantRule: RuleNothingToPayOut},
+		{name: "pay out an open account", given: funded, when: PayOutClosedAccount{AccountID: "x1"}, wantCode: RuleViolation, wantRule: RuleAccountNotClosed},
+		{name: "pay out an account never opened", when: PayOutClosedAccount{AccountID: "x1"}, wantCode: NotFound},
+		{name: "deposit to a closed account paid out", given: []Event{open, AccountClosed{}, MoneyDeposited{Amount: 5, BalanceAfter: 5}, ClosedAccountPaidOut{Amount: 5}},
+			when: DepositMoney{AccountID: "x1", Amount: 1}, wantCode: RuleViolation, wantRule: RuleAccountClosed},
 
 		{name: "withdraw", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},
 		{name: "withdraw in the account's currency", given: funded, when: WithdrawMoney{AccountID: "x1", Amount: 400, Currency: "EUR"}, want: []Event{MoneyWithdrawn{Amount: 400, BalanceAfter: 600, At: testNow}}},

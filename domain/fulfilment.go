@@ -134,6 +134,9 @@ type (
 		Step      string // FulfilmentStep.Key of the current step
 		Succeeded bool
 		Reason    string
+		// NothingToUndo, for a compensation step that succeeded, says it
+		// found nothing to undo.
+		NothingToUndo bool
 	}
 	// CompensateFulfilment starts compensation because the order was
 	// cancelled (running or fulfilled sagas only).
@@ -161,12 +164,18 @@ type (
 		Items     []FulfilmentItem `json:"items"`
 		StartedAt time.Time        `json:"startedAt"`
 	}
-	// FulfilmentStepSucceeded: a step was done.
+	// FulfilmentStepSucceeded (schema version 2): a step was done. A
+	// compensation step that found nothing to undo (the release of a
+	// reservation that was never made, the refund of a charge that was not
+	// made) says so with NothingToUndo; version 1 had no such field, and
+	// its events are read with it false
+	// (domain/schemas/FulfilmentStepSucceeded.v2.migration.json).
 	FulfilmentStepSucceeded struct {
-		Step         string    `json:"step"`
-		Sku          string    `json:"sku,omitempty"`
-		Compensation bool      `json:"compensation"`
-		At           time.Time `json:"at"`
+		Step          string    `json:"step"`
+		Sku           string    `json:"sku,omitempty"`
+		Compensation  bool      `json:"compensation"`
+		NothingToUndo bool      `json:"nothingToUndo,omitempty"`
+		At            time.Time `json:"at"`
 	}
 	// FulfilmentStepFailed: a step could not be done, for Reason.
 	FulfilmentStepFailed struct {
@@ -232,6 +241,9 @@ func (FulfilmentStarted) EventType() string { return "FulfilmentStarted" }
 
 // EventType implements Event.
 func (FulfilmentStepSucceeded) EventType() string { return "FulfilmentStepSucceeded" }
+
+// SchemaVersion implements Versioned.
+func (FulfilmentStepSucceeded) SchemaVersion() int { return 2 }
 
 // EventType implements Event.
 func (FulfilmentStepFailed) EventType() string { return "FulfilmentStepFailed" }
@@ -377,7 +389,10 @@ func (f *Fulfilment) decide(cmd Command, now time.Time) ([]Event, error) {
 			return []Event{FulfilmentFinished{State: state, At: now}}, nil
 		}
 		if c.Succeeded {
-			return []Event{FulfilmentStepSucceeded{Step: step.Name, Sku: step.Sku, Compensation: step.Compensation, At: now}}, nil
+			if c.NothingToUndo && !step.Compensation {
+				return nil, InvalidField("nothingToUndo", "step %s undoes nothing: only a compensation step finds nothing to undo", step.Key())
+			}
+			return []Event{FulfilmentStepSucceeded{Step: step.Name, Sku: step.Sku, Compensation: step.Compensation, NothingToUndo: c.NothingToUndo, At: now}}, nil
 		}
 		if err := checkText("reason", c.Reason, 1000); err != nil {
 			return nil, err

@@ -181,7 +181,7 @@ func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta Comman
 		if p.opts.Hook != nil {
 			p.opts.Hook(qid, step, "before")
 		}
-		succeeded, reason, err := p.run(ctx, tenant, orderID, saga, step, meta)
+		taken, err := p.run(ctx, tenant, orderID, saga, step, meta)
 		if err != nil {
 			p.mu.Lock()
 			p.pending[qid] = reasonOf(err)
@@ -192,7 +192,7 @@ func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta Comman
 		if p.opts.Hook != nil {
 			p.opts.Hook(qid, step, "after")
 		}
-		_, err = Execute(ctx, p.svc, Fulfilments, RecordFulfilmentStep{OrderID: orderID, Step: step.Key(), Succeeded: succeeded, Reason: reason}, meta)
+		_, err = Execute(ctx, p.svc, Fulfilments, RecordFulfilmentStep{OrderID: orderID, Step: step.Key(), Succeeded: taken.succeeded, Reason: taken.reason, NothingToUndo: taken.nothingToUndo}, meta)
 		switch {
 		case err == nil, isRule(err, RuleStepOutOfOrder):
 			// Recorded, or recorded by someone else: read the saga again.
@@ -202,12 +202,21 @@ func (p *FulfilmentProcess) advance(ctx context.Context, qid string, meta Comman
 	}
 }
 
-// run takes one step: it reports whether the step succeeded and, if not,
-// why; err is a technical failure (nothing recorded, to be retried).
-func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, saga *Fulfilment, step FulfilmentStep, meta CommandMeta) (bool, string, error) {
+// stepTaken is what a step came to: whether it succeeded and, if not,
+// why; a compensation step that succeeded may have found nothing to undo.
+type stepTaken struct {
+	succeeded     bool
+	reason        string
+	nothingToUndo bool
+}
+
+// run takes one step and reports what it came to; err is a technical
+// failure (nothing recorded, to be retried).
+func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, saga *Fulfilment, step FulfilmentStep, meta CommandMeta) (stepTaken, error) {
 	meta.Tenant = tenant
 	meta.IdempotencyKey = stepKey(orderID, step)
 	var err error
+	nothingToUndo := false
 	switch step.Name {
 	case StepReserveStock:
 		reserve := ReserveStock{Sku: step.Sku, OrderID: orderID, Quantity: step.Quantity}
@@ -228,7 +237,7 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 	case StepReleaseStock:
 		_, err = Execute(ctx, p.svc, Products, ReleaseStock{Sku: step.Sku, OrderID: orderID}, meta)
 		if isRule(err, RuleNoReservation) || noSuchAggregate(err, Products) {
-			err = nil // nothing held (a reservation that failed, or was never made): nothing to release
+			err, nothingToUndo = nil, true // nothing held (a reservation that failed, or was never made): nothing to release
 		}
 	case StepRefund:
 		if step.Uncertain {
@@ -236,7 +245,7 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 			charge.IdempotencyKey = stepKey(orderID, FulfilmentStep{Name: StepCharge})
 			charged, cerr := executed(ctx, p.svc, Accounts, p.chargeOf(saga, step.Amount), charge)
 			if cerr != nil || !charged {
-				err = cerr // not charged: nothing to refund
+				err, nothingToUndo = cerr, cerr == nil // not charged: nothing to refund
 				break
 			}
 		}
@@ -249,15 +258,15 @@ func (p *FulfilmentProcess) run(ctx context.Context, tenant, orderID string, sag
 		}
 	case StepFinish:
 	default:
-		return false, "", fmt.Errorf("unknown step %s", step.Name)
+		return stepTaken{}, fmt.Errorf("unknown step %s", step.Name)
 	}
 	switch {
 	case err == nil:
-		return true, "", nil
+		return stepTaken{succeeded: true, nothingToUndo: nothingToUndo}, nil
 	case transient(err):
-		return false, "", err
+		return stepTaken{}, err
 	}
-	return false, truncateReason(reasonOf(err)), nil
+	return stepTaken{reason: truncateReason(reasonOf(err))}, nil
 }
 
 // stepKey is the idempotency key of a saga's step: a repeat of the step

@@ -504,3 +504,36 @@ func TestFulfilmentRefusesLinesNotAtTheCataloguePrice(t *testing.T) {
 		})
 	}
 }
+
+// A compensation step that finds nothing to undo says so: the release of
+// the reservation that failed (p2: no stock) is NothingToUndo, the release
+// of the one that was made (p1) is not. Both were recorded alike before,
+// so the saga's history showed a release that released nothing.
+func TestCompensationStepsSayWhenThereWasNothingToUndo(t *testing.T) {
+	s := newSaga(t, nil)
+	s.shop("", 1000, "EUR", 5, 0)
+	s.mustDrive()
+	evs, err := s.store.ReadStream(context.Background(), "fulfilment-o1", domain.StreamQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	undone := map[string]bool{}
+	for _, re := range evs {
+		if re.Type != "FulfilmentStepSucceeded" {
+			continue
+		}
+		if re.SchemaVersion != 2 {
+			t.Errorf("%s written at schema version %d, want 2", re.Type, re.SchemaVersion)
+		}
+		e, err := domain.Fulfilments.Decode(re.Type, re.SchemaVersion, re.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := e.(domain.FulfilmentStepSucceeded); st.Step == domain.StepReleaseStock {
+			undone[st.Sku] = !st.NothingToUndo
+		}
+	}
+	if len(undone) != 2 || !undone["p1"] || undone["p2"] {
+		t.Fatalf("releases (sku: released something) %v; want p1 released, p2 with nothing to undo", undone)
+	}
+}

@@ -41,8 +41,11 @@ type (
 		// has for the item: the reservation is refused (PRICE_MISMATCH,
 		// CURRENCY_MISMATCH) unless they are the catalogue's, so that
 		// an order is fulfilled only at the product's price. The
-		// fulfilment saga sets it; nil reserves at any price.
-		AtPrice *UnitPrice
+		// fulfilment saga sets it; nil reserves at any price. It is not
+		// part of the command's identity for idempotency keys: the order's
+		// lines cannot change once submitted, and a reservation made
+		// before the field existed is found by its key.
+		AtPrice *UnitPrice `json:"-"`
 	}
 	// ReleaseStock releases an order's whole reservation.
 	ReleaseStock struct{ Sku, OrderID string }

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"reflect"
 	"strings"
@@ -81,4 +83,21 @@ func TestReserveStockAtAPrice(t *testing.T) {
 		{name: "at nothing", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(0, "EUR")}, wantCode: RuleViolation, wantRule: RulePriceMismatch},
 		{name: "in another currency", given: given, when: ReserveStock{Sku: "w", OrderID: "o1", Quantity: 2, AtPrice: at(250, "USD")}, wantCode: RuleViolation, wantRule: RuleCurrencyMismatch},
 	})
+}
+
+// A reservation's price is not part of the command's identity: the
+// saga's reservation step retried after an upgrade (made before the
+// price existed, under the same idempotency key) is found as the first
+// one, where its fingerprint changed and the retry was refused, the step
+// recorded failed and a good order cancelled.
+func TestReserveStockFingerprintLeavesThePriceOut(t *testing.T) {
+	withPrice, err := commandFingerprint(ReserveStock{Sku: "p1", OrderID: "o1", Quantity: 2, AtPrice: &UnitPrice{Amount: 100, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fingerprint the command had before AtPrice existed.
+	h := sha256.Sum256([]byte("ReserveStock\x00" + `{"Sku":"p1","OrderID":"o1","Quantity":2}`))
+	if before := hex.EncodeToString(h[:16]); withPrice != before {
+		t.Fatalf("fingerprint %s, want %s as before AtPrice", withPrice, before)
+	}
 }

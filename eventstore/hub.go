@@ -131,6 +131,27 @@ func (h *Hub) Stats() (live, events int64) {
 	return h.live, h.seen.Load()
 }
 
+// WaitPast waits until the hub has handed out the log up to position:
+// every event at or below it is readable (ReadAll returns it). It returns
+// ctx's error if ctx ends first. Waiters cost the database nothing: they
+// wake when the hub moves.
+func (h *Hub) WaitPast(ctx context.Context, position int64) error {
+	for {
+		h.mu.Lock()
+		reached := h.started && h.live >= position
+		wake := h.wake
+		h.mu.Unlock()
+		if reached {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
 // Subscribers returns how many subscriptions are on the live feed.
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()

@@ -168,16 +168,10 @@ func readAllSQL(q AllQuery, limit int) (string, []any) {
 		args = append(args, q.Stream)
 		where += fmt.Sprintf(" AND stream_id = $%d", len(args))
 	}
-	switch {
-	case q.Tenant == nil:
-	case *q.Tenant == "":
-		// The default tenant's streams have no separator; index
-		// events_tenant_position holds only tenants' events.
-		where += ` AND strpos(stream_id, '~') = 0`
-	default:
-		// The predicate and expression of index events_tenant_position.
+	if q.Tenant != nil {
+		// The expression of index events_tenant_position.
 		args = append(args, *q.Tenant)
-		where += fmt.Sprintf(" AND strpos(stream_id, '~') > 0 AND split_part(stream_id, '~', 1) = $%d", len(args))
+		where += fmt.Sprintf(" AND (CASE WHEN strpos(stream_id, '~') > 0 THEN split_part(stream_id, '~', 1) ELSE '' END) = $%d", len(args))
 	}
 	types := slices.Clone(q.Types)
 	slices.Sort(types)

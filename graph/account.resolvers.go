@@ -54,6 +54,12 @@ func (r *mutationResolver) CloseAccount(ctx context.Context, input model.CloseAc
 	return execute(ctx, r.Resolver, domain.Accounts, cmd, opts{input.ExpectedVersion, input.IdempotencyKey})
 }
 
+// PayOutClosedAccount is the resolver for the payOutClosedAccount field.
+func (r *mutationResolver) PayOutClosedAccount(ctx context.Context, input model.PayOutClosedAccountInput) (*model.CommandResult, error) {
+	cmd := domain.PayOutClosedAccount{AccountID: input.AccountID}
+	return execute(ctx, r.Resolver, domain.Accounts, cmd, opts{input.ExpectedVersion, input.IdempotencyKey})
+}
+
 // ApplyInterest is the resolver for the applyInterest field.
 func (r *mutationResolver) ApplyInterest(ctx context.Context, input model.ApplyInterestInput) (*model.CommandResult, error) {
 	cmd := domain.ApplyInterest{AccountID: input.AccountID, RateBasisPoints: int64(input.RateBasisPoints)}

@@ -64,6 +64,8 @@ var operations = []struct {
 	{"order confirmed by hand", `mutation { confirmOrder(input: {orderId: "o-none"}) { version } }`, auth.Admin},
 	{"stock reserved by hand", `mutation { reserveStock(input: {sku: "s-none", orderId: "o-none", quantity: 1}) { version } }`, auth.Admin},
 	{"stock released by hand", `mutation { releaseStock(input: {sku: "s-none", orderId: "o-none"}) { version } }`, auth.Admin},
+	// Money out of a closed account: the bank's, not its holder's.
+	{"a closed account paid out", `mutation { payOutClosedAccount(input: {accountId: "a-none"}) { version } }`, auth.Admin},
 }
 
 func TestRolesOverHTTP(t *testing.T) {

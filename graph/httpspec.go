@@ -34,7 +34,8 @@ const (
 // before it ran (a limit, a role, the mutation rate) is a request error
 // too: 200 under application/json, and under
 // application/graphql-response+json 429 for RATE_LIMITED (with
-// Retry-After), 403 for FORBIDDEN, 400 otherwise, without data.
+// Retry-After), 401 for UNAUTHORIZED, 403 for FORBIDDEN, 400 otherwise,
+// without data.
 func httpSpec(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if websocket.IsWebSocketUpgrade(r) {
@@ -144,9 +145,11 @@ func (s *specWriter) finish() {
 
 // refusedStatus is the status of an operation refused before it ran,
 // under application/graphql-response+json, by its first error's code: 429
-// (and Retry-After, in whole seconds) when the mutation rate refused it,
-// 403 when the caller's role did, 400 for the rest (limits of the
-// document's size and shape).
+// (and Retry-After, in whole seconds) when the mutation rate refused it
+// for now, 401 (and WWW-Authenticate) when it needs a credential the
+// request lacks, 403 when the caller's role refused it, 400 for the rest
+// (limits of the document's size and shape, more mutations at once than
+// the rate allows).
 func refusedStatus(errs gqlerror.List, h http.Header) int {
 	if len(errs) == 0 {
 		return http.StatusBadRequest
@@ -154,10 +157,15 @@ func refusedStatus(errs gqlerror.List, h http.Header) int {
 	code, _ := errs[0].Extensions["code"].(string)
 	switch code {
 	case "RATE_LIMITED":
+		// An operation of more mutations than the burst never passes:
+		// a client told to retry would loop. That one has no wait.
 		if wait, ok := errs[0].Extensions["retryAfterSeconds"].(float64); ok {
 			h.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait))))
+			return http.StatusTooManyRequests
 		}
-		return http.StatusTooManyRequests
+	case string(domain.Unauthorized):
+		h.Set("WWW-Authenticate", `Bearer realm="cqrsgate"`)
+		return http.StatusUnauthorized
 	case string(domain.Forbidden):
 		return http.StatusForbidden
 	}

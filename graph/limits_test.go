@@ -264,6 +264,19 @@ func TestRefusedOperationsStatusUnderTheGraphQLMediaType(t *testing.T) {
 		t.Errorf("Retry-After under application/json: %q", h.Get("Retry-After"))
 	}
 
+	// More mutations at once than the burst never pass: not "retry".
+	two := `{"query":"mutation { a: appendEvents(stream: \"s-5\", events: [{type: \"Noted\", data: {}}]) { position } b: appendEvents(stream: \"s-6\", events: [{type: \"Noted\", data: {}}]) { position } }"}`
+	status, h, body = c.rawPost(two, "X-API-Key", "writer-key-0123456789", "Accept", gqlType)
+	check("more mutations than the burst, GraphQL media type", status, h, body, want{400, false, "RATE_LIMITED"})
+	if h.Get("Retry-After") != "" {
+		t.Errorf("Retry-After %q for an operation that never passes", h.Get("Retry-After"))
+	}
+	status, h, body = c.rawPost(mutation("s-7"), "Accept", gqlType)
+	check("a mutation without a credential, GraphQL media type", status, h, body, want{401, false, "UNAUTHORIZED"})
+	if h.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+
 	status, h, body = c.rawPost(mutation("s-4"), "X-API-Key", "reader-key-0123456789", "Accept", gqlType)
 	check("a reader's mutation, GraphQL media type", status, h, body, want{403, false, "FORBIDDEN"})
 	status, h, body = c.rawPost(mutation("s-4"), "X-API-Key", "reader-key-0123456789")

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"cqrsgate/domain"
@@ -52,29 +53,52 @@ func (r *Resolver) readTimeout() time.Duration {
 
 // waitForLog implements events' atLeast: it waits until the log is
 // readable up to the position (every transaction older than the event's
-// own has ended; see eventstore.ReadAll), for at most ReadTimeout. It
-// looks at once, then at growing intervals up to 50 ms.
+// own has ended; see eventstore.ReadAll), for at most ReadTimeout. With a
+// hub (every gateway has one) it waits for the hub to move past the
+// position, which costs the database nothing however many fields wait;
+// without one it looks at the log's head at growing intervals (up to
+// 50 ms), each look bounded by the deadline.
 func (r *Resolver) waitForLog(ctx context.Context, atLeast *model.Position) error {
 	if atLeast == nil || *atLeast <= 0 {
 		return nil
 	}
-	want := int64(*atLeast)
-	timeout := r.readTimeout()
-	deadline := time.Now().Add(timeout)
+	want, timeout := int64(*atLeast), r.readTimeout()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var err error
+	if r.Hub != nil {
+		err = r.Hub.WaitPast(wctx, want)
+	} else {
+		err = r.pollHead(wctx, want)
+	}
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var reached int64
+	if r.Hub != nil {
+		reached, _ = r.Hub.Stats()
+	} else if h, herr := r.head(ctx); herr == nil {
+		reached = h
+	}
+	return domain.StaleError("the log is readable up to", min(reached, want-1), want, timeout)
+}
+
+// pollHead waits until the log's readable head reaches want, looking at
+// once and then at growing intervals up to 50 ms, until ctx ends.
+func (r *Resolver) pollHead(ctx context.Context, want int64) error {
 	pause := time.Millisecond
 	for {
 		head, err := r.head(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // the deadline, not the store
+			}
 			return err
 		}
 		if head >= want {
 			return nil
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return domain.StaleError("the log is readable up to", head, want, timeout)
-		}
-		t := time.NewTimer(min(pause, left))
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()

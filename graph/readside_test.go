@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -637,5 +638,111 @@ func TestEventsAtLeastWaitsForTheLogToBeReadable(t *testing.T) {
 	out, _ := g.post(`query($p: Position) { events(correlationId: "x", atLeast: $p) { head } }`, map[string]any{"p": dep2.Position})
 	if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "STALE" {
 		t.Fatalf("correlationId read held back: %+v, want STALE", out.Errors)
+	}
+}
+
+// A closed account's refunds (the saga credits them to it: here by hand)
+// are paid out to its holder by an administrator: the read model shows the
+// balance at zero and a PAYOUT line, and the bank's totals lose it. Before,
+// nothing could take the money out of a closed account.
+func TestPayOutClosedAccount(t *testing.T) {
+	g := newFullGateway(t, 2*time.Second)
+	ctx := context.Background()
+	g.mustMutate("openAccount", map[string]any{"accountId": "a1", "owner": "ada", "currency": "EUR"})
+	g.mustMutate("openAccount", map[string]any{"accountId": "a2", "owner": "bob", "currency": "EUR", "initialDeposit": 40})
+	g.mustMutate("closeAccount", map[string]any{"accountId": "a1"})
+	if _, err := domain.Execute(ctx, g.commands, domain.Accounts, domain.DepositMoney{AccountID: "a1", Amount: 25, Refund: true}, domain.CommandMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	g.wantRefused([]badInput{
+		{"an open account", "payOutClosedAccount", map[string]any{"accountId": "a2"}, "RULE_VIOLATION", ""},
+		{"an account never opened", "payOutClosedAccount", map[string]any{"accountId": "a9"}, "NOT_FOUND", ""},
+		{"no account id", "payOutClosedAccount", map[string]any{"accountId": ""}, "VALIDATION", "accountId"},
+	})
+	paid := g.mustMutate("payOutClosedAccount", map[string]any{"accountId": "a1"})
+	var out struct {
+		Account struct {
+			Balance int64
+			Status  string
+		}
+		AccountStatement struct {
+			Edges []struct {
+				Node struct {
+					Kind         string
+					Amount       int64
+					BalanceAfter int64
+				}
+			}
+		}
+		BankTotals []struct {
+			Currency     string
+			TotalBalance int64
+		}
+	}
+	g.mustPost(`query($p: Position) { account(id: "a1", atLeast: $p) { balance status }
+		accountStatement(id: "a1", atLeast: $p) { edges { node { kind amount balanceAfter } } }
+		bankTotals(atLeast: $p) { currency totalBalance } }`, map[string]any{"p": paid.Position}, &out)
+	lines := out.AccountStatement.Edges
+	if out.Account.Balance != 0 || out.Account.Status != "CLOSED" || len(lines) == 0 {
+		t.Fatalf("after the pay-out: %+v", out)
+	}
+	if last := lines[len(lines)-1].Node; last.Kind != "PAYOUT" || last.Amount != -25 || last.BalanceAfter != 0 {
+		t.Fatalf("the statement's last line %+v, want PAYOUT -25 to 0", last)
+	}
+	if len(out.BankTotals) != 1 || out.BankTotals[0].TotalBalance != 40 {
+		t.Fatalf("bank totals %+v, want only a2's 40", out.BankTotals)
+	}
+	// Paid out: nothing more to pay, and the account takes nothing else.
+	g.wantRefused([]badInput{
+		{"a second pay-out", "payOutClosedAccount", map[string]any{"accountId": "a1"}, "RULE_VIOLATION", ""},
+		{"a deposit after it", "depositMoney", map[string]any{"accountId": "a1", "amount": 1}, "RULE_VIOLATION", ""},
+	})
+}
+
+// countingStore counts reads of the log.
+type countingStore struct {
+	eventstore.Store
+	reads atomic.Int64
+}
+
+func (s *countingStore) ReadAll(ctx context.Context, q eventstore.AllQuery) (eventstore.Page, error) {
+	s.reads.Add(1)
+	return s.Store.ReadAll(ctx, q)
+}
+
+// Many fields waiting with atLeast wait on the hub, not each on the
+// database: 500 aliases of events(atLeast:) past the log's end polled the
+// store 12,500 times in one request (a reader's request could tie up the
+// pool), and their wait overran the read timeout queueing for it.
+func TestEventsAtLeastWaitersShareTheHub(t *testing.T) {
+	mem := memStore()
+	store := &countingStore{Store: mem}
+	log := slog.New(slog.DiscardHandler)
+	hub := eventstore.NewHub(store, log)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = hub.Run(ctx) }()
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Hub: hub, Log: log, ReadTimeout: 500 * time.Millisecond,
+		Commands: domain.NewService(mem, log, time.Now, domain.ServiceOptions{})}))
+	defer srv.Close()
+	c := &client{t: t, url: srv.URL}
+	var q strings.Builder
+	q.WriteString("query($p: Position) {")
+	for i := range 500 {
+		fmt.Fprintf(&q, " a%d: events(first: 1, atLeast: $p) { head }", i)
+	}
+	q.WriteString(" }")
+	before := store.reads.Load()
+	start := time.Now()
+	out, _ := c.post(q.String(), map[string]any{"p": 1 << 40})
+	took := time.Since(start)
+	if len(out.Errors) != 500 || out.Errors[0].Extensions["code"] != "STALE" {
+		t.Fatalf("%d errors, the first %+v; want 500 STALE", len(out.Errors), out.Errors[0])
+	}
+	if n := store.reads.Load() - before; n > 50 {
+		t.Errorf("one request read the log %d times while its fields waited", n)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the request took %s against a 500ms read timeout", took)
 	}
 }

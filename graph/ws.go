@@ -593,8 +593,9 @@ func (c *wsConn) invalid(reason string) bool {
 }
 
 // invalidOp is invalid for a message about operation id: the legacy
-// protocol's error carries the id (when the message had one), so that a
-// client can tell which of its operations was refused.
+// protocol's error carries the id (when the message had one, and no
+// running operation holds it: see freeID), so that a client can tell
+// which of its operations was refused.
 func (c *wsConn) invalidOp(id, reason string) bool {
 	if c.legacy {
 		payload, _ := json.Marshal(map[string]string{"message": reason})
@@ -603,6 +604,19 @@ func (c *wsConn) invalidOp(id, reason string) bool {
 	}
 	c.closeWith(CloseInvalidMessage, reason)
 	return false
+}
+
+// freeID is id, or "" when an operation of the connection runs under it:
+// a legacy client ends the operation an error names (the reference client
+// forgets it), and one still running would go on sending to an id the
+// client no longer knows, and never be stopped.
+func (c *wsConn) freeID(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subLocked(id) != nil {
+		return ""
+	}
+	return id
 }
 
 func (c *wsConn) connectionInit(m wsMessage) bool {
@@ -668,7 +682,7 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	// not rounded through a float.
 	params, err := decodePost(m.Payload)
 	if m.ID == "" || err != nil || params.Query == "" {
-		return c.invalidOp(m.ID, "Invalid message received: a subscribe message needs an id and a payload with a query")
+		return c.invalidOp(c.freeID(m.ID), "Invalid message received: a subscribe message needs an id and a payload with a query")
 	}
 	c.mu.Lock()
 	if c.draining {
@@ -680,7 +694,9 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	if c.subLocked(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
-			return c.invalidOp(m.ID, "Subscriber for "+m.ID+" already exists")
+			// No id: the error would end, for the client, the operation
+			// that holds it and runs on.
+			return c.invalid("Subscriber for " + m.ID + " already exists")
 		}
 		c.closeWith(CloseSubscriberExists, "Subscriber for "+m.ID+" already exists")
 		return false

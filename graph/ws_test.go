@@ -419,15 +419,26 @@ func TestLegacyGraphQLWSProtocol(t *testing.T) {
 	}
 	c.expect("complete")
 	// Refused starts are answered with an error that names the operation.
+	// A refused start is answered with an error that names the operation,
+	// unless a running operation holds the id: the client would take the
+	// error for that operation's end, which runs on (and sends on).
 	quiet := `subscription { events(streamPrefix: "quiet-") { position } }`
 	c.send(map[string]any{"id": "3", "type": "start", "payload": map[string]any{"query": quiet}})
 	c.send(map[string]any{"id": "3", "type": "start", "payload": map[string]any{"query": quiet}})
-	if m := c.expect("error"); m.ID != "3" || !strings.Contains(string(m.Payload), "already exists") {
-		t.Fatalf("a duplicate start: %+v, want an error for id 3", m)
+	if m := c.expect("error"); m.ID != "" || !strings.Contains(string(m.Payload), "already exists") {
+		t.Fatalf("a duplicate start: %+v, want an error without an id", m)
+	}
+	c.send(map[string]any{"id": "3", "type": "start", "payload": map[string]any{"variables": map[string]any{}}})
+	if m := c.expect("error"); m.ID != "" {
+		t.Fatalf("a start without a query under a running id: %+v, want an error without an id", m)
 	}
 	c.send(map[string]any{"id": "4", "type": "start", "payload": map[string]any{"variables": map[string]any{}}})
 	if m := c.expect("error"); m.ID != "4" || !strings.Contains(string(m.Payload), "needs an id and a payload with a query") {
 		t.Fatalf("a start without a query: %+v, want an error for id 4", m)
+	}
+	appendN(t, s.store, "quiet-1", 1)
+	if m := c.expect("data"); m.ID != "3" {
+		t.Fatalf("data %+v, want operation 3's, which runs on", m)
 	}
 	c.send(map[string]any{"id": "3", "type": "stop"})
 	c.send(map[string]any{"type": "connection_terminate"})

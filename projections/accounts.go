@@ -27,12 +27,12 @@ var _ Projection = Accounts{}
 func (Accounts) Name() string { return "accounts" }
 
 // Version implements Projection.
-func (Accounts) Version() int { return 3 } // 2: tenants; 3: exact totals
+func (Accounts) Version() int { return 4 } // 2: tenants; 3: exact totals; 4: pay-outs of closed accounts
 
 // EventTypes implements Projection.
 func (Accounts) EventTypes() []string {
 	return []string{"AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "OverdraftOccurred", "AccountFrozen",
-		"AccountUnfrozen", "AccountClosed", "InterestApplied", "FeeCharged"}
+		"AccountUnfrozen", "AccountClosed", "InterestApplied", "FeeCharged", "ClosedAccountPaidOut"}
 }
 
 // Tables implements Projection.
@@ -188,6 +188,8 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEv
 		case domain.AccountClosed:
 			r.status = "CLOSED"
 			delta(r).accounts--
+		case domain.ClosedAccountPaidOut:
+			money("PAYOUT", -e.Amount, r.balance-e.Amount, "closed account paid out")
 		}
 		r.version, r.position, r.lastActivity = re.StreamVersion, re.Position, re.RecordedAt
 	}

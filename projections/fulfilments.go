@@ -144,7 +144,11 @@ func (Fulfilments) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorde
 		r.updatedAt, r.version, r.position = re.RecordedAt, re.StreamVersion, re.Position
 		switch e := e.(type) {
 		case domain.FulfilmentStepSucceeded:
-			steps = append(steps, []any{id, re.StreamVersion, e.Step, e.Sku, e.Compensation, "SUCCEEDED", "", e.At})
+			outcome := "SUCCEEDED"
+			if e.NothingToUndo {
+				outcome = "NOTHING_TO_UNDO"
+			}
+			steps = append(steps, []any{id, re.StreamVersion, e.Step, e.Sku, e.Compensation, outcome, "", e.At})
 		case domain.FulfilmentStepFailed:
 			steps = append(steps, []any{id, re.StreamVersion, e.Step, e.Sku, e.Compensation, "FAILED", e.Reason, e.At})
 		}
@@ -202,7 +206,7 @@ type FulfilmentStepEntry struct {
 	Version      int64
 	Step, Sku    string
 	Compensation bool
-	Outcome      string // SUCCEEDED or FAILED
+	Outcome      string // SUCCEEDED, FAILED or NOTHING_TO_UNDO
 	Reason       string
 	At           time.Time
 }

@@ -214,6 +214,7 @@ type ComplexityRoot struct {
 		DeprecateEventSchema   func(childComplexity int, typeArg string, version int, deprecated *bool) int
 		FreezeAccount          func(childComplexity int, input model.FreezeAccountInput) int
 		OpenAccount            func(childComplexity int, input model.OpenAccountInput) int
+		PayOutClosedAccount    func(childComplexity int, input model.PayOutClosedAccountInput) int
 		PlaceOrder             func(childComplexity int, input model.PlaceOrderInput) int
 		RebuildProjection      func(childComplexity int, name string) int
 		RegisterEventMigration func(childComplexity int, typeArg string, fromVersion int, operations []*model.MigrationOperationInput) int
@@ -451,6 +452,7 @@ type MutationResolver interface {
 	FreezeAccount(ctx context.Context, input model.FreezeAccountInput) (*model.CommandResult, error)
 	UnfreezeAccount(ctx context.Context, input model.UnfreezeAccountInput) (*model.CommandResult, error)
 	CloseAccount(ctx context.Context, input model.CloseAccountInput) (*model.CommandResult, error)
+	PayOutClosedAccount(ctx context.Context, input model.PayOutClosedAccountInput) (*model.CommandResult, error)
 	ApplyInterest(ctx context.Context, input model.ApplyInterestInput) (*model.CommandResult, error)
 	ChargeFee(ctx context.Context, input model.ChargeFeeInput) (*model.CommandResult, error)
 	RetryFulfilment(ctx context.Context, orderID string) (*model.CommandResult, error)
@@ -1338,6 +1340,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.OpenAccount(childComplexity, args["input"].(model.OpenAccountInput)), true
+	case "Mutation.payOutClosedAccount":
+		if e.ComplexityRoot.Mutation.PayOutClosedAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_payOutClosedAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PayOutClosedAccount(childComplexity, args["input"].(model.PayOutClosedAccountInput)), true
 	case "Mutation.placeOrder":
 		if e.ComplexityRoot.Mutation.PlaceOrder == nil {
 			break
@@ -2481,6 +2494,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("OpenAccountInput", ec.unmarshalInputOpenAccountInput),
 			graphql.NewInputUnmarshaler("OrderFilter", ec.unmarshalInputOrderFilter),
 			graphql.NewInputUnmarshaler("OrderOrderBy", ec.unmarshalInputOrderOrderBy),
+			graphql.NewInputUnmarshaler("PayOutClosedAccountInput", ec.unmarshalInputPayOutClosedAccountInput),
 			graphql.NewInputUnmarshaler("PlaceOrderInput", ec.unmarshalInputPlaceOrderInput),
 			graphql.NewInputUnmarshaler("ReleaseStockInput", ec.unmarshalInputReleaseStockInput),
 			graphql.NewInputUnmarshaler("RemoveOrderItemInput", ec.unmarshalInputRemoveOrderItemInput),
@@ -2638,6 +2652,12 @@ input CloseAccountInput {
   idempotencyKey: String
 }
 
+input PayOutClosedAccountInput {
+  accountId: ID!
+  expectedVersion: Int
+  idempotencyKey: String
+}
+
 input ApplyInterestInput {
   accountId: ID!
   "1 basis point = 0.01%; 1 to 10000."
@@ -2668,6 +2688,12 @@ extend type Mutation {
   unfreezeAccount(input: UnfreezeAccountInput!): CommandResult
   "Closes an account at zero balance. Rules: BALANCE_NOT_ZERO, ACCOUNT_CLOSED."
   closeAccount(input: CloseAccountInput!): CommandResult
+  """
+  Pays a closed account's balance (the refunds credited to it since it
+  closed) out to its holder, all of it; the balance is zero after it. For
+  administrators. Rules: ACCOUNT_NOT_CLOSED, NOTHING_TO_PAY_OUT.
+  """
+  payOutClosedAccount(input: PayOutClosedAccountInput!): CommandResult @hasRole(role: ADMIN)
   "Credits interest on a positive balance, rounded down. Rules: ACCOUNT_FROZEN, AMOUNT_OVERFLOW."
   applyInterest(input: ApplyInterestInput!): CommandResult
   "Charges a fee within balance plus overdraft. Rules: INSUFFICIENT_FUNDS, ACCOUNT_CLOSED."
@@ -2765,7 +2791,11 @@ type FulfilmentStep {
   sku: String
   "True for the steps that undo others."
   compensation: Boolean!
-  "SUCCEEDED or FAILED."
+  """
+  SUCCEEDED or FAILED; or, for a compensation step, NOTHING_TO_UNDO when it
+  found nothing to undo (the release of a reservation that was never made,
+  the refund of a charge that was not made).
+  """
   outcome: String!
   "Why it failed (the refusal's rule and message)."
   reason: String
@@ -3150,7 +3180,7 @@ input AccountFilter {
 type StatementLine {
   version: Int!
   position: Position!
-  "DEPOSIT, WITHDRAWAL, INTEREST or FEE."
+  "DEPOSIT, WITHDRAWAL, INTEREST, FEE, or PAYOUT (a closed account's balance paid out to its holder)."
   kind: String!
   "Minor units; negative for debits."
   amount: Long!
@@ -4656,6 +4686,20 @@ func (ec *executionContext) field_Mutation_openAccount_args(ctx context.Context,
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.OpenAccountInput, error) {
 			return ec.unmarshalNOpenAccountInput2cqrsgateᚋgraphᚋmodelᚐOpenAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_payOutClosedAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.PayOutClosedAccountInput, error) {
+			return ec.unmarshalNPayOutClosedAccountInput2cqrsgateᚋgraphᚋmodelᚐPayOutClosedAccountInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -8645,6 +8689,50 @@ func (ec *executionContext) fieldContext_Mutation_closeAccount(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_closeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_payOutClosedAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_payOutClosedAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PayOutClosedAccount(ctx, fc.Args["input"].(model.PayOutClosedAccountInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalOCommandResult2ᚖcqrsgateᚋgraphᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_payOutClosedAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_payOutClosedAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -15613,6 +15701,62 @@ func UnmarshalOrderOrderBy(ctx context.Context, raw any) (model.OrderOrderBy, er
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPayOutClosedAccountInput(ctx context.Context, obj any) (model.PayOutClosedAccountInput, error) {
+	var it model.PayOutClosedAccountInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "expectedVersion", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPayOutClosedAccountInput unmarshals raw into the PayOutClosedAccountInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPayOutClosedAccountInput(ctx context.Context, raw any) (model.PayOutClosedAccountInput, error) {
+	var out model.PayOutClosedAccountInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PayOutClosedAccountInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputPlaceOrderInput(ctx context.Context, obj any) (model.PlaceOrderInput, error) {
 	var it model.PlaceOrderInput
 	if obj == nil {
@@ -17288,6 +17432,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "closeAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_closeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "payOutClosedAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_payOutClosedAccount(ctx, field)
 			})
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
@@ -19718,6 +19869,11 @@ func (ec *executionContext) marshalNPageInfo2ᚖcqrsgateᚋgraphᚋmodelᚐPageI
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPayOutClosedAccountInput2cqrsgateᚋgraphᚋmodelᚐPayOutClosedAccountInput(ctx context.Context, v any) (model.PayOutClosedAccountInput, error) {
+	res, err := ec.unmarshalInputPayOutClosedAccountInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNPlaceOrderInput2cqrsgateᚋgraphᚋmodelᚐPlaceOrderInput(ctx context.Context, v any) (model.PlaceOrderInput, error) {

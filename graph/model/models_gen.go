@@ -301,7 +301,9 @@ type FulfilmentStep struct {
 	Sku *string `json:"sku,omitempty"`
 	// True for the steps that undo others.
 	Compensation bool `json:"compensation"`
-	// SUCCEEDED or FAILED.
+	// SUCCEEDED or FAILED; or, for a compensation step, NOTHING_TO_UNDO when it
+	// found nothing to undo (the release of a reservation that was never made,
+	// the refund of a charge that was not made).
 	Outcome string `json:"outcome"`
 	// Why it failed (the refusal's rule and message).
 	Reason *string   `json:"reason,omitempty"`
@@ -437,6 +439,12 @@ type PageInfo struct {
 	HasNextPage bool `json:"hasNextPage"`
 	// Pass as `after` to read the next page.
 	EndCursor *string `json:"endCursor,omitempty"`
+}
+
+type PayOutClosedAccountInput struct {
+	AccountID       string  `json:"accountId"`
+	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
 type PlaceOrderInput struct {
@@ -608,7 +616,7 @@ type StatementEdge struct {
 type StatementLine struct {
 	Version  int      `json:"version"`
 	Position Position `json:"position"`
-	// DEPOSIT, WITHDRAWAL, INTEREST or FEE.
+	// DEPOSIT, WITHDRAWAL, INTEREST, FEE, or PAYOUT (a closed account's balance paid out to its holder).
 	Kind string `json:"kind"`
 	// Minor units; negative for debits.
 	Amount       Long      `json:"amount"`

@@ -376,6 +376,11 @@ func (e *env) idleMemory(ctx context.Context) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
+	runtimeSeries := []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes"}
+	goBefore, err := gatewayMetrics(ctx, g.addr, runtimeSeries...)
+	if err != nil {
+		return measure{}, err
+	}
 	subs, _, err := connect(ctx, "ws://"+g.addr+"/graphql", n, []string{"graphql-transport-ws"}, subscribeEvents)
 	if err != nil {
 		return measure{}, err
@@ -393,8 +398,16 @@ func (e *env) idleMemory(ctx context.Context) (measure, error) {
 	} else if live < n+1 {
 		return measure{}, fmt.Errorf("the gateway runs %d subscriptions, not the %d subscribed", live, n+1)
 	}
+	// Where it went, as the Go runtime counts it: the heap (live data and
+	// the garbage of the burst not yet collected) and goroutine stacks.
+	goAfter, err := gatewayMetrics(ctx, g.addr, runtimeSeries...)
+	if err != nil {
+		return measure{}, err
+	}
+	perConn := func(k string) float64 { return (goAfter[k] - goBefore[k]) / float64(n) / 1000 }
 	return measure{Value: float64(after-before) / float64(n) / 1000,
-		Notes: fmt.Sprintf("%d connections: RSS %.1f MB -> %.1f MB", n, float64(before)/1e6, float64(after)/1e6)}, nil
+		Notes: fmt.Sprintf("%d connections: RSS %.1f MB -> %.1f MB; per connection, heap in use %.1f KB (live and not yet collected), stacks %.1f KB",
+			n, float64(before)/1e6, float64(after)/1e6, perConn(runtimeSeries[0]), perConn(runtimeSeries[1]))}, nil
 }
 
 // serveBaselineWS is the raw gorilla/websocket baseline: clients connect to
@@ -468,24 +481,40 @@ func serveBaselineWS(addr string) error {
 // liveSubscriptions reads the gateway's cqrsgate_websocket_subscriptions
 // from its /metrics.
 func liveSubscriptions(ctx context.Context, addr string) (int, error) {
+	m, err := gatewayMetrics(ctx, addr, "cqrsgate_websocket_subscriptions")
+	return int(m["cqrsgate_websocket_subscriptions"]), err
+}
+
+// gatewayMetrics reads the named series (without labels) from the
+// gateway's /metrics; a series it lacks is an error.
+func gatewayMetrics(ctx context.Context, addr string, names ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "cqrsgate_websocket_subscriptions "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(f), err
+		for _, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if out[name], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+					return nil, fmt.Errorf("%s in the gateway's /metrics: %w", name, err)
+				}
+			}
 		}
 	}
-	return 0, fmt.Errorf("no cqrsgate_websocket_subscriptions in the gateway's /metrics")
+	for _, name := range names {
+		if _, ok := out[name]; !ok {
+			return nil, fmt.Errorf("no %s in the gateway's /metrics", name)
+		}
+	}
+	return out, nil
 }

@@ -148,6 +148,11 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			return
 		}
 	}
+	if accept := r.Header.Get("Accept"); strings.Contains(accept, "q=") {
+		// gqlgen's negotiation ignores quality values: it is handed the
+		// type chosen here.
+		r.Header.Set("Accept", responseContentType(accept)[0])
+	}
 	t.GET.Do(w, r, exec)
 }
 
@@ -249,9 +254,13 @@ var (
 )
 
 // responseContentType negotiates the response's media type from the Accept
-// header as gqlgen does: application/json when none is given (or */*,
-// application/*), else the first of the two GraphQL media types named,
-// else application/graphql-response+json.
+// header as gqlgen does (application/json when none is given, or for */*
+// and application/*; else the GraphQL media type named; else
+// application/graphql-response+json), honouring quality values: a type
+// given q=0 is never chosen, and of the types accepted the one of the
+// highest q is (the first named on a tie). When the client refuses
+// application/graphql-response+json and accepts nothing the gateway
+// serves, it gets application/json.
 func responseContentType(accept string) []string {
 	switch accept {
 	case "", contentTypeJSON:
@@ -259,17 +268,38 @@ func responseContentType(accept string) []string {
 	case contentTypeGraphQLResponse:
 		return graphQLResponseContentType
 	}
+	var best []string
+	bestQ, refusedGraphQL := 0.0, false
 	for part := range strings.SplitSeq(accept, ",") {
-		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+				continue // not a quality value: the range is ignored
+			}
+		}
+		var ct []string
 		switch mediaType {
 		case "*/*", "application/*", contentTypeJSON:
-			return jsonContentType
+			ct = jsonContentType
 		case contentTypeGraphQLResponse:
-			return graphQLResponseContentType
+			ct = graphQLResponseContentType
+			refusedGraphQL = refusedGraphQL || q == 0
+		default:
+			continue
 		}
+		if q > bestQ {
+			best, bestQ = ct, q
+		}
+	}
+	switch {
+	case best != nil:
+		return best
+	case refusedGraphQL:
+		return jsonContentType
 	}
 	return graphQLResponseContentType
 }

@@ -312,3 +312,40 @@ func TestPersistedGETMutationIs405AndCostsNothing(t *testing.T) {
 		t.Errorf("second POST mutation (burst 3) after two refused GETs: %s; the GETs were counted", raw)
 	}
 }
+
+// Quality values in Accept are honoured, over POST and GET: a type given
+// q=0 is never served, and the highest q wins. gqlgen's negotiation, which
+// the gateway followed, took the first type named whatever its q.
+func TestAcceptQualityValues(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	const gqlType, jsonType = "application/graphql-response+json", "application/json"
+	for _, tc := range []struct{ accept, want string }{
+		{"", jsonType},
+		{"application/json;q=0, application/graphql-response+json", gqlType},
+		{"application/graphql-response+json;q=0, application/json", jsonType},
+		{"application/graphql-response+json;q=0, */*", jsonType},
+		{"application/graphql-response+json;q=0", jsonType},
+		{"application/json;q=0.5, application/graphql-response+json;q=0.9", gqlType},
+		{"application/graphql-response+json;q=0.4, application/json;q=0.8", jsonType},
+		{"application/json, application/graphql-response+json", jsonType},
+		{"application/graphql-response+json, application/json", gqlType},
+		{"text/html", gqlType},
+	} {
+		status, h, body := c.rawPost(`{"query":"{ __typename }"}`, "Accept", tc.accept)
+		if status != 200 || h.Get("Content-Type") != tc.want {
+			t.Errorf("POST, Accept %q: %d %s %s; want %s", tc.accept, status, h.Get("Content-Type"), body, tc.want)
+		}
+		req, _ := http.NewRequest(http.MethodGet, c.url+"?query=%7B__typename%7D", nil)
+		if tc.accept != "" {
+			req.Header.Set("Accept", tc.accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.want) {
+			t.Errorf("GET, Accept %q: %d %s; want %s", tc.accept, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
+		}
+	}
+}

@@ -265,3 +265,19 @@ func TestANegativeAttributeLengthIsNoLimit(t *testing.T) {
 		t.Fatalf("limit -1: %+v, %v, want no limit", limits.AttributeValueLengthLimit, err)
 	}
 }
+
+// OpenTelemetry's diagnostics (here the SDK's "TracerProvider created", at
+// logr's V(4)) go to the gateway's logger, at debug level: they were lines
+// of the standard library's logger, another format in the gateway's log.
+func TestSetupRoutesOpenTelemetryDiagnosticsToTheLog(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-8)}))
+	_, stop, err := Setup(context.Background(), env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(context.Background())
+	if out := buf.String(); !strings.Contains(out, "TracerProvider created") || !strings.Contains(out, `"level":"DEBUG`) {
+		t.Fatalf("the SDK's diagnostics in the log: %q", out)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -50,12 +51,17 @@ func Enabled(tp trace.TracerProvider) bool {
 // the exporter and the SDK read their other settings from it.
 //
 // It routes OpenTelemetry's errors (a failed export, say) to log, at WARN,
-// at most one line every ErrorLogInterval (see ErrorLog).
+// at most one line every ErrorLogInterval (see ErrorLog), and its other
+// diagnostics to log at debug levels (logr's V(n) as slog level -n).
 func Setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	otel.SetErrorHandler(NewErrorLog(log, ErrorLogInterval))
+	// Its diagnostics too (a provider created, a batch exported, at debug
+	// level): they went to the standard library's logger, lines of
+	// another format in the gateway's log.
+	otel.SetLogger(logr.FromSlogHandler(log.Handler()))
 	on, err := tracesOn(getenv)
 	if err != nil {
 		return nil, nil, err

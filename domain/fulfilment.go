@@ -168,8 +168,9 @@ type (
 	// compensation step that found nothing to undo (the release of a
 	// reservation that was never made, the refund of a charge that was not
 	// made) says so with NothingToUndo; version 1 had no such field, and
-	// its events are read with it false
-	// (domain/schemas/FulfilmentStepSucceeded.v2.migration.json).
+	// its events, valid as version 2, are read with it false. (No
+	// migration adds the field to them: a release before version 2, in a
+	// rolling deploy or after a rollback, reads them as it wrote them.)
 	FulfilmentStepSucceeded struct {
 		Step          string    `json:"step"`
 		Sku           string    `json:"sku,omitempty"`

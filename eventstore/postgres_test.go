@@ -626,3 +626,39 @@ func TestPlainReadsUseGenericPlans(t *testing.T) {
 		}
 	}
 }
+
+// A database that ran the withdrawn migration 003 (the partial tenant
+// index) migrates on to 004, which puts the full index back: the reads'
+// tenant filter is its expression again. Deleting 003 had left such a
+// database unable to start ("current version 3 is outside the valid
+// versions of 0 to 2").
+func TestMigratingPastTheWithdrawnPartialTenantIndex(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var def string
+	if err := conn.QueryRow(ctx, `SELECT pg_get_indexdef('events_tenant_position'::regclass)`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(def, "WHERE") || !strings.Contains(def, "CASE") {
+		t.Fatalf("the tenant index after every migration: %s, want the full CASE index", def)
+	}
+	// Back to 3 (the partial index), as adbc376 left a database, and up again.
+	if _, err := conn.Exec(ctx, `DROP INDEX events_tenant_position;
+		CREATE INDEX events_tenant_position ON events (split_part(stream_id, '~', 1), position) WHERE strpos(stream_id, '~') > 0;
+		UPDATE `+eventstore.VersionTable+` SET version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventstore.Migrate(ctx, conn); err != nil {
+		t.Fatalf("migrating a database at 003: %v", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_get_indexdef('events_tenant_position'::regclass)`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(def, "WHERE") || !strings.Contains(def, "CASE") {
+		t.Fatalf("the tenant index after migrating from 003: %s", def)
+	}
+}

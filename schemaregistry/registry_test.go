@@ -658,3 +658,30 @@ func TestDomainSchemasMatchTheDomain(t *testing.T) {
 		}
 	}
 }
+
+// A new version that only adds an optional field ships without a
+// migration, so that stored events are read as they were written: with
+// one (FulfilmentStepSucceeded v2 first came with a migration adding
+// "nothingToUndo": false), every process, the previous release's too in a
+// rolling deploy or after a rollback, read its own v1 events with a field
+// its strict decoding refuses, and its sagas stopped.
+func TestAnOptionalFieldIsAddedWithoutAMigration(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	if err := e.reg.Seed(ctx, domain.EventSchemas()); err != nil {
+		t.Fatal(err)
+	}
+	const v1 = `{"step":"RESERVE_STOCK","sku":"p1","compensation":false,"at":"2026-01-01T00:00:00Z"}`
+	e.appendRaw("fulfilment-o1", "FulfilmentStepSucceeded", 1, v1)
+	evs, err := e.store.ReadStream(ctx, "fulfilment-o1", eventstore.StreamQuery{})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%d events, %v", len(evs), err)
+	}
+	if strings.Contains(string(evs[0].Data), "nothingToUndo") {
+		t.Fatalf("a v1 event is read as %s: a field its writers do not know was added", evs[0].Data)
+	}
+	e2, err := domain.Fulfilments.Decode(evs[0].Type, evs[0].SchemaVersion, evs[0].Data)
+	if err != nil || e2.(domain.FulfilmentStepSucceeded).NothingToUndo {
+		t.Fatalf("decoded %+v, %v", e2, err)
+	}
+}

@@ -3,7 +3,10 @@ package pgembed_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,5 +52,49 @@ func TestConcurrentStartsOnAFreshDataDir(t *testing.T) {
 	}
 	if got := queryString(t, ctx, winner.URL(), "SELECT 'ok'"); got != "ok" {
 		t.Fatal("winner does not answer")
+	}
+}
+
+// On a filesystem without flock (some network filesystems) the data
+// directory is still locked, by a file beside it that holds the process
+// id: a second lock is refused while the first is held, and a file left
+// by a process that died is taken over. The gateway did not start there.
+func TestDataDirLockWithoutFlock(t *testing.T) {
+	pgembed.WithoutFlock(t)
+	dir := pgembed.TempDataDir(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	first, err := pgembed.LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgembed.LockDataDir(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second lock while the first is held: %v, want in use", err)
+	}
+	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
+	if b, err := os.ReadFile(lockPath); err != nil || string(b) != strconv.Itoa(os.Getpid()) {
+		t.Fatalf("lock file %s: %q %v, want this process's id", lockPath, b, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A file left by a process that has died.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(dead.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again, err := pgembed.LockDataDir(dir)
+	if err != nil {
+		t.Fatalf("over a dead process's lock file: %v", err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
+		t.Fatalf("the lock file is left after Close: %v", err)
 	}
 }

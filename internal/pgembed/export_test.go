@@ -3,6 +3,7 @@ package pgembed
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -18,4 +19,14 @@ func TempDataDir(t *testing.T) string {
 		}
 	}
 	return filepath.Join(dir, "data")
+}
+
+// LockDataDir is lockDataDir.
+func LockDataDir(dataDir string) (interface{ Close() error }, error) { return lockDataDir(dataDir) }
+
+// WithoutFlock makes flock fail as on a filesystem without it until the
+// test ends.
+func WithoutFlock(t *testing.T) {
+	flock = func(int, int) error { return syscall.ENOTSUP }
+	t.Cleanup(func() { flock = syscall.Flock })
 }

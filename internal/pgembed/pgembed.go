@@ -17,11 +17,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -74,7 +78,7 @@ type Cluster struct {
 	stopping atomic.Bool   // Stop was called: an exit is expected
 
 	lockMu sync.Mutex
-	lock   *os.File // flock(2) on the data directory, held while the server runs; nil once released
+	lock   io.Closer // the data directory's lock (see lockDataDir), held while the server runs; nil once released
 
 	stopOnce sync.Once
 	stopErr  error
@@ -313,18 +317,74 @@ func (c *Cluster) createDatabase(ctx context.Context, name string) error {
 }
 
 // lockDataDir takes an exclusive flock on dataDir, failing at once when
-// another process (or Start in this one) holds it.
-func lockDataDir(dataDir string) (*os.File, error) {
+// another process (or Start in this one) holds it. On a filesystem that
+// has no flock (some network filesystems), it takes a lock file beside the
+// directory instead (see pidLock).
+func lockDataDir(dataDir string) (io.Closer, error) {
 	f, err := os.Open(dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("pgembed: data directory: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("pgembed: data directory %s is in use by another cqrsgate (or another Start in this process): stop it or choose another -data-dir", dataDir)
+		switch {
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			return nil, inUse(dataDir)
+		case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EINVAL):
+			return pidLock(dataDir)
 		}
 		return nil, fmt.Errorf("pgembed: lock data directory %s: %w", dataDir, err)
 	}
 	return f, nil
 }
+
+// flock is syscall.Flock (a variable for tests of filesystems without it).
+var flock = syscall.Flock
+
+func inUse(dataDir string) error {
+	return fmt.Errorf("pgembed: data directory %s is in use by another cqrsgate (or another Start in this process): stop it or choose another -data-dir", dataDir)
+}
+
+// pidLock is the lock of a data directory on a filesystem without flock: a
+// file beside it (.<name>.lock), created only if it does not exist, that
+// holds the process id. A file left by a process that has died is taken
+// over. Closing the lock removes the file.
+func pidLock(dataDir string) (io.Closer, error) {
+	clean := filepath.Clean(dataDir)
+	path := filepath.Join(filepath.Dir(clean), "."+filepath.Base(clean)+".lock")
+	for attempt := 0; ; attempt++ {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			if _, err := f.WriteString(strconv.Itoa(os.Getpid())); err != nil {
+				_ = f.Close()
+				_ = os.Remove(path)
+				return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
+			}
+			_ = f.Close()
+			return lockFile(path), nil
+		}
+		if !errors.Is(err, fs.ErrExist) || attempt > 0 {
+			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
+		}
+		b, rerr := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); rerr == nil && perr == nil && pid > 0 && alive(pid) {
+			return nil, inUse(dataDir)
+		}
+		// Left by a process that has died (or half written): take it over.
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("pgembed: stale lock file %s: %w", path, err)
+		}
+	}
+}
+
+// alive reports whether a process pid exists (one of another user's
+// answers EPERM).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// lockFile is a pidLock's lock: closing it removes the file.
+type lockFile string
+
+func (l lockFile) Close() error { return os.Remove(string(l)) }

@@ -148,9 +148,9 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			return
 		}
 	}
-	if accept := r.Header.Get("Accept"); strings.Contains(accept, "q=") {
+	if accept := r.Header.Get("Accept"); accept != "" {
 		// gqlgen's negotiation ignores quality values: it is handed the
-		// type chosen here.
+		// type chosen here, as POST chooses it.
 		r.Header.Set("Accept", responseContentType(accept)[0])
 	}
 	t.GET.Do(w, r, exec)
@@ -256,11 +256,13 @@ var (
 // responseContentType negotiates the response's media type from the Accept
 // header as gqlgen does (application/json when none is given, or for */*
 // and application/*; else the GraphQL media type named; else
-// application/graphql-response+json), honouring quality values: a type
-// given q=0 is never chosen, and of the types accepted the one of the
-// highest q is (the first named on a tie). When the client refuses
-// application/graphql-response+json and accepts nothing the gateway
-// serves, it gets application/json.
+// application/graphql-response+json), honouring quality values as RFC 9110
+// has them: each type served takes the q of the most specific range that
+// matches it (a type given q=0 is never served, even where a wildcard
+// would take it), the higher q wins, and on a tie the type whose range
+// comes first (application/json when one wildcard matches both). When the
+// client refuses application/graphql-response+json and accepts nothing
+// the gateway serves, it gets application/json.
 func responseContentType(accept string) []string {
 	switch accept {
 	case "", contentTypeJSON:
@@ -268,37 +270,55 @@ func responseContentType(accept string) []string {
 	case contentTypeGraphQLResponse:
 		return graphQLResponseContentType
 	}
-	var best []string
-	bestQ, refusedGraphQL := 0.0, false
-	for part := range strings.SplitSeq(accept, ",") {
+	// The most specific range matching each served type: 3 the type
+	// itself, 2 application/*, 1 */*, 0 none.
+	type match struct {
+		q                float64
+		specificity, pos int
+	}
+	var js, gql match
+	for pos, part := 0, ""; accept != ""; pos++ {
+		part, accept, _ = strings.Cut(accept, ",")
 		mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
 		q := 1.0
-		if v, ok := params["q"]; ok {
+		if v, ok := params["q"]; ok { // parameter names come lower-cased
 			if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
 				continue // not a quality value: the range is ignored
 			}
 		}
-		var ct []string
+		jsSpec, gqlSpec := 0, 0
 		switch mediaType {
-		case "*/*", "application/*", contentTypeJSON:
-			ct = jsonContentType
+		case contentTypeJSON:
+			jsSpec = 3
 		case contentTypeGraphQLResponse:
-			ct = graphQLResponseContentType
-			refusedGraphQL = refusedGraphQL || q == 0
-		default:
-			continue
+			gqlSpec = 3
+		case "application/*":
+			jsSpec, gqlSpec = 2, 2
+		case "*/*":
+			jsSpec, gqlSpec = 1, 1
 		}
-		if q > bestQ {
-			best, bestQ = ct, q
+		if jsSpec > js.specificity {
+			js = match{q, jsSpec, pos}
+		}
+		if gqlSpec > gql.specificity {
+			gql = match{q, gqlSpec, pos}
 		}
 	}
+	jsOK, gqlOK := js.specificity > 0 && js.q > 0, gql.specificity > 0 && gql.q > 0
 	switch {
-	case best != nil:
-		return best
-	case refusedGraphQL:
+	case jsOK && gqlOK:
+		if gql.q > js.q || gql.q == js.q && gql.pos < js.pos {
+			return graphQLResponseContentType
+		}
+		return jsonContentType
+	case jsOK:
+		return jsonContentType
+	case gqlOK:
+		return graphQLResponseContentType
+	case gql.specificity > 0: // refused
 		return jsonContentType
 	}
 	return graphQLResponseContentType

@@ -330,6 +330,14 @@ func TestAcceptQualityValues(t *testing.T) {
 		{"application/json, application/graphql-response+json", jsonType},
 		{"application/graphql-response+json, application/json", gqlType},
 		{"text/html", gqlType},
+		// The most specific range decides: a wildcard does not serve a type given q=0.
+		{"application/json;q=0, */*", gqlType},
+		{"application/json;q=0, application/*", gqlType},
+		{"*/*", jsonType},
+		{"application/*;q=0.5, application/graphql-response+json", gqlType},
+		{"*/*;q=0", jsonType}, // refuses both: the legacy type, as for any refusal of the GraphQL one
+		// The parameter's name is case-insensitive, over GET as over POST.
+		{"application/graphql-response+json;Q=0, application/json", jsonType},
 	} {
 		status, h, body := c.rawPost(`{"query":"{ __typename }"}`, "Accept", tc.accept)
 		if status != 200 || h.Get("Content-Type") != tc.want {

@@ -73,8 +73,8 @@ func TestDataDirLockWithoutFlock(t *testing.T) {
 		t.Fatalf("a second lock while the first is held: %v, want in use", err)
 	}
 	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
-	if b, err := os.ReadFile(lockPath); err != nil || string(b) != strconv.Itoa(os.Getpid()) {
-		t.Fatalf("lock file %s: %q %v, want this process's id", lockPath, b, err)
+	if b, err := os.ReadFile(lockPath); err != nil || !strings.HasPrefix(string(b), strconv.Itoa(os.Getpid())+" ") {
+		t.Fatalf("lock file %s: %q %v, want this process's id first", lockPath, b, err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
@@ -96,5 +96,80 @@ func TestDataDirLockWithoutFlock(t *testing.T) {
 	}
 	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
 		t.Fatalf("the lock file is left after Close: %v", err)
+	}
+}
+
+// Of processes that lock at once, on a fresh directory or over a stale
+// lock file, one gets the lock: a reader of a lock file not yet written, or
+// two that found it stale, each removed the other's and both held it.
+func TestDataDirLockWithoutFlockHasOneHolder(t *testing.T) {
+	pgembed.WithoutFlock(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, staleFile := range []bool{false, true} {
+		for iter := 0; iter < 200; iter++ {
+			dir := filepath.Join(t.TempDir(), "data")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if staleFile {
+				if err := os.WriteFile(filepath.Join(filepath.Dir(dir), ".data.lock"), []byte(strconv.Itoa(dead.Process.Pid)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var held []interface{ Close() error }
+			start := make(chan struct{})
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if l, err := pgembed.LockDataDir(dir); err == nil {
+						mu.Lock()
+						held = append(held, l)
+						mu.Unlock()
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for _, l := range held {
+				_ = l.Close()
+			}
+			if len(held) != 1 {
+				t.Fatalf("stale file %v, round %d: %d holders, want 1", staleFile, iter, len(held))
+			}
+		}
+	}
+}
+
+// A lock file naming this process, which does not hold it, was left by an
+// earlier process of the same id (a container's PID 1 restarted): it is
+// taken over. A data directory named through a symlink is the same lock.
+func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
+	pgembed.WithoutFlock(t)
+	dir := pgembed.TempDataDir(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := pgembed.LockDataDir(dir)
+	if err != nil {
+		t.Fatalf("over a lock file of this process's id, not held: %v", err)
+	}
+	defer l.Close()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgembed.LockDataDir(link); err == nil || !strings.Contains(err.Error(), ".data.lock") {
+		t.Fatalf("the same directory through a symlink: %v, want in use naming the lock file", err)
 	}
 }

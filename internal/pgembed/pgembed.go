@@ -14,7 +14,9 @@
 package pgembed
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -346,35 +348,116 @@ func inUse(dataDir string) error {
 }
 
 // pidLock is the lock of a data directory on a filesystem without flock: a
-// file beside it (.<name>.lock), created only if it does not exist, that
-// holds the process id. A file left by a process that has died is taken
-// over. Closing the lock removes the file.
+// file beside it (.<name>.lock, next to the directory the path resolves
+// to) that holds the process id and a token of its own. It is put in place
+// whole with link(2), which fails if the file exists, so of processes
+// that lock at once one gets it. A file left by a process that has died,
+// or by an earlier process of this one's id (a container's PID 1 after a
+// restart), is removed, but only by a process holding the takeover file
+// (.<name>.lock.takeover, put in place the same way), after reading it
+// again: two processes that both found it stale never remove each other's
+// new lock. Closing the lock removes the file.
 func pidLock(dataDir string) (io.Closer, error) {
-	clean := filepath.Clean(dataDir)
-	path := filepath.Join(filepath.Dir(clean), "."+filepath.Base(clean)+".lock")
-	for attempt := 0; ; attempt++ {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			if _, err := f.WriteString(strconv.Itoa(os.Getpid())); err != nil {
-				_ = f.Close()
-				_ = os.Remove(path)
-				return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
-			}
-			_ = f.Close()
-			return lockFile(path), nil
+	real, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("pgembed: data directory: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(real); err == nil {
+		real = r // one directory named through a symlink is one lock
+	}
+	path := filepath.Join(filepath.Dir(real), "."+filepath.Base(real)+".lock")
+	token := rand.Text() // unique to this lock, among this process's too
+	content := []byte(strconv.Itoa(os.Getpid()) + " " + token)
+	tmp := path + "." + token + ".tmp"
+	if err := os.WriteFile(tmp, content, 0o600); err != nil {
+		return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
+	}
+	defer func() { _ = os.Remove(tmp) }()
+	// Known as this process's before the file can name it: another Start
+	// in this process that reads it must not take it for a dead one's.
+	ownTokens.Store(token, true)
+	locked := false
+	defer func() {
+		if !locked {
+			ownTokens.Delete(token)
 		}
-		if !errors.Is(err, fs.ErrExist) || attempt > 0 {
+	}()
+	for attempt := 0; attempt < 5; attempt++ {
+		err := os.Link(tmp, path)
+		if err == nil {
+			locked = true
+			return lockFile{path, token}, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
 		}
-		b, rerr := os.ReadFile(path)
-		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); rerr == nil && perr == nil && pid > 0 && alive(pid) {
-			return nil, inUse(dataDir)
+		held, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // released meanwhile
 		}
-		// Left by a process that has died (or half written): take it over.
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("pgembed: stale lock file %s: %w", path, err)
+		if err != nil {
+			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
+		}
+		if !stale(held) {
+			return nil, fmt.Errorf("%w (its lock file %s names process %s, which is running; remove the file if it is not a cqrsgate)", inUse(dataDir), path, strings.Fields(string(held)+" ?")[0])
+		}
+		if err := takeOver(path, tmp, held); err != nil {
+			return nil, err
 		}
 	}
+	return nil, fmt.Errorf("%w (its lock file %s keeps changing hands)", inUse(dataDir), path)
+}
+
+// ownTokens are the tokens of the lock files this process holds or is
+// putting in place.
+var ownTokens sync.Map
+
+// stale reports whether a lock file's content names no running process:
+// a process that has died, this process's id with a token it does not
+// hold (an earlier process of the same id), or nothing readable.
+func stale(content []byte) bool {
+	f := strings.Fields(string(content))
+	if len(f) == 0 {
+		return true
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		if len(f) < 2 {
+			return true
+		}
+		_, mine := ownTokens.Load(f[1])
+		return !mine
+	}
+	return !alive(pid)
+}
+
+// takeOver removes the stale lock file path if it still holds content,
+// while holding the takeover file (tmp linked to path.takeover). A
+// takeover file older than a minute was left by a process that died
+// taking over, and is removed.
+func takeOver(path, tmp string, content []byte) error {
+	guard := path + ".takeover"
+	if err := os.Link(tmp, guard); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("pgembed: lock file %s: %w", guard, err)
+		}
+		if st, serr := os.Stat(guard); serr == nil && time.Since(st.ModTime()) > time.Minute {
+			_ = os.Remove(guard)
+		} else {
+			time.Sleep(10 * time.Millisecond) // another process is taking over: look again
+		}
+		return nil
+	}
+	defer func() { _ = os.Remove(guard) }()
+	if again, err := os.ReadFile(path); err == nil && bytes.Equal(again, content) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("pgembed: stale lock file %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // alive reports whether a process pid exists (one of another user's
@@ -385,6 +468,10 @@ func alive(pid int) bool {
 }
 
 // lockFile is a pidLock's lock: closing it removes the file.
-type lockFile string
+type lockFile struct{ path, token string }
 
-func (l lockFile) Close() error { return os.Remove(string(l)) }
+func (l lockFile) Close() error {
+	err := os.Remove(l.path)
+	ownTokens.Delete(l.token)
+	return err
+}

@@ -399,7 +399,7 @@ func pidLock(dataDir string) (io.Closer, error) {
 			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
 		}
 		if !stale(held) {
-			return nil, fmt.Errorf("%w (its lock file %s names process %s, which is running; remove the file if it is not a cqrsgate)", inUse(dataDir), path, strings.Fields(string(held)+" ?")[0])
+			return nil, fmt.Errorf("%w (its lock file %s names process %s, which is running; remove the file if it is not a cqrsgate)", inUse(dataDir), path, strings.Fields(string(held) + " ?")[0])
 		}
 		if err := takeOver(path, tmp, held); err != nil {
 			return nil, err

@@ -259,8 +259,9 @@ var (
 // application/graphql-response+json), honouring quality values as RFC 9110
 // has them: each type served takes the q of the most specific range that
 // matches it (a type given q=0 is never served, even where a wildcard
-// would take it), the higher q wins, and on a tie the type whose range
-// comes first (application/json when one wildcard matches both). When the
+// would take it), the higher q wins, and on a tie the type named over one
+// only a wildcard takes, then the one named first (application/json when
+// one wildcard matches both). When the
 // client refuses application/graphql-response+json and accepts nothing
 // the gateway serves, it gets application/json.
 func responseContentType(accept string) []string {
@@ -310,7 +311,21 @@ func responseContentType(accept string) []string {
 	jsOK, gqlOK := js.specificity > 0 && js.q > 0, gql.specificity > 0 && gql.q > 0
 	switch {
 	case jsOK && gqlOK:
-		if gql.q > js.q || gql.q == js.q && gql.pos < js.pos {
+		// The higher q; on a tie the type named over one a wildcard
+		// takes, then the one named first, then application/json.
+		if gql.q != js.q {
+			if gql.q > js.q {
+				return graphQLResponseContentType
+			}
+			return jsonContentType
+		}
+		if gql.specificity != js.specificity {
+			if gql.specificity > js.specificity {
+				return graphQLResponseContentType
+			}
+			return jsonContentType
+		}
+		if gql.pos < js.pos {
 			return graphQLResponseContentType
 		}
 		return jsonContentType

@@ -334,6 +334,10 @@ func TestAcceptQualityValues(t *testing.T) {
 		{"application/json;q=0, */*", gqlType},
 		{"application/json;q=0, application/*", gqlType},
 		{"*/*", jsonType},
+		// On a tie the type named wins over one a wildcard takes.
+		{"*/*, application/json", jsonType},
+		{"application/*, application/json", jsonType},
+		{"*/*, application/graphql-response+json", gqlType},
 		{"application/*;q=0.5, application/graphql-response+json", gqlType},
 		{"*/*;q=0", jsonType}, // refuses both: the legacy type, as for any refusal of the GraphQL one
 		// The parameter's name is case-insensitive, over GET as over POST.

@@ -173,3 +173,50 @@ func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
 		t.Fatalf("the same directory through a symlink: %v, want in use naming the lock file", err)
 	}
 }
+
+// A lock file of another host (another container on a shared volume,
+// whose PID 1 may be this one's id) counts as held; closing a lock whose
+// file was removed by hand and replaced leaves the other's file.
+func TestDataDirLockWithoutFlockOtherHostsAndClose(t *testing.T) {
+	pgembed.WithoutFlock(t)
+	dir := pgembed.TempDataDir(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())+" sometoken another-container"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgembed.LockDataDir(dir); err == nil || !strings.Contains(err.Error(), "another-container") {
+		t.Fatalf("over another host's lock of this process's id: %v, want in use naming the host", err)
+	}
+	if err := os.Remove(lockPath); err != nil {
+		t.Fatal(err)
+	}
+	first, err := pgembed.LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(lockPath); err != nil { // by hand
+		t.Fatal(err)
+	}
+	second, err := pgembed.LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if third, err := pgembed.LockDataDir(dir); err == nil {
+		third.Close()
+		t.Fatal("a third lock taken while the second is held: the first's Close removed the second's file")
+	}
+	// No temporary files are left beside the directory.
+	entries, _ := os.ReadDir(filepath.Dir(dir))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") || strings.HasSuffix(e.Name(), ".takeover") {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}

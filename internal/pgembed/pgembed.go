@@ -349,14 +349,15 @@ func inUse(dataDir string) error {
 
 // pidLock is the lock of a data directory on a filesystem without flock: a
 // file beside it (.<name>.lock, next to the directory the path resolves
-// to) that holds the process id and a token of its own. It is put in place
-// whole with link(2), which fails if the file exists, so of processes
-// that lock at once one gets it. A file left by a process that has died,
-// or by an earlier process of this one's id (a container's PID 1 after a
-// restart), is removed, but only by a process holding the takeover file
-// (.<name>.lock.takeover, put in place the same way), after reading it
-// again: two processes that both found it stale never remove each other's
-// new lock. Closing the lock removes the file.
+// to) that holds the process id, a token of its own and the host name. It
+// is put in place whole with link(2), which fails if the file exists, so
+// of processes that lock at once one gets it. A file this host's process
+// left when it died, or an earlier process of this one's id left (a
+// container's PID 1 after a restart), is removed, but only by a process
+// holding the takeover file (.<name>.lock.takeover, put in place the same
+// way), after reading it again: two processes that both found it stale
+// never remove each other's new lock. Another host's file is held until
+// removed by hand. Closing the lock removes the file if it is its own.
 func pidLock(dataDir string) (io.Closer, error) {
 	real, err := filepath.Abs(dataDir)
 	if err != nil {
@@ -367,12 +368,12 @@ func pidLock(dataDir string) (io.Closer, error) {
 	}
 	path := filepath.Join(filepath.Dir(real), "."+filepath.Base(real)+".lock")
 	token := rand.Text() // unique to this lock, among this process's too
-	content := []byte(strconv.Itoa(os.Getpid()) + " " + token)
+	content := []byte(strconv.Itoa(os.Getpid()) + " " + token + " " + hostname())
 	tmp := path + "." + token + ".tmp"
+	defer func() { _ = os.Remove(tmp) }() // also when it could be made but not written
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {
 		return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
 	}
-	defer func() { _ = os.Remove(tmp) }()
 	// Known as this process's before the file can name it: another Start
 	// in this process that reads it must not take it for a dead one's.
 	ownTokens.Store(token, true)
@@ -399,7 +400,7 @@ func pidLock(dataDir string) (io.Closer, error) {
 			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
 		}
 		if !stale(held) {
-			return nil, fmt.Errorf("%w (its lock file %s names process %s, which is running; remove the file if it is not a cqrsgate)", inUse(dataDir), path, strings.Fields(string(held) + " ?")[0])
+			return nil, fmt.Errorf("%w (its lock file %s names %s; remove the file if no cqrsgate uses the directory)", inUse(dataDir), path, holder(held))
 		}
 		if err := takeOver(path, tmp, held); err != nil {
 			return nil, err
@@ -412,9 +413,12 @@ func pidLock(dataDir string) (io.Closer, error) {
 // putting in place.
 var ownTokens sync.Map
 
-// stale reports whether a lock file's content names no running process:
-// a process that has died, this process's id with a token it does not
-// hold (an earlier process of the same id), or nothing readable.
+// stale reports whether a lock file's content ("<pid> <token> <host>")
+// names no running process: nothing readable, or, on this host, a process
+// that has died or this process's id with a token it does not hold (an
+// earlier process of the same id: a container's PID 1 restarted). A lock
+// of another host (another container on a shared volume, whose PID 1 is
+// not this one's) cannot be judged from here: it counts as held.
 func stale(content []byte) bool {
 	f := strings.Fields(string(content))
 	if len(f) == 0 {
@@ -424,6 +428,9 @@ func stale(content []byte) bool {
 	if err != nil || pid <= 0 {
 		return true
 	}
+	if len(f) >= 3 && f[2] != hostname() {
+		return false
+	}
 	if pid == os.Getpid() {
 		if len(f) < 2 {
 			return true
@@ -432,6 +439,24 @@ func stale(content []byte) bool {
 		return !mine
 	}
 	return !alive(pid)
+}
+
+// holder describes the process a lock file names, for the in-use error.
+func holder(content []byte) string {
+	f := strings.Fields(string(content))
+	switch {
+	case len(f) >= 3:
+		return "process " + f[0] + " on host " + f[2]
+	case len(f) >= 1:
+		return "process " + f[0]
+	}
+	return "no process"
+}
+
+// hostname is the host's name (a container's own), "" when unknown.
+func hostname() string {
+	h, _ := os.Hostname()
+	return strings.Join(strings.Fields(h), "")
 }
 
 // takeOver removes the stale lock file path if it still holds content,
@@ -467,11 +492,22 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// lockFile is a pidLock's lock: closing it removes the file.
-type lockFile struct{ path, token string }
-
+// lockFile is a pidLock's lock: closing it removes the file, if it is
+// still this lock's (one removed by hand may have been replaced by
+// another process's, which stays).
 func (l lockFile) Close() error {
-	err := os.Remove(l.path)
-	ownTokens.Delete(l.token)
-	return err
+	defer ownTokens.Delete(l.token)
+	b, err := os.ReadFile(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(string(b)); len(f) < 2 || f[1] != l.token {
+		return nil
+	}
+	return os.Remove(l.path)
 }
+
+type lockFile struct{ path, token string }

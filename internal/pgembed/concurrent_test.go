@@ -84,7 +84,7 @@ func TestDataDirLockWithoutFlock(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(dead.Process.Pid)), 0o600); err != nil {
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(dead.Process.Pid)+" tok "+pgembed.ProcessSpace()+" host"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	again, err := pgembed.LockDataDir(dir)
@@ -115,7 +115,7 @@ func TestDataDirLockWithoutFlockHasOneHolder(t *testing.T) {
 				t.Fatal(err)
 			}
 			if staleFile {
-				if err := os.WriteFile(filepath.Join(filepath.Dir(dir), ".data.lock"), []byte(strconv.Itoa(dead.Process.Pid)), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(filepath.Dir(dir), ".data.lock"), []byte(strconv.Itoa(dead.Process.Pid)+" tok "+pgembed.ProcessSpace()+" host"), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -147,9 +147,9 @@ func TestDataDirLockWithoutFlockHasOneHolder(t *testing.T) {
 	}
 }
 
-// A lock file naming this process, which does not hold it, was left by an
-// earlier process of the same id (a container's PID 1 restarted): it is
-// taken over. A data directory named through a symlink is the same lock.
+// A lock file naming this process with a token it does not hold is not
+// this process's: it is taken over. A data directory named through a
+// symlink is the same lock.
 func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
 	pgembed.WithoutFlock(t)
 	dir := pgembed.TempDataDir(t)
@@ -157,7 +157,7 @@ func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
-	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())+" tok "+pgembed.ProcessSpace()+" host"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err := pgembed.LockDataDir(dir)
@@ -174,9 +174,10 @@ func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
 	}
 }
 
-// A lock file of another host (another container on a shared volume,
-// whose PID 1 may be this one's id) counts as held; closing a lock whose
-// file was removed by hand and replaced leaves the other's file.
+// A lock file of another process space (another container on a shared
+// volume, whose PID 1 may be this one's id, even under one host name;
+// another machine or boot) counts as held; closing a lock whose file was
+// removed by hand and replaced leaves the other's file.
 func TestDataDirLockWithoutFlockOtherHostsAndClose(t *testing.T) {
 	pgembed.WithoutFlock(t)
 	dir := pgembed.TempDataDir(t)
@@ -184,11 +185,32 @@ func TestDataDirLockWithoutFlockOtherHostsAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
-	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())+" sometoken another-container"), 0o600); err != nil {
+	// Another container's (its PID namespace), another machine's or boot's
+	// (the boot id), even of this process's id (two containers' PID 1, of
+	// one host name), and files of another format: all held.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pgembed.LockDataDir(dir); err == nil || !strings.Contains(err.Error(), "another-container") {
-		t.Fatalf("over another host's lock of this process's id: %v, want in use naming the host", err)
+	boot, ns, _ := strings.Cut(pgembed.ProcessSpace(), " ")
+	for _, content := range []string{
+		strconv.Itoa(os.Getpid()) + " tok " + boot + " pid:[1] another-container",
+		strconv.Itoa(dead.Process.Pid) + " tok " + boot + " pid:[1] another-container",
+		strconv.Itoa(dead.Process.Pid) + " tok 00000000-another-boot " + ns + " another-container",
+		strconv.Itoa(os.Getpid()) + " tok - - another-container",
+		strconv.Itoa(dead.Process.Pid),
+		strconv.Itoa(dead.Process.Pid) + " tok",
+		strconv.Itoa(dead.Process.Pid) + " tok host",
+	} {
+		if err := os.WriteFile(lockPath, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := pgembed.LockDataDir(dir); err == nil {
+			l.Close()
+			t.Fatalf("over the lock file %q: locked, want in use", content)
+		} else if !strings.Contains(err.Error(), ".data.lock") {
+			t.Fatalf("over the lock file %q: %v, want in use naming the file", content, err)
+		}
 	}
 	if err := os.Remove(lockPath); err != nil {
 		t.Fatal(err)

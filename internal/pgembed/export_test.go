@@ -30,3 +30,7 @@ func WithoutFlock(t *testing.T) {
 	flock = func(int, int) error { return syscall.ENOTSUP }
 	t.Cleanup(func() { flock = syscall.Flock })
 }
+
+// ProcessSpace is processSpace: the fields of a lock file that say where
+// its pid means something.
+func ProcessSpace() string { return processSpace() }

@@ -349,15 +349,17 @@ func inUse(dataDir string) error {
 
 // pidLock is the lock of a data directory on a filesystem without flock: a
 // file beside it (.<name>.lock, next to the directory the path resolves
-// to) that holds the process id, a token of its own and the host name. It
-// is put in place whole with link(2), which fails if the file exists, so
-// of processes that lock at once one gets it. A file this host's process
-// left when it died, or an earlier process of this one's id left (a
-// container's PID 1 after a restart), is removed, but only by a process
-// holding the takeover file (.<name>.lock.takeover, put in place the same
-// way), after reading it again: two processes that both found it stale
-// never remove each other's new lock. Another host's file is held until
-// removed by hand. Closing the lock removes the file if it is its own.
+// to) that holds the process id, a token of its own, the process space
+// the id means something in (the kernel's boot id and the PID namespace)
+// and the host name. It is put in place whole with link(2), which fails
+// if the file exists, so of processes that lock at once one gets it. A
+// file whose process of this process space has died is removed, but only
+// by a process holding the takeover file (.<name>.lock.takeover, put in
+// place the same way), after reading it again: two processes that both
+// found it stale never remove each other's new lock. A file of another
+// process space (another container, machine or boot) is held until
+// removed by hand: see stale. Closing the lock removes the file if it is
+// its own.
 func pidLock(dataDir string) (io.Closer, error) {
 	real, err := filepath.Abs(dataDir)
 	if err != nil {
@@ -368,7 +370,7 @@ func pidLock(dataDir string) (io.Closer, error) {
 	}
 	path := filepath.Join(filepath.Dir(real), "."+filepath.Base(real)+".lock")
 	token := rand.Text() // unique to this lock, among this process's too
-	content := []byte(strconv.Itoa(os.Getpid()) + " " + token + " " + hostname())
+	content := []byte(strconv.Itoa(os.Getpid()) + " " + token + " " + processSpace() + " " + field(hostnameOf()))
 	tmp := path + "." + token + ".tmp"
 	defer func() { _ = os.Remove(tmp) }() // also when it could be made but not written
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {
@@ -413,28 +415,32 @@ func pidLock(dataDir string) (io.Closer, error) {
 // putting in place.
 var ownTokens sync.Map
 
-// stale reports whether a lock file's content ("<pid> <token> <host>")
-// names no running process: nothing readable, or, on this host, a process
-// that has died or this process's id with a token it does not hold (an
-// earlier process of the same id: a container's PID 1 restarted). A lock
-// of another host (another container on a shared volume, whose PID 1 is
-// not this one's) cannot be judged from here: it counts as held.
+// stale reports whether a lock file's content ("<pid> <token> <boot id>
+// <pid namespace> <host>") names no running process. Pids say so only
+// within one boot of one kernel and one PID namespace (two containers
+// are each other's PID 1): a file of this process space is stale when its
+// process has died, or names this process with a token it does not hold
+// (a lock this process left, which it does not hold now). A file of
+// another process space (another container, another machine on a shared
+// filesystem, a boot before this one), in another format, or unreadable
+// in part cannot be judged from here: it counts as held, and is removed
+// by hand.
 func stale(content []byte) bool {
 	f := strings.Fields(string(content))
 	if len(f) == 0 {
-		return true
+		return true // nothing written: no process holds it
+	}
+	if len(f) != 5 {
+		return false
 	}
 	pid, err := strconv.Atoi(f[0])
 	if err != nil || pid <= 0 {
-		return true
+		return false
 	}
-	if len(f) >= 3 && f[2] != hostname() {
+	if f[2]+" "+f[3] != processSpace() || f[2] == "-" || f[3] == "-" {
 		return false
 	}
 	if pid == os.Getpid() {
-		if len(f) < 2 {
-			return true
-		}
 		_, mine := ownTokens.Load(f[1])
 		return !mine
 	}
@@ -445,18 +451,42 @@ func stale(content []byte) bool {
 func holder(content []byte) string {
 	f := strings.Fields(string(content))
 	switch {
-	case len(f) >= 3:
-		return "process " + f[0] + " on host " + f[2]
+	case len(f) == 5 && f[2]+" "+f[3] == processSpace():
+		return "process " + f[0] + " of this host"
+	case len(f) == 5:
+		return "process " + f[0] + " of host " + f[4] + " (another container, machine or boot: it cannot be checked from here)"
 	case len(f) >= 1:
 		return "process " + f[0]
 	}
 	return "no process"
 }
 
-// hostname is the host's name (a container's own), "" when unknown.
-func hostname() string {
+// processSpace is where this process's id means something: the kernel's
+// boot id and the PID namespace, two fields ("-" for one unknown).
+func processSpace() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		boot = nil
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		ns = ""
+	}
+	return field(string(boot)) + " " + field(ns)
+}
+
+func hostnameOf() string {
 	h, _ := os.Hostname()
-	return strings.Join(strings.Fields(h), "")
+	return h
+}
+
+// field is s as one field of a lock file: no spaces, "-" when empty.
+func field(s string) string {
+	s = strings.Join(strings.Fields(s), "")
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // takeOver removes the stale lock file path if it still holds content,

@@ -53,7 +53,7 @@ func (postTransport) Supports(r *http.Request) bool {
 func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	exec = observe(exec, t.refused)
 	ctx := r.Context()
-	contentType := responseContentType(r.Header.Get("Accept"))
+	contentType := responseContentType(acceptOf(r))
 	w.Header()["Content-Type"] = contentType
 	start := graphql.Now()
 	// NewHandler puts readBody before every POST: the body is in memory.
@@ -148,7 +148,7 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			return
 		}
 	}
-	if accept := r.Header.Get("Accept"); accept != "" {
+	if accept := acceptOf(r); accept != "" {
 		// gqlgen's negotiation ignores quality values: it is handed the
 		// type chosen here, as POST chooses it.
 		r.Header.Set("Accept", responseContentType(accept)[0])
@@ -245,6 +245,19 @@ func member[T any](dst *T, v any, name string) error {
 	}
 	*dst = t
 	return nil
+}
+
+// acceptOf is the request's Accept header: its lines, one list (RFC 9110
+// reads repeated lines so; a client that sent two had the second ignored).
+func acceptOf(r *http.Request) string {
+	switch v := r.Header["Accept"]; len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	default:
+		return strings.Join(v, ",")
+	}
 }
 
 // The response content types, as header values: shared, never modified.

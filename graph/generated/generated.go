@@ -3200,10 +3200,12 @@ type StatementConnection {
   totalCount: Int!
 }
 
-"Open accounts and their total balance in one currency."
+"The accounts of one currency."
 type BankTotal {
   currency: String!
+  "Open accounts (frozen ones included)."
   accounts: Int!
+  "The sum of the balances, closed accounts' included (refunds owed to their holders until paid out)."
   totalBalance: Long!
 }
 
@@ -3245,7 +3247,7 @@ extend type Query {
   accounts(filter: AccountFilter, first: Int = 20, after: String, atLeast: Position): AccountConnection!
   "An account's money movements with running balance, oldest first."
   accountStatement(id: ID!, first: Int = 50, after: String, atLeast: Position): StatementConnection!
-  "Open accounts and total balances per currency."
+  "Per currency: the open accounts and the sum of all balances (see BankTotal)."
   bankTotals(atLeast: Position): [BankTotal!]!
   "Every projection version, with its checkpoint, lag and last error."
   projections: [ProjectionStatus!]!

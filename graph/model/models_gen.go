@@ -116,11 +116,13 @@ type ApplyInterestInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
-// Open accounts and their total balance in one currency.
+// The accounts of one currency.
 type BankTotal struct {
-	Currency     string `json:"currency"`
-	Accounts     int    `json:"accounts"`
-	TotalBalance Long   `json:"totalBalance"`
+	Currency string `json:"currency"`
+	// Open accounts (frozen ones included).
+	Accounts int `json:"accounts"`
+	// The sum of the balances, closed accounts' included (refunds owed to their holders until paid out).
+	TotalBalance Long `json:"totalBalance"`
 }
 
 type CancelOrderInput struct {

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"cqrsgate/internal/logbuf"
 )
 
 // gateway is the cqrsgate binary running as a child process.
@@ -344,28 +345,10 @@ func checkMetrics(t *testing.T, g *gateway) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // inProcess is run serving in this process, with its embedded PostgreSQL.
 type inProcess struct {
 	addr string
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	stop context.CancelCauseFunc
 	done chan struct{} // closed when run has returned err
 	err  error
@@ -389,7 +372,7 @@ func runInProcess(t *testing.T, args ...string) *inProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &inProcess{logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &inProcess{logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	log := slog.New(slog.NewJSONHandler(p.logs, nil))
 	ctx, stop := context.WithCancelCause(context.Background())
 	p.stop = stop

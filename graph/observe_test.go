@@ -22,27 +22,14 @@ import (
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
+	"cqrsgate/internal/logbuf"
 )
-
-// lockedBuf is a log destination written by the server's goroutines and
-// read by the test.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // observedServer is a gateway over a memory store logging to a buffer, and
 // recording the refusals told to RefusedOperations.
-func observedServer(t *testing.T, cfg graph.Config) (*httptest.Server, *lockedBuf, func() []string) {
+func observedServer(t *testing.T, cfg graph.Config) (*httptest.Server, *logbuf.Buffer, func() []string) {
 	t.Helper()
-	logs := &lockedBuf{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	store := eventstore.NewMemory(eventstore.Limits{}, time.Now)
 	var mu sync.Mutex

@@ -27,12 +27,13 @@ type observedExec struct {
 
 func (e observedExec) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
 	rc, errs := e.GraphExecutor.CreateOperationContext(ctx, params)
-	if errs != nil && !apqHandshake(errs) {
-		if i := infoOf(ctx); i != nil {
-			i.refused = errs
-		}
+	if errs == nil || apqHandshake(errs) {
+		return rc, errs
 	}
-	if errs != nil && e.refused != nil && !apqHandshake(errs) {
+	if i := infoOf(ctx); i != nil {
+		i.refused = errs
+	}
+	if e.refused != nil {
 		var kind ast.Operation
 		name := params.OperationName
 		if rc != nil && rc.Operation != nil {

@@ -151,20 +151,12 @@ func commandOutcome(code domain.Code, err error) string {
 	return "internal"
 }
 
-// ObserveCommand is a domain.ServiceOptions.Observe.
-//
-// domain.CommandOutcome carries the error's code but not the error, so
-// a command whose context was cancelled or timed out (the store returns
-// the context's error, which is not a *domain.Error) arrives here as
-// INTERNAL and cannot be told apart: it is counted as cancelled or
-// timeout only once CommandOutcome carries the error (see
-// commandOutcome).
+// ObserveCommand is a domain.ServiceOptions.Observe. A command whose
+// context was cancelled or timed out (the store returns the context's
+// error, which CodeOf makes INTERNAL) is counted as cancelled or timeout,
+// from the outcome's Err.
 func (m *Metrics) ObserveCommand(o domain.CommandOutcome) {
-	m.observeCommand(o, o.Err)
-}
-
-func (m *Metrics) observeCommand(o domain.CommandOutcome, err error) {
-	m.commands.WithLabelValues(o.Command, commandOutcome(o.Code, err)).Inc()
+	m.commands.WithLabelValues(o.Command, commandOutcome(o.Code, o.Err)).Inc()
 	m.commandTime.WithLabelValues(o.Command).Observe(o.Duration.Seconds())
 	m.conflicts.Add(float64(o.Conflicts))
 }
@@ -253,16 +245,17 @@ func (c *countingStore) Raw() eventstore.Store {
 
 func (c *countingStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events ...domain.EventData) (domain.AppendResult, error) {
 	res, err := c.Store.Append(ctx, stream, expected, events...)
+	ctxOutcome := contextOutcome(err)
 	switch code := domain.CodeOf(err); {
 	case err == nil && res.Duplicate:
 		c.m.appends.WithLabelValues("duplicate").Inc()
 	case err == nil:
 		c.m.appends.WithLabelValues("ok").Inc()
 		c.m.eventsAppended.Add(float64(len(res.Events)))
-	case contextOutcome(err) != "":
+	case ctxOutcome != "":
 		// The store returns the context's error as is: CodeOf makes it
 		// internal, which it is not.
-		c.m.appends.WithLabelValues(contextOutcome(err)).Inc()
+		c.m.appends.WithLabelValues(ctxOutcome).Inc()
 	case code == domain.Conflict:
 		c.m.appends.WithLabelValues("conflict").Inc()
 	case code == domain.Invalid:

@@ -258,8 +258,8 @@ func TestCommandOutcomes(t *testing.T) {
 // timeout, not as an internal error, when its error is known.
 func TestObserveCommandCancelled(t *testing.T) {
 	m := New()
-	m.observeCommand(domain.CommandOutcome{Command: "OpenAccount", Code: domain.Internal}, context.Canceled)
-	m.observeCommand(domain.CommandOutcome{Command: "OpenAccount", Code: domain.Internal}, context.DeadlineExceeded)
+	m.ObserveCommand(domain.CommandOutcome{Command: "OpenAccount", Code: domain.Internal, Err: context.Canceled})
+	m.ObserveCommand(domain.CommandOutcome{Command: "OpenAccount", Code: domain.Internal, Err: context.DeadlineExceeded})
 	_, body := get(m)
 	for _, want := range []string{
 		`cqrsgate_commands_total{command="OpenAccount",outcome="cancelled"} 1`,

@@ -1,13 +1,11 @@
 package tracing
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"cqrsgate/internal/logbuf"
 )
 
 func env(kv ...string) func(string) string {
@@ -203,23 +203,11 @@ func TestAttributeValuesAreCut(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // OpenTelemetry's errors (a failed export) were plain lines of the
 // standard library's logger in the gateway's JSON log: they go to the
 // gateway's logger at WARN.
 func TestSetupRoutesOpenTelemetryErrorsToTheLog(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	_, stop, err := Setup(context.Background(), env(), slog.New(slog.NewJSONHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +222,7 @@ func TestSetupRoutesOpenTelemetryErrorsToTheLog(t *testing.T) {
 // An unreachable collector fails every export: one line every interval,
 // with the count of the errors not logged.
 func TestErrorLogIsRateLimited(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	e := NewErrorLog(slog.New(slog.NewTextHandler(&buf, nil)), 10*time.Second)
 	now := time.Unix(1000, 0)
 	e.now = func() time.Time { return now }
@@ -270,7 +258,7 @@ func TestANegativeAttributeLengthIsNoLimit(t *testing.T) {
 // logr's V(4)) go to the gateway's logger, at debug level: they were lines
 // of the standard library's logger, another format in the gateway's log.
 func TestSetupRoutesOpenTelemetryDiagnosticsToTheLog(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-8)}))
 	_, stop, err := Setup(context.Background(), env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), log)
 	if err != nil {

@@ -43,7 +43,10 @@ type config struct {
 	SnapshotEvery   int
 	// GCPercent is the garbage collector's target (GOGC) when GOGC is not
 	// set: see applyGCPercent.
-	GCPercent      int
+	GCPercent int
+	// GCHeadroomMB caps, in MiB, the garbage GCPercent lets accumulate
+	// beyond Go's default target (0: no cap): see internal/gctune.
+	GCHeadroomMB   int
 	ReadTimeout    time.Duration
 	StepTimeout    time.Duration
 	AllowedOrigins []string
@@ -159,6 +162,7 @@ var settings = []setting{
 		return nil
 	}},
 	{"gc-percent", "GC_PERCENT", "400", "garbage collector target as GOGC has it (heap growth in percent of the live heap before a collection), used when GOGC is not set", wholeNumber(25, 10_000, func(c *config, n int) { c.GCPercent = n })},
+	{"gc-headroom-mb", "GC_HEADROOM_MB", "64", "the most garbage, in MiB, that GC_PERCENT lets accumulate beyond what Go's default target (100) would: with a larger live heap the target falls toward 100 (0: no cap)", wholeNumber(0, 1<<20, func(c *config, n int) { c.GCHeadroomMB = n })},
 	{"snapshot-every", "SNAPSHOT_EVERY", "100", "save an aggregate snapshot every this many events (0 disables snapshots)", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 1_000_000 {

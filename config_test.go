@@ -65,6 +65,8 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"DEBUG_ADDR": "6060"}, "-debug-addr (DEBUG_ADDR): must be host:port"},
 		{nil, map[string]string{"GC_PERCENT": "10"}, "-gc-percent (GC_PERCENT): must be a whole number from 25 to 10000"},
 		{[]string{"-gc-percent", "off"}, nil, "-gc-percent (GC_PERCENT)"},
+		{nil, map[string]string{"GC_HEADROOM_MB": "-1"}, "-gc-headroom-mb (GC_HEADROOM_MB): must be a whole number from 0 to 1048576"},
+		{[]string{"-gc-headroom-mb", "64MiB"}, nil, "-gc-headroom-mb (GC_HEADROOM_MB)"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -203,14 +205,19 @@ func TestGCPercentUnlessGOGCIsSet(t *testing.T) {
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
 	c, err := loadConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil || c.GCPercent != 400 {
-		t.Fatalf("default GCPercent = %d, %v", c.GCPercent, err)
+	if err != nil || c.GCPercent != 400 || c.GCHeadroomMB != 64 {
+		t.Fatalf("default GCPercent = %d, GCHeadroomMB = %d, %v", c.GCPercent, c.GCHeadroomMB, err)
 	}
 	c.GCPercent = 250
-	if got := applyGCPercent(c, func(k string) string { return map[string]string{"GOGC": "150"}[k] }); got != 0 || debug.SetGCPercent(100) != 100 {
+	if got, tuner := applyGCPercent(c, func(k string) string { return map[string]string{"GOGC": "150"}[k] }); got != 0 || tuner != nil || debug.SetGCPercent(100) != 100 {
 		t.Fatal("GC_PERCENT overrode GOGC")
 	}
-	if got := applyGCPercent(c, func(string) string { return "" }); got != 250 || debug.SetGCPercent(100) != 250 {
+	got, tuner := applyGCPercent(c, func(string) string { return "" })
+	if tuner == nil {
+		t.Fatal("no tuner without GOGC")
+	}
+	tuner.Stop()
+	if got != 250 || debug.SetGCPercent(100) != 250 {
 		t.Fatalf("GC_PERCENT not applied: %d", got)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	"cqrsgate/eventstore"
 	"cqrsgate/graph"
 	"cqrsgate/internal/demo"
+	"cqrsgate/internal/gctune"
 	"cqrsgate/internal/metrics"
 	"cqrsgate/internal/pgembed"
 	"cqrsgate/internal/tracing"
@@ -52,7 +52,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
-	applyGCPercent(cfg, os.Getenv)
+	applyGCPercent(cfg, os.Getenv) // tunes the collector for the process's life
 	ctx, stop := stopSignals(context.Background())
 	defer stop()
 	tp, stopTracing, err := tracing.Setup(ctx, os.Getenv, log)
@@ -127,17 +127,20 @@ func stopSignals(parent context.Context) (context.Context, func()) {
 
 // applyGCPercent sets the garbage collector's target to cfg.GCPercent
 // unless GOGC is set (the runtime applied that one). The gateway's live heap
-// is small (tens of MB: caches, the log's tail, connections), and it
-// allocates fast under load (a request's GraphQL work, events in and out):
-// collecting when the heap has grown by 400% of the live heap rather than
-// Go's 100% costs some tens of MB and saves much of the collector's CPU.
-// It reports the target it set, 0 when it left GOGC's.
-func applyGCPercent(cfg config, getenv func(string) string) int {
+// is small under load (about 10 MB: caches, the log's tail), and it
+// allocates fast (a request's GraphQL work, events in and out): collecting
+// when the heap has grown by 400% of the live heap rather than Go's 100%
+// costs some tens of MB and saves much of the collector's CPU. What
+// connections keep makes the live heap grow (about 9 KB each), and 400% of
+// it would be hundreds of MB of garbage: the target is lowered, toward
+// Go's 100%, once it would allow more than cfg.GCHeadroomMB beyond Go's
+// default (see internal/gctune). It reports the target it set and the
+// tuner that follows the live heap; 0 and none when it left GOGC's.
+func applyGCPercent(cfg config, getenv func(string) string) (int, *gctune.Tuner) {
 	if getenv("GOGC") != "" {
-		return 0
+		return 0, nil
 	}
-	debug.SetGCPercent(cfg.GCPercent)
-	return cfg.GCPercent
+	return cfg.GCPercent, gctune.Start(cfg.GCPercent, uint64(cfg.GCHeadroomMB)<<20)
 }
 
 // newLogger is the gateway's logger: a line logged with the context of a

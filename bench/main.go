@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"cqrsgate/internal/gctune"
 )
 
 // scenario is one path through cqrsgate measured next to its baseline.
@@ -84,30 +86,38 @@ type result struct {
 	Error  string             `json:"error,omitempty"`
 }
 
-// gatewayGCPercent is the gateway's default garbage collector target
-// (GC_PERCENT in the README's configuration table).
-const gatewayGCPercent = 400
+// gatewayGCPercent and gatewayGCHeadroomMB are the gateway's default
+// garbage collector target and the cap on the garbage it allows
+// (GC_PERCENT and GC_HEADROOM_MB in the README's configuration table).
+const (
+	gatewayGCPercent    = 400
+	gatewayGCHeadroomMB = 64
+)
 
 // gcPercent gives this process the gateway's default garbage collector
-// target unless GOGC is set, and returns the target in force. The rebuild,
-// lag and aggregate-load scenarios run the gateway's write and read path in
-// this process, so they run with the setting the gateway runs with; the
-// baselines measured in this process (the pgx scan and inserts) do too.
-func gcPercent(getenv func(string) string) int {
+// target, tuned as the gateway tunes it (internal/gctune), unless GOGC is
+// set, and returns the target it starts with and the headroom (0 with
+// GOGC). The rebuild, lag and aggregate-load scenarios run the gateway's
+// write and read path in this process, so they run with the setting the
+// gateway runs with; the baselines measured in this process (the pgx scan
+// and inserts) do too. The tuner, if one was started, is returned.
+func gcPercent(getenv func(string) string) (percent, headroomMB int, tuner *gctune.Tuner) {
 	if v := getenv("GOGC"); v != "" {
 		n := debug.SetGCPercent(100) // read the target GOGC set, and put it back
 		debug.SetGCPercent(n)
-		return n
+		return n, 0, nil
 	}
-	debug.SetGCPercent(gatewayGCPercent)
-	return gatewayGCPercent
+	return gatewayGCPercent, gatewayGCHeadroomMB, gctune.Start(gatewayGCPercent, gatewayGCHeadroomMB<<20)
 }
 
-// gcTarget describes a garbage collector target as GOGC does: a
-// percentage, or off (-1).
-func gcTarget(percent int) string {
+// gcTarget describes a garbage collector target as GOGC does (a
+// percentage, or off for -1), with the headroom that caps it, if any.
+func gcTarget(percent, headroomMB int) string {
 	if percent < 0 {
 		return "off"
+	}
+	if headroomMB > 0 && percent > 100 {
+		return fmt.Sprintf("%d%% (lowered toward 100%% past %d MiB of garbage beyond Go's default)", percent, headroomMB)
 	}
 	return fmt.Sprintf("%d%%", percent)
 }
@@ -129,7 +139,7 @@ func main() {
 		exitOn(serveBaselineWS(*serveWS))
 		return
 	}
-	gc := gcPercent(os.Getenv)
+	gc, headroom, _ := gcPercent(os.Getenv)
 	if *runs < 1 || *runs > 20 {
 		exitOn(fmt.Errorf("-runs must be 1 to 20, got %d", *runs))
 	}
@@ -140,13 +150,13 @@ func main() {
 	exitOn(err)
 	// The measuring runs in bench, whose deferred clean-up (PostgreSQL,
 	// the temporary directory) must run before the process exits.
-	os.Exit(bench(selected, *quick, *runs, *jsonPath, gc))
+	os.Exit(bench(selected, *quick, *runs, *jsonPath, gc, headroom))
 }
 
 // bench runs the selected scenarios and returns the exit status: 1 when
 // one failed or was cut short (an interrupt: its figures would be those of
 // a part of its time, so none are reported), 0 otherwise.
-func bench(selected []scenario, quick bool, runs int, jsonPath string, gc int) int {
+func bench(selected []scenario, quick bool, runs int, jsonPath string, gc, headroom int) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e, err := newEnv(ctx, quick)
@@ -157,7 +167,7 @@ func bench(selected []scenario, quick bool, runs int, jsonPath string, gc int) i
 	defer e.close()
 
 	m := describeMachine(os.ReadFile)
-	fmt.Printf("cqrsgate bench: %s; %s, GC target %s; %d run(s) per scenario%s\n\n", m, e.pgVersion, gcTarget(gc), runs,
+	fmt.Printf("cqrsgate bench: %s; %s, GC target %s; %d run(s) per scenario%s\n\n", m, e.pgVersion, gcTarget(gc, headroom), runs,
 		map[bool]string{true: " (quick: a smoke run at small sizes, targets not judged)", false: ""}[quick])
 	var results []result
 	for _, s := range selected {
@@ -170,7 +180,7 @@ func bench(selected []scenario, quick bool, runs int, jsonPath string, gc int) i
 	printTable(os.Stdout, results)
 	if jsonPath != "" {
 		out := map[string]any{"when": time.Now().UTC().Format(time.RFC3339), "machine": m, "cpus": m.CPUs, "go": m.Go,
-			"postgres": e.pgVersion, "gcPercent": gc, "quick": quick, "runs": runs, "results": results}
+			"postgres": e.pgVersion, "gcPercent": gc, "gcHeadroomMB": headroom, "quick": quick, "runs": runs, "results": results}
 		data, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -13,18 +13,20 @@ func TestGCPercentFollowsTheGateway(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 
 	debug.SetGCPercent(100)
-	if got := gcPercent(func(string) string { return "" }); got != gatewayGCPercent {
-		t.Fatalf("without GOGC: gcPercent = %d, want the gateway's %d", got, gatewayGCPercent)
+	got, headroom, tuner := gcPercent(func(string) string { return "" })
+	if got != gatewayGCPercent || headroom != gatewayGCHeadroomMB || tuner == nil {
+		t.Fatalf("without GOGC: gcPercent = %d, %d MiB, tuner %v; want the gateway's %d, %d MiB and a tuner", got, headroom, tuner, gatewayGCPercent, gatewayGCHeadroomMB)
 	}
+	tuner.Stop()
 	if now := debug.SetGCPercent(100); now != gatewayGCPercent {
 		t.Fatalf("without GOGC the target in force is %d, want %d", now, gatewayGCPercent)
 	}
 
 	// With GOGC set (the runtime read it at start; here it is 73), the
-	// target stays as it is.
+	// target stays as it is, untuned.
 	debug.SetGCPercent(73)
-	if got := gcPercent(func(k string) string { return map[string]string{"GOGC": "73"}[k] }); got != 73 {
-		t.Fatalf("with GOGC=73: gcPercent = %d, want 73", got)
+	if got, headroom, tuner := gcPercent(func(k string) string { return map[string]string{"GOGC": "73"}[k] }); got != 73 || headroom != 0 || tuner != nil {
+		t.Fatalf("with GOGC=73: gcPercent = %d, %d MiB, tuner %v; want 73, 0 and none", got, headroom, tuner)
 	}
 	if now := debug.SetGCPercent(100); now != 73 {
 		t.Fatalf("with GOGC set the target in force is %d, want it left at 73", now)
@@ -32,9 +34,15 @@ func TestGCPercentFollowsTheGateway(t *testing.T) {
 }
 
 func TestGCTargetReadsAsGOGC(t *testing.T) {
-	for n, want := range map[int]string{400: "400%", 100: "100%", -1: "off"} {
-		if got := gcTarget(n); got != want {
-			t.Errorf("gcTarget(%d) = %q, want %q", n, got, want)
+	for _, c := range []struct {
+		percent, headroom int
+		want              string
+	}{
+		{400, 0, "400%"}, {100, 0, "100%"}, {-1, 0, "off"}, {100, 64, "100%"},
+		{400, 64, "400% (lowered toward 100% past 64 MiB of garbage beyond Go's default)"},
+	} {
+		if got := gcTarget(c.percent, c.headroom); got != c.want {
+			t.Errorf("gcTarget(%d, %d) = %q, want %q", c.percent, c.headroom, got, c.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -122,6 +123,8 @@ type Websocket struct {
 
 	cmu    sync.Mutex
 	caches map[string]*payloadCache // payloads of log subscriptions, by share key
+
+	selections selectionTexts // the text of log subscriptions' selections (see logShareKey)
 
 	dropped        atomic.Int64 // connections closed for being too slow
 	sharedPayloads atomic.Int64 // log payloads sent from a payloadCache
@@ -429,12 +432,64 @@ func (c *wsConn) serve() {
 // for that wait to fit in the smallest stack too.
 func (c *wsConn) read() {
 	c.batch.waitReadable()
-	_, data, err := c.ws.ReadMessage()
-	if !c.handleRead(data, err) {
+	_, r, err := c.ws.NextReader() // waits here after a control frame
+	if !c.readMessage(r, err) {
 		c.end()
 		return
 	}
 	go c.read()
+}
+
+// readMessage reads the rest of the message r gives (or takes the error
+// NextReader returned) into a buffer of readBuffers and handles it; false
+// ends the connection. It is a function of its own, not inlined, so that
+// read's frame, under every idle reader's wait, stays small (see
+// TestIdleReadersKeepTheSmallestStack).
+//
+//go:noinline
+func (c *wsConn) readMessage(r io.Reader, err error) bool {
+	var data []byte
+	var buf *[]byte
+	if err == nil {
+		buf = readBuffers.Get().(*[]byte)
+		data, err = readAll(r, (*buf)[:0])
+	}
+	ok := c.handleRead(data, err)
+	if buf != nil {
+		if cap(data) > cap(*buf) && cap(data) <= maxPooledRead {
+			*buf = data[:0] // the grown buffer serves the next message
+		}
+		readBuffers.Put(buf)
+	}
+	return ok
+}
+
+// readBuffers holds the buffers client messages are read into: a message
+// is handled (decoded, its parts copied) before its buffer is put back, so
+// that reading costs no allocation (gorilla/websocket's ReadMessage
+// allocates a buffer of at least 512 bytes for each message).
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledRead is the largest read buffer kept for reuse: a rare large
+// message does not pin its buffer.
+const maxPooledRead = 16 << 10
+
+// readAll reads the rest of a message into b, growing it as needed. On an
+// error the bytes read so far are returned with it.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // start prepares the connection; false: it is refused.

@@ -998,3 +998,70 @@ func TestAPanickingOperationEndsOnlyItself(t *testing.T) {
 	c.send(map[string]any{"type": "ping"})
 	c.expect("pong")
 }
+
+// TestTransportWSReadsMessagesOfAnySize: client messages are read into
+// buffers the connections share in turn; messages of every size, one after
+// another on one connection (smaller than a buffer, larger, and larger than
+// the buffers kept for reuse), are each read whole and handled, none
+// carrying a byte of the one before.
+func TestTransportWSReadsMessagesOfAnySize(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	pos := appendN(t, s.store, "sizes-1", 2)
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	sizes := []int{0, 3 << 10, 20 << 10, 60 << 10, 100, 40 << 10, 10}
+	for i, pad := range sizes {
+		// A comment pads the document; the variables choose the stream.
+		q := "# " + strings.Repeat("x", pad) + "\n" + eventsSubscription
+		id := fmt.Sprintf("s%d", i)
+		c.send(subscribeMsg(id, q, map[string]any{"after": 0, "prefix": "sizes-"}))
+		for _, want := range pos {
+			m := c.expect("next")
+			if p, stream := eventOf(t, m); m.ID != id || p != want || stream != "sizes-1" {
+				t.Fatalf("message of %d bytes: got %s position %d of %q, want %s position %d", pad, m.ID, p, stream, id, want)
+			}
+		}
+		c.send(map[string]any{"id": id, "type": "complete"})
+	}
+	c.send(`{"type":"ping","payload":{"n":1}}`)
+	if m := c.expect("pong"); string(m.Payload) != `{"n":1}` {
+		t.Fatalf("pong payload %s, want the ping's", m.Payload)
+	}
+}
+
+// TestLogSubscribersOfDifferentSelectionsShareNothing: subscriptions whose
+// root field differs only in its selection (same alias, same arguments)
+// each get their own rendering, whichever subscribed first and however
+// often each query is sent.
+func TestLogSubscribersOfDifferentSelectionsShareNothing(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	queries := []string{
+		`subscription { events(after: 0, streamPrefix: "sel-") { position } }`,
+		`subscription { events(after: 0, streamPrefix: "sel-") { position type } }`,
+	}
+	var clients []*wsClient
+	for i := range 6 {
+		c := s.dial(t, graph.ProtocolTransportWS)
+		c.init()
+		c.send(subscribeMsg("s", queries[i%2], nil))
+		clients = append(clients, c)
+	}
+	appendN(t, s.store, "sel-1", 3)
+	for i, c := range clients {
+		for range 3 {
+			m := c.expect("next")
+			var p struct {
+				Data struct {
+					Events map[string]any `json:"events"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			_, hasType := p.Data.Events["type"]
+			if hasType != (i%2 == 1) || len(p.Data.Events) != 1+i%2 {
+				t.Fatalf("client %d (%s) got %s", i, queries[i%2], m.Payload)
+			}
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -189,21 +191,54 @@ func (t *Websocket) logShareKey(ctx context.Context, rc *graphql.OperationContex
 	if !ok {
 		return t.shareKey(ctx, rc)
 	}
-	var sel bytes.Buffer
-	formatter.NewFormatter(&sel).FormatQueryDocument(&ast.QueryDocument{
-		Operations: ast.OperationList{{Operation: ast.Query, SelectionSet: f.SelectionSet}},
-		Fragments:  rc.Doc.Fragments,
-	})
+	sel := t.selections.of(f, rc.Doc)
 	var vars map[string]any
-	if bytes.IndexByte(sel.Bytes(), '$') >= 0 {
+	if strings.IndexByte(sel, '$') >= 0 {
 		vars = rc.Variables
 	}
 	scope := ""
 	if t.ShareScope != nil {
 		scope = t.ShareScope(ctx)
 	}
-	k, _ := json.Marshal([]any{scope, f.Alias, sel.String(), vars})
+	k, _ := json.Marshal([]any{scope, f.Alias, sel, vars})
 	return string(k)
+}
+
+// selectionTexts remembers the text of root fields' selections, by field:
+// a document is parsed once and cached (gqlgen's query cache), so every
+// subscription of one query has the same field, and its selection is
+// formatted once rather than for each subscriber. The fields are held
+// weakly: a document gqlgen's cache let go is not kept for this.
+type selectionTexts struct {
+	mu   sync.Mutex
+	text map[weak.Pointer[ast.Field]]string
+}
+
+// selectionTextsMax bounds the fields remembered: beyond it the memory
+// starts again (the entries of fields collected since can never match).
+const selectionTextsMax = 512
+
+func (s *selectionTexts) of(f *ast.Field, doc *ast.QueryDocument) string {
+	key := weak.Make(f)
+	s.mu.Lock()
+	text, ok := s.text[key]
+	s.mu.Unlock()
+	if ok {
+		return text
+	}
+	var sel bytes.Buffer
+	formatter.NewFormatter(&sel).FormatQueryDocument(&ast.QueryDocument{
+		Operations: ast.OperationList{{Operation: ast.Query, SelectionSet: f.SelectionSet}},
+		Fragments:  doc.Fragments,
+	})
+	text = sel.String()
+	s.mu.Lock()
+	if s.text == nil || len(s.text) >= selectionTextsMax {
+		s.text = map[weak.Pointer[ast.Field]]string{}
+	}
+	s.text[key] = text
+	s.mu.Unlock()
+	return text
 }
 
 // payloadCache holds the payloads recently encoded for the subscriptions

@@ -1,0 +1,40 @@
+package graph
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"weak"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+)
+
+// TestSelectionTextsHoldFieldsWeakly: the remembered text of a selection
+// is the field's own, found again for that field, and does not keep the
+// field (and its document) alive once nothing else does.
+func TestSelectionTextsHoldFieldsWeakly(t *testing.T) {
+	var s selectionTexts
+	parse := func(q string) (*ast.QueryDocument, *ast.Field) {
+		doc, err := parser.ParseQuery(&ast.Source{Input: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc, doc.Operations[0].SelectionSet[0].(*ast.Field)
+	}
+	doc, f := parse(`subscription { events { position } }`)
+	otherDoc, other := parse(`subscription { events { position type } }`)
+	if a, b := s.of(f, doc), s.of(other, otherDoc); strings.Contains(a, "type") || !strings.Contains(b, "type") || s.of(f, doc) != a {
+		t.Fatalf("texts %q and %q", a, b)
+	}
+	w := weak.Make(f)
+	f, doc = nil, nil
+	for range 3 {
+		runtime.GC()
+	}
+	if w.Value() != nil {
+		t.Fatal("the remembered text keeps its field alive")
+	}
+	runtime.KeepAlive(other)
+	runtime.KeepAlive(otherDoc)
+}

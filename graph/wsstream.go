@@ -214,9 +214,12 @@ type selectionTexts struct {
 	text map[weak.Pointer[ast.Field]]string
 }
 
-// selectionTextsMax bounds the fields remembered: beyond it the memory
-// starts again (the entries of fields collected since can never match).
-const selectionTextsMax = 512
+// selectionTextsMax bounds the fields remembered: beyond it the entries
+// of fields collected since (which can never match again) are dropped,
+// and, if that frees nothing, the memory starts again. It is above the
+// number of documents gqlgen's query cache keeps (1,000; see NewHandler),
+// so that fields in use are not forgotten for the sake of others in use.
+const selectionTextsMax = 1024
 
 func (s *selectionTexts) of(f *ast.Field, doc *ast.QueryDocument) string {
 	key := weak.Make(f)
@@ -233,6 +236,13 @@ func (s *selectionTexts) of(f *ast.Field, doc *ast.QueryDocument) string {
 	})
 	text = sel.String()
 	s.mu.Lock()
+	if len(s.text) >= selectionTextsMax {
+		for k := range s.text {
+			if k.Value() == nil {
+				delete(s.text, k)
+			}
+		}
+	}
 	if s.text == nil || len(s.text) >= selectionTextsMax {
 		s.text = map[weak.Pointer[ast.Field]]string{}
 	}

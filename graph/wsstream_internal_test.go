@@ -38,3 +38,37 @@ func TestSelectionTextsHoldFieldsWeakly(t *testing.T) {
 	runtime.KeepAlive(other)
 	runtime.KeepAlive(otherDoc)
 }
+
+// TestSelectionTextsForgetOnlyTheDead: when the memory is full, the
+// entries of fields no longer in use go first; a field in use keeps its
+// text.
+func TestSelectionTextsForgetOnlyTheDead(t *testing.T) {
+	var s selectionTexts
+	parse := func(q string) (*ast.QueryDocument, *ast.Field) {
+		doc, err := parser.ParseQuery(&ast.Source{Input: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc, doc.Operations[0].SelectionSet[0].(*ast.Field)
+	}
+	doc, kept := parse(`subscription { events { position } }`)
+	s.of(kept, doc)
+	for i := range 3 * selectionTextsMax {
+		d, f := parse(`subscription { events { position type } }`)
+		s.of(f, d)
+		if i%100 == 0 {
+			runtime.GC() // the fields parsed so far are dead
+		}
+	}
+	s.mu.Lock()
+	_, ok := s.text[weak.Make(kept)]
+	n := len(s.text)
+	s.mu.Unlock()
+	if !ok {
+		t.Errorf("a field in use lost its text when the memory filled (%d entries)", n)
+	}
+	if n > selectionTextsMax {
+		t.Errorf("%d entries, more than %d", n, selectionTextsMax)
+	}
+	runtime.KeepAlive(doc)
+}

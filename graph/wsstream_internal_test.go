@@ -10,18 +10,22 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 )
 
+// rootField parses q and returns it with its first root field.
+func rootField(t *testing.T, q string) (*ast.QueryDocument, *ast.Field) {
+	t.Helper()
+	doc, err := parser.ParseQuery(&ast.Source{Input: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, doc.Operations[0].SelectionSet[0].(*ast.Field)
+}
+
 // TestSelectionTextsHoldFieldsWeakly: the remembered text of a selection
 // is the field's own, found again for that field, and does not keep the
 // field (and its document) alive once nothing else does.
 func TestSelectionTextsHoldFieldsWeakly(t *testing.T) {
 	var s selectionTexts
-	parse := func(q string) (*ast.QueryDocument, *ast.Field) {
-		doc, err := parser.ParseQuery(&ast.Source{Input: q})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return doc, doc.Operations[0].SelectionSet[0].(*ast.Field)
-	}
+	parse := func(q string) (*ast.QueryDocument, *ast.Field) { return rootField(t, q) }
 	doc, f := parse(`subscription { events { position } }`)
 	otherDoc, other := parse(`subscription { events { position type } }`)
 	if a, b := s.of(f, doc), s.of(other, otherDoc); strings.Contains(a, "type") || !strings.Contains(b, "type") || s.of(f, doc) != a {
@@ -44,13 +48,7 @@ func TestSelectionTextsHoldFieldsWeakly(t *testing.T) {
 // text.
 func TestSelectionTextsForgetOnlyTheDead(t *testing.T) {
 	var s selectionTexts
-	parse := func(q string) (*ast.QueryDocument, *ast.Field) {
-		doc, err := parser.ParseQuery(&ast.Source{Input: q})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return doc, doc.Operations[0].SelectionSet[0].(*ast.Field)
-	}
+	parse := func(q string) (*ast.QueryDocument, *ast.Field) { return rootField(t, q) }
 	doc, kept := parse(`subscription { events { position } }`)
 	s.of(kept, doc)
 	for i := range 3 * selectionTextsMax {

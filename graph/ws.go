@@ -448,17 +448,16 @@ func (c *wsConn) read() {
 //
 //go:noinline
 func (c *wsConn) readMessage(r io.Reader, err error) bool {
+	var buf *bytes.Buffer
 	var data []byte
-	var buf *[]byte
 	if err == nil {
-		buf = readBuffers.Get().(*[]byte)
-		data, err = readAll(r, (*buf)[:0])
+		buf = readBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(r)
+		data = buf.Bytes()
 	}
 	ok := c.handleRead(data, err)
-	if buf != nil {
-		if cap(data) > cap(*buf) && cap(data) <= maxPooledRead {
-			*buf = data[:0] // the grown buffer serves the next message
-		}
+	if buf != nil && buf.Cap() <= maxPooledRead {
 		readBuffers.Put(buf)
 	}
 	return ok
@@ -468,29 +467,11 @@ func (c *wsConn) readMessage(r io.Reader, err error) bool {
 // is handled (decoded, its parts copied) before its buffer is put back, so
 // that reading costs no allocation (gorilla/websocket's ReadMessage
 // allocates a buffer of at least 512 bytes for each message).
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var readBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 1024)) }}
 
 // maxPooledRead is the largest read buffer kept for reuse: a rare large
 // message does not pin its buffer.
 const maxPooledRead = 16 << 10
-
-// readAll reads the rest of a message into b, growing it as needed. On an
-// error the bytes read so far are returned with it.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
 
 // start prepares the connection; false: it is refused.
 func (c *wsConn) start() bool {

@@ -55,16 +55,24 @@ func TestConcurrentStartsOnAFreshDataDir(t *testing.T) {
 	}
 }
 
+// flocklessDataDir makes a data directory on a filesystem taken to have no
+// flock, and names the lock file beside it.
+func flocklessDataDir(t *testing.T) (dir, lockPath string) {
+	t.Helper()
+	pgembed.WithoutFlock(t)
+	dir = pgembed.TempDataDir(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filepath.Join(filepath.Dir(dir), ".data.lock")
+}
+
 // On a filesystem without flock (some network filesystems) the data
 // directory is still locked, by a file beside it that holds the process
 // id: a second lock is refused while the first is held, and a file left
 // by a process that died is taken over. The gateway did not start there.
 func TestDataDirLockWithoutFlock(t *testing.T) {
-	pgembed.WithoutFlock(t)
-	dir := pgembed.TempDataDir(t)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, lockPath := flocklessDataDir(t)
 	first, err := pgembed.LockDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +80,6 @@ func TestDataDirLockWithoutFlock(t *testing.T) {
 	if _, err := pgembed.LockDataDir(dir); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("a second lock while the first is held: %v, want in use", err)
 	}
-	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
 	if b, err := os.ReadFile(lockPath); err != nil || !strings.HasPrefix(string(b), strconv.Itoa(os.Getpid())+" ") {
 		t.Fatalf("lock file %s: %q %v, want this process's id first", lockPath, b, err)
 	}
@@ -151,12 +158,7 @@ func TestDataDirLockWithoutFlockHasOneHolder(t *testing.T) {
 // this process's: it is taken over. A data directory named through a
 // symlink is the same lock.
 func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
-	pgembed.WithoutFlock(t)
-	dir := pgembed.TempDataDir(t)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
+	dir, lockPath := flocklessDataDir(t)
 	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())+" tok "+pgembed.ProcessSpace()+" host"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -179,12 +181,7 @@ func TestDataDirLockWithoutFlockOwnPidAndSymlinks(t *testing.T) {
 // another machine or boot) counts as held; closing a lock whose file was
 // removed by hand and replaced leaves the other's file.
 func TestDataDirLockWithoutFlockOtherHostsAndClose(t *testing.T) {
-	pgembed.WithoutFlock(t)
-	dir := pgembed.TempDataDir(t)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	lockPath := filepath.Join(filepath.Dir(dir), ".data.lock")
+	dir, lockPath := flocklessDataDir(t)
 	// Another container's (its PID namespace), another machine's or boot's
 	// (the boot id), even of this process's id (two containers' PID 1, of
 	// one host name), and files of another format: all held.

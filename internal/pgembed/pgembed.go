@@ -370,7 +370,8 @@ func pidLock(dataDir string) (io.Closer, error) {
 	}
 	path := filepath.Join(filepath.Dir(real), "."+filepath.Base(real)+".lock")
 	token := rand.Text() // unique to this lock, among this process's too
-	content := []byte(strconv.Itoa(os.Getpid()) + " " + token + " " + processSpace() + " " + field(hostnameOf()))
+	space := processSpace()
+	content := []byte(strconv.Itoa(os.Getpid()) + " " + token + " " + space + " " + field(hostnameOf()))
 	tmp := path + "." + token + ".tmp"
 	defer func() { _ = os.Remove(tmp) }() // also when it could be made but not written
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {
@@ -401,8 +402,8 @@ func pidLock(dataDir string) (io.Closer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pgembed: lock file %s: %w", path, err)
 		}
-		if !stale(held) {
-			return nil, fmt.Errorf("%w (its lock file %s names %s; remove the file if no cqrsgate uses the directory)", inUse(dataDir), path, holder(held))
+		if !stale(held, space) {
+			return nil, fmt.Errorf("%w (its lock file %s names %s; remove the file if no cqrsgate uses the directory)", inUse(dataDir), path, holder(held, space))
 		}
 		if err := takeOver(path, tmp, held); err != nil {
 			return nil, err
@@ -416,7 +417,8 @@ func pidLock(dataDir string) (io.Closer, error) {
 var ownTokens sync.Map
 
 // stale reports whether a lock file's content ("<pid> <token> <boot id>
-// <pid namespace> <host>") names no running process. Pids say so only
+// <pid namespace> <host>") names no running process; space is this
+// process's (processSpace). Pids say so only
 // within one boot of one kernel and one PID namespace (two containers
 // are each other's PID 1): a file of this process space is stale when its
 // process has died, or names this process with a token it does not hold
@@ -425,7 +427,7 @@ var ownTokens sync.Map
 // filesystem, a boot before this one), in another format, or unreadable
 // in part cannot be judged from here: it counts as held, and is removed
 // by hand.
-func stale(content []byte) bool {
+func stale(content []byte, space string) bool {
 	f := strings.Fields(string(content))
 	if len(f) == 0 {
 		return true // nothing written: no process holds it
@@ -437,7 +439,7 @@ func stale(content []byte) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	if f[2]+" "+f[3] != processSpace() || f[2] == "-" || f[3] == "-" {
+	if f[2]+" "+f[3] != space || f[2] == "-" || f[3] == "-" {
 		return false
 	}
 	if pid == os.Getpid() {
@@ -447,11 +449,12 @@ func stale(content []byte) bool {
 	return !alive(pid)
 }
 
-// holder describes the process a lock file names, for the in-use error.
-func holder(content []byte) string {
+// holder describes the process a lock file names, for the in-use error;
+// space is this process's.
+func holder(content []byte, space string) string {
 	f := strings.Fields(string(content))
 	switch {
-	case len(f) == 5 && f[2]+" "+f[3] == processSpace():
+	case len(f) == 5 && f[2]+" "+f[3] == space:
 		return "process " + f[0] + " of this host"
 	case len(f) == 5:
 		return "process " + f[0] + " of host " + f[4] + " (another container, machine or boot: it cannot be checked from here)"

@@ -79,7 +79,7 @@ func SetHubQueueLimits(events, bytes int) (restore func()) {
 // SubscribeFuncQueued is SubscribeFunc, and returns what reports the
 // batches, events and bytes queued for the subscriber.
 func (h *Hub) SubscribeFuncQueued(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) (func() (batches, events, bytes int), error) {
-	s, err := h.subscribe(ctx, q, deliver, ended)
+	s, err := h.subscribe(ctx, q, eachEvent(deliver), ended)
 	if err != nil {
 		return nil, err
 	}

@@ -85,8 +85,9 @@ func (h *Hub) advance(next int64, events []domain.RecordedEvent) {
 		return
 	}
 	h.seen.Add(int64(len(events)))
+	page := newHubPage(events, next)
 	for s := range h.subs {
-		if !s.offer(events, next) {
+		if !s.offer(&page) {
 			delete(h.subs, s) // too slow: it catches up from the store
 			s.lagged()
 		}
@@ -170,8 +171,8 @@ type HubSubscription struct {
 	pos    int64 // last position this subscriber has been given (or skipped); its worker's
 	floor  int64 // the position it joined the live feed at; guarded by the hub's lock
 
-	deliver  func(domain.RecordedEvent) bool // blocks; false: the subscriber has gone
-	closeOut func()                          // the subscription has ended
+	deliver  func([]domain.RecordedEvent) bool // blocks; false: the subscriber has gone (see SubscribeBatches)
+	closeOut func()                            // the subscription has ended
 
 	mu      sync.Mutex
 	queue   []liveBatch // live batches not yet delivered
@@ -198,9 +199,73 @@ var (
 )
 
 type liveBatch struct {
-	events []domain.RecordedEvent
-	bytes  int // of events (see eventBytes)
+	events []domain.RecordedEvent // read-only: may be shared with other subscribers (see hubPage)
+	bytes  int                    // of events (see eventBytes)
 	next   int64
+}
+
+// hubQueueKept is the largest queue array an idle subscriber keeps for its
+// next batches: a subscriber on a steady feed queues a batch or two at a
+// time, and allocating its queue anew for each would cost a fan-out to
+// thousands of subscribers an allocation per subscriber per page.
+const hubQueueKept = 2
+
+// hubPage is a page of the log the hub hands to its live subscribers. Its
+// events are shared by every subscriber that takes a long enough run of
+// them (see take) and are never written to after newHubPage.
+type hubPage struct {
+	events []domain.RecordedEvent
+	upTo   []int // upTo[i]: the bytes (see eventBytes) of events[:i]
+	next   int64
+}
+
+func newHubPage(events []domain.RecordedEvent, next int64) hubPage {
+	upTo := make([]int, len(events)+1)
+	for i, e := range events {
+		upTo[i+1] = upTo[i] + eventBytes(e)
+	}
+	return hubPage{events: events, upTo: upTo, next: next}
+}
+
+// take returns the events of p after position floor that match q, and
+// their size. When they are a run of p's events holding at least half of
+// p's bytes (a subscriber to the whole log, or to most of it), the run is
+// shared with the page, read-only and capped so that an append copies;
+// otherwise they are copied, so that a subscriber that takes a few events
+// of a large page keeps only those alive while they wait for it.
+func (p *hubPage) take(floor int64, q AllQuery) ([]domain.RecordedEvent, int) {
+	lo := 0
+	for lo < len(p.events) && p.events[lo].Position <= floor {
+		lo++ // events at or below floor were read from the store
+	}
+	first, last, n := -1, -1, 0
+	if !q.filtered() {
+		first, last, n = lo, len(p.events)-1, len(p.events)-lo
+	} else {
+		for i := lo; i < len(p.events); i++ {
+			if q.Matches(p.events[i]) {
+				if first < 0 {
+					first = i
+				}
+				last, n = i, n+1
+			}
+		}
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	if run := p.upTo[last+1] - p.upTo[first]; n == last+1-first && 2*run >= p.upTo[len(p.events)] {
+		return p.events[first : last+1 : last+1], run
+	}
+	mine := make([]domain.RecordedEvent, 0, n)
+	size := 0
+	for i := first; i <= last; i++ {
+		if e := &p.events[i]; q.Matches(*e) {
+			mine = append(mine, *e)
+			size += eventBytes(*e)
+		}
+	}
+	return mine, size
 }
 
 // Subscribe returns a channel of the events after position q.After that
@@ -240,11 +305,34 @@ func SubscribeAs[T any](ctx context.Context, h *Hub, q AllQuery, convert func(do
 // again (see readAfter). Between events the subscription holds no
 // goroutine.
 func (h *Hub) SubscribeFunc(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) error {
+	return h.SubscribeBatches(ctx, q, eachEvent(deliver), ended)
+}
+
+// eachEvent turns a deliver of one event into a deliver of a batch.
+func eachEvent(deliver func(domain.RecordedEvent) bool) func([]domain.RecordedEvent) bool {
+	return func(events []domain.RecordedEvent) bool {
+		for _, e := range events {
+			if !deliver(e) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// SubscribeBatches is SubscribeFunc calling deliver with the events a
+// batch at a time: a page read from the store while the subscription
+// catches up, then each page of the live feed it takes events of (never
+// an empty batch). A live batch is shared with the other subscribers that
+// take the same events, so deliver must not modify the slice or its
+// events; it may keep them. Feeding thousands of subscribers then copies
+// no event for each.
+func (h *Hub) SubscribeBatches(ctx context.Context, q AllQuery, deliver func([]domain.RecordedEvent) bool, ended func()) error {
 	_, err := h.subscribe(ctx, q, deliver, ended)
 	return err
 }
 
-func (h *Hub) subscribe(ctx context.Context, q AllQuery, deliver func(domain.RecordedEvent) bool, ended func()) (*HubSubscription, error) {
+func (h *Hub) subscribe(ctx context.Context, q AllQuery, deliver func([]domain.RecordedEvent) bool, ended func()) (*HubSubscription, error) {
 	q.Limit = 500
 	first, err := h.store.ReadAll(ctx, q)
 	if err != nil {
@@ -256,19 +344,12 @@ func (h *Hub) subscribe(ctx context.Context, q AllQuery, deliver func(domain.Rec
 	return s, nil
 }
 
-// offer queues a live batch for the subscriber without blocking, starting
-// its worker if it has none; false means its queue is full. Called with
-// the hub's lock held; events at or below the position it joined at were
-// already read from the store.
-func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool {
-	var mine []domain.RecordedEvent
-	size := 0
-	for i := range events {
-		if e := &events[i]; e.Position > s.floor && s.filter.Matches(*e) {
-			mine = append(mine, *e)
-			size += eventBytes(*e)
-		}
-	}
+// offer queues the subscriber's events of a live page without blocking,
+// starting its worker if it has none; false means its queue is full.
+// Called with the hub's lock held; events at or below the position it
+// joined at were already read from the store.
+func (s *HubSubscription) offer(p *hubPage) bool {
+	mine, size := p.take(s.floor, s.filter)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -277,7 +358,7 @@ func (s *HubSubscription) offer(events []domain.RecordedEvent, next int64) bool 
 	if len(s.queue) >= hubQueue || len(s.queue) > 0 && (s.queued+len(mine) > hubQueueEvents || s.qbytes+size > hubQueueBytes) {
 		return false
 	}
-	s.queue = append(s.queue, liveBatch{events: mine, bytes: size, next: next})
+	s.queue = append(s.queue, liveBatch{events: mine, bytes: size, next: p.next})
 	s.queued += len(mine)
 	s.qbytes += size
 	s.wakeLocked()
@@ -372,19 +453,20 @@ func (s *HubSubscription) work(page *Page) {
 			continue
 		}
 		b := s.queue[0]
-		s.queue[0] = liveBatch{}
-		s.queue = s.queue[1:]
+		// Shift rather than reslice, so that the array is reused: it is
+		// at most hubQueue long, and mostly one.
+		n := copy(s.queue, s.queue[1:])
+		s.queue[n] = liveBatch{}
+		s.queue = s.queue[:n]
 		s.queued -= len(b.events)
 		s.qbytes -= b.bytes
-		if len(s.queue) == 0 {
-			s.queue = nil // an idle subscriber holds no queue
+		if n == 0 && cap(s.queue) > hubQueueKept {
+			s.queue = nil // after a burst, an idle subscriber holds no long queue
 		}
 		s.mu.Unlock()
-		for _, e := range b.events {
-			if !s.deliver(e) {
-				s.idle(true)
-				return
-			}
+		if len(b.events) > 0 && !s.deliver(b.events) {
+			s.idle(true)
+			return
 		}
 		s.pos = b.next
 	}
@@ -395,10 +477,8 @@ func (s *HubSubscription) work(page *Page) {
 func (s *HubSubscription) catchUp(page Page) bool {
 	again := false // the last read was made at once, the subscriber being behind the hub
 	for {
-		for _, e := range page.Events {
-			if !s.deliver(e) {
-				return false
-			}
+		if len(page.Events) > 0 && !s.deliver(page.Events) {
+			return false
 		}
 		moved := page.Next > s.pos
 		s.pos = page.Next

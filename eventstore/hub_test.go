@@ -380,6 +380,77 @@ func TestSubscribeFuncDeliversInOrderAndEndsOnce(t *testing.T) {
 	}
 }
 
+// TestHubLiveSubscribersShareBatches: subscribers to the whole log are
+// handed the hub's own live batches, the same events in memory for each
+// (a fan-out copies no event per subscriber), never an empty batch, and
+// each one capped so that an append by one subscriber cannot write into
+// what another reads.
+func TestHubLiveSubscribersShareBatches(t *testing.T) {
+	s := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	h, ctx := startHub(t, s), t.Context()
+	var mu sync.Mutex
+	got := make([][][]domain.RecordedEvent, 2)
+	counts := make([]int, 2)
+	for i := range got {
+		err := h.SubscribeBatches(ctx, eventstore.AllQuery{}, func(events []domain.RecordedEvent) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			got[i] = append(got[i], events)
+			counts[i] += len(events)
+			return true
+		}, func() {})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); h.Subscribers() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscribers never joined the live feed")
+		}
+	}
+	const appends, each = 5, 3
+	for i := 0; i < appends; i++ {
+		if _, err := s.Append(ctx, fmt.Sprintf("share-%d", i), domain.ExpectNoStream, eventstoretest.Ev("Tick", 1), eventstoretest.Ev("Tick", 2), eventstoretest.Ev("Tick", 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		done := counts[0] == appends*each && counts[1] == appends*each
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %v events, want %d each", counts, appends*each)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	first := map[int64]*domain.RecordedEvent{} // by the batch's first position: subscriber 0's batch
+	for _, b := range got[0] {
+		first[b[0].Position] = &b[0]
+	}
+	want := int64(1)
+	for _, b := range got[1] {
+		if len(b) == 0 {
+			t.Fatal("an empty batch was delivered")
+		}
+		if cap(b) != len(b) {
+			t.Fatalf("a batch of %d events has capacity %d: an append would write into the hub's page", len(b), cap(b))
+		}
+		for _, e := range b {
+			if e.Position != want {
+				t.Fatalf("subscriber 1 got position %d, want %d", e.Position, want)
+			}
+			want++
+		}
+		if p := first[b[0].Position]; p != &b[0] {
+			t.Fatalf("the batch from position %d is a copy for each subscriber, not the hub's own (subscriber 0 got a batch from there: %v)", b[0].Position, p != nil)
+		}
+	}
+}
+
 // TestHubForgetsSubscribersCancelledWhileCatchingUp: a subscriber whose
 // context ends before it has joined the live feed never joins it.
 func TestHubForgetsSubscribersCancelledWhileCatchingUp(t *testing.T) {

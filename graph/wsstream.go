@@ -20,8 +20,10 @@ import (
 // Log subscriptions over websockets.
 //
 // A subscription to the log (`events`) is fed by the hub without a
-// goroutine of its own: the hub's worker queues each event on the
-// subscription's logStream, and the transport takes queued events on a
+// goroutine of its own: the hub's worker queues each batch of events on
+// the subscription's logStream (the hub's own batch, shared by every
+// subscriber that takes it, not a copy per subscriber), and the transport
+// takes queued events one at a time on a
 // goroutine that runs only while there are some. Taking an event executes
 // the operation for it, unless a subscription with the same selection and
 // caller scope (logShareKey) has already done so for that position: the
@@ -30,8 +32,8 @@ import (
 // thousand.
 
 // logStreamQueue is how many events may wait on a log stream before the
-// hub's worker waits (and, if that lasts, drops the subscriber from its
-// live feed, to catch up from the store).
+// hub's worker waits to queue another batch (and, if that lasts, the hub
+// drops the subscriber from its live feed, to catch up from the store).
 const logStreamQueue = 64
 
 // logStream is the queue between a log subscription's hub worker and the
@@ -40,15 +42,20 @@ type logStream struct {
 	cache *payloadCache // shared by the subscriptions with the same share key
 
 	mu       sync.Mutex
-	attached bool                            // the resolver feeds this stream
-	feed     func(domain.RecordedEvent)      // hands an event to the operation's channel (which has room)
-	queue    []domain.RecordedEvent          // events not yet taken
-	closed   bool                            // the hub has ended the subscription
-	space    chan struct{}                   // closed when the taker empties a full queue; nil unless the hub waits
-	running  bool                            // a goroutine is taking events
-	ended    bool                            // the operation has finished
-	take     func(domain.RecordedEvent) bool // set by the transport: handles one event; false: finished
-	end      func()
+	attached bool                       // the resolver feeds this stream
+	feed     func(domain.RecordedEvent) // hands an event to the operation's channel (which has room)
+	// The events not yet taken: head, then the batches in rest, each as
+	// the hub delivered it (shared with other subscribers: read only).
+	// head is empty only when all are.
+	head    []domain.RecordedEvent
+	rest    [][]domain.RecordedEvent
+	queued  int                             // events in head and rest
+	closed  bool                            // the hub has ended the subscription
+	space   chan struct{}                   // closed when the taker brings queued under logStreamQueue; nil unless the hub waits
+	running bool                            // a goroutine is taking events
+	ended   bool                            // the operation has finished
+	take    func(domain.RecordedEvent) bool // set by the transport: handles one event; false: finished
+	end     func()
 }
 
 type logStreamKey struct{}
@@ -67,7 +74,7 @@ func subscribeLog[T any](ctx context.Context, hub *eventstore.Hub, q eventstore.
 	}
 	out := make(chan T, 1) // filled by the taker, right before gqlgen takes it
 	feed := func(e domain.RecordedEvent) { out <- convert(e) }
-	if err := hub.SubscribeFunc(ctx, q, func(e domain.RecordedEvent) bool { return s.push(ctx, e) }, s.close); err != nil {
+	if err := hub.SubscribeBatches(ctx, q, func(events []domain.RecordedEvent) bool { return s.push(ctx, events) }, s.close); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -76,10 +83,11 @@ func subscribeLog[T any](ctx context.Context, hub *eventstore.Hub, q eventstore.
 	return out, nil
 }
 
-// push queues an event, waiting while the queue is full; false: ctx ended.
-func (s *logStream) push(ctx context.Context, e domain.RecordedEvent) bool {
+// push queues a batch of events (read only: it is not copied), waiting
+// while logStreamQueue events or more wait; false: ctx ended.
+func (s *logStream) push(ctx context.Context, events []domain.RecordedEvent) bool {
 	s.mu.Lock()
-	for len(s.queue) >= logStreamQueue && !s.ended {
+	for s.queued >= logStreamQueue && !s.ended {
 		if s.space == nil {
 			s.space = make(chan struct{})
 		}
@@ -96,7 +104,15 @@ func (s *logStream) push(ctx context.Context, e domain.RecordedEvent) bool {
 	if s.ended {
 		return false
 	}
-	s.queue = append(s.queue, e)
+	if len(events) == 0 {
+		return true
+	}
+	if s.queued == 0 {
+		s.head = events
+	} else {
+		s.rest = append(s.rest, events)
+	}
+	s.queued += len(events)
 	s.wakeLocked()
 	return true
 }
@@ -110,7 +126,7 @@ func (s *logStream) close() {
 }
 
 func (s *logStream) wakeLocked() {
-	if s.take != nil && !s.running && !s.ended && (len(s.queue) > 0 || s.closed) {
+	if s.take != nil && !s.running && !s.ended && (s.queued > 0 || s.closed) {
 		s.running = true
 		go s.run()
 	}
@@ -139,7 +155,7 @@ func (s *logStream) start(take func(domain.RecordedEvent) bool, end func()) {
 func (s *logStream) run() {
 	for {
 		s.mu.Lock()
-		if len(s.queue) == 0 {
+		if s.queued == 0 {
 			if !s.closed {
 				s.running = false
 				s.mu.Unlock()
@@ -150,13 +166,21 @@ func (s *logStream) run() {
 			s.end()
 			return
 		}
-		e := s.queue[0]
-		s.queue[0] = domain.RecordedEvent{}
-		s.queue = s.queue[1:]
-		if len(s.queue) == 0 {
-			s.queue = nil // an idle stream holds no queue
+		e := s.head[0]
+		s.head = s.head[1:]
+		s.queued--
+		if len(s.head) == 0 {
+			s.head = nil // an idle stream holds no batch
+			if len(s.rest) > 0 {
+				s.head = s.rest[0]
+				s.rest[0] = nil
+				s.rest = s.rest[1:]
+			}
+			if len(s.rest) == 0 {
+				s.rest = nil
+			}
 		}
-		if s.space != nil {
+		if s.space != nil && s.queued < logStreamQueue {
 			close(s.space)
 			s.space = nil
 		}
@@ -164,7 +188,7 @@ func (s *logStream) run() {
 		if !s.take(e) {
 			s.mu.Lock()
 			s.ended = true
-			s.queue = nil
+			s.head, s.rest, s.queued = nil, nil, 0
 			if s.space != nil {
 				close(s.space)
 				s.space = nil

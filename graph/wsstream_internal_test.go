@@ -1,10 +1,15 @@
 package graph
 
 import (
+	"context"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 	"weak"
+
+	"cqrsgate/domain"
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -69,4 +74,99 @@ func TestSelectionTextsForgetOnlyTheDead(t *testing.T) {
 		t.Errorf("%d entries, more than %d", n, selectionTextsMax)
 	}
 	runtime.KeepAlive(doc)
+}
+
+// TestLogStreamQueuesBatchesWithoutCopies: a log stream queues the hub's
+// batches as they are (the taker reads the very events pushed), takes
+// them one at a time in order across batches, makes the hub's worker wait
+// while logStreamQueue events or more are queued and lets it on once the
+// taker brings them under, and ends the operation once, after the last
+// event, when the hub has closed it.
+func TestLogStreamQueuesBatchesWithoutCopies(t *testing.T) {
+	batch := func(from, to int64) []domain.RecordedEvent {
+		var b []domain.RecordedEvent
+		for p := from; p <= to; p++ {
+			b = append(b, domain.RecordedEvent{Position: p})
+		}
+		return b
+	}
+	batches := [][]domain.RecordedEvent{batch(1, 40), batch(41, 80), batch(81, 100)}
+	// pushed[p] is the address of the pushed event at position p.
+	pushed := map[int64]*domain.RecordedEvent{}
+	for _, b := range batches {
+		for i := range b {
+			pushed[b[i].Position] = &b[i]
+		}
+	}
+	s := &logStream{}
+	gate := make(chan struct{})
+	took := make(chan int64, 200)
+	ended := make(chan struct{})
+	ctx := context.Background()
+	// Queued before the transport starts the stream (as the hub may), and
+	// peeked at under its lock: what it queued is the pushed batches
+	// themselves.
+	if !s.push(ctx, batches[0]) || !s.push(ctx, batches[1]) {
+		t.Fatal("push refused with room in the queue")
+	}
+	s.mu.Lock()
+	queued, head, rest := s.queued, s.head, s.rest
+	s.mu.Unlock()
+	if queued != 80 || len(head) != 40 || &head[0] != pushed[1] || len(rest) != 1 || &rest[0][0] != pushed[41] {
+		t.Fatalf("queued %d events (want 80): head %d events, rest %d batches, not the pushed ones", queued, len(head), len(rest))
+	}
+	s.start(func(e domain.RecordedEvent) bool {
+		<-gate
+		took <- e.Position
+		return true
+	}, func() { close(ended) })
+	third := make(chan bool, 1)
+	go func() { third <- s.push(ctx, batches[2]) }()
+	select {
+	case <-third:
+		t.Fatal("a push went through with 80 events queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The taker holds one event out of the queue while it handles it: 15
+	// handled and the 16th in hand leave 64 queued, still full.
+	for i := 0; i < 15; i++ {
+		gate <- struct{}{}
+	}
+	select {
+	case <-third:
+		t.Fatal("a push went through with 64 events queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	gate <- struct{}{} // the 17th in hand: 63 left
+	select {
+	case ok := <-third:
+		if !ok {
+			t.Fatal("push refused")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the push still waits with 63 events queued")
+	}
+	s.close()
+	close(gate)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the operation did not end after the last event")
+	}
+	close(took)
+	var got []int64
+	for p := range took {
+		got = append(got, p)
+	}
+	if want := slices.Collect(func(yield func(int64) bool) {
+		for p := int64(1); p <= 100 && yield(p); p++ {
+		}
+	}); !slices.Equal(got, want) {
+		t.Fatalf("took %v, want 1..100 in order", got)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.head != nil || s.rest != nil || s.queued != 0 {
+		t.Fatalf("an idle stream holds %d events in %d+%d batches", s.queued, len(s.head), len(s.rest))
+	}
 }

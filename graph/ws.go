@@ -334,13 +334,34 @@ func (t *Websocket) Connections() int {
 	return len(t.conns)
 }
 
-// outgoing is a message for the writer: data, or a close frame.
+// outgoing is a message for the writer: data, or a close frame. When typ
+// is set, data is only the payload of a message of that type for the
+// operation id, and the writer frames it as it writes (see appendFrame):
+// a payload shared by a thousand subscribers is not copied into a message
+// for each.
 type outgoing struct {
 	id        string // the operation's id, if any
+	typ       string
 	data      []byte
 	closeCode int
 	reason    string
 }
+
+// sendQueues recycles the arrays of the connections' send queues: the
+// writer takes a connection's whole queue at a time, and a queue grown
+// anew after each cost a busy connection an allocation for every message
+// or two. An idle connection holds none.
+var sendQueues = sync.Pool{New: func() any { return new([]outgoing) }}
+
+// maxPooledQueue is the longest queue array kept for reuse (a SendQueue
+// set far above its default makes longer ones).
+const maxPooledQueue = 1024
+
+// frameBuffers are the writer's buffers for framing payloads (see
+// outgoing), kept while they are at most maxPooledFrame long.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledFrame = 64 << 10
 
 type wsConn struct {
 	t         *Websocket
@@ -360,7 +381,8 @@ type wsConn struct {
 	// What the writer is to write. The writer is a goroutine that runs
 	// only while there is something to write: an idle connection has none.
 	qmu      sync.Mutex
-	queue    []*outgoing       // messages in order, at most SendQueue of data
+	queue    []outgoing        // messages in order, at most SendQueue of data
+	qbox     *[]outgoing       // what returns queue's array to sendQueues; nil while queue is
 	pending  map[string][]byte // the latest unwritten payload of each coalesced subscription, by id; nil when none
 	pingDue  bool
 	writing  bool          // the writer is running
@@ -827,7 +849,7 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		// reader has handled a complete, nothing more for this id is queued.
 		sub.mu.Lock()
 		if !sub.byClient.Load() {
-			c.enqueueFrame(id, c.frame(id, c.nextType(), payload))
+			c.enqueueOut(outgoing{id: id, typ: c.nextType(), data: payload})
 		}
 		sub.mu.Unlock()
 	}
@@ -951,15 +973,34 @@ func (c *wsConn) nextType() string {
 
 // frame encodes a message around an already encoded payload.
 func (c *wsConn) frame(id, typ string, payload []byte) []byte {
-	qid, _ := json.Marshal(id)
-	b := make([]byte, 0, len(payload)+len(qid)+len(typ)+32)
+	return appendFrame(make([]byte, 0, len(payload)+len(id)+len(typ)+34), id, typ, payload)
+}
+
+// appendFrame appends to b the message of type typ for the operation id
+// around payload, as json.Marshal encodes the message.
+func appendFrame(b []byte, id, typ string, payload []byte) []byte {
 	b = append(b, `{"id":`...)
-	b = append(b, qid...)
+	b = appendJSONString(b, id)
 	b = append(b, `,"type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","payload":`...)
 	b = append(b, payload...)
 	return append(b, '}')
+}
+
+// appendJSONString appends s as json.Marshal encodes it, without
+// allocating when s needs no escape (a client's operation ids: "1", a
+// UUID).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // deliverLatest hands a coalesced subscription's payload to the writer,
@@ -1009,13 +1050,17 @@ func (c *wsConn) enqueue(m wsMessage) {
 	c.enqueueFrame(m.ID, data)
 }
 
-// enqueueFrame hands an encoded message to the writer. When the queue is
-// full it waits for room at most WriteTimeout; a client that has not made
-// room by then is too slow and is disconnected with CloseTooSlow. Only the
+// enqueueFrame hands an encoded message to the writer (see enqueueOut).
+func (c *wsConn) enqueueFrame(id string, data []byte) {
+	c.enqueueOut(outgoing{id: id, data: data})
+}
+
+// enqueueOut hands a message to the writer. When the queue is full it
+// waits for room at most WriteTimeout; a client that has not made room by
+// then is too slow and is disconnected with CloseTooSlow. Only the
 // operation (or reader) that sends waits: other connections and
 // subscriptions never do.
-func (c *wsConn) enqueueFrame(id string, data []byte) {
-	out := &outgoing{id: id, data: data}
+func (c *wsConn) enqueueOut(out outgoing) {
 	var timeout <-chan time.Time
 	for {
 		c.qmu.Lock()
@@ -1024,7 +1069,7 @@ func (c *wsConn) enqueueFrame(id string, data []byte) {
 			return
 		}
 		if len(c.queue) < c.t.SendQueue {
-			c.queue = append(c.queue, out)
+			c.queueLocked(out)
 			c.kickLocked()
 			c.qmu.Unlock()
 			return
@@ -1049,6 +1094,26 @@ func (c *wsConn) enqueueFrame(id string, data []byte) {
 			return
 		}
 	}
+}
+
+// queueLocked appends out to the queue, whose array comes from
+// sendQueues when it has none; qmu is held.
+func (c *wsConn) queueLocked(out outgoing) {
+	if c.qbox == nil {
+		c.qbox = sendQueues.Get().(*[]outgoing)
+		c.queue = (*c.qbox)[:0]
+	}
+	c.queue = append(c.queue, out)
+}
+
+// recycleQueue gives back the array of a queue the writer has written.
+func recycleQueue(box *[]outgoing, queue []outgoing) {
+	if box == nil || cap(queue) > maxPooledQueue {
+		return
+	}
+	clear(queue) // let the messages go
+	*box = queue[:0]
+	sendQueues.Put(box)
 }
 
 // kickLocked starts the writer unless it is running (or has finished).
@@ -1089,7 +1154,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 		c.cancel()
 		c.qmu.Lock()
 		full := len(c.queue) >= c.t.SendQueue
-		c.queue = append(c.queue, &outgoing{closeCode: code, reason: reason})
+		c.queueLocked(outgoing{closeCode: code, reason: reason})
 		c.kickLocked()
 		c.qmu.Unlock()
 		c.closeWatch(full, c.batch.written.Load())
@@ -1150,8 +1215,8 @@ func (c *wsConn) writer() {
 	}
 	for {
 		c.qmu.Lock()
-		batch, ping := c.queue, c.pingDue
-		c.queue, c.pingDue = nil, false
+		batch, box, ping := c.queue, c.qbox, c.pingDue
+		c.queue, c.qbox, c.pingDue = nil, nil, false
 		var latest map[string][]byte
 		if len(c.pending) > 0 {
 			latest, c.pending = c.pending, nil
@@ -1169,6 +1234,7 @@ func (c *wsConn) writer() {
 
 		c.batch.begin()
 		ok, closing := c.writeBatch(batch, latest, write)
+		recycleQueue(box, batch)
 		if ok && ping {
 			ok = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.WriteTimeout)) == nil &&
 				(!c.legacy || write([]byte(`{"type":"ka"}`)))
@@ -1192,8 +1258,15 @@ func (c *wsConn) writer() {
 // writeBatch writes queued messages, each coalesced subscription's latest
 // payload before its complete and the rest after them; closing reports a
 // close frame (the last thing written).
-func (c *wsConn) writeBatch(batch []*outgoing, latest map[string][]byte, write func([]byte) bool) (ok, closing bool) {
-	for _, m := range batch {
+func (c *wsConn) writeBatch(batch []outgoing, latest map[string][]byte, write func([]byte) bool) (ok, closing bool) {
+	var buf *[]byte // for framing payloads (see outgoing)
+	defer func() {
+		if buf != nil && cap(*buf) <= maxPooledFrame {
+			frameBuffers.Put(buf)
+		}
+	}()
+	for i := range batch {
+		m := &batch[i]
 		if m.closeCode != 0 {
 			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
 			return c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason)) == nil, true
@@ -1204,7 +1277,15 @@ func (c *wsConn) writeBatch(batch []*outgoing, latest map[string][]byte, write f
 				return false, false
 			}
 		}
-		if !write(m.data) {
+		data := m.data
+		if m.typ != "" {
+			if buf == nil {
+				buf = frameBuffers.Get().(*[]byte)
+			}
+			*buf = appendFrame((*buf)[:0], m.id, m.typ, m.data)
+			data = *buf
+		}
+		if !write(data) {
 			return false, false
 		}
 	}

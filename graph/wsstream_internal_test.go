@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"runtime"
 	"slices"
 	"strings"
@@ -168,5 +169,30 @@ func TestLogStreamQueuesBatchesWithoutCopies(t *testing.T) {
 	defer s.mu.Unlock()
 	if s.head != nil || s.rest != nil || s.queued != 0 {
 		t.Fatalf("an idle stream holds %d events in %d+%d batches", s.queued, len(s.head), len(s.rest))
+	}
+}
+
+// TestAppendFrameEncodesAsJSONMarshal: the writer's framing of a payload
+// is the message json.Marshal encodes, whatever the operation id holds
+// (quotes, backslashes, controls, HTML characters, non-ASCII, invalid
+// UTF-8), and allocates nothing for a plain id.
+func TestAppendFrameEncodesAsJSONMarshal(t *testing.T) {
+	payload := []byte(`{"data":{"events":{"position":7}}}`)
+	for _, id := range []string{"1", "", "0b7c6d2e-9f1a-4c3b-8d5e-6f7a8b9c0d1e", `a"b`, `a\b`, "a\nb\x00", "<script>&", "é\u2028", "\xff"} {
+		want, err := json.Marshal(struct {
+			ID      string          `json:"id"`
+			Type    string          `json:"type"`
+			Payload json.RawMessage `json:"payload"`
+		}{id, "next", payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFrame(nil, id, "next", payload); string(got) != string(want) {
+			t.Errorf("id %q: framed %s, want %s", id, got, want)
+		}
+	}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = appendFrame(buf[:0], "17", "next", payload) }); n != 0 {
+		t.Fatalf("framing a payload for a plain id allocates %v times", n)
 	}
 }

@@ -228,11 +228,14 @@ func newHubPage(events []domain.RecordedEvent, next int64) hubPage {
 }
 
 // take returns the events of p after position floor that match q, and
-// their size. When they are a run of p's events holding at least half of
-// p's bytes (a subscriber to the whole log, or to most of it), the run is
-// shared with the page, read-only and capped so that an append copies;
-// otherwise they are copied, so that a subscriber that takes a few events
-// of a large page keeps only those alive while they wait for it.
+// their size. When they are a run of p's events that is at least half of
+// them and holds at least half of their bytes (a subscriber to the whole
+// log, or to most of it), the run is shared with the page, read-only and
+// capped so that an append copies; otherwise they are copied. A shared run
+// keeps the whole page alive while it waits for its subscriber, so the
+// hub's limits on what waits (hubQueueEvents, hubQueueBytes), which count
+// the run, bound that to twice as much: a subscriber that takes a few
+// events of a large page, or one large event, keeps only those alive.
 func (p *hubPage) take(floor int64, q AllQuery) ([]domain.RecordedEvent, int) {
 	lo := 0
 	for lo < len(p.events) && p.events[lo].Position <= floor {
@@ -254,7 +257,7 @@ func (p *hubPage) take(floor int64, q AllQuery) ([]domain.RecordedEvent, int) {
 	if n == 0 {
 		return nil, 0
 	}
-	if run := p.upTo[last+1] - p.upTo[first]; n == last+1-first && 2*run >= p.upTo[len(p.events)] {
+	if run := p.upTo[last+1] - p.upTo[first]; n == last+1-first && 2*n >= len(p.events) && 2*run >= p.upTo[len(p.events)] {
 		return p.events[first : last+1 : last+1], run
 	}
 	mine := make([]domain.RecordedEvent, 0, n)

@@ -11,11 +11,14 @@ import (
 
 // TestHubPageSharesLongRunsAndCopiesTheRest: a subscriber's events of a
 // live page are the page's own (shared with the other subscribers, never
-// copied for each) when they are a run of it holding at least half its
-// bytes, with the capacity capped so that an append cannot write into the
-// page; otherwise they are a copy, so that a subscriber taking a few events
-// of a large page keeps only those alive. Either way they are exactly the
-// events after the floor that match the filter, with their size.
+// copied for each) when they are a run of at least half its events
+// holding at least half its bytes, with the capacity capped so that an
+// append cannot write into the page; otherwise they are a copy, so that a
+// subscriber taking a few events of a large page (a run of one large
+// event, or of many small ones) keeps only those alive, and the hub's
+// limits on what waits for a subscriber, which count its events, bound
+// what it keeps alive. Either way they are exactly the events after the
+// floor that match the filter, with their size.
 func TestHubPageSharesLongRunsAndCopiesTheRest(t *testing.T) {
 	// Positions 1-10: a-1 (1-8), then b-1 (9), then a-2 (10); event 9 is
 	// large (1,000 bytes of data), the others small.
@@ -44,7 +47,9 @@ func TestHubPageSharesLongRunsAndCopiesTheRest(t *testing.T) {
 		{"the whole log", 0, AllQuery{}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, true},
 		{"the whole log after the floor", 3, AllQuery{}, []int64{4, 5, 6, 7, 8, 9, 10}, true},
 		{"a filter every event passes", 0, AllQuery{Types: []string{"Tick"}}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, true},
-		{"a run of the large event", 0, AllQuery{Stream: "b-1"}, []int64{9}, true},
+		{"a run of the large event alone", 0, AllQuery{Stream: "b-1"}, []int64{9}, false},
+		{"a run of half the events and most bytes", 5, AllQuery{}, []int64{6, 7, 8, 9, 10}, true},
+		{"a run of fewer than half the events and most bytes", 6, AllQuery{}, []int64{7, 8, 9, 10}, false},
 		{"a long run of the small events", 0, AllQuery{Stream: "a-1"}, []int64{1, 2, 3, 4, 5, 6, 7, 8}, false},
 		{"events that are no run", 0, AllQuery{StreamPrefix: "a-"}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 10}, false},
 		{"nothing after the floor", 10, AllQuery{}, nil, false},

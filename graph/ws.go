@@ -1209,10 +1209,9 @@ func (c *wsConn) finish() {
 // and writes whatever is queued as one batch (see batchConn), so a
 // subscriber that has fallen behind catches up with few system calls.
 func (c *wsConn) writer() {
-	write := func(data []byte) bool {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
-		return c.ws.WriteMessage(websocket.TextMessage, data) == nil
-	}
+	// The socket's write deadline is the batch's (see batchConn): each of
+	// its writes to the socket within WriteTimeout.
+	write := func(data []byte) bool { return c.ws.WriteMessage(websocket.TextMessage, data) == nil }
 	for {
 		c.qmu.Lock()
 		batch, box, ping := c.queue, c.qbox, c.pingDue
@@ -1232,14 +1231,14 @@ func (c *wsConn) writer() {
 		}
 		c.qmu.Unlock()
 
-		c.batch.begin()
+		c.batch.begin(c.t.WriteTimeout)
 		ok, closing := c.writeBatch(batch, latest, write)
 		recycleQueue(box, batch)
 		if ok && ping {
 			ok = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.WriteTimeout)) == nil &&
 				(!c.legacy || write([]byte(`{"type":"ka"}`)))
 		}
-		if err := c.batch.end(c.t.WriteTimeout); err != nil {
+		if err := c.batch.end(); err != nil {
 			ok = false
 		}
 		if !ok || closing {

@@ -24,8 +24,9 @@ type batchConn struct {
 
 	mu       sync.Mutex
 	batching bool
-	buf      *[]byte // pending bytes while batching; from batchBuffers
-	err      error   // the first failed flush: later writes fail with it
+	timeout  time.Duration // while batching: each flush's write deadline is this from its start
+	buf      *[]byte       // pending bytes while batching; from batchBuffers
+	err      error         // the first failed flush: later writes fail with it
 
 	// written counts the bytes the socket has taken: a close that waits
 	// behind writes to a slow client watches it move (see closeWith).
@@ -62,29 +63,45 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// begin starts gathering writes.
-func (b *batchConn) begin() {
+// SetWriteDeadline implements net.Conn. While batching it does nothing:
+// gorilla/websocket sets the deadline before each frame it writes, and
+// setting a socket's deadline (a runtime timer) for each of a fan-out's
+// frames cost a sixth of the gateway's CPU, while a batch's frames reach
+// the socket only when it is flushed, each flush within the batch's
+// timeout from its start (see begin).
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
 	b.mu.Lock()
-	b.batching = true
+	defer b.mu.Unlock()
+	if b.batching {
+		return nil
+	}
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// begin starts gathering writes; each write to the socket that follows,
+// until end, must be done within timeout from its start.
+func (b *batchConn) begin(timeout time.Duration) {
+	b.mu.Lock()
+	b.batching, b.timeout = true, timeout
 	b.mu.Unlock()
 }
 
-// end writes what was gathered, within timeout, and stops gathering.
-func (b *batchConn) end(timeout time.Duration) error {
+// end writes what was gathered (within begin's timeout) and stops
+// gathering.
+func (b *batchConn) end() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.batching = false
-	if b.buf == nil {
-		return b.err
-	}
-	_ = b.Conn.SetWriteDeadline(time.Now().Add(timeout))
 	return b.flushLocked()
 }
 
+// flushLocked writes the batch to the socket within the batch's timeout;
+// b.mu is held.
 func (b *batchConn) flushLocked() error {
 	if b.buf == nil || b.err != nil {
 		return b.err
 	}
+	_ = b.Conn.SetWriteDeadline(time.Now().Add(b.timeout))
 	var err error
 	for rest := *b.buf; len(rest) > 0 && err == nil; {
 		// In pieces, so that written moves while a slow client takes in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -116,6 +117,7 @@ func connect(ctx context.Context, url string, n int, protocols []string, init fu
 				failed.Store(err)
 				return
 			}
+			conn.SetPingHandler(pong(conn))
 			if init != nil {
 				if err := init(conn); err != nil {
 					failed.Store(err)
@@ -137,6 +139,21 @@ func connect(ctx context.Context, url string, n int, protocols []string, init fu
 		return nil, nil, fmt.Errorf("connecting %d clients: %w", n, err)
 	}
 	return subs, errs, nil
+}
+
+// pong answers a ping as gorilla/websocket's default handler does, but
+// within a minute rather than a second: a client of a fan-out that
+// delivers a million messages a second shares two cores with it, and
+// waited longer than a second to write a pong, which failed its reads
+// ("write tcp ...: i/o timeout").
+func pong(conn *websocket.Conn) func(string) error {
+	return func(data string) error {
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Minute))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	}
 }
 
 func closeAll(subs []*subscriber) {

@@ -1141,7 +1141,8 @@ func (c *wsConn) ping() {
 // and stop; the first call wins. The socket is closed if the close frame
 // is not written soon (see closeWatch): it may wait behind a full queue, or
 // behind a write to a client that reads nothing (which only the write
-// timeout, 10 s by default and renewed by each frame, would end), and a
+// timeout, 10 s by default and renewed by each write to the socket, would
+// end), and a
 // server's Shutdown waits for every connection.
 //
 // A close frame holds at most 123 bytes of reason: a longer one (it may
@@ -1266,8 +1267,7 @@ func (c *wsConn) writeBatch(batch []outgoing, latest map[string][]byte, write fu
 	}()
 	for i := range batch {
 		m := &batch[i]
-		if m.closeCode != 0 {
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.WriteTimeout))
+		if m.closeCode != 0 { // in the batch, written within its timeout
 			return c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.closeCode, m.reason)) == nil, true
 		}
 		if f, pending := latest[m.id]; pending && m.id != "" {

@@ -11,11 +11,13 @@ import (
 	"time"
 )
 
-// countingConn records each write that reaches the socket.
+// countingConn records each write that reaches the socket, and each
+// write deadline set on it; calls lists both in order ("write", "deadline").
 type countingConn struct {
 	net.Conn
 	writes    [][]byte
-	deadlines []time.Time // set on the socket
+	deadlines []time.Time
+	calls     []string
 	fail      error
 }
 
@@ -24,11 +26,13 @@ func (c *countingConn) Write(p []byte) (int, error) {
 		return 0, c.fail
 	}
 	c.writes = append(c.writes, bytes.Clone(p))
+	c.calls = append(c.calls, "write")
 	return len(p), nil
 }
 
 func (c *countingConn) SetWriteDeadline(t time.Time) error {
 	c.deadlines = append(c.deadlines, t)
+	c.calls = append(c.calls, "deadline")
 	return nil
 }
 
@@ -121,6 +125,9 @@ func TestBatchConnSetsTheSocketsDeadlineOncePerFlush(t *testing.T) {
 	_, _ = b.Write([]byte("last"))
 	if err := b.end(); err != nil || len(sock.deadlines) != 2 {
 		t.Fatalf("ending a batch: %v, %d deadlines set in all, want 2", err, len(sock.deadlines))
+	}
+	if want := []string{"deadline", "write", "deadline", "write"}; !reflect.DeepEqual(sock.calls[1:], want) {
+		t.Fatalf("the socket saw %v, want each flush's deadline set before its write: %v", sock.calls[1:], want)
 	}
 }
 

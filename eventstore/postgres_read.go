@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -315,10 +316,13 @@ func validateSnapshot(snap domain.Snapshot) error {
 	if snap.SchemaVersion < 1 {
 		return invalid("schemaVersion", "snapshot schema version %d is invalid: versions start at 1", snap.SchemaVersion)
 	}
-	if len(snap.State) == 0 || !json.Valid(snap.State) {
-		return invalid("state", "snapshot state is not valid JSON")
+	state := bytes.TrimSpace(snap.State)
+	if len(state) == 0 {
+		return invalid("state", "snapshot state is missing: it is a JSON document")
 	}
-	return nil
+	// What jsonb refuses (a NUL, half a surrogate pair, a number beyond
+	// numeric) is the caller's error, not the database's.
+	return validateStorable("state", state, false)
 }
 
 // dbError classifies a database failure: the context's own error is returned

@@ -206,23 +206,30 @@ func validateObject(field fieldPath, raw json.RawMessage) error {
 	if len(trimmed) == 0 {
 		return invalid(field.String(), "is missing: an event needs a JSON object")
 	}
+	return validateStorable(field.String(), trimmed, true)
+}
+
+// validateStorable checks that trimmed, a JSON document without its
+// surrounding space, is one PostgreSQL's jsonb can store (see
+// validateObject), and an object if object is set.
+func validateStorable(field string, trimmed []byte, object bool) error {
 	if !utf8.Valid(trimmed) {
-		return invalid(field.String(), "is not valid UTF-8")
+		return invalid(field, "is not valid UTF-8")
 	}
 	if !json.Valid(trimmed) {
-		return invalid(field.String(), "is not valid JSON")
+		return invalid(field, "is not valid JSON")
 	}
-	if trimmed[0] != '{' {
-		return invalid(field.String(), "must be a JSON object")
+	if object && trimmed[0] != '{' {
+		return invalid(field, "must be a JSON object")
 	}
 	if n, why, bad := jsonvalue.RefusedNumber(trimmed); bad {
-		return invalid(field.String(), "holds the number %s, which %s", truncate(n), why)
+		return invalid(field, "holds the number %s, which %s", truncate(n), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
-		return invalid(field.String(), `contains the character \u0000, which cannot be stored`)
+		return invalid(field, `contains the character \u0000, which cannot be stored`)
 	}
 	if esc, bad := loneSurrogate(trimmed); bad {
-		return invalid(field.String(), `contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
+		return invalid(field, `contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
 	}
 	return nil
 }

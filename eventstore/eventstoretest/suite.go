@@ -712,12 +712,28 @@ func testSnapshots(t *testing.T, s eventstore.Store) {
 		"version beyond the stream": save(4, `{}`),
 		"version 0":                 save(0, `{}`),
 		"state not JSON":            save(3, `{`),
-		"schema version 0":          s.SaveSnapshot(ctx, domain.Snapshot{StreamID: "acct", Version: 3, State: json.RawMessage(`{}`)}),
-		"empty stream":              s.SaveSnapshot(ctx, domain.Snapshot{Version: 1, SchemaVersion: 1, State: json.RawMessage(`{}`)}),
+		"state missing":             save(3, " "),
+		"state not UTF-8":           save(3, "{\"owner\": \"\xff\"}"),
+		// What PostgreSQL's jsonb refuses is refused as the caller's
+		// error (VALIDATION), not met as the database's (INTERNAL).
+		"state with a NUL":                   save(3, `{"owner": "a\u0000b"}`),
+		"state with half a surrogate pair":   save(3, `{"owner": "\ud800"}`),
+		"state with a number beyond numeric": save(3, `{"balance": 1e1000000}`),
+		"schema version 0":                   s.SaveSnapshot(ctx, domain.Snapshot{StreamID: "acct", Version: 3, State: json.RawMessage(`{}`)}),
+		"empty stream":                       s.SaveSnapshot(ctx, domain.Snapshot{Version: 1, SchemaVersion: 1, State: json.RawMessage(`{}`)}),
 	} {
-		if !errors.Is(err, eventstore.ErrInvalidInput) {
-			t.Errorf("%s: err = %v, want ErrInvalidInput", name, err)
+		if !errors.Is(err, eventstore.ErrInvalidInput) || domain.CodeOf(err) != domain.Invalid {
+			t.Errorf("%s: err = %v (%s), want ErrInvalidInput (VALIDATION)", name, err, domain.CodeOf(err))
 		}
+	}
+	// The refused snapshots replaced nothing.
+	snap, err = s.LoadSnapshot(ctx, "acct")
+	if err != nil || snap.Version != 3 || !jsonEq(t, snap.State, json.RawMessage(`{"balance": 3}`)) {
+		t.Fatalf("after the refusals, load = %+v, %v; want version 3 as saved", snap, err)
+	}
+	// A state need not be an object.
+	if err := save(3, `[1, "two", null]`); err != nil {
+		t.Fatalf("a state that is an array: %v", err)
 	}
 }
 

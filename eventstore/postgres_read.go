@@ -1,7 +1,6 @@
 package eventstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -316,7 +315,7 @@ func validateSnapshot(snap domain.Snapshot) error {
 	if snap.SchemaVersion < 1 {
 		return invalid("schemaVersion", "snapshot schema version %d is invalid: versions start at 1", snap.SchemaVersion)
 	}
-	state := bytes.TrimSpace(snap.State)
+	state := trimJSONSpace(snap.State)
 	if len(state) == 0 {
 		return invalid("state", "snapshot state is missing: it is a JSON document")
 	}

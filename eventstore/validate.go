@@ -202,27 +202,39 @@ func sameBytes(a, b json.RawMessage) bool {
 // numbers whose exponents stand for too many digits: see
 // jsonvalue.RefusedNumber).
 func validateObject(field fieldPath, raw json.RawMessage) error {
-	trimmed := bytes.TrimSpace(raw)
+	trimmed := trimJSONSpace(raw)
 	if len(trimmed) == 0 {
 		return invalid(field.String(), "is missing: an event needs a JSON object")
 	}
 	return validateStorable(field.String(), trimmed, true)
 }
 
+// trimJSONSpace trims the whitespace JSON allows around a document (space,
+// tab, CR, LF), and no other: a document that a form feed or a no-break
+// space surrounds is not JSON, and PostgreSQL refuses it.
+func trimJSONSpace(raw []byte) []byte { return bytes.Trim(raw, " \t\r\n") }
+
 // validateStorable checks that trimmed, a JSON document without its
 // surrounding space, is one PostgreSQL's jsonb can store (see
-// validateObject), and an object if object is set.
-func validateStorable(field string, trimmed []byte, object bool) error {
+// validateObject). An event's must be an object, and its numbers with an
+// exponent may stand for at most jsonvalue.MaxExpandedDigits digits in all
+// (its schema's validation computes with them); a snapshot's state may be
+// any JSON and any number jsonb holds.
+func validateStorable(field string, trimmed []byte, event bool) error {
 	if !utf8.Valid(trimmed) {
 		return invalid(field, "is not valid UTF-8")
 	}
 	if !json.Valid(trimmed) {
 		return invalid(field, "is not valid JSON")
 	}
-	if object && trimmed[0] != '{' {
+	if event && trimmed[0] != '{' {
 		return invalid(field, "must be a JSON object")
 	}
-	if n, why, bad := jsonvalue.RefusedNumber(trimmed); bad {
+	refused := jsonvalue.UnstorableNumber
+	if event {
+		refused = jsonvalue.RefusedNumber
+	}
+	if n, why, bad := refused(trimmed); bad {
 		return invalid(field, "holds the number %s, which %s", truncate(n), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {

@@ -427,6 +427,8 @@ func testBadInput(t *testing.T, s eventstore.Store) {
 		{"schema version 1 in its lower 32 bits", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.SchemaVersion = 1<<32 + 1 }), "events.0.version"},
 		{"missing data", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = nil }), "events.0.data"},
 		{"data not JSON", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": `) }), "events.0.data"},
+		{"data after a form feed", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage("\f{}") }), "events.0.data"},
+		{"metadata before a no-break space", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Metadata = json.RawMessage("{}\u00a0") }), "events.0.metadata"},
 		{"data an array", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`[1, 2]`) }), "events.0.data"},
 		{"data a string", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`"x"`) }), "events.0.data"},
 		{"data with NUL", "ok", domain.ExpectAny, with(func(e *domain.EventData) { e.Data = json.RawMessage(`{"a": "x\u0000y"}`) }), "events.0.data"},
@@ -712,7 +714,8 @@ func testSnapshots(t *testing.T, s eventstore.Store) {
 		"version beyond the stream": save(4, `{}`),
 		"version 0":                 save(0, `{}`),
 		"state not JSON":            save(3, `{`),
-		"state missing":             save(3, " "),
+		"state missing":             save(3, " \n"),
+		"state after a form feed":   save(3, "\f{}"),
 		"state not UTF-8":           save(3, "{\"owner\": \"\xff\"}"),
 		// What PostgreSQL's jsonb refuses is refused as the caller's
 		// error (VALIDATION), not met as the database's (INTERNAL).
@@ -731,9 +734,18 @@ func testSnapshots(t *testing.T, s eventstore.Store) {
 	if err != nil || snap.Version != 3 || !jsonEq(t, snap.State, json.RawMessage(`{"balance": 3}`)) {
 		t.Fatalf("after the refusals, load = %+v, %v; want version 3 as saved", snap, err)
 	}
-	// A state need not be an object.
-	if err := save(3, `[1, "two", null]`); err != nil {
-		t.Fatalf("a state that is an array: %v", err)
+	// A state need not be an object, and may hold any number jsonb holds
+	// (numbers with exponents are not bounded as an event's are: nothing
+	// validates a state against a schema).
+	exponents := "[" + strings.TrimSuffix(strings.Repeat("1e21, ", 7000), ", ") + "]" // 154,000 digits written out
+	for _, state := range []string{` [1, "two", null] `, `"a string"`, exponents} {
+		if err := save(3, state); err != nil {
+			t.Fatalf("state %.40s: %v", state, err)
+		}
+		snap, err := s.LoadSnapshot(ctx, "acct")
+		if err != nil || !jsonEq(t, snap.State, json.RawMessage(state)) {
+			t.Fatalf("state %.40s loaded back as %.40s, %v", state, snap.State, err)
+		}
 	}
 }
 

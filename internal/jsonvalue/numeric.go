@@ -34,6 +34,18 @@ const MaxExpandedDigits = 150_000
 // before anything (a schema's validation, exact arithmetic) spends time on
 // them.
 func RefusedNumber(data []byte) (number, why string, refused bool) {
+	return refusedNumber(data, true)
+}
+
+// UnstorableNumber is RefusedNumber without the bound on the digits that
+// numbers with an exponent stand for: the first number of data that
+// PostgreSQL's jsonb cannot hold, for a document that is stored but never
+// validated against a schema nor computed with (an aggregate's snapshot).
+func UnstorableNumber(data []byte) (number, why string, refused bool) {
+	return refusedNumber(data, false)
+}
+
+func refusedNumber(data []byte, bounded bool) (number, why string, refused bool) {
 	if len(data) <= NumericMaxFracDigits && !hasExponent(data) {
 		return "", "", false
 	}
@@ -46,7 +58,7 @@ func RefusedNumber(data []byte) (number, why string, refused bool) {
 				NumericMaxIntDigits, NumericMaxFracDigits), true
 			return false
 		}
-		if bytes.ContainsAny(n, "eE") {
+		if bounded && bytes.ContainsAny(n, "eE") {
 			if expanded += digits; expanded > MaxExpandedDigits {
 				number, why, refused = string(n), fmt.Sprintf("is one too many: written out in full, the numbers with an exponent in one document may have at most %d digits in all",
 					MaxExpandedDigits), true

@@ -60,6 +60,17 @@ func TestRefusedNumberExpandsTooFar(t *testing.T) {
 		if found != tc.bad || found && !strings.Contains(why, "at most 150000 digits in all") {
 			t.Errorf("RefusedNumber(%.40s…) = %q, %q, %v; want refused: %v", tc.data, n, why, found, tc.bad)
 		}
+		// UnstorableNumber has no such bound: each of these numbers can
+		// be stored.
+		if n, why, found := UnstorableNumber([]byte(tc.data)); found {
+			t.Errorf("UnstorableNumber(%.40s…) = %q, %q: refused a number jsonb stores", tc.data, n, why)
+		}
+	}
+	// It refuses what jsonb cannot hold, as RefusedNumber does.
+	for _, bad := range []string{"1e131072", "1e-16384", "1e1000000"} {
+		if n, why, found := UnstorableNumber([]byte(`[1e999, ` + bad + `]`)); n != bad || !found || !strings.Contains(why, "cannot be stored") {
+			t.Errorf("UnstorableNumber([1e999, %s]) = %q, %q, %v; want it refused as beyond numeric", bad, n, why, found)
+		}
 	}
 }
 

@@ -123,7 +123,10 @@ func problemsText(ps []Problem) string {
 // bad input is CodeInvalid, and so is a schema with a $ref loop that
 // consumes no data, or with $id (see checkNoIDs). Registering the
 // latest schema again registers no version and returns a Verdict with
-// Unchanged set; a Compatibility given is set all the same.
+// Unchanged set; a Compatibility given is set all the same. Stored events
+// of a version above the one registered (stored while the type had no
+// schema) are not checked, and are listed in the verdict's Replayed with
+// Checked 0: the registration of their own version checks them.
 func (r *Registry) Register(ctx context.Context, reg Registration) (Verdict, error) {
 	return r.register(ctx, reg, false)
 }
@@ -421,8 +424,12 @@ func (r *Registry) replay(ctx context.Context, eventType string, t *typeState, o
 	last := targets[len(targets)-1]
 	for _, ver := range versions {
 		rep := Replayed{Version: ver, Stored: inUse[ver]}
-		if ver > last && o.schemaOf(t, ver) != nil {
-			// Newer than what is being checked: not affected.
+		if ver > last {
+			// Newer than what is being checked: not affected. Such a
+			// version has no schema yet: its events were stored while the
+			// type had none (before version 1 became the only version a
+			// type without a schema takes). They are checked (Checked 0
+			// until then) when their version is registered, in turn.
 			v.Replayed = append(v.Replayed, rep)
 			continue
 		}

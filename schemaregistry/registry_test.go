@@ -194,6 +194,59 @@ func TestWorkedExample(t *testing.T) {
 	}
 }
 
+// TestLegacyVersionsWithoutASchemaGetOneInTurn: a type stored without a
+// schema at versions 1 and 3 (as a type without a schema could be before
+// version 1 became the only version it takes) gets its schemas one version
+// at a time. Registering v1 checks the v1 events and reports the v3 ones
+// stored and not checked; v3's own schema must fit them: one that does
+// not is refused with them as its failures, one that does is registered.
+// Until then the v3 events read as they are stored. They could not be
+// given a schema at all: v1 was refused, "stored as version 3, which has
+// no schema".
+func TestLegacyVersionsWithoutASchemaGetOneInTurn(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	e.appendRaw("legacy-1", "LegacyPlaced", 1, `{"total": 5}`)
+	v3ids := e.appendRaw("legacy-2", "LegacyPlaced", 3, `{"subtotal": 7, "tax": 1, "currency": "USD"}`)
+
+	v1 := e.mustRegister("LegacyPlaced", placedV1, "")
+	if len(v1.Replayed) != 2 || v1.Replayed[0] != (schemaregistry.Replayed{Version: 1, Stored: 1, Checked: 1}) ||
+		v1.Replayed[1] != (schemaregistry.Replayed{Version: 3, Stored: 1, Checked: 0}) {
+		t.Fatalf("v1 replayed %+v, want v1 checked and v3 stored, not checked", v1.Replayed)
+	}
+	evs, err := e.store.ReadStream(ctx, "legacy-2", eventstore.StreamQuery{})
+	if err != nil || len(evs) != 1 || evs[0].SchemaVersion != 3 || string(evs[0].Data) != `{"tax": 1, "currency": "USD", "subtotal": 7}` {
+		t.Fatalf("a v3 event with v1 the latest schema read as %+v, %v; want it as stored (as jsonb gives it back)", evs, err)
+	}
+	e.mustRegister("LegacyPlaced", placedV2, placedV1toV2)
+
+	// v3 wants a discount the stored v3 event lacks: refused, naming it.
+	_, err = e.register("LegacyPlaced", placedV3, `[{"op": "default", "path": "/discount", "value": 0}]`, "")
+	var regErr *schemaregistry.Error
+	if !errors.As(err, &regErr) || regErr.Rule != schemaregistry.RuleStoredEvents {
+		t.Fatalf("v3 that the stored v3 event fails: %v, want STORED_EVENTS_FAIL", err)
+	}
+	if ids, _ := regErr.Details["failingEventIds"].([]string); len(ids) != 1 || ids[0] != v3ids[0] {
+		t.Fatalf("failing ids %v, want the stored v3 event %v", ids, v3ids)
+	}
+	if e.reg.Latest("LegacyPlaced") != 2 {
+		t.Fatal("the refused v3 was registered")
+	}
+	// A v3 whose discount is optional fits it.
+	optional := strings.Replace(placedV3, `"required": ["subtotal", "tax", "currency", "discount"]`, `"required": ["subtotal", "tax", "currency"]`, 1)
+	v3, err := e.register("LegacyPlaced", optional, `[{"op": "default", "path": "/discount", "value": 0}]`, "")
+	if err != nil {
+		t.Fatalf("v3 that fits the stored v3 event: %v", err)
+	}
+	if len(v3.Replayed) != 2 || v3.Replayed[1] != (schemaregistry.Replayed{Version: 3, Stored: 1, Checked: 1}) {
+		t.Fatalf("v3 replayed %+v, want the v3 event checked", v3.Replayed)
+	}
+	evs, err = e.store.ReadStream(ctx, "legacy-1", eventstore.StreamQuery{})
+	if err != nil || len(evs) != 1 || evs[0].SchemaVersion != 3 || string(evs[0].Data) != `{"currency":"EUR","discount":0,"subtotal":5,"tax":0}` {
+		t.Fatalf("the v1 event read as %+v, %v; want it as v3", evs, err)
+	}
+}
+
 func TestAppendValidation(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, schemaregistry.Options{PermissiveTypes: []string{"Audit*"}})

@@ -35,6 +35,11 @@ type Registration struct {
 	// type has it already, it must be this schema (and nothing is written);
 	// otherwise it must be the next. 0: the next, whatever it is.
 	seedVersion int
+	// seedLatest, set by Seed, is the latest version the release ships of
+	// the type: stored events of a later version refuse the registration,
+	// as nothing in the release can check them, nor read them (the domain
+	// decodes its types' events whatever their version).
+	seedLatest int
 }
 
 // Verdict is the outcome of checking a change.
@@ -208,7 +213,7 @@ func (r *Registry) register(ctx context.Context, reg Registration, dry bool) (Ve
 			}
 			verdict.Incompatibilities = CheckCompatibility(mode, previous, c.doc, skip)
 		}
-		if err := r.replay(ctx, reg.Type, t, o, []int{latest + 1}, &verdict); err != nil {
+		if err := r.replay(ctx, reg.Type, t, o, []int{latest + 1}, reg.seedLatest, &verdict); err != nil {
 			return err
 		}
 		verdict.Compatible = len(verdict.Incompatibilities) == 0 && verdict.FailedEvents == 0
@@ -284,7 +289,7 @@ func (r *Registry) checkAndStoreMigration(ctx context.Context, tx pgx.Tx, t *typ
 	if t.latest() > from+1 {
 		targets = append(targets, t.latest())
 	}
-	if err := r.replay(ctx, t.name, t, o, targets, verdict); err != nil {
+	if err := r.replay(ctx, t.name, t, o, targets, 0, verdict); err != nil {
 		return err
 	}
 	verdict.Compatible = verdict.FailedEvents == 0
@@ -408,7 +413,10 @@ func (r *Registry) inTypeTx(ctx context.Context, eventType string, fn func(pgx.T
 // replay reads the stored events of the type (all, or Options.ReplaySample
 // per version) and checks that each reads as every version in targets
 // (ascending) with the change o applied, recording the results in v.
-func (r *Registry) replay(ctx context.Context, eventType string, t *typeState, o *override, targets []int, v *Verdict) error {
+// Events of a version above the targets are left to their own version's
+// registration (reported with Checked 0), unless they are above shipped
+// (when seeding: the latest version the release ships; 0 otherwise).
+func (r *Registry) replay(ctx context.Context, eventType string, t *typeState, o *override, targets []int, shipped int, v *Verdict) error {
 	if r.stored == nil {
 		return nil
 	}
@@ -424,12 +432,15 @@ func (r *Registry) replay(ctx context.Context, eventType string, t *typeState, o
 	last := targets[len(targets)-1]
 	for _, ver := range versions {
 		rep := Replayed{Version: ver, Stored: inUse[ver]}
-		if ver > last {
+		if ver > last && (shipped == 0 || ver <= shipped) {
 			// Newer than what is being checked: not affected. Such a
 			// version has no schema yet: its events were stored while the
 			// type had none (before version 1 became the only version a
 			// type without a schema takes). They are checked (Checked 0
-			// until then) when their version is registered, in turn.
+			// until then) when their version is registered, in turn; when
+			// seeding, only up to the latest version the release ships,
+			// and events of a later one fail below (this release could
+			// never check them).
 			v.Replayed = append(v.Replayed, rep)
 			continue
 		}

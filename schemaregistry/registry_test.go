@@ -546,6 +546,45 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// TestSeedRefusesStoredVersionsTheReleaseCannotRead: seeding a type whose
+// events are stored at a version above the latest the release ships fails
+// (start-up fails), as nothing in the release could check them and the
+// domain would decode them whatever their version; stored events of a
+// shipped version above the one being seeded are checked by that
+// version's seeding, which fails when they do not fit it.
+func TestSeedRefusesStoredVersionsTheReleaseCannotRead(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, schemaregistry.Options{})
+	e.appendRaw("s-1", "Shipped", 1, `{"total": 5}`)
+	e.appendRaw("s-2", "Shipped", 3, `{"subtotal": 7, "tax": 1, "currency": "USD"}`)
+	v1 := fstest.MapFS{"Shipped.v1.json": {Data: []byte(placedV1)}}
+	if err := e.reg.Seed(ctx, v1); err == nil || !strings.Contains(err.Error(), "stored as version 3, which has no schema") {
+		t.Fatalf("seeding v1 with events stored at v3: %v, want refused", err)
+	}
+	if e.reg.Latest("Shipped") != 0 {
+		t.Fatal("the refused seed registered a version")
+	}
+	// A release that ships up to v3 seeds v1 and v2 (leaving the v3 event
+	// to v3) and checks the v3 event with v3, which must fit it.
+	upTo3 := fstest.MapFS{
+		"Shipped.v1.json":           {Data: []byte(placedV1)},
+		"Shipped.v2.json":           {Data: []byte(placedV2)},
+		"Shipped.v2.migration.json": {Data: []byte(placedV1toV2)},
+		"Shipped.v3.json":           {Data: []byte(placedV3)},
+		"Shipped.v3.migration.json": {Data: []byte(`[{"op": "default", "path": "/discount", "value": 0}]`)},
+	}
+	if err := e.reg.Seed(ctx, upTo3); err == nil || !strings.Contains(err.Error(), "Shipped.v3.json") || !strings.Contains(err.Error(), "/discount") {
+		t.Fatalf("seeding a v3 the stored v3 event does not fit: %v, want refused at v3", err)
+	}
+	if e.reg.Latest("Shipped") != 2 {
+		t.Fatalf("latest %d after the refused v3, want 2 (v1 and v2 seeded)", e.reg.Latest("Shipped"))
+	}
+	upTo3["Shipped.v3.json"] = &fstest.MapFile{Data: []byte(strings.Replace(placedV3, `"required": ["subtotal", "tax", "currency", "discount"]`, `"required": ["subtotal", "tax", "currency"]`, 1))}
+	if err := e.reg.Seed(ctx, upTo3); err != nil || e.reg.Latest("Shipped") != 3 {
+		t.Fatalf("seeding a v3 the stored v3 event fits: %v, latest %d", err, e.reg.Latest("Shipped"))
+	}
+}
+
 // TestSeedConcurrently: gateways started together on a new database seed
 // the same files at the same time. Each must start (no "out of sequence"
 // from reading the registry while another process writes it), and each

@@ -180,7 +180,7 @@ func (r *Registry) Seed(ctx context.Context, files fs.FS) error {
 			}
 			// Checked again, and registered, under the type's lock: other
 			// processes may be seeding the same files at the same time.
-			if _, err := r.register(ctx, Registration{Type: name, Schema: sv.schema, Migration: sv.migration, seedVersion: n}, false); err != nil {
+			if _, err := r.register(ctx, Registration{Type: name, Schema: sv.schema, Migration: sv.migration, seedVersion: n, seedLatest: len(versions)}, false); err != nil {
 				return fmt.Errorf("schema seed %s.v%d.json: %w", name, n, err)
 			}
 		}

@@ -85,7 +85,10 @@ func (h *Hub) advance(next int64, events []domain.RecordedEvent) {
 		return
 	}
 	h.seen.Add(int64(len(events)))
-	page := newHubPage(events, next)
+	var page hubPage
+	if len(h.subs) > 0 {
+		page = newHubPage(events, next)
+	}
 	for s := range h.subs {
 		if !s.offer(&page) {
 			delete(h.subs, s) // too slow: it catches up from the store

@@ -1142,8 +1142,7 @@ func (c *wsConn) ping() {
 // is not written soon (see closeWatch): it may wait behind a full queue, or
 // behind a write to a client that reads nothing (which only the write
 // timeout, 10 s by default and renewed by each write to the socket, would
-// end), and a
-// server's Shutdown waits for every connection.
+// end), and a server's Shutdown waits for every connection.
 //
 // A close frame holds at most 123 bytes of reason: a longer one (it may
 // quote a message type or an operation id the client sent, of any length)

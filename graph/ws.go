@@ -357,12 +357,6 @@ var sendQueues = sync.Pool{New: func() any { return new([]outgoing) }}
 // set far above its default makes longer ones).
 const maxPooledQueue = 1024
 
-// frameBuffers are the writer's buffers for framing payloads (see
-// outgoing), kept while they are at most maxPooledFrame long.
-var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-const maxPooledFrame = 64 << 10
-
 type wsConn struct {
 	t         *Websocket
 	ws        *websocket.Conn
@@ -1260,8 +1254,8 @@ func (c *wsConn) writer() {
 func (c *wsConn) writeBatch(batch []outgoing, latest map[string][]byte, write func([]byte) bool) (ok, closing bool) {
 	var buf *[]byte // for framing payloads (see outgoing)
 	defer func() {
-		if buf != nil && cap(*buf) <= maxPooledFrame {
-			frameBuffers.Put(buf)
+		if buf != nil {
+			putWriteBuffer(buf)
 		}
 	}()
 	for i := range batch {
@@ -1278,7 +1272,7 @@ func (c *wsConn) writeBatch(batch []outgoing, latest map[string][]byte, write fu
 		data := m.data
 		if m.typ != "" {
 			if buf == nil {
-				buf = frameBuffers.Get().(*[]byte)
+				buf = writeBuffers.Get().(*[]byte)
 			}
 			*buf = appendFrame((*buf)[:0], m.id, m.typ, m.data)
 			data = *buf

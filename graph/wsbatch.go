@@ -25,7 +25,7 @@ type batchConn struct {
 	mu       sync.Mutex
 	batching bool
 	timeout  time.Duration // while batching: each flush's write deadline is this from its start
-	buf      *[]byte       // pending bytes while batching; from batchBuffers
+	buf      *[]byte       // pending bytes while batching; from writeBuffers
 	err      error         // the first failed flush: later writes fail with it
 
 	// written counts the bytes the socket has taken: a close that waits
@@ -37,7 +37,21 @@ type batchConn struct {
 // waiting for the queue to empty.
 const batchFlushAt = 32 << 10
 
-var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+// writeBuffers are a connection writer's byte buffers: the frames a batch
+// gathers (batchConn), and a payload being framed into its message (see
+// outgoing). Those longer than maxPooledWrite are not kept, so that a
+// rare large batch or message does not pin its buffer.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+const maxPooledWrite = 64 << 10
+
+// putWriteBuffer gives b back to writeBuffers, unless it is too long.
+func putWriteBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledWrite {
+		*b = (*b)[:0]
+		writeBuffers.Put(b)
+	}
+}
 
 // Write implements net.Conn: straight through, or into the batch.
 func (b *batchConn) Write(p []byte) (int, error) {
@@ -52,7 +66,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		return n, err
 	}
 	if b.buf == nil {
-		b.buf = batchBuffers.Get().(*[]byte)
+		b.buf = writeBuffers.Get().(*[]byte)
 	}
 	*b.buf = append(*b.buf, p...)
 	if len(*b.buf) >= batchFlushAt {
@@ -111,10 +125,7 @@ func (b *batchConn) flushLocked() error {
 		b.written.Add(int64(n))
 		rest = rest[n:]
 	}
-	*b.buf = (*b.buf)[:0]
-	if cap(*b.buf) <= 64<<10 {
-		batchBuffers.Put(b.buf)
-	}
+	putWriteBuffer(b.buf)
 	b.buf = nil
 	if err != nil {
 		b.err = err

@@ -321,7 +321,10 @@ func validateSnapshot(snap domain.Snapshot) error {
 	}
 	// What jsonb refuses (a NUL, half a surrogate pair, a number beyond
 	// numeric) is the caller's error, not the database's.
-	return validateStorable("state", state, false)
+	if problem := unstorable(state, false); problem != "" {
+		return invalid("state", "%s", problem)
+	}
+	return nil
 }
 
 // dbError classifies a database failure: the context's own error is returned

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -206,7 +207,10 @@ func validateObject(field fieldPath, raw json.RawMessage) error {
 	if len(trimmed) == 0 {
 		return invalid(field.String(), "is missing: an event needs a JSON object")
 	}
-	return validateStorable(field.String(), trimmed, true)
+	if problem := unstorable(trimmed, true); problem != "" {
+		return invalid(field.String(), "%s", problem)
+	}
+	return nil
 }
 
 // trimJSONSpace trims the whitespace JSON allows around a document (space,
@@ -214,36 +218,38 @@ func validateObject(field fieldPath, raw json.RawMessage) error {
 // space surrounds is not JSON, and PostgreSQL refuses it.
 func trimJSONSpace(raw []byte) []byte { return bytes.Trim(raw, " \t\r\n") }
 
-// validateStorable checks that trimmed, a JSON document without its
-// surrounding space, is one PostgreSQL's jsonb can store (see
-// validateObject). An event's must be an object, and its numbers with an
-// exponent may stand for at most jsonvalue.MaxExpandedDigits digits in all
-// (its schema's validation computes with them); a snapshot's state may be
-// any JSON and any number jsonb holds.
-func validateStorable(field string, trimmed []byte, event bool) error {
+// unstorable says what makes trimmed, a JSON document without its
+// surrounding space, one PostgreSQL's jsonb cannot store (see
+// validateObject), or "" when nothing does. An event's must be an object,
+// and its numbers with an exponent may stand for at most
+// jsonvalue.MaxExpandedDigits digits in all (its schema's validation
+// computes with them); a snapshot's state may be any JSON and any number
+// jsonb holds. It returns the problem, not an error, so that a valid
+// document costs no field name.
+func unstorable(trimmed []byte, event bool) string {
 	if !utf8.Valid(trimmed) {
-		return invalid(field, "is not valid UTF-8")
+		return "is not valid UTF-8"
 	}
 	if !json.Valid(trimmed) {
-		return invalid(field, "is not valid JSON")
+		return "is not valid JSON"
 	}
 	if event && trimmed[0] != '{' {
-		return invalid(field, "must be a JSON object")
+		return "must be a JSON object"
 	}
 	refused := jsonvalue.UnstorableNumber
 	if event {
 		refused = jsonvalue.RefusedNumber
 	}
 	if n, why, bad := refused(trimmed); bad {
-		return invalid(field, "holds the number %s, which %s", truncate(n), why)
+		return fmt.Sprintf("holds the number %s, which %s", truncate(n), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
-		return invalid(field, `contains the character \u0000, which cannot be stored`)
+		return `contains the character \u0000, which cannot be stored`
 	}
 	if esc, bad := loneSurrogate(trimmed); bad {
-		return invalid(field, `contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
+		return fmt.Sprintf(`contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
 	}
-	return nil
+	return ""
 }
 
 // loneSurrogate finds in raw, valid JSON, an escaped UTF-16 surrogate that

@@ -111,13 +111,15 @@ func NewHandler(cfg Config) http.Handler {
 	apq := lru.New[string](1000)
 	srv.AddTransport(getTransport{apq: apq, refused: refused})
 	srv.AddTransport(postTransport{refused: refused})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	queries := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(queries)
 	if cfg.Limits.DisableIntrospection {
 		srv.Use(noIntrospection{})
 	} else {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apq})
+	srv.Use(&listVariables{cache: queries}) // after APQ, before what reads variables
 	srv.Use(authorization{})
 	srv.Use(depthLimit{max: cfg.Limits.MaxDepth})
 	srv.Use(exactLiterals{})

@@ -25,8 +25,8 @@ const longList = 16
 // appendEvents, about 1.4 µs an event, 18% of the gateway's CPU under the
 // bench's 100-event appends. listVariables makes the same checks of a list
 // variable (input objects' fields known, required fields present, scalars
-// and enums of the right kind) with type switches, on the values the POST
-// transport decodes (map[string]any, []any, json.Number, string, bool,
+// and enums of the right kind) with type switches, on the values the
+// transports decode (map[string]any, []any, json.Number, string, bool,
 // nil). A list it accepts is one gqlparser accepts and leaves as it is, so
 // it hands gqlparser an empty list in its place (which its type accepts)
 // and puts the list back into the operation's variables as soon as
@@ -35,9 +35,9 @@ const longList = 16
 // value given for a list, say) included, is left to gqlparser, so errors
 // and coercions are gqlparser's own.
 //
-// It acts only on requests whose transport marked them (holdLongLists)
-// and on operations gqlgen's query cache already holds, parsed and
-// validated; it must be used after the extensions that rewrite an
+// It acts only on operations whose transport marked them (holdLongLists:
+// the POST and websocket transports, which decode with decodePost) and
+// that gqlgen's query cache already holds, parsed and validated; it must be used after the extensions that rewrite an
 // operation's parameters (AutomaticPersistedQuery) and before those that
 // read its variables.
 type listVariables struct {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"cqrsgate/eventstore"
+	"cqrsgate/graph"
 )
 
 // Long list variables (see listVariables) arrive whole, and a bad value in
@@ -52,5 +53,43 @@ func TestLongEventListsThroughVariables(t *testing.T) {
 		if p, err := store.ReadAll(context.Background(), eventstore.AllQuery{}); err != nil || p.Head != 80 {
 			t.Fatalf("after a refused append the log's head is %d (%v), want 80", p.Head, err)
 		}
+	}
+}
+
+// The same over a websocket: a long list arrives whole, a bad value in it
+// is gqlparser's error.
+func TestLongEventListsOverWebsockets(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, "graphql-transport-ws")
+	c.init()
+	const q = `mutation($e: [EventInput!]!) { appendEvents(stream: "ws-long", events: $e) { events { data } } }`
+	events := make([]any, 40)
+	for i := range events {
+		events[i] = map[string]any{"type": "Tick", "data": map[string]any{"i": i}}
+	}
+	for round := range 2 { // the second finds the operation in the query cache
+		c.send(subscribeMsg(fmt.Sprint("ok-", round), q, map[string]any{"e": events}))
+		var out struct {
+			Data struct{ AppendEvents struct{ Events []struct{ Data json.RawMessage } } }
+		}
+		if err := json.Unmarshal(c.expect("next").Payload, &out); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Data.AppendEvents.Events; len(got) != 40 || string(got[39].Data) != `{"i":39}` {
+			t.Fatalf("round %d: %d events, the last %s", round, len(got), got[len(got)-1].Data)
+		}
+		c.expect("complete")
+	}
+	events[20].(map[string]any)["color"] = "red"
+	c.send(subscribeMsg("bad", q, map[string]any{"e": events}))
+	var errs []struct {
+		Message string
+		Path    []any
+	}
+	if err := json.Unmarshal(c.expect("error").Payload, &errs); err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || errs[0].Message != "unknown field" || fmt.Sprint(errs[0].Path) != "[variable e 20 color]" {
+		t.Fatalf("an unknown field: %+v", errs)
 	}
 }

@@ -796,7 +796,7 @@ func (c *wsConn) run(ctx context.Context, sub *wsSub, id string, params *graphql
 		}
 	}()
 	ctx = graphql.StartOperationTrace(ctx)
-	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	rc, errs := c.exec.CreateOperationContext(holdLongLists(ctx, params.Variables), params)
 	if errs != nil {
 		c.fail(sub, errs)
 		return

@@ -70,7 +70,11 @@ func TestLongEventListsOverWebsockets(t *testing.T) {
 	for round := range 2 { // the second finds the operation in the query cache
 		c.send(subscribeMsg(fmt.Sprint("ok-", round), q, map[string]any{"e": events}))
 		var out struct {
-			Data struct{ AppendEvents struct{ Events []struct{ Data json.RawMessage } } }
+			Data struct {
+				AppendEvents struct {
+					Events []struct{ Data json.RawMessage }
+				}
+			}
 		}
 		if err := json.Unmarshal(c.expect("next").Payload, &out); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -82,9 +83,13 @@ func (l *listVariables) Validate(es graphql.ExecutableSchema) error {
 // long list variables and swaps those it accepts for empty lists.
 func (l *listVariables) MutateOperationParameters(ctx context.Context, params *graphql.RawParams) *gqlerror.Error {
 	held, _ := ctx.Value(heldListsKey{}).(*heldLists)
-	if held == nil || len(held.names) > 0 {
+	if held == nil {
 		return nil
 	}
+	// Each operation holds its own lists: nothing is left of an earlier
+	// one made with the same context (whose check may have failed before
+	// MutateOperationContext ran).
+	held.names, held.values = held.names[:0], held.values[:0]
 	doc, ok := l.cache.Get(ctx, params.Query)
 	if !ok {
 		return nil
@@ -108,6 +113,7 @@ func (l *listVariables) MutateOperationParameters(ctx context.Context, params *g
 		vars[def.Variable] = []any{}
 		held.names = append(held.names, def.Variable)
 		held.values = append(held.values, list)
+		listsHeld.Add(1)
 	}
 	if vars != nil {
 		params.Variables = vars
@@ -125,8 +131,13 @@ func (l *listVariables) MutateOperationContext(ctx context.Context, rc *graphql.
 	for i, name := range held.names {
 		rc.Variables[name] = held.values[i]
 	}
+	held.names, held.values = held.names[:0], held.values[:0]
 	return nil
 }
+
+// listsHeld counts the lists listVariables took out of gqlparser's way,
+// for tests: that the handler's extensions run it where it does its work.
+var listsHeld atomic.Int64
 
 // accepts reports whether gqlparser's validator.VariableValues accepts v,
 // as a value of typ inside a variable, and leaves it unchanged. It answers

@@ -1,18 +1,28 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/validator"
+
+	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 )
 
 const listVarsSchema = `
@@ -26,6 +36,7 @@ type Query { f(a: [In!], b: [In], c: [[Int!]], d: [Color!], e: [ID], g: [JSON!],
 // junk is what a client may send in place of any value.
 var junk = []any{nil, "abc", "12", "1.5", "red", "RED", "Green", true, false,
 	json.Number("7"), json.Number("-3"), json.Number("1.5"), json.Number("1e3"), json.Number("99999999999999999999"),
+	"+1", "0x10", "1_0", "NaN", " 1", "Inf", json.Number("1E400"), json.Number("-9223372036854775808"), json.Number("9223372036854775808"),
 	map[string]any{}, map[string]any{"n": json.Number("1")}, []any{}, []any{json.Number("1")}}
 
 // genValue makes a value for typ, mostly of the right shape, sometimes not.
@@ -67,6 +78,8 @@ func genValue(r *rand.Rand, s *ast.Schema, typ *ast.Type, depth int) any {
 			m["bogus"] = "x"
 		case 1:
 			m["__typename"] = def.Name
+		case 2:
+			m["__typename"] = junk[r.IntN(len(junk))]
 		}
 		return m
 	}
@@ -216,5 +229,106 @@ func TestListVariablesSwapAndRestore(t *testing.T) {
 	params := &graphql.RawParams{Query: q, Variables: map[string]any{"v": long}}
 	if err := l.MutateOperationParameters(context.Background(), params); err != nil || len(params.Variables["v"].([]any)) != longList {
 		t.Fatal("a request no transport marked was changed")
+	}
+}
+
+// Each operation made with a context gets its own lists back, also after
+// an earlier one whose variables gqlparser refused (its lists were held
+// and never put back).
+func TestListVariablesHoldEachOperationsOwn(t *testing.T) {
+	s := gqlparser.MustLoadSchema(&ast.Source{Input: listVarsSchema})
+	cache := lru.New[*ast.QueryDocument](10)
+	l := &listVariables{schema: s, cache: cache}
+	q := `query($v: [Int!], $w: Float) { f(c: [$v], h: [$w]) }`
+	doc, errs := gqlparser.LoadQuery(s, q)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	cache.Add(context.Background(), q, doc)
+	list := func(x string) []any {
+		out := make([]any, longList)
+		for i := range out {
+			out[i] = json.Number(x)
+		}
+		return out
+	}
+	ctx := holdLongLists(context.Background(), map[string]any{"v": list("1")})
+	for i, vars := range []map[string]any{
+		{"v": list("1"), "w": "not a number"}, // refused after the swap
+		{"v": list("2")},
+		{"v": list("3")},
+	} {
+		p := &graphql.RawParams{Query: q, Variables: vars}
+		if err := l.MutateOperationParameters(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		coerced, err := validator.VariableValues(s, doc.Operations[0], p.Variables)
+		if i == 0 {
+			if err == nil {
+				t.Fatal("gqlparser accepted a word for a Float")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := &graphql.OperationContext{Variables: coerced}
+		if err := l.MutateOperationContext(ctx, rc); err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.Variables["v"].([]any); len(got) != longList || got[0] != vars["v"].([]any)[0] {
+			t.Fatalf("operation %d sees %v, its own list holds %v", i, got[0], vars["v"].([]any)[0])
+		}
+	}
+}
+
+// NewHandler runs listVariables where it does its work: on the second
+// request of an operation (the first puts it in the query cache), and on
+// a persisted query sent by its hash alone.
+func TestHandlerHoldsLongListsOfCachedOperations(t *testing.T) {
+	store := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(NewHandler(Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log}))
+	defer srv.Close()
+	events := make([]any, 20)
+	for i := range events {
+		events[i] = map[string]any{"type": "Tick", "data": map[string]any{"i": i}}
+	}
+	post := func(body map[string]any) {
+		t.Helper()
+		raw, _ := json.Marshal(body)
+		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Data struct {
+				AppendEvents struct{ Events []struct{ Position int64 } }
+			}
+			Errors []any
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Errors) > 0 || len(out.Data.AppendEvents.Events) != len(events) {
+			t.Fatalf("append: %v %+v", err, out)
+		}
+	}
+	q := `mutation($s: String!, $e: [EventInput!]!) { appendEvents(stream: $s, events: $e) { events { position } } }`
+	held := func() int64 { return listsHeld.Load() }
+	before := held()
+	post(map[string]any{"query": q, "variables": map[string]any{"s": "a", "e": events}})
+	if n := held() - before; n != 0 {
+		t.Fatalf("%d lists held on an operation's first request", n)
+	}
+	post(map[string]any{"query": q, "variables": map[string]any{"s": "b", "e": events}})
+	if n := held() - before; n != 1 {
+		t.Fatalf("%d lists held after its second request, want 1", n)
+	}
+	pq := q + " # persisted"
+	sum := sha256.Sum256([]byte(pq))
+	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	post(map[string]any{"query": pq, "extensions": ext, "variables": map[string]any{"s": "c", "e": events}})
+	post(map[string]any{"extensions": ext, "variables": map[string]any{"s": "d", "e": events}})
+	if n := held() - before; n != 2 {
+		t.Fatalf("%d lists held after a persisted query sent by its hash, want 2", n)
 	}
 }

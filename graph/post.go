@@ -29,7 +29,9 @@ import (
 //   - it is decoded in one pass without reflection (jsonvalue.DecodeAll),
 //     numbers kept exact;
 //   - the response is written in one piece, from a pooled buffer, without
-//     re-encoding the data gqlgen has already encoded, and with its length.
+//     re-encoding the data gqlgen has already encoded, and with its length;
+//   - long list variables are checked without reflection (holdLongLists
+//     marks them for listVariables).
 type postTransport struct {
 	refused refusalHook // told of operations refused before they run
 }

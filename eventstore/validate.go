@@ -7,7 +7,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"cqrsgate/domain"
@@ -246,56 +245,10 @@ func unstorable(trimmed []byte, event bool) string {
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
 		return `contains the character \u0000, which cannot be stored`
 	}
-	if esc, bad := loneSurrogate(trimmed); bad {
+	if esc, bad := jsonvalue.LoneSurrogate(trimmed); bad {
 		return fmt.Sprintf(`contains the escape %s, half of a UTF-16 surrogate pair without its other half, which cannot be stored`, esc)
 	}
 	return ""
-}
-
-// loneSurrogate finds in raw, valid JSON, an escaped UTF-16 surrogate that
-// is not half of a pair (a high one, \ud800 to \udbff, followed by an
-// escaped low one, \udc00 to \udfff): encoding/json reads it as U+FFFD,
-// PostgreSQL's jsonb refuses it. It returns the escape.
-func loneSurrogate(raw []byte) (string, bool) {
-	for i := 0; ; {
-		j := bytes.IndexByte(raw[i:], '\\')
-		if j < 0 {
-			return "", false
-		}
-		i += j
-		if raw[i+1] != 'u' { // in valid JSON a backslash starts an escape
-			i += 2
-			continue
-		}
-		r := hex4(raw[i+2 : i+6])
-		if !utf16.IsSurrogate(r) {
-			i += 6
-			continue
-		}
-		paired := i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' &&
-			utf16.DecodeRune(r, hex4(raw[i+8:i+12])) != utf8.RuneError
-		if !paired {
-			return string(raw[i : i+6]), true
-		}
-		i += 12
-	}
-}
-
-// hex4 is the value of four hexadecimal digits, as valid JSON has after \u.
-func hex4(h []byte) rune {
-	var r rune
-	for _, c := range h[:4] {
-		switch {
-		case c >= 'a':
-			c -= 'a' - 10
-		case c >= 'A':
-			c -= 'A' - 10
-		default:
-			c -= '0'
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
 }
 
 // hasNUL reports whether any string in the JSON document contains U+0000.

@@ -61,9 +61,12 @@ func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	// NewHandler puts readBody before every POST: the body is in memory.
 	params, err := decodePost(r.Body.(*readBodyBytes).bytes)
 	if err != nil {
+		message := "the request body is not a GraphQL request (a JSON object with a query)"
+		if errors.Is(err, jsonvalue.ErrNotText) {
+			message = "the request body is " + err.Error()
+		}
 		w.WriteHeader(http.StatusBadRequest)
-		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{{Message: "the request body is not a GraphQL request (a JSON object with a query)",
-			Extensions: map[string]any{"code": "BAD_REQUEST"}}}))
+		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{{Message: message, Extensions: map[string]any{"code": "BAD_REQUEST"}}}))
 		return
 	}
 	params.Headers = r.Header
@@ -115,6 +118,13 @@ type getTransport struct {
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	exec = observe(exec, t.refused)
 	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
+		// As decodePost: text that would not read as sent is refused.
+		for _, name := range []string{"variables", "extensions"} {
+			if err := jsonvalue.CheckText([]byte(q.Get(name))); err != nil {
+				writeRequestError(w, r, http.StatusBadRequest, "the "+name+" are "+err.Error(), "BAD_REQUEST")
+				return
+			}
+		}
 		query := q.Get("query")
 		if query == "" && t.apq != nil {
 			var ext struct {
@@ -180,9 +190,12 @@ func operationOf(query, name string) (ast.Operation, string) {
 // variables and extensions) in one pass, numbers as json.Number as gqlgen's
 // own transports decode them. Member names match as encoding/json matches
 // them to fields: exactly, else ignoring case; one given twice in
-// different cases is an error.
+// different cases is an error. A body that is not valid text (invalid
+// UTF-8, a lone surrogate escape) is jsonvalue.ErrNotText: read as U+FFFD,
+// as encoding/json reads it, different ids and idempotency keys would
+// arrive as one, and event data would be stored other than it was sent.
 func decodePost(body []byte) (*graphql.RawParams, error) {
-	doc, err := jsonvalue.DecodeAll(body)
+	doc, err := jsonvalue.DecodeAllText(body)
 	if err != nil {
 		return nil, err
 	}

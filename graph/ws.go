@@ -25,6 +25,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/internal/auth"
+	"cqrsgate/internal/jsonvalue"
 )
 
 // The websocket subprotocols cqrsgate speaks.
@@ -733,6 +734,9 @@ func (c *wsConn) subscribe(m wsMessage) bool {
 	// that Int variables are ints and a Long or JSON value beyond 2^53 is
 	// not rounded through a float.
 	params, err := decodePost(m.Payload)
+	if errors.Is(err, jsonvalue.ErrNotText) {
+		return c.invalidOp(c.freeID(m.ID), "Invalid message received: the payload is not valid text (UTF-8, no lone surrogates)")
+	}
 	if m.ID == "" || err != nil || params.Query == "" {
 		return c.invalidOp(c.freeID(m.ID), "Invalid message received: a subscribe message needs an id and a payload with a query")
 	}

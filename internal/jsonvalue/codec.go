@@ -3,6 +3,7 @@ package jsonvalue
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf16"
@@ -41,6 +42,92 @@ func DecodeAll(data []byte) (any, error) {
 		return nil, fmt.Errorf("invalid character %q after top-level value", rest[0])
 	}
 	return v, nil
+}
+
+// ErrNotText is the error of DecodeAllText for a document whose strings
+// would not read as written: invalid UTF-8, or an escaped half of a UTF-16
+// surrogate pair without its other half. encoding/json (and Decode) read
+// both as U+FFFD, the replacement character, so that different ids or keys
+// would arrive as the same one.
+var ErrNotText = errors.New("not valid text")
+
+// DecodeAllText is DecodeAll for a document whose text must arrive as it
+// was sent: invalid UTF-8 and lone surrogate escapes are ErrNotText, where
+// DecodeAll reads them as U+FFFD. The common case costs nothing more: the
+// fast path takes neither.
+func DecodeAllText(data []byte) (any, error) {
+	d := decoder{data: data}
+	if v, ok := d.value(0); ok {
+		if d.space(); d.pos == len(data) {
+			return v, nil
+		}
+	}
+	if err := CheckText(data); err != nil {
+		return nil, err
+	}
+	return DecodeAll(data)
+}
+
+// CheckText returns ErrNotText, saying why, when data holds invalid UTF-8
+// or, being valid JSON, a lone surrogate escape; otherwise nil (whether or
+// not data is JSON: its decoder says what else is wrong).
+func CheckText(data []byte) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w: it is not UTF-8", ErrNotText)
+	}
+	if !bytes.Contains(data, []byte(`\u`)) || !json.Valid(data) {
+		return nil
+	}
+	if esc, bad := LoneSurrogate(data); bad {
+		return fmt.Errorf("%w: it holds the escape %s, half of a UTF-16 surrogate pair without its other half", ErrNotText, esc)
+	}
+	return nil
+}
+
+// LoneSurrogate finds in raw, valid JSON, an escaped UTF-16 surrogate that
+// is not half of a pair (a high one, \ud800 to \udbff, followed by an
+// escaped low one, \udc00 to \udfff): encoding/json reads it as U+FFFD,
+// PostgreSQL's jsonb refuses it. It returns the escape.
+func LoneSurrogate(raw []byte) (string, bool) {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return "", false
+		}
+		i += j
+		if raw[i+1] != 'u' { // in valid JSON a backslash starts an escape
+			i += 2
+			continue
+		}
+		r := hex4(raw[i+2 : i+6])
+		if !utf16.IsSurrogate(r) {
+			i += 6
+			continue
+		}
+		paired := i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' &&
+			utf16.DecodeRune(r, hex4(raw[i+8:i+12])) != utf8.RuneError
+		if !paired {
+			return string(raw[i : i+6]), true
+		}
+		i += 12
+	}
+}
+
+// hex4 is the value of four hexadecimal digits, as valid JSON has after \u.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h[:4] {
+		switch {
+		case c >= 'a':
+			c -= 'a' - 10
+		case c >= 'A':
+			c -= 'A' - 10
+		default:
+			c -= '0'
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // decodeStd decodes the first value of data with encoding/json, numbers as

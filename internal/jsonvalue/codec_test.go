@@ -116,3 +116,36 @@ func TestDecodeEscapesItself(t *testing.T) {
 		}
 	}
 }
+
+// DecodeAllText refuses what DecodeAll would read as U+FFFD, and decodes
+// the rest as DecodeAll does.
+func TestDecodeAllTextRefusesWhatWouldNotReadAsSent(t *testing.T) {
+	for _, doc := range []string{
+		"{\"k\": \"a\xffb\"}",          // invalid UTF-8
+		`{"k": "\ud800"}`,              // a high surrogate alone
+		`{"k": "x\udc00"}`,             // a low one alone
+		`{"k": "\ud800\u0041"}`,        // a high one before another escape
+		`{"k": ["\udbff"], "x": "\\"}`, // deeper, beside an escaped backslash
+	} {
+		if _, err := DecodeAllText([]byte(doc)); !errors.Is(err, ErrNotText) {
+			t.Errorf("%q: got %v, want ErrNotText", doc, err)
+		}
+		if _, err := DecodeAll([]byte(doc)); err != nil {
+			t.Errorf("%q: DecodeAll: %v (it reads U+FFFD)", doc, err)
+		}
+	}
+	for _, doc := range []string{`{"k": "\ud83d\ude00 \ufffd �", "n": 1e400}`, `{"k": "\\ud800"}`, `[1, "é"]`} {
+		got, err := DecodeAllText([]byte(doc))
+		want, _ := DecodeAll([]byte(doc))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: got %v, %v; want %v", doc, got, err, want)
+		}
+	}
+	// Not JSON: the decoder's error, not one about text.
+	if _, err := DecodeAllText([]byte(`{"k": "\ud800`)); err == nil || errors.Is(err, ErrNotText) {
+		t.Errorf("truncated document: got %v", err)
+	}
+	if err := CheckText([]byte(`{"k": "\ud800`)); err != nil {
+		t.Errorf("CheckText of a truncated document: %v, want nil", err)
+	}
+}

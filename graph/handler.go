@@ -121,6 +121,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apq})
 	srv.Use(&listVariables{cache: queries}) // after APQ, before what reads variables
 	srv.Use(&exactEnums{})
+	srv.Use(mutationResults{})
 	srv.Use(authorization{})
 	srv.Use(depthLimit{max: cfg.Limits.MaxDepth})
 	srv.Use(exactLiterals{})

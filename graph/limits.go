@@ -2,10 +2,12 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -124,7 +126,13 @@ func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphq
 	// argument); that is the client's error, not the gateway's.
 	defer func() {
 		if r := recover(); r != nil {
-			gerr = gqlerror.Errorf("an argument cannot be read: %v; pass values this large in a variable", r)
+			what := "a literal in an argument cannot be read"
+			if err, ok := r.(error); ok {
+				if ne := (*strconv.NumError)(nil); errors.As(err, &ne) {
+					what = fmt.Sprintf("the number %s in an argument is beyond what it can be read as", cutText(ne.Num, 64))
+				}
+			}
+			gerr = gqlerror.Errorf("%s; pass values this large in a variable", what)
 			errcode.Set(gerr, errcode.ValidationFailed)
 		}
 	}()

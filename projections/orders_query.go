@@ -192,6 +192,12 @@ func (q *OrderQueries) History(ctx context.Context, tenant string, orderIDs []st
 	return out, nil
 }
 
+// firstDay and lastDay bound the days Statistics reads.
+var (
+	firstDay = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	lastDay  = time.Date(10000, time.January, 1, 0, 0, 0, 0, time.UTC).Add(-time.Nanosecond)
+)
+
 // Statistics returns, for tenant's orders, per UTC day placed from `from`
 // to `to` inclusive and per current status, the number of orders and their
 // value.
@@ -199,9 +205,22 @@ func (q *OrderQueries) Statistics(ctx context.Context, tenant string, from, to t
 	if to.Before(from) {
 		return nil, domain.InvalidField("to", "to is before from")
 	}
+	// Orders are placed within years 1 to 9999 (PostgreSQL has no year 0,
+	// and a date Go writes outside them it cannot read): a range beyond
+	// them holds no day of orders.
+	from, to = from.UTC(), to.UTC()
+	if to.Before(firstDay) || from.After(lastDay) {
+		return nil, nil
+	}
+	if from.Before(firstDay) {
+		from = firstDay
+	}
+	if to.After(lastDay) {
+		to = lastDay
+	}
 	rows, err := q.pool.Query(ctx, `SELECT day, status, orders, revenue::text FROM readmodel.order_stats
 		WHERE tenant = $3 AND day BETWEEN $1::date AND $2::date AND orders > 0 ORDER BY day, status`,
-		from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly), tenant)
+		from.Format(time.DateOnly), to.Format(time.DateOnly), tenant)
 	if err != nil {
 		return nil, readError("order statistics", err)
 	}

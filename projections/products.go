@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -126,6 +127,9 @@ func (q *ProductQueries) Products(ctx context.Context, tenant string, maxAvailab
 	if err != nil {
 		return nil, "", 0, err
 	}
+	// available is an int4: a bound above its range holds every product
+	// (and would not be sent as one).
+	maxAvailable = min(maxAvailable, math.MaxInt32)
 	where := `tenant = $2 AND ($1 < 0 OR available <= $1)`
 	return countedPage(ctx, q.pool, "products", first,
 		`SELECT count(*) FROM readmodel.product_catalogue WHERE `+where, []any{maxAvailable, tenant},

@@ -2744,8 +2744,13 @@ type CommandResult {
   correlationId: String!
   "The causation id stored in the events' metadata: this request's id."
   causationId: String!
-  "The events written (type, schema version, data)."
-  events: [Event!]!
+  """
+  The events written (type, schema version, data). Null, with an error
+  saying why, when they cannot be shown as asked (data asked for at a
+  version its type lacks): the command ran all the same, as the rest of
+  the result says.
+  """
+  events: [Event!]
 }
 `, BuiltIn: false},
 	{Name: "../schema/dashboard.graphqls", Input: `"The gateway's live figures, for dashboards."
@@ -3545,7 +3550,12 @@ type AppendResult {
   duplicate: Boolean!
   "The request's correlation id (X-Correlation-ID, or else the request id), recorded in the metadata of each event that does not bring its own."
   correlationId: String!
-  events: [Event!]!
+  """
+  The events written. Null, with an error saying why, when they cannot be
+  shown as asked (data asked for at a version their type lacks): the
+  events were written all the same, as the rest of the result says.
+  """
+  events: [Event!]
 }
 
 type Mutation {
@@ -6580,10 +6590,10 @@ func (ec *executionContext) _AppendResult_events(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.Event) graphql.Marshaler {
-			return ec.marshalNEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx, selections, v)
+			return ec.marshalOEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_AppendResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -6842,10 +6852,10 @@ func (ec *executionContext) _CommandResult_events(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.Event) graphql.Marshaler {
-			return ec.marshalNEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx, selections, v)
+			return ec.marshalOEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_CommandResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16619,7 +16629,7 @@ func (ec *executionContext) _AppendResult(ctx context.Context, sel ast.Selection
 			}
 		case "events":
 			out.Values[i] = ec._AppendResult_events(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -16730,7 +16740,7 @@ func (ec *executionContext) _CommandResult(ctx context.Context, sel ast.Selectio
 			}
 		case "events":
 			out.Values[i] = ec._CommandResult_events(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -20166,13 +20176,13 @@ func (ec *executionContext) unmarshalNSubmitOrderInput2cqrsgateᚋgraphᚋmodel�
 }
 
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
-	res, err := graphql.UnmarshalTime(v)
+	res, err := model.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalTime(v)
+	res := model.MarshalTime(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
@@ -20411,6 +20421,25 @@ func (ec *executionContext) marshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐ
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOEvent2ᚕᚖcqrsgateᚋgraphᚋmodelᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Event) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEvent2ᚖcqrsgateᚋgraphᚋmodelᚐEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOEventSchema2ᚖcqrsgateᚋgraphᚋmodelᚐEventSchema(ctx context.Context, sel ast.SelectionSet, v *model.EventSchema) graphql.Marshaler {
@@ -20666,7 +20695,7 @@ func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v
 	if v == nil {
 		return nil, nil
 	}
-	res, err := graphql.UnmarshalTime(v)
+	res, err := model.UnmarshalTime(v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -20676,7 +20705,7 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalTime(*v)
+	res := model.MarshalTime(*v)
 	return res
 }
 

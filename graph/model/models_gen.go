@@ -104,8 +104,11 @@ type AppendResult struct {
 	// True when every event was already stored (an idempotent retry): nothing was written.
 	Duplicate bool `json:"duplicate"`
 	// The request's correlation id (X-Correlation-ID, or else the request id), recorded in the metadata of each event that does not bring its own.
-	CorrelationID string   `json:"correlationId"`
-	Events        []*Event `json:"events"`
+	CorrelationID string `json:"correlationId"`
+	// The events written. Null, with an error saying why, when they cannot be
+	// shown as asked (data asked for at a version their type lacks): the
+	// events were written all the same, as the rest of the result says.
+	Events []*Event `json:"events,omitempty"`
 }
 
 type ApplyInterestInput struct {
@@ -170,8 +173,11 @@ type CommandResult struct {
 	CorrelationID string `json:"correlationId"`
 	// The causation id stored in the events' metadata: this request's id.
 	CausationID string `json:"causationId"`
-	// The events written (type, schema version, data).
-	Events []*Event `json:"events"`
+	// The events written (type, schema version, data). Null, with an error
+	// saying why, when they cannot be shown as asked (data asked for at a
+	// version its type lacks): the command ran all the same, as the rest of
+	// the result says.
+	Events []*Event `json:"events,omitempty"`
 }
 
 type ConfirmOrderInput struct {

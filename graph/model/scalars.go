@@ -8,6 +8,9 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 
 	"cqrsgate/domain"
 	"cqrsgate/internal/jsonvalue"
@@ -62,7 +65,54 @@ func parseInt64(what string, v any) (int64, error) {
 		}
 		return int64(x), nil
 	}
-	return 0, invalidScalar("%s must be an integer or a decimal string, got %T", what, v)
+	return 0, invalidScalar("%s must be an integer or a decimal string, not %s", what, describeJSON(v))
+}
+
+// MarshalTime writes the Time scalar as gqlgen does: an RFC 3339 string
+// with the fraction of a second it has, null for the zero time.
+func MarshalTime(t time.Time) graphql.Marshaler { return graphql.MarshalTime(t) }
+
+// UnmarshalTime reads the Time scalar: an RFC 3339 string
+// ("2026-11-27T12:00:00Z", with a fraction of a second or another offset
+// if need be) or, as gqlgen's own Time reads it, "2026-11-27 12:00:00" in
+// UTC. Anything else is a VALIDATION error naming what came (gqlgen's own
+// returned an error without a code, which the gateway answered INTERNAL).
+func UnmarshalTime(v any) (time.Time, error) {
+	if v == nil {
+		return time.Time{}, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, invalidScalar("a time is an RFC 3339 string such as \"2026-11-27T12:00:00Z\", not %s", describeJSON(v))
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateTime, s); err == nil {
+		return t, nil
+	}
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return time.Time{}, invalidScalar("a time is an RFC 3339 string such as \"2026-11-27T12:00:00Z\", not %q", s)
+}
+
+// describeJSON names the kind of a decoded JSON value, for errors: "an
+// object", not Go's map[string]interface {}.
+func describeJSON(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case json.Number, int, int32, int64, float64:
+		return "a number"
+	}
+	return "a value of another kind"
 }
 
 // JSON is the JSON scalar: any JSON value, kept as its encoding.

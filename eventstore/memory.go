@@ -111,7 +111,7 @@ func (m *Memory) ReadStream(ctx context.Context, stream string, q StreamQuery) (
 	if err := validateStreamID("stream", stream); err != nil {
 		return nil, err
 	}
-	limit, err := resolveLimit("limit", q.Limit)
+	limit, err := resolveLimit("first", q.Limit)
 	if err != nil {
 		return nil, err
 	}

@@ -207,7 +207,7 @@ func resolveLimit(field string, limit int) (int, error) {
 	case limit == 0:
 		return DefaultLimit, nil
 	case limit < 0 || limit > MaxLimit:
-		return 0, invalid(field, "limit %d is out of range (1 to %d)", limit, MaxLimit)
+		return 0, invalid(field, "%s %d is out of range (1 to %d)", field, limit, MaxLimit)
 	}
 	return limit, nil
 }

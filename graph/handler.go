@@ -118,7 +118,7 @@ func NewHandler(cfg Config) http.Handler {
 	} else {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(extension.AutomaticPersistedQuery{Cache: apq})
+	srv.Use(persistedQueries{extension.AutomaticPersistedQuery{Cache: apq}})
 	srv.Use(&listVariables{cache: queries}) // after APQ, before what reads variables
 	srv.Use(&exactEnums{})
 	srv.Use(mutationResults{})

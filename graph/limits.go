@@ -17,6 +17,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
 	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
@@ -418,4 +419,17 @@ func logOperations(log *slog.Logger) graphql.OperationMiddleware {
 			return resp
 		}
 	}
+}
+
+// maxReadTypes is the most event types a read of the log (the events query
+// or subscription) filters by: the store reads each type on its own (a
+// branch of one statement each), and thousands of them took PostgreSQL
+// seconds to plan, or more stack than it has (an internal error).
+const maxReadTypes = 100
+
+func checkReadTypes(types []string) error {
+	if len(types) > maxReadTypes {
+		return domain.InvalidField("types", "%d event types were asked for; a read filters by at most %d", len(types), maxReadTypes)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -117,23 +119,42 @@ type getTransport struct {
 
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	exec = observe(exec, t.refused)
-	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
-		// As decodePost: text that would not read as sent is refused.
-		for _, name := range []string{"variables", "extensions"} {
-			if err := jsonvalue.CheckText([]byte(q.Get(name))); err != nil {
-				writeRequestError(w, r, http.StatusBadRequest, "the "+name+" are "+err.Error(), "BAD_REQUEST")
-				return
-			}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeRequestError(w, r, http.StatusBadRequest, "the URL's query string cannot be decoded: "+err.Error(), "BAD_REQUEST")
+		return
+	}
+	// variables and extensions are JSON objects, each whole (gqlgen's own
+	// decoder reads the first value and ignores what follows, where this
+	// check would not see a persisted mutation), and text that reads as
+	// sent (as decodePost has it).
+	var ext map[string]any
+	for _, name := range []string{"variables", "extensions"} {
+		raw := q.Get(name)
+		if raw == "" {
+			continue
 		}
+		v, err := jsonvalue.DecodeAllText([]byte(raw))
+		obj, isObject := v.(map[string]any)
+		switch {
+		case err == nil && v == nil: // null: none
+			continue
+		case errors.Is(err, jsonvalue.ErrNotText):
+			writeRequestError(w, r, http.StatusBadRequest, "the "+name+" are "+err.Error(), "BAD_REQUEST")
+			return
+		case err != nil || !isObject:
+			writeRequestError(w, r, http.StatusBadRequest, "the "+name+" are not a JSON object", "BAD_REQUEST")
+			return
+		}
+		if name == "extensions" {
+			ext = obj
+		}
+	}
+	{
 		query := q.Get("query")
 		if query == "" && t.apq != nil {
-			var ext struct {
-				PersistedQuery struct {
-					Sha256Hash string `json:"sha256Hash"`
-				} `json:"persistedQuery"`
-			}
-			if json.Unmarshal([]byte(q.Get("extensions")), &ext) == nil && ext.PersistedQuery.Sha256Hash != "" {
-				query, _ = t.apq.Get(r.Context(), ext.PersistedQuery.Sha256Hash)
+			if hash := persistedHash(ext); hash != "" {
+				query, _ = t.apq.Get(r.Context(), hash)
 			}
 		}
 		var kind ast.Operation
@@ -166,6 +187,37 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		r.Header.Set("Accept", responseContentType(accept)[0])
 	}
 	t.GET.Do(w, r, exec)
+}
+
+// persistedHash is the sha256Hash of a persisted query's extensions, found
+// as gqlgen's AutomaticPersistedQuery finds it (persistedQuery exactly, its
+// members whatever their case), or "".
+func persistedHash(ext map[string]any) string {
+	pq, _ := ext["persistedQuery"].(map[string]any)
+	if h, ok := pq["sha256Hash"].(string); ok {
+		return h
+	}
+	for k, v := range pq {
+		if h, ok := v.(string); ok && strings.EqualFold(k, "sha256Hash") {
+			return h
+		}
+	}
+	return ""
+}
+
+// persistedQueries is gqlgen's AutomaticPersistedQuery, its errors given
+// codes: a hash that does not match its query, or extensions it cannot
+// read, were errors without one (PERSISTED_QUERY_NOT_FOUND has its own).
+type persistedQueries struct {
+	extension.AutomaticPersistedQuery
+}
+
+func (p persistedQueries) MutateOperationParameters(ctx context.Context, params *graphql.RawParams) *gqlerror.Error {
+	err := p.AutomaticPersistedQuery.MutateOperationParameters(ctx, params)
+	if err != nil && err.Extensions["code"] == nil {
+		errcode.Set(err, "BAD_REQUEST")
+	}
+	return err
 }
 
 // operationOf is the kind and name of the operation named name in the

@@ -181,9 +181,19 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 	if err != nil {
 		return nil, err
 	}
-	text, err := shippedSchema(typ, reg.Latest(typ), schema)
+	latest := reg.Latest(typ)
+	text, version, err := shippedSchema(typ, latest, schema)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case version == 0: // not one of the domain's types
+	case version > latest: // the domain's next version: its shipped migration
+		if ops, err = shippedMigration(typ, version, ops, false); err != nil {
+			return nil, err
+		}
+	case ops != nil: // its latest again, which would take another migration
+		return nil, domainEventType(typ, version, "migrations", fmt.Sprintf("version %d is registered, with the migration the code ships", version))
 	}
 	in := schemaregistry.Registration{Type: typ, Schema: text, Migration: ops}
 	if compatibility != nil {
@@ -220,13 +230,13 @@ func (r *Resolver) registerSchema(ctx context.Context, typ string, schema model.
 // for) would stop its read models and, after a restart, every command on an
 // aggregate holding such an event. Other types' schemas are returned as
 // they are.
-func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, error) {
+func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, int, error) {
 	if !domain.OwnedEventType(typ) {
-		return json.RawMessage(schema), nil
+		return json.RawMessage(schema), 0, nil
 	}
 	got, err := jsonvalue.DecodeAll(schema)
 	if err != nil {
-		return nil, domain.InvalidField("schema", "the schema is not JSON: %v", err)
+		return nil, 0, domain.InvalidField("schema", "the schema is not JSON: %v", err)
 	}
 	why := fmt.Sprintf("this gateway ships no version %d", latest+1)
 	for _, version := range []int{latest + 1, latest} {
@@ -235,13 +245,52 @@ func shippedSchema(typ string, latest int, schema model.JSON) (json.RawMessage, 
 			continue
 		}
 		if want, err := jsonvalue.DecodeAll(shipped); err == nil && reflect.DeepEqual(want, got) {
-			return shipped, nil
+			return shipped, version, nil
 		}
 		if version == latest+1 {
 			why = fmt.Sprintf("the schema differs from the version %d it ships", version)
 		}
 	}
-	return nil, &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
-		Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose versions ship with the gateway's code (domain/schemas/): %s", typ, why),
-		Details: map[string]any{"eventType": typ, "schemaVersion": latest + 1}}
+	return nil, 0, domainEventType(typ, latest+1, "versions", why)
+}
+
+// domainEventType refuses a change to one of the domain's own event types
+// that its code does not ship.
+func domainEventType(typ string, version int, what, why string) error {
+	return &domain.Error{Code: domain.RuleViolation, Rule: "DOMAIN_EVENT_TYPE", Field: "type",
+		Message: fmt.Sprintf("%s is an event of the domain's aggregates, whose %s ship with the gateway's code (domain/schemas/): %s", typ, what, why),
+		Details: map[string]any{"eventType": typ, "schemaVersion": version}}
+}
+
+// shippedMigration returns the migration to register into version of typ,
+// one of the domain's own event types: the one its code ships
+// (<Type>.v<N>.migration.json), none when it ships none. ops, the
+// migration asked for, must be that one (or, unless required, absent):
+// the domain decodes its events strictly into Go structs, so a migration
+// whose results fit the schema but not the code (a 1.0 where the code
+// reads an integer) failed every read of an aggregate holding an event it
+// migrated, as INTERNAL. required is for a migration registered on its
+// own, which must ship.
+func shippedMigration(typ string, version int, ops []schemaregistry.Op, required bool) ([]schemaregistry.Op, error) {
+	raw, err := fs.ReadFile(domain.EventSchemas(), fmt.Sprintf("%s.v%d.migration.json", typ, version))
+	if err != nil {
+		if ops != nil || required {
+			return nil, domainEventType(typ, version, "migrations", fmt.Sprintf("this gateway ships no migration to version %d", version))
+		}
+		return nil, nil
+	}
+	var shipped []schemaregistry.Op
+	if err := json.Unmarshal(raw, &shipped); err != nil {
+		return nil, fmt.Errorf("the shipped migration of %s to version %d: %w", typ, version, err)
+	}
+	if ops != nil {
+		given, _ := json.Marshal(ops)
+		want, _ := json.Marshal(shipped)
+		g, gerr := jsonvalue.DecodeAll(given)
+		w, werr := jsonvalue.DecodeAll(want)
+		if gerr != nil || werr != nil || !reflect.DeepEqual(g, w) {
+			return nil, domainEventType(typ, version, "migrations", fmt.Sprintf("the migration differs from the one it ships to version %d", version))
+		}
+	}
+	return shipped, nil
 }

@@ -28,6 +28,11 @@ func (r *mutationResolver) RegisterEventMigration(ctx context.Context, typeArg s
 	if err != nil {
 		return nil, err
 	}
+	if domain.OwnedEventType(typeArg) {
+		if ops, err = shippedMigration(typeArg, fromVersion+1, ops, true); err != nil {
+			return nil, err
+		}
+	}
 	v, err := reg.RegisterMigration(ctx, typeArg, fromVersion, ops)
 	if err != nil {
 		return nil, err

@@ -90,6 +90,9 @@ func (r *mutationResolver) AppendEvents(ctx context.Context, stream string, expe
 
 // Events is the resolver for the events field.
 func (r *queryResolver) Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) (*model.EventPage, error) {
+	if err := checkReadTypes(types); err != nil {
+		return nil, err
+	}
 	q := eventstore.AllQuery{Types: types, Tenant: tenantFilter(ctx)}
 	if after != nil {
 		q.After = int64(*after)

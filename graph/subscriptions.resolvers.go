@@ -16,6 +16,9 @@ import (
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, types []string, streamPrefix *string, after *model.Position) (<-chan *model.Event, error) {
+	if err := checkReadTypes(types); err != nil {
+		return nil, err
+	}
 	q := eventstore.AllQuery{Types: types, Tenant: tenantFilter(ctx)}
 	if streamPrefix != nil && *streamPrefix != "" {
 		var err error

@@ -58,7 +58,8 @@ const (
 // its message in the close frame's reason ("Forbidden: " and the message):
 // the client sees it, so it must say nothing the client may not know.
 // When that context carries an auth.Principal with an expiry, the socket
-// is closed with 4403 when the credential expires.
+// is closed with 4403 when the credential expires. The payload is decoded
+// as operations' are: numbers as json.Number, as written.
 type InitFunc func(ctx context.Context, payload map[string]any) (context.Context, error)
 
 // Websocket is cqrsgate's websocket transport for gqlgen, built on
@@ -687,7 +688,16 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 	}
 	payload := map[string]any{}
 	if len(m.Payload) > 0 && string(m.Payload) != "null" {
-		if err := json.Unmarshal(m.Payload, &payload); err != nil {
+		// Decoded as operations' payloads are (numbers as written: a
+		// claim of 1e400 is no reason to refuse the connection).
+		v, err := jsonvalue.DecodeAllText(m.Payload)
+		obj, isObject := v.(map[string]any)
+		if errors.Is(err, jsonvalue.ErrNotText) {
+			return c.invalid("connection_init payload is not valid text (UTF-8, no lone surrogates)")
+		}
+		if err == nil && isObject {
+			payload = obj
+		} else {
 			return c.invalid("connection_init payload must be an object")
 		}
 	}

@@ -52,13 +52,21 @@ func (w *asVersionWalk) selections(set ast.SelectionSet) {
 		}
 		switch s := s.(type) {
 		case *ast.Field:
+			if w.skipped(s.Directives) {
+				continue
+			}
 			if s.Name == "data" && s.ObjectDefinition != nil && s.ObjectDefinition.Name == "Event" {
 				w.check(s.Arguments.ForName("asVersion"))
 			}
 			w.selections(s.SelectionSet)
 		case *ast.InlineFragment:
-			w.selections(s.SelectionSet)
+			if !w.skipped(s.Directives) {
+				w.selections(s.SelectionSet)
+			}
 		case *ast.FragmentSpread:
+			if w.skipped(s.Directives) {
+				continue
+			}
 			if s.Definition != nil && !w.seen[s.Name] {
 				if w.seen == nil {
 					w.seen = map[string]bool{}
@@ -68,6 +76,26 @@ func (w *asVersionWalk) selections(set ast.SelectionSet) {
 			}
 		}
 	}
+}
+
+// skipped reports whether directives leave out what they are on (@skip
+// with if true, @include with if false): it never runs, and its arguments
+// are never read.
+func (w *asVersionWalk) skipped(directives ast.DirectiveList) bool {
+	for _, d := range directives {
+		if d.Name != "skip" && d.Name != "include" {
+			continue
+		}
+		arg := d.Arguments.ForName("if")
+		if arg == nil {
+			continue
+		}
+		v, err := arg.Value.Value(w.vars)
+		if b, ok := v.(bool); err == nil && ok && b == (d.Name == "skip") {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *asVersionWalk) check(a *ast.Argument) {

@@ -28,8 +28,8 @@ import (
 // transport.POST does, status codes included (httpSpec then applies the
 // specification's rules to request errors), at a lower cost per request:
 //   - the body readBody has read is used as it is, not read a second time;
-//   - it is decoded in one pass without reflection (jsonvalue.DecodeAll),
-//     numbers kept exact;
+//   - it is decoded in one pass without reflection (jsonvalue.DecodeAllText),
+//     numbers kept exact, text that would not read as sent refused;
 //   - the response is written in one piece, from a pooled buffer, without
 //     re-encoding the data gqlgen has already encoded, and with its length;
 //   - long list variables are checked without reflection (holdLongLists
@@ -150,10 +150,19 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			ext = obj
 		}
 	}
+	if esc, bad := loneSurrogateLiteral(q.Get("query")); bad {
+		writeRequestError(w, r, http.StatusBadRequest, "the query is not valid text: a string in it holds the escape "+esc+", half of a UTF-16 surrogate pair without its other half", "BAD_REQUEST")
+		return
+	}
 	{
 		query := q.Get("query")
 		if query == "" && t.apq != nil {
-			if hash := persistedHash(ext); hash != "" {
+			hash, err := persistedHash(ext)
+			if err != nil {
+				writeRequestError(w, r, http.StatusBadRequest, err.Error(), "BAD_REQUEST")
+				return
+			}
+			if hash != "" {
 				query, _ = t.apq.Get(r.Context(), hash)
 			}
 		}
@@ -190,19 +199,27 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 }
 
 // persistedHash is the sha256Hash of a persisted query's extensions, found
-// as gqlgen's AutomaticPersistedQuery finds it (persistedQuery exactly, its
-// members whatever their case), or "".
-func persistedHash(ext map[string]any) string {
+// as gqlgen's AutomaticPersistedQuery finds it (persistedQuery exactly; its
+// member sha256Hash exactly, else in any case), or "". Members that differ
+// only in case, none exactly sha256Hash, are an error: gqlgen would take
+// one of them at random, perhaps another than this check looked at.
+func persistedHash(ext map[string]any) (string, error) {
 	pq, _ := ext["persistedQuery"].(map[string]any)
-	if h, ok := pq["sha256Hash"].(string); ok {
-		return h
+	if v, ok := pq["sha256Hash"]; ok {
+		h, _ := v.(string)
+		return h, nil
 	}
+	hash, found := "", ""
 	for k, v := range pq {
-		if h, ok := v.(string); ok && strings.EqualFold(k, "sha256Hash") {
-			return h
+		if strings.EqualFold(k, "sha256Hash") {
+			if found != "" {
+				return "", fmt.Errorf("the persisted query's hash is given twice, as %q and %q", found, k)
+			}
+			found = k
+			hash, _ = v.(string)
 		}
 	}
-	return ""
+	return hash, nil
 }
 
 // persistedQueries is gqlgen's AutomaticPersistedQuery, its errors given
@@ -287,6 +304,9 @@ func decodePost(body []byte) (*graphql.RawParams, error) {
 	p := &graphql.RawParams{}
 	if err := member(&p.Query, vals[0], names[0]); err != nil {
 		return nil, err
+	}
+	if esc, bad := loneSurrogateLiteral(p.Query); bad {
+		return nil, fmt.Errorf("%w: a string in the query holds the escape %s, half of a UTF-16 surrogate pair without its other half", jsonvalue.ErrNotText, esc)
 	}
 	if err := member(&p.OperationName, vals[1], names[1]); err != nil {
 		return nil, err

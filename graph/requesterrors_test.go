@@ -180,3 +180,81 @@ func TestOddInputIsNamedInTheClientsTerms(t *testing.T) {
 	c.send(`{"type":"connection_init","payload":{"claim":"x","n":1e400}}`)
 	c.expect("connection_ack")
 }
+
+// A persisted query's hash given twice in different cases, neither exactly
+// sha256Hash, is refused: gqlgen takes either at random, and the GET check
+// for a mutation could look at another query than gqlgen runs.
+func TestAmbiguousPersistedHashesAreRefused(t *testing.T) {
+	store := memStore()
+	log := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log,
+		Limits: graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}}))
+	t.Cleanup(srv.Close)
+	c := &client{t: t, url: srv.URL}
+	m := `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
+	sum := sha256.Sum256([]byte(m))
+	h := hex.EncodeToString(sum[:])
+	if out, _ := c.postBody(map[string]any{"query": m, "extensions": json.RawMessage(`{"persistedQuery":{"version":1,"sha256Hash":"` + h + `"}}`)}); len(out.Errors) > 0 {
+		t.Fatal(out.Errors)
+	}
+	ext := `{"persistedQuery":{"version":1,"sha256hash":"` + h + `","SHA256HASH":"0000"}}`
+	for range 20 {
+		resp, err := http.Get(c.url + "/?extensions=" + url.QueryEscape(ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "given twice") {
+			t.Fatalf("GET with the hash given twice: %d %s", resp.StatusCode, body)
+		}
+	}
+	if out, _ := c.post(m, nil); len(out.Errors) > 0 {
+		t.Errorf("a POST mutation after refused GETs: %+v", out.Errors)
+	}
+}
+
+// A string literal in the query holding half a surrogate pair is refused
+// as JSON's are (gqlparser read it as U+FFFD: two different literal keys
+// were one, and the second deposit was answered duplicate).
+func TestLoneSurrogateLiteralsAreRefused(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	c.mustPost(`mutation { openAccount(input: {accountId: "a1", owner: "ada", currency: "EUR"}) { version } }`, nil, &struct{}{})
+	for _, key := range []string{`\\ud800`, `\\udbff`} { // GraphQL escapes, once the JSON body is decoded
+		status, _, raw := c.rawPost(`{"query": "mutation { depositMoney(input: {accountId: \"a1\", amount: 5, idempotencyKey: \"` + key + `\"}) { version } }"}`)
+		if status != http.StatusBadRequest || !strings.Contains(string(raw), "a string in the query holds the escape") {
+			t.Errorf("key %s: %d %s", key, status, raw)
+		}
+	}
+	resp, err := http.Get(c.url + "/?query=" + url.QueryEscape(`{ account(id: "\uD800") { id } }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("GET: %d", resp.StatusCode)
+	}
+	var at struct{ AccountAt struct{ Balance int } }
+	c.mustPost(`{ accountAt(id: "a1") { balance } }`, nil, &at)
+	if at.AccountAt.Balance != 0 {
+		t.Errorf("balance %d after refused deposits", at.AccountAt.Balance)
+	}
+}
+
+// A skipped data(asVersion: 0) refuses nothing: it never runs.
+func TestSkippedAsVersionRefusesNothing(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	c.mustPost(`mutation { openAccount(input: {accountId: "a1", owner: "ada", currency: "EUR"}) { version } }`, nil, &struct{}{})
+	for _, q := range []string{
+		`mutation($full: Boolean = false, $v: Int = 0) { depositMoney(input: {accountId: "a1", amount: 1}) { version events { data(asVersion: $v) @include(if: $full) } } }`,
+		`mutation { depositMoney(input: {accountId: "a1", amount: 1}) { version ... @skip(if: true) { events { data(asVersion: 0) } } } }`,
+	} {
+		if out, _ := c.post(q, nil); len(out.Errors) > 0 {
+			t.Errorf("%s: %+v", q, out.Errors)
+		}
+	}
+	out, _ := c.post(`mutation { depositMoney(input: {accountId: "a1", amount: 1}) { version events { data(asVersion: 0) @include(if: true) } } }`, nil)
+	if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "VALIDATION" {
+		t.Errorf("an included data(asVersion: 0): %+v", out.Errors)
+	}
+}

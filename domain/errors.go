@@ -26,6 +26,9 @@ const (
 	Forbidden Code = "FORBIDDEN"
 	// Stale: a read model has not reached the position a query asked for in time.
 	Stale Code = "STALE"
+	// OutOfRange: a value is beyond what its field's type carries (a sum
+	// beyond a Long); the error says where to read it whole.
+	OutOfRange Code = "OUT_OF_RANGE"
 	// Unavailable: a dependency (the database) cannot be reached right now; retry later.
 	Unavailable Code = "UNAVAILABLE"
 	// Internal: a bug or an unexpected failure; details are logged, never shown.

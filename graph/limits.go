@@ -433,3 +433,17 @@ func checkReadTypes(types []string) error {
 	}
 	return nil
 }
+
+// longOf reads a sum over many aggregates (a decimal integer, exact) for a
+// Long field: every amount fits a Long, their sum need not. Beyond 64 bits
+// it is an OUT_OF_RANGE error on the field, naming the field (exact) that
+// has it whole; the rest of the answer stands.
+func longOf(what, exact, decimal string) (*model.Long, error) {
+	n, err := strconv.ParseInt(decimal, 10, 64)
+	if err != nil {
+		return nil, &domain.Error{Code: domain.OutOfRange, Message: fmt.Sprintf("%s is %s, beyond a Long (64 bits): read %s", what, decimal, exact),
+			Details: map[string]any{"value": decimal}}
+	}
+	l := model.Long(n)
+	return &l, nil
+}

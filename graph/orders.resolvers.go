@@ -8,10 +8,16 @@ package graph
 import (
 	"context"
 	"cqrsgate/domain"
+	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
 	"cqrsgate/projections"
 	"time"
 )
+
+// Revenue is the resolver for the revenue field.
+func (r *orderStatResolver) Revenue(ctx context.Context, obj *model.OrderStat) (*model.Long, error) {
+	return longOf("the revenue of the "+obj.Status+" orders of "+obj.Day, "revenueDecimal", obj.RevenueDecimal)
+}
 
 // Order is the resolver for the order field.
 func (r *queryResolver) Order(ctx context.Context, id string, atLeast *model.Position) (*model.Order, error) {
@@ -66,7 +72,7 @@ func (r *queryResolver) OrderStatistics(ctx context.Context, from time.Time, to 
 	}
 	out := make([]*model.OrderStat, len(stats))
 	for i, s := range stats {
-		out[i] = &model.OrderStat{Day: s.Day.Format(time.DateOnly), Status: s.Status, Orders: int(s.Orders), Revenue: model.Long(s.Revenue)}
+		out[i] = &model.OrderStat{Day: s.Day.Format(time.DateOnly), Status: s.Status, Orders: int(s.Orders), RevenueDecimal: s.Revenue}
 	}
 	return out, nil
 }
@@ -112,3 +118,8 @@ func (r *queryResolver) Products(ctx context.Context, maxAvailable *int, first *
 	}
 	return conn, nil
 }
+
+// OrderStat returns generated.OrderStatResolver implementation.
+func (r *Resolver) OrderStat() generated.OrderStatResolver { return &orderStatResolver{r} }
+
+type orderStatResolver struct{ *Resolver }

@@ -8,9 +8,15 @@ package graph
 import (
 	"context"
 	"cqrsgate/domain"
+	"cqrsgate/graph/generated"
 	"cqrsgate/graph/model"
 	"cqrsgate/projections"
 )
+
+// TotalBalance is the resolver for the totalBalance field.
+func (r *bankTotalResolver) TotalBalance(ctx context.Context, obj *model.BankTotal) (*model.Long, error) {
+	return longOf("the total balance of the "+obj.Currency+" accounts", "totalBalanceDecimal", obj.TotalBalanceDecimal)
+}
 
 // RebuildProjection is the resolver for the rebuildProjection field.
 func (r *mutationResolver) RebuildProjection(ctx context.Context, name string) (*model.ProjectionStatus, error) {
@@ -118,7 +124,7 @@ func (r *queryResolver) BankTotals(ctx context.Context, atLeast *model.Position)
 	}
 	out := make([]*model.BankTotal, len(totals))
 	for i, t := range totals {
-		out[i] = &model.BankTotal{Currency: t.Currency, Accounts: int(t.Accounts), TotalBalance: model.Long(t.TotalBalance)}
+		out[i] = &model.BankTotal{Currency: t.Currency, Accounts: int(t.Accounts), TotalBalanceDecimal: t.TotalBalance}
 	}
 	return out, nil
 }
@@ -127,3 +133,8 @@ func (r *queryResolver) BankTotals(ctx context.Context, atLeast *model.Position)
 func (r *queryResolver) Projections(ctx context.Context) ([]*model.ProjectionStatus, error) {
 	return r.projectionStatuses(ctx)
 }
+
+// BankTotal returns generated.BankTotalResolver implementation.
+func (r *Resolver) BankTotal() generated.BankTotalResolver { return &bankTotalResolver{r} }
+
+type bankTotalResolver struct{ *Resolver }

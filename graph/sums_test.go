@@ -15,7 +15,10 @@ import (
 // accounts read model for every tenant (bigint out of range, FAILED), and
 // wrapped to a negative total when folded in one batch (a rebuild); large
 // orders did the same to the orders read model. Now the tenant that holds
-// such sums gets an error naming them, and the others see nothing of it.
+// such sums reads them whole as decimal strings (totalBalanceDecimal,
+// revenueDecimal), gets an OUT_OF_RANGE error on the Long fields alone
+// (they were INTERNAL and took the whole list with them before
+// 2026-11-27), and the others see nothing of it.
 func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 	g, as := newTenantGateway(t)
 	big := fmt.Sprint(int64(math.MaxInt64 - 10))
@@ -31,8 +34,8 @@ func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 	const q = `query($p: Position, $from: Time!, $to: Time!) {
 		account(id: "v1", atLeast: $p) { balance }
 		order(id: "v1", atLeast: $p) { status }
-		bankTotals(atLeast: $p) { currency totalBalance }
-		orderStatistics(from: $from, to: $to, atLeast: $p) { status orders revenue }
+		bankTotals(atLeast: $p) { currency totalBalance totalBalanceDecimal }
+		orderStatistics(from: $from, to: $to, atLeast: $p) { status orders revenue revenueDecimal }
 	}`
 	vars := map[string]any{"p": r.Position, "from": time.Now().Add(-48 * time.Hour).Format(time.RFC3339), "to": time.Now().Add(48 * time.Hour).Format(time.RFC3339)}
 	out, _ := g.post(q, vars, as["globex"]...)
@@ -40,10 +43,10 @@ func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 		ps, _ := g.post(`{ projections { name status lastError } }`, nil, as["globex"]...)
 		t.Fatalf("globex after acme's huge sums: %+v\nprojections: %s", out.Errors, ps.Data["projections"])
 	}
-	if got := string(out.Data["bankTotals"]); got != `[{"currency":"USD","totalBalance":5}]` {
+	if got := string(out.Data["bankTotals"]); got != `[{"currency":"USD","totalBalance":5,"totalBalanceDecimal":"5"}]` {
 		t.Errorf("globex's bank totals %s", got)
 	}
-	if got := string(out.Data["orderStatistics"]); got != `[{"status":"OPEN","orders":1,"revenue":0}]` {
+	if got := string(out.Data["orderStatistics"]); got != `[{"status":"OPEN","orders":1,"revenue":0,"revenueDecimal":"0"}]` {
 		t.Errorf("globex's order statistics %s", got)
 	}
 
@@ -53,14 +56,17 @@ func TestSumsBeyond64BitsStayExactAndInTheirTenant(t *testing.T) {
 		out, _ := g.post(q, vars, as["acme"]...)
 		var fields []string
 		for _, e := range out.Errors {
-			if e.Extensions["code"] != "INTERNAL" || !strings.Contains(e.Message, "18446744073709551594, beyond a Long") || e.Extensions["requestId"] == nil {
+			if e.Extensions["code"] != "OUT_OF_RANGE" || !strings.Contains(e.Message, "18446744073709551594, beyond a Long (64 bits): read ") {
 				t.Errorf("%s: acme's error %+v", when, e)
 			}
 			fields = append(fields, fmt.Sprint(e.Path))
 		}
 		slices.Sort(fields)
-		if strings.Join(fields, " ") != "[bankTotals] [orderStatistics]" {
-			t.Errorf("%s: acme's errors on %v, want bankTotals and orderStatistics (data %v)", when, fields, out.Data)
+		if strings.Join(fields, " ") != "[bankTotals 0 totalBalance] [orderStatistics 0 revenue]" {
+			t.Errorf("%s: acme's errors on %v, want bankTotals' totalBalance and orderStatistics' revenue (data %v)", when, fields, out.Data)
+		}
+		if got := string(out.Data["bankTotals"]); got != `[{"currency":"EUR","totalBalance":null,"totalBalanceDecimal":"18446744073709551594"}]` {
+			t.Errorf("%s: acme's bank totals %s", when, got)
 		}
 	}
 	beyond("live")

@@ -36,9 +36,11 @@ type StatementLine struct {
 
 // BankTotal is the number of open accounts and their total balance in one currency.
 type BankTotal struct {
-	Currency     string
-	Accounts     int64
-	TotalBalance int64
+	Currency string
+	Accounts int64
+	// TotalBalance is the sum of the balances as a decimal integer, exact
+	// at any size (a sum of Longs need not be one: see Long).
+	TotalBalance string
 }
 
 // AccountFilter narrows ListAccounts; empty fields match everything.
@@ -136,21 +138,13 @@ func (q *AccountQueries) BankTotals(ctx context.Context, tenant string) ([]BankT
 	if err != nil {
 		return nil, readError("bank totals", err)
 	}
-	var sums []string
 	totals, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BankTotal, error) {
 		var t BankTotal
-		var total string
-		err := row.Scan(&t.Currency, &t.Accounts, &total)
-		sums = append(sums, total)
+		err := row.Scan(&t.Currency, &t.Accounts, &t.TotalBalance)
 		return t, err
 	})
 	if err != nil {
 		return nil, readError("bank totals", err)
-	}
-	for i := range totals {
-		if totals[i].TotalBalance, err = longOf("the total balance of the "+totals[i].Currency+" accounts", sums[i]); err != nil {
-			return nil, err
-		}
 	}
 	return totals, nil
 }

@@ -4,8 +4,6 @@ import (
 	"math/big"
 	"math/bits"
 	"strconv"
-
-	"cqrsgate/domain"
 )
 
 // sum is an exact sum of int64 values, in 128 bits (two's complement,
@@ -47,15 +45,4 @@ func (s sum) String() string {
 	b := new(big.Int).SetInt64(s.hi)
 	b.Lsh(b, 64)
 	return b.Add(b, new(big.Int).SetUint64(s.lo)).String()
-}
-
-// longOf reads a numeric sum (as text) for a Long field: an error, shown
-// to the client, when it is beyond 64 bits.
-func longOf(what, decimal string) (int64, error) {
-	n, err := strconv.ParseInt(decimal, 10, 64)
-	if err != nil {
-		return 0, &domain.Error{Code: domain.Internal, Message: what + " is " + decimal + ", beyond a Long (64 bits)",
-			Details: map[string]any{"value": decimal}}
-	}
-	return n, nil
 }

@@ -31,6 +31,8 @@ type fakeGateway struct {
 	// refuse, when it returns a reason, closes the connection with 4403
 	// and that reason instead of acknowledging its connection_init.
 	refuse func(n int, payload map[string]any) string
+	// bankTotals, when set, is the read-model tiles' bankTotals (JSON).
+	bankTotals string
 }
 
 func (g *fakeGateway) handler() http.Handler {
@@ -118,7 +120,11 @@ func (g *fakeGateway) handler() http.Handler {
 			_, _ = w.Write([]byte(`{"data":{"events":{"head":100}}}`))
 			return
 		}
-		_, _ = w.Write([]byte(`{"data":{"bankTotals":[],"OPEN":{"totalCount":0},"SUBMITTED":{"totalCount":0},"CONFIRMED":{"totalCount":0},"SHIPPED":{"totalCount":0},"CANCELLED":{"totalCount":0},"products":{"edges":[]}}}`))
+		totals := g.bankTotals
+		if totals == "" {
+			totals = "[]"
+		}
+		_, _ = w.Write([]byte(`{"data":{"bankTotals":` + totals + `,"OPEN":{"totalCount":0},"SUBMITTED":{"totalCount":0},"CONFIRMED":{"totalCount":0},"SHIPPED":{"totalCount":0},"CANCELLED":{"totalCount":0},"products":{"edges":[]}}}`))
 	})
 	mux.Handle("/", web.Handler())
 	return mux
@@ -345,5 +351,28 @@ func TestDashboardAsksForARefusedToken(t *testing.T) {
 	defer mu.Unlock()
 	if !hidden || kept != "good-token" || inits[len(inits)-1] != "Bearer good-token" {
 		t.Fatalf("after entering a token: form hidden %v, kept %q, connection_inits %q", hidden, kept, inits)
+	}
+}
+
+// TestDashboardShowsSumsExactly: a currency's total balance is shown from
+// its exact decimal (totalBalanceDecimal), beyond what a Long or a float
+// holds, and below a unit.
+func TestDashboardShowsSumsExactly(t *testing.T) {
+	g := &fakeGateway{bankTotals: `[{"currency":"EUR","accounts":2,"totalBalanceDecimal":"18446744073709551594"},{"currency":"USD","accounts":1,"totalBalanceDecimal":"-5"}]`}
+	ctx, stop := openDashboard(t, g)
+	defer stop()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(rctx, chromedp.WaitVisible(chromedp.CSS(`#bank-totals li:nth-child(2)`))); err != nil {
+		t.Fatal(err)
+	}
+	text, err := chromedp.Run(rctx, chromedp.Text(chromedp.ID("bank-totals")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EUR (2 accounts)", "184467440737095515.94", "USD (1 accounts)", "-0.05"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("bank totals %q: no %q", text, want)
+		}
 	}
 }

@@ -29,8 +29,10 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	BankTotal() BankTotalResolver
 	Event() EventResolver
 	Mutation() MutationResolver
+	OrderStat() OrderStatResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 }
@@ -88,9 +90,10 @@ type ComplexityRoot struct {
 	}
 
 	BankTotal struct {
-		Accounts     func(childComplexity int) int
-		Currency     func(childComplexity int) int
-		TotalBalance func(childComplexity int) int
+		Accounts            func(childComplexity int) int
+		Currency            func(childComplexity int) int
+		TotalBalance        func(childComplexity int) int
+		TotalBalanceDecimal func(childComplexity int) int
 	}
 
 	CommandResult struct {
@@ -268,10 +271,11 @@ type ComplexityRoot struct {
 	}
 
 	OrderStat struct {
-		Day     func(childComplexity int) int
-		Orders  func(childComplexity int) int
-		Revenue func(childComplexity int) int
-		Status  func(childComplexity int) int
+		Day            func(childComplexity int) int
+		Orders         func(childComplexity int) int
+		Revenue        func(childComplexity int) int
+		RevenueDecimal func(childComplexity int) int
+		Status         func(childComplexity int) int
 	}
 
 	OrderState struct {
@@ -439,6 +443,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type BankTotalResolver interface {
+	TotalBalance(ctx context.Context, obj *model.BankTotal) (*model.Long, error)
+}
 type EventResolver interface {
 	SchemaVersion(ctx context.Context, obj *model.Event) (int, error)
 
@@ -476,6 +483,9 @@ type MutationResolver interface {
 	CheckEventSchema(ctx context.Context, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) (*model.SchemaVerdict, error)
 	SetEventCompatibility(ctx context.Context, typeArg string, mode model.Compatibility) (*model.EventType, error)
 	DeprecateEventSchema(ctx context.Context, typeArg string, version int, deprecated *bool) (*model.EventSchema, error)
+}
+type OrderStatResolver interface {
+	Revenue(ctx context.Context, obj *model.OrderStat) (*model.Long, error)
 }
 type QueryResolver interface {
 	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) (*model.EventPage, error)
@@ -748,6 +758,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BankTotal.TotalBalance(childComplexity), true
+	case "BankTotal.totalBalanceDecimal":
+		if e.ComplexityRoot.BankTotal.TotalBalanceDecimal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BankTotal.TotalBalanceDecimal(childComplexity), true
 
 	case "CommandResult.aggregateId":
 		if e.ComplexityRoot.CommandResult.AggregateID == nil {
@@ -1682,6 +1698,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.OrderStat.Revenue(childComplexity), true
+	case "OrderStat.revenueDecimal":
+		if e.ComplexityRoot.OrderStat.RevenueDecimal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderStat.RevenueDecimal(childComplexity), true
 	case "OrderStat.status":
 		if e.ComplexityRoot.OrderStat.Status == nil {
 			break
@@ -3032,7 +3054,13 @@ type OrderStat {
   day: String!
   status: String!
   orders: Int!
-  revenue: Long!
+  """
+  Null, with an OUT_OF_RANGE error on the field, when it is beyond a Long
+  (64 bits): revenueDecimal has it whole.
+  """
+  revenue: Long @goField(forceResolver: true)
+  "The same sum as a decimal integer string, exact at any size."
+  revenueDecimal: String!
 }
 
 "A product of the catalogue with its stock."
@@ -3210,8 +3238,14 @@ type BankTotal {
   currency: String!
   "Open accounts (frozen ones included)."
   accounts: Int!
-  "The sum of the balances, closed accounts' included (refunds owed to their holders until paid out)."
-  totalBalance: Long!
+  """
+  The sum of the balances, closed accounts' included (refunds owed to their
+  holders until paid out). Null, with an OUT_OF_RANGE error on the field,
+  when it is beyond a Long (64 bits): totalBalanceDecimal has it whole.
+  """
+  totalBalance: Long @goField(forceResolver: true)
+  "The same sum as a decimal integer string, exact at any size."
+  totalBalanceDecimal: String!
 }
 
 "A projection version and its health."
@@ -3772,6 +3806,8 @@ func (ec *executionContext) childFields_BankTotal(ctx context.Context, field gra
 		return ec.fieldContext_BankTotal_accounts(ctx, field)
 	case "totalBalance":
 		return ec.fieldContext_BankTotal_totalBalance(ctx, field)
+	case "totalBalanceDecimal":
+		return ec.fieldContext_BankTotal_totalBalanceDecimal(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BankTotal", field.Name)
 }
@@ -4066,6 +4102,8 @@ func (ec *executionContext) childFields_OrderStat(ctx context.Context, field gra
 		return ec.fieldContext_OrderStat_orders(ctx, field)
 	case "revenue":
 		return ec.fieldContext_OrderStat_revenue(ctx, field)
+	case "revenueDecimal":
+		return ec.fieldContext_OrderStat_revenueDecimal(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type OrderStat", field.Name)
 }
@@ -6664,18 +6702,41 @@ func (ec *executionContext) _BankTotal_totalBalance(ctx context.Context, field g
 			return ec.fieldContext_BankTotal_totalBalance(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.TotalBalance, nil
+			return ec.Resolvers.BankTotal().TotalBalance(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
-			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Long) graphql.Marshaler {
+			return ec.marshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BankTotal_totalBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BankTotal", field, true, true, "Long")
+}
+
+func (ec *executionContext) _BankTotal_totalBalanceDecimal(ctx context.Context, field graphql.CollectedField, obj *model.BankTotal) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BankTotal_totalBalanceDecimal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalBalanceDecimal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_BankTotal_totalBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "Long")
+func (ec *executionContext) fieldContext_BankTotal_totalBalanceDecimal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "String")
 }
 
 func (ec *executionContext) _CommandResult_aggregateId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -10392,18 +10453,41 @@ func (ec *executionContext) _OrderStat_revenue(ctx context.Context, field graphq
 			return ec.fieldContext_OrderStat_revenue(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Revenue, nil
+			return ec.Resolvers.OrderStat().Revenue(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.Long) graphql.Marshaler {
-			return ec.marshalNLong2cqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Long) graphql.Marshaler {
+			return ec.marshalOLong2ᚖcqrsgateᚋgraphᚋmodelᚐLong(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrderStat_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderStat", field, true, true, "Long")
+}
+
+func (ec *executionContext) _OrderStat_revenueDecimal(ctx context.Context, field graphql.CollectedField, obj *model.OrderStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderStat_revenueDecimal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevenueDecimal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_OrderStat_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "Long")
+func (ec *executionContext) fieldContext_OrderStat_revenueDecimal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderStat", field, false, false, "String")
 }
 
 func (ec *executionContext) _OrderState_id(ctx context.Context, field graphql.CollectedField, obj *model.OrderState) (ret graphql.Marshaler) {
@@ -16663,17 +16747,23 @@ func (ec *executionContext) _BankTotal(ctx context.Context, sel ast.SelectionSet
 		case "currency":
 			out.Values[i] = ec._BankTotal_currency(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "accounts":
 			out.Values[i] = ec._BankTotal_accounts(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "totalBalance":
-			out.Values[i] = ec._BankTotal_totalBalance(ctx, field, obj)
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BankTotal_totalBalance(ctx, field, obj)
+				})
+		case "totalBalanceDecimal":
+			out.Values[i] = ec._BankTotal_totalBalanceDecimal(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -17869,22 +17959,28 @@ func (ec *executionContext) _OrderStat(ctx context.Context, sel ast.SelectionSet
 		case "day":
 			out.Values[i] = ec._OrderStat_day(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._OrderStat_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "orders":
 			out.Values[i] = ec._OrderStat_orders(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "revenue":
-			out.Values[i] = ec._OrderStat_revenue(ctx, field, obj)
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._OrderStat_revenue(ctx, field, obj)
+				})
+		case "revenueDecimal":
+			out.Values[i] = ec._OrderStat_revenueDecimal(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

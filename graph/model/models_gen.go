@@ -124,8 +124,12 @@ type BankTotal struct {
 	Currency string `json:"currency"`
 	// Open accounts (frozen ones included).
 	Accounts int `json:"accounts"`
-	// The sum of the balances, closed accounts' included (refunds owed to their holders until paid out).
-	TotalBalance Long `json:"totalBalance"`
+	// The sum of the balances, closed accounts' included (refunds owed to their
+	// holders until paid out). Null, with an OUT_OF_RANGE error on the field,
+	// when it is beyond a Long (64 bits): totalBalanceDecimal has it whole.
+	TotalBalance *Long `json:"totalBalance,omitempty"`
+	// The same sum as a decimal integer string, exact at any size.
+	TotalBalanceDecimal string `json:"totalBalanceDecimal"`
 }
 
 type CancelOrderInput struct {
@@ -415,10 +419,14 @@ type OrderOrderBy struct {
 // Orders placed on a day (UTC) that are now in a status, and their value.
 type OrderStat struct {
 	// YYYY-MM-DD
-	Day     string `json:"day"`
-	Status  string `json:"status"`
-	Orders  int    `json:"orders"`
-	Revenue Long   `json:"revenue"`
+	Day    string `json:"day"`
+	Status string `json:"status"`
+	Orders int    `json:"orders"`
+	// Null, with an OUT_OF_RANGE error on the field, when it is beyond a Long
+	// (64 bits): revenueDecimal has it whole.
+	Revenue *Long `json:"revenue,omitempty"`
+	// The same sum as a decimal integer string, exact at any size.
+	RevenueDecimal string `json:"revenueDecimal"`
 }
 
 // An order rebuilt from its events as of a point in its history (not from a read model).

@@ -117,14 +117,22 @@
 
   // ---- the read-model tiles
   var STATUSES = ['OPEN', 'SUBMITTED', 'CONFIRMED', 'SHIPPED', 'CANCELLED'];
-  var tilesQuery = '{ bankTotals { currency accounts totalBalance } ' +
+  var tilesQuery = '{ bankTotals { currency accounts totalBalanceDecimal } ' +
     STATUSES.map(function (s) { return s + ': orders(filter: {status: "' + s + '"}, first: 1) { totalCount }'; }).join(' ') +
     ' products(maxAvailable: 5, first: 10) { edges { node { sku name available } } } }';
+  // minorUnits writes a decimal integer string of minor units (cents) with
+  // two decimals, exactly at any size (the sum of a currency's balances
+  // need not fit a float, nor a Long).
+  function minorUnits(s) {
+    var neg = s.charAt(0) === '-', d = neg ? s.slice(1) : s;
+    while (d.length < 3) d = '0' + d;
+    return (neg ? '-' : '') + d.slice(0, -2) + '.' + d.slice(-2);
+  }
   function refreshTiles() {
     state.tilesTimer = null;
     gql(tilesQuery).then(function (d) {
       $('bank-totals').innerHTML = d.bankTotals.length ? d.bankTotals.map(function (t) {
-        return '<li><span>' + esc(t.currency) + ' (' + t.accounts + ' accounts)</span><span>' + (t.totalBalance / 100).toFixed(2) + '</span></li>';
+        return '<li><span>' + esc(t.currency) + ' (' + t.accounts + ' accounts)</span><span>' + esc(minorUnits(t.totalBalanceDecimal)) + '</span></li>';
       }).join('') : '<li>No accounts yet</li>';
       $('order-counts').innerHTML = STATUSES.map(function (s) {
         return '<li><span>' + s.toLowerCase() + '</span><span>' + d[s].totalCount + '</span></li>';

@@ -21,6 +21,7 @@ func (r *subscriptionResolver) GatewayStats(ctx context.Context, intervalMs *int
 	if r.Hub == nil {
 		return nil, &domain.Error{Code: domain.Unavailable, Message: "subscriptions are not available on this gateway"}
 	}
+	gatewayWide := tenantOf(ctx) == ""
 	_, seen := r.Hub.Stats()
 	last, rate := time.Now(), 0.0
 	next := func(context.Context) (*model.GatewayStats, error) {
@@ -29,9 +30,16 @@ func (r *subscriptionResolver) GatewayStats(ctx context.Context, intervalMs *int
 		if d := now.Sub(last).Seconds(); d > 0.1 {
 			rate, seen, last = float64(total-seen)/d, total, now
 		}
-		stats := &model.GatewayStats{Head: model.Position(head), EventsPerSecond: rate, LiveSubscriptions: r.Hub.Subscribers(), At: now}
-		if r.Connections != nil {
-			stats.WebsocketConnections = r.Connections()
+		stats := &model.GatewayStats{Head: model.Position(head), EventsPerSecond: rate, At: now}
+		if gatewayWide {
+			// Counts of every tenant's connections and subscriptions: a
+			// tenant's caller would learn of the others'.
+			subs := r.Hub.Subscribers()
+			stats.LiveSubscriptions = &subs
+			if r.Connections != nil {
+				conns := r.Connections()
+				stats.WebsocketConnections = &conns
+			}
 		}
 		return stats, nil
 	}

@@ -108,7 +108,7 @@ func NewHandler(cfg Config) http.Handler {
 		srv.AddTransport(cfg.Websocket)
 	}
 	srv.AddTransport(transport.Options{})
-	apq := lru.New[string](1000)
+	apq := scopedQueries{lru.New[string](1000)}
 	srv.AddTransport(getTransport{apq: apq, refused: refused})
 	srv.AddTransport(postTransport{refused: refused})
 	queries := lru.New[*ast.QueryDocument](1000)

@@ -20,6 +20,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
+	"cqrsgate/internal/auth"
 	"cqrsgate/internal/jsonvalue"
 )
 
@@ -220,6 +221,23 @@ func persistedHash(ext map[string]any) (string, error) {
 		}
 	}
 	return hash, nil
+}
+
+// scopedQueries keeps persisted queries apart per caller scope (tenant and
+// roles: auth.Principal.Scope; anonymous callers have their own): one
+// cache for all let a caller learn, by asking for a hash, whether anyone,
+// another tenant's caller included, had sent that exact document, ids
+// written in it and all.
+type scopedQueries struct {
+	graphql.Cache[string]
+}
+
+func (c scopedQueries) Get(ctx context.Context, hash string) (string, bool) {
+	return c.Cache.Get(ctx, auth.FromContext(ctx).Scope()+"\x00"+hash)
+}
+
+func (c scopedQueries) Add(ctx context.Context, hash, query string) {
+	c.Cache.Add(ctx, auth.FromContext(ctx).Scope()+"\x00"+hash, query)
 }
 
 // persistedQueries is gqlgen's AutomaticPersistedQuery, its errors given

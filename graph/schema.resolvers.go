@@ -169,6 +169,10 @@ func (r *queryResolver) Stream(ctx context.Context, id string, fromVersion *int,
 	if err != nil {
 		return nil, err
 	}
+	if tenant := tenantOf(ctx); tenant != "" && len(stream) > eventstore.MaxStreamIDLength {
+		// Said in the client's terms, as appendEvents says it.
+		return nil, domain.InvalidField("id", "stream id is %d bytes; at most %d are allowed for tenant %s", len(id), eventstore.MaxStreamIDLength-(len(stream)-len(id)), tenant)
+	}
 	version, err := r.Store.StreamVersion(ctx, stream)
 	if err != nil {
 		return nil, err

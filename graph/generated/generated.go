@@ -2781,10 +2781,10 @@ type GatewayStats {
   head: Position!
   "Events committed per second over the last interval."
   eventsPerSecond: Float!
-  "Open websocket connections to this gateway process."
-  websocketConnections: Int!
-  "Subscriptions following the live event feed in this process."
-  liveSubscriptions: Int!
+  "Open websocket connections to this gateway process; null for a tenant's caller (the count is every tenant's)."
+  websocketConnections: Int
+  "Subscriptions following the live event feed in this process; null for a tenant's caller (the count is every tenant's)."
+  liveSubscriptions: Int
   at: Time!
 }
 
@@ -8403,11 +8403,11 @@ func (ec *executionContext) _GatewayStats_websocketConnections(ctx context.Conte
 			return obj.WebsocketConnections, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_websocketConnections(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8426,11 +8426,11 @@ func (ec *executionContext) _GatewayStats_liveSubscriptions(ctx context.Context,
 			return obj.LiveSubscriptions, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_GatewayStats_liveSubscriptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17440,12 +17440,12 @@ func (ec *executionContext) _GatewayStats(ctx context.Context, sel ast.Selection
 			}
 		case "websocketConnections":
 			out.Values[i] = ec._GatewayStats_websocketConnections(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "liveSubscriptions":
 			out.Values[i] = ec._GatewayStats_liveSubscriptions(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "at":

@@ -328,10 +328,10 @@ type GatewayStats struct {
 	Head Position `json:"head"`
 	// Events committed per second over the last interval.
 	EventsPerSecond float64 `json:"eventsPerSecond"`
-	// Open websocket connections to this gateway process.
-	WebsocketConnections int `json:"websocketConnections"`
-	// Subscriptions following the live event feed in this process.
-	LiveSubscriptions int       `json:"liveSubscriptions"`
+	// Open websocket connections to this gateway process; null for a tenant's caller (the count is every tenant's).
+	WebsocketConnections *int `json:"websocketConnections,omitempty"`
+	// Subscriptions following the live event feed in this process; null for a tenant's caller (the count is every tenant's).
+	LiveSubscriptions *int      `json:"liveSubscriptions,omitempty"`
 	At                time.Time `json:"at"`
 }
 

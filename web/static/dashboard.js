@@ -60,6 +60,9 @@
   }, [xs, ys], $('chart'));
   window.addEventListener('resize', function () { plot.setSize({ width: Math.max(280, $('chart').clientWidth - 16), height: 200 }); });
 
+  // count shows a figure the gateway may leave out (a tenant's caller is not
+  // told every tenant's connections): "-" for null.
+  function count(n) { return n === null || n === undefined ? '-' : String(n); }
   function onStats(s) {
     xs.push(Date.parse(s.at) / 1000);
     ys.push(Math.round(s.eventsPerSecond * 10) / 10);
@@ -68,8 +71,8 @@
     $('gateway').innerHTML =
       '<li><span>Head</span><span>' + s.head + '</span></li>' +
       '<li><span>Events/s</span><span>' + s.eventsPerSecond.toFixed(1) + '</span></li>' +
-      '<li><span>Websocket clients</span><span data-testid="ws-clients">' + s.websocketConnections + '</span></li>' +
-      '<li><span>Live subscriptions</span><span>' + s.liveSubscriptions + '</span></li>';
+      '<li><span>Websocket clients</span><span data-testid="ws-clients">' + count(s.websocketConnections) + '</span></li>' +
+      '<li><span>Live subscriptions</span><span>' + count(s.liveSubscriptions) + '</span></li>';
   }
 
   function onProjections(list) {

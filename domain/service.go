@@ -390,6 +390,12 @@ func validateAggregateID(field, id string) error {
 	return checkAggregateID(field, id, IDRune)
 }
 
+// ValidateReadID checks an aggregate id to read by (or follow), as the
+// reads of the domain's aggregates check it: 1 to 100 bytes, no spaces nor
+// control characters (what commands took before IDRune, so that instances
+// created then stay readable).
+func ValidateReadID(field, id string) error { return validateReadID(field, id) }
+
 // validateReadID checks an aggregate id to read by: what commands took
 // before IDRune, so that instances created then stay readable.
 func validateReadID(field, id string) error {

@@ -47,6 +47,11 @@ func unqualified(name string) string {
 
 // streamOf returns the stream of the caller's instance id of kind k.
 func streamOf[A domain.Aggregate](ctx context.Context, k *domain.Kind[A], field, id string) (string, error) {
+	// An id no aggregate can have is the client's error, as reads say it
+	// (a subscription to it would wait for good).
+	if err := domain.ValidateReadID(field, id); err != nil {
+		return "", err
+	}
 	qid, err := qualify(ctx, field, id)
 	if err != nil {
 		return "", err

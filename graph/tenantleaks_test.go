@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"cqrsgate/graph"
 )
 
 // A tenant's gatewayStats does not count every tenant's websocket
@@ -130,6 +133,37 @@ func TestStreamIDLengthErrorsAreInTheClientsTerms(t *testing.T) {
 		msg := out.Errors[0].Message
 		if strings.Contains(msg, "203") || strings.Contains(msg, "acme~") || !strings.Contains(msg, "198 bytes") {
 			t.Errorf("%s: %q speaks of the tenant-qualified stream (203 bytes), not of the 198 the client sent", q, msg)
+		}
+	}
+}
+
+// A subscription to an id no aggregate can have is refused, as a read of
+// it is (it waited for good).
+func TestSubscriptionsToImpossibleIdsAreRefused(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	for i, q := range []string{
+		`subscription { accountChanged(id: "") { id } }`,
+		`subscription($id: ID!) { accountChanged(id: $id) { id } }`,
+		`subscription { productChanged(sku: "a b") { sku } }`,
+		`subscription { orderChanged(id: "") { id } }`,
+	} {
+		id := fmt.Sprint("s", i)
+		c.send(subscribeMsg(id, q, map[string]any{"id": strings.Repeat("x", 300)}))
+		var got []string
+		for {
+			m := c.read()
+			if m.ID != id {
+				continue
+			}
+			got = append(got, m.Type+" "+string(m.Payload))
+			if m.Type == "complete" || m.Type == "error" {
+				break
+			}
+		}
+		if !strings.Contains(strings.Join(got, " "), `"code":"VALIDATION"`) {
+			t.Errorf("%s: %v", q, got)
 		}
 	}
 }

@@ -155,41 +155,39 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		writeRequestError(w, r, http.StatusBadRequest, "the query is not valid text: a string in it holds the escape "+esc+", half of a UTF-16 surrogate pair without its other half", "BAD_REQUEST")
 		return
 	}
-	{
-		query := q.Get("query")
-		if query == "" && t.apq != nil {
-			hash, err := persistedHash(ext)
-			if err != nil {
-				writeRequestError(w, r, http.StatusBadRequest, err.Error(), "BAD_REQUEST")
-				return
-			}
-			if hash != "" {
-				query, _ = t.apq.Get(r.Context(), hash)
-			}
-		}
-		var kind ast.Operation
-		var name string
-		// Only a document that names a mutation or a subscription can hold
-		// one: the queries GET is for are not parsed here as well as by
-		// gqlgen.
-		if strings.Contains(query, "mutation") || strings.Contains(query, "subscription") {
-			kind, name = operationOf(query, q.Get("operationName"))
-		}
-		refuse := func(status int, message, code string) {
-			if t.refused != nil {
-				t.refused(r.Context(), string(kind), name, gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}})
-			}
-			writeRequestError(w, r, status, message, code)
-		}
-		switch kind {
-		case ast.Mutation:
-			w.Header().Set("Allow", http.MethodPost)
-			refuse(http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")
-			return
-		case ast.Subscription:
-			refuse(http.StatusBadRequest, subscriptionsOverWebsockets, "BAD_REQUEST")
+	query := q.Get("query")
+	if query == "" && t.apq != nil {
+		hash, err := persistedHash(ext)
+		if err != nil {
+			writeRequestError(w, r, http.StatusBadRequest, err.Error(), "BAD_REQUEST")
 			return
 		}
+		if hash != "" {
+			query, _ = t.apq.Get(r.Context(), hash)
+		}
+	}
+	var kind ast.Operation
+	var name string
+	// Only a document that names a mutation or a subscription can hold
+	// one: the queries GET is for are not parsed here as well as by
+	// gqlgen.
+	if strings.Contains(query, "mutation") || strings.Contains(query, "subscription") {
+		kind, name = operationOf(query, q.Get("operationName"))
+	}
+	refuse := func(status int, message, code string) {
+		if t.refused != nil {
+			t.refused(r.Context(), string(kind), name, gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}})
+		}
+		writeRequestError(w, r, status, message, code)
+	}
+	switch kind {
+	case ast.Mutation:
+		w.Header().Set("Allow", http.MethodPost)
+		refuse(http.StatusMethodNotAllowed, "a mutation is sent with POST: GET runs queries only", "METHOD_NOT_ALLOWED")
+		return
+	case ast.Subscription:
+		refuse(http.StatusBadRequest, subscriptionsOverWebsockets, "BAD_REQUEST")
+		return
 	}
 	if accept := acceptOf(r); accept != "" {
 		// gqlgen's negotiation ignores quality values: it is handed the

@@ -122,3 +122,19 @@ func TestArgumentsBeyondTheDatabasesRange(t *testing.T) {
 		}
 	}
 }
+
+// bankTotals say in how many digits each currency counts its minor unit,
+// for clients (the dashboard) to write the sums: yen whole, dinars in
+// thousandths.
+func TestBankTotalsSayTheirMinorUnit(t *testing.T) {
+	g := newFullGateway(t, 2*time.Second)
+	var last result
+	for _, c := range []string{"JPY", "KWD", "EUR"} {
+		last = g.mustMutate("openAccount", map[string]any{"accountId": "a-" + c, "owner": "o", "currency": c, "initialDeposit": 1500})
+	}
+	out, _ := g.post(`query($p: Position) { bankTotals(atLeast: $p) { currency minorUnitDigits totalBalanceDecimal } }`, map[string]any{"p": last.Position})
+	want := `[{"currency":"EUR","minorUnitDigits":2,"totalBalanceDecimal":"1500"},{"currency":"JPY","minorUnitDigits":0,"totalBalanceDecimal":"1500"},{"currency":"KWD","minorUnitDigits":3,"totalBalanceDecimal":"1500"}]`
+	if len(out.Errors) > 0 || string(out.Data["bankTotals"]) != want {
+		t.Errorf("bankTotals %s %+v, want %s", out.Data["bankTotals"], out.Errors, want)
+	}
+}

@@ -125,6 +125,7 @@ func (r *queryResolver) BankTotals(ctx context.Context, atLeast *model.Position)
 	out := make([]*model.BankTotal, len(totals))
 	for i, t := range totals {
 		out[i] = &model.BankTotal{Currency: t.Currency, Accounts: int(t.Accounts), TotalBalanceDecimal: t.TotalBalance}
+		out[i].MinorUnitDigits, _ = domain.CurrencyDigits(t.Currency)
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,16 @@ type fakeGateway struct {
 	refuse func(n int, payload map[string]any) string
 	// bankTotals, when set, is the read-model tiles' bankTotals (JSON).
 	bankTotals string
+	// products, when set, is the low-stock tile's products.edges (JSON).
+	products string
+	// sends: per connection, a send safe beside the fake's own writes.
+	sends []func(any)
+	// tilesDelay delays the answer to each read-model tiles query (a slow read side).
+	tilesDelay time.Duration
+	// head, when set, is the head the HTTP head query answers (else 100).
+	head int64
+	// onSubscribe, when set, sees each subscribe's payload.
+	onSubscribe func(conn int, id string, payload map[string]any)
 }
 
 func (g *fakeGateway) handler() http.Handler {
@@ -51,6 +62,9 @@ func (g *fakeGateway) handler() http.Handler {
 			g.mu.Unlock()
 			var wmu sync.Mutex
 			send := func(v any) { wmu.Lock(); defer wmu.Unlock(); _ = c.WriteJSON(v) }
+			g.mu.Lock()
+			g.sends = append(g.sends, send)
+			g.mu.Unlock()
 			done := make(chan struct{})
 			defer close(done)
 			for {
@@ -76,6 +90,9 @@ func (g *fakeGateway) handler() http.Handler {
 						g.onAck(n, c)
 					}
 				case "subscribe":
+					if g.onSubscribe != nil {
+						g.onSubscribe(n, m.ID, m.Payload)
+					}
 					g.mu.Lock()
 					g.subs[n][m.ID]++
 					g.mu.Unlock()
@@ -117,14 +134,25 @@ func (g *fakeGateway) handler() http.Handler {
 			if g.headGate != nil {
 				g.headGate(k)
 			}
-			_, _ = w.Write([]byte(`{"data":{"events":{"head":100}}}`))
+			g.mu.Lock()
+			head := g.head
+			g.mu.Unlock()
+			if head == 0 {
+				head = 100
+			}
+			_, _ = w.Write([]byte(`{"data":{"events":{"head":` + strconv.FormatInt(head, 10) + `}}}`))
 			return
 		}
+		time.Sleep(g.tilesDelay)
 		totals := g.bankTotals
 		if totals == "" {
 			totals = "[]"
 		}
-		_, _ = w.Write([]byte(`{"data":{"bankTotals":` + totals + `,"OPEN":{"totalCount":0},"SUBMITTED":{"totalCount":0},"CONFIRMED":{"totalCount":0},"SHIPPED":{"totalCount":0},"CANCELLED":{"totalCount":0},"products":{"edges":[]}}}`))
+		products := g.products
+		if products == "" {
+			products = "[]"
+		}
+		_, _ = w.Write([]byte(`{"data":{"bankTotals":` + totals + `,"OPEN":{"totalCount":0},"SUBMITTED":{"totalCount":0},"CONFIRMED":{"totalCount":0},"SHIPPED":{"totalCount":0},"CANCELLED":{"totalCount":0},"products":{"edges":` + products + `}}}`))
 	})
 	mux.Handle("/", web.Handler())
 	return mux
@@ -358,7 +386,7 @@ func TestDashboardAsksForARefusedToken(t *testing.T) {
 // its exact decimal (totalBalanceDecimal), beyond what a Long or a float
 // holds, and below a unit.
 func TestDashboardShowsSumsExactly(t *testing.T) {
-	g := &fakeGateway{bankTotals: `[{"currency":"EUR","accounts":2,"totalBalanceDecimal":"18446744073709551594"},{"currency":"USD","accounts":1,"totalBalanceDecimal":"-5"}]`}
+	g := &fakeGateway{bankTotals: `[{"currency":"EUR","accounts":2,"totalBalanceDecimal":"18446744073709551594","minorUnitDigits":2},{"currency":"USD","accounts":1,"totalBalanceDecimal":"-5","minorUnitDigits":2}]`}
 	ctx, stop := openDashboard(t, g)
 	defer stop()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

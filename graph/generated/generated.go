@@ -92,6 +92,7 @@ type ComplexityRoot struct {
 	BankTotal struct {
 		Accounts            func(childComplexity int) int
 		Currency            func(childComplexity int) int
+		MinorUnitDigits     func(childComplexity int) int
 		TotalBalance        func(childComplexity int) int
 		TotalBalanceDecimal func(childComplexity int) int
 	}
@@ -752,6 +753,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BankTotal.Currency(childComplexity), true
+	case "BankTotal.minorUnitDigits":
+		if e.ComplexityRoot.BankTotal.MinorUnitDigits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BankTotal.MinorUnitDigits(childComplexity), true
 	case "BankTotal.totalBalance":
 		if e.ComplexityRoot.BankTotal.TotalBalance == nil {
 			break
@@ -3246,6 +3253,8 @@ type BankTotal {
   totalBalance: Long @goField(forceResolver: true)
   "The same sum as a decimal integer string, exact at any size."
   totalBalanceDecimal: String!
+  "The digits of the currency's minor unit (ISO 4217: 2 for EUR, 0 for JPY, 3 for KWD): balances count minor units."
+  minorUnitDigits: Int!
 }
 
 "A projection version and its health."
@@ -3808,6 +3817,8 @@ func (ec *executionContext) childFields_BankTotal(ctx context.Context, field gra
 		return ec.fieldContext_BankTotal_totalBalance(ctx, field)
 	case "totalBalanceDecimal":
 		return ec.fieldContext_BankTotal_totalBalanceDecimal(ctx, field)
+	case "minorUnitDigits":
+		return ec.fieldContext_BankTotal_minorUnitDigits(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BankTotal", field.Name)
 }
@@ -6737,6 +6748,29 @@ func (ec *executionContext) _BankTotal_totalBalanceDecimal(ctx context.Context, 
 }
 func (ec *executionContext) fieldContext_BankTotal_totalBalanceDecimal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "String")
+}
+
+func (ec *executionContext) _BankTotal_minorUnitDigits(ctx context.Context, field graphql.CollectedField, obj *model.BankTotal) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BankTotal_minorUnitDigits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinorUnitDigits, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BankTotal_minorUnitDigits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BankTotal", field, false, false, "Int")
 }
 
 func (ec *executionContext) _CommandResult_aggregateId(ctx context.Context, field graphql.CollectedField, obj *model.CommandResult) (ret graphql.Marshaler) {
@@ -16762,6 +16796,11 @@ func (ec *executionContext) _BankTotal(ctx context.Context, sel ast.SelectionSet
 				})
 		case "totalBalanceDecimal":
 			out.Values[i] = ec._BankTotal_totalBalanceDecimal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "minorUnitDigits":
+			out.Values[i] = ec._BankTotal_minorUnitDigits(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

@@ -130,6 +130,8 @@ type BankTotal struct {
 	TotalBalance *Long `json:"totalBalance,omitempty"`
 	// The same sum as a decimal integer string, exact at any size.
 	TotalBalanceDecimal string `json:"totalBalanceDecimal"`
+	// The digits of the currency's minor unit (ISO 4217: 2 for EUR, 0 for JPY, 3 for KWD): balances count minor units.
+	MinorUnitDigits int `json:"minorUnitDigits"`
 }
 
 type CancelOrderInput struct {

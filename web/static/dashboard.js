@@ -120,22 +120,30 @@
 
   // ---- the read-model tiles
   var STATUSES = ['OPEN', 'SUBMITTED', 'CONFIRMED', 'SHIPPED', 'CANCELLED'];
-  var tilesQuery = '{ bankTotals { currency accounts totalBalanceDecimal } ' +
+  var tilesQuery = '{ bankTotals { currency accounts totalBalanceDecimal minorUnitDigits } ' +
     STATUSES.map(function (s) { return s + ': orders(filter: {status: "' + s + '"}, first: 1) { totalCount }'; }).join(' ') +
     ' products(maxAvailable: 5, first: 10) { edges { node { sku name available } } } }';
-  // minorUnits writes a decimal integer string of minor units (cents) with
-  // two decimals, exactly at any size (the sum of a currency's balances
-  // need not fit a float, nor a Long).
-  function minorUnits(s) {
+  // minorUnits writes a decimal integer string of minor units with the
+  // currency's k decimals (the gateway's minorUnitDigits: 2 for cents, 0
+  // for yen, 3 for dinars), exactly at any size (the sum of a currency's
+  // balances need not fit a float, nor a Long).
+  function minorUnits(s, k) {
+    if (!(k > 0)) { return s; }
     var neg = s.charAt(0) === '-', d = neg ? s.slice(1) : s;
-    while (d.length < 3) d = '0' + d;
-    return (neg ? '-' : '') + d.slice(0, -2) + '.' + d.slice(-2);
+    while (d.length < k + 1) d = '0' + d;
+    return (neg ? '-' : '') + d.slice(0, -k) + '.' + d.slice(-k);
   }
+  // One tiles query at a time: events that come while one is in flight
+  // ask for one more after it (a slow read side got a new query every
+  // 300 ms, piling up in the browser and at the gateway).
+  var tilesBusy = false, tilesAgain = false;
   function refreshTiles() {
     state.tilesTimer = null;
+    if (tilesBusy) { tilesAgain = true; return; }
+    tilesBusy = true;
     gql(tilesQuery).then(function (d) {
       $('bank-totals').innerHTML = d.bankTotals.length ? d.bankTotals.map(function (t) {
-        return '<li><span>' + esc(t.currency) + ' (' + t.accounts + ' accounts)</span><span>' + esc(minorUnits(t.totalBalanceDecimal)) + '</span></li>';
+        return '<li><span>' + esc(t.currency) + ' (' + t.accounts + ' accounts)</span><span>' + esc(minorUnits(t.totalBalanceDecimal, t.minorUnitDigits)) + '</span></li>';
       }).join('') : '<li>No accounts yet</li>';
       $('order-counts').innerHTML = STATUSES.map(function (s) {
         return '<li><span>' + s.toLowerCase() + '</span><span>' + d[s].totalCount + '</span></li>';
@@ -144,9 +152,13 @@
       $('low-stock').innerHTML = low.length ? low.map(function (e) {
         return '<li><span>' + esc(e.node.sku) + ' ' + esc(e.node.name) + '</span><span>' + e.node.available + '</span></li>';
       }).join('') : '<li>None</li>';
-    }).catch(function (err) { console.warn('tiles:', err.message); });
+    }).catch(function (err) { console.warn('tiles:', err.message); }).then(function () {
+      tilesBusy = false;
+      if (tilesAgain) { tilesAgain = false; refreshTilesSoon(); }
+    });
   }
   function refreshTilesSoon() {
+    if (tilesBusy) { tilesAgain = true; return; }
     if (!state.tilesTimer) { state.tilesTimer = setTimeout(refreshTiles, 300); }
   }
 
@@ -170,19 +182,22 @@
     };
     var startTail = function () {
       if (state.ws !== ws) { return; } // reconnected meanwhile: that connection starts its own
-      if (state.lastPosition !== null) {
-        tail(state.lastPosition); // resume exactly after the last event shown
-        return;
-      }
-      // First connection: start the tail a little before the head. If the
-      // head cannot be read, ask again shortly: starting from 0 would
-      // replay the whole log into the page.
+      // Start a little before the head, or resume exactly after the last
+      // event shown when that is nearer (a short disconnect): never replay
+      // more than the table shows (after a night's sleep, the whole
+      // backlog). If the head cannot be read, resume, or on the first
+      // connection ask again shortly: starting from 0 would replay the
+      // whole log into the page.
       gql('{ events(first: 1) { head } }').then(function (d) {
         if (state.ws !== ws) { return; } // the connection went meanwhile: the next one starts its own
         var after = Math.max(0, d.events.head - TAIL);
+        if (state.lastPosition !== null && state.lastPosition >= after) { after = state.lastPosition; }
         state.lastPosition = after;
         tail(after);
-      }).catch(function () { setTimeout(startTail, 2000); });
+      }).catch(function () {
+        if (state.ws !== ws) { return; }
+        if (state.lastPosition !== null) { tail(state.lastPosition); } else { setTimeout(startTail, 2000); }
+      });
     };
     startTail();
     refreshTiles();

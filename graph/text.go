@@ -2,8 +2,8 @@ package graph
 
 import (
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"cqrsgate/internal/jsonvalue"
 )
 
 // loneSurrogateLiteral finds, in the string literals of a GraphQL document,
@@ -47,40 +47,14 @@ func loneSurrogateLiteral(doc string) (string, bool) {
 					j++
 					continue
 				}
-				if r, ok := hexRune(doc, j+2); ok && doc[j+1] == 'u' && utf16.IsSurrogate(r) {
-					low, ok := hexRune(doc, j+8)
-					if !ok || doc[j+6] != '\\' || doc[j+7] != 'u' || utf16.DecodeRune(r, low) == utf8.RuneError {
-						return doc[j : j+6], true
-					}
-					j += 12
-					continue
+				n, lone := jsonvalue.UnicodeEscape(doc, j)
+				if lone {
+					return doc[j : j+6], true
 				}
-				j += 2
+				j += max(n, 2)
 			}
 			i = j
 		}
 	}
 	return "", false
-}
-
-// hexRune reads the four hexadecimal digits at i of s, if there are.
-func hexRune(s string, i int) (rune, bool) {
-	if i < 0 || i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }

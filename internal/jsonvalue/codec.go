@@ -95,39 +95,59 @@ func LoneSurrogate(raw []byte) (string, bool) {
 			return "", false
 		}
 		i += j
-		if raw[i+1] != 'u' { // in valid JSON a backslash starts an escape
-			i += 2
-			continue
-		}
-		r := hex4(raw[i+2 : i+6])
-		if !utf16.IsSurrogate(r) {
-			i += 6
-			continue
-		}
-		paired := i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' &&
-			utf16.DecodeRune(r, hex4(raw[i+8:i+12])) != utf8.RuneError
-		if !paired {
+		n, lone := UnicodeEscape(raw, i)
+		if lone {
 			return string(raw[i : i+6]), true
 		}
-		i += 12
+		i += max(n, 2) // in valid JSON a backslash starts an escape
 	}
 }
 
-// hex4 is the value of four hexadecimal digits, as valid JSON has after \u.
-func hex4(h []byte) rune {
+// UnicodeEscape reads the escape \uXXXX at i of s (JSON's, and GraphQL's
+// strings'): n is its length, 12 for a UTF-16 surrogate pair (a high
+// surrogate, \ud800 to \udbff, then an escaped low one, \udc00 to
+// \udfff), 6 for another, 0 when there is none at i; lone reports a
+// surrogate without its other half.
+func UnicodeEscape[T string | []byte](s T, i int) (n int, lone bool) {
+	if i+1 >= len(s) || s[i] != '\\' || s[i+1] != 'u' {
+		return 0, false
+	}
+	r, ok := hexRune(s, i+2)
+	switch {
+	case !ok:
+		return 0, false
+	case !utf16.IsSurrogate(r):
+		return 6, false
+	}
+	if i+7 < len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+		if low, ok := hexRune(s, i+8); ok && utf16.DecodeRune(r, low) != utf8.RuneError {
+			return 12, false
+		}
+	}
+	return 6, true
+}
+
+// hexRune reads the four hexadecimal digits at i of s as a rune.
+func hexRune[T string | []byte](s T, i int) (rune, bool) {
+	if i < 0 || i+4 > len(s) {
+		return 0, false
+	}
 	var r rune
-	for _, c := range h[:4] {
+	for k := i; k < i+4; k++ {
+		c := s[k]
 		switch {
-		case c >= 'a':
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
 			c -= 'a' - 10
-		case c >= 'A':
+		case c >= 'A' && c <= 'F':
 			c -= 'A' - 10
 		default:
-			c -= '0'
+			return 0, false
 		}
 		r = r<<4 | rune(c)
 	}
-	return r
+	return r, true
 }
 
 // decodeStd decodes the first value of data with encoding/json, numbers as
@@ -317,27 +337,19 @@ func (d *decoder) escaped(start, i int) (string, bool) {
 			case 't':
 				buf = append(buf, '\t')
 			case 'u':
-				r, ok := d.hex4(i + 2)
-				if !ok {
+				// Only a high surrogate followed by an escaped low one
+				// makes a character: a lone one goes to encoding/json.
+				n, lone := UnicodeEscape(d.data, i)
+				if n == 0 || lone {
 					return "", false
 				}
-				if utf16.IsSurrogate(r) {
-					// Only a high surrogate followed by an escaped low one
-					// makes a character.
-					if i+7 >= len(d.data) || d.data[i+6] != '\\' || d.data[i+7] != 'u' {
-						return "", false
-					}
-					low, ok := d.hex4(i + 8)
-					if !ok {
-						return "", false
-					}
-					if r = utf16.DecodeRune(r, low); r == utf8.RuneError {
-						return "", false
-					}
-					i += 6
+				r, _ := hexRune(d.data, i+2)
+				if n == 12 {
+					low, _ := hexRune(d.data, i+8)
+					r = utf16.DecodeRune(r, low)
 				}
 				buf = utf8.AppendRune(buf, r)
-				i += 4
+				i += n - 2
 			default:
 				return "", false
 			}
@@ -350,28 +362,6 @@ func (d *decoder) escaped(start, i int) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// hex4 reads the four hexadecimal digits at i as a rune.
-func (d *decoder) hex4(i int) (rune, bool) {
-	if i+4 > len(d.data) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.data[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // number reads a number as JSON's grammar has it:

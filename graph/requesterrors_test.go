@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -130,12 +128,7 @@ func TestRequestErrorsHaveACode(t *testing.T) {
 // it, the transport's check did not see the mutation, and the refusal came
 // after the mutation rate had counted it).
 func TestPersistedMutationsOverGETSpendNoMutationBudget(t *testing.T) {
-	store := memStore()
-	log := slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log,
-		Limits: graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}}))
-	t.Cleanup(srv.Close)
-	c := &client{t: t, url: srv.URL}
+	c := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}, nil)
 	m := `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
 	sum := sha256.Sum256([]byte(m))
 	ext := `{"persistedQuery":{"version":1,"sha256Hash":"` + hex.EncodeToString(sum[:]) + `"}}`
@@ -185,12 +178,7 @@ func TestOddInputIsNamedInTheClientsTerms(t *testing.T) {
 // sha256Hash, is refused: gqlgen takes either at random, and the GET check
 // for a mutation could look at another query than gqlgen runs.
 func TestAmbiguousPersistedHashesAreRefused(t *testing.T) {
-	store := memStore()
-	log := slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: store, Commands: domain.NewService(store, log, time.Now, domain.ServiceOptions{}), Log: log,
-		Limits: graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}}))
-	t.Cleanup(srv.Close)
-	c := &client{t: t, url: srv.URL}
+	c := newLimitedServer(t, graph.Limits{MutationsPerSecond: 0.01, MutationBurst: 3}, nil)
 	m := `mutation { appendEvents(stream: "s", events: [{type: "A", data: {}}]) { position } }`
 	sum := sha256.Sum256([]byte(m))
 	h := hex.EncodeToString(sum[:])

@@ -576,7 +576,8 @@ func (s *Service) previousResult(ctx context.Context, stream, id string, cmd Com
 
 // LoadAt rebuilds instance id of kind k from its events as of a point in
 // its history: up to version (0: no limit) and recorded no later than at
-// (zero: no limit), whichever comes first. It starts from the stream's
+// (nil: no limit; any instant, the zero time.Time included), whichever
+// comes first. It starts from the stream's
 // snapshot when that is no later than the point asked for, so that the
 // recent past of a long stream costs what loading it for a command does;
 // an earlier point is folded from the stream's first event. It returns the
@@ -584,7 +585,7 @@ func (s *Service) previousResult(ctx context.Context, stream, id string, cmd Com
 // version was recorded. Errors: NotFound when the instance has no events
 // at all; Invalid for a malformed id (which may be qualified with a
 // tenant); store and decoding errors.
-func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedID string, version int64, at time.Time) (A, int64, time.Time, error) {
+func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedID string, version int64, at *time.Time) (A, int64, time.Time, error) {
 	_, id := SplitTenant(qualifiedID)
 	agg := k.New(id)
 	if err := validateQualifiedID(qualifiedID); err != nil {
@@ -595,7 +596,7 @@ func LoadAt[A Aggregate](ctx context.Context, s *Service, k *Kind[A], qualifiedI
 	}
 	stream := k.StreamID(qualifiedID)
 	after := func(re RecordedEvent) bool {
-		return version > 0 && re.StreamVersion > version || !at.IsZero() && re.RecordedAt.After(at)
+		return version > 0 && re.StreamVersion > version || at != nil && re.RecordedAt.After(*at)
 	}
 	var reached int64
 	var reachedAt time.Time

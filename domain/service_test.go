@@ -358,13 +358,13 @@ func TestLoadAtStartsFromTheSnapshot(t *testing.T) {
 	}
 	type point struct {
 		version int64
-		at      time.Time
+		at      *time.Time
 	}
 	points := []point{
-		{0, time.Time{}}, {96, time.Time{}}, {200, time.Time{}}, {snap.Version, time.Time{}}, {snap.Version + 1, time.Time{}},
-		{snap.Version - 1, time.Time{}}, {5, time.Time{}},
-		{0, atVersion(snap.Version)}, {0, atVersion(snap.Version).Add(-time.Minute)}, {0, atVersion(snap.Version).Add(time.Minute)},
-		{0, atVersion(3)}, {0, atVersion(200)}, {snap.Version + 2, atVersion(snap.Version)}, {snap.Version, atVersion(snap.Version - 2)},
+		{0, nil}, {96, nil}, {200, nil}, {snap.Version, nil}, {snap.Version + 1, nil},
+		{snap.Version - 1, nil}, {5, nil},
+		{0, ptr(atVersion(snap.Version))}, {0, ptr(atVersion(snap.Version).Add(-time.Minute))}, {0, ptr(atVersion(snap.Version).Add(time.Minute))},
+		{0, ptr(atVersion(3))}, {0, ptr(atVersion(200))}, {snap.Version + 2, ptr(atVersion(snap.Version))}, {snap.Version, ptr(atVersion(snap.Version - 2))},
 	}
 	for _, p := range points {
 		want, wantV, wantAt, err := domain.LoadAt(ctx, folding, domain.Accounts, "a1", p.version, p.at)
@@ -378,7 +378,7 @@ func TestLoadAtStartsFromTheSnapshot(t *testing.T) {
 		}
 	}
 	store.read.Store(0)
-	a, v, _, err := domain.LoadAt(ctx, snapshotting, domain.Accounts, "a1", 0, time.Time{})
+	a, v, _, err := domain.LoadAt(ctx, snapshotting, domain.Accounts, "a1", 0, nil)
 	if err != nil || v != 96 || a.Balance() != 95*96/2 {
 		t.Fatalf("latest: balance %d version %d (%v)", a.Balance(), v, err)
 	}
@@ -402,26 +402,26 @@ func TestLoadAtVersionAndTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, v, at, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", 2, time.Time{})
+	a, v, at, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", 2, nil)
 	if err != nil || v != 2 || a.Balance() != 10 || a.Status() != "OPEN" || at.Hour() != 2 {
 		t.Fatalf("at version 2: balance %d status %s version %d at %v (%v)", a.Balance(), a.Status(), v, at, err)
 	}
-	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Date(2026, 1, 1, 3, 30, 0, 0, time.UTC))
+	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, ptr(time.Date(2026, 1, 1, 3, 30, 0, 0, time.UTC)))
 	if v != 3 || a.Balance() != 30 {
 		t.Fatalf("at 03:30: balance %d version %d", a.Balance(), v)
 	}
-	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Time{})
+	a, v, _, _ = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, nil)
 	if v != 4 || a.Status() != "FROZEN" {
 		t.Fatalf("latest: status %s version %d", a.Status(), v)
 	}
-	_, v, _, err = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	_, v, _, err = domain.LoadAt(ctx, s, domain.Accounts, "a1", 0, ptr(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)))
 	if err != nil || v != 0 {
 		t.Fatalf("before the account existed: version %d, %v", v, err)
 	}
-	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "nobody", 0, time.Time{}); domain.CodeOf(err) != domain.NotFound {
+	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "nobody", 0, nil); domain.CodeOf(err) != domain.NotFound {
 		t.Fatalf("unknown account: %v", err)
 	}
-	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", -1, time.Time{}); domain.CodeOf(err) != domain.Invalid {
+	if _, _, _, err := domain.LoadAt(ctx, s, domain.Accounts, "a1", -1, nil); domain.CodeOf(err) != domain.Invalid {
 		t.Fatalf("negative version: %v", err)
 	}
 }
@@ -461,3 +461,5 @@ func TestACommandsEventWithoutASchemaIsInternal(t *testing.T) {
 		t.Fatalf("the stream is at version %d after the refused deposit, want 1", v)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

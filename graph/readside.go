@@ -221,15 +221,3 @@ func versionArg(v *int) (int64, error) {
 	}
 	return int64(*v), nil
 }
-
-func timeArg(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	if !t.After(time.Time{}) {
-		// The zero time means "no time given" to domain.LoadAt; an instant
-		// at or before it is one before any event was recorded.
-		return time.Time{}.Add(time.Nanosecond)
-	}
-	return *t
-}

@@ -22,7 +22,7 @@ func (r *queryResolver) AccountAt(ctx context.Context, id string, version *int, 
 	if err != nil {
 		return nil, err
 	}
-	a, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Accounts, qid, upTo, timeArg(at))
+	a, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Accounts, qid, upTo, at)
 	if domain.CodeOf(err) == domain.NotFound || err == nil && v == 0 {
 		return nil, nil
 	}
@@ -45,7 +45,7 @@ func (r *queryResolver) OrderAt(ctx context.Context, id string, version *int, at
 	if err != nil {
 		return nil, err
 	}
-	o, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Orders, qid, upTo, timeArg(at))
+	o, v, asOf, err := domain.LoadAt(ctx, r.Commands, domain.Orders, qid, upTo, at)
 	if domain.CodeOf(err) == domain.NotFound || err == nil && v == 0 {
 		return nil, nil
 	}

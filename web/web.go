@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"path"
 	"strings"
 )
@@ -90,10 +91,66 @@ func contentTags(fsys fs.FS) (map[string]string, error) {
 }
 
 // CSP returns the Content-Security-Policy of the pages served for host
-// (the dashboard, and every file but the playground's page).
+// (the dashboard, and every file but the playground's page), host being
+// the request's Host header.
+//
+// The policy names the gateway's own websocket, ws://host and wss://host,
+// in connect-src: CSP Level 3 lets 'self' match the page's host over ws:
+// and wss:, but browsers that predate it match 'self' against http: and
+// https: only, and would refuse the playground's subscriptions and the
+// dashboard's websocket. The Host header is the client's to write, so it
+// is named only when validHost accepts it: anything else (a ';', a space,
+// a quote, a ',' or a '*', which would add directives or policies or
+// widen connect-src) gets the same policy with 'self' alone. A browser
+// always sends the host[:port] it was asked to open, so its pages keep
+// the named websocket.
 func CSP(host string) string {
-	return "default-src 'self'; connect-src 'self' ws://" + host + " wss://" + host +
+	connect := "connect-src 'self'"
+	if validHost(host) {
+		connect += " ws://" + host + " wss://" + host
+	}
+	return "default-src 'self'; " + connect +
 		"; img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+}
+
+// validHost reports whether host is a host[:port] that can stand in a
+// CSP source expression unchanged: a DNS name or IPv4 address (letters,
+// digits, '.' and '-'; at most 253 bytes) or an IPv6 address in brackets
+// (without a zone), then optionally ':' and a port of 1 to 5 digits.
+func validHost(host string) bool {
+	name, port := host, ""
+	if strings.HasPrefix(host, "[") {
+		end := strings.IndexByte(host, ']')
+		if end < 0 {
+			return false
+		}
+		ip, err := netip.ParseAddr(host[1:end])
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return false
+		}
+		name, port = "", host[end+1:]
+	} else if i := strings.IndexByte(host, ':'); i >= 0 {
+		name, port = host[:i], host[i:]
+	}
+	if port != "" {
+		digits := strings.TrimPrefix(port, ":")
+		if digits == port || len(digits) < 1 || len(digits) > 5 || strings.Trim(digits, "0123456789") != "" {
+			return false
+		}
+	}
+	if name == "" {
+		return strings.HasPrefix(host, "[") // the address was checked above
+	}
+	if len(name) > 253 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // PlaygroundCSP is the playground page's policy: CSP with inline styles

@@ -12,17 +12,44 @@
   var TAIL = 50;
   var WINDOW = 300; // seconds on the chart
 
-  // A token from ?token= (remembered) authenticates HTTP and websocket alike.
-  var params = new URLSearchParams(location.search);
-  if (params.get('token')) {
-    localStorage.setItem('cqrsgate:token', params.get('token'));
-    // Out of the address bar, and so of the history and of screenshots.
-    params.delete('token');
-    history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params.toString() : '') + location.hash);
+  // ---- the token
+  // A token authenticates HTTP and websocket alike. A link gives it in its
+  // fragment, #token=... (a fragment stays in the browser: no server or
+  // proxy log sees it), or, in older links, as ?token=...; either is taken
+  // out of the address at once (and so out of the history and of what a
+  // screen shows) and kept in localStorage for the next visits. A token
+  // from the address that differs from the kept one does not replace it
+  // unasked: the page asks first (a link can carry someone else's token).
+  var KEY = 'cqrsgate:token';
+  function tokenFromAddress() {
+    var found = null;
+    var params = new URLSearchParams(location.search);
+    if (params.has('token')) {
+      found = params.get('token');
+      params.delete('token');
+    }
+    var rest = [], fromHash = null;
+    location.hash.replace(/^#/, '').split('&').forEach(function (part) {
+      if (part === 'token' || part.indexOf('token=') === 0) {
+        var v = part.slice(6);
+        try { v = decodeURIComponent(v); } catch (e) { /* not percent-encoded: as it is */ }
+        fromHash = v;
+      } else if (part) {
+        rest.push(part);
+      }
+    });
+    if (fromHash !== null) { found = fromHash; }
+    if (found !== null) {
+      var q = params.toString();
+      history.replaceState(history.state, '', location.pathname + (q ? '?' + q : '') + (rest.length ? '#' + rest.join('&') : ''));
+    }
+    return found ? found.trim() : null;
   }
-  var token = localStorage.getItem('cqrsgate:token');
+  var token = localStorage.getItem(KEY);
+  var offered = null; // a token from the address waiting for an answer
+  var fromAddress = tokenFromAddress();
 
-  var state = { lastPosition: null, attempt: 0, ws: null, tilesTimer: null };
+  var state = { lastPosition: null, attempt: 0, ws: null, tilesTimer: null, retry: null };
 
   function setConn(s) {
     var el = $('conn');
@@ -209,7 +236,7 @@
     state.attempt++;
     setConn(state.attempt > 5 ? 'offline' : 'reconnecting');
     var delay = Math.min(30000, 250 * Math.pow(2, state.attempt)) * (0.75 + Math.random() / 2);
-    setTimeout(connect, delay);
+    state.retry = setTimeout(connect, delay);
   }
 
   // abandon gives ws up (a subscription the server ended, or silence) and
@@ -270,7 +297,7 @@
 
   // askForToken shows why the gateway refused the connection and a form
   // for a token or API key; the dashboard connects again with what is
-  // entered (kept, as a ?token= is).
+  // entered (kept, as a token from the address is).
   function askForToken(reason) {
     setConn('unauthorized');
     $('auth-msg').textContent = 'The gateway refused the connection (' + (reason || 'Forbidden') + '). ' +
@@ -278,18 +305,98 @@
     $('auth').hidden = false;
     $('auth-token').focus();
   }
-  $('auth-form').addEventListener('submit', function (ev) {
-    ev.preventDefault();
-    var v = $('auth-token').value.trim();
-    if (!v) { return; }
-    token = v;
-    localStorage.setItem('cqrsgate:token', v);
-    $('auth-token').value = '';
+
+  // restart drops the connection there is (or the one waited for) and
+  // connects again at once, with the token there is now.
+  function restart() {
+    var ws = state.ws;
+    state.ws = null;
+    if (ws) { try { ws.close(); } catch (e) { /* already closing */ } }
+    clearTimeout(state.retry);
     $('auth').hidden = true;
     state.attempt = 0;
     setConn('reconnecting');
     connect();
+  }
+
+  // useToken makes v the token, kept for the next visits, and shows the
+  // control that forgets it.
+  function useToken(v) {
+    token = v;
+    localStorage.setItem(KEY, v);
+    $('forget-token').hidden = false;
+  }
+  function note(text) {
+    $('token-note').textContent = text;
+    $('token-note').hidden = !text;
+  }
+
+  $('auth-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var v = $('auth-token').value.trim();
+    if (!v) { return; }
+    useToken(v);
+    note('');
+    $('auth-token').value = '';
+    restart();
   });
-  setConn('reconnecting');
-  connect();
+
+  // The question a differing token from the address raises: until it is
+  // answered the page does not connect, with either token.
+  $('token-use').addEventListener('click', function () {
+    if (!offered) { return; }
+    useToken(offered);
+    offered = null;
+    $('token-change').hidden = true;
+    note('The token kept in this browser was replaced by the one from the address.');
+    restart();
+  });
+  $('token-keep').addEventListener('click', function () {
+    offered = null;
+    $('token-change').hidden = true;
+    note('The token from the address was discarded; the one kept in this browser is used.');
+    if (!state.ws) { restart(); }
+  });
+  // offer takes a token from the address: kept at once when there is none,
+  // asked about when it differs from the one there is.
+  function offer(v) {
+    offered = null;
+    if (!v || v === token) { return false; }
+    if (!token) {
+      useToken(v);
+      return true;
+    }
+    offered = v;
+    note('');
+    $('token-change').hidden = false;
+    $('token-use').focus();
+    return false;
+  }
+  // A #token= typed into the address of the open page changes only its
+  // fragment, without loading it again.
+  window.addEventListener('hashchange', function () {
+    if (offer(tokenFromAddress())) { restart(); }
+  });
+
+  // Forget token: nothing is kept any more, in the browser or the page;
+  // the connection is made again without a token (and the gateway, if it
+  // asks for one, refuses it and the page asks).
+  $('forget-token').addEventListener('click', function () {
+    localStorage.removeItem(KEY);
+    token = null;
+    offered = null;
+    $('token-change').hidden = true;
+    $('forget-token').hidden = true;
+    note('The token was forgotten: this browser keeps none for the dashboard.');
+    restart();
+  });
+
+  $('forget-token').hidden = !token;
+  offer(fromAddress);
+  if (offered) {
+    setConn('waiting');
+  } else {
+    setConn('reconnecting');
+    connect();
+  }
 })();

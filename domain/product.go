@@ -33,7 +33,9 @@ type (
 		Sku      string
 		Quantity int64
 	}
-	// ReserveStock holds available stock for an order (one reservation per order).
+	// ReserveStock holds available stock for an order (one reservation per
+	// order). OrderID is checked as an order's id is (Invalid, field
+	// orderId), not as free text.
 	ReserveStock struct {
 		Sku, OrderID string
 		Quantity     int64
@@ -47,7 +49,9 @@ type (
 		// before the field existed is found by its key.
 		AtPrice *UnitPrice `json:"-"`
 	}
-	// ReleaseStock releases an order's whole reservation.
+	// ReleaseStock releases an order's whole reservation. An OrderID with
+	// nothing reserved is checked as an order's id is (Invalid, field
+	// orderId) before it is refused with NO_RESERVATION.
 	ReleaseStock struct{ Sku, OrderID string }
 	// ChangePrice sets a new price; the same price writes nothing.
 	ChangePrice struct {
@@ -203,7 +207,7 @@ func (p *Product) decide(cmd Command) ([]Event, error) {
 		}
 		return []Event{ProductRestocked{Quantity: c.Quantity, OnHand: onHand}}, nil
 	case ReserveStock:
-		if err := checkText("orderId", c.OrderID, 100); err != nil {
+		if err := checkOrderID(c.OrderID); err != nil {
 			return nil, err
 		}
 		if err := checkQuantity(c.Quantity); err != nil {
@@ -225,11 +229,14 @@ func (p *Product) decide(cmd Command) ([]Event, error) {
 		}
 		return []Event{StockReserved{OrderID: c.OrderID, Quantity: c.Quantity, Reserved: p.reserved + c.Quantity}}, nil
 	case ReleaseStock:
-		if err := checkText("orderId", c.OrderID, 100); err != nil {
-			return nil, err
-		}
 		held := p.reservations[c.OrderID]
 		if held == 0 {
+			// An id held is released whatever it is: reservations made
+			// by hand before order ids were checked as ids ("order 1")
+			// stay releasable.
+			if err := checkOrderID(c.OrderID); err != nil {
+				return nil, err
+			}
 			return nil, ruleError(RuleNoReservation, "no units of %s are reserved for order %s", p.sku, c.OrderID)
 		}
 		return []Event{StockReleased{OrderID: c.OrderID, Quantity: held, Reserved: p.reserved - held}}, nil
@@ -262,6 +269,16 @@ func (p *Product) add(c AddProduct) ([]Event, error) {
 		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", truncateText(c.Currency))
 	}
 	return []Event{ProductAdded{Name: c.Name, Price: c.Price, Currency: c.Currency}}, nil
+}
+
+// checkOrderID checks the order id a reservation is for as the commands
+// and reads of an order check its id (validateReadID): 1 to 100 bytes, no
+// white space, control character or tenant separator. Not the stricter
+// rule for a new order's id (IDRune): the fulfilment saga reserves and
+// releases for orders placed before that rule, under their own ids
+// (without the tenant, which the product's stream carries).
+func checkOrderID(id string) error {
+	return validateReadID("orderId", id)
 }
 
 func checkQuantity(q int64) error {

@@ -39,9 +39,29 @@ func TestProductRules(t *testing.T) {
 		{name: "reserve without order", given: stocked, when: ReserveStock{Sku: "x1", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
 		{name: "reserve negative", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: -1}, wantCode: Invalid, wantFld: "quantity"},
 		{name: "reserve on unknown product", when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 1}, wantCode: NotFound},
+		// The order id is checked as an order's id is, not as free text.
+		{name: "reserve for an order id with a space", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o 1", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for an order id of spaces", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "   ", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for an order id with a tab", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o\t1", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for another tenant's order", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "t~o1", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for an oversized order id", given: stocked, when: ReserveStock{Sku: "x1", OrderID: strings.Repeat("o", 101), Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for an order id with a NUL", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o\x001", Quantity: 1}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "reserve for an order id of 100 bytes", given: stocked, when: ReserveStock{Sku: "x1", OrderID: strings.Repeat("o", 100), Quantity: 1},
+			want: []Event{StockReserved{OrderID: strings.Repeat("o", 100), Quantity: 1, Reserved: 1}}},
+		// An order placed before new ids were checked for invisible
+		// characters can still have its stock reserved (by its saga).
+		{name: "reserve for an order id older than the new-id rule", given: stocked, when: ReserveStock{Sku: "x1", OrderID: "o\u200b1", Quantity: 1},
+			want: []Event{StockReserved{OrderID: "o\u200b1", Quantity: 1, Reserved: 1}}},
 
 		{name: "release", given: held, when: ReleaseStock{Sku: "x1", OrderID: "o1"}, want: []Event{StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}}},
 		{name: "release without reservation", given: stocked, when: ReleaseStock{Sku: "x1", OrderID: "o1"}, wantCode: RuleViolation, wantRule: RuleNoReservation},
+		{name: "release for an order id with a space", given: held, when: ReleaseStock{Sku: "x1", OrderID: "o 1"}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "release for another tenant's order", given: held, when: ReleaseStock{Sku: "x1", OrderID: "t~o1"}, wantCode: Invalid, wantFld: "orderId"},
+		{name: "release without order", given: held, when: ReleaseStock{Sku: "x1"}, wantCode: Invalid, wantFld: "orderId"},
+		// A reservation made by hand before order ids were checked as ids
+		// is released all the same.
+		{name: "release a reservation made under free text", given: append(append([]Event{}, stocked...), StockReserved{OrderID: "order 1", Quantity: 3, Reserved: 3}),
+			when: ReleaseStock{Sku: "x1", OrderID: "order 1"}, want: []Event{StockReleased{OrderID: "order 1", Quantity: 3, Reserved: 0}}},
 		{name: "release twice", given: append(append([]Event{}, held...), StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}), when: ReleaseStock{Sku: "x1", OrderID: "o1"}, wantCode: RuleViolation, wantRule: RuleNoReservation},
 		{name: "reserve again after release", given: append(append([]Event{}, held...), StockReleased{OrderID: "o1", Quantity: 4, Reserved: 0}), when: ReserveStock{Sku: "x1", OrderID: "o1", Quantity: 10},
 			want: []Event{StockReserved{OrderID: "o1", Quantity: 10, Reserved: 10}}},

@@ -110,6 +110,11 @@ func (p *FulfilmentProcess) Handle(ctx context.Context, e RecordedEvent) error {
 		case err == nil:
 		case isRule(err, RuleFulfilmentNotStarted), isRule(err, RuleFulfilmentNotCompensable):
 			return nil // cancelled before its saga started, or by the saga itself
+		case noSuchAggregate(err, Fulfilments):
+			// No saga can have the order's id (one from before the id
+			// rules, whose saga could not start): none to compensate, and
+			// handling the event again would fail again, for good.
+			return nil
 		default:
 			return err
 		}

@@ -649,3 +649,30 @@ func TestFulfilmentReservesForOrdersPlacedBeforeTheIDRules(t *testing.T) {
 	}
 	check("cancelled", domain.FulfilmentCompensated, 0, 1000)
 }
+
+// An order from before the invisible-character rule, submitted since, gets
+// no saga (a new saga's id is checked as a new id): the process cancels
+// the order, and then takes its cancellation as one before a saga started.
+// Before, compensating the saga no id can have failed, and the process
+// returned the error for the runner to hand it the event again, for good.
+func TestFulfilmentOfAnOrderNoSagaCanHaveIsCancelled(t *testing.T) {
+	s := newSaga(t, nil)
+	store := legacyStore{s.store.Memory}
+	s.restartOn(store, nil)
+	ctx := context.Background()
+	s.exec("acme", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR", InitialDeposit: 1000})
+	s.exec("acme", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
+	s.exec("acme", domain.RestockProduct{Sku: "p1", Quantity: 5})
+	id := "o\u200b8"
+	store.legacyOrder(t, s, id)
+	if err := store.drive(s); err != nil {
+		t.Fatalf("handling the order's events: %v", err)
+	}
+	o, _, err := domain.Load(ctx, s.svc, domain.Orders, domain.Qualify("acme", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status() != domain.StatusCancelled {
+		t.Errorf("order %s, want CANCELLED", o.Status())
+	}
+}

@@ -89,7 +89,8 @@ func NewHandler(cfg Config) http.Handler {
 		Schemas: cfg.Schemas,
 	}}
 	listComplexity(&gcfg.Complexity)
-	srv := handler.New(generated.NewExecutableSchema(gcfg))
+	es := generated.NewExecutableSchema(gcfg)
+	srv := handler.New(es)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -104,13 +105,13 @@ func NewHandler(cfg Config) http.Handler {
 		if cfg.Websocket.ShareScope == nil {
 			cfg.Websocket.ShareScope = func(ctx context.Context) string { return auth.FromContext(ctx).Scope() }
 		}
-		cfg.Websocket.refused = refused
+		cfg.Websocket.refused, cfg.Websocket.schema = refused, es.Schema()
 		srv.AddTransport(cfg.Websocket)
 	}
 	srv.AddTransport(transport.Options{})
 	apq := scopedQueries{lru.New[string](1000)}
-	srv.AddTransport(getTransport{apq: apq, refused: refused})
-	srv.AddTransport(postTransport{refused: refused})
+	srv.AddTransport(getTransport{apq: apq, refused: refused, schema: es.Schema()})
+	srv.AddTransport(postTransport{refused: refused, schema: es.Schema()})
 	queries := lru.New[*ast.QueryDocument](1000)
 	srv.SetQueryCache(queries)
 	if cfg.Limits.DisableIntrospection {

@@ -34,7 +34,7 @@ const longList = 16
 // gqlparser is done, before any other extension reads them. Anything it
 // does not accept, a value gqlparser would refuse or coerce (a single
 // value given for a list, say) included, is left to gqlparser, so errors
-// and coercions are gqlparser's own.
+// and coercions are gqlparser's own (its errors worded by explainVariable).
 //
 // It acts only on operations whose transport marked them (holdLongLists:
 // the POST and websocket transports, which decode with decodePost) and

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/graph/model"
 )
 
 // exactLiterals refuses an operation holding a number literal that would
@@ -37,6 +40,22 @@ func (exactLiterals) MutateOperationContext(_ context.Context, rc *graphql.Opera
 	err := gqlerror.ErrorPosf(w.bad.Position, "%s; pass numbers that need it in a variable, where they are kept as written", w.why)
 	errcode.Set(err, errcode.ValidationFailed)
 	return err
+}
+
+// explainIntLiterals rewrites gqlparser's refusal of an Int literal
+// beyond 64 bits, "Int cannot represent non 32-bit signed integer value",
+// which names a bound that is not this gateway's (an Int literal up to
+// 9223372036854775807 is taken): it says the literal is out of range and
+// what the range is. Other errors are left as they are.
+func explainIntLiterals(errs gqlerror.List) {
+	const prefix = "Int cannot represent non 32-bit signed integer value: "
+	for _, err := range errs {
+		if lit, ok := strings.CutPrefix(err.Message, prefix); ok {
+			if why := model.NotAnInteger(json.Number(lit)); why != "" {
+				err.Message = "the Int literal " + why
+			}
+		}
+	}
 }
 
 // literalWalk goes through an operation's argument values, and those of the

@@ -37,6 +37,7 @@ import (
 //     marks them for listVariables).
 type postTransport struct {
 	refused refusalHook // told of operations refused before they run
+	schema  *ast.Schema // the executor's (see observe)
 }
 
 var _ graphql.Transport = postTransport{}
@@ -56,7 +57,7 @@ func (postTransport) Supports(r *http.Request) bool {
 
 // Do implements graphql.Transport.
 func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	exec = observe(exec, t.refused)
+	exec = observe(exec, t.refused, t.schema)
 	ctx := r.Context()
 	contentType := responseContentType(acceptOf(r))
 	w.Header()["Content-Type"] = contentType
@@ -116,10 +117,11 @@ type getTransport struct {
 	transport.GET
 	apq     graphql.Cache[string]
 	refused refusalHook // told of operations refused before they run
+	schema  *ast.Schema // the executor's (see observe)
 }
 
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	exec = observe(exec, t.refused)
+	exec = observe(exec, t.refused, t.schema)
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		writeRequestError(w, r, http.StatusBadRequest, "the URL's query string cannot be decoded: "+err.Error(), "BAD_REQUEST")

@@ -19,10 +19,13 @@ type refusalHook func(ctx context.Context, kind, name string, errs gqlerror.List
 // observedExec is an executor whose refusals of operations are told to a
 // refusalHook: an operation refused in CreateOperationContext never reaches
 // the operation middleware, which logs and counts those that run, so it
-// was neither logged nor counted.
+// was neither logged nor counted. A variable refused for its kind, and an
+// Int literal beyond 64 bits, are explained in the client's terms first
+// (explainVariable, with schema when it is not nil; explainIntLiterals).
 type observedExec struct {
 	graphql.GraphExecutor
 	refused refusalHook
+	schema  *ast.Schema
 }
 
 func (e observedExec) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
@@ -30,6 +33,8 @@ func (e observedExec) CreateOperationContext(ctx context.Context, params *graphq
 	if errs == nil || apqHandshake(errs) {
 		return rc, errs
 	}
+	explainVariable(e.schema, rc, params.Variables, errs)
+	explainIntLiterals(errs)
 	if i := infoOf(ctx); i != nil {
 		i.refused = errs
 	}
@@ -49,9 +54,10 @@ func (e observedExec) CreateOperationContext(ctx context.Context, params *graphq
 }
 
 // observe returns exec with its refusals told to hook (when there is one)
-// and kept in the request's information for httpSpec.
-func observe(exec graphql.GraphExecutor, hook refusalHook) graphql.GraphExecutor {
-	return observedExec{exec, hook}
+// and kept in the request's information for httpSpec, and its variables'
+// refusals explained by schema, exec's (when there is one).
+func observe(exec graphql.GraphExecutor, hook refusalHook, schema *ast.Schema) graphql.GraphExecutor {
+	return observedExec{exec, hook, schema}
 }
 
 // logRefusals logs each refused operation as logOperations logs those that

@@ -103,9 +103,10 @@ type Websocket struct {
 	WriteTimeout time.Duration
 	// Init checks connection_init; nil accepts every connection.
 	Init InitFunc
-	// refused is told of operations refused before they run (set by
-	// NewHandler).
+	// refused is told of operations refused before they run, and schema
+	// is the executor's (see observe; both set by NewHandler).
 	refused refusalHook
+	schema  *ast.Schema
 	// ShareScope names what, besides the query and variables, a
 	// subscription's payloads depend on in its context (the caller's tenant
 	// and roles); subscriptions are shared only within one scope.
@@ -220,7 +221,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// The request's context ends when Do returns; the connection's must not.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &wsConn{
-		t: t, ws: ws, batch: hj.conn, exec: observe(exec, t.refused), ctx: ctx, cancel: cancel,
+		t: t, ws: ws, batch: hj.conn, exec: observe(exec, t.refused, t.schema), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), headers: connHeaders(r.Header),
 	}
 	t.mu.Lock()

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"time"
 
@@ -38,7 +37,8 @@ func (p *Position) UnmarshalGQL(v any) error {
 	return nil
 }
 
-// parseInt64 reads a 64-bit integer given as a number or a decimal string.
+// parseInt64 reads a 64-bit integer given as a number or a decimal string;
+// anything else is an error saying what is wrong with it (NotAnInteger).
 func parseInt64(what string, v any) (int64, error) {
 	switch x := v.(type) {
 	case int:
@@ -47,25 +47,27 @@ func parseInt64(what string, v any) (int64, error) {
 		return int64(x), nil
 	case int64:
 		return x, nil
-	case json.Number:
-		n, err := strconv.ParseInt(string(x), 10, 64)
-		if err != nil {
-			return 0, invalidScalar("%s must be a 64-bit integer, got %s", what, x)
-		}
-		return n, nil
-	case string:
-		n, err := strconv.ParseInt(x, 10, 64)
-		if err != nil {
-			return 0, invalidScalar("%s must be a 64-bit integer, got %q", what, x)
-		}
-		return n, nil
 	case float64:
-		if x != math.Trunc(x) || x >= math.MaxInt64 || x < math.MinInt64 {
-			return 0, invalidScalar("%s must be an integer, got %v", what, x)
+		if why := NotAnInteger(x); why != "" {
+			return 0, invalidScalar("%s", why)
 		}
 		return int64(x), nil
+	case json.Number:
+		return parseDecimalInt64(string(x), v)
+	case string:
+		return parseDecimalInt64(x, v)
 	}
 	return 0, invalidScalar("%s must be an integer or a decimal string, not %s", what, describeJSON(v))
+}
+
+// parseDecimalInt64 reads s, the text of v, a json.Number or a decimal
+// string.
+func parseDecimalInt64(s string, v any) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, invalidScalar("%s", NotAnInteger(v))
+	}
+	return n, nil
 }
 
 // MarshalTime writes the Time scalar as gqlgen does: an RFC 3339 string

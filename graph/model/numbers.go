@@ -1,0 +1,179 @@
+package model
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// NotAnInteger says, in a client's terms, why v, a value decoded from
+// JSON, is not a 64-bit integer, or "" when it is one. A number
+// (json.Number as written, or float64 from a decoder without UseNumber) or
+// a decimal string (quoted) is named with what is wrong with it: "1.5 is
+// not an integer", "1e3 has a fraction or an exponent: send the integer in
+// digits alone (1000)", "99999999999999999999 is out of range: at most
+// 9223372036854775807"; another kind as JSON names it ("a list is not an
+// integer"). Text quoted is cut to 64 bytes.
+func NotAnInteger(v any) string {
+	switch x := v.(type) {
+	case json.Number:
+		if why := integerProblem(string(x)); why != "" {
+			return cutNumber(string(x)) + why
+		}
+		return ""
+	case string:
+		if why := integerProblem(x); why != "" {
+			return strconv.Quote(cutNumber(x)) + why
+		}
+		return ""
+	case float64:
+		switch {
+		case math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x):
+			return strconv.FormatFloat(x, 'g', -1, 64) + " is not an integer"
+		case x >= math.MaxInt64 || x < math.MinInt64:
+			return strconv.FormatFloat(x, 'g', -1, 64) + outOfRange(x < 0)
+		}
+		return ""
+	case int, int32, int64:
+		return ""
+	case bool:
+		return strconv.FormatBool(x) + " is not an integer"
+	}
+	return describeJSON(v) + " is not an integer"
+}
+
+// integerProblem is what NotAnInteger says of the text s after quoting
+// it: "" when strconv.ParseInt reads it.
+func integerProblem(s string) string {
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ""
+	}
+	n, ok := parseDecimal(s)
+	switch {
+	case !ok || !n.integral():
+		return " is not an integer"
+	case n.plain:
+		return outOfRange(n.negative)
+	}
+	// An integer written with a fraction or an exponent (1.0, 1e3): say
+	// how to write it, when it is one that fits.
+	if places := n.places(); places <= 19 {
+		whole := "0"
+		if n.digits != "" {
+			whole = n.digits + strings.Repeat("0", places-len(n.digits))
+			if n.negative {
+				whole = "-" + whole
+			}
+		}
+		if _, err := strconv.ParseInt(whole, 10, 64); err == nil {
+			return " has a fraction or an exponent: send the integer in digits alone (" + whole + ")"
+		}
+	}
+	return outOfRange(n.negative)
+}
+
+func outOfRange(negative bool) string {
+	if negative {
+		return " is out of range: at least -9223372036854775808"
+	}
+	return " is out of range: at most 9223372036854775807"
+}
+
+// cutNumber cuts a client's text, for an error, to 64 bytes ("..." for
+// the rest): a number of a million digits is not echoed.
+func cutNumber(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	cut := 61
+	for cut > 0 && s[cut]&0xc0 == 0x80 { // not inside a character
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// decimal is a number in JSON's syntax as digits times a power of ten.
+type decimal struct {
+	negative bool
+	digits   string // without leading or trailing zeros; "" for zero
+	exp      int64  // the power of ten the digits are multiplied by (bounded)
+	plain    bool   // written without a fraction or an exponent
+}
+
+// integral reports whether the number is an integer.
+func (d decimal) integral() bool { return d.digits == "" || d.exp >= 0 }
+
+// places is how many digits the integer has (for an integral d).
+func (d decimal) places() int {
+	if d.digits == "" {
+		return 1
+	}
+	return len(d.digits) + int(min(d.exp, 1000))
+}
+
+// parseDecimal reads s in JSON's number syntax, with a "+" sign allowed (as
+// strconv takes it); false when s is not a number.
+func parseDecimal(s string) (decimal, bool) {
+	var d decimal
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		d.negative = s[0] == '-'
+		s = s[1:]
+	}
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	whole := s[:i]
+	s = s[i:]
+	frac := ""
+	if s != "" && s[0] == '.' {
+		i = 1
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		frac = s[1:i]
+		if frac == "" {
+			return d, false
+		}
+		s = s[i:]
+	}
+	if whole == "" {
+		return d, false
+	}
+	var exp int64
+	if s != "" && (s[0] == 'e' || s[0] == 'E') {
+		s = s[1:]
+		negExp := false
+		if s != "" && (s[0] == '-' || s[0] == '+') {
+			negExp = s[0] == '-'
+			s = s[1:]
+		}
+		if s == "" {
+			return d, false
+		}
+		for _, c := range []byte(s) {
+			if !isDigit(c) {
+				return d, false
+			}
+			exp = min(exp*10+int64(c-'0'), 1<<40) // bounded: beyond is beyond any int64 anyway
+		}
+		if negExp {
+			exp = -exp
+		}
+		s = ""
+	} else {
+		d.plain = frac == ""
+	}
+	if s != "" {
+		return d, false
+	}
+	digits := strings.TrimLeft(whole+frac, "0")
+	exp -= int64(len(frac))
+	trimmed := strings.TrimRight(digits, "0")
+	exp += int64(len(digits) - len(trimmed))
+	d.digits, d.exp = trimmed, exp
+	return d, true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

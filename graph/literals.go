@@ -137,43 +137,13 @@ func inexactFloat(raw string) string {
 // sameDecimal reports whether the decimal numbers a and b (GraphQL or Go
 // float syntax) are equal.
 func sameDecimal(a, b string) bool {
-	an, ad, ae, aok := decimalParts(a)
-	bn, bd, be, bok := decimalParts(b)
+	x, aok := model.ParseDecimal(a)
+	y, bok := model.ParseDecimal(b)
 	if !aok || !bok {
 		return false
 	}
-	if ad == "" || bd == "" { // zero, of either sign
-		return ad == bd
+	if x.Digits == "" || y.Digits == "" { // zero, of either sign
+		return x.Digits == y.Digits
 	}
-	return an == bn && ad == bd && ae == be
-}
-
-// decimalParts returns s as sign, significant digits (no leading or
-// trailing zeros; "" for zero) and exponent e, so that |s| = 0.digits × 10^e.
-func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
-	if strings.HasPrefix(s, "-") {
-		neg, s = true, s[1:]
-	}
-	mant, expPart, hasExp := strings.Cut(strings.ToLower(s), "e")
-	whole, frac, _ := strings.Cut(mant, ".")
-	all := whole + frac
-	for _, c := range all {
-		if c < '0' || c > '9' {
-			return false, "", 0, false
-		}
-	}
-	trimmed := strings.TrimLeft(all, "0")
-	digits = strings.TrimRight(trimmed, "0")
-	if digits == "" {
-		return neg, "", 0, true // zero, whatever the exponent
-	}
-	if hasExp {
-		n, err := strconv.Atoi(expPart)
-		if err != nil || n > 1<<20 || n < -(1<<20) {
-			return false, "", 0, false
-		}
-		exp = n
-	}
-	exp += len(whole) - (len(all) - len(trimmed))
-	return neg, digits, exp, true
+	return x.Negative == y.Negative && x.Digits == y.Digits && x.Exp == y.Exp
 }

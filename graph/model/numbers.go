@@ -49,20 +49,20 @@ func integerProblem(s string) string {
 	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return ""
 	}
-	n, ok := parseDecimal(s)
+	n, ok := ParseDecimal(s)
 	switch {
 	case !ok || !n.integral():
 		return " is not an integer"
-	case n.plain:
-		return outOfRange(n.negative)
+	case n.Plain:
+		return outOfRange(n.Negative)
 	}
 	// An integer written with a fraction or an exponent (1.0, 1e3): say
 	// how to write it, when it is one that fits.
 	if places := n.places(); places <= 19 {
 		whole := "0"
-		if n.digits != "" {
-			whole = n.digits + strings.Repeat("0", places-len(n.digits))
-			if n.negative {
+		if n.Digits != "" {
+			whole = n.Digits + strings.Repeat("0", places-len(n.Digits))
+			if n.Negative {
 				whole = "-" + whole
 			}
 		}
@@ -70,7 +70,7 @@ func integerProblem(s string) string {
 			return " has a fraction or an exponent: send the integer in digits alone (" + whole + ")"
 		}
 	}
-	return outOfRange(n.negative)
+	return outOfRange(n.Negative)
 }
 
 func outOfRange(negative bool) string {
@@ -93,31 +93,34 @@ func cutNumber(s string) string {
 	return s[:cut] + "..."
 }
 
-// decimal is a number in JSON's syntax as digits times a power of ten.
-type decimal struct {
-	negative bool
-	digits   string // without leading or trailing zeros; "" for zero
-	exp      int64  // the power of ten the digits are multiplied by (bounded)
-	plain    bool   // written without a fraction or an exponent
+// Decimal is a number in JSON's (and GraphQL's) syntax as digits times a
+// power of ten, exactly as written: two texts of one number (1.50 and
+// 15e-1) are equal Decimals, but for the sign of zero.
+type Decimal struct {
+	Negative bool
+	Digits   string // without leading or trailing zeros; "" for zero
+	Exp      int64  // the power of ten the digits are multiplied by (bounded)
+	Plain    bool   // written without a fraction or an exponent
 }
 
 // integral reports whether the number is an integer.
-func (d decimal) integral() bool { return d.digits == "" || d.exp >= 0 }
+func (d Decimal) integral() bool { return d.Digits == "" || d.Exp >= 0 }
 
 // places is how many digits the integer has (for an integral d).
-func (d decimal) places() int {
-	if d.digits == "" {
+func (d Decimal) places() int {
+	if d.Digits == "" {
 		return 1
 	}
-	return len(d.digits) + int(min(d.exp, 1000))
+	return len(d.Digits) + int(min(d.Exp, 1000))
 }
 
-// parseDecimal reads s in JSON's number syntax, with a "+" sign allowed (as
-// strconv takes it); false when s is not a number.
-func parseDecimal(s string) (decimal, bool) {
-	var d decimal
+// ParseDecimal reads s in JSON's number syntax (as GraphQL's, and Go's
+// strconv.FormatFloat, write numbers), with a "+" sign allowed (as strconv
+// takes it); false when s is not a number.
+func ParseDecimal(s string) (Decimal, bool) {
+	var d Decimal
 	if s != "" && (s[0] == '-' || s[0] == '+') {
-		d.negative = s[0] == '-'
+		d.Negative = s[0] == '-'
 		s = s[1:]
 	}
 	i := 0
@@ -163,7 +166,7 @@ func parseDecimal(s string) (decimal, bool) {
 		}
 		s = ""
 	} else {
-		d.plain = frac == ""
+		d.Plain = frac == ""
 	}
 	if s != "" {
 		return d, false
@@ -172,7 +175,7 @@ func parseDecimal(s string) (decimal, bool) {
 	exp -= int64(len(frac))
 	trimmed := strings.TrimRight(digits, "0")
 	exp += int64(len(digits) - len(trimmed))
-	d.digits, d.exp = trimmed, exp
+	d.Digits, d.Exp = trimmed, exp
 	return d, true
 }
 

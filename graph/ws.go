@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -581,6 +582,13 @@ func (c *wsConn) handle(data []byte) bool {
 	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
 		return c.invalid("Invalid message received")
 	}
+	if strings.ContainsRune(m.ID, utf8.RuneError) && jsonvalue.CheckText(data) != nil {
+		// encoding/json reads invalid UTF-8 and lone surrogate escapes as
+		// U+FFFD: different ids would be taken for one (a second
+		// subscription closing the socket with 4409), and the id echoed
+		// back would not be the client's.
+		return c.invalid("Invalid message received: the id is not valid text (UTF-8, no lone surrogates)")
+	}
 	switch m.Type {
 	case "connection_init":
 		return c.connectionInit(m)
@@ -694,12 +702,12 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 		v, err := jsonvalue.DecodeAllText(m.Payload)
 		obj, isObject := v.(map[string]any)
 		if errors.Is(err, jsonvalue.ErrNotText) {
-			return c.invalid("connection_init payload is not valid text (UTF-8, no lone surrogates)")
+			return c.refuseInit(CloseInvalidMessage, "connection_init payload is not valid text (UTF-8, no lone surrogates)")
 		}
 		if err == nil && isObject {
 			payload = obj
 		} else {
-			return c.invalid("connection_init payload must be an object")
+			return c.refuseInit(CloseInvalidMessage, "connection_init payload must be an object")
 		}
 	}
 	ctx := withHeaders(c.ctx, c.headers)
@@ -707,13 +715,7 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 		var err error
 		ctx, err = c.t.Init(ctx, payload)
 		if err != nil {
-			why := "Forbidden: " + err.Error()
-			if c.legacy {
-				p, _ := json.Marshal(map[string]string{"message": why})
-				c.enqueue(wsMessage{Type: "connection_error", Payload: p})
-			}
-			c.closeWith(CloseForbidden, why)
-			return false
+			return c.refuseInit(CloseForbidden, "Forbidden: "+err.Error())
 		}
 	}
 	if p := auth.FromContext(ctx); p != nil && !p.ExpiresAt.IsZero() {
@@ -730,13 +732,29 @@ func (c *wsConn) connectionInit(m wsMessage) bool {
 	return true
 }
 
+// refuseInit refuses a connection_init: the socket closes with code. A
+// legacy client is first sent connection_error, which its reference
+// client reports; an error message without an id it ignores, and the
+// connection, initialised but never acknowledged, would stay open and
+// serve nothing for ever.
+func (c *wsConn) refuseInit(code int, why string) bool {
+	if c.legacy {
+		p, _ := json.Marshal(map[string]string{"message": why})
+		c.enqueue(wsMessage{Type: "connection_error", Payload: p})
+	}
+	c.closeWith(code, why)
+	return false
+}
+
 func (c *wsConn) subscribe(m wsMessage) bool {
 	c.mu.Lock()
 	acked, opCtx := c.acked, c.opCtx
 	c.mu.Unlock()
 	if !acked {
 		if c.legacy {
-			return c.invalid("subscribe before connection_ack")
+			// With its id: the reference client ignores an error without
+			// one, and the operation would wait for ever.
+			return c.invalidOp(c.freeID(m.ID), "subscribe before connection_ack")
 		}
 		c.closeWith(CloseUnauthorized, "Unauthorized")
 		return false

@@ -371,7 +371,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	meters.Projections(admin, rawStore, log)
 	mux.Handle("GET /metrics", meters.Handler())
 	mux.HandleFunc("GET /readyz", readyz(pool, &shuttingDown, cfg.Auth.Enabled()))
-	mux.Handle("/", web.Handler())
+	// Other methods than GET and HEAD of /livez, /readyz and /metrics come
+	// here too (the mux's 405 is only for paths no pattern of any method
+	// matches): they and the pages are answered 405, where a POST to
+	// /readyz was a 404, as if it did not exist, and one to / the page.
+	mux.Handle("/", getOnly(web.Handler()))
 	var handler http.Handler = mux
 	if !cfg.Auth.Enabled() && loopback(cfg.Addr) {
 		// Development mode: every caller is an administrator, so only
@@ -430,6 +434,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		log.Warn("websocket shutdown did not finish in time", "err", err)
 	}
 	return stopErr
+}
+
+// getOnly serves GET and HEAD requests with next and answers any other
+// method 405 Method Not Allowed, with Allow.
+func getOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed: GET or HEAD", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // idleTimeout closes keep-alive connections that send no request for

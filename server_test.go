@@ -758,3 +758,45 @@ func silentListener(t *testing.T) net.Listener {
 	}()
 	return ln
 }
+
+// TestOperationalEndpointsRefuseOtherMethods: /livez, /readyz, /metrics
+// and the web pages answer a method other than GET or HEAD with 405 and
+// Allow (a POST to /readyz or /metrics was a 404 from the static files,
+// as if they did not exist; one to / or /dashboard served the page).
+func TestOperationalEndpointsRefuseOtherMethods(t *testing.T) {
+	p := runInProcess(t)
+	client := &http.Client{Timeout: 30 * time.Second}
+	do := func(method, path string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+p.addr+path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/livez", "/readyz", "/metrics", "/readyz?verbose=1", "/", "/dashboard"} {
+		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+			resp := do(method, path)
+			if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(resp.Header.Get("Allow"), "GET") {
+				t.Errorf("%s %s: %d (Allow %q), want 405 allowing GET", method, path, resp.StatusCode, resp.Header.Get("Allow"))
+			}
+		}
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if resp := do(method, path); resp.StatusCode != http.StatusOK {
+				t.Errorf("%s %s: %d, want 200", method, path, resp.StatusCode)
+			}
+		}
+	}
+	if resp := do(http.MethodGet, "/nothing-here"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nothing-here: %d, want 404", resp.StatusCode)
+	}
+	if resp := do(http.MethodOptions, "/graphql"); resp.StatusCode == http.StatusMethodNotAllowed {
+		t.Errorf("OPTIONS /graphql: %d: GraphQL's transports answer it", resp.StatusCode)
+	}
+}

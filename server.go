@@ -259,6 +259,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	if err != nil {
 		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
 	}
+	if cfg.DatabaseURL != "" && strings.Contains(dbURL, "pool_max_conns") && poolCfg.MaxConns != int32(cfg.DBMaxConns) {
+		// It was overridden without a word by DB_MAX_CONNS (20 by default).
+		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): its pool_max_conns (%d) is not -db-max-conns (DB_MAX_CONNS), %d, which sizes the gateway's pool: leave pool_max_conns out and set DB_MAX_CONNS", poolCfg.MaxConns, cfg.DBMaxConns)
+	}
 	poolCfg.MaxConns = int32(cfg.DBMaxConns)
 	if poolCfg.ConnConfig.ConnectTimeout == 0 && !strings.Contains(dbURL, "connect_timeout") {
 		// Without it, a server that accepts and never answers hangs start-up
@@ -272,7 +276,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 	}
 	defer pool.Close()
 	if err := migrate(ctx, pool); err != nil {
-		return err
+		if cfg.DatabaseURL != "" {
+			// The first use of the URL: a wrong host, port, user, password
+			// or database name fails here.
+			return fmt.Errorf("database of -database-url (DATABASE_URL): %w", err)
+		}
+		return fmt.Errorf("database: %w", err)
 	}
 
 	wake := eventstore.NewBroadcaster()
@@ -541,7 +550,7 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
 	defer conn.Release()
 	if err := eventstore.Migrate(ctx, conn.Conn()); err != nil {

@@ -800,3 +800,47 @@ func TestOperationalEndpointsRefuseOtherMethods(t *testing.T) {
 		t.Errorf("OPTIONS /graphql: %d: GraphQL's transports answer it", resp.StatusCode)
 	}
 }
+
+// TestDatabaseURLFailuresNameTheSetting: a DATABASE_URL that cannot be
+// used stops start-up with an error naming it (a server that refuses the
+// connection was "database: failed to connect", naming nothing the operator
+// set), and a pool_max_conns in it that DB_MAX_CONNS would override
+// without a word is refused.
+func TestDatabaseURLFailuresNameTheSetting(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := closed.Addr().String()
+	closed.Close()
+	start := func(url string, extra ...string) error {
+		t.Helper()
+		env := map[string]string{"DATABASE_URL": url, "ADDR": "127.0.0.1:0"}
+		for i := 0; i+1 < len(extra); i += 2 {
+			env[extra[i]] = extra[i+1]
+		}
+		cfg, err := loadConfig(nil, unsetWhenEmpty(func(k string) string { return env[k] }), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return run(ctx, cfg, slog.New(slog.DiscardHandler), noop.NewTracerProvider())
+	}
+	for _, tc := range []struct {
+		url   string
+		extra []string
+		want  string
+	}{
+		{"postgres://u:s3cret@" + addr + "/db", nil, "database of -database-url (DATABASE_URL): failed to connect"},
+		{"postgres://u:s3cret@" + addr + "/db?pool_max_conns=5", nil, "-database-url (DATABASE_URL): its pool_max_conns (5) is not -db-max-conns (DB_MAX_CONNS), 20"},
+		{"host=127.0.0.1 port=1 user=u password=s3cret pool_max_conns=50", []string{"DB_MAX_CONNS", "40"}, "pool_max_conns (50) is not -db-max-conns (DB_MAX_CONNS), 40"},
+		// The same as DB_MAX_CONNS: nothing is overridden.
+		{"postgres://u:s3cret@" + addr + "/db?pool_max_conns=20", nil, "database of -database-url (DATABASE_URL): failed to connect"},
+	} {
+		err := start(tc.url, tc.extra...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("DATABASE_URL %s: %v, want an error with %q (and no password)", tc.url, err, tc.want)
+		}
+	}
+}

@@ -42,6 +42,15 @@ func httpSpec(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		switch r.Method {
+		case http.MethodGet, http.MethodPost, http.MethodOptions:
+		default:
+			// gqlgen answered PUT or DELETE 400 "transport not supported",
+			// JSON labelled text/plain, and HEAD 405 without Allow.
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			writeRequestError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not served: send GraphQL with POST, or queries with GET", "METHOD_NOT_ALLOWED")
+			return
+		}
 		if r.Method == http.MethodGet {
 			// An answer is the caller's own, and its credential may be in
 			// a header (X-API-Key) that a shared cache does not key on.

@@ -153,10 +153,11 @@ var settings = []setting{
 		c.BodyReadTimeout = d
 		return nil
 	}},
-	{"max-body-bytes", "MAX_BODY_BYTES", "16777216", "largest accepted GraphQL request body, in bytes", func(c *config, v string) error {
+	{"max-body-bytes", "MAX_BODY_BYTES", "16777216", "largest accepted GraphQL request body, in bytes (at most 1 GiB)", func(c *config, v string) error {
+		// A body is read into memory whole.
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1024 {
-			return fmt.Errorf("must be a whole number of at least 1024, got %q", v)
+		if err != nil || n < 1024 || n > maxBodyBytes {
+			return fmt.Errorf("must be a whole number from 1024 to %d (1 GiB), got %q", maxBodyBytes, v)
 		}
 		c.MaxBodyBytes = n
 		return nil
@@ -338,6 +339,9 @@ var settings = []setting{
 		return nil
 	}},
 }
+
+// maxBodyBytes is the largest MAX_BODY_BYTES, 1 GiB.
+const maxBodyBytes = 1 << 30
 
 // loadConfig reads the settings from args and getenv. An invalid value is
 // an error that names the setting (flag and variable).

@@ -270,3 +270,20 @@ func TestLoadConfigRefusesWhatCannotWork(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxBodyBytesIsBounded: MAX_BODY_BYTES is at most 1 GiB (a body is
+// read into memory whole). At the largest int64 the body reader's limit + 1
+// overflowed, and every request without a Content-Length (chunked)
+// panicked in the handler, unanswered.
+func TestMaxBodyBytesIsBounded(t *testing.T) {
+	for _, v := range []string{"9223372036854775807", "1073741825"} {
+		_, err := loadConfig(nil, func(k string) string { return map[string]string{"MAX_BODY_BYTES": v}[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-max-body-bytes (MAX_BODY_BYTES): must be a whole number from 1024 to 1073741824") {
+			t.Errorf("MAX_BODY_BYTES=%s: %v", v, err)
+		}
+	}
+	c, err := loadConfig(nil, func(k string) string { return map[string]string{"MAX_BODY_BYTES": "1073741824"}[k] }, io.Discard)
+	if err != nil || c.MaxBodyBytes != 1<<30 {
+		t.Errorf("MAX_BODY_BYTES=1073741824: %d %v", c.MaxBodyBytes, err)
+	}
+}

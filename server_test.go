@@ -819,7 +819,7 @@ func TestDatabaseURLFailuresNameTheSetting(t *testing.T) {
 		for i := 0; i+1 < len(extra); i += 2 {
 			env[extra[i]] = extra[i+1]
 		}
-		cfg, err := loadConfig(nil, unsetWhenEmpty(func(k string) string { return env[k] }), io.Discard)
+		cfg, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

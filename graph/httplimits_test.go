@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -108,5 +109,16 @@ func TestSlowBodyIsRefusedWith408(t *testing.T) {
 	}
 	if ran {
 		t.Fatal("the handler ran on a body that did not arrive")
+	}
+}
+
+// TestReadAtMostTakesTheLargestLimit: a limit of the largest int64 reads a
+// body without a Content-Length (its limit + 1 wrapped, and make panicked).
+func TestReadAtMostTakesTheLargestLimit(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+	r.Body, r.ContentLength = &trickle{data: []byte(`{"query":"{a}"}`), err: io.EOF}, -1
+	got, err := readAtMost(r, math.MaxInt64)
+	if err != nil || string(got) != `{"query":"{a}"}` {
+		t.Fatalf("readAtMost = %q, %v", got, err)
 	}
 }

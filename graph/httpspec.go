@@ -228,6 +228,7 @@ const firstBodyBuffer = 16 << 10
 // and sends little of it costs little memory. It reads to the end of the
 // body, so that the caller knows it was all read.
 func readAtMost(r *http.Request, limit int64) ([]byte, error) {
+	limit = min(limit, math.MaxInt64-1) // limit + 1 must not wrap
 	want := limit + 1
 	if n := r.ContentLength; n >= 0 && n <= limit {
 		want = n

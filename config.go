@@ -315,9 +315,11 @@ var settings = []setting{
 		return nil
 	}},
 	{"mutations-per-second", "MUTATIONS_PER_SECOND", "0", "mutations each client (credential subject, or IP address) may send per second, with bursts of twice that; beyond, RATE_LIMITED; 0: no limit", func(c *config, v string) error {
+		// Below one a day (1e-300, say), a client's first mutations would
+		// be its last: RATE_LIMITED for good, its retries capped at a day.
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(f >= 0 && f <= 1e6) { // NaN too
-			return fmt.Errorf("must be a number from 0 to 1000000, got %q", v)
+		if err != nil || !(f == 0 || f >= minMutationsPerSecond && f <= 1e6) { // NaN too
+			return fmt.Errorf("must be 0 (no limit) or a number from 0.0000116 (one a day) to 1000000, got %q", v)
 		}
 		c.MutationsPerSecond = f
 		return nil
@@ -339,6 +341,10 @@ var settings = []setting{
 		return nil
 	}},
 }
+
+// minMutationsPerSecond is the lowest MUTATIONS_PER_SECOND but 0 (no
+// limit): one mutation a day.
+const minMutationsPerSecond = 1.0 / 86400
 
 // maxBodyBytes is the largest MAX_BODY_BYTES, 1 GiB.
 const maxBodyBytes = 1 << 30

@@ -42,6 +42,25 @@ func TestMutationsPerSecondNaNIsRefused(t *testing.T) {
 	}
 }
 
+// MUTATIONS_PER_SECOND below one a day (1e-300 was accepted) would refuse
+// a client's mutations for good after its first: 0 (no limit) or at least
+// one a day.
+func TestMutationsPerSecondIsZeroOrAtLeastOneADay(t *testing.T) {
+	load := func(v string) (config, error) {
+		return loadConfig(nil, func(k string) string { return map[string]string{"MUTATIONS_PER_SECOND": v}[k] }, io.Discard)
+	}
+	for _, v := range []string{"1e-300", "0.00001", "-1", "1000001"} {
+		if c, err := load(v); err == nil || !strings.Contains(err.Error(), "-mutations-per-second (MUTATIONS_PER_SECOND)") {
+			t.Errorf("MUTATIONS_PER_SECOND=%s: %v, %v; want it refused", v, c.MutationsPerSecond, err)
+		}
+	}
+	for _, v := range []string{"0", "0.0000116", "0.5", "1000000"} {
+		if _, err := load(v); err != nil {
+			t.Errorf("MUTATIONS_PER_SECOND=%s: %v", v, err)
+		}
+	}
+}
+
 // TestDevModeRefusesForeignOrigins: without authentication every caller is
 // an administrator, so ALLOWED_ORIGINS may name only pages served from this
 // machine (with * any web page its user visits could open a websocket to

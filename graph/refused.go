@@ -2,7 +2,10 @@ package graph
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -35,6 +38,7 @@ func (e observedExec) CreateOperationContext(ctx context.Context, params *graphq
 	}
 	explainVariable(e.schema, rc, params.Variables, errs)
 	explainIntLiterals(errs)
+	explainOperationName(rc, params.OperationName, errs)
 	if i := infoOf(ctx); i != nil {
 		i.refused = errs
 	}
@@ -107,4 +111,28 @@ func cutText(s string, max int) string {
 // next, and that is the operation, not two.
 func apqHandshake(errs gqlerror.List) bool {
 	return len(errs) == 1 && errs[0].Extensions["code"] == "PERSISTED_QUERY_NOT_FOUND"
+}
+
+// explainOperationName rewrites gqlgen's "operation X not found", which
+// for a document of several operations sent without an operationName read
+// "operation  not found", naming nothing: it says what the document holds
+// and what to send.
+func explainOperationName(rc *graphql.OperationContext, name string, errs gqlerror.List) {
+	if rc == nil || rc.Doc == nil || rc.Operation != nil || len(errs) != 1 || errs[0].Message != "operation "+name+" not found" {
+		return
+	}
+	ops := rc.Doc.Operations
+	var names []string
+	for i, op := range ops { // named: validation leaves an unnamed one alone
+		if i == 10 {
+			names = append(names, "...")
+			break
+		}
+		names = append(names, strconv.Quote(cutText(op.Name, 64)))
+	}
+	if name == "" {
+		errs[0].Message = fmt.Sprintf("the document holds %d operations (%s): name the one to run in operationName", len(ops), strings.Join(names, ", "))
+		return
+	}
+	errs[0].Message = fmt.Sprintf("the document holds no operation named %s (it holds %s): operationName names one of them", strconv.Quote(cutText(name, 64)), strings.Join(names, ", "))
 }

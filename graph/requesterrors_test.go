@@ -246,3 +246,29 @@ func TestSkippedAsVersionRefusesNothing(t *testing.T) {
 		t.Errorf("an included data(asVersion: 0): %+v", out.Errors)
 	}
 }
+
+// A document of several operations sent without an operationName, or with
+// one it does not hold, is refused saying what it holds: gqlgen's message
+// was "operation  not found", naming nothing.
+func TestOperationNameErrorsSayWhatTheDocumentHolds(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	for _, tc := range []struct {
+		body map[string]any
+		want string
+	}{
+		{map[string]any{"query": `query A { __typename } query B { __typename }`},
+			`the document holds 2 operations ("A", "B"): name the one to run in operationName`},
+		{map[string]any{"query": `query A { __typename } query B { __typename }`, "operationName": "C"},
+			`the document holds no operation named "C" (it holds "A", "B"): operationName names one of them`},
+	} {
+		out, _ := c.postBody(tc.body)
+		if len(out.Errors) != 1 || out.Errors[0].Message != tc.want || out.Errors[0].Extensions["code"] != "GRAPHQL_VALIDATION_FAILED" {
+			t.Errorf("%v: %+v, want %q", tc.body, out.Errors, tc.want)
+		}
+	}
+	// A document that names the operation runs it.
+	var ok struct {
+		Typename string `json:"__typename"`
+	}
+	c.mustPost(`query A { __typename }`, nil, &ok)
+}

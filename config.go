@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
 	"log/slog"
 	"net"
@@ -101,6 +102,14 @@ var settings = []setting{
 		if v != "" && strings.TrimSpace(v) == "" {
 			// Not empty, so no embedded server; nothing, so libpq's defaults.
 			return errors.New("is only white space: leave it empty for the embedded PostgreSQL, or give a URL")
+		}
+		if v != "" {
+			// Malformed, it is a mistake in the configuration (exit status
+			// 2), found before anything starts; pgx leaves the password
+			// out of its error.
+			if _, err := pgxpool.ParseConfig(v); err != nil {
+				return err
+			}
 		}
 		c.DatabaseURL = v
 		return nil

@@ -50,6 +50,8 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"SHUTDOWN_TIMEOUT": "100000h"}, "-shutdown-timeout (SHUTDOWN_TIMEOUT)"},
 		{nil, map[string]string{"LOG_LEVEL": "error+1000"}, "-log-level (LOG_LEVEL): must be debug, info, warn or error"},
 		{nil, map[string]string{"DATABASE_URL": " \t"}, "-database-url (DATABASE_URL): is only white space"},
+		{nil, map[string]string{"DATABASE_URL": "postgres://u:s3cret@host:notaport/db"}, "-database-url (DATABASE_URL): cannot parse"},
+		{nil, map[string]string{"DATABASE_URL": "postgres://u@h/db?pool_max_conns=many"}, "-database-url (DATABASE_URL)"},
 		{nil, map[string]string{"BODY_READ_TIMEOUT": "1ns"}, "-body-read-timeout (BODY_READ_TIMEOUT)"},
 		{[]string{"-addr", ""}, nil, "-addr (ADDR)"},
 		{[]string{"-max-body-bytes", "10"}, nil, "-max-body-bytes (MAX_BODY_BYTES)"},

@@ -582,6 +582,9 @@ func (c *wsConn) handle(data []byte) bool {
 	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
 		return c.invalid("Invalid message received")
 	}
+	if k := inexactMember(data); k != "" {
+		return c.invalid(fmt.Sprintf("Invalid message received: the member %q is not \"type\", \"id\" or \"payload\" (names are case-sensitive)", cutText(k, 64)))
+	}
 	if strings.ContainsRune(m.ID, utf8.RuneError) && jsonvalue.CheckText(data) != nil {
 		// encoding/json reads invalid UTF-8 and lone surrogate escapes as
 		// U+FFFD: different ids would be taken for one (a second
@@ -1361,4 +1364,35 @@ func encodeResponse(resp *graphql.Response) ([]byte, error) {
 	b = append(b, `{"data":`...)
 	b = append(b, resp.Data...)
 	return append(b, '}'), nil
+}
+
+// inexactMember returns the first member of the message object data whose
+// name is "type", "id" or "payload" in other cases ("Type"), or "". The
+// envelope is read by encoding/json, which matches names in any case, the
+// last one winning: {"type":"subscribe","TYPE":"ping"} was a ping, where
+// the protocol's reference clients and servers (JavaScript objects) tell
+// the two apart. It is refused, as a POST body's member named in two
+// cases is.
+func inexactMember(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		k, _ := t.(string)
+		switch {
+		case k == "type" || k == "id" || k == "payload":
+		case strings.EqualFold(k, "type"), strings.EqualFold(k, "id"), strings.EqualFold(k, "payload"):
+			return k
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }

@@ -86,3 +86,30 @@ func TestLegacyStartBeforeInitNamesTheOperation(t *testing.T) {
 		t.Fatalf("data for %q, want early", m.ID)
 	}
 }
+
+// The envelope's members are named exactly: encoding/json matched "TYPE"
+// to type, the last one winning, so that {"type":"subscribe","TYPE":"ping"}
+// was a ping, where the protocol's JavaScript clients and servers tell the
+// two apart. A member named so is refused with 4400, naming it.
+func TestTransportWSMemberNamesAreCaseSensitive(t *testing.T) {
+	for _, msg := range []string{
+		`{"id":"1","type":"subscribe","TYPE":"ping","payload":{"query":"{ __typename }"}}`,
+		`{"Id":"1","type":"subscribe","payload":{"query":"{ __typename }"}}`,
+		`{"id":"1","type":"subscribe","Payload":{"query":"{ __typename }"}}`,
+	} {
+		s := newWSServer(t, &graph.Websocket{})
+		c := s.dial(t, graph.ProtocolTransportWS)
+		c.init()
+		c.send(msg)
+		if code, reason := c.closeFrame(); code != graph.CloseInvalidMessage || !strings.Contains(reason, "case-sensitive") {
+			t.Errorf("%s: close %d %q, want %d naming the member", msg, code, reason, graph.CloseInvalidMessage)
+		}
+	}
+	// Members the protocol does not name are let be, as before.
+	s := newWSServer(t, &graph.Websocket{})
+	c := s.dial(t, graph.ProtocolTransportWS)
+	c.init()
+	c.send(`{"id":"1","type":"subscribe","payload":{"query":"{ __typename }"},"extra":true}`)
+	c.expect("next")
+	c.expect("complete")
+}

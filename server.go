@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -565,37 +566,19 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // readyz reports whether the gateway can serve: the database answers, its
 // migrations are applied, no projection has failed, and shutdown has not
 // begun. Its body also says whether authentication is on or the gateway
-// runs in development mode.
+// runs in development mode. The database checks run through a readyChecks:
+// at most one at a time, a passing result reused for readyFresh.
 func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) http.HandlerFunc {
+	checks := &readyChecks{run: func(ctx context.Context) map[string]string { return databaseChecks(ctx, pool) }}
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		checks := map[string]string{"database": "ok", "migrations": "ok", "projections": "ok", "shutdown": "ok"}
-		ready := true
-		fail := func(name, why string) { checks[name], ready = why, false }
+		c := checks.get(r.Context())
+		c["shutdown"] = "ok"
 		if shuttingDown.Load() {
-			fail("shutdown", "shutting down")
+			c["shutdown"] = "shutting down"
 		}
-		if err := pool.Ping(ctx); err != nil {
-			fail("database", "unreachable")
-		} else {
-			ok1, err1 := eventstore.MigrationsApplied(ctx, pool)
-			ok2, err2 := projections.MigrationsApplied(ctx, pool)
-			ok3, err3 := schemaregistry.MigrationsApplied(ctx, pool)
-			if err1 != nil || err2 != nil || err3 != nil || !ok1 || !ok2 || !ok3 {
-				fail("migrations", "not applied")
-			} else if list, err := projections.List(ctx, pool); err != nil {
-				fail("projections", "unreadable")
-			} else {
-				for _, p := range list {
-					if p.Status == "FAILED" {
-						fail("projections", fmt.Sprintf("%s v%d failed at position %d", p.Name, p.Version, p.FailedPosition))
-					}
-				}
-			}
-		}
+		ready := passed(c)
 		status := http.StatusOK
-		body := map[string]any{"status": "ok", "checks": checks, "authentication": "on"}
+		body := map[string]any{"status": "ok", "checks": c, "authentication": "on"}
 		if !authEnabled {
 			body["authentication"] = "off: development mode, every caller is an administrator"
 		}
@@ -604,6 +587,100 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) htt
 		}
 		writeJSON(w, status, body)
 	}
+}
+
+// databaseChecks runs /readyz's checks of the database: it answers, the
+// migrations are applied, no projection has failed ("ok" each, or why not).
+func databaseChecks(ctx context.Context, pool *pgxpool.Pool) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"database": "ok", "migrations": "ok", "projections": "ok"}
+	if err := pool.Ping(ctx); err != nil {
+		checks["database"] = "unreachable"
+		return checks
+	}
+	ok1, err1 := eventstore.MigrationsApplied(ctx, pool)
+	ok2, err2 := projections.MigrationsApplied(ctx, pool)
+	ok3, err3 := schemaregistry.MigrationsApplied(ctx, pool)
+	if err1 != nil || err2 != nil || err3 != nil || !ok1 || !ok2 || !ok3 {
+		checks["migrations"] = "not applied"
+		return checks
+	}
+	list, err := projections.List(ctx, pool)
+	if err != nil {
+		checks["projections"] = "unreadable"
+		return checks
+	}
+	for _, p := range list {
+		if p.Status == "FAILED" {
+			checks["projections"] = fmt.Sprintf("%s v%d failed at position %d", p.Name, p.Version, p.FailedPosition)
+		}
+	}
+	return checks
+}
+
+// readyFresh is how long a passing result of /readyz's database checks is
+// reused.
+const readyFresh = time.Second
+
+// readyChecks runs /readyz's database checks at most once at a time, and
+// reuses a passing result for readyFresh. /readyz answers anyone (load
+// balancers have no credentials), and each call ran five queries on the
+// gateway's pool: a flood of calls took the connections GraphQL needs.
+// Calls that come while the checks run wait for their result. A failing
+// result is not reused, so that a recovery shows at once.
+type readyChecks struct {
+	run func(context.Context) map[string]string
+
+	mu      sync.Mutex
+	passed  time.Time         // when the last result passed (zero: it did not)
+	last    map[string]string // the last result
+	running chan struct{}     // closed when the checks running end; nil when none run
+}
+
+// get returns a copy of a result of the checks: the last one, when it
+// passed less than readyFresh ago; else that of the checks running, or of
+// checks it runs. A caller whose request ends while it waits gets
+// "database": "not checked".
+func (c *readyChecks) get(ctx context.Context) map[string]string {
+	c.mu.Lock()
+	switch {
+	case !c.passed.IsZero() && time.Since(c.passed) < readyFresh:
+	case c.running != nil:
+		running := c.running
+		c.mu.Unlock()
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return map[string]string{"database": "not checked"}
+		}
+		c.mu.Lock()
+	default:
+		done := make(chan struct{})
+		c.running = done
+		c.mu.Unlock()
+		// Not the caller's context: others wait for this result.
+		result := c.run(context.WithoutCancel(ctx))
+		c.mu.Lock()
+		c.last, c.passed, c.running = result, time.Time{}, nil
+		if passed(result) {
+			c.passed = time.Now()
+		}
+		close(done)
+	}
+	out := maps.Clone(c.last)
+	c.mu.Unlock()
+	return out
+}
+
+// passed reports whether every check is "ok".
+func passed(checks map[string]string) bool {
+	for _, v := range checks {
+		if v != "ok" {
+			return false
+		}
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

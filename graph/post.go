@@ -243,11 +243,17 @@ func (c scopedQueries) Add(ctx context.Context, hash, query string) {
 // persistedQueries is gqlgen's AutomaticPersistedQuery, its errors given
 // codes: a hash that does not match its query, or extensions it cannot
 // read, were errors without one (PERSISTED_QUERY_NOT_FOUND has its own).
+// A hash given twice in different cases, neither spelled sha256Hash, is
+// refused (BAD_REQUEST) over every transport, as GET refuses it: gqlgen
+// would take one of them at random.
 type persistedQueries struct {
 	extension.AutomaticPersistedQuery
 }
 
 func (p persistedQueries) MutateOperationParameters(ctx context.Context, params *graphql.RawParams) *gqlerror.Error {
+	if _, err := persistedHash(params.Extensions); err != nil {
+		return &gqlerror.Error{Message: err.Error(), Extensions: map[string]any{"code": "BAD_REQUEST"}}
+	}
 	err := p.AutomaticPersistedQuery.MutateOperationParameters(ctx, params)
 	if err != nil && err.Extensions["code"] == nil {
 		errcode.Set(err, "BAD_REQUEST")

@@ -202,6 +202,29 @@ func TestAmbiguousPersistedHashesAreRefused(t *testing.T) {
 	}
 }
 
+// Over POST (and websockets, through the same extension) a hash given
+// twice in different cases, neither spelled exactly, is refused as over
+// GET: gqlgen took one of them at random, so that one request was answered
+// from the cache or PERSISTED_QUERY_NOT_FOUND by chance.
+func TestAmbiguousPersistedHashesAreRefusedOverPOST(t *testing.T) {
+	c := newServer(t, memStore(), nil)
+	q := `{ __typename }`
+	sum := sha256.Sum256([]byte(q))
+	h := hex.EncodeToString(sum[:])
+	if out, _ := c.postBody(map[string]any{"query": q, "extensions": json.RawMessage(`{"persistedQuery":{"version":1,"sha256Hash":"` + h + `"}}`)}); len(out.Errors) > 0 {
+		t.Fatal(out.Errors)
+	}
+	ext := json.RawMessage(`{"persistedQuery":{"version":1,"Sha256Hash":"` + h + `","SHA256HASH":"0000"}}`)
+	for _, body := range []map[string]any{{"extensions": ext}, {"query": q, "extensions": ext}} {
+		for range 20 {
+			out, _ := c.postBody(body)
+			if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "BAD_REQUEST" || !strings.Contains(out.Errors[0].Message, "given twice") || out.Data != nil {
+				t.Fatalf("POST %v: %+v", body, out)
+			}
+		}
+	}
+}
+
 // A string literal in the query holding half a surrogate pair is refused
 // as JSON's are (gqlparser read it as U+FFFD: two different literal keys
 // were one, and the second deposit was answered duplicate).

@@ -120,7 +120,15 @@ var (
 	errUnknownKey = errors.New("unknown API key")
 	errNotString  = errors.New("not a string")
 	errBadTenant  = errors.New("bad tenant claim")
+	errBadRoles   = errors.New("bad roles claim")
+	errBadTime    = errors.New("time claim beyond the year 9999")
 )
+
+// maxNumericDate is the latest exp, nbf or iat accepted, 9999-12-31T23:59:59Z:
+// the JWT library turns seconds into a time through an int64 that wraps
+// beyond about 9.2e18, and an nbf far in the future read as one long past
+// would let a token in before its time.
+const maxNumericDate = 253402300799
 
 // Reason says why a credential was refused, in words safe to show the
 // client: it never echoes the credential.
@@ -144,10 +152,16 @@ func Reason(err error) string {
 		return "the token's audience is not accepted"
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "the token is malformed"
+	case errors.Is(err, errBadTime):
+		return "the token's exp, nbf or iat is beyond the year 9999"
+	case errors.Is(err, jwt.ErrInvalidType):
+		return "a claim has the wrong type (exp, nbf, iat: numbers; iss: a string; aud: strings)"
 	case errors.Is(err, errNotString):
 		return "the credential must be a string"
 	case errors.Is(err, errBadTenant):
 		return "the token's tenant claim must be a string of 1 to 64 letters, digits, '.', '_' or '-'"
+	case errors.Is(err, errBadRoles):
+		return "the token's roles claim must be a string or an array of strings"
 	}
 	return "the credential is not valid"
 }
@@ -321,6 +335,12 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, err)
 	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		// The parser checked that each is a number.
+		if f, ok := claims[name].(float64); ok && f > maxNumericDate {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, name, errBadTime)
+		}
+	}
 	p := &Principal{Method: "jwt"}
 	p.Subject, _ = claims["sub"].(string)
 	if v, ok := claims[a.cfg.TenantClaim]; ok {
@@ -341,9 +361,18 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 		names = strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' })
 	case []any:
 		for _, x := range v {
-			if s, ok := x.(string); ok {
-				names = append(names, s)
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, errBadRoles)
 			}
+			names = append(names, s)
+		}
+	default:
+		if _, present := claims[a.cfg.RolesClaim]; present {
+			// A number, an object or null: the issuer meant something the
+			// gateway cannot read, which is refused rather than read as
+			// "no role".
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCredential, errBadRoles)
 		}
 	}
 	for _, n := range names {

@@ -307,3 +307,89 @@ func TestEd25519Keys(t *testing.T) {
 		t.Fatalf("an X25519 key: err = %v, want a refusal", err)
 	}
 }
+
+// TestTimeClaimsBeyondTheYear9999AreRefused: the library reads seconds
+// into a time through an int64, which wraps past about 9.2e18: an nbf of
+// 1e19 (a token not valid for ages) was read as long past, and the token
+// accepted at once. exp, nbf and iat beyond the year 9999 are refused, and
+// one of the wrong type says so.
+func TestTimeClaimsBeyondTheYear9999AreRefused(t *testing.T) {
+	a, err := New(Config{HMACSecret: secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := now.Add(time.Hour).Unix()
+	for name, claims := range map[string]jwt.MapClaims{
+		"nbf 1e19":     {"exp": exp, "nbf": 1e19},
+		"iat 1e19":     {"exp": exp, "iat": 1e19},
+		"exp 9e18":     {"exp": 9e18},
+		"exp in 10000": {"exp": float64(maxNumericDate + 1)},
+		"nbf 1.8e19":   {"exp": exp, "nbf": 1.8446744073709552e19},
+	} {
+		p, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, claims))
+		if err == nil {
+			t.Errorf("%s: accepted: %+v", name, p)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "beyond the year 9999") {
+			t.Errorf("%s: err = %v, Reason = %q", name, err, Reason(err))
+		}
+	}
+	if _, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": float64(maxNumericDate)})); err != nil {
+		t.Errorf("exp at the end of 9999: %v", err)
+	}
+	_, err = a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": "4102444800"}))
+	if err == nil || !strings.Contains(Reason(err), "wrong type") {
+		t.Errorf("exp as a string: err = %v, Reason = %q, want it to say the claim has the wrong type", err, Reason(err))
+	}
+}
+
+// TestRolesClaimOfTheWrongTypeIsRefused: a roles claim that is not a
+// string or an array of strings was read as no role (or, in an array, its
+// strings kept and the rest dropped); it is refused with a reason, as a bad
+// tenant claim is. Role names of other systems are still ignored.
+func TestRolesClaimOfTheWrongTypeIsRefused(t *testing.T) {
+	a, err := New(Config{HMACSecret: secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := now.Add(time.Hour).Unix()
+	for name, roles := range map[string]any{
+		"number":            5,
+		"object":            map[string]any{"admin": true},
+		"null":              nil,
+		"bool":              true,
+		"array with number": []any{"admin", 5},
+		"nested array":      []any{[]any{"admin"}},
+	} {
+		p, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": exp, "roles": roles}))
+		if err == nil {
+			t.Errorf("roles %s: accepted: %+v", name, p)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "roles claim must be a string or an array of strings") {
+			t.Errorf("roles %s: err = %v, Reason = %q", name, err, Reason(err))
+		}
+	}
+	p, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": exp, "roles": []any{"billing", "reader"}}))
+	if err != nil || !slicesEqual(p.Roles, []Role{Reader}) {
+		t.Errorf("roles [billing reader]: %+v, %v", p, err)
+	}
+	p, err = a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": exp, "roles": []any{}}))
+	if err != nil || len(p.Roles) != 0 {
+		t.Errorf("roles []: %+v, %v", p, err)
+	}
+}
+
+// TestReasonsFitAWebsocketCloseFrame: a websocket refused at
+// connection_init gets "Forbidden: invalid credential: " and the reason in
+// its close frame, at most 123 bytes; a longer reason is cut mid-word.
+func TestReasonsFitAWebsocketCloseFrame(t *testing.T) {
+	for _, err := range []error{errEmpty, errUnknownKey, errNotString, errBadTenant, errBadRoles, errBadTime,
+		jwt.ErrTokenExpired, jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
+		jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience, jwt.ErrTokenMalformed, jwt.ErrInvalidType, errors.New("other")} {
+		if r := "Forbidden: invalid credential: " + Reason(err); len(r) > 123 {
+			t.Errorf("%v: %q is %d bytes, more than a close frame's 123", err, r, len(r))
+		}
+	}
+}

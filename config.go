@@ -217,11 +217,11 @@ var settings = []setting{
 		c.authConfig.HMACSecret = []byte(v)
 		return nil
 	}},
-	{"auth-jwt-public-keys-file", "AUTH_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RSA/ECDSA public keys (PUBLIC KEY blocks) that verify RS*, PS* and ES* bearer tokens", func(c *config, v string) error {
+	{"auth-jwt-public-keys-file", "AUTH_JWT_PUBLIC_KEYS_FILE", "", "PEM file (at most 1 MiB) of RSA (2048 bits or more), ECDSA (P-256, P-384, P-521) and Ed25519 public keys (PUBLIC KEY blocks) that verify RS*/PS*, ES* and EdDSA bearer tokens", func(c *config, v string) error {
 		if v == "" {
 			return nil
 		}
-		pem, err := os.ReadFile(v)
+		pem, err := readKeysFile(v)
 		if err != nil {
 			return err
 		}
@@ -420,6 +420,37 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		}
 	}
 	return c, nil
+}
+
+// maxKeysFile is the largest AUTH_JWT_PUBLIC_KEYS_FILE read: a few
+// hundred keys.
+const maxKeysFile = 1 << 20
+
+// readKeysFile reads the public keys file name: a regular file of at most
+// maxKeysFile bytes. Anything else (a device such as /dev/zero, read for
+// ever into memory; a named pipe, which blocks start-up until written to;
+// a file far too large for keys) is an error.
+func readKeysFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name) // before opening: opening a named pipe waits for a writer
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): it must be a PEM file of PUBLIC KEY blocks", name, fi.Mode().Type())
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeysFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxKeysFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes, too large for a file of public keys", name, maxKeysFile)
+	}
+	return data, nil
 }
 
 // loopbackOrigin reports whether an ALLOWED_ORIGINS entry (checked by

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // An operator who sets AUTH_JWT_PUBLIC_KEYS_FILE means to turn JWTs on. A
@@ -87,5 +94,65 @@ func TestDevModeRefusesForeignOrigins(t *testing.T) {
 		if err := load(map[string]string{"ALLOWED_ORIGINS": origins}); err != nil {
 			t.Errorf("ALLOWED_ORIGINS=%s (this machine's pages) without authentication: %v", origins, err)
 		}
+	}
+}
+
+// AUTH_JWT_PUBLIC_KEYS_FILE was read whole, whatever it was: /dev/zero
+// filled memory until the process was killed, a named pipe held start-up
+// until something wrote to it, and keys followed by a gigabyte were read.
+// It must be a regular file of at most a MiB.
+func TestPublicKeysFileIsARegularFileOfAtMostAMiB(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	dir := t.TempDir()
+	load := func(file string) (config, error) {
+		return loadConfig(nil, func(k string) string {
+			return map[string]string{"AUTH_JWT_PUBLIC_KEYS_FILE": file}[k]
+		}, io.Discard)
+	}
+
+	good := filepath.Join(dir, "keys.pem")
+	if err := os.WriteFile(good, append(key, bytes.Repeat([]byte("\n"), maxKeysFile-len(key))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := load(good); err != nil || !c.Auth.Enabled() {
+		t.Fatalf("a key in a file of exactly %d bytes: %v", maxKeysFile, err)
+	}
+	large := filepath.Join(dir, "large.pem")
+	if err := os.WriteFile(large, append(key, bytes.Repeat([]byte("\n"), maxKeysFile)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(large); err == nil || !strings.Contains(err.Error(), "AUTH_JWT_PUBLIC_KEYS_FILE") || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a key and a MiB of newlines: %v, want it refused as too large", err)
+	}
+	if _, err := load("/dev/null"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/null: %v, want it refused as not a regular file", err)
+	}
+
+	fifo := filepath.Join(dir, "keys.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := load(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a named pipe: %v, want it refused as not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Let it go: open the pipe for writing, and close it.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		<-done
+		t.Errorf("a named pipe: start-up waited for a writer")
 	}
 }

@@ -14,6 +14,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -196,6 +197,23 @@ type Config struct {
 	Now func() time.Time
 }
 
+// minRSABits is the smallest RSA public key accepted: Go verifies nothing
+// with fewer than 1024 bits, and 1024 are within reach of factoring.
+const minRSABits = 2048
+
+// pemHint says what to do with a PEM block of another type than PUBLIC KEY.
+func pemHint(typ string) string {
+	switch {
+	case typ == "CERTIFICATE":
+		return ": give the certificate's public key (openssl x509 -in cert.pem -pubkey -noout)"
+	case strings.Contains(typ, "PRIVATE KEY"):
+		return ": a private key does not belong here; give its public key (openssl pkey -in key.pem -pubout), and keep the private key secret"
+	case typ == "RSA PUBLIC KEY":
+		return ": convert it from PKCS #1 (openssl rsa -RSAPublicKey_in -in key.pem -pubout)"
+	}
+	return ""
+}
+
 // Authenticator verifies credentials.
 type Authenticator struct {
 	cfg     Config
@@ -205,8 +223,10 @@ type Authenticator struct {
 }
 
 // New checks cfg and returns its Authenticator. It returns an error for a
-// short HMAC secret, public keys that do not parse or are of a kind no JWT
-// algorithm uses (DSA, X25519), or a bad API key.
+// short HMAC secret, public keys that do not parse (a PEM block of another
+// type than PUBLIC KEY, one cut short), are of a kind no JWT algorithm uses
+// (DSA, X25519, ECDSA on another curve than P-256, P-384 or P-521) or are
+// RSA keys of fewer than 2048 bits, or a bad API key.
 func New(cfg Config) (*Authenticator, error) {
 	if cfg.RolesClaim == "" {
 		cfg.RolesClaim = "roles"
@@ -235,21 +255,37 @@ func New(cfg Config) (*Authenticator, error) {
 		if block == nil {
 			break
 		}
+		n := len(a.keys) + 1
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("JWT public keys: block %d is a %q block, not a PUBLIC KEY one%s", n, block.Type, pemHint(block.Type))
+		}
 		key, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("JWT public keys: %w", err)
+			return nil, fmt.Errorf("JWT public keys: key %d: %w", n, err)
 		}
-		switch key.(type) {
+		switch k := key.(type) {
 		case *rsa.PublicKey:
+			if k.N.BitLen() < minRSABits {
+				return nil, fmt.Errorf("JWT public keys: key %d is a %d-bit RSA key: at least %d bits are required", n, k.N.BitLen(), minRSABits)
+			}
 			kinds["rsa"] = true
 		case *ecdsa.PublicKey:
+			if c := k.Curve.Params().Name; c != "P-256" && c != "P-384" && c != "P-521" {
+				return nil, fmt.Errorf("JWT public keys: key %d is an ECDSA key on %s, which no JWT algorithm uses (ES256, ES384 and ES512 use P-256, P-384 and P-521)", n, c)
+			}
 			kinds["ecdsa"] = true
 		case ed25519.PublicKey:
 			kinds["ed25519"] = true
 		default:
-			return nil, fmt.Errorf("JWT public keys: key %d is a %T, which verifies no JWT algorithm: use RSA, ECDSA or Ed25519 keys", len(a.keys)+1, key)
+			return nil, fmt.Errorf("JWT public keys: key %d is a %T, which verifies no JWT algorithm: use RSA, ECDSA or Ed25519 keys", n, key)
 		}
 		a.keys = append(a.keys, key)
+	}
+	if begun := bytes.Count(cfg.PublicKeysPEM, []byte("-----BEGIN ")); begun > len(a.keys) {
+		// pem.Decode skips a block it cannot decode: a key cut short, or
+		// with a damaged line, would be left out without a word, and the
+		// tokens it signs refused.
+		return nil, fmt.Errorf("JWT public keys: %d PEM blocks begin, but only %d decode (one cut short, or with a damaged line?)", begun, len(a.keys))
 	}
 	if len(cfg.PublicKeysPEM) > 0 && len(a.keys) == 0 {
 		return nil, errors.New("JWT public keys: no PEM PUBLIC KEY block found")

@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -391,5 +393,63 @@ func TestReasonsFitAWebsocketCloseFrame(t *testing.T) {
 		if r := "Forbidden: invalid credential: " + Reason(err); len(r) > 123 {
 			t.Errorf("%v: %q is %d bytes, more than a close frame's 123", err, r, len(r))
 		}
+	}
+}
+
+// TestBadPublicKeysAreRefused: a PEM block of another type was refused with
+// an ASN.1 parser's message (a certificate, a private key) or taken (any
+// type holding a public key); a block cut short was left out without a
+// word; RSA keys too short for Go to verify with, and ECDSA keys on a curve
+// no JWT algorithm uses, were taken, and every token they signed refused.
+func TestBadPublicKeysAreRefused(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := pemOf(t, &rsaKey.PublicKey)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "idp"}, NotBefore: now, NotAfter: now.Add(time.Hour)}
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &rsaKey.PublicKey, rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := x509.MarshalPKCS8PrivateKey(rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	spki, _ := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	damaged := strings.Replace(string(good), "\n", "\n!", 2) // a bad line inside the first block
+	tests := []struct {
+		name string
+		pem  []byte
+		want string
+	}{
+		{"certificate", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), `block 1 is a "CERTIFICATE" block, not a PUBLIC KEY one: give the certificate's public key`},
+		{"private key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv}), "a private key does not belong here"},
+		{"PKCS #1 key", pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)}), "convert it from PKCS #1"},
+		{"another type", append(append([]byte{}, good...), pem.EncodeToMemory(&pem.Block{Type: "KEY", Bytes: spki})...), `block 2 is a "KEY" block`},
+		{"1024-bit RSA", pemOf(t, &short.PublicKey), "1024-bit RSA key: at least 2048 bits"},
+		{"P-224", pemOf(t, &p224.PublicKey), "ECDSA key on P-224, which no JWT algorithm uses"},
+		{"second key cut short", append(append([]byte{}, good...), good[:len(good)-40]...), "2 PEM blocks begin, but only 1 decode"},
+		{"first key damaged", append([]byte(damaged), good...), "2 PEM blocks begin, but only 1 decode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := New(Config{PublicKeysPEM: tt.pem})
+			if err == nil {
+				t.Fatalf("accepted, with %d keys", len(a.keys))
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// Text around the blocks (comments, openssl's dump) is not a block.
+	if _, err := New(Config{PublicKeysPEM: append([]byte("# the IdP's key, 2026\n"), good...)}); err != nil {
+		t.Errorf("a key with a comment before it: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -80,7 +81,53 @@ func tracesOn(getenv func(string) string) (bool, error) {
 	if _, err := spanLimits(getenv); err != nil {
 		return false, err
 	}
+	if err := checkSDKNumbers(getenv); err != nil {
+		return false, err
+	}
 	return true, nil
+}
+
+// maxBatchSetting bounds the batch span processor's sizes (its queue is
+// allocated whole at start) and, in milliseconds, its delays (an hour).
+const maxBatchSetting = 1_000_000
+
+// checkSDKNumbers checks the whole numbers the SDK reads itself (as they
+// are: it does not trim them): it takes a value that is not one for its
+// default without a word, and some that are would stop or stall the
+// gateway. A negative queue or batch size panicked at start, a queue of
+// a billion spans was allocated whole, and a schedule delay of 0 (or one
+// whose milliseconds overflow a duration) had the processor spin a core.
+func checkSDKNumbers(getenv func(string) string) error {
+	for _, s := range []struct {
+		name   string
+		lo, hi int
+		what   string
+	}{
+		{"OTEL_BSP_SCHEDULE_DELAY", 1, 3_600_000, "milliseconds"},
+		{"OTEL_BSP_EXPORT_TIMEOUT", 1, 3_600_000, "milliseconds"},
+		{"OTEL_BSP_MAX_QUEUE_SIZE", 1, maxBatchSetting, "spans"},
+		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, maxBatchSetting, "spans"},
+		// Span limits: negative means no limit, as the SDK reads them.
+		{"OTEL_ATTRIBUTE_COUNT_LIMIT", math.MinInt, math.MaxInt, "attributes"},
+		{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", math.MinInt, math.MaxInt, "attributes"},
+		{"OTEL_SPAN_EVENT_COUNT_LIMIT", math.MinInt, math.MaxInt, "events"},
+		{"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", math.MinInt, math.MaxInt, "attributes"},
+		{"OTEL_SPAN_LINK_COUNT_LIMIT", math.MinInt, math.MaxInt, "links"},
+		{"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", math.MinInt, math.MaxInt, "attributes"},
+	} {
+		v := getenv(s.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < s.lo || n > s.hi {
+			if s.lo == math.MinInt {
+				return fmt.Errorf("invalid setting %s: must be a whole number of %s (negative: no limit), got %q", s.name, s.what, v)
+			}
+			return fmt.Errorf("invalid setting %s: must be a whole number of %s from %d to %d, got %q", s.name, s.what, s.lo, s.hi, v)
+		}
+	}
+	return nil
 }
 
 // checkEndpoint checks an OTLP/HTTP endpoint: an http or https URL with a

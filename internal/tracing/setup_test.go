@@ -171,6 +171,44 @@ func TestSetupRefusesOtherBadSettings(t *testing.T) {
 	}
 }
 
+// The batch span processor's settings and the span count limits, which
+// the SDK reads itself: OTEL_BSP_MAX_QUEUE_SIZE=-5 panicked at start (a
+// channel of negative size), a queue of 10^12 spans was allocated whole,
+// OTEL_BSP_SCHEDULE_DELAY=0 had the processor spin a core, and a value
+// that is not a number (or has a space the SDK does not trim) was taken
+// for the default without a word. Each is refused, naming the variable.
+func TestSetupRefusesBadBatchAndLimitSettings(t *testing.T) {
+	for _, kv := range [][2]string{
+		{"OTEL_BSP_MAX_QUEUE_SIZE", "-5"},
+		{"OTEL_BSP_MAX_QUEUE_SIZE", "1000000000000"},
+		{"OTEL_BSP_MAX_QUEUE_SIZE", "0"},
+		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1"},
+		{"OTEL_BSP_SCHEDULE_DELAY", "0"},
+		{"OTEL_BSP_SCHEDULE_DELAY", "-100"},
+		{"OTEL_BSP_SCHEDULE_DELAY", "5s"},
+		{"OTEL_BSP_SCHEDULE_DELAY", "9223372036854"}, // its milliseconds overflow a duration
+		{"OTEL_BSP_EXPORT_TIMEOUT", "abc"},
+		{"OTEL_BSP_MAX_QUEUE_SIZE", " 2048"},
+		{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "many"},
+		{"OTEL_ATTRIBUTE_COUNT_LIMIT", "1.5"},
+		{"OTEL_SPAN_EVENT_COUNT_LIMIT", "x"},
+		{"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "x"},
+		{"OTEL_SPAN_LINK_COUNT_LIMIT", "x"},
+		{"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "x"},
+	} {
+		_, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", kv[0], kv[1]))
+		if err == nil || !strings.Contains(err.Error(), "invalid setting "+kv[0]) {
+			t.Errorf("%s=%q: %v, want it refused naming the variable", kv[0], kv[1], err)
+		}
+	}
+	on, err := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_BSP_SCHEDULE_DELAY", "1000",
+		"OTEL_BSP_EXPORT_TIMEOUT", "10000", "OTEL_BSP_MAX_QUEUE_SIZE", "4096", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "256",
+		"OTEL_SPAN_EVENT_COUNT_LIMIT", "-1", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64"))
+	if err != nil || !on {
+		t.Errorf("valid settings: on %v, %v", on, err)
+	}
+}
+
 // A client-controlled string in an attribute (an operation name, a
 // stream id) is cut at DefaultAttributeValueLength: it made spans of any
 // size.

@@ -262,6 +262,10 @@ var settings = []setting{
 			}
 			name, rest, ok1 := strings.Cut(item, ":")
 			roles, key, ok2 := strings.Cut(rest, ":")
+			// Spaces around the colons are not part of the name or the key:
+			// a key kept with a space before it matched nothing, as a
+			// presented credential is read without one.
+			name, key = strings.TrimSpace(name), strings.TrimSpace(key)
 			if !ok1 || !ok2 || name == "" || key == "" {
 				return fmt.Errorf("entry %d is not name:roles:key", i+1)
 			}

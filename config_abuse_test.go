@@ -156,3 +156,21 @@ func TestPublicKeysFileIsARegularFileOfAtMostAMiB(t *testing.T) {
 		t.Errorf("a named pipe: start-up waited for a writer")
 	}
 }
+
+// AUTH_API_KEYS written with spaces after the colons kept them in the key
+// (" key..."), and a presented credential is read without them: the key
+// matched nothing, and its service was refused "unknown API key".
+func TestAPIKeysAreReadWithoutSpacesAroundTheColons(t *testing.T) {
+	c, err := loadConfig(nil, func(k string) string {
+		return map[string]string{"AUTH_API_KEYS": "billing : writer : billing-key-0123456789, shop@acme: reader :shop-key-0123456789"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ key, name, tenant string }{{"billing-key-0123456789", "billing", ""}, {"shop-key-0123456789", "shop", "acme"}} {
+		p, err := c.Auth.Authenticate(tc.key)
+		if err != nil || p.Subject != tc.name || p.Tenant != tc.tenant {
+			t.Errorf("%s: %+v, %v, want the key of %s@%s", tc.key, p, err, tc.name, tc.tenant)
+		}
+	}
+}

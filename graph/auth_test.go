@@ -24,7 +24,9 @@ const (
 
 func newAuthenticator(t *testing.T) *auth.Authenticator {
 	t.Helper()
-	a, err := auth.New(auth.Config{HMACSecret: jwtSecret, APIKeys: []auth.APIKey{
+	// A leeway of a second: a credential's expiry on a websocket is its exp
+	// plus the leeway.
+	a, err := auth.New(auth.Config{HMACSecret: jwtSecret, Leeway: time.Second, APIKeys: []auth.APIKey{
 		{Name: "dashboard", Key: readerKey, Roles: []auth.Role{auth.Reader}},
 		{Name: "billing", Key: writerKey, Roles: []auth.Role{auth.Writer}},
 		{Name: "ops", Key: adminKey, Roles: []auth.Role{auth.Admin}},
@@ -231,7 +233,7 @@ func TestRolesOverWebsocket(t *testing.T) {
 
 	t.Run("an expiring credential closes the socket with 4403", func(t *testing.T) {
 		c := dialAuth(t, g.url, nil)
-		c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"token": token(t, "reader", time.Now().Add(2*time.Second))}})
+		c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"token": token(t, "reader", time.Now().Add(time.Second))}})
 		c.expect("connection_ack")
 		c.send(subscribeMsg("1", `subscription { events { position } }`, nil))
 		start := time.Now()

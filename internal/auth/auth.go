@@ -62,7 +62,10 @@ type Principal struct {
 	Roles   []Role
 	// Tenant scopes the caller's data, when the credential names one.
 	Tenant string
-	// ExpiresAt is when the credential stops being valid (zero: never).
+	// ExpiresAt is when the credential stops being accepted (zero: never):
+	// a token's exp plus the leeway its checks allow for clock skew, so
+	// that a websocket it opened closes when a request with it would be
+	// refused, not while requests with it are still served.
 	ExpiresAt time.Time
 	// Method is how the caller was authenticated: "jwt", "api-key" or "development".
 	Method string
@@ -389,7 +392,7 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 		p.Tenant = t
 	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		p.ExpiresAt = exp.Time
+		p.ExpiresAt = exp.Time.Add(a.cfg.Leeway)
 	}
 	var names []string
 	switch v := claims[a.cfg.RolesClaim].(type) {

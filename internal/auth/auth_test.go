@@ -275,6 +275,38 @@ func TestTokenWithoutExpiryIsRefused(t *testing.T) {
 	}
 }
 
+// TestExpiresAtIsWhenTheTokenStopsBeingAccepted: a token is accepted until
+// its exp plus the leeway, and the principal's ExpiresAt (which closes a
+// websocket) is that instant: it was exp itself, so a websocket opened with
+// a token within the leeway was acknowledged and closed at once, while
+// requests with the same token were served.
+func TestExpiresAtIsWhenTheTokenStopsBeingAccepted(t *testing.T) {
+	for _, leeway := range []time.Duration{0, 5 * time.Second} {
+		at := now
+		a, err := New(Config{HMACSecret: secret, Leeway: leeway, Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := now.Add(-time.Second) // expired a second ago
+		tok := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "x", "roles": "admin", "exp": exp.Unix()})
+		p, err := a.Authenticate(tok)
+		if err != nil {
+			t.Fatalf("leeway %v: a token a second past its exp was refused: %v", leeway, err)
+		}
+		effective := leeway
+		if effective == 0 {
+			effective = 30 * time.Second // the default
+		}
+		if want := exp.Add(effective); !p.ExpiresAt.Equal(want) {
+			t.Errorf("leeway %v: ExpiresAt %v, want %v (exp plus the leeway)", leeway, p.ExpiresAt, want)
+		}
+		at = p.ExpiresAt.Add(time.Second)
+		if _, err := a.Authenticate(tok); err == nil {
+			t.Errorf("leeway %v: the token was still accepted after ExpiresAt", leeway)
+		}
+	}
+}
+
 // TestEd25519Keys: an Ed25519 public key verifies EdDSA tokens signed by
 // its private key, and no others; keys of a kind no JWT algorithm uses are
 // refused at start.

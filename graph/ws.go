@@ -1372,8 +1372,60 @@ func encodeResponse(resp *graphql.Response) ([]byte, error) {
 // last one winning: {"type":"subscribe","TYPE":"ping"} was a ping, where
 // the protocol's reference clients and servers (JavaScript objects) tell
 // the two apart. It is refused, as a POST body's member named in two
-// cases is.
+// cases is. data has been read by encoding/json already (it is valid
+// JSON); the names are found without allocating (a connection's first
+// messages come by the thousand in a burst of connections, and their
+// garbage is resident memory), except for names holding an escape, which
+// inexactMemberEscaped decodes.
 func inexactMember(data []byte) string {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return ""
+	}
+	i++
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] != '"' {
+			return "" // the object's end
+		}
+		end, escaped := stringEnd(data, i)
+		if end < 0 {
+			return ""
+		}
+		if escaped {
+			return inexactMemberEscaped(data)
+		}
+		if k := data[i+1 : end-1]; envelopeNameInOtherCase(k) {
+			return string(k)
+		}
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return ""
+		}
+		if i = skipValue(data, i+1); i < 0 {
+			return ""
+		}
+		if i = skipSpace(data, i); i >= len(data) || data[i] != ',' {
+			return ""
+		}
+		i++
+	}
+}
+
+// envelopeNameInOtherCase reports whether k is "type", "id" or "payload"
+// in other cases.
+func envelopeNameInOtherCase(k []byte) bool {
+	for _, name := range [...]string{"type", "id", "payload"} {
+		if string(k) != name && bytes.EqualFold(k, []byte(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// inexactMemberEscaped is inexactMember for a message whose member names
+// hold escapes ("\u0054ype"): it decodes them.
+func inexactMemberEscaped(data []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return ""
@@ -1383,10 +1435,7 @@ func inexactMember(data []byte) string {
 		if err != nil {
 			return ""
 		}
-		k, _ := t.(string)
-		switch {
-		case k == "type" || k == "id" || k == "payload":
-		case strings.EqualFold(k, "type"), strings.EqualFold(k, "id"), strings.EqualFold(k, "payload"):
+		if k, _ := t.(string); envelopeNameInOtherCase([]byte(k)) {
 			return k
 		}
 		var skip json.RawMessage
@@ -1395,4 +1444,63 @@ func inexactMember(data []byte) string {
 		}
 	}
 	return ""
+}
+
+func skipSpace(d []byte, i int) int {
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string starting at d[i] (a
+// quote), and whether it holds an escape; -1 when it does not end.
+func stringEnd(d []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(d); j++ {
+		switch d[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
+		}
+	}
+	return -1, escaped
+}
+
+// skipValue returns the index after the JSON value starting at or after
+// d[i] (white space first); -1 when it does not end.
+func skipValue(d []byte, i int) int {
+	depth := 0
+	for i = skipSpace(d, i); i < len(d); i++ {
+		switch d[i] {
+		case '"':
+			end, _ := stringEnd(d, i)
+			if end < 0 {
+				return -1
+			}
+			if depth == 0 {
+				return end
+			}
+			i = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the enclosing object's end, after a number or literal
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i // after a number or literal
+			}
+		}
+	}
+	if depth == 0 {
+		return i
+	}
+	return -1
 }

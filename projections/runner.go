@@ -632,6 +632,15 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 		if errors.Is(err, errLostLead) || ctx.Err() != nil {
 			return false, err
 		}
+		if err != nil && connectionLost(err) {
+			// Not the events' fault: try again, with backoff, without
+			// counting it towards MaxFailures or narrowing down.
+			r.log.WarnContext(ctx, "projection lost its database connection; retrying", "projection", p.Name(),
+				"generation", in.generation, "position", b.events[0].Position, "err", err, "retryIn", in.backoff)
+			in.retryAt = time.Now().Add(in.backoff)
+			in.backoff = min(in.backoff*2, 10*time.Second)
+			return false, nil
+		}
 		if err != nil {
 			single := plan.limit == 1
 			failures, ferr := r.recordFailure(ctx, in, b.events, err, single)

@@ -375,6 +375,7 @@ type wsConn struct {
 
 	closeOnce sync.Once
 	pinger    *time.Timer // keep-alive: asks the writer for a ping
+	slow      atomic.Bool // counted in Websocket.dropped (see tooSlow)
 
 	// What the writer is to write. The writer is a goroutine that runs
 	// only while there is something to write: an idle connection has none.
@@ -1119,10 +1120,19 @@ func (c *wsConn) enqueueOut(out outgoing) {
 			return
 		case <-room:
 		case <-timeout:
-			c.t.dropped.Add(1)
+			c.tooSlow()
 			c.closeWith(CloseTooSlow, "client too slow: send queue full")
 			return
 		}
+	}
+}
+
+// tooSlow counts the connection as dropped for being too slow, once:
+// its queue stayed full, or a write to its socket timed out, whichever
+// came first.
+func (c *wsConn) tooSlow() {
+	if c.slow.CompareAndSwap(false, true) {
+		c.t.dropped.Add(1)
 	}
 }
 
@@ -1276,6 +1286,9 @@ func (c *wsConn) writer() {
 				// Let the peer answer the close, then end the read loop.
 				_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
 			} else {
+				if c.batch.timedOut() {
+					c.tooSlow() // the socket took nothing for WriteTimeout: no close frame can reach it
+				}
 				_ = c.ws.Close()
 			}
 			c.finish()

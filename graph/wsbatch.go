@@ -2,8 +2,10 @@ package graph
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -131,6 +133,14 @@ func (b *batchConn) flushLocked() error {
 		b.err = err
 	}
 	return err
+}
+
+// timedOut reports whether a write to the socket failed for its deadline:
+// the peer took in nothing for the batch's timeout.
+func (b *batchConn) timedOut() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return errors.Is(b.err, os.ErrDeadlineExceeded)
 }
 
 // batchHijacker hands gorilla/websocket's upgrader a batchConn in place

@@ -140,3 +140,24 @@ func TestShutdownSendsALargeAnswerToASlowReader(t *testing.T) {
 		t.Fatalf("a finished query's answer was not sent before 1001 at Shutdown; the client read: %q", got)
 	}
 }
+
+// A client that reads nothing fills its socket before its queue: the
+// writer's write to it times out first, and the connection ends there. It
+// is a client dropped for being too slow all the same, and
+// cqrsgate_websocket_dropped_clients_total (Dropped) must say so: it
+// stayed at 0 while such clients were disconnected.
+func TestAClientThatReadsNothingCountsAsDropped(t *testing.T) {
+	ws := &graph.Websocket{WriteTimeout: 300 * time.Millisecond}
+	s := newWSServer(t, ws)
+	stuckReader(t, s)
+	deadline := time.Now().Add(10 * time.Second)
+	for ws.Connections() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := ws.Connections(); n != 0 {
+		t.Fatalf("%d connections still open: the client that reads nothing was not disconnected", n)
+	}
+	if n := ws.Dropped(); n != 1 {
+		t.Errorf("Dropped() = %d after a client that reads nothing was disconnected, want 1", n)
+	}
+}

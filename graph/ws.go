@@ -209,7 +209,18 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	t.mu.Unlock()
 
 	hj := &batchHijacker{ResponseWriter: w}
-	ws, err := t.upgrader.Upgrade(hj, r, nil)
+	// The upgrader writes its answer itself, with only the headers it is
+	// given: the request id (see withRequestIDs) and the client's
+	// correlation id, which its operations take (without one, each takes
+	// its own request id: the upgrade's names none of them).
+	echo := http.Header{}
+	if v := w.Header()[requestIDHeader]; len(v) > 0 {
+		echo[requestIDHeader] = v
+	}
+	if v, ok := sensibleID(r, correlationIDHeader); ok {
+		echo[correlationIDHeader] = []string{v}
+	}
+	ws, err := t.upgrader.Upgrade(hj, r, echo)
 	if err != nil {
 		t.connsWG.Done()
 		return // the upgrader has answered the request

@@ -1065,3 +1065,40 @@ func TestLogSubscribersOfDifferentSelectionsShareNothing(t *testing.T) {
 		}
 	}
 }
+
+// The upgrade is a request like any other: its answer (101) carries the
+// X-Request-ID and X-Correlation-ID every HTTP answer carries (the upgrader
+// wrote its own headers and dropped them).
+func TestWSUpgradeEchoesRequestIDs(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, HandshakeTimeout: 5 * time.Second}
+	conn, resp, err := d.Dial(s.url, http.Header{"X-Request-Id": {"up-1"}, "X-Correlation-Id": {"flow-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if got, want := resp.Header.Get(graph.HeaderRequestID), "up-1"; got != want {
+		t.Errorf("upgrade answered with X-Request-ID %q, want %q", got, want)
+	}
+	if got, want := resp.Header.Get(graph.HeaderCorrelationID), "flow-1"; got != want {
+		t.Errorf("upgrade answered with X-Correlation-ID %q, want %q", got, want)
+	}
+}
+
+// Without X-Correlation-ID the upgrade's answer names none: each
+// operation on the connection takes its own.
+func TestWSUpgradeNamesNoCorrelationOfItsOwn(t *testing.T) {
+	s := newWSServer(t, &graph.Websocket{})
+	d := websocket.Dialer{Subprotocols: []string{graph.ProtocolTransportWS}, HandshakeTimeout: 5 * time.Second}
+	conn, resp, err := d.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if resp.Header.Get(graph.HeaderRequestID) == "" {
+		t.Error("upgrade answered without X-Request-ID")
+	}
+	if got := resp.Header.Get(graph.HeaderCorrelationID); got != "" {
+		t.Errorf("upgrade answered with X-Correlation-ID %q, which none of its operations has", got)
+	}
+}

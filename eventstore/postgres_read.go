@@ -338,7 +338,7 @@ func (s *Postgres) dbError(op string, err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
-	if isConnectionError(err) {
+	if IsConnectionError(err) {
 		return unavailable(op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
@@ -351,7 +351,10 @@ func unavailable(op string, err error) error {
 	return &domain.Error{Code: domain.Unavailable, Message: "the event store is unavailable, retry later", Err: fmt.Errorf("%s: %w", op, err)}
 }
 
-func isConnectionError(err error) bool {
+// IsConnectionError reports whether err says that the database connection
+// was lost or could not be had (the server ended it, is shutting down or
+// starting, or the network failed), rather than that a statement failed.
+func IsConnectionError(err error) bool {
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
 	var pgErr *pgconn.PgError

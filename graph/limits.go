@@ -130,7 +130,7 @@ func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphq
 			what := "a literal in an argument cannot be read"
 			if err, ok := r.(error); ok {
 				if ne := (*strconv.NumError)(nil); errors.As(err, &ne) {
-					what = fmt.Sprintf("the number %s in an argument is beyond what it can be read as", cutText(ne.Num, 64))
+					what = fmt.Sprintf("the number %s in an argument is beyond what it can be read as", model.CutText(ne.Num, 64))
 				}
 			}
 			gerr = gqlerror.Errorf("%s; pass values this large in a variable", what)
@@ -413,7 +413,7 @@ func logOperations(log *slog.Logger) graphql.OperationMiddleware {
 				if resp != nil {
 					errs = len(resp.Errors)
 				}
-				log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", cutText(name, maxLoggedName),
+				log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", model.CutText(name, maxLoggedName),
 					"client", clientKey(ctx), "durationMs", float64(time.Since(start).Microseconds())/1000, "errors", errs)
 			})
 			return resp

@@ -6,11 +6,12 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"cqrsgate/graph/model"
 )
 
 // refusalHook is told of an operation refused before it ran: a document
@@ -79,7 +80,7 @@ func logRefusals(log *slog.Logger, count func(ctx context.Context, kind string, 
 				codes[i] = "UNKNOWN"
 			}
 		}
-		log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", cutText(name, maxLoggedName),
+		log.InfoContext(ctx, "graphql", "requestId", RequestID(ctx), "operation", kind, "name", model.CutText(name, maxLoggedName),
 			"client", clientKey(ctx), "refused", codes[0], "errors", len(errs))
 		if count != nil {
 			count(ctx, kind, codes)
@@ -91,20 +92,6 @@ func logRefusals(log *slog.Logger, count func(ctx context.Context, kind string, 
 // and spans carry: a name is the client's, of any length (1 MiB made a log
 // line of 1 MiB).
 const maxLoggedName = 128
-
-// cutText cuts s to at most max bytes, at the start of a character, with
-// "..." for what was cut: a client's text quoted in a log line, a span or
-// a close frame's reason.
-func cutText(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
 
 // apqHandshake reports whether errs is an automatic persisted query's
 // first step (its hash alone, not known yet): the client sends the query
@@ -128,11 +115,11 @@ func explainOperationName(rc *graphql.OperationContext, name string, errs gqlerr
 			names = append(names, "...")
 			break
 		}
-		names = append(names, strconv.Quote(cutText(op.Name, 64)))
+		names = append(names, strconv.Quote(model.CutText(op.Name, 64)))
 	}
 	if name == "" {
 		errs[0].Message = fmt.Sprintf("the document holds %d operations (%s): name the one to run in operationName", len(ops), strings.Join(names, ", "))
 		return
 	}
-	errs[0].Message = fmt.Sprintf("the document holds no operation named %s (it holds %s): operationName names one of them", strconv.Quote(cutText(name, 64)), strings.Join(names, ", "))
+	errs[0].Message = fmt.Sprintf("the document holds no operation named %s (it holds %s): operationName names one of them", strconv.Quote(model.CutText(name, 64)), strings.Join(names, ", "))
 }

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"cqrsgate/graph/model"
 )
 
 const tracerName = "cqrsgate"
@@ -44,7 +46,7 @@ func traceOperations(tracer trace.Tracer) graphql.OperationMiddleware {
 		// convention): a client's operation name, of any length and
 		// variety, would make every span name a new one.
 		ctx, span := tracer.Start(ctx, "graphql."+kind, trace.WithAttributes(
-			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", cutText(name, maxLoggedName))))
+			attribute.String("graphql.operation.type", kind), attribute.String("graphql.operation.name", model.CutText(name, maxLoggedName))))
 		responses := next(ctx)
 		var once sync.Once
 		end := func(resp *graphql.Response) {

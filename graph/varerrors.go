@@ -160,13 +160,13 @@ func scalarMismatch(typ string, v any) string {
 func kindOf(v any) string {
 	switch x := v.(type) {
 	case json.Number:
-		return cutText(string(x), 64)
+		return model.CutText(string(x), 64)
 	case float64:
 		return strconv.FormatFloat(x, 'g', -1, 64)
 	case int, int32, int64:
 		return fmt.Sprint(x)
 	case string:
-		return strconv.Quote(cutText(x, 64))
+		return strconv.Quote(model.CutText(x, 64))
 	case bool:
 		return strconv.FormatBool(x)
 	case map[string]any:

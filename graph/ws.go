@@ -25,6 +25,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
+	"cqrsgate/graph/model"
 	"cqrsgate/internal/auth"
 	"cqrsgate/internal/jsonvalue"
 )
@@ -595,7 +596,7 @@ func (c *wsConn) handle(data []byte) bool {
 		return c.invalid("Invalid message received")
 	}
 	if k := inexactMember(data); k != "" {
-		return c.invalid(fmt.Sprintf("Invalid message received: the member %q is not \"type\", \"id\" or \"payload\" (names are case-sensitive)", cutText(k, 64)))
+		return c.invalid(fmt.Sprintf("Invalid message received: the member %q is not \"type\", \"id\" or \"payload\" (names are case-sensitive)", model.CutText(k, 64)))
 	}
 	if strings.ContainsRune(m.ID, utf8.RuneError) && jsonvalue.CheckText(data) != nil {
 		// encoding/json reads invalid UTF-8 and lone surrogate escapes as
@@ -1200,7 +1201,7 @@ func (c *wsConn) ping() {
 // is cut there, at a character's boundary; gorilla/websocket refuses to
 // send a longer one, and the connection would end with no close code.
 func (c *wsConn) closeWith(code int, reason string) {
-	reason = cutText(reason, maxCloseReason)
+	reason = model.CutText(reason, maxCloseReason)
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.qmu.Lock()

@@ -632,7 +632,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 		if errors.Is(err, errLostLead) || ctx.Err() != nil {
 			return false, err
 		}
-		if err != nil && connectionLost(err) {
+		if err != nil && eventstore.IsConnectionError(err) {
 			// Not the events' fault: try again, with backoff, without
 			// counting it towards MaxFailures or narrowing down.
 			r.log.WarnContext(ctx, "projection lost its database connection; retrying", "projection", p.Name(),

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // NotAnInteger says, in a client's terms, why v, a value decoded from
@@ -19,12 +20,12 @@ func NotAnInteger(v any) string {
 	switch x := v.(type) {
 	case json.Number:
 		if why := integerProblem(string(x)); why != "" {
-			return cutNumber(string(x)) + why
+			return CutText(string(x), 64) + why
 		}
 		return ""
 	case string:
 		if why := integerProblem(x); why != "" {
-			return strconv.Quote(cutNumber(x)) + why
+			return strconv.Quote(CutText(x, 64)) + why
 		}
 		return ""
 	case float64:
@@ -80,14 +81,16 @@ func outOfRange(negative bool) string {
 	return " is out of range: at most 9223372036854775807"
 }
 
-// cutNumber cuts a client's text, for an error, to 64 bytes ("..." for
-// the rest): a number of a million digits is not echoed.
-func cutNumber(s string) string {
-	if len(s) <= 64 {
+// CutText cuts s to at most max bytes, at the start of a character, with
+// "..." for what was cut: a client's text quoted in an error, a log line, a
+// span or a close frame's reason (a number of a million digits is not
+// echoed).
+func CutText(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := 61
-	for cut > 0 && s[cut]&0xc0 == 0x80 { // not inside a character
+	cut := max - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "..."

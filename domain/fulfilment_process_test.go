@@ -606,19 +606,26 @@ func (l legacyStore) legacyOrder(t *testing.T, s *saga, id string) {
 		domain.OrderSubmitted{Subtotal: 100, Total: 100, Currency: "EUR", ItemCount: 1, SubmittedAt: at})
 }
 
+// legacySaga is a saga process on a legacyStore, with tenant acme's
+// account cust (1000 EUR) and product p1 (5 at 100 EUR).
+func legacySaga(t *testing.T) (*saga, legacyStore) {
+	s := newSaga(t, nil)
+	store := legacyStore{s.store.Memory}
+	s.restartOn(store, nil)
+	s.exec("acme", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR", InitialDeposit: 1000})
+	s.exec("acme", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
+	s.exec("acme", domain.RestockProduct{Sku: "p1", Quantity: 5})
+	return s, store
+}
+
 // The saga reserves and releases stock under the order's own id, in the
 // order's tenant, also for an order (and saga) from before the rule that
 // new ids hold no invisible character: ReserveStock and ReleaseStock check
 // the order id as the order's own commands and reads do. Checked as free
 // text, such an id was refused, and the saga ended FAILED.
 func TestFulfilmentReservesForOrdersPlacedBeforeTheIDRules(t *testing.T) {
-	s := newSaga(t, nil)
-	store := legacyStore{s.store.Memory}
-	s.restartOn(store, nil)
+	s, store := legacySaga(t)
 	ctx := context.Background()
-	s.exec("acme", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR", InitialDeposit: 1000})
-	s.exec("acme", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
-	s.exec("acme", domain.RestockProduct{Sku: "p1", Quantity: 5})
 	id := "o\u200b9"
 	// The saga started before the rule, as the order was placed: a new
 	// saga's id is checked as a new id.
@@ -656,13 +663,8 @@ func TestFulfilmentReservesForOrdersPlacedBeforeTheIDRules(t *testing.T) {
 // Before, compensating the saga no id can have failed, and the process
 // returned the error for the runner to hand it the event again, for good.
 func TestFulfilmentOfAnOrderNoSagaCanHaveIsCancelled(t *testing.T) {
-	s := newSaga(t, nil)
-	store := legacyStore{s.store.Memory}
-	s.restartOn(store, nil)
+	s, store := legacySaga(t)
 	ctx := context.Background()
-	s.exec("acme", domain.OpenAccount{AccountID: "cust", Owner: "Ann", Currency: "EUR", InitialDeposit: 1000})
-	s.exec("acme", domain.AddProduct{Sku: "p1", Name: "One", Price: 100, Currency: "EUR"})
-	s.exec("acme", domain.RestockProduct{Sku: "p1", Quantity: 5})
 	id := "o\u200b8"
 	store.legacyOrder(t, s, id)
 	if err := store.drive(s); err != nil {

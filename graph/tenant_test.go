@@ -183,6 +183,8 @@ func TestTenantIsolationOverWebsocket(t *testing.T) {
 	c.send(subscribeMsg("log", `subscription { events(after: 0) { streamId type data } }`, nil))
 	c.send(subscribeMsg("row", `subscription { accountChanged(id: "a1") { owner balance } }`, nil))
 	c.send(subscribeMsg("bad", `subscription { accountChanged(id: "acme~a1") { owner } }`, nil))
+	// "row" starts from now: a deposit before it is running may not be sent.
+	waitFor(t, "the row subscription to run", func() bool { return g.ws.SharedSubscriptions() == 1 })
 
 	// acme's deposits first, then globex's: globex's subscriber must see
 	// its own replayed events, then its own deposit and nothing of acme's.

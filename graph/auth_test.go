@@ -157,6 +157,47 @@ func TestBadCredentialsOverHTTP(t *testing.T) {
 	}
 }
 
+// A request with Authorization (or X-API-Key) twice was authenticated by
+// the first, which an intermediary may have added; RFC 9110 does not allow
+// either repeated. It is refused as a credential that does not verify is,
+// saying why: over HTTP with 401 before any GraphQL runs, on a websocket
+// whose upgrade request carries them (and its connection_init none) with
+// 4403.
+func TestRepeatedCredentialHeadersAreRefused(t *testing.T) {
+	g := newFullGatewayWith(t, fullOptions{readTimeout: 5 * time.Second, auth: newAuthenticator(t)})
+	for name, header := range map[string]http.Header{
+		"Authorization twice": {"Authorization": {"Bearer " + adminKey, "Bearer " + readerKey}},
+		"X-API-Key twice":     {"X-Api-Key": {readerKey, adminKey}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := g.head()
+			body := `{"query":"mutation { appendEvents(stream: \"note-r\", events: [{type: \"NoteTaken\", data: {}}]) { position } }"}`
+			req, _ := http.NewRequest(http.MethodPost, g.url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			for k, vs := range header {
+				req.Header[k] = vs
+			}
+			out, resp := g.do(req)
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+				t.Fatalf("status %d, WWW-Authenticate %q; want 401 with the header", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+			}
+			if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "UNAUTHORIZED" ||
+				out.Errors[0].Message != "invalid credential: the credential is given more than once: send one Authorization or X-API-Key" {
+				t.Fatalf("errors %+v, want one UNAUTHORIZED saying the credential is given more than once", out.Errors)
+			}
+			if out.Data != nil || g.head() != before {
+				t.Fatalf("data %v, head %d (was %d): the operation ran", out.Data, g.head(), before)
+			}
+
+			c := dialAuth(t, g.url, header)
+			c.send(map[string]any{"type": "connection_init"})
+			if code, reason := c.closeFrame(); code != graph.CloseForbidden || !strings.HasPrefix(reason, "Forbidden: invalid credential: the credential is given more than once") {
+				t.Fatalf("websocket: close %d %q, want 4403 saying the credential is given more than once", code, reason)
+			}
+		})
+	}
+}
+
 // dialAuth opens a graphql-transport-ws connection with the upgrade
 // request's headers.
 func dialAuth(t *testing.T, url string, header http.Header) *wsClient {

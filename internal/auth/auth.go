@@ -126,6 +126,7 @@ var (
 	errBadTenant  = errors.New("bad tenant claim")
 	errBadRoles   = errors.New("bad roles claim")
 	errBadTime    = errors.New("time claim beyond the year 9999")
+	errRepeated   = errors.New("credential given more than once")
 )
 
 // maxNumericDate is the latest exp, nbf or iat accepted, 9999-12-31T23:59:59Z:
@@ -166,6 +167,8 @@ func Reason(err error) string {
 		return "the token's tenant claim must be a string of 1 to 64 letters, digits, '.', '_' or '-'"
 	case errors.Is(err, errBadRoles):
 		return "the token's roles claim must be a string or an array of strings"
+	case errors.Is(err, errRepeated):
+		return "the credential is given more than once: send one Authorization or X-API-Key"
 	}
 	return "the credential is not valid"
 }
@@ -423,15 +426,25 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 }
 
 // FromRequest authenticates an HTTP request by its Authorization header
-// (or X-API-Key). It returns nil, nil when the request carries neither.
+// (or X-API-Key). It returns nil, nil when the request carries neither. A
+// request that carries either header more than once is refused
+// (ErrInvalidCredential, whose Reason says so): RFC 9110 does not allow
+// them repeated, and which one the client meant cannot be told (an
+// intermediary may have added one), so neither is taken.
 func (a *Authenticator) FromRequest(r *http.Request) (*Principal, error) {
-	if v := r.Header.Get("Authorization"); v != "" {
-		return a.Authenticate(v)
+	var credential string
+	for _, name := range []string{"Authorization", "X-API-Key"} {
+		switch v := r.Header.Values(name); {
+		case len(v) > 1:
+			return nil, fmt.Errorf("%w: %s header given %d times: %w", ErrInvalidCredential, name, len(v), errRepeated)
+		case len(v) == 1 && credential == "":
+			credential = v[0] // Authorization first
+		}
 	}
-	if v := r.Header.Get("X-API-Key"); v != "" {
-		return a.Authenticate(v)
+	if credential == "" {
+		return nil, nil
 	}
-	return nil, nil
+	return a.Authenticate(credential)
 }
 
 // FromInitPayload authenticates a websocket connection_init payload: the
@@ -445,7 +458,7 @@ func (a *Authenticator) FromInitPayload(payload map[string]any) (*Principal, err
 		for k := range payload {
 			if strings.EqualFold(k, name) {
 				if key != "" {
-					return nil, fmt.Errorf("%w: %q and %q both given", ErrInvalidCredential, key, k)
+					return nil, fmt.Errorf("%w: %q and %q both given: %w", ErrInvalidCredential, key, k, errRepeated)
 				}
 				key = k
 			}

@@ -421,7 +421,7 @@ func TestRolesClaimOfTheWrongTypeIsRefused(t *testing.T) {
 func TestReasonsFitAWebsocketCloseFrame(t *testing.T) {
 	for _, err := range []error{errEmpty, errUnknownKey, errNotString, errBadTenant, errBadRoles, errBadTime,
 		jwt.ErrTokenExpired, jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
-		jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience, jwt.ErrTokenMalformed, jwt.ErrInvalidType, errors.New("other")} {
+		jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience, jwt.ErrTokenMalformed, jwt.ErrInvalidType, errRepeated, errors.New("other")} {
 		if r := "Forbidden: invalid credential: " + Reason(err); len(r) > 123 {
 			t.Errorf("%v: %q is %d bytes, more than a close frame's 123", err, r, len(r))
 		}
@@ -483,5 +483,41 @@ func TestBadPublicKeysAreRefused(t *testing.T) {
 	// Text around the blocks (comments, openssl's dump) is not a block.
 	if _, err := New(Config{PublicKeysPEM: append([]byte("# the IdP's key, 2026\n"), good...)}); err != nil {
 		t.Errorf("a key with a comment before it: %v", err)
+	}
+}
+
+// TestRepeatedCredentialHeadersAreRefused: a request with Authorization
+// (or X-API-Key) twice was authenticated by the first, which an
+// intermediary may have added. RFC 9110 does not allow either header
+// repeated: the request is refused, saying why, whichever the credentials.
+func TestRepeatedCredentialHeadersAreRefused(t *testing.T) {
+	a, err := New(Config{APIKeys: []APIKey{
+		{Name: "dash", Key: "dashboard-key-0123456789", Roles: []Role{Reader}},
+		{Name: "ops", Key: "ops-key-0123456789", Roles: []Role{Admin}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, header := range map[string]http.Header{
+		"Authorization twice":                {"Authorization": {"Bearer ops-key-0123456789", "Bearer dashboard-key-0123456789"}},
+		"the same Authorization twice":       {"Authorization": {"Bearer ops-key-0123456789", "Bearer ops-key-0123456789"}},
+		"an empty Authorization and another": {"Authorization": {"", "Bearer ops-key-0123456789"}},
+		"X-API-Key twice":                    {"X-Api-Key": {"dashboard-key-0123456789", "ops-key-0123456789"}},
+		"Authorization, and X-API-Key twice": {"Authorization": {"ops-key-0123456789"}, "X-Api-Key": {"dashboard-key-0123456789", "ops-key-0123456789"}},
+		"Authorization twice, and X-API-Key": {"Authorization": {"ops-key-0123456789", "dashboard-key-0123456789"}, "X-Api-Key": {"dashboard-key-0123456789"}},
+	} {
+		p, err := a.FromRequest(&http.Request{Header: header})
+		if err == nil || !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "more than once") {
+			t.Errorf("%s: %+v, %v (Reason %q), want ErrInvalidCredential given more than once", name, p, err, Reason(err))
+		}
+	}
+	// One of each is not a repeat: Authorization is taken, as before.
+	p, err := a.FromRequest(&http.Request{Header: http.Header{"Authorization": {"ops-key-0123456789"}, "X-Api-Key": {"dashboard-key-0123456789"}}})
+	if err != nil || p.Subject != "ops" {
+		t.Errorf("Authorization and X-API-Key: %+v, %v, want ops", p, err)
+	}
+	// Nor in the websocket's payload: a name given in two cases says so.
+	if _, err := a.FromInitPayload(map[string]any{"authorization": "ops-key-0123456789", "Authorization": "dashboard-key-0123456789"}); !strings.Contains(Reason(err), "more than once") {
+		t.Errorf("payload with authorization twice: %v (Reason %q)", err, Reason(err))
 	}
 }

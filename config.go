@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"cqrsgate/graph"
 	"cqrsgate/internal/auth"
@@ -213,7 +215,10 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{"auth-jwt-secret", "AUTH_JWT_SECRET", "", "HMAC secret (at least 32 bytes) that verifies HS256/384/512 bearer tokens; prefer the variable to the flag, which other users can see", func(c *config, v string) error {
+	{"auth-jwt-secret", "AUTH_JWT_SECRET", "", "HMAC secret (at least 32 bytes, no white space at either end) that verifies HS256/384/512 bearer tokens; prefer the variable to the flag, which other users can see", func(c *config, v string) error {
+		if err := checkUntrimmed(v, "the secret", "every token signed with the secret would be refused"); err != nil {
+			return err
+		}
 		c.authConfig.HMACSecret = []byte(v)
 		return nil
 	}},
@@ -233,10 +238,16 @@ var settings = []setting{
 		return nil
 	}},
 	{"auth-jwt-issuer", "AUTH_JWT_ISSUER", "", "when set, a token's iss claim must equal it", func(c *config, v string) error {
+		if err := checkUntrimmed(v, "the issuer", "every token would be refused (its iss is not that)"); err != nil {
+			return err
+		}
 		c.authConfig.Issuer = v
 		return nil
 	}},
 	{"auth-jwt-audience", "AUTH_JWT_AUDIENCE", "", "when set, a token's aud claim must contain it", func(c *config, v string) error {
+		if err := checkUntrimmed(v, "the audience", "every token would be refused (its aud does not hold that)"); err != nil {
+			return err
+		}
 		c.authConfig.Audience = v
 		return nil
 	}},
@@ -244,12 +255,18 @@ var settings = []setting{
 		if v == "" {
 			return errors.New("must not be empty")
 		}
+		if err := checkUntrimmed(v, "the claim's name", "no token has such a claim, so every token would have no role"); err != nil {
+			return err
+		}
 		c.authConfig.RolesClaim = v
 		return nil
 	}},
 	{"auth-tenant-claim", "AUTH_TENANT_CLAIM", "tenant", "the token claim that holds the caller's tenant", func(c *config, v string) error {
 		if v == "" {
 			return errors.New("must not be empty")
+		}
+		if err := checkUntrimmed(v, "the claim's name", "no token has such a claim, so a tenant's token would be taken for one without a tenant, and see the default tenant's data"); err != nil {
+			return err
 		}
 		c.authConfig.TenantClaim = v
 		return nil
@@ -455,6 +472,34 @@ func readKeysFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes, too large for a file of public keys", name, maxKeysFile)
 	}
 	return data, nil
+}
+
+// checkUntrimmed refuses a setting v, what (its kind, "the secret"), that
+// begins or ends with white space: a line end kept from the file it came
+// from (a Kubernetes secret made with --from-file, "echo s | base64", a
+// CRLF file read with $(cat file)), which the gateway would take as part
+// of the value, and why that would fail. It is refused rather than trimmed: the operator
+// learns of it at start, and the value in force is the one given. The
+// error names the character and where it is, never the value.
+func checkUntrimmed(v, what, why string) error {
+	trimmed := strings.TrimSpace(v)
+	if trimmed == v {
+		return nil
+	}
+	if trimmed == "" {
+		return fmt.Errorf("%s is only white space: %s", what, why)
+	}
+	r, _ := utf8.DecodeRuneInString(v)
+	where := "begins"
+	if !unicode.IsSpace(r) {
+		r, _ = utf8.DecodeLastRuneInString(v)
+		where = "ends"
+	}
+	hint := ""
+	if r == '\n' || r == '\r' {
+		hint = ": a line end, kept from the file or the Kubernetes secret it came from?"
+	}
+	return fmt.Errorf("%s %s with white space (%U%s), which would be taken as part of it: %s; remove it", what, where, r, hint, why)
 }
 
 // loopbackOrigin reports whether an ALLOWED_ORIGINS entry (checked by

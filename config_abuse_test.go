@@ -174,3 +174,48 @@ func TestAPIKeysAreReadWithoutSpacesAroundTheColons(t *testing.T) {
 		}
 	}
 }
+
+// AUTH_JWT_SECRET with a line end at its end (a Kubernetes secret made
+// from a file that ends with one, a CRLF file read with $(cat file)) was
+// taken with it: every token was refused, with nothing at start to say
+// why. A setting of the AUTH_* kind
+// that is matched byte for byte (the secret, the issuer, the audience, the
+// claims' names) is refused at start when it begins or ends with white
+// space, saying where and which character, never the value; within it,
+// white space is kept.
+func TestAuthSettingsWithWhiteSpaceAtAnEndAreRefused(t *testing.T) {
+	secret := strings.Repeat("s3cret", 6)
+	load := func(env map[string]string) (config, error) {
+		if _, ok := env["AUTH_JWT_SECRET"]; !ok {
+			env["AUTH_JWT_SECRET"] = secret
+		}
+		return loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"AUTH_JWT_SECRET": secret + "\n"}, "invalid setting -auth-jwt-secret (AUTH_JWT_SECRET): the secret ends with white space (U+000A"},
+		{map[string]string{"AUTH_JWT_SECRET": secret + "\r"}, "the secret ends with white space (U+000D: a line end, kept from the file"},
+		{map[string]string{"AUTH_JWT_SECRET": " " + secret}, "the secret begins with white space (U+0020"},
+		{map[string]string{"AUTH_JWT_SECRET": strings.Repeat(" ", 40)}, "the secret is only white space"},
+		{map[string]string{"AUTH_JWT_ISSUER": "https://id.example.com\n"}, "-auth-jwt-issuer (AUTH_JWT_ISSUER): the issuer ends with white space"},
+		{map[string]string{"AUTH_JWT_AUDIENCE": "\tcqrsgate"}, "-auth-jwt-audience (AUTH_JWT_AUDIENCE): the audience begins with white space (U+0009"},
+		{map[string]string{"AUTH_ROLES_CLAIM": "roles\n"}, "-auth-roles-claim (AUTH_ROLES_CLAIM): the claim's name ends with white space"},
+		{map[string]string{"AUTH_TENANT_CLAIM": "tenant\u00a0"}, "-auth-tenant-claim (AUTH_TENANT_CLAIM): the claim's name ends with white space (U+00A0"},
+	} {
+		_, err := load(tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.env, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%q: the error shows the secret: %v", tc.env, err)
+		}
+	}
+	// White space within is part of the value.
+	c, err := load(map[string]string{"AUTH_JWT_SECRET": "a secret of words, 32 bytes or more", "AUTH_JWT_ISSUER": "Example IdP"})
+	if err != nil || string(c.authConfig.HMACSecret) != "a secret of words, 32 bytes or more" || c.authConfig.Issuer != "Example IdP" {
+		t.Fatalf("a secret and an issuer with spaces within: %q %q, %v", c.authConfig.HMACSecret, c.authConfig.Issuer, err)
+	}
+}

@@ -296,7 +296,10 @@ var settings = []setting{
 				k.Name, k.Tenant = n, tenant
 			}
 			for _, r := range strings.Split(roles, "+") {
-				role, err := auth.ParseRole(r)
+				// Spaces around a role are not part of it, as around the
+				// colons; its case is ("Writer" is refused, as a token's
+				// "Writer" is not writer).
+				role, err := auth.ParseRole(strings.TrimSpace(r))
 				if err != nil {
 					return fmt.Errorf("API key %q: %w", name, err)
 				}

@@ -219,3 +219,32 @@ func TestAuthSettingsWithWhiteSpaceAtAnEndAreRefused(t *testing.T) {
 		t.Fatalf("a secret and an issuer with spaces within: %q %q, %v", c.authConfig.HMACSecret, c.authConfig.Issuer, err)
 	}
 }
+
+// AUTH_API_KEYS roles were read in any case ("Writer", "ADMIN"), as a
+// token's were. Role names are matched exactly now, in tokens too: a key
+// configured with "Writer" is refused at start, saying which name was
+// meant, rather than taken for writer (or for no role). Spaces around a
+// role are not part of it, as around the colons.
+func TestAPIKeyRolesAreNamedExactly(t *testing.T) {
+	load := func(keys string) (config, error) {
+		return loadConfig(nil, func(k string) string { return map[string]string{"AUTH_API_KEYS": keys}[k] }, io.Discard)
+	}
+	for keys, want := range map[string]string{
+		"billing:Writer:billing-key-0123456789":     `-auth-api-keys (AUTH_API_KEYS): API key "billing": unknown role "Writer": role names are matched exactly (in lower case, without white space): did you mean "writer"?`,
+		"ops:ADMIN:ops-key-0123456789":              `did you mean "admin"?`,
+		"dash:reader+Writer:dash-key-0123456789":    `unknown role "Writer"`,
+		"dash@acme:READER:dash-key-0123456789":      `API key "dash@acme": unknown role "READER"`,
+		"dash:reader+superuser:dash-key-0123456789": `unknown role "superuser" (want reader, writer or admin)`,
+	} {
+		if _, err := load(keys); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", keys, err, want)
+		}
+	}
+	c, err := load("billing: writer + reader :billing-key-0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Auth.Authenticate("billing-key-0123456789"); err != nil || !p.Has("writer") || p.Has("admin") {
+		t.Errorf("billing: writer + reader: %+v, %v", p, err)
+	}
+}

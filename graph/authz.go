@@ -135,8 +135,9 @@ func plainFields(sel ast.SelectionSet) (fields []*ast.Field, plain bool) {
 // fieldRole is the role a root field needs.
 func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
 	if d := f.Directives.ForName("hasRole"); d != nil {
+		// The schema's enum value (ADMIN) names the role (admin).
 		v, _ := d.ArgumentMap(nil)["role"].(string)
-		return auth.ParseRole(v)
+		return auth.ParseRole(strings.ToLower(v))
 	}
 	if op == ast.Mutation {
 		return auth.Writer, nil

@@ -6,8 +6,9 @@
 //
 //   - JWTs, which must carry an expiry (exp), verified with an HMAC secret
 //     or RSA, ECDSA or Ed25519 public keys; roles come from a claim
-//     (default "roles": an array, or a space- or comma-separated string)
-//     and an optional tenant from another;
+//     (default "roles": an array, or a space- or comma-separated string;
+//     names matched exactly, see ParseRole) and an optional tenant from
+//     another;
 //   - static API keys for services, each with a name and roles.
 //
 // Roles are ordered: admin includes writer, writer includes reader.
@@ -47,13 +48,20 @@ const (
 
 var rank = map[Role]int{Reader: 1, Writer: 2, Admin: 3}
 
-// ParseRole reads a role name.
+// ParseRole reads a role name: "reader", "writer" or "admin", exactly.
+// Names are case-sensitive and hold no white space, as a token's roles
+// claim is matched: "ADMIN" or " admin" is another system's role, not
+// admin. It returns an error for any other name, which says so when the
+// name is one of the roles in another case or with white space around it.
 func ParseRole(s string) (Role, error) {
-	r := Role(strings.ToLower(strings.TrimSpace(s)))
-	if rank[r] == 0 {
-		return "", fmt.Errorf("unknown role %q (want reader, writer or admin)", s)
+	r := Role(s)
+	if rank[r] > 0 {
+		return r, nil
 	}
-	return r, nil
+	if near := Role(strings.ToLower(strings.TrimSpace(s))); rank[near] > 0 {
+		return "", fmt.Errorf("unknown role %q: role names are matched exactly (in lower case, without white space): did you mean %q?", s, near)
+	}
+	return "", fmt.Errorf("unknown role %q (want reader, writer or admin)", s)
 }
 
 // Principal is an authenticated caller.
@@ -418,7 +426,9 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 		}
 	}
 	for _, n := range names {
-		if r, err := ParseRole(n); err == nil { // roles of other systems are ignored
+		// Roles of other systems are ignored, "ADMIN" and " admin" too:
+		// another system's role names are its own, in any case.
+		if r, err := ParseRole(n); err == nil {
 			p.Roles = append(p.Roles, r)
 		}
 	}

@@ -236,13 +236,22 @@ func TestBadConfig(t *testing.T) {
 }
 
 func TestRoles(t *testing.T) {
-	for _, s := range []string{"reader", " Writer ", "ADMIN"} {
-		if _, err := ParseRole(s); err != nil {
-			t.Errorf("ParseRole(%q): %v", s, err)
+	for _, s := range []string{"reader", "writer", "admin"} {
+		if r, err := ParseRole(s); err != nil || string(r) != s {
+			t.Errorf("ParseRole(%q): %q, %v", s, r, err)
 		}
 	}
-	if _, err := ParseRole("root"); err == nil {
-		t.Error("ParseRole(root) accepted")
+	// Role names are matched exactly: another case, or white space around,
+	// is another name (it was read as the role), and the error says so.
+	for s, near := range map[string]string{" Writer ": "writer", "ADMIN": "admin", "Admin": "admin", "admin\n": "admin", "\treader": "reader"} {
+		if r, err := ParseRole(s); err == nil || !strings.Contains(err.Error(), "matched exactly") || !strings.Contains(err.Error(), `did you mean "`+near+`"`) {
+			t.Errorf("ParseRole(%q): %q, %v; want an error suggesting %s", s, r, err, near)
+		}
+	}
+	for _, s := range []string{"root", "", "administrator"} {
+		if _, err := ParseRole(s); err == nil || !strings.Contains(err.Error(), "want reader, writer or admin") {
+			t.Errorf("ParseRole(%q): %v", s, err)
+		}
 	}
 	var none *Principal
 	if none.Has(Reader) {
@@ -519,5 +528,36 @@ func TestRepeatedCredentialHeadersAreRefused(t *testing.T) {
 	// Nor in the websocket's payload: a name given in two cases says so.
 	if _, err := a.FromInitPayload(map[string]any{"authorization": "ops-key-0123456789", "Authorization": "dashboard-key-0123456789"}); !strings.Contains(Reason(err), "more than once") {
 		t.Errorf("payload with authorization twice: %v (Reason %q)", err, Reason(err))
+	}
+}
+
+// TestTokenRolesAreMatchedExactly: a token's role names were lower-cased
+// and trimmed, so "ADMIN" or " admin" from another system's token (whose
+// roles are its own) made its bearer an administrator here. Names are
+// matched exactly, as Hasura matches its roles; others are ignored, as any
+// other system's roles are.
+func TestTokenRolesAreMatchedExactly(t *testing.T) {
+	a, err := New(Config{HMACSecret: secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := now.Add(time.Hour).Unix()
+	for _, tc := range []struct {
+		roles any
+		want  []Role
+	}{
+		{[]any{"ADMIN"}, nil},
+		{[]any{" admin"}, nil},
+		{[]any{"admin "}, nil},
+		{[]any{"Writer", "reader"}, []Role{Reader}},
+		{"ADMIN reader", []Role{Reader}},
+		{"Admin,Writer", nil},
+		{[]any{"admin"}, []Role{Admin}},
+		{"reader, writer", []Role{Reader, Writer}},
+	} {
+		p, err := a.Authenticate(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": exp, "roles": tc.roles}))
+		if err != nil || !slicesEqual(p.Roles, tc.want) {
+			t.Errorf("roles %q: %+v, %v; want %v", tc.roles, p, err, tc.want)
+		}
 	}
 }

@@ -399,7 +399,7 @@ func (a *Account) open(c OpenAccount, now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
-		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", truncateText(c.Currency))
+		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", CutText(c.Currency, maxQuoted))
 	}
 	for _, f := range []struct {
 		name string
@@ -422,7 +422,7 @@ func (a *Account) open(c OpenAccount, now time.Time) ([]Event, error) {
 // "" (unspecified) is the account's.
 func (a *Account) checkCurrency(currency string) error {
 	if currency != "" && currency != a.currency {
-		return ruleError(RuleCurrencyMismatch, "account %s holds %s, not %s", a.id, a.currency, truncateText(currency))
+		return ruleError(RuleCurrencyMismatch, "account %s holds %s, not %s", a.id, a.currency, CutText(currency, maxQuoted))
 	}
 	return nil
 }

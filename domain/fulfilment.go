@@ -374,7 +374,7 @@ func (f *Fulfilment) decide(cmd Command, now time.Time) ([]Event, error) {
 			if ok {
 				current = step.Key()
 			}
-			return nil, ruleError(RuleStepOutOfOrder, "the fulfilment of order %s is at step %s, not %s", f.orderID, current, truncateText(c.Step))
+			return nil, ruleError(RuleStepOutOfOrder, "the fulfilment of order %s is at step %s, not %s", f.orderID, current, CutText(c.Step, maxQuoted))
 		}
 		if step.Name == StepFinish {
 			if !c.Succeeded {
@@ -416,9 +416,7 @@ func (f *Fulfilment) decide(cmd Command, now time.Time) ([]Event, error) {
 		if c.Reason != "" {
 			reason += ": " + c.Reason
 		}
-		if len(reason) > 1000 {
-			reason = reason[:1000]
-		}
+		reason = CutText(reason, 1000)
 		if f.state == FulfilmentRunning {
 			return []Event{FulfilmentCompensationStarted{Reason: reason, TimedOut: true, At: now}}, nil
 		}
@@ -440,7 +438,7 @@ func (f *Fulfilment) start(c StartFulfilment, now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
-		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", truncateText(c.Currency))
+		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", CutText(c.Currency, maxQuoted))
 	}
 	if c.Amount < 0 {
 		return nil, InvalidField("amount", "amount must not be negative, got %d", c.Amount)

@@ -149,10 +149,3 @@ func checkNonNegative(field string, v int64) error {
 	}
 	return nil
 }
-
-func truncateText(s string) string {
-	if len(s) <= 32 {
-		return s
-	}
-	return s[:32] + "..."
-}

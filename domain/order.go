@@ -309,7 +309,7 @@ func (o *Order) place(c PlaceOrder, now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
-		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", truncateText(c.Currency))
+		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", CutText(c.Currency, maxQuoted))
 	}
 	return []Event{OrderPlaced{CustomerID: c.CustomerID, Currency: c.Currency, PlacedAt: now}}, nil
 }

@@ -218,7 +218,7 @@ func (p *Product) decide(cmd Command) ([]Event, error) {
 		}
 		if at := c.AtPrice; at != nil {
 			if at.Currency != p.currency {
-				return nil, ruleError(RuleCurrencyMismatch, "%s is priced in %s, and order %s is in %s", p.sku, p.currency, c.OrderID, truncateText(at.Currency))
+				return nil, ruleError(RuleCurrencyMismatch, "%s is priced in %s, and order %s is in %s", p.sku, p.currency, c.OrderID, CutText(at.Currency, maxQuoted))
 			}
 			if at.Amount != p.price {
 				return nil, ruleError(RulePriceMismatch, "%s costs %d %s, and order %s has it at %d", p.sku, p.price, p.currency, c.OrderID, at.Amount)
@@ -266,7 +266,7 @@ func (p *Product) add(c AddProduct) ([]Event, error) {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
-		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", truncateText(c.Currency))
+		return nil, InvalidField("currency", "%q is not an ISO 4217 currency code", CutText(c.Currency, maxQuoted))
 	}
 	return []Event{ProductAdded{Name: c.Name, Price: c.Price, Currency: c.Currency}}, nil
 }

@@ -467,7 +467,7 @@ func sameCommand(e RecordedEvent, cmd Command, meta CommandMeta) error {
 		} else if name != "" {
 			what = name
 		}
-		return InvalidField("idempotencyKey", "idempotency key %q was used before, for %s: a key can only be repeated with the same command", truncateText(meta.IdempotencyKey), what)
+		return InvalidField("idempotencyKey", "idempotency key %q was used before, for %s: a key can only be repeated with the same command", CutText(meta.IdempotencyKey, maxQuoted), what)
 	}
 	return nil
 }

@@ -162,7 +162,7 @@ func (m *Memory) ReadAll(ctx context.Context, q AllQuery) (Page, error) {
 // ReadEvent implements Store.
 func (m *Memory) ReadEvent(ctx context.Context, eventID string) (domain.RecordedEvent, error) {
 	if !domain.ValidID(eventID) {
-		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", truncate(eventID))
+		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", domain.CutText(eventID, 64))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

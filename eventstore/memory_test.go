@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -45,6 +47,24 @@ func TestEachDistinctMetadataIsChecked(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.field != "" && (!errors.As(err, &de) || de.Field != tc.field):
 			t.Errorf("%s: error %v, want one about %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+// A client's text quoted in an error (an event id, an event type) is cut
+// at the start of a character: cut after its 64th byte, it could end
+// mid-character, and the message in escapes of bytes that are not UTF-8.
+func TestErrorsQuoteWholeCharacters(t *testing.T) {
+	m := eventstore.NewMemory(eventstore.Limits{}, time.Now)
+	text := "a" + strings.Repeat("é", 50) // 101 bytes: the 65th is mid-é
+	_, err1 := m.ReadEvent(context.Background(), text)
+	_, err2 := m.Append(context.Background(), "s-1", domain.ExpectAny, domain.EventData{Type: text, Data: json.RawMessage(`{}`)})
+	for _, err := range []error{err1, err2} {
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		if msg := err.Error(); !utf8.ValidString(msg) || strings.Contains(msg, `\x`) || !strings.Contains(msg, "a"+strings.Repeat("é", 30)+"...") {
+			t.Errorf("%q, want the text cut after a whole character", msg)
 		}
 	}
 }

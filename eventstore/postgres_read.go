@@ -212,7 +212,7 @@ func nextPosition(after int64, limit int, page Page) int64 {
 // ReadEvent implements Store.
 func (s *Postgres) ReadEvent(ctx context.Context, eventID string) (domain.RecordedEvent, error) {
 	if !domain.ValidID(eventID) {
-		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", truncate(eventID))
+		return domain.RecordedEvent{}, invalid("id", "event id %q is not a UUID", domain.CutText(eventID, 64))
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID)
 	if err != nil {

@@ -71,7 +71,7 @@ func prepareAppend(l Limits, stream string, expected domain.ExpectedVersion, eve
 		if e.ID == "" {
 			e.ID = newID()
 		} else if !domain.ValidID(e.ID) {
-			return nil, invalid(eventField(i, "id"), "event id %q is not a UUID", truncate(e.ID))
+			return nil, invalid(eventField(i, "id"), "event id %q is not a UUID", domain.CutText(e.ID, 64))
 		}
 		e.ID = lowerASCII(e.ID)
 		if j, dup := seen[e.ID]; dup {
@@ -184,7 +184,7 @@ func validateEventType(field fieldPath, t string) error {
 		c := t[i]
 		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 		if i == 0 && !letter || !(letter || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return invalid(field.String(), "event type %q is invalid: use a letter followed by letters, digits, '_', '.' or '-'", truncate(t))
+			return invalid(field.String(), "event type %q is invalid: use a letter followed by letters, digits, '_', '.' or '-'", domain.CutText(t, 64))
 		}
 	}
 	return nil
@@ -240,7 +240,7 @@ func unstorable(trimmed []byte, event bool) string {
 		refused = jsonvalue.RefusedNumber
 	}
 	if n, why, bad := refused(trimmed); bad {
-		return fmt.Sprintf("holds the number %s, which %s", truncate(n), why)
+		return fmt.Sprintf("holds the number %s, which %s", domain.CutText(n, 64), why)
 	}
 	if bytes.Contains(trimmed, []byte(`\u0000`)) && hasNUL(trimmed) {
 		return `contains the character \u0000, which cannot be stored`
@@ -278,13 +278,6 @@ func hasNUL(raw []byte) bool {
 		return false
 	}
 	return walk(v)
-}
-
-func truncate(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "..."
 }
 
 // lowerASCII returns s with ASCII letters in lower case; s itself when it

@@ -5,7 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"cqrsgate/domain"
 )
 
 // NotAnInteger says, in a client's terms, why v, a value decoded from
@@ -83,18 +84,9 @@ func outOfRange(negative bool) string {
 
 // CutText cuts s to at most max bytes, at the start of a character, with
 // "..." for what was cut: a client's text quoted in an error, a log line, a
-// span or a close frame's reason (a number of a million digits is not
-// echoed).
-func CutText(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+// span or a close frame's reason. It is domain.CutText, the gateway's one
+// cutter, under the name graph has used.
+func CutText(s string, max int) string { return domain.CutText(s, max) }
 
 // Decimal is a number in JSON's (and GraphQL's) syntax as digits times a
 // power of ten, exactly as written: two texts of one number (1.50 and

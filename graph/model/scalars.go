@@ -93,10 +93,7 @@ func UnmarshalTime(v any) (time.Time, error) {
 	if t, err := time.Parse(time.DateTime, s); err == nil {
 		return t, nil
 	}
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return time.Time{}, invalidScalar("a time is an RFC 3339 string such as \"2026-11-27T12:00:00Z\", not %q", s)
+	return time.Time{}, invalidScalar("a time is an RFC 3339 string such as \"2026-11-27T12:00:00Z\", not %q", CutText(s, 64))
 }
 
 // describeJSON names the kind of a decoded JSON value, for errors: "an

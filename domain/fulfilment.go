@@ -119,7 +119,11 @@ func (s FulfilmentStep) Key() string {
 // Fulfilment commands. OrderID is the aggregate id.
 type (
 	// StartFulfilment starts the saga of a submitted order; starting one
-	// that has started is a no-op.
+	// that has started is a no-op. AccountID is checked as the account's
+	// commands check an account's id, and each item's Sku as the
+	// products' commands check a SKU (of at most 64 bytes): an order the
+	// saga could neither charge nor reserve for is refused (Invalid, field
+	// accountId or items.<i>.sku), not started to be compensated.
 	StartFulfilment struct {
 		OrderID, AccountID, Currency string
 		Amount                       int64
@@ -434,7 +438,11 @@ func (f *Fulfilment) start(c StartFulfilment, now time.Time) ([]Event, error) {
 	if f.started {
 		return nil, nil // the order's saga exists: starting it again changes nothing
 	}
-	if err := checkText("accountId", c.AccountID, 100); err != nil {
+	// The account's and the products' ids as their commands check them
+	// (validateReadID), not as free text: an account or product from
+	// before the invisible-character rule has an id that free text may
+	// not hold, and its orders could not be fulfilled.
+	if err := validateReadID("accountId", c.AccountID); err != nil {
 		return nil, err
 	}
 	if !ValidCurrency(c.Currency) {
@@ -448,8 +456,12 @@ func (f *Fulfilment) start(c StartFulfilment, now time.Time) ([]Event, error) {
 	}
 	seen := map[string]bool{}
 	for i, it := range c.Items {
-		if err := checkText(fmt.Sprintf("items.%d.sku", i), it.Sku, 64); err != nil {
+		field := fmt.Sprintf("items.%d.sku", i)
+		if err := validateReadID(field, it.Sku); err != nil {
 			return nil, err
+		}
+		if len(it.Sku) > 64 {
+			return nil, InvalidField(field, "%s is %d bytes; at most 64 are allowed", field, len(it.Sku))
 		}
 		if seen[it.Sku] {
 			return nil, InvalidField(fmt.Sprintf("items.%d.sku", i), "sku %s appears twice", it.Sku)

@@ -203,9 +203,11 @@ func TestFulfilmentFailuresAreCompensated(t *testing.T) {
 
 // A step that failed is undone as far as it took effect (another runner
 // may have taken it with success at the same moment): a product or account
-// that does not exist, or whose id none can have (an order placed before
-// the id rules), holds nothing to undo, and the saga is compensated rather
-// than stopped FAILED.
+// that does not exist, or whose id none can have (a saga started before
+// the saga checked them as ids), holds nothing to undo, and the saga is
+// compensated rather than stopped FAILED. An order placed before the id
+// rules, submitted since, whose customer or SKU no account or product can
+// have, gets no saga: the process cancels it, saying why.
 func TestFulfilmentStepsFailedOnMissingProductsAndAccountsAreCompensated(t *testing.T) {
 	s := newSaga(t, nil)
 	ctx := context.Background()
@@ -219,13 +221,7 @@ func TestFulfilmentStepsFailedOnMissingProductsAndAccountsAreCompensated(t *test
 		}
 		s.exec("", domain.SubmitOrder{OrderID: id})
 	}
-	// Orders placed before the id rules, with ids no account or product can have.
-	oldOrder := func(id, customer string, skus ...string) {
-		evs := []domain.Event{domain.OrderPlaced{CustomerID: customer, Currency: "EUR", PlacedAt: time.Unix(0, s.clock.Load()).UTC()}}
-		for i, sku := range skus {
-			evs = append(evs, domain.OrderItemAdded{Sku: sku, Quantity: 1, UnitPrice: 100, LineTotal: 100, OrderTotal: int64(i+1) * 100})
-		}
-		evs = append(evs, domain.OrderSubmitted{Subtotal: int64(len(skus)) * 100, Total: int64(len(skus)) * 100, Currency: "EUR", ItemCount: int64(len(skus)), SubmittedAt: time.Unix(0, s.clock.Load()).UTC()})
+	seed := func(stream string, evs ...domain.Event) {
 		data := make([]domain.EventData, len(evs))
 		for i, e := range evs {
 			var err error
@@ -233,24 +229,58 @@ func TestFulfilmentStepsFailedOnMissingProductsAndAccountsAreCompensated(t *test
 				t.Fatal(err)
 			}
 		}
-		if _, err := s.store.Append(ctx, "order-"+id, domain.ExpectNoStream, data...); err != nil {
+		if _, err := s.store.Append(ctx, stream, domain.ExpectNoStream, data...); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Orders placed before the id rules, with ids no account or product can have.
+	oldOrder := func(id, customer string, skus ...string) {
+		evs := []domain.Event{domain.OrderPlaced{CustomerID: customer, Currency: "EUR", PlacedAt: time.Unix(0, s.clock.Load()).UTC()}}
+		for i, sku := range skus {
+			evs = append(evs, domain.OrderItemAdded{Sku: sku, Quantity: 1, UnitPrice: 100, LineTotal: 100, OrderTotal: int64(i+1) * 100})
+		}
+		evs = append(evs, domain.OrderSubmitted{Subtotal: int64(len(skus)) * 100, Total: int64(len(skus)) * 100, Currency: "EUR", ItemCount: int64(len(skus)), SubmittedAt: time.Unix(0, s.clock.Load()).UTC()})
+		seed("order-"+id, evs...)
+	}
+	// ... and sagas started for such orders before they were refused.
+	oldSaga := func(id, customer string, skus ...string) {
+		items := make([]domain.FulfilmentItem, len(skus))
+		for i, sku := range skus {
+			items[i] = domain.FulfilmentItem{Sku: sku, Quantity: 1}
+		}
+		seed("fulfilment-"+id, domain.FulfilmentStarted{AccountID: customer, Currency: "EUR", Amount: int64(len(skus)) * 100, Items: items, StartedAt: time.Unix(0, s.clock.Load()).UTC()})
+		oldOrder(id, customer, skus...)
+	}
 	order("o1", "cust", "p1", "p9") // p9 does not exist
 	order("o2", "nobody", "p1")     // nor does account nobody
-	oldOrder("o3", "cust", "p1", "p 1")
-	oldOrder("o4", "cust 1", "p1")
+	oldSaga("o3", "cust", "p1", "p 1")
+	oldSaga("o4", "cust 1", "p1")
+	oldOrder("o5", "cust", "p1", "p 1")
+	oldOrder("o6", "cust 1", "p1")
 	s.mustDrive()
-	for _, id := range []string{"o1", "o2", "o3", "o4"} {
+	for _, id := range []string{"o1", "o2", "o3", "o4", "o5", "o6"} {
 		f, _, err1 := domain.Load(ctx, s.svc, domain.Fulfilments, id)
 		o, _, err2 := domain.Load(ctx, s.svc, domain.Orders, id)
 		p, _, err3 := domain.Load(ctx, s.svc, domain.Products, "p1")
 		if err := errors.Join(err1, err2, err3); err != nil {
 			t.Fatal(err)
 		}
-		if f.State() != domain.FulfilmentCompensated || o.Status() != domain.StatusCancelled || p.ReservedFor(id) != 0 {
-			t.Errorf("order %s: saga %s (%s), order %s, %d of p1 reserved; want COMPENSATED, CANCELLED, none", id, f.State(), f.Reason(), o.Status(), p.ReservedFor(id))
+		want := domain.FulfilmentCompensated
+		if id == "o5" || id == "o6" {
+			want = "" // not started
+		}
+		if f.State() != want || o.Status() != domain.StatusCancelled || p.ReservedFor(id) != 0 {
+			t.Errorf("order %s: saga %q (%s), order %s, %d of p1 reserved; want %q, CANCELLED, none", id, f.State(), f.Reason(), o.Status(), p.ReservedFor(id), want)
+		}
+	}
+	for id, field := range map[string]string{"o5": "items.0.sku", "o6": "accountId"} {
+		evs, err := s.store.ReadStream(ctx, "order-"+id, domain.StreamQuery{Backward: true, Limit: 1})
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("order %s: %v, %v", id, evs, err)
+		}
+		e, err := domain.Orders.Decode(evs[0].Type, evs[0].SchemaVersion, evs[0].Data)
+		if c, ok := e.(domain.OrderCancelled); err != nil || !ok || !strings.HasPrefix(c.Reason, "fulfilment could not start: "+field+" contains white space") {
+			t.Errorf("order %s: last event %+v (%v), want its cancellation for its %s", id, e, err, field)
 		}
 	}
 	if a, _, _ := domain.Load(ctx, s.svc, domain.Accounts, "cust"); a.Balance() != 1000 {
@@ -676,5 +706,36 @@ func TestFulfilmentOfAnOrderNoSagaCanHaveIsCancelled(t *testing.T) {
 	}
 	if o.Status() != domain.StatusCancelled {
 		t.Errorf("order %s, want CANCELLED", o.Status())
+	}
+}
+
+// An order from before the invisible-character rule for an account and a
+// product from before it too (their ids hold a zero-width space, which the
+// account's and the products' commands take, as ids to act on) is
+// fulfilled: the saga checks the account id and the SKUs as those commands
+// do. It checked them as free text, which refuses invisible characters:
+// the saga could not start, and the process cancelled the order.
+func TestFulfilmentOfAnOrderForAccountsAndProductsFromBeforeTheIDRules(t *testing.T) {
+	s, store := legacySaga(t)
+	ctx := context.Background()
+	at := time.Unix(0, s.clock.Load()).UTC()
+	account, sku := "cust\u200b2", "p\u200b2"
+	store.seed(t, "account-"+account, domain.AccountOpened{Owner: "Bo", Currency: "EUR", OpenedAt: at}, domain.MoneyDeposited{Amount: 1000, BalanceAfter: 1000})
+	store.seed(t, "product-"+sku, domain.ProductAdded{Name: "Two", Price: 100, Currency: "EUR"}, domain.ProductRestocked{Quantity: 5, OnHand: 5})
+	store.seed(t, "order-o7", domain.OrderPlaced{CustomerID: account, Currency: "EUR", PlacedAt: at},
+		domain.OrderItemAdded{Sku: sku, Quantity: 1, UnitPrice: 100, LineTotal: 100, OrderTotal: 100},
+		domain.OrderSubmitted{Subtotal: 100, Total: 100, Currency: "EUR", ItemCount: 1, SubmittedAt: at})
+	if err := store.drive(s); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err1 := domain.Load(ctx, s.svc, domain.Fulfilments, domain.Qualify("acme", "o7"))
+	o, _, err2 := domain.Load(ctx, s.svc, domain.Orders, domain.Qualify("acme", "o7"))
+	p, _, err3 := domain.Load(ctx, s.svc, domain.Products, domain.Qualify("acme", sku))
+	a, _, err4 := domain.Load(ctx, s.svc, domain.Accounts, domain.Qualify("acme", account))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	if f.State() != domain.FulfilmentFulfilled || o.Status() != domain.StatusConfirmed || p.ReservedFor("o7") != 1 || a.Balance() != 900 {
+		t.Fatalf("saga %q (%s), order %s, %d reserved, balance %d; want FULFILLED, CONFIRMED, 1, 900", f.State(), f.Reason(), o.Status(), p.ReservedFor("o7"), a.Balance())
 	}
 }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +34,22 @@ func TestFulfilmentDecisions(t *testing.T) {
 		{name: "start with a bad currency", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "euro", Items: items}, wantCode: Invalid, wantFld: "currency"},
 		{name: "start with a sku twice", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"a", 1}, {"a", 2}}}, wantCode: Invalid, wantFld: "items.1.sku"},
 		{name: "start with a zero quantity", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"a", 0}}}, wantCode: Invalid, wantFld: "quantity"},
+		// The account's id and the SKUs are checked as the account's and
+		// the products' commands check them, not as free text: an id none
+		// can have is refused (the saga could only compensate), and one
+		// from before the invisible-character rule is taken (free text
+		// refused it, and the order could not be fulfilled).
+		{name: "start for an account id with a space", when: StartFulfilment{OrderID: "x1", AccountID: "acc 1", Currency: "EUR", Items: items}, wantCode: Invalid, wantFld: "accountId"},
+		{name: "start for an account id of another tenant", when: StartFulfilment{OrderID: "x1", AccountID: "acme~acc", Currency: "EUR", Items: items}, wantCode: Invalid, wantFld: "accountId"},
+		{name: "start for an oversized account id", when: StartFulfilment{OrderID: "x1", AccountID: strings.Repeat("a", 101), Currency: "EUR", Items: items}, wantCode: Invalid, wantFld: "accountId"},
+		{name: "start without an account", when: StartFulfilment{OrderID: "x1", Currency: "EUR", Items: items}, wantCode: Invalid, wantFld: "accountId"},
+		{name: "start for an account id older than the new-id rule", when: StartFulfilment{OrderID: "x1", AccountID: "acc\u200b1", Currency: "EUR", Amount: 500, Items: items},
+			want: []Event{FulfilmentStarted{AccountID: "acc\u200b1", Currency: "EUR", Amount: 500, Items: items, StartedAt: testNow}}},
+		{name: "start with a sku with a space", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"p1", 1}, {"p 2", 1}}}, wantCode: Invalid, wantFld: "items.1.sku"},
+		{name: "start with a sku of another tenant", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{"acme~p1", 1}}}, wantCode: Invalid, wantFld: "items.0.sku"},
+		{name: "start with an oversized sku", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Items: []FulfilmentItem{{strings.Repeat("p", 65), 1}}}, wantCode: Invalid, wantFld: "items.0.sku"},
+		{name: "start with a sku older than the new-id rule", when: StartFulfilment{OrderID: "x1", AccountID: "acc", Currency: "EUR", Amount: 5, Items: []FulfilmentItem{{"p\u200b1", 1}}},
+			want: []Event{FulfilmentStarted{AccountID: "acc", Currency: "EUR", Amount: 5, Items: []FulfilmentItem{{"p\u200b1", 1}}, StartedAt: testNow}}},
 		{name: "record before start", when: RecordFulfilmentStep{OrderID: "x1", Step: "RESERVE_STOCK:p1", Succeeded: true}, wantCode: RuleViolation, wantRule: RuleFulfilmentNotStarted},
 		{name: "record the current step", given: []Event{started}, when: RecordFulfilmentStep{OrderID: "x1", Step: "RESERVE_STOCK:p1", Succeeded: true},
 			want: []Event{FulfilmentStepSucceeded{Step: StepReserveStock, Sku: "p1", At: testNow}}},

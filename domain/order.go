@@ -56,7 +56,11 @@ type (
 		OrderID, Sku        string
 		Quantity, UnitPrice int64
 	}
-	// RemoveOrderItem removes a line while the order is open.
+	// RemoveOrderItem removes a line while the order is open. A Sku the
+	// order holds no line of is checked as AddOrderItem checks it (Invalid
+	// on field sku) before it is refused with ITEM_NOT_IN_ORDER; a line
+	// held is removed whatever its sku (one added before skus were checked
+	// as a product's).
 	RemoveOrderItem struct{ OrderID, Sku string }
 	// SubmitOrder submits an open order with at least one line.
 	SubmitOrder struct{ OrderID string }
@@ -244,14 +248,20 @@ func (o *Order) decide(cmd Command, now time.Time) ([]Event, error) {
 	case AddOrderItem:
 		return o.addItem(c)
 	case RemoveOrderItem:
-		if err := checkText("sku", c.Sku, 64); err != nil {
-			return nil, err
+		line, held := o.lines[c.Sku]
+		if !held {
+			// A line held is removed whatever its sku: lines added before
+			// skus were checked as a product's ("p 1", or with an
+			// invisible character, which the free-text check refused)
+			// stay removable.
+			if err := checkLineSku(c.Sku); err != nil {
+				return nil, err
+			}
 		}
 		if err := o.require(StatusOpen, RuleOrderNotOpen); err != nil {
 			return nil, err
 		}
-		line, ok := o.lines[c.Sku]
-		if !ok {
+		if !held {
 			return nil, ruleError(RuleItemNotInOrder, "order %s has no item %s", o.id, c.Sku)
 		}
 		return []Event{OrderItemRemoved{Sku: c.Sku, Quantity: line.Quantity, OrderTotal: o.total - line.Quantity*line.UnitPrice}}, nil
@@ -314,13 +324,19 @@ func (o *Order) place(c PlaceOrder, now time.Time) ([]Event, error) {
 	return []Event{OrderPlaced{CustomerID: c.CustomerID, Currency: c.Currency, PlacedAt: now}}, nil
 }
 
-func (o *Order) addItem(c AddOrderItem) ([]Event, error) {
-	// A line is a product the saga reserves: text that a product's SKU
-	// can be too (validateReadID).
-	if err := checkText("sku", c.Sku, 64); err != nil {
-		return nil, err
+// checkLineSku checks the sku of a new order line (field sku). A line is
+// a product the saga reserves: text of at most 64 bytes (as a product's
+// SKU), with no control or invisible character, that a product's SKU can
+// be too (validateReadID: no white space, no '~').
+func checkLineSku(sku string) error {
+	if err := checkText("sku", sku, 64); err != nil {
+		return err
 	}
-	if err := validateReadID("sku", c.Sku); err != nil {
+	return validateReadID("sku", sku)
+}
+
+func (o *Order) addItem(c AddOrderItem) ([]Event, error) {
+	if err := checkLineSku(c.Sku); err != nil {
 		return nil, err
 	}
 	if err := checkPositive("quantity", c.Quantity); err != nil {

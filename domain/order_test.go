@@ -57,6 +57,16 @@ func TestOrderRules(t *testing.T) {
 
 		{name: "remove item", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "w"}, want: []Event{OrderItemRemoved{Sku: "w", Quantity: 2, OrderTotal: 0}}},
 		{name: "remove an item not on the order", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "v"}, wantCode: RuleViolation, wantRule: RuleItemNotInOrder},
+		// A sku the order holds no line of is checked as addOrderItem
+		// checks it, not as free text; a line held is removed whatever its
+		// sku (see "remove a line added before the sku rules").
+		{name: "remove a sku with a space", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "w 1"}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove a sku of another tenant", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "acme~w"}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove a sku with an invisible character", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: "w\u200b"}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove an oversized sku", given: withItem, when: RemoveOrderItem{OrderID: "x1", Sku: strings.Repeat("s", 65)}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove a sku no product can have after submit", given: submitted, when: RemoveOrderItem{OrderID: "x1", Sku: "w 1"}, wantCode: Invalid, wantFld: "sku"},
+		{name: "remove a line added before the invisible-character rule", given: []Event{placed, OrderItemAdded{Sku: "p\u200b1", Quantity: 1, UnitPrice: 5, LineTotal: 5, OrderTotal: 5}},
+			when: RemoveOrderItem{OrderID: "x1", Sku: "p\u200b1"}, want: []Event{OrderItemRemoved{Sku: "p\u200b1", Quantity: 1, OrderTotal: 0}}},
 		{name: "remove after submit", given: submitted, when: RemoveOrderItem{OrderID: "x1", Sku: "w"}, wantCode: RuleViolation, wantRule: RuleOrderNotOpen},
 
 		{name: "submit", given: withItem, when: SubmitOrder{OrderID: "x1"}, want: []Event{OrderSubmitted{Subtotal: 300, Total: 300, Currency: "EUR", ItemCount: 2, SubmittedAt: testNow}}},

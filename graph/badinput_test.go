@@ -29,6 +29,9 @@ func TestMoreCommandsRefuseBadInput(t *testing.T) {
 		{"fee: oversized reason", "chargeFee", map[string]any{"accountId": "a1", "amount": 1, "reason": long}, "VALIDATION", "reason"},
 		{"remove item: empty sku", "removeOrderItem", map[string]any{"orderId": "o1", "sku": ""}, "VALIDATION", "sku"},
 		{"remove item: sku not in the order", "removeOrderItem", map[string]any{"orderId": "o1", "sku": "p9"}, "RULE_VIOLATION", ""},
+		// Skus are checked as addOrderItem's are, not as free text, unless the order holds the line.
+		{"remove item: sku with a space", "removeOrderItem", map[string]any{"orderId": "o1", "sku": "p 1"}, "VALIDATION", "sku"},
+		{"remove item: sku of another tenant", "removeOrderItem", map[string]any{"orderId": "o1", "sku": "acme~p1"}, "VALIDATION", "sku"},
 		{"remove item: unknown order", "removeOrderItem", map[string]any{"orderId": "o9", "sku": "p1"}, "NOT_FOUND", ""},
 		{"confirm: id with a tab", "confirmOrder", map[string]any{"orderId": "o\t1"}, "VALIDATION", "orderId"},
 		{"confirm: not submitted", "confirmOrder", map[string]any{"orderId": "o1"}, "RULE_VIOLATION", ""},

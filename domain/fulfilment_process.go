@@ -50,10 +50,13 @@ type FulfilmentOptions struct {
 	// StepTimeout is how long a step may stay the current one before the
 	// saga gives up on it (default 30s).
 	StepTimeout time.Duration
-	// Active lists the sagas (qualified order ids, see Qualify) that have
-	// not ended, for Tick to look at after a restart; nil: Tick looks only
-	// at sagas this process left on a technical failure.
-	Active func(ctx context.Context) ([]string, error)
+	// Active lists up to limit sagas (qualified order ids, see Qualify)
+	// that have not ended, those longest without a change first, for Tick
+	// to look at after a restart; nil: Tick looks only at sagas this
+	// process left on a technical failure. Tick asks for ActivePerTick: a
+	// saga that changes moves behind the others, so that every saga is
+	// looked at however many there are, the overdue ones first.
+	Active func(ctx context.Context, limit int) ([]string, error)
 	// Hook, when set, is called before ("before") and after ("after") each
 	// step's command, with the qualified order id (tests crash the process
 	// there).
@@ -337,6 +340,12 @@ func reasonOf(err error) string {
 	return "technical failure (details in the gateway's log)"
 }
 
+// ActivePerTick is how many of the sagas that have not ended (see
+// FulfilmentOptions.Active) a Tick looks at, beside those this process left
+// on a technical failure: each costs a load of the saga, and events wait
+// for the Tick to end.
+const ActivePerTick = 1000
+
 // Tick retries the steps of sagas left on a technical failure and gives up
 // on steps past the deadline: a running saga is then compensated (it ends
 // TIMED_OUT), a compensating one stops FAILED. It returns the first error
@@ -350,7 +359,7 @@ func (p *FulfilmentProcess) Tick(ctx context.Context) error {
 	p.mu.Unlock()
 	var first error
 	if p.opts.Active != nil {
-		active, err := p.opts.Active(ctx)
+		active, err := p.opts.Active(ctx, ActivePerTick)
 		if err != nil {
 			first = err
 		}

@@ -67,7 +67,7 @@ func (s *saga) restartOn(store domain.EventStore, hook func(string, domain.Fulfi
 	log := slog.New(slog.DiscardHandler)
 	s.svc = domain.NewService(store, log, now, domain.ServiceOptions{})
 	s.proc = domain.NewFulfilmentProcess(s.svc, log, now, domain.FulfilmentOptions{StepTimeout: time.Minute, Hook: hook,
-		Active: func(context.Context) ([]string, error) { return []string{"o1"}, nil }})
+		Active: func(context.Context, int) ([]string, error) { return []string{"o1"}, nil }})
 }
 
 // A charge whose commit reply was lost, followed by an outage longer than
@@ -355,7 +355,7 @@ func TestFulfilmentStateWithoutACancelReasonCancelsTheOrder(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	s.svc = domain.NewService(st, log, now, domain.ServiceOptions{SnapshotEvery: 100})
 	s.proc = domain.NewFulfilmentProcess(s.svc, log, now, domain.FulfilmentOptions{StepTimeout: time.Minute,
-		Active: func(context.Context) ([]string, error) { return []string{"o1"}, nil }})
+		Active: func(context.Context, int) ([]string, error) { return []string{"o1"}, nil }})
 	_ = s.proc.Tick(ctx)
 	got := s.outcome("")
 	if got.order != domain.StatusCancelled || got.saga != domain.FulfilmentCompensated {

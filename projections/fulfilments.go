@@ -289,11 +289,12 @@ func (q *FulfilmentQueries) Steps(ctx context.Context, tenant string, orderIDs [
 	return out, nil
 }
 
-// Active returns the qualified order ids (every tenant's) of the sagas that
-// are running or compensating, for the fulfilment process to check their
-// deadlines after a restart.
-func (q *FulfilmentQueries) Active(ctx context.Context) ([]string, error) {
-	rows, err := q.pool.Query(ctx, `SELECT id FROM readmodel.fulfilment_list WHERE state IN ('RUNNING', 'COMPENSATING') ORDER BY id LIMIT 10000`)
+// Active returns the qualified order ids (every tenant's) of up to limit
+// sagas that are running or compensating, those longest without a change
+// first (overdue ones before the others), for the fulfilment process to
+// check their deadlines after a restart (domain.FulfilmentOptions.Active).
+func (q *FulfilmentQueries) Active(ctx context.Context, limit int) ([]string, error) {
+	rows, err := q.pool.Query(ctx, `SELECT id FROM readmodel.fulfilment_list WHERE state IN ('RUNNING', 'COMPENSATING') ORDER BY updated_at, id LIMIT $1`, limit)
 	if err != nil {
 		return nil, readError("active fulfilments", err)
 	}

@@ -751,8 +751,5 @@ func show(v any) string {
 	if err != nil {
 		return fmt.Sprint(v)
 	}
-	if len(b) > 80 {
-		return string(b[:77]) + "..."
-	}
-	return string(b)
+	return cutText(string(b), 80)
 }

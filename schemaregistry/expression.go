@@ -79,11 +79,23 @@ func CompileExpr(src string) (*Expr, error) {
 	return &Expr{src: src, root: root}, nil
 }
 
-func truncateExpr(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
+func truncateExpr(s string) string { return cutText(s, 64) }
+
+// cutText cuts s to at most limit (>= 4) bytes, at the start of a
+// character, with "..." for what was cut: text quoted in an error. Cut at
+// a byte, text with characters of more than one byte could end in bytes
+// that are not UTF-8. It is domain.CutText's rule; the registry imports
+// neither domain nor graph (see STYLE.md), and domain imports nothing but
+// the standard library, so each holds its own.
+func cutText(s string, limit int) string {
+	if len(s) <= limit {
+		return s
 	}
-	return s
+	cut := limit - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // Eval evaluates e over data (decoded JSON, numbers as json.Number). The

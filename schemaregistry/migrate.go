@@ -411,10 +411,7 @@ func decodeObject(raw []byte) (map[string]any, error) {
 
 // truncatePointer shortens a pointer for a message.
 func truncatePointer(p string) string {
-	if len(p) > 64 {
-		return strconv.Quote(p[:61] + "...")
-	}
-	return strconv.Quote(p)
+	return strconv.Quote(cutText(p, 64))
 }
 
 // parsePointer splits a JSON Pointer into unescaped reference tokens. The

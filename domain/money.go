@@ -85,10 +85,23 @@ func checkText(field, value string, max int) error {
 	}
 	for _, r := range value {
 		if !TextRune(r) {
-			return InvalidField(field, "%s contains a control character (%U)", field, r)
+			return InvalidField(field, "%s contains %s (%U)", field, disallowedKind(r), r)
 		}
 	}
 	return nil
+}
+
+// disallowedKind names the kind of a character free text may not hold
+// (see TextRune), for an error: an invisible one is not a control
+// character to the client who sent it.
+func disallowedKind(r rune) string {
+	switch {
+	case r < 0x80 || unicode.IsControl(r):
+		return "a control character"
+	case unicode.In(r, unicode.Zl, unicode.Zp):
+		return "a line or paragraph separator"
+	}
+	return "an invisible character"
 }
 
 // TextRune reports whether r may appear in free text (an owner, a reason):

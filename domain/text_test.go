@@ -67,3 +67,25 @@ func TestErrorsQuoteWholeCharacters(t *testing.T) {
 		}
 	}
 }
+
+// Free text that holds a character it may not says which kind: a
+// zero-width space is not a control character to the client who sent it.
+func TestTextErrorsNameTheKindOfCharacter(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\x01b":     "owner contains a control character (U+0001)",
+		"a\u0085b":   "owner contains a control character (U+0085)",
+		"a\u2028b":   "owner contains a line or paragraph separator (U+2028)",
+		"a\u200bb":   "owner contains an invisible character (U+200B)",
+		"a\u202eb":   "owner contains an invisible character (U+202E)",
+		"caf\u00e9!": "",
+	} {
+		err := checkText("owner", in, 100)
+		got := ""
+		if err != nil {
+			got = err.(*Error).Message
+		}
+		if got != want {
+			t.Errorf("checkText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -57,6 +57,7 @@ var operations = []struct {
 	{"query through a fragment", `query { ...F } fragment F on Query { projections { name } }`, auth.Reader},
 	{"mutation", `mutation { appendEvents(stream: "note-1", events: [{type: "NoteTaken", data: {}}]) { position } }`, auth.Writer},
 	{"admin mutation", `mutation { rebuildProjection(name: "accounts") { name } }`, auth.Admin},
+	{"rebuild cancelled", `mutation { cancelProjectionRebuild(name: "accounts") { name } }`, auth.Admin},
 	{"mutation with an admin field", `mutation { a: appendEvents(stream: "note-2", events: [{type: "NoteTaken", data: {}}]) { position } b: retryProjection(name: "accounts") { name } }`, auth.Admin},
 	{"admin field in an inline fragment", `mutation { ... on Mutation { retryProjection(name: "accounts") { name } } }`, auth.Admin},
 	{"admin field left out by @include", `mutation { a: appendEvents(stream: "note-3", events: [{type: "NoteTaken", data: {}}]) { position } b: retryProjection(name: "accounts") @include(if: false) { name } }`, auth.Writer},

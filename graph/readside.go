@@ -140,22 +140,44 @@ func (r *Resolver) projectionStatuses(ctx context.Context) ([]*model.ProjectionS
 	return out, nil
 }
 
-// projectionStatus returns the newest version of the named projection.
-func (r *Resolver) projectionStatus(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+// generationStatus returns the status of generation g (its name, version
+// and generation) as projections lists it, with its lag; nil when it was
+// retired meanwhile (a rebuild cancelled, or replaced by a newer one).
+func (r *Resolver) generationStatus(ctx context.Context, g projections.Status) (*model.ProjectionStatus, error) {
+	return r.statusWhere(ctx, func(s *model.ProjectionStatus) bool {
+		return s.Name == g.Name && s.Version == g.Version && s.Generation == g.Generation
+	})
+}
+
+// servingStatus returns the status of the generation of projection name
+// that queries read; nil when none does.
+func (r *Resolver) servingStatus(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+	return r.statusWhere(ctx, func(s *model.ProjectionStatus) bool { return s.Name == name && s.Serving })
+}
+
+func (r *Resolver) statusWhere(ctx context.Context, match func(*model.ProjectionStatus) bool) (*model.ProjectionStatus, error) {
 	list, err := r.projectionStatuses(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var found *model.ProjectionStatus
 	for _, s := range list {
-		if s.Name == name {
-			found = s
+		if match(s) {
+			return s, nil
 		}
 	}
-	if found == nil {
-		return nil, domain.Errorf(domain.NotFound, "no projection named %q", name)
+	return nil, nil
+}
+
+// shown picks, of the generations an administrator's mutation acted on
+// (by version and generation, at least one), the one its result shows: the
+// one queries read when it is among them, else the newest.
+func shown(acted []projections.Status) projections.Status {
+	for _, s := range acted {
+		if s.Serving {
+			return s
+		}
 	}
-	return found, nil
+	return acted[len(acted)-1]
 }
 
 func toProjectionStatus(rep projections.Report) *model.ProjectionStatus {

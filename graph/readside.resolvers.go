@@ -23,10 +23,22 @@ func (r *mutationResolver) RebuildProjection(ctx context.Context, name string) (
 	if err := r.readSide(); err != nil {
 		return nil, err
 	}
-	if err := r.Admin.Rebuild(ctx, name); err != nil {
+	added, err := r.Admin.Rebuild(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	return r.projectionStatus(ctx, name)
+	return r.generationStatus(ctx, added)
+}
+
+// CancelProjectionRebuild is the resolver for the cancelProjectionRebuild field.
+func (r *mutationResolver) CancelProjectionRebuild(ctx context.Context, name string) (*model.ProjectionStatus, error) {
+	if err := r.readSide(); err != nil {
+		return nil, err
+	}
+	if _, err := r.Admin.CancelRebuild(ctx, name); err != nil {
+		return nil, err
+	}
+	return r.servingStatus(ctx, name)
 }
 
 // RetryProjection is the resolver for the retryProjection field.
@@ -34,10 +46,11 @@ func (r *mutationResolver) RetryProjection(ctx context.Context, name string) (*m
 	if err := r.readSide(); err != nil {
 		return nil, err
 	}
-	if err := r.Admin.Retry(ctx, name); err != nil {
+	retried, err := r.Admin.Retry(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	return r.projectionStatus(ctx, name)
+	return r.generationStatus(ctx, shown(retried))
 }
 
 // SkipProjectionEvent is the resolver for the skipProjectionEvent field.
@@ -45,10 +58,11 @@ func (r *mutationResolver) SkipProjectionEvent(ctx context.Context, name string,
 	if err := r.readSide(); err != nil {
 		return nil, err
 	}
-	if err := r.Admin.Skip(ctx, name, int64(position)); err != nil {
+	skipped, err := r.Admin.Skip(ctx, name, int64(position))
+	if err != nil {
 		return nil, err
 	}
-	return r.projectionStatus(ctx, name)
+	return r.generationStatus(ctx, shown(skipped))
 }
 
 // Account is the resolver for the account field.

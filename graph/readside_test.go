@@ -47,6 +47,9 @@ type fullOptions struct {
 	tracer      trace.TracerProvider            // default: no tracing
 	// fulfilment, when set, runs the fulfilment saga with this step timeout.
 	fulfilment time.Duration
+	// maxFailures, when set, is the runner's MaxFailures, with a 10 ms
+	// backoff: a projection that cannot fold an event fails at once.
+	maxFailures int
 }
 
 // shippedNames are the names of the read models the gateway runs, sorted.
@@ -92,6 +95,9 @@ func newFullGatewayWith(t *testing.T, o fullOptions) *pgGateway {
 	validated := eventstore.WithSchemas(store, registry)
 	var commandStore eventstore.Store = validated
 	runnerOpts := projections.Options{Poll: 50 * time.Millisecond, LeaderRetry: 50 * time.Millisecond}
+	if o.maxFailures > 0 {
+		runnerOpts.MaxFailures, runnerOpts.RetryBackoff = o.maxFailures, 10*time.Millisecond
+	}
 	if o.tracer != nil {
 		commandStore = tracing.Store(validated, o.tracer)
 		runnerOpts.Trace = tracing.ProjectionBatch(o.tracer)
@@ -257,6 +263,8 @@ func TestAccountListStatementAndTotals(t *testing.T) {
 		{"retry a healthy projection", `mutation { retryProjection(name: "accounts") { name } }`, "RULE_VIOLATION"},
 		{"skip on a healthy projection", `mutation { skipProjectionEvent(name: "accounts", position: 1) { name } }`, "RULE_VIOLATION"},
 		{"rebuild an unknown projection", `mutation { rebuildProjection(name: "nope") { name } }`, "NOT_FOUND"},
+		{"cancel the rebuild of an unknown projection", `mutation { cancelProjectionRebuild(name: "nope") { name } }`, "NOT_FOUND"},
+		{"cancel a rebuild when none is under way", `mutation { cancelProjectionRebuild(name: "accounts") { name } }`, "RULE_VIOLATION"},
 	} {
 		resp, _ := g.post(c.query, nil)
 		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != c.code {

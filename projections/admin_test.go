@@ -56,7 +56,7 @@ func TestConcurrentRebuildsStartOne(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				errs[i] = projections.NewAdmin(e.pool).Rebuild(ctx, p.Name())
+				_, errs[i] = projections.NewAdmin(e.pool).Rebuild(ctx, p.Name())
 			}()
 		}
 		close(start)
@@ -105,12 +105,14 @@ func TestAdminRefusesNamesNoProjectionHas(t *testing.T) {
 	admin := projections.NewAdmin(e.pool)
 	for _, name := range []string{"accounts\x00", "\xff", "accounts\xff"} {
 		for what, err := range map[string]error{
-			"Rebuild":       projections.Rebuild(ctx, e.pool, name),
-			"Retry":         projections.Retry(ctx, e.pool, name),
-			"Skip":          projections.Skip(ctx, e.pool, name, 1),
-			"Admin.Rebuild": admin.Rebuild(ctx, name),
-			"Admin.Retry":   admin.Retry(ctx, name),
-			"Admin.Skip":    admin.Skip(ctx, name, 1),
+			"Rebuild":             errOf(projections.Rebuild(ctx, e.pool, name)),
+			"Retry":               errOf(projections.Retry(ctx, e.pool, name)),
+			"Skip":                errOf(projections.Skip(ctx, e.pool, name, 1)),
+			"Admin.Rebuild":       errOf(admin.Rebuild(ctx, name)),
+			"Admin.Retry":         errOf(admin.Retry(ctx, name)),
+			"Admin.Skip":          errOf(admin.Skip(ctx, name, 1)),
+			"CancelRebuild":       errOf(projections.CancelRebuild(ctx, e.pool, name)),
+			"Admin.CancelRebuild": errOf(admin.CancelRebuild(ctx, name)),
 		} {
 			if domain.CodeOf(err) != domain.NotFound {
 				t.Errorf("%s(%q): %v (code %s), want NOT_FOUND", what, name, err, domain.CodeOf(err))
@@ -125,3 +127,6 @@ func TestAdminRefusesNamesNoProjectionHas(t *testing.T) {
 		t.Errorf("projections changed:\n%+v\nwant\n%+v", after, before)
 	}
 }
+
+// errOf is the error of a call that also returns a value.
+func errOf[T any](_ T, err error) error { return err }

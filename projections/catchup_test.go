@@ -469,7 +469,7 @@ func TestFailureMidCatchUpIsNarrowedDown(t *testing.T) {
 	if s.FailedPosition != bad || s.Position != bad-1 || n != bad-1 {
 		t.Fatalf("failed at %d with the checkpoint at %d and %d events applied; want it stopped at %d", s.FailedPosition, s.Position, n, bad)
 	}
-	if err := projections.Skip(ctx, e.pool, "poison", bad); err != nil {
+	if _, err := projections.Skip(ctx, e.pool, "poison", bad); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the projection to finish", caughtUp(t, e, "poison", 1, head))

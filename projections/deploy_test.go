@@ -134,7 +134,7 @@ func TestARetiredVersionIsBuiltAgainWhenTheNewerOneRunsNowhere(t *testing.T) {
 		t.Errorf("v2 after the rollback: %+v; want it kept, not serving, for the next deploy", s)
 	}
 	// What v2 left behind is no rebuild of the version serving.
-	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+	if _, err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
 		t.Fatalf("rebuilding v1 after the rollback: %v", err)
 	}
 	waitFor(t, "the rebuild to serve", func() bool {

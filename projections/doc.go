@@ -24,7 +24,12 @@
 // takes queries back from a newer one that a process runs (during a rolling
 // deploy it retires); once no process has run the newer version for
 // Options.RollbackGrace (a rollback), the older one is built anew and
-// serves again.
+// serves again. Rebuild builds a new generation of the serving version the
+// same way, one at a time (it replaces one that FAILED); CancelRebuild
+// abandons it and drops its tables. What changes a projection's
+// generations (a rebuild asked for or cancelled, a generation set up, a
+// switch to serving) takes one transaction-scoped advisory lock per
+// projection name, so that a cancel and a switch never interleave.
 //
 // With several gateway processes on one database, each projection runs in
 // exactly one of them at a time: the one holding its session-level advisory
@@ -36,6 +41,7 @@
 //
 // A projection that fails on an event retries with backoff; after
 // MaxFailures it stops in the FAILED state naming the event, the error and
-// the position, until an admin retries it or skips the event. Other
-// projections keep running.
+// the position, until an admin retries it or skips the event (Retry and
+// Skip act on every FAILED generation of the name and return them), or,
+// for a rebuild, cancels or replaces it. Other projections keep running.
 package projections

@@ -27,7 +27,7 @@ func TestFailureClearedOncePast(t *testing.T) {
 	}
 	bad := add(`{"poison": true}`)
 	waitFor(t, "poison to fail", func() bool { return status(t, e.pool, "poison", 1).Status == "FAILED" })
-	if err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition); err != nil {
+	if _, err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition); err != nil {
 		t.Fatal(err)
 	}
 	after := add(`{"n": 2}`)

@@ -486,14 +486,14 @@ func TestPoisonedEventStopsOnlyItsProjection(t *testing.T) {
 	waitFor(t, "accounts to continue", caughtUp(t, e, "accounts", accountsV, open.Position))
 
 	// Retrying does not help (the event is still poisoned); skipping does.
-	if err := projections.Retry(ctx, e.pool, "poison"); err != nil {
+	if _, err := projections.Retry(ctx, e.pool, "poison"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the retry to fail again", func() bool { return status(t, e.pool, "poison", 1).Status == "FAILED" })
-	if err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition+1); domain.CodeOf(err) != domain.RuleViolation {
+	if _, err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition+1); domain.CodeOf(err) != domain.RuleViolation {
 		t.Fatalf("skip at the wrong position: %v", err)
 	}
-	if err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition); err != nil {
+	if _, err := projections.Skip(ctx, e.pool, "poison", bad.LastPosition); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "poison to pass the event", caughtUp(t, e, "poison", 1, open.Position))
@@ -506,9 +506,9 @@ func TestPoisonedEventStopsOnlyItsProjection(t *testing.T) {
 		err  error
 		code domain.Code
 	}{
-		{projections.Retry(ctx, e.pool, "nope"), domain.NotFound},
-		{projections.Retry(ctx, e.pool, "poison"), domain.RuleViolation},
-		{projections.Skip(ctx, e.pool, "nope", 1), domain.NotFound},
+		{errOf(projections.Retry(ctx, e.pool, "nope")), domain.NotFound},
+		{errOf(projections.Retry(ctx, e.pool, "poison")), domain.RuleViolation},
+		{errOf(projections.Skip(ctx, e.pool, "nope", 1)), domain.NotFound},
 	} {
 		if domain.CodeOf(c.err) != c.code {
 			t.Errorf("admin error = %v, want %s", c.err, c.code)
@@ -579,13 +579,13 @@ func TestRebuildOnRequest(t *testing.T) {
 	stop()
 	<-done
 
-	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+	if _, err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
 		t.Fatal(err)
 	}
-	if err := projections.Rebuild(ctx, e.pool, "accounts"); domain.CodeOf(err) != domain.RuleViolation {
+	if _, err := projections.Rebuild(ctx, e.pool, "accounts"); domain.CodeOf(err) != domain.RuleViolation {
 		t.Fatalf("a second rebuild while one is under way: %v", err)
 	}
-	if err := projections.Rebuild(ctx, e.pool, "nope"); domain.CodeOf(err) != domain.NotFound {
+	if _, err := projections.Rebuild(ctx, e.pool, "nope"); domain.CodeOf(err) != domain.NotFound {
 		t.Fatalf("rebuilding an unknown projection: %v", err)
 	}
 	e.start(t, projections.Options{BatchSize: 9}, projections.Accounts{})
@@ -647,7 +647,7 @@ func TestRebuildOnRequestWhileEventsFlow(t *testing.T) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+	if _, err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "generation 2 to serve while deposits go on", func() bool {
@@ -733,7 +733,7 @@ func TestPassedFollowsTheServingGeneration(t *testing.T) {
 	r := e.start(t, projections.Options{BatchSize: 5, CatchUpBatchSize: 5}, projections.Accounts{})
 	head := e.head(t)
 	waitFor(t, "generation 1 to catch up", func() bool { p, ok := r.Passed("accounts"); return ok && p >= head })
-	if err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
+	if _, err := projections.Rebuild(ctx, e.pool, "accounts"); err != nil {
 		t.Fatal(err)
 	}
 	misses := 0

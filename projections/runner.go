@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -318,10 +319,25 @@ func (in *instance) schema() string {
 }
 
 // setup creates the instance's schema and tables; the first generation of
-// the first version of a projection serves queries at once.
+// the first version of a projection serves queries at once. It creates
+// nothing for a generation retired meanwhile (a rebuild cancelled before
+// this process set it up), and says so with errRetired: it holds the lock
+// CancelRebuild takes, so the schema is either made before a cancel, which
+// drops it, or not at all.
 func (r *Runner) setup(ctx context.Context, in *instance) error {
 	p := in.p
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := lockGenerations(ctx, tx, p.Name()); err != nil {
+			return err
+		}
+		var live bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM public.projections WHERE name = $1 AND version = $2 AND generation = $3 AND status <> 'RETIRED')`,
+			p.Name(), p.Version(), in.generation).Scan(&live); err != nil {
+			return err
+		}
+		if !live {
+			return errRetired
+		}
 		schema := pgx.Identifier{in.schema()}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
 			return fmt.Errorf("setup %s: %w", p.Name(), err)
@@ -414,9 +430,15 @@ func (r *Runner) unledGap() time.Duration { return 3 * max(r.opts.LeaderRetry, r
 
 // switchServing makes the instance the one queries read, in tx: the views
 // in schema readmodel are replaced, atomically for readers. It switches
-// nothing when a newer instance serves (see newerServing), and says so.
+// nothing when a newer instance serves (see newerServing), and says so. It
+// takes the lock that CancelRebuild takes, so that a cancel and a switch
+// of the same generation come one after the other: a generation retired
+// meanwhile (its rebuild cancelled) does not switch (errRetired).
 func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (newer, error) {
 	p := in.p
+	if err := lockGenerations(ctx, tx, p.Name()); err != nil {
+		return noNewer, err
+	}
 	if n, err := r.newerServing(ctx, tx, p.Name(), p.Version(), in.generation); err != nil || n != noNewer {
 		return n, err
 	}
@@ -433,9 +455,13 @@ func (r *Runner) switchServing(ctx context.Context, tx pgx.Tx, in *instance) (ne
 	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = false WHERE name = $1 AND serving`, p.Name()); err != nil {
 		return noNewer, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp() WHERE name = $1 AND version = $2 AND generation = $3`,
-		p.Name(), p.Version(), in.generation); err != nil {
+	tag, err := tx.Exec(ctx, `UPDATE public.projections SET serving = true, updated_at = clock_timestamp()
+		WHERE name = $1 AND version = $2 AND generation = $3 AND status <> 'RETIRED'`, p.Name(), p.Version(), in.generation)
+	if err != nil {
 		return noNewer, err
+	}
+	if tag.RowsAffected() == 0 {
+		return noNewer, errRetired // the transaction rolls back: what served serves on
 	}
 	for _, t := range p.Tables() {
 		view := pgx.Identifier{"readmodel", t}.Sanitize()
@@ -476,21 +502,67 @@ func (r *Runner) retireOlder(ctx context.Context, in *instance) error {
 }
 
 // retire drops the schema of a generation of a projection version and
-// marks it RETIRED.
+// marks it RETIRED (see retireGeneration).
 func (r *Runner) retire(ctx context.Context, name string, version, generation int) error {
-	schema := GenerationSchema(name, version, generation)
-	if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		return err
-	}
-	if _, err := r.pool.Exec(ctx, `UPDATE projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp()
-		WHERE name = $1 AND version = $2 AND generation = $3`, name, version, generation); err != nil {
+	if err := retireGeneration(ctx, r.pool, name, version, generation); err != nil {
 		return err
 	}
 	r.log.InfoContext(ctx, "retired projection", "projection", name, "version", version, "generation", generation)
 	return nil
 }
 
+// execer runs a statement: a pool (each statement in a transaction of its
+// own) or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// retireGeneration drops the schema of a generation of a projection
+// version (its tables) and marks it RETIRED and not serving, through q:
+// the runner's pool once queries read a newer generation, CancelRebuild's
+// transaction to abandon a rebuild. The schema goes first: a runner's
+// transaction applying a batch to the generation holds its tables and
+// moves its checkpoint (its row) last, so the drop waits for that batch
+// to end, where marking the row first would have each wait for the other.
+// The runner then finds the generation gone (see retiredMeanwhile).
+func retireGeneration(ctx context.Context, q execer, name string, version, generation int) error {
+	schema := GenerationSchema(name, version, generation)
+	if _, err := q.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `UPDATE public.projections SET status = 'RETIRED', serving = false, updated_at = clock_timestamp()
+		WHERE name = $1 AND version = $2 AND generation = $3`, name, version, generation)
+	return err
+}
+
 var errLostLead = errors.New("checkpoint moved under us: another process runs this projection")
+
+// errRetired: the generation was retired while this process ran it (its
+// rebuild was cancelled, or a newer version took over).
+var errRetired = errors.New("the generation was retired while it ran")
+
+// retiredMeanwhile tells an error of setting up or applying the log to an
+// instance that comes of its generation having been retired while this
+// process ran it from any other: CancelRebuild (or a newer version's
+// process) dropped its tables and marked its row, so its next batch found
+// no tables, or no RUNNING row to move. The caller forgets the instance
+// and reads the rows again, and the serving generation goes on; any other
+// error stops follow, which holds the serving generation up for
+// LeaderRetry (as this one did too, before 2026-11-27).
+func (r *Runner) retiredMeanwhile(ctx context.Context, in *instance, err error) bool {
+	switch {
+	case errors.Is(err, errRetired):
+		return true
+	case !errors.Is(err, errLostLead):
+		return false
+	}
+	var live bool
+	if qerr := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND version = $2 AND generation = $3 AND status <> 'RETIRED')`,
+		in.p.Name(), in.p.Version(), in.generation).Scan(&live); qerr != nil {
+		return false
+	}
+	return !live
+}
 
 // follow applies the log to every live generation of p's version from its
 // checkpoint until ctx ends or the leader connection fails. A generation
@@ -529,6 +601,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 				r.log.InfoContext(ctx, "projection version retired", "projection", p.Name(), "version", p.Version())
 				return nil
 			}
+			r.forgetRetired(instances, states)
 			if err := leaderConn.Ping(ctx); err != nil {
 				return fmt.Errorf("leader connection: %w", err)
 			}
@@ -545,7 +618,12 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			}
 			if !in.ready {
 				if err := r.setup(ctx, in); err != nil {
-					return err
+					if !r.retiredMeanwhile(ctx, in, err) {
+						return err
+					}
+					r.dropRetired(ctx, instances, in)
+					busy, reload = true, true
+					continue
 				}
 				in.ready = true
 				if st.serving {
@@ -567,7 +645,12 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			}
 			more, err := r.step(ctx, in, st)
 			if err != nil {
-				return err
+				if !r.retiredMeanwhile(ctx, in, err) {
+					return err
+				}
+				r.dropRetired(ctx, instances, in)
+				busy, reload = true, true
+				continue
 			}
 			busy = busy || more
 			reload = reload || st.stale
@@ -593,6 +676,26 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 		case <-changed:
 		case <-timer.C:
 			reload = true
+		}
+	}
+}
+
+// dropRetired forgets an instance whose generation was retired while this
+// process ran it (see retiredMeanwhile).
+func (r *Runner) dropRetired(ctx context.Context, instances map[int]*instance, in *instance) {
+	r.log.InfoContext(ctx, "projection generation retired while it ran", "projection", in.p.Name(),
+		"version", in.p.Version(), "generation", in.generation)
+	in.dropReadAhead()
+	delete(instances, in.generation)
+}
+
+// forgetRetired forgets the instances of generations no longer live (a
+// rebuild cancelled, a generation retired once a newer one served).
+func (r *Runner) forgetRetired(instances map[int]*instance, states []state) {
+	for g, in := range instances {
+		if !slices.ContainsFunc(states, func(st state) bool { return st.generation == g }) {
+			in.dropReadAhead()
+			delete(instances, g)
 		}
 	}
 }
@@ -845,7 +948,8 @@ func (r *Runner) recordFailure(ctx context.Context, in *instance, events []domai
 		WHERE name = $1 AND version = $2 AND generation = $3 AND status <> 'RETIRED' RETURNING failures`,
 		in.p.Name(), in.p.Version(), in.generation, truncateError(cause), e.Position, e.ID, single, r.opts.MaxFailures).Scan(&failures)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("projection %s v%d generation %d was retired while it ran", in.p.Name(), in.p.Version(), in.generation)
+		// What failed is likely the missing tables of a cancelled rebuild.
+		return 0, fmt.Errorf("projection %s v%d generation %d: %w", in.p.Name(), in.p.Version(), in.generation, errRetired)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("record failure of %s: %w", in.p.Name(), err)

@@ -204,37 +204,38 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddOrderItem           func(childComplexity int, input model.AddOrderItemInput) int
-		AddProduct             func(childComplexity int, input model.AddProductInput) int
-		AppendEvents           func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
-		ApplyInterest          func(childComplexity int, input model.ApplyInterestInput) int
-		CancelOrder            func(childComplexity int, input model.CancelOrderInput) int
-		ChangePrice            func(childComplexity int, input model.ChangePriceInput) int
-		ChargeFee              func(childComplexity int, input model.ChargeFeeInput) int
-		CheckEventSchema       func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
-		CloseAccount           func(childComplexity int, input model.CloseAccountInput) int
-		ConfirmOrder           func(childComplexity int, input model.ConfirmOrderInput) int
-		DepositMoney           func(childComplexity int, input model.DepositMoneyInput) int
-		DeprecateEventSchema   func(childComplexity int, typeArg string, version int, deprecated *bool) int
-		FreezeAccount          func(childComplexity int, input model.FreezeAccountInput) int
-		OpenAccount            func(childComplexity int, input model.OpenAccountInput) int
-		PayOutClosedAccount    func(childComplexity int, input model.PayOutClosedAccountInput) int
-		PlaceOrder             func(childComplexity int, input model.PlaceOrderInput) int
-		RebuildProjection      func(childComplexity int, name string) int
-		RegisterEventMigration func(childComplexity int, typeArg string, fromVersion int, operations []*model.MigrationOperationInput) int
-		RegisterEventSchema    func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
-		ReleaseStock           func(childComplexity int, input model.ReleaseStockInput) int
-		RemoveOrderItem        func(childComplexity int, input model.RemoveOrderItemInput) int
-		ReserveStock           func(childComplexity int, input model.ReserveStockInput) int
-		RestockProduct         func(childComplexity int, input model.RestockProductInput) int
-		RetryFulfilment        func(childComplexity int, orderID string) int
-		RetryProjection        func(childComplexity int, name string) int
-		SetEventCompatibility  func(childComplexity int, typeArg string, mode model.Compatibility) int
-		ShipOrder              func(childComplexity int, input model.ShipOrderInput) int
-		SkipProjectionEvent    func(childComplexity int, name string, position model.Position) int
-		SubmitOrder            func(childComplexity int, input model.SubmitOrderInput) int
-		UnfreezeAccount        func(childComplexity int, input model.UnfreezeAccountInput) int
-		WithdrawMoney          func(childComplexity int, input model.WithdrawMoneyInput) int
+		AddOrderItem            func(childComplexity int, input model.AddOrderItemInput) int
+		AddProduct              func(childComplexity int, input model.AddProductInput) int
+		AppendEvents            func(childComplexity int, stream string, expectedVersion *int, events []*model.EventInput) int
+		ApplyInterest           func(childComplexity int, input model.ApplyInterestInput) int
+		CancelOrder             func(childComplexity int, input model.CancelOrderInput) int
+		CancelProjectionRebuild func(childComplexity int, name string) int
+		ChangePrice             func(childComplexity int, input model.ChangePriceInput) int
+		ChargeFee               func(childComplexity int, input model.ChargeFeeInput) int
+		CheckEventSchema        func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
+		CloseAccount            func(childComplexity int, input model.CloseAccountInput) int
+		ConfirmOrder            func(childComplexity int, input model.ConfirmOrderInput) int
+		DepositMoney            func(childComplexity int, input model.DepositMoneyInput) int
+		DeprecateEventSchema    func(childComplexity int, typeArg string, version int, deprecated *bool) int
+		FreezeAccount           func(childComplexity int, input model.FreezeAccountInput) int
+		OpenAccount             func(childComplexity int, input model.OpenAccountInput) int
+		PayOutClosedAccount     func(childComplexity int, input model.PayOutClosedAccountInput) int
+		PlaceOrder              func(childComplexity int, input model.PlaceOrderInput) int
+		RebuildProjection       func(childComplexity int, name string) int
+		RegisterEventMigration  func(childComplexity int, typeArg string, fromVersion int, operations []*model.MigrationOperationInput) int
+		RegisterEventSchema     func(childComplexity int, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) int
+		ReleaseStock            func(childComplexity int, input model.ReleaseStockInput) int
+		RemoveOrderItem         func(childComplexity int, input model.RemoveOrderItemInput) int
+		ReserveStock            func(childComplexity int, input model.ReserveStockInput) int
+		RestockProduct          func(childComplexity int, input model.RestockProductInput) int
+		RetryFulfilment         func(childComplexity int, orderID string) int
+		RetryProjection         func(childComplexity int, name string) int
+		SetEventCompatibility   func(childComplexity int, typeArg string, mode model.Compatibility) int
+		ShipOrder               func(childComplexity int, input model.ShipOrderInput) int
+		SkipProjectionEvent     func(childComplexity int, name string, position model.Position) int
+		SubmitOrder             func(childComplexity int, input model.SubmitOrderInput) int
+		UnfreezeAccount         func(childComplexity int, input model.UnfreezeAccountInput) int
+		WithdrawMoney           func(childComplexity int, input model.WithdrawMoneyInput) int
 	}
 
 	Order struct {
@@ -477,6 +478,7 @@ type MutationResolver interface {
 	ReleaseStock(ctx context.Context, input model.ReleaseStockInput) (*model.CommandResult, error)
 	ChangePrice(ctx context.Context, input model.ChangePriceInput) (*model.CommandResult, error)
 	RebuildProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
+	CancelProjectionRebuild(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	RetryProjection(ctx context.Context, name string) (*model.ProjectionStatus, error)
 	SkipProjectionEvent(ctx context.Context, name string, position model.Position) (*model.ProjectionStatus, error)
 	RegisterEventSchema(ctx context.Context, typeArg string, schema model.JSON, compatibility *model.Compatibility, migration []*model.MigrationOperationInput) (*model.SchemaVerdict, error)
@@ -1264,6 +1266,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CancelOrder(childComplexity, args["input"].(model.CancelOrderInput)), true
+	case "Mutation.cancelProjectionRebuild":
+		if e.ComplexityRoot.Mutation.CancelProjectionRebuild == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelProjectionRebuild_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelProjectionRebuild(childComplexity, args["name"].(string)), true
 	case "Mutation.changePrice":
 		if e.ComplexityRoot.Mutation.ChangePrice == nil {
 			break
@@ -3265,7 +3278,7 @@ type ProjectionStatus {
   generation: Int!
   "RUNNING or FAILED."
   status: String!
-  "True for the version queries read."
+  "True for the version (and generation) queries read; false for a rebuild being built beside it."
   serving: Boolean!
   "The last position applied."
   position: Position!
@@ -3306,12 +3319,31 @@ extend type Mutation {
   Rebuilds a projection from the start of the log beside the serving tables,
   which keep answering queries; queries switch over atomically once the
   rebuild has caught up, and the old tables are dropped. Returns the new
-  generation. Rules: REBUILD_IN_PROGRESS.
+  generation. A rebuild that has FAILED is replaced (its tables dropped, as
+  cancelProjectionRebuild does); one that runs is not. Rules:
+  REBUILD_IN_PROGRESS (a rebuild of it runs).
   """
   rebuildProjection(name: String!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
-  "Puts a FAILED projection back to work from the event it failed on."
+  """
+  Abandons a projection's rebuild, RUNNING or FAILED: its generation is
+  retired and its tables dropped; the serving generation, which it returns,
+  goes on answering queries. A rebuild that has switched to serving is no
+  longer under way. Rules: NO_REBUILD_IN_PROGRESS.
+  """
+  cancelProjectionRebuild(name: String!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
+  """
+  Puts every FAILED generation of a projection (the serving one, a rebuild)
+  back to work from the event it failed on. Returns the one queries read
+  when it was among them, else the newest of them; ` + "`" + `projections` + "`" + ` lists all.
+  Rules: NOT_FAILED.
+  """
   retryProjection(name: String!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
-  "Moves a FAILED projection past the event at ` + "`" + `position` + "`" + ` (the one it failed on)."
+  """
+  Moves every FAILED generation of a projection that failed on the event at
+  ` + "`" + `position` + "`" + ` past it. Returns the one queries read when it was among them,
+  else the newest of them. Rules: NOT_FAILED, WRONG_POSITION (none failed
+  there).
+  """
   skipProjectionEvent(name: String!, position: Position!): ProjectionStatus @hasRole(role: ADMIN) @gatewayWide
 }
 `, BuiltIn: false},
@@ -4586,6 +4618,20 @@ func (ec *executionContext) field_Mutation_cancelOrder_args(ctx context.Context,
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelProjectionRebuild_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
 	return args, nil
 }
 
@@ -9544,6 +9590,50 @@ func (ec *executionContext) fieldContext_Mutation_rebuildProjection(ctx context.
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_rebuildProjection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelProjectionRebuild(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelProjectionRebuild(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelProjectionRebuild(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ProjectionStatus) graphql.Marshaler {
+			return ec.marshalOProjectionStatus2ᚖcqrsgateᚋgraphᚋmodelᚐProjectionStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelProjectionRebuild(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProjectionStatus(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelProjectionRebuild_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -17692,6 +17782,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "rebuildProjection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rebuildProjection(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cancelProjectionRebuild":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelProjectionRebuild(ctx, field)
 			})
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++

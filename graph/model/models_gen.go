@@ -507,7 +507,7 @@ type ProjectionStatus struct {
 	Generation int `json:"generation"`
 	// RUNNING or FAILED.
 	Status string `json:"status"`
-	// True for the version queries read.
+	// True for the version (and generation) queries read; false for a rebuild being built beside it.
 	Serving bool `json:"serving"`
 	// The last position applied.
 	Position Position `json:"position"`

@@ -65,7 +65,7 @@ func TestMetricsDuringRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := projections.NewAdmin(pool)
-	if err := admin.Rebuild(ctx, "accounts"); err != nil {
+	if _, err := admin.Rebuild(ctx, "accounts"); err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.New()

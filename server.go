@@ -564,14 +564,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // readyz reports whether the gateway can serve: the database answers, its
-// migrations are applied, no projection has failed, and shutdown has not
-// begun. Its body also says whether authentication is on or the gateway
-// runs in development mode. The database checks run through a readyChecks:
-// at most one at a time, a passing result reused for readyFresh.
+// migrations are applied, no projection that queries read has failed, and
+// shutdown has not begun. Its body also says whether authentication is on
+// or the gateway runs in development mode, and, under "warnings", what
+// failed without making it unready (a rebuild beside a serving
+// generation). The database checks run through a readyChecks: at most one
+// at a time, a passing result reused for readyFresh.
 func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) http.HandlerFunc {
-	checks := &readyChecks{run: func(ctx context.Context) map[string]string { return databaseChecks(ctx, pool) }}
+	checks := &readyChecks{run: func(ctx context.Context) readiness { return databaseChecks(ctx, pool) }}
 	return func(w http.ResponseWriter, r *http.Request) {
-		c := checks.get(r.Context())
+		got := checks.get(r.Context())
+		c := got.checks
 		c["shutdown"] = "ok"
 		if shuttingDown.Load() {
 			c["shutdown"] = "shutting down"
@@ -579,6 +582,9 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) htt
 		ready := passed(c)
 		status := http.StatusOK
 		body := map[string]any{"status": "ok", "checks": c, "authentication": "on"}
+		if len(got.warnings) > 0 {
+			body["warnings"] = got.warnings
+		}
 		if !authEnabled {
 			body["authentication"] = "off: development mode, every caller is an administrator"
 		}
@@ -589,34 +595,56 @@ func readyz(pool *pgxpool.Pool, shuttingDown *atomic.Bool, authEnabled bool) htt
 	}
 }
 
+// readiness is what /readyz's database checks found: checks, each "ok"
+// or why not, which must all pass; and warnings, what an operator should
+// see that does not make the gateway unready.
+type readiness struct {
+	checks, warnings map[string]string
+}
+
 // databaseChecks runs /readyz's checks of the database: it answers, the
-// migrations are applied, no projection has failed ("ok" each, or why not).
-func databaseChecks(ctx context.Context, pool *pgxpool.Pool) map[string]string {
+// migrations are applied, no serving projection generation (one queries
+// read) has failed ("ok" each, or why not). A generation that failed
+// without serving (a rebuild beside the serving one, or a version that
+// another release runs) is a warning: no query reads it, so it does not
+// take every gateway out of its load balancer.
+func databaseChecks(ctx context.Context, pool *pgxpool.Pool) readiness {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "migrations": "ok", "projections": "ok"}
+	r := readiness{checks: map[string]string{"database": "ok", "migrations": "ok", "projections": "ok"}}
 	if err := pool.Ping(ctx); err != nil {
-		checks["database"] = "unreachable"
-		return checks
+		r.checks["database"] = "unreachable"
+		return r
 	}
 	ok1, err1 := eventstore.MigrationsApplied(ctx, pool)
 	ok2, err2 := projections.MigrationsApplied(ctx, pool)
 	ok3, err3 := schemaregistry.MigrationsApplied(ctx, pool)
 	if err1 != nil || err2 != nil || err3 != nil || !ok1 || !ok2 || !ok3 {
-		checks["migrations"] = "not applied"
-		return checks
+		r.checks["migrations"] = "not applied"
+		return r
 	}
 	list, err := projections.List(ctx, pool)
 	if err != nil {
-		checks["projections"] = "unreadable"
-		return checks
+		r.checks["projections"] = "unreadable"
+		return r
 	}
+	var failed, notServing []string
 	for _, p := range list {
-		if p.Status == "FAILED" {
-			checks["projections"] = fmt.Sprintf("%s v%d failed at position %d", p.Name, p.Version, p.FailedPosition)
+		switch {
+		case p.Status != "FAILED":
+		case p.Serving:
+			failed = append(failed, fmt.Sprintf("%s v%d failed at position %d", p.Name, p.Version, p.FailedPosition))
+		default:
+			notServing = append(notServing, fmt.Sprintf("%s v%d generation %d, which does not serve, failed at position %d", p.Name, p.Version, p.Generation, p.FailedPosition))
 		}
 	}
-	return checks
+	if len(failed) > 0 {
+		r.checks["projections"] = strings.Join(failed, "; ")
+	}
+	if len(notServing) > 0 {
+		r.warnings = map[string]string{"projections": strings.Join(notServing, "; ")}
+	}
+	return r
 }
 
 // readyFresh is how long a passing result of /readyz's database checks is
@@ -630,19 +658,19 @@ const readyFresh = time.Second
 // Calls that come while the checks run wait for their result. A failing
 // result is not reused, so that a recovery shows at once.
 type readyChecks struct {
-	run func(context.Context) map[string]string
+	run func(context.Context) readiness
 
 	mu      sync.Mutex
-	passed  time.Time         // when the last result passed (zero: it did not)
-	last    map[string]string // the last result
-	running chan struct{}     // closed when the checks running end; nil when none run
+	passed  time.Time     // when the last result passed (zero: it did not)
+	last    readiness     // the last result
+	running chan struct{} // closed when the checks running end; nil when none run
 }
 
 // get returns a copy of a result of the checks: the last one, when it
 // passed less than readyFresh ago; else that of the checks running, or of
 // checks it runs. A caller whose request ends while it waits gets
 // "database": "not checked".
-func (c *readyChecks) get(ctx context.Context) map[string]string {
+func (c *readyChecks) get(ctx context.Context) readiness {
 	c.mu.Lock()
 	switch {
 	case !c.passed.IsZero() && time.Since(c.passed) < readyFresh:
@@ -652,7 +680,7 @@ func (c *readyChecks) get(ctx context.Context) map[string]string {
 		select {
 		case <-running:
 		case <-ctx.Done():
-			return map[string]string{"database": "not checked"}
+			return readiness{checks: map[string]string{"database": "not checked"}}
 		}
 		c.mu.Lock()
 	default:
@@ -663,12 +691,12 @@ func (c *readyChecks) get(ctx context.Context) map[string]string {
 		result := c.run(context.WithoutCancel(ctx))
 		c.mu.Lock()
 		c.last, c.passed, c.running = result, time.Time{}, nil
-		if passed(result) {
+		if passed(result.checks) {
 			c.passed = time.Now()
 		}
 		close(done)
 	}
-	out := maps.Clone(c.last)
+	out := readiness{checks: maps.Clone(c.last.checks), warnings: maps.Clone(c.last.warnings)}
 	c.mu.Unlock()
 	return out
 }

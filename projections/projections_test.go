@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -450,8 +452,14 @@ func (poison) Setup(ctx context.Context, tx pgx.Tx) error {
 }
 func (poison) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	for _, e := range events {
-		var d struct{ Poison bool }
+		var d struct {
+			Poison bool
+			Why    string
+		}
 		_ = json.Unmarshal(e.Data, &d)
+		if d.Poison && d.Why != "" {
+			return errors.New(d.Why)
+		}
 		if d.Poison {
 			return errors.New("cannot digest this event")
 		}
@@ -513,6 +521,26 @@ func TestPoisonedEventStopsOnlyItsProjection(t *testing.T) {
 		if domain.CodeOf(c.err) != c.code {
 			t.Errorf("admin error = %v, want %s", c.err, c.code)
 		}
+	}
+}
+
+// TestLongFailureIsRecordedInWholeCharacters: a failure's message is kept
+// to 2,000 bytes, cut at a character; cut at a byte, a message of
+// characters of more than one byte was not UTF-8, PostgreSQL refused the
+// record of the failure, and the projection retried the event for good
+// instead of stopping FAILED.
+func TestLongFailureIsRecordedInWholeCharacters(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, projections.Options{MaxFailures: 2, RetryBackoff: 10 * time.Millisecond}, poison{})
+	why := "a" + strings.Repeat("é", 1500)
+	data, _ := json.Marshal(map[string]any{"poison": true, "why": why})
+	if _, err := e.store.Append(context.Background(), "misc-1", domain.ExpectAny, domain.EventData{Type: "Misc", SchemaVersion: 1, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the poison projection to fail", func() bool { return status(t, e.pool, "poison", 1).Status == "FAILED" })
+	s := status(t, e.pool, "poison", 1)
+	if !utf8.ValidString(s.LastError) || len(s.LastError) > 2000 || !strings.HasPrefix(why, strings.TrimSuffix(s.LastError, "...")) {
+		t.Fatalf("last error %q (%d bytes), want the start of the failure's message", s.LastError, len(s.LastError))
 	}
 }
 

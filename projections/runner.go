@@ -957,13 +957,7 @@ func (r *Runner) recordFailure(ctx context.Context, in *instance, events []domai
 	return failures, nil
 }
 
-func truncateError(err error) string {
-	s := err.Error()
-	if len(s) > 2000 {
-		s = s[:2000] + "..."
-	}
-	return s
-}
+func truncateError(err error) string { return domain.CutText(err.Error(), 2000) }
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -33,14 +33,21 @@ func NewListener(cfg *pgx.ConnConfig, wake *Broadcaster, log *slog.Logger) *List
 func (l *Listener) Ready() <-chan struct{} { return l.ready }
 
 // Run listens until ctx ends, then closes its connection and returns nil.
-// Connection failures are logged and retried (backoff up to 5s); they never
-// end Run.
+// Connection failures are logged and retried (backoff up to 5s, from
+// 100ms again once it listens again); they never end Run.
 func (l *Listener) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	const firstBackoff = 100 * time.Millisecond
+	backoff := firstBackoff
 	for {
-		err := l.listen(ctx)
+		listened, err := l.listen(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if listened {
+			// A connection that was lost, not one that could not be
+			// had: each loss over the process's life (a proxy recycling
+			// connections) is retried as promptly as the first.
+			backoff = firstBackoff
 		}
 		l.log.WarnContext(ctx, "eventstore: listener connection lost; reconnecting", "err", err, "backoff", backoff)
 		select {
@@ -52,10 +59,12 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 }
 
-func (l *Listener) listen(ctx context.Context) error {
+// listen connects, listens and passes notifications on until the
+// connection fails; listened reports whether it got as far as listening.
+func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, l.cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -63,7 +72,7 @@ func (l *Listener) listen(ctx context.Context) error {
 		_ = conn.Close(closeCtx)
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
-		return err
+		return false, err
 	}
 	l.readyOnce.Do(func() { close(l.ready) })
 	// Commits may have happened while we were not listening.
@@ -71,7 +80,7 @@ func (l *Listener) listen(ctx context.Context) error {
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		payload, origin, _ := strings.Cut(n.Payload, " ")
 		if origin == l.wake.Origin() {

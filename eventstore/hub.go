@@ -30,25 +30,34 @@ type Hub struct {
 	live    int64 // every event up to here has been handed to the live subscribers
 	subs    map[*HubSubscription]struct{}
 	wake    chan struct{} // closed when live moves, for subscribers catching up
+	back    chan struct{} // closed when the hub reads the log again after failing to
 }
 
 // NewHub returns a Hub over store; Run must be running for subscribers to
 // go live (until then they keep catching up from the store).
 func NewHub(store Store, log *slog.Logger) *Hub {
-	return &Hub{store: store, log: log, poll: time.Second, subs: map[*HubSubscription]struct{}{}, wake: make(chan struct{})}
+	return &Hub{store: store, log: log, poll: time.Second, subs: map[*HubSubscription]struct{}{}, wake: make(chan struct{}), back: make(chan struct{})}
 }
 
 // Run follows the log and feeds the subscribers until ctx ends; it returns
-// nil then. Read errors are logged and retried (each poll interval, a
-// second) from the last position handed to the live subscribers.
+// nil then. Read errors are retried (each poll interval, a second) from
+// the last position handed to the live subscribers, and logged once per
+// outage; once a read succeeds again, Back wakes whoever waits to try
+// again.
 func (h *Hub) Run(ctx context.Context) error {
 	start, err := h.store.ReadAll(ctx, AllQuery{After: 0, Limit: 1})
-	for err != nil {
-		h.log.WarnContext(ctx, "eventstore hub: reading the head", "err", err)
-		if !sleepCtx(ctx, time.Second) {
+	for attempt := 0; err != nil; attempt++ {
+		level := slog.LevelWarn
+		if attempt > 0 {
+			level = slog.LevelDebug // said once per outage
+		}
+		h.log.Log(ctx, level, "eventstore hub: reading the head failed; retrying", "err", err, "in", h.poll)
+		if !sleepCtx(ctx, h.poll) {
 			return nil
 		}
-		start, err = h.store.ReadAll(ctx, AllQuery{After: 0, Limit: 1})
+		if start, err = h.store.ReadAll(ctx, AllQuery{After: 0, Limit: 1}); err == nil {
+			h.readable(ctx, 0, attempt+1)
+		}
 	}
 	h.mu.Lock()
 	h.live, h.started = start.Head, true
@@ -69,11 +78,46 @@ func (h *Hub) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		h.log.WarnContext(ctx, "eventstore hub: reading the log; retrying", "err", err, "after", after)
-		if !sleepCtx(ctx, h.poll) {
-			return nil
+		h.log.WarnContext(ctx, "eventstore hub: reading the log failed; retrying", "err", err, "after", after, "in", h.poll)
+		for attempt := 1; ; attempt++ {
+			if !sleepCtx(ctx, h.poll) {
+				return nil
+			}
+			h.mu.Lock()
+			after = h.live
+			h.mu.Unlock()
+			p, err := h.store.ReadAll(ctx, AllQuery{After: after, Limit: MaxLimit})
+			if err == nil {
+				h.advance(p.Next, p.Events)
+				h.readable(ctx, after, attempt)
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			h.log.DebugContext(ctx, "eventstore hub: reading the log failed; retrying", "err", err, "after", after, "in", h.poll)
 		}
 	}
+}
+
+// readable logs that the hub reads the log again, after attempts failed
+// reads, and wakes those that wait for it (Back).
+func (h *Hub) readable(ctx context.Context, after int64, attempts int) {
+	h.log.InfoContext(ctx, "eventstore hub: reading the log again", "after", after, "failedReads", attempts)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	close(h.back)
+	h.back = make(chan struct{})
+}
+
+// Back returns a channel closed when the hub next reads the log after
+// failing to (the database is back): a reader whose own read failed
+// meanwhile, and that waits to try again, takes it before that read and
+// tries again at once when it closes.
+func (h *Hub) Back() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.back
 }
 
 // advance hands events (all after the current live position, up to next)
@@ -514,12 +558,15 @@ func (s *HubSubscription) catchUp(page Page) bool {
 // readAfter reads the subscriber's events after position after from the
 // store. While the store fails (the database restarting), it tries again,
 // each poll interval (a second) at first and then less often, up to every
-// 30 seconds: the subscription stays open. false: the subscriber has gone.
+// 30 seconds, and at once when the hub reads the log again (Back): the
+// subscription stays open, and catches up as soon as the database is
+// back. false: the subscriber has gone.
 func (s *HubSubscription) readAfter(after int64) (Page, bool) {
 	q := s.filter
 	q.After = after
 	pause := s.hub.poll
 	for attempt := 0; ; attempt++ {
+		back := s.hub.Back()
 		page, err := s.hub.store.ReadAll(s.ctx, q)
 		if err == nil {
 			return page, true
@@ -532,10 +579,17 @@ func (s *HubSubscription) readAfter(after int64) (Page, bool) {
 			level = slog.LevelDebug // said once per outage
 		}
 		s.hub.log.Log(s.ctx, level, "hub subscriber: catching up from the store failed; trying again", "after", after, "err", err, "in", pause)
-		if !sleepCtx(s.ctx, pause) {
+		t := time.NewTimer(pause)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
 			return Page{}, false
+		case <-back:
+			t.Stop()
+			pause = s.hub.poll // the database is back: a failure now is another outage
+		case <-t.C:
+			pause = min(2*pause, 30*time.Second)
 		}
-		pause = min(2*pause, 30*time.Second)
 	}
 }
 

@@ -569,6 +569,48 @@ func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
 	}
 }
 
+// A subscriber catching up from the store when the database goes away
+// reads again as soon as the hub can read the log again, not at its next
+// try: those are further and further apart (up to 30 seconds), and it
+// caught up that much later than the subscribers on the live feed.
+func TestHubSubscribersCatchUpAsSoonAsTheStoreIsBack(t *testing.T) {
+	store := &failingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var want []int64
+	for i := range 1200 { // three pages of catching up
+		res, err := store.Append(ctx, fmt.Sprintf("s-%d", i), domain.ExpectAny, eventstoretest.Ev("Noted", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Events[0].Position)
+	}
+	h := eventstore.NewHubPolling(store, quietLogger(), 20*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	sub, err := h.Subscribe(ctx, eventstore.AllQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, sub, 100)
+	store.fail.Store(1 << 40)                  // away: every read fails
+	got = append(got, collect(t, sub, 400)...) // the rest of the first page
+	// Its tries, 20 ms apart and then twice as far each time, are 1.3 s
+	// and then 2.6 s apart by now.
+	time.Sleep(3 * time.Second)
+	store.fail.Store(0) // back
+	back := time.Now()
+	got = append(got, collect(t, sub, 1)...)
+	if took := time.Since(back); took > time.Second {
+		t.Errorf("the subscriber read again %v after the store was back", took)
+	}
+	got = append(got, collect(t, sub, len(want)-len(got))...)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the subscriber got %d events, want %d in order", len(got), len(want))
+	}
+}
+
 // TestHubBoundsWhatASlowSubscriberHolds: the live batches queued for a
 // subscriber that reads nothing hold at most hubQueueEvents events and
 // hubQueueBytes bytes (one batch alone may be larger); beyond that the

@@ -12,6 +12,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"cqrsgate/domain"
+	"cqrsgate/eventstore"
 	"cqrsgate/schemaregistry"
 )
 
@@ -20,6 +21,7 @@ import (
 //     message and gets extensions.code (and field, rule and details when set);
 //   - errors gqlgen itself raised (parse, validation) pass through;
 //   - a cancelled or timed-out request gets code CANCELLED or TIMEOUT;
+//   - a database that cannot be reached gets code UNAVAILABLE;
 //   - anything else is an internal error: logged once with the request id,
 //     and shown only as "internal error" with that request id.
 func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
@@ -56,6 +58,13 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case gqlErr.Unwrap() == nil:
 			// Raised by gqlgen or gqlparser (parsing, validation, coercion):
 			// its message is meant for the client.
+		case eventstore.IsConnectionError(err):
+			// The database could not be reached (restarting, failing over,
+			// the network) by a read the store does not make, of a read
+			// model or the projections' state: as the store's own, the
+			// client is to try again, and nothing internal went wrong.
+			gqlErr.Message = "the database is unavailable, retry later"
+			gqlErr.Extensions = map[string]any{"code": string(domain.Unavailable)}
 		default:
 			reqID := logInternal(ctx, log, gqlErr, err) // before the message changes: err may be gqlErr
 			gqlErr.Message = "internal error"

@@ -343,3 +343,87 @@ func (g *outageGateway) deposit(id string, amount int) int64 {
 		map[string]any{"id": id, "amount": amount}, &out)
 	return out.DepositMoney.Position
 }
+
+// TestSubscribeDuringOutage: while the database is away, an operation
+// that cannot start (a subscription's first read, a query of a read model)
+// fails at once with UNAVAILABLE; a subscription gets it as graphql-ws's
+// servers send an error of its start (next, then complete) and the client
+// subscribes again, with after, once the database is back. Reads of the
+// read models and of the projections' status failed as INTERNAL, each
+// logged as an internal error.
+func TestSubscribeDuringOutage(t *testing.T) {
+	g := newOutageGateway(t)
+	g.other.mustPost(`mutation { openAccount(input: {accountId: "a1", owner: "ada", currency: "EUR", initialDeposit: 100}) { position } }`, nil, &struct{}{})
+	want := g.tick(3)
+	g.down()
+	// Past the Tail's MaxAge (a second): until then it answers reads of
+	// the newest part of the log from memory, database or not.
+	time.Sleep(1100 * time.Millisecond)
+	c := g.dial()
+	subs := map[string]string{
+		"events":   `subscription { events(after: 0, streamPrefix: "ticks-") { position } }`,
+		"account":  `subscription { accountChanged(id: "a1", after: 0) { balance } }`,
+		"status":   `subscription { projectionStatus { name } }`,
+		"fromNow":  `subscription { accountChanged(id: "a1") { balance } }`,
+		"orders":   `subscription { orderChanged(customerId: "c1") { id } }`,
+		"products": `subscription { productChanged(sku: "w") { available } }`,
+	}
+	for id, q := range subs {
+		c.send(subscribeMsg(id, q, nil))
+	}
+	got := map[string][]string{} // by id: each message's type, and a next's error code
+	for done := 0; done < len(subs); {
+		m := c.read()
+		if subs[m.ID] == "" {
+			t.Fatalf("%s %s %s", m.ID, m.Type, m.Payload)
+		}
+		var p gqlResponse
+		_ = json.Unmarshal(m.Payload, &p)
+		for _, e := range p.Errors {
+			m.Type += fmt.Sprintf(" %v", e.Extensions["code"])
+		}
+		got[m.ID] = append(got[m.ID], m.Type)
+		if m.Type == "complete" {
+			done++
+		}
+	}
+	for id := range subs {
+		if fmt.Sprint(got[id]) != "[next UNAVAILABLE complete]" {
+			t.Errorf("%s while the database is away: %v, want [next UNAVAILABLE complete]", id, got[id])
+		}
+	}
+	for _, q := range []string{`{ account(id: "a1") { balance } }`, `{ projections { name } }`, `{ accounts { totalCount } }`} {
+		out, _ := g.post(q, nil)
+		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != "UNAVAILABLE" {
+			t.Errorf("%s while the database is away: %+v, want UNAVAILABLE", q, out.Errors)
+		}
+	}
+	g.up()
+	c.send(subscribeMsg("again", `subscription { events(after: 0, streamPrefix: "ticks-") { position } }`, nil))
+	c.send(subscribeMsg("account", `subscription { accountChanged(id: "a1", after: 0) { balance } }`, nil))
+	var positions []int64
+	account := false
+	deadline := time.Now().Add(15 * time.Second)
+	for len(positions) < len(want) || !account {
+		_ = c.conn.SetReadDeadline(deadline)
+		var m wsMsg
+		if err := c.conn.ReadJSON(&m); err != nil {
+			t.Fatalf("once the database is back, %v of %v and the account (%v): %v", positions, want, account, err)
+		}
+		switch {
+		case m.ID == "again" && m.Type == "next":
+			var p struct {
+				Data struct{ Events struct{ Position int64 } }
+			}
+			_ = json.Unmarshal(m.Payload, &p)
+			positions = append(positions, p.Data.Events.Position)
+		case m.ID == "account" && m.Type == "next" && string(m.Payload) == `{"data":{"accountChanged":{"balance":100}}}`:
+			account = true
+		default:
+			t.Fatalf("once the database is back: %s %s %s", m.ID, m.Type, m.Payload)
+		}
+	}
+	if fmt.Sprint(positions) != fmt.Sprint(want) {
+		t.Fatalf("resubscribed, got %v, want %v", positions, want)
+	}
+}

@@ -47,11 +47,11 @@ func errorCode(out map[string]any) string {
 }
 
 // TestDatabaseOutage kills PostgreSQL (SIGKILL) under a load of deposits:
-// requests fail fast with UNAVAILABLE, /readyz says the database is
+// requests (mutations, reads of read models) fail fast with UNAVAILABLE, /readyz says the database is
 // unreachable, and once PostgreSQL is back the gateway serves again by
 // itself; every deposit it acknowledged is in the log, and a websocket
 // subscriber that stayed connected through the outage receives every one
-// of them.
+// of them, in order, once.
 func TestDatabaseOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and the gateway")
@@ -93,6 +93,7 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	var subMu sync.Mutex
 	subscribed := map[int64]bool{}
+	var received []int64 // in the order they came
 	subEnded := make(chan string, 1)
 	go func() {
 		for {
@@ -110,6 +111,7 @@ func TestDatabaseOutage(t *testing.T) {
 			case "next":
 				subMu.Lock()
 				subscribed[m.Payload.Data.Events.Position] = true
+				received = append(received, m.Payload.Data.Events.Position)
 				subMu.Unlock()
 			case "connection_ack", "ping", "pong":
 			default:
@@ -186,6 +188,10 @@ func TestDatabaseOutage(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || ready.Checks["database"] != "unreachable" {
 		t.Errorf("/readyz while the database is down: %d %+v", resp.StatusCode, ready)
+	}
+	// Reads of read models too (they were INTERNAL).
+	if out, _, err := gqlPost(addr, `{ account(id: "outage-1") { balance } }`); err != nil || errorCode(out) != "UNAVAILABLE" {
+		t.Errorf("a read model while the database is down: %v %v, want UNAVAILABLE", out, err)
 	}
 	mu.Lock()
 	unavailable, others := codes["UNAVAILABLE"], fmtCodes(codes)
@@ -270,6 +276,14 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	subMu.Lock()
+	for i := 1; i < len(received); i++ {
+		if received[i] <= received[i-1] {
+			t.Errorf("the subscriber received position %d after %d: out of order or twice", received[i], received[i-1])
+			break
+		}
+	}
+	subMu.Unlock()
 	t.Logf("%d deposits acknowledged, all stored; refusals: %s; slowest refusal while down: %v", len(acked), fmtCodes(codes), slowest)
 	if slowest > 5*time.Second {
 		t.Errorf("a request took %v to fail while the database was down; want it to fail fast", slowest)

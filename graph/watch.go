@@ -44,10 +44,13 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 	// the newest event waiting) and reads the row. While it cannot (the read
 	// model is behind by more than the read timeout, or the database fails),
 	// it waits and tries again rather than skip the change, which may be the
-	// row's last for a long time. false: the feed or the subscriber is gone.
+	// row's last for a long time: after a second, then twice as long each
+	// time, and at once when the hub reads the log again after failing to
+	// (the database is back). false: the feed or the subscriber is gone.
 	settle := func(e domain.RecordedEvent) (row *T, found, open bool) {
 		pause := time.Second
 		for attempt := 0; ; attempt++ {
+			back := r.Hub.Back()
 			if coalesce {
 				if e, open = latestOf(events, e); !open {
 					return nil, false, false
@@ -70,12 +73,17 @@ func watchRowsOf[T any](ctx context.Context, r *Resolver, q eventstore.AllQuery,
 				level = slog.LevelDebug // said once per change
 			}
 			r.Log.Log(ctx, level, "row subscription: the row is not readable yet; trying again", "projection", projection, "position", e.Position, "err", err, "in", pause)
+			t := time.NewTimer(pause)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil, false, false
-			case <-time.After(pause):
+			case <-back:
+				t.Stop()
+				pause = time.Second // a failure now is another outage's
+			case <-t.C:
+				pause = min(2*pause, maxSubscriptionRetry)
 			}
-			pause = min(2*pause, maxSubscriptionRetry)
 		}
 	}
 	ch := make(chan *T, 1)

@@ -538,17 +538,19 @@ func TestHubOutlivesFailedReads(t *testing.T) {
 	}
 }
 
-// A subscriber catching up from the store (a client resuming from long
-// ago) outlives failed reads too: it tries again and gets every event once,
-// in order, rather than end.
-func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
+// catchingUpOverFailingReads appends 1,200 events (three pages of catching
+// up) to a failingReads store, runs a hub over it polling every 20 ms and
+// subscribes from the start: the subscriber catches up from the store. It
+// returns the store, the subscription and the events' positions.
+func catchingUpOverFailingReads(t *testing.T) (*failingReads, <-chan domain.RecordedEvent, []int64) {
+	t.Helper()
 	store := &failingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var want []int64
-	for i := range 1200 { // three pages of catching up
+	for i := range 1200 {
 		res, err := store.Append(ctx, fmt.Sprintf("s-%d", i), domain.ExpectAny, eventstoretest.Ev("Noted", i))
 		if err != nil {
+			cancel()
 			t.Fatal(err)
 		}
 		want = append(want, res.Events[0].Position)
@@ -556,11 +558,19 @@ func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
 	h := eventstore.NewHubPolling(store, quietLogger(), 20*time.Millisecond)
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	sub, err := h.Subscribe(ctx, eventstore.AllQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, sub, want
+}
+
+// A subscriber catching up from the store (a client resuming from long
+// ago) outlives failed reads too: it tries again and gets every event once,
+// in order, rather than end.
+func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
+	store, sub, want := catchingUpOverFailingReads(t)
 	got := collect(t, sub, 100)
 	store.fail.Store(3) // the next reads, the subscriber's among them, fail
 	got = append(got, collect(t, sub, len(want)-100)...)
@@ -574,25 +584,7 @@ func TestHubSubscribersCatchUpThroughFailedReads(t *testing.T) {
 // try: those are further and further apart (up to 30 seconds), and it
 // caught up that much later than the subscribers on the live feed.
 func TestHubSubscribersCatchUpAsSoonAsTheStoreIsBack(t *testing.T) {
-	store := &failingReads{Store: eventstore.NewMemory(eventstore.Limits{}, time.Now)}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var want []int64
-	for i := range 1200 { // three pages of catching up
-		res, err := store.Append(ctx, fmt.Sprintf("s-%d", i), domain.ExpectAny, eventstoretest.Ev("Noted", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, res.Events[0].Position)
-	}
-	h := eventstore.NewHubPolling(store, quietLogger(), 20*time.Millisecond)
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	sub, err := h.Subscribe(ctx, eventstore.AllQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, sub, want := catchingUpOverFailingReads(t)
 	got := collect(t, sub, 100)
 	store.fail.Store(1 << 40)                  // away: every read fails
 	got = append(got, collect(t, sub, 400)...) // the rest of the first page

@@ -39,6 +39,8 @@ func TestDashboardEscapesClientText(t *testing.T) {
 		case "projections":
 			_ = c.WriteJSON(map[string]any{"id": id, "type": "next", "payload": map[string]any{"data": map[string]any{"projectionStatus": []any{
 				map[string]any{"name": xssProbe, "version": 1, "status": xssProbe, "serving": true, "position": 1, "lag": 1, "lagSeconds": 9.0, "lastError": xssProbe},
+				map[string]any{"name": xssProbe, "version": 1, "generation": 2, "status": "FAILED", "serving": false, "position": 1, "lag": 1, "lagSeconds": 9.0,
+					"lastError": xssProbe, "failedPosition": 2, "failedEventId": xssProbe},
 			}}}})
 		case "tail":
 			_ = c.WriteJSON(map[string]any{"id": id, "type": "next", "payload": map[string]any{"data": map[string]any{"events": map[string]any{

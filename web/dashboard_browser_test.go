@@ -44,6 +44,9 @@ type fakeGateway struct {
 	head int64
 	// onSubscribe, when set, sees each subscribe's payload.
 	onSubscribe func(conn int, id string, payload map[string]any)
+	// answer, when set, answers the HTTP queries it returns a body for
+	// (JSON); the others are answered as before.
+	answer func(query string, variables map[string]any) string
 }
 
 func (g *fakeGateway) handler() http.Handler {
@@ -123,9 +126,18 @@ func (g *fakeGateway) handler() http.Handler {
 				}
 			}
 		}
-		var req struct{ Query string }
+		var req struct {
+			Query     string
+			Variables map[string]any
+		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		w.Header().Set("Content-Type", "application/json")
+		if g.answer != nil {
+			if body := g.answer(req.Query, req.Variables); body != "" {
+				_, _ = w.Write([]byte(body))
+				return
+			}
+		}
 		if strings.Contains(req.Query, "head") {
 			g.mu.Lock()
 			g.headCalls++

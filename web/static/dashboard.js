@@ -3,7 +3,10 @@
 // projectionStatus (the projections table) and events (the tail). The
 // read-model tiles are queried over HTTP when events arrive (at most twice a
 // second). After a disconnect it reconnects with backoff and resumes the
-// tail after the last position it showed, so no event is missing.
+// tail after the last position it showed, so no event is missing. The
+// projections table tells the serving generation from a rebuild, and
+// offers the administrator's mutations (rebuild, retry, skip, cancel a
+// rebuild) over HTTP where they apply.
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -62,15 +65,30 @@
     return String(s).replace(/[&<>"']/g, function (c) { return '&#' + c.charCodeAt(0) + ';'; });
   }
 
+  // gql posts a query and returns its data, or fails with the first of
+  // its errors: an Error with the error's extensions code, rule and
+  // requiredRole (FORBIDDEN's role, RULE_VIOLATION's rule).
   function gql(query, variables) {
     var headers = { 'Content-Type': 'application/json' };
     if (token) { headers.Authorization = 'Bearer ' + token; }
     return fetch(httpUrl, { method: 'POST', headers: headers, body: JSON.stringify({ query: query, variables: variables || {} }) })
-      .then(function (r) { return r.json(); })
       .then(function (r) {
-        if (r.errors) { throw new Error(r.errors[0].message); }
+        return r.json().catch(function () {
+          throw gqlError({ message: 'the gateway answered HTTP ' + r.status + ' without a GraphQL response' });
+        });
+      })
+      .then(function (r) {
+        if (r.errors && r.errors.length) { throw gqlError(r.errors[0]); }
         return r.data;
       });
+  }
+  function gqlError(e) {
+    var err = new Error(e.message || 'unknown error');
+    var ext = e.extensions || {};
+    err.code = ext.code || null;
+    err.rule = ext.rule || null;
+    err.requiredRole = ext.requiredRole || null;
+    return err;
   }
 
   // ---- the chart
@@ -102,16 +120,290 @@
       '<li><span>Live subscriptions</span><span>' + count(s.liveSubscriptions) + '</span></li>';
   }
 
-  function onProjections(list) {
-    $('projections').innerHTML = list.map(function (p) {
-      var behind = p.status !== 'FAILED' && p.lagSeconds > 5;
-      var warn = p.status === 'FAILED' ? ' ⚠ failed' : behind ? ' ⚠ behind' : '';
-      return '<tr><td>' + esc(p.name) + (p.serving ? '' : ' (rebuilding)') + '</td><td>' + p.version + '</td>' +
-        '<td class="state-' + esc(p.status) + (behind ? ' behind' : '') + '">' + esc(p.status) + warn + '</td>' +
-        '<td>' + p.position + '</td><td' + (behind ? ' class="behind"' : '') + '>' + p.lag + ' (' + p.lagSeconds.toFixed(1) + ' s)</td>' +
-        '<td>' + esc(p.lastError || '') + '</td></tr>';
-    }).join('');
+  // ---- the projections table
+  // projectionStatus lists every generation of every projection: the one
+  // queries read (serving), a rebuild built beside it (the same version,
+  // a later generation), the first build of a read model that does not
+  // serve yet, and a version another release runs. Rows are kept by
+  // projection, version and generation and their cells rewritten only
+  // when they change: the list comes every second, and a button replaced
+  // between the press and the release of a click would lose the click
+  // (and a focused one its focus).
+  var PROJECTION_FIELDS = 'name version generation status serving position lag lagSeconds failures lastError failedPosition failedEventId';
+  var projections = { list: [], rows: {} };
+  // The gateway does not tell a page its caller's roles: the buttons show
+  // until it refuses one with FORBIDDEN (the admin role is needed, and no
+  // tenant) or UNAUTHORIZED; then its reason is shown and the buttons are
+  // gone for that credential (a new token brings them back).
+  var admin = { refused: null, busy: {} };
+
+  // projectionKinds says what each generation of list is to the projection
+  // it belongs to: 'serving', 'rebuild', 'building' (a first build: no
+  // generation serves yet) or 'other' (another version), with the serving
+  // generation of its name (or null).
+  function projectionKinds(list) {
+    var serving = {};
+    list.forEach(function (p) { if (p.serving) { serving[p.name] = p; } });
+    return list.map(function (p) {
+      var s = serving[p.name] || null, kind = 'other';
+      if (p.serving) {
+        kind = 'serving';
+      } else if (!s) {
+        kind = 'building';
+      } else if (p.version === s.version && p.generation > s.generation) {
+        kind = 'rebuild';
+      }
+      return { p: p, kind: kind, serving: s };
+    });
   }
+
+  function generation(p) { return p.generation === undefined || p.generation === null ? '' : ' · generation ' + p.generation; }
+  var ROLES = { serving: 'serving', rebuild: 'rebuild', building: 'first build, not serving yet', other: 'not serving' };
+
+  // progress is how much of the log a generation that does not serve has
+  // applied, in whole percents: its checkpoint against the head it lags.
+  function progress(p) {
+    var head = p.position + p.lag;
+    return head > 0 ? Math.floor(100 * p.position / head) : 100;
+  }
+
+  // projectionCells returns the HTML of a row's cells but the last (the
+  // actions), and the classes of its state and lag cells.
+  function projectionCells(r) {
+    var p = r.p, failed = p.status === 'FAILED';
+    var behind = r.kind === 'serving' && !failed && p.lagSeconds > 5;
+    var warn = '';
+    if (failed && r.kind === 'rebuild') {
+      warn = ' ⚠ rebuild failed' + (r.serving ? '; generation ' + r.serving.generation + ' still serves' : '');
+    } else if (failed) {
+      warn = ' ⚠ failed';
+    } else if (behind) {
+      warn = ' ⚠ behind';
+    } else if (r.kind !== 'serving') {
+      warn = ' · ' + progress(p) + '% built';
+    }
+    var checkpoint = String(p.position);
+    if (r.kind !== 'serving') {
+      var pct = progress(p);
+      checkpoint = '<progress max="100" value="' + pct + '" aria-label="' + esc(p.name) + ' ' + esc(ROLES[r.kind]) + ': ' + pct + '% of the log applied"></progress> ' +
+        p.position + ' of ' + (p.position + p.lag);
+    }
+    var error = p.lastError ? esc(p.lastError) : '';
+    if (failed && p.failedPosition !== null && p.failedPosition !== undefined) {
+      error = 'at position ' + p.failedPosition + (p.failedEventId ? ' (event ' + esc(p.failedEventId) + ')' : '') + (error ? ': ' + error : '');
+    }
+    return {
+      html: [
+        esc(p.name) + ' <span class="role role-' + r.kind + '">' + esc(ROLES[r.kind] + generation(p)) + '</span>',
+        String(p.version),
+        esc(p.status) + esc(warn),
+        checkpoint,
+        p.lag + ' (' + Number(p.lagSeconds).toFixed(1) + ' s)',
+        error,
+      ],
+      stateClass: 'state-' + p.status + (behind ? ' behind' : ''),
+      lagClass: behind ? 'behind' : '',
+    };
+  }
+
+  // projectionActions lists the administrator's mutations that apply to a
+  // row: a serving generation can be rebuilt unless a rebuild of it is
+  // under way; a failed generation retried, or moved past the event it
+  // failed on; a rebuild cancelled, and a failed one replaced by a new
+  // one.
+  function projectionActions(r, rebuilding) {
+    var p = r.p, failed = p.status === 'FAILED', acts = [];
+    if (failed) {
+      acts.push({ act: 'retry', label: 'Retry', title: 'Apply the event ' + p.name + ' failed on again, and go on (every failed generation of ' + p.name + ')' });
+      if (p.failedPosition !== null && p.failedPosition !== undefined) {
+        acts.push({ act: 'skip', label: 'Skip event ' + p.failedPosition, title: 'Move past the event at position ' + p.failedPosition + ': the read model never applies it' });
+      }
+    }
+    if (r.kind === 'serving' && !rebuilding[p.name]) {
+      acts.push({ act: 'rebuild', label: 'Rebuild', title: 'Build ' + p.name + ' again from the start of the log beside this generation, which serves until the new one has caught up' });
+    }
+    if (r.kind === 'rebuild') {
+      if (failed) {
+        acts.push({ act: 'rebuild', label: 'Rebuild again', title: 'Drop this failed rebuild and start a new one from the start of the log' });
+      }
+      acts.push({ act: 'cancel', label: 'Cancel rebuild', title: 'Abandon this rebuild and drop its tables; generation ' + (r.serving ? r.serving.generation : '') + ' goes on serving' });
+    }
+    return acts;
+  }
+
+  function onProjections(list) {
+    projections.list = list || [];
+    renderProjections();
+  }
+
+  function renderProjections() {
+    var body = $('projections'), kinds = projectionKinds(projections.list), seen = {}, rebuilding = {};
+    kinds.forEach(function (r) { if (r.kind === 'rebuild') { rebuilding[r.p.name] = true; } });
+    $('projections-table').classList.toggle('no-admin', !!admin.refused);
+    kinds.forEach(function (r, i) {
+      var p = r.p, key = p.name + '\u0000' + p.version + '\u0000' + p.generation;
+      var row = projections.rows[key];
+      if (!row) {
+        var tr = document.createElement('tr');
+        for (var k = 0; k < 7; k++) { tr.appendChild(document.createElement('td')); }
+        tr.lastChild.className = 'actions';
+        row = projections.rows[key] = { tr: tr, html: [], actions: null };
+      }
+      seen[key] = true;
+      row.p = p;
+      row.kind = r.kind;
+      row.servingGeneration = r.serving ? r.serving.generation : null;
+      row.tr.className = 'kind-' + r.kind + (p.status === 'FAILED' ? ' failed' : '');
+      row.tr.dataset.name = p.name;
+      row.tr.dataset.generation = p.generation;
+      row.tr.dataset.kind = r.kind;
+      row.tr.dataset.status = p.status;
+      var c = projectionCells(r), cells = row.tr.children;
+      c.html.forEach(function (html, k) {
+        if (row.html[k] !== html) { cells[k].innerHTML = html; row.html[k] = html; }
+      });
+      cells[2].className = c.stateClass;
+      cells[4].className = c.lagClass;
+      var acts = admin.refused ? [] : projectionActions(r, rebuilding);
+      var sig = JSON.stringify(acts) + (admin.busy[p.name] ? ' busy' : '');
+      if (row.actions !== sig) {
+        row.actions = sig;
+        var cell = cells[6];
+        cell.textContent = '';
+        acts.forEach(function (a) {
+          var b = document.createElement('button');
+          b.type = 'button';
+          b.textContent = a.label;
+          b.title = a.title;
+          b.dataset.act = a.act;
+          b.disabled = !!admin.busy[p.name];
+          if (a.act === 'cancel' || a.act === 'skip' || a.label === 'Rebuild again') { b.className = 'danger'; }
+          cell.appendChild(b);
+        });
+      }
+      if (body.children[i] !== row.tr) { body.insertBefore(row.tr, body.children[i] || null); }
+    });
+    Object.keys(projections.rows).forEach(function (key) {
+      if (!seen[key]) {
+        body.removeChild(projections.rows[key].tr);
+        delete projections.rows[key];
+      }
+    });
+  }
+
+  // ---- projection administration
+  function forgetAdminRefusal() {
+    if (!admin.refused) { return; }
+    admin.refused = null;
+    say('', '');
+    renderProjections();
+  }
+
+  function say(text, kind) {
+    var el = $('proj-msg');
+    el.textContent = text;
+    el.className = 'proj-msg' + (kind ? ' ' + kind : '');
+    el.hidden = !text;
+  }
+
+  // errorText writes a refusal with its code: the rule of a
+  // RULE_VIOLATION (REBUILD_IN_PROGRESS, NO_REBUILD_IN_PROGRESS,
+  // NOT_FAILED, WRONG_POSITION) first.
+  function errorText(err) {
+    if (err.rule) { return err.rule + ' (' + (err.code || 'error') + '): ' + err.message; }
+    if (err.code) { return err.code + ': ' + err.message; }
+    if (err instanceof TypeError) { return 'the gateway could not be reached (' + err.message + ')'; }
+    return err.message;
+  }
+
+  var MUTATIONS = {
+    rebuild: { field: 'rebuildProjection', args: '$name: String!', call: 'name: $name', doing: 'Starting a rebuild of ', what: 'rebuild ' },
+    cancel: { field: 'cancelProjectionRebuild', args: '$name: String!', call: 'name: $name', doing: 'Cancelling the rebuild of ', what: 'cancel the rebuild of ' },
+    retry: { field: 'retryProjection', args: '$name: String!', call: 'name: $name', doing: 'Retrying ', what: 'retry ' },
+    skip: { field: 'skipProjectionEvent', args: '$name: String!, $position: Position!', call: 'name: $name, position: $position', doing: 'Skipping an event of ', what: 'skip the event of ' },
+  };
+
+  // confirmation returns the question a destructive action asks first
+  // (title, text, the button that goes ahead), or null for one that
+  // destroys nothing (rebuild beside the serving tables, retry).
+  function confirmation(a) {
+    var p = a.p, rest = a.servingGeneration !== null ? 'Generation ' + a.servingGeneration + ' goes on serving queries.' : '';
+    if (a.act === 'cancel') {
+      return ['Cancel the rebuild of ' + p.name + '?',
+        'Generation ' + p.generation + ' (' + p.status + ', ' + progress(p) + '% of the log applied) is abandoned and its tables are dropped: the work done is lost. ' + rest,
+        'Cancel rebuild'];
+    }
+    if (a.act === 'rebuild' && a.kind === 'rebuild') {
+      return ['Rebuild ' + p.name + ' again?',
+        'The failed rebuild (generation ' + p.generation + ', stopped at position ' + p.position + ') is dropped with its tables, and a new one starts from the start of the log. ' + rest,
+        'Rebuild again'];
+    }
+    if (a.act === 'skip') {
+      return ['Skip the event at position ' + a.position + ' for ' + p.name + '?',
+        'Every failed generation of ' + p.name + ' that stopped on it moves past it without applying it: its rows stay as if the event' +
+        (p.failedEventId ? ' (' + p.failedEventId + ')' : '') + ' had not happened.',
+        'Skip the event'];
+    }
+    return null;
+  }
+
+  function ask(q) {
+    return new Promise(function (resolve) {
+      var d = $('confirm-dialog');
+      $('confirm-title').textContent = q[0];
+      $('confirm-text').textContent = q[1];
+      $('confirm-yes').textContent = q[2];
+      d.returnValue = '';
+      d.addEventListener('close', function () { resolve(d.returnValue === 'yes'); }, { once: true });
+      d.showModal();
+    });
+  }
+
+  function administer(a) {
+    var m = MUTATIONS[a.act], name = a.p.name;
+    var vars = { name: name };
+    if (a.act === 'skip') { vars.position = a.position; }
+    admin.busy[name] = true;
+    say(m.doing + name + '…', 'pending');
+    renderProjections();
+    gql('mutation(' + m.args + ') { ' + m.field + '(' + m.call + ') { ' + PROJECTION_FIELDS + ' } }', vars).then(function (d) {
+      var p = d[m.field] || {};
+      var text = {
+        rebuild: 'Rebuild of ' + name + ' started: generation ' + p.generation + ' is built beside the serving one, which answers queries until it has caught up.',
+        cancel: 'Rebuild of ' + name + ' cancelled (generation ' + a.p.generation + ' dropped): generation ' + p.generation + ' goes on serving.',
+        retry: name + ' is retrying the event it failed on.',
+        skip: name + ' moved past the event at position ' + a.position + '.',
+      }[a.act];
+      say(text, 'ok');
+      // Show the outcome now rather than at the next status (a second).
+      return gql('{ projections { ' + PROJECTION_FIELDS + ' } }').then(function (d) { onProjections(d.projections); }, function () { /* the subscription brings it */ });
+    }).catch(function (err) {
+      var text = 'Could not ' + m.what + name + ': ' + errorText(err);
+      if (err.code === 'FORBIDDEN' || err.code === 'UNAUTHORIZED') {
+        admin.refused = err;
+        text += '. Administering projections needs the ' + (err.requiredRole || 'ADMIN').toLowerCase() +
+          ' role, without a tenant: this credential cannot, so the actions are hidden. Use another token to administer.';
+      }
+      say(text, 'error');
+    }).then(function () {
+      delete admin.busy[name];
+      renderProjections();
+    });
+  }
+
+  $('projections').addEventListener('click', function (ev) {
+    var b = ev.target.closest('button[data-act]');
+    if (!b || b.disabled || admin.refused) { return; }
+    var tr = b.closest('tr'), row = null;
+    Object.keys(projections.rows).forEach(function (key) { if (projections.rows[key].tr === tr) { row = projections.rows[key]; } });
+    if (!row || admin.busy[row.p.name]) { return; }
+    // What the button was drawn for, kept through the question (the row
+    // may change meanwhile).
+    var a = { act: b.dataset.act, p: row.p, kind: row.kind, servingGeneration: row.servingGeneration, position: row.p.failedPosition };
+    var q = confirmation(a);
+    if (!q) { administer(a); return; }
+    ask(q).then(function (yes) { if (yes) { administer(a); } });
+  });
 
   // ---- the tail
   var shown = {}; // position -> event, for the dialog
@@ -202,7 +494,7 @@
 
   function startSubscriptions(ws) {
     subscribe(ws, 'stats', 'subscription { gatewayStats { head eventsPerSecond websocketConnections liveSubscriptions at } }', {}, function (d) { onStats(d.gatewayStats); });
-    subscribe(ws, 'projections', 'subscription { projectionStatus { name version status serving position lag lagSeconds lastError } }', {}, function (d) { onProjections(d.projectionStatus); });
+    subscribe(ws, 'projections', 'subscription { projectionStatus { ' + PROJECTION_FIELDS + ' } }', {}, function (d) { onProjections(d.projectionStatus); });
     var tail = function (after) {
       subscribe(ws, 'tail', 'subscription($after: Position) { events(after: $after) { position streamId streamVersion type data metadata recordedAt } }',
         { after: after }, function (d) { onEvent(d.events); });
@@ -309,6 +601,7 @@
   // restart drops the connection there is (or the one waited for) and
   // connects again at once, with the token there is now.
   function restart() {
+    forgetAdminRefusal();
     var ws = state.ws;
     state.ws = null;
     if (ws) { try { ws.close(); } catch (e) { /* already closing */ } }

@@ -330,8 +330,10 @@ var (
 	projPosition = prometheus.NewDesc("cqrsgate_projection_position", "The last log position a projection applied, by version and generation.", projLabels, nil)
 	projLag      = prometheus.NewDesc("cqrsgate_projection_lag_events", "Log positions after a projection's checkpoint, by version and generation.", projLabels, nil)
 	projLagSec   = prometheus.NewDesc("cqrsgate_projection_lag_seconds", "Age of the oldest event a projection has not applied (0 when caught up), by version and generation.", projLabels, nil)
-	projState    = prometheus.NewDesc("cqrsgate_projection_state", "1 for a projection's current state (RUNNING or FAILED), by version and generation.", []string{"projection", "version", "generation", "state"}, nil)
-	projServing  = prometheus.NewDesc("cqrsgate_projection_serving", "1 for the version and generation queries read, else 0 (a rebuild's generation until it takes over).", projLabels, nil)
+	projState    = prometheus.NewDesc("cqrsgate_projection_state", "1 for a projection's current state (RUNNING or FAILED), by version and generation; "+
+		`serving is "true" for the generation queries read, "false" for one they do not (a rebuild beside it, a version another release runs).`,
+		[]string{"projection", "version", "generation", "serving", "state"}, nil)
+	projServing = prometheus.NewDesc("cqrsgate_projection_serving", "1 for the version and generation queries read, else 0 (a rebuild's generation until it takes over).", projLabels, nil)
 )
 
 // projReportsTTL is how long the projections' reports read for a scrape
@@ -410,7 +412,11 @@ func (p *projectionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(projPosition, prometheus.GaugeValue, float64(s.Position), s.Name, v, g)
 		ch <- prometheus.MustNewConstMetric(projLag, prometheus.GaugeValue, float64(s.Lag), s.Name, v, g)
 		ch <- prometheus.MustNewConstMetric(projLagSec, prometheus.GaugeValue, s.LagSeconds, s.Name, v, g)
-		ch <- prometheus.MustNewConstMetric(projState, prometheus.GaugeValue, 1, s.Name, v, g, s.Status.Status)
+		// The serving label lets an alert on a FAILED generation that
+		// queries read (the one /readyz fails on) leave out a failed
+		// rebuild, which /readyz only warns of. It adds no series: a
+		// generation has one value of it at a time.
+		ch <- prometheus.MustNewConstMetric(projState, prometheus.GaugeValue, 1, s.Name, v, g, strconv.FormatBool(s.Serving), s.Status.Status)
 		serving := 0.0
 		if s.Serving {
 			serving = 1

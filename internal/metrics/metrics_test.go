@@ -75,11 +75,11 @@ func TestMetricsDuringRebuild(t *testing.T) {
 	for _, want := range []string{
 		`cqrsgate_projection_serving{generation="1",projection="accounts",version="1"} 1`,
 		`cqrsgate_projection_serving{generation="2",projection="accounts",version="1"} 0`,
-		`cqrsgate_projection_state{generation="1",projection="accounts",state="RUNNING",version="1"} 1`,
-		`cqrsgate_projection_state{generation="2",projection="accounts",state="RUNNING",version="1"} 1`,
+		`cqrsgate_projection_state{generation="1",projection="accounts",serving="true",state="RUNNING",version="1"} 1`,
+		`cqrsgate_projection_state{generation="2",projection="accounts",serving="false",state="RUNNING",version="1"} 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {
-			t.Errorf("no %s in\n%s", want, strings.Join(series(body, "cqrsgate_projection_serving"), "\n"))
+			t.Errorf("no %s in\n%s", want, strings.Join(append(series(body, "cqrsgate_projection_serving"), series(body, "cqrsgate_projection_state")...), "\n"))
 		}
 	}
 	for _, name := range []string{"cqrsgate_projection_position", "cqrsgate_projection_lag_events", "cqrsgate_projection_lag_seconds", "cqrsgate_projection_serving", "cqrsgate_projection_state"} {
@@ -89,6 +89,77 @@ func TestMetricsDuringRebuild(t *testing.T) {
 	}
 	if len(series(body, "go_goroutines")) != 1 {
 		t.Error("the Go runtime's metrics are missing")
+	}
+}
+
+// TestFailedRebuildIsNotAFailedServingProjection: a rebuild that failed
+// beside a serving generation leaves every query served (and /readyz
+// ready, with a warning), so cqrsgate_projection_state says which of the
+// two failed with its serving label, and an alert on
+// {serving="true",state="FAILED"} stays quiet for the rebuild. Before,
+// the two were the same series but for their generation, and an alert
+// on state="FAILED" paged for a rebuild. {state="FAILED"} alone still
+// selects both, as it did.
+func TestFailedRebuildIsNotAFailedServingProjection(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	log := slog.New(slog.DiscardHandler)
+	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster())
+	if _, err := pool.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', 1, 1, 0, true)`); err != nil {
+		t.Fatal(err)
+	}
+	admin := projections.NewAdmin(pool)
+	if _, err := admin.Rebuild(ctx, "accounts"); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(generation int) {
+		t.Helper()
+		tag, err := pool.Exec(ctx, `UPDATE projections SET status = 'FAILED', failures = 5, last_error = 'boom', failed_position = 1
+			WHERE name = 'accounts' AND version = 1 AND generation = $1`, generation)
+		if err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("failing generation %d: %v, %d rows", generation, err, tag.RowsAffected())
+		}
+	}
+	// scrapeState scrapes a fresh Metrics (the projections' reports are
+	// reused for a second) and returns its state series.
+	scrapeState := func() string {
+		m := metrics.New()
+		m.Projections(admin, store, log)
+		return strings.Join(series(scrape(t, m), "cqrsgate_projection_state"), "\n") + "\n"
+	}
+	// What alert rules select, as the lines of their series.
+	servingFailed := func(body string) []string {
+		var out []string
+		for _, l := range strings.Split(body, "\n") {
+			if strings.Contains(l, `serving="true"`) && strings.Contains(l, `state="FAILED"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+
+	fail(2)
+	body := scrapeState()
+	for _, want := range []string{
+		`cqrsgate_projection_state{generation="1",projection="accounts",serving="true",state="RUNNING",version="1"} 1`,
+		`cqrsgate_projection_state{generation="2",projection="accounts",serving="false",state="FAILED",version="1"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("the rebuild failed: no %s in\n%s", want, body)
+		}
+	}
+	if got := servingFailed(body); len(got) != 0 {
+		t.Errorf("the rebuild failed, the serving generation runs, yet {serving=\"true\",state=\"FAILED\"} selects %q", got)
+	}
+	if n := strings.Count(body, `state="FAILED"`); n != 1 {
+		t.Errorf("{state=\"FAILED\"} selects %d series, want 1 (the rebuild):\n%s", n, body)
+	}
+
+	fail(1)
+	body = scrapeState()
+	want := `cqrsgate_projection_state{generation="1",projection="accounts",serving="true",state="FAILED",version="1"} 1`
+	if got := servingFailed(body); len(got) != 1 || got[0] != want {
+		t.Errorf("the serving generation failed: {serving=\"true\",state=\"FAILED\"} selects %q, want %s", got, want)
 	}
 }
 

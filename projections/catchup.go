@@ -50,6 +50,7 @@ type instance struct {
 	stuckAt    int64
 	backoff    time.Duration
 	retryAt    time.Time
+	connLost   bool       // the last batch's connection was lost: retried at retryAt
 	switchAt   time.Time  // when a caught-up instance that may not serve yet looks again
 	next       *readAhead // the batch after the one being applied, being read
 	// at is where the instance has read the log up to: its checkpoint, or

@@ -96,15 +96,21 @@ func NewProcessRunner(pool *pgxpool.Pool, store eventstore.Store, log *slog.Logg
 // over events the process does not handle.
 func (r *ProcessRunner) Position() int64 { return r.position.Load() }
 
-// Run leads the process whenever it can, until ctx ends.
+// Run leads the process whenever it can, until ctx ends. A run of failed
+// attempts (a database outage) is logged at WARN once, then at DEBUG, and
+// at INFO once it is over: when the process runs again, or this runner
+// finds it led elsewhere.
 func (r *ProcessRunner) Run(ctx context.Context) error {
+	o := &outage{log: r.log}
 	for {
-		err := r.lead(ctx)
+		err := r.lead(ctx, o)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			r.log.WarnContext(ctx, "process stopped; retrying", "process", r.p.Name(), "err", err)
+			o.failed(ctx, "process stopped; retrying", "process", r.p.Name(), "err", err, "retryIn", r.opts.LeaderRetry)
+		} else {
+			o.over(ctx, "process no longer failing; another process runs it", "process", r.p.Name())
 		}
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return nil
@@ -119,17 +125,17 @@ func (r *ProcessRunner) lockKey() int64 {
 }
 
 // lead takes the process's lock on a dedicated connection and, while it
-// holds it, follows the log.
-func (r *ProcessRunner) lead(ctx context.Context) error {
-	return leadWhileLocked(ctx, r.pool, r.lockKey(), func(conn *pgx.Conn) error { return r.runLeader(ctx, conn) })
+// holds it, follows the log, ending o once it runs.
+func (r *ProcessRunner) lead(ctx context.Context, o *outage) error {
+	return leadWhileLocked(ctx, r.pool, r.lockKey(), func(conn *pgx.Conn) error { return r.runLeader(ctx, conn, o) })
 }
 
 // runLeader follows the log from the checkpoint while conn holds the lock:
 // everything it does runs under a context that ends when the lock is lost.
-func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn) error {
+func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn, o *outage) error {
 	leading, stop := watchLeader(ctx, conn)
 	defer stop()
-	err := r.followFromCheckpoint(leading)
+	err := r.followFromCheckpoint(leading, o)
 	if ctx.Err() == nil && leading.Err() != nil {
 		return context.Cause(leading)
 	}
@@ -138,13 +144,18 @@ func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn) error {
 
 // followFromCheckpoint waits takeoverGrace, then follows the log from the
 // saved checkpoint until ctx ends.
-func (r *ProcessRunner) followFromCheckpoint(ctx context.Context) error {
+func (r *ProcessRunner) followFromCheckpoint(ctx context.Context, o *outage) error {
 	// A leader that lost the lock may be handling an event still: give it
 	// the time to find out and stop.
 	if !sleep(ctx, takeoverGrace) {
 		return nil
 	}
-	r.log.InfoContext(ctx, "running process", "process", r.p.Name())
+	if o.failing() {
+		// follow says "running process again" once it does.
+		r.log.DebugContext(ctx, "running process", "process", r.p.Name())
+	} else {
+		r.log.InfoContext(ctx, "running process", "process", r.p.Name())
+	}
 	var pos int64
 	err := r.pool.QueryRow(ctx, `INSERT INTO process_checkpoints (name) VALUES ($1)
 		ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING position`, r.p.Name()).Scan(&pos)
@@ -152,7 +163,7 @@ func (r *ProcessRunner) followFromCheckpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpoint of %s: %w", r.p.Name(), err)
 	}
 	r.position.Store(pos)
-	return r.follow(ctx, pos)
+	return r.follow(ctx, pos, o)
 }
 
 // How a leader watches its lock: it pings the lock's connection every
@@ -199,8 +210,8 @@ func watchLeader(ctx context.Context, conn *pgx.Conn) (context.Context, func()) 
 }
 
 // follow handles the log's events after pos until ctx ends (the process
-// stops, or its leader lock is lost).
-func (r *ProcessRunner) follow(ctx context.Context, pos int64) error {
+// stops, or its leader lock is lost). Its first read of the log ends o.
+func (r *ProcessRunner) follow(ctx context.Context, pos int64, o *outage) error {
 	poll := time.NewTimer(r.opts.Poll)
 	defer poll.Stop()
 	tick := time.NewTicker(r.p.TickEvery())
@@ -213,8 +224,9 @@ func (r *ProcessRunner) follow(ctx context.Context, pos int64) error {
 		if err != nil {
 			return err
 		}
+		o.over(ctx, "running process again", "process", r.p.Name())
 		for _, e := range page.Events {
-			if err := r.handle(ctx, e); err != nil {
+			if err := r.handle(ctx, e, o); err != nil {
 				return err
 			}
 			if err := r.save(ctx, e.Position); err != nil {
@@ -237,7 +249,7 @@ func (r *ProcessRunner) follow(ctx context.Context, pos int64) error {
 		}
 		select {
 		case <-tick.C:
-			r.tick(ctx)
+			r.tick(ctx, o)
 		default:
 		}
 		if len(page.Events) == r.opts.BatchSize {
@@ -254,21 +266,30 @@ func (r *ProcessRunner) follow(ctx context.Context, pos int64) error {
 		case <-changed:
 		case <-poll.C:
 		case <-tick.C:
-			r.tick(ctx)
+			r.tick(ctx, o)
 		}
 	}
 }
 
-// tick runs the process's Tick, logging a failure (the next tick retries).
-func (r *ProcessRunner) tick(ctx context.Context) {
-	if err := r.p.Tick(ctx); err != nil && ctx.Err() == nil {
+// tick runs the process's Tick, logging a failure (the next tick retries):
+// one for want of the database as a failure of o.
+func (r *ProcessRunner) tick(ctx context.Context, o *outage) {
+	err := r.p.Tick(ctx)
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case eventstore.IsConnectionError(err):
+		o.failed(ctx, "process tick failed", "process", r.p.Name(), "err", err)
+	default:
 		r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
 	}
 }
 
 // handle gives e to the process until it is handled (or ctx ends: the
 // process stops, or its leader lock is lost), backing off between attempts.
-func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent) error {
+// An attempt that failed for want of the database is a failure of o; any
+// other is logged at WARN (the event, or what it asks of the process, may
+// be at fault).
+func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent, o *outage) error {
 	backoff := r.opts.RetryBackoff
 	for {
 		if err := ctx.Err(); err != nil {
@@ -281,8 +302,12 @@ func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent) erro
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.log.WarnContext(ctx, "process could not handle an event; retrying", "process", r.p.Name(),
-			"position", e.Position, "type", e.Type, "stream", e.StreamID, "err", err, "retryIn", backoff)
+		args := []any{"process", r.p.Name(), "position", e.Position, "type", e.Type, "stream", e.StreamID, "err", err, "retryIn", backoff}
+		if eventstore.IsConnectionError(err) {
+			o.failed(ctx, "process could not handle an event; retrying", args...)
+		} else {
+			r.log.WarnContext(ctx, "process could not handle an event; retrying", args...)
+		}
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}

@@ -199,15 +199,21 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// runOne keeps trying to lead projection p until ctx ends.
+// runOne keeps trying to lead projection p until ctx ends. A run of
+// failed attempts (a database outage) is logged at WARN once, then at
+// DEBUG, and at INFO once it is over: when the projection runs again, or
+// this process finds it led elsewhere or retired (see outage).
 func (r *Runner) runOne(ctx context.Context, p Projection) {
+	o := &outage{log: r.log}
 	for {
-		err := r.lead(ctx, p)
+		err := r.lead(ctx, p, o)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			r.log.WarnContext(ctx, "projection stopped; retrying", "projection", p.Name(), "version", p.Version(), "err", err)
+			o.failed(ctx, "projection stopped; retrying", "projection", p.Name(), "version", p.Version(), "err", err, "retryIn", r.opts.LeaderRetry)
+		} else {
+			o.over(ctx, "projection no longer failing; another process runs it", "projection", p.Name(), "version", p.Version())
 		}
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return
@@ -227,11 +233,12 @@ func versionLockKey(name string, version int) int64 {
 }
 
 // lead takes the projection's lock on a dedicated connection and, while it
-// holds it, sets the projection up and follows the log. It returns nil when
-// another process leads (or ctx ends), an error when leading failed.
-func (r *Runner) lead(ctx context.Context, p Projection) error {
+// holds it, sets the projection up and follows the log, ending o once it
+// runs. It returns nil when another process leads (or ctx ends), an error
+// when leading failed.
+func (r *Runner) lead(ctx context.Context, p Projection, o *outage) error {
 	return leadWhileLocked(ctx, r.pool, lockKey(p), func(conn *pgx.Conn) error {
-		return r.runLeader(ctx, p, conn)
+		return r.runLeader(ctx, p, conn, o)
 	})
 }
 
@@ -264,19 +271,25 @@ func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead fu
 // A version that a newer one has retired keeps its lock and looks again
 // every LeaderRetry, on the same connection, whether it is to be built
 // again (see register).
-func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn) error {
+func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn, o *outage) error {
 	for {
 		live, err := r.register(ctx, p)
 		if err != nil {
 			return fmt.Errorf("register %s: %w", p.Name(), err)
 		}
 		if live {
-			r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
-			if err := r.follow(ctx, p, conn); err != nil || ctx.Err() != nil {
+			if o.failing() {
+				// follow says "running projection again" once it does.
+				r.log.DebugContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
+			} else {
+				r.log.InfoContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
+			}
+			if err := r.follow(ctx, p, conn, o); err != nil || ctx.Err() != nil {
 				return err
 			}
 			continue // retired meanwhile
 		}
+		o.over(ctx, "projection no longer failing; a newer version serves", "projection", p.Name(), "version", p.Version())
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return nil
 		}
@@ -567,8 +580,9 @@ func (r *Runner) retiredMeanwhile(ctx context.Context, in *instance, err error) 
 // follow applies the log to every live generation of p's version from its
 // checkpoint until ctx ends or the leader connection fails. A generation
 // that a rebuild added is built beside the serving one and takes over once
-// it has caught up.
-func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn) error {
+// it has caught up. The first round that fails nothing ends o (a batch
+// whose connection was lost is a failure until it is applied).
+func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn, o *outage) error {
 	instances := map[int]*instance{}
 	defer func() { // no read ahead outlives follow
 		for _, in := range instances {
@@ -643,7 +657,7 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 				wait = min(wait, d)
 				continue
 			}
-			more, err := r.step(ctx, in, st)
+			more, err := r.step(ctx, in, st, o)
 			if err != nil {
 				if !r.retiredMeanwhile(ctx, in, err) {
 					return err
@@ -660,6 +674,9 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn)
 			if !st.serving && !in.switchAt.IsZero() { // waiting to serve: look again then
 				wait = min(wait, max(time.Until(in.switchAt), time.Millisecond))
 			}
+		}
+		if o.failing() && !connLost(instances) {
+			o.over(ctx, "running projection again", "projection", p.Name(), "version", p.Version())
 		}
 		if busy {
 			continue
@@ -689,6 +706,17 @@ func (r *Runner) dropRetired(ctx context.Context, instances map[int]*instance, i
 	delete(instances, in.generation)
 }
 
+// connLost reports whether an instance waits to apply again a batch whose
+// connection was lost.
+func connLost(instances map[int]*instance) bool {
+	for _, in := range instances {
+		if in.connLost {
+			return true
+		}
+	}
+	return false
+}
+
 // forgetRetired forgets the instances of generations no longer live (a
 // rebuild cancelled, a generation retired once a newer one served).
 func (r *Runner) forgetRetired(instances map[int]*instance, states []state) {
@@ -713,8 +741,9 @@ const checkpointEvery = 100 * time.Millisecond
 
 // step applies one batch of the log to an instance. It reports whether
 // more is waiting right away. While the instance is behind, the next batch
-// is read while this one is applied.
-func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error) {
+// is read while this one is applied. A batch whose connection was lost is
+// a failure of o.
+func (r *Runner) step(ctx context.Context, in *instance, st *state, o *outage) (bool, error) {
 	p := in.p
 	in.at = max(in.at, st.position)
 	plan := r.plan(in, in.at)
@@ -735,10 +764,11 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state) (bool, error
 		if errors.Is(err, errLostLead) || ctx.Err() != nil {
 			return false, err
 		}
-		if err != nil && eventstore.IsConnectionError(err) {
+		in.connLost = err != nil && eventstore.IsConnectionError(err)
+		if in.connLost {
 			// Not the events' fault: try again, with backoff, without
 			// counting it towards MaxFailures or narrowing down.
-			r.log.WarnContext(ctx, "projection lost its database connection; retrying", "projection", p.Name(),
+			o.failed(ctx, "projection lost its database connection; retrying", "projection", p.Name(), "version", p.Version(),
 				"generation", in.generation, "position", b.events[0].Position, "err", err, "retryIn", in.backoff)
 			in.retryAt = time.Now().Add(in.backoff)
 			in.backoff = min(in.backoff*2, 10*time.Second)

@@ -16,16 +16,36 @@ type outage struct {
 	log      *slog.Logger
 	failures int       // attempts failed since the last success
 	since    time.Time // when the first of them failed
+	warned   time.Time // when the run was last logged at WARN
+	// remind is how often a run that goes on is logged at WARN again
+	// (default outageRemind).
+	remind time.Duration
 }
 
+// outageRemind is how often a run of failures that goes on is said at WARN
+// again: a failure that is not an outage (a table dropped by hand, a
+// permission taken away) must not go quiet for good after its first line.
+const outageRemind = 5 * time.Minute
+
 // failed logs a failed attempt with msg and args: at WARN when it is the
-// first since a success, else at DEBUG with the number of attempts failed
-// so far (failedAttempts).
+// first since a success, or the first outageRemind after the last WARN
+// (with failedAttempts and failingFor), else at DEBUG with the number of
+// attempts failed so far (failedAttempts).
 func (o *outage) failed(ctx context.Context, msg string, args ...any) {
 	o.failures++
+	now := time.Now()
 	if o.failures == 1 {
-		o.since = time.Now()
+		o.since, o.warned = now, now
 		o.log.WarnContext(ctx, msg, args...)
+		return
+	}
+	remind := o.remind
+	if remind <= 0 {
+		remind = outageRemind
+	}
+	if now.Sub(o.warned) >= remind {
+		o.warned = now
+		o.log.WarnContext(ctx, msg, append(args, "failedAttempts", o.failures, "failingFor", now.Sub(o.since).Round(time.Second))...)
 		return
 	}
 	o.log.DebugContext(ctx, msg, append(args, "failedAttempts", o.failures)...) // said once per outage

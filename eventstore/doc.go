@@ -110,5 +110,8 @@
 // Broadcaster wake-ups (except its own process's commits, whose followers
 // were woken already), so followers never busy-poll; Follow still re-reads
 // on a slow timer in case a notification is lost (a process that crashes
-// between COMMIT and NOTIFY).
+// between COMMIT and NOTIFY). A Listener whose connection has been quiet
+// for CheckAfter checks it with a round trip, so that a connection that
+// died without the network saying so is made again within seconds rather
+// than when TCP keepalive gives up on it.
 package eventstore

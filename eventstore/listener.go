@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -12,11 +13,38 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// A connection that dies without the network saying so (a NAT, proxy or
+// firewall that drops its state, a failover address that moves) fails no
+// read: the Listener would wait for notifications that never come, with
+// other processes' commits reaching its followers only at their polls,
+// until TCP keepalive gave up on it (minutes). So when no notification has
+// come for CheckAfter, the Listener makes a round trip on its connection,
+// which must answer within CheckTimeout; when it does not, the connection
+// is dropped and made again. A lost connection is noticed within
+// CheckAfter+CheckTimeout, and a quiet one costs a round trip each
+// CheckAfter.
+const (
+	// DefaultListenerCheckAfter is the Listener's CheckAfter by default.
+	DefaultListenerCheckAfter = 10 * time.Second
+	// DefaultListenerCheckTimeout is the Listener's CheckTimeout by default.
+	DefaultListenerCheckTimeout = 5 * time.Second
+)
+
 // Listener wakes a Broadcaster when any process commits events to the
 // database: it LISTENs on NotifyChannel over a dedicated connection (not one
 // of the pool's) and reconnects with backoff when that connection fails,
 // waking everyone after a reconnect since notifications may have been missed.
+// It checks a quiet connection with a round trip (see CheckAfter), so that
+// one that died without a word is made again within seconds.
 type Listener struct {
+	// CheckAfter is how long the Listener waits for a notification before
+	// it checks its connection with a round trip, and CheckTimeout how long
+	// that round trip (and the LISTEN itself) may take before the
+	// connection is taken for lost and made again. Zero is
+	// DefaultListenerCheckAfter and DefaultListenerCheckTimeout. Set them
+	// before Run.
+	CheckAfter, CheckTimeout time.Duration
+
 	cfg       *pgx.ConnConfig
 	wake      *Broadcaster
 	log       *slog.Logger
@@ -33,8 +61,9 @@ func NewListener(cfg *pgx.ConnConfig, wake *Broadcaster, log *slog.Logger) *List
 func (l *Listener) Ready() <-chan struct{} { return l.ready }
 
 // Run listens until ctx ends, then closes its connection and returns nil.
-// Connection failures are logged and retried (backoff up to 5s, from
-// 100ms again once it listens again); they never end Run.
+// Connection failures (a connection that does not answer its check among
+// them) are logged and retried (backoff up to 5s, from 100ms again once it
+// listens again); they never end Run.
 func (l *Listener) Run(ctx context.Context) error {
 	const firstBackoff = 100 * time.Millisecond
 	backoff := firstBackoff
@@ -59,9 +88,19 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 }
 
+// errNoAnswer is the error of a connection that did not answer its check.
+var errNoAnswer = errors.New("the listener's connection did not answer")
+
 // listen connects, listens and passes notifications on until the
 // connection fails; listened reports whether it got as far as listening.
 func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
+	checkAfter, checkTimeout := l.CheckAfter, l.CheckTimeout
+	if checkAfter <= 0 {
+		checkAfter = DefaultListenerCheckAfter
+	}
+	if checkTimeout <= 0 {
+		checkTimeout = DefaultListenerCheckTimeout
+	}
 	conn, err := pgx.ConnectConfig(ctx, l.cfg)
 	if err != nil {
 		return false, err
@@ -71,14 +110,36 @@ func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+	listenCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	_, err = conn.Exec(listenCtx, "LISTEN "+NotifyChannel)
+	cancel()
+	if err != nil {
 		return false, err
 	}
 	l.readyOnce.Do(func() { close(l.ready) })
 	// Commits may have happened while we were not listening.
 	l.wake.Notify(0)
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		waitCtx, cancel := context.WithTimeout(ctx, checkAfter)
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Quiet for checkAfter: is anyone there? (A notification
+			// that arrives meanwhile is kept for the next wait.)
+			pingCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+			err := conn.Ping(pingCtx)
+			cancel()
+			if ctx.Err() != nil {
+				return true, ctx.Err()
+			}
+			if err != nil {
+				return true, fmt.Errorf("%w within %v after %v without a notification: %w", errNoAnswer, checkTimeout, checkAfter, err)
+			}
+			continue
+		}
 		if err != nil {
 			return true, err
 		}

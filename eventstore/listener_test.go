@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/eventstore/eventstoretest"
 	"cqrsgate/internal/pgtest"
 )
 
@@ -46,4 +48,66 @@ func TestListenerReconnectsPromptlyAfterEachLoss(t *testing.T) {
 			t.Fatalf("loss %d: the listener did not listen again within a second", loss)
 		}
 	}
+}
+
+// TestListenerNoticesAConnectionThatDiedSilently: a LISTEN connection that
+// dies without the network saying so (a NAT, proxy or firewall dropping
+// its state, a failover address moving: no reset, no close), simulated
+// by a proxy that stops forwarding, is noticed by the Listener's check
+// (a round trip after CheckAfter without a notification, which must
+// answer within CheckTimeout) and made again, so that other processes'
+// commits wake this one's followers again. The Listener waited on it for
+// notifications that never came, until TCP keepalive gave up (minutes):
+// meanwhile other processes' commits reached the followers only at their
+// polls. A quiet connection that answers is kept.
+func TestListenerNoticesAConnectionThatDiedSilently(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	proxy := newBlackholeProxy(t, pool.Config().ConnConfig)
+	wake := eventstore.NewBroadcaster()
+	lis := eventstore.NewListener(proxy.connConfig(pool.Config().ConnConfig), wake, quietLogger())
+	lis.CheckAfter, lis.CheckTimeout = 100*time.Millisecond, time.Second
+	lisCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- lis.Run(lisCtx) }()
+	defer func() { stop(); <-done }()
+	<-lis.Ready()
+	other := newPostgres(t, pool) // another process: its commits reach this one by NOTIFY only
+
+	// heard appends in another process until the Listener passes one of
+	// its notifications on, or within fails.
+	heard := func(within time.Duration) bool {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			res, err := other.Append(ctx, "other", domain.ExpectAny, eventstoretest.Ev("Opened", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 10 {
+				if wake.Latest() >= res.LastPosition {
+					return true
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		return false
+	}
+	if !heard(5 * time.Second) {
+		t.Fatal("another process's commit was not passed on through the proxy")
+	}
+	time.Sleep(time.Second) // quiet: checked several times
+	if n := proxy.accepted.Load(); n != 1 {
+		t.Fatalf("a quiet connection that answers its checks was made again: %d connections", n)
+	}
+	if !heard(5 * time.Second) {
+		t.Fatal("another process's commit was not passed on after a quiet second")
+	}
+
+	proxy.blackhole()
+	lost := time.Now()
+	if !heard(5 * time.Second) {
+		t.Fatal("5s after the connection died silently, the listener has not listened again")
+	}
+	t.Logf("listening again within %v of the loss", time.Since(lost).Round(time.Millisecond))
 }

@@ -316,6 +316,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		defer bg.Done()
 		_ = eventstore.NewListener(poolCfg.ConnConfig.Copy(), wake, log).Run(listenerCtx)
 	}()
+	// Watches for a transaction that holds back every reader of the log
+	// (logged, and the cqrsgate_log_held_back_* gauges).
+	lagWatch := eventstore.NewLagWatch(rawStore, log, eventstore.LagWatchOptions{})
+	meters.ReaderLag(lagWatch)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		_ = lagWatch.Run(listenerCtx)
+	}()
 	defer func() { stopListener(); bg.Wait() }()
 
 	hub := eventstore.NewHub(tail, log) // subscriptions migrate each event as their client asks

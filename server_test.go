@@ -337,6 +337,7 @@ func checkMetrics(t *testing.T, g *gateway) {
 		{"cqrsgate_projection_lag_seconds", map[string]string{"projection": "orders"}, func(v float64) bool { return v >= 0 && v < 60 }, "a sensible lag"},
 		{"cqrsgate_db_pool_max_connections", nil, func(v float64) bool { return v == 20 }, "a pool of 20"},
 		{"cqrsgate_db_pool_acquires_total", nil, func(v float64) bool { return v > 0 }, "pool acquires"},
+		{"cqrsgate_log_held_back_seconds", nil, func(v float64) bool { return v >= 0 && v < 60 }, "readers not held back for long"},
 	}
 	for _, c := range checks {
 		if v := value(c.name, c.labels); !c.want(v) {

@@ -80,7 +80,9 @@
 //     an assigned id running anywhere on the server (xmin is cluster-wide):
 //     a write transaction held open for a second holds every follower back
 //     for that second. Keep write transactions short. Reads of a single
-//     stream are not affected.
+//     stream are not affected. Postgres.ReaderLag measures how far the
+//     readers are held back and names the transaction that holds them; a
+//     LagWatch logs it.
 //   - Rolled-back appends leave holes in the positions, and so does an
 //     append of a batch refused for its expected version (the end of the
 //     batch's reservation goes unused): readers must not expect positions

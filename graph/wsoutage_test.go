@@ -343,9 +343,10 @@ func TestDatabaseOutageKeepsSubscriptions(t *testing.T) {
 	// nothing until its next read of the log succeeds.
 	var rest []int64
 	restErr := make(chan error, 1)
+	restN := len(backlog) + len(want) + 4 - len(caughtUp) // the 4: ticks after the outage
 	go func() {
 		var err error
-		rest, err = behind.readPositions(len(backlog)+len(want)+4-len(caughtUp), 30*time.Second)
+		rest, err = behind.readPositions(restN, 30*time.Second)
 		restErr <- err
 	}()
 	// Long enough for the row subscriber's tries to be 4 seconds apart.

@@ -132,6 +132,7 @@ type Websocket struct {
 	selections selectionTexts // the text of log subscriptions' selections (see logShareKey)
 
 	dropped        atomic.Int64 // connections closed for being too slow
+	unshared       atomic.Int64 // subscriptions given a key of their own (see keyOf)
 	sharedPayloads atomic.Int64 // log payloads sent from a payloadCache
 	cachedBytes    atomic.Int64 // the bytes the payload caches hold
 }

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -61,7 +62,19 @@ func (t *Websocket) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 	if t.ShareScope != nil {
 		scope = t.ShareScope(ctx)
 	}
-	k, _ := json.Marshal([]any{scope, rc.OperationName, rc.RawQuery, rc.Variables}) // map keys sorted: canonical
+	return t.keyOf([]any{scope, rc.OperationName, rc.RawQuery, rc.Variables}) // map keys sorted: canonical
+}
+
+// keyOf encodes the parts of a share key. Parts that cannot be encoded
+// (no variables coerced by gqlgen are such today) get a key no other
+// subscription has, so that it shares nothing: were the error ignored,
+// every such subscription, whatever its caller's scope, would have the key
+// "" and share one execution.
+func (t *Websocket) keyOf(parts []any) string {
+	k, err := json.Marshal(parts)
+	if err != nil {
+		return "\x00unshared " + strconv.FormatInt(t.unshared.Add(1), 10)
+	}
 	return string(k)
 }
 

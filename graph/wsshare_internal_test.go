@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,20 @@ func TestAJoinerGetsNoPayloadFromBeforeItJoined(t *testing.T) {
 	<-doneB
 	if p := pending("b"); strings.Contains(p, "old") {
 		t.Fatalf("b, which joined after it, was sent the earlier payload at the end: %s", p)
+	}
+}
+
+// Parts of a share key that cannot be encoded give a key no other
+// subscription has: the error was ignored, and every such subscription,
+// whatever its caller's scope, had the key "" and shared one execution.
+func TestShareKeysThatCannotBeEncodedShareNothing(t *testing.T) {
+	ws := &Websocket{}
+	bad := []any{"acme|reader", "", "subscription { x }", map[string]any{"n": math.Inf(1)}}
+	if a, b := ws.keyOf(bad), ws.keyOf(bad); a == b || a == "" || b == "" {
+		t.Fatalf("two keys of parts that cannot be encoded: %q and %q, want two keys of their own", a, b)
+	}
+	good := []any{"acme|reader", "", "subscription { x }", map[string]any{"n": 1}}
+	if a, b := ws.keyOf(good), ws.keyOf(good); a != b {
+		t.Fatalf("alike parts: keys %q and %q", a, b)
 	}
 }

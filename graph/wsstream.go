@@ -3,7 +3,6 @@ package graph
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -224,8 +223,7 @@ func (t *Websocket) logShareKey(ctx context.Context, rc *graphql.OperationContex
 	if t.ShareScope != nil {
 		scope = t.ShareScope(ctx)
 	}
-	k, _ := json.Marshal([]any{scope, f.Alias, sel, vars})
-	return string(k)
+	return t.keyOf([]any{scope, f.Alias, sel, vars})
 }
 
 // selectionTexts remembers the text of root fields' selections, by field:

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -50,13 +51,13 @@ func TestReadModelsKeepTenantsApart(t *testing.T) {
 			domain.AddOrderItem{OrderID: "o1", Sku: "widget", Quantity: 1, UnitPrice: 10})
 	}
 	run("acme", domain.OpenAccount{AccountID: "a2", Owner: "ada", Currency: "EUR", InitialDeposit: 5})
+	// Each projection's serving row must be there and past last: before
+	// the runner has set one up there is no row, and no table to read.
 	waitFor(t, "the projections to catch up", func() bool {
+		list, _ := projections.List(ctx, e.pool)
 		for _, name := range []string{"accounts", "orders", "products"} {
-			list, _ := projections.List(ctx, e.pool)
-			for _, s := range list {
-				if s.Name == name && s.Position < last {
-					return false
-				}
+			if !slices.ContainsFunc(list, func(s projections.Status) bool { return s.Name == name && s.Serving && s.Position >= last }) {
+				return false
 			}
 		}
 		return true

@@ -23,9 +23,10 @@ import (
 // authorization enforces roles, in one place, for every operation over
 // every transport: after an operation is parsed and validated and before
 // any of it runs, each of its root fields is checked against the role it
-// needs (its @hasRole, or READER for Query and Subscription fields and
-// WRITER for Mutation fields). One field the caller may not use refuses the
-// whole operation.
+// needs (its @hasRole, none for @authenticated, or READER for Query and
+// Subscription fields and WRITER for Mutation fields). Every field but
+// __typename needs a credential. One field the caller may not use refuses
+// the whole operation.
 type authorization struct{}
 
 var (
@@ -35,17 +36,24 @@ var (
 
 func (authorization) ExtensionName() string { return "Authorization" }
 
-// Validate refuses a schema that puts @hasRole anywhere but on a root
-// field, where it would silently not be enforced.
+// Validate refuses a schema that puts @hasRole, @gatewayWide or
+// @authenticated anywhere but on a root field, where it would silently not
+// be enforced, or @authenticated beside @hasRole or @gatewayWide, which
+// contradict it.
 func (authorization) Validate(es graphql.ExecutableSchema) error {
 	s := es.Schema()
 	roots := map[*ast.Definition]bool{s.Query: true, s.Mutation: true, s.Subscription: true}
 	for _, def := range s.Types {
 		for _, f := range def.Fields {
-			if f.Directives.ForName("gatewayWide") != nil && !roots[def] {
-				return fmt.Errorf("@gatewayWide on %s.%s: only fields of Query, Mutation and Subscription are checked", def.Name, f.Name)
+			for _, name := range []string{"gatewayWide", "authenticated"} {
+				if f.Directives.ForName(name) != nil && !roots[def] {
+					return fmt.Errorf("@%s on %s.%s: only fields of Query, Mutation and Subscription are checked", name, def.Name, f.Name)
+				}
 			}
 			d := f.Directives.ForName("hasRole")
+			if f.Directives.ForName("authenticated") != nil && (d != nil || f.Directives.ForName("gatewayWide") != nil) {
+				return fmt.Errorf("@authenticated on %s.%s: a field that needs no role cannot also need one (@hasRole, @gatewayWide)", def.Name, f.Name)
+			}
 			if d == nil {
 				continue
 			}
@@ -96,7 +104,7 @@ func (authorization) MutateOperationContext(ctx context.Context, rc *graphql.Ope
 				Extensions: map[string]any{"code": string(domain.Unauthorized)},
 			}
 		}
-		if !p.Has(role) {
+		if role != "" && !p.Has(role) {
 			return &gqlerror.Error{
 				Message:    fmt.Sprintf("%s needs the %s role", f.Name, role),
 				Path:       ast.Path{ast.PathName(f.Alias)},
@@ -132,8 +140,12 @@ func plainFields(sel ast.SelectionSet) (fields []*ast.Field, plain bool) {
 	return fields, true
 }
 
-// fieldRole is the role a root field needs.
+// fieldRole is the role a root field needs: "" for none (@authenticated:
+// a credential is enough).
 func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
+	if f.Directives.ForName("authenticated") != nil {
+		return "", nil
+	}
 	if d := f.Directives.ForName("hasRole"); d != nil {
 		// The schema's enum value (ADMIN) names the role (admin).
 		v, _ := d.ArgumentMap(nil)["role"].(string)

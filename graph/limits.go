@@ -363,7 +363,7 @@ func ipKey(remoteAddr string) string {
 // without a subject too, which would otherwise share one key with every
 // other).
 func clientKey(ctx context.Context) string {
-	if p := auth.FromContext(ctx); p != nil && p.Method != "development" && p.Subject != "" {
+	if p := auth.FromContext(ctx); p != nil && p.Method != auth.MethodDevelopment && p.Subject != "" {
 		return p.Method + ":" + p.Tenant + ":" + p.Subject // a websocket's credential comes after the upgrade
 	}
 	if i := infoOf(ctx); i != nil {

@@ -363,6 +363,7 @@ type ComplexityRoot struct {
 		Products           func(childComplexity int, maxAvailable *int, first *int, after *string, atLeast *model.Position) int
 		Projections        func(childComplexity int) int
 		Stream             func(childComplexity int, id string, fromVersion *int, first *int, backwards *bool) int
+		Viewer             func(childComplexity int) int
 	}
 
 	ReplayFailure struct {
@@ -439,6 +440,16 @@ type ComplexityRoot struct {
 		ProductChanged    func(childComplexity int, sku string, after *model.Position) int
 		ProjectionStatus  func(childComplexity int, intervalMs *int) int
 	}
+
+	Viewer struct {
+		CanAdministerGateway func(childComplexity int) int
+		Credential           func(childComplexity int) int
+		DevelopmentMode      func(childComplexity int) int
+		ExpiresAt            func(childComplexity int) int
+		Name                 func(childComplexity int) int
+		Roles                func(childComplexity int) int
+		Tenant               func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -493,6 +504,7 @@ type OrderStatResolver interface {
 type QueryResolver interface {
 	Events(ctx context.Context, after *model.Position, first *int, stream *string, types []string, streamPrefix *string, correlationID *string, atLeast *model.Position) (*model.EventPage, error)
 	Stream(ctx context.Context, id string, fromVersion *int, first *int, backwards *bool) (*model.Stream, error)
+	Viewer(ctx context.Context) (*model.Viewer, error)
 	Fulfilment(ctx context.Context, orderID string, atLeast *model.Position) (*model.Fulfilment, error)
 	Fulfilments(ctx context.Context, state *model.FulfilmentState, first *int, after *string, atLeast *model.Position) (*model.FulfilmentConnection, error)
 	Order(ctx context.Context, id string, atLeast *model.Position) (*model.Order, error)
@@ -2195,6 +2207,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Stream(childComplexity, args["id"].(string), args["fromVersion"].(*int), args["first"].(*int), args["backwards"].(*bool)), true
+	case "Query.viewer":
+		if e.ComplexityRoot.Query.Viewer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Viewer(childComplexity), true
 
 	case "ReplayFailure.eventId":
 		if e.ComplexityRoot.ReplayFailure.EventID == nil {
@@ -2511,6 +2529,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Subscription.ProjectionStatus(childComplexity, args["intervalMs"].(*int)), true
 
+	case "Viewer.canAdministerGateway":
+		if e.ComplexityRoot.Viewer.CanAdministerGateway == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.CanAdministerGateway(childComplexity), true
+	case "Viewer.credential":
+		if e.ComplexityRoot.Viewer.Credential == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Credential(childComplexity), true
+	case "Viewer.developmentMode":
+		if e.ComplexityRoot.Viewer.DevelopmentMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.DevelopmentMode(childComplexity), true
+	case "Viewer.expiresAt":
+		if e.ComplexityRoot.Viewer.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.ExpiresAt(childComplexity), true
+	case "Viewer.name":
+		if e.ComplexityRoot.Viewer.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Name(childComplexity), true
+	case "Viewer.roles":
+		if e.ComplexityRoot.Viewer.Roles == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Roles(childComplexity), true
+	case "Viewer.tenant":
+		if e.ComplexityRoot.Viewer.Tenant == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Tenant(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -2767,6 +2828,80 @@ projections, the shared schema registry): a caller whose credential names a
 tenant gets FORBIDDEN, whatever its roles.
 """
 directive @gatewayWide on FIELD_DEFINITION
+
+"""
+Marks a root field that needs a credential but no role: any caller the
+gateway authenticated may use it, one whose credential names no role it
+knows too. A caller without a credential gets UNAUTHORIZED, as for any
+other field. Not with @hasRole.
+"""
+directive @authenticated on FIELD_DEFINITION
+
+"How the gateway authenticated a caller."
+enum CredentialKind {
+  "A JSON Web Token (bearer token), verified with the gateway's secret or public keys."
+  JWT
+  "One of the gateway's configured API keys (AUTH_API_KEYS)."
+  API_KEY
+}
+
+"""
+The caller of an operation, as the gateway sees it: what its credential
+says of it and what it may therefore do. Nothing in it is more than the
+caller's own credential holds or grants; nothing is about any other
+caller or tenant.
+"""
+type Viewer {
+  """
+  True when authentication is off (no AUTH_* setting): every caller is
+  then an administrator without a tenant, and credentials are not read.
+  """
+  developmentMode: Boolean!
+  "How the caller was authenticated; null in development mode."
+  credential: CredentialKind
+  """
+  Who the credential names: an API key's name as configured, or a JWT's
+  ` + "`" + `sub` + "`" + ` claim; null in development mode and for a JWT without ` + "`" + `sub` + "`" + `.
+  """
+  name: String
+  """
+  Every role the caller holds, including those its roles include (an
+  administrator's are READER, WRITER and ADMIN), from least to most. Empty
+  when its credential names no role the gateway knows (roles of other
+  systems are ignored): such a caller may use only fields that need no
+  role, such as this one.
+  """
+  roles: [Role!]!
+  """
+  The tenant the caller's data is scoped to; null for none (callers
+  without a tenant share the default tenant).
+  """
+  tenant: String
+  """
+  True when the caller may use the fields that administer the whole
+  gateway (projection and schema-registry administration, marked
+  @gatewayWide): an ADMIN without a tenant. A tenant's administrator may
+  not.
+  """
+  canAdministerGateway: Boolean!
+  """
+  When the gateway stops accepting the credential: a JWT's ` + "`" + `exp` + "`" + ` plus the
+  leeway allowed for clock skew (a websocket it opened is closed then with
+  4403). Null for an API key and in development mode, which do not expire.
+  """
+  expiresAt: Time
+}
+
+extend type Query {
+  """
+  The caller, as the gateway sees it: its roles, tenant and what it may
+  administer, for a client to show who it acts as and offer only what the
+  caller may do. Needs a credential but no role (@authenticated): with
+  authentication on, a request without one gets UNAUTHORIZED, like every
+  other field but ` + "`" + `__typename` + "`" + `.
+  """
+  viewer: Viewer! @authenticated
+}
 `, BuiltIn: false},
 	{Name: "../schema/commands.graphqls", Input: `"A signed 64-bit integer, e.g. an amount of money in the currency's minor unit (cents). A JSON number; a decimal string is accepted too."
 scalar Long
@@ -4403,6 +4538,26 @@ func (ec *executionContext) childFields_Stream(ctx context.Context, field graphq
 		return ec.fieldContext_Stream_events(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Stream", field.Name)
+}
+
+func (ec *executionContext) childFields_Viewer(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "developmentMode":
+		return ec.fieldContext_Viewer_developmentMode(ctx, field)
+	case "credential":
+		return ec.fieldContext_Viewer_credential(ctx, field)
+	case "name":
+		return ec.fieldContext_Viewer_name(ctx, field)
+	case "roles":
+		return ec.fieldContext_Viewer_roles(ctx, field)
+	case "tenant":
+		return ec.fieldContext_Viewer_tenant(ctx, field)
+	case "canAdministerGateway":
+		return ec.fieldContext_Viewer_canAdministerGateway(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Viewer_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Viewer", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -11681,6 +11836,38 @@ func (ec *executionContext) fieldContext_Query_stream(ctx context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_viewer(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_viewer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Viewer(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Viewer) graphql.Marshaler {
+			return ec.marshalNViewer2ᚖcqrsgateᚋgraphᚋmodelᚐViewer(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_viewer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Viewer(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_fulfilment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13786,6 +13973,167 @@ func (ec *executionContext) fieldContext_Subscription_projectionStatus(ctx conte
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Viewer_developmentMode(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_developmentMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DevelopmentMode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_developmentMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Viewer_credential(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_credential(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Credential, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CredentialKind) graphql.Marshaler {
+			return ec.marshalOCredentialKind2ᚖcqrsgateᚋgraphᚋmodelᚐCredentialKind(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_credential(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "CredentialKind")
+}
+
+func (ec *executionContext) _Viewer_name(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "String")
+}
+
+func (ec *executionContext) _Viewer_roles(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_roles(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Roles, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.Role) graphql.Marshaler {
+			return ec.marshalNRole2ᚕcqrsgateᚋgraphᚋmodelᚐRoleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_roles(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "Role")
+}
+
+func (ec *executionContext) _Viewer_tenant(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_tenant(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tenant, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_tenant(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "String")
+}
+
+func (ec *executionContext) _Viewer_canAdministerGateway(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_canAdministerGateway(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CanAdministerGateway, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_canAdministerGateway(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Viewer_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Viewer", field, false, false, "Time")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -18567,6 +18915,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_stream(ctx, field)
 				})
+		case "viewer":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_viewer(ctx, field)
+				})
 		case "fulfilment":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -19178,6 +19532,69 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var viewerImplementors = []string{"Viewer"}
+
+func (ec *executionContext) _Viewer(ctx context.Context, sel ast.SelectionSet, obj *model.Viewer) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, viewerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Viewer")
+		case "developmentMode":
+			out.Values[i] = ec._Viewer_developmentMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "credential":
+			out.Values[i] = ec._Viewer_credential(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Viewer_name(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "roles":
+			out.Values[i] = ec._Viewer_roles(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tenant":
+			out.Values[i] = ec._Viewer_tenant(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "canAdministerGateway":
+			out.Values[i] = ec._Viewer_canAdministerGateway(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._Viewer_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -20277,6 +20694,36 @@ func (ec *executionContext) marshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx con
 	return v
 }
 
+func (ec *executionContext) unmarshalNRole2ᚕcqrsgateᚋgraphᚋmodelᚐRoleᚄ(ctx context.Context, v any) ([]model.Role, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.Role, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNRole2ᚕcqrsgateᚋgraphᚋmodelᚐRoleᚄ(ctx context.Context, sel ast.SelectionSet, v []model.Role) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRole2cqrsgateᚋgraphᚋmodelᚐRole(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNSchemaIncompatibility2ᚕᚖcqrsgateᚋgraphᚋmodelᚐSchemaIncompatibilityᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchemaIncompatibility) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -20424,6 +20871,14 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 func (ec *executionContext) unmarshalNUnfreezeAccountInput2cqrsgateᚋgraphᚋmodelᚐUnfreezeAccountInput(ctx context.Context, v any) (model.UnfreezeAccountInput, error) {
 	res, err := ec.unmarshalInputUnfreezeAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNViewer2ᚖcqrsgateᚋgraphᚋmodelᚐViewer(ctx context.Context, sel ast.SelectionSet, v *model.Viewer) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Viewer!")
+		return graphql.Null
+	}
+	return ec._Viewer(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNWithdrawMoneyInput2cqrsgateᚋgraphᚋmodelᚐWithdrawMoneyInput(ctx context.Context, v any) (model.WithdrawMoneyInput, error) {
@@ -20649,6 +21104,22 @@ func (ec *executionContext) unmarshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodel�
 }
 
 func (ec *executionContext) marshalOCompatibility2ᚖcqrsgateᚋgraphᚋmodelᚐCompatibility(ctx context.Context, sel ast.SelectionSet, v *model.Compatibility) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOCredentialKind2ᚖcqrsgateᚋgraphᚋmodelᚐCredentialKind(ctx context.Context, v any) (*model.CredentialKind, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.CredentialKind)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCredentialKind2ᚖcqrsgateᚋgraphᚋmodelᚐCredentialKind(ctx context.Context, sel ast.SelectionSet, v *model.CredentialKind) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

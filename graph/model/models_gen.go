@@ -667,6 +667,39 @@ type UnfreezeAccountInput struct {
 	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
 }
 
+// The caller of an operation, as the gateway sees it: what its credential
+// says of it and what it may therefore do. Nothing in it is more than the
+// caller's own credential holds or grants; nothing is about any other
+// caller or tenant.
+type Viewer struct {
+	// True when authentication is off (no AUTH_* setting): every caller is
+	// then an administrator without a tenant, and credentials are not read.
+	DevelopmentMode bool `json:"developmentMode"`
+	// How the caller was authenticated; null in development mode.
+	Credential *CredentialKind `json:"credential,omitempty"`
+	// Who the credential names: an API key's name as configured, or a JWT's
+	// `sub` claim; null in development mode and for a JWT without `sub`.
+	Name *string `json:"name,omitempty"`
+	// Every role the caller holds, including those its roles include (an
+	// administrator's are READER, WRITER and ADMIN), from least to most. Empty
+	// when its credential names no role the gateway knows (roles of other
+	// systems are ignored): such a caller may use only fields that need no
+	// role, such as this one.
+	Roles []Role `json:"roles"`
+	// The tenant the caller's data is scoped to; null for none (callers
+	// without a tenant share the default tenant).
+	Tenant *string `json:"tenant,omitempty"`
+	// True when the caller may use the fields that administer the whole
+	// gateway (projection and schema-registry administration, marked
+	// @gatewayWide): an ADMIN without a tenant. A tenant's administrator may
+	// not.
+	CanAdministerGateway bool `json:"canAdministerGateway"`
+	// When the gateway stops accepting the credential: a JWT's `exp` plus the
+	// leeway allowed for clock skew (a websocket it opened is closed then with
+	// 4403). Null for an API key and in development mode, which do not expire.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
 type WithdrawMoneyInput struct {
 	AccountID string `json:"accountId"`
 	// Minor units, > 0.
@@ -742,6 +775,64 @@ func (e *Compatibility) UnmarshalJSON(b []byte) error {
 }
 
 func (e Compatibility) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How the gateway authenticated a caller.
+type CredentialKind string
+
+const (
+	// A JSON Web Token (bearer token), verified with the gateway's secret or public keys.
+	CredentialKindJwt CredentialKind = "JWT"
+	// One of the gateway's configured API keys (AUTH_API_KEYS).
+	CredentialKindAPIKey CredentialKind = "API_KEY"
+)
+
+var AllCredentialKind = []CredentialKind{
+	CredentialKindJwt,
+	CredentialKindAPIKey,
+}
+
+func (e CredentialKind) IsValid() bool {
+	switch e {
+	case CredentialKindJwt, CredentialKindAPIKey:
+		return true
+	}
+	return false
+}
+
+func (e CredentialKind) String() string {
+	return string(e)
+}
+
+func (e *CredentialKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CredentialKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CredentialKind", str)
+	}
+	return nil
+}
+
+func (e CredentialKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CredentialKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CredentialKind) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

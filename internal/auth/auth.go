@@ -75,9 +75,17 @@ type Principal struct {
 	// that a websocket it opened closes when a request with it would be
 	// refused, not while requests with it are still served.
 	ExpiresAt time.Time
-	// Method is how the caller was authenticated: "jwt", "api-key" or "development".
+	// Method is how the caller was authenticated: MethodJWT, MethodAPIKey
+	// or MethodDevelopment.
 	Method string
 }
+
+// The ways a Principal is authenticated (its Method).
+const (
+	MethodJWT         = "jwt"
+	MethodAPIKey      = "api-key"
+	MethodDevelopment = "development" // authentication is off: see Development
+)
 
 // Has reports whether the principal holds role, or one that includes it.
 func (p *Principal) Has(role Role) bool {
@@ -108,7 +116,7 @@ func (p *Principal) Scope() string {
 
 // Development is the principal of every caller when no authentication is
 // configured: an administrator.
-var Development = &Principal{Subject: "development", Roles: []Role{Admin}, Method: "development"}
+var Development = &Principal{Subject: "development", Roles: []Role{Admin}, Method: MethodDevelopment}
 
 type principalKey struct{}
 
@@ -332,7 +340,7 @@ func New(cfg Config) (*Authenticator, error) {
 		if _, dup := a.apiKeys[h]; dup {
 			return nil, fmt.Errorf("API key %q is the same key as another", k.Name)
 		}
-		a.apiKeys[h] = &Principal{Subject: k.Name, Roles: k.Roles, Tenant: k.Tenant, Method: "api-key"}
+		a.apiKeys[h] = &Principal{Subject: k.Name, Roles: k.Roles, Tenant: k.Tenant, Method: MethodAPIKey}
 	}
 	return a, nil
 }
@@ -391,7 +399,7 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, name, errBadTime)
 		}
 	}
-	p := &Principal{Method: "jwt"}
+	p := &Principal{Method: MethodJWT}
 	p.Subject, _ = claims["sub"].(string)
 	if v, ok := claims[a.cfg.TenantClaim]; ok {
 		// A tenant claim that does not name a tenant must not be read as

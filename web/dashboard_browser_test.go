@@ -47,6 +47,10 @@ type fakeGateway struct {
 	// answer, when set, answers the HTTP queries it returns a body for
 	// (JSON); the others are answered as before.
 	answer func(query string, variables map[string]any) string
+	// viewer, when set, answers the viewer query (the JSON of its Viewer)
+	// for the request's Authorization header ("" for none); nil answers
+	// as a gateway older than the query: GRAPHQL_VALIDATION_FAILED.
+	viewer func(authorization string) string
 }
 
 func (g *fakeGateway) handler() http.Handler {
@@ -137,6 +141,15 @@ func (g *fakeGateway) handler() http.Handler {
 				_, _ = w.Write([]byte(body))
 				return
 			}
+		}
+		if strings.Contains(req.Query, "viewer") {
+			if g.viewer == nil {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+				_, _ = w.Write([]byte(`{"errors":[{"message":"Cannot query field \"viewer\" on type \"Query\".","extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}],"data":null}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"data":{"viewer":` + g.viewer(r.Header.Get("Authorization")) + `}}`))
+			return
 		}
 		if strings.Contains(req.Query, "head") {
 			g.mu.Lock()

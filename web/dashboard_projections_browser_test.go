@@ -135,7 +135,9 @@ func answerDialog(t *testing.T, ctx context.Context, yes bool) string {
 // the administrator's mutations only where they apply (no Rebuild while a
 // rebuild runs; Cancel rebuild on the rebuild; Retry and Skip on a failed
 // generation), asks before cancelling, shows a refusal with its rule, and
-// after a FORBIDDEN shows the gateway's reason and no button at all.
+// after a FORBIDDEN shows the gateway's reason and no button at all. The
+// fake gateway has no viewer query (a gateway older than it): the buttons
+// show until the gateway refuses one.
 func TestDashboardProjectionAdministration(t *testing.T) {
 	var mu sync.Mutex
 	var mutations []string

@@ -6,7 +6,8 @@
 // tail after the last position it showed, so no event is missing. The
 // projections table tells the serving generation from a rebuild, and
 // offers the administrator's mutations (rebuild, retry, skip, cancel a
-// rebuild) over HTTP where they apply.
+// rebuild) over HTTP where they apply, to a caller the gateway's viewer
+// query says may use them; the top bar says who the page acts as.
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -131,11 +132,22 @@
   // (and a focused one its focus).
   var PROJECTION_FIELDS = 'name version generation status serving position lag lagSeconds failures lastError failedPosition failedEventId';
   var projections = { list: [], rows: {} };
-  // The gateway does not tell a page its caller's roles: the buttons show
-  // until it refuses one with FORBIDDEN (the admin role is needed, and no
-  // tenant) or UNAUTHORIZED; then its reason is shown and the buttons are
-  // gone for that credential (a new token brings them back).
+  // The buttons show for a caller the gateway's viewer query says may
+  // administer it (canAdministerGateway: an administrator without a
+  // tenant; see "who the page acts as" below). A gateway older than
+  // viewer does not tell a page its caller's roles: there the buttons
+  // show until it refuses one. Either way a refusal (FORBIDDEN: the admin
+  // role is needed, and no tenant; or UNAUTHORIZED) is shown with its
+  // reason and the buttons are gone for that credential (a new token
+  // brings them back).
   var admin = { refused: null, busy: {} };
+
+  // mayAdminister says whether the projections' buttons show.
+  function mayAdminister() {
+    if (admin.refused) { return false; }
+    if (who.state === 'known') { return !!who.viewer.canAdministerGateway; }
+    return who.state === 'legacy';
+  }
 
   // projectionKinds says what each generation of list is to the projection
   // it belongs to: 'serving', 'rebuild', 'building' (a first build: no
@@ -239,7 +251,7 @@
   function renderProjections() {
     var body = $('projections'), kinds = projectionKinds(projections.list), seen = {}, rebuilding = {};
     kinds.forEach(function (r) { if (r.kind === 'rebuild') { rebuilding[r.p.name] = true; } });
-    $('projections-table').classList.toggle('no-admin', !!admin.refused);
+    $('projections-table').classList.toggle('no-admin', !mayAdminister());
     kinds.forEach(function (r, i) {
       var p = r.p, key = p.name + '\u0000' + p.version + '\u0000' + p.generation;
       var row = projections.rows[key];
@@ -264,7 +276,7 @@
       });
       cells[2].className = c.stateClass;
       cells[4].className = c.lagClass;
-      var acts = admin.refused ? [] : projectionActions(r, rebuilding);
+      var acts = mayAdminister() ? projectionActions(r, rebuilding) : [];
       var sig = JSON.stringify(acts) + (admin.busy[p.name] ? ' busy' : '');
       if (row.actions !== sig) {
         row.actions = sig;
@@ -393,7 +405,7 @@
 
   $('projections').addEventListener('click', function (ev) {
     var b = ev.target.closest('button[data-act]');
-    if (!b || b.disabled || admin.refused) { return; }
+    if (!b || b.disabled || !mayAdminister()) { return; }
     var tr = b.closest('tr'), row = null;
     Object.keys(projections.rows).forEach(function (key) { if (projections.rows[key].tr === tr) { row = projections.rows[key]; } });
     if (!row || admin.busy[row.p.name]) { return; }
@@ -404,6 +416,96 @@
     if (!q) { administer(a); return; }
     ask(q).then(function (yes) { if (yes) { administer(a); } });
   });
+
+  // ---- who the page acts as
+  // The viewer query says who the gateway takes the page's token for: its
+  // roles and tenant, and whether it may administer projections. It is
+  // asked each time a connection is made (at load, after the token
+  // changed, after the gateway came back): until the first answer for a
+  // token no button shows, so a reader never sees one. state: 'pending'
+  // (not answered yet for this token), 'known' (viewer), 'legacy' (the
+  // gateway has no viewer query: it is older) or 'refused' (no credential
+  // the gateway accepts).
+  var VIEWER_QUERY = '{ viewer { developmentMode credential name roles tenant canAdministerGateway } }';
+  var who = { state: 'pending', viewer: null, seq: 0, failures: 0 };
+
+  function askViewer() {
+    var seq = ++who.seq;
+    clearTimeout(who.retry);
+    gql(VIEWER_QUERY).then(function (d) {
+      if (seq !== who.seq) { return; } // the token changed meanwhile
+      who.failures = 0;
+      if (d && d.viewer) {
+        who.state = 'known';
+        who.viewer = d.viewer;
+      } else {
+        who.state = 'legacy';
+      }
+      onViewer();
+    }, function (err) {
+      if (seq !== who.seq) { return; }
+      if (err.code === 'GRAPHQL_VALIDATION_FAILED') {
+        who.state = 'legacy'; // "Cannot query field viewer": an older gateway
+      } else if (err.code === 'UNAUTHORIZED' || err.code === 'FORBIDDEN') {
+        who.state = 'refused';
+      } else if (++who.failures < 3) {
+        // The gateway could not answer (restarting, say): ask again, the
+        // page as it was meanwhile.
+        who.retry = setTimeout(function () { if (seq === who.seq) { askViewer(); } }, 3000);
+        return;
+      } else if (who.state === 'pending') {
+        who.state = 'legacy'; // the buttons, and the gateway's refusal if it refuses
+      }
+      console.warn('viewer:', err.message);
+      onViewer();
+    });
+  }
+
+  // forgetViewer is for a new token: nothing is known of it yet.
+  function forgetViewer() {
+    who.seq++;
+    clearTimeout(who.retry);
+    who.state = 'pending';
+    who.viewer = null;
+    who.failures = 0;
+    onViewer();
+  }
+
+  function onViewer() {
+    showViewer();
+    renderProjections();
+  }
+
+  // showViewer writes, at the top, who the page acts as: its highest role
+  // and its tenant (and its name, when the credential has one).
+  function showViewer() {
+    var el = $('viewer');
+    if (who.state !== 'known') {
+      el.hidden = true;
+      el.textContent = el.title = '';
+      el.dataset.role = el.dataset.tenant = '';
+      return;
+    }
+    var v = who.viewer, roles = v.roles || [];
+    var role = roles.length ? roles[roles.length - 1].toLowerCase() : 'no role';
+    var parts = [];
+    if (v.developmentMode) {
+      parts.push('development mode');
+    } else if (v.name) {
+      parts.push(v.name);
+    }
+    parts.push(role);
+    if (v.tenant) { parts.push('tenant ' + v.tenant); }
+    el.textContent = 'as ' + parts.join(' · ');
+    el.title = 'Who the gateway takes this page for: ' +
+      (v.developmentMode ? 'development mode (no authentication), every caller an administrator'
+        : (v.credential === 'API_KEY' ? 'API key' : 'token') + (v.name ? ' "' + v.name + '"' : '') +
+          ', ' + (roles.length ? 'role ' + role : 'no role known to the gateway') + ', ' + (v.tenant ? 'tenant ' + v.tenant : 'no tenant')) +
+      (v.canAdministerGateway ? '. It may administer projections.' : '. Administering projections needs an administrator without a tenant.');
+    el.dataset.role = roles.length ? role : '';
+    el.dataset.tenant = v.tenant || '';
+    el.hidden = false;
+  }
 
   // ---- the tail
   var shown = {}; // position -> event, for the dialog
@@ -561,6 +663,7 @@
       if (m.type === 'connection_ack') {
         state.attempt = 0;
         setConn('live');
+        askViewer();
         startSubscriptions(ws);
       } else if (m.type === 'next' && handlers[m.id]) {
         if (m.payload.data) { handlers[m.id](m.payload.data); }
@@ -592,6 +695,7 @@
   // entered (kept, as a token from the address is).
   function askForToken(reason) {
     setConn('unauthorized');
+    forgetViewer(); // the gateway no longer takes the page for anyone
     $('auth-msg').textContent = 'The gateway refused the connection (' + (reason || 'Forbidden') + '). ' +
       (token ? 'Enter another token or API key.' : 'It needs a token or API key.');
     $('auth').hidden = false;
@@ -602,6 +706,7 @@
   // connects again at once, with the token there is now.
   function restart() {
     forgetAdminRefusal();
+    forgetViewer();
     var ws = state.ws;
     state.ws = null;
     if (ws) { try { ws.close(); } catch (e) { /* already closing */ } }

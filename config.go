@@ -20,6 +20,7 @@ import (
 
 	"cqrsgate/graph"
 	"cqrsgate/internal/auth"
+	"cqrsgate/internal/pgdial"
 )
 
 // config is every setting of the gateway. Each has a flag and an
@@ -109,7 +110,12 @@ var settings = []setting{
 			// Malformed, it is a mistake in the configuration (exit status
 			// 2), found before anything starts; pgx leaves the password
 			// out of its error.
-			if _, err := pgxpool.ParseConfig(v); err != nil {
+			pc, err := pgxpool.ParseConfig(v)
+			if err != nil {
+				return err
+			}
+			// libpq's TCP parameters, which pgx does not know.
+			if _, err := pgdial.Take(pc.ConnConfig.RuntimeParams); err != nil {
 				return err
 			}
 		}

@@ -52,6 +52,9 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{nil, map[string]string{"DATABASE_URL": " \t"}, "-database-url (DATABASE_URL): is only white space"},
 		{nil, map[string]string{"DATABASE_URL": "postgres://u:s3cret@host:notaport/db"}, "-database-url (DATABASE_URL): cannot parse"},
 		{nil, map[string]string{"DATABASE_URL": "postgres://u@h/db?pool_max_conns=many"}, "-database-url (DATABASE_URL)"},
+		{nil, map[string]string{"DATABASE_URL": "postgres://u:s3cret@h/db?keepalives_idle=30s"}, "-database-url (DATABASE_URL): keepalives_idle must be a whole number of seconds"},
+		{nil, map[string]string{"DATABASE_URL": "host=h user=u password=s3cret tcp_user_timeout=-5"}, "-database-url (DATABASE_URL): tcp_user_timeout must be a whole number of milliseconds"},
+		{nil, map[string]string{"DATABASE_URL": "postgres://u:s3cret@h/db?keepalives=on"}, "-database-url (DATABASE_URL): keepalives must be 1 (on) or 0 (off)"},
 		{nil, map[string]string{"BODY_READ_TIMEOUT": "1ns"}, "-body-read-timeout (BODY_READ_TIMEOUT)"},
 		{[]string{"-addr", ""}, nil, "-addr (ADDR)"},
 		{[]string{"-max-body-bytes", "10"}, nil, "-max-body-bytes (MAX_BODY_BYTES)"},
@@ -72,8 +75,8 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, func(k string) string { return c.env[k] }, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), c.name) {
-			t.Errorf("%v %v: err = %v, want one naming %s", c.args, c.env, err, c.name)
+		if err == nil || !strings.Contains(err.Error(), c.name) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%v %v: err = %v, want one naming %s (and no password)", c.args, c.env, err, c.name)
 		}
 	}
 	if _, err := loadConfig([]string{"-nope"}, func(string) string { return "" }, io.Discard); err == nil {

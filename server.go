@@ -36,6 +36,7 @@ import (
 	"cqrsgate/internal/demo"
 	"cqrsgate/internal/gctune"
 	"cqrsgate/internal/metrics"
+	"cqrsgate/internal/pgdial"
 	"cqrsgate/internal/pgembed"
 	"cqrsgate/internal/tracing"
 	"cqrsgate/projections"
@@ -256,20 +257,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		log.Info("using PostgreSQL from DATABASE_URL")
 	}
 
-	poolCfg, err := pgxpool.ParseConfig(dbURL)
+	poolCfg, tcp, err := poolConfig(dbURL, cfg.DatabaseURL != "", cfg.DBMaxConns)
 	if err != nil {
-		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
+		return err
 	}
-	if cfg.DatabaseURL != "" && strings.Contains(dbURL, "pool_max_conns") && poolCfg.MaxConns != int32(cfg.DBMaxConns) {
-		// It was overridden without a word by DB_MAX_CONNS (20 by default).
-		return fmt.Errorf("invalid setting -database-url (DATABASE_URL): its pool_max_conns (%d) is not -db-max-conns (DB_MAX_CONNS), %d, which sizes the gateway's pool: leave pool_max_conns out and set DB_MAX_CONNS", poolCfg.MaxConns, cfg.DBMaxConns)
-	}
-	poolCfg.MaxConns = int32(cfg.DBMaxConns)
-	if poolCfg.ConnConfig.ConnectTimeout == 0 && !strings.Contains(dbURL, "connect_timeout") {
-		// Without it, a server that accepts and never answers hangs start-up
-		// (and every reconnection) for ever; a connect_timeout in the URL wins
-		// (0 there is libpq's "wait for ever").
-		poolCfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	if cfg.DatabaseURL != "" {
+		log.Info("database connections", "tcp", tcp.String(), "pingTimeout", poolCfg.PingTimeout)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
@@ -453,6 +446,55 @@ func run(ctx context.Context, cfg config, log *slog.Logger, tp trace.TracerProvi
 		log.Warn("websocket shutdown did not finish in time", "err", err)
 	}
 	return stopErr
+}
+
+// poolPingTimeout is how long a pool connection that was idle for a
+// second or more may take to answer the ping it gets before it is handed
+// out (pgxpool's PingTimeout, none by default), unless the URL sets
+// pool_ping_timeout: one that died silently while idle is then dropped, and
+// another taken or made, where its user hung on it.
+const poolPingTimeout = 5 * time.Second
+
+// poolConfig is the pool's configuration from dbURL (fromUser: it is
+// DATABASE_URL, which errors name), with maxConns connections. Its
+// connections dial with the TCP settings of pgdial, libpq's keepalives and
+// tcp_user_timeout parameters of the URL or their defaults, which it
+// returns; they time out connecting after 10 s and, idle, their pings
+// after poolPingTimeout, unless the URL says otherwise. Errors: the URL's
+// (malformed, a malformed TCP setting, or a pool_max_conns other than
+// maxConns, which would be overridden without a word).
+func poolConfig(dbURL string, fromUser bool, maxConns int) (*pgxpool.Config, pgdial.Settings, error) {
+	invalid := func(err error) (*pgxpool.Config, pgdial.Settings, error) {
+		if fromUser {
+			return nil, pgdial.Settings{}, fmt.Errorf("invalid setting -database-url (DATABASE_URL): %w", err)
+		}
+		return nil, pgdial.Settings{}, fmt.Errorf("database URL: %w", err)
+	}
+	poolCfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return invalid(err)
+	}
+	if fromUser && strings.Contains(dbURL, "pool_max_conns") && poolCfg.MaxConns != int32(maxConns) {
+		// It was overridden without a word by DB_MAX_CONNS (20 by default).
+		return invalid(fmt.Errorf("its pool_max_conns (%d) is not -db-max-conns (DB_MAX_CONNS), %d, which sizes the gateway's pool: leave pool_max_conns out and set DB_MAX_CONNS", poolCfg.MaxConns, maxConns))
+	}
+	poolCfg.MaxConns = int32(maxConns)
+	// pgx leaves libpq's TCP parameters for the server, which would refuse
+	// the connection for them: they are the client's.
+	tcp, err := pgdial.Configure(&poolCfg.ConnConfig.Config)
+	if err != nil {
+		return invalid(err)
+	}
+	if poolCfg.ConnConfig.ConnectTimeout == 0 && !strings.Contains(dbURL, "connect_timeout") {
+		// Without it, a server that accepts and never answers hangs start-up
+		// (and every reconnection) for ever; a connect_timeout in the URL wins
+		// (0 there is libpq's "wait for ever").
+		poolCfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if !strings.Contains(dbURL, "pool_ping_timeout") {
+		poolCfg.PingTimeout = poolPingTimeout
+	}
+	return poolCfg, tcp, nil
 }
 
 // getOnly serves GET and HEAD requests with next and answers any other

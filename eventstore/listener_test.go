@@ -63,9 +63,9 @@ func TestListenerReconnectsPromptlyAfterEachLoss(t *testing.T) {
 func TestListenerNoticesAConnectionThatDiedSilently(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	proxy := newBlackholeProxy(t, pool.Config().ConnConfig)
+	proxy := pgtest.NewProxy(t, pool.Config().ConnConfig)
 	wake := eventstore.NewBroadcaster()
-	lis := eventstore.NewListener(proxy.connConfig(pool.Config().ConnConfig), wake, quietLogger())
+	lis := eventstore.NewListener(proxy.ConnConfig(pool.Config().ConnConfig), wake, quietLogger())
 	lis.CheckAfter, lis.CheckTimeout = 100*time.Millisecond, time.Second
 	lisCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -97,14 +97,14 @@ func TestListenerNoticesAConnectionThatDiedSilently(t *testing.T) {
 		t.Fatal("another process's commit was not passed on through the proxy")
 	}
 	time.Sleep(time.Second) // quiet: checked several times
-	if n := proxy.accepted.Load(); n != 1 {
+	if n := proxy.Accepted(); n != 1 {
 		t.Fatalf("a quiet connection that answers its checks was made again: %d connections", n)
 	}
 	if !heard(5 * time.Second) {
 		t.Fatal("another process's commit was not passed on after a quiet second")
 	}
 
-	proxy.blackhole()
+	proxy.Blackhole()
 	lost := time.Now()
 	if !heard(5 * time.Second) {
 		t.Fatal("5s after the connection died silently, the listener has not listened again")

@@ -1,4 +1,4 @@
-package eventstore_test
+package pgtest
 
 import (
 	"net"
@@ -12,13 +12,17 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// blackholeProxy forwards TCP connections to a PostgreSQL server until
-// told to blackhole them: from then on it reads what either side sends and
+// Proxy forwards TCP connections to a PostgreSQL server until told to
+// blackhole them: from then on it reads what either side sends and
 // forwards nothing, closing nothing, as a NAT or firewall that has dropped
 // a connection's state does (neither end hears of it: no reset, no close).
-// Connections accepted after that are forwarded as before.
-type blackholeProxy struct {
-	t        *testing.T
+// Connections accepted after that are forwarded as before. Its own
+// kernel still acknowledges what the client sends, so TCP keepalive and
+// TCP_USER_TIMEOUT on the client see nothing wrong, as through a proxy
+// (PgBouncer, a cloud SQL proxy) whose server has gone: only a round trip
+// to the server notices.
+type Proxy struct {
+	t        testing.TB
 	ln       net.Listener
 	network  string // of the server
 	address  string
@@ -34,15 +38,15 @@ type proxied struct {
 	dropped        atomic.Bool
 }
 
-// newBlackholeProxy starts a proxy to the server cfg connects to; it
-// stops when the test ends.
-func newBlackholeProxy(t *testing.T, cfg *pgx.ConnConfig) *blackholeProxy {
+// NewProxy starts a proxy to the server cfg connects to (over TCP or a
+// Unix socket); it stops when the test ends, closing every connection.
+func NewProxy(t testing.TB, cfg *pgx.ConnConfig) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &blackholeProxy{t: t, ln: ln, network: "tcp", address: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+	p := &Proxy{t: t, ln: ln, network: "tcp", address: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
 	if strings.HasPrefix(cfg.Host, "/") {
 		p.network, p.address = "unix", filepath.Join(cfg.Host, ".s.PGSQL."+strconv.Itoa(int(cfg.Port)))
 	}
@@ -60,15 +64,21 @@ func newBlackholeProxy(t *testing.T, cfg *pgx.ConnConfig) *blackholeProxy {
 	return p
 }
 
-// connConfig is a copy of cfg that connects through the proxy.
-func (p *blackholeProxy) connConfig(cfg *pgx.ConnConfig) *pgx.ConnConfig {
+// Addr is the proxy's address, host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// ConnConfig is a copy of cfg that connects through the proxy.
+func (p *Proxy) ConnConfig(cfg *pgx.ConnConfig) *pgx.ConnConfig {
 	c := cfg.Copy()
 	addr := p.ln.Addr().(*net.TCPAddr)
 	c.Host, c.Port, c.Fallbacks = addr.IP.String(), uint16(addr.Port), nil
 	return c
 }
 
-func (p *blackholeProxy) serve() {
+// Accepted is how many connections the proxy has accepted.
+func (p *Proxy) Accepted() int { return int(p.accepted.Load()) }
+
+func (p *Proxy) serve() {
 	for {
 		client, err := p.ln.Accept()
 		if err != nil {
@@ -112,11 +122,25 @@ func (c *proxied) forward(src, dst net.Conn) {
 	}
 }
 
-// blackhole stops forwarding on every connection accepted so far.
-func (p *blackholeProxy) blackhole() {
+// Blackhole stops forwarding on every connection accepted so far.
+func (p *Proxy) Blackhole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
 		c.dropped.Store(true)
+	}
+}
+
+// EndServerSides closes the server's side of every blackholed connection,
+// as the server does once its own keepalive gives up on it: the server
+// ends those sessions (releasing their locks); the clients still hear
+// nothing.
+func (p *Proxy) EndServerSides() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if c.dropped.Load() {
+			c.server.Close()
+		}
 	}
 }

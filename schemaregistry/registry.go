@@ -50,7 +50,29 @@ type Options struct {
 	// on one event): a migration that copies a value into itself again and
 	// again would otherwise exhaust memory on every read.
 	MaxEventBytes int
+	// ListenCheckAfter is how long Run waits for a change notification
+	// before it asks the database for the registry's revision, on its
+	// listening connection, and ListenCheckTimeout how long that question
+	// (and the LISTEN itself) may take before the connection is taken for
+	// lost and made again (defaults DefaultListenCheckAfter and
+	// DefaultListenCheckTimeout).
+	ListenCheckAfter, ListenCheckTimeout time.Duration
 }
+
+// A listening connection that dies without the network saying so (a NAT
+// or firewall that drops its state, a failover address that moves) fails
+// no read: Run would wait on it for notifications that never come, and
+// hang on its next check of the revision, until TCP gave up on it, with
+// other processes' changes unseen meanwhile. Its check must answer within
+// ListenCheckTimeout: a lost connection is noticed within
+// ListenCheckAfter+ListenCheckTimeout, and a quiet one costs a round trip
+// each ListenCheckAfter.
+const (
+	// DefaultListenCheckAfter is Options.ListenCheckAfter by default.
+	DefaultListenCheckAfter = 10 * time.Second
+	// DefaultListenCheckTimeout is Options.ListenCheckTimeout by default.
+	DefaultListenCheckTimeout = 5 * time.Second
+)
 
 // DefaultMaxEventBytes is the default of Options.MaxEventBytes: 1 MiB,
 // the event store's default limit on an event's data and metadata.
@@ -128,6 +150,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, stored StoredEvents, log *slog
 	}
 	if opts.MaxEventBytes <= 0 {
 		opts.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if opts.ListenCheckAfter <= 0 {
+		opts.ListenCheckAfter = DefaultListenCheckAfter
+	}
+	if opts.ListenCheckTimeout <= 0 {
+		opts.ListenCheckTimeout = DefaultListenCheckTimeout
 	}
 	if _, err := ParseMode(string(opts.DefaultCompatibility)); err != nil {
 		return nil, err

@@ -39,14 +39,24 @@ func MigrationsApplied(ctx context.Context, q sqlmigrate.Querier) (bool, error) 
 
 // Run keeps this process's copy of the registry current: it listens for
 // changes made through any process and reloads, and checks the registry's
-// revision every 10 seconds in case a notification was missed. It returns
-// when ctx ends.
+// revision after Options.ListenCheckAfter without a notification (10
+// seconds) in case one was missed. A listening connection that fails, or
+// whose check does not answer within Options.ListenCheckTimeout (5 s: one
+// that died without a word), is made again, after 1 s and then at growing
+// intervals up to 30 s while it cannot be, from 1 s again once it listens.
+// It returns when ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
-	backoff := time.Second
+	const firstBackoff = time.Second
+	backoff := firstBackoff
 	for {
-		err := r.listen(ctx)
+		listened, err := r.listen(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if listened {
+			// A connection lost, not one that could not be had: each loss
+			// over the process's life is retried as promptly as the first.
+			backoff = firstBackoff
 		}
 		r.log.WarnContext(ctx, "schema registry: listening for changes failed; retrying", "err", err, "in", backoff)
 		select {
@@ -58,39 +68,63 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Registry) listen(ctx context.Context) error {
+// errNoAnswer is the error of a listening connection that did not answer
+// its check.
+var errNoAnswer = errors.New("the schema registry's listening connection did not answer")
+
+// listen connects, listens and reloads on each change until the
+// connection fails; listened reports whether it got as far as listening.
+func (r *Registry) listen(ctx context.Context) (listened bool, err error) {
+	checkAfter, checkTimeout := r.opts.ListenCheckAfter, r.opts.ListenCheckTimeout
 	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return err
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	listenCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	_, err = conn.Exec(listenCtx, "LISTEN "+Channel)
+	cancel()
+	if err != nil {
+		return false, err
 	}
 	if err := r.reload(ctx); err != nil { // catch up on what happened while not listening
-		return err
+		return false, err
 	}
 	for {
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, checkAfter)
 		_, err := conn.WaitForNotification(wctx)
 		cancel()
 		if ctx.Err() != nil {
-			return nil
+			return true, nil
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return err
+			return true, err
 		}
 		if err != nil { // a quiet period: has the revision moved anyway?
 			var rev int64
-			if err := conn.QueryRow(ctx, `SELECT revision FROM schema_registry_revision`).Scan(&rev); err != nil {
-				return err
+			checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+			err := conn.QueryRow(checkCtx, `SELECT revision FROM schema_registry_revision`).Scan(&rev)
+			unanswered := checkCtx.Err() != nil
+			cancel()
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			if err != nil && unanswered {
+				return true, fmt.Errorf("%w within %v after %v without a notification: %w", errNoAnswer, checkTimeout, checkAfter, err)
+			}
+			if err != nil {
+				return true, fmt.Errorf("checking the registry's revision: %w", err)
 			}
 			if rev == r.state.Load().revision {
 				continue
 			}
 		}
 		if err := r.reload(ctx); err != nil {
-			return err
+			return true, err
 		}
 	}
 }

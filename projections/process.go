@@ -127,7 +127,7 @@ func (r *ProcessRunner) lockKey() int64 {
 // lead takes the process's lock on a dedicated connection and, while it
 // holds it, follows the log, ending o once it runs.
 func (r *ProcessRunner) lead(ctx context.Context, o *outage) error {
-	return leadWhileLocked(ctx, r.pool, r.lockKey(), func(conn *pgx.Conn) error { return r.runLeader(ctx, conn, o) })
+	return leadWhileLocked(ctx, r.pool, r.lockKey(), DefaultLeaderCheckTimeout, func(conn *pgx.Conn) error { return r.runLeader(ctx, conn, o) })
 }
 
 // runLeader follows the log from the checkpoint while conn holds the lock:

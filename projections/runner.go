@@ -42,6 +42,12 @@ type Options struct {
 	// LeaderRetry is how often a process that does not run a projection
 	// checks whether it can take over (default 2s).
 	LeaderRetry time.Duration
+	// LeaderCheckTimeout is how long the leader connection, which holds a
+	// projection's lock, may take to take it and to answer the pings it
+	// gets while it leads (several a second) before it is taken for lost:
+	// the projection stops here, and runs again once its lock is free
+	// (default DefaultLeaderCheckTimeout).
+	LeaderCheckTimeout time.Duration
 	// RollbackGrace is how long no process must have run a projection's
 	// newer version before an older version takes queries back (a deploy
 	// rolled back; default 30s): a newer version's process that restarts,
@@ -80,8 +86,17 @@ func (o Options) withDefaults() Options {
 	if o.RollbackGrace <= 0 {
 		o.RollbackGrace = 30 * time.Second
 	}
+	if o.LeaderCheckTimeout <= 0 {
+		o.LeaderCheckTimeout = DefaultLeaderCheckTimeout
+	}
 	return o
 }
+
+// DefaultLeaderCheckTimeout is Options.LeaderCheckTimeout by default. A
+// leader connection that dies without the network saying so (a NAT or
+// firewall dropping its state, a failover address moving) hung its
+// projection on its next ping until TCP gave up on it.
+const DefaultLeaderCheckTimeout = 5 * time.Second
 
 // Runner runs projections: each in its own goroutine, each in one process
 // at a time across all processes sharing the database.
@@ -237,16 +252,16 @@ func versionLockKey(name string, version int) int64 {
 // runs. It returns nil when another process leads (or ctx ends), an error
 // when leading failed.
 func (r *Runner) lead(ctx context.Context, p Projection, o *outage) error {
-	return leadWhileLocked(ctx, r.pool, lockKey(p), func(conn *pgx.Conn) error {
+	return leadWhileLocked(ctx, r.pool, lockKey(p), r.opts.LeaderCheckTimeout, func(conn *pgx.Conn) error {
 		return r.runLeader(ctx, p, conn, o)
 	})
 }
 
-// leadWhileLocked takes advisory lock key on a dedicated connection and,
-// if it gets it, runs lead with that connection (whose session holds the
-// lock until it is closed). It returns nil when another session holds the
-// lock.
-func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead func(conn *pgx.Conn) error) error {
+// leadWhileLocked takes advisory lock key on a dedicated connection, which
+// must answer within timeout, and, if it gets it, runs lead with that
+// connection (whose session holds the lock until it is closed). It returns
+// nil when another session holds the lock.
+func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, timeout time.Duration, lead func(conn *pgx.Conn) error) error {
 	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -257,7 +272,10 @@ func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, lead fu
 		_ = conn.Close(closeCtx) // ends the session, releasing the lock
 	}()
 	var leader bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&leader); err != nil {
+	lockCtx, cancel := context.WithTimeout(ctx, timeout)
+	err = conn.QueryRow(lockCtx, "SELECT pg_try_advisory_lock($1)", key).Scan(&leader)
+	cancel()
+	if err != nil {
 		return fmt.Errorf("leader lock: %w", err)
 	}
 	if !leader {
@@ -293,10 +311,25 @@ func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn, o 
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return nil
 		}
-		if err := conn.Ping(ctx); err != nil {
-			return fmt.Errorf("leader connection: %w", err)
+		if err := r.pingLeader(ctx, conn); err != nil {
+			return err
 		}
 	}
+}
+
+// pingLeader makes a round trip on the leader connection, which must
+// answer within LeaderCheckTimeout: one that died silently would hang the
+// projection until TCP gave up on it.
+func (r *Runner) pingLeader(ctx context.Context, conn *pgx.Conn) error {
+	pingCtx, cancel := context.WithTimeout(ctx, r.opts.LeaderCheckTimeout)
+	defer cancel()
+	if err := conn.Ping(pingCtx); err != nil {
+		if ctx.Err() == nil && pingCtx.Err() != nil {
+			return fmt.Errorf("leader connection did not answer within %v: %w", r.opts.LeaderCheckTimeout, err)
+		}
+		return fmt.Errorf("leader connection: %w", err)
+	}
+	return nil
 }
 
 // register gives p's version a generation to build, unless it has a live
@@ -616,8 +649,8 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn,
 				return nil
 			}
 			r.forgetRetired(instances, states)
-			if err := leaderConn.Ping(ctx); err != nil {
-				return fmt.Errorf("leader connection: %w", err)
+			if err := r.pingLeader(ctx, leaderConn); err != nil {
+				return err
 			}
 			loadedAt, reload = time.Now(), false
 		}

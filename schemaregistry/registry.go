@@ -181,18 +181,35 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// reloadTimeout bounds a reload of the registry (a few queries of small
+// tables), rollbackTimeout the end of its transaction.
+const (
+	reloadTimeout   = 30 * time.Second
+	rollbackTimeout = 5 * time.Second
+)
+
 // reload replaces the in-memory registry with the database's, read in one
 // snapshot: read statement by statement, a registration another process
 // commits in between would show a version without its type. Reloads run
 // concurrently (Run, lookups that miss, changes): a snapshot older than the
 // one installed meanwhile is dropped (see install).
+//
+// It has reloadTimeout, and its rollback rollbackTimeout: on a connection
+// that died without the network saying so (behind a proxy that answers
+// for it) a statement with no deadline waits for ever, and Run with it.
 func (r *Registry) reload(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
 	readFrom := time.Now()
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer func() {
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
+		_ = tx.Rollback(rbCtx)
+	}()
 	st, err := r.load(ctx, tx, "")
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"cqrsgate/internal/pglisten"
 )
 
 // A connection that dies without the network saying so (a NAT, proxy or
@@ -101,21 +103,11 @@ func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 	if checkTimeout <= 0 {
 		checkTimeout = DefaultListenerCheckTimeout
 	}
-	conn, err := pgx.ConnectConfig(ctx, l.cfg)
+	conn, closeConn, err := pglisten.Open(ctx, l.cfg, NotifyChannel, checkTimeout)
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	listenCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-	_, err = conn.Exec(listenCtx, "LISTEN "+NotifyChannel)
-	cancel()
-	if err != nil {
-		return false, err
-	}
+	defer closeConn()
 	l.readyOnce.Do(func() { close(l.ready) })
 	// Commits may have happened while we were not listening.
 	l.wake.Notify(0)

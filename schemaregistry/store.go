@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"cqrsgate/internal/pglisten"
 	"cqrsgate/internal/sqlmigrate"
 )
 
@@ -76,21 +77,11 @@ var errNoAnswer = errors.New("the schema registry's listening connection did not
 // connection fails; listened reports whether it got as far as listening.
 func (r *Registry) listen(ctx context.Context) (listened bool, err error) {
 	checkAfter, checkTimeout := r.opts.ListenCheckAfter, r.opts.ListenCheckTimeout
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	conn, closeConn, err := pglisten.Open(ctx, r.pool.Config().ConnConfig.Copy(), Channel, checkTimeout)
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	listenCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-	_, err = conn.Exec(listenCtx, "LISTEN "+Channel)
-	cancel()
-	if err != nil {
-		return false, err
-	}
+	defer closeConn()
 	if err := r.reload(ctx); err != nil { // catch up on what happened while not listening
 		return false, err
 	}

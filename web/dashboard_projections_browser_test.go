@@ -56,14 +56,22 @@ func readProjections(t *testing.T, ctx context.Context) projectionsView {
 // waitProjections reads the table until cond holds (10s at most).
 func waitProjections(t *testing.T, ctx context.Context, what string, cond func(projectionsView) bool) projectionsView {
 	t.Helper()
+	return waitView(t, "the projections table never "+what, func() projectionsView { return readProjections(t, ctx) }, cond)
+}
+
+// waitView reads the page with read until cond holds of what it read (10s
+// at most), and returns that; it fails the test with never and the last
+// reading when it does not.
+func waitView[V any](t *testing.T, never string, read func() V, cond func(V) bool) V {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		v := readProjections(t, ctx)
+		v := read()
 		if cond(v) {
 			return v
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the projections table never %s: %+v", what, v)
+			t.Fatalf("%s: %+v", never, v)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

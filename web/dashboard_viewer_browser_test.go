@@ -65,17 +65,7 @@ func readViewer(t *testing.T, ctx context.Context) viewerLine {
 
 func waitViewer(t *testing.T, ctx context.Context, what string, cond func(viewerLine) bool) viewerLine {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v := readViewer(t, ctx)
-		if cond(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dashboard never %s: %+v", what, v)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitView(t, "the dashboard never "+what, func() viewerLine { return readViewer(t, ctx) }, cond)
 }
 
 // projectionsFeed makes g send a projections table (a serving generation

@@ -161,8 +161,9 @@ func fieldRole(f *ast.FieldDefinition, op ast.Operation) (auth.Role, error) {
 // principal of its credential (Authorization: Bearer, or X-API-Key), none
 // when it carries no credential, or auth.Development for every request
 // when authentication is off. A credential that does not verify, or a
-// request with Authorization or X-API-Key more than once, is refused with
-// 401 before any GraphQL runs. Websocket upgrades are let through: the
+// request with Authorization or X-API-Key more than once or with both, is
+// refused with 401 before any GraphQL runs. Websocket upgrades are let
+// through: the
 // transport authenticates their connection_init (see wsInit).
 func authenticate(a *auth.Authenticator, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -142,7 +142,7 @@ var (
 	errBadTenant  = errors.New("bad tenant claim")
 	errBadRoles   = errors.New("bad roles claim")
 	errBadTime    = errors.New("time claim beyond the year 9999")
-	errRepeated   = errors.New("credential given more than once")
+	errRepeated   = errors.New("more than one credential given")
 )
 
 // maxNumericDate is the latest exp, nbf or iat accepted, 9999-12-31T23:59:59Z:
@@ -184,7 +184,7 @@ func Reason(err error) string {
 	case errors.Is(err, errBadRoles):
 		return "the token's roles claim must be a string or an array of strings"
 	case errors.Is(err, errRepeated):
-		return "the credential is given more than once: send one Authorization or X-API-Key"
+		return "more than one credential is given: send one Authorization or X-API-Key"
 	}
 	return "the credential is not valid"
 }
@@ -445,18 +445,20 @@ func (a *Authenticator) verifyJWT(token string) (*Principal, error) {
 
 // FromRequest authenticates an HTTP request by its Authorization header
 // (or X-API-Key). It returns nil, nil when the request carries neither. A
-// request that carries either header more than once is refused
-// (ErrInvalidCredential, whose Reason says so): RFC 9110 does not allow
-// them repeated, and which one the client meant cannot be told (an
-// intermediary may have added one), so neither is taken.
+// request that carries either header more than once, or both with a
+// value, is refused (ErrInvalidCredential, whose Reason says so): RFC 9110
+// does not allow them repeated, and which credential is the caller cannot
+// be told (an intermediary may have added one), so none is taken.
 func (a *Authenticator) FromRequest(r *http.Request) (*Principal, error) {
-	var credential string
+	var credential, from string
 	for _, name := range []string{"Authorization", "X-API-Key"} {
 		switch v := r.Header.Values(name); {
 		case len(v) > 1:
 			return nil, fmt.Errorf("%w: %s header given %d times: %w", ErrInvalidCredential, name, len(v), errRepeated)
+		case len(v) == 1 && v[0] != "" && credential != "":
+			return nil, fmt.Errorf("%w: %s and %s both given: %w", ErrInvalidCredential, from, name, errRepeated)
 		case len(v) == 1 && credential == "":
-			credential = v[0] // Authorization first
+			credential, from = v[0], name
 		}
 	}
 	if credential == "" {
@@ -466,11 +468,12 @@ func (a *Authenticator) FromRequest(r *http.Request) (*Principal, error) {
 }
 
 // FromInitPayload authenticates a websocket connection_init payload: the
-// credential is in "authorization", "x-api-key", "token" or "apiKey" (in
-// that order; names in any case, as clients such as GraphiQL send their
-// HTTP headers as the payload). A name given twice in different cases is
-// refused. It returns nil, nil when there is none.
+// credential is in "authorization", "x-api-key", "token" or "apiKey"
+// (names in any case, as clients such as GraphiQL send their HTTP headers
+// as the payload). A name given twice in different cases, or two of them
+// with a value, is refused. It returns nil, nil when there is none.
 func (a *Authenticator) FromInitPayload(payload map[string]any) (*Principal, error) {
+	var found string
 	for _, name := range []string{"authorization", "x-api-key", "token", "apikey"} {
 		var key string
 		for k := range payload {
@@ -481,14 +484,20 @@ func (a *Authenticator) FromInitPayload(payload map[string]any) (*Principal, err
 				key = k
 			}
 		}
-		if key == "" {
+		if key == "" || payload[key] == "" {
 			continue
 		}
-		s, ok := payload[key].(string)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, key, errNotString)
+		if found != "" {
+			return nil, fmt.Errorf("%w: %q and %q both given: %w", ErrInvalidCredential, found, key, errRepeated)
 		}
-		return a.Authenticate(s)
+		found = key
 	}
-	return nil, nil
+	if found == "" {
+		return nil, nil
+	}
+	s, ok := payload[found].(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCredential, found, errNotString)
+	}
+	return a.Authenticate(s)
 }

@@ -516,17 +516,35 @@ func TestRepeatedCredentialHeadersAreRefused(t *testing.T) {
 		"Authorization twice, and X-API-Key": {"Authorization": {"ops-key-0123456789", "dashboard-key-0123456789"}, "X-Api-Key": {"dashboard-key-0123456789"}},
 	} {
 		p, err := a.FromRequest(&http.Request{Header: header})
-		if err == nil || !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "more than once") {
-			t.Errorf("%s: %+v, %v (Reason %q), want ErrInvalidCredential given more than once", name, p, err, Reason(err))
+		if err == nil || !errors.Is(err, ErrInvalidCredential) || !strings.Contains(Reason(err), "more than one credential") {
+			t.Errorf("%s: %+v, %v (Reason %q), want ErrInvalidCredential: more than one credential", name, p, err, Reason(err))
 		}
 	}
-	// One of each is not a repeat: Authorization is taken, as before.
+	// Nor two credentials of different names: which is the caller? (The
+	// Authorization header was taken, and X-API-Key ignored.) An empty
+	// header beside a credential is none.
 	p, err := a.FromRequest(&http.Request{Header: http.Header{"Authorization": {"ops-key-0123456789"}, "X-Api-Key": {"dashboard-key-0123456789"}}})
-	if err != nil || p.Subject != "ops" {
-		t.Errorf("Authorization and X-API-Key: %+v, %v, want ops", p, err)
+	if err == nil || !strings.Contains(Reason(err), "more than one credential") {
+		t.Errorf("Authorization and X-API-Key: %+v, %v, want both refused", p, err)
+	}
+	for _, h := range []http.Header{{"Authorization": {""}, "X-Api-Key": {"ops-key-0123456789"}}, {"Authorization": {"ops-key-0123456789"}, "X-Api-Key": {""}}} {
+		if p, err := a.FromRequest(&http.Request{Header: h}); err != nil || p.Subject != "ops" {
+			t.Errorf("%v: %+v, %v, want ops", h, p, err)
+		}
+	}
+	for _, payload := range []map[string]any{
+		{"authorization": "ops-key-0123456789", "apiKey": "dashboard-key-0123456789"},
+		{"token": "ops-key-0123456789", "X-API-Key": "ops-key-0123456789"},
+	} {
+		if _, err := a.FromInitPayload(payload); !strings.Contains(Reason(err), "more than one credential") {
+			t.Errorf("payload %v: %v (Reason %q), want both refused", payload, err, Reason(err))
+		}
+	}
+	if p, err := a.FromInitPayload(map[string]any{"authorization": "", "token": "ops-key-0123456789"}); err != nil || p.Subject != "ops" {
+		t.Errorf("an empty authorization beside a token: %+v, %v, want ops", p, err)
 	}
 	// Nor in the websocket's payload: a name given in two cases says so.
-	if _, err := a.FromInitPayload(map[string]any{"authorization": "ops-key-0123456789", "Authorization": "dashboard-key-0123456789"}); !strings.Contains(Reason(err), "more than once") {
+	if _, err := a.FromInitPayload(map[string]any{"authorization": "ops-key-0123456789", "Authorization": "dashboard-key-0123456789"}); !strings.Contains(Reason(err), "more than one credential") {
 		t.Errorf("payload with authorization twice: %v (Reason %q)", err, Reason(err))
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/internal/outage"
 )
 
 // Process reacts to events of the log with side effects, such as the
@@ -101,16 +102,16 @@ func (r *ProcessRunner) Position() int64 { return r.position.Load() }
 // at INFO once it is over: when the process runs again, or this runner
 // finds it led elsewhere.
 func (r *ProcessRunner) Run(ctx context.Context) error {
-	o := &outage{log: r.log}
+	o := &outage.Outage{Log: r.log}
 	for {
 		err := r.lead(ctx, o)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			o.failed(ctx, "process stopped; retrying", "process", r.p.Name(), "err", err, "retryIn", r.opts.LeaderRetry)
+			o.Failed(ctx, "process stopped; retrying", "process", r.p.Name(), "err", err, "retryIn", r.opts.LeaderRetry)
 		} else {
-			o.over(ctx, "process no longer failing; another process runs it", "process", r.p.Name())
+			o.Over(ctx, "process no longer failing; another process runs it", "process", r.p.Name())
 		}
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return nil
@@ -126,13 +127,13 @@ func (r *ProcessRunner) lockKey() int64 {
 
 // lead takes the process's lock on a dedicated connection and, while it
 // holds it, follows the log, ending o once it runs.
-func (r *ProcessRunner) lead(ctx context.Context, o *outage) error {
+func (r *ProcessRunner) lead(ctx context.Context, o *outage.Outage) error {
 	return leadWhileLocked(ctx, r.pool, r.lockKey(), DefaultLeaderCheckTimeout, func(conn *pgx.Conn) error { return r.runLeader(ctx, conn, o) })
 }
 
 // runLeader follows the log from the checkpoint while conn holds the lock:
 // everything it does runs under a context that ends when the lock is lost.
-func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn, o *outage) error {
+func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn, o *outage.Outage) error {
 	leading, stop := watchLeader(ctx, conn)
 	defer stop()
 	err := r.followFromCheckpoint(leading, o)
@@ -144,13 +145,13 @@ func (r *ProcessRunner) runLeader(ctx context.Context, conn *pgx.Conn, o *outage
 
 // followFromCheckpoint waits takeoverGrace, then follows the log from the
 // saved checkpoint until ctx ends.
-func (r *ProcessRunner) followFromCheckpoint(ctx context.Context, o *outage) error {
+func (r *ProcessRunner) followFromCheckpoint(ctx context.Context, o *outage.Outage) error {
 	// A leader that lost the lock may be handling an event still: give it
 	// the time to find out and stop.
 	if !sleep(ctx, takeoverGrace) {
 		return nil
 	}
-	if o.failing() {
+	if o.Failing() {
 		// follow says "running process again" once it does.
 		r.log.DebugContext(ctx, "running process", "process", r.p.Name())
 	} else {
@@ -211,7 +212,7 @@ func watchLeader(ctx context.Context, conn *pgx.Conn) (context.Context, func()) 
 
 // follow handles the log's events after pos until ctx ends (the process
 // stops, or its leader lock is lost). Its first read of the log ends o.
-func (r *ProcessRunner) follow(ctx context.Context, pos int64, o *outage) error {
+func (r *ProcessRunner) follow(ctx context.Context, pos int64, o *outage.Outage) error {
 	poll := time.NewTimer(r.opts.Poll)
 	defer poll.Stop()
 	tick := time.NewTicker(r.p.TickEvery())
@@ -224,7 +225,7 @@ func (r *ProcessRunner) follow(ctx context.Context, pos int64, o *outage) error 
 		if err != nil {
 			return err
 		}
-		o.over(ctx, "running process again", "process", r.p.Name())
+		o.Over(ctx, "running process again", "process", r.p.Name())
 		for _, e := range page.Events {
 			if err := r.handle(ctx, e, o); err != nil {
 				return err
@@ -273,12 +274,12 @@ func (r *ProcessRunner) follow(ctx context.Context, pos int64, o *outage) error 
 
 // tick runs the process's Tick, logging a failure (the next tick retries):
 // one for want of the database as a failure of o.
-func (r *ProcessRunner) tick(ctx context.Context, o *outage) {
+func (r *ProcessRunner) tick(ctx context.Context, o *outage.Outage) {
 	err := r.p.Tick(ctx)
 	switch {
 	case err == nil || ctx.Err() != nil:
 	case eventstore.IsConnectionError(err):
-		o.failed(ctx, "process tick failed", "process", r.p.Name(), "err", err)
+		o.Failed(ctx, "process tick failed", "process", r.p.Name(), "err", err)
 	default:
 		r.log.WarnContext(ctx, "process tick failed", "process", r.p.Name(), "err", err)
 	}
@@ -289,7 +290,7 @@ func (r *ProcessRunner) tick(ctx context.Context, o *outage) {
 // An attempt that failed for want of the database is a failure of o; any
 // other is logged at WARN (the event, or what it asks of the process, may
 // be at fault).
-func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent, o *outage) error {
+func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent, o *outage.Outage) error {
 	backoff := r.opts.RetryBackoff
 	for {
 		if err := ctx.Err(); err != nil {
@@ -304,7 +305,7 @@ func (r *ProcessRunner) handle(ctx context.Context, e domain.RecordedEvent, o *o
 		}
 		args := []any{"process", r.p.Name(), "position", e.Position, "type", e.Type, "stream", e.StreamID, "err", err, "retryIn", backoff}
 		if eventstore.IsConnectionError(err) {
-			o.failed(ctx, "process could not handle an event; retrying", args...)
+			o.Failed(ctx, "process could not handle an event; retrying", args...)
 		} else {
 			r.log.WarnContext(ctx, "process could not handle an event; retrying", args...)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/internal/outage"
 )
 
 // Options tune the Runner. Zero values mean the defaults.
@@ -217,18 +218,18 @@ func (r *Runner) Run(ctx context.Context) error {
 // runOne keeps trying to lead projection p until ctx ends. A run of
 // failed attempts (a database outage) is logged at WARN once, then at
 // DEBUG, and at INFO once it is over: when the projection runs again, or
-// this process finds it led elsewhere or retired (see outage).
+// this process finds it led elsewhere or retired (see outage.Outage).
 func (r *Runner) runOne(ctx context.Context, p Projection) {
-	o := &outage{log: r.log}
+	o := &outage.Outage{Log: r.log}
 	for {
 		err := r.lead(ctx, p, o)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			o.failed(ctx, "projection stopped; retrying", "projection", p.Name(), "version", p.Version(), "err", err, "retryIn", r.opts.LeaderRetry)
+			o.Failed(ctx, "projection stopped; retrying", "projection", p.Name(), "version", p.Version(), "err", err, "retryIn", r.opts.LeaderRetry)
 		} else {
-			o.over(ctx, "projection no longer failing; another process runs it", "projection", p.Name(), "version", p.Version())
+			o.Over(ctx, "projection no longer failing; another process runs it", "projection", p.Name(), "version", p.Version())
 		}
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return
@@ -251,7 +252,7 @@ func versionLockKey(name string, version int) int64 {
 // holds it, sets the projection up and follows the log, ending o once it
 // runs. It returns nil when another process leads (or ctx ends), an error
 // when leading failed.
-func (r *Runner) lead(ctx context.Context, p Projection, o *outage) error {
+func (r *Runner) lead(ctx context.Context, p Projection, o *outage.Outage) error {
 	return leadWhileLocked(ctx, r.pool, lockKey(p), r.opts.LeaderCheckTimeout, func(conn *pgx.Conn) error {
 		return r.runLeader(ctx, p, conn, o)
 	})
@@ -303,14 +304,14 @@ func leadWhileLocked(ctx context.Context, pool *pgxpool.Pool, key int64, timeout
 // A version that a newer one has retired keeps its lock and looks again
 // every LeaderRetry, on the same connection, whether it is to be built
 // again (see register).
-func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn, o *outage) error {
+func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn, o *outage.Outage) error {
 	for {
 		live, err := r.register(ctx, p)
 		if err != nil {
 			return fmt.Errorf("register %s: %w", p.Name(), err)
 		}
 		if live {
-			if o.failing() {
+			if o.Failing() {
 				// follow says "running projection again" once it does.
 				r.log.DebugContext(ctx, "running projection", "projection", p.Name(), "version", p.Version())
 			} else {
@@ -321,7 +322,7 @@ func (r *Runner) runLeader(ctx context.Context, p Projection, conn *pgx.Conn, o 
 			}
 			continue // retired meanwhile
 		}
-		o.over(ctx, "projection no longer failing; a newer version serves", "projection", p.Name(), "version", p.Version())
+		o.Over(ctx, "projection no longer failing; a newer version serves", "projection", p.Name(), "version", p.Version())
 		if !sleep(ctx, r.opts.LeaderRetry) {
 			return nil
 		}
@@ -629,7 +630,7 @@ func (r *Runner) retiredMeanwhile(ctx context.Context, in *instance, err error) 
 // that a rebuild added is built beside the serving one and takes over once
 // it has caught up. The first round that fails nothing ends o (a batch
 // whose connection was lost is a failure until it is applied).
-func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn, o *outage) error {
+func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn, o *outage.Outage) error {
 	instances := map[int]*instance{}
 	defer func() { // no read ahead outlives follow
 		for _, in := range instances {
@@ -722,8 +723,8 @@ func (r *Runner) follow(ctx context.Context, p Projection, leaderConn *pgx.Conn,
 				wait = min(wait, max(time.Until(in.switchAt), time.Millisecond))
 			}
 		}
-		if o.failing() && !connLost(instances) {
-			o.over(ctx, "running projection again", "projection", p.Name(), "version", p.Version())
+		if o.Failing() && !connLost(instances) {
+			o.Over(ctx, "running projection again", "projection", p.Name(), "version", p.Version())
 		}
 		if busy {
 			continue
@@ -790,7 +791,7 @@ const checkpointEvery = 100 * time.Millisecond
 // more is waiting right away. While the instance is behind, the next batch
 // is read while this one is applied. A batch whose connection was lost is
 // a failure of o.
-func (r *Runner) step(ctx context.Context, in *instance, st *state, o *outage) (bool, error) {
+func (r *Runner) step(ctx context.Context, in *instance, st *state, o *outage.Outage) (bool, error) {
 	p := in.p
 	in.at = max(in.at, st.position)
 	plan := r.plan(in, in.at)
@@ -815,7 +816,7 @@ func (r *Runner) step(ctx context.Context, in *instance, st *state, o *outage) (
 		if in.connLost {
 			// Not the events' fault: try again, with backoff, without
 			// counting it towards MaxFailures or narrowing down.
-			o.failed(ctx, "projection lost its database connection; retrying", "projection", p.Name(), "version", p.Version(),
+			o.Failed(ctx, "projection lost its database connection; retrying", "projection", p.Name(), "version", p.Version(),
 				"generation", in.generation, "position", b.events[0].Position, "err", err, "retryIn", in.backoff)
 			in.retryAt = time.Now().Add(in.backoff)
 			in.backoff = min(in.backoff*2, 10*time.Second)

@@ -23,6 +23,7 @@ import (
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
+	"cqrsgate/internal/outage"
 	"cqrsgate/projections"
 )
 
@@ -363,14 +364,15 @@ type projectionCollector struct {
 
 	// mu is held while reading: a scrape that arrives during a read
 	// waits for it and uses its result.
-	mu   sync.Mutex
-	at   time.Time // when the last read ended (zero before the first)
-	list []projections.Report
-	err  error
+	mu      sync.Mutex
+	at      time.Time // when the last read ended (zero before the first)
+	list    []projections.Report
+	err     error
+	failing *outage.Outage // the reads failing in a row: said once, not at each scrape
 }
 
 func newProjectionCollector(read func(ctx context.Context) ([]projections.Report, error), log *slog.Logger, now func() time.Time) *projectionCollector {
-	return &projectionCollector{read: read, log: log, now: now}
+	return &projectionCollector{read: read, log: log, now: now, failing: &outage.Outage{Log: log}}
 }
 
 // reports returns the last read's reports if it ended less than
@@ -389,7 +391,9 @@ func (p *projectionCollector) reports() ([]projections.Report, error) {
 	p.at = p.now()
 	if p.err != nil {
 		p.list = nil
-		p.log.Warn("metrics: reading the projections", "err", p.err)
+		p.failing.Failed(ctx, "metrics: reading the projections failed; their gauges are left out", "err", p.err)
+	} else {
+		p.failing.Over(ctx, "metrics: reading the projections again")
 	}
 	return p.list, p.err
 }

@@ -149,6 +149,41 @@ func TestProjectionReadFailureIsCached(t *testing.T) {
 	}
 }
 
+// Reads that keep failing (the database away for a while, a read a
+// second) are said at WARN once, not at each one, and the first that
+// succeeds at INFO: each scrape's read logged a WARN for the whole outage.
+func TestProjectionReadFailuresAreSaidOncePerOutage(t *testing.T) {
+	var down atomic.Bool
+	var logs bytes.Buffer
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	m := New()
+	m.reg.MustRegister(newProjectionCollector(func(context.Context) ([]projections.Report, error) {
+		if down.Load() {
+			return nil, errors.New("database down")
+		}
+		return []projections.Report{report("accounts", 1, 1, true)}, nil
+	}, slog.New(slog.NewTextHandler(&logs, nil)), clock.now))
+	scrape := func() {
+		t.Helper()
+		clock.add(projReportsTTL)
+		if code, _ := get(m); code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+	}
+	for outage := 1; outage <= 2; outage++ {
+		down.Store(true)
+		for range 5 {
+			scrape()
+		}
+		down.Store(false)
+		scrape()
+		scrape()
+		if w, i := strings.Count(logs.String(), "level=WARN"), strings.Count(logs.String(), "level=INFO msg=\"metrics: reading the projections again\""); w != outage || i != outage {
+			t.Fatalf("after outage %d of five failed reads: %d WARN and %d INFO lines, want %d of each:\n%s", outage, w, i, outage, logs.String())
+		}
+	}
+}
+
 // collidingCollector emits two identical series: a gathering error.
 type collidingCollector struct{ desc *prometheus.Desc }
 

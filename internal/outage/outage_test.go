@@ -1,4 +1,4 @@
-package projections
+package outage
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 // dropped by hand) does not go quiet for good after its first line.
 func TestOutageWarnsAgainWhileItGoesOn(t *testing.T) {
 	var buf bytes.Buffer
-	o := &outage{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), remind: 50 * time.Millisecond}
+	o := &Outage{Log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), Remind: 50 * time.Millisecond}
 	ctx := context.Background()
 	levels := func() string {
 		var out []string
@@ -26,22 +26,22 @@ func TestOutageWarnsAgainWhileItGoesOn(t *testing.T) {
 		buf.Reset()
 		return strings.Join(out, " ")
 	}
-	o.failed(ctx, "stopped")
-	o.failed(ctx, "stopped")
-	o.failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
 	if got := levels(); got != "WARN DEBUG DEBUG" {
 		t.Fatalf("three failures logged at %s, want WARN DEBUG DEBUG", got)
 	}
 	time.Sleep(60 * time.Millisecond)
-	o.failed(ctx, "stopped")
-	o.failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
 	if got := levels(); got != "WARN DEBUG" {
 		t.Fatalf("failures after remind logged at %s, want WARN DEBUG", got)
 	}
-	if !o.over(ctx, "running again") || levels() != "INFO" || o.over(ctx, "running again") {
+	if !o.Over(ctx, "running again") || levels() != "INFO" || o.Over(ctx, "running again") {
 		t.Fatal("the end of the run is not said once at INFO")
 	}
-	o.failed(ctx, "stopped")
+	o.Failed(ctx, "stopped")
 	if got := levels(); got != "WARN" {
 		t.Fatalf("a new run's first failure logged at %s, want WARN", got)
 	}

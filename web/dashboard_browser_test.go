@@ -62,6 +62,9 @@ func (g *fakeGateway) handler() http.Handler {
 			if err != nil {
 				return
 			}
+			// Closed when it ends, as the gateway does (a browser waits
+			// 2 s for the server to close before it reports a close).
+			defer func() { _ = c.Close() }()
 			g.mu.Lock()
 			n := g.conns
 			g.conns++
@@ -89,7 +92,13 @@ func (g *fakeGateway) handler() http.Handler {
 							wmu.Lock()
 							_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4403, why))
 							wmu.Unlock()
-							return
+							// The client's close, for a clean close.
+							_ = c.SetReadDeadline(time.Now().Add(time.Second))
+							for {
+								if _, _, err := c.ReadMessage(); err != nil {
+									return
+								}
+							}
 						}
 					}
 					send(map[string]any{"type": "connection_ack"})

@@ -51,7 +51,20 @@ type fakeGateway struct {
 	// for the request's Authorization header ("" for none); nil answers
 	// as a gateway older than the query: GRAPHQL_VALIDATION_FAILED.
 	viewer func(authorization string) string
+	// skew puts the fake's clock (gatewayStats' at, the Date header of
+	// its HTTP answers) that far from the machine's.
+	skew time.Duration
+	// expires, when set, gives the instant (on the fake's clock) at which
+	// a connection acknowledged for that connection_init payload is
+	// closed with 4403 "Forbidden: credential expired", as the gateway
+	// closes one whose credential expires; zero for never.
+	expires func(payload map[string]any) time.Time
+	// closed counts the websocket connections that have ended.
+	closed int
 }
+
+// now is the fake's clock.
+func (g *fakeGateway) now() time.Time { return time.Now().Add(g.skew) }
 
 func (g *fakeGateway) handler() http.Handler {
 	up := websocket.Upgrader{Subprotocols: []string{"graphql-transport-ws"}}
@@ -64,7 +77,12 @@ func (g *fakeGateway) handler() http.Handler {
 			}
 			// Closed when it ends, as the gateway does (a browser waits
 			// 2 s for the server to close before it reports a close).
-			defer func() { _ = c.Close() }()
+			defer func() {
+				_ = c.Close()
+				g.mu.Lock()
+				g.closed++
+				g.mu.Unlock()
+			}()
 			g.mu.Lock()
 			n := g.conns
 			g.conns++
@@ -102,6 +120,19 @@ func (g *fakeGateway) handler() http.Handler {
 						}
 					}
 					send(map[string]any{"type": "connection_ack"})
+					if g.expires != nil {
+						if at := g.expires(m.Payload); !at.IsZero() {
+							go func() {
+								select {
+								case <-done:
+								case <-time.After(at.Sub(g.now())):
+									wmu.Lock()
+									_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4403, "Forbidden: credential expired"))
+									wmu.Unlock()
+								}
+							}()
+						}
+					}
 					if g.onAck != nil {
 						g.onAck(n, c)
 					}
@@ -127,7 +158,7 @@ func (g *fakeGateway) handler() http.Handler {
 									continue
 								}
 								send(map[string]any{"id": "stats", "type": "next", "payload": map[string]any{"data": map[string]any{"gatewayStats": map[string]any{
-									"head": 100, "eventsPerSecond": 0, "websocketConnections": 1, "liveSubscriptions": 1, "at": time.Now().UTC().Format(time.RFC3339Nano)}}}})
+									"head": 100, "eventsPerSecond": 0, "websocketConnections": 1, "liveSubscriptions": 1, "at": g.now().UTC().Format(time.RFC3339Nano)}}}})
 							}
 						}()
 					}
@@ -145,6 +176,7 @@ func (g *fakeGateway) handler() http.Handler {
 		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Date", g.now().UTC().Format(http.TimeFormat))
 		if g.answer != nil {
 			if body := g.answer(req.Query, req.Variables); body != "" {
 				_, _ = w.Write([]byte(body))

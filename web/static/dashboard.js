@@ -7,7 +7,8 @@
 // projections table tells the serving generation from a rebuild, and
 // offers the administrator's mutations (rebuild, retry, skip, cancel a
 // rebuild) over HTTP where they apply, to a caller the gateway's viewer
-// query says may use them; the top bar says who the page acts as.
+// query says may use them; the top bar says who the page acts as, and,
+// from five minutes before, when its token expires.
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -74,6 +75,7 @@
     if (token) { headers.Authorization = 'Bearer ' + token; }
     return fetch(httpUrl, { method: 'POST', headers: headers, body: JSON.stringify({ query: query, variables: variables || {} }) })
       .then(function (r) {
+        sampleClock(clock.coarse, Date.parse(r.headers.get('Date')));
         return r.json().catch(function () {
           throw gqlError({ message: 'the gateway answered HTTP ' + r.status + ' without a GraphQL response' });
         });
@@ -110,6 +112,7 @@
   // told every tenant's connections): "-" for null.
   function count(n) { return n === null || n === undefined ? '-' : String(n); }
   function onStats(s) {
+    sampleClock(clock.fine, Date.parse(s.at));
     xs.push(Date.parse(s.at) / 1000);
     ys.push(Math.round(s.eventsPerSecond * 10) / 10);
     while (xs.length && xs[0] < xs[xs.length - 1] - WINDOW) { xs.shift(); ys.shift(); }
@@ -426,7 +429,7 @@
   // (not answered yet for this token), 'known' (viewer), 'legacy' (the
   // gateway has no viewer query: it is older) or 'refused' (no credential
   // the gateway accepts).
-  var VIEWER_QUERY = '{ viewer { developmentMode credential name roles tenant canAdministerGateway } }';
+  var VIEWER_QUERY = '{ viewer { developmentMode credential name roles tenant canAdministerGateway expiresAt } }';
   var who = { state: 'pending', viewer: null, seq: 0, failures: 0 };
 
   function askViewer() {
@@ -441,6 +444,7 @@
       } else {
         who.state = 'legacy';
       }
+      setExpiry(who.state === 'known' ? who.viewer.expiresAt : null);
       onViewer();
     }, function (err) {
       if (seq !== who.seq) { return; }
@@ -501,11 +505,152 @@
       (v.developmentMode ? 'development mode (no authentication), every caller an administrator'
         : (v.credential === 'API_KEY' ? 'API key' : 'token') + (v.name ? ' "' + v.name + '"' : '') +
           ', ' + (roles.length ? 'role ' + role : 'no role known to the gateway') + ', ' + (v.tenant ? 'tenant ' + v.tenant : 'no tenant')) +
-      (v.canAdministerGateway ? '. It may administer projections.' : '. Administering projections needs an administrator without a tenant.');
+      (v.canAdministerGateway ? '. It may administer projections.' : '. Administering projections needs an administrator without a tenant.') +
+      (expiry.at !== null ? ' The token expires at ' + pageTime(expiry.at) + '.' : '');
     el.dataset.role = roles.length ? role : '';
     el.dataset.tenant = v.tenant || '';
     el.hidden = false;
   }
+
+  // ---- the token's expiry
+  // The viewer's expiresAt says when the gateway stops accepting the
+  // page's token (a JWT's exp plus the gateway's leeway; null for an API
+  // key and in development mode, which do not expire). From WARN_MS
+  // before, the top bar says so ("token expires in 4 min — paste a new
+  // one"), each minute, then each second in the last minute; the link
+  // opens the token box. Once expired, the page stops: the gateway closes
+  // the connection then (4403, "credential expired") and would refuse any
+  // other made with the token, so none is made (nor one waited for
+  // retried) until a new token is given, which clears the notice.
+  //
+  // The time left is reckoned on the gateway's clock, not the page's (a
+  // laptop's clock can be minutes off): the page keeps the differences
+  // between the gateway's timestamps and its own clock when they arrive.
+  // Each gatewayStats' `at` (every second, to the millisecond) is late by
+  // its journey (a replayed one by its age too), so none overstates the
+  // difference: the largest of the recent ones is taken (clock.fine).
+  // Until the first arrives, the Date header of the gateway's HTTP
+  // answers (the viewer's among them) stands in (clock.coarse): cut to
+  // the second, it is taken half a second later. Before any answer of the
+  // gateway, the page's own clock is used.
+  var WARN_MS = 5 * 60 * 1000;
+  // EXPIRY_SLACK_MS: a 4403 that comes this close to the known expiry is
+  // the expiry's, whatever its reason says.
+  var EXPIRY_SLACK_MS = 5000;
+  var clock = { fine: [], coarse: [] };
+  // expiry: at is the token's expiry on the gateway's clock (ms, or
+  // null), expired whether the page has stopped for it.
+  var expiry = { at: null, expired: false, timer: null };
+
+  function sampleClock(samples, gatewayMs) {
+    if (!isFinite(gatewayMs)) { return; }
+    samples.push(gatewayMs - Date.now());
+    if (samples.length > 20) { samples.shift(); }
+  }
+  // clockOffset is the gateway's clock minus the page's, as far as known.
+  function clockOffset() {
+    if (clock.fine.length) { return Math.max.apply(null, clock.fine); }
+    return clock.coarse.length ? Math.max.apply(null, clock.coarse) + 500 : 0;
+  }
+  function gatewayNow() { return Date.now() + clockOffset(); }
+  // pageTime writes an instant of the gateway's clock as the page's
+  // clock (the one its user sees) reads it then.
+  function pageTime(gatewayMs) { return new Date(gatewayMs - clockOffset()).toLocaleTimeString(); }
+
+  // setExpiry takes the viewer's expiresAt (an RFC 3339 time, or null) for
+  // the token in use.
+  function setExpiry(expiresAt) {
+    var at = expiresAt ? Date.parse(expiresAt) : NaN;
+    expiry.at = isFinite(at) ? at : null;
+    renderExpiry();
+  }
+  // clearExpiry is for a new token: nothing is known of it yet.
+  function clearExpiry() {
+    expiry.at = null;
+    expiry.expired = false;
+    renderExpiry();
+  }
+
+  // renderExpiry writes the notice for the time left, and sets a timer
+  // for the moment its text changes (or, more than WARN_MS ahead, at most
+  // a minute ahead: the clocks' difference may change meanwhile).
+  function renderExpiry() {
+    clearTimeout(expiry.timer);
+    var text = '', kind = '', next = null;
+    if (expiry.expired) {
+      text = 'token expired — ';
+      kind = 'expired';
+    } else if (expiry.at !== null) {
+      var left = expiry.at - gatewayNow();
+      if (left <= 0) { expire(); return; }
+      if (left > WARN_MS) {
+        next = Math.min(left - WARN_MS, 60000);
+      } else if (left > 60000) {
+        var min = Math.ceil(left / 60000);
+        text = 'token expires in ' + min + ' min — ';
+        next = left - (min - 1) * 60000;
+      } else {
+        var sec = Math.ceil(left / 1000);
+        text = 'token expires in ' + sec + ' s — ';
+        next = left - (sec - 1) * 1000;
+      }
+      kind = text ? 'warn' : '';
+    }
+    var el = $('expiry');
+    if ($('expiry-text').textContent !== text) { $('expiry-text').textContent = text; }
+    el.className = 'expiry' + (kind ? ' ' + kind : '');
+    el.dataset.state = kind;
+    el.title = expiry.at === null ? '' : 'The gateway ' + (expiry.expired ? 'accepted' : 'accepts') + ' this token until ' + pageTime(expiry.at) +
+      ' by this page\'s clock (' + clockText(clockOffset()) + ')';
+    el.hidden = !text;
+    if (next !== null) { expiry.timer = setTimeout(renderExpiry, next + 20); }
+  }
+  // clockText says how far the gateway's clock is from the page's.
+  function clockText(ms) {
+    var s = Math.round(Math.abs(ms) / 1000);
+    if (s === 0) { return 'the gateway\'s reads the same'; }
+    var d = s < 120 ? s + ' s' : s < 7200 ? Math.round(s / 60) + ' min' : Math.round(s / 3600) + ' h';
+    return 'the gateway\'s is ' + d + ' ' + (ms > 0 ? 'ahead' : 'behind');
+  }
+  // A tab in the background may have its timers slowed: catch up on its
+  // return.
+  document.addEventListener('visibilitychange', function () { if (!document.hidden) { renderExpiry(); } });
+
+  // expired says whether the token in use is known to have expired, or
+  // expires within slack ms.
+  function expired(slack) {
+    return expiry.expired || expiry.at !== null && expiry.at - gatewayNow() <= slack;
+  }
+
+  // expire stops the page for an expired token: the connection there is,
+  // or the one waited for, is given up, and the token box shows. reason
+  // is the gateway's, when it refused the token.
+  function expire(reason) {
+    expiry.expired = true;
+    var ws = state.ws;
+    state.ws = null;
+    if (ws) { try { ws.close(1000, 'token expired'); } catch (e) { /* already closing */ } }
+    clearTimeout(state.retry);
+    clearTimeout(state.tilesTimer);
+    state.tilesTimer = null;
+    setConn('expired');
+    forgetViewer(); // the gateway no longer takes the page for anyone
+    renderExpiry();
+    $('auth-msg').textContent = 'The token expired' + (expiry.at !== null ? ' at ' + pageTime(expiry.at) : '') +
+      (reason ? ' (the gateway: ' + reason + ')' : '') +
+      '. The gateway no longer accepts it, so the page has stopped. Paste a new token or API key to go on.';
+    $('auth').hidden = false;
+    $('auth-token').focus();
+  }
+
+  $('expiry-new').addEventListener('click', function () {
+    if (!expiry.expired) {
+      $('auth-msg').textContent = 'Paste a new token or API key: the page connects again with it' +
+        (expiry.at !== null ? ' (the one in use expires at ' + pageTime(expiry.at) + ')' : '') + '.';
+    }
+    $('auth').hidden = false;
+    $('auth-token').focus();
+  });
 
   // ---- the tail
   var shown = {}; // position -> event, for the dialog
@@ -627,6 +772,7 @@
   // reconnect makes a new connection after a pause that grows with each
   // failed attempt.
   function reconnect() {
+    if (expired(0)) { expire(); return; } // the gateway would refuse it
     state.attempt++;
     setConn(state.attempt > 5 ? 'offline' : 'reconnecting');
     var delay = Math.min(30000, 250 * Math.pow(2, state.attempt)) * (0.75 + Math.random() / 2);
@@ -694,6 +840,12 @@
   // for a token or API key; the dashboard connects again with what is
   // entered (kept, as a token from the address is).
   function askForToken(reason) {
+    // An expired token (the gateway's reason says so, or the page knows
+    // its expiry has come) is said to be: the page stops.
+    if (/expired/i.test(reason || '') || expired(EXPIRY_SLACK_MS)) {
+      expire(reason);
+      return;
+    }
     setConn('unauthorized');
     forgetViewer(); // the gateway no longer takes the page for anyone
     $('auth-msg').textContent = 'The gateway refused the connection (' + (reason || 'Forbidden') + '). ' +
@@ -707,6 +859,7 @@
   function restart() {
     forgetAdminRefusal();
     forgetViewer();
+    clearExpiry();
     var ws = state.ws;
     state.ws = null;
     if (ws) { try { ws.close(); } catch (e) { /* already closing */ } }

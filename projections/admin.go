@@ -120,31 +120,24 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, name string) (Status, erro
 		// no batch is being applied to a FAILED generation (the runner
 		// skips it), and one being applied to a RUNNING generation is not
 		// waited for (nothing is dropped then).
-		rows, err := tx.Query(ctx, `SELECT generation, status FROM projections
+		rows, err := tx.Query(ctx, `SELECT `+statusColumns+` FROM projections
 			WHERE name = $1 AND version = $2 AND generation > $3 AND status <> 'RETIRED' ORDER BY generation FOR UPDATE`, name, version, generation)
 		if err != nil {
 			return err
 		}
-		type row struct {
-			generation int
-			status     string
-		}
-		building, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-			var b row
-			return b, r.Scan(&b.generation, &b.status)
-		})
+		building, err := pgx.CollectRows(rows, scanStatus)
 		if err != nil {
 			return err
 		}
 		for _, b := range building {
-			if b.status != "FAILED" {
+			if b.Status != "FAILED" {
 				e := domain.Errorf(domain.RuleViolation, "projection %s is already being rebuilt", name)
 				e.Rule = "REBUILD_IN_PROGRESS"
 				return e
 			}
 		}
 		for _, b := range building {
-			if err := retireGeneration(ctx, tx, name, version, b.generation); err != nil {
+			if err := retireGeneration(ctx, tx, name, version, b.Generation); err != nil {
 				return err
 			}
 		}

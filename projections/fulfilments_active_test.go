@@ -22,19 +22,7 @@ func TestActiveFulfilmentsComeLongestUnchangedFirst(t *testing.T) {
 	var last int64
 	saga := func(id string, evs ...domain.Event) {
 		t.Helper()
-		data := make([]domain.EventData, len(evs))
-		for i, ev := range evs {
-			d, err := domain.EncodeEvent(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[i] = d
-		}
-		res, err := e.store.Append(ctx, domain.Fulfilments.StreamID(id), domain.ExpectAny, data...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = res.LastPosition
+		last = e.appendEvents(t, domain.Fulfilments.StreamID(id), evs...)
 	}
 	started := domain.FulfilmentStarted{AccountID: "a1", Currency: "EUR", Amount: 20, Items: []domain.FulfilmentItem{{Sku: "widget", Quantity: 2}}, StartedAt: at}
 	saga("o-z", started)

@@ -98,6 +98,25 @@ func (e *env) exec(t *testing.T, cmd domain.Command) domain.Result {
 	return res
 }
 
+// appendEvents encodes evs and appends them to stream as they are (no
+// aggregate decides them), returning the position of the last.
+func (e *env) appendEvents(t *testing.T, stream string, evs ...domain.Event) int64 {
+	t.Helper()
+	data := make([]domain.EventData, len(evs))
+	for i, ev := range evs {
+		d, err := domain.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[i] = d
+	}
+	res, err := e.store.Append(context.Background(), stream, domain.ExpectAny, data...)
+	if err != nil {
+		t.Fatalf("append to %s: %v", stream, err)
+	}
+	return res.LastPosition
+}
+
 // try runs an account command; safe to call from any goroutine.
 func (e *env) try(cmd domain.Command) (domain.Result, error) {
 	return domain.Execute(context.Background(), e.commands, domain.Accounts, cmd, domain.CommandMeta{})

@@ -39,19 +39,7 @@ func TestReadModelsSkipEventsOnOtherStreams(t *testing.T) {
 			{"ledger-4", []domain.Event{domain.FulfilmentStarted{AccountID: "a1", Currency: "EUR", Amount: 10, StartedAt: at},
 				domain.FulfilmentStepSucceeded{Step: "reserve", Sku: "widget", At: at}}},
 		} {
-			data := make([]domain.EventData, len(a.events))
-			for i, ev := range a.events {
-				d, err := domain.EncodeEvent(ev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				data[i] = d
-			}
-			res, err := e.store.Append(ctx, a.stream, domain.ExpectAny, data...)
-			if err != nil {
-				t.Fatalf("append to %s: %v", a.stream, err)
-			}
-			last = max(last, res.LastPosition)
+			last = max(last, e.appendEvents(t, a.stream, a.events...))
 		}
 	}
 	run := func(k string, cmd domain.Command) {
@@ -74,19 +62,7 @@ func TestReadModelsSkipEventsOnOtherStreams(t *testing.T) {
 	// A saga's own events, as the fulfilment process writes them.
 	saga := func(evs ...domain.Event) {
 		t.Helper()
-		data := make([]domain.EventData, len(evs))
-		for i, ev := range evs {
-			d, err := domain.EncodeEvent(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[i] = d
-		}
-		res, err := e.store.Append(ctx, domain.Fulfilments.StreamID("o1"), domain.ExpectAny, data...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = max(last, res.LastPosition)
+		last = max(last, e.appendEvents(t, domain.Fulfilments.StreamID("o1"), evs...))
 	}
 
 	// The first batch, read when the runner starts, mixes both.

@@ -29,9 +29,7 @@ type expiryView struct {
 
 func readExpiry(t *testing.T, ctx context.Context, rec *initRecorder) expiryView {
 	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(rctx, chromedp.Evaluate[expiryView](`(() => {
+	v := evalPage[expiryView](t, ctx, `(() => {
 		const el = document.getElementById('expiry'), auth = document.getElementById('auth');
 		const shows = e => !!e && !e.hidden && e.offsetParent !== null;
 		return {
@@ -40,10 +38,7 @@ func readExpiry(t *testing.T, ctx context.Context, rec *initRecorder) expiryView
 			focused: document.activeElement ? document.activeElement.id : '',
 			violations: window.__violations || [],
 		};
-	})()`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	})()`)
 	v.Inits = rec.all()
 	return v
 }

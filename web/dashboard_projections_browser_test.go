@@ -33,9 +33,7 @@ type projectionsView struct {
 
 func readProjections(t *testing.T, ctx context.Context) projectionsView {
 	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(rctx, chromedp.Evaluate[projectionsView](`({
+	v := evalPage[projectionsView](t, ctx, `({
 		rows: [...document.querySelectorAll('#projections tr')].map(tr => ({
 			name: tr.dataset.name, kind: tr.dataset.kind, text: tr.innerText,
 			buttons: [...tr.querySelectorAll('button')].filter(b => b.offsetParent !== null).map(b => b.textContent + (b.disabled ? ' (disabled)' : '')),
@@ -46,7 +44,17 @@ func readProjections(t *testing.T, ctx context.Context) projectionsView {
 		dialog: document.getElementById('confirm-dialog').open,
 		actionsCol: document.querySelector('#projections-table th.actions').offsetParent !== null,
 		violations: window.__violations || [],
-	})`))
+	})`)
+	return v
+}
+
+// evalPage evaluates js in the page (within 5 s) and returns its value
+// as a T; it fails the test when it cannot.
+func evalPage[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(rctx, chromedp.Evaluate[T](js))
 	if err != nil {
 		t.Fatal(err)
 	}

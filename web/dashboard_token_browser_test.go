@@ -64,9 +64,7 @@ type pageState struct {
 
 func readPage(t *testing.T, ctx context.Context) pageState {
 	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(rctx, chromedp.Evaluate[pageState](`({
+	s := evalPage[pageState](t, ctx, `({
 		href: location.href,
 		kept: localStorage.getItem("cqrsgate:token"),
 		conn: document.body.dataset.conn,
@@ -74,10 +72,7 @@ func readPage(t *testing.T, ctx context.Context) pageState {
 		forget: !!document.getElementById("forget-token") && !document.getElementById("forget-token").hidden && document.getElementById("forget-token").offsetParent !== null,
 		note: !document.getElementById("token-note") || document.getElementById("token-note").hidden ? "" : document.getElementById("token-note").textContent,
 		violations: window.__violations || [],
-	})`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	})`)
 	return s
 }
 

@@ -47,19 +47,14 @@ type viewerLine struct {
 
 func readViewer(t *testing.T, ctx context.Context) viewerLine {
 	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(rctx, chromedp.Evaluate[viewerLine](`(() => {
+	v := evalPage[viewerLine](t, ctx, `(() => {
 		const el = document.getElementById('viewer');
 		return {
 			shown: !el.hidden && el.offsetParent !== null, text: el.textContent, role: el.dataset.role || '', tenant: el.dataset.tenant || '',
 			buttons: window.__buttons || [], rows: document.querySelectorAll('#projections tr').length,
 			actions: document.querySelector('#projections-table th.actions').offsetParent !== null,
 		};
-	})()`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	})()`)
 	return v
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"cqrsgate/domain"
 	"cqrsgate/eventstore"
@@ -53,10 +54,11 @@ func series(body, name string) []string {
 	return out
 }
 
-// During a rebuild the projections table holds two non-retired rows of
-// one name and version (generations 1 and 2). /metrics must still
-// answer, with both rows' series told apart by their generation.
-func TestMetricsDuringRebuild(t *testing.T) {
+// rebuilding returns a database whose projection accounts v1 serves
+// generation 1 and is being rebuilt as generation 2, its administration,
+// an event store and a quiet log.
+func rebuilding(t *testing.T) (*pgxpool.Pool, *projections.Admin, *eventstore.Postgres, *slog.Logger) {
+	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
 	log := slog.New(slog.DiscardHandler)
@@ -68,6 +70,14 @@ func TestMetricsDuringRebuild(t *testing.T) {
 	if _, err := admin.Rebuild(ctx, "accounts"); err != nil {
 		t.Fatal(err)
 	}
+	return pool, admin, store, log
+}
+
+// During a rebuild the projections table holds two non-retired rows of
+// one name and version (generations 1 and 2). /metrics must still
+// answer, with both rows' series told apart by their generation.
+func TestMetricsDuringRebuild(t *testing.T) {
+	_, admin, store, log := rebuilding(t)
 	m := metrics.New()
 	m.Projections(admin, store, log)
 	body := scrape(t, m)
@@ -102,16 +112,7 @@ func TestMetricsDuringRebuild(t *testing.T) {
 // selects both, as it did.
 func TestFailedRebuildIsNotAFailedServingProjection(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	log := slog.New(slog.DiscardHandler)
-	store := eventstore.NewPostgres(pool, log, eventstore.Limits{}, eventstore.NewBroadcaster())
-	if _, err := pool.Exec(ctx, `INSERT INTO projections (name, version, generation, position, serving) VALUES ('accounts', 1, 1, 0, true)`); err != nil {
-		t.Fatal(err)
-	}
-	admin := projections.NewAdmin(pool)
-	if _, err := admin.Rebuild(ctx, "accounts"); err != nil {
-		t.Fatal(err)
-	}
+	pool, admin, store, log := rebuilding(t)
 	fail := func(generation int) {
 		t.Helper()
 		tag, err := pool.Exec(ctx, `UPDATE projections SET status = 'FAILED', failures = 5, last_error = 'boom', failed_position = 1
